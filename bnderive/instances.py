@@ -1,0 +1,184 @@
+"""One reduction set of a spec, instantiated: the environments that evaluation runs in.
+
+* ``symbolic_env``: every input a SymPy symbol (x₀₁, g₀₁, γ₀, β₀), the statistics as symbols
+  μ₀, σ²₀ (the teaching view: what ``derive`` prints).
+* ``exact_env``: the same inputs, μ and σ² as the polynomials they are, and the radical
+  eliminated (DESIGN.md §4): r = √(σ²+ε) becomes a positive symbol and ε = r² − σ²(x), so every
+  quantity of a correct form is a rational function of x, g, γ, r and zero is decided exactly.
+* ``point_env``: exact numbers (SymPy rationals or ``Fraction``) at a given point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from random import Random
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from . import notation as N
+from .evaluate import ENGINE, ENGINE_R, SYMBOLIC, Backend, Env, evaluate, rational
+from .graph import Graph
+from .spec import Spec
+
+#: The eliminated radical √(σ²+ε).
+R = sp.Symbol("r", positive=True)
+
+
+def element_name(base: str, position: tuple[int, ...]) -> str:
+    digits = (
+        "".join(str(p) for p in position) if max(position) < 10 else ",".join(map(str, position))
+    )
+    return f"{base}_{digits}"
+
+
+def input_symbols(spec: Spec, channel: int, engine: bool = False) -> dict[str, Any]:
+    positions = spec.positions(channel)
+    if engine:
+        import symengine as se
+
+        def make(name: str) -> Any:
+            return se.Symbol(name)
+    else:
+
+        def make(name: str) -> Any:
+            return sp.Symbol(name, real=True)
+
+    x = np.array([make(element_name("x", p)) for p in positions], dtype=object)
+    g = np.array([make(element_name("g", p)) for p in positions], dtype=object)
+    return {"x": x, "g": g, "gamma": make(f"gamma_{channel}"), "beta": make(f"beta_{channel}")}
+
+
+def _forward(
+    env: Env, graph: Graph, expand: Callable | None, eps_rule: Callable | None = None
+) -> Env:
+    """Fill in the forward stages (μ, σ² when training; x̂, y) by evaluating the graph.
+
+    ``eps_rule(σ²)`` gives ε once σ² is known (the elimination ε = r² − σ²)."""
+    if eps_rule is not None and "var" in env.scalars:
+        env.scalars["eps"] = eps_rule(env.scalars["var"])
+    for stage in graph.stages:
+        if stage.name == "L":
+            continue
+        if stage.elementwise:
+            env.store(stage.name, evaluate(stage.at(N.i), env, N.i), True)
+        else:
+            value = evaluate(stage.at(N.i), env)
+            env.store(stage.name, expand(value) if expand else value, False)
+        if stage.name == "var" and eps_rule is not None:
+            env.scalars["eps"] = eps_rule(env.scalars["var"])
+    return env
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An environment plus what it was made from."""
+
+    spec: Spec
+    channel: int
+    env: Env
+    inputs: dict[str, Any]
+
+
+def symbolic_env(spec: Spec, channel: int = 0) -> Instance:
+    graph = Graph.build(spec)
+    inputs = input_symbols(spec, channel)
+    env = Env(spec.m, SYMBOLIC, {"x": inputs["x"], "g": inputs["g"]}, {})
+    env.scalars.update(
+        gamma=inputs["gamma"], beta=inputs["beta"], eps=sp.Symbol("epsilon", positive=True)
+    )
+    env.scalars["mu"] = sp.Symbol(f"mu_{channel}", real=True)
+    env.scalars["var"] = sp.Symbol(f"sigma2_{channel}", nonnegative=True)
+    for stage in graph.stages:
+        if stage.elementwise:
+            env.store(stage.name, evaluate(stage.at(N.i), env, N.i), True)
+    return Instance(spec, channel, env, inputs)
+
+
+def exact_env(spec: Spec, channel: int = 0) -> Instance:
+    """Inputs as symbols, statistics as polynomials, ε eliminated: in symengine when it is
+    installed (about 20× faster), else in SymPy; ``zero.decide_zero`` accepts either."""
+    graph = Graph.build(spec)
+    engine = ENGINE is not None
+    inputs = input_symbols(spec, channel, engine=engine)
+    env = Env(spec.m, ENGINE if engine else SYMBOLIC, {"x": inputs["x"], "g": inputs["g"]}, {})
+    env.scalars.update(gamma=inputs["gamma"], beta=inputs["beta"])
+    if engine:
+        import symengine as se
+
+        expand, r, symbol = se.expand, ENGINE_R, se.Symbol
+    else:
+        expand, r, symbol = sp.expand, R, sp.Symbol
+    if not spec.training:
+        env.scalars["mu"] = symbol(f"mu_{channel}")
+        env.scalars["var"] = symbol(f"sigma2_{channel}")
+    rule = None
+    if spec.eps_inside:
+        # ε = r² − σ²: then √(σ² + ε) = r exactly.
+        rule = lambda v: expand(r**2 - v)  # noqa: E731
+    else:
+        env.scalars["eps"] = symbol("epsilon")
+    return Instance(spec, channel, _forward(env, graph, expand, rule), inputs)
+
+
+def point_env(spec: Spec, channel: int, point: dict[str, Any], backend: Backend) -> Instance:
+    """Inputs at ``point``: x, g (sequences of length M), gamma, beta, and either eps or r
+    (then ε = r² − σ², chosen so that √(σ²+ε) = r is rational)."""
+    graph = Graph.build(spec)
+    if backend is SYMBOLIC:
+        conv = lambda v: sp.Rational(Fraction(v).numerator, Fraction(v).denominator)  # noqa: E731
+    else:
+        conv = rational
+    env = Env(spec.m, backend, {}, {})
+    env.arrays["x"] = np.array([conv(v) for v in point["x"]], dtype=object)
+    env.arrays["g"] = np.array([conv(v) for v in point["g"]], dtype=object)
+    env.scalars.update(gamma=conv(point["gamma"]), beta=conv(point["beta"]))
+    if not spec.training:
+        env.scalars.update(mu=conv(point["mu"]), var=conv(point["var"]))
+    rule = None
+    if "eps" in point:
+        env.scalars["eps"] = conv(point["eps"])
+    else:
+        r = conv(point["r"])
+        rule = lambda v: r * r - v  # noqa: E731
+    return Instance(spec, channel, _forward(env, graph, None, rule), dict(point))
+
+
+def random_point(spec: Spec, rng: Random, spread: int) -> dict[str, Any]:
+    """Adversarial inputs: non-uniform x and g, γ ≠ 1, σ² far from 1, ε > 0 with √(σ²+ε) rational.
+
+    Values are integers in [−spread, spread]; r is an integer above √σ², so ε = r² − σ² > 0.
+    """
+    m = spec.m
+
+    def distinct(k: int) -> list[int]:
+        while True:
+            vals = [rng.randint(-spread, spread) for _ in range(k)]
+            if k < 2 or len(set(vals)) > 1:
+                return vals
+
+    x, g = distinct(m), distinct(m)
+    gamma = 2
+    while spread > 1 and gamma in (0, 1, 2):
+        gamma = rng.randint(-spread, spread)
+    beta = rng.randint(-spread, spread)
+    point: dict[str, Any] = {"x": x, "g": g, "gamma": gamma, "beta": beta}
+    if spec.training:
+        # σ² = (Σx² − (Σx)²/M)/divisor, in integers until the last step
+        divisor = m - 1 if spec.unbiased else m
+        total = sum(x)
+        var = Fraction(m * sum(v * v for v in x) - total * total, m * divisor)
+    else:
+        point["mu"] = rng.randint(-spread, spread)
+        point["var"] = rng.randint(1, spread * spread)
+        var = Fraction(point["var"])
+    if spec.eps_inside:
+        floor = math.isqrt(math.ceil(var)) + 1
+        point["r"] = floor + rng.randint(0, spread)
+    else:
+        point["eps"] = Fraction(rng.randint(1, spread), spread + 1)
+    return point

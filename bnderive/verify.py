@@ -1,0 +1,610 @@
+"""Verdicts: does a form agree with the ground truth, line by line?
+
+Two methods (DESIGN.md §4), each sound for what it claims:
+
+* ``exact``: for explicit sizes, every entry of (truth − form) after the radical elimination is
+  decided by ``zero.decide_zero``.  "holds" is a proof for those sizes.  A nonzero normal form is
+  reported "refuted" only with a witness: a point with small exact inputs where the two values
+  differ; without one the line is "undecided".
+* ``random``: for a large reduction set (M = 4096 by default), truth and form are evaluated at
+  random integer points in exact rational arithmetic.  A difference refutes with that point;
+  agreement in every trial is a probabilistic proof: a nonzero difference of degree ≤ d vanishes
+  at a random point with probability ≤ d/S (Schwartz–Zippel), S the size of the sample range.
+
+Every equation of a form is evaluated with the form's own earlier lines (what the form computes)
+and compared with the truth of the quantity it defines.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+from random import Random
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from . import notation as N
+from .degree import degree_bound
+from .derive import Truth, derive, inline
+from .errors import BnderiveError
+from .evaluate import RATIONAL, SYMBOLIC, Env, NotRational, evaluate
+from .forms import Equation, Form
+from .instances import Instance, exact_env, point_env, random_point
+from .spec import Mode, Spec
+from .zero import Zero, decide_zero
+
+
+class Status(enum.Enum):
+    HOLDS = "holds"
+    REFUTED = "refuted"
+    UNDECIDED = "undecided"
+    UNCHECKED = "not checked"
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    """A point where the form and the truth differ, with both exact values."""
+
+    spec: Spec
+    channel: int
+    entry: str  # e.g. "dx[2] at x[1, 0]"
+    inputs: dict[str, str]
+    truth: str
+    form: str
+
+    def describe(self) -> str:
+        given = "; ".join(f"{k} = {v}" for k, v in self.inputs.items())
+        return (
+            f"{self.spec.describe()}, channel {self.channel}: {given}. "
+            f"{self.entry}: truth {self.truth}, form {self.form}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "shape": list(self.spec.shape),
+            "mode": self.spec.mode.value,
+            "channel": self.channel,
+            "entry": self.entry,
+            "inputs": dict(self.inputs),
+            "truth": self.truth,
+            "form": self.form,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one method found for one equation of one form."""
+
+    form: str
+    quantity: str
+    equation: int | None
+    status: Status
+    method: str  # "exact" | "random"
+    scope: str  # e.g. "per-activation, M = 1..6"
+    detail: str = ""
+    counterexample: Counterexample | None = None
+    residual: str | None = None
+    seconds: float = 0.0
+    trials: int = 0
+    bound: float | None = None
+    mode: Mode | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "form": self.form,
+            "quantity": self.quantity,
+            "equation": self.equation,
+            "status": self.status.value,
+            "method": self.method,
+            "mode": self.mode.value if self.mode else None,
+            "scope": self.scope,
+            "detail": self.detail,
+            "counterexample": self.counterexample.to_dict() if self.counterexample else None,
+            "residual": self.residual,
+            "seconds": round(self.seconds, 4),
+            "trials": self.trials,
+            "bound": self.bound,
+        }
+
+
+# -- running a sequence of definitions --------------------------------------------------------------
+@dataclass
+class Outcome:
+    values: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _run(definitions: Iterable[tuple[str, bool, sp.Expr]], base: Env) -> Outcome:
+    """Evaluate named definitions in order in a copy of ``base``; failures are recorded."""
+    env = base.child()
+    out = Outcome()
+    for name, elementwise, expr in definitions:
+        try:
+            value = evaluate(expr, env, N.i if elementwise else None)
+        except (BnderiveError, NotRational, ZeroDivisionError) as exc:
+            out.errors[name] = str(exc)
+            continue
+        env.store(name, value, elementwise)
+        out.values[name] = value
+    return out
+
+
+def truth_definitions(truth: Truth) -> list[tuple[str, bool, sp.Expr]]:
+    return [(a.name, a.elementwise, a.expr) for a in truth.adjoints]
+
+
+def form_definitions(form: Form) -> list[tuple[str, bool, sp.Expr]]:
+    return [(eq.name, eq.elementwise, eq.expr) for eq in form.equations]
+
+
+def checkable(form: Form, truth: Truth) -> list[Equation]:
+    return [eq for eq in form.equations if eq.name in truth]
+
+
+# -- exact ------------------------------------------------------------------------------------------
+@lru_cache(maxsize=64)
+def _exact_instance(spec: Spec, channel: int) -> tuple[Instance, Outcome]:
+    inst = exact_env(spec, channel)
+    return inst, _run(truth_definitions(derive(spec)), inst.env)
+
+
+def _entries(value: Any, elementwise: bool) -> list[Any]:
+    return list(value) if elementwise else [value]
+
+
+def _entry_label(eq: Equation, spec: Spec, channel: int, position: int) -> str:
+    if not eq.elementwise:
+        return f"{eq.name} (channel {channel})"
+    where = spec.positions(channel)[position]
+    return f"{eq.name}[{position + 1}] = ∂L/∂x[{', '.join(map(str, where))}]"
+
+
+def exact_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verdict]:
+    """Decide every checkable equation of ``form`` exactly at each of ``specs``."""
+    specs = [form.spec(s) for s in specs]
+    truth = derive(specs[0])
+    results: dict[int, Verdict] = {}
+    started = {eq.number: 0.0 for eq in form.equations}
+    undecided: dict[int, str] = {}
+    scope = scope or ", ".join(s.describe() for s in specs)
+    mode = specs[0].mode if len({s.mode for s in specs}) == 1 else None
+    for spec in specs:
+        for channel in range(spec.c):
+            t0 = time.perf_counter()
+            inst, true = _exact_instance(spec, channel)
+            mine = _run(form_definitions(form), inst.env)
+            per_channel = time.perf_counter() - t0
+            for eq in checkable(form, truth):
+                if eq.number in results:  # already refuted at a smaller size
+                    continue
+                t1 = time.perf_counter()
+                if eq.name in mine.errors:
+                    undecided[eq.number] = f"{spec.describe()}: {mine.errors[eq.name]}"
+                    continue
+                if eq.name in true.errors:
+                    undecided[eq.number] = (
+                        f"the truth is undefined at {spec.describe()}: {true.errors[eq.name]}"
+                    )
+                    continue
+                verdict = _decide_entries(form, eq, spec, channel, true, mine)
+                started[eq.number] += (
+                    time.perf_counter() - t1 + per_channel / max(1, len(form.equations))
+                )
+                if verdict is not None:
+                    if verdict[0] is Status.REFUTED:
+                        cex, residual = verdict[1], verdict[2]
+                        results[eq.number] = Verdict(
+                            form.name,
+                            eq.label,
+                            eq.number,
+                            Status.REFUTED,
+                            "exact",
+                            scope,
+                            detail=f"differs at {spec.describe()}",
+                            counterexample=cex,
+                            residual=residual,
+                            mode=mode,
+                        )
+                    else:
+                        undecided[eq.number] = verdict[1]
+    out = []
+    for eq in form.equations:
+        if eq.name not in truth:
+            out.append(
+                Verdict(
+                    form.name,
+                    eq.label,
+                    eq.number,
+                    Status.UNCHECKED,
+                    "exact",
+                    scope,
+                    detail="auxiliary definition: used by later lines, not compared",
+                    mode=mode,
+                )
+            )
+            continue
+        if eq.number in results:
+            v = results[eq.number]
+            out.append(_with_time(v, started[eq.number]))
+        elif eq.number in undecided:
+            out.append(
+                Verdict(
+                    form.name,
+                    eq.label,
+                    eq.number,
+                    Status.UNDECIDED,
+                    "exact",
+                    scope,
+                    detail=undecided[eq.number],
+                    seconds=started[eq.number],
+                    mode=mode,
+                )
+            )
+        else:
+            out.append(
+                Verdict(
+                    form.name,
+                    eq.label,
+                    eq.number,
+                    Status.HOLDS,
+                    "exact",
+                    scope,
+                    detail="identically equal to the truth (radical eliminated, expanded"
+                    + (
+                        "; entry 1 decided, the rest by permutation symmetry)"
+                        if equivariant(form)
+                        else ", every entry)"
+                    ),
+                    seconds=started[eq.number],
+                    mode=mode,
+                )
+            )
+    return out
+
+
+def _with_time(v: Verdict, seconds: float) -> Verdict:
+    return Verdict(**{**v.__dict__, "seconds": seconds})
+
+
+def equivariant(form: Form) -> bool:
+    """True if no line of the form names an element by number (x[1]).
+
+    Index notation with sums over the whole reduction set commutes with any permutation of the
+    elements, and so does the truth: entry i of (truth − form) is entry 1 with elements 1 and i
+    swapped, and deciding entry 1 decides them all.
+    """
+    for eq in form.equations:
+        for node in eq.expr.atoms(sp.Indexed):
+            if any(not isinstance(idx, sp.Symbol) for idx in node.indices):
+                return False
+    return True
+
+
+def _decide_entries(
+    form: Form, eq: Equation, spec: Spec, channel: int, true: Outcome, mine: Outcome
+) -> tuple[Status, Any, Any] | None:
+    """None if every entry is identically equal; else (REFUTED, cex, residual) or (UNDECIDED, why)."""
+    t_entries = _entries(true.values[eq.name], eq.elementwise)
+    f_entries = _entries(mine.values[eq.name], eq.elementwise)
+    if equivariant(form):
+        t_entries, f_entries = t_entries[:1], f_entries[:1]
+    for t, f in zip(t_entries, f_entries, strict=True):
+        test = decide_zero(t - f)
+        if test.outcome is Zero.ZERO:
+            continue
+        if test.outcome is Zero.UNDEFINED:
+            return (Status.UNDECIDED, f"undefined at {spec.describe()} (division by zero)", None)
+        cex = find_witness(form, eq, spec, channel)
+        residual = _short(test.residual)
+        if cex is None:
+            return (
+                Status.UNDECIDED,
+                f"normal form of truth − form is not zero at {spec.describe()}, "
+                f"but no point was found where they differ; residual {residual}",
+                None,
+            )
+        return (Status.REFUTED, cex, residual)
+    return None
+
+
+def _short(expr: Any, limit: int = 240) -> str | None:
+    if expr is None:
+        return None
+    text = str(expr)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, Fraction):
+        return (
+            str(value.numerator)
+            if value.denominator == 1
+            else f"{value.numerator}/{value.denominator}"
+        )
+    return str(value)
+
+
+def _fmt_list(values: Sequence[Any], limit: int = 12) -> str:
+    shown = ", ".join(_fmt(v) for v in values[:limit])
+    more = f", … ({len(values)} values)" if len(values) > limit else ""
+    return f"[{shown}{more}]"
+
+
+def describe_point(inst: Instance) -> dict[str, str]:
+    env, spec = inst.env, inst.spec
+    out = {
+        "x": _fmt_list(list(env.arrays["x"])),
+        "g": _fmt_list(list(env.arrays["g"])),
+        "γ": _fmt(env.scalars["gamma"]),
+        "β": _fmt(env.scalars["beta"]),
+    }
+    if not spec.training:
+        out["running μ"] = _fmt(env.scalars["mu"])
+        out["running σ²"] = _fmt(env.scalars["var"])
+    out["ε"] = _fmt(env.scalars["eps"])
+    if "r" in inst.inputs:
+        out["√(σ²+ε)"] = _fmt(inst.inputs["r"])
+    return out
+
+
+def find_witness(
+    form: Form, eq: Equation, spec: Spec, channel: int, attempts: int = 8
+) -> Counterexample | None:
+    """Small exact inputs where the form's ``eq`` and the truth differ (SymPy numbers, so that
+    left-over radicals stay exact; compared at 50 digits only when not equal exactly)."""
+    truth = derive(spec)
+    for attempt in range(attempts):
+        rng = Random(1000 * attempt + 7)
+        point = random_point(spec, rng, spread=3 + attempt)
+        inst = point_env(spec, channel, point, SYMBOLIC)
+        true = _run(truth_definitions(truth), inst.env)
+        mine = _run(form_definitions(form), inst.env)
+        if eq.name not in true.values or eq.name not in mine.values:
+            continue
+        t_entries = _entries(true.values[eq.name], eq.elementwise)
+        f_entries = _entries(mine.values[eq.name], eq.elementwise)
+        for position, (t, f) in enumerate(zip(t_entries, f_entries, strict=True)):
+            diff = sp.expand(t - f)
+            if diff == 0:
+                continue
+            if abs(sp.N(diff, 50)) < sp.Float("1e-40", 50):
+                continue
+            return Counterexample(
+                spec,
+                channel,
+                _entry_label(eq, spec, channel, position),
+                describe_point(inst),
+                _fmt(sp.radsimp(t)),
+                _fmt(sp.radsimp(f)),
+            )
+    return None
+
+
+# -- randomized exact -------------------------------------------------------------------------------
+#: Integer inputs are drawn from [−SPREAD, SPREAD]: the sample set has 2·SPREAD + 1 ≥ 2^21 values.
+SPREAD = 2**20
+
+
+def large_spec(mode: Mode, m: int = 4096) -> Spec:
+    """A one-channel spec with M = m: (m, 1) or (n, 1, h, w) with n·h·w = m."""
+    if mode is Mode.PER_ACTIVATION:
+        return Spec(Mode.PER_ACTIVATION, n=m, c=1)
+    side = 1
+    while (side * 2) ** 2 * 4 <= m and m % ((side * 2) ** 2) == 0:
+        side *= 2
+    return Spec(Mode.SPATIAL, n=m // (side * side), c=1, h=side, w=side)
+
+
+def random_check(
+    form: Form, spec: Spec, trials: int = 3, seed: int = 0, scope: str = ""
+) -> list[Verdict]:
+    """Evaluate truth and form at ``trials`` random integer points, exactly."""
+    spec = form.spec(spec)
+    truth = derive(spec)
+    scope = scope or f"{spec.mode.value}, M = {spec.m} randomized"
+    degrees = _degrees(form, truth)
+    results: dict[int, Verdict] = {}
+    agreed: dict[int, int] = {eq.number: 0 for eq in form.equations}
+    notes: dict[int, str] = {}
+    seconds: dict[int, float] = {eq.number: 0.0 for eq in form.equations}
+    draws = 0
+    trial = 0
+    while trial < trials and draws < trials + 4:
+        draws += 1
+        rng = Random(seed * 7919 + draws)
+        t0 = time.perf_counter()
+        point = random_point(spec, rng, SPREAD)
+        try:
+            inst = point_env(spec, 0, point, RATIONAL)
+        except (NotRational, ZeroDivisionError, BnderiveError) as exc:
+            for eq in form.equations:
+                notes[eq.number] = f"the truth cannot be evaluated exactly here: {exc}"
+            continue
+        true = _run(truth_definitions(truth), inst.env)
+        mine = _run(form_definitions(form), inst.env)
+        share = (time.perf_counter() - t0) / max(1, len(form.equations))
+        trial += 1
+        for eq in checkable(form, truth):
+            seconds[eq.number] += share
+            if eq.number in results:
+                continue
+            if eq.name in mine.errors or eq.name in true.errors:
+                notes[eq.number] = mine.errors.get(eq.name) or true.errors.get(eq.name, "")
+                continue
+            t_entries = _entries(true.values[eq.name], eq.elementwise)
+            f_entries = _entries(mine.values[eq.name], eq.elementwise)
+            for position, (t, f) in enumerate(zip(t_entries, f_entries, strict=True)):
+                if t != f:
+                    inputs = describe_point(inst)
+                    inputs["seed"] = str(seed * 7919 + draws)
+                    cex = Counterexample(
+                        spec, 0, _entry_label(eq, spec, 0, position), inputs, _fmt(t), _fmt(f)
+                    )
+                    results[eq.number] = Verdict(
+                        form.name,
+                        eq.label,
+                        eq.number,
+                        Status.REFUTED,
+                        "random",
+                        scope,
+                        detail=f"differs at a random point (trial {trial})",
+                        counterexample=cex,
+                        trials=trial,
+                        mode=spec.mode,
+                    )
+                    break
+            else:
+                agreed[eq.number] += 1
+    out = []
+    sample = 2 * SPREAD + 1
+    for eq in form.equations:
+        if eq.name not in truth:
+            out.append(
+                Verdict(
+                    form.name,
+                    eq.label,
+                    eq.number,
+                    Status.UNCHECKED,
+                    "random",
+                    scope,
+                    detail="auxiliary definition: used by later lines, not compared",
+                    mode=spec.mode,
+                )
+            )
+        elif eq.number in results:
+            out.append(_with_time(results[eq.number], seconds[eq.number]))
+        elif agreed[eq.number] < trials:
+            out.append(
+                Verdict(
+                    form.name,
+                    eq.label,
+                    eq.number,
+                    Status.UNDECIDED,
+                    "random",
+                    scope,
+                    detail=notes.get(eq.number, "too few points could be evaluated"),
+                    seconds=seconds[eq.number],
+                    trials=agreed[eq.number],
+                    mode=spec.mode,
+                )
+            )
+        else:
+            d = degrees[eq.number]
+            bound = float(Fraction(d, sample) ** trials) if d < sample else 1.0
+            out.append(
+                Verdict(
+                    form.name,
+                    eq.label,
+                    eq.number,
+                    Status.HOLDS,
+                    "random",
+                    scope,
+                    detail=(
+                        f"equal at {trials} random points; a nonzero difference of degree ≤ {d} "
+                        f"vanishes at one with probability ≤ {d}/{sample} (Schwartz–Zippel), "
+                        f"so a false 'holds' has probability ≤ {bound:.1e}"
+                    ),
+                    seconds=seconds[eq.number],
+                    trials=trials,
+                    bound=bound,
+                    mode=spec.mode,
+                )
+            )
+    return out
+
+
+def _degrees(form: Form, truth: Truth) -> dict[int, int]:
+    """Degree bound of the numerator of (truth − form) for every checkable equation."""
+    definitions: dict[str, tuple[bool, sp.Expr]] = {}
+    for stage in truth.graph.stages:
+        if stage.elementwise:
+            definitions[stage.name] = (True, stage.at(N.i))
+    out: dict[int, int] = {}
+    form_defs = dict(definitions)
+    for eq in form.equations:
+        form_defs[eq.name] = (eq.elementwise, eq.expr)
+        if eq.name in truth:
+            mine = degree_bound(inline(eq.expr, form_defs))
+            true = degree_bound(truth.inline(eq.name))
+            out[eq.number] = max(true[0] + mine[1], mine[0] + true[1])
+    return out
+
+
+# -- the default plan -------------------------------------------------------------------------------
+def default_exact_specs(mode: Mode, n_values: Sequence[int] = range(1, 7)) -> list[Spec]:
+    if mode is Mode.PER_ACTIVATION:
+        return [Spec(Mode.PER_ACTIVATION, n=n, c=1) for n in n_values] + [
+            Spec(Mode.PER_ACTIVATION, n=3, c=2)
+        ]
+    return [Spec(Mode.SPATIAL, n=2, c=1, h=2, w=2), Spec(Mode.SPATIAL, n=2, c=2, h=2, w=3)]
+
+
+def valid_specs(form: Form, specs: Sequence[Spec]) -> list[Spec]:
+    """The specs that make sense for the form's conventions (Bessel needs M ≥ 2)."""
+    out = []
+    for s in specs:
+        if form.unbiased and form.training and s.m < 2:
+            continue
+        out.append(s)
+    return out
+
+
+def check_form(
+    form: Form,
+    modes: Sequence[Mode] = (Mode.PER_ACTIVATION, Mode.SPATIAL),
+    methods: Sequence[str] = ("exact", "random"),
+    n_values: Sequence[int] | None = None,
+    m_random: int = 4096,
+    trials: int = 3,
+) -> list[Verdict]:
+    """Every verdict for one form: each mode × method."""
+    verdicts: list[Verdict] = []
+    for mode in modes:
+        if mode not in form.modes:
+            continue
+        if "exact" in methods:
+            specs = valid_specs(form, default_exact_specs(mode, n_values or range(1, 7)))
+            ms = sorted({s.m for s in specs})
+            scope = f"M ≤ {ms[-1]} exact" if len(ms) > 1 else f"M = {ms[0]} exact"
+            verdicts += exact_check(form, specs, scope)
+        if "random" in methods:
+            verdicts += random_check(
+                form, large_spec(mode, m_random), trials, scope=f"M = {m_random} randomized"
+            )
+    return verdicts
+
+
+def overall(verdicts: Iterable[Verdict]) -> Status:
+    statuses = {v.status for v in verdicts}
+    if Status.REFUTED in statuses:
+        return Status.REFUTED
+    if Status.UNDECIDED in statuses:
+        return Status.UNDECIDED
+    return Status.HOLDS
+
+
+def exit_code(verdicts: Iterable[Verdict]) -> int:
+    """DESIGN.md §6: 0 holds, 1 refuted, 3 undecided."""
+    return {Status.HOLDS: 0, Status.REFUTED: 1, Status.UNDECIDED: 3}[overall(verdicts)]
+
+
+__all__ = [
+    "Counterexample",
+    "Status",
+    "Verdict",
+    "check_form",
+    "exact_check",
+    "exit_code",
+    "find_witness",
+    "large_spec",
+    "overall",
+    "random_check",
+]
+
+_ = np  # numpy arrays flow through the evaluator
