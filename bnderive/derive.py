@@ -15,6 +15,7 @@ this graph: ∂L/∂σ² holds x and μ fixed, ∂L/∂μ holds x fixed and lets
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sympy as sp
 
@@ -85,6 +86,15 @@ class Truth:
 def derive(spec: Spec | Graph) -> Truth:
     """The ground-truth adjoints for a spec's conventions (any M)."""
     graph = spec if isinstance(spec, Graph) else Graph.build(spec)
+    s = graph.spec
+    return Truth(graph, _adjoints(s.training, s.unbiased, s.eps_inside))
+
+
+@lru_cache(maxsize=16)
+def _adjoints(training: bool, unbiased: bool, eps_inside: bool) -> tuple[Adjoint, ...]:
+    """The adjoints depend on the conventions only, not on the sizes: derived once each."""
+    spec = Spec(training=training, unbiased=unbiased, eps_inside=eps_inside, n=2)
+    graph = Graph.build(spec)
     stages = {s.name: s for s in graph.stages}
     order = [s.name for s in graph.stages]  # forward order
     targets = [n for n in reversed(order) if n != "L"] + ["gamma", "beta"]
@@ -124,7 +134,7 @@ def derive(spec: Spec | Graph) -> Truth:
                 )
             terms.append(Term(consumer, expr))
         adjoints["d" + node] = Adjoint("d" + node, node, elementwise, tuple(terms))
-    return Truth(graph, tuple(adjoints.values()))
+    return tuple(adjoints.values())
 
 
 def inline(expr: sp.Expr, definitions: dict[str, tuple[bool, sp.Expr]]) -> sp.Expr:

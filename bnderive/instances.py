@@ -148,16 +148,19 @@ def point_env(spec: Spec, channel: int, point: dict[str, Any], backend: Backend)
     return Instance(spec, channel, _forward(env, graph, None, rule), dict(point))
 
 
-def random_point(spec: Spec, rng: Random, spread: int) -> dict[str, Any]:
+def random_point(spec: Spec, seed: int, spread: int) -> dict[str, Any]:
     """Adversarial inputs: non-uniform x and g, γ ≠ 1, σ² far from 1, ε > 0 with √(σ²+ε) rational.
 
-    Values are integers in [−spread, spread]; r is an integer above √σ², so ε = r² − σ² > 0.
+    Values are integers in [−spread, spread] drawn from ``seed``; r is an integer above √σ², so
+    ε = r² − σ² > 0.
     """
     m = spec.m
+    rng = Random(seed)
+    draw = np.random.default_rng(seed)
 
     def distinct(k: int) -> list[int]:
         while True:
-            vals = [rng.randint(-spread, spread) for _ in range(k)]
+            vals = [int(v) for v in draw.integers(-spread, spread + 1, size=k)]
             if k < 2 or len(set(vals)) > 1:
                 return vals
 

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
-from random import Random
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,7 @@ import sympy as sp
 from . import notation as N
 from .degree import degree_bound
 from .derive import Truth, derive, inline
-from .errors import BnderiveError
+from .errors import BnderiveError, SpecError
 from .evaluate import RATIONAL, SYMBOLIC, Env, NotRational, evaluate
 from .forms import Equation, Form
 from .instances import Instance, exact_env, point_env, random_point
@@ -167,7 +166,8 @@ def _entry_label(eq: Equation, spec: Spec, channel: int, position: int) -> str:
 
 def exact_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verdict]:
     """Decide every checkable equation of ``form`` exactly at each of ``specs``."""
-    specs = [form.spec(s) for s in specs]
+    # M ≥ 3 first: at M ≤ 2 x̂ = ±1 and counterexamples are degenerate (DESIGN.md §1).
+    specs = sorted((form.spec(s) for s in specs), key=lambda s: (s.m < 3, s.m))
     truth = derive(specs[0])
     results: dict[int, Verdict] = {}
     started = {eq.number: 0.0 for eq in form.equations}
@@ -313,7 +313,7 @@ def _decide_entries(
     return None
 
 
-def _short(expr: Any, limit: int = 240) -> str | None:
+def _short(expr: Any, limit: int = 160) -> str | None:
     if expr is None:
         return None
     text = str(expr)
@@ -360,8 +360,7 @@ def find_witness(
     left-over radicals stay exact; compared at 50 digits only when not equal exactly)."""
     truth = derive(spec)
     for attempt in range(attempts):
-        rng = Random(1000 * attempt + 7)
-        point = random_point(spec, rng, spread=3 + attempt)
+        point = random_point(spec, 1000 * attempt + 7, spread=3 + attempt)
         inst = point_env(spec, channel, point, SYMBOLIC)
         true = _run(truth_definitions(truth), inst.env)
         mine = _run(form_definitions(form), inst.env)
@@ -407,7 +406,7 @@ def random_check(
     """Evaluate truth and form at ``trials`` random integer points, exactly."""
     spec = form.spec(spec)
     truth = derive(spec)
-    scope = scope or f"{spec.mode.value}, M = {spec.m} randomized"
+    scope = scope or f"M = {spec.m} randomized"
     degrees = _degrees(form, truth)
     results: dict[int, Verdict] = {}
     agreed: dict[int, int] = {eq.number: 0 for eq in form.equations}
@@ -417,16 +416,13 @@ def random_check(
     trial = 0
     while trial < trials and draws < trials + 4:
         draws += 1
-        rng = Random(seed * 7919 + draws)
         t0 = time.perf_counter()
-        point = random_point(spec, rng, SPREAD)
         try:
-            inst = point_env(spec, 0, point, RATIONAL)
+            inst, true = _random_truth(spec, seed * 7919 + draws)
         except (NotRational, ZeroDivisionError, BnderiveError) as exc:
             for eq in form.equations:
                 notes[eq.number] = f"the truth cannot be evaluated exactly here: {exc}"
             continue
-        true = _run(truth_definitions(truth), inst.env)
         mine = _run(form_definitions(form), inst.env)
         share = (time.perf_counter() - t0) / max(1, len(form.equations))
         trial += 1
@@ -519,6 +515,14 @@ def random_check(
     return out
 
 
+@lru_cache(maxsize=32)
+def _random_truth(spec: Spec, draw: int) -> tuple[Instance, Outcome]:
+    """The random point ``draw`` and the truth there (shared by every form checked)."""
+    point = random_point(spec, draw, SPREAD)
+    inst = point_env(spec, 0, point, RATIONAL)
+    return inst, _run(truth_definitions(derive(spec)), inst.env)
+
+
 def _degrees(form: Form, truth: Truth) -> dict[int, int]:
     """Degree bound of the numerator of (truth − form) for every checkable equation."""
     definitions: dict[str, tuple[bool, sp.Expr]] = {}
@@ -555,6 +559,59 @@ def valid_specs(form: Form, specs: Sequence[Spec]) -> list[Spec]:
     return out
 
 
+def parse_sizes(text: str) -> list[int]:
+    """'1-6' → [1..6]; '4,8,16' → [4, 8, 16]; '64' → [64]."""
+    out: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                out.extend(range(lo, hi + 1))
+            elif part:
+                out.append(int(part))
+        except ValueError:
+            raise SpecError(
+                f"Cannot read the sizes {text!r}: write a range like 1-6 or a list like 4,8,16."
+            ) from None
+    if not out:
+        raise SpecError(f"No sizes in {text!r}: write a range like 1-6 or a list like 4,8,16.")
+    return out
+
+
+def parse_shape(text: str) -> Spec:
+    """'8,3' → PER_ACTIVATION (N, D); '2,2,2,3' → SPATIAL (N, C, H, W)."""
+    try:
+        dims = [int(v) for v in str(text).replace("x", ",").replace("×", ",").split(",")]
+    except ValueError:
+        raise SpecError(
+            f"Cannot read the shape {text!r}: write N,D or N,C,H,W, e.g. 2,2,2,3."
+        ) from None
+    if len(dims) == 2:
+        return Spec(Mode.PER_ACTIVATION, n=dims[0], c=dims[1])
+    if len(dims) == 4:
+        return Spec(Mode.SPATIAL, n=dims[0], c=dims[1], h=dims[2], w=dims[3])
+    raise SpecError(
+        f"The shape {text!r} has {len(dims)} dimensions: give N,D (PER_ACTIVATION) or N,C,H,W (SPATIAL)."
+    )
+
+
+def exact_plan(
+    mode: Mode, n_values: Sequence[int] | None = None, shapes: Sequence[Spec] = ()
+) -> list[Spec]:
+    """The explicit sizes the exact method checks in ``mode``: the given shapes of that mode if
+    any, else N = n_values (default 1..6) with one feature plus (3, 2) for PER_ACTIVATION, and
+    (2,1,2,2), (2,2,2,3) for SPATIAL (or (N,1,2,2) for each given N)."""
+    own = [s for s in shapes if s.mode is mode]
+    if own:
+        return own
+    if shapes:
+        return []
+    if mode is Mode.PER_ACTIVATION or n_values is None:
+        return default_exact_specs(mode, n_values or range(1, 7))
+    return [Spec(Mode.SPATIAL, n=n, c=1, h=2, w=2) for n in n_values]
+
+
 def check_form(
     form: Form,
     modes: Sequence[Mode] = (Mode.PER_ACTIVATION, Mode.SPATIAL),
@@ -562,6 +619,7 @@ def check_form(
     n_values: Sequence[int] | None = None,
     m_random: int = 4096,
     trials: int = 3,
+    shapes: Sequence[Spec] = (),
 ) -> list[Verdict]:
     """Every verdict for one form: each mode × method."""
     verdicts: list[Verdict] = []
@@ -569,15 +627,21 @@ def check_form(
         if mode not in form.modes:
             continue
         if "exact" in methods:
-            specs = valid_specs(form, default_exact_specs(mode, n_values or range(1, 7)))
-            ms = sorted({s.m for s in specs})
-            scope = f"M ≤ {ms[-1]} exact" if len(ms) > 1 else f"M = {ms[0]} exact"
-            verdicts += exact_check(form, specs, scope)
+            verdicts += check_exact_mode(form, mode, n_values, shapes)
         if "random" in methods:
-            verdicts += random_check(
-                form, large_spec(mode, m_random), trials, scope=f"M = {m_random} randomized"
-            )
+            verdicts += random_check(form, large_spec(mode, m_random), trials)
     return verdicts
+
+
+def check_exact_mode(
+    form: Form, mode: Mode, n_values: Sequence[int] | None = None, shapes: Sequence[Spec] = ()
+) -> list[Verdict]:
+    specs = valid_specs(form, exact_plan(mode, n_values, shapes))
+    if not specs:
+        return []
+    ms = sorted({s.m for s in specs})
+    scope = f"M ≤ {ms[-1]} exact" if len(ms) > 1 else f"M = {ms[0]} exact"
+    return exact_check(form, specs, scope)
 
 
 def overall(verdicts: Iterable[Verdict]) -> Status:

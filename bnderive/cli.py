@@ -1,0 +1,483 @@
+"""The command line: click commands over the library, rich for output, no mathematics here."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .display import derivation_view, latex, unicode
+from .errors import BnderiveError
+from .forms import Form, builtin_forms, find_form, load_form
+from .spec import Mode, Spec
+from .verify import (
+    Status,
+    Verdict,
+    check_exact_mode,
+    exit_code,
+    large_spec,
+    parse_shape,
+    parse_sizes,
+    random_check,
+)
+
+EXIT_USAGE = 2
+
+_STATUS_STYLE = {
+    Status.HOLDS: ("✓ holds", "green"),
+    Status.REFUTED: ("✗ refuted", "bold red"),
+    Status.UNDECIDED: ("? undecided", "yellow"),
+    Status.UNCHECKED: ("· not checked", "dim"),
+}
+
+
+def _console(stderr: bool = False) -> Console:
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "120"))
+    return Console(stderr=stderr, width=width, highlight=False, soft_wrap=False)
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input is one paragraph on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except BnderiveError as exc:
+            _console(stderr=True).print(f"[bold red]Error:[/] {escape(str(exc))}")
+            sys.exit(EXIT_USAGE)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bnderive")
+def main() -> None:
+    """Prove or refute derivations of the Batch Normalization backward pass, exactly.
+
+    \b
+    Examples:
+      bnderive check                       prove the published closed forms
+      bnderive derive --n 2                the ground truth, stage by stage
+      bnderive forms                       the known forms and their sources
+
+    Exit codes: 0 everything checked holds, 1 something is refuted, 2 bad input or usage,
+    3 undecided.
+    """
+
+
+# -- check ----------------------------------------------------------------------------------------
+@main.command()
+@click.argument("forms", nargs=-1, metavar="[FORM]...")
+@click.option(
+    "--form",
+    "form_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A form file (TOML) of your own; repeatable.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["per-activation", "spatial", "both"]),
+    default="both",
+    show_default=True,
+    help="PER_ACTIVATION (N,D) statistics per feature, SPATIAL (N,C,H,W) per channel over N,H,W.",
+)
+@click.option(
+    "--n",
+    "n_text",
+    default=None,
+    metavar="SIZES",
+    help="Batch sizes for the exact method, e.g. 1-6 (default) or 4,8,64.",
+)
+@click.option(
+    "--shape",
+    "shape_texts",
+    multiple=True,
+    metavar="N,D|N,C,H,W",
+    help="Explicit shapes for the exact method instead of the defaults; repeatable.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["exact", "random", "all"]),
+    default="all",
+    show_default=True,
+    help="exact: proof at explicit sizes; random: exact rational evaluation at large M.",
+)
+@click.option(
+    "--m",
+    "m_random",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Size of the reduction set for the randomized method.",
+)
+@click.option(
+    "--trials",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Random points per form for the randomized method.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
+@click.option("--no-timing", is_flag=True, help="Leave the time column out (stable output).")
+@user_errors
+def check(
+    forms: tuple[str, ...],
+    form_files: tuple[str, ...],
+    mode: str,
+    n_text: str | None,
+    shape_texts: tuple[str, ...],
+    method: str,
+    m_random: int,
+    trials: int,
+    as_json: bool,
+    no_timing: bool,
+) -> None:
+    """Check derivations of the backward pass against the ground truth.
+
+    FORM is the name of a built-in form (see `bnderive forms`) or the path of a form file;
+    without FORM and --form, every built-in form is checked. Every line of a form is compared
+    with the truth of the quantity it defines: exactly for N = 1..6 (PER_ACTIVATION) and the
+    shapes (2,1,2,2), (2,2,2,3) (SPATIAL), and at random points in exact rational arithmetic
+    for M = 4096.
+
+    \b
+    Examples:
+      bnderive check
+      bnderive check staged --method exact --n 8
+      bnderive check --form my_derivation.toml --json
+
+    Exit codes: 0 all hold, 1 something refuted, 2 bad input, 3 undecided.
+    """
+    chosen = [find_form(name) for name in forms] + [load_form(path) for path in form_files]
+    if not chosen:
+        chosen = builtin_forms()
+    modes = [Mode.PER_ACTIVATION, Mode.SPATIAL] if mode == "both" else [Mode.parse(mode)]
+    methods = ["exact", "random"] if method == "all" else [method]
+    n_values = parse_sizes(n_text) if n_text else None
+    shapes = [parse_shape(s) for s in shape_texts]
+    for s in shapes:
+        if s.mode not in modes:
+            raise BnderiveError(
+                f"The shape {s.shape} is {s.mode.value}, but --mode {mode} was given: "
+                "use --mode both or a shape of that mode."
+            )
+
+    units = [
+        (form, m, meth) for form in chosen for m in modes if m in form.modes for meth in methods
+    ]
+    verdicts: list[Verdict] = []
+    err = _console(stderr=True)
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal or as_json,
+    )
+    started = time.perf_counter()
+    with progress:
+        task = progress.add_task("checking", total=len(units))
+        for form, m, meth in units:
+            progress.update(task, description=f"{form.name} · {m.value} · {meth}")
+            if meth == "exact":
+                verdicts += check_exact_mode(form, m, n_values, shapes)
+            else:
+                verdicts += random_check(form, large_spec(m, m_random), trials)
+            progress.advance(task)
+    elapsed = time.perf_counter() - started
+    code = exit_code(verdicts)
+    if as_json:
+        payload = {
+            "status": _summary_status(verdicts).value,
+            "exit_code": code,
+            "seconds": round(elapsed, 3),
+            "verdicts": [v.to_dict() for v in verdicts],
+        }
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        sys.exit(code)
+    out = _console()
+    out.print(_verdict_table(verdicts, timing=not no_timing))
+    for line in _explanations(verdicts):
+        out.print(line)
+    out.print(_summary(verdicts, chosen, elapsed if not no_timing else None))
+    sys.exit(code)
+
+
+def _summary_status(verdicts: Sequence[Verdict]) -> Status:
+    return {0: Status.HOLDS, 1: Status.REFUTED, 3: Status.UNDECIDED}[exit_code(verdicts)]
+
+
+def _verdict_table(verdicts: Sequence[Verdict], timing: bool) -> Table:
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for column in ("form", "line", "quantity", "mode", "method", "verdict"):
+        table.add_column(column, no_wrap=True)
+    if timing:
+        table.add_column("time", justify="right", no_wrap=True)
+    for v in verdicts:
+        text, style = _STATUS_STYLE[v.status]
+        row = [
+            v.form,
+            str(v.equation or ""),
+            v.quantity,
+            v.mode.value if v.mode else "",
+            v.scope,
+            f"[{style}]{text}[/]",
+        ]
+        if timing:
+            row.append(f"{v.seconds * 1000:.0f} ms")
+        table.add_row(*row)
+    return table
+
+
+def _explanations(verdicts: Sequence[Verdict]) -> list[str]:
+    lines = []
+    for v in verdicts:
+        if v.status is Status.REFUTED:
+            where = f"{v.form}, line {v.equation} ({v.quantity}), {v.scope}"
+            lines.append(f"\n[bold red]✗ {escape(where)}[/]")
+            if v.counterexample is not None:
+                c = v.counterexample
+                inputs = "; ".join(f"{k} = {val}" for k, val in c.inputs.items())
+                lines.append(f"  counterexample: {escape(c.spec.describe())}, channel {c.channel}")
+                lines.append(f"    {escape(inputs)}")
+                lines.append(
+                    f"    {escape(c.entry)}: truth {escape(c.truth)}, form {escape(c.form)}"
+                )
+            if v.residual:
+                lines.append(f"  truth − form = {escape(v.residual)}")
+        elif v.status is Status.UNDECIDED:
+            where = f"{v.form}, line {v.equation} ({v.quantity}), {v.scope}"
+            lines.append(f"\n[yellow]? {escape(where)}[/]: {escape(v.detail)}")
+    return lines
+
+
+def _summary(verdicts: Sequence[Verdict], forms: Sequence[Form], elapsed: float | None) -> str:
+    counts = {s: sum(1 for v in verdicts if v.status is s) for s in Status}
+    parts = [f"{counts[Status.HOLDS]} hold"]
+    if counts[Status.REFUTED]:
+        parts.append(f"{counts[Status.REFUTED]} refuted")
+    if counts[Status.UNDECIDED]:
+        parts.append(f"{counts[Status.UNDECIDED]} undecided")
+    if counts[Status.UNCHECKED]:
+        parts.append(f"{counts[Status.UNCHECKED]} not checked")
+    status = _summary_status(verdicts)
+    text, style = _STATUS_STYLE[status]
+    took = f" in {elapsed:.1f} s" if elapsed is not None else ""
+    names = ", ".join(f.name for f in forms)
+    return (
+        f"\n[{style}]{text}[/]: {len(forms)} form(s) ({escape(names)}), {', '.join(parts)}{took}."
+    )
+
+
+# -- derive ---------------------------------------------------------------------------------------
+@main.command()
+@click.option(
+    "--mode",
+    type=click.Choice(["per-activation", "spatial"]),
+    default="per-activation",
+    show_default=True,
+    help="PER_ACTIVATION (N,D) or SPATIAL (N,C,H,W).",
+)
+@click.option("--n", "n", default=2, show_default=True, type=int, help="Batch size N.")
+@click.option("--c", "c", default=1, show_default=True, type=int, help="Features D or channels C.")
+@click.option("--d", "d", default=None, type=int, help="Features D (PER_ACTIVATION; same as --c).")
+@click.option("--h", "h", default=None, type=int, help="Height H (SPATIAL; default 2).")
+@click.option("--w", "w", default=None, type=int, help="Width W (SPATIAL; default 2).")
+@click.option("--eval", "eval_mode", is_flag=True, help="Eval mode: running statistics.")
+@click.option("--unbiased", is_flag=True, help="Bessel-corrected variance 1/(M−1) in the forward.")
+@click.option("--eps-outside", is_flag=True, help="Normalize by √σ² + ε instead of √(σ²+ε).")
+@click.option("--latex", "as_latex", is_flag=True, help="Print LaTeX (an align* block).")
+@user_errors
+def derive(
+    mode: str,
+    n: int,
+    c: int,
+    d: int | None,
+    h: int | None,
+    w: int | None,
+    eval_mode: bool,
+    unbiased: bool,
+    eps_outside: bool,
+    as_latex: bool,
+) -> None:
+    """Print the ground truth: each forward stage and its adjoint, stage by stage.
+
+    Each line shows the definition in index notation (any M) and, after "→", its value for
+    channel 0 of the given sizes; adjoints list one chain-rule path per stage that consumes
+    the node, and later adjoints refer to earlier ones by name, as a staged derivation does.
+
+    \b
+    Examples:
+      bnderive derive --n 2
+      bnderive derive --mode spatial --n 2 --h 2 --w 2
+      bnderive derive --eval --latex
+    """
+    spatial = mode == "spatial"
+    if not spatial and (h not in (None, 1) or w not in (None, 1)):
+        raise BnderiveError(
+            "--h and --w belong to SPATIAL (N,C,H,W) input: add --mode spatial, or leave them out."
+        )
+    spec = Spec(
+        Mode.parse(mode),
+        n=n,
+        c=d if d is not None else c,
+        h=(h if h is not None else 2) if spatial else 1,
+        w=(w if w is not None else 2) if spatial else 1,
+        training=not eval_mode,
+        unbiased=unbiased,
+        eps_inside=not eps_outside,
+    )
+    steps = derivation_view(spec)
+    if as_latex:
+        click.echo(_derive_latex(spec, steps))
+        return
+    out = _console()
+    out.print(f"[bold]BatchNorm, {escape(spec.describe())}[/]")
+    if spec.c > 1:
+        out.print(
+            f"[dim]Channel 0 shown; the other {spec.c - 1} are the same in their own symbols.[/]"
+        )
+    out.print(
+        f"[dim]Elements x_{{{','.join('nchw' if spatial else 'nd')}}}; "
+        "r-th element of the reduction set written x_k, Σ over k = 1..M.[/]"
+    )
+    for kind, title in (("forward", "Forward graph"), ("backward", "Backward: ∂L/∂(each stage)")):
+        out.print(f"\n[bold underline]{title}[/]")
+        for step in (s for s in steps if s.kind == kind):
+            out.print(
+                f"[bold cyan]{escape(unicode(step.lhs))}[/] = {escape(unicode(step.general))}"
+                + (f"   [dim]# {escape(step.meaning)}[/]" if step.meaning else "")
+            )
+            if len(step.paths) > 1:
+                for via, expr in step.paths:
+                    out.print(
+                        f"    [dim]via {escape(_stage_word(via))}:[/] {escape(unicode(expr))}"
+                    )
+            out.print(f"    → {escape(unicode(step.instance))}")
+
+
+def _stage_word(name: str) -> str:
+    return {"xhat": "x̂", "var": "σ²", "mu": "μ", "y": "y", "L": "L"}.get(name, name)
+
+
+def _derive_latex(spec: Spec, steps: Sequence[Any]) -> str:
+    lines = [f"% bnderive {__version__}: {spec.describe()}", r"\begin{align*}"]
+    for step in steps:
+        lines.append(f"  {latex(step.lhs)} &= {latex(step.general)} \\\\")
+        lines.append(f"  &= {latex(step.instance)} \\\\")
+    lines[-1] = lines[-1].removesuffix(" \\\\")
+    lines.append(r"\end{align*}")
+    return "\n".join(lines)
+
+
+# -- forms ----------------------------------------------------------------------------------------
+EXAMPLE_FORM = """\
+# A derivation as bnderive reads it: check it with `bnderive check --form FILE`.
+name = "my-derivation"
+title = "My derivation of the BatchNorm backward pass"
+sources = ["Where it comes from: author, title, URL"]
+
+[conventions]          # the defaults; change what your derivation assumes
+variance = "biased"    # or "unbiased" (1/(M-1) in the forward)
+epsilon = "inside"     # or "outside": x̂ = (x-μ)/(√σ² + ε)
+training = true        # false: eval mode (μ, σ² are running statistics)
+
+# One table per line of the derivation, in order. `defines` is the quantity:
+# dxhat[i], dvar, dmu, dx[i], dgamma, dbeta (checked against the truth), or a
+# name of your own (a helper, used by later lines, not checked).
+# `expr` uses x[k], g[k] (= dL/dy_k), xhat[k], mu, var, eps, gamma, M,
+# sum(f, k) for the sum over the reduction set, delta(i, k), sqrt, **.
+
+[[equations]]
+defines = "dbeta"
+latex = '\\frac{\\partial L}{\\partial \\beta} = \\sum_i \\frac{\\partial L}{\\partial y_i}'
+expr = "sum(g[k], k)"
+
+[[equations]]
+defines = "dgamma"
+latex = '\\frac{\\partial L}{\\partial \\gamma} = \\sum_i \\frac{\\partial L}{\\partial y_i} \\hat{x}_i'
+expr = "sum(g[k]*xhat[k], k)"
+
+[[equations]]
+defines = "dx[i]"
+latex = '\\frac{\\partial L}{\\partial x_i} = \\frac{\\gamma}{\\sqrt{\\sigma^2+\\epsilon}}\\left(g_i - \\frac{\\delta\\beta + \\hat{x}_i \\delta\\gamma}{M}\\right)'
+expr = "gamma/sqrt(var + eps) * (g[i] - (dbeta + xhat[i]*dgamma)/M)"
+"""
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--example", is_flag=True, help="Print a template form file to start from.")
+@user_errors
+def forms(name: str | None, example: bool) -> None:
+    """List the known forms with their sources, or show one form's equations.
+
+    \b
+    Examples:
+      bnderive forms
+      bnderive forms staged
+      bnderive forms --example > mine.toml
+    """
+    if example:
+        click.echo(EXAMPLE_FORM, nl=False)
+        return
+    out = _console()
+    if name:
+        form = find_form(name)
+        out.print(f"[bold]{escape(form.name)}[/]: {escape(form.title)}")
+        out.print(escape(_conventions(form)))
+        if form.description:
+            out.print(escape(form.description))
+        for source in form.sources:
+            out.print(f"  [dim]source:[/] {escape(source)}")
+        for eq in form.equations:
+            out.print(
+                f"\n[bold cyan]{eq.number}. {escape(eq.label)}[/] = {escape(unicode(eq.expr))}"
+            )
+            if eq.latex:
+                out.print(f"   [dim]{escape(eq.latex)}[/]")
+        return
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("form", no_wrap=True)
+    table.add_column("title")
+    table.add_column("lines", justify="right")
+    table.add_column("conventions")
+    table.add_column("sources")
+    for form in builtin_forms():
+        table.add_row(
+            form.name,
+            escape(form.title),
+            str(len(form.equations)),
+            escape(_conventions(form)),
+            escape("; ".join(s.split(",")[0] for s in form.sources)),
+        )
+    out.print(table)
+
+
+def _conventions(form: Form) -> str:
+    return ", ".join(
+        [
+            "training" if form.training else "eval",
+            "Bessel variance" if form.unbiased else "biased variance",
+            "ε inside √" if form.eps_inside else "ε outside √",
+        ]
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
