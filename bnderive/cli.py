@@ -44,7 +44,8 @@ _STATUS_STYLE = {
 
 def _console(stderr: bool = False) -> Console:
     width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "120"))
-    return Console(stderr=stderr, width=width, highlight=False, soft_wrap=False)
+    # soft_wrap: long lines (counterexamples, formulas) stay whole, so they can be copied.
+    return Console(stderr=stderr, width=width, highlight=False, soft_wrap=True)
 
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -55,7 +56,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except BnderiveError as exc:
-            _console(stderr=True).print(f"[bold red]Error:[/] {escape(str(exc))}")
+            click.echo(f"Error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
 
     return wrapper

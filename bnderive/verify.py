@@ -600,15 +600,17 @@ def exact_plan(
     mode: Mode, n_values: Sequence[int] | None = None, shapes: Sequence[Spec] = ()
 ) -> list[Spec]:
     """The explicit sizes the exact method checks in ``mode``: the given shapes of that mode if
-    any, else N = n_values (default 1..6) with one feature plus (3, 2) for PER_ACTIVATION, and
-    (2,1,2,2), (2,2,2,3) for SPATIAL (or (N,1,2,2) for each given N)."""
+    any; else for given N, (N, 1) or (N, 1, 2, 2); else the defaults: N = 1..6 with one feature
+    and (3, 2) for PER_ACTIVATION, (2,1,2,2) and (2,2,2,3) for SPATIAL."""
     own = [s for s in shapes if s.mode is mode]
     if own:
         return own
     if shapes:
         return []
-    if mode is Mode.PER_ACTIVATION or n_values is None:
-        return default_exact_specs(mode, n_values or range(1, 7))
+    if n_values is None:
+        return default_exact_specs(mode)
+    if mode is Mode.PER_ACTIVATION:
+        return [Spec(Mode.PER_ACTIVATION, n=n, c=1) for n in n_values]
     return [Spec(Mode.SPATIAL, n=n, c=1, h=2, w=2) for n in n_values]
 
 

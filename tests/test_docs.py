@@ -1,0 +1,47 @@
+"""The README documents every command and every option, and its first commands stay true."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+
+from bnderive.cli import main
+
+README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+CI = Path(__file__).parent.parent / ".ci" / "run"
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_every_command_is_documented(name):
+    assert f"### `bnderive {name}" in README
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        (name, opt)
+        for name, cmd in sorted(main.commands.items())
+        for param in cmd.params
+        if isinstance(param, click.Option) and param.name != "help"
+        for opt in param.opts[:1]
+    ],
+)
+def test_every_option_is_documented(command, option):
+    section = README.split(f"### `bnderive {command}", 1)[1].split("\n### ", 1)[0]
+    assert f"`{option}" in section, f"{option} of {command} is not in the README"
+
+
+def test_readme_starts_with_install_and_test_commands():
+    first_block = re.search(r"```bash\n(.*?)```", README, re.S).group(1)
+    lines = [line.split("#")[0].strip() for line in first_block.strip().splitlines()]
+    assert lines[0] == "pip install . && bnderive check"
+    assert lines[1] == 'pip install -e ".[test]" && python -m pytest -q'
+
+
+def test_ci_runs_the_readme_test_command():
+    if not CI.exists():
+        pytest.skip(".ci/run not present")
+    assert "python -m pytest -q" in CI.read_text(encoding="utf-8")
