@@ -280,8 +280,9 @@ def equivariant(form: Form) -> bool:
     swapped, and deciding entry 1 decides them all.
     """
     for eq in form.equations:
-        for node in eq.expr.atoms(sp.Indexed):
-            if any(not isinstance(idx, sp.Symbol) for idx in node.indices):
+        for node in eq.expr.atoms(sp.Indexed, sp.KroneckerDelta):
+            positions = node.indices if isinstance(node, sp.Indexed) else node.args
+            if any(not isinstance(idx, sp.Symbol) for idx in positions):
                 return False
     return True
 
@@ -490,6 +491,22 @@ def random_check(
                     mode=spec.mode,
                 )
             )
+        elif degrees.get(eq.number) is None:
+            out.append(
+                Verdict(
+                    form.name,
+                    eq.label,
+                    eq.number,
+                    Status.UNDECIDED,
+                    "random",
+                    scope,
+                    detail="equal at every random point, but no degree bound is known "
+                    "for this expression, so agreement proves nothing; use the exact method",
+                    seconds=seconds[eq.number],
+                    trials=trials,
+                    mode=spec.mode,
+                )
+            )
         else:
             d = degrees[eq.number]
             bound = float(Fraction(d, sample) ** trials) if d < sample else 1.0
@@ -523,19 +540,23 @@ def _random_truth(spec: Spec, draw: int) -> tuple[Instance, Outcome]:
     return inst, _run(truth_definitions(derive(spec)), inst.env)
 
 
-def _degrees(form: Form, truth: Truth) -> dict[int, int]:
+def _degrees(form: Form, truth: Truth) -> dict[int, int | None]:
     """Degree bound of the numerator of (truth − form) for every checkable equation."""
     definitions: dict[str, tuple[bool, sp.Expr]] = {}
     for stage in truth.graph.stages:
         if stage.elementwise:
             definitions[stage.name] = (True, stage.at(N.i))
-    out: dict[int, int] = {}
+    out: dict[int, int | None] = {}
     form_defs = dict(definitions)
     for eq in form.equations:
         form_defs[eq.name] = (eq.elementwise, eq.expr)
         if eq.name in truth:
-            mine = degree_bound(inline(eq.expr, form_defs))
-            true = degree_bound(truth.inline(eq.name))
+            try:
+                mine = degree_bound(inline(eq.expr, form_defs))
+                true = degree_bound(truth.inline(eq.name))
+            except ValueError:
+                out[eq.number] = None
+                continue
             out[eq.number] = max(true[0] + mine[1], mine[0] + true[1])
     return out
 

@@ -1,0 +1,68 @@
+"""Regressions for ways a verifier could wrongly say "holds"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bnderive.forms import load_form
+from bnderive.spec import Mode, Spec
+from bnderive.verify import Status, equivariant, exact_check, large_spec, random_check
+
+CAFFE = "gamma/sqrt(var+eps)*(g[i] - sum(g[k],k)/M - xhat[i]*sum(g[k]*xhat[k],k)/M)"
+
+
+def form_with_dx(tmp_path: Path, expr: str):
+    path = tmp_path / "f.toml"
+    path.write_text(f"name='f'\n[[equations]]\ndefines='dx[i]'\nexpr='{expr}'\n", encoding="utf-8")
+    return load_form(path)
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        f"{CAFFE} + delta(i, 2)*g[i]",  # wrong only at element 2: entry 1 is right
+        f"{CAFFE} + delta(i, 3)*(x[i]-mu)",
+        f"{CAFFE} + g[2]*delta(i, 2)",
+    ],
+)
+def test_a_form_wrong_at_one_numbered_element_is_refuted_there(tmp_path, wrong):
+    form = form_with_dx(tmp_path, wrong)
+    assert not equivariant(form)
+    (verdict,) = exact_check(form, [Spec(n=3)])
+    assert verdict.status is Status.REFUTED
+    assert verdict.counterexample.entry.startswith(("dx[2]", "dx[3]"))
+    assert verdict.counterexample.truth != verdict.counterexample.form
+
+
+def test_symmetric_form_uses_one_entry_and_says_so(tmp_path):
+    form = form_with_dx(tmp_path, CAFFE)
+    assert equivariant(form)
+    (verdict,) = exact_check(form, [Spec(n=4), Spec(Mode.SPATIAL, n=2, c=2, h=1, w=2)])
+    assert verdict.status is Status.HOLDS
+    assert "permutation symmetry" in verdict.detail
+
+
+def test_uniform_gradient_blind_spot_is_still_refuted(tmp_path):
+    # Right whenever g is uniform (then the true dx is 0 and so is this): a test with a mean
+    # loss would pass it. Both methods must refute it.
+    form = form_with_dx(tmp_path, "gamma/sqrt(var+eps)*(g[i] - sum(g[k],k)/M)")
+    (exact,) = exact_check(form, [Spec(n=4)])
+    assert exact.status is Status.REFUTED
+    (rand,) = random_check(form, large_spec(Mode.PER_ACTIVATION, 256), trials=2)
+    assert rand.status is Status.REFUTED
+
+
+def test_gamma_one_blind_spot_is_refuted(tmp_path):
+    # Missing γ is invisible at γ = 1; the witness points never use γ = 1.
+    form = form_with_dx(tmp_path, CAFFE.replace("gamma/", "1/"))
+    (verdict,) = exact_check(form, [Spec(n=3)])
+    assert verdict.status is Status.REFUTED
+    assert verdict.counterexample.inputs["γ"] not in ("1", "0")
+
+
+def test_undefined_line_is_undecided_not_holds(tmp_path):
+    form = form_with_dx(tmp_path, f"{CAFFE}*(x[i]-mu)/(x[i]-sum(x[k],k)/M)")
+    (verdict,) = exact_check(form, [Spec(n=1)])
+    assert verdict.status is Status.UNDECIDED
