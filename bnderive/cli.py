@@ -20,6 +20,7 @@ from . import __version__
 from .display import derivation_view, latex, unicode
 from .errors import BnderiveError
 from .forms import Form, builtin_forms, find_form, load_form
+from .general import general_check
 from .spec import Mode, Spec
 from .verify import (
     Status,
@@ -111,10 +112,14 @@ def main() -> None:
 )
 @click.option(
     "--method",
-    type=click.Choice(["exact", "random", "all"]),
+    type=click.Choice(["exact", "random", "general", "all"]),
     default="all",
     show_default=True,
-    help="exact: proof at explicit sizes; random: exact rational evaluation at large M.",
+    help="exact: proof at explicit sizes; random: exact rational evaluation at large M; "
+    "general: proof for every M.",
+)
+@click.option(
+    "--all-n", is_flag=True, help="Only the proof for every M (same as --method general)."
 )
 @click.option(
     "--m",
@@ -145,19 +150,21 @@ def check(
     trials: int,
     as_json: bool,
     no_timing: bool,
+    all_n: bool,
 ) -> None:
     """Check derivations of the backward pass against the ground truth.
 
     FORM is the name of a built-in form (see `bnderive forms`) or the path of a form file;
     without FORM and --form, every built-in form is checked. Every line of a form is compared
-    with the truth of the quantity it defines: exactly for N = 1..6 (PER_ACTIVATION) and the
-    shapes (2,1,2,2), (2,2,2,3) (SPATIAL), and at random points in exact rational arithmetic
-    for M = 4096.
+    with the truth of the quantity it defines: for every M (index notation, sums kept as
+    reductions), exactly for N = 1..6 (PER_ACTIVATION) and the shapes (2,1,2,2), (2,2,2,3)
+    (SPATIAL), and at random points in exact rational arithmetic for M = 4096.
 
     \b
     Examples:
       bnderive check
       bnderive check staged --method exact --n 8
+      bnderive check --all-n
       bnderive check --form my_derivation.toml --json
 
     Exit codes: 0 all hold, 1 something refuted, 2 bad input, 3 undecided.
@@ -166,7 +173,9 @@ def check(
     if not chosen:
         chosen = builtin_forms()
     modes = [Mode.PER_ACTIVATION, Mode.SPATIAL] if mode == "both" else [Mode.parse(mode)]
-    methods = ["exact", "random"] if method == "all" else [method]
+    methods = ["general", "exact", "random"] if method == "all" else [method]
+    if all_n:
+        methods = ["general"]
     n_values = parse_sizes(n_text) if n_text else None
     shapes = [parse_shape(s) for s in shape_texts]
     for s in shapes:
@@ -195,7 +204,9 @@ def check(
         task = progress.add_task("checking", total=len(units))
         for form, m, meth in units:
             progress.update(task, description=f"{form.name} · {m.value} · {meth}")
-            if meth == "exact":
+            if meth == "general":
+                verdicts += general_check(form, Spec(m))
+            elif meth == "exact":
                 verdicts += check_exact_mode(form, m, n_values, shapes)
             else:
                 verdicts += random_check(form, large_spec(m, m_random), trials)
@@ -264,6 +275,8 @@ def _explanations(verdicts: Sequence[Verdict]) -> list[str]:
         elif v.status is Status.UNDECIDED:
             where = f"{v.form}, line {v.equation} ({v.quantity}), {v.scope}"
             lines.append(f"\n[yellow]? {escape(where)}[/]: {escape(v.detail)}")
+            if v.residual:
+                lines.append(f"  leftover: truth − form = {escape(v.residual)}")
     return lines
 
 

@@ -644,11 +644,15 @@ def check_form(
     trials: int = 3,
     shapes: Sequence[Spec] = (),
 ) -> list[Verdict]:
-    """Every verdict for one form: each mode × method."""
+    """Every verdict for one form: each mode × method ("general", "exact", "random")."""
+    from .general import general_check
+
     verdicts: list[Verdict] = []
     for mode in modes:
         if mode not in form.modes:
             continue
+        if "general" in methods:
+            verdicts += general_check(form, Spec(mode))
         if "exact" in methods:
             verdicts += check_exact_mode(form, mode, n_values, shapes)
         if "random" in methods:

@@ -38,7 +38,7 @@ def test_check_staged_output_is_exact():
 def test_check_default_proves_every_builtin_form():
     result = run("check", "--no-timing")
     assert result.exit_code == 0, result.output
-    assert "✓ holds: 4 form(s) (compact, eval, kronecker, staged), 60 hold." in result.output
+    assert "✓ holds: 4 form(s) (compact, eval, kronecker, staged), 90 hold." in result.output
     assert (
         "refuted" not in result.output.replace("✗ refuted", "") or "0 refuted" not in result.output
     )
@@ -72,12 +72,15 @@ def test_missing_gamma_is_refuted_with_counterexample(tmp_path):
 
 def test_refuted_json_names_line_and_values(tmp_path):
     path = _write_form(tmp_path, "gamma/sqrt(var + eps) * (g[i] - (dbeta - xhat[i]*dgamma)/M)")
-    result = run("check", "--form", str(path), "--method", "exact", "--json")
+    result = run("check", "--form", str(path), "--json")
     assert result.exit_code == 1
     payload = json.loads(result.output)
     assert payload["status"] == "refuted" and payload["exit_code"] == 1
     refuted = [v for v in payload["verdicts"] if v["status"] == "refuted"]
     assert {v["quantity"] for v in refuted} == {"dx[i]"}
+    assert {v["method"] for v in refuted} == {"exact", "random"}
+    undecided = [v for v in payload["verdicts"] if v["status"] == "undecided"]
+    assert {(v["quantity"], v["method"]) for v in undecided} == {("dx[i]", "general")}
     assert {v["mode"] for v in refuted} == {"per-activation", "spatial"}
     cex = refuted[0]["counterexample"]
     assert cex["truth"] != cex["form"]

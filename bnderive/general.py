@@ -1,0 +1,207 @@
+"""Proofs for every size M of the reduction set (DESIGN.md §4, "general M").
+
+Truth and form are both index-notation expressions with sums over k = 1..M and M a symbol.
+Their difference is rewritten, innermost sum first:
+
+* the radical goes first: ε = r² − σ² (ε inside the root) or σ² = s² (ε outside), so that
+  (σ²+ε)^(−3/2) is r⁻³ before anything is expanded;
+* each Σ_k is expanded into terms; a factor free of k moves out; a term with δ_kj becomes the
+  term at k = j; a constant term becomes M·c; what is left is an opaque reduction, one symbol per
+  summand with the index renamed canonically, so Σ_k g_k x_k and Σ_i g_i x_i are the same object;
+* the reductions that the forward graph defines are replaced by what they are: Σ x_k = Mμ and
+  Σ x_k² = M(σ² + μ²) (or (M−1)σ² + Mμ² with Bessel's correction) in training mode;
+* the result is put over a common denominator with ``cancel``.
+
+Zero is a proof for every M: each step is an identity.  A nonzero leftover is not a refutation
+(the opaque reductions are treated as independent, which they are for large M but a form may
+use a relation the rewrite does not know); it is reported with the leftover term.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import sympy as sp
+
+from . import notation as N
+from .derive import Truth, derive, inline
+from .forms import Form
+from .spec import Spec
+
+_K = sp.Symbol("k_", integer=True)  # the canonical summation index of opaque reductions
+_R = sp.Symbol("r", positive=True)  # √(σ²+ε), or √σ² when ε is outside the root
+
+
+@dataclass(frozen=True)
+class GeneralResult:
+    zero: bool
+    leftover: sp.Expr
+
+
+class _Reducer:
+    """Rewrites sums into closed forms over opaque reductions."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.opaque: dict[sp.Expr, sp.Symbol] = {}
+
+    def reduction(self, summand: sp.Expr) -> sp.Expr:
+        """Σ_k summand(k) for a k-dependent, delta-free monomial summand (canonical index)."""
+        if self.spec.training:
+            x = N.x[_K]
+            if summand == x:
+                return N.M * N.mu
+            if summand == x**2:
+                divisor = N.M - 1 if self.spec.unbiased else N.M
+                return divisor * self._var() + N.M * N.mu**2
+        # Indices other than the summation index stay arguments: Σ_k f(x_k, x_j) depends on j,
+        # and an outer Σ_j must see that.
+        free = sorted(
+            (s for s in summand.free_symbols if s.is_integer and s not in (_K, N.M)), key=str
+        )
+        if summand not in self.opaque:
+            name = f"Σ[{summand}]"
+            self.opaque[summand] = sp.Function(name) if free else sp.Symbol(name)
+        head = self.opaque[summand]
+        return head(*free) if free else head
+
+    def _var(self) -> sp.Expr:
+        return N.var if self.spec.eps_inside else _R**2
+
+    def rewrite(self, expr: sp.Expr) -> sp.Expr:
+        if isinstance(expr, sp.Sum):
+            return self._sum(expr)
+        if not expr.args or not expr.has(sp.Sum):
+            return expr
+        return expr.func(*[self.rewrite(a) for a in expr.args])
+
+    def _sum(self, expr: sp.Sum) -> sp.Expr:
+        summand = self.rewrite(expr.function)  # inner sums first
+        for index, lower, upper in reversed(expr.limits):
+            if lower != 1 or upper != N.M:
+                raise ValueError(f"sum over {index} from {lower} to {upper}")
+            summand = self._one_sum(summand, index)
+        return summand
+
+    def _one_sum(self, summand: sp.Expr, index: sp.Symbol) -> sp.Expr:
+        total = sp.Integer(0)
+        for term in sp.Add.make_args(sp.expand(summand)):
+            inside, outside = [], []
+            for factor in sp.Mul.make_args(term):
+                (inside if index in factor.free_symbols else outside).append(factor)
+            c = sp.Mul(*outside)
+            h = sp.Mul(*inside)
+            if not inside:
+                total += N.M * c  # Σ_k c = M·c
+                continue
+            delta = next(
+                (f for f in inside if isinstance(f, sp.KroneckerDelta) and index in f.args), None
+            )
+            if delta is not None:
+                a, b = delta.args
+                other = b if a == index else a
+                rest = sp.Mul(*[f for f in inside if f is not delta])
+                total += c * rest.xreplace({index: other})  # Σ_k δ_kj f(k) = f(j)
+                continue
+            total += c * self.reduction(h.xreplace({index: _K}))
+        return total
+
+
+def prove(truth_expr: sp.Expr, form_expr: sp.Expr, spec: Spec) -> GeneralResult:
+    """Is truth − form zero for every M?"""
+    diff = truth_expr - form_expr
+    if spec.eps_inside:
+        diff = diff.xreplace({N.eps: _R**2 - N.var})
+    else:
+        diff = diff.xreplace({N.var: _R**2})
+    reducer = _Reducer(spec)
+    reduced = reducer.rewrite(diff)
+    if spec.eps_inside:
+        reduced = reduced.xreplace({N.eps: _R**2 - N.var})
+    leftover = sp.cancel(sp.together(reduced))
+    return GeneralResult(leftover == 0, leftover)
+
+
+def definitions_of(form: Form, truth: Truth) -> dict[str, tuple[bool, sp.Expr]]:
+    defs: dict[str, tuple[bool, sp.Expr]] = {}
+    for stage in truth.graph.stages:
+        if stage.elementwise:
+            defs[stage.name] = (True, stage.at(N.i))
+    return defs
+
+
+def general_check(form: Form, base: Spec | None = None):
+    """Every checkable line of ``form`` proved (or not) for all M."""
+    from .verify import Status, Verdict  # verdict objects live with the other methods
+
+    spec = form.spec(base or Spec())
+    truth = derive(spec)
+    defs = definitions_of(form, truth)
+    out = []
+    for eq in form.equations:
+        defs[eq.name] = (eq.elementwise, eq.expr)
+        if eq.name not in truth:
+            out.append(
+                Verdict(
+                    form.name,
+                    eq.label,
+                    eq.number,
+                    Status.UNCHECKED,
+                    "general",
+                    "all M",
+                    detail="auxiliary definition: used by later lines, not compared",
+                    mode=spec.mode,
+                )
+            )
+            continue
+        t0 = time.perf_counter()
+        try:
+            result = prove(truth.inline(eq.name), inline(eq.expr, defs), spec)
+        except (ValueError, TypeError) as exc:
+            out.append(
+                Verdict(
+                    form.name,
+                    eq.label,
+                    eq.number,
+                    Status.UNDECIDED,
+                    "general",
+                    "all M",
+                    detail=f"the rewrite for every M does not apply: {exc}",
+                    seconds=time.perf_counter() - t0,
+                    mode=spec.mode,
+                )
+            )
+            continue
+        seconds = time.perf_counter() - t0
+        if result.zero:
+            out.append(
+                Verdict(
+                    form.name,
+                    eq.label,
+                    eq.number,
+                    Status.HOLDS,
+                    "general",
+                    "all M",
+                    detail="proved for every M (deltas reduced, sums as opaque reductions, "
+                    "radical eliminated, cancel)",
+                    seconds=seconds,
+                    mode=spec.mode,
+                )
+            )
+        else:
+            out.append(
+                Verdict(
+                    form.name,
+                    eq.label,
+                    eq.number,
+                    Status.UNDECIDED,
+                    "general",
+                    "all M",
+                    detail="not proved for every M",
+                    residual=str(result.leftover),
+                    seconds=seconds,
+                    mode=spec.mode,
+                )
+            )
+    return out
