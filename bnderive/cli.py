@@ -136,6 +136,13 @@ def main() -> None:
     type=click.IntRange(1, 1000),
     help="Random points per form for the randomized method.",
 )
+@click.option(
+    "--order",
+    type=click.IntRange(1, 2),
+    default=1,
+    show_default=True,
+    help="Which built-in forms: 1 the backward, 2 the double backward.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 @click.option("--no-timing", is_flag=True, help="Leave the time column out (stable output).")
 @user_errors
@@ -151,11 +158,13 @@ def check(
     as_json: bool,
     no_timing: bool,
     all_n: bool,
+    order: int,
 ) -> None:
     """Check derivations of the backward pass against the ground truth.
 
     FORM is the name of a built-in form (see `bnderive forms`) or the path of a form file;
-    without FORM and --form, every built-in form is checked. Every line of a form is compared
+    without FORM and --form, every built-in form of the --order is checked (1: the backward,
+    2: the double backward, with Φ = Σ ggI·dx + ggG·dγ + ggB·dβ). Every line of a form is compared
     with the truth of the quantity it defines: for every M (index notation, sums kept as
     reductions), exactly for N = 1..6 (PER_ACTIVATION) and the shapes (2,1,2,2), (2,2,2,3)
     (SPATIAL), and at random points in exact rational arithmetic for M = 4096.
@@ -165,13 +174,16 @@ def check(
       bnderive check
       bnderive check staged --method exact --n 8
       bnderive check --all-n
+      bnderive check --order 2
       bnderive check --form my_derivation.toml --json
 
     Exit codes: 0 all hold, 1 something refuted, 2 bad input, 3 undecided.
     """
     chosen = [find_form(name) for name in forms] + [load_form(path) for path in form_files]
     if not chosen:
-        chosen = builtin_forms()
+        chosen = [f for f in builtin_forms() if f.order == order]
+        if not chosen:
+            raise BnderiveError(f"No built-in form of order {order} is installed.")
     modes = [Mode.PER_ACTIVATION, Mode.SPATIAL] if mode == "both" else [Mode.parse(mode)]
     methods = ["general", "exact", "random"] if method == "all" else [method]
     if all_n:

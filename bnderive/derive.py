@@ -69,9 +69,17 @@ class Truth:
     def names(self) -> list[str]:
         return [a.name for a in self.adjoints]
 
+    @property
+    def order(self) -> int:
+        return 1
+
     def inline(self, name: str) -> sp.Expr:
         """The adjoint with every reference to an earlier adjoint and to x̂, y substituted."""
         return inline(self[name].expr, self._definitions())
+
+    def definitions(self) -> list[tuple[str, bool, sp.Expr]]:
+        """(name, elementwise, expression) in the order a backward pass computes them."""
+        return [(a.name, a.elementwise, a.expr) for a in self.adjoints]
 
     def _definitions(self) -> dict[str, tuple[bool, sp.Expr]]:
         defs: dict[str, tuple[bool, sp.Expr]] = {}

@@ -318,15 +318,28 @@ class _Walker:
             raise EvaluationError(f"the summation index {index} is already in use; rename it.")
         value: Any = self.backend.number(sp.Integer(0))
         general = []
-        terms = sp.Add.make_args(_expand_deltas(summand, index)) if not inner_limits else [summand]
+        if inner_limits:
+            terms: Any = [summand]
+        else:
+            # Expanding exposes δ factors and separates Σ_n a(i)·b(n) into a(i)·Σ_n b(n),
+            # which keeps a sum over n from building an M×M array when i is also free.
+            mixed = any(idx in summand.free_symbols for idx in scope)
+            terms = sp.Add.make_args(_expand_deltas(summand, index, force=mixed))
         for term in terms:
             partner = _delta_partner(term, index) if not inner_limits else None
-            if partner is None:
-                general.append(term)
-            else:
+            if partner is not None:
                 # Σ_k δ_kj f(k) = f(j): the delta picks one element.
                 target, rest = partner
                 value = value + self.walk(rest.xreplace({index: target}), scope)
+                continue
+            inside, outside = _split_factors(term, index) if not inner_limits else ([term], [])
+            if outside and inside:
+                # Σ_k c·h(k) = c·Σ_k h(k): c is evaluated once, outside the sum.
+                value = value + self.walk(sp.Mul(*outside), scope) * self._reduce(
+                    sp.Mul(*inside), [limits[-1]], scope
+                )
+            else:
+                general.append(term)
         if general:
             inner = dict(scope)
             inner[index] = len(scope)
@@ -341,9 +354,17 @@ class _Walker:
         return value
 
 
-def _expand_deltas(summand: sp.Expr, index: sp.Symbol) -> sp.Expr:
+def _expand_deltas(summand: sp.Expr, index: sp.Symbol, force: bool = False) -> sp.Expr:
     deltas = [d for d in summand.atoms(sp.KroneckerDelta) if index in d.free_symbols]
-    return sp.expand_mul(summand) if deltas else summand
+    return sp.expand_mul(summand) if deltas or force else summand
+
+
+def _split_factors(term: sp.Expr, index: sp.Symbol) -> tuple[list[sp.Expr], list[sp.Expr]]:
+    """The factors of a product that depend on ``index``, and those that do not."""
+    inside, outside = [], []
+    for factor in sp.Mul.make_args(term):
+        (inside if index in factor.free_symbols else outside).append(factor)
+    return inside, outside
 
 
 def _delta_partner(term: sp.Expr, index: sp.Symbol) -> tuple[sp.Expr, sp.Expr] | None:

@@ -70,6 +70,7 @@ class Form:
     description: str = ""
     path: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    order: int = 1  # 2: a double backward (gI, gG, ggO)
 
     def spec(self, base: Spec) -> Spec:
         """``base`` with this form's conventions."""
@@ -146,6 +147,9 @@ def _from_dict(data: dict, where: str) -> Form:
     except Exception as exc:
         raise FormError(f"{where}: modes: {exc}") from None
 
+    order = data.get("order", 1)
+    if order not in (1, 2) or isinstance(order, bool):
+        raise FormError(f"{where}: order = {order!r}; use 1 (backward) or 2 (double backward).")
     raw_equations = need("equations", list)
     if not raw_equations:
         raise FormError(f"{where}: the form has no equations; add [[equations]] tables.")
@@ -194,6 +198,7 @@ def _from_dict(data: dict, where: str) -> Form:
         description=str(data.get("description", "")),
         path=where,
         notes=tuple(str(n) for n in data.get("notes", [])),
+        order=order,
     )
 
 

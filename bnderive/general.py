@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import notation as N
-from .derive import Truth, derive, inline
+from .derive import Truth, inline
 from .forms import Form
+from .second import SecondOrderTruth
 from .spec import Spec
 
 _K = sp.Symbol("k_", integer=True)  # the canonical summation index of opaque reductions
@@ -123,7 +124,7 @@ def prove(truth_expr: sp.Expr, form_expr: sp.Expr, spec: Spec) -> GeneralResult:
     return GeneralResult(leftover == 0, leftover)
 
 
-def definitions_of(form: Form, truth: Truth) -> dict[str, tuple[bool, sp.Expr]]:
+def definitions_of(form: Form, truth: Truth | SecondOrderTruth) -> dict[str, tuple[bool, sp.Expr]]:
     defs: dict[str, tuple[bool, sp.Expr]] = {}
     for stage in truth.graph.stages:
         if stage.elementwise:
@@ -133,10 +134,10 @@ def definitions_of(form: Form, truth: Truth) -> dict[str, tuple[bool, sp.Expr]]:
 
 def general_check(form: Form, base: Spec | None = None):
     """Every checkable line of ``form`` proved (or not) for all M."""
-    from .verify import Status, Verdict  # verdict objects live with the other methods
+    from .verify import Status, Verdict, truth_of  # verdict objects live with the other methods
 
     spec = form.spec(base or Spec())
-    truth = derive(spec)
+    truth = truth_of(form.order, spec)
     defs = definitions_of(form, truth)
     out = []
     for eq in form.equations:

@@ -50,7 +50,24 @@ def input_symbols(spec: Spec, channel: int, engine: bool = False) -> dict[str, A
 
     x = np.array([make(element_name("x", p)) for p in positions], dtype=object)
     g = np.array([make(element_name("g", p)) for p in positions], dtype=object)
-    return {"x": x, "g": g, "gamma": make(f"gamma_{channel}"), "beta": make(f"beta_{channel}")}
+    ggi = np.array([make(element_name("ggI", p)) for p in positions], dtype=object)
+    return {
+        "x": x,
+        "g": g,
+        "ggI": ggi,
+        "gamma": make(f"gamma_{channel}"),
+        "beta": make(f"beta_{channel}"),
+        "ggG": make(f"ggG_{channel}"),
+        "ggB": make(f"ggB_{channel}"),
+    }
+
+
+def _with_inputs(env: Env, inputs: dict[str, Any]) -> Env:
+    for name in ("x", "g", "ggI"):
+        env.arrays[name] = inputs[name]
+    for name in ("gamma", "beta", "ggG", "ggB"):
+        env.scalars[name] = inputs[name]
+    return env
 
 
 def _forward(
@@ -105,8 +122,7 @@ def exact_env(spec: Spec, channel: int = 0) -> Instance:
     graph = Graph.build(spec)
     engine = ENGINE is not None
     inputs = input_symbols(spec, channel, engine=engine)
-    env = Env(spec.m, ENGINE if engine else SYMBOLIC, {"x": inputs["x"], "g": inputs["g"]}, {})
-    env.scalars.update(gamma=inputs["gamma"], beta=inputs["beta"])
+    env = _with_inputs(Env(spec.m, ENGINE if engine else SYMBOLIC), inputs)
     if engine:
         import symengine as se
 
@@ -134,9 +150,10 @@ def point_env(spec: Spec, channel: int, point: dict[str, Any], backend: Backend)
     else:
         conv = rational
     env = Env(spec.m, backend, {}, {})
-    env.arrays["x"] = np.array([conv(v) for v in point["x"]], dtype=object)
-    env.arrays["g"] = np.array([conv(v) for v in point["g"]], dtype=object)
-    env.scalars.update(gamma=conv(point["gamma"]), beta=conv(point["beta"]))
+    for name in ("x", "g", "ggI"):
+        env.arrays[name] = np.array([conv(v) for v in point[name]], dtype=object)
+    for name in ("gamma", "beta", "ggG", "ggB"):
+        env.scalars[name] = conv(point[name])
     if not spec.training:
         env.scalars.update(mu=conv(point["mu"]), var=conv(point["var"]))
     rule = None
@@ -166,10 +183,14 @@ def random_point(spec: Spec, seed: int, spread: int) -> dict[str, Any]:
 
     x, g = distinct(m), distinct(m)
     gamma = 2
-    while spread > 1 and gamma in (0, 1, 2):
+    while spread > 1 and gamma in (0, 1, -1, 2):  # γ = ±1 hides a missing γ
         gamma = rng.randint(-spread, spread)
     beta = rng.randint(-spread, spread)
     point: dict[str, Any] = {"x": x, "g": g, "gamma": gamma, "beta": beta}
+    # Inputs of the double backward: nonzero, so that no term of Φ is switched off.
+    point["ggI"] = distinct(m)
+    point["ggG"] = rng.choice([v for v in (-3, -2, 2, 3, spread) if v != 0])
+    point["ggB"] = rng.choice([v for v in (-2, 3, -spread) if v != 0])
     if spec.training:
         # σ² = (Σx² − (Σx)²/M)/divisor, in integers until the last step
         divisor = m - 1 if spec.unbiased else m

@@ -38,6 +38,12 @@ g = sp.IndexedBase("g")
 xhat = sp.IndexedBase("xhat")
 y = sp.IndexedBase("y")
 
+# -- inputs of the double backward (PyTorch's names) ----------------------------------------------
+#: Φ = Σ_k ggI_k·dx_k + ggG·dγ + ggB·dβ; its gradients are gI = ∂Φ/∂x, gG = ∂Φ/∂γ, ggO = ∂Φ/∂g.
+ggI = sp.IndexedBase("ggI")
+ggG = sp.Symbol("ggG")
+ggB = sp.Symbol("ggB")
+
 # -- indices ----------------------------------------------------------------------------------------
 i, j, k, l, n, p, q = sp.symbols("i j k l n p q", integer=True)
 INDICES = (i, j, k, l, n, p, q)
@@ -51,6 +57,9 @@ QUANTITIES: dict[str, bool] = {
     "dx": True,
     "dgamma": False,
     "dbeta": False,
+    "gI": True,
+    "gG": False,
+    "ggO": True,
 }
 
 #: Names that mean the same thing in published code; a form may use either.
@@ -89,6 +98,9 @@ def _namespace() -> dict[str, object]:
         "g": g,
         "xhat": xhat,
         "y": y,
+        "ggI": ggI,
+        "ggG": ggG,
+        "ggB": ggB,
         "sqrt": sp.sqrt,
         "Rational": sp.Rational,
         "sum": reduce_sum,

@@ -35,6 +35,7 @@ from .errors import BnderiveError, SpecError
 from .evaluate import RATIONAL, SYMBOLIC, Env, NotRational, evaluate
 from .forms import Equation, Form
 from .instances import Instance, exact_env, point_env, random_point
+from .second import SecondOrderTruth, second_order_truth
 from .spec import Mode, Spec
 from .zero import Zero, decide_zero
 
@@ -134,23 +135,24 @@ def _run(definitions: Iterable[tuple[str, bool, sp.Expr]], base: Env) -> Outcome
     return out
 
 
-def truth_definitions(truth: Truth) -> list[tuple[str, bool, sp.Expr]]:
-    return [(a.name, a.elementwise, a.expr) for a in truth.adjoints]
+def truth_of(order: int, spec: Spec) -> Truth | SecondOrderTruth:
+    """The ground truth a form of ``order`` is compared with."""
+    return derive(spec) if order == 1 else second_order_truth(spec)
 
 
 def form_definitions(form: Form) -> list[tuple[str, bool, sp.Expr]]:
     return [(eq.name, eq.elementwise, eq.expr) for eq in form.equations]
 
 
-def checkable(form: Form, truth: Truth) -> list[Equation]:
+def checkable(form: Form, truth: Truth | SecondOrderTruth) -> list[Equation]:
     return [eq for eq in form.equations if eq.name in truth]
 
 
 # -- exact ------------------------------------------------------------------------------------------
 @lru_cache(maxsize=64)
-def _exact_instance(spec: Spec, channel: int) -> tuple[Instance, Outcome]:
+def _exact_instance(spec: Spec, channel: int, order: int = 1) -> tuple[Instance, Outcome]:
     inst = exact_env(spec, channel)
-    return inst, _run(truth_definitions(derive(spec)), inst.env)
+    return inst, _run(truth_of(order, spec).definitions(), inst.env)
 
 
 def _entries(value: Any, elementwise: bool) -> list[Any]:
@@ -168,7 +170,7 @@ def exact_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verd
     """Decide every checkable equation of ``form`` exactly at each of ``specs``."""
     # M ≥ 3 first: at M ≤ 2 x̂ = ±1 and counterexamples are degenerate (DESIGN.md §1).
     specs = sorted((form.spec(s) for s in specs), key=lambda s: (s.m < 3, s.m))
-    truth = derive(specs[0])
+    truth = truth_of(form.order, specs[0])
     results: dict[int, Verdict] = {}
     started = {eq.number: 0.0 for eq in form.equations}
     undecided: dict[int, str] = {}
@@ -177,7 +179,7 @@ def exact_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verd
     for spec in specs:
         for channel in range(spec.c):
             t0 = time.perf_counter()
-            inst, true = _exact_instance(spec, channel)
+            inst, true = _exact_instance(spec, channel, form.order)
             mine = _run(form_definitions(form), inst.env)
             per_channel = time.perf_counter() - t0
             for eq in checkable(form, truth):
@@ -337,7 +339,7 @@ def _fmt_list(values: Sequence[Any], limit: int = 12) -> str:
     return f"[{shown}{more}]"
 
 
-def describe_point(inst: Instance) -> dict[str, str]:
+def describe_point(inst: Instance, order: int = 1) -> dict[str, str]:
     env, spec = inst.env, inst.spec
     out = {
         "x": _fmt_list(list(env.arrays["x"])),
@@ -345,6 +347,10 @@ def describe_point(inst: Instance) -> dict[str, str]:
         "γ": _fmt(env.scalars["gamma"]),
         "β": _fmt(env.scalars["beta"]),
     }
+    if order == 2:
+        out["ggI"] = _fmt_list(list(env.arrays["ggI"]))
+        out["ggG"] = _fmt(env.scalars["ggG"])
+        out["ggB"] = _fmt(env.scalars["ggB"])
     if not spec.training:
         out["running μ"] = _fmt(env.scalars["mu"])
         out["running σ²"] = _fmt(env.scalars["var"])
@@ -359,11 +365,11 @@ def find_witness(
 ) -> Counterexample | None:
     """Small exact inputs where the form's ``eq`` and the truth differ (SymPy numbers, so that
     left-over radicals stay exact; compared at 50 digits only when not equal exactly)."""
-    truth = derive(spec)
+    truth = truth_of(form.order, spec)
     for attempt in range(attempts):
         point = random_point(spec, 1000 * attempt + 7, spread=3 + attempt)
         inst = point_env(spec, channel, point, SYMBOLIC)
-        true = _run(truth_definitions(truth), inst.env)
+        true = _run(truth.definitions(), inst.env)
         mine = _run(form_definitions(form), inst.env)
         if eq.name not in true.values or eq.name not in mine.values:
             continue
@@ -379,7 +385,7 @@ def find_witness(
                 spec,
                 channel,
                 _entry_label(eq, spec, channel, position),
-                describe_point(inst),
+                describe_point(inst, form.order),
                 _fmt(sp.radsimp(t)),
                 _fmt(sp.radsimp(f)),
             )
@@ -406,7 +412,7 @@ def random_check(
 ) -> list[Verdict]:
     """Evaluate truth and form at ``trials`` random integer points, exactly."""
     spec = form.spec(spec)
-    truth = derive(spec)
+    truth = truth_of(form.order, spec)
     scope = scope or f"M = {spec.m} randomized"
     degrees = _degrees(form, truth)
     results: dict[int, Verdict] = {}
@@ -419,7 +425,7 @@ def random_check(
         draws += 1
         t0 = time.perf_counter()
         try:
-            inst, true = _random_truth(spec, seed * 7919 + draws)
+            inst, true = _random_truth(spec, seed * 7919 + draws, form.order)
         except (NotRational, ZeroDivisionError, BnderiveError) as exc:
             for eq in form.equations:
                 notes[eq.number] = f"the truth cannot be evaluated exactly here: {exc}"
@@ -438,7 +444,7 @@ def random_check(
             f_entries = _entries(mine.values[eq.name], eq.elementwise)
             for position, (t, f) in enumerate(zip(t_entries, f_entries, strict=True)):
                 if t != f:
-                    inputs = describe_point(inst)
+                    inputs = describe_point(inst, form.order)
                     inputs["seed"] = str(seed * 7919 + draws)
                     cex = Counterexample(
                         spec, 0, _entry_label(eq, spec, 0, position), inputs, _fmt(t), _fmt(f)
@@ -533,14 +539,14 @@ def random_check(
 
 
 @lru_cache(maxsize=32)
-def _random_truth(spec: Spec, draw: int) -> tuple[Instance, Outcome]:
+def _random_truth(spec: Spec, draw: int, order: int = 1) -> tuple[Instance, Outcome]:
     """The random point ``draw`` and the truth there (shared by every form checked)."""
     point = random_point(spec, draw, SPREAD)
     inst = point_env(spec, 0, point, RATIONAL)
-    return inst, _run(truth_definitions(derive(spec)), inst.env)
+    return inst, _run(truth_of(order, spec).definitions(), inst.env)
 
 
-def _degrees(form: Form, truth: Truth) -> dict[int, int | None]:
+def _degrees(form: Form, truth: Truth | SecondOrderTruth) -> dict[int, int | None]:
     """Degree bound of the numerator of (truth − form) for every checkable equation."""
     definitions: dict[str, tuple[bool, sp.Expr]] = {}
     for stage in truth.graph.stages:

@@ -40,9 +40,15 @@ class ZeroTest:
 def _expand(expr: sp.Expr) -> sp.Expr:
     if _se is not None:
         try:
-            return sp.sympify(_se.expand(_se.sympify(expr)))
+            back = sp.sympify(_se.expand(_se.sympify(expr)))
         except (RuntimeError, TypeError, ValueError, NotImplementedError):
-            pass
+            return sp.expand(expr)
+        # symengine keeps neither SymPy assumptions nor Dummy identities: give the original
+        # symbols back by name, or the radical relations s^q = radicand no longer apply.
+        originals = {s.name: s for s in expr.free_symbols if isinstance(s, sp.Symbol)}
+        return back.xreplace(
+            {s: originals[s.name] for s in back.free_symbols if s.name in originals}
+        )
     return sp.expand(expr)
 
 
@@ -64,7 +70,7 @@ def _normalize_radicals(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Symbol, i
         q = int(exponent.q)
         key = (base, q)
         if key not in relations:
-            s = sp.Dummy("s", positive=True)
+            s = sp.Dummy(f"s{len(rel_list)}", positive=True)
             relations[key] = s
             rel_list.append((s, q, base))
         mapping[node] = relations[key] ** int(exponent.p)
