@@ -116,8 +116,17 @@ class Verdict:
 # -- running a sequence of definitions --------------------------------------------------------------
 @dataclass
 class Outcome:
-    values: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)  # the latest value of each name
     errors: dict[str, str] = field(default_factory=dict)
+    lines: list[Any] = field(default_factory=list)  # the value of each definition, in order
+    line_errors: list[str | None] = field(default_factory=list)
+
+    def line(self, eq: Equation) -> Any:
+        """The value a form's equation computed (a chain may define dx[i] on several lines)."""
+        return self.lines[eq.number - 1]
+
+    def line_error(self, eq: Equation) -> str | None:
+        return self.line_errors[eq.number - 1]
 
 
 def _run(definitions: Iterable[tuple[str, bool, sp.Expr]], base: Env) -> Outcome:
@@ -129,9 +138,13 @@ def _run(definitions: Iterable[tuple[str, bool, sp.Expr]], base: Env) -> Outcome
             value = evaluate(expr, env, N.i if elementwise else None)
         except (BnderiveError, NotRational, ZeroDivisionError) as exc:
             out.errors[name] = str(exc)
+            out.lines.append(None)
+            out.line_errors.append(str(exc))
             continue
         env.store(name, value, elementwise)
         out.values[name] = value
+        out.lines.append(value)
+        out.line_errors.append(None)
     return out
 
 
@@ -186,8 +199,8 @@ def exact_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verd
                 if eq.number in results:  # already refuted at a smaller size
                     continue
                 t1 = time.perf_counter()
-                if eq.name in mine.errors:
-                    undecided[eq.number] = f"{spec.describe()}: {mine.errors[eq.name]}"
+                if mine.line_error(eq):
+                    undecided[eq.number] = f"{spec.describe()}: {mine.line_error(eq)}"
                     continue
                 if eq.name in true.errors:
                     undecided[eq.number] = (
@@ -294,7 +307,7 @@ def _decide_entries(
 ) -> tuple[Status, Any, Any] | None:
     """None if every entry is identically equal; else (REFUTED, cex, residual) or (UNDECIDED, why)."""
     t_entries = _entries(true.values[eq.name], eq.elementwise)
-    f_entries = _entries(mine.values[eq.name], eq.elementwise)
+    f_entries = _entries(mine.line(eq), eq.elementwise)
     if equivariant(form):
         t_entries, f_entries = t_entries[:1], f_entries[:1]
     for t, f in zip(t_entries, f_entries, strict=True):
@@ -371,10 +384,10 @@ def find_witness(
         inst = point_env(spec, channel, point, SYMBOLIC)
         true = _run(truth.definitions(), inst.env)
         mine = _run(form_definitions(form), inst.env)
-        if eq.name not in true.values or eq.name not in mine.values:
+        if eq.name not in true.values or mine.line_error(eq):
             continue
         t_entries = _entries(true.values[eq.name], eq.elementwise)
-        f_entries = _entries(mine.values[eq.name], eq.elementwise)
+        f_entries = _entries(mine.line(eq), eq.elementwise)
         for position, (t, f) in enumerate(zip(t_entries, f_entries, strict=True)):
             diff = sp.expand(t - f)
             if diff == 0:
@@ -437,11 +450,11 @@ def random_check(
             seconds[eq.number] += share
             if eq.number in results:
                 continue
-            if eq.name in mine.errors or eq.name in true.errors:
-                notes[eq.number] = mine.errors.get(eq.name) or true.errors.get(eq.name, "")
+            if mine.line_error(eq) or eq.name in true.errors:
+                notes[eq.number] = mine.line_error(eq) or true.errors.get(eq.name, "")
                 continue
             t_entries = _entries(true.values[eq.name], eq.elementwise)
-            f_entries = _entries(mine.values[eq.name], eq.elementwise)
+            f_entries = _entries(mine.line(eq), eq.elementwise)
             for position, (t, f) in enumerate(zip(t_entries, f_entries, strict=True)):
                 if t != f:
                     inputs = describe_point(inst, form.order)

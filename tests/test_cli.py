@@ -38,7 +38,10 @@ def test_check_staged_output_is_exact():
 def test_check_default_proves_every_builtin_form():
     result = run("check", "--no-timing")
     assert result.exit_code == 0, result.output
-    assert "✓ holds: 4 form(s) (compact, eval, kronecker, staged), 90 hold." in result.output
+    assert (
+        "✓ holds: 5 form(s) (compact, eval, kronecker, kronecker-chain, staged), 114 hold."
+        in result.output
+    )
     assert (
         "refuted" not in result.output.replace("✗ refuted", "") or "0 refuted" not in result.output
     )
