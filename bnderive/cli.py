@@ -20,18 +20,9 @@ from . import __version__
 from .display import derivation_view, latex, unicode
 from .errors import BnderiveError
 from .forms import Form, builtin_forms, find_form, load_form
-from .general import general_check
+from .plan import Plan, default_jobs
 from .spec import Mode, Spec
-from .verify import (
-    Status,
-    Verdict,
-    check_exact_mode,
-    exit_code,
-    large_spec,
-    parse_shape,
-    parse_sizes,
-    random_check,
-)
+from .verify import Status, Verdict, exit_code, parse_shape, parse_sizes
 
 EXIT_USAGE = 2
 
@@ -143,6 +134,12 @@ def main() -> None:
     show_default=True,
     help="Which built-in forms: 1 the backward, 2 the double backward.",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (default: 2 where two cores are available).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 @click.option("--no-timing", is_flag=True, help="Leave the time column out (stable output).")
 @user_errors
@@ -159,6 +156,7 @@ def check(
     no_timing: bool,
     all_n: bool,
     order: int,
+    jobs: int | None,
 ) -> None:
     """Check derivations of the backward pass against the ground truth.
 
@@ -197,10 +195,15 @@ def check(
                 "use --mode both or a shape of that mode."
             )
 
-    units = [
-        (form, m, meth) for form in chosen for m in modes if m in form.modes for meth in methods
-    ]
-    verdicts: list[Verdict] = []
+    plan = Plan(
+        tuple(chosen),
+        tuple(modes),
+        tuple(methods),
+        tuple(n_values) if n_values else None,
+        tuple(shapes),
+        m_random,
+        trials,
+    )
     err = _console(stderr=True)
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -213,16 +216,11 @@ def check(
     )
     started = time.perf_counter()
     with progress:
-        task = progress.add_task("checking", total=len(units))
-        for form, m, meth in units:
-            progress.update(task, description=f"{form.name} · {m.value} · {meth}")
-            if meth == "general":
-                verdicts += general_check(form, Spec(m))
-            elif meth == "exact":
-                verdicts += check_exact_mode(form, m, n_values, shapes)
-            else:
-                verdicts += random_check(form, large_spec(m, m_random), trials)
-            progress.advance(task)
+        task = progress.add_task("checking", total=len(plan.units()))
+        verdicts = plan.run(
+            jobs or default_jobs(),
+            lambda unit: progress.update(task, advance=1, description=unit.label),
+        )
     elapsed = time.perf_counter() - started
     code = exit_code(verdicts)
     if as_json:
@@ -258,7 +256,7 @@ def _verdict_table(verdicts: Sequence[Verdict], timing: bool) -> Table:
             v.form,
             str(v.equation or ""),
             v.quantity,
-            v.mode.value if v.mode else "",
+            v.mode.value if v.mode else "both",
             v.scope,
             f"[{style}]{text}[/]",
         ]

@@ -49,6 +49,10 @@ def _sympy_total(arr: np.ndarray) -> Any:
     return out.reshape(arr.shape[:-1]) if arr.ndim > 1 else out[0]
 
 
+#: An integer as an exact rational of the fast kind.
+EXACT_INT = _Q
+
+
 def rational(value: Any) -> Any:
     """An exact rational of the fast kind (gmpy2.mpq, else Fraction)."""
     if isinstance(value, sp.Rational):
@@ -168,9 +172,12 @@ class Env:
     backend: Backend
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     scalars: dict[str, Any] = field(default_factory=dict)
+    #: Values of closed reductions over inputs and forward stages, shared with children:
+    #: those never change, so Σ g·x̂ is evaluated once for the truth and every form.
+    memo: dict[sp.Expr, Any] = field(default_factory=dict)
 
     def child(self) -> Env:
-        return Env(self.m, self.backend, dict(self.arrays), dict(self.scalars))
+        return Env(self.m, self.backend, dict(self.arrays), dict(self.scalars), self.memo)
 
     def store(self, name: str, value: Any, elementwise: bool) -> None:
         if elementwise:
@@ -224,6 +231,14 @@ class _Walker:
         if isinstance(expr, sp.Pow):
             return self._pow(expr, scope)
         if isinstance(expr, sp.Sum):
+            if _stable(expr) and not (expr.free_symbols & set(scope)):
+                memo = self.env.memo
+                if expr not in memo:
+                    value = self._sum(expr, scope)
+                    if isinstance(value, np.ndarray):  # closed: all axes have length 1
+                        value = value.reshape(-1)[0]
+                    memo[expr] = value
+                return memo[expr]
             return self._sum(expr, scope)
         if isinstance(expr, sp.KroneckerDelta):
             return self._delta(expr, scope)
@@ -352,6 +367,18 @@ class _Walker:
             else:
                 value = value + self.backend.total(body)
         return value
+
+
+#: Names whose values are fixed for the life of an environment: inputs and forward stages.
+_STABLE = frozenset(
+    {"x", "g", "ggI", "xhat", "y", "mu", "var", "eps", "gamma", "beta", "ggG", "ggB", "M"}
+)
+
+
+def _stable(expr: sp.Expr) -> bool:
+    return all(
+        s.is_integer or s.name in _STABLE for s in expr.atoms(sp.Symbol) if not s.is_Dummy
+    ) and not any(s.is_Dummy and not s.is_integer for s in expr.atoms(sp.Dummy))
 
 
 def _expand_deltas(summand: sp.Expr, index: sp.Symbol, force: bool = False) -> sp.Expr:

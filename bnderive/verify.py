@@ -102,7 +102,7 @@ class Verdict:
             "equation": self.equation,
             "status": self.status.value,
             "method": self.method,
-            "mode": self.mode.value if self.mode else None,
+            "mode": self.mode.value if self.mode else "both",
             "scope": self.scope,
             "detail": self.detail,
             "counterexample": self.counterexample.to_dict() if self.counterexample else None,
@@ -551,6 +551,16 @@ def random_check(
     return out
 
 
+def warm_random_truth(form: Form, spec: Spec, trials: int, seed: int = 0) -> None:
+    """Compute the truth at the random points ``random_check`` will draw (for the caches)."""
+    spec = form.spec(spec)
+    for draw in range(1, trials + 1):
+        try:
+            _random_truth(spec, seed * 7919 + draw, form.order)
+        except (NotRational, ZeroDivisionError, BnderiveError):
+            return
+
+
 @lru_cache(maxsize=32)
 def _random_truth(spec: Spec, draw: int, order: int = 1) -> tuple[Instance, Outcome]:
     """The random point ``draw`` and the truth there (shared by every form checked)."""
@@ -657,26 +667,26 @@ def exact_plan(
 def check_form(
     form: Form,
     modes: Sequence[Mode] = (Mode.PER_ACTIVATION, Mode.SPATIAL),
-    methods: Sequence[str] = ("exact", "random"),
+    methods: Sequence[str] = ("general", "exact", "random"),
     n_values: Sequence[int] | None = None,
     m_random: int = 4096,
     trials: int = 3,
     shapes: Sequence[Spec] = (),
+    jobs: int = 1,
 ) -> list[Verdict]:
-    """Every verdict for one form: each mode × method ("general", "exact", "random")."""
-    from .general import general_check
+    """Every verdict for one form: the every-M proof, then each mode × method."""
+    from .plan import Plan
 
-    verdicts: list[Verdict] = []
-    for mode in modes:
-        if mode not in form.modes:
-            continue
-        if "general" in methods:
-            verdicts += general_check(form, Spec(mode))
-        if "exact" in methods:
-            verdicts += check_exact_mode(form, mode, n_values, shapes)
-        if "random" in methods:
-            verdicts += random_check(form, large_spec(mode, m_random), trials)
-    return verdicts
+    plan = Plan(
+        (form,),
+        tuple(modes),
+        tuple(m for m in ("general", "exact", "random") if m in methods),
+        tuple(n_values) if n_values is not None else None,
+        tuple(shapes),
+        m_random,
+        trials,
+    )
+    return plan.run(jobs)
 
 
 def check_exact_mode(
