@@ -20,6 +20,7 @@ from . import __version__
 from .display import derivation_view, latex, unicode
 from .errors import BnderiveError
 from .forms import Form, builtin_forms, find_form, load_form
+from .general import general_check
 from .plan import Plan, default_jobs
 from .spec import Mode, Spec
 from .verify import Status, Verdict, exit_code, parse_shape, parse_sizes
@@ -326,6 +327,11 @@ def _summary(verdicts: Sequence[Verdict], forms: Sequence[Form], elapsed: float 
 @click.option("--unbiased", is_flag=True, help="Bessel-corrected variance 1/(M−1) in the forward.")
 @click.option("--eps-outside", is_flag=True, help="Normalize by √σ² + ε instead of √(σ²+ε).")
 @click.option("--latex", "as_latex", is_flag=True, help="Print LaTeX (an align* block).")
+@click.option(
+    "--general",
+    is_flag=True,
+    help="For every M: index notation only, then Thorey's Kronecker chain, each step proved.",
+)
 @user_errors
 def derive(
     mode: str,
@@ -338,6 +344,7 @@ def derive(
     unbiased: bool,
     eps_outside: bool,
     as_latex: bool,
+    general: bool,
 ) -> None:
     """Print the ground truth: each forward stage and its adjoint, stage by stage.
 
@@ -350,6 +357,7 @@ def derive(
       bnderive derive --n 2
       bnderive derive --mode spatial --n 2 --h 2 --w 2
       bnderive derive --eval --latex
+      bnderive derive --general
     """
     spatial = mode == "spatial"
     if not spatial and (h not in (None, 1) or w not in (None, 1)):
@@ -366,6 +374,9 @@ def derive(
         unbiased=unbiased,
         eps_inside=not eps_outside,
     )
+    if general:
+        _derive_general(spec, as_latex)
+        return
     steps = derivation_view(spec)
     if as_latex:
         click.echo(_derive_latex(spec, steps))
@@ -393,6 +404,74 @@ def derive(
                         f"    [dim]via {escape(_stage_word(via))}:[/] {escape(unicode(expr))}"
                     )
             out.print(f"    → {escape(unicode(step.instance))}")
+
+
+CHAIN = "kronecker-chain"
+
+
+def _derive_general(spec: Spec, as_latex: bool) -> None:
+    steps = derivation_view(spec, instantiate=False)
+    chain = find_form(CHAIN) if spec.training and not spec.unbiased and spec.eps_inside else None
+    verdicts = {v.equation: v for v in general_check(chain)} if chain else {}
+    if as_latex:
+        lines = [f"% bnderive {__version__}: every M, {_conventions_of(spec)}", r"\begin{align*}"]
+        lines += [f"  {latex(s.lhs)} &= {latex(s.general)} \\\\" for s in steps]
+        if chain:
+            for eq in chain.equations:
+                lines.append(
+                    f"  % line {eq.number}: {verdicts[eq.number].status.value} for every M"
+                )
+                lines.append(f"  {latex(sp_reference(eq))} &= {latex(eq.expr)} \\\\")
+        lines[-1] = lines[-1].removesuffix(" \\\\")
+        lines.append(r"\end{align*}")
+        click.echo("\n".join(lines))
+        return
+    out = _console()
+    out.print(f"[bold]BatchNorm for every M ({escape(_conventions_of(spec))})[/]")
+    out.print("[dim]One reduction set: x_k, k = 1..M, Σₖ over the set; i is any one element.[/]")
+    for kind, title in (("forward", "Forward graph"), ("backward", "Backward by the chain rule")):
+        out.print(f"\n[bold underline]{title}[/]")
+        for step in (s for s in steps if s.kind == kind):
+            out.print(
+                f"[bold cyan]{escape(unicode(step.lhs))}[/] = {escape(unicode(step.general))}"
+                + (f"   [dim]# {escape(step.meaning)}[/]" if step.meaning else "")
+            )
+            if len(step.paths) > 1:
+                for via, expr in step.paths:
+                    out.print(
+                        f"    [dim]via {escape(_stage_word(via))}:[/] {escape(unicode(expr))}"
+                    )
+    if not chain:
+        out.print("\n[dim]The Kronecker chain is written for the default conventions.[/]")
+        return
+    out.print(f"\n[bold underline]{escape(chain.title)}[/]")
+    out.print(f"[dim]{escape(chain.sources[0])}[/]")
+    for eq in chain.equations:
+        verdict = verdicts[eq.number]
+        text, style = _STATUS_STYLE[verdict.status]
+        out.print(f"\n[bold]{eq.number}.[/] ∂L/∂xᵢ = {escape(unicode(eq.expr))}")
+        if eq.latex:
+            out.print(f"   [dim]as published: {escape(eq.latex)}[/]")
+        out.print(
+            f"   [{style}]{text} for every M[/]"
+            + (f": {escape(verdict.residual)}" if verdict.residual else "")
+        )
+
+
+def sp_reference(eq: Any) -> Any:
+    from .notation import reference
+
+    return reference(eq.name, eq.index)
+
+
+def _conventions_of(spec: Spec) -> str:
+    return ", ".join(
+        [
+            "training" if spec.training else "eval",
+            "Bessel variance" if spec.unbiased else "biased variance",
+            "ε inside √" if spec.eps_inside else "ε outside √",
+        ]
+    )
 
 
 def _stage_word(name: str) -> str:

@@ -176,10 +176,27 @@ _MEANING = {
 }
 
 
-def derivation_view(spec: Spec) -> list[Step]:
-    """Forward stages and adjoints, each in index notation and instantiated for channel 0."""
+def derivation_view(spec: Spec, instantiate: bool = True) -> list[Step]:
+    """Forward stages and adjoints, each in index notation and (unless ``instantiate`` is
+    False) instantiated for channel 0 of the spec's sizes."""
     graph = Graph.build(spec)
     truth = derive(graph)
+    if not instantiate:
+        return [
+            Step("forward", st.name, _LHS[st.name], st.at(INDEX_I), (), sp.Integer(0), st.meaning)
+            for st in graph.stages
+        ] + [
+            Step(
+                "backward",
+                adj.name,
+                adj.reference(INDEX_I),
+                adj.expr,
+                tuple((t.via, t.expr) for t in adj.terms),
+                sp.Integer(0),
+                _MEANING.get(adj.name, ""),
+            )
+            for adj in truth.adjoints
+        ]
     inst = symbolic_env(spec, 0)
     env = inst.env.child()
     steps: list[Step] = []

@@ -222,6 +222,14 @@ def test_derive_spatial_latex_is_exact():
     assert_golden("derive_spatial_latex.txt", result.output)
 
 
+def test_derive_general_proves_each_step_of_the_chain():
+    result = run("derive", "--general")
+    assert result.exit_code == 0, result.output
+    assert_golden("derive_general.txt", result.output)
+    assert result.output.count("✓ holds for every M") == 4
+    assert "\\delta_{ik}\\delta_{jl}" in result.output  # Thorey's notation, as published
+
+
 def test_derive_eval_mode_has_no_path_through_statistics():
     result = run("derive", "--eval", "--n", "3")
     assert result.exit_code == 0
