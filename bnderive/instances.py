@@ -132,6 +132,15 @@ def exact_env(spec: Spec, channel: int = 0) -> Instance:
     if not spec.training:
         env.scalars["mu"] = symbol(f"mu_{channel}")
         env.scalars["var"] = symbol(f"sigma2_{channel}")
+    else:
+        # Centred coordinates: x_k = μ + u_k for k < M and x_M = μ − Σu, a linear change of
+        # variables that keeps every identity.  Each x_k − μ is then one symbol, not M terms,
+        # which keeps the expansions small (they dominate the exact check).
+        mean = symbol(f"mu_{channel}")
+        u = [symbol(f"u{index}_{channel}") for index in range(1, spec.m)]
+        last = mean - sum(u) if u else mean
+        env.arrays["x"] = np.array([mean + v for v in u] + [last], dtype=object)
+        inputs = dict(inputs, centred=(inputs["x"], mean, u))
     rule = None
     if spec.eps_inside:
         # ε = r² − σ²: then √(σ² + ε) = r exactly.

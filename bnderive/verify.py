@@ -317,7 +317,7 @@ def _decide_entries(
         if test.outcome is Zero.UNDEFINED:
             return (Status.UNDECIDED, f"undefined at {spec.describe()} (division by zero)", None)
         cex = find_witness(form, eq, spec, channel)
-        residual = _short(test.residual)
+        residual = _short(_in_x(test.residual, inst_inputs(spec, channel, form.order)))
         if cex is None:
             return (
                 Status.UNDECIDED,
@@ -327,6 +327,19 @@ def _decide_entries(
             )
         return (Status.REFUTED, cex, residual)
     return None
+
+
+def inst_inputs(spec: Spec, channel: int, order: int) -> dict[str, Any]:
+    return _exact_instance(spec, channel, order)[0].inputs
+
+
+def _in_x(expr: Any, inputs: dict[str, Any]) -> Any:
+    """A residual in the centred coordinates of ``exact_env``, written back in x and μ."""
+    if expr is None or "centred" not in inputs:
+        return expr
+    xs, mean, u = inputs["centred"]
+    to_x = {sp.Symbol(str(v)): sp.Symbol(str(x)) - sp.Symbol(str(mean)) for v, x in zip(u, xs)}
+    return sp.sympify(expr).xreplace(to_x)
 
 
 def _short(expr: Any, limit: int = 160) -> str | None:

@@ -123,3 +123,29 @@ def test_a_hand_derived_double_backward_holds_and_a_3_to_2_slip_does_not(tmp_pat
     assert gi.status is Status.REFUTED and gi.counterexample.truth != gi.counterexample.form
     (gi_all,) = [v for v in general_check(wrong) if v.quantity == "gI[i]"]
     assert gi_all.status is Status.UNDECIDED
+
+
+PYTORCH = Path(__file__).parent.parent / "bnderive" / "derivations" / "pytorch_double_backward.toml"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line"),
+    [
+        ("*3/M", "*2/M", "gI[i]"),  # the 3 of the mixed term in all_sub becomes 2
+        ('expr = "gamma*(gI_0t[i]', 'expr = "(gI_0t[i]', "gI[i]"),  # γ dropped from the ggI part
+        ("+ ggG*(t0[i] + t1 + t2[i])", "+ ggG*(t0[i] + t1)", "gI[i]"),  # the t2 path dropped
+        ("+ ggG*input_sub_mu[i]*sigma2_eps_neg_1_2 + ggB", "+ ggB", "ggO[i]"),  # ggG·x̂ lost
+        ("sigma2_eps_neg_1_2**3", "sigma2_eps_neg_1_2**2", "gI[i]"),  # σ² for σ³
+    ],
+)
+def test_mutated_pytorch_double_backward_is_refuted(tmp_path, old, new, line):
+    text = PYTORCH.read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "mutant.toml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    form = load_form(path)
+    exact = {v.quantity: v for v in exact_check(form, [Spec(n=3), Spec(n=4)])}
+    assert exact[line].status is Status.REFUTED
+    assert exact[line].counterexample.truth != exact[line].counterexample.form
+    general = {v.quantity: v for v in general_check(form)}
+    assert general[line].status is Status.UNDECIDED
