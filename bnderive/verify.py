@@ -338,7 +338,10 @@ def _in_x(expr: Any, inputs: dict[str, Any]) -> Any:
     if expr is None or "centred" not in inputs:
         return expr
     xs, mean, u = inputs["centred"]
-    to_x = {sp.Symbol(str(v)): sp.Symbol(str(x)) - sp.Symbol(str(mean)) for v, x in zip(u, xs)}
+    to_x = {
+        sp.Symbol(str(v)): sp.Symbol(str(x)) - sp.Symbol(str(mean))
+        for v, x in zip(u, xs[:-1], strict=True)
+    }
     return sp.sympify(expr).xreplace(to_x)
 
 
