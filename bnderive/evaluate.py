@@ -39,6 +39,10 @@ class Backend:
     number: Callable[[sp.Rational], Any]
     root: Callable[[Any, sp.Rational], Any]
     total: Callable[[np.ndarray], Any]  # sum over the last axis
+    add: Callable[[Any, Any], Any] = operator.add
+    mul: Callable[[Any, Any], Any] = operator.mul
+    power: Callable[[Any, int], Any] = operator.pow  # integer exponents
+    full: Callable[[int, Any], np.ndarray] | None = None  # a length-M array of one value
 
 
 def _sympy_total(arr: np.ndarray) -> Any:
@@ -181,15 +185,17 @@ class Env:
 
     def store(self, name: str, value: Any, elementwise: bool) -> None:
         if elementwise:
-            self.arrays[name] = as_elements(value, self.m)
+            self.arrays[name] = as_elements(value, self.m, self.backend)
         else:
             self.scalars[name] = value
 
 
-def as_elements(value: Any, m: int) -> np.ndarray:
-    """A value of one free index as a length-M object array (a scalar is broadcast)."""
+def as_elements(value: Any, m: int, backend: Backend | None = None) -> np.ndarray:
+    """A value of one free index as a length-M array (a scalar is broadcast)."""
     if isinstance(value, np.ndarray):
         return np.broadcast_to(value, (m,)).copy()
+    if backend is not None and backend.full is not None:
+        return backend.full(m, value)
     out = np.empty(m, dtype=object)
     out[:] = [value] * m
     return out
@@ -200,7 +206,7 @@ def evaluate(expr: sp.Expr, env: Env, index: sp.Symbol | None = None) -> Any:
     scope = {index: 0} if index is not None else {}
     value = _Walker(env).walk(expr, scope)
     if index is not None:
-        return as_elements(value, env.m)
+        return as_elements(value, env.m, env.backend)
     if isinstance(value, np.ndarray):
         free = sorted(str(s) for s in expr.free_symbols if s in N.INDICES)
         raise EvaluationError(
@@ -225,9 +231,9 @@ class _Walker:
         if isinstance(expr, sp.Indexed):
             return self._indexed(expr, scope)
         if isinstance(expr, sp.Add):
-            return reduce(operator.add, (self.walk(a, scope) for a in expr.args))
+            return reduce(self.backend.add, (self.walk(a, scope) for a in expr.args))
         if isinstance(expr, sp.Mul):
-            return reduce(operator.mul, (self.walk(a, scope) for a in expr.args))
+            return reduce(self.backend.mul, (self.walk(a, scope) for a in expr.args))
         if isinstance(expr, sp.Pow):
             return self._pow(expr, scope)
         if isinstance(expr, sp.Sum):
@@ -296,8 +302,10 @@ class _Walker:
         eq = np.equal(left, right)
         if not isinstance(eq, np.ndarray):
             return self.backend.number(sp.Integer(int(bool(eq))))
-        out = np.empty(eq.shape, dtype=object)
         one, zero = self.backend.number(sp.Integer(1)), self.backend.number(sp.Integer(0))
+        if self.backend.full is not None:  # a numeric dtype
+            return np.where(eq, one, zero)
+        out = np.empty(eq.shape, dtype=object)
         out[...] = np.where(eq, one, zero)
         return out
 
@@ -308,7 +316,7 @@ class _Walker:
         value = self.walk(base, scope)
         try:
             if exponent.q == 1:
-                return value ** int(exponent)
+                return self.backend.power(value, int(exponent))
             return self.backend.root(value, exponent)
         except ZeroDivisionError:
             raise EvaluationError(f"{expr} divides by zero at this point.") from None
@@ -345,14 +353,16 @@ class _Walker:
             if partner is not None:
                 # Σ_k δ_kj f(k) = f(j): the delta picks one element.
                 target, rest = partner
-                value = value + self.walk(rest.xreplace({index: target}), scope)
+                value = self.backend.add(value, self.walk(rest.xreplace({index: target}), scope))
                 continue
             inside, outside = _split_factors(term, index) if not inner_limits else ([term], [])
             if outside and inside:
                 # Σ_k c·h(k) = c·Σ_k h(k): c is evaluated once, outside the sum.
-                value = value + self.walk(sp.Mul(*outside), scope) * self._reduce(
-                    sp.Mul(*inside), [limits[-1]], scope
+                part = self.backend.mul(
+                    self.walk(sp.Mul(*outside), scope),
+                    self._reduce(sp.Mul(*inside), [limits[-1]], scope),
                 )
+                value = self.backend.add(value, part)
             else:
                 general.append(term)
         if general:
@@ -360,12 +370,13 @@ class _Walker:
             inner[index] = len(scope)
             body = self._reduce(sp.Add(*general), inner_limits, inner)
             count = self.backend.number(sp.Integer(self.env.m))
+            add, mul = self.backend.add, self.backend.mul
             if not isinstance(body, np.ndarray):
-                value = value + body * count
+                value = add(value, mul(body, count))
             elif body.shape[-1] == 1:
-                value = value + body[..., 0] * count
+                value = add(value, mul(body[..., 0], count))
             else:
-                value = value + self.backend.total(body)
+                value = add(value, self.backend.total(body))
         return value
 
 

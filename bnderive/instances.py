@@ -217,3 +217,29 @@ def random_point(spec: Spec, seed: int, spread: int) -> dict[str, Any]:
     else:
         point["eps"] = Fraction(rng.randint(1, spread), spread + 1)
     return point
+
+
+def modular_point_env(spec: Spec, seed: int) -> Instance:
+    """A uniformly random point of F_p (see ``modular``): inputs are residues mod p, r is
+    drawn and ε = r² − σ² (mod p), so √(σ²+ε) = r; in eval mode μ and σ² are drawn too."""
+    from .modular import P, modular_backend
+
+    draw = np.random.default_rng(seed)
+    r = int(draw.integers(1, P))
+    env = Env(spec.m, modular_backend(r))
+    inputs: dict[str, Any] = {"r": r}
+    for name in ("x", "g", "ggI"):
+        env.arrays[name] = draw.integers(0, P, size=spec.m, dtype=np.int64)
+        inputs[name] = env.arrays[name]
+    for name in ("gamma", "beta", "ggG", "ggB"):
+        env.scalars[name] = inputs[name] = int(draw.integers(0, P))
+
+    def rule(v: Any) -> int:
+        return (r * r - int(v)) % P
+
+    if not spec.training:
+        env.scalars["mu"] = int(draw.integers(0, P))
+        env.scalars["var"] = int(draw.integers(0, P))
+        env.scalars["eps"] = rule(env.scalars["var"])
+        return Instance(spec, 0, _forward(env, Graph.build(spec), None), inputs)
+    return Instance(spec, 0, _forward(env, Graph.build(spec), None, rule), inputs)

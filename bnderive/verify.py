@@ -34,7 +34,8 @@ from .derive import Truth, derive, inline
 from .errors import BnderiveError, SpecError
 from .evaluate import RATIONAL, SYMBOLIC, Env, NotRational, evaluate
 from .forms import Equation, Form
-from .instances import Instance, exact_env, point_env, random_point
+from .instances import Instance, exact_env, modular_point_env, point_env, random_point
+from .modular import P
 from .second import SecondOrderTruth, second_order_truth
 from .spec import Mode, Spec
 from .zero import Zero, decide_zero
@@ -439,7 +440,140 @@ def large_spec(mode: Mode, m: int = 4096) -> Spec:
 def random_check(
     form: Form, spec: Spec, trials: int = 3, seed: int = 0, scope: str = ""
 ) -> list[Verdict]:
-    """Evaluate truth and form at ``trials`` random integer points, exactly."""
+    """Truth and form at ``trials`` random points, exactly.
+
+    First in the prime field F_p, vectorized (``modular``); a line that agrees at every point
+    holds with probability of error ≤ (d/p)^trials.  A line that differs is refuted, with a
+    counterexample in rational numbers from ``random_rational_check``; a form that cannot be
+    evaluated in F_p (a radical other than √(σ²+ε)) is checked in rational numbers only.
+    """
+    spec = form.spec(spec)
+    truth = truth_of(form.order, spec)
+    scope = scope or f"M = {spec.m} randomized"
+    started = time.perf_counter()
+    screen = _modular_screen(form, spec, truth, trials, seed)
+    if screen is None:
+        return random_rational_check(form, spec, trials, seed, scope)
+    agreed, differs = screen
+    rational: dict[int, Verdict] = {}
+    if differs:
+        rational = {v.equation: v for v in random_rational_check(form, spec, trials, seed, scope)}
+    share = (time.perf_counter() - started) / max(1, len(form.equations))
+    degrees = _degrees(form, truth)
+    out = []
+    for eq in form.equations:
+        common = dict(
+            form=form.name,
+            quantity=eq.label,
+            equation=eq.number,
+            method="random",
+            scope=scope,
+            mode=spec.mode,
+            seconds=share,
+        )
+        if eq.name not in truth:
+            out.append(
+                Verdict(
+                    status=Status.UNCHECKED,
+                    detail="auxiliary definition: used by later lines, not compared",
+                    **common,
+                )
+            )
+        elif eq.number in differs:
+            found = rational.get(eq.number)
+            if found is not None and found.status is Status.REFUTED:
+                out.append(_with_time(found, share))
+            else:
+                out.append(
+                    Verdict(
+                        status=Status.REFUTED,
+                        trials=trials,
+                        detail=f"differs from the truth modulo p = 2³¹−1 at a random "
+                        f"point (draw {differs[eq.number]}); a nonzero value mod p "
+                        "proves the difference is not identically zero",
+                        **common,
+                    )
+                )
+        elif agreed.get(eq.number, 0) < trials:
+            out.append(
+                Verdict(
+                    status=Status.UNDECIDED,
+                    trials=agreed.get(eq.number, 0),
+                    detail="too few random points could be evaluated",
+                    **common,
+                )
+            )
+        elif degrees.get(eq.number) is None:
+            out.append(
+                Verdict(
+                    status=Status.UNDECIDED,
+                    trials=trials,
+                    detail="equal at every random point, but no degree bound is known "
+                    "for this expression, so agreement proves nothing; use the exact method",
+                    **common,
+                )
+            )
+        else:
+            d = degrees[eq.number]
+            bound = float(Fraction(d, P) ** trials) if d < P else 1.0
+            out.append(
+                Verdict(
+                    status=Status.HOLDS,
+                    trials=trials,
+                    bound=bound,
+                    detail=(
+                        f"equal at {trials} random points of F_p, p = 2³¹−1; a nonzero difference "
+                        f"of degree ≤ {d} vanishes at one with probability ≤ {d}/p "
+                        f"(Schwartz–Zippel), so a false 'holds' has probability ≤ {bound:.1e}"
+                    ),
+                    **common,
+                )
+            )
+    return out
+
+
+def _modular_screen(
+    form: Form, spec: Spec, truth: Truth | SecondOrderTruth, trials: int, seed: int
+) -> tuple[dict[int, int], dict[int, int]] | None:
+    """(points of agreement per equation, first differing draw per equation), or None when
+    the form cannot be evaluated in F_p."""
+    agreed: dict[int, int] = {}
+    differs: dict[int, int] = {}
+    usable = 0
+    for draw in range(1, trials + 4):
+        if usable == trials:
+            break
+        try:
+            inst, true = _modular_truth(spec, seed * 7919 + draw, form.order)
+        except (NotRational, ZeroDivisionError, BnderiveError):
+            continue
+        mine = _run(form_definitions(form), inst.env)
+        for eq in checkable(form, truth):
+            if mine.line_error(eq) and "F_p" in mine.line_error(eq):
+                return None  # a radical the field cannot decide: rational arithmetic instead
+        usable += 1
+        for eq in checkable(form, truth):
+            if eq.number in differs or mine.line_error(eq) or eq.name in true.errors:
+                continue
+            t = np.asarray(true.values[eq.name]) % P
+            f = np.asarray(mine.line(eq)) % P
+            if np.array_equal(t, f):
+                agreed[eq.number] = agreed.get(eq.number, 0) + 1
+            else:
+                differs[eq.number] = seed * 7919 + draw
+    return agreed, differs
+
+
+@lru_cache(maxsize=32)
+def _modular_truth(spec: Spec, draw: int, order: int = 1) -> tuple[Instance, Outcome]:
+    inst = modular_point_env(spec, draw)
+    return inst, _run(truth_of(order, spec).definitions(), inst.env)
+
+
+def random_rational_check(
+    form: Form, spec: Spec, trials: int = 3, seed: int = 0, scope: str = ""
+) -> list[Verdict]:
+    """Evaluate truth and form at ``trials`` random integer points in rational arithmetic."""
     spec = form.spec(spec)
     truth = truth_of(form.order, spec)
     scope = scope or f"M = {spec.m} randomized"
@@ -572,7 +706,7 @@ def warm_random_truth(form: Form, spec: Spec, trials: int, seed: int = 0) -> Non
     spec = form.spec(spec)
     for draw in range(1, trials + 1):
         try:
-            _random_truth(spec, seed * 7919 + draw, form.order)
+            _modular_truth(spec, seed * 7919 + draw, form.order)
         except (NotRational, ZeroDivisionError, BnderiveError):
             return
 

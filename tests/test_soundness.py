@@ -66,3 +66,21 @@ def test_undefined_line_is_undecided_not_holds(tmp_path):
     form = form_with_dx(tmp_path, f"{CAFFE}*(x[i]-mu)/(x[i]-sum(x[k],k)/M)")
     (verdict,) = exact_check(form, [Spec(n=1)])
     assert verdict.status is Status.UNDECIDED
+
+
+def test_a_radical_the_field_cannot_decide_falls_back_to_rationals(tmp_path):
+    # √(4(σ²+ε))/2 is √(σ²+ε), but in F_p only the radicand r² is recognised: the randomized
+    # method must fall back to rational arithmetic (where √(4r²) = 2r exactly) and still hold.
+    form = form_with_dx(tmp_path, CAFFE.replace("sqrt(var+eps)", "(sqrt(4*(var+eps))/2)"))
+    (verdict,) = random_check(form, large_spec(Mode.PER_ACTIVATION, 128), trials=2)
+    assert verdict.status is Status.HOLDS
+    assert "F_p" not in verdict.detail  # decided by the rational path
+    wrong = form_with_dx(tmp_path, CAFFE.replace("sqrt(var+eps)", "(sqrt(4*(var+eps))/3)"))
+    (verdict,) = random_check(wrong, large_spec(Mode.PER_ACTIVATION, 128), trials=2)
+    assert verdict.status is Status.REFUTED
+
+
+def test_modular_screen_holds_with_field_bound(tmp_path):
+    (verdict,) = random_check(form_with_dx(tmp_path, CAFFE), large_spec(Mode.SPATIAL, 256), 2)
+    assert verdict.status is Status.HOLDS
+    assert "F_p" in verdict.detail and verdict.bound < 1e-15
