@@ -178,9 +178,9 @@ def _from_dict(data: dict, where: str) -> Form:
             )
         expr = N.parse(str(entry["expr"]), where=at, extra=defined)
         if index is not None and index != N.i:
-            expr = expr.xreplace({index: N.i}) if N.i not in expr.free_symbols else expr
-            if N.i in expr.free_symbols and index != N.i:
+            if N.i in expr.free_symbols:  # both i and the declared index are free
                 raise FormError(f"{at}: write the free index as i.")
+            expr = expr.xreplace({index: N.i})
             index = N.i
         equations.append(
             Equation(number, qname, index, expr, str(entry["expr"]), str(entry.get("latex", "")))
