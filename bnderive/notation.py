@@ -198,6 +198,15 @@ def _check_syntax(text: str, where: str, namespace: dict[str, object]) -> None:
             )
         if isinstance(node, ast.Constant) and not isinstance(node.value, int | float):
             raise FormError(f"{where}: the constant {node.value!r} in {text!r} is not a number.")
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Name)
+            and node.value.id not in namespace
+        ):
+            raise FormError(
+                f"{where}: unknown name(s) {node.value.id} in {text!r}. Known arrays: x, g, xhat, "
+                "y, and the elementwise quantities defined on earlier lines (dxhat, dx, ...)."
+            )
         if isinstance(node, ast.Call):
             name = node.func.id if isinstance(node.func, ast.Name) else None
             if name is None or not callable(namespace.get(name)) or node.keywords:
