@@ -172,7 +172,11 @@ def _from_dict(data: dict, where: str) -> Form:
             raise FormError(
                 f"{at}: {qname} is {'per element' if N.QUANTITIES[qname] else 'one value per channel'}; write defines = {want!r}."
             )
-        if qname in {"x", "g", "xhat", "y", "mu", "var", "gamma", "beta", "eps", "M"}:
+        inputs = {"x", "g", "xhat", "y", "mu", "var", "gamma", "beta", "eps", "M"}
+        # The double backward's inputs too: the evaluator memoizes sums over inputs, so a line
+        # that redefined ggB would make later sums read a stale value (a false "holds").
+        inputs |= {"ggI", "ggG", "ggB"}
+        if qname in inputs:
             raise FormError(
                 f"{at}: {qname} is an input or a forward stage and cannot be redefined."
             )
