@@ -182,8 +182,11 @@ def _from_dict(data: dict, where: str) -> Form:
             )
         expr = N.parse(str(entry["expr"]), where=at, extra=defined)
         if index is not None and index != N.i:
-            if N.i in expr.free_symbols:  # both i and the declared index are free
-                raise FormError(f"{at}: write the free index as i.")
+            if N.i in expr.atoms(sp.Symbol):  # renaming would clash with (or capture into) i
+                raise FormError(
+                    f"{at}: the line defines {qname}[{index}] but also uses i; write the free "
+                    "index as i, or rename the other index."
+                )
             expr = expr.xreplace({index: N.i})
             index = N.i
         equations.append(
