@@ -387,11 +387,19 @@ def derive(
         out.print(
             f"[dim]Channel 0 shown; the other {spec.c - 1} are the same in their own symbols.[/]"
         )
+    layout = "x₀₁₂₃ is x[n=0, c=1, h=2, w=3]" if spatial else "x₀₁ is x[n=0, d=1]"
     out.print(
-        f"[dim]Elements x_{{{','.join('nchw' if spatial else 'nd')}}}; "
-        "r-th element of the reduction set written x_k, Σ over k = 1..M.[/]"
+        f"[dim]Symbols: {escape(layout)}. In index notation x_k is element k of one reduction set "
+        "and Σₖ runs over k = 1..M.[/]"
     )
-    for kind, title in (("forward", "Forward graph"), ("backward", "Backward: ∂L/∂(each stage)")):
+    _print_steps(out, steps, ("Forward graph", "Backward: ∂L/∂(each stage)"), instances=True)
+
+
+def _print_steps(
+    out: Console, steps: Sequence[Any], titles: tuple[str, str], instances: bool
+) -> None:
+    """Each stage and adjoint in index notation, its chain-rule paths, and its instance."""
+    for kind, title in zip(("forward", "backward"), titles, strict=True):
         out.print(f"\n[bold underline]{title}[/]")
         for step in (s for s in steps if s.kind == kind):
             out.print(
@@ -403,7 +411,8 @@ def derive(
                     out.print(
                         f"    [dim]via {escape(_stage_word(via))}:[/] {escape(unicode(expr))}"
                     )
-            out.print(f"    → {escape(unicode(step.instance))}")
+            if instances:
+                out.print(f"    → {escape(unicode(step.instance))}")
 
 
 CHAIN = "kronecker-chain"
@@ -429,18 +438,7 @@ def _derive_general(spec: Spec, as_latex: bool) -> None:
     out = _console()
     out.print(f"[bold]BatchNorm for every M ({escape(_conventions_of(spec))})[/]")
     out.print("[dim]One reduction set: x_k, k = 1..M, Σₖ over the set; i is any one element.[/]")
-    for kind, title in (("forward", "Forward graph"), ("backward", "Backward by the chain rule")):
-        out.print(f"\n[bold underline]{title}[/]")
-        for step in (s for s in steps if s.kind == kind):
-            out.print(
-                f"[bold cyan]{escape(unicode(step.lhs))}[/] = {escape(unicode(step.general))}"
-                + (f"   [dim]# {escape(step.meaning)}[/]" if step.meaning else "")
-            )
-            if len(step.paths) > 1:
-                for via, expr in step.paths:
-                    out.print(
-                        f"    [dim]via {escape(_stage_word(via))}:[/] {escape(unicode(expr))}"
-                    )
+    _print_steps(out, steps, ("Forward graph", "Backward by the chain rule"), instances=False)
     if not chain:
         out.print("\n[dim]The Kronecker chain is written for the default conventions.[/]")
         return

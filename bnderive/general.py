@@ -136,7 +136,7 @@ def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None
     """Every checkable line of ``form`` proved (or not) for all M.
 
     The proof does not depend on the mode; ``mode`` only labels the verdicts (None: both)."""
-    from .verify import Status, Verdict, truth_of  # verdict objects live with the other methods
+    from .verify import AUXILIARY, Status, line_verdict, truth_of  # verdicts live with the methods
 
     spec = form.spec(base or Spec())
     truth = truth_of(form.order, spec)
@@ -146,14 +146,13 @@ def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None
         defs[eq.name] = (eq.elementwise, eq.expr)
         if eq.name not in truth:
             out.append(
-                Verdict(
-                    form.name,
-                    eq.label,
-                    eq.number,
+                line_verdict(
+                    form,
+                    eq,
                     Status.UNCHECKED,
                     "general",
                     "all M",
-                    detail="auxiliary definition: used by later lines, not compared",
+                    detail=AUXILIARY,
                     mode=mode,
                 )
             )
@@ -163,10 +162,9 @@ def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None
             result = prove(truth.inline(eq.name), inline(eq.expr, defs), spec)
         except (ValueError, TypeError) as exc:
             out.append(
-                Verdict(
-                    form.name,
-                    eq.label,
-                    eq.number,
+                line_verdict(
+                    form,
+                    eq,
                     Status.UNDECIDED,
                     "general",
                     "all M",
@@ -179,10 +177,9 @@ def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None
         seconds = time.perf_counter() - t0
         if result.zero:
             out.append(
-                Verdict(
-                    form.name,
-                    eq.label,
-                    eq.number,
+                line_verdict(
+                    form,
+                    eq,
                     Status.HOLDS,
                     "general",
                     "all M",
@@ -194,10 +191,9 @@ def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None
             )
         else:
             out.append(
-                Verdict(
-                    form.name,
-                    eq.label,
-                    eq.number,
+                line_verdict(
+                    form,
+                    eq,
                     Status.UNDECIDED,
                     "general",
                     "all M",

@@ -114,6 +114,16 @@ class Verdict:
         }
 
 
+AUXILIARY = "auxiliary definition: used by later lines, not compared"
+
+
+def line_verdict(
+    form: Form, eq: Equation, status: Status, method: str, scope: str, **details: Any
+) -> Verdict:
+    """The verdict of one method on one line of a form."""
+    return Verdict(form.name, eq.label, eq.number, status, method, scope, **details)
+
+
 # -- running a sequence of definitions --------------------------------------------------------------
 @dataclass
 class Outcome:
@@ -215,10 +225,9 @@ def exact_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verd
                 if verdict is not None:
                     if verdict[0] is Status.REFUTED:
                         cex, residual = verdict[1], verdict[2]
-                        results[eq.number] = Verdict(
-                            form.name,
-                            eq.label,
-                            eq.number,
+                        results[eq.number] = line_verdict(
+                            form,
+                            eq,
                             Status.REFUTED,
                             "exact",
                             scope,
@@ -233,14 +242,13 @@ def exact_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verd
     for eq in form.equations:
         if eq.name not in truth:
             out.append(
-                Verdict(
-                    form.name,
-                    eq.label,
-                    eq.number,
+                line_verdict(
+                    form,
+                    eq,
                     Status.UNCHECKED,
                     "exact",
                     scope,
-                    detail="auxiliary definition: used by later lines, not compared",
+                    detail=AUXILIARY,
                     mode=mode,
                 )
             )
@@ -250,10 +258,9 @@ def exact_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verd
             out.append(_with_time(v, started[eq.number]))
         elif eq.number in undecided:
             out.append(
-                Verdict(
-                    form.name,
-                    eq.label,
-                    eq.number,
+                line_verdict(
+                    form,
+                    eq,
                     Status.UNDECIDED,
                     "exact",
                     scope,
@@ -264,10 +271,9 @@ def exact_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verd
             )
         else:
             out.append(
-                Verdict(
-                    form.name,
-                    eq.label,
-                    eq.number,
+                line_verdict(
+                    form,
+                    eq,
                     Status.HOLDS,
                     "exact",
                     scope,
@@ -475,7 +481,7 @@ def random_check(
             out.append(
                 Verdict(
                     status=Status.UNCHECKED,
-                    detail="auxiliary definition: used by later lines, not compared",
+                    detail=AUXILIARY,
                     **common,
                 )
             )
@@ -612,10 +618,9 @@ def random_rational_check(
                     cex = Counterexample(
                         spec, 0, _entry_label(eq, spec, 0, position), inputs, _fmt(t), _fmt(f)
                     )
-                    results[eq.number] = Verdict(
-                        form.name,
-                        eq.label,
-                        eq.number,
+                    results[eq.number] = line_verdict(
+                        form,
+                        eq,
                         Status.REFUTED,
                         "random",
                         scope,
@@ -632,14 +637,13 @@ def random_rational_check(
     for eq in form.equations:
         if eq.name not in truth:
             out.append(
-                Verdict(
-                    form.name,
-                    eq.label,
-                    eq.number,
+                line_verdict(
+                    form,
+                    eq,
                     Status.UNCHECKED,
                     "random",
                     scope,
-                    detail="auxiliary definition: used by later lines, not compared",
+                    detail=AUXILIARY,
                     mode=spec.mode,
                 )
             )
@@ -647,10 +651,9 @@ def random_rational_check(
             out.append(_with_time(results[eq.number], seconds[eq.number]))
         elif agreed[eq.number] < trials:
             out.append(
-                Verdict(
-                    form.name,
-                    eq.label,
-                    eq.number,
+                line_verdict(
+                    form,
+                    eq,
                     Status.UNDECIDED,
                     "random",
                     scope,
@@ -662,10 +665,9 @@ def random_rational_check(
             )
         elif degrees.get(eq.number) is None:
             out.append(
-                Verdict(
-                    form.name,
-                    eq.label,
-                    eq.number,
+                line_verdict(
+                    form,
+                    eq,
                     Status.UNDECIDED,
                     "random",
                     scope,
@@ -680,10 +682,9 @@ def random_rational_check(
             d = degrees[eq.number]
             bound = float(Fraction(d, sample) ** trials) if d < sample else 1.0
             out.append(
-                Verdict(
-                    form.name,
-                    eq.label,
-                    eq.number,
+                line_verdict(
+                    form,
+                    eq,
                     Status.HOLDS,
                     "random",
                     scope,
@@ -854,7 +855,9 @@ def overall(verdicts: Iterable[Verdict]) -> Status:
     statuses = {v.status for v in verdicts}
     if Status.REFUTED in statuses:
         return Status.REFUTED
-    if Status.UNDECIDED in statuses:
+    if Status.UNDECIDED in statuses or Status.HOLDS not in statuses:
+        # Nothing checked (no verdicts, or only auxiliary lines: a misspelt 'dX[i]' is one)
+        # is not "everything checked holds".
         return Status.UNDECIDED
     return Status.HOLDS
 
