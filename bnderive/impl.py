@@ -293,8 +293,8 @@ def _failure_message(file: Path, message: str, trace: str, output: str) -> str:
         text += "\n" + trace
     if output.strip():
         shown = output.strip()
-        if len(shown) > 300:
-            shown = shown[:300] + " …"
+        if len(shown) > 120:
+            shown = shown[:120] + " …"
         text += f"\n(its output began: {shown!r})"
     return text
 

@@ -345,7 +345,7 @@ def load_module(path: str) -> Any:
         caret = " " * max(0, (exc.offset or 1) - 1) + "^" if text else ""
         trace = f'  File "{path}", {where}\n    {text}\n    {caret}'.rstrip()
         raise UserError(
-            "syntax", f"{path} has a syntax error at {where}: {exc.msg}", trace
+            "syntax", f"{Path(path).name} has a syntax error at {where}: {exc.msg}", trace
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError("import", f"{path} cannot be read: {exc}") from None
@@ -387,10 +387,18 @@ def resolve_api(module: Any, job: dict[str, Any]) -> dict[str, Any]:
     defined = _functions(module)
     listing = ", ".join(defined) if defined else "none"
     forward, backward, alt = CS231N[mode]
+    if mode == "per-activation" and not hasattr(module, forward) and not function:
+        spatial = [n for n in CS231N["spatial"] if n and hasattr(module, n)]
+        if spatial:
+            raise UserError(
+                "missing",
+                f"the file defines {' and '.join(spatial)} but not {forward}: add --mode spatial "
+                "to check the SPATIAL (N,C,H,W) functions.",
+            )
     if api is None:
         if function:
             api = "functional"
-        elif hasattr(module, forward) and hasattr(module, backward):
+        elif hasattr(module, forward) or hasattr(module, backward):
             api = "cs231n"
         elif len(defined) == 1:
             api, function = "functional", defined[0]
