@@ -638,7 +638,9 @@ def run_job(job: dict[str, Any], timeout: float, memory: int) -> dict[str, Any]:
         job_path = os.path.join(workdir, "job.json")
         Path(job_path).write_text(json.dumps(job), encoding="utf-8")
         env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "COV_", "PYTEST"))
+            k: v
+            for k, v in os.environ.items()
+            if k == "PYTHONPATH" or not k.startswith(("PYTHON", "COV_", "PYTEST"))
         }
         # one thread each: BLAS thread pools reserve address space the limit would count
         env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
