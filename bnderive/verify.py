@@ -751,10 +751,12 @@ def default_exact_specs(mode: Mode, n_values: Sequence[int] = range(1, 7)) -> li
 
 
 def valid_specs(form: Form, specs: Sequence[Spec]) -> list[Spec]:
-    """The specs that make sense for the form's conventions (Bessel needs M ≥ 2)."""
+    """The specs that make sense for the form's conventions: Bessel's 1/(M−1) needs M ≥ 2, and
+    with ε outside the root the truth is undefined at M = 1 (√σ² is not differentiable at
+    σ² = 0), so that size is left out rather than reported undecided."""
     out = []
     for s in specs:
-        if form.unbiased and form.training and s.m < 2:
+        if form.training and s.m < 2 and (form.unbiased or not form.eps_inside):
             continue
         out.append(s)
     return out
