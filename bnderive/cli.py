@@ -18,6 +18,7 @@ from rich.table import Table
 
 from . import __version__
 from .display import derivation_view, latex, unicode
+from .document import is_document, line_notes, load_document
 from .errors import BnderiveError
 from .forms import Form, builtin_forms, find_form, load_form
 from .general import general_check
@@ -178,7 +179,9 @@ def check(
 
     Exit codes: 0 all hold, 1 something refuted, 2 bad input, 3 undecided.
     """
-    chosen = [find_form(name) for name in forms] + [load_form(path) for path in form_files]
+    chosen = [find_form(name) for name in forms] + [
+        load_document(path) if is_document(path) else load_form(path) for path in form_files
+    ]
     if not chosen:
         chosen = [f for f in builtin_forms() if f.order == order]
         if not chosen:
@@ -237,6 +240,13 @@ def check(
     out.print(_verdict_table(verdicts, timing=not no_timing))
     for line in _explanations(verdicts):
         out.print(line)
+    for form in chosen:  # a LaTeX document: its equations' lines in the file, and the first wrong
+        refuted = [
+            v.equation for v in verdicts if v.form == form.name and v.status is Status.REFUTED
+        ]
+        notes = line_notes(form, [n for n in refuted if n is not None])
+        for k, note in enumerate(notes):
+            out.print(f"\n[bold]{escape(note)}[/]" if k == 0 else escape(note))
     out.print(_summary(verdicts, chosen, elapsed if not no_timing else None))
     sys.exit(code)
 
@@ -701,6 +711,92 @@ def check_impl(
     )
     out.print(f"\n[{style}]{text}[/]: {', '.join(parts)} in {report.seconds:.1f} s.")
     sys.exit(code)
+
+
+# -- parse ----------------------------------------------------------------------------------------
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--expr", "expr_text", metavar="LATEX", help="Read one LaTeX expression instead of a file."
+)
+@click.option(
+    "--sigma",
+    type=click.Choice(["std", "var"]),
+    default=None,
+    help="With --expr: what a bare σ means (a file declares it in its front matter).",
+)
+@click.option(
+    "--spatial", is_flag=True, help="With --expr: SPATIAL mode, where a lone N is refused."
+)
+@user_errors
+def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: bool) -> None:
+    """Show how bnderive reads a LaTeX derivation (.md or .tex), line by line.
+
+    For every line of the file's align/equation blocks: where it is, the LaTeX, the expression
+    bnderive read (Unicode) and the same rendered back to LaTeX, and the quantity it defines
+    (checked by `bnderive check FILE`) or why it is not checked. Nothing is checked here; a line
+    bnderive cannot read is an error with its line and column (exit code 2).
+
+    \b
+    Examples:
+      bnderive parse derivation.md
+      bnderive parse notes.tex
+      bnderive parse --expr '\frac{\\partial L}{\\partial x_i}'
+      bnderive parse --expr '\\sum_{n,h,w} \\delta y[n][c][h][w]' --spatial
+    """
+    from .latex import parse_latex
+    from .notation import reference
+
+    out = _console()
+    if (file is None) == (expr_text is None):
+        raise BnderiveError("Give a FILE (.md or .tex) or --expr LATEX, not both or neither.")
+    if expr_text is not None:
+        expr = parse_latex(expr_text, sigma=sigma, spatial=spatial)
+        out.print(f"[bold]SymPy:[/] {escape(unicode(expr))}")
+        out.print(f"[bold]LaTeX:[/] {escape(latex(expr))}")
+        out.print(f"[dim]srepr: {escape(str(expr))}[/]")
+        return
+    if sigma or spatial:
+        raise BnderiveError(
+            "--sigma and --spatial belong to --expr; a file declares them in its front matter "
+            "(sigma: std, mode: spatial)."
+        )
+    assert file is not None
+    if not is_document(file):
+        raise BnderiveError(f"{file}: expected a .md or .tex derivation (a form file is TOML).")
+    form = load_document(file)
+    out.print(f"[bold]{escape(form.name)}[/]: {escape(form.title)}")
+    modes = ", ".join(m.value for m in form.modes)
+    out.print(escape(f"{_conventions(form)}; modes: {modes}"))
+    for source in form.sources:
+        out.print(f"  [dim]source:[/] {escape(source)}")
+    for line in form.lines:
+        out.print(
+            f"\n[bold]line {line.line}[/] [dim](column {line.column})[/]  {escape(line.latex)}"
+        )
+        read = line.read
+        if read is not None:
+            lhs = read.lhs
+            if read.defines is not None and read.lhs is not None:
+                lhs = reference(read.defines, read.index)
+            shown = [lhs, *read.rhs]
+            text = " = ".join("…" if s is None else unicode(s) for s in shown)
+            tex = " = ".join("…" if s is None else latex(s) for s in shown)
+            if lhs is None and read.lhs is None and line.latex.lstrip().startswith(("=", "&")):
+                text, tex = text.removeprefix("… "), tex.removeprefix("… ")
+            out.print(f"  [cyan]read:[/]  {escape(text)}")
+            out.print(f"  [cyan]LaTeX:[/] {escape(tex)}")
+        if line.checked:
+            numbers = ", ".join(str(n) for n in line.equations)
+            out.print(f"  [green]defines {escape(line.defines)}[/] (equation {numbers})")
+        else:
+            out.print(f"  [dim]· not checked: {escape(line.reason)}[/]")
+    checked = sum(1 for line in form.lines if line.checked)
+    out.print(
+        f"\n{len(form.lines)} line(s): {checked} define a checked quantity "
+        f"({len(form.equations)} equation(s)), {len(form.lines) - checked} not checked. "
+        f"Check them with: bnderive check {escape(file)}"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -225,6 +225,10 @@ def find_form(name_or_path: str) -> Form:
         if form.name == name_or_path:
             return form
     path = Path(name_or_path)
+    if path.suffix.lower() in (".md", ".markdown", ".tex"):  # a derivation as a post writes it
+        from .document import load_document  # the reader builds on forms
+
+        return load_document(path)
     if path.suffix == ".toml" or path.exists():
         return load_form(path)
     names = ", ".join(f.name for f in builtin_forms())

@@ -1,0 +1,296 @@
+"""LaTeX derivation documents: the shipped ones hold line by line, wrong lines are refuted and
+named, lines that cannot be checked say why, and malformed files are exit code 2 with a location."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import sympy as sp
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bnderive import find_form
+from bnderive.cli import main
+from bnderive.document import DocumentForm, line_notes, load_document
+from bnderive.errors import FormError
+from bnderive.general import general_check
+from bnderive.latex import LatexError
+from bnderive.spec import Mode, Spec
+from bnderive.verify import Status, exact_check
+
+FOLDER = resources.files("bnderive") / "derivations" / "latex"
+SHIPPED = sorted(Path(str(p)) for p in FOLDER.iterdir() if p.name.endswith((".md", ".tex")))
+SMALL = {
+    Mode.PER_ACTIVATION: [Spec(Mode.PER_ACTIVATION, n=3, c=1), Spec(Mode.PER_ACTIVATION, n=4, c=1)],
+    Mode.SPATIAL: [Spec(Mode.SPATIAL, n=2, c=1, h=2, w=2)],
+}
+
+WRONG = r"""---
+name: wrong-middle
+---
+A derivation with γ lost in the middle and found again in the last line.
+
+$$
+\begin{aligned}
+\frac{\partial L}{\partial \beta} &= \sum_i \frac{\partial L}{\partial y_i} \\
+\frac{\partial L}{\partial \gamma} &= \sum_i \frac{\partial L}{\partial y_i}\hat{x}_i \\
+\frac{\partial \sigma^2}{\partial x_i} &= \frac{2(x_i-\mu)}{N} \\
+\frac{\partial L}{\partial x_i} &= \frac{1}{\sqrt{\sigma^2+\epsilon}}\left(\frac{\partial L}{\partial y_i} - \frac{1}{N}\frac{\partial L}{\partial \beta} - \frac{\hat{x}_i}{N}\frac{\partial L}{\partial \gamma}\right) \\
+&= \frac{\gamma}{\sqrt{\sigma^2+\epsilon}}\left(\frac{\partial L}{\partial y_i} - \frac{1}{N}\frac{\partial L}{\partial \beta} - \frac{\hat{x}_i}{N}\frac{\partial L}{\partial \gamma}\right)
+\end{aligned}
+$$
+"""
+
+
+def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_seed_derivations_are_shipped():
+    names = {p.name for p in SHIPPED}
+    assert {"staged.md", "nchw.md", "thorey.tex"} <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_derivation_holds_line_by_line(path):
+    form = load_document(path)
+    assert isinstance(form, DocumentForm)
+    assert all(line.checked for line in form.lines), line_notes(form)
+    verdicts = general_check(form)
+    assert [v.status for v in verdicts] == [Status.HOLDS] * len(form.equations)
+    for mode in form.modes:
+        verdicts = exact_check(form, SMALL[mode])
+        assert [v.status for v in verdicts] == [Status.HOLDS] * len(form.equations), mode
+
+
+def test_the_nchw_chain_ends_in_the_compact_form():
+    form = load_document(FOLDER / "nchw.md")
+    assert form.modes == (Mode.SPATIAL,)
+    last = form.equations[-1]
+    assert last.name == "dx" and "N H W" in last.latex
+    compact = find_form("compact").equation("dx")
+    assert sp.expand(last.expr - compact.expr) == 0
+
+
+def test_staged_document_matches_the_staged_form():
+    doc = load_document(FOLDER / "staged.md")
+    toml = find_form("staged")
+    assert [e.name for e in doc.equations] == [e.name for e in toml.equations]
+    for mine, theirs in zip(doc.equations, toml.equations, strict=True):
+        assert (general_check(doc)[mine.number - 1]).status is Status.HOLDS
+        assert mine.index == theirs.index
+
+
+def test_wrong_line_is_refuted_and_named(tmp_path):
+    path = write(tmp_path, "wrong.md", WRONG)
+    form = load_document(path)
+    assert [e.name for e in form.equations] == ["dbeta", "dgamma", "dx", "dx"]
+    verdicts = exact_check(form, SMALL[Mode.PER_ACTIVATION])
+    statuses = [v.status for v in verdicts]
+    assert statuses == [Status.HOLDS, Status.HOLDS, Status.REFUTED, Status.HOLDS]
+    assert verdicts[2].counterexample is not None
+    assert form.line_of(3).line == 11
+    notes = "\n".join(line_notes(form, [3]))
+    assert "first refuted: line 11" in notes
+    assert "line 10 not checked" in notes and "local derivative" in notes
+
+    result = CliRunner().invoke(
+        main, ["check", str(path), "--method", "exact", "--mode", "per-activation", "--no-timing"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "first refuted: line 11" in result.output
+    assert "counterexample" in result.output
+
+
+def test_check_reads_documents_by_suffix_and_with_form(tmp_path):
+    path = FOLDER / "thorey.tex"
+    assert isinstance(find_form(str(path)), DocumentForm)
+    for args in (["check", str(path)], ["check", "--form", str(path)]):
+        result = CliRunner().invoke(main, [*args, "--method", "general", "--no-timing"])
+        assert result.exit_code == 0, result.output
+        assert "thorey-chain" in result.output and "refuted" not in result.output
+
+
+def test_lines_not_checked_say_why(tmp_path):
+    text = r"""
+\begin{align*}
+\mu &= \frac{1}{m}\sum_i x_i \\
+&= \frac{1}{m}\sum_k x_k \\
+\text{(the mean)} \\
+\frac{\partial L}{\partial \mu} &= \frac{\partial L}{\partial \sigma^2} \cdot \frac{2}{m} - \sum_i \frac{\partial L}{\partial \hat{x}_i} \frac{1}{\sqrt{\sigma^2+\epsilon}} \\
+\frac{\partial L}{\partial \hat{x}_i} &= \gamma\, \frac{\partial L}{\partial y_i} \quad \text{(chain rule)} \\
+\frac{\partial L}{\partial \beta} &= \sum_i \frac{\partial L}{\partial y_i}, \label{eq:beta}
+\end{align*}
+"""
+    form = load_document(write(tmp_path, "mixed.tex", text))
+    reasons = {line.line: line.reason for line in form.lines}
+    assert "not one of the quantities" in reasons[3]
+    assert "continues a line that defines nothing" in reasons[4]
+    assert "prose" in reasons[5]
+    assert "uses ∂L/∂x̂, ∂L/∂σ², which no earlier line defines" in reasons[6]
+    assert reasons[7] == "" and reasons[8] == ""
+    assert [e.name for e in form.equations] == ["dxhat", "dbeta"]
+
+
+def test_front_matter_conventions_and_sigma(tmp_path):
+    text = r"""---
+name: cs231n-sigma
+title: σ written for the variance, declared
+sources:
+  - a post
+mode: per-activation
+conventions:
+  variance: biased
+  epsilon: inside
+sigma: var
+---
+\begin{eqnarray*}
+\frac{\partial L}{\partial \hat{x}_i} &=& \gamma\, dout_i \\
+\frac{\partial L}{\partial \sigma} &=& -\frac{1}{2}\sum_i \frac{\partial L}{\partial \hat{x}_i}(x_i-\mu)(\sigma+\epsilon)^{-1.5}
+\end{eqnarray*}
+"""
+    form = load_document(write(tmp_path, "cs.md", text))
+    assert form.name == "cs231n-sigma" and form.sources == ("a post",)
+    assert form.modes == (Mode.PER_ACTIVATION,) and not form.unbiased and form.eps_inside
+    assert [e.name for e in form.equations] == ["dxhat", "dvar"]
+    assert all(v.status is Status.HOLDS for v in general_check(form))
+    # The same text without the declaration: a bare σ is an error that says what to declare.
+    with pytest.raises(LatexError, match="sigma: std"):
+        load_document(write(tmp_path, "cs2.md", text.replace("sigma: var\n", "")))
+
+
+def test_tex_front_matter_one_line_form_and_spatial_n(tmp_path):
+    body = r"""\begin{align}
+\delta\beta &= \sum_{n,h,w} \delta y[n][c][h][w] \\
+\delta x[n][c][h][w] &= \frac{\gamma}{\sqrt{\sigma^2+\epsilon}}\left(\delta y - \frac{\delta\beta}{N}\right)
+\end{align}
+"""
+    text = "% bnderive: name: spatial-n\n% bnderive: mode: spatial\n" + body
+    with pytest.raises(LatexError) as info:
+        load_document(write(tmp_path, "s.tex", text))
+    assert "s.tex, line 5, column 100" in str(info.value) and "lone N" in str(info.value)
+    form = load_document(write(tmp_path, "p.tex", text.replace("spatial\n", "per-activation\n")))
+    assert form.name == "spatial-n" and form.modes == (Mode.PER_ACTIVATION,)
+
+
+def test_markdown_code_fences_and_chains(tmp_path):
+    text = r"""
+```latex
+\begin{align} \alpha = \beta \end{align}
+```
+$$
+\frac{\partial L}{\partial \beta} = \sum_k g_k = \sum_i \frac{\partial L}{\partial y_i}
+\\[2pt]
+\frac{\partial L}{\partial x_j} = \frac{\gamma}{\sqrt{\sigma^2+\epsilon}} \left( g_j - \frac{1}{N}\frac{\partial L}{\partial \beta} \right) - \frac{\gamma}{N}\frac{\hat{x}_j}{\sqrt{\sigma^2+\epsilon}} \sum_i g_i \hat{x}_i
+$$
+"""
+    form = load_document(write(tmp_path, "c.md", text))
+    assert [e.name for e in form.equations] == ["dbeta", "dbeta", "dx"]
+    assert form.lines[0].equations == (1, 2)
+    assert all(v.status is Status.HOLDS for v in general_check(form))
+
+
+MALFORMED = [
+    (
+        "braces.md",
+        "$$\n\\frac{\\partial L}{\\partial \\beta} = \\sum_k {g_k\n$$\n",
+        "line 2, column",
+    ),
+    (
+        "macro.tex",
+        "\\begin{align}\n  \\delta\\beta &= \\alpha\n\\end{align}\n",
+        "line 2, column 18",
+    ),
+    ("noeq.md", "$$\n\\frac{\\partial L}{\\partial \\beta} \\sum_k g_k\n$$\n", "expected '='"),
+    ("empty.md", "", "line 1: no display math"),
+    ("prose.md", "# Just prose\n\nNo math here.\n", "no display math"),
+    ("binary.md", b"\x89PNG\r\n\x1a\n\x00\x00", "line 1: a binary file"),
+    ("latin1.tex", "\\begin{align} x = 1 \\end{align} \xe9".encode("latin-1"), "not UTF-8"),
+    ("unclosed.tex", "\n\\begin{align}\nx = y\n", "line 2: \\begin{align} is never closed"),
+    ("dollars.md", "text\n$$\nx = y\n", "line 2: '$$' is never closed"),
+    ("key.md", "---\nsigmaa: std\n---\n$$ x = y $$\n", "line 2: unknown front-matter key"),
+    ("sigma.md", "---\nsigma: stdev\n---\n$$ x = y $$\n", "line 2: sigma: 'stdev'"),
+    ("mode.md", "---\nmode: nchw\n---\n$$ x = y $$\n", "line 2: mode: 'nchw'"),
+    ("nothing.md", "$$\n\\mu = \\frac{1}{m}\\sum_i x_i\n$$\n", "nothing to check"),
+    ("start.md", "$$\n&= x_i\n$$\n", "continues nothing"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "message"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_documents_are_exit_2_with_a_location(tmp_path, name, text, message):
+    path = write(tmp_path, name, text)
+    with pytest.raises(FormError) as info:
+        load_document(path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+    for args in (["check", str(path)], ["parse", str(path)]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Error:" in result.output and "line " in result.output
+        assert "Traceback" not in result.output
+
+
+def test_parse_command_shows_each_line(tmp_path):
+    result = CliRunner().invoke(main, ["parse", str(FOLDER / "nchw.md")])
+    assert result.exit_code == 0, result.output
+    assert "line 16" in result.output
+    assert "∂L/∂x̂ᵢ = γ·gᵢ" in result.output
+    assert r"\frac{\partial L}{\partial \hat{x}_{i}} = \gamma g_{i}" in result.output
+    assert "defines dxhat[i] (equation 1)" in result.output
+    wrong = CliRunner().invoke(main, ["parse", str(write(tmp_path, "w.md", WRONG))])
+    assert wrong.exit_code == 0
+    assert "not checked: ∂\\sigma^2/∂x_i is a local derivative" in wrong.output
+
+
+def test_parse_command_expr_and_usage():
+    result = CliRunner().invoke(main, ["parse", "--expr", r"\frac{\partial L}{\partial \mu_B}"])
+    assert result.exit_code == 0 and "∂L/∂μ" in result.output
+    bad = CliRunner().invoke(main, ["parse", "--expr", r"\sum_k g_k \beta_"])
+    assert bad.exit_code == 2 and "line 1, column" in bad.output
+    assert CliRunner().invoke(main, ["parse"]).exit_code == 2
+    assert CliRunner().invoke(main, ["parse", "x.md", "--expr", "x"]).exit_code == 2
+    assert CliRunner().invoke(main, ["parse", "x.toml"]).exit_code == 2
+    assert CliRunner().invoke(main, ["parse", "--help"]).output.count("Examples") == 1
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "$$",
+                "\\begin{align}",
+                "\\end{align}",
+                "\\\\",
+                "&=",
+                "---\n",
+                "name: a\n",
+                "\n",
+                "x_i",
+                "=",
+                "\\frac{\\partial L}{\\partial x_i}",
+                "\\delta\\beta",
+                "\\sum_k g_k",
+                "\\text{a}",
+                "% bnderive: mode: spatial\n",
+                "{",
+                "}",
+            ]
+        ),
+        max_size=14,
+    ).map("".join)
+)
+def test_document_reader_raises_nothing_but_form_errors(text):
+    for suffix in ("md", "tex"):
+        try:
+            load_document(Path(f"fuzz.{suffix}"), text)
+        except FormError:
+            pass
