@@ -18,7 +18,6 @@ from rich.table import Table
 
 from . import __version__
 from .display import derivation_view, latex, unicode
-from .document import is_document, line_notes, load_document
 from .errors import BnderiveError
 from .forms import Form, builtin_forms, find_form, load_form
 from .general import general_check
@@ -40,6 +39,14 @@ def _console(stderr: bool = False) -> Console:
     width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "120"))
     # soft_wrap: long lines (counterexamples, formulas) stay whole, so they can be copied.
     return Console(stderr=stderr, width=width, highlight=False, soft_wrap=True)
+
+
+def _document() -> Any:
+    """The LaTeX document reader, imported when used: building its grammar costs start-up time
+    every other command would pay."""
+    from . import document
+
+    return document
 
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -180,7 +187,8 @@ def check(
     Exit codes: 0 all hold, 1 something refuted, 2 bad input, 3 undecided.
     """
     chosen = [find_form(name) for name in forms] + [
-        load_document(path) if is_document(path) else load_form(path) for path in form_files
+        _document().load_document(path) if _document().is_document(path) else load_form(path)
+        for path in form_files
     ]
     if not chosen:
         chosen = [f for f in builtin_forms() if f.order == order]
@@ -244,7 +252,7 @@ def check(
         refuted = [
             v.equation for v in verdicts if v.form == form.name and v.status is Status.REFUTED
         ]
-        notes = line_notes(form, [n for n in refuted if n is not None])
+        notes = _document().line_notes(form, [n for n in refuted if n is not None])
         for k, note in enumerate(notes):
             out.print(f"\n[bold]{escape(note)}[/]" if k == 0 else escape(note))
     out.print(_summary(verdicts, chosen, elapsed if not no_timing else None))
@@ -762,9 +770,10 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
             "(sigma: std, mode: spatial)."
         )
     assert file is not None
-    if not is_document(file):
+    document = _document()
+    if not document.is_document(file):
         raise BnderiveError(f"{file}: expected a .md or .tex derivation (a form file is TOML).")
-    form = load_document(file)
+    form = document.load_document(file)
     out.print(f"[bold]{escape(form.name)}[/]: {escape(form.title)}")
     modes = ", ".join(m.value for m in form.modes)
     out.print(escape(f"{_conventions(form)}; modes: {modes}"))
