@@ -250,9 +250,12 @@ def check(
         out.print(line)
     for form in chosen:  # a LaTeX document: its equations' lines in the file, and the first wrong
         refuted = [
-            v.equation for v in verdicts if v.form == form.name and v.status is Status.REFUTED
+            v.equation
+            for v in verdicts
+            if v.form == form.name and v.status is Status.REFUTED and v.follows is None
         ]
-        notes = _document().line_notes(form, [n for n in refuted if n is not None])
+        steps = [v for v in verdicts if v.form == form.name and v.follows is not None]
+        notes = _document().line_notes(form, [n for n in refuted if n is not None], steps)
         for k, note in enumerate(notes):
             out.print(f"\n[bold]{escape(note)}[/]" if k == 0 else escape(note))
     out.print(_summary(verdicts, chosen, elapsed if not no_timing else None))
@@ -271,10 +274,11 @@ def _verdict_table(verdicts: Sequence[Verdict], timing: bool) -> Table:
         table.add_column("time", justify="right", no_wrap=True)
     for v in verdicts:
         text, style = _STATUS_STYLE[v.status]
+        line = v.source_line if v.source_line is not None else v.equation
         row = [
             v.form,
-            str(v.equation or ""),
-            v.quantity,
+            str(line or "") + (f" ← {v.follows_line or v.follows}" if v.follows else ""),
+            v.quantity + (" (step)" if v.follows else ""),
             v.mode.value if v.mode else "both",
             v.scope,
             f"[{style}]{text}[/]",
@@ -288,24 +292,36 @@ def _verdict_table(verdicts: Sequence[Verdict], timing: bool) -> Table:
 def _explanations(verdicts: Sequence[Verdict]) -> list[str]:
     lines = []
     for v in verdicts:
+        line = v.source_line if v.source_line is not None else v.equation
+        before = v.follows_line or v.follows
+        what = f"line {line} against line {before}" if v.follows else f"line {line}"
         if v.status is Status.REFUTED:
-            where = f"{v.form}, line {v.equation} ({v.quantity}), {v.scope}"
+            where = f"{v.form}, {what} ({v.quantity}), {v.scope}"
+            if v.follows:
+                where += f": line {line} does not follow from line {before}"
             lines.append(f"\n[bold red]✗ {escape(where)}[/]")
+            truth = f"line {before}" if v.follows else "truth"
             if v.counterexample is not None:
                 c = v.counterexample
                 inputs = "; ".join(f"{k} = {val}" for k, val in c.inputs.items())
                 lines.append(f"  counterexample: {escape(c.spec.describe())}, channel {c.channel}")
                 lines.append(f"    {escape(inputs)}")
                 lines.append(
-                    f"    {escape(c.entry)}: truth {escape(c.truth)}, form {escape(c.form)}"
+                    f"    {escape(c.entry)}: {truth} {escape(c.truth)}, "
+                    f"{'line ' + str(line) if v.follows else 'form'} {escape(c.form)}"
                 )
             if v.residual:
-                lines.append(f"  truth − form = {escape(v.residual)}")
+                lines.append(
+                    f"  {truth} − {'this line' if v.follows else 'form'} = {escape(v.residual)}"
+                )
         elif v.status is Status.UNDECIDED:
-            where = f"{v.form}, line {v.equation} ({v.quantity}), {v.scope}"
+            where = f"{v.form}, {what} ({v.quantity}), {v.scope}"
             lines.append(f"\n[yellow]? {escape(where)}[/]: {escape(v.detail)}")
             if v.residual:
-                lines.append(f"  leftover: truth − form = {escape(v.residual)}")
+                lines.append(
+                    f"  leftover: {f'line {before} − this line' if v.follows else 'truth − form'}"
+                    f" = {escape(v.residual)}"
+                )
     return lines
 
 

@@ -75,6 +75,9 @@ class DocumentForm(Form):
     """A form read from a document: the equations, and every line with where it came from."""
 
     lines: tuple[DocLine, ...] = ()
+    # (equation before, equation): each `&=` continuation (and each further `= …` on one line)
+    # is also checked against the expression before it, to say where a mistake came in.
+    steps: tuple[tuple[int, int], ...] = ()
 
     def line_of(self, equation: int) -> DocLine | None:
         for line in self.lines:
@@ -351,6 +354,8 @@ def _read(text: str, markdown: bool, where: str, stem: str) -> DocumentForm:
     lines: list[DocLine] = []
     equations: list[Equation] = []
     defined: set[str] = set()
+    steps: list[tuple[int, int]] = []
+    before: tuple[str, int] | None = None  # the quantity and last equation of the line before
     previous: tuple[str | None, sp.Expr | None] | None = None
     for start, end in spans:
         for offset, piece in _lines(body, start, end):
@@ -379,6 +384,7 @@ def _read(text: str, markdown: bool, where: str, stem: str) -> DocumentForm:
                     reason = f"uses {', '.join(missing)}, which no earlier line defines"
             if reason or read.defines is None:
                 lines.append(DocLine(line, column, latex, read, (), reason))
+                before = None
                 continue
             numbers = []
             for rhs in read.rhs:
@@ -387,6 +393,10 @@ def _read(text: str, markdown: bool, where: str, stem: str) -> DocumentForm:
                 equations.append(
                     Equation(len(equations) + 1, read.defines, read.index, rhs, latex, latex)
                 )
+            if read.lhs is None and before is not None and before[0] == read.defines:
+                steps.append((before[1], numbers[0]))
+            steps.extend(zip(numbers, numbers[1:], strict=False))
+            before = (read.defines, numbers[-1])
             defined.add(read.defines)
             lines.append(DocLine(line, column, latex, read, tuple(numbers)))
     if not equations:
@@ -410,6 +420,7 @@ def _read(text: str, markdown: bool, where: str, stem: str) -> DocumentForm:
         description=str(meta.get("description", "")),
         path=where,
         lines=tuple(lines),
+        steps=tuple(steps),
     )
 
 
@@ -462,16 +473,25 @@ def is_document(path: str | Path) -> bool:
     return Path(path).suffix.lower() in SUFFIXES
 
 
-def line_notes(form: Form, refuted: Sequence[int] = ()) -> list[str]:
+def line_notes(form: Form, refuted: Sequence[int] = (), steps: Sequence[Any] = ()) -> list[str]:
     """For a document: where each checked equation is in the file, the lines not checked and
-    why, and the first refuted line (``refuted``: the refuted equation numbers)."""
+    why, whether each continuation follows from the line before (``steps``: the step verdicts),
+    and the first refuted line (``refuted``: the refuted equation numbers) and where the mistake
+    came in (the first refuted line that does not follow from the line before)."""
     if not isinstance(form, DocumentForm):
         return []
+    by_equation: dict[int, list[Any]] = {}
+    for v in steps:
+        by_equation.setdefault(v.equation, []).append(v)
     out = [f"{form.name} ({form.path}): equation → line of the file"]
     for line in form.lines:
         if line.checked:
             numbers = ", ".join(str(n) for n in line.equations)
             out.append(f"  {numbers} → line {line.line} ({line.defines}): {line.latex}")
+            for number in line.equations:
+                note = _step_note(line.line, by_equation.get(number, []))
+                if note:
+                    out.append(f"      {note}")
         else:
             out.append(f"  · line {line.line} not checked: {line.reason}")
     if refuted:
@@ -481,4 +501,43 @@ def line_notes(form: Form, refuted: Sequence[int] = ()) -> list[str]:
                 f"  first refuted: line {first.line} of {form.path} (equation {min(refuted)}, "
                 f"{first.defines}): {first.latex}"
             )
+        if steps:
+            follows = {
+                v.equation
+                for v in steps
+                if v.status.value == "holds"
+                and not any(w.status.value == "refuted" for w in by_equation[v.equation])
+            }
+            came_in = [n for n in sorted(set(refuted)) if n not in follows]
+            later = [n for n in sorted(set(refuted)) if n in follows]
+            if came_in and later:
+                where = form.line_of(came_in[0])
+                after = sorted({ln.line for n in later if (ln := form.line_of(n)) is not None})
+                out.append(
+                    f"  the mistake comes in at line {where.line if where else '?'}; "
+                    f"line(s) {', '.join(map(str, after))} follow from the line before "
+                    "(faithful steps from a wrong line)"
+                )
     return out
+
+
+def _step_note(line: int, verdicts: Sequence[Any]) -> str:
+    """One line on a continuation: does it follow from the line before, by which methods."""
+    if not verdicts:
+        return ""
+    before = verdicts[0].follows_line or verdicts[0].follows
+    wrong = [v for v in verdicts if v.status.value == "refuted"]
+    if wrong:
+        v = wrong[0]
+        text = f"line {line} does not follow from line {before} ({v.scope})"
+        if v.counterexample is not None:
+            c = v.counterexample
+            text += (
+                f": counterexample {c.spec.describe()}, {c.entry}: line {before} {c.truth}, "
+                f"line {line} {c.form}"
+            )
+        return text
+    held = [v.scope for v in verdicts if v.status.value == "holds"]
+    if held:
+        return f"line {line} follows from line {before} ({'; '.join(held)})"
+    return f"line {line}: not decided whether it follows from line {before}"

@@ -136,12 +136,13 @@ def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None
     """Every checkable line of ``form`` proved (or not) for all M.
 
     The proof does not depend on the mode; ``mode`` only labels the verdicts (None: both)."""
-    from .verify import AUXILIARY, Status, line_verdict, truth_of  # verdicts live with the methods
+    from .verify import AUXILIARY, Status, line_verdict, truth_of, with_steps
 
     spec = form.spec(base or Spec())
     truth = truth_of(form.order, spec)
     defs = definitions_of(form, truth)
     out = []
+    inlined: dict[int, sp.Expr] = {}  # each line with the lines before it substituted, for steps
     for eq in form.equations:
         defs[eq.name] = (eq.elementwise, eq.expr)
         if eq.name not in truth:
@@ -159,7 +160,8 @@ def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None
             continue
         t0 = time.perf_counter()
         try:
-            result = prove(truth.inline(eq.name), inline(eq.expr, defs), spec)
+            inlined[eq.number] = inline(eq.expr, defs)
+            result = prove(truth.inline(eq.name), inlined[eq.number], spec)
         except (ValueError, TypeError) as exc:
             out.append(
                 line_verdict(
@@ -203,4 +205,46 @@ def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None
                     mode=mode,
                 )
             )
+    return with_steps(out, _general_steps(form, inlined, spec, mode))
+
+
+def _general_steps(form: Form, inlined: dict[int, sp.Expr], spec: Spec, mode: Mode | None):
+    """Each step of a document proved (or not) for every M: the line against the line before."""
+    from .verify import Status, form_steps, step_verdict
+
+    out = []
+    for before, eq in form_steps(form):
+        if before.number not in inlined or eq.number not in inlined:
+            continue
+        t0 = time.perf_counter()
+        try:
+            result = prove(inlined[before.number], inlined[eq.number], spec)
+        except (ValueError, TypeError) as exc:
+            status, detail, residual = (
+                Status.UNDECIDED,
+                f"the rewrite for every M does not apply: {exc}",
+                None,
+            )
+        else:
+            status = Status.HOLDS if result.zero else Status.UNDECIDED
+            detail = (
+                "follows from the line before for every M"
+                if result.zero
+                else "not proved to follow from the line before for every M"
+            )
+            residual = None if result.zero else str(result.leftover)
+        out.append(
+            step_verdict(
+                form,
+                before,
+                eq,
+                status,
+                "general",
+                "all M",
+                detail=detail,
+                residual=residual,
+                seconds=time.perf_counter() - t0,
+                mode=mode,
+            )
+        )
     return out

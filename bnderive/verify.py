@@ -95,9 +95,16 @@ class Verdict:
     trials: int = 0
     bound: float | None = None
     mode: Mode | None = None
+    source_line: int | None = None  # a document's line in the file (None for a TOML form)
+    follows: int | None = None  # a step verdict: the equation this one is checked against
+    follows_line: int | None = None  # ... and that equation's line in the file
+
+    @property
+    def step(self) -> bool:
+        return self.follows is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "form": self.form,
             "quantity": self.quantity,
             "equation": self.equation,
@@ -112,6 +119,12 @@ class Verdict:
             "trials": self.trials,
             "bound": self.bound,
         }
+        if self.source_line is not None:
+            out["source_line"] = self.source_line
+        if self.follows is not None:
+            out["follows"] = self.follows
+            out["follows_line"] = self.follows_line
+        return out
 
 
 AUXILIARY = "auxiliary definition: used by later lines, not compared"
@@ -120,8 +133,48 @@ AUXILIARY = "auxiliary definition: used by later lines, not compared"
 def line_verdict(
     form: Form, eq: Equation, status: Status, method: str, scope: str, **details: Any
 ) -> Verdict:
-    """The verdict of one method on one line of a form."""
+    """The verdict of one method on one line of a form (with its line in the file for a
+    document)."""
+    if "source_line" not in details:
+        details["source_line"] = _source_line(form, eq)
     return Verdict(form.name, eq.label, eq.number, status, method, scope, **details)
+
+
+def _source_line(form: Form, eq: Equation) -> int | None:
+    """A document's line in the file where ``eq`` was written (None for a TOML form)."""
+    line_of = getattr(form, "line_of", None)
+    where = line_of(eq.number) if line_of is not None else None
+    return where.line if where is not None else None
+
+
+def step_verdict(
+    form: Form,
+    before: Equation,
+    eq: Equation,
+    status: Status,
+    method: str,
+    scope: str,
+    **details: Any,
+) -> Verdict:
+    """The verdict on a step: ``eq`` compared with the expression ``before`` it, not the truth."""
+    line_of = getattr(form, "line_of", None)
+    where = line_of(before.number) if line_of is not None else None
+    return line_verdict(
+        form,
+        eq,
+        status,
+        method,
+        scope,
+        follows=before.number,
+        follows_line=where.line if where is not None else None,
+        **details,
+    )
+
+
+def form_steps(form: Form) -> list[tuple[Equation, Equation]]:
+    """The steps of a document: (the equation before, the equation) pairs."""
+    by_number = {eq.number: eq for eq in form.equations}
+    return [(by_number[a], by_number[b]) for a, b in getattr(form, "steps", ())]
 
 
 # -- running a sequence of definitions --------------------------------------------------------------
@@ -428,6 +481,141 @@ def find_witness(
     return None
 
 
+# -- steps: a continuation against the line before ---------------------------------------------------
+def exact_step_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verdict]:
+    """Each step of a document decided exactly at each of ``specs``: is the continuation equal,
+    as a function of the inputs, to the expression before it?  A faithful step from a wrong line
+    holds here while both lines are refuted against the truth: that is where the mistake is not."""
+    steps = form_steps(form)
+    if not steps:
+        return []
+    specs = sorted((form.spec(s) for s in specs), key=lambda s: (s.m < 3, s.m))
+    scope = scope or ", ".join(s.describe() for s in specs)
+    mode = specs[0].mode if len({s.mode for s in specs}) == 1 else None
+    refuted: dict[int, Verdict] = {}
+    undecided: dict[int, str] = {}
+    seconds = {eq.number: 0.0 for _, eq in steps}
+    for spec in specs:
+        for channel in range(spec.c):
+            inst, _ = _exact_instance(spec, channel, form.order)
+            mine = _run(form_definitions(form), inst.env)
+            for before, eq in steps:
+                if eq.number in refuted:
+                    continue
+                t0 = time.perf_counter()
+                error = mine.line_error(before) or mine.line_error(eq)
+                if error:
+                    undecided[eq.number] = f"{spec.describe()}: {error}"
+                    continue
+                a_entries = _entries(mine.line(before), before.elementwise)
+                b_entries = _entries(mine.line(eq), eq.elementwise)
+                if equivariant(form):
+                    a_entries, b_entries = a_entries[:1], b_entries[:1]
+                for a, b in zip(a_entries, b_entries, strict=True):
+                    test = decide_zero(a - b)
+                    if test.outcome is Zero.ZERO:
+                        continue
+                    if test.outcome is Zero.UNDEFINED:
+                        undecided[eq.number] = f"undefined at {spec.describe()} (division by zero)"
+                        break
+                    cex = _step_witness(form, before, eq, spec, channel)
+                    residual = _short(_in_x(test.residual, inst.inputs))
+                    if cex is None:
+                        undecided[eq.number] = (
+                            f"normal form of (line before − line) is not zero at "
+                            f"{spec.describe()}, but no point was found where they differ"
+                        )
+                        break
+                    refuted[eq.number] = step_verdict(
+                        form,
+                        before,
+                        eq,
+                        Status.REFUTED,
+                        "exact",
+                        scope,
+                        detail=f"does not follow from the line before: differs at {spec.describe()}",
+                        counterexample=cex,
+                        residual=residual,
+                        mode=mode,
+                    )
+                    break
+                seconds[eq.number] += time.perf_counter() - t0
+    out = []
+    for before, eq in steps:
+        if eq.number in refuted:
+            out.append(_with_time(refuted[eq.number], seconds[eq.number]))
+        elif eq.number in undecided:
+            out.append(
+                step_verdict(
+                    form,
+                    before,
+                    eq,
+                    Status.UNDECIDED,
+                    "exact",
+                    scope,
+                    detail=undecided[eq.number],
+                    seconds=seconds[eq.number],
+                    mode=mode,
+                )
+            )
+        else:
+            out.append(
+                step_verdict(
+                    form,
+                    before,
+                    eq,
+                    Status.HOLDS,
+                    "exact",
+                    scope,
+                    detail="follows from the line before (identically equal to it)",
+                    seconds=seconds[eq.number],
+                    mode=mode,
+                )
+            )
+    return out
+
+
+def _step_witness(
+    form: Form, before: Equation, eq: Equation, spec: Spec, channel: int, attempts: int = 8
+) -> Counterexample | None:
+    """Small exact inputs where a step's two sides differ; the counterexample's ``truth`` is the
+    value of the line before, its ``form`` the value of the step's line."""
+    for attempt in range(attempts):
+        point = random_point(spec, 1000 * attempt + 7, spread=3 + attempt)
+        inst = point_env(spec, channel, point, SYMBOLIC)
+        mine = _run(form_definitions(form), inst.env)
+        if mine.line_error(before) or mine.line_error(eq):
+            continue
+        a_entries = _entries(mine.line(before), before.elementwise)
+        b_entries = _entries(mine.line(eq), eq.elementwise)
+        for position, (a, b) in enumerate(zip(a_entries, b_entries, strict=True)):
+            diff = sp.expand(a - b)
+            if diff == 0 or abs(sp.N(diff, 50)) < sp.Float("1e-40", 50):
+                continue
+            return Counterexample(
+                spec,
+                channel,
+                _entry_label(eq, spec, channel, position),
+                describe_point(inst, form.order),
+                _fmt(sp.radsimp(a)),
+                _fmt(sp.radsimp(b)),
+            )
+    return None
+
+
+def with_steps(verdicts: list[Verdict], steps: list[Verdict]) -> list[Verdict]:
+    """``verdicts`` with each step verdict placed right after its equation's verdict."""
+    if not steps:
+        return verdicts
+    out: list[Verdict] = []
+    for v in verdicts:
+        out.append(v)
+        out.extend(s for s in steps if s.equation == v.equation)
+    placed = {id(s) for s in out}
+    out.extend(s for s in steps if id(s) not in placed)
+    return out
+
+
 # -- randomized exact -------------------------------------------------------------------------------
 #: Integer inputs are drawn from [−SPREAD, SPREAD]: the sample set has 2·SPREAD + 1 ≥ 2^21 values.
 SPREAD = 2**20
@@ -476,6 +664,7 @@ def random_check(
             scope=scope,
             mode=spec.mode,
             seconds=share,
+            source_line=_source_line(form, eq),
         )
         if eq.name not in truth:
             out.append(
@@ -850,7 +1039,7 @@ def check_exact_mode(
         return []
     ms = sorted({s.m for s in specs})
     scope = f"M ≤ {ms[-1]} exact" if len(ms) > 1 else f"M = {ms[0]} exact"
-    return exact_check(form, specs, scope)
+    return with_steps(exact_check(form, specs, scope), exact_step_check(form, specs, scope))
 
 
 def overall(verdicts: Iterable[Verdict]) -> Status:

@@ -3,6 +3,7 @@ named, lines that cannot be checked say why, and malformed files are exit code 2
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -65,7 +66,12 @@ def test_shipped_derivation_holds_line_by_line(path):
     assert isinstance(form, DocumentForm)
     assert all(line.checked for line in form.lines), line_notes(form)
     verdicts = general_check(form)
-    assert [v.status for v in verdicts] == [Status.HOLDS] * len(form.equations)
+    lines = [v for v in verdicts if v.follows is None]
+    assert [v.status for v in lines] == [Status.HOLDS] * len(form.equations)
+    steps = [v for v in verdicts if v.follows is not None]
+    assert len(steps) == len(form.steps)
+    assert all(v.status is Status.HOLDS for v in steps), [v.equation for v in steps]
+    assert [v.source_line for v in lines] == [form.line_of(e.number).line for e in form.equations]
     for mode in form.modes:
         verdicts = exact_check(form, SMALL[mode])
         assert [v.status for v in verdicts] == [Status.HOLDS] * len(form.equations), mode
@@ -85,7 +91,8 @@ def test_staged_document_matches_the_staged_form():
     toml = find_form("staged")
     assert [e.name for e in doc.equations] == [e.name for e in toml.equations]
     for mine, theirs in zip(doc.equations, toml.equations, strict=True):
-        assert (general_check(doc)[mine.number - 1]).status is Status.HOLDS
+        (verdict,) = [v for v in general_check(doc) if v.equation == mine.number]
+        assert verdict.status is Status.HOLDS
         assert mine.index == theirs.index
 
 
@@ -108,6 +115,70 @@ def test_wrong_line_is_refuted_and_named(tmp_path):
     assert result.exit_code == 1, result.output
     assert "first refuted: line 11" in result.output
     assert "counterexample" in result.output
+
+
+STEP = r"""---
+name: wrong-step
+mode: per-activation
+---
+$$
+\begin{aligned}
+\frac{\partial L}{\partial \beta} &= \sum_i \frac{\partial L}{\partial y_i} \\
+\frac{\partial L}{\partial \gamma} &= \sum_i \frac{\partial L}{\partial y_i}(x_i-\mu) \\
+&= \sum_i \frac{\partial L}{\partial y_i}x_i - \mu\sum_i \frac{\partial L}{\partial y_i}
+\end{aligned}
+$$
+"""
+
+
+def test_a_faithful_step_from_a_wrong_line_follows_from_it(tmp_path):
+    """Line 8 (δγ without the 1/√(σ²+ε)) is wrong; line 9 is a correct algebra step from it:
+    refuted against the truth, but it follows from the line before."""
+    from bnderive.verify import check_exact_mode
+
+    form = load_document(write(tmp_path, "step.md", STEP))
+    assert form.steps == ((2, 3),)
+    exact = check_exact_mode(form, Mode.PER_ACTIVATION, [3, 4])
+    by_line = {(v.source_line, v.follows_line): v.status for v in exact}
+    assert by_line == {
+        (7, None): Status.HOLDS,
+        (8, None): Status.REFUTED,
+        (9, None): Status.REFUTED,
+        (9, 8): Status.HOLDS,
+    }
+    general = {(v.source_line, v.follows_line): v.status for v in general_check(form)}
+    assert general[(9, 8)] is Status.HOLDS and general[(8, None)] is Status.UNDECIDED
+    result = CliRunner().invoke(main, ["check", "--form", str(form.path), "--no-timing"])
+    assert result.exit_code == 1, result.output
+    assert "9 ← 8" in result.output and "dgamma (step)" in result.output
+    assert "line 9 follows from line 8" in result.output
+    assert "first refuted: line 8" in result.output
+    assert "the mistake comes in at line 8; line(s) 9 follow from the line before" in result.output
+    payload = json.loads(
+        CliRunner().invoke(main, ["check", "--form", str(form.path), "--json"]).output
+    )
+    steps = [v for v in payload["verdicts"] if "follows" in v]
+    assert {(v["method"], v["status"]) for v in steps} == {
+        ("general", "holds"),
+        ("exact", "holds"),
+    }
+    assert all(v["source_line"] == 9 and v["follows_line"] == 8 for v in steps)
+
+
+def test_a_wrong_step_does_not_follow(tmp_path):
+    """The WRONG document: line 11 loses γ, line 12 finds it again: line 12 holds against the
+    truth but does not follow from line 11, with a counterexample."""
+    from bnderive.verify import check_exact_mode
+
+    form = load_document(write(tmp_path, "wrong.md", WRONG))
+    assert form.steps == ((3, 4),)
+    (step,) = [v for v in check_exact_mode(form, Mode.PER_ACTIVATION, [3]) if v.step]
+    assert step.status is Status.REFUTED and step.counterexample is not None
+    assert (step.source_line, step.follows, step.follows_line) == (12, 3, 11)
+    result = CliRunner().invoke(main, ["check", "--form", str(form.path), "--no-timing"])
+    assert "line 12 does not follow from line 11" in result.output
+    assert "first refuted: line 11" in result.output
+    assert "the mistake comes in" not in result.output  # no refuted line follows from another
 
 
 def test_check_reads_documents_by_suffix_and_with_form(tmp_path):
