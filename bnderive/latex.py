@@ -32,7 +32,9 @@ What the notation means (one reduction set at a time, DESIGN.md §1):
   loss (∂σ²/∂x_i) is understood but not checkable: ``NotCheckable``.
 * ``\\sum_{i=1}^{N}``, ``\\sum_i``, ``\\sum_{n,h,w}``, ``\\sum_{n=1,h=1,w=1}^{N,H,W}`` are Σ over the
   reduction set, over a fresh index; the body is the rest of the product (``\\sum_i a_i b_i + c``
-  is (Σ a b) + c).  ``\\delta_{ik}`` is δ_ik.  ``^{-3/2}`` and ``^{-1.5}`` are the same exact power.
+  is (Σ a b) + c); so is ``\\sum_{i \\in B}`` (``\\mathcal{B}``: the batch).  ``\\delta_{ik}`` is
+  δ_ik; ``\\delta^{n,h,w}_{N,H,W}`` is δ over the spatial elements (n,h,w) and (N,H,W).  A primed
+  letter (``n'``) is an index of its own.  ``^{-3/2}`` and ``^{-1.5}`` are the same exact power.
 """
 
 from __future__ import annotations
@@ -343,6 +345,7 @@ class _Item:
     sup: ScriptArg | None = None
     brackets: list[Bracket] = field(default_factory=list)
     target: _Item | None = None  # for diff: what is differentiated
+    upper: ScriptArg | None = None  # for kron: the upper element of \delta^{n,h,w}_{N,H,W}
 
 
 @dataclass(frozen=True)
@@ -606,13 +609,9 @@ class _Meaning:
                 prefix = "partial"
             elif it.kind == "macro" and it.name == "delta":
                 if it.sub is not None:
-                    if it.sup is not None:
-                        raise self.error(
-                            "\\delta with both a subscript and a superscript is not understood; "
-                            "write \\delta_{ik} for Kronecker's delta",
-                            it.pos,
-                        )
-                    out.append(_Item("kron", it.pos, "delta", it.node, it.sub))
+                    # \delta^{n,h,w}_{N,H,W}: a Kronecker delta over two elements, upper and lower
+                    upper = it.sup if it.sup is not None else None
+                    out.append(_Item("kron", it.pos, "delta", it.node, it.sub, upper=upper))
                     k += 1
                     continue
                 prefix = "delta"
@@ -698,6 +697,23 @@ class _Meaning:
             return self.word_value(it)
         if it.kind == "macro":
             return self.macro_value(it)
+        if it.kind == "kron" and it.upper is not None:
+            upper, lower = self.index_names(it.upper), self.index_names(it.sub)
+            if (
+                len(upper) != len(lower)
+                or len(upper) not in (1, 3)
+                or any(n == "B" or n.isdigit() for n, _ in upper + lower)
+            ):
+                raise self.error(
+                    "a Kronecker delta with upper and lower indices compares two elements: "
+                    "\\delta^{n,h,w}_{N,H,W} (or \\delta^{i}_{k}); for two indices write "
+                    "\\delta_{ik}",
+                    it.pos,
+                )
+            return sp.KroneckerDelta(
+                self.element_symbol([n for n, _ in upper], upper[0][1]),
+                self.element_symbol([n for n, _ in lower], lower[0][1]),
+            )
         if it.kind == "kron":
             names = self.index_names(it.sub)
             if len(names) != 2 or any(n == "B" for n, _ in names):
@@ -1001,6 +1017,21 @@ class _Meaning:
             return []
         out: list[tuple[str, Pos]] = []
         for lhs, rhs in node.sub.items:
+            if _is_member(lhs):  # \sum_{i \in B}: over the batch, the whole reduction set
+                if len(node.sub.items) > 1 or node.sup is not None:
+                    raise self.error(
+                        "a sum over i \\in B takes no other limits: write \\sum_{i \\in B}",
+                        node.pos,
+                    )
+                lhs = lhs.items[0]
+            elif isinstance(lhs, Product) and any(
+                isinstance(f, Macro) and f.name == "in" for f in lhs.items
+            ):
+                raise self.error(
+                    "a sum over i \\in S is understood only for S = B or \\mathcal{B} (the "
+                    "batch: the whole reduction set)",
+                    lhs.pos,
+                )
             names = self.index_names(ScriptArg(lhs.pos, ((lhs, None),), True))
             if rhs is not None and not (isinstance(rhs, Num) and rhs.text == "1"):
                 raise self.error(
@@ -1081,6 +1112,22 @@ class _Meaning:
             and s != N.M
             and not s.name.startswith("_b")
         }
+
+
+def _is_member(node: Node) -> bool:
+    """``i \\in B`` or ``i \\in \\mathcal{B}`` under a sum: the index runs over the batch."""
+    if not isinstance(node, Product) or len(node.items) != 3:
+        return False
+    index, member, batch = node.items
+    return (
+        isinstance(index, Letter)
+        and not index.font
+        and isinstance(member, Macro)
+        and member.name == "in"
+        and isinstance(batch, Letter)
+        and batch.name == "B"
+        and batch.font in ("", "mathcal")
+    )
 
 
 def _is_index(node: Node) -> bool:

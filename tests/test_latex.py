@@ -33,6 +33,7 @@ dx, dxhat = sp.IndexedBase("dx"), sp.IndexedBase("dxhat")
 dvar, dmu, dgamma, dbeta = sp.symbols("dvar dmu dgamma dbeta")
 KD = sp.KroneckerDelta
 Big = sp.Symbol("N", integer=True)
+NP = sp.Symbol("n'", integer=True)  # n' is an index of its own
 
 
 def S(f: sp.Expr, index: sp.Symbol = k) -> sp.Expr:
@@ -170,6 +171,21 @@ EXPRESSIONS = [
         r"\frac{\delta\beta[C] + \delta\gamma[C]\cdot\hat{x}[n][C][h][w]}{N H W}\right]",
         gamma / sp.sqrt(var + eps) * (g[n] - (dbeta + dgamma * xhat[n]) / M),
     ),
+    # Kronecker's delta over the spatial element (n,h,w) and (N,H,W), sums over the batch, primes
+    (r"\delta^{n,h,w}_{N,H,W}", KD(n, Big)),
+    (r"\delta^{i}_{k}", KD(i, k)),
+    (
+        r"\sum_{n,h,w} \delta^{n,h,w}_{N,H,W}\, \delta y[n][c][h][w]",
+        S(KD(k, Big) * g[k]),
+    ),
+    (r"\sum_{n=1,h=1,w=1}^{N,H,W} \delta y[n][c][h][w]", S(g[k])),
+    (r"\sum_{i\in B} x_i", S(x[k])),
+    (r"\sum_{i \in \mathcal{B}} g_i (x_i - \mu)", S(g[k] * (x[k] - mu))),
+    (r"\frac{1}{m}\sum_{j \in B} x_j x_i", S(x[k] * x[i]) / M),
+    (r"x[n'][c][h'][w'] - x[n][c][h][w]", x[NP] - x[n]),
+    (r"\delta_{n n'}", KD(n, NP)),
+    (r"\sum_{n',h',w'} g[n'][c][h'][w'] x[n][c][h][w]", S(g[k] * x[n])),
+    (r"\sum_{i'} g_{i'} \delta_{i' i}", S(g[k] * KD(k, i))),
 ]
 
 
@@ -258,6 +274,10 @@ def test_feature_index_is_dropped_consistently():
         (r"\hat{y}_i", r"only \\hat\{x\}", 1),
         (r"x \# y", "not understood", 3),
         (r"σ^2", "unexpected character 'σ'", 1),
+        (r"\delta^{n,h}_{N,H,W}", "compares two elements", 1),
+        (r"\sum_{i \in B}^{N} x_i", "takes no other limits", 1),
+        (r"\sum_{i \in C} x_i", r"only for S = B", 7),
+        (r"x' + 1", "unknown symbol x'", 1),
     ],
 )
 def test_errors_name_the_token_and_its_column(text, message, column):
@@ -344,6 +364,8 @@ def test_truth_renders_back_to_itself():
 
 # -- fuzz ---------------------------------------------------------------------------------------------
 _TOKENS = [
+    "'",
+    r"\in",
     "x",
     "y",
     "_",
