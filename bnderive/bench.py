@@ -189,7 +189,12 @@ EMITTED = "emitted compact, cached"
 
 def numba_backward(mode: Mode) -> Callable[..., Any] | None:
     """The verified numba kernel's ``backward_cached`` for ``mode``, or None without numba."""
-    return None
+    from .emit_numba import numba_available
+
+    if not numba_available():
+        return None
+    module = load_module(emit(find_form("compact"), mode, target="numba").source, "bn_numba")
+    return module["backward_cached"]
 
 
 def candidates_for(

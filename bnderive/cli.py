@@ -845,6 +845,13 @@ EXIT_REFUTED = 1
     help="PER_ACTIVATION: (N,D), axis 0; SPATIAL: (N,C,H,W), axes (0,2,3).",
 )
 @click.option(
+    "--target",
+    type=click.Choice(["numpy", "numba"]),
+    default="numpy",
+    show_default=True,
+    help="numpy: vectorized NumPy; numba: a fused two-pass parallel kernel (needs numba).",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
@@ -853,7 +860,7 @@ EXIT_REFUTED = 1
     help="Write the module to FILE instead of printing it.",
 )
 @user_errors
-def emit(form_name: str, mode: str, output: str | None) -> None:
+def emit(form_name: str, mode: str, target: str, output: str | None) -> None:
     """Write a proven form as a NumPy module, verified before it is written.
 
     The module has forward(x, gamma, beta, eps) -> (out, cache), backward(dout, x, gamma, eps)
@@ -868,6 +875,7 @@ def emit(form_name: str, mode: str, output: str | None) -> None:
       bnderive emit                                   compact form, PER_ACTIVATION, on screen
       bnderive emit --form staged --mode spatial -o bn_staged.py
       bnderive emit --form my_derivation.toml > bn.py
+      bnderive emit --target numba --mode spatial -o bn_numba.py
 
     Exit codes: 0 written, 1 the code (or the form) disagrees with the truth, 2 bad input.
     """
@@ -876,7 +884,7 @@ def emit(form_name: str, mode: str, output: str | None) -> None:
 
     form = find_form(form_name)
     try:
-        emitted = emit_module(form, Mode.parse(mode), __version__)
+        emitted = emit_module(form, Mode.parse(mode), __version__, target=target)
     except EmitVerificationError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_REFUTED)
@@ -896,7 +904,7 @@ def emit(form_name: str, mode: str, output: str | None) -> None:
         raise BnderiveError(f"Cannot write {output}: {exc.strerror}.") from None
     checks = "; ".join(emitted.verification.checks)
     _console(stderr=True).print(
-        f"[green]✓[/] wrote {escape(output)}: {escape(form.name)}, {escape(mode)} "
+        f"[green]✓[/] wrote {escape(output)}: {escape(form.name)}, {escape(mode)}, {target} "
         f"(verified: {escape(checks)})"
     )
 

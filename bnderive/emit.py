@@ -849,12 +849,17 @@ class Verification:
     checks: tuple[str, ...]
 
 
-def verify_module(source: str, form: Form, mode: Mode) -> Verification:
+def verify_module(
+    source: str,
+    form: Form,
+    mode: Mode,
+    loader: Callable[[str, str], dict[str, Any]] = load_module,
+) -> Verification:
     """Import the emitted module and compare every output with the ground truth; raise
     :class:`EmitVerificationError` at the first disagreement."""
     where = f"the module emitted from {form.name!r} ({mode.value})"
     try:
-        module = load_module(source, form.name)
+        module = loader(source, form.name)
     except Exception as exc:  # the printer wrote something that is not Python
         raise EmitVerificationError(f"{where} does not import: {exc}") from exc
     checks = []
@@ -933,10 +938,15 @@ class Emitted:
     form: Form
     mode: Mode
     verification: Verification
+    target: str = "numpy"
 
 
-def emit(form: Form, mode: Mode, version: str | None = None) -> Emitted:
-    """The verified module for ``form`` in ``mode``.
+def emit(form: Form, mode: Mode, version: str | None = None, target: str = "numpy") -> Emitted:
+    """The verified module for ``form`` in ``mode``, for ``target`` "numpy" or "numba".
+
+    The numba module is verified twice: its source runs as plain Python (numba's ``njit`` the
+    identity) through every check of the numpy target, exact rationals included; then compiled
+    by numba, in float64 at the adversarial inputs and for float32 dtype preservation.
 
     Raises ``FormError`` for a form that cannot be emitted, and ``EmitVerificationError`` when
     the module disagrees with the truth: then the form itself is checked, so that the message
@@ -944,9 +954,31 @@ def emit(form: Form, mode: Mode, version: str | None = None) -> Emitted:
     """
     if version is None:
         from . import __version__ as version
-    source = render(form, mode, version)
+    compiled: Callable[[], list[str]] | None = None
+    if target == "numba":
+        from . import emit_numba
+
+        if not emit_numba.numba_available():
+            raise emit_numba.NumbaMissingError(
+                "--target numba needs numba, which is not installed: pip install numba "
+                "(or pip install 'bnderive[numba]')."
+            )
+        source = emit_numba.render_numba(form, mode, version)
+        loader: Callable[[str, str], dict[str, Any]] = emit_numba.load_plain
+
+        def compiled() -> list[str]:
+            return emit_numba.compiled_checks(source, form, mode)
+
+    elif target == "numpy":
+        source = render(form, mode, version)
+        loader = load_module
+    else:
+        raise FormError(f"unknown target {target!r}: numpy or numba")
     try:
-        verification = verify_module(source, form, mode)
+        verification = verify_module(source, form, mode, loader)
+        if compiled is not None:
+            plain = [f"{c} (the kernel as plain Python)" for c in verification.checks]
+            verification = Verification(tuple(plain + compiled()))
     except EmitVerificationError as exc:
         from .verify import Status, exact_check
 
@@ -965,4 +997,4 @@ def emit(form: Form, mode: Mode, version: str | None = None) -> Emitted:
             f"bnderive bug: {exc}. The form holds, so the emitter is wrong; please report this "
             "with the form. Nothing was written."
         ) from exc
-    return Emitted(source, form, mode, verification)
+    return Emitted(source, form, mode, verification, target)
