@@ -192,3 +192,30 @@ def _rename_bound(expr: sp.Expr, fresh: dict[sp.Symbol, sp.Symbol]) -> sp.Expr:
     if not expr.args:
         return expr
     return expr.func(*[_rename_bound(a, fresh) for a in expr.args])
+
+
+#: Local derivatives a document may define: quantity → (graph stage, variable), at element i.
+LOCAL_DERIVATIVES: dict[str, tuple[str, str]] = {
+    "dvar_dx": ("var", "x"),
+    "dmu_dx": ("mu", "x"),
+    "dxhat_dvar": ("xhat", "var"),
+    "dxhat_dmu": ("xhat", "mu"),
+}
+
+
+def local_truth(spec: Spec, name: str) -> sp.Expr | None:
+    """The truth of a local derivative at element i: SymPy's ``diff`` of the graph stage's
+    definition.  A reduction stage s·Σ_k f(x_k) differentiated at element i is s·f'(x_i), and
+    stages are differentiated with their other inputs held fixed (∂σ²/∂x_i with μ fixed,
+    ∂x̂_i/∂μ with σ² fixed): the partial derivatives of the staged chain rule.  For ∂σ²/∂x_i this
+    is also the total derivative (μ a function of x): the extra term is
+    −(2/M²)·Σ_k (x_k − μ) = 0.  None where the graph has no such stage (μ, σ² in eval mode)."""
+    of, wrt = LOCAL_DERIVATIVES[name]
+    graph = Graph.build(spec)
+    try:
+        stage = graph.stage(of)
+    except KeyError:
+        return None
+    variable = ELEMENT[wrt] if wrt in ELEMENT else SCALAR[wrt]
+    local = to_index_notation(sp.diff(stage.definition, variable), N.i)
+    return local if stage.elementwise else stage.scale * local

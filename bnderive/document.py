@@ -8,9 +8,12 @@ each ``\\\\``-separated line is one line of the derivation:
 * ``LHS = RHS`` where the left side is ∂L/∂x̂_i, ∂L/∂σ², ∂L/∂μ, ∂L/∂x_i, ∂L/∂γ or ∂L/∂β (in any
   notation ``latex.py`` understands: δβ, dgamma, \\frac{d\\mathcal{L}}{dh_{ij}}) defines that
   quantity: an ``Equation`` of the form, checked against the truth;
-* ``&= RHS`` continues the line before: the same quantity again, so it is checked against the
-  truth too, which checks it against the line before;
-* a line whose left side is something else (∂σ²/∂x_i), whose right side holds a local
+* ``&= RHS`` continues the line before: the same quantity again, checked against the truth too,
+  and as a step against the line before (``DocumentForm.steps``);
+* a line whose left side is a local derivative (∂σ²/∂x_i, ∂μ/∂x_i, ∂x̂_i/∂σ², ∂x̂_i/∂μ) defines
+  ``dvar_dx[i]``, ``dmu_dx[i]``, ``dxhat_dvar[i]``, ``dxhat_dmu[i]``, checked against
+  ``derive.local_truth``;
+* a line whose left side is something else (∂σ²/∂γ), whose right side holds a local
   derivative, or that uses a gradient no earlier line defines, is "not checked", with the reason;
   a prose line (only ``\\text{…}`` or ``\\intertext{…}``) too;
 * anything not understood is an error with the file, line and column (exit code 2).

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import notation as N
-from .derive import Truth, inline
+from .derive import LOCAL_DERIVATIVES, Truth, inline, local_truth
 from .forms import Form
 from .second import SecondOrderTruth
 from .spec import Mode, Spec
@@ -145,6 +145,9 @@ def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None
     inlined: dict[int, sp.Expr] = {}  # each line with the lines before it substituted, for steps
     for eq in form.equations:
         defs[eq.name] = (eq.elementwise, eq.expr)
+        if eq.name in LOCAL_DERIVATIVES:
+            out.append(_general_local(form, eq, defs, spec, mode, inlined))
+            continue
         if eq.name not in truth:
             out.append(
                 line_verdict(
@@ -206,6 +209,45 @@ def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None
                 )
             )
     return with_steps(out, _general_steps(form, inlined, spec, mode))
+
+
+def _general_local(form: Form, eq, defs, spec: Spec, mode: Mode | None, inlined: dict):
+    """A line defining a local derivative (∂σ²/∂x_i, ...) proved (or not) for every M against
+    ``derive.local_truth``."""
+    from .verify import Status, _no_local, line_verdict
+
+    truth = local_truth(spec, eq.name)
+    if truth is None:
+        return _no_local(form, eq, "general", "all M")
+    t0 = time.perf_counter()
+    try:
+        inlined[eq.number] = inline(eq.expr, defs)
+        result = prove(truth, inlined[eq.number], spec)
+    except (ValueError, TypeError) as exc:
+        status, detail, residual = (
+            Status.UNDECIDED,
+            f"the rewrite for every M does not apply: {exc}",
+            None,
+        )
+    else:
+        status = Status.HOLDS if result.zero else Status.UNDECIDED
+        detail = (
+            "proved equal to the local derivative of the graph stage for every M"
+            if result.zero
+            else "not proved for every M"
+        )
+        residual = None if result.zero else str(result.leftover)
+    return line_verdict(
+        form,
+        eq,
+        status,
+        "general",
+        "all M",
+        detail=detail,
+        residual=residual,
+        seconds=time.perf_counter() - t0,
+        mode=mode,
+    )
 
 
 def _general_steps(form: Form, inlined: dict[int, sp.Expr], spec: Spec, mode: Mode | None):

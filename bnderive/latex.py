@@ -330,6 +330,14 @@ QUANTITY_LATEX = {
     "dbeta": r"\frac{\partial L}{\partial \beta}",
 }
 _ELEMENTWISE_ADJOINT = {"x": "dx", "xhat": "dxhat"}
+#: Local derivatives a line may define, (of, with respect to) → quantity; all are per element i.
+LOCAL_OF = {
+    ("var", "x"): "dvar_dx",  # ∂σ²/∂x_i
+    ("mu", "x"): "dmu_dx",  # ∂μ/∂x_i
+    ("xhat", "var"): "dxhat_dvar",  # ∂x̂_i/∂σ²
+    ("xhat", "mu"): "dxhat_dmu",  # ∂x̂_i/∂μ
+}
+LOCAL_QUANTITIES = frozenset(LOCAL_OF.values())
 _SCALAR_ADJOINT = {"var": "dvar", "mu": "dmu", "gamma": "dgamma", "beta": "dbeta"}
 
 
@@ -368,6 +376,7 @@ class _Meaning:
         self.roles: dict[str, tuple[str, Pos]] = {}  # index name → element | feature
         self.composites: dict[sp.Symbol, tuple[str, ...]] = {}  # (n,h,w) → Symbol("nhw")
         self.fresh = 0
+        self.local_ok = False  # a local derivative (∂σ²/∂x_i) is read only as a line's left side
 
     # -- errors and positions --------------------------------------------------------------------
     def at(self, pos: Pos) -> tuple[int, int]:
@@ -940,6 +949,10 @@ class _Meaning:
         )
 
     def derivative(self, num: _Diff, den: _Diff) -> sp.Expr:
+        local = LOCAL_OF.get((num.target, den.target))
+        if local is not None and self.local_ok:
+            index = den.index if den.target == "x" else num.index
+            return sp.IndexedBase(local)[index if index is not None else _BARE]
         if num.target != "loss":
             raise self.error(
                 f"∂{num.text}/∂{den.text} is a local derivative; bnderive checks derivatives of "
@@ -1401,12 +1414,14 @@ def parse_equation_line(
         if defines is None:
             reason = "continues a line that defines nothing bnderive checks"
     else:
+        meaning.local_ok = True
         try:
             lhs = meaning.value(lhs_node)
         except NotCheckable as exc:
             reason = exc.reason
         else:
             defines, source, reason = _quantity(lhs)
+        meaning.local_ok = False
     rhs: list[sp.Expr | None] = []
     for node in tree.sides[1:]:
         try:
@@ -1416,7 +1431,9 @@ def parse_equation_line(
             reason = reason or exc.reason
     sides: list[sp.Expr | None] = [lhs, *rhs]
     index: sp.Symbol | None = None
-    elementwise = defines is not None and N.QUANTITIES.get(defines, False)
+    elementwise = defines is not None and (
+        defines in LOCAL_QUANTITIES or N.QUANTITIES.get(defines, False)
+    )
     rename: dict[sp.Expr, sp.Expr] = {
         s: sp.Symbol(parts[0], integer=True) for s, parts in meaning.composites.items()
     }
@@ -1452,6 +1469,8 @@ def parse_equation_line(
 def _quantity(lhs: sp.Expr) -> tuple[str | None, sp.Expr | None, str]:
     if isinstance(lhs, sp.Indexed) and str(lhs.base.label) in _QUANTITY_OF_BASE:
         return _QUANTITY_OF_BASE[str(lhs.base.label)], lhs.indices[0], ""
+    if isinstance(lhs, sp.Indexed) and str(lhs.base.label) in LOCAL_QUANTITIES:
+        return str(lhs.base.label), lhs.indices[0], ""
     if isinstance(lhs, sp.Symbol) and lhs.name in _SCALAR_ADJOINT.values():
         return lhs.name, None, ""
     return (

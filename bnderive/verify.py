@@ -30,7 +30,7 @@ import sympy as sp
 
 from . import notation as N
 from .degree import degree_bound
-from .derive import Truth, derive, inline
+from .derive import LOCAL_DERIVATIVES, Truth, derive, inline, local_truth
 from .errors import BnderiveError, SpecError
 from .evaluate import RATIONAL, SYMBOLIC, Env, NotRational, evaluate
 from .forms import Equation, Form
@@ -240,6 +240,8 @@ def _entry_label(eq: Equation, spec: Spec, channel: int, position: int) -> str:
     if not eq.elementwise:
         return f"{eq.name} (channel {channel})"
     where = spec.positions(channel)[position]
+    if eq.name in LOCAL_DERIVATIVES:
+        return f"{eq.name}[{position + 1}] at x[{', '.join(map(str, where))}]"
     return f"{eq.name}[{position + 1}] = ∂L/∂x[{', '.join(map(str, where))}]"
 
 
@@ -293,6 +295,8 @@ def exact_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verd
                         undecided[eq.number] = verdict[1]
     out = []
     for eq in form.equations:
+        if eq.name in LOCAL_DERIVATIVES:  # exact_local_check decides these
+            continue
         if eq.name not in truth:
             out.append(
                 line_verdict(
@@ -486,8 +490,45 @@ def exact_step_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list
     """Each step of a document decided exactly at each of ``specs``: is the continuation equal,
     as a function of the inputs, to the expression before it?  A faithful step from a wrong line
     holds here while both lines are refuted against the truth: that is where the mistake is not."""
-    steps = form_steps(form)
-    if not steps:
+    return _reference_check(form, form_steps(form), specs, scope)
+
+
+def exact_local_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verdict]:
+    """Each line defining a local derivative (∂σ²/∂x_i, ∂μ/∂x_i, ∂x̂_i/∂σ², ∂x̂_i/∂μ) decided
+    exactly against ``derive.local_truth``, at each of ``specs``."""
+    pairs: list[tuple[Any, Equation]] = []
+    out: list[Verdict] = []
+    for eq in local_equations(form):
+        truth = local_truth(form.spec(specs[0]), eq.name)
+        if truth is None:
+            out.append(_no_local(form, eq, "exact", scope))
+        else:
+            pairs.append((truth, eq))
+    return out + _reference_check(form, pairs, specs, scope)
+
+
+def local_equations(form: Form) -> list[Equation]:
+    return [eq for eq in form.equations if eq.name in LOCAL_DERIVATIVES]
+
+
+def _no_local(form: Form, eq: Equation, method: str, scope: str) -> Verdict:
+    return line_verdict(
+        form,
+        eq,
+        Status.UNCHECKED,
+        method,
+        scope,
+        detail="in eval mode μ and σ² are running statistics, not stages of the graph",
+    )
+
+
+def _reference_check(
+    form: Form, pairs: Sequence[tuple[Any, Equation]], specs: Sequence[Spec], scope: str = ""
+) -> list[Verdict]:
+    """Each (reference, equation): a step when the reference is the equation before, a local
+    derivative when it is the truth's expression at element i; decided exactly at ``specs``."""
+    steps = list(pairs)
+    if not steps or not specs:
         return []
     specs = sorted((form.spec(s) for s in specs), key=lambda s: (s.m < 3, s.m))
     scope = scope or ", ".join(s.describe() for s in specs)
@@ -503,11 +544,12 @@ def exact_step_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list
                 if eq.number in refuted:
                     continue
                 t0 = time.perf_counter()
-                error = mine.line_error(before) or mine.line_error(eq)
+                reference = _reference(before, mine, inst.env)
+                error = reference if isinstance(reference, str) else mine.line_error(eq)
                 if error:
                     undecided[eq.number] = f"{spec.describe()}: {error}"
                     continue
-                a_entries = _entries(mine.line(before), before.elementwise)
+                a_entries = reference
                 b_entries = _entries(mine.line(eq), eq.elementwise)
                 if equivariant(form):
                     a_entries, b_entries = a_entries[:1], b_entries[:1]
@@ -526,14 +568,18 @@ def exact_step_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list
                             f"{spec.describe()}, but no point was found where they differ"
                         )
                         break
-                    refuted[eq.number] = step_verdict(
+                    refuted[eq.number] = _pair_verdict(
                         form,
                         before,
                         eq,
                         Status.REFUTED,
                         "exact",
                         scope,
-                        detail=f"does not follow from the line before: differs at {spec.describe()}",
+                        detail=(
+                            f"does not follow from the line before: differs at {spec.describe()}"
+                            if isinstance(before, Equation)
+                            else f"differs from the local derivative at {spec.describe()}"
+                        ),
                         counterexample=cex,
                         residual=residual,
                         mode=mode,
@@ -546,7 +592,7 @@ def exact_step_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list
             out.append(_with_time(refuted[eq.number], seconds[eq.number]))
         elif eq.number in undecided:
             out.append(
-                step_verdict(
+                _pair_verdict(
                     form,
                     before,
                     eq,
@@ -560,14 +606,16 @@ def exact_step_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list
             )
         else:
             out.append(
-                step_verdict(
+                _pair_verdict(
                     form,
                     before,
                     eq,
                     Status.HOLDS,
                     "exact",
                     scope,
-                    detail="follows from the line before (identically equal to it)",
+                    detail="follows from the line before (identically equal to it)"
+                    if isinstance(before, Equation)
+                    else "identically equal to the local derivative of the graph stage",
                     seconds=seconds[eq.number],
                     mode=mode,
                 )
@@ -575,18 +623,37 @@ def exact_step_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list
     return out
 
 
+def _reference(before: Any, mine: Outcome, env: Env) -> list[Any] | str:
+    """The entries of a reference: the equation before (a step) or an expression at element i
+    (a local derivative's truth); an error message if it cannot be evaluated."""
+    if isinstance(before, Equation):
+        error = mine.line_error(before)
+        return error if error else _entries(mine.line(before), before.elementwise)
+    outcome = _run([("reference", True, before)], env)
+    error = outcome.line_errors[0]
+    return error if error else list(outcome.lines[0])
+
+
+def _pair_verdict(
+    form: Form, before: Any, eq: Equation, status: Status, method: str, scope: str, **details: Any
+) -> Verdict:
+    if isinstance(before, Equation):
+        return step_verdict(form, before, eq, status, method, scope, **details)
+    return line_verdict(form, eq, status, method, scope, **details)
+
+
 def _step_witness(
-    form: Form, before: Equation, eq: Equation, spec: Spec, channel: int, attempts: int = 8
+    form: Form, before: Any, eq: Equation, spec: Spec, channel: int, attempts: int = 8
 ) -> Counterexample | None:
     """Small exact inputs where a step's two sides differ; the counterexample's ``truth`` is the
-    value of the line before, its ``form`` the value of the step's line."""
+    value of the line before (or of the local derivative), its ``form`` the value of the line."""
     for attempt in range(attempts):
         point = random_point(spec, 1000 * attempt + 7, spread=3 + attempt)
         inst = point_env(spec, channel, point, SYMBOLIC)
         mine = _run(form_definitions(form), inst.env)
-        if mine.line_error(before) or mine.line_error(eq):
+        a_entries = _reference(before, mine, inst.env)
+        if isinstance(a_entries, str) or mine.line_error(eq):
             continue
-        a_entries = _entries(mine.line(before), before.elementwise)
         b_entries = _entries(mine.line(eq), eq.elementwise)
         for position, (a, b) in enumerate(zip(a_entries, b_entries, strict=True)):
             diff = sp.expand(a - b)
@@ -607,13 +674,8 @@ def with_steps(verdicts: list[Verdict], steps: list[Verdict]) -> list[Verdict]:
     """``verdicts`` with each step verdict placed right after its equation's verdict."""
     if not steps:
         return verdicts
-    out: list[Verdict] = []
-    for v in verdicts:
-        out.append(v)
-        out.extend(s for s in steps if s.equation == v.equation)
-    placed = {id(s) for s in out}
-    out.extend(s for s in steps if id(s) not in placed)
-    return out
+    # A stable sort: each line's own verdict first, then its step verdict.
+    return sorted([*verdicts, *steps], key=lambda v: (v.equation or 0, v.follows is not None))
 
 
 # -- randomized exact -------------------------------------------------------------------------------
@@ -656,6 +718,8 @@ def random_check(
     degrees = _degrees(form, truth)
     out = []
     for eq in form.equations:
+        if eq.name in LOCAL_DERIVATIVES:  # local derivatives: the exact and every-M methods
+            continue
         common = dict(
             form=form.name,
             quantity=eq.label,
@@ -1039,7 +1103,10 @@ def check_exact_mode(
         return []
     ms = sorted({s.m for s in specs})
     scope = f"M ≤ {ms[-1]} exact" if len(ms) > 1 else f"M = {ms[0]} exact"
-    return with_steps(exact_check(form, specs, scope), exact_step_check(form, specs, scope))
+    return with_steps(
+        exact_check(form, specs, scope),
+        exact_step_check(form, specs, scope) + exact_local_check(form, specs, scope),
+    )
 
 
 def overall(verdicts: Iterable[Verdict]) -> Status:

@@ -99,15 +99,15 @@ def test_staged_document_matches_the_staged_form():
 def test_wrong_line_is_refuted_and_named(tmp_path):
     path = write(tmp_path, "wrong.md", WRONG)
     form = load_document(path)
-    assert [e.name for e in form.equations] == ["dbeta", "dgamma", "dx", "dx"]
-    verdicts = exact_check(form, SMALL[Mode.PER_ACTIVATION])
+    assert [e.name for e in form.equations] == ["dbeta", "dgamma", "dvar_dx", "dx", "dx"]
+    verdicts = exact_check(form, SMALL[Mode.PER_ACTIVATION])  # local derivatives: not here
     statuses = [v.status for v in verdicts]
     assert statuses == [Status.HOLDS, Status.HOLDS, Status.REFUTED, Status.HOLDS]
     assert verdicts[2].counterexample is not None
-    assert form.line_of(3).line == 11
-    notes = "\n".join(line_notes(form, [3]))
+    assert form.line_of(4).line == 11
+    notes = "\n".join(line_notes(form, [4]))
     assert "first refuted: line 11" in notes
-    assert "line 10 not checked" in notes and "local derivative" in notes
+    assert "3 → line 10 (dvar_dx[i])" in notes
 
     result = CliRunner().invoke(
         main, ["check", str(path), "--method", "exact", "--mode", "per-activation", "--no-timing"]
@@ -171,10 +171,10 @@ def test_a_wrong_step_does_not_follow(tmp_path):
     from bnderive.verify import check_exact_mode
 
     form = load_document(write(tmp_path, "wrong.md", WRONG))
-    assert form.steps == ((3, 4),)
+    assert form.steps == ((4, 5),)
     (step,) = [v for v in check_exact_mode(form, Mode.PER_ACTIVATION, [3]) if v.step]
     assert step.status is Status.REFUTED and step.counterexample is not None
-    assert (step.source_line, step.follows, step.follows_line) == (12, 3, 11)
+    assert (step.source_line, step.follows, step.follows_line) == (12, 4, 11)
     result = CliRunner().invoke(main, ["check", "--form", str(form.path), "--no-timing"])
     assert "line 12 does not follow from line 11" in result.output
     assert "first refuted: line 11" in result.output
@@ -318,7 +318,7 @@ def test_parse_command_shows_each_line(tmp_path):
     assert "defines dxhat[i] (equation 1)" in result.output
     wrong = CliRunner().invoke(main, ["parse", str(write(tmp_path, "w.md", WRONG))])
     assert wrong.exit_code == 0
-    assert "not checked: ∂\\sigma^2/∂x_i is a local derivative" in wrong.output
+    assert "defines dvar_dx[i] (equation 3)" in wrong.output
 
 
 def test_parse_command_expr_and_usage():
@@ -365,3 +365,67 @@ def test_document_reader_raises_nothing_but_form_errors(text):
             load_document(Path(f"fuzz.{suffix}"), text)
         except FormError:
             pass
+
+
+LOCALS = r"""---
+name: locals
+mode: per-activation
+---
+$$
+\begin{aligned}
+\frac{\partial \sigma^2}{\partial x_i} &= \frac{2(x_i-\mu)}{N} \\
+&= \frac{2(x_i-\mu)}{N} - \frac{2}{N^2}\sum_k (x_k - \mu) \\
+\frac{\partial \mu}{\partial x_j} &= \frac{1}{N} \\
+\frac{\partial \hat{x}_i}{\partial \sigma^2} &= -\frac{1}{2}(x_i-\mu)(\sigma^2+\epsilon)^{-3/2} \\
+\frac{\partial \hat{x}_i}{\partial \mu} &= \frac{-1}{\sqrt{\sigma^2+\epsilon}} \\
+\frac{\partial \sigma^2}{\partial x_i} &= \frac{2(x_i-\mu)}{N-1} \\
+\frac{\partial L}{\partial \beta} &= \sum_i \frac{\partial L}{\partial y_i}
+\end{aligned}
+$$
+"""
+
+
+def test_local_derivatives_are_checked_against_the_graph(tmp_path):
+    """∂σ²/∂x_i, ∂μ/∂x_i, ∂x̂_i/∂σ², ∂x̂_i/∂μ: SymPy's diff of the graph stage (partials, other
+    inputs fixed); for ∂σ²/∂x_i the total derivative (μ a function of x) is the same, since
+    Σ_k (x_k − μ) = 0, so line 8 holds too; Bessel's 1/(N−1) in a biased file is refuted."""
+    from bnderive.verify import check_exact_mode
+
+    form = load_document(write(tmp_path, "locals.md", LOCALS))
+    names = [e.name for e in form.equations]
+    assert names == ["dvar_dx", "dvar_dx", "dmu_dx", "dxhat_dvar", "dxhat_dmu", "dvar_dx", "dbeta"]
+    expected = {7: Status.HOLDS, 8: Status.HOLDS, 9: Status.HOLDS, 10: Status.HOLDS}
+    expected |= {11: Status.HOLDS, 12: Status.REFUTED, 13: Status.HOLDS}
+    exact = check_exact_mode(form, Mode.PER_ACTIVATION, [3, 4])
+    assert {v.source_line: v.status for v in exact if not v.step} == expected
+    assert [v.status for v in exact if v.step] == [Status.HOLDS]
+    general = {v.source_line: v.status for v in general_check(form) if not v.step}
+    assert general == {**expected, 12: Status.UNDECIDED}  # every-M: not proved, never refuted
+    bessel = LOCALS.replace("mode: per-activation", "mode: per-activation\nvariance: unbiased")
+    form = load_document(write(tmp_path, "bessel.md", bessel))
+    exact = check_exact_mode(form, Mode.PER_ACTIVATION, [3])
+    bessel_lines = {v.source_line: v.status for v in exact if not v.step}  # one line lower
+    assert bessel_lines[13] is Status.HOLDS and bessel_lines[8] is Status.REFUTED
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "locals.md"), "--no-timing"])
+    assert result.exit_code == 1, result.output
+    assert "first refuted: line 12" in result.output
+    assert "dvar_dx[1] at x[0, 0]" in result.output
+
+
+def test_local_derivative_truth_is_the_graph_stage_diff():
+    from bnderive import notation as N
+    from bnderive.derive import local_truth
+
+    x, mu, var, eps, M = N.x, N.mu, N.var, N.eps, N.M
+    i = N.i
+    assert sp.simplify(local_truth(Spec(), "dvar_dx") - 2 * (x[i] - mu) / M) == 0
+    assert local_truth(Spec(), "dmu_dx") == 1 / M
+    assert (
+        sp.simplify(
+            local_truth(Spec(), "dxhat_dvar") + (x[i] - mu) * (var + eps) ** sp.Rational(-3, 2) / 2
+        )
+        == 0
+    )
+    assert sp.simplify(local_truth(Spec(), "dxhat_dmu") + 1 / sp.sqrt(var + eps)) == 0
+    assert sp.simplify(local_truth(Spec(unbiased=True), "dvar_dx") - 2 * (x[i] - mu) / (M - 1)) == 0
+    assert local_truth(Spec(training=False), "dvar_dx") is None  # running statistics

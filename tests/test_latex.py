@@ -329,8 +329,40 @@ def test_equation_line_continuation_and_chains():
         parse_equation_line(r"&= x_i")
 
 
+@pytest.mark.parametrize(
+    ("text", "defines", "rhs"),
+    [
+        (
+            r"\frac{\partial \sigma^2}{\partial x_i} = \frac{2(x_i-\mu)}{N}",
+            "dvar_dx",
+            2 * (x[i] - mu) / M,
+        ),
+        (r"\frac{\partial \mu_B}{\partial x_j} &= \frac{1}{m}", "dmu_dx", 1 / M),
+        (
+            r"\frac{\partial \hat{x}_i}{\partial \sigma^2} = -\frac{1}{2}(x_i-\mu)(\sigma^2+\epsilon)^{-3/2}",
+            "dxhat_dvar",
+            -(x[i] - mu) * (var + eps) ** sp.Rational(-3, 2) / 2,
+        ),
+        (
+            r"\frac{\partial \hat{x}_j}{\partial \mu} = \frac{-1}{\sqrt{\sigma^2+\epsilon}}",
+            "dxhat_dmu",
+            -1 / sp.sqrt(var + eps),
+        ),
+    ],
+)
+def test_equation_line_defines_a_local_derivative(text, defines, rhs):
+    read = parse_equation_line(text)
+    assert read.defines == defines and read.index == i and read.checkable
+    assert same(read.rhs[0], rhs)
+    # On a right side a local derivative is still not evaluated: the line is not checked.
+    uses = parse_equation_line(
+        r"\frac{\partial L}{\partial x_i} = " + text.split("=")[0].strip(" &")
+    )
+    assert uses.defines == "dx" and "local derivative" in uses.reason
+
+
 def test_equation_line_that_defines_nothing_checkable():
-    local = parse_equation_line(r"\frac{\partial \sigma^2}{\partial x_i} = \frac{2(x_i-\mu)}{m}")
+    local = parse_equation_line(r"\frac{\partial \sigma^2}{\partial \gamma} = 0")
     assert local.defines is None and "local derivative" in local.reason
     plain = parse_equation_line(r"\mu = \frac{1}{m}\sum_i x_i")
     assert plain.defines is None and "not one of the quantities" in plain.reason
