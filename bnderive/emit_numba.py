@@ -41,6 +41,7 @@ from .emit import (
     Module,
     NumPyEmitter,
     Return,
+    Update,
     _Plan,
     build_module,
     load_module,
@@ -217,24 +218,62 @@ def _kernel(plan: _Plan, mode: Mode, divisor: sp.Expr) -> tuple[Kernel, int]:
         ),
         comment="pass 2: dx = c1·dout + c2·(x − μ) + c3, elementwise",
     )
-    body = (
+    blocks = For(
+        "b",
+        0,
+        Raw("(c + block - 1) // block"),
+        (
+            Assign(sp.Symbol("lo"), Raw("b * block")),
+            Assign(sp.Symbol("hi"), Raw("min(lo + block, c)")),
+            pass1,
+            per_channel,
+            pass2,
+        ),
+        parallel=True,
+        comment="channel blocks in parallel",
+    )
+    head = (
         Assign(tuple(sp.symbols("n c s")), Raw("dout.shape")),
         Assign(M_SYM, Raw("n * s"), "M: elements per channel"),
-        For(
-            "b",
-            0,
-            Raw("(c + block - 1) // block"),
-            (
-                Assign(sp.Symbol("lo"), Raw("b * block")),
-                Assign(sp.Symbol("hi"), Raw("min(lo + block, c)")),
-                pass1,
-                per_channel,
-                pass2,
-            ),
-            parallel=True,
-            comment="channel blocks in parallel",
-        ),
     )
+    if mode is Mode.SPATIAL:
+        # One channel per task, its H·W plane contiguous: scalar accumulators (registers).
+        coefficients = [
+            Assign(name, value.xreplace(scalar), "dx = c1·dout + c2·(x − μ) + c3" if i == 0 else "")
+            for i, (name, value) in enumerate(zip((C1, C2, C3), plan.coefficients, strict=True))
+        ]
+        zero = [
+            Assign(name, Load("sums", (r, "ch")), "0 in the accumulator dtype" if r == 0 else "")
+            for r, (name, _) in enumerate(sums)
+        ]
+        add = [Update(name, "+", value.xreplace(element)) for name, value in sums]
+        per_task = (
+            *zero,
+            For(
+                "i",
+                0,
+                "n",
+                (For("k", 0, "s", tuple(loads + add)),),
+                comment="pass 1: the channel's reductions",
+            ),
+            Assign(gamma_c, Load("gamma", ("ch",))),
+            Assign(inv_std_c, Load("inv_std", ("ch",))),
+            *([Assign(VAR, sp.Symbol("sum_xmu2") / divisor)] if plan.needs_var else []),
+            *(Assign(name, value.xreplace(scalar)) for name, value in plan.per_channel),
+            *coefficients,
+            Store("dgamma", ("ch",), plan.dgamma.xreplace(scalar)),
+            Store("dbeta", ("ch",), plan.dbeta.xreplace(scalar)),
+            For(
+                "i",
+                0,
+                "n",
+                (For("k", 0, "s", tuple(write)),),
+                comment="pass 2: dx, elementwise",
+            ),
+        )
+        body = (*head, For("ch", 0, "c", per_task, parallel=True, comment="channels in parallel"))
+    else:
+        body = (*head, blocks)
     params = ("dout", "xmu", "gamma", "inv_std", "block", "sums", "coef", "dx", "dgamma", "dbeta")
     doc = (
         "Fused backward on (N, C, S) views: pass 1 reduces, pass 2 writes dx; in place.\n\n"
