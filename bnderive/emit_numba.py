@@ -1,6 +1,6 @@
 """The numba target of ``bnderive emit``: a fused two-pass kernel, printed from the same plan.
 
-The backward is one ``@numba.njit(parallel=True)`` kernel over a (N, C, S) view of the arrays
+The backward is one ``@numba.njit(parallel=True)`` kernel over (N, C, S) views of the arrays
 (SPATIAL: S = H·W, one channel per parallel task; PER_ACTIVATION: S = 1, blocks of features per
 task so that every row is read contiguously). Pass 1 accumulates the form's per-channel
 reductions; then the per-channel coefficients; pass 2 writes dx = c1·dout + c2·(x − μ) + c3.
@@ -170,68 +170,12 @@ def _kernel(plan: _Plan, mode: Mode, divisor: sp.Expr) -> tuple[Kernel, int]:
     sums = list(plan.reductions.items())
     if plan.needs_var:
         sums.append((sp.Symbol("sum_xmu2"), XMU**2))
-    accumulate = [
-        Store("sums", (r, "ch"), value.xreplace(element), "+", f"{name}")
-        for r, (name, value) in enumerate(sums)
-    ]
     loads = [Assign(dout_e, Load("dout", at)), Assign(xmu_e, Load("xmu", at))]
-    pass1 = For(
-        "i",
-        0,
-        "n",
-        (For("ch", "lo", "hi", (For("k", 0, "s", tuple(loads + accumulate)),)),),
-        comment="pass 1: per-channel reductions",
-    )
     gamma_c, inv_std_c = sp.symbols("gamma_c inv_std_c")
     scalar = {GAMMA: gamma_c, INV_STD: inv_std_c}
-    channel: list[Any] = [
-        Assign(gamma_c, Load("gamma", ("ch",))),
-        Assign(inv_std_c, Load("inv_std", ("ch",))),
-    ]
-    channel += [Assign(name, Load("sums", (r, "ch"))) for r, (name, _) in enumerate(sums)]
-    if plan.needs_var:
-        channel.append(Assign(VAR, sp.Symbol("sum_xmu2") / divisor))
-    channel += [Assign(name, value.xreplace(scalar)) for name, value in plan.per_channel]
-    if plan.coefficients is not None:
-        for row, (name, value) in enumerate(zip((C1, C2, C3), plan.coefficients, strict=True)):
-            channel.append(Store("coef", (row, "ch"), value.xreplace(scalar), comment=f"{name}"))
-        dx_value = C1 * dout_e + C2 * xmu_e + C3
-        write = [Assign(dout_e, Load("dout", at)), Assign(xmu_e, Load("xmu", at))]
-        write.append(Store("dx", at, dx_value))
-    else:
+    if plan.coefficients is None:
         raise EmitVerificationError("the numba target needs dx = c1·dout + c2·(x − μ) + c3")
-    channel.append(Store("dgamma", ("ch",), plan.dgamma.xreplace(scalar)))
-    channel.append(Store("dbeta", ("ch",), plan.dbeta.xreplace(scalar)))
-    per_channel = For("ch", "lo", "hi", tuple(channel), comment="per-channel coefficients")
-    pass2 = For(
-        "i",
-        0,
-        "n",
-        (
-            For(
-                "ch",
-                "lo",
-                "hi",
-                tuple(Assign(c, Load("coef", (row, "ch"))) for row, c in enumerate((C1, C2, C3)))
-                + (For("k", 0, "s", tuple(write)),),
-            ),
-        ),
-        comment="pass 2: dx = c1·dout + c2·(x − μ) + c3, elementwise",
-    )
-    blocks = For(
-        "b",
-        0,
-        Raw("(c + block - 1) // block"),
-        (
-            Assign(sp.Symbol("lo"), Raw("b * block")),
-            Assign(sp.Symbol("hi"), Raw("min(lo + block, c)")),
-            pass1,
-            per_channel,
-            pass2,
-        ),
-        parallel=True,
-        comment="channel blocks in parallel",
-    )
+    write = [*loads, Store("dx", at, C1 * dout_e + C2 * xmu_e + C3)]
     head = (
         Assign(tuple(sp.symbols("n c s")), Raw("dout.shape")),
         Assign(M_SYM, Raw("n * s"), "M: elements per channel"),
@@ -273,18 +217,99 @@ def _kernel(plan: _Plan, mode: Mode, divisor: sp.Expr) -> tuple[Kernel, int]:
         )
         body = (*head, For("ch", 0, "c", per_task, parallel=True, comment="channels in parallel"))
     else:
-        body = (*head, blocks)
-    params = ("dout", "xmu", "gamma", "inv_std", "block", "sums", "coef", "dx", "dgamma", "dbeta")
+        body = (
+            Assign(tuple(sp.symbols("n c")), Raw("dout.shape")),
+            Assign(M_SYM, Raw("n"), "M: rows, elements per feature"),
+            _feature_blocks(plan, sums, scalar, divisor),
+        )
+    params = ("dout", "xmu", "gamma", "inv_std", "block", "sums", "dx", "dgamma", "dbeta")
     doc = (
-        "Fused backward on (N, C, S) views: pass 1 reduces, pass 2 writes dx; in place.\n\n"
-        "sums and coef are zeroed accumulators (float64, or object for exact rationals)."
+        "Fused backward, in place: pass 1 reduces, pass 2 writes dx.\n\n"
+        "dout, xmu, dx: (N, C, H·W) views (SPATIAL) or (N, D) (PER_ACTIVATION); sums holds\n"
+        "zeros of the accumulator dtype (float64, or object for exact rationals)."
     )
     return Kernel(FunctionDef("_backward_kernel", params, doc, body)), len(sums)
 
 
+def _feature_blocks(
+    plan: _Plan, sums: list[tuple[sp.Symbol, sp.Expr]], scalar: dict, divisor: sp.Expr
+) -> For:
+    """PER_ACTIVATION: blocks of features per task, every row read as a contiguous slice."""
+    dout_e, xmu_e = sp.symbols("dout_e xmu_e")
+    gamma_c, inv_std_c = scalar[GAMMA], scalar[INV_STD]
+    element = {DOUT: dout_e, XMU: xmu_e}
+    rows = (
+        Assign(sp.Symbol("dout_r"), Load("dout", ("i", Raw("lo:hi")))),
+        Assign(sp.Symbol("xmu_r"), Load("xmu", ("i", Raw("lo:hi")))),
+    )
+    elements = (
+        Assign(dout_e, Load("dout_r", ("j",))),
+        Assign(xmu_e, Load("xmu_r", ("j",))),
+    )
+    accumulate = tuple(
+        Store("acc", (r, "j"), value.xreplace(element), "+", str(name))
+        for r, (name, value) in enumerate(sums)
+    )
+    channel: list[Any] = [
+        Assign(sp.Symbol("ch"), Raw("lo + j")),
+        Assign(gamma_c, Load("gamma", ("ch",))),
+        Assign(inv_std_c, Load("inv_std", ("ch",))),
+    ]
+    channel += [Assign(name, Load("acc", (r, "j"))) for r, (name, _) in enumerate(sums)]
+    if plan.needs_var:
+        channel.append(Assign(VAR, sp.Symbol("sum_xmu2") / divisor))
+    channel += [Assign(name, value.xreplace(scalar)) for name, value in plan.per_channel]
+    for row, (name, value) in enumerate(zip((C1, C2, C3), plan.coefficients, strict=True)):
+        channel.append(Store("coef_b", (row, "j"), value.xreplace(scalar), comment=str(name)))
+    channel.append(Store("dgamma", ("ch",), plan.dgamma.xreplace(scalar)))
+    channel.append(Store("dbeta", ("ch",), plan.dbeta.xreplace(scalar)))
+    dx_value = (
+        sp.Symbol("coef_b[0, j]") * dout_e
+        + sp.Symbol("coef_b[1, j]") * xmu_e
+        + sp.Symbol("coef_b[2, j]")
+    )
+    return For(
+        "b",
+        0,
+        Raw("(c + block - 1) // block"),
+        (
+            Assign(sp.Symbol("lo"), Raw("b * block")),
+            Assign(sp.Symbol("hi"), Raw("min(lo + block, c)")),
+            Assign(sp.Symbol("w"), Raw("hi - lo")),
+            Assign(
+                sp.Symbol("acc"),
+                Raw(f"np.zeros(({len(sums)}, w), dtype=sums.dtype)"),
+                "the block's accumulators",
+            ),
+            Assign(sp.Symbol("coef_b"), Raw("np.empty((3, w), dtype=dout.dtype)")),
+            For(
+                "i",
+                0,
+                "n",
+                (*rows, For("j", 0, "w", elements + accumulate)),
+                comment="pass 1: per-feature reductions, row by row",
+            ),
+            For("j", 0, "w", tuple(channel), comment="per-feature coefficients"),
+            For(
+                "i",
+                0,
+                "n",
+                (
+                    *rows,
+                    Assign(sp.Symbol("dx_r"), Load("dx", ("i", Raw("lo:hi")))),
+                    For("j", 0, "w", (*elements, Store("dx_r", ("j",), dx_value))),
+                ),
+                comment="pass 2: dx = c1·dout + c2·(x − μ) + c3, elementwise",
+            ),
+        ),
+        parallel=True,
+        comment="feature blocks in parallel",
+    )
+
+
 def _view(mode: Mode, name: str) -> Raw:
     if mode is Mode.PER_ACTIVATION:
-        return Raw(f"{name}.reshape({name}.shape[0], {name}.shape[1], 1)")
+        return Raw(name)
     return Raw(f"{name}.reshape({name}.shape[0], {name}.shape[1], -1)")
 
 
@@ -303,7 +328,6 @@ def build_numba_module(form: Form, mode: Mode, version: str) -> Module:
         Assign(DGAMMA, Raw("np.empty(c, dtype=dout.dtype)")),
         Assign(DBETA, Raw("np.empty(c, dtype=dout.dtype)")),
         Assign(sp.Symbol("sums"), Raw(f"np.zeros(({rows}, c), dtype={acc})")),
-        Assign(sp.Symbol("coef"), Raw(f"np.zeros((3, c), dtype={acc})")),
         Call(
             "_backward_kernel",
             (
@@ -313,7 +337,6 @@ def build_numba_module(form: Form, mode: Mode, version: str) -> Module:
                 Raw("inv_std.reshape(-1)"),
                 Raw(str(block)),
                 sp.Symbol("sums"),
-                sp.Symbol("coef"),
                 _view(mode, "dx"),
                 DGAMMA,
                 DBETA,
