@@ -241,6 +241,13 @@ def candidates_for(
             "inv_std": torch.from_numpy(inv_std.reshape(-1).copy()),
         }
         candidates[TORCH] = torch_backward(torch, tensors)
+        if NUMBA in candidates:
+            notes.append(
+                "numba's and PyTorch's thread pools share the cores in one process: PyTorch's "
+                "time is inflated in runs that include the numba kernel (on 2 cores, "
+                "(32,64,56,56): 4.3 ms alone, 12-33 ms next to numba); read × PyTorch with that "
+                "in mind"
+            )
 
     def reference() -> tuple[Any, Any, Any]:
         return compact["backward"](
