@@ -616,7 +616,7 @@ def _conventions(form: Form) -> str:
 
 # -- check-impl -----------------------------------------------------------------------------------
 @main.command("check-impl")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 @click.option(
     "--api",
     type=click.Choice(["cs231n", "functional"]),
@@ -639,7 +639,17 @@ def _conventions(form: Form) -> str:
     "--eval",
     "eval_mode",
     is_flag=True,
-    help="Eval mode: running statistics (functional: f(..., eps, running_mean, running_var)).",
+    help="Eval mode: running statistics (cs231n: bn_param['mode'] = 'test'; "
+    "functional: f(..., eps, running_mean, running_var)).",
+)
+@click.option(
+    "--running",
+    type=click.Choice(["auto", "cs231n", "pytorch"]),
+    default="auto",
+    show_default=True,
+    help="The running-statistics update the cs231n forward must follow: cs231n (momentum 0.9 "
+    "on the old value, biased variance) or pytorch (momentum 0.1 on the new value, unbiased "
+    "running_var); auto names the one it follows.",
 )
 @click.option(
     "--timeout",
@@ -664,11 +674,13 @@ def check_impl(
     function: str | None,
     mode: str,
     eval_mode: bool,
+    running: str,
     timeout: float,
     memory_mb: int,
     as_json: bool,
 ) -> None:
-    """Check a NumPy implementation of BatchNorm (forward output, dx, dgamma, dbeta).
+    """Check a NumPy implementation of BatchNorm (forward output, running statistics, dx,
+    dgamma, dbeta).
 
     The file runs in a separate process (with --timeout and --memory, in a temporary directory)
     on exact rational inputs: integer x with a large mean, uneven dout, gamma not 0 or ±1, and
@@ -677,10 +689,18 @@ def check_impl(
     Where the code cannot run exactly (it converts to float, calls np.exp, ...), its float64
     results are compared within a relative tolerance of 1e-8 and the verdict says "numeric".
 
+    The CS231n forward starts from non-zero running statistics in bn_param; in training mode
+    their update is compared exactly with the declared convention (--running), in eval mode
+    they must be left unchanged. With --eval the backward is checked against the eval-mode
+    gradient when the test-mode forward returns a cache (CS231n's returns None: its backward
+    is for training only).
+
     \b
     Examples:
       bnderive check-impl layers.py
       bnderive check-impl layers.py --mode spatial
+      bnderive check-impl layers.py --running pytorch
+      bnderive check-impl layers.py --eval
       bnderive check-impl mybn.py --function bn_backward
       bnderive check-impl mybn.py --function bn_backward_eval --eval --json
 
@@ -697,6 +717,7 @@ def check_impl(
         training=not eval_mode,
         timeout=timeout,
         memory=memory_mb * 1024 * 1024,
+        running=running,
     )
     code = exit_code(report.verdicts)
     if as_json:

@@ -72,7 +72,7 @@ class Case:
             "eps": _text(self.eps),
             "training": self.spec.training,
         }
-        if not self.spec.training:
+        if self.running_mean:
             job["running_mean"] = text(self.running_mean)
             job["running_var"] = text(self.running_var)
         return job
@@ -165,7 +165,18 @@ def make_case(spec: Spec, seed: int, spread: int = 5) -> Case:
     betas = tuple(Fraction(rng.randint(-spread, spread)) for _ in range(c))
     if spec.training:
         eps, roots = common_eps(variances, rng)
-        return Case(spec, x, g, gammas, betas, eps, roots)
+        # Running statistics before the step, drawn last so that the other inputs do not depend
+        # on them: a small non-zero mean far from the batch mean (|μ| ≥ 15), and a variance that
+        # is neither σ² nor M/(M−1)·σ², so that "left unchanged", "replaced by the batch value"
+        # and the two conventions' updates all differ.
+        means = tuple(Fraction(rng.randint(1, 9) * rng.choice((-1, 1))) for _ in range(c))
+        olds = []
+        for v in variances:
+            old = Fraction(rng.randint(1, spread * spread))
+            while old in (v, v * m / max(m - 1, 1)):
+                old += 1
+            olds.append(old)
+        return Case(spec, x, g, gammas, betas, eps, roots, means, tuple(olds))
     means = tuple(Fraction(rng.randint(20, 60)) for _ in range(c))
     running = [Fraction(rng.randint(1, spread * spread)) for _ in range(c)]
     eps, roots = common_eps(running, rng)
@@ -223,6 +234,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     output: str = ""
+    running: str | None = None  # the running-statistics convention the forward follows
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -231,6 +243,7 @@ class Report:
             "functions": self.functions,
             "notes": self.notes,
             "verdicts": [v.to_dict() for v in self.verdicts],
+            "running_convention": self.running,
         }
 
 
@@ -243,14 +256,32 @@ def check_impl(
     timeout: float = DEFAULT_TIMEOUT,
     memory: int = DEFAULT_MEMORY,
     seed: int = 0,
+    running: str = "auto",
 ) -> Report:
-    """Run the implementation in ``path`` in a guarded child and compare it with the truth."""
+    """Run the implementation in ``path`` in a guarded child and compare it with the truth.
+
+    ``running`` is the running-statistics convention of the CS231n forward (``check_running``):
+    ``cs231n`` or ``pytorch`` passes that convention's momentum in bn_param and expects its
+    update; ``auto`` passes none and names the convention the code follows.
+    """
     mode = Mode.parse(mode)
     file = Path(path)
+    if file.is_dir():
+        raise ImplementationError(
+            f"{path} is a directory; give the path of the Python file in it that defines the "
+            "BatchNorm functions."
+        )
     if not file.is_file():
         raise ImplementationError(f"{path}: no such file; give the path of a Python file.")
     if api is not None and api not in ("cs231n", "functional"):
         raise ImplementationError(f"Unknown API {api!r}: use cs231n or functional.")
+    if running not in RUNNING_CHOICES:
+        raise ImplementationError(
+            f"Unknown running-statistics convention {running!r}: use auto, cs231n or pytorch."
+        )
+    if api == "functional" and running != "auto":
+        raise ImplementationError(_functional_running(running))
+    momentum = None if running == "auto" else _text(RUNNING_CONVENTIONS[running].momentum)
     started = time.perf_counter()
     cases = [
         make_case(spec, seed * 7919 + k + 1)
@@ -261,7 +292,7 @@ def check_impl(
         "api": api,
         "function": function,
         "mode": mode.value,
-        "cases": [c.to_job() for c in cases],
+        "cases": [dict(c.to_job(), momentum=momentum) for c in cases],
     }
     try:
         result = run_job(job, timeout, memory)
@@ -269,11 +300,27 @@ def check_impl(
         raise ImplementationError(_failure_message(file, exc.message, "", exc.output)) from None
     if not result["ok"]:
         output = (result.get("stdout") or "") + (result.get("stderr") or "")
-        raise ImplementationError(
-            _failure_message(file, result["message"], result.get("trace", ""), output)
-        )
+        message = result["message"]
+        if running == "auto" and "KeyError: 'momentum'" in message:
+            message += (
+                " (with --running auto, bn_param carries no momentum so that the code's own "
+                "default shows which convention it follows: read it with "
+                "bn_param.get('momentum', 0.9), or declare --running cs231n or --running pytorch)"
+            )
+        raise ImplementationError(_failure_message(file, message, result.get("trace", ""), output))
     calls = result["calls"]
-    verdicts, notes = _compare(file.name, calls, cases, result["cases"])
+    if calls["api"] == "functional" and running != "auto":
+        raise ImplementationError(_functional_running(running))
+    runs = result["cases"]
+    calls, skipped = _without_skipped_backward(calls, runs)
+    verdicts, notes = _compare(file.name, calls, cases, runs)
+    found = None
+    if calls["forward"]:
+        extra, more_notes, found = check_running(calls["forward"], cases, runs, running)
+        at = next((k + 1 for k, v in enumerate(verdicts) if v.quantity == "out"), 0)
+        verdicts[at:at] = extra
+        notes = more_notes + notes
+    notes = skipped + notes
     functions = ([calls["forward"]] if calls["forward"] else []) + list(calls["backward"])
     return Report(
         str(path),
@@ -283,7 +330,34 @@ def check_impl(
         notes,
         time.perf_counter() - started,
         (result.get("stdout") or "")[:500],
+        found,
     )
+
+
+def _functional_running(running: str) -> str:
+    return (
+        f"--running {running} checks the running statistics a CS231n forward keeps in bn_param; "
+        "the functional API has no forward: leave --running out, or check a file with "
+        "batchnorm_forward (--api cs231n)."
+    )
+
+
+def _without_skipped_backward(
+    calls: dict[str, Any], runs: list[dict[str, Any]]
+) -> tuple[dict[str, Any], list[str]]:
+    """The calls whose results every case has, and a note on a backward that was not called:
+    CS231n's backward is written for training mode, and a test-mode forward that returns no
+    cache (cache None) says it has no eval-mode backward."""
+    if not any(run.get("backward_skipped") for run in runs):
+        return calls, []
+    kept = [n for n in calls["backward"] if all(n in run["float"] for run in runs)]
+    left = [n for n in calls["backward"] if n not in kept]
+    note = (
+        f"in eval mode {calls['forward']} returned cache None, so {', '.join(left)} "
+        f"{'was' if len(left) == 1 else 'were'} not called: CS231n's backward is for training mode; return a cache from test mode to have "
+        "it checked against the eval-mode gradient dx = γ·dout/√(running_var + ε)"
+    )
+    return dict(calls, backward=kept), [note]
 
 
 def _failure_message(file: Path, message: str, trace: str, output: str) -> str:
@@ -448,3 +522,319 @@ def _verdict(who: str, quantity: str, tally: _Tally, specs: list[Spec]) -> Verdi
         f"shapes: evidence, not a proof ({why})",
         mode=mode,
     )
+
+
+# -- running statistics ----------------------------------------------------------------------------
+RUNNING_NAMES = ("running_mean", "running_var")
+RUNNING_CHOICES = ("auto", "cs231n", "pytorch")
+
+
+@dataclass(frozen=True)
+class RunningConvention:
+    """How a training-mode forward updates its running statistics.
+
+    Both conventions keep an exponential moving average r ← (1 − w)·r + w·s of a batch statistic
+    s, with w the weight of the new batch; they differ in what "momentum" names and in which
+    variance running_var averages:
+
+    - CS231n (and Keras): the momentum p weighs the OLD value, w = 1 − p, default p = 9/10, and
+      running_var averages the biased batch variance σ² = (1/M) Σ (x − μ)², the one the forward
+      normalizes with.
+    - PyTorch: the momentum m weighs the NEW value, w = m, default m = 1/10, and running_var
+      averages the unbiased variance M/(M−1)·σ² (Bessel), while the forward normalizes with σ².
+
+    With the defaults both give w = 1/10, so running_mean cannot tell them apart; running_var
+    can, since M/(M−1)·σ² ≠ σ² whenever σ² ≠ 0 (M = N per feature, N·H·W per channel).
+    """
+
+    name: str
+    title: str
+    momentum: Fraction
+    momentum_weighs_old: bool
+    unbiased: bool
+
+    def weight(self, momentum: Fraction) -> Fraction:
+        """w, the weight of the new batch statistic, for the momentum as this convention reads it."""
+        return 1 - momentum if self.momentum_weighs_old else momentum
+
+    def describe(self, momentum: Fraction) -> str:
+        w = self.weight(momentum)
+        side = "old" if self.momentum_weighs_old else "new"
+        var = "the unbiased M/(M−1)·σ²" if self.unbiased else "the biased σ²"
+        return (
+            f"{self.title}'s update running ← {_text(1 - w)}·running + {_text(w)}·batch "
+            f"(momentum {_text(momentum)} on the {side} value; running_var from {var})"
+        )
+
+    def update(self, case: Case, momentum: Fraction) -> dict[str, np.ndarray]:
+        """running_mean and running_var after one training step at ``case``, exactly."""
+        w = self.weight(momentum)
+        m = case.spec.m
+        means, variances = _batch_statistics(case)
+        stored = [v * m / (m - 1) for v in variances] if self.unbiased else variances
+        return {
+            "running_mean": _objects(
+                (1 - w) * r + w * mu for r, mu in zip(case.running_mean, means, strict=True)
+            ),
+            "running_var": _objects(
+                (1 - w) * r + w * s for r, s in zip(case.running_var, stored, strict=True)
+            ),
+        }
+
+
+RUNNING_CONVENTIONS = {
+    "cs231n": RunningConvention("cs231n", "CS231n", Fraction(9, 10), True, False),
+    "pytorch": RunningConvention("pytorch", "PyTorch", Fraction(1, 10), False, True),
+}
+
+
+def _objects(values: Any) -> np.ndarray:
+    out = list(values)
+    arr = np.empty(len(out), dtype=object)
+    arr[:] = out
+    return arr
+
+
+def _batch_statistics(case: Case) -> tuple[list[Fraction], list[Fraction]]:
+    """μ_c and the biased σ_c² of every feature/channel c at the case, exactly."""
+    means, variances = [], []
+    for channel in range(case.spec.c):
+        xs = [case.x[p] for p in case.spec.positions(channel)]
+        mu = sum(xs, Fraction(0)) / len(xs)
+        means.append(mu)
+        variances.append(sum(((v - mu) ** 2 for v in xs), Fraction(0)) / len(xs))
+    return means, variances
+
+
+@dataclass(frozen=True)
+class _Expected:
+    """What the running statistics should be at every case under one hypothesis."""
+
+    label: str
+    values: list[dict[str, np.ndarray]]
+
+
+def _agreement(want: Fraction, run: dict[str, Any], name: str, channel: int) -> str | None:
+    """How the running statistic the forward stored for ``channel`` agrees with ``want``:
+    "exact"; "numeric" (float64 within TOL) when the run was not exact, or when its exact value
+    differs while float64 agrees, as _compare_one does: a float constant of the code was not
+    read exactly (1 − 0.9 in floats is 0.09999999999999998, not 1/10); None when it differs."""
+    stored = run["running"]
+    if stored["exact"] is not None and Fraction(stored["exact"][name][channel]) == want:
+        return "exact"
+    got = float(stored["float"][name][channel])
+    if abs(got - float(want)) <= TOL * max(1.0, abs(float(want))):
+        return "numeric"
+    return None
+
+
+def _stored_text(run: dict[str, Any], name: str, channel: int) -> tuple[str, str]:
+    stored = run["running"]
+    if stored["exact"] is not None:
+        return _text(Fraction(stored["exact"][name][channel])), "exact"
+    return repr(float(stored["float"][name][channel])), "numeric"
+
+
+def _first_mismatch(
+    expected: _Expected, runs: list[dict[str, Any]], name: str, *others: _Expected
+) -> tuple[int, int, str, str] | None:
+    """(case index, channel, stored value, method) of the first entry that differs from
+    ``expected`` and from every one of ``others``; None when there is none."""
+    for k, run in enumerate(runs):
+        for channel in range(len(expected.values[k][name])):
+            hypotheses = (expected, *others)
+            if not any(
+                _agreement(h.values[k][name][channel], run, name, channel) for h in hypotheses
+            ):
+                return (k, channel, *_stored_text(run, name, channel))
+    return None
+
+
+def _numeric_cases(expected: _Expected, runs: list[dict[str, Any]], name: str) -> int:
+    """In how many cases float64 decided an agreement with ``expected``."""
+    return sum(
+        any(
+            _agreement(want, run, name, channel) == "numeric"
+            for channel, want in enumerate(expected.values[k][name])
+        )
+        for k, run in enumerate(runs)
+    )
+
+
+def _running_inputs(case: Case, momentum: Fraction | None) -> dict[str, str]:
+    out = case.inputs()
+    if case.spec.training:
+        means, variances = _batch_statistics(case)
+        out["running μ before"] = _nested(np.array(case.running_mean, dtype=object))
+        out["running σ² before"] = _nested(np.array(case.running_var, dtype=object))
+        out["batch μ"] = _nested(_objects(means))
+        out["batch σ²"] = _nested(_objects(variances))
+    out["bn_param['momentum']"] = (
+        _text(momentum) if momentum is not None else "not given (the code's default)"
+    )
+    return out
+
+
+def check_running(
+    forward: str,
+    cases: list[Case],
+    runs: list[dict[str, Any]],
+    running: str = "auto",
+) -> tuple[list[Verdict], list[str], str | None]:
+    """Verdicts on the running statistics the CS231n forward left in bn_param, notes, and the
+    convention the code follows (None when none was established).
+
+    Training: ``running`` names the declared convention (its momentum was passed in bn_param),
+    or ``auto``: no momentum was passed, so the code used its own default, and the convention
+    whose update both statistics match is named.  Eval (test) mode normalizes with the running
+    statistics and must leave them unchanged, whatever the convention.
+    """
+    if not runs or any(run.get("running") is None for run in runs):
+        return [], [], None
+    specs = [case.spec for case in cases]
+    mode = specs[0].mode
+    passed = None if running == "auto" else RUNNING_CONVENTIONS[running].momentum
+    unchanged = _Expected(
+        "the running statistics left unchanged",
+        [
+            {"running_mean": _objects(c.running_mean), "running_var": _objects(c.running_var)}
+            for c in cases
+        ],
+    )
+
+    def scope(numeric: int) -> str:
+        return _scope(specs, {0: "exact", len(runs): "numeric"}.get(numeric, "exact/numeric"))
+
+    def holds(name: str, detail: str, expected: _Expected) -> Verdict:
+        numeric = _numeric_cases(expected, runs, name)
+        if numeric:
+            detail += (
+                f"; float64 within the relative tolerance {TOL:g} at {numeric} of {len(runs)} "
+                "shapes, where the run was not exact or a float constant of the code (such as "
+                "its default momentum) was not read exactly: evidence, not a proof"
+            )
+        method = "numeric" if numeric else "exact"
+        return Verdict(forward, name, None, Status.HOLDS, method, scope(numeric), detail, mode=mode)
+
+    def refuted(
+        name: str, where: tuple[int, int, str, str], truth: str, why: str, after: str = ""
+    ) -> Verdict:
+        k, channel, mine, how = where
+        case = cases[k]
+        arithmetic = (
+            "in exact rational arithmetic"
+            if how == "exact"
+            else f"in float64 beyond the relative tolerance {TOL:g}"
+        )
+        cex = Counterexample(
+            case.spec, channel, f"{name}[{channel}]", _running_inputs(case, passed), truth, mine
+        )
+        detail = f"{why} at {case.spec.describe()} {arithmetic}" + (f"; {after}" if after else "")
+        return Verdict(
+            forward, name, None, Status.REFUTED, how, _scope([case.spec], how), detail, cex,
+            mode=mode,
+        )  # fmt: skip
+
+    def truth_text(expected: _Expected, name: str, where: tuple[int, int, str, str]) -> str:
+        value = expected.values[where[0]][name][where[1]]
+        return _text(value) + ("" if where[3] == "exact" else f" ≈ {float(value)!r}")
+
+    verdicts: list[Verdict] = []
+    if not specs[0].training:
+        for name in RUNNING_NAMES:
+            where = _first_mismatch(unchanged, runs, name)
+            if where is None:
+                verdicts.append(
+                    holds(name, "eval mode leaves the running statistics unchanged", unchanged)
+                )
+            else:
+                why = "changed in eval (test) mode"
+                after = "eval mode normalizes with the running statistics and must leave them as "
+                after += "they are (CS231n and PyTorch alike)"
+                verdicts.append(
+                    refuted(name, where, truth_text(unchanged, name, where), why, after)
+                )
+        return verdicts, [], None
+
+    def expected(convention: RunningConvention, momentum: Fraction) -> _Expected:
+        return _Expected(
+            convention.describe(momentum), [convention.update(c, momentum) for c in cases]
+        )
+
+    notes: list[str] = []
+    if running != "auto":
+        declared = RUNNING_CONVENTIONS[running]
+        want = expected(declared, declared.momentum)
+        # What the code may do instead: nothing, or the other convention, reading the momentum
+        # bn_param gives with its own meaning, or ignoring it for its own default.
+        others = [unchanged] + [
+            expected(other, p)
+            for other in RUNNING_CONVENTIONS.values()
+            if other is not declared
+            for p in dict.fromkeys((declared.momentum, other.momentum))
+        ]
+        for name in RUNNING_NAMES:
+            where = _first_mismatch(want, runs, name)
+            if where is None:
+                verdicts.append(holds(name, f"equal to {want.label} at every shape", want))
+                continue
+            instead = next((e for e in others if _first_mismatch(e, runs, name) is None), None)
+            after = ""
+            if instead is unchanged:
+                after = "the forward leaves it unchanged"
+            elif instead is not None:
+                after = f"it matches {instead.label} instead"
+            why = f"differs from {want.label}"
+            verdicts.append(refuted(name, where, truth_text(want, name, where), why, after))
+        found = running if all(v.status is Status.HOLDS for v in verdicts) else None
+        return verdicts, notes, found
+
+    # auto: no momentum was passed, each convention is expected with its own default
+    hypotheses = {
+        key: expected(convention, convention.momentum)
+        for key, convention in RUNNING_CONVENTIONS.items()
+    }
+    if all(_first_mismatch(unchanged, runs, name) is None for name in RUNNING_NAMES):
+        detail = (
+            "the training-mode forward left bn_param's running statistics unchanged: not checked "
+            "(declare --running cs231n or --running pytorch to have this refuted)"
+        )
+        verdicts = [
+            Verdict(forward, name, None, Status.UNCHECKED, "exact", scope(0), detail, mode=mode)
+            for name in RUNNING_NAMES
+        ]
+        notes.append(f"{forward} does not update the running statistics in training mode")
+        return verdicts, notes, None
+    followed = [
+        key
+        for key, hypothesis in hypotheses.items()
+        if all(_first_mismatch(hypothesis, runs, name) is None for name in RUNNING_NAMES)
+    ]
+    if followed:
+        key = followed[0]
+        label = hypotheses[key].label
+        verdicts = [holds(name, f"follows {label}", hypotheses[key]) for name in RUNNING_NAMES]
+        notes.append(f"the running statistics follow {label}")
+        return verdicts, notes, key
+    for name in RUNNING_NAMES:
+        matching = [key for key, h in hypotheses.items() if _first_mismatch(h, runs, name) is None]
+        if matching:
+            labels = " and ".join(hypotheses[key].label for key in matching)
+            verdicts.append(holds(name, f"equal to {labels}", hypotheses[matching[0]]))
+            continue
+        # an entry that differs from both, when there is one
+        where = _first_mismatch(
+            hypotheses["cs231n"], runs, name, hypotheses["pytorch"]
+        ) or _first_mismatch(hypotheses["cs231n"], runs, name)
+        assert where is not None  # the row matches neither hypothesis
+        values = {key: truth_text(h, name, where) for key, h in hypotheses.items()}
+        if values["cs231n"] == values["pytorch"]:
+            truth = f"{values['cs231n']} (CS231n and PyTorch alike)"
+        else:
+            truth = f"{values['cs231n']} (CS231n) or {values['pytorch']} (PyTorch)"
+        after = "; ".join(h.label for h in hypotheses.values())
+        if _first_mismatch(unchanged, runs, name) is None:
+            after = "the forward leaves it unchanged; " + after
+        verdicts.append(refuted(name, where, truth, "matches neither convention", after))
+    notes.append("the running statistics follow neither CS231n's nor PyTorch's convention")
+    return verdicts, notes, None

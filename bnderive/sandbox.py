@@ -492,10 +492,17 @@ def _check_output(
     return (np.array(flat, dtype=object).reshape(shape).tolist() if reason is None else []), reason
 
 
+#: The running statistics a CS231n forward keeps in bn_param.
+RUNNING = ("running_mean", "running_var")
+
+
 def run_case(
     module: Any, path: str, calls: dict[str, Any], case: dict[str, Any], kind: str
-) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """Call the API on one case; {function: {quantity: values}} and why it is not exact."""
+) -> tuple[dict[str, dict[str, Any]], str | None, dict[str, Any]]:
+    """Call the API on one case: {function: {quantity: values}}, why it is not exact, and what
+    else the forward did: the running statistics it left in bn_param (``running``, None for the
+    functional API), why those are not exact, and whether the backward was skipped because the
+    test-mode forward returned no cache."""
     shape = tuple(case["shape"])
     channels = (shape[1],)
     x, dout = _array(case["x"], kind), _array(case["dout"], kind)
@@ -504,11 +511,12 @@ def run_case(
     training = case["training"]
     running = (
         (_array(case["running_mean"], kind), _array(case["running_var"], kind))
-        if not training
+        if case.get("running_mean") is not None
         else None
     )
     results: dict[str, dict[str, Any]] = {}
     reasons: list[str] = []
+    extra: dict[str, Any] = {"running": None, "running_why_not_exact": None, "skipped": False}
 
     def take(who: str, name: str, value: Any, want: tuple[int, ...]) -> None:
         values, reason = _check_output(path, who, name, value, want, kind)
@@ -532,19 +540,29 @@ def run_case(
     if calls["api"] == "cs231n":
         fwd = getattr(module, calls["forward"])
 
-        def forward() -> tuple[Any, Any]:
+        def forward() -> tuple[tuple[Any, ...], dict[str, Any]]:
             param: dict[str, Any] = {"mode": "train" if training else "test", "eps": eps}
-            param["momentum"] = _scalar("9/10", kind)
+            if case.get("momentum") is not None:  # only when a convention is declared
+                param["momentum"] = _scalar(case["momentum"], kind)
             if running is not None:
                 param["running_mean"], param["running_var"] = (a.copy() for a in running)
             who = f"{calls['forward']}(x, gamma, beta, bn_param)"
             value = _guarded(path, who, lambda: fwd(x.copy(), gamma.copy(), beta.copy(), param))
-            return unpack(calls["forward"], value, ("out", "cache"))
+            return unpack(calls["forward"], value, ("out", "cache")), param
 
         for number, name in enumerate(calls["backward"]):
-            out, cache = forward()
+            (out, cache), param = forward()
             if number == 0:
                 take(calls["forward"], "out", out, shape)
+                if running is not None:
+                    extra["running"], extra["running_why_not_exact"] = _take_running(
+                        path, calls["forward"], param, channels, kind
+                    )
+            if not training and cache is None:
+                # CS231n's backward is written for training mode; a test-mode forward that
+                # returns no cache says so, and its backward is not called.
+                extra["skipped"] = True
+                break
             bwd = getattr(module, name)
             value = _guarded(path, f"{name}(dout, cache)", lambda: bwd(dout.copy(), cache))  # noqa: B023
             dx, dgamma, dbeta = unpack(name, value, ("dx", "dgamma", "dbeta"))
@@ -555,17 +573,39 @@ def run_case(
         name = calls["backward"][0]
         f = getattr(module, name)
         args = [x.copy(), gamma.copy(), beta.copy(), dout.copy(), eps]
-        if running is not None:
+        if running is not None and not training:
             args += [a.copy() for a in running]
         signature = "x, gamma, beta, dout, eps" + (
-            ", running_mean, running_var" if running is not None else ""
+            ", running_mean, running_var" if not training else ""
         )
         value = _guarded(path, f"{name}({signature})", lambda: f(*args))
         dx, dgamma, dbeta = unpack(name, value, ("dx", "dgamma", "dbeta"))
         take(name, "dx", dx, shape)
         take(name, "dgamma", dgamma, channels)
         take(name, "dbeta", dbeta, channels)
-    return results, ("; ".join(reasons) or None)
+    return results, ("; ".join(reasons) or None), extra
+
+
+def _take_running(
+    path: str, who: str, param: dict[str, Any], channels: tuple[int, ...], kind: str
+) -> tuple[dict[str, Any], str | None]:
+    """The running statistics the forward left in bn_param, one value per feature/channel, and
+    why they are not exact (None when they are)."""
+    if not all(key in param for key in RUNNING):
+        missing = [key for key in RUNNING if key not in param]
+        raise UserError(
+            "running",
+            f"{who} removed {' and '.join(missing)} from bn_param; keep the running statistics "
+            "in bn_param (updated in training mode, read in test mode)",
+        )
+    out: dict[str, Any] = {}
+    reasons = []
+    for key in RUNNING:
+        out[key], reason = _check_output(
+            path, who, f"bn_param['{key}']", param[key], channels, kind
+        )
+        reasons += [reason] if reason else []
+    return out, ("; ".join(reasons) or None)
 
 
 def child(job_path: str) -> None:
@@ -584,20 +624,33 @@ def child(job_path: str) -> None:
         cases = []
         for case in job["cases"]:
             CONVERSIONS.clear()
-            floats, _ = run_case(module, path, calls, case, "float")
+            floats, _, extra = run_case(module, path, calls, case, "float")
+            exact_extra: dict[str, Any] = {"running": None, "running_why_not_exact": None}
             try:
-                exact, reason = run_case(module, path, calls, case, "exact")
+                exact, reason, exact_extra = run_case(module, path, calls, case, "exact")
             except UserError as exc:
                 if exc.kind in ("output", "exit", "memory"):
                     raise
                 # the float run worked: the exact type is what failed
                 exact, reason = {}, exc.message
+                exact_extra["running_why_not_exact"] = exc.message
+            running_reason = exact_extra["running_why_not_exact"]
             cases.append(
                 {
                     "float": floats,
                     "exact": exact if reason is None else None,
                     "why_not_exact": reason,
                     "conversions": dict(CONVERSIONS),
+                    # the running statistics are exact or not on their own: a backward that
+                    # converts to float does not make the forward's update inexact
+                    "running": None
+                    if extra["running"] is None
+                    else {
+                        "float": extra["running"],
+                        "exact": exact_extra["running"] if running_reason is None else None,
+                        "why_not_exact": running_reason,
+                    },
+                    "backward_skipped": extra["skipped"],
                 }
             )
         result = {"ok": True, "calls": calls, "cases": cases}

@@ -92,11 +92,14 @@ def test_truth_matches_the_readme_counterexample():
 
 # -- correct implementations ---------------------------------------------------------------------
 def test_cs231n_staged_and_alt_hold_exactly():
-    result = run(str(IMPLS / "cs231n_staged.py"), "--json")
+    # declared: bn_param carries the momentum 9/10 exactly, so the running statistics are exact
+    result = run(str(IMPLS / "cs231n_staged.py"), "--running", "cs231n", "--json")
     assert result.exit_code == 0, result.output
     found = verdicts(result)
     assert set(found) == {
         ("batchnorm_forward", "out"),
+        ("batchnorm_forward", "running_mean"),
+        ("batchnorm_forward", "running_var"),
         *(
             (f, q)
             for f in ("batchnorm_backward", "batchnorm_backward_alt")
@@ -116,7 +119,7 @@ def test_cs231n_table_output():
     assert (
         "cs231n API, batchnorm_forward, batchnorm_backward, batchnorm_backward_alt" in result.output
     )
-    assert result.output.count("✓ holds") == 8  # seven rows and the summary
+    assert result.output.count("✓ holds") == 10  # nine rows and the summary
 
 
 def test_functional_holds_and_needs_the_function_name():
