@@ -330,14 +330,26 @@ def _guarded(path: str, what: str, call: Callable[[], Any]) -> Any:
         ) from None
 
 
+#: What to do about a file that is not Python source.
+GIVE_PY = "give the path of the .py file that defines the BatchNorm functions"
+
+
 def load_module(path: str) -> Any:
+    name = Path(path).name
     spec = importlib.util.spec_from_file_location("bnderive_user_impl", path)
     if spec is None or spec.loader is None:
-        raise UserError("import", f"{path} cannot be imported as a Python module")
+        raise UserError(
+            "import",
+            f"{name} is not a Python file: check-impl imports it as a module, which needs the "
+            f"suffix .py; {GIVE_PY}",
+        )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     try:
-        source = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
+        if b"\0" in data:
+            raise UserError("import", f"{name} is a binary file (it has NUL bytes); {GIVE_PY}")
+        source = data.decode("utf-8")
         compile(source, path, "exec")
     except SyntaxError as exc:
         where = f"line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
@@ -347,8 +359,14 @@ def load_module(path: str) -> Any:
         raise UserError(
             "syntax", f"{Path(path).name} has a syntax error at {where}: {exc.msg}", trace
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError("import", f"{path} cannot be read: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            "import",
+            f"{name} is not UTF-8 text (byte {exc.start} cannot be decoded: {exc.reason}), so not "
+            f"Python source; {GIVE_PY}",
+        ) from None
+    except OSError as exc:
+        raise UserError("import", f"{name} cannot be read ({exc.strerror}); {GIVE_PY}") from None
 
     def run() -> None:
         try:
