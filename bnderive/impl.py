@@ -691,150 +691,173 @@ def check_running(
     """
     if not runs or any(run.get("running") is None for run in runs):
         return [], [], None
-    specs = [case.spec for case in cases]
-    mode = specs[0].mode
     passed = None if running == "auto" else RUNNING_CONVENTIONS[running].momentum
-    unchanged = _Expected(
-        "the running statistics left unchanged",
-        [
-            {"running_mean": _objects(c.running_mean), "running_var": _objects(c.running_var)}
-            for c in cases
-        ],
-    )
+    check = _RunningCheck(forward, cases, runs, passed)
+    if not cases[0].spec.training:
+        return check.eval_rows(), [], None
+    if running == "auto":
+        return check.auto_rows()
+    return check.declared_rows(RUNNING_CONVENTIONS[running])
 
-    def scope(numeric: int) -> str:
-        return _scope(specs, {0: "exact", len(runs): "numeric"}.get(numeric, "exact/numeric"))
 
-    def holds(name: str, detail: str, expected: _Expected) -> Verdict:
-        numeric = _numeric_cases(expected, runs, name)
+#: Where a running statistic disagrees: (case index, channel, the stored value, method).
+_Where = tuple[int, int, str, str]
+
+
+@dataclass
+class _RunningCheck:
+    """The rows running_mean and running_var of one forward, under one hypothesis or another."""
+
+    forward: str
+    cases: list[Case]
+    runs: list[dict[str, Any]]
+    passed: Fraction | None  # the momentum given in bn_param, None when none was
+    unchanged: _Expected = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.unchanged = _Expected(
+            "the running statistics left unchanged",
+            [
+                {"running_mean": _objects(c.running_mean), "running_var": _objects(c.running_var)}
+                for c in self.cases
+            ],
+        )
+
+    def expected(self, convention: RunningConvention, momentum: Fraction) -> _Expected:
+        updates = [convention.update(case, momentum) for case in self.cases]
+        return _Expected(convention.describe(momentum), updates)
+
+    def matches(self, expected: _Expected, name: str) -> bool:
+        return _first_mismatch(expected, self.runs, name) is None
+
+    def _scope(self, numeric: int) -> str:
+        how = {0: "exact", len(self.runs): "numeric"}.get(numeric, "exact/numeric")
+        return _scope([case.spec for case in self.cases], how)
+
+    def holds(self, name: str, detail: str, expected: _Expected) -> Verdict:
+        numeric = _numeric_cases(expected, self.runs, name)
         if numeric:
             detail += (
-                f"; float64 within the relative tolerance {TOL:g} at {numeric} of {len(runs)} "
-                "shapes, where the run was not exact or a float constant of the code (such as "
-                "its default momentum) was not read exactly: evidence, not a proof"
+                f"; float64 within the relative tolerance {TOL:g} at {numeric} of "
+                f"{len(self.runs)} shapes, where the run was not exact or a float constant of "
+                "the code (such as its default momentum) was not read exactly: evidence, not a "
+                "proof"
             )
-        method = "numeric" if numeric else "exact"
-        return Verdict(forward, name, None, Status.HOLDS, method, scope(numeric), detail, mode=mode)
+        return Verdict(
+            self.forward, name, None, Status.HOLDS, "numeric" if numeric else "exact",
+            self._scope(numeric), detail, mode=self.cases[0].spec.mode,
+        )  # fmt: skip
 
-    def refuted(
-        name: str, where: tuple[int, int, str, str], truth: str, why: str, after: str = ""
-    ) -> Verdict:
+    def unchecked(self, name: str, detail: str) -> Verdict:
+        return Verdict(
+            self.forward, name, None, Status.UNCHECKED, "exact", self._scope(0), detail,
+            mode=self.cases[0].spec.mode,
+        )  # fmt: skip
+
+    def refuted(self, name: str, where: _Where, truth: str, why: str, after: str = "") -> Verdict:
         k, channel, mine, how = where
-        case = cases[k]
+        case = self.cases[k]
         arithmetic = (
             "in exact rational arithmetic"
             if how == "exact"
             else f"in float64 beyond the relative tolerance {TOL:g}"
         )
-        cex = Counterexample(
-            case.spec, channel, f"{name}[{channel}]", _running_inputs(case, passed), truth, mine
-        )
+        inputs = _running_inputs(case, self.passed)
+        cex = Counterexample(case.spec, channel, f"{name}[{channel}]", inputs, truth, mine)
         detail = f"{why} at {case.spec.describe()} {arithmetic}" + (f"; {after}" if after else "")
         return Verdict(
-            forward, name, None, Status.REFUTED, how, _scope([case.spec], how), detail, cex,
-            mode=mode,
+            self.forward, name, None, Status.REFUTED, how, _scope([case.spec], how), detail, cex,
+            mode=case.spec.mode,
         )  # fmt: skip
 
-    def truth_text(expected: _Expected, name: str, where: tuple[int, int, str, str]) -> str:
+    @staticmethod
+    def value(expected: _Expected, name: str, where: _Where) -> str:
         value = expected.values[where[0]][name][where[1]]
         return _text(value) + ("" if where[3] == "exact" else f" ≈ {float(value)!r}")
 
-    verdicts: list[Verdict] = []
-    if not specs[0].training:
+    def eval_rows(self) -> list[Verdict]:
+        rows = []
         for name in RUNNING_NAMES:
-            where = _first_mismatch(unchanged, runs, name)
+            where = _first_mismatch(self.unchanged, self.runs, name)
             if where is None:
-                verdicts.append(
-                    holds(name, "eval mode leaves the running statistics unchanged", unchanged)
-                )
-            else:
-                why = "changed in eval (test) mode"
-                after = "eval mode normalizes with the running statistics and must leave them as "
-                after += "they are (CS231n and PyTorch alike)"
-                verdicts.append(
-                    refuted(name, where, truth_text(unchanged, name, where), why, after)
-                )
-        return verdicts, [], None
+                detail = "eval mode leaves the running statistics unchanged"
+                rows.append(self.holds(name, detail, self.unchanged))
+                continue
+            truth = self.value(self.unchanged, name, where)
+            after = "eval mode normalizes with the running statistics and must leave them as "
+            after += "they are (CS231n and PyTorch alike)"
+            rows.append(self.refuted(name, where, truth, "changed in eval (test) mode", after))
+        return rows
 
-    def expected(convention: RunningConvention, momentum: Fraction) -> _Expected:
-        return _Expected(
-            convention.describe(momentum), [convention.update(c, momentum) for c in cases]
-        )
-
-    notes: list[str] = []
-    if running != "auto":
-        declared = RUNNING_CONVENTIONS[running]
-        want = expected(declared, declared.momentum)
+    def declared_rows(
+        self, declared: RunningConvention
+    ) -> tuple[list[Verdict], list[str], str | None]:
+        want = self.expected(declared, declared.momentum)
         # What the code may do instead: nothing, or the other convention, reading the momentum
         # bn_param gives with its own meaning, or ignoring it for its own default.
-        others = [unchanged] + [
-            expected(other, p)
+        others = [self.unchanged] + [
+            self.expected(other, p)
             for other in RUNNING_CONVENTIONS.values()
             if other is not declared
             for p in dict.fromkeys((declared.momentum, other.momentum))
         ]
+        rows = []
         for name in RUNNING_NAMES:
-            where = _first_mismatch(want, runs, name)
+            where = _first_mismatch(want, self.runs, name)
             if where is None:
-                verdicts.append(holds(name, f"equal to {want.label} at every shape", want))
+                rows.append(self.holds(name, f"equal to {want.label} at every shape", want))
                 continue
-            instead = next((e for e in others if _first_mismatch(e, runs, name) is None), None)
+            instead = next((e for e in others if self.matches(e, name)), None)
             after = ""
-            if instead is unchanged:
+            if instead is self.unchanged:
                 after = "the forward leaves it unchanged"
             elif instead is not None:
                 after = f"it matches {instead.label} instead"
-            why = f"differs from {want.label}"
-            verdicts.append(refuted(name, where, truth_text(want, name, where), why, after))
-        found = running if all(v.status is Status.HOLDS for v in verdicts) else None
-        return verdicts, notes, found
+            truth = self.value(want, name, where)
+            rows.append(self.refuted(name, where, truth, f"differs from {want.label}", after))
+        found = declared.name if all(v.status is Status.HOLDS for v in rows) else None
+        return rows, [], found
 
-    # auto: no momentum was passed, each convention is expected with its own default
-    hypotheses = {
-        key: expected(convention, convention.momentum)
-        for key, convention in RUNNING_CONVENTIONS.items()
-    }
-    if all(_first_mismatch(unchanged, runs, name) is None for name in RUNNING_NAMES):
-        detail = (
-            "the training-mode forward left bn_param's running statistics unchanged: not checked "
-            "(declare --running cs231n or --running pytorch to have this refuted)"
-        )
-        verdicts = [
-            Verdict(forward, name, None, Status.UNCHECKED, "exact", scope(0), detail, mode=mode)
-            for name in RUNNING_NAMES
-        ]
-        notes.append(f"{forward} does not update the running statistics in training mode")
-        return verdicts, notes, None
-    followed = [
-        key
-        for key, hypothesis in hypotheses.items()
-        if all(_first_mismatch(hypothesis, runs, name) is None for name in RUNNING_NAMES)
-    ]
-    if followed:
-        key = followed[0]
-        label = hypotheses[key].label
-        verdicts = [holds(name, f"follows {label}", hypotheses[key]) for name in RUNNING_NAMES]
-        notes.append(f"the running statistics follow {label}")
-        return verdicts, notes, key
-    for name in RUNNING_NAMES:
-        matching = [key for key, h in hypotheses.items() if _first_mismatch(h, runs, name) is None]
-        if matching:
-            labels = " and ".join(hypotheses[key].label for key in matching)
-            verdicts.append(holds(name, f"equal to {labels}", hypotheses[matching[0]]))
-            continue
-        # an entry that differs from both, when there is one
-        where = _first_mismatch(
-            hypotheses["cs231n"], runs, name, hypotheses["pytorch"]
-        ) or _first_mismatch(hypotheses["cs231n"], runs, name)
-        assert where is not None  # the row matches neither hypothesis
-        values = {key: truth_text(h, name, where) for key, h in hypotheses.items()}
-        if values["cs231n"] == values["pytorch"]:
-            truth = f"{values['cs231n']} (CS231n and PyTorch alike)"
-        else:
-            truth = f"{values['cs231n']} (CS231n) or {values['pytorch']} (PyTorch)"
-        after = "; ".join(h.label for h in hypotheses.values())
-        if _first_mismatch(unchanged, runs, name) is None:
-            after = "the forward leaves it unchanged; " + after
-        verdicts.append(refuted(name, where, truth, "matches neither convention", after))
-    notes.append("the running statistics follow neither CS231n's nor PyTorch's convention")
-    return verdicts, notes, None
+    def auto_rows(self) -> tuple[list[Verdict], list[str], str | None]:
+        # no momentum was passed: each convention is expected with its own default
+        hypotheses = {
+            key: self.expected(convention, convention.momentum)
+            for key, convention in RUNNING_CONVENTIONS.items()
+        }
+        if all(self.matches(self.unchanged, name) for name in RUNNING_NAMES):
+            detail = (
+                "the training-mode forward left bn_param's running statistics unchanged: not "
+                "checked (declare --running cs231n or --running pytorch to have this refuted)"
+            )
+            note = f"{self.forward} does not update the running statistics in training mode"
+            return [self.unchecked(name, detail) for name in RUNNING_NAMES], [note], None
+        for key, hypothesis in hypotheses.items():
+            if all(self.matches(hypothesis, name) for name in RUNNING_NAMES):
+                label = hypothesis.label
+                rows = [self.holds(name, f"follows {label}", hypothesis) for name in RUNNING_NAMES]
+                return rows, [f"the running statistics follow {label}"], key
+        rows = []
+        for name in RUNNING_NAMES:
+            matching = [h for h in hypotheses.values() if self.matches(h, name)]
+            if matching:
+                labels = " and ".join(h.label for h in matching)
+                rows.append(self.holds(name, f"equal to {labels}", matching[0]))
+                continue
+            cs231n, pytorch = hypotheses["cs231n"], hypotheses["pytorch"]
+            # an entry that differs from both, when there is one
+            where = _first_mismatch(cs231n, self.runs, name, pytorch) or _first_mismatch(
+                cs231n, self.runs, name
+            )
+            assert where is not None  # the row matches neither hypothesis
+            ours, theirs = self.value(cs231n, name, where), self.value(pytorch, name, where)
+            truth = (
+                f"{ours} (CS231n and PyTorch alike)"
+                if ours == theirs
+                else f"{ours} (CS231n) or {theirs} (PyTorch)"
+            )
+            after = "; ".join(h.label for h in hypotheses.values())
+            if self.matches(self.unchanged, name):
+                after = "the forward leaves it unchanged; " + after
+            rows.append(self.refuted(name, where, truth, "matches neither convention", after))
+        note = "the running statistics follow neither CS231n's nor PyTorch's convention"
+        return rows, [note], None
