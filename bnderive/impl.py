@@ -352,9 +352,10 @@ def _without_skipped_backward(
         return calls, []
     kept = [n for n in calls["backward"] if all(n in run["float"] for run in runs)]
     left = [n for n in calls["backward"] if n not in kept]
+    were = "was" if len(left) == 1 else "were"
     note = (
-        f"in eval mode {calls['forward']} returned cache None, so {', '.join(left)} "
-        f"{'was' if len(left) == 1 else 'were'} not called: CS231n's backward is for training mode; return a cache from test mode to have "
+        f"in eval mode {calls['forward']} returned cache None, so {', '.join(left)} {were} not "
+        "called: CS231n's backward is for training mode; return a cache from test mode to have "
         "it checked against the eval-mode gradient dx = γ·dout/√(running_var + ε)"
     )
     return dict(calls, backward=kept), [note]
@@ -554,7 +555,7 @@ class RunningConvention:
     unbiased: bool
 
     def weight(self, momentum: Fraction) -> Fraction:
-        """w, the weight of the new batch statistic, for the momentum as this convention reads it."""
+        """w, the weight of the new batch statistic, for the momentum read this convention's way."""
         return 1 - momentum if self.momentum_weighs_old else momentum
 
     def describe(self, momentum: Fraction) -> str:
