@@ -690,8 +690,8 @@ def check_impl(
     results are compared within a relative tolerance of 1e-8 and the verdict says "numeric".
 
     The CS231n forward starts from non-zero running statistics in bn_param; in training mode
-    their update is compared exactly with the declared convention (--running), in eval mode
-    they must be left unchanged. With --eval the backward is checked against the eval-mode
+    their update is compared (exactly where the code allows) with the declared convention's
+    (--running; auto names the one the code follows), in eval mode they must be unchanged. With --eval the backward is checked against the eval-mode
     gradient when the test-mode forward returns a cache (CS231n's returns None: its backward
     is for training only).
 
