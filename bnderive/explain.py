@@ -369,7 +369,7 @@ class Surd:
 def to_mpfr(value: Any) -> Any:
     """A value of Q(√a) rounded to 200 bits: enough that p + q·√a is accurate even when the two
     terms nearly cancel (the cancellation this module measures)."""
-    with gmpy2.local_context(gmpy2.context(), precision=200):
+    with gmpy2.context(gmpy2.get_context(), precision=200):
         if isinstance(value, Surd):
             return gmpy2.mpfr(value.p) + gmpy2.mpfr(value.q) * gmpy2.sqrt(gmpy2.mpfr(value.a))
         return gmpy2.mpfr(_Q(value))
@@ -476,7 +476,7 @@ def _difference(p: Any, q: Any) -> float:
     fields = {v.a for v in (p, q) if isinstance(v, Surd)}
     if len(fields) <= 1:
         return abs(_float(p - q))
-    with gmpy2.local_context(gmpy2.context(), precision=200):
+    with gmpy2.context(gmpy2.get_context(), precision=200):
         return abs(float(to_mpfr(p) - to_mpfr(q)))
 
 
@@ -903,10 +903,15 @@ class Comparison:
             f"setup predicts {self.predicted:.6g}" + (f" ({parts})" if parts else "") + "."
         ]
         if self.explained:
+            left = (
+                "Nothing is left over"
+                if self.unexplained == 0
+                else f"What is left over, {self.unexplained:.2g}, is rounding (at most "
+                f"{UNEXPLAINED_TOL:g} of the gradient's scale {self.scale:.6g})"
+            )
             out.append(
-                f"What is left, {self.unexplained:.2g}, is rounding (at most {UNEXPLAINED_TOL:g} "
-                f"of the gradient's scale {self.scale:.6g}): the whole difference comes from the "
-                "setup, not from a mistake in either backward."
+                f"{left}: the whole difference comes from the setup, not from a mistake in "
+                "either backward."
             )
         else:
             out.append(
@@ -948,12 +953,13 @@ def run_file(
     point: Point,
     path: str,
     training: bool,
+    eps: Fraction,
     function: str | None = None,
     timeout: float = 20.0,
 ) -> np.ndarray:
-    """dx of the implementation in ``path`` at the setup's inputs, in float64, run in the
-    guarded child of ``check-impl`` (its exact run fails on the irrational √(σ²+ε) and is
-    not used)."""
+    """dx of the implementation in ``path`` at the setup's inputs with ``eps``, in training or
+    eval mode, in float64, run in the guarded child of ``check-impl`` (its exact run fails on
+    the irrational √(σ²+ε) and is not used)."""
     from pathlib import Path
 
     from .impl import DEFAULT_MEMORY, Case, ImplementationError, _failure_message
@@ -970,7 +976,7 @@ def run_file(
         _arrays(setup, point.g),
         tuple(setup.gamma_of(k) for k in range(c)),
         (setup.beta,) * c,
-        setup.eps if training else setup.ref_eps,
+        eps,
         (),
         (setup.running_mean,) * c,
         (setup.running_var,) * c,
@@ -1064,14 +1070,15 @@ def compare(
     t_user = _floats(_arrays(setup, user_truth))
     t_ref = _floats(_arrays(setup, ref_truth))
     t_mid = _floats(_arrays(setup, ref_truth_user_mode))
-    dx_yours = run_file(setup, point, yours, True, function, timeout)
+    dx_yours = run_file(setup, point, yours, True, setup.eps, function, timeout)
     if against == "truth":
         dx_ref, label = t_ref, f"the truth ({setup.reference} mode)"
     elif against == "torch":
         dx_ref, label = torch_dx(setup, point), f"PyTorch ({setup.reference} mode)"
     else:
+        training = setup.reference == "train"
         dx_ref = run_file(
-            setup, point, against, setup.reference == "train", reference_function, timeout
+            setup, point, against, training, setup.ref_eps, reference_function, timeout
         )
         label = f"{against} ({setup.reference} mode)"
     scale = max(scale, float(np.max(np.abs(dx_ref))), float(np.max(np.abs(dx_yours))))
