@@ -1067,7 +1067,7 @@ def bench(shapes: tuple[str, ...], dtype: str, repeats: int) -> None:
     "--x-var",
     default=None,
     metavar="V",
-    help="The test standardizes x: each feature's batch variance is V (e.g. 1).",
+    help="The test standardizes x: each feature's batch variance is V (e.g. 1); not with --x-std.",
 )
 @click.option("--eps", default="1e-5", show_default=True, help="ε of the backward under test.")
 @click.option("--ref-eps", default=None, metavar="EPS", help="ε of the reference (default: --eps).")

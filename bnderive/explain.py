@@ -3,8 +3,8 @@
 A gradient test compares somebody's backward with a reference (a framework layer, another
 function) at some inputs.  Several properties of the *setup* make such a test pass a wrong
 backward or fail a right one.  Each is measured here with bnderive's ground truth at the setup's
-own inputs, in exact arithmetic (rational inputs; the only irrational number is √(σ²+ε), which
-SymPy keeps exact, so "exactly 0" is decided, not rounded):
+own inputs, in exact arithmetic (rational inputs; the only irrational number is √(σ²+ε), and
+every quantity is p + q·√(σ²+ε) with rational p, q, so "exactly 0" is decided, not rounded):
 
 * **uniform upstream gradient** (a sum or mean loss): the training-mode dx is
   γ/√(σ²+ε)·[g − mean(g) − x̂·mean(g·x̂)], and for g ≡ c the bracket is c − c − x̂·c·mean(x̂) = 0,
@@ -13,8 +13,8 @@ SymPy keeps exact, so "exactly 0" is decided, not rounded):
   g − mean(g) and x̂·mean(g·x̂) nearly cancel and the true dx is ε/(σ²+ε) of its scale
   γ·g/√(σ²+ε): a number set by ε, not by the formula.
 * **γ = 1**: a backward that forgets γ in dx is exactly right.
-* **σ² + ε ≈ 1**: (σ²+ε)^(−1/2), (σ²+ε)^(−1) and (σ²+ε)^(−3/2) nearly agree, so writing σ for σ²
-  (or the reverse) changes dx by less than the test's tolerance.
+* **σ² + ε ≈ 1**: (σ²+ε)^(−1/2), (σ²+ε)^(−1) and (σ²+ε)^(−3/2) nearly agree, so writing σ² where
+  σ belongs (or σ² for σ³) changes dx by less than the test's tolerance.
 * **eval-mode reference vs a training-mode backward**: in eval mode μ and σ² are the running
   statistics, constants, and dx = γ·g/√(running σ² + ε); a training-mode backward
   differentiates through the batch statistics.  Both right, different numbers.
@@ -58,10 +58,10 @@ TINY = Fraction(1, 1000)
 #: DESIGN.md §1, changed in one place).  Used to show what a test cannot tell from the truth.
 MISTAKES: dict[str, str] = {
     "γ missing": "1/sqrt(var + eps) * (g[i] - (sum(g[k], k) + xhat[i]*sum(g[k]*xhat[k], k))/M)",
-    "σ for σ² in front (γ/(σ²+ε))": (
+    "σ² for σ in front (γ/(σ²+ε))": (
         "gamma/(var + eps) * (g[i] - (sum(g[k], k) + xhat[i]*sum(g[k]*xhat[k], k))/M)"
     ),
-    "σ² for σ in dσ² ((σ²+ε)^(−1) for (σ²+ε)^(−3/2))": (
+    "σ² for σ³ in dσ² ((σ²+ε)^(−1) for (σ²+ε)^(−3/2))": (
         "gamma/sqrt(var + eps)/M * (M*g[i] - sum(g[k], k)"
         " - (x[i] - mu)/sqrt(var + eps) * sum(g[k]*(x[k] - mu), k))"
     ),
@@ -81,7 +81,10 @@ MISTAKES: dict[str, str] = {
     "μ and σ² treated as constants": "gamma/sqrt(var + eps) * g[i]",
 }
 GAMMA_MISSING = "γ missing"
-SIGMA_MISTAKES = ("σ for σ² in front (γ/(σ²+ε))", "σ² for σ in dσ² ((σ²+ε)^(−1) for (σ²+ε)^(−3/2))")
+SIGMA_MISTAKES = (
+    "σ² for σ in front (γ/(σ²+ε))",
+    "σ² for σ³ in dσ² ((σ²+ε)^(−1) for (σ²+ε)^(−3/2))",
+)
 
 
 class ExplainError(BnderiveError):
@@ -115,14 +118,15 @@ class Setup:
     ``loss`` names how the test turns the output y into a scalar: ``sum`` (L = Σy, g = 1),
     ``mean`` (L = mean(y), g = 1/size), ``random`` (y.backward(randn), g normal) or ``weights``
     (L = Σ w·y with w uniform in [0, 1)).  x is drawn as x_mean + x_std·z with z standard normal
-    (seeded, rounded to three decimals, so exact); with ``x_var`` each feature's draws are
-    rescaled to that batch variance (up to a relative 1e-12, the scale being rational).  The
+    (seeded, rounded to three decimals, so exact); with ``x_var`` instead, each feature's draws
+    are centred and rescaled to that batch variance (up to a relative 3e-16, the scale being
+    the rational value of a double), as a test that standardizes its inputs does.  The
     user's backward is a training-mode one with ε = ``eps``; the reference runs in
     ``reference`` mode with ε = ``reference_eps`` and, in eval mode, the running statistics
     (a fresh layer's 0 and 1 by default).  ``rtol`` is the test's relative tolerance.
     """
 
-    n: int = 2
+    n: int = 4
     features: int = 1
     mode: Mode = Mode.PER_ACTIVATION
     h: int = 1
@@ -168,6 +172,11 @@ class Setup:
             object.__setattr__(self, name, parse_number(getattr(self, name), name))
         for name in ("x_std", "eps", "rtol"):
             object.__setattr__(self, name, parse_number(getattr(self, name), name, positive=True))
+        if self.x_var is not None and Fraction(self.x_std) != 1:
+            raise ExplainError(
+                "x_std and x_var both set the spread of x: give x_std (x drawn with that std) or "
+                "x_var (x standardized to that batch variance), not both."
+            )
         for name in ("x_var", "reference_eps"):
             if getattr(self, name) is not None:
                 value = parse_number(getattr(self, name), name, positive=True)
@@ -203,7 +212,7 @@ class Setup:
             eps = f"ε = {_num(self.eps)} (reference {_num(self.ref_eps)})"
         inputs = f"x ~ {_num(self.x_mean)} + {_num(self.x_std)}·N(0,1)"
         if self.x_var is not None:
-            inputs += f" rescaled to σ² = {_num(self.x_var)}"
+            inputs = f"x ~ {_num(self.x_mean)} + N(0,1) standardized to σ² = {_num(self.x_var)}"
         ref = f"reference in {self.reference} mode"
         if self.reference == "eval":
             ref += f" (running μ = {_num(self.running_mean)}, σ² = {_num(self.running_var)})"
@@ -248,13 +257,15 @@ def make_point(setup: Setup) -> Point:
     for _channel in range(spec.c):
         z = _draws(rng, spec.m, "normal")
         if setup.x_var is not None:
-            # Rescale the centred draws to the batch variance x_var: the factor √(x_var/v) as a
-            # rational within 1e-12 relative, so x stays rational and σ² = x_var·(1 ± 1e-12).
+            # Rescale the centred draws to the batch variance x_var: the factor √(x_var/v) is the
+            # double nearest to it (relative error ≤ 2⁻⁵³) taken as an exact rational, so x stays
+            # rational and σ² = x_var·(1 ± 3e-16).
             mean = sum(z) / len(z)
             v = sum((a - mean) ** 2 for a in z) / len(z)
-            s = Fraction(math.sqrt(setup.x_var / v)).limit_denominator(10**7)
-            z = tuple((a - mean) * s for a in z)
-        xs.append(tuple(setup.x_mean + setup.x_std * a for a in z))
+            s = Fraction(math.sqrt(setup.x_var / v))
+            xs.append(tuple(setup.x_mean + (a - mean) * s for a in z))
+        else:
+            xs.append(tuple(setup.x_mean + setup.x_std * a for a in z))
         if setup.loss == "sum":
             g = (Fraction(1),) * spec.m  # L = Σ y
         elif setup.loss == "mean":
@@ -357,7 +368,7 @@ class Surd:
         return bool(self.p == parts[0] and self.q == parts[1])
 
     def __hash__(self) -> int:
-        return hash((self.p, self.q))
+        return hash(self.p) if self.q == 0 else hash((self.p, self.q))
 
     def __float__(self) -> float:
         return float(to_mpfr(self))
@@ -520,7 +531,7 @@ class Explanation:
 
     setup: Setup
     findings: tuple[Finding, ...]
-    comparison: Any = None  # compare.Comparison when implementations were run
+    comparison: Comparison | None = None  # when implementation files were run
 
     @property
     def flagged(self) -> list[Finding]:
@@ -760,18 +771,18 @@ def _variance(setup: Setup, channels: list[_Channel]) -> Finding:
         "(σ²+ε)^(−1/2), ^(−1), ^(−3/2)": ", ".join(
             f"{float(to_mpfr(u) ** e):.9g}" for e in (-0.5, -1, -1.5)
         ),
-        "dx with σ for σ² in front": f"relative difference {front:.3g}",
-        "dx with σ² for σ in dσ²": f"relative difference {inner:.3g}",
+        "dx with σ² for σ in front": f"relative difference {front:.3g}",
+        "dx with σ² for σ³ in dσ²": f"relative difference {inner:.3g}",
     }
     if flagged:
         sentence = (
             f"σ² + ε = {_fmt(u, 9)} ≈ 1, so (σ²+ε)^(−1/2), (σ²+ε)^(−1) and (σ²+ε)^(−3/2) nearly "
-            f"agree and writing σ for σ² changes dx by only {share(effects[worst])}, "
+            f"agree and mixing up σ and σ² changes dx by only {share(effects[worst])}, "
             f"below the tolerance {_num(setup.rtol)}."
         )
     else:
         sentence = (
-            f"σ² + ε = {_fmt(u, 6)}: writing σ for σ² changes dx by {share(effects[worst])}, "
+            f"σ² + ε = {_fmt(u, 6)}: mixing up σ and σ² changes dx by {share(effects[worst])}, "
             "which the test sees."
         )
     return Finding(

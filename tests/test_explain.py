@@ -159,9 +159,9 @@ def test_variance_near_one_hides_sigma_for_variance():
     setup = Setup(n=8, loss="random", gamma=("1.5",), x_var="1", eps="1e-5")
     f = findings(setup)["variance-near-one"]
     assert f.flagged and f.effect <= 1e-5
-    # σ for σ² in front multiplies dx by (σ²+ε)^(−1/2): relative difference 1 − (1+ε)^(−1/2)
+    # σ² for σ in front multiplies dx by (σ²+ε)^(−1/2): relative difference 1 − (1+ε)^(−1/2)
     front = 1 - (1 + 1e-5) ** -0.5
-    assert f.evidence["dx with σ for σ² in front"] == f"relative difference {front:.3g}"
+    assert f.evidence["dx with σ² for σ in front"] == f"relative difference {front:.3g}"
     assert f.evidence["σ² + ε"] == "1.00001"
 
 
@@ -290,7 +290,7 @@ eps-mismatch       mismatch    0        > 1e-05       ✓ fine
 ✗ uniform-gradient: The mean loss makes the upstream gradient uniform (g = 1/6 everywhere), and for a uniform g the true training dx is exactly 0, so any backward whose dx also vanishes passes: 7 of the 8 known mistakes do.
     g: uniform (g[0] = 1/6)
     true dx: exactly 0
-    mistakes that pass: 7 of 8: γ missing, σ for σ² in front (γ/(σ²+ε)), σ² for σ in dσ² ((σ²+ε)^(−1) for (σ²+ε)^(−3/2)), sign of dσ² flipped, −½ lost in dσ², 1/(M−1) for 1/M in dσ², path through σ² dropped
+    mistakes that pass: 7 of 8: γ missing, σ² for σ in front (γ/(σ²+ε)), σ² for σ³ in dσ² ((σ²+ε)^(−1) for (σ²+ε)^(−3/2)), sign of dσ² flipped, −½ lost in dσ², 1/(M−1) for 1/M in dσ², path through σ² dropped
 
 ✗ small-batch: With N = 2 there are only M = 2 values per feature, so x̂ = ±0.9999752 and the true dx is O(ε): 6.8e-06 of its scale even for a non-uniform g, a residue that ε and rounding decide rather than the formula.
     M: 2
@@ -418,3 +418,22 @@ def test_readme_example_is_the_seed_003_output():
 
 def test_readme_good_setup_exits_0():
     assert run("--n", "16", "--loss", "random", "--gamma", "1.7", "--x-std", "3").exit_code == 0
+
+
+def test_spatial_batch_of_two_is_not_small_when_h_w_add_values():
+    # SPATIAL statistics run over N·H·W: N = 2 with H = W = 2 gives M = 8 values per channel
+    result = findings(Setup(mode="spatial", n=2, features=2, h=2, w=2, loss="mean", gamma=("2",)))
+    assert result["uniform-gradient"].flagged
+    assert not result["small-batch"].flagged and result["small-batch"].effect > 0.01
+
+
+def test_spatial_file_against_pytorch_batchnorm2d():
+    pytest.importorskip("torch")
+    setup = Setup(mode="spatial", n=2, features=2, h=2, w=3, loss="weights", gamma=("1.5", "-2"))
+    result = compare(setup, str(IMPLS / "spatial.py"), "torch")
+    assert result.comparison.predicted == 0.0 and result.comparison.explained
+
+
+def test_x_std_and_x_var_together_are_an_error():
+    with pytest.raises(ExplainError, match="not both"):
+        Setup(x_std="2", x_var="1")
