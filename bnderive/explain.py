@@ -573,6 +573,10 @@ class _Channel:
 def _measure(setup: Setup, point: Point) -> list[_Channel]:
     spec = setup.spec
     truth = derive(spec).definitions()
+    # The truth and every mistake in one pass over the forward: the mistakes' dx are named
+    # mistake0, mistake1, ... next to the truth's adjoints.
+    names = {name: f"mistake{j}" for j, name in enumerate(MISTAKES)}
+    with_mistakes = truth + [(names[k], True, _mistake(k)[0][2]) for k in MISTAKES]
     eval_spec = replace(spec, training=False)
     eval_truth = derive(eval_spec).definitions()
     channels = []
@@ -589,7 +593,8 @@ def _measure(setup: Setup, point: Point) -> list[_Channel]:
             running = (setup.running_mean, setup.running_var)
             return list(evaluate_at(eval_spec, eval_truth, x, g, gamma, beta, eps, running)["dx"])  # noqa: B023
 
-        at_setup, at_probe = train(g, setup.eps), train(probe, setup.eps)
+        at_setup = train(g, setup.eps, with_mistakes)
+        at_probe = at_setup if probe is g else train(probe, setup.eps, with_mistakes)
         root = at_probe["root"]
         channels.append(
             _Channel(
@@ -599,8 +604,8 @@ def _measure(setup: Setup, point: Point) -> list[_Channel]:
                 at_probe,
                 max(abs(gamma * v) for v in probe) / root,
                 max(abs(gamma * v) for v in g) / root,
-                {k: list(train(probe, setup.eps, _mistake(k))["dx"]) for k in MISTAKES},
-                {k: list(train(g, setup.eps, _mistake(k))["dx"]) for k in MISTAKES},
+                {k: list(at_probe[names[k]]) for k in MISTAKES},
+                {k: list(at_setup[names[k]]) for k in MISTAKES},
                 reference(setup.ref_eps),
                 list(train(g, setup.ref_eps)["dx"]),
                 reference(setup.eps),
