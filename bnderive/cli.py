@@ -936,10 +936,12 @@ def emit(form_name: str, mode: str, target: str, output: str | None) -> None:
 def bench(shapes: tuple[str, ...], dtype: str, repeats: int) -> None:
     """Time the emitted backward against hand NumPy, numba, PyTorch and the memory bound.
 
-    In one process, interleaved round by round: the emitted NumPy module (compact and staged
-    forms), the staged and compact hand forms, the best hand NumPy, the emitted numba kernel
-    (when numba is installed), PyTorch CPU's native_batch_norm_backward (when installed) and a
-    preallocated copy, from which the 3-pass bound (read dout, read x, write dx) is taken.
+    Interleaved round by round: the emitted NumPy module (compact and staged forms), the
+    staged and compact hand forms, the best hand NumPy, the emitted numba kernel (when numba is
+    installed), PyTorch CPU's native_batch_norm_backward (when installed; in a child process
+    with its own thread pool, one call per round, so that it never shares the cores with
+    numba's pool) and a preallocated copy, from which the 3-pass bound (read dout, read x,
+    write dx) is taken.
     Prints medians with ratios to the bound and to PyTorch. Outputs are not preallocated:
     every candidate allocates dx as a framework call would, and the allocator's page-fault tax
     is measured and printed.
@@ -966,15 +968,27 @@ def bench(shapes: tuple[str, ...], dtype: str, repeats: int) -> None:
         disable=not err.is_terminal,
     )
     results = []
-    with progress:
-        for shape in sizes:
-            task = progress.add_task(f"timing {shape}", total=repeats)
-            results.append(
-                benchmod.bench_shape(
-                    shape, dtype, repeats, tick=lambda task=task: progress.advance(task)
+    child, why = benchmod.start_torch_child()  # one PyTorch child process for every shape
+    try:
+        with progress:
+            for shape in sizes:
+                task = progress.add_task(f"timing {shape}", total=repeats)
+                results.append(
+                    benchmod.bench_shape(
+                        shape,
+                        dtype,
+                        repeats,
+                        tick=lambda task=task: progress.advance(task),
+                        torch_child=child,
+                    )
                 )
-            )
-            progress.remove_task(task)
+                progress.remove_task(task)
+    finally:
+        if child is not None:
+            child.close()
+    if why:
+        for result in results:
+            result.notes.append(why)
     for result in results:
         torch_s = result.seconds(benchmod.TORCH)
         table = Table(
