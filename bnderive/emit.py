@@ -967,7 +967,10 @@ def emit(form: Form, mode: Mode, version: str | None = None, target: str = "nump
         loader: Callable[[str, str], dict[str, Any]] = emit_numba.load_plain
 
         def compiled() -> list[str]:
-            return emit_numba.compiled_checks(source, form, mode)
+            return [
+                emit_numba.chunked_check(source, form, mode),
+                *emit_numba.compiled_checks(source, form, mode),
+            ]
 
     elif target == "numpy":
         source = render(form, mode, version)
