@@ -112,11 +112,14 @@ def main() -> int:
     parser.add_argument(
         "--dtype", choices=["float32", "float64", "both"], default="float32", help="default float32"
     )
+    parser.add_argument(
+        "--torch-threads", type=int, default=None, help="PyTorch's threads (default: its own)"
+    )
     args = parser.parse_args()
     shapes = [(4, 8, 16, 16), (256, 64)] if args.quick else list(DEFAULT_SHAPES)
     rounds = args.rounds or (5 if args.quick else 25)
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
-    child, why = start_torch_child()
+    child, why = start_torch_child(args.torch_threads)
     if child is None:
         print(f"{why}.")
     else:

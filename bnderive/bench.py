@@ -227,7 +227,7 @@ class TorchChild:
     """PyTorch CPU's backward timed in a child process, one call per request.
 
     The protocol is one JSON object per line: the child says hello (torch version, threads),
-    then answers ``setup`` (inputs from shape, dtype and seed, with the parent's μ and inv_std;
+    then answers ``threads`` (torch.set_num_threads; replies with the count), ``setup`` (inputs from shape, dtype and seed, with the parent's μ and inv_std;
     replies with the dx and dγ errors against the float64 reference) and ``time`` (the seconds
     of one call); ``quit`` or end of input ends it.
     """
@@ -235,7 +235,7 @@ class TorchChild:
     #: The child's command after the interpreter (it imports this bnderive: see PYTHONPATH).
     COMMAND = ("-c", "from bnderive.bench import torch_child_main; torch_child_main()")
 
-    def __init__(self, command: list[str] | None = None) -> None:
+    def __init__(self, command: list[str] | None = None, threads: int | None = None) -> None:
         root = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -252,6 +252,8 @@ class TorchChild:
             hello = self._receive()
             self.version: str = hello["torch"]
             self.threads: int = hello["threads"]
+            if threads is not None:
+                self.threads = self._ask(cmd="threads", n=threads)["threads"]
         except Exception:
             self.close()
             raise
@@ -343,7 +345,10 @@ def torch_child_main(stdin: IO[str] | None = None, stdout: IO[str] | None = None
         try:
             if request["cmd"] == "quit":
                 return
-            if request["cmd"] == "setup":
+            if request["cmd"] == "threads":
+                torch.set_num_threads(int(request["n"]))
+                send(threads=torch.get_num_threads())
+            elif request["cmd"] == "setup":
                 shape = tuple(request["shape"])
                 inputs = make_inputs(shape, request["dtype"], request["seed"])
                 dtype = inputs.x.dtype
@@ -437,7 +442,8 @@ class Candidates:
 def torch_note(child: TorchChild) -> str:
     return (
         f"PyTorch {child.version} is timed in a child process with its own thread pool "
-        f"({child.threads} threads), one call per round interleaved with the other candidates "
+        f"({child.threads} thread{'' if child.threads == 1 else 's'}), one call per round "
+        "interleaved with the other candidates "
         "(this process idles meanwhile): numba's and PyTorch's pools never share the cores"
     )
 
@@ -504,12 +510,13 @@ def candidates_for(
     return result
 
 
-def start_torch_child() -> tuple[TorchChild | None, str]:
-    """A PyTorch child, or None and the reason (PyTorch missing, or it failed to start)."""
+def start_torch_child(threads: int | None = None) -> tuple[TorchChild | None, str]:
+    """A PyTorch child (with ``threads`` intra-op threads, default PyTorch's own choice), or None
+    and the reason (PyTorch missing, or it failed to start)."""
     if not torch_installed():
         return None, "PyTorch is not installed: no PyTorch row and no × PyTorch column"
     try:
-        return TorchChild(), ""
+        return TorchChild(threads=threads), ""
     except (TorchChildError, OSError) as exc:
         return None, f"no PyTorch row: {exc}"
 

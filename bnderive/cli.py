@@ -932,8 +932,14 @@ def emit(form_name: str, mode: str, target: str, output: str | None) -> None:
     show_default=True,
     help="Timing rounds; each round runs every candidate once, in a rotating order.",
 )
+@click.option(
+    "--torch-threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="PyTorch's intra-op threads in its child process (default: PyTorch's own choice).",
+)
 @user_errors
-def bench(shapes: tuple[str, ...], dtype: str, repeats: int) -> None:
+def bench(shapes: tuple[str, ...], dtype: str, repeats: int, torch_threads: int | None) -> None:
     """Time the emitted backward against hand NumPy, numba, PyTorch and the memory bound.
 
     Interleaved round by round: the emitted NumPy module (compact and staged forms), the
@@ -950,6 +956,7 @@ def bench(shapes: tuple[str, ...], dtype: str, repeats: int) -> None:
     Examples:
       bnderive bench
       bnderive bench --shape 8,16,16,16 --shape 512,256 --repeats 5
+      bnderive bench --dtype float64 --torch-threads 1
 
     Exit codes: 0 timed, 1 a candidate's gradient is wrong (relative error ≥ 1e-2), 2 bad input.
     """
@@ -968,7 +975,7 @@ def bench(shapes: tuple[str, ...], dtype: str, repeats: int) -> None:
         disable=not err.is_terminal,
     )
     results = []
-    child, why = benchmod.start_torch_child()  # one PyTorch child process for every shape
+    child, why = benchmod.start_torch_child(torch_threads)  # one child for every shape
     try:
         with progress:
             for shape in sizes:

@@ -86,6 +86,7 @@ def test_child_protocol_in_process():
     inv_std = 1 / np.sqrt(inputs.x.var(axis=axes) + inputs.eps)
     requests = [
         {"cmd": "time"},  # before setup: an error, and the loop goes on
+        {"cmd": "threads", "n": 1},
         {
             "cmd": "setup",
             "shape": list(shape),
@@ -100,8 +101,9 @@ def test_child_protocol_in_process():
     ]
     out = io.StringIO()
     bench.torch_child_main(io.StringIO("".join(json.dumps(r) + "\n" for r in requests)), out)
-    hello, early, setup, timed = (json.loads(line) for line in out.getvalue().splitlines())
+    hello, early, threads, setup, timed = (json.loads(line) for line in out.getvalue().splitlines())
     assert "torch" in hello and hello["threads"] >= 1
+    assert threads == {"threads": 1}
     assert "before setup" in early["error"]
     assert setup["dx_error"] < 1e-12 and setup["dgamma_error"] < 1e-12  # float64 agrees
     assert timed["seconds"] > 0
@@ -121,6 +123,10 @@ def test_pytorch_row_comes_from_the_child():
 
 def test_cli_bench_says_how_pytorch_was_timed():
     pytest.importorskip("torch")
-    result = CliRunner().invoke(main, ["bench", "--shape", "4,3", "--repeats", "1"])
+    result = CliRunner().invoke(
+        main, ["bench", "--shape", "4,3", "--repeats", "1", "--torch-threads", "1"]
+    )
     assert result.exit_code == 0, result.output
     assert "PyTorch CPU" in result.output and "child process" in result.output
+    assert "(1 thread)" in " ".join(result.output.split())
+    assert CliRunner().invoke(main, ["bench", "--torch-threads", "0"]).exit_code == 2
