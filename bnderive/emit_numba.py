@@ -175,9 +175,13 @@ CHUNK_ELEMENTS = 2**18
 FASTMATH = ("contract", "reassoc")
 
 
-def _rows_of_chunk(q: str) -> For:
-    """``for i in range(q * rows, min(q * rows + rows, n))``: the rows of chunk ``q``."""
-    return For("i", Raw(f"{q} * rows"), Raw(f"min({q} * rows + rows, n)"), ())
+#: Loop bounds and sizes inside the kernel: chunks, rows per chunk, the array's extents.
+_Q, _B, _ROWS, _CHUNKS, _N, _S = sp.symbols("q b rows chunks n s", integer=True, nonnegative=True)
+
+
+def _rows_of_chunk(q: sp.Symbol) -> For:
+    """``for i in range(q*rows, min(n, q*rows + rows))``: the rows of chunk ``q``."""
+    return For("i", q * _ROWS, sp.Min(q * _ROWS + _ROWS, _N), ())
 
 
 def _with_body(loop: For, body: tuple[Any, ...], comment: str = "") -> For:
@@ -232,7 +236,7 @@ def _kernel(plan: _Plan, mode: Mode, divisor: sp.Expr) -> tuple[Kernel, int]:
         "q",
         0,
         "chunks",
-        (_with_body(_rows_of_chunk("q"), per_row),),
+        (_with_body(_rows_of_chunk(_Q), per_row),),
         parallel=True,
         comment="pass 1: every chunk of rows reduces into its own partial sums",
     )
@@ -275,8 +279,8 @@ def _kernel(plan: _Plan, mode: Mode, divisor: sp.Expr) -> tuple[Kernel, int]:
         0,
         "chunks",
         (
-            Assign(sp.Symbol("b"), Raw("chunks - 1 - q"), "last chunk first: still in cache"),
-            _with_body(_rows_of_chunk("b"), per_row),
+            Assign(_B, _CHUNKS - 1 - _Q, "last chunk first: still in cache"),
+            _with_body(_rows_of_chunk(_B), per_row),
         ),
         parallel=True,
         comment="pass 2: dx = c1·dout + c2·(x − μ) + c3",
@@ -284,7 +288,7 @@ def _kernel(plan: _Plan, mode: Mode, divisor: sp.Expr) -> tuple[Kernel, int]:
     shape = ("n", "c", "s") if spatial else ("n", "c")
     head = (
         Assign(tuple(sp.symbols(shape)), Raw("dout.shape")),
-        Assign(M_SYM, Raw("n * s" if spatial else "n"), "M: elements per channel"),
+        Assign(M_SYM, _N * _S if spatial else _N, "M: elements per channel"),
         Assign(sp.Symbol("chunks"), Raw("partial.shape[0]")),
     )
     params = ("dout", "xmu", "gamma", "inv_std", "rows", "partial", "coef", "dx", "dgamma", "dbeta")

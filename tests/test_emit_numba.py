@@ -84,7 +84,7 @@ def test_kernel_source_shape(mode):
     # Only reordering of sums and a·b + c fusion are allowed of LLVM; no finite-math flags.
     assert '@numba.njit(parallel=True, fastmath={"contract", "reassoc"}, cache=False)' in text
     assert text.count("numba.prange(chunks)") == 2  # pass 1 and pass 2
-    assert "b = chunks - 1 - q" in text
+    assert "b = chunks - q - 1" in text
     assert "for p in range(1, chunks):" in text  # the chunks' partial sums, added per channel
     compile(text, "emitted", "exec")
 
@@ -116,8 +116,8 @@ def test_plain_python_kernel_gives_exact_rationals():
     ("old", "new", "hidden_in_one_chunk"),
     [
         ("for p in range(1, chunks):", "for p in range(1, 1):", True),  # other chunks' sums lost
-        ("b = chunks - 1 - q", "b = chunks - 1", True),  # pass 2 writes one chunk only
-        ("min(q * rows + rows, n)", "min(q * rows + 1, n)", False),  # pass 1 skips rows
+        ("b = chunks - q - 1", "b = chunks - 1", True),  # pass 2 writes one chunk only
+        ("min(n, q*rows + rows)", "min(n, q*rows + 1)", False),  # pass 1 skips rows
     ],
 )
 @pytest.mark.parametrize("mode", MODES)

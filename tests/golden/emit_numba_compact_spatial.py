@@ -44,10 +44,10 @@ def _backward_kernel(dout, xmu, gamma, inv_std, rows, partial, coef, dx, dgamma,
     coef: (3, C) of dout's dtype, for c1, c2, c3.
     """
     n, c, s = dout.shape
-    M = n * s  # M: elements per channel
+    M = n*s  # M: elements per channel
     chunks = partial.shape[0]
     for q in numba.prange(chunks):  # pass 1: every chunk of rows reduces into its own partial sums
-        for i in range(q * rows, min(q * rows + rows, n)):
+        for i in range(q*rows, min(n, q*rows + rows)):
             for ch in range(c):
                 sum_dout_xmu = partial[q, 0, ch]
                 sum_dout = partial[q, 1, ch]
@@ -73,8 +73,8 @@ def _backward_kernel(dout, xmu, gamma, inv_std, rows, partial, coef, dx, dgamma,
         dgamma[ch] = inv_std_c*sum_dout_xmu
         dbeta[ch] = sum_dout
     for q in numba.prange(chunks):  # pass 2: dx = c1·dout + c2·(x − μ) + c3
-        b = chunks - 1 - q  # last chunk first: still in cache
-        for i in range(b * rows, min(b * rows + rows, n)):
+        b = chunks - q - 1  # last chunk first: still in cache
+        for i in range(b*rows, min(n, b*rows + rows)):
             for ch in range(c):
                 c1 = coef[0, ch]
                 c2 = coef[1, ch]
