@@ -25,6 +25,7 @@ import functools
 import importlib.util
 import json
 import os
+import select
 import statistics
 import subprocess
 import sys
@@ -258,8 +259,18 @@ class TorchChild:
             self.close()
             raise
 
+    #: Seconds to wait for one answer (importing torch, setting up a large shape) before
+    #: the child is given up on: a hung child must not hang the benchmark.
+    TIMEOUT = 600.0
+
     def _receive(self) -> dict[str, Any]:
         assert self._process.stdout is not None
+        # One request is answered by one line, flushed: select on the pipe sees it arrive.
+        ready, _, _ = select.select([self._process.stdout], [], [], self.TIMEOUT)
+        if not ready:
+            self._process.kill()
+            self._process.wait()
+            raise TorchChildError(f"the PyTorch child did not answer within {self.TIMEOUT:g} s")
         line = self._process.stdout.readline()
         if not line:
             self._process.wait()

@@ -69,6 +69,12 @@ def test_a_child_that_dies_is_an_error_with_its_exit_code():
         bench.TorchChild([sys.executable, "-c", "import sys; sys.exit(3)"])
 
 
+def test_a_child_that_hangs_is_given_up_on(monkeypatch):
+    monkeypatch.setattr(bench.TorchChild, "TIMEOUT", 0.5)
+    with pytest.raises(bench.TorchChildError, match="did not answer"):
+        bench.TorchChild([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
 def test_a_child_that_fails_is_a_note_not_a_crash(monkeypatch):
     monkeypatch.setattr(bench, "torch_installed", lambda: True)
     monkeypatch.setattr(bench.TorchChild, "COMMAND", ("-c", "raise SystemExit('no torch here')"))
