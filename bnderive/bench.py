@@ -506,9 +506,13 @@ def candidates_for(
         result.timed[NUMBA] = lambda: kernel(dout, cache, gamma)
         result.notes.append(f"{numba_info()} (NUMBA_THREADING_LAYER chooses)")
     if torch_child is not None:
-        result.known_errors[TORCH] = torch_child.setup(shape, dtype, seed, mu, inv_std)
-        result.timed[TORCH] = SelfTimed(torch_child.time_one)
-        result.notes.append(torch_note(torch_child))
+        try:
+            result.known_errors[TORCH] = torch_child.setup(shape, dtype, seed, mu, inv_std)
+        except TorchChildError as exc:  # e.g. the child died on an earlier shape
+            result.notes.append(f"no PyTorch row: {exc}")
+        else:
+            result.timed[TORCH] = SelfTimed(torch_child.time_one)
+            result.notes.append(torch_note(torch_child))
 
     out = np.empty_like(x)
     result.timed[COPY] = lambda: np.copyto(out, x)
@@ -562,7 +566,13 @@ def bench_shape(
         if name in (COPY, FRESH, FILL) or name in errors:
             continue
         errors[name] = relative_errors(fn(), want)
-    t = interleaved(candidates.timed, rounds, tick)
+    try:
+        t = interleaved(candidates.timed, rounds, tick)
+    except TorchChildError as exc:  # the child died or hung mid-run: time the rest again
+        del candidates.timed[TORCH], errors[TORCH]
+        candidates.notes[:] = [n for n in candidates.notes if not n.startswith("PyTorch ")]
+        candidates.notes.append(f"no PyTorch row: {exc}")
+        t = interleaved(candidates.timed, rounds, tick)
     rows = [Row(name, t[name], *errors[name]) for name in candidates.timed if name in errors]
     return ShapeResult(
         shape=tuple(shape),

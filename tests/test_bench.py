@@ -136,3 +136,23 @@ def test_cli_bench_says_how_pytorch_was_timed():
     assert "PyTorch CPU" in result.output and "child process" in result.output
     assert "(1 thread)" in " ".join(result.output.split())
     assert CliRunner().invoke(main, ["bench", "--torch-threads", "0"]).exit_code == 2
+
+
+def test_a_child_that_dies_mid_run_leaves_a_note_and_the_other_rows():
+    pytest.importorskip("torch")
+    with bench.TorchChild() as child:
+        calls = {"n": 0}
+        original = child.time_one
+
+        def flaky() -> float:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise bench.TorchChildError("the PyTorch child exited (-9): killed")
+            return original()
+
+        child.time_one = flaky  # type: ignore[method-assign]
+        result = bench.bench_shape((6, 3), "float32", rounds=3, torch_child=child)
+    names = [row.name for row in result.rows]
+    assert bench.TORCH not in names and bench.EMITTED in names
+    assert any("no PyTorch row" in note and "killed" in note for note in result.notes)
+    assert not any(note.startswith("PyTorch ") for note in result.notes)
