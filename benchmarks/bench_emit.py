@@ -124,7 +124,7 @@ def main() -> int:
         print(f"{why}.")
     else:
         print(
-            f"PyTorch {child.version}, {child.threads} threads, in a child process; "
+            f"PyTorch {child.version}, {child.threads} thread(s), in a child process; "
             f"{numba_info()}; NumPy 1 thread"
         )
     try:
