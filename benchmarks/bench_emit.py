@@ -1,9 +1,10 @@
 """How fast is the code ``bnderive emit`` writes, next to hand-written NumPy and PyTorch?
 
-    python benchmarks/bench_emit.py            # the default shapes of `bnderive bench`, float32
-    python benchmarks/bench_emit.py --quick    # small shapes (CI smoke run)
+    python benchmarks/bench_emit.py                # the default shapes of `bnderive bench`, float32
+    python benchmarks/bench_emit.py --dtype both   # float32, then float64, in one run
+    python benchmarks/bench_emit.py --quick        # small shapes (CI smoke run)
 
-Timed in one process, interleaved round by round in a rotating order (the machine is shared
+Timed in one run, interleaved round by round in a rotating order (the machine is shared
 and noisy), medians:
 
 * emitted: ``backward_cached`` of the module emitted from the compact form (and from the staged
@@ -14,8 +15,10 @@ and noisy), medians:
 * best hand NumPy: per-channel coefficients dx = c1·dout + c2·x + c3 with einsum reductions,
   Σ dout·(x − μ) taken as Σ dout·x − μ·Σ dout (no centred pass; less accurate at large means);
 * the emitted numba kernel (``bnderive emit --target numba``) when numba is installed;
-* PyTorch CPU backward, ``torch.ops.aten.native_batch_norm_backward`` (when installed; it uses
-  torch's own thread pool, NumPy here runs on one thread);
+* PyTorch CPU backward, ``torch.ops.aten.native_batch_norm_backward`` (when installed), timed in
+  a child process with its own thread pool, one call per round interleaved with the rest over a
+  pipe, so that PyTorch's and numba's thread pools never share the cores (in one process each
+  inflated the other); NumPy here runs on one thread;
 * the memory-bandwidth bound: 3 passes over the array (read dout, read x, write dx) at the copy
   bandwidth measured in the same run (a preallocated copy moves 2 arrays: bound = 1.5 × copy).
 
@@ -34,7 +37,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bnderive.bench import DEFAULT_SHAPES, EMITTED, NUMBA, TORCH, bench_shape, torch_module
+from bnderive.bench import (
+    DEFAULT_SHAPES,
+    EMITTED,
+    NUMBA,
+    TORCH,
+    TorchChild,
+    bench_shape,
+    numba_info,
+    start_torch_child,
+)
 
 TARGET_BEST = 1.3  # emitted ≤ 1.3 × best hand NumPy
 TARGET_STAGED = 2.5  # emitted ≥ 2.5 × faster than the staged form
@@ -46,10 +58,10 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
-def report(shape: tuple[int, ...], rounds: int) -> bool:
-    result = bench_shape(shape, "float32", rounds)
+def report(shape: tuple[int, ...], dtype: str, rounds: int, child: TorchChild | None) -> bool:
+    result = bench_shape(shape, dtype, rounds, torch_child=child)
     print(
-        f"\n{result.mode.value} {shape} float32 ({result.mib:.0f} MiB per array), "
+        f"\n{result.mode.value} {shape} {dtype} ({result.mib:.0f} MiB per array), "
         f"{rounds} rounds, medians"
     )
     print(
@@ -97,15 +109,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, few rounds")
     parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default 25)")
+    parser.add_argument(
+        "--dtype", choices=["float32", "float64", "both"], default="float32", help="default float32"
+    )
+    parser.add_argument(
+        "--torch-threads", type=int, default=None, help="PyTorch's threads (default: its own)"
+    )
     args = parser.parse_args()
     shapes = [(4, 8, 16, 16), (256, 64)] if args.quick else list(DEFAULT_SHAPES)
     rounds = args.rounds or (5 if args.quick else 25)
-    torch = torch_module()
-    if torch is None:
-        print("PyTorch is not installed: its column is left out.")
+    dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
+    child, why = start_torch_child(args.torch_threads)
+    if child is None:
+        print(f"{why}.")
     else:
-        print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads; NumPy 1 thread")
-    ok = all([report(s, rounds) for s in shapes])
+        print(
+            f"PyTorch {child.version}, {child.threads} thread(s), in a child process; "
+            f"{numba_info()}; NumPy 1 thread"
+        )
+    try:
+        ok = all([report(s, dtype, rounds, child) for dtype in dtypes for s in shapes])
+    finally:
+        if child is not None:
+            child.close()
     if not ok:
         print("a candidate's dx or dγ is wrong (relative error ≥ 1e-2)", file=sys.stderr)
     return 0 if ok else 1

@@ -1,10 +1,17 @@
 """Timing the emitted BatchNorm backward against hand-written NumPy, numba and PyTorch CPU.
 
-Used by ``bnderive bench`` and ``benchmarks/bench_emit.py``. Everything is timed in one process,
+Used by ``bnderive bench`` and ``benchmarks/bench_emit.py``. Everything is timed in one run,
 interleaved round by round in a rotating order (the machine is shared and noisy); medians are
 reported with ratios to the memory-bandwidth bound measured in the same run (3 passes over the
 array: read dout, read x, write dx, at the bandwidth of a preallocated copy, which moves 2 arrays:
 bound = 1.5 × copy) and to PyTorch.
+
+PyTorch runs in a child process (:class:`TorchChild`): its OpenMP pool and numba's would share
+the cores in one process and each inflates the other's time. The child builds the same inputs
+from the same seed and dtype, takes μ and 1/√(σ²+ε) from the parent, checks its dx and dγ against
+the same float64 reference, and times one call per round when the parent asks, so that its row
+is interleaved with the others and follows the same median protocol; the parent is idle (blocked
+on the pipe) while the child's call runs. PyTorch stays optional: without it there is no child.
 
 Allocation: every candidate allocates its outputs and temporaries on each call, as a framework
 call would. Arrays above glibc's mmap threshold come back from the kernel on every call and
@@ -14,11 +21,20 @@ of a preallocated array) so that the ratios can be read with it in mind.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import json
+import os
+import select
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
@@ -32,12 +48,9 @@ FRESH = "fresh array + fill"
 FILL = "preallocated fill"
 
 
-def torch_module() -> Any:
-    try:
-        import torch
-    except ImportError:  # PyTorch is optional
-        return None
-    return torch
+def torch_installed() -> bool:
+    """Is PyTorch importable? (Without importing it here: it runs in a child process.)"""
+    return importlib.util.find_spec("torch") is not None
 
 
 def mode_of(shape: tuple[int, ...]) -> Mode:
@@ -126,6 +139,17 @@ def torch_backward(torch: Any, tensors: dict[str, Any]) -> Callable[[], Any]:
 
 
 # -- timing ---------------------------------------------------------------------------------------
+class SelfTimed:
+    """A candidate timed elsewhere (in a child process): calling it returns the seconds of one
+    call, measured there around the call alone, as the parent measures its own candidates."""
+
+    def __init__(self, run: Callable[[], float]) -> None:
+        self.run = run
+
+    def __call__(self) -> float:
+        return self.run()
+
+
 def interleaved(
     candidates: dict[str, Callable[[], Any]],
     rounds: int,
@@ -139,12 +163,228 @@ def interleaved(
     for r in range(rounds):
         # Rotate the order every round: no candidate always runs first, or after the same one.
         for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn = candidates[name]
+            if isinstance(fn, SelfTimed):
+                times[name].append(fn())
+                continue
             t0 = time.perf_counter()
-            candidates[name]()
+            fn()
             times[name].append(time.perf_counter() - t0)
         if tick is not None:
             tick()
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+# -- the inputs, the same in the parent and in the PyTorch child -----------------------------------
+@dataclass(frozen=True)
+class Inputs:
+    x: np.ndarray
+    dout: np.ndarray
+    gamma: np.ndarray
+    beta: np.ndarray
+    eps: float = 1e-5
+
+
+def make_inputs(shape: tuple[int, ...], dtype: str = "float32", seed: int = 0) -> Inputs:
+    """x with mean 5 and scale 2, a non-uniform dout, γ ≠ 1: deterministic in the seed."""
+    rng = np.random.default_rng(seed)
+    c = shape[1]
+    x = (5 + 2 * rng.standard_normal(shape)).astype(dtype)
+    dout = rng.standard_normal(shape).astype(dtype)
+    gamma = rng.uniform(0.5, 2.0, c).astype(dtype)
+    beta = rng.standard_normal(c).astype(dtype)
+    return Inputs(x, dout, gamma, beta)
+
+
+def reference(inputs: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dx, dγ, dβ in float64 by the verified module emitted from the compact form."""
+    module = load_module(emit(find_form("compact"), mode_of(inputs.x.shape)).source)
+    return module["backward"](
+        inputs.dout.astype(np.float64),
+        inputs.x.astype(np.float64),
+        inputs.gamma.astype(np.float64),
+        inputs.eps,
+    )
+
+
+def relative_errors(
+    got: tuple[Any, Any, Any], want: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> tuple[float, float]:
+    """max |dx − ref| / max |ref| and the same for dγ."""
+    errors = []
+    for value, ref in ((got[0], want[0]), (got[1], want[1])):
+        scale = max(float(np.max(np.abs(ref))), np.finfo(np.float64).tiny)
+        value = np.asarray(value, dtype=np.float64).reshape(ref.shape)
+        errors.append(float(np.max(np.abs(value - ref)) / scale))
+    return errors[0], errors[1]
+
+
+# -- PyTorch in a child process -----------------------------------------------------------------------
+class TorchChildError(RuntimeError):
+    """The PyTorch child could not start or answer."""
+
+
+class TorchChild:
+    """PyTorch CPU's backward timed in a child process, one call per request.
+
+    The protocol is one JSON object per line: the child says hello (torch version, threads),
+    then answers ``threads`` (torch.set_num_threads; replies with the count), ``setup`` (inputs from shape, dtype and seed, with the parent's μ and inv_std;
+    replies with the dx and dγ errors against the float64 reference) and ``time`` (the seconds
+    of one call); ``quit`` or end of input ends it.
+    """
+
+    #: The child's command after the interpreter (it imports this bnderive: see PYTHONPATH).
+    COMMAND = ("-c", "from bnderive.bench import torch_child_main; torch_child_main()")
+
+    def __init__(self, command: list[str] | None = None, threads: int | None = None) -> None:
+        root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        self._stderr = tempfile.TemporaryFile()
+        self._process = subprocess.Popen(
+            command or [sys.executable, *self.COMMAND],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            env=env,
+        )
+        try:
+            hello = self._receive()
+            self.version: str = hello["torch"]
+            self.threads: int = hello["threads"]
+            if threads is not None:
+                self.threads = self._ask(cmd="threads", n=threads)["threads"]
+        except Exception:
+            self.close()
+            raise
+
+    #: Seconds to wait for one answer (importing torch, setting up a large shape) before
+    #: the child is given up on: a hung child must not hang the benchmark.
+    TIMEOUT = 600.0
+
+    def _receive(self) -> dict[str, Any]:
+        assert self._process.stdout is not None
+        # One request is answered by one line, flushed: select on the pipe sees it arrive.
+        ready, _, _ = select.select([self._process.stdout], [], [], self.TIMEOUT)
+        if not ready:
+            self._process.kill()
+            self._process.wait()
+            raise TorchChildError(f"the PyTorch child did not answer within {self.TIMEOUT:g} s")
+        line = self._process.stdout.readline()
+        if not line:
+            self._process.wait()
+            self._stderr.seek(0)
+            detail = self._stderr.read().decode(errors="replace").strip().splitlines()
+            raise TorchChildError(
+                f"the PyTorch child exited ({self._process.returncode}): "
+                + (detail[-1] if detail else "no message")
+            )
+        reply = json.loads(line)
+        if "error" in reply:
+            raise TorchChildError(f"the PyTorch child failed: {reply['error']}")
+        return reply
+
+    def _ask(self, **request: Any) -> dict[str, Any]:
+        assert self._process.stdin is not None
+        try:
+            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            pass  # _receive reports why
+        return self._receive()
+
+    def setup(
+        self, shape: tuple[int, ...], dtype: str, seed: int, mu: np.ndarray, inv_std: np.ndarray
+    ) -> tuple[float, float]:
+        reply = self._ask(
+            cmd="setup",
+            shape=list(shape),
+            dtype=dtype,
+            seed=seed,
+            mu=[float(v) for v in mu.reshape(-1)],
+            inv_std=[float(v) for v in inv_std.reshape(-1)],
+        )
+        return reply["dx_error"], reply["dgamma_error"]
+
+    def time_one(self) -> float:
+        return float(self._ask(cmd="time")["seconds"])
+
+    def close(self) -> None:
+        """Ask the child to quit and wait for it (kill it if it does not)."""
+        if self._process.poll() is None:
+            assert self._process.stdin is not None
+            try:
+                self._process.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self._process.stdin.close()
+            except BrokenPipeError:
+                pass
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        for stream in (self._process.stdin, self._process.stdout, self._stderr):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+    def __enter__(self) -> TorchChild:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def torch_child_main(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> None:
+    """The child's loop (see :class:`TorchChild`). Nothing else may write to stdout."""
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+
+    def send(**reply: Any) -> None:
+        stdout.write(json.dumps(reply) + "\n")
+        stdout.flush()
+
+    try:
+        import torch
+    except ImportError as exc:
+        send(error=f"cannot import torch: {exc}")
+        return
+    send(torch=torch.__version__, threads=torch.get_num_threads())
+    run: Callable[[], Any] | None = None
+    for line in stdin:
+        request = json.loads(line)
+        try:
+            if request["cmd"] == "quit":
+                return
+            if request["cmd"] == "threads":
+                torch.set_num_threads(int(request["n"]))
+                send(threads=torch.get_num_threads())
+            elif request["cmd"] == "setup":
+                shape = tuple(request["shape"])
+                inputs = make_inputs(shape, request["dtype"], request["seed"])
+                dtype = inputs.x.dtype
+                tensors = {
+                    "dout": torch.from_numpy(inputs.dout),
+                    "x": torch.from_numpy(inputs.x),
+                    "gamma": torch.from_numpy(inputs.gamma),
+                    "mu": torch.from_numpy(np.array(request["mu"], dtype=dtype)),
+                    "inv_std": torch.from_numpy(np.array(request["inv_std"], dtype=dtype)),
+                }
+                run = torch_backward(torch, tensors)
+                got = tuple(t.numpy() for t in run())
+                dx_error, dgamma_error = relative_errors(got, reference(inputs))
+                run()  # warm-up
+                send(dx_error=dx_error, dgamma_error=dgamma_error)
+            elif request["cmd"] == "time":
+                if run is None:
+                    raise RuntimeError("time before setup")
+                t0 = time.perf_counter()
+                run()
+                send(seconds=time.perf_counter() - t0)
+            else:
+                raise RuntimeError(f"unknown request {request['cmd']!r}")
+        except Exception as exc:  # reported to the parent, which raises TorchChildError
+            send(error=f"{type(exc).__name__}: {exc}")
 
 
 @dataclass
@@ -187,8 +427,10 @@ NUMBA = "emitted numba"
 EMITTED = "emitted compact, cached"
 
 
+@functools.cache
 def numba_backward(mode: Mode) -> Callable[..., Any] | None:
-    """The verified numba kernel's ``backward_cached`` for ``mode``, or None without numba."""
+    """The verified numba kernel's ``backward_cached`` for ``mode``, or None without numba
+    (emitted, verified and compiled once per process: every shape of the mode shares it)."""
     from .emit_numba import numba_available
 
     if not numba_available():
@@ -197,72 +439,101 @@ def numba_backward(mode: Mode) -> Callable[..., Any] | None:
     return module["backward_cached"]
 
 
+@dataclass
+class Candidates:
+    """What one shape times: the candidates, the inputs they share, errors already known (the
+    PyTorch child checks its own), and notes on what was left out or how it was timed."""
+
+    timed: dict[str, Callable[[], Any]]
+    inputs: Inputs
+    known_errors: dict[str, tuple[float, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def torch_note(child: TorchChild) -> str:
+    return (
+        f"PyTorch {child.version} is timed in a child process with its own thread pool "
+        f"({child.threads} thread{'' if child.threads == 1 else 's'}), one call per round "
+        "interleaved with the other candidates "
+        "(this process idles meanwhile): numba's and PyTorch's pools never share the cores"
+    )
+
+
+def numba_info() -> str:
+    """numba's version, threads and threading layer (once a parallel kernel has run)."""
+    try:
+        import numba
+    except ImportError:
+        return "numba is not installed"
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        layer = "not chosen yet"
+    return f"numba {numba.__version__}, {numba.get_num_threads()} threads, threading layer {layer}"
+
+
 def candidates_for(
-    shape: tuple[int, ...], dtype: str = "float32", seed: int = 0
-) -> tuple[dict[str, Callable[[], Any]], Callable[[], tuple[Any, Any, Any]], list[str]]:
-    """The timed candidates, a float64 reference, and notes on what was left out."""
+    shape: tuple[int, ...],
+    dtype: str = "float32",
+    seed: int = 0,
+    torch_child: TorchChild | None = None,
+) -> Candidates:
+    """The timed candidates on ``shape``; PyTorch's through ``torch_child`` when given."""
     mode = mode_of(shape)
-    rng = np.random.default_rng(seed)
-    c = shape[1]
-    x = (5 + 2 * rng.standard_normal(shape)).astype(dtype)
-    dout = rng.standard_normal(shape).astype(dtype)
-    gamma = rng.uniform(0.5, 2.0, c).astype(dtype)
-    beta = rng.standard_normal(c).astype(dtype)
-    eps = 1e-5
+    inputs = make_inputs(shape, dtype, seed)
+    x, dout, gamma, eps = inputs.x, inputs.dout, inputs.gamma, inputs.eps
     compact = load_module(emit(find_form("compact"), mode).source)
     staged = load_module(emit(find_form("staged"), mode).source)
-    _, cache = compact["forward"](x, gamma, beta, eps)
+    _, cache = compact["forward"](x, gamma, inputs.beta, eps)
     xmu, mu, inv_std = cache
     args = (dout, x, xmu, mu, inv_std, gamma)
-    notes: list[str] = []
-    candidates: dict[str, Callable[[], Any]] = {
-        EMITTED: lambda: compact["backward_cached"](dout, cache, gamma),
-        "emitted staged, cached": lambda: staged["backward_cached"](dout, cache, gamma),
-        "emitted compact, from x": lambda: compact["backward"](dout, x, gamma, eps),
-        "staged hand": lambda: staged_hand(*args),
-        "compact hand": lambda: compact_hand(*args),
-        "best hand": lambda: best_hand(*args),
-    }
+    result = Candidates(
+        {
+            EMITTED: lambda: compact["backward_cached"](dout, cache, gamma),
+            "emitted staged, cached": lambda: staged["backward_cached"](dout, cache, gamma),
+            "emitted compact, from x": lambda: compact["backward"](dout, x, gamma, eps),
+            "staged hand": lambda: staged_hand(*args),
+            "compact hand": lambda: compact_hand(*args),
+            "best hand": lambda: best_hand(*args),
+        },
+        inputs,
+    )
     kernel = numba_backward(mode)
     if kernel is None:
-        notes.append("no numba row: numba is not installed (pip install 'bnderive[numba]')")
+        result.notes.append("no numba row: numba is not installed (pip install 'bnderive[numba]')")
     else:
         kernel(dout, cache, gamma)  # compile for this dtype outside the timing
-        candidates[NUMBA] = lambda: kernel(dout, cache, gamma)
-    torch = torch_module()
-    if torch is None:
-        notes.append("PyTorch is not installed: no PyTorch row and no × PyTorch column")
-    else:
-        tensors = {
-            "dout": torch.from_numpy(dout),
-            "x": torch.from_numpy(x),
-            "gamma": torch.from_numpy(gamma),
-            "mu": torch.from_numpy(mu.reshape(-1).copy()),
-            "inv_std": torch.from_numpy(inv_std.reshape(-1).copy()),
-        }
-        candidates[TORCH] = torch_backward(torch, tensors)
-        if NUMBA in candidates:
-            notes.append(
-                "numba's and PyTorch's thread pools share the cores in one process: PyTorch's "
-                "time is inflated in runs that include the numba kernel (on 2 cores, "
-                "(32,64,56,56): 4.3 ms alone, 12-33 ms next to numba); read × PyTorch with that "
-                "in mind"
-            )
-
-    def reference() -> tuple[Any, Any, Any]:
-        return compact["backward"](
-            dout.astype(np.float64), x.astype(np.float64), gamma.astype(np.float64), eps
-        )
+        result.timed[NUMBA] = lambda: kernel(dout, cache, gamma)
+        result.notes.append(f"{numba_info()} (NUMBA_THREADING_LAYER chooses)")
+    if torch_child is not None:
+        try:
+            result.known_errors[TORCH] = torch_child.setup(shape, dtype, seed, mu, inv_std)
+        except TorchChildError as exc:  # e.g. the child died on an earlier shape
+            result.notes.append(f"no PyTorch row: {exc}")
+        else:
+            result.timed[TORCH] = SelfTimed(torch_child.time_one)
+            result.notes.append(torch_note(torch_child))
 
     out = np.empty_like(x)
-    candidates[COPY] = lambda: np.copyto(out, x)
+    result.timed[COPY] = lambda: np.copyto(out, x)
 
     def fresh_fill() -> None:
         np.empty_like(x).fill(1)
 
-    candidates[FRESH] = fresh_fill
-    candidates[FILL] = lambda: out.fill(1)
-    return candidates, reference, notes
+    result.timed[FRESH] = fresh_fill
+    result.timed[FILL] = lambda: out.fill(1)
+    return result
+
+
+def start_torch_child(threads: int | None = None) -> tuple[TorchChild | None, str]:
+    """A PyTorch child (with ``threads`` intra-op threads, default PyTorch's own choice), or None
+    and the reason (PyTorch missing, or it failed to start)."""
+    if not torch_installed():
+        return None, "PyTorch is not installed: no PyTorch row and no × PyTorch column"
+    try:
+        return TorchChild(threads=threads), ""
+    except (TorchChildError, OSError) as exc:
+        return None, f"no PyTorch row: {exc}"
 
 
 def bench_shape(
@@ -270,23 +541,39 @@ def bench_shape(
     dtype: str = "float32",
     rounds: int = 25,
     tick: Callable[[], None] | None = None,
+    torch_child: TorchChild | None | bool = True,
 ) -> ShapeResult:
-    """Time every candidate on ``shape`` (and check its dx and dγ against float64)."""
-    candidates, reference, notes = candidates_for(shape, dtype)
-    ref_dx, ref_dgamma, _ = reference()
-    errors: dict[str, tuple[float, float]] = {}
-    for name, fn in candidates.items():
-        if name in (COPY, FRESH, FILL):
+    """Time every candidate on ``shape`` (and check its dx and dγ against float64).
+
+    ``torch_child``: a running :class:`TorchChild` to time PyTorch in; True starts one for this
+    shape (when PyTorch is installed) and stops it after; False or None leaves PyTorch out.
+    """
+    if torch_child is True:
+        child, why = start_torch_child()
+        try:
+            result = bench_shape(shape, dtype, rounds, tick, child)
+        finally:
+            if child is not None:
+                child.close()
+        if why:
+            result.notes.append(why)
+        return result
+    child = torch_child if isinstance(torch_child, TorchChild) else None
+    candidates = candidates_for(shape, dtype, torch_child=child)
+    want = reference(candidates.inputs)
+    errors = dict(candidates.known_errors)
+    for name, fn in candidates.timed.items():
+        if name in (COPY, FRESH, FILL) or name in errors:
             continue
-        dx, dgamma, _ = (np.asarray(v) for v in fn())
-        scale_dx = max(float(np.max(np.abs(ref_dx))), np.finfo(np.float64).tiny)
-        scale_dg = max(float(np.max(np.abs(ref_dgamma))), np.finfo(np.float64).tiny)
-        errors[name] = (
-            float(np.max(np.abs(dx - ref_dx)) / scale_dx),
-            float(np.max(np.abs(dgamma.reshape(-1) - ref_dgamma)) / scale_dg),
-        )
-    t = interleaved(candidates, rounds, tick)
-    rows = [Row(name, t[name], *errors[name]) for name in errors]
+        errors[name] = relative_errors(fn(), want)
+    try:
+        t = interleaved(candidates.timed, rounds, tick)
+    except TorchChildError as exc:  # the child died or hung mid-run: time the rest again
+        del candidates.timed[TORCH], errors[TORCH]
+        candidates.notes[:] = [n for n in candidates.notes if not n.startswith("PyTorch ")]
+        candidates.notes.append(f"no PyTorch row: {exc}")
+        t = interleaved(candidates.timed, rounds, tick)
+    rows = [Row(name, t[name], *errors[name]) for name in candidates.timed if name in errors]
     return ShapeResult(
         shape=tuple(shape),
         dtype=dtype,
@@ -295,7 +582,7 @@ def bench_shape(
         rows=rows,
         bound=1.5 * t[COPY],
         allocator_tax=t[FRESH] - t[FILL],
-        notes=notes,
+        notes=candidates.notes,
     )
 
 
@@ -304,8 +591,19 @@ def bench(
     dtype: str = "float32",
     rounds: int = 25,
     tick: Callable[[], None] | None = None,
+    torch: bool = True,
 ) -> list[ShapeResult]:
-    return [bench_shape(shape, dtype, rounds, tick) for shape in shapes]
+    """Every shape, with one PyTorch child for all of them (when ``torch`` and installed)."""
+    child, why = start_torch_child() if torch else (None, "")
+    try:
+        results = [bench_shape(shape, dtype, rounds, tick, child) for shape in shapes]
+    finally:
+        if child is not None:
+            child.close()
+    if why:
+        for result in results:
+            result.notes.append(why)
+    return results
 
 
 def parse_bench_shape(text: str) -> tuple[int, ...]:

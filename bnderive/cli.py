@@ -953,14 +953,22 @@ def emit(form_name: str, mode: str, target: str, output: str | None) -> None:
     show_default=True,
     help="Timing rounds; each round runs every candidate once, in a rotating order.",
 )
+@click.option(
+    "--torch-threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="PyTorch's intra-op threads in its child process (default: PyTorch's own choice).",
+)
 @user_errors
-def bench(shapes: tuple[str, ...], dtype: str, repeats: int) -> None:
+def bench(shapes: tuple[str, ...], dtype: str, repeats: int, torch_threads: int | None) -> None:
     """Time the emitted backward against hand NumPy, numba, PyTorch and the memory bound.
 
-    In one process, interleaved round by round: the emitted NumPy module (compact and staged
-    forms), the staged and compact hand forms, the best hand NumPy, the emitted numba kernel
-    (when numba is installed), PyTorch CPU's native_batch_norm_backward (when installed) and a
-    preallocated copy, from which the 3-pass bound (read dout, read x, write dx) is taken.
+    Interleaved round by round: the emitted NumPy module (compact and staged forms), the
+    staged and compact hand forms, the best hand NumPy, the emitted numba kernel (when numba is
+    installed), PyTorch CPU's native_batch_norm_backward (when installed; in a child process
+    with its own thread pool, one call per round, so that it never shares the cores with
+    numba's pool) and a preallocated copy, from which the 3-pass bound (read dout, read x,
+    write dx) is taken.
     Prints medians with ratios to the bound and to PyTorch. Outputs are not preallocated:
     every candidate allocates dx as a framework call would, and the allocator's page-fault tax
     is measured and printed.
@@ -969,6 +977,7 @@ def bench(shapes: tuple[str, ...], dtype: str, repeats: int) -> None:
     Examples:
       bnderive bench
       bnderive bench --shape 8,16,16,16 --shape 512,256 --repeats 5
+      bnderive bench --dtype float64 --torch-threads 1
 
     Exit codes: 0 timed, 1 a candidate's gradient is wrong (relative error ≥ 1e-2), 2 bad input.
     """
@@ -987,15 +996,27 @@ def bench(shapes: tuple[str, ...], dtype: str, repeats: int) -> None:
         disable=not err.is_terminal,
     )
     results = []
-    with progress:
-        for shape in sizes:
-            task = progress.add_task(f"timing {shape}", total=repeats)
-            results.append(
-                benchmod.bench_shape(
-                    shape, dtype, repeats, tick=lambda task=task: progress.advance(task)
+    child, why = benchmod.start_torch_child(torch_threads)  # one child for every shape
+    try:
+        with progress:
+            for shape in sizes:
+                task = progress.add_task(f"timing {shape}", total=repeats)
+                results.append(
+                    benchmod.bench_shape(
+                        shape,
+                        dtype,
+                        repeats,
+                        tick=lambda task=task: progress.advance(task),
+                        torch_child=child,
+                    )
                 )
-            )
-            progress.remove_task(task)
+                progress.remove_task(task)
+    finally:
+        if child is not None:
+            child.close()
+    if why:
+        for result in results:
+            result.notes.append(why)
     for result in results:
         torch_s = result.seconds(benchmod.TORCH)
         table = Table(

@@ -945,8 +945,10 @@ def emit(form: Form, mode: Mode, version: str | None = None, target: str = "nump
     """The verified module for ``form`` in ``mode``, for ``target`` "numpy" or "numba".
 
     The numba module is verified twice: its source runs as plain Python (numba's ``njit`` the
-    identity) through every check of the numpy target, exact rationals included; then compiled
-    by numba, in float64 at the adversarial inputs and for float32 dtype preservation.
+    identity) through every check of the numpy target, exact rationals included, and exactly
+    again with the rows cut into chunks of 1 and 2 rows (the verification inputs fit in one
+    chunk otherwise); then compiled by numba, in float64 at the adversarial inputs (also in
+    chunks) and for float32 dtype preservation.
 
     Raises ``FormError`` for a form that cannot be emitted, and ``EmitVerificationError`` when
     the module disagrees with the truth: then the form itself is checked, so that the message
@@ -967,7 +969,10 @@ def emit(form: Form, mode: Mode, version: str | None = None, target: str = "nump
         loader: Callable[[str, str], dict[str, Any]] = emit_numba.load_plain
 
         def compiled() -> list[str]:
-            return emit_numba.compiled_checks(source, form, mode)
+            return [
+                emit_numba.chunked_check(source, form, mode),
+                *emit_numba.compiled_checks(source, form, mode),
+            ]
 
     elif target == "numpy":
         source = render(form, mode, version)

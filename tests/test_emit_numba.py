@@ -1,16 +1,92 @@
-"""bnderive emit --target numba: the fused kernel, verified as plain Python and compiled."""
+"""bnderive emit --target numba: the fused kernel, verified as plain Python and compiled.
+
+Golden files hold the emitted numba source of every form × mode (regenerate with
+BNDERIVE_UPDATE_GOLDEN=1); they are compared without numba. Compiling is the slow part, so the
+verified modules are emitted once per session (``numba_emitted``) and each is compiled once
+(``numba_module``); every test that runs the kernel shares them.
+"""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bnderive import emit_numba
+from bnderive import __version__, emit_numba
 from bnderive.cli import main
-from bnderive.emit import emit, exact_case, verify_module
+from bnderive.emit import (
+    Emitted,
+    EmitVerificationError,
+    emit,
+    exact_case,
+    load_module,
+    verify_module,
+)
 from bnderive.forms import find_form
 from bnderive.spec import Mode
+
+GOLDEN = Path(__file__).parent / "golden"
+FORMS = ["compact", "staged", "kronecker"]
+MODES = [Mode.PER_ACTIVATION, Mode.SPATIAL]
+CASES = [(f, m) for f in FORMS for m in MODES]
+
+
+def golden_name(form: str, mode: Mode) -> str:
+    return f"emit_numba_{form}_{mode.value.replace('-', '_')}.py"
+
+
+@pytest.fixture(scope="session")
+def numba_emitted() -> Callable[[str, Mode], Emitted]:
+    """emit(form, mode, target="numba"), verified and compiled once per session."""
+    pytest.importorskip("numba")
+    done: dict[tuple[str, Mode], Emitted] = {}
+
+    def get(form: str, mode: Mode) -> Emitted:
+        if (form, mode) not in done:
+            done[form, mode] = emit(find_form(form), mode, __version__, target="numba")
+        return done[form, mode]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def numba_module(numba_emitted) -> Callable[[str, Mode], dict[str, Any]]:
+    """The emitted module, imported once per session (numba compiles per dtype on first use)."""
+    done: dict[tuple[str, Mode], dict[str, Any]] = {}
+
+    def get(form: str, mode: Mode) -> dict[str, Any]:
+        if (form, mode) not in done:
+            done[form, mode] = load_module(numba_emitted(form, mode).source, f"bn_{form}")
+        return done[form, mode]
+
+    return get
+
+
+# -- the source ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("form", "mode"), CASES)
+def test_numba_source_is_golden(form, mode):
+    """Runs without numba: the source is printed, not compiled."""
+    text = emit_numba.render_numba(find_form(form), mode, __version__)
+    path = GOLDEN / golden_name(form, mode)
+    if os.environ.get("BNDERIVE_UPDATE_GOLDEN"):
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_kernel_source_shape(mode):
+    text = emit_numba.render_numba(find_form("compact"), mode, __version__)
+    # Only reordering of sums and a·b + c fusion are allowed of LLVM; no finite-math flags.
+    assert '@numba.njit(parallel=True, fastmath={"contract", "reassoc"}, cache=False)' in text
+    assert text.count("numba.prange(chunks)") == 2  # pass 1 and pass 2
+    assert "b = chunks - q - 1" in text
+    assert "for p in range(1, chunks):" in text  # the chunks' partial sums, added per channel
+    compile(text, "emitted", "exec")
 
 
 @pytest.mark.parametrize("mode", list(Mode))
@@ -20,8 +96,7 @@ def test_kernel_source_is_exact_as_plain_python(mode):
     source = emit_numba.render_numba(form, mode, "test")
     verification = verify_module(source, form, mode, emit_numba.load_plain)
     assert verification.checks[0].startswith("exact rationals")
-    assert "@numba.njit(parallel=True" in source
-    assert "numba.prange(" in source
+    assert "exact rationals with the" in emit_numba.chunked_check(source, form, mode)
 
 
 def test_plain_python_kernel_gives_exact_rationals():
@@ -30,9 +105,34 @@ def test_plain_python_kernel_gives_exact_rationals():
     module = emit_numba.load_plain(source)
     case = exact_case(form, Mode.SPATIAL)
     _, cache = module["forward"](case.x, case.gamma, case.beta, case.eps)
-    dx, dgamma, _ = module["backward_cached"](case.dout, cache, case.gamma)
-    assert all(a == b for a, b in zip(dx.ravel(), case.truth["dx"].ravel(), strict=True))
-    assert all(a == b for a, b in zip(dgamma, case.truth["dgamma"], strict=True))
+    for rows in (None, 1):
+        dx, dgamma, _ = module["backward_cached"](case.dout, cache, case.gamma, rows=rows)
+        assert all(a == b for a, b in zip(dx.ravel(), case.truth["dx"].ravel(), strict=True))
+        assert all(a == b for a, b in zip(dgamma, case.truth["dgamma"], strict=True))
+
+
+# -- verification catches kernels wrong only when the rows are cut into several chunks -------------
+@pytest.mark.parametrize(
+    ("old", "new", "hidden_in_one_chunk"),
+    [
+        ("for p in range(1, chunks):", "for p in range(1, 1):", True),  # other chunks' sums lost
+        ("b = chunks - q - 1", "b = chunks - 1", True),  # pass 2 writes one chunk only
+        ("min(n, q*rows + rows)", "min(n, q*rows + 1)", False),  # pass 1 skips rows
+    ],
+)
+@pytest.mark.parametrize("mode", MODES)
+def test_chunked_check_rejects_what_one_chunk_hides(mode, old, new, hidden_in_one_chunk):
+    form = find_form("compact")
+    source = emit_numba.render_numba(form, mode, "test")
+    bad = source.replace(old, new, 1)
+    assert bad != source
+    if hidden_in_one_chunk:
+        # The verification inputs fit in one chunk: the whole-module check cannot see it ...
+        verify_module(bad, form, mode, emit_numba.load_plain)
+    # ... with the rows cut into several chunks, the exact check does (or the module check).
+    with pytest.raises(EmitVerificationError):
+        verify_module(bad, form, mode, emit_numba.load_plain)
+        emit_numba.chunked_check(bad, form, mode)
 
 
 def test_missing_numba_is_exit_2(monkeypatch):
@@ -42,38 +142,68 @@ def test_missing_numba_is_exit_2(monkeypatch):
     assert "pip install numba" in result.output
 
 
-@pytest.mark.parametrize(
-    ("form", "mode"),
-    [("compact", Mode.SPATIAL), ("staged", Mode.PER_ACTIVATION), ("kronecker", Mode.SPATIAL)],
-)
-def test_numba_module_is_verified_and_compiled(form, mode):
-    pytest.importorskip("numba")
-    emitted = emit(find_form(form), mode, target="numba")
+# -- compiled ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("form", "mode"), CASES)
+def test_numba_module_is_verified_and_compiled(numba_emitted, form, mode):
+    emitted = numba_emitted(form, mode)
     assert emitted.target == "numba"
-    assert any(c.startswith("compiled by numba") for c in emitted.verification.checks)
-    assert any("exact rationals" in c for c in emitted.verification.checks)
+    assert emitted.source == emit_numba.render_numba(find_form(form), mode, __version__)
+    checks = emitted.verification.checks
+    assert any(c.startswith("compiled by numba") for c in checks)
+    assert any(c.startswith("exact rationals at") for c in checks)
+    assert any(c.startswith("exact rationals with the") for c in checks)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_numba_matches_numpy_target_and_keeps_dtype(dtype):
-    pytest.importorskip("numba")
-    from bnderive.emit import load_module
+SHAPES = {
+    # Several chunks by default, the last one partial (rows = 2¹⁸·N // size).
+    Mode.PER_ACTIVATION: (2000, 300),  # 873 rows per chunk: 873, 873, 254
+    Mode.SPATIAL: (12, 8, 60, 60),  # 9 images per chunk: 9, 3
+}
 
-    form = find_form("compact")
-    shape = (300, 700)  # PER_ACTIVATION: several feature blocks, the last one partial
-    kernel = load_module(emit(form, Mode.PER_ACTIVATION, target="numba").source)
-    numpy_mod = load_module(emit(form, Mode.PER_ACTIVATION).source)
+
+def _inputs(shape: tuple[int, ...], dtype: type) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(1)
     x = (3 + rng.standard_normal(shape)).astype(dtype)
     dout = rng.standard_normal(shape).astype(dtype)
     gamma = rng.uniform(0.5, 2, shape[1]).astype(dtype)
+    return x, dout, gamma
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("form", "mode"), [("compact", m) for m in MODES] + [("staged", Mode.SPATIAL)]
+)
+def test_numba_matches_numpy_target_and_keeps_dtype(numba_module, form, mode, dtype):
+    kernel = numba_module(form, mode)
+    numpy_mod = load_module(emit(find_form(form), mode).source)
+    x, dout, gamma = _inputs(SHAPES[mode], dtype)
     _, cache = numpy_mod["forward"](x, gamma, gamma * 0, 1e-5)
-    got = kernel["backward_cached"](dout, cache, gamma)
     want = numpy_mod["backward_cached"](dout, cache, gamma)
     tol = 1e-4 if dtype == np.float32 else 1e-10
-    for a, b in zip(got, want, strict=True):
-        assert a.dtype == dtype
-        assert np.max(np.abs(a - b)) <= tol * np.max(np.abs(b))
+    for rows in (None, 1, 5):
+        got = kernel["backward_cached"](dout, cache, gamma, rows=rows)
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == dtype
+            assert np.max(np.abs(a - b)) <= tol * np.max(np.abs(b))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_result_does_not_depend_on_the_number_of_threads(numba_module, mode):
+    import numba
+
+    kernel = numba_module("compact", mode)
+    x, dout, gamma = _inputs(SHAPES[mode], np.float32)
+    _, cache = kernel["forward"](x, gamma, gamma * 0, 1e-5)
+    saved = numba.get_num_threads()
+    results = []
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            results.append(kernel["backward_cached"](dout, cache, gamma))
+    finally:
+        numba.set_num_threads(saved)
+    for a, b in zip(results[0], results[-1], strict=True):
+        assert np.array_equal(a, b)
 
 
 def test_cli_emit_numba_writes_the_module(tmp_path):
@@ -84,4 +214,17 @@ def test_cli_emit_numba_writes_the_module(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "compiled by numba" in result.output
-    assert "_backward_kernel" in target.read_text(encoding="utf-8")
+    text = target.read_text(encoding="utf-8")
+    assert text == emit_numba.render_numba(find_form("compact"), Mode.SPATIAL, __version__)
+
+
+def test_a_kernel_wrong_under_numba_is_not_returned(monkeypatch):
+    """compiled_checks runs the compiled module: a kernel that numba miscompiles, or that is
+    wrong only in compiled code, is caught there (here: a kernel patched after printing)."""
+    pytest.importorskip("numba")
+    form = find_form("compact")
+    source = emit_numba.render_numba(form, Mode.SPATIAL, "test")
+    bad = source.replace("dgamma[ch] = inv_std_c*sum_dout_xmu", "dgamma[ch] = sum_dout_xmu")
+    assert bad != source
+    with pytest.raises(EmitVerificationError, match="under numba"):
+        emit_numba.compiled_checks(bad, form, Mode.SPATIAL)
