@@ -2,9 +2,9 @@
 
 An expression's free indices become array axes (element 1..M at position 0..M−1); ``Sum`` over
 the reduction set reduces an axis; ``KroneckerDelta`` is an identity pattern, and a sum whose
-summand carries δ_kj is reduced to the summand at k = j before anything is expanded.  Two
-backends: ``SYMBOLIC`` keeps SymPy expressions (exact proofs), ``RATIONAL`` uses
-``fractions.Fraction`` (exact values at a point).
+summand carries δ_kj is reduced to the summand at k = j before anything is expanded.  The
+backends: ``SYMBOLIC`` keeps SymPy expressions (exact proofs), ``RATIONAL`` uses exact
+rationals (exact values at a point), ``FLOAT`` float64 (labels only, never verdicts).
 """
 
 from __future__ import annotations
@@ -165,6 +165,22 @@ RATIONAL = Backend(
     rational,
     _fraction_root,
     lambda arr: np.sum(arr, axis=-1),
+)
+
+
+def _float_root(value: Any, exponent: sp.Rational) -> Any:
+    with np.errstate(invalid="ignore", divide="ignore"):  # NaN/inf are checked by the caller
+        return np.power(np.asarray(value, dtype=float), float(exponent))
+
+
+#: float64: for values with no exact rational form (a fourth root, √σ² with ε outside), where an
+#: answer is a label (the diagnosis of a known mistake), never a verdict.
+FLOAT = Backend(
+    "float64",
+    lambda r: float(r),
+    _float_root,
+    lambda arr: np.sum(arr, axis=-1),
+    full=lambda m, value: np.full(m, value, dtype=float),
 )
 
 

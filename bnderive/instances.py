@@ -21,7 +21,7 @@ import numpy as np
 import sympy as sp
 
 from . import notation as N
-from .evaluate import ENGINE, ENGINE_R, EXACT_INT, SYMBOLIC, Backend, Env, evaluate, rational
+from .evaluate import ENGINE, ENGINE_R, EXACT_INT, FLOAT, SYMBOLIC, Backend, Env, evaluate, rational
 from .graph import Graph
 from .spec import Spec
 
@@ -157,12 +157,16 @@ def point_env(spec: Spec, channel: int, point: dict[str, Any], backend: Backend)
     if backend is SYMBOLIC:
         conv = lambda v: sp.Rational(Fraction(v).numerator, Fraction(v).denominator)  # noqa: E731
         exact_ints = conv
+    elif backend is FLOAT:
+        conv = exact_ints = float
     else:
         conv, exact_ints = rational, EXACT_INT
     env = Env(spec.m, backend, {}, {})
     for name in ("x", "g", "ggI"):
         # Integer inputs convert without the generic path: this is most of the set-up at M=4096.
-        env.arrays[name] = np.fromiter(map(exact_ints, point[name]), dtype=object, count=spec.m)
+        env.arrays[name] = np.fromiter(
+            map(exact_ints, point[name]), dtype=float if backend is FLOAT else object, count=spec.m
+        )
     for name in ("gamma", "beta", "ggG", "ggB"):
         env.scalars[name] = conv(point[name])
     if not spec.training:
