@@ -235,18 +235,24 @@ def check(
         )
     elapsed = time.perf_counter() - started
     code = exit_code(verdicts)
+    known = _known_mistakes(chosen, verdicts)
     if as_json:
         payload = {
             "status": _summary_status(verdicts).value,
             "exit_code": code,
             "seconds": round(elapsed, 3),
             "verdicts": [v.to_dict() for v in verdicts],
-        }
+            "diagnoses": [
+                {"form": form, "equation": number, "quantity": quantity,
+                 "matches": [m.to_dict() for m in matches]}
+                for (form, number, quantity), matches in known.items()
+            ],
+        }  # fmt: skip
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
         sys.exit(code)
     out = _console()
     out.print(_verdict_table(verdicts, timing=not no_timing))
-    for line in _explanations(verdicts):
+    for line in _explanations(verdicts, known):
         out.print(line)
     for form in chosen:  # a LaTeX document: its equations' lines in the file, and the first wrong
         refuted = [
@@ -289,8 +295,31 @@ def _verdict_table(verdicts: Sequence[Verdict], timing: bool) -> Table:
     return table
 
 
-def _explanations(verdicts: Sequence[Verdict]) -> list[str]:
+def _known_mistakes(
+    forms: Sequence[Form], verdicts: Sequence[Verdict]
+) -> dict[tuple[str, int, str], list[Any]]:
+    """For each refuted line (not a step), the corpus mistakes its value equals."""
+    from .diagnose import diagnose_line  # builds the corpus: only when something is refuted
+
+    found: dict[tuple[str, int, str], list[Any]] = {}
+    by_name = {f.name: f for f in forms}
+    for v in verdicts:
+        key = (v.form, v.equation or 0, v.quantity)
+        if v.status is not Status.REFUTED or v.follows is not None or key in found:
+            continue
+        form = by_name.get(v.form)
+        if form is None or v.equation is None:
+            continue
+        eq = form.equations[v.equation - 1]
+        found[key] = diagnose_line(form, eq, v.mode or form.modes[0])
+    return {key: matches for key, matches in found.items() if matches}
+
+
+def _explanations(
+    verdicts: Sequence[Verdict], known: dict[tuple[str, int, str], list[Any]] | None = None
+) -> list[str]:
     lines = []
+    named: set[tuple[str, int, str]] = set()
     for v in verdicts:
         line = v.source_line if v.source_line is not None else v.equation
         before = v.follows_line or v.follows
@@ -314,6 +343,13 @@ def _explanations(verdicts: Sequence[Verdict]) -> list[str]:
                 lines.append(
                     f"  {truth} − {'this line' if v.follows else 'form'} = {escape(v.residual)}"
                 )
+            key = (v.form, v.equation or 0, v.quantity)
+            if known and key in known and key not in named and not v.follows:
+                named.add(key)
+                for match in known[key]:
+                    first, *rest = match.lines(v.quantity)
+                    lines.append(f"  [bold]{escape(first)}[/]")
+                    lines += [f"  {escape(text)}" for text in rest]
         elif v.status is Status.UNDECIDED:
             where = f"{v.form}, {what} ({v.quantity}), {v.scope}"
             lines.append(f"\n[yellow]? {escape(where)}[/]: {escape(v.detail)}")
@@ -604,6 +640,79 @@ def forms(name: str | None, example: bool) -> None:
     out.print(table)
 
 
+@main.command()
+@click.argument("name", required=False)
+@click.option("--rewrites", is_flag=True, help="List the equivalent rewrites instead.")
+@user_errors
+def mutants(name: str | None, rewrites: bool) -> None:
+    """List the corpus of known mistakes, or show one mistake and its mutants.
+
+    Each mistake (σ for σ², the path through μ dropped, γ missing, …) is put into correct
+    built-in forms as *mutants*; `bnderive check` refutes every one of them and, when a line of
+    yours is refuted, names the mistake whose result equals yours. A mutant or rewrite is a form
+    like any other: `bnderive check compact/gamma-missing`, `bnderive forms caffe`.
+
+    \b
+    Examples:
+      bnderive mutants
+      bnderive mutants sigma-for-variance
+      bnderive mutants --rewrites
+      bnderive check staged/half-lost --method exact
+    """
+    from .corpus import corpus
+
+    book = corpus()
+    out = _console()
+    if rewrites:
+        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        table.add_column("rewrite", no_wrap=True)
+        table.add_column("why it is right")
+        for r in book.rewrites:
+            table.add_row(r.name, escape(r.explanation))
+        out.print(table)
+        out.print(f"\n{len(book.rewrites)} rewrites; each holds under `bnderive check`.")
+        return
+    if name:
+        try:
+            mistake = book.mistake(name)
+        except KeyError:
+            names = ", ".join(m.name for m in book.mistakes)
+            raise BnderiveError(
+                f"No mistake named {name!r} in the corpus; the mistakes are: {names}."
+            ) from None
+        out.print(f"[bold]{escape(mistake.name)}[/]: {escape(mistake.title)}")
+        out.print(f"  what is wrong: {escape(mistake.explanation)}")
+        out.print(f"  what is right: {escape(mistake.fix)}")
+        for source in mistake.sources:
+            out.print(f"  [dim]source:[/] {escape(source)}")
+        for mutant in (m for m in book.mutants if m.mistake is mistake):
+            out.print(f"\n[bold cyan]{escape(mutant.id)}[/]")
+            for eq in mutant.form.equations:
+                if eq.number in mutant.edited:
+                    out.print(
+                        f"  line {eq.number}: {escape(eq.label)} = {escape(unicode(eq.expr))}"
+                    )
+            if not mutant.edited:
+                out.print(f"  declared {escape(_conventions(mutant.form))}")
+        return
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("mistake", no_wrap=True)
+    table.add_column("title")
+    table.add_column("mutants")
+    for mistake in book.mistakes:
+        ids = [  # the form each mutant was made from, with its variant
+            m.base + (f"#{m.id.split('#')[1]}" if "#" in m.id else "")
+            for m in book.mutants
+            if m.mistake is mistake
+        ]
+        table.add_row(mistake.name, escape(mistake.title), escape(", ".join(ids) or "—"))
+    out.print(table)
+    out.print(
+        f"\n{len(book.mistakes)} mistakes, {len(book.mutants)} mutants, "
+        f"{len(book.rewrites)} rewrites (`bnderive mutants --rewrites`)."
+    )
+
+
 def _conventions(form: Form) -> str:
     return ", ".join(
         [
@@ -744,6 +853,8 @@ def check_impl(
             inputs = "; ".join(f"{k} = {val}" for k, val in c.inputs.items())
             out.print(f"    {escape(inputs)}")
             out.print(f"    {escape(c.entry)}: truth {escape(c.truth)}, yours {escape(c.form)}")
+            for k, text in enumerate(report.diagnoses.get((v.form, v.quantity), [])):
+                out.print(f"  [bold]{escape(text)}[/]" if k == 0 else f"  {escape(text)}")
         elif v.method == "numeric" and v.status is Status.HOLDS:
             out.print(f"\n[yellow]~ {escape(v.form)}: {escape(v.quantity)}[/] {escape(v.detail)}")
     for note in report.notes:

@@ -111,10 +111,12 @@ def load_form(path: str | Path, text: str | None = None) -> Form:
         raise FormError(
             f"{where}: not valid TOML ({exc}). See `bnderive forms --example` for the format."
         ) from None
-    return _from_dict(data, where)
+    return form_from_dict(data, where)
 
 
-def _from_dict(data: dict, where: str) -> Form:
+def form_from_dict(data: dict, where: str) -> Form:
+    """A form from the parsed TOML table ``data``; ``where`` names it in error messages."""
+
     def need(key: str, kind: type) -> object:
         if key not in data:
             raise FormError(f"{where}: the key {key!r} is missing.")
@@ -219,6 +221,14 @@ def builtin_forms() -> list[Form]:
     return forms
 
 
+def builtin_form_data(name: str) -> dict:
+    """The parsed TOML table of the built-in form ``name`` (to derive variants from it)."""
+    for form in builtin_forms():
+        if form.name == name:
+            return tomllib.loads(Path(form.path).read_text(encoding="utf-8"))
+    raise FormError(f"No built-in form named {name!r}.")
+
+
 def find_form(name_or_path: str) -> Form:
     """A built-in form by name, or a form file by path."""
     for form in builtin_forms():
@@ -231,7 +241,14 @@ def find_form(name_or_path: str) -> Form:
         return load_document(path)
     if path.suffix == ".toml" or path.exists():
         return load_form(path)
+    if "/" in name_or_path or "-" in name_or_path:  # a mutant or rewrite of the corpus
+        from .corpus import corpus
+
+        entry = corpus().find(name_or_path)
+        if entry is not None:
+            return entry.form
     names = ", ".join(f.name for f in builtin_forms())
     raise FormError(
-        f"No form named {name_or_path!r}: the built-in forms are {names}; or give a path to a .toml form file."
+        f"No form named {name_or_path!r}: the built-in forms are {names}; a mutant or rewrite "
+        "of the corpus (see `bnderive mutants`); or give a path to a .toml form file."
     )

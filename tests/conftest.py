@@ -22,6 +22,7 @@ import pytest
 import sympy as sp
 
 from bnderive import Form, builtin_forms, load_form
+from bnderive.corpus import Mutant, Rewrite, corpus
 
 FORMS_DIR = Path(__file__).parent / "forms"
 BUILTIN_FORMS = builtin_forms()
@@ -72,6 +73,22 @@ def wrong_case(request: pytest.FixtureRequest) -> FormCase:
 def equivalent_case(request: pytest.FixtureRequest) -> FormCase:
     """A correct form written differently from the published ones."""
     return load_case(request.param)
+
+
+# The mutation corpus of the package: adding a mutant or a rewrite adds its tests.
+CORPUS = corpus()
+
+
+@pytest.fixture(params=CORPUS.mutants, ids=[m.id for m in CORPUS.mutants])
+def mutant(request: pytest.FixtureRequest) -> Mutant:
+    """A correct form with one known mistake put in (bnderive/corpus/mistakes.toml)."""
+    return request.param
+
+
+@pytest.fixture(params=CORPUS.rewrites, ids=[r.name for r in CORPUS.rewrites])
+def rewrite(request: pytest.FixtureRequest) -> Rewrite:
+    """A right form written differently (bnderive/corpus/rewrites.toml)."""
+    return request.param
 
 
 # -- brute force ------------------------------------------------------------------------------------

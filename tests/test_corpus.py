@@ -1,0 +1,203 @@
+"""The mutation corpus (DESIGN.md §5, issue 5): every mutant refuted and named, every rewrite holds.
+
+Driven by the catalogue in ``bnderive/corpus/`` (fixtures ``mutant`` and ``rewrite`` in
+conftest.py): adding an entry there adds its tests here.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import sympy as sp
+from click.testing import CliRunner
+
+from bnderive import FormError, Mode, Spec, Status
+from bnderive.cli import main
+from bnderive.corpus import _variant, corpus
+from bnderive.diagnose import Value, diagnose_line, localise, same
+from bnderive.forms import builtin_form_data
+from bnderive.general import general_check
+from bnderive.verify import check_exact_mode, large_spec, overall, random_check
+
+# SPATIAL exact checks at one small shape: the index notation is the same in both modes, and an
+# ε-outside form's radicals grow fast with M (the PER_ACTIVATION plan goes to N = 6).
+SPATIAL_SHAPE = Spec(Mode.SPATIAL, n=2, c=1, h=1, w=2)
+
+
+def exact(form, mode: Mode):
+    return check_exact_mode(form, mode, shapes=[SPATIAL_SHAPE] if mode is Mode.SPATIAL else ())
+
+
+def lines(verdicts, status: Status) -> set[int]:
+    return {v.equation for v in verdicts if v.status is status and v.follows is None}
+
+
+def test_the_corpus_is_large_enough_and_every_mistake_is_used():
+    book = corpus()
+    assert len(book.mutants) >= 40
+    assert len(book.rewrites) >= 15
+    used = {m.mistake.name for m in book.mutants}
+    impl_only = {"per-activation-axes"}  # a layout mistake: only code can make it
+    assert {m.name for m in book.mistakes} - used <= impl_only
+    forms = {m.base for m in book.mutants}
+    assert {"staged", "compact", "kronecker", "eval", "kronecker-chain"} <= forms
+    assert len({m.id for m in book.mutants}) == len(book.mutants)
+
+
+@pytest.mark.parametrize("mode", list(Mode), ids=[m.value for m in Mode])
+def test_every_mutant_is_refuted_exactly(mutant, mode):
+    if mode not in mutant.form.modes:
+        pytest.skip(f"{mutant.base} is not a {mode.value} form")
+    verdicts = exact(mutant.form, mode)
+    wrong = lines(verdicts, Status.REFUTED)
+    assert wrong, [(v.equation, v.status.value, v.detail) for v in verdicts]
+    for v in verdicts:
+        if v.status is Status.REFUTED and v.counterexample is not None:
+            assert v.counterexample.truth != v.counterexample.form
+    if mutant.edited:
+        # The mistake shows where it was put in, or in a line that uses it: never before.
+        assert min(wrong) >= min(mutant.edited)
+
+
+def test_every_mutant_is_refuted_at_a_large_random_point(mutant):
+    (verdict, *_) = [
+        v
+        for v in random_check(mutant.form, large_spec(Mode.PER_ACTIVATION, 64), trials=2)
+        if v.status is not Status.UNCHECKED and v.status is not Status.HOLDS
+    ] or [None]
+    assert verdict is not None, f"{mutant.id}: every line holds at M = 64"
+    if mutant.form.eps_inside and not other_radicals(mutant.form):
+        assert verdict.status is Status.REFUTED, verdict.detail
+    else:  # √σ², ⁴√(σ²+ε) have no rational value at integer points: undecided is honest, holds not
+        assert verdict.status in (Status.REFUTED, Status.UNDECIDED)
+
+
+def other_radicals(form) -> bool:
+    """A root of something other than σ² + ε (the one radical the random points make rational)."""
+    var_eps = sp.Symbol("var") + sp.Symbol("eps")
+    for eq in form.equations:
+        for power in eq.expr.atoms(sp.Pow):
+            if power.exp.is_integer:
+                continue
+            if not (2 * power.exp).is_integer or sp.simplify(power.base - var_eps) != 0:
+                return True
+    return False
+
+
+def test_every_mutant_is_diagnosed_by_its_name(mutant):
+    mode = mutant.form.modes[0]
+    verdicts = exact(mutant.form, mode)
+    named = set()
+    for number in lines(verdicts, Status.REFUTED):
+        eq = mutant.form.equations[number - 1]
+        named |= {m.mistake.name for m in diagnose_line(mutant.form, eq, mode)}
+    assert mutant.mistake.name in named
+
+
+@pytest.mark.parametrize("mode", list(Mode), ids=[m.value for m in Mode])
+def test_every_rewrite_holds_exactly(rewrite, mode):
+    verdicts = exact(rewrite.form, mode)
+    assert verdicts
+    assert overall(verdicts) is Status.HOLDS, [
+        (v.equation, v.status.value, v.detail) for v in verdicts if v.status is not Status.HOLDS
+    ]
+
+
+def test_every_rewrite_holds_for_every_m(rewrite):
+    verdicts = general_check(rewrite.form)
+    assert verdicts
+    assert overall(verdicts) is Status.HOLDS, [
+        (v.equation, v.status.value, v.detail) for v in verdicts
+    ]
+
+
+def test_a_right_line_gets_no_diagnosis(rewrite):
+    for eq in rewrite.form.equations:
+        assert diagnose_line(rewrite.form, eq, Mode.PER_ACTIVATION) == []
+
+
+def test_an_edit_must_match_exactly_once():
+    base = builtin_form_data("compact")
+    with pytest.raises(FormError, match="occurs 0 times"):
+        _variant(base, {"edits": [{"line": "dx", "old": "nowhere", "new": ""}]}, "t", "t", "test")
+    with pytest.raises(FormError, match="occurs 2 times"):
+        _variant(base, {"edits": [{"line": "dx", "old": "gamma", "new": "h"}]}, "t", "t", "test")
+    with pytest.raises(FormError, match="line 9 does not exist"):
+        _variant(base, {"edits": [{"line": 9, "old": "g", "new": "h"}]}, "t", "t", "test")
+    assert base == builtin_form_data("compact")  # the base is not touched
+    form, edited = _variant(
+        copy.deepcopy(base),
+        {"edits": [{"line": "dbeta", "old": "sum(g[k], k)", "new": "2*sum(g[k], k)"}]},
+        "t",
+        "t",
+        "test",
+    )
+    assert edited == {1} and form.equations[0].text == "2*sum(g[k], k)"
+
+
+def test_values_compare_exactly_or_in_float64():
+    from fractions import Fraction
+
+    assert same(Value(Fraction(1, 3), True), Value(Fraction(1, 3), True)) == (True, True)
+    assert same(Value(Fraction(1, 3), True), Value(Fraction(1, 3) + Fraction(1, 10**30), True)) == (
+        False,
+        True,
+    )
+    assert same(Value(1 / 3, False), Value(Fraction(1, 3), True)) == (True, False)
+    assert same(Value(0.34, False), Value(Fraction(1, 3), True))[0] is False
+
+
+def test_localise_names_the_wrong_stage():
+    from fractions import Fraction as F
+
+    g = [F(v) for v in (3, -1, 2, 5, -4)]
+    u = [F(v) for v in (2, -3, 1, 4, -4)]
+    assert "path through μ" in localise([F(7)] * 5, g, u)
+    only_var = localise([F(2) * v for v in u], g, u)
+    assert "path through σ²" in only_var and "μ" not in only_var.split("σ²")[1]
+    assert "direct term" in localise([F(-1, 2) * v for v in g], g, u)
+    assert localise([F(v * v) for v in (1, 2, 3, 4, 5)], g, u) is None  # not of that shape
+    assert localise([F(1)] * 3, g[:3], u[:3]) is None  # M < 4: a fit would prove nothing
+
+
+def test_check_names_the_mistake_of_a_mutant():
+    result = CliRunner().invoke(
+        main, ["check", "compact/gamma-missing", "--mode", "per-activation", "--method", "exact",
+               "--no-timing"],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert (
+        "known mistake: γ missing (gamma-missing); your dx[i] equals the result with it, exactly"
+        in result.output
+    )
+
+
+def test_check_json_carries_the_diagnosis():
+    import json
+
+    result = CliRunner().invoke(
+        main, ["check", "staged/sign-flip#dvar", "--method", "exact", "--mode", "per-activation",
+               "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    payload = json.loads(result.output)
+    names = {m["mistake"] for d in payload["diagnoses"] for m in d["matches"]}
+    assert names == {"sign-flip"}
+
+
+def test_mutants_command_lists_and_shows():
+    runner = CliRunner()
+    listing = runner.invoke(main, ["mutants"])
+    assert listing.exit_code == 0
+    book = corpus()
+    for mistake in book.mistakes:
+        assert mistake.name in listing.output
+    assert f"{len(book.mistakes)} mistakes, {len(book.mutants)} mutants" in listing.output
+    one = runner.invoke(main, ["mutants", "half-lost"])
+    assert one.exit_code == 0
+    assert "staged/half-lost" in one.output and "line 2: dvar =" in one.output
+    rewrites = runner.invoke(main, ["mutants", "--rewrites"])
+    assert all(r.name in rewrites.output for r in book.rewrites)
+    bad = runner.invoke(main, ["mutants", "no-such-mistake"])
+    assert bad.exit_code == 2 and "No mistake named 'no-such-mistake'" in bad.output
