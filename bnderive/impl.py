@@ -77,6 +77,24 @@ class Case:
             job["running_var"] = text(self.running_var)
         return job
 
+    def point(self, channel: int, positions: list | None = None) -> dict[str, Any]:
+        """The inputs of one reduction set (a channel's elements, or ``positions`` of it)."""
+        where = self.spec.positions(channel) if positions is None else positions
+        point: dict[str, Any] = {
+            "x": [self.x[p] for p in where],
+            "g": [self.g[p] for p in where],
+            "ggI": [0] * len(where),
+            "gamma": self.gamma[channel],
+            "beta": self.beta[channel],
+            "ggG": 0,
+            "ggB": 0,
+            "eps": self.eps,
+        }
+        if not self.spec.training:
+            point["mu"] = self.running_mean[channel]
+            point["var"] = self.running_var[channel]
+        return point
+
     def inputs(self) -> dict[str, str]:
         out = {
             "x": _nested(self.x),
@@ -193,20 +211,7 @@ def truth_at(case: Case) -> dict[str, np.ndarray]:
     definitions = derive(spec).definitions()
     for channel in range(spec.c):
         positions = spec.positions(channel)
-        point: dict[str, Any] = {
-            "x": [case.x[p] for p in positions],
-            "g": [case.g[p] for p in positions],
-            "ggI": [0] * spec.m,
-            "gamma": case.gamma[channel],
-            "beta": case.beta[channel],
-            "ggG": 0,
-            "ggB": 0,
-            "eps": case.eps,
-        }
-        if not spec.training:
-            point["mu"] = case.running_mean[channel]
-            point["var"] = case.running_var[channel]
-        inst = point_env(spec, channel, point, RATIONAL)
+        inst = point_env(spec, channel, case.point(channel), RATIONAL)
         values = _run(definitions, inst.env)
         if values.errors:
             raise BnderiveError(f"the truth is undefined at {spec.describe()}: {values.errors}")
@@ -235,6 +240,8 @@ class Report:
     seconds: float = 0.0
     output: str = ""
     running: str | None = None  # the running-statistics convention the forward follows
+    #: For each refuted (function, quantity): the known mistake it equals, or where it is wrong.
+    diagnoses: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -244,6 +251,10 @@ class Report:
             "notes": self.notes,
             "verdicts": [v.to_dict() for v in self.verdicts],
             "running_convention": self.running,
+            "diagnoses": [
+                {"function": who, "quantity": quantity, "lines": lines}
+                for (who, quantity), lines in self.diagnoses.items()
+            ],
         }
 
 
@@ -331,6 +342,7 @@ def check_impl(
         time.perf_counter() - started,
         (result.get("stdout") or "")[:500],
         found,
+        diagnoses(verdicts, cases, runs),
     )
 
 
@@ -372,6 +384,66 @@ def _failure_message(file: Path, message: str, trace: str, output: str) -> str:
             shown = shown[:120] + " …"
         text += f"\n(its output began: {shown!r})"
     return text
+
+
+# -- naming the mistake ----------------------------------------------------------------------------
+def diagnoses(
+    verdicts: list[Verdict], cases: list[Case], runs: list[dict[str, Any]]
+) -> dict[tuple[str, str], list[str]]:
+    """For each refuted dx, dγ, dβ: the corpus mistake the code's values equal at every case,
+    or else (dx, exact runs, training) the term of the staged chain that the error lies in."""
+    from .diagnose import Value, diagnose_layer, localise
+
+    found: dict[tuple[str, str], list[str]] = {}
+    for v in verdicts:
+        if v.status is not Status.REFUTED or v.quantity not in ("dx", "dgamma", "dbeta"):
+            continue
+        mine = [
+            _values_of(run, v.form, v.quantity, case) for case, run in zip(cases, runs, strict=True)
+        ]
+        if any(m is None for m in mine):
+            continue
+        values = [Value(data, exact) for data, exact in mine]  # type: ignore[misc]
+        matches = diagnose_layer(v.quantity, cases, values)
+        if matches:
+            found[(v.form, v.quantity)] = [t for m in matches for t in m.lines(v.quantity)]
+            continue
+        if v.quantity == "dx" and all(val.exact for val in values) and cases[0].spec.training:
+            where = {  # M ≥ 4: below that, any residual fits the three terms
+                _localise(case, val.data, localise)
+                for case, val in zip(cases, values, strict=True)
+                if case.spec.m >= 4
+            }
+            if len(where) == 1 and None not in where:
+                found[(v.form, v.quantity)] = [
+                    f"no known mistake matches; at every shape with M ≥ 4, {where.pop()}"
+                ]
+    return found
+
+
+def _values_of(run: dict[str, Any], who: str, quantity: str, case: Case) -> tuple[Any, bool] | None:
+    shape = case.spec.shape if quantity == "dx" else (case.spec.c,)
+    try:
+        if run["exact"] is not None:
+            data = np.array(run["exact"][who][quantity], dtype=object).reshape(shape)
+            return np.vectorize(Fraction, otypes=[object])(data), True
+        return np.array(run["float"][who][quantity], dtype=float).reshape(shape), False
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _localise(case: Case, mine: np.ndarray, localise: Any) -> str | None:
+    truth = truth_at(case)["dx"]
+    found = set()
+    for channel in range(case.spec.c):
+        positions = case.spec.positions(channel)
+        xs = [case.x[p] for p in positions]
+        mean = sum(xs, Fraction(0)) / len(xs)
+        residual = [mine[p] - truth[p] for p in positions]
+        if not any(residual):
+            continue  # this channel is right
+        found.add(localise(residual, [case.g[p] for p in positions], [x - mean for x in xs]))
+    return found.pop() if len(found) == 1 else None
 
 
 # -- comparing -------------------------------------------------------------------------------------

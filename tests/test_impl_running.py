@@ -303,6 +303,8 @@ README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8"
     [
         ("bnderive check-impl layers.py --running cs231n", "running_pytorch.py"),
         ("bnderive check-impl cs231n_layers.py --eval", "cs231n_staged.py"),
+        ("bnderive check-impl mybn.py", "wrong_constant_stats.py"),
+        ("bnderive check-impl mybn_dmu.py", "wrong_dmu_tripled.py"),
     ],
 )
 def test_readme_examples_are_the_output(command, fixture, tmp_path, monkeypatch):
