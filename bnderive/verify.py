@@ -381,6 +381,8 @@ def _decide_entries(
         if test.outcome is Zero.UNDEFINED:
             return (Status.UNDECIDED, f"undefined at {spec.describe()} (division by zero)", None)
         cex = find_witness(form, eq, spec, channel)
+        if cex is None and decide_zero(t - f, quick=False).outcome is Zero.ZERO:
+            continue  # the one-point screen saw a value outside the inputs' domain
         residual = _short(_in_x(test.residual, inst_inputs(spec, channel, form.order)))
         if cex is None:
             return (
@@ -561,6 +563,8 @@ def _reference_check(
                         undecided[eq.number] = f"undefined at {spec.describe()} (division by zero)"
                         break
                     cex = _step_witness(form, before, eq, spec, channel)
+                    if cex is None and decide_zero(a - b, quick=False).outcome is Zero.ZERO:
+                        continue  # the one-point screen saw a value outside the domain
                     residual = _short(_in_x(test.residual, inst.inputs))
                     if cex is None:
                         undecided[eq.number] = (

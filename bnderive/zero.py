@@ -84,8 +84,29 @@ def _has_nonmonomial_denominator(expr: sp.Expr) -> bool:
     return False
 
 
-def decide_zero(expr: object) -> ZeroTest:
-    """Is ``expr`` (SymPy or symengine) identically zero as a function of its symbols?"""
+def _nonzero_somewhere(expr: sp.Expr, digits: int = 60) -> bool:
+    """True when ``expr`` is clearly nonzero at one positive rational point: then it is not
+    identically zero, and the exact normal form (``together`` and reduction modulo the
+    radical relations, which can take minutes for a wrong line with radicals) is not needed.
+    The value is taken to ``digits`` significant digits and must exceed 10^(−digits/3)
+    in size; anything smaller, complex or undefined proves nothing and the exact path runs."""
+    symbols = sorted(expr.free_symbols, key=lambda s: s.name)
+    point = {s: sp.Rational(2 * k + 3, k + 2) for k, s in enumerate(symbols)}
+    try:
+        value = sp.N(expr.xreplace(point), digits)
+    except (ZeroDivisionError, ValueError, TypeError):
+        return False
+    if not value.is_number or value.has(sp.zoo, sp.nan, sp.oo, -sp.oo) or not value.is_real:
+        return False
+    return abs(value) > sp.Float(10) ** (-(digits // 3))
+
+
+def decide_zero(expr: object, quick: bool = True) -> ZeroTest:
+    """Is ``expr`` (SymPy or symengine) identically zero as a function of its symbols?
+
+    With ``quick``, a value clearly nonzero at one point answers NONZERO before the exact
+    normal form is computed (``_nonzero_somewhere``); a caller that then finds no witness
+    among valid inputs asks again with ``quick=False``."""
     if expr == 0:
         return ZeroTest(Zero.ZERO)
     if _se is not None and not isinstance(expr, sp.Basic):
@@ -103,6 +124,8 @@ def decide_zero(expr: object) -> ZeroTest:
         return ZeroTest(Zero.ZERO)
     if not relations and not _has_nonmonomial_denominator(expanded):
         # A nonzero Laurent polynomial: distinct monomials are independent functions.
+        return ZeroTest(Zero.NONZERO, expanded)
+    if quick and _nonzero_somewhere(expr):
         return ZeroTest(Zero.NONZERO, expanded)
     numerator, _ = sp.together(expanded).as_numer_denom()
     numerator = sp.expand(numerator)

@@ -84,3 +84,38 @@ def test_modular_screen_holds_with_field_bound(tmp_path):
     (verdict,) = random_check(form_with_dx(tmp_path, CAFFE), large_spec(Mode.SPATIAL, 256), 2)
     assert verdict.status is Status.HOLDS
     assert "F_p" in verdict.detail and verdict.bound < 1e-15
+
+
+def test_a_wrong_line_with_radicals_is_refuted_without_the_exact_normal_form():
+    # The compact form (ε inside) declared for a layer with ε outside: truth − form has √σ² and
+    # non-monomial denominators, whose exact normal form took minutes at M = 8. One point where
+    # it is clearly nonzero suffices, and the refutation still carries a real counterexample.
+    from bnderive.corpus import corpus
+
+    form = corpus().find("compact/eps-inside-for-outside").form
+    (dx,) = [
+        v
+        for v in exact_check(form, [Spec(Mode.SPATIAL, n=2, c=1, h=2, w=2)])
+        if v.quantity == "dx[i]"
+    ]
+    assert dx.status is Status.REFUTED
+    assert dx.counterexample.truth != dx.counterexample.form
+
+
+def test_the_one_point_screen_never_decides_holds_alone(tmp_path, monkeypatch):
+    # Were the screen wrong (a point outside the inputs' domain), no witness exists among valid
+    # inputs and the exact normal form decides: a right form still holds.
+    import bnderive.zero as zero
+    from bnderive.corpus import corpus
+
+    calls = []
+
+    def always(expr, digits=60):
+        calls.append(expr)
+        return True
+
+    monkeypatch.setattr(zero, "_nonzero_somewhere", always)
+    form = corpus().find("eps-outside-compact").form  # right; √σ² in denominators
+    verdicts = exact_check(form, [Spec(n=3)])
+    assert calls  # the screen was consulted (and lied)
+    assert {v.status for v in verdicts} == {Status.HOLDS}
