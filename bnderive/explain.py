@@ -31,6 +31,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from functools import cache
 from typing import Any
 
 import gmpy2
@@ -38,8 +39,8 @@ import numpy as np
 import sympy as sp
 from gmpy2 import mpq as _Q
 
-from . import notation as N
-from .derive import derive
+from .corpus import Mutant, corpus
+from .derive import derive, inline
 from .errors import BnderiveError, EvaluationError
 from .evaluate import Backend
 from .instances import point_env
@@ -54,37 +55,36 @@ REFERENCES = ("train", "eval")
 #: rounding (≈ 6e-8 of the scale) and ε decide, not the formula.
 TINY = Fraction(1, 1000)
 
-#: Known mistakes, each a dx written in the index notation (the compact and Kronecker forms of
-#: DESIGN.md §1, changed in one place).  Used to show what a test cannot tell from the truth.
-MISTAKES: dict[str, str] = {
-    "γ missing": "1/sqrt(var + eps) * (g[i] - (sum(g[k], k) + xhat[i]*sum(g[k]*xhat[k], k))/M)",
-    "σ² for σ in front (γ/(σ²+ε))": (
-        "gamma/(var + eps) * (g[i] - (sum(g[k], k) + xhat[i]*sum(g[k]*xhat[k], k))/M)"
-    ),
-    "σ² for σ³ in dσ² ((σ²+ε)^(−1) for (σ²+ε)^(−3/2))": (
-        "gamma/sqrt(var + eps)/M * (M*g[i] - sum(g[k], k)"
-        " - (x[i] - mu)/sqrt(var + eps) * sum(g[k]*(x[k] - mu), k))"
-    ),
-    "sign of dσ² flipped": (
-        "gamma/sqrt(var + eps)/M * (M*g[i] - sum(g[k], k)"
-        " + (x[i] - mu)/(var + eps) * sum(g[k]*(x[k] - mu), k))"
-    ),
-    "−½ lost in dσ²": (
-        "gamma/sqrt(var + eps)/M * (M*g[i] - sum(g[k], k)"
-        " - 2*(x[i] - mu)/(var + eps) * sum(g[k]*(x[k] - mu), k))"
-    ),
-    "1/(M−1) for 1/M in dσ²": (
-        "gamma/sqrt(var + eps)/M * (M*g[i] - sum(g[k], k)"
-        " - M/(M - 1)*(x[i] - mu)/(var + eps) * sum(g[k]*(x[k] - mu), k))"
-    ),
-    "path through σ² dropped": "gamma/sqrt(var + eps) * (g[i] - sum(g[k], k)/M)",
-    "μ and σ² treated as constants": "gamma/sqrt(var + eps) * g[i]",
-}
-GAMMA_MISSING = "γ missing"
-SIGMA_MISTAKES = (
-    "σ² for σ in front (γ/(σ²+ε))",
-    "σ² for σ³ in dσ² ((σ²+ε)^(−1) for (σ²+ε)^(−3/2))",
+#: Known mistakes of the corpus (``bnderive mutants``), by mutant id: a test that cannot tell
+#: one of their dx from the truth cannot catch that mistake.
+MISTAKES: tuple[str, ...] = (
+    "compact/gamma-missing",
+    "compact/variance-for-sigma",
+    "kronecker/sigma-for-variance",
+    "staged/sign-flip#dvar",
+    "staged/half-doubled",
+    "staged/bessel-one-place#dx",
+    "compact/variance-path-dropped",
+    "compact/stats-constant",
 )
+GAMMA_MISSING = "compact/gamma-missing"
+SIGMA_MISTAKES = ("compact/variance-for-sigma", "kronecker/sigma-for-variance")
+
+
+def mistake_label(ident: str) -> str:
+    """How a finding names a mutant: its mistake's title (and variant, where there are several)."""
+    mutant = corpus().find(ident)
+    assert isinstance(mutant, Mutant), ident
+    variant = ident.partition("#")[2]
+    return mutant.mistake.title + (f" in {variant}" if variant else "")
+
+
+@cache
+def mistake_dx(ident: str) -> sp.Expr:
+    """The mutant's dx[i] as one expression: its earlier lines substituted."""
+    form = corpus().find(ident).form  # type: ignore[union-attr]
+    earlier = {eq.name: (eq.elementwise, eq.expr) for eq in form.equations if eq.name != "dx"}
+    return inline(form.equation("dx").expr, earlier)
 
 
 class ExplainError(BnderiveError):
@@ -422,10 +422,6 @@ def _surd_backend(a: Any) -> Backend:
 Definitions = list[tuple[str, bool, sp.Expr]]
 
 
-def _mistake(name: str) -> Definitions:
-    return [("dx", True, N.parse(MISTAKES[name], where=f"the mistake {name!r}"))]
-
-
 def evaluate_at(
     spec: Spec,
     definitions: Definitions,
@@ -576,7 +572,7 @@ def _measure(setup: Setup, point: Point) -> list[_Channel]:
     # The truth and every mistake in one pass over the forward: the mistakes' dx are named
     # mistake0, mistake1, ... next to the truth's adjoints.
     names = {name: f"mistake{j}" for j, name in enumerate(MISTAKES)}
-    with_mistakes = truth + [(names[k], True, _mistake(k)[0][2]) for k in MISTAKES]
+    with_mistakes = truth + [(names[k], True, mistake_dx(k)) for k in MISTAKES]
     eval_spec = replace(spec, training=False)
     eval_truth = derive(eval_spec).definitions()
     channels = []
@@ -656,7 +652,7 @@ def _uniform(setup: Setup, point: Point, channels: list[_Channel]) -> Finding:
         "g": f"{'uniform' if uniform else 'not uniform'} (g[0] = {g0})",
         "true dx": "exactly 0" if zero else f"max |dx| = {size:.3g} of max |γ·g|/√(σ²+ε)",
         "mistakes that pass": f"{len(passing)} of {len(MISTAKES)}"
-        + (f": {', '.join(passing)}" if passing else ""),
+        + (f": {', '.join(map(mistake_label, passing))}" if passing else ""),
     }
     if zero:
         sentence = (

@@ -290,7 +290,7 @@ eps-mismatch       mismatch    0        > 1e-05       ✓ fine
 ✗ uniform-gradient: The mean loss makes the upstream gradient uniform (g = 1/6 everywhere), and for a uniform g the true training dx is exactly 0, so any backward whose dx also vanishes passes: 7 of the 8 known mistakes do.
     g: uniform (g[0] = 1/6)
     true dx: exactly 0
-    mistakes that pass: 7 of 8: γ missing, σ² for σ in front (γ/(σ²+ε)), σ² for σ³ in dσ² ((σ²+ε)^(−1) for (σ²+ε)^(−3/2)), sign of dσ² flipped, −½ lost in dσ², 1/(M−1) for 1/M in dσ², path through σ² dropped
+    mistakes that pass: 7 of 8: γ missing, σ² written where σ belongs (the root dropped), σ written where σ² belongs, a sign flipped in dvar, the ½ of dσ² lost: −1 for −½, 1/(M−1) for 1/M in one place in dx, the path through σ² dropped
 
 ✗ small-batch: With N = 2 there are only M = 2 values per feature, so x̂ = ±0.9999752 and the true dx is O(ε): 6.8e-06 of its scale even for a non-uniform g, a residue that ε and rounding decide rather than the formula.
     M: 2
