@@ -590,13 +590,18 @@ def bench(
     shapes: Iterable[tuple[int, ...]] = DEFAULT_SHAPES,
     dtype: str = "float32",
     rounds: int = 25,
-    tick: Callable[[], None] | None = None,
+    tick_for: Callable[[tuple[int, ...]], Callable[[], None] | None] | None = None,
     torch: bool = True,
+    torch_threads: int | None = None,
 ) -> list[ShapeResult]:
-    """Every shape, with one PyTorch child for all of them (when ``torch`` and installed)."""
-    child, why = start_torch_child() if torch else (None, "")
+    """Every shape, with one PyTorch child for all of them (when ``torch`` and installed);
+    ``tick_for(shape)`` gives the callback to advance once per round of that shape."""
+    child, why = start_torch_child(torch_threads) if torch else (None, "")
     try:
-        results = [bench_shape(shape, dtype, rounds, tick, child) for shape in shapes]
+        results = [
+            bench_shape(shape, dtype, rounds, tick_for(shape) if tick_for else None, child)
+            for shape in shapes
+        ]
     finally:
         if child is not None:
             child.close()

@@ -1106,28 +1106,13 @@ def bench(shapes: tuple[str, ...], dtype: str, repeats: int, torch_threads: int 
         transient=True,
         disable=not err.is_terminal,
     )
-    results = []
-    child, why = benchmod.start_torch_child(torch_threads)  # one child for every shape
-    try:
-        with progress:
-            for shape in sizes:
-                task = progress.add_task(f"timing {shape}", total=repeats)
-                results.append(
-                    benchmod.bench_shape(
-                        shape,
-                        dtype,
-                        repeats,
-                        tick=lambda task=task: progress.advance(task),
-                        torch_child=child,
-                    )
-                )
-                progress.remove_task(task)
-    finally:
-        if child is not None:
-            child.close()
-    if why:
-        for result in results:
-            result.notes.append(why)
+    with progress:
+
+        def tick_for(shape: tuple[int, ...]) -> Callable[[], None]:
+            task = progress.add_task(f"timing {shape}", total=repeats)
+            return lambda: progress.advance(task)
+
+        results = benchmod.bench(sizes, dtype, repeats, tick_for, torch_threads=torch_threads)
     for result in results:
         torch_s = result.seconds(benchmod.TORCH)
         table = Table(
