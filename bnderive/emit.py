@@ -45,6 +45,7 @@ from .forms import Form
 from .graph import Graph
 from .instances import _forward, point_env
 from .spec import Mode, Spec
+from .sums import SumRewriter
 
 # -- array-level symbols of the emitted code ---------------------------------------------------------
 #: Elementwise arrays: the upstream gradient, the input, the centred input.
@@ -311,50 +312,26 @@ def _reduction_name(summand: sp.Expr) -> str:
     return "sum_" + "_".join(parts)
 
 
-class _Rewriter:
+class _Rewriter(SumRewriter):
     """Sums over the reduction set → named per-channel reductions (DESIGN.md §7)."""
 
     def __init__(self, divisor: sp.Expr) -> None:
         self.divisor = divisor  # σ² = Σ xmu² / divisor
         self.reductions: dict[sp.Symbol, sp.Expr] = {}
 
-    def rewrite(self, expr: sp.Expr) -> sp.Expr:
-        if isinstance(expr, sp.Sum):
-            summand = self.rewrite(expr.function)  # inner sums first
-            for index, lower, upper in reversed(expr.limits):
-                if lower != 1 or upper != N.M:
-                    raise FormError(f"a sum over {index} from {lower} to {upper} cannot be emitted")
-                summand = self._one_sum(summand, index)
-            return summand
-        if not expr.args or not expr.has(sp.Sum):
-            return expr
-        return expr.func(*[self.rewrite(a) for a in expr.args])
+    def size(self) -> sp.Expr:
+        return M_SYM
 
-    def _one_sum(self, summand: sp.Expr, index: sp.Symbol) -> sp.Expr:
-        total = sp.Integer(0)
-        for term in sp.Add.make_args(sp.expand(summand)):
-            inside, outside = [], []
-            for factor in sp.Mul.make_args(term):
-                (inside if index in factor.free_symbols else outside).append(factor)
-            c = sp.Mul(*outside)
-            if not inside:
-                total += M_SYM * c  # Σ_k c = M·c
-                continue
-            delta = next(
-                (f for f in inside if isinstance(f, sp.KroneckerDelta) and index in f.args), None
-            )
-            if delta is not None:  # Σ_k δ_kj f(k) = f(j)
-                a, b = delta.args
-                rest = sp.Mul(*[f for f in inside if f is not delta])
-                total += c * rest.xreplace({index: b if a == index else a})
-                continue
-            element = sp.Mul(*inside).xreplace({_XMU_BASE[index]: XMU, _DOUT_BASE[index]: DOUT})
-            if element.has(sp.Indexed) or index in element.free_symbols:
-                raise FormError(f"the summand {sp.Mul(*inside)} cannot be emitted as a reduction")
-            total += c * self.reduction(element)
-        return total
+    def refuse(self, what: str) -> None:
+        raise FormError(f"{what} cannot be emitted")
 
-    def reduction(self, element: sp.Expr) -> sp.Expr:
+    def reduction(self, summand: sp.Expr, index: sp.Symbol) -> sp.Expr:
+        element = summand.xreplace({_XMU_BASE[index]: XMU, _DOUT_BASE[index]: DOUT})
+        if element.has(sp.Indexed) or index in element.free_symbols:
+            raise FormError(f"the summand {summand} cannot be emitted as a reduction")
+        return self._named(element)
+
+    def _named(self, element: sp.Expr) -> sp.Expr:
         # Σ (x − μ) is zero in exact arithmetic but kept as computed: a form that uses it,
         # like the staged dμ, corrects the rounding of μ in floating point.
         if element == XMU**2:

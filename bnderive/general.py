@@ -29,6 +29,7 @@ from .derive import LOCAL_DERIVATIVES, Truth, inline, local_truth
 from .forms import Form
 from .second import SecondOrderTruth
 from .spec import Mode, Spec
+from .sums import SumRewriter
 
 _K = sp.Symbol("k_", integer=True)  # the canonical summation index of opaque reductions
 _R = sp.Symbol("r", positive=True)  # √(σ²+ε), or √σ² when ε is outside the root
@@ -40,15 +41,16 @@ class GeneralResult:
     leftover: sp.Expr
 
 
-class _Reducer:
+class _Reducer(SumRewriter):
     """Rewrites sums into closed forms over opaque reductions."""
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.opaque: dict[sp.Expr, sp.Symbol] = {}
 
-    def reduction(self, summand: sp.Expr) -> sp.Expr:
-        """Σ_k summand(k) for a k-dependent, delta-free monomial summand (canonical index)."""
+    def reduction(self, summand: sp.Expr, index: sp.Symbol) -> sp.Expr:
+        """Σ_k summand(k): Σx and Σx² from the statistics, anything else an opaque symbol."""
+        summand = summand.xreplace({index: _K})  # the canonical index: equal sums meet
         if self.spec.training:
             x = N.x[_K]
             if summand == x:
@@ -69,44 +71,6 @@ class _Reducer:
 
     def _var(self) -> sp.Expr:
         return N.var if self.spec.eps_inside else _R**2
-
-    def rewrite(self, expr: sp.Expr) -> sp.Expr:
-        if isinstance(expr, sp.Sum):
-            return self._sum(expr)
-        if not expr.args or not expr.has(sp.Sum):
-            return expr
-        return expr.func(*[self.rewrite(a) for a in expr.args])
-
-    def _sum(self, expr: sp.Sum) -> sp.Expr:
-        summand = self.rewrite(expr.function)  # inner sums first
-        for index, lower, upper in reversed(expr.limits):
-            if lower != 1 or upper != N.M:
-                raise ValueError(f"sum over {index} from {lower} to {upper}")
-            summand = self._one_sum(summand, index)
-        return summand
-
-    def _one_sum(self, summand: sp.Expr, index: sp.Symbol) -> sp.Expr:
-        total = sp.Integer(0)
-        for term in sp.Add.make_args(sp.expand(summand)):
-            inside, outside = [], []
-            for factor in sp.Mul.make_args(term):
-                (inside if index in factor.free_symbols else outside).append(factor)
-            c = sp.Mul(*outside)
-            h = sp.Mul(*inside)
-            if not inside:
-                total += N.M * c  # Σ_k c = M·c
-                continue
-            delta = next(
-                (f for f in inside if isinstance(f, sp.KroneckerDelta) and index in f.args), None
-            )
-            if delta is not None:
-                a, b = delta.args
-                other = b if a == index else a
-                rest = sp.Mul(*[f for f in inside if f is not delta])
-                total += c * rest.xreplace({index: other})  # Σ_k δ_kj f(k) = f(j)
-                continue
-            total += c * self.reduction(h.xreplace({index: _K}))
-        return total
 
 
 def prove(truth_expr: sp.Expr, form_expr: sp.Expr, spec: Spec) -> GeneralResult:
