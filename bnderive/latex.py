@@ -226,11 +226,16 @@ class _ToTree(Transformer):
 
     def script(self, c: list) -> tuple[ScriptArg | None, ScriptArg | None]:
         sub = sup = None
-        for k in range(0, len(c), 2):
-            if c[k].type == "SUB":
-                sub = c[k + 1]
+        k = 0
+        while k < len(c):
+            if c[k].type == "SUPDIGIT":  # σ² is σ^2
+                pos = _pos(c[k])
+                sup = ScriptArg(pos, ((Num(pos, str(c[k])), None),), False)
+                k += 1
+            elif c[k].type == "SUB":
+                sub, k = c[k + 1], k + 2
             else:
-                sup = c[k + 1]
+                sup, k = c[k + 1], k + 2
         return sub, sup
 
     def arg(self, c: list) -> ScriptArg:
@@ -308,7 +313,29 @@ def _token_node(token: Token) -> Node:
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     grammar = (resources.files("bnderive") / "latex.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", start=["expression", "line"], propagate_positions=True)
+    return Lark(
+        grammar,
+        parser="lalr",
+        start=["expression", "line"],
+        propagate_positions=True,
+        lexer_callbacks={
+            kind: _ascii for kind in ("MACRO", "SUM", "SQRT", "MULOP", "ADDOP", "SUPDIGIT")
+        },
+    )
+
+
+#: Unicode that posts paste into their LaTeX, as the LaTeX it stands for.
+_UNICODE = {
+    "β": "\\beta", "γ": "\\gamma", "δ": "\\delta", "ε": "\\epsilon", "ϵ": "\\epsilon",
+    "μ": "\\mu", "σ": "\\sigma", "∂": "\\partial", "∑": "\\sum", "Σ": "\\sum",
+    "√": "\\sqrt", "·": "\\cdot", "⋅": "\\cdot", "×": "\\times", "−": "-", "²": "2", "³": "3",
+}  # fmt: skip
+
+
+def _ascii(token: Token) -> Token:
+    """A Unicode token with the text of its LaTeX, at the same place."""
+    text = _UNICODE.get(str(token))
+    return Token.new_borrow_pos(token.type, text, token) if text else token
 
 
 # -- meaning ------------------------------------------------------------------------------------------

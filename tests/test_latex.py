@@ -189,6 +189,30 @@ EXPRESSIONS = [
 ]
 
 
+# Unicode as posts paste it into their LaTeX: each reads as the macro it stands for.
+UNICODE = [
+    ("γ/√(σ²+ε)", gamma / sp.sqrt(var + eps)),
+    ("−2 ∑_k g_k", -2 * S(g[k])),
+    ("Σ_k g_k·(x_k − μ)", S(g[k] * (x[k] - mu))),
+    ("(σ²+ϵ)^{-3/2}", (var + eps) ** sp.Rational(-3, 2)),
+    (r"\frac{∂L}{∂σ²}", sp.Symbol("dvar")),
+    ("γ × β ⋅ x_i", gamma * beta * x[i]),
+    ("σ_B²", var),
+    (r"\sqrt(\sigma^2 + \epsilon)", sp.sqrt(var + eps)),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), UNICODE, ids=[t for t, _ in UNICODE])
+def test_unicode_reads_as_its_latex(text, expected):
+    got = parse_latex(text)
+    assert same(got, expected), f"{text!r} read as {got}, expected {expected}"
+
+
+def test_unicode_errors_keep_their_place():
+    with pytest.raises(FormError, match="column 5"):
+        parse_latex("γ·μ ½")
+
+
 def test_at_least_sixty_expressions():
     assert len(EXPRESSIONS) >= 60
 
@@ -273,7 +297,7 @@ def test_feature_index_is_dropped_consistently():
         (r"\text{and}", r"unknown macro \\text", 1),
         (r"\hat{y}_i", r"only \\hat\{x\}", 1),
         (r"x \# y", "not understood", 3),
-        (r"σ^2", "unexpected character 'σ'", 1),
+        (r"α^2", "unexpected character 'α'", 1),
         (r"\delta^{n,h}_{N,H,W}", "compares two elements", 1),
         (r"\sum_{i \in B}^{N} x_i", "takes no other limits", 1),
         (r"\sum_{i \in C} x_i", r"only for S = B", 7),
@@ -433,6 +457,11 @@ _TOKENS = [
     "\\right)",
     "\\mathcal{L}",
     "\\alpha",
+    "σ",
+    "²",
+    "√",
+    "−",
+    "Σ",
     "\\\\",
     "L",
     "N",
