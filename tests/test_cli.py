@@ -259,3 +259,14 @@ def test_every_help_has_an_example(command):
     assert result.exit_code == 0
     assert "Example" in result.output
     assert "bnderive " in result.output
+
+
+def test_python_m_bnderive_is_the_same_command():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bnderive", "--version"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"bnderive, version {__import__('bnderive').__version__}"

@@ -1,0 +1,5 @@
+"""``python -m bnderive``: the same command line as ``bnderive``."""
+
+from .cli import main
+
+main(prog_name="bnderive")
