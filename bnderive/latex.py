@@ -1252,6 +1252,8 @@ _READABLE = {
     "LPAR": "'('",
     "RSQB": "']'",
     "LSQB": "'['",
+    "RCURLY": "'\\}'",
+    "LCURLY": "'\\{'",
     "EQ": "'='",
     "ADDOP": "'+' or '-'",
     "SLASH": "'/'",
@@ -1274,8 +1276,15 @@ _READABLE = {
 
 
 _STARTS = {"NUMBER", "LETTER", "MACRO", "FRAC", "FRAC_DIGITS", "SQRT", "SUM", "HAT", "FONT"}
-_STARTS |= {"LBRACE", "LPAR", "LSQB"}
-_CLOSERS = {"RBRACE": "'}'", "RPAR": "')'", "RSQB": "']'", "EQ": "'='", "$END": "the end"}
+_STARTS |= {"LBRACE", "LPAR", "LSQB", "LCURLY"}
+_CLOSERS = {
+    "RBRACE": "'}'",
+    "RPAR": "')'",
+    "RSQB": "']'",
+    "RCURLY": "'\\}'",
+    "EQ": "'='",
+    "$END": "the end",
+}
 
 
 def _expected(names: set[str] | frozenset[str]) -> str:

@@ -199,6 +199,7 @@ UNICODE = [
     ("γ × β ⋅ x_i", gamma * beta * x[i]),
     ("σ_B²", var),
     (r"\sqrt(\sigma^2 + \epsilon)", sp.sqrt(var + eps)),
+    (r"\gamma \left\{ g_i - \mu \right\}", gamma * (g[i] - mu)),
 ]
 
 
