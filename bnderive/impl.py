@@ -182,7 +182,13 @@ def make_case(spec: Spec, seed: int, spread: int = 5) -> Case:
     gammas = tuple(Fraction(rng.choice([-5, -3, -2, 2, 3, 4, 5])) for _ in range(c))
     betas = tuple(Fraction(rng.randint(-spread, spread)) for _ in range(c))
     if spec.training:
-        eps, roots = common_eps(variances, rng)
+        if c == 1:
+            # One ε with both √(σ²+ε) and √(M/(M−1)·σ²+ε) rational: code with Bessel's variance
+            # (a known mistake) then runs exactly too, and is refuted and named exactly.
+            eps, (root, _) = common_eps([variances[0], variances[0] * m / (m - 1)], rng)
+            roots: tuple[Fraction, ...] = (root,)
+        else:
+            eps, roots = common_eps(variances, rng)
         # Running statistics before the step, drawn last so that the other inputs do not depend
         # on them: a small non-zero mean far from the batch mean (|μ| ≥ 15), and a variance that
         # is neither σ² nor M/(M−1)·σ², so that "left unchanged", "replaced by the batch value"

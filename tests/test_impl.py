@@ -163,12 +163,12 @@ def test_code_that_cannot_run_exactly_is_checked_numerically_and_says_so():
         ("wrong_nogamma.py", [], {("batchnorm_backward", "dx")}, "exact"),
         ("wrong_sign_dvar.py", [], {("batchnorm_backward", "dx")}, "exact"),
         ("wrong_constant_stats.py", [], {("bn_backward", "dx")}, "exact"),
-        # 1/(N−1) in the forward: its √(σ²+ε) is irrational at our points, so float64 refutes
+        # 1/(N−1) in the forward: ε is chosen so that its √(σ²+ε) is rational too (one channel)
         (
             "wrong_bessel.py",
             ["--function", "bn_backward"],
             {("bn_backward", "dx"), ("bn_backward", "dgamma")},
-            "numeric",
+            "exact",
         ),
     ],
 )
@@ -188,5 +188,5 @@ def test_refutation_names_the_entry_inputs_and_both_values():
     result = run(str(IMPLS / "wrong_nogamma.py"))
     assert result.exit_code == 1
     assert "✗ batchnorm_backward: dx differs at per-activation 3×1" in result.output
-    assert "dx[0, 0]: truth -2/3, yours -1/3" in result.output
-    assert "γ = [2]" in result.output and "√(σ²+ε) = [3]" in result.output
+    assert "dx[0, 0]: truth -32/61, yours -16/61" in result.output
+    assert "γ = [2]" in result.output and "√(σ²+ε) = [61/16]" in result.output
