@@ -303,6 +303,7 @@ README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8"
     [
         ("bnderive check-impl layers.py --running cs231n", "running_pytorch.py"),
         ("bnderive check-impl cs231n_layers.py --eval", "cs231n_staged.py"),
+        ("bnderive check-impl nogamma.py", "wrong_nogamma.py"),
         ("bnderive check-impl mybn.py", "wrong_constant_stats.py"),
         ("bnderive check-impl mybn_dmu.py", "wrong_dmu_tripled.py"),
     ],
