@@ -201,3 +201,19 @@ def test_mutants_command_lists_and_shows():
     assert all(r.name in rewrites.output for r in book.rewrites)
     bad = runner.invoke(main, ["mutants", "no-such-mistake"])
     assert bad.exit_code == 2 and "No mistake named 'no-such-mistake'" in bad.output
+
+
+def test_a_latex_derivation_with_a_known_mistake_is_named(tmp_path):
+    from importlib import resources
+
+    text = (resources.files("bnderive") / "derivations" / "latex" / "staged.md").read_text("utf-8")
+    assert text.count(r"\frac{-1}{2}") == 1
+    path = tmp_path / "post.md"
+    path.write_text(text.replace(r"\frac{-1}{2}", r"\frac{1}{2}"), encoding="utf-8")
+    result = CliRunner().invoke(
+        main, ["check", str(path), "--method", "exact", "--mode", "per-activation", "--no-timing"]
+    )
+    assert result.exit_code == 1
+    assert "known mistake: a sign flipped (sign-flip); your dvar equals the result with it" in (
+        result.output
+    )
