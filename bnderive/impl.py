@@ -338,6 +338,12 @@ def check_impl(
         verdicts[at:at] = extra
         notes = more_notes + notes
     notes = skipped + notes
+    if calls.get("forward_eps"):
+        notes.append(
+            f"{calls['forward']} takes eps instead of CS231n's bn_param (as in posts that walk "
+            "the graph): it was called as forward(x, gamma, beta, eps), and it keeps no running "
+            "statistics to check"
+        )
     functions = ([calls["forward"]] if calls["forward"] else []) + list(calls["backward"])
     return Report(
         str(path),

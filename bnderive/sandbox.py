@@ -18,6 +18,7 @@ fraction; anything else is kept as the exact value of the double and reported.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import math
 import os
@@ -399,6 +400,23 @@ def _functions(module: Any) -> list[str]:
     )
 
 
+def _parameters(f: Any) -> list[str]:
+    try:
+        return list(inspect.signature(f).parameters)
+    except (TypeError, ValueError):
+        return []
+
+
+def _arity(f: Any) -> int:
+    return len(_parameters(f)) if callable(f) else 0
+
+
+def _takes_eps(forward: Any) -> bool:
+    """A forward(x, gamma, beta, eps), as posts write it, rather than CS231n's bn_param."""
+    names = _parameters(forward)
+    return len(names) >= 4 and ("eps" in names[3].lower() or names[3].lower() == "epsilon")
+
+
 def resolve_api(module: Any, job: dict[str, Any]) -> dict[str, Any]:
     """Which functions to call: {"api": ..., "forward": name|None, "backward": [names]}."""
     api, function, mode = job.get("api"), job.get("function"), job["mode"]
@@ -416,7 +434,11 @@ def resolve_api(module: Any, job: dict[str, Any]) -> dict[str, Any]:
     if api is None:
         if function:
             api = "functional"
-        elif hasattr(module, forward) or hasattr(module, backward):
+        elif hasattr(module, forward):
+            api = "cs231n"
+        elif _arity(getattr(module, backward, None)) >= 5:  # backward(x, gamma, beta, dout, eps)
+            api, function = "functional", backward
+        elif hasattr(module, backward):
             api = "cs231n"
         elif len(defined) == 1:
             api, function = "functional", defined[0]
@@ -436,7 +458,8 @@ def resolve_api(module: Any, job: dict[str, Any]) -> dict[str, Any]:
                 f"not define {' and '.join(missing)} (functions found: {listing}).",
             )
         names = [backward] + ([alt] if alt and callable(getattr(module, alt, None)) else [])
-        return {"api": "cs231n", "forward": forward, "backward": names}
+        takes_eps = _takes_eps(getattr(module, forward))
+        return {"api": "cs231n", "forward": forward, "backward": names, "forward_eps": takes_eps}
     if not function:
         if len(defined) != 1:
             raise UserError(
@@ -558,7 +581,21 @@ def run_case(
     if calls["api"] == "cs231n":
         fwd = getattr(module, calls["forward"])
 
+        if calls.get("forward_eps"):  # forward(x, gamma, beta, eps): no bn_param, no running stats
+            if not training:
+                raise UserError(
+                    "api",
+                    f"{calls['forward']} takes eps, not bn_param, so it has no eval (test) mode; "
+                    "leave out --eval, or give the forward a bn_param with 'mode' and the "
+                    "running statistics",
+                )
+            running = None
+
         def forward() -> tuple[tuple[Any, ...], dict[str, Any]]:
+            if calls.get("forward_eps"):
+                who = f"{calls['forward']}(x, gamma, beta, eps)"
+                value = _guarded(path, who, lambda: fwd(x.copy(), gamma.copy(), beta.copy(), eps))
+                return unpack(calls["forward"], value, ("out", "cache")), {}
             param: dict[str, Any] = {"mode": "train" if training else "test", "eps": eps}
             if case.get("momentum") is not None:  # only when a convention is declared
                 param["momentum"] = _scalar(case["momentum"], kind)

@@ -8,6 +8,7 @@ malformed files that must each end in exit code 2 with a message, never a traceb
 from __future__ import annotations
 
 import json
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -190,3 +191,19 @@ def test_refutation_names_the_entry_inputs_and_both_values():
     assert "✗ batchnorm_backward: dx differs at per-activation 3×1" in result.output
     assert "dx[0, 0]: truth -32/61, yours -16/61" in result.output
     assert "γ = [2]" in result.output and "√(σ²+ε) = [61/16]" in result.output
+
+
+def test_a_forward_that_takes_eps_is_called_with_eps():
+    result = run(str(IMPLS / "graph_walk_eps.py"))
+    assert result.exit_code == 0, result.output
+    assert re.search(r"batchnorm_forward +out .* holds", result.output)
+    assert "it was called as forward(x, gamma, beta, eps)" in result.output
+    result = run(str(IMPLS / "graph_walk_eps.py"), "--eval")
+    assert result.exit_code == 2
+    assert "takes eps, not bn_param, so it has no eval (test) mode" in result.output
+
+
+def test_a_backward_named_like_cs231n_with_five_arguments_is_functional():
+    result = run(str(IMPLS / "functional_named_backward.py"))
+    assert result.exit_code == 0, result.output
+    assert "functional API, batchnorm_backward" in result.output
