@@ -857,14 +857,16 @@ def check_impl(
                 out.print(f"  [bold]{escape(text)}[/]" if k == 0 else f"  {escape(text)}")
         elif v.method == "numeric" and v.status is Status.HOLDS:
             out.print(f"\n[yellow]~ {escape(v.form)}: {escape(v.quantity)}[/] {escape(v.detail)}")
+        elif v.status is Status.UNDECIDED:
+            out.print(f"\n[yellow]? {escape(v.form)}: {escape(v.quantity)}[/] {escape(v.detail)}")
     for note in report.notes:
         out.print(f"[dim]note: {escape(note)}[/]")
     status = _summary_status(report.verdicts)
     text, style = _STATUS_STYLE[status]
     counts = {s: sum(1 for v in report.verdicts if v.status is s) for s in Status}
-    parts = [f"{counts[Status.HOLDS]} hold"] + (
-        [f"{counts[Status.REFUTED]} refuted"] if counts[Status.REFUTED] else []
-    )
+    parts = [f"{counts[Status.HOLDS]} hold"] + [
+        f"{counts[s]} {s.value}" for s in (Status.REFUTED, Status.UNDECIDED) if counts[s]
+    ]
     out.print(f"\n[{style}]{text}[/]: {', '.join(parts)} in {report.seconds:.1f} s.")
     sys.exit(code)
 

@@ -35,6 +35,21 @@ from .verify import Counterexample, Status, Verdict, _run
 
 #: Relative tolerance of the numeric method: |code − truth| ≤ TOL · max(1, max |truth|).
 TOL = 1e-8
+#: Code that returns a narrower float (float32, float16) is allowed this many units of its
+#: dtype's rounding, relative: a right float32 backward errs by ~1e-7, a known mistake by ~1.
+ULPS = 1000
+
+
+def tolerance(run: dict[str, Any], who: str, quantity: str) -> tuple[float, str]:
+    """The relative tolerance for one result of one run, and the dtype it allows for."""
+    dtype = run.get("precision", {}).get(f"{who}/{quantity}", "float64")
+    return tolerance_of(dtype), dtype
+
+
+def tolerance_of(dtype: str) -> float:
+    return max(TOL, ULPS * float(np.finfo(np.dtype(dtype)).eps))
+
+
 DEFAULT_TIMEOUT = 20.0
 DEFAULT_MEMORY = 2 * 1024**3
 
@@ -415,7 +430,10 @@ def diagnoses(
         ]
         if any(m is None for m in mine):
             continue
-        values = [Value(data, exact) for data, exact in mine]  # type: ignore[misc]
+        # Inexact results are compared to float32 rounding: code may compute in float32.
+        values = [
+            Value(data, exact, 0.0 if exact else tolerance_of("float32")) for data, exact in mine
+        ]  # type: ignore[misc]
         matches = diagnose_layer(v.quantity, cases, values)
         if matches:
             found[(v.form, v.quantity)] = [t for m in matches for t in m.lines(v.quantity)]
@@ -464,6 +482,11 @@ class _Tally:
     exact: int = 0
     numeric: int = 0
     max_error: float = 0.0
+    tol: float = TOL
+    dtype: str = "float64"
+    #: float64 results off by no more than float32 rounding: code that computes in reduced
+    #: precision inside, or a mistake too small to tell; neither refuted nor held.
+    rounding: list[str] = field(default_factory=list)
     refuted: Verdict | None = None
     reasons: list[str] = field(default_factory=list)
 
@@ -515,7 +538,10 @@ def _compare_one(
     truth_f = truth.astype(float)
     scale = max(1.0, float(np.max(np.abs(truth_f))))
     error = float(np.max(np.abs(floats - truth_f))) / scale
-    float_ok = error <= TOL
+    tol, dtype = tolerance(run, who, quantity)
+    if tol > tally.tol:
+        tally.tol, tally.dtype = tol, dtype
+    float_ok = error <= tol
     if run["exact"] is not None:
         mine = np.vectorize(Fraction, otypes=[object])(
             np.array(run["exact"][who][quantity], dtype=object)
@@ -536,11 +562,15 @@ def _compare_one(
         )
     tally.numeric += 1
     tally.max_error = max(tally.max_error, error)
+    if not float_ok and error <= tolerance_of("float32"):
+        tally.rounding.append(f"{case.spec.describe()}: relative error {error:.1e}")
+        return
     if not float_ok:
-        where = tuple(int(i) for i in np.argwhere(np.abs(floats - truth_f) > TOL * scale)[0])
+        where = tuple(int(i) for i in np.argwhere(np.abs(floats - truth_f) > tol * scale)[0])
         tally.refuted = _refutation(
-            who, quantity, case, where, truth[where], repr(float(floats[where])), "numeric"
-        )
+            who, quantity, case, where, truth[where], repr(float(floats[where])), "numeric",
+            _tolerance_text(tol, dtype),
+        )  # fmt: skip
 
 
 def _entry(quantity: str, where: tuple[int, ...]) -> str:
@@ -555,6 +585,7 @@ def _refutation(
     truth: Fraction,
     mine: str,
     method: str,
+    tolerance_text: str = "",
 ) -> Verdict:
     channel = where[1] if len(where) > 1 else where[0]
     truth_text = _text(truth) + ("" if method == "exact" else f" ≈ {float(truth)!r}")
@@ -564,12 +595,18 @@ def _refutation(
     detail = (
         f"differs at {case.spec.describe()} in exact rational arithmetic"
         if method == "exact"
-        else f"differs at {case.spec.describe()} in float64 beyond the relative tolerance {TOL:g}"
+        else f"differs at {case.spec.describe()} in float64 beyond {tolerance_text}"
     )
     return Verdict(
         who, quantity, None, Status.REFUTED, method, _scope([case.spec], method), detail, cex,
         mode=case.spec.mode,
     )  # fmt: skip
+
+
+def _tolerance_text(tol: float, dtype: str) -> str:
+    if dtype == "float64":
+        return f"the relative tolerance {tol:g}"
+    return f"the relative tolerance {tol:.2g} ({ULPS} units of rounding of the {dtype} the code returns)"
 
 
 def _scope(specs: list[Spec], method: str) -> str:
@@ -594,6 +631,21 @@ def _verdict(who: str, quantity: str, tally: _Tally, specs: list[Spec]) -> Verdi
             "equal to the truth in exact rational arithmetic at every shape",
             mode=mode,
         )
+    if tally.rounding:
+        return Verdict(
+            who,
+            quantity,
+            None,
+            Status.UNDECIDED,
+            "numeric",
+            _scope(specs, "numeric"),
+            f"float64 differs from the exact truth by more than the relative tolerance {TOL:g} "
+            f"but by no more than float32 rounding allows ({tolerance_of('float32'):.2g}): "
+            f"{tally.rounding[0]}. Code that computes in float32 inside errs this much; a "
+            "mistake does too only by chance. Return float32 arrays to have the float32 "
+            "tolerance applied, or compute in float64 to have it decided",
+            mode=mode,
+        )
     why = "; ".join(tally.reasons) if tally.reasons else "exact evaluation was impossible"
     return Verdict(
         who,
@@ -602,7 +654,7 @@ def _verdict(who: str, quantity: str, tally: _Tally, specs: list[Spec]) -> Verdi
         Status.HOLDS,
         "numeric",
         _scope(specs, "numeric" if tally.exact == 0 else "exact/numeric"),
-        f"float64 agrees with the exact truth within the relative tolerance {TOL:g} "
+        f"float64 agrees with the exact truth within {_tolerance_text(tally.tol, tally.dtype)} "
         f"(largest relative error {tally.max_error:.1e}) at {tally.numeric} of {len(specs)} "
         f"shapes: evidence, not a proof ({why})",
         mode=mode,

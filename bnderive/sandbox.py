@@ -56,6 +56,9 @@ class NotExact(ArithmeticError):
 
 #: Float constants met during the run: (float, the fraction it was read as, how).
 CONVERSIONS: dict[str, tuple[str, str]] = {}
+#: "function/quantity" → the dtype of a result narrower than float64 (float32, float16): its
+#: rounding is the code's choice, and the comparison allows for it.
+PRECISION: dict[str, str] = {}
 
 
 def _float_to_q(value: float | np.floating) -> Any:
@@ -508,6 +511,9 @@ def _check_output(
             )
         arr = arr.reshape(shape)
     if kind == "float":
+        dtype = getattr(value, "dtype", None)
+        if dtype is not None and np.issubdtype(dtype, np.floating) and dtype.itemsize < 8:
+            PRECISION[f"{who}/{name}"] = str(dtype)
         bad = ~np.isfinite(arr)
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -679,6 +685,7 @@ def child(job_path: str) -> None:
         cases = []
         for case in job["cases"]:
             CONVERSIONS.clear()
+            PRECISION.clear()
             floats, _, extra = run_case(module, path, calls, case, "float")
             exact_extra: dict[str, Any] = {"running": None, "running_why_not_exact": None}
             try:
@@ -696,6 +703,7 @@ def child(job_path: str) -> None:
                     "exact": exact if reason is None else None,
                     "why_not_exact": reason,
                     "conversions": dict(CONVERSIONS),
+                    "precision": dict(PRECISION),
                     # the running statistics are exact or not on their own: a backward that
                     # converts to float does not make the forward's update inexact
                     "running": None

@@ -207,3 +207,26 @@ def test_a_backward_named_like_cs231n_with_five_arguments_is_functional():
     result = run(str(IMPLS / "functional_named_backward.py"))
     assert result.exit_code == 0, result.output
     assert "functional API, batchnorm_backward" in result.output
+
+
+def test_float32_results_get_the_float32_tolerance():
+    result = run(str(IMPLS / "float32_out.py"), "--json")
+    assert result.exit_code == 0, result.output
+    for v in json.loads(result.output)["verdicts"]:
+        assert v["status"] == "holds" and v["method"] == "numeric"
+        assert "units of rounding of the float32 the code returns" in v["detail"]
+
+
+def test_float32_inside_float64_out_is_undecided_not_refuted():
+    result = run(str(IMPLS / "float32_inside.py"), "--json")
+    assert result.exit_code == 3, result.output
+    (dx,) = [v for v in json.loads(result.output)["verdicts"] if v["quantity"] == "dx"]
+    assert dx["status"] == "undecided"
+    assert "no more than float32 rounding allows" in dx["detail"]
+
+
+def test_float32_tolerance_does_not_hide_a_mistake():
+    result = run(str(IMPLS / "wrong_float32_nogamma.py"), "--json")
+    assert result.exit_code == 1, result.output
+    (dx,) = [v for v in json.loads(result.output)["verdicts"] if v["quantity"] == "dx"]
+    assert dx["status"] == "refuted"

@@ -1,0 +1,12 @@
+"""A float32 kernel that forgets γ in dx: float32 tolerance must not hide a mistake."""
+
+import numpy as np
+
+
+def bn_backward(x, gamma, beta, dout, eps):
+    x, dout = x.astype(np.float32), dout.astype(np.float32)
+    m = x.shape[0]
+    inv = 1 / np.sqrt(x.var(0) + np.float32(eps))
+    xhat = (x - x.mean(0)) * inv
+    dgamma, dbeta = (dout * xhat).sum(0), dout.sum(0)
+    return inv / m * (m * dout - dbeta - xhat * dgamma), dgamma, dbeta
