@@ -284,6 +284,53 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     return line, column
 
 
+#: What may stand between two equations on one line: a comma or semicolon (or \quad) and spacing.
+_SEPARATOR = re.compile(
+    r"(?:[,;]|\\q?quad(?![a-zA-Z]))(?:\s|\\q?quad(?![a-zA-Z])|\\[,;:! ]|~|\\text\{\s*(?:and)?\s*\})*"
+)
+
+
+def _equations(text: str) -> list[tuple[int, str]]:
+    r"""The equations of one line with their offsets: ``A = B, \qquad C = D`` is two. A line is
+    cut at a comma, semicolon or \quad outside every bracket only where both sides have an
+    '=' outside brackets, so ``\sum_{i=1}^m`` and a trailing comma stay whole."""
+    depth, cuts, k = 0, [], 0
+    while k < len(text):
+        c = text[k]
+        if c == "\\" and k + 1 < len(text) and text[k + 1] in "{}":
+            depth += 1 if text[k + 1] == "{" else -1
+            k += 2
+            continue
+        if c in "{([":
+            depth += 1
+        elif c in "})]":
+            depth -= 1
+        elif depth == 0:
+            match = _SEPARATOR.match(text, k)
+            if match:
+                cuts.append((k, match.end()))
+                k = match.end()
+                continue
+        k += 1
+    pieces, start = [], 0
+    for a, b in cuts:
+        if _has_top_level_eq(text[start:a]) and _has_top_level_eq(text[b:]):
+            pieces.append((start, text[start:a].rstrip()))
+            start = b
+    pieces.append((start, text[start:]))
+    return pieces
+
+
+def _has_top_level_eq(text: str) -> bool:
+    depth = 0
+    for c in text:
+        depth += c in "{([" and 1 or 0
+        depth -= c in "})]" and 1 or 0
+        if c == "=" and depth == 0:
+            return True
+    return False
+
+
 def _lines(text: str, start: int, end: int) -> list[tuple[int, str]]:
     """The ``\\\\``-separated lines of one block: (offset of the line, its text with layout
     commands blanked out, positions kept)."""
@@ -371,37 +418,40 @@ def _read(text: str, markdown: bool, where: str, stem: str) -> DocumentForm:
             trailing = _TRAILING_TEXT.search(latex)
             if trailing:
                 latex = latex[: trailing.start()].rstrip()
-            read = parse_equation_line(
-                latex,
-                sigma=sigma,
-                spatial=spatial,
-                line=line,
-                column=column,
-                continues=previous,
-            )
-            previous = (read.defines, read.source_index)
-            reason = read.reason
-            if not reason and read.defines is not None:
-                missing = _undefined(read, defined)
-                if missing:
-                    reason = f"uses {', '.join(missing)}, which no earlier line defines"
-            if reason or read.defines is None:
-                lines.append(DocLine(line, column, latex, read, (), reason))
-                before = None
-                continue
-            numbers = []
-            for rhs in read.rhs:
-                assert rhs is not None
-                numbers.append(len(equations) + 1)
-                equations.append(
-                    Equation(len(equations) + 1, read.defines, read.index, rhs, latex, latex)
+            for shift, equation in _equations(latex):  # "A = B, \qquad C = D": two equations
+                read = parse_equation_line(
+                    equation,
+                    sigma=sigma,
+                    spatial=spatial,
+                    line=line,
+                    column=column + shift,
+                    continues=previous,
                 )
-            if read.lhs is None and before is not None and before[0] == read.defines:
-                steps.append((before[1], numbers[0]))
-            steps.extend(zip(numbers, numbers[1:], strict=False))
-            before = (read.defines, numbers[-1])
-            defined.add(read.defines)
-            lines.append(DocLine(line, column, latex, read, tuple(numbers)))
+                previous = (read.defines, read.source_index)
+                reason = read.reason
+                if not reason and read.defines is not None:
+                    missing = _undefined(read, defined)
+                    if missing:
+                        reason = f"uses {', '.join(missing)}, which no earlier line defines"
+                if reason or read.defines is None:
+                    lines.append(DocLine(line, column + shift, equation, read, (), reason))
+                    before = None
+                    continue
+                numbers = []
+                for rhs in read.rhs:
+                    assert rhs is not None
+                    numbers.append(len(equations) + 1)
+                    equations.append(
+                        Equation(
+                            len(equations) + 1, read.defines, read.index, rhs, equation, equation
+                        )
+                    )
+                if read.lhs is None and before is not None and before[0] == read.defines:
+                    steps.append((before[1], numbers[0]))
+                steps.extend(zip(numbers, numbers[1:], strict=False))
+                before = (read.defines, numbers[-1])
+                defined.add(read.defines)
+                lines.append(DocLine(line, column + shift, equation, read, tuple(numbers)))
     if not equations:
         reasons = "; ".join(f"line {d.line}: {d.reason}" for d in lines if d.reason)
         raise FormError(

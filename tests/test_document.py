@@ -424,3 +424,39 @@ def test_local_derivative_truth_is_the_graph_stage_diff():
     assert sp.simplify(local_truth(Spec(), "dxhat_dmu") + 1 / sp.sqrt(var + eps)) == 0
     assert sp.simplify(local_truth(Spec(unbiased=True), "dvar_dx") - 2 * (x[i] - mu) / (M - 1)) == 0
     assert local_truth(Spec(training=False), "dvar_dx") is None  # running statistics
+
+
+@pytest.mark.parametrize(
+    ("text", "pieces"),
+    [
+        (r"a = b, \qquad c = d", ["a = b", "c = d"]),
+        (r"a = b; c = d", ["a = b", "c = d"]),
+        (r"a = b \quad\text{and}\quad c = d", ["a = b", "c = d"]),
+        (r"a = \sum_{i=1,j=1}^{m} b_i,", [r"a = \sum_{i=1,j=1}^{m} b_i,"]),  # commas inside {}
+        (r"a = f(b, c = d)", [r"a = f(b, c = d)"]),  # inside ( )
+        (r"a, b = c", [r"a, b = c"]),  # the left piece has no '='
+    ],
+)
+def test_a_line_is_cut_into_its_equations_only_between_equations(text, pieces):
+    from bnderive.document import _equations
+
+    got = _equations(text)
+    assert [p for _, p in got] == pieces
+    assert all(text[offset:].startswith(p) for offset, p in got)
+
+
+def test_two_equations_on_one_line_are_both_checked(tmp_path):
+    path = tmp_path / "post.md"
+    path.write_text(
+        "$$\\frac{\\partial L}{\\partial \\gamma} = \\sum_{i=1}^m \\frac{\\partial L}{\\partial y_i}"
+        "\\hat{x}_i, \\qquad \\frac{\\partial L}{\\partial \\beta} = \\sum_{i=1}^m "
+        "\\frac{\\partial L}{\\partial y_i} \\gamma$$\n",
+        encoding="utf-8",
+    )
+    form = find_form(str(path))
+    assert [eq.name for eq in form.equations] == ["dgamma", "dbeta"]
+    result = CliRunner().invoke(
+        main, ["check", str(path), "--method", "exact", "--mode", "per-activation", "--no-timing"]
+    )
+    assert result.exit_code == 1  # dβ has a stray γ: refuted, and on the same line as dγ
+    assert "dbeta-times-gamma" in result.output
