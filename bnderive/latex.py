@@ -341,7 +341,7 @@ def _ascii(token: Token) -> Token:
 # -- meaning ------------------------------------------------------------------------------------------
 _BARE = sp.Symbol("_bare", integer=True)  # an element written without index (x̂, δy)
 _ARRAY_LETTERS = {"x": "x", "h": "x", "y": "y", "g": "g"}
-_LOSS_LETTERS = {"L", "E", "J"}
+_LOSS_LETTERS = {"L", "E", "J", "f"}  # f: posts that write ∂f/∂x̂ (CS231n notes)
 _STATS = {"mu": "mu", "gamma": "gamma", "beta": "beta", "epsilon": "eps", "varepsilon": "eps"}
 #: Multi-letter names of code-style posts, read as one symbol (longest first).
 _WORDS = ("dxhat", "dgamma", "dbeta", "dout", "dmu", "dvar", "NHW", "eps")

@@ -203,6 +203,14 @@ UNICODE = [
 ]
 
 
+def test_a_loss_named_f_reads_as_the_loss():
+    read = parse_equation_line(
+        r"\frac{\partial f}{\partial \gamma} = \sum_i \frac{\partial f}{\partial y_i}\hat{x}_i"
+    )
+    assert read.defines == "dgamma"
+    assert same(read.rhs[0], S(g[k] * xhat[k]))
+
+
 @pytest.mark.parametrize(("text", "expected"), UNICODE, ids=[t for t, _ in UNICODE])
 def test_unicode_reads_as_its_latex(text, expected):
     got = parse_latex(text)
