@@ -453,14 +453,18 @@ def resolve_api(module: Any, job: dict[str, Any]) -> dict[str, Any]:
                 "Name the function with --function NAME, or use --api.",
             )
     if api == "cs231n":
-        missing = [n for n in (forward, backward) if not callable(getattr(module, n, None))]
+        names = [n for n in (backward, alt) if n and callable(getattr(module, n, None))]
+        missing = [n for n in (forward,) if not callable(getattr(module, n, None))]
+        if not names:
+            missing.append(backward)
         if missing:
             raise UserError(
                 "missing",
-                f"the CS231n API in {mode} mode needs {forward} and {backward}; the file does "
-                f"not define {' and '.join(missing)} (functions found: {listing}).",
+                f"the CS231n API in {mode} mode needs {forward} and {backward}"
+                + (f" (or {alt})" if alt else "")
+                + f"; the file does not define {' and '.join(missing)} (functions found: "
+                f"{listing}).",
             )
-        names = [backward] + ([alt] if alt and callable(getattr(module, alt, None)) else [])
         takes_eps = _takes_eps(getattr(module, forward))
         return {"api": "cs231n", "forward": forward, "backward": names, "forward_eps": takes_eps}
     if not function:

@@ -230,3 +230,17 @@ def test_float32_tolerance_does_not_hide_a_mistake():
     assert result.exit_code == 1, result.output
     (dx,) = [v for v in json.loads(result.output)["verdicts"] if v["quantity"] == "dx"]
     assert dx["status"] == "refuted"
+
+
+@pytest.mark.parametrize("mode", ["per-activation", "spatial"])
+def test_a_cs231n_file_with_only_the_alt_backward_and_reshaping_spatial_layers(mode):
+    result = run(str(IMPLS / "cs231n_alt_and_spatial.py"), "--mode", mode, "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    backward = (
+        "batchnorm_backward_alt" if mode == "per-activation" else "spatial_batchnorm_backward"
+    )
+    assert backward in payload["functions"]
+    assert {v["quantity"] for v in payload["verdicts"] if v["form"] == backward} == {
+        "dx", "dgamma", "dbeta"
+    }  # fmt: skip
