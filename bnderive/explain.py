@@ -888,6 +888,8 @@ def _eps(setup: Setup, channels: list[_Channel]) -> Finding:
 #: The part of an observed difference the setup does not predict counts as explained below this
 #: fraction of the gradient's scale: float64 rounding of a backward is ~1e-15 of it.
 UNEXPLAINED_TOL = 1e-8
+#: ... and a difference up to this fraction may be float32 rounding (1000 units of 2^-23).
+FLOAT32_ROUNDING = 1000 * 2.0**-23
 
 
 @dataclass(frozen=True)
@@ -924,6 +926,13 @@ class Comparison:
             out.append(
                 f"{left}: the whole difference comes from the setup, not from a mistake in "
                 "either backward."
+            )
+        elif self.unexplained <= FLOAT32_ROUNDING * self.scale:
+            out.append(
+                f"{self.unexplained:.6g} ({share(self.unexplained / self.scale)} of the "
+                f"gradient's scale {self.scale:.6g}) is not explained by the setup but is no "
+                f"larger than float32 rounding: rounding if {self.yours} or the reference computes "
+                "in float32, else a small mistake (bnderive check-impl decides)."
             )
         else:
             out.append(

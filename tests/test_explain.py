@@ -437,3 +437,13 @@ def test_spatial_file_against_pytorch_batchnorm2d():
 def test_x_std_and_x_var_together_are_an_error():
     with pytest.raises(ExplainError, match="not both"):
         Setup(x_std="2", x_var="1")
+
+
+def test_a_float32_backward_is_said_to_differ_by_rounding(monkeypatch):
+    monkeypatch.chdir(IMPLS)
+    result = run("float32_inside.py", "--n", "8", "--loss", "random", "--gamma", "1.7")
+    assert result.exit_code == 1  # not the setup's alone: the test still fails
+    assert "no larger than float32 rounding" in result.output
+    wrong = run("wrong_nogamma.py", "--n", "8", "--loss", "random", "--gamma", "1.7")
+    assert "no larger than float32 rounding" not in wrong.output
+    assert "is not explained by the setup: a mistake" in wrong.output
