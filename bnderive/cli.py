@@ -687,6 +687,8 @@ def mutants(name: str | None, rewrites: bool) -> None:
             out.print(f"  [dim]source:[/] {escape(source)}")
         for mutant in (m for m in book.mutants if m.mistake is mistake):
             out.print(f"\n[bold cyan]{escape(mutant.id)}[/]")
+            if mutant.note:
+                out.print(f"  {escape(mutant.note)}")
             for eq in mutant.form.equations:
                 if eq.number in mutant.edited:
                     out.print(

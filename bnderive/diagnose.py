@@ -49,10 +49,12 @@ class Match:
     def lines(self, quantity: str) -> list[str]:
         """What to tell the user: the mistake, how the match was found, what is wrong and right."""
         how = "exactly" if self.exact else "in floating point"
+        mutant = corpus().find(self.by[0])  # None for the truth under another convention
+        wrong = getattr(mutant, "explanation", None) or self.mistake.explanation
         return [
             f"known mistake: {self.mistake.title} ({self.mistake.name}); your {quantity} "
             f"equals the result with it, {how} (as {self.by[0]})",
-            f"  what is wrong: {self.mistake.explanation}",
+            f"  what is wrong: {wrong}",
             f"  what is right: {self.mistake.fix}",
         ]
 

@@ -217,3 +217,12 @@ def test_a_latex_derivation_with_a_known_mistake_is_named(tmp_path):
     assert "known mistake: a sign flipped (sign-flip); your dvar equals the result with it" in (
         result.output
     )
+
+
+def test_a_mutant_note_says_what_is_wrong_in_that_mutant():
+    result = CliRunner().invoke(
+        main, ["check", "staged/sign-flip#dmu", "--method", "exact", "--mode", "per-activation"]
+    )
+    assert "what is wrong: dμ = +Σ dx̂_k/√(σ²+ε)" in result.output
+    listing = CliRunner().invoke(main, ["mutants", "sign-flip"])
+    assert "dμ/M is subtracted from dx; the path through μ adds it" in listing.output

@@ -41,6 +41,11 @@ class Mutant:
     form: Form
     edited: frozenset[int]  # the numbers of the edited equations (none: conventions changed)
     sources: tuple[str, ...] = ()
+    note: str = ""  # what is wrong in this mutant, where the mistake's explanation is general
+
+    @property
+    def explanation(self) -> str:
+        return self.note or self.mistake.explanation
 
     def edited_line(self, quantity: str) -> int | None:
         """The first edited equation that defines ``quantity``, if any."""
@@ -166,7 +171,15 @@ def corpus() -> Corpus:
         base = rewrite_data.get(entry["form"]) or builtin_form_data(entry["form"])
         form, edited = _variant(base, entry, ident, mistake.title, where)
         mutants.append(
-            Mutant(ident, mistake, entry["form"], form, edited, tuple(entry.get("sources", [])))
+            Mutant(
+                ident,
+                mistake,
+                entry["form"],
+                form,
+                edited,
+                tuple(entry.get("sources", [])),
+                str(entry.get("note", "")),
+            )
         )
     return Corpus(mistakes, tuple(mutants), tuple(rewrites))
 
