@@ -29,7 +29,9 @@ import subprocess
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -338,6 +340,49 @@ def _guarded(path: str, what: str, call: Callable[[], Any]) -> Any:
 GIVE_PY = "give the path of the .py file that defines the BatchNorm functions"
 
 
+class _ExactNumpy(types.ModuleType):
+    """numpy for the exact run: arrays the code allocates with np.zeros, np.ones or np.empty
+    and no dtype hold exact zeros and ones, so that values the code writes into them stay
+    exact (a float64 buffer would round them); every other name is numpy's own."""
+
+    def __init__(self) -> None:
+        super().__init__("numpy")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+    @staticmethod
+    def _filled(shape: Any, value: int, dtype: Any) -> np.ndarray:
+        if dtype is not None:
+            return np.full(shape, value, dtype=dtype)
+        out = np.empty(shape, dtype=object)
+        out[...] = Exact(value)  # one immutable value: arithmetic returns new ones
+        return out
+
+    def zeros(self, shape: Any, dtype: Any = None, **kw: Any) -> np.ndarray:
+        return self._filled(shape, 0, dtype) if not kw else np.zeros(shape, dtype, **kw)
+
+    def empty(self, shape: Any, dtype: Any = None, **kw: Any) -> np.ndarray:
+        return self._filled(shape, 0, dtype) if not kw else np.empty(shape, dtype, **kw)
+
+    def ones(self, shape: Any, dtype: Any = None, **kw: Any) -> np.ndarray:
+        return self._filled(shape, 1, dtype) if not kw else np.ones(shape, dtype, **kw)
+
+
+@contextmanager
+def exact_allocation(module: Any) -> Iterator[None]:
+    """While the exact run lasts, the module's global numpy is ``_ExactNumpy``."""
+    names = [k for k, v in vars(module).items() if v is np]
+    proxy = _ExactNumpy()
+    for k in names:
+        setattr(module, k, proxy)
+    try:
+        yield
+    finally:
+        for k in names:
+            setattr(module, k, np)
+
+
 def load_module(path: str) -> Any:
     name = Path(path).name
     spec = importlib.util.spec_from_file_location("bnderive_user_impl", path)
@@ -537,7 +582,7 @@ def _check_output(
         else:
             reason = (
                 f"{name} has entries of type {type(v).__name__}: the code converts to floating "
-                "point (e.g. astype(float), np.zeros(shape) filled in place)"
+                "point (e.g. astype(float), np.zeros(shape, dtype=float), math.sqrt)"
             )
             break
     return (np.array(flat, dtype=object).reshape(shape).tolist() if reason is None else []), reason
@@ -693,7 +738,8 @@ def child(job_path: str) -> None:
             floats, _, extra = run_case(module, path, calls, case, "float")
             exact_extra: dict[str, Any] = {"running": None, "running_why_not_exact": None}
             try:
-                exact, reason, exact_extra = run_case(module, path, calls, case, "exact")
+                with exact_allocation(module):
+                    exact, reason, exact_extra = run_case(module, path, calls, case, "exact")
             except UserError as exc:
                 if exc.kind in ("output", "exit", "memory"):
                     raise

@@ -244,3 +244,9 @@ def test_a_cs231n_file_with_only_the_alt_backward_and_reshaping_spatial_layers(m
     assert {v["quantity"] for v in payload["verdicts"] if v["form"] == backward} == {
         "dx", "dgamma", "dbeta"
     }  # fmt: skip
+
+
+def test_loops_into_np_zeros_buffers_stay_exact():
+    result = run(str(IMPLS / "loops_zeros.py"), "--json")
+    assert result.exit_code == 0, result.output
+    assert {v["method"] for v in json.loads(result.output)["verdicts"]} == {"exact"}
