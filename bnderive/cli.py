@@ -73,6 +73,11 @@ def main() -> None:
       bnderive check                       prove the published closed forms
       bnderive derive --n 2                the ground truth, stage by stage
       bnderive forms                       the known forms and their sources
+      bnderive check my_post.md            a LaTeX derivation, line by line
+      bnderive check-impl layers.py        a NumPy implementation (CS231n API)
+      bnderive mutants                     the known mistakes bnderive names
+      bnderive explain --n 2 --loss mean   why a gradient test can lie
+      bnderive emit -o bn.py               proven, fast NumPy code
 
     Exit codes: 0 everything checked holds, 1 something is refuted, 2 bad input or usage,
     3 undecided.
