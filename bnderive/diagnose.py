@@ -112,7 +112,8 @@ class Value:
 
 
 def same(a: Value, b: Value) -> tuple[bool, bool]:
-    """(equal, exactly): exact equality when both are exact, else float64 to ``FLOAT_TOL``."""
+    """(equal, exactly): exact equality when both are exact, else float64 to ``FLOAT_TOL`` (or
+    the larger tolerance a value carries)."""
     if a.exact and b.exact:
         left = np.asarray(a.data, dtype=object).reshape(-1)
         right = np.asarray(b.data, dtype=object).reshape(-1)
@@ -123,9 +124,6 @@ def same(a: Value, b: Value) -> tuple[bool, bool]:
     scale = max(1.0, float(np.max(np.abs(fb))))
     tol = max(FLOAT_TOL, a.tol, b.tol)
     return bool(np.max(np.abs(fa - fb)) <= tol * scale), False
-
-
-Evaluator = Callable[[Spec, dict[str, Any], Backend], Outcome]
 
 
 def _outcome(definitions: list, spec: Spec, point: dict[str, Any], backend: Backend) -> Outcome:
