@@ -226,3 +226,12 @@ def test_a_mutant_note_says_what_is_wrong_in_that_mutant():
     assert "what is wrong: dμ = +Σ dx̂_k/√(σ²+ε)" in result.output
     listing = CliRunner().invoke(main, ["mutants", "sign-flip"])
     assert "dμ/M is subtracted from dx; the path through μ adds it" in listing.output
+
+
+def test_the_readme_counts_the_corpus():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    book = corpus()
+    assert f"{len(book.mutants)} mutants of" in readme
+    assert f"holds {len(book.rewrites)} *equivalent rewrites*" in readme
