@@ -419,7 +419,7 @@ def diagnoses(
 ) -> dict[tuple[str, str], list[str]]:
     """For each refuted dx, dγ, dβ: the corpus mistake the code's values equal at every case,
     or else (dx, exact runs, training) the term of the staged chain that the error lies in."""
-    from .diagnose import Value, diagnose_layer, localise
+    from .diagnose import Value, diagnose_layer
 
     found: dict[tuple[str, str], list[str]] = {}
     for v in verdicts:
@@ -440,7 +440,7 @@ def diagnoses(
             continue
         if v.quantity == "dx" and all(val.exact for val in values) and cases[0].spec.training:
             where = {  # M ≥ 4: below that, any residual fits the three terms
-                _localise(case, val.data, localise)
+                _stage_of_error(case, val.data)
                 for case, val in zip(cases, values, strict=True)
                 if case.spec.m >= 4
             }
@@ -462,7 +462,10 @@ def _values_of(run: dict[str, Any], who: str, quantity: str, case: Case) -> tupl
         return None
 
 
-def _localise(case: Case, mine: np.ndarray, localise: Any) -> str | None:
+def _stage_of_error(case: Case, mine: np.ndarray) -> str | None:
+    """The terms of the staged chain a wrong dx (exact) has wrong, the same in every channel."""
+    from .diagnose import localise
+
     truth = truth_at(case)["dx"]
     found = set()
     for channel in range(case.spec.c):
