@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import platform
 import shutil
@@ -39,10 +40,11 @@ from pathlib import Path
 
 import sympy as sp
 
-from bnderive import verify
-from bnderive.forms import builtin_forms, find_form
-from bnderive.spec import Mode, Spec
-from bnderive.verify import Status
+from bnderive import verify as verify
+from bnderive.core.spec import Mode, Spec
+from bnderive.read.catalogue import find_form
+from bnderive.read.derivations import builtin_forms
+from bnderive.verify.verdict import Status
 
 PUBLISHED = ("staged", "kronecker", "compact")
 OK = {Status.HOLDS, Status.UNCHECKED}
@@ -253,12 +255,7 @@ def main() -> int:
     big = [] if args.quick else [64]
     forms = [find_form(name) for name in PUBLISHED]
     cli = find_cli()
-    try:
-        from bnderive import general  # noqa: F401
-
-        has_general = True
-    except ImportError:
-        has_general = False
+    has_general = importlib.util.find_spec("bnderive.verify.every_m") is not None
 
     print(
         f"bnderive benchmark{' (--quick)' if args.quick else ''}: Python {platform.python_version()}, "

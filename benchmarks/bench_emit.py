@@ -37,7 +37,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bnderive.bench import (
+from bnderive.emit.bench import (
     DEFAULT_SHAPES,
     EMITTED,
     NUMBA,

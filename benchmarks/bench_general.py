@@ -27,11 +27,12 @@ from contextlib import contextmanager
 
 import sympy as sp
 
-from bnderive import second, verify
-from bnderive.derive import inline
-from bnderive.forms import builtin_forms
-from bnderive.general import definitions_of, general_check
-from bnderive.verify import Status
+from bnderive import verify as verify
+from bnderive.core import double_backward as second
+from bnderive.core.derive import inline
+from bnderive.read.derivations import builtin_forms
+from bnderive.verify.every_m import definitions_of, general_check
+from bnderive.verify.verdict import Status
 
 derive_module = importlib.import_module("bnderive.derive")  # the package re-exports derive()
 

@@ -1,21 +1,44 @@
-"""bnderive: prove or refute derivations of the Batch Normalization backward pass, exactly."""
+"""bnderive: prove or refute derivations of the Batch Normalization backward pass, exactly.
 
-from .derive import Adjoint, Truth, derive
-from .errors import BnderiveError, EvaluationError, FormError, SpecError
-from .forms import Equation, Form, builtin_forms, find_form, load_form
-from .graph import Graph, Stage
-from .spec import Mode, Spec
-from .verify import (
-    Counterexample,
-    Status,
-    Verdict,
-    check_form,
-    exact_check,
-    exit_code,
-    random_check,
-)
+The public API is re-exported here and imported on first use (PEP 562), so that the command
+line starts without SymPy and NumPy::
+
+    from bnderive import derive, find_form, check_form, Spec, Mode
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: Each public name and the module that defines it.
+_API = {
+    "Adjoint": "bnderive.core.derive",
+    "Truth": "bnderive.core.derive",
+    "derive": "bnderive.core.derive",
+    "Graph": "bnderive.core.graph",
+    "Stage": "bnderive.core.graph",
+    "Mode": "bnderive.core.spec",
+    "Spec": "bnderive.core.spec",
+    "BnderiveError": "bnderive.errors",
+    "EvaluationError": "bnderive.errors",
+    "FormError": "bnderive.errors",
+    "SpecError": "bnderive.errors",
+    "Equation": "bnderive.read.forms",
+    "Form": "bnderive.read.forms",
+    "load_form": "bnderive.read.forms",
+    "builtin_forms": "bnderive.read.catalogue",
+    "find_form": "bnderive.read.catalogue",
+    "Counterexample": "bnderive.verify.verdict",
+    "Status": "bnderive.verify.verdict",
+    "Verdict": "bnderive.verify.verdict",
+    "exit_code": "bnderive.verify.verdict",
+    "exact_check": "bnderive.verify.exact",
+    "random_check": "bnderive.verify.randomized",
+    "check_form": "bnderive.verify.plan",
+}
 
 __all__ = [
     "Adjoint",
@@ -43,3 +66,28 @@ __all__ = [
     "random_check",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bnderive' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from bnderive.core.derive import Adjoint, Truth, derive
+    from bnderive.core.graph import Graph, Stage
+    from bnderive.core.spec import Mode, Spec
+    from bnderive.errors import BnderiveError, EvaluationError, FormError, SpecError
+    from bnderive.read.catalogue import builtin_forms, find_form
+    from bnderive.read.forms import Equation, Form, load_form
+    from bnderive.verify.exact import exact_check
+    from bnderive.verify.plan import check_form
+    from bnderive.verify.randomized import random_check
+    from bnderive.verify.verdict import Counterexample, Status, Verdict, exit_code

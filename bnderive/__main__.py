@@ -1,5 +1,5 @@
 """``python -m bnderive``: the same command line as ``bnderive``."""
 
-from .cli import main
+from bnderive.cli import main
 
 main(prog_name="bnderive")

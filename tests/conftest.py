@@ -1,6 +1,6 @@
 """Shared fixtures: the form catalogues and an independent brute-force ground truth.
 
-Catalogues (Tangent style): every file in ``bnderive/derivations/`` is a ``builtin_form`` case,
+Catalogues (Tangent style): every file in ``derivations/`` is a ``builtin_form`` case,
 every ``tests/forms/wrong_*.toml`` a ``wrong_case`` and every ``tests/forms/equivalent_*.toml`` an
 ``equivalent_case``, so adding a file adds its tests.  A test form file may end with an
 ``[expect]`` table (what the test expects of it); that table is cut off before the form is read.
@@ -22,7 +22,7 @@ import pytest
 import sympy as sp
 
 from bnderive import Form, builtin_forms, load_form
-from bnderive.corpus import Mutant, Rewrite, corpus
+from bnderive.read.corpus import Mutant, Rewrite, corpus
 
 FORMS_DIR = Path(__file__).parent / "forms"
 BUILTIN_FORMS = builtin_forms()
@@ -49,7 +49,7 @@ def load_case(path: Path) -> FormCase:
 
 @pytest.fixture(params=BUILTIN_FORMS, ids=[f.name for f in BUILTIN_FORMS])
 def builtin_form(request: pytest.FixtureRequest) -> Form:
-    """Each form shipped in bnderive/derivations/."""
+    """Each form shipped in derivations/."""
     return request.param
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bnderive import bench
 from bnderive.cli import main
+from bnderive.emit import bench
 
 
 def test_bench_command_prints_a_table_per_shape():

@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from bnderive.cli import main
-from bnderive.forms import load_form
-from bnderive.verify import Status, check_form
+from bnderive.read.forms import load_form
+from bnderive.verify.plan import check_form
+from bnderive.verify.verdict import Status
 
 GOLDEN = Path(__file__).parent / "golden"
 ENV = {"COLUMNS": "120", "FORCE_COLOR": None, "TERM": "dumb", "NO_COLOR": "1"}

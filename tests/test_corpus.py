@@ -14,11 +14,13 @@ from click.testing import CliRunner
 
 from bnderive import FormError, Mode, Spec, Status
 from bnderive.cli import main
-from bnderive.corpus import _variant, corpus
-from bnderive.diagnose import Value, diagnose_line, localise, same
-from bnderive.forms import builtin_form_data
-from bnderive.general import general_check
-from bnderive.verify import check_exact_mode, large_spec, overall, random_check
+from bnderive.read.corpus import _variant, corpus
+from bnderive.read.derivations import builtin_form_data
+from bnderive.verify.diagnose import Value, diagnose_line, localise, same
+from bnderive.verify.every_m import general_check
+from bnderive.verify.exact import check_exact_mode
+from bnderive.verify.randomized import large_spec, random_check
+from bnderive.verify.verdict import overall
 
 # SPATIAL exact checks at one small shape: the index notation is the same in both modes, and an
 # ε-outside form's radicals grow fast with M (the PER_ACTIVATION plan goes to N = 6).
@@ -206,7 +208,7 @@ def test_mutants_command_lists_and_shows():
 def test_a_latex_derivation_with_a_known_mistake_is_named(tmp_path):
     from importlib import resources
 
-    text = (resources.files("bnderive") / "derivations" / "latex" / "staged.md").read_text("utf-8")
+    text = (resources.files("bnderive.derivations.latex") / "staged.md").read_text("utf-8")
     assert text.count(r"\frac{-1}{2}") == 1
     path = tmp_path / "post.md"
     path.write_text(text.replace(r"\frac{-1}{2}", r"\frac{1}{2}"), encoding="utf-8")

@@ -15,14 +15,15 @@ from hypothesis import strategies as st
 
 from bnderive import find_form
 from bnderive.cli import main
-from bnderive.document import DocumentForm, line_notes, load_document
+from bnderive.core.spec import Mode, Spec
 from bnderive.errors import FormError
-from bnderive.general import general_check
-from bnderive.latex import LatexError
-from bnderive.spec import Mode, Spec
-from bnderive.verify import Status, check_exact_mode, exact_check
+from bnderive.read.documents import DocumentForm, line_notes, load_document
+from bnderive.read.latex_reader import LatexError
+from bnderive.verify.every_m import general_check
+from bnderive.verify.exact import check_exact_mode, exact_check
+from bnderive.verify.verdict import Status
 
-FOLDER = resources.files("bnderive") / "derivations" / "latex"
+FOLDER = resources.files("bnderive.derivations.latex")
 SHIPPED = sorted(Path(str(p)) for p in FOLDER.iterdir() if p.name.endswith((".md", ".tex")))
 SMALL = {
     Mode.PER_ACTIVATION: [Spec(Mode.PER_ACTIVATION, n=3, c=1), Spec(Mode.PER_ACTIVATION, n=4, c=1)],
@@ -408,8 +409,8 @@ def test_local_derivatives_are_checked_against_the_graph(tmp_path):
 
 
 def test_local_derivative_truth_is_the_graph_stage_diff():
-    from bnderive import notation as N
-    from bnderive.derive import local_truth
+    from bnderive.core import notation as N
+    from bnderive.core.derive import local_truth
 
     x, mu, var, eps, M = N.x, N.mu, N.var, N.eps, N.M
     i = N.i
@@ -438,7 +439,7 @@ def test_local_derivative_truth_is_the_graph_stage_diff():
     ],
 )
 def test_a_line_is_cut_into_its_equations_only_between_equations(text, pieces):
-    from bnderive.document import _equations
+    from bnderive.read.documents import _equations
 
     got = _equations(text)
     assert [p for _, p in got] == pieces

@@ -19,20 +19,13 @@ from click.testing import CliRunner
 
 from bnderive import __version__
 from bnderive.cli import main
-from bnderive.emit import (
-    EmitVerificationError,
-    Exact,
-    emit,
-    exact_case,
-    float_case,
-    load_module,
-    plan_backward,
-    render,
-    verify_module,
-)
+from bnderive.core.spec import Mode
+from bnderive.emit.emitter import emit
+from bnderive.emit.numpy_module import EmitVerificationError, plan_backward, render
+from bnderive.emit.verification import Exact, exact_case, float_case, load_module, verify_module
 from bnderive.errors import FormError
-from bnderive.forms import find_form, load_form
-from bnderive.spec import Mode
+from bnderive.read.catalogue import find_form
+from bnderive.read.forms import load_form
 
 GOLDEN = Path(__file__).parent / "golden"
 FORMS_DIR = Path(__file__).parent / "forms"

@@ -17,18 +17,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bnderive import __version__, emit_numba
+from bnderive import __version__
 from bnderive.cli import main
-from bnderive.emit import (
-    Emitted,
-    EmitVerificationError,
-    emit,
-    exact_case,
-    load_module,
-    verify_module,
-)
-from bnderive.forms import find_form
-from bnderive.spec import Mode
+from bnderive.core.spec import Mode
+from bnderive.emit import numba_module as emit_numba
+from bnderive.emit.emitter import Emitted, emit
+from bnderive.emit.numpy_module import EmitVerificationError
+from bnderive.emit.verification import exact_case, load_module, verify_module
+from bnderive.read.catalogue import find_form
 
 GOLDEN = Path(__file__).parent / "golden"
 FORMS = ["compact", "staged", "kronecker"]

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bnderive import EvaluationError, Mode, Spec, find_form
-from bnderive import notation as N
-from bnderive.evaluate import RATIONAL, SYMBOLIC, Env, NotRational, evaluate, rational
-from bnderive.instances import point_env, random_point
-from bnderive.verify import _run, form_definitions
+from bnderive.core import notation as N
+from bnderive.core.evaluate import RATIONAL, SYMBOLIC, Env, NotRational, evaluate, rational
+from bnderive.core.points import point_env, random_point
+from bnderive.verify.lines import form_definitions, run_lines
 
 X = [3, -1, 4, 1, -5]
 G = [2, 7, -1, 8, -2]
@@ -207,7 +207,7 @@ def test_rational_and_symbolic_backends_agree_on_the_compact_form(case):
     values = {}
     for backend in (RATIONAL, SYMBOLIC):
         inst = point_env(spec, 0, full, backend)
-        out = _run(form_definitions(form), inst.env)
+        out = run_lines(form_definitions(form), inst.env)
         assert not out.errors, out.errors
         assert as_fraction(inst.env.scalars["eps"]) > 0
         values[backend.name] = (

@@ -21,8 +21,9 @@ from click.testing import CliRunner
 
 from bnderive import Spec, derive
 from bnderive.cli import main
-from bnderive.evaluate import SYMBOLIC
-from bnderive.explain import (
+from bnderive.core.evaluate import SYMBOLIC
+from bnderive.core.points import point_env
+from bnderive.usercode.explain import (
     MISTAKES,
     ExplainError,
     Setup,
@@ -32,8 +33,7 @@ from bnderive.explain import (
     explain,
     make_point,
 )
-from bnderive.instances import point_env
-from bnderive.verify import _run
+from bnderive.verify.lines import run_lines
 
 IMPLS = Path(__file__).parent / "impls"
 ENV = {"COLUMNS": "200", "FORCE_COLOR": None, "TERM": "dumb", "NO_COLOR": "1"}
@@ -82,7 +82,7 @@ def test_exact_values_agree_with_sympy(training):
     if running is not None:
         point["mu"], point["var"] = running
     inst = point_env(spec, 0, point, SYMBOLIC)
-    theirs = _run(truth, inst.env).values
+    theirs = run_lines(truth, inst.env).values
     for name in ("dx", "dgamma", "dbeta"):
         a = np.atleast_1d(np.array(mine[name], dtype=object))
         b = np.atleast_1d(np.array(theirs[name], dtype=object))

@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from bnderive.evaluate import FLOAT
-from bnderive.forms import builtin_form_data, form_from_dict
-from bnderive.instances import point_env
-from bnderive.spec import Spec
-from bnderive.verify import Status, _run, exact_check, form_definitions
+from bnderive.core.evaluate import FLOAT
+from bnderive.core.points import point_env
+from bnderive.core.spec import Spec
+from bnderive.read.derivations import builtin_form_data
+from bnderive.read.forms import form_from_dict
+from bnderive.verify.exact import exact_check
+from bnderive.verify.lines import form_definitions, run_lines
+from bnderive.verify.verdict import Status
 
 SWAP = {"+": "-", "-": "+", "*": "/", "/": "*"}
 N = 4
@@ -69,7 +72,7 @@ def test_exact_verdict_agrees_with_the_brute_force_oracle(oracle, name, at, expr
         point = {"x": x, "g": g, "ggI": [0.0] * N, "gamma": gamma, "beta": beta,
                  "ggG": 0.0, "ggB": 0.0, "eps": eps}  # fmt: skip
         with np.errstate(all="ignore"):
-            mine = _run(form_definitions(form), point_env(Spec(n=N), 0, point, FLOAT).env)
+            mine = run_lines(form_definitions(form), point_env(Spec(n=N), 0, point, FLOAT).env)
         value = mine.values.get("dx")
         if value is None or not np.allclose(np.asarray(value, float), truth, rtol=1e-9, atol=1e-12):
             agrees = False

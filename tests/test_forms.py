@@ -1,7 +1,7 @@
 """Every shipped derivation holds; form files that cannot be used fail with a helpful FormError.
 
 The built-in catalogue is a fixture (``conftest.builtin_form``): a new file in
-bnderive/derivations/ is checked here without touching this module.
+derivations/ is checked here without touching this module.
 """
 
 from __future__ import annotations
@@ -12,14 +12,10 @@ import pytest
 import sympy as sp
 
 from bnderive import FormError, Mode, Status, builtin_forms, find_form, load_form
-from bnderive import notation as N
-from bnderive.verify import (
-    default_exact_specs,
-    exact_check,
-    large_spec,
-    random_check,
-    truth_of,
-)
+from bnderive.core import notation as N
+from bnderive.verify.exact import default_exact_specs, exact_check
+from bnderive.verify.lines import truth_of
+from bnderive.verify.randomized import large_spec, random_check
 
 
 def expected_status(form, spec, eq) -> Status:

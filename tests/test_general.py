@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from bnderive import notation as N
-from bnderive.forms import builtin_forms, load_form
-from bnderive.general import _Reducer, general_check, prove
-from bnderive.spec import Mode, Spec
-from bnderive.verify import Status
+from bnderive.core import notation as N
+from bnderive.core.spec import Mode, Spec
+from bnderive.read.derivations import builtin_forms
+from bnderive.read.forms import load_form
+from bnderive.verify.every_m import _Reducer, general_check, prove
+from bnderive.verify.verdict import Status
 
 x, g, i, j, k, l, M, mu, var = N.x, N.g, N.i, N.j, N.k, N.l, N.M, N.mu, N.var
 

@@ -17,10 +17,10 @@ import pytest
 from click.testing import CliRunner
 
 from bnderive.cli import main
-from bnderive.impl import check_impl, common_eps, default_shapes, make_case, truth_at
-from bnderive.sandbox import Exact
-from bnderive.spec import Mode, Spec
-from bnderive.verify import Status
+from bnderive.core.spec import Mode, Spec
+from bnderive.usercode.check_impl import check_impl, common_eps, default_shapes, make_case, truth_at
+from bnderive.usercode.sandbox import Exact
+from bnderive.verify.verdict import Status
 
 IMPLS = Path(__file__).parent / "impls"
 ENV = {"COLUMNS": "200", "FORCE_COLOR": None, "TERM": "dumb", "NO_COLOR": "1"}
@@ -48,7 +48,7 @@ def test_exact_numbers_carry_numpy_through_mean_var_sqrt():
 
 
 def test_an_irrational_root_or_nan_is_not_made_exact():
-    from bnderive.sandbox import NotExact
+    from bnderive.usercode.sandbox import NotExact
 
     with pytest.raises(NotExact):
         np.sqrt(Exact(2))

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from bnderive import Mode
 from bnderive.cli import main
-from bnderive.impl import check_impl
+from bnderive.usercode.check_impl import check_impl
 
 IMPLS = Path(__file__).parent / "impls"
 

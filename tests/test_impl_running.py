@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from bnderive.cli import main
-from bnderive.impl import RUNNING_CONVENTIONS, check_impl, default_shapes, make_case
-from bnderive.spec import Mode, Spec
-from bnderive.verify import Status
+from bnderive.core.spec import Mode, Spec
+from bnderive.usercode.check_impl import RUNNING_CONVENTIONS, check_impl, default_shapes, make_case
+from bnderive.verify.verdict import Status
 
 IMPLS = Path(__file__).parent / "impls"
 ENV = {"COLUMNS": "200", "FORCE_COLOR": None, "TERM": "dumb", "NO_COLOR": "1"}

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnderive.impl import ImplementationError, check_impl
-from bnderive.verify import Status
+from bnderive.usercode.check_impl import ImplementationError, check_impl
+from bnderive.verify.verdict import Status
 
 RIGHT = """import numpy as np
 

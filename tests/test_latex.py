@@ -13,18 +13,18 @@ import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bnderive import notation as N
-from bnderive.derive import derive
-from bnderive.display import latex
+from bnderive.core import notation as N
+from bnderive.core.derive import derive
+from bnderive.core.printing import latex
+from bnderive.core.spec import Spec
 from bnderive.errors import FormError
-from bnderive.latex import (
+from bnderive.read.latex_reader import (
     LatexError,
     NotCheckable,
     _parser,
     parse_equation_line,
     parse_latex,
 )
-from bnderive.spec import Spec
 
 x, g, xhat, y = N.x, N.g, N.xhat, N.y
 i, j, k, n, p = N.i, N.j, N.k, N.n, N.p
@@ -239,7 +239,7 @@ def test_the_grammar_is_unambiguous_lalr(caplog):
 
     from lark import Lark, logger
 
-    grammar = (resources.files("bnderive") / "latex.lark").read_text(encoding="utf-8")
+    grammar = (resources.files("bnderive.read") / "latex_grammar.lark").read_text(encoding="utf-8")
     old = logger.level
     logger.setLevel(logging.DEBUG)
     try:

@@ -107,7 +107,7 @@ CASES = [
     ("derive --h without SPATIAL", ["derive", "--h", "3"], ["--h and --w belong to SPATIAL", "add --mode spatial"]),
     ("bench --shape 1,4", ["bench", "--shape", "1,4"], ["needs positive sizes and at least 2 elements per channel"]),
     # other commands: forms
-    ("unknown form", ["check", "nosuchform"], ["No form named 'nosuchform'", "the built-in forms are"]),
+    ("unknown form", ["check", "nosuchform"], ["No form named 'nosuchform'", "built-in forms (", "staged-latex", "bnderive mutants"]),
     ("missing form file", ["check", "--form", "{tmp}/nope.toml"], ["cannot read the form file"]),
     ("empty form file", ["check", "--form", "{tmp}/empty.toml"], ["the key 'name' is missing"]),
     ("binary form file", ["check", "--form", "{tmp}/binary.toml"], ["not a UTF-8 text file", "a form file is TOML"]),

@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 
 from bnderive import FormError
-from bnderive import notation as N
+from bnderive.core import notation as N
 
 
 def test_arithmetic_sums_and_deltas():

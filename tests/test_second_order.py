@@ -7,19 +7,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnderive.evaluate import RATIONAL
-from bnderive.forms import load_form
-from bnderive.general import general_check
-from bnderive.instances import point_env, random_point
-from bnderive.second import second_order_truth
-from bnderive.spec import Mode, Spec
-from bnderive.verify import Status, _run, exact_check
+from bnderive.core.double_backward import second_order_truth
+from bnderive.core.evaluate import RATIONAL
+from bnderive.core.points import point_env, random_point
+from bnderive.core.spec import Mode, Spec
+from bnderive.read.forms import load_form
+from bnderive.verify.every_m import general_check
+from bnderive.verify.exact import exact_check
+from bnderive.verify.lines import run_lines
+from bnderive.verify.verdict import Status
 
 
 def truth_at(spec: Spec, seed: int):
     point = random_point(spec, seed, spread=5)
     inst = point_env(spec, 0, point, RATIONAL)
-    out = _run(second_order_truth(spec).definitions(), inst.env)
+    out = run_lines(second_order_truth(spec).definitions(), inst.env)
     assert not out.errors
     return inst, out.values
 
@@ -125,7 +127,7 @@ def test_a_hand_derived_double_backward_holds_and_a_3_to_2_slip_does_not(tmp_pat
     assert gi_all.status is Status.UNDECIDED
 
 
-PYTORCH = Path(__file__).parent.parent / "bnderive" / "derivations" / "pytorch_double_backward.toml"
+PYTORCH = Path(__file__).parent.parent / "derivations" / "pytorch_double_backward.toml"
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from bnderive.forms import load_form
-from bnderive.spec import Mode, Spec
-from bnderive.verify import Status, equivariant, exact_check, large_spec, random_check
+from bnderive.core.spec import Mode, Spec
+from bnderive.read.forms import load_form
+from bnderive.verify.exact import equivariant, exact_check
+from bnderive.verify.randomized import large_spec, random_check
+from bnderive.verify.verdict import Status
 
 CAFFE = "gamma/sqrt(var+eps)*(g[i] - sum(g[k],k)/M - xhat[i]*sum(g[k]*xhat[k],k)/M)"
 
@@ -90,7 +92,7 @@ def test_a_wrong_line_with_radicals_is_refuted_without_the_exact_normal_form():
     # The compact form (ε inside) declared for a layer with ε outside: truth − form has √σ² and
     # non-monomial denominators, whose exact normal form took minutes at M = 8. One point where
     # it is clearly nonzero suffices, and the refutation still carries a real counterexample.
-    from bnderive.corpus import corpus
+    from bnderive.read.corpus import corpus
 
     form = corpus().find("compact/eps-inside-for-outside").form
     (dx,) = [
@@ -105,8 +107,8 @@ def test_a_wrong_line_with_radicals_is_refuted_without_the_exact_normal_form():
 def test_the_one_point_screen_never_decides_holds_alone(tmp_path, monkeypatch):
     # Were the screen wrong (a point outside the inputs' domain), no witness exists among valid
     # inputs and the exact normal form decides: a right form still holds.
-    import bnderive.zero as zero
-    from bnderive.corpus import corpus
+    import bnderive.verify.zero_test as zero
+    from bnderive.read.corpus import corpus
 
     calls = []
 

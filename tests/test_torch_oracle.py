@@ -19,9 +19,9 @@ import pytest
 import sympy as sp
 
 from bnderive import Mode, Spec, derive
-from bnderive.evaluate import SYMBOLIC
-from bnderive.instances import point_env, random_point
-from bnderive.verify import _run
+from bnderive.core.evaluate import SYMBOLIC
+from bnderive.core.points import point_env, random_point
+from bnderive.verify.lines import run_lines
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -104,7 +104,7 @@ def engine_gradients(inputs: dict, spec: Spec) -> dict[str, np.ndarray]:
                 var=Fraction(float(inputs["running_var"][c])),
             )
         inst = point_env(spec, c, point, SYMBOLIC)
-        values = _run(truth.definitions(), inst.env)
+        values = run_lines(truth.definitions(), inst.env)
         assert not values.errors, values.errors
         for k, p in enumerate(positions):
             out["dx"][p] = float(sp.N(values.values["dx"][k], 30))

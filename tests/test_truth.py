@@ -16,8 +16,8 @@ import pytest
 import sympy as sp
 
 from bnderive import Mode, Spec, derive
-from bnderive.instances import exact_env, symbolic_env
-from bnderive.verify import _run
+from bnderive.core.points import exact_env, symbolic_env
+from bnderive.verify.lines import run_lines
 
 SHAPES = [(3, 2), (2, 2, 2, 1)]
 
@@ -32,7 +32,7 @@ def spec_for(shape: tuple[int, ...], **conventions: Any) -> Spec:
 def engine(spec: Spec, channel: int, kind: str, layer) -> dict[str, Any]:
     """The engine's truth for one channel, every value rewritten in the layer's symbols."""
     inst = (symbolic_env if kind == "symbolic" else exact_env)(spec, channel)
-    out = _run(derive(spec).definitions(), inst.env)
+    out = run_lines(derive(spec).definitions(), inst.env)
     assert not out.errors, out.errors
     positions = spec.positions(channel)
     mu, var = layer.stats(channel)
@@ -158,7 +158,7 @@ def test_features_never_mix(layer_cls):
     truth = derive(spec)
     for c in range(2):
         inst = symbolic_env(spec, c)
-        out = _run(truth.definitions(), inst.env)
+        out = run_lines(truth.definitions(), inst.env)
         own = set(inst.inputs["x"]) | set(inst.inputs["g"])
         own |= {inst.inputs["gamma"], inst.inputs["beta"]}
         own |= {inst.env.scalars[name] for name in ("mu", "var", "eps")}
@@ -167,7 +167,7 @@ def test_features_never_mix(layer_cls):
             assert value.free_symbols <= own
             assert value.free_symbols & set(inst.inputs["g"])
         inst = exact_env(spec, c)
-        out = _run(truth.definitions(), inst.env)
+        out = run_lines(truth.definitions(), inst.env)
         _, mean, u = inst.inputs["centred"]
         own = {str(s) for s in [*inst.inputs["g"], inst.inputs["gamma"], mean, *u]} | {"r"}
         for value in list(out.values["dx"]) + [out.values["dgamma"]]:

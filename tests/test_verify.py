@@ -16,21 +16,13 @@ import pytest
 import sympy as sp
 
 from bnderive import Counterexample, FormError, Mode, Spec, Status, Verdict, find_form, load_form
-from bnderive.evaluate import SYMBOLIC
-from bnderive.instances import point_env, random_point
-from bnderive.verify import (
-    _run,
-    default_exact_specs,
-    exact_check,
-    exit_code,
-    form_definitions,
-    large_spec,
-    overall,
-    parse_shape,
-    random_check,
-    truth_of,
-    valid_specs,
-)
+from bnderive.core.evaluate import SYMBOLIC
+from bnderive.core.points import point_env, random_point
+from bnderive.core.spec import parse_shape
+from bnderive.verify.exact import default_exact_specs, exact_check, valid_specs
+from bnderive.verify.lines import form_definitions, run_lines, truth_of
+from bnderive.verify.randomized import large_spec, random_check
+from bnderive.verify.verdict import exit_code, overall
 
 FORMS = Path(__file__).parent / "forms"
 MODES = pytest.mark.parametrize("mode", list(Mode), ids=[m.value for m in Mode])
@@ -131,7 +123,7 @@ def form_value_at(form, cex: Counterexample, number: int) -> sp.Expr:
     if not spec.training:
         point.update(mu=fraction(inputs["running μ"]), var=fraction(inputs["running σ²"]))
     inst = point_env(spec, cex.channel, point, SYMBOLIC)
-    value = _run(form_definitions(form), inst.env).lines[number - 1]
+    value = run_lines(form_definitions(form), inst.env).lines[number - 1]
     _, position = entry_of(cex)
     return sp.sympify(value[position - 1] if position is not None else value)
 
@@ -340,8 +332,8 @@ def test_uniform_upstream_gradient_trap(layer_cls):
     point = random_point(spec, 11, 5)
     point["g"] = [3] * spec.m
     inst = point_env(spec, 0, point, SYMBOLIC)
-    true_dx = _run(truth.definitions(), inst.env).values["dx"]
-    form_dx = _run(form_definitions(form), inst.env).values["dx"]
+    true_dx = run_lines(truth.definitions(), inst.env).values["dx"]
+    form_dx = run_lines(form_definitions(form), inst.env).values["dx"]
     assert list(true_dx) == [0] * spec.m
     assert list(form_dx) == list(true_dx)
 

@@ -1,0 +1,216 @@
+"""The index notation that truth, forms and reports share.
+
+One reduction set at a time: elements are indexed 1..M, ``x[k]`` is an input element, ``g[k]``
+the upstream gradient ∂L/∂y_k, ``xhat[k]`` and ``y[k]`` the normalized and the output element;
+``mu``, ``var``, ``gamma``, ``beta``, ``eps`` are the per-channel scalars and ``M`` the size of
+the set.  A reduction Σ_k is SymPy's ``Sum(f, (k, 1, M))``; ``KroneckerDelta(i, k)`` is δ_ik.
+Adjoints are named ``d<stage>``: ``dxhat[i]``, ``dvar``, ``dmu``, ``dx[i]``, ``dgamma``, ``dbeta``.
+
+Machine-checkable expressions in form files use this notation, written as Python/SymPy syntax:
+``sum(g[k]*(x[k]-mu), k)`` for Σ_k g_k (x_k − μ), ``delta(i, k)`` for δ_ik.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import sympy as sp
+from sympy.parsing.sympy_parser import (
+    convert_xor,
+    parse_expr,
+    rationalize,
+    standard_transformations,
+)
+
+from bnderive.errors import FormError
+
+# -- scalars of one reduction set -----------------------------------------------------------------
+M = sp.Symbol("M", integer=True, positive=True)
+mu = sp.Symbol("mu")
+var = sp.Symbol("var")
+gamma = sp.Symbol("gamma")
+beta = sp.Symbol("beta")
+eps = sp.Symbol("eps")
+
+# -- element arrays ---------------------------------------------------------------------------------
+x = sp.IndexedBase("x")
+g = sp.IndexedBase("g")
+xhat = sp.IndexedBase("xhat")
+y = sp.IndexedBase("y")
+
+# -- inputs of the double backward (PyTorch's names) ----------------------------------------------
+#: Φ = Σ_k ggI_k·dx_k + ggG·dγ + ggB·dβ; its gradients are gI = ∂Φ/∂x, gG = ∂Φ/∂γ, ggO = ∂Φ/∂g.
+ggI = sp.IndexedBase("ggI")
+ggG = sp.Symbol("ggG")
+ggB = sp.Symbol("ggB")
+
+# -- indices ----------------------------------------------------------------------------------------
+i, j, k, l, n, p, q = sp.symbols("i j k l n p q", integer=True)
+INDICES = (i, j, k, l, n, p, q)
+
+#: The quantities a derivation can define, and whether each is one value per element.
+QUANTITIES: dict[str, bool] = {
+    "dy": True,
+    "dxhat": True,
+    "dvar": False,
+    "dmu": False,
+    "dx": True,
+    "dgamma": False,
+    "dbeta": False,
+    "gI": True,
+    "gG": False,
+    "ggO": True,
+}
+
+#: Names that mean the same thing in published code; a form may use either.
+ALIASES: dict[str, str] = {"dout": "g", "dy": "g", "sigma2": "var", "epsilon": "eps"}
+
+
+def reduce_sum(expr: sp.Expr, index: sp.Symbol) -> sp.Sum:
+    """Σ over the reduction set: ``Sum(expr, (index, 1, M))``."""
+    return sp.Sum(expr, (index, 1, M))
+
+
+def adjoint_base(name: str) -> sp.IndexedBase:
+    return sp.IndexedBase(name)
+
+
+def adjoint_symbol(name: str) -> sp.Symbol:
+    return sp.Symbol(name)
+
+
+def reference(name: str, index: sp.Symbol | None) -> sp.Expr:
+    """The expression that stands for quantity ``name`` (at ``index`` when elementwise)."""
+    if index is None:
+        return sp.Symbol(name)
+    return sp.IndexedBase(name)[index]
+
+
+def _namespace() -> dict[str, object]:
+    names: dict[str, object] = {
+        "M": M,
+        "mu": mu,
+        "var": var,
+        "gamma": gamma,
+        "beta": beta,
+        "eps": eps,
+        "x": x,
+        "g": g,
+        "xhat": xhat,
+        "y": y,
+        "ggI": ggI,
+        "ggG": ggG,
+        "ggB": ggB,
+        "sqrt": sp.sqrt,
+        "Rational": sp.Rational,
+        "sum": reduce_sum,
+        "Sum": sp.Sum,
+        "delta": sp.KroneckerDelta,
+        "KroneckerDelta": sp.KroneckerDelta,
+    }
+    for idx in INDICES:
+        names[str(idx)] = idx
+    for name, elementwise in QUANTITIES.items():
+        if name == "dy":
+            continue
+        names[name] = sp.IndexedBase(name) if elementwise else sp.Symbol(name)
+    for alias, target in ALIASES.items():
+        names[alias] = names[target]
+    return names
+
+
+_TRANSFORMS = standard_transformations + (convert_xor, rationalize)
+
+
+def parse(
+    text: str, where: str = "expression", extra: dict[str, sp.Basic] | None = None
+) -> sp.Expr:
+    """Read one expression of the index notation; floats become exact rationals (0.5 → 1/2).
+
+    Unknown names are an error rather than silently becoming new symbols.
+    """
+    namespace = _namespace()
+    namespace.update(extra or {})
+    _check_syntax(text, where, namespace)
+    try:
+        expr = parse_expr(text, local_dict=dict(namespace), transformations=_TRANSFORMS)
+    except Exception as exc:  # SymPy raises many types for bad syntax
+        raise FormError(
+            f"{where}: cannot read {text!r} ({type(exc).__name__}: {exc}). Write it in the index "
+            "notation, e.g. 'gamma/sqrt(var+eps)*(g[i] - sum(g[k], k)/M)'."
+        ) from None
+    if not isinstance(expr, sp.Expr):
+        raise FormError(f"{where}: {text!r} is not an expression.")
+    known: set[sp.Basic] = set()
+    for value in namespace.values():
+        if isinstance(value, sp.IndexedBase):
+            known.add(value.label)
+        elif isinstance(value, sp.Basic):
+            known.add(value)
+    unknown = sorted(
+        str(s) for s in expr.free_symbols if not isinstance(s, sp.Indexed) and s not in known
+    )
+    unknown += sorted(str(f.func) + "()" for f in expr.atoms(sp.core.function.AppliedUndef))
+    if unknown:
+        raise FormError(
+            f"{where}: unknown name(s) {', '.join(unknown)} in {text!r}. Known names: x, g, xhat, "
+            "y, mu, var, gamma, beta, eps, M, the indices i j k l n p q, and the quantities "
+            "defined on earlier lines (dxhat, dvar, dmu, dx, dgamma, dbeta)."
+        )
+    return expr
+
+
+_ALLOWED_NODES = (
+    ast.Expression,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+    ast.Pow,
+    ast.USub,
+    ast.UAdd,
+    ast.Call,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.Subscript,
+    ast.Tuple,
+)
+
+
+def _check_syntax(text: str, where: str, namespace: dict[str, object]) -> None:
+    """Accept arithmetic, calls of known functions and subscripts only: a form file is data,
+    and SymPy's parser would otherwise evaluate arbitrary Python."""
+    try:
+        tree = ast.parse(text.replace("^", "**"), mode="eval")
+    except SyntaxError as exc:
+        raise FormError(
+            f"{where}: cannot read {text!r}: {exc.msg} at column {exc.offset}. Write it in the "
+            "index notation, e.g. 'gamma/sqrt(var+eps)*(g[i] - sum(g[k], k)/M)'."
+        ) from None
+    for node in ast.walk(tree):
+        if not isinstance(node, _ALLOWED_NODES):
+            raise FormError(
+                f"{where}: {type(node).__name__} is not allowed in {text!r}: only arithmetic, "
+                "subscripts like x[k] and the functions sqrt, sum, delta are."
+            )
+        if isinstance(node, ast.Constant) and not isinstance(node.value, int | float):
+            raise FormError(f"{where}: the constant {node.value!r} in {text!r} is not a number.")
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Name)
+            and node.value.id not in namespace
+        ):
+            raise FormError(
+                f"{where}: unknown name(s) {node.value.id} in {text!r}. Known arrays: x, g, xhat, "
+                "y, and the elementwise quantities defined on earlier lines (dxhat, dx, ...)."
+            )
+        if isinstance(node, ast.Call):
+            name = node.func.id if isinstance(node.func, ast.Name) else None
+            if name is None or not callable(namespace.get(name)) or node.keywords:
+                raise FormError(
+                    f"{where}: unknown function {ast.unparse(node.func)!r} in {text!r}: use "
+                    "sqrt(...), sum(expr, k) or delta(i, k)."
+                )

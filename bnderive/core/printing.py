@@ -1,0 +1,243 @@
+"""Printing the index notation for people: one-line Unicode for terminals and LaTeX for reports.
+
+Both are SymPy printer subclasses (``_print_X`` methods); nothing else formats mathematics.
+Names follow the posts: μ, σ², ε, γ, β, x̂; adjoints print as ∂L/∂σ², ∂L/∂x̂ₖ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+
+from bnderive.core.derive import derive
+from bnderive.core.evaluate import evaluate
+from bnderive.core.graph import Graph
+from bnderive.core.notation import i as INDEX_I
+from bnderive.core.points import symbolic_env
+from bnderive.core.spec import Spec
+
+_SCALARS_UNICODE = {"mu": "μ", "var": "σ²", "eps": "ε", "gamma": "γ", "beta": "β", "epsilon": "ε"}
+_SCALARS_LATEX = {
+    "mu": r"\mu",
+    "var": r"\sigma^{2}",
+    "eps": r"\epsilon",
+    "epsilon": r"\epsilon",
+    "gamma": r"\gamma",
+    "beta": r"\beta",
+}
+_ADJOINT_OF = {
+    "dy": "y",
+    "dxhat": "x̂",
+    "dvar": "σ²",
+    "dmu": "μ",
+    "dx": "x",
+    "dgamma": "γ",
+    "dbeta": "β",
+}
+_ADJOINT_OF_LATEX = {
+    "dy": "y",
+    "dxhat": r"\hat{x}",
+    "dvar": r"\sigma^{2}",
+    "dmu": r"\mu",
+    "dx": "x",
+    "dgamma": r"\gamma",
+    "dbeta": r"\beta",
+}
+_SUB = str.maketrans(
+    dict(zip("0123456789+-=()aeijklmnoprstuvx", "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₐₑᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ", strict=True))
+)
+_SUP = str.maketrans(dict(zip("0123456789+-=()/n", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ᐟⁿ", strict=True)))
+
+
+def subscript(text: str) -> str:
+    return text.translate(_SUB)
+
+
+class UnicodePrinter(StrPrinter):
+    """One line of Unicode: Σₖ(…), √(…), ∂L/∂σ², x̂ₖ, γ₀."""
+
+    printmethod = "_bnderive_unicode"  # not Indexed._sympystr: our methods decide
+
+    def _print_Symbol(self, expr: sp.Symbol) -> str:
+        name = expr.name
+        if name in _SCALARS_UNICODE:
+            return _SCALARS_UNICODE[name]
+        if name in _ADJOINT_OF:
+            return f"∂L/∂{_ADJOINT_OF[name]}"
+        base, _, sub = name.partition("_")
+        if base in ("sigma2", "dsigma2"):
+            prefix = "∂L/∂" if base.startswith("d") else ""
+            return f"{prefix}σ²{subscript(sub)}"
+        if base in ("dmu",):
+            return f"∂L/∂μ{subscript(sub)}"
+        greek = {"mu": "μ", "gamma": "γ", "beta": "β", "xhat": "x̂", "r": "r"}.get(base, base)
+        return greek + subscript(sub)
+
+    def _print_Indexed(self, expr: sp.Indexed) -> str:
+        name = str(expr.base.label)
+        index = subscript("".join(self._print(i) for i in expr.indices))
+        if name in _ADJOINT_OF:
+            return f"∂L/∂{_ADJOINT_OF[name]}{index}"
+        return {"xhat": "x̂"}.get(name, name) + index
+
+    def _print_Sum(self, expr: sp.Sum) -> str:
+        indices = "".join(self._print(limit[0]) for limit in expr.limits)
+        return f"Σ{subscript(indices)}({self._print(expr.function)})"
+
+    def _print_KroneckerDelta(self, expr: sp.KroneckerDelta) -> str:
+        return "δ" + subscript("".join(self._print(a) for a in expr.args))
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        base, exp = expr.args
+        if exp == sp.Rational(1, 2):
+            return f"√({self._print(base)})"
+        if exp == sp.Rational(-1, 2):
+            return f"1/√({self._print(base)})"
+        if isinstance(exp, sp.Rational) and exp.q in (1, 2):
+            inner = self.parenthesize(base, 1000)
+            return inner + self._print(exp).translate(_SUP)
+        return super()._print_Pow(expr, rational)
+
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        return super()._print_Mul(expr).replace("*", "·")
+
+
+class TexPrinter(LatexPrinter):
+    """LaTeX in the posts' notation: \\hat{x}_k, \\sigma^{2}, \\frac{\\partial L}{\\partial \\mu}."""
+
+    printmethod = "_bnderive_latex"
+
+    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        name = expr.name
+        if name in _SCALARS_LATEX:
+            return _SCALARS_LATEX[name]
+        if name in _ADJOINT_OF_LATEX:
+            return rf"\frac{{\partial L}}{{\partial {_ADJOINT_OF_LATEX[name]}}}"
+        base, _, sub = name.partition("_")
+        if base == "sigma2":
+            return rf"\sigma^{{2}}_{{{sub}}}"
+        if base == "dsigma2":
+            return rf"\frac{{\partial L}}{{\partial \sigma^{{2}}_{{{sub}}}}}"
+        if base == "dmu":
+            return rf"\frac{{\partial L}}{{\partial \mu_{{{sub}}}}}"
+        return super()._print_Symbol(expr, style)
+
+    def _print_Indexed(self, expr: sp.Indexed) -> str:
+        name = str(expr.base.label)
+        index = "".join(self._print(i) for i in expr.indices)
+        if name in _ADJOINT_OF_LATEX:
+            return rf"\frac{{\partial L}}{{\partial {_ADJOINT_OF_LATEX[name]}_{{{index}}}}}"
+        base = {"xhat": r"\hat{x}"}.get(name, name)
+        return f"{base}_{{{index}}}"
+
+
+def unicode(expr: sp.Basic) -> str:
+    return UnicodePrinter().doprint(expr)
+
+
+def latex(expr: sp.Basic) -> str:
+    return TexPrinter().doprint(expr)
+
+
+# -- the teaching view of ``bnderive derive`` ---------------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    """One line of the derivation: a forward stage or an adjoint."""
+
+    kind: str  # "forward" | "backward"
+    name: str  # stage or adjoint name: "mu", "dvar", ...
+    lhs: sp.Expr  # what it defines, in index notation (x̂[i], ∂L/∂σ², ...)
+    general: sp.Expr  # the definition in index notation, any M
+    paths: tuple[tuple[str, sp.Expr], ...]  # chain-rule terms (backward) by consumer stage
+    instance: sp.Expr  # channel 0, element 1, for the spec's sizes
+    meaning: str
+
+
+_LHS = {
+    "mu": sp.Symbol("mu"),
+    "var": sp.Symbol("var"),
+    "xhat": sp.IndexedBase("xhat")[INDEX_I],
+    "y": sp.IndexedBase("y")[INDEX_I],
+    "L": sp.Symbol("L"),
+}
+
+_MEANING = {
+    "dy": "the upstream gradient g, given",
+    "dxhat": "through y = γx̂ + β",
+    "dvar": "x̂ depends on σ² (x and μ held fixed)",
+    "dmu": "μ reaches L through x̂ and through σ²",
+    "dx": "x reaches L through x̂, σ² and μ",
+    "dgamma": "γ scales every x̂",
+    "dbeta": "β shifts every y",
+}
+
+
+def derivation_view(spec: Spec, instantiate: bool = True) -> list[Step]:
+    """Forward stages and adjoints, each in index notation and (unless ``instantiate`` is
+    False) instantiated for channel 0 of the spec's sizes."""
+    graph = Graph.build(spec)
+    truth = derive(graph)
+    if not instantiate:
+        return [
+            Step("forward", st.name, _LHS[st.name], st.at(INDEX_I), (), sp.Integer(0), st.meaning)
+            for st in graph.stages
+        ] + [
+            Step(
+                "backward",
+                adj.name,
+                adj.reference(INDEX_I),
+                adj.expr,
+                tuple((t.via, t.expr) for t in adj.terms),
+                sp.Integer(0),
+                _MEANING.get(adj.name, ""),
+            )
+            for adj in truth.adjoints
+        ]
+    inst = symbolic_env(spec, 0)
+    env = inst.env.child()
+    steps: list[Step] = []
+    for stage in graph.stages:
+        general = stage.at(INDEX_I)
+        if stage.name in ("mu", "var"):
+            instance = evaluate(general, env)
+        else:
+            value = evaluate(general, env, INDEX_I if stage.elementwise else None)
+            instance = value[0] if stage.elementwise else value
+        steps.append(
+            Step("forward", stage.name, _LHS[stage.name], general, (), instance, stage.meaning)
+        )
+    for adj in truth.adjoints:
+        value = evaluate(adj.expr, env, INDEX_I if adj.elementwise else None)
+        if adj.elementwise:
+            env.store(adj.name, value, True)
+            instance = value[0]
+        else:
+            # Later lines refer to this adjoint by name, as a staged derivation does.
+            env.store(adj.name, sp.Symbol(f"d{_instance_name(adj.node)}_0"), False)
+            instance = value
+        paths = tuple((t.via, t.expr) for t in adj.terms)
+        steps.append(
+            Step(
+                "backward",
+                adj.name,
+                adj.reference(INDEX_I),
+                adj.expr,
+                paths,
+                instance,
+                _MEANING.get(adj.name, ""),
+            )
+        )
+    return steps
+
+
+def _instance_name(node: str) -> str:
+    return {"var": "sigma2"}.get(node, node)
+
+
+__all__ = ["Step", "TexPrinter", "UnicodePrinter", "derivation_view", "latex", "unicode"]
+
+_ = np

@@ -1,0 +1,214 @@
+"""Forms: derivations as data.  One TOML file per published derivation.
+
+A form file names its source, its conventions and its equations in order.  Each equation
+*defines* a quantity (``dx[i]``, ``dvar``, ...) by a machine-checkable expression in the index
+notation of ``notation.py`` and keeps the LaTeX as published, for display::
+
+    name = "compact"
+    title = "Compact form"
+    sources = ["Author, Title, URL"]
+
+    [conventions]          # optional; these are the defaults
+    variance = "biased"    # or "unbiased" (Bessel's 1/(M-1) in the forward)
+    epsilon = "inside"     # or "outside" (√σ² + ε)
+    training = true        # false: eval mode, μ and σ² are the running statistics
+
+    [[equations]]
+    defines = "dbeta"
+    latex = '\\frac{\\partial L}{\\partial \\beta} = \\sum_i \\frac{\\partial L}{\\partial y_i}'
+    expr = "sum(g[k], k)"
+
+Later equations may use the quantities defined before them.  A quantity that is not one of
+dy, dxhat, dvar, dmu, dx, dgamma, dbeta is an auxiliary definition: usable, not checked.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sympy as sp
+
+from bnderive.core import notation as N
+from bnderive.core.spec import Mode, Spec, conventions_text
+from bnderive.errors import FormError
+
+_DEFINES = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*(?:\[\s*([a-z])\s*\])?\s*$")
+
+
+@dataclass(frozen=True)
+class Equation:
+    number: int  # 1-based position in the form
+    name: str  # the quantity it defines
+    index: sp.Symbol | None  # the free index of an elementwise quantity
+    expr: sp.Expr
+    text: str  # the expression as written in the file
+    latex: str
+
+    @property
+    def elementwise(self) -> bool:
+        return self.index is not None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}[{self.index}]" if self.index is not None else self.name
+
+
+@dataclass(frozen=True)
+class Form:
+    name: str
+    title: str
+    sources: tuple[str, ...]
+    equations: tuple[Equation, ...]
+    unbiased: bool = False
+    eps_inside: bool = True
+    training: bool = True
+    modes: tuple[Mode, ...] = (Mode.PER_ACTIVATION, Mode.SPATIAL)
+    description: str = ""
+    path: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    order: int = 1  # 2: a double backward (gI, gG, ggO)
+
+    def conventions(self) -> str:
+        """'training, biased variance, ε inside √': the form's conventions in words."""
+        return conventions_text(self.training, self.unbiased, self.eps_inside)
+
+    def spec(self, base: Spec) -> Spec:
+        """``base`` with this form's conventions."""
+        return Spec(
+            mode=base.mode,
+            n=base.n,
+            c=base.c,
+            h=base.h,
+            w=base.w,
+            training=self.training,
+            unbiased=self.unbiased,
+            eps_inside=self.eps_inside,
+        )
+
+    def equation(self, name: str) -> Equation:
+        for eq in self.equations:
+            if eq.name == name:
+                return eq
+        raise KeyError(name)
+
+
+def load_form(path: str | Path, text: str | None = None) -> Form:
+    """Read one form file; every problem is a ``FormError`` naming the file and the equation."""
+    path = Path(path)
+    where = str(path)
+    if text is None:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise FormError(f"{where}: cannot read the form file ({exc.strerror}).") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormError(f"{where}: not a UTF-8 text file; a form file is TOML.") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FormError(
+            f"{where}: not valid TOML ({exc}). See `bnderive forms --example` for the format."
+        ) from None
+    return form_from_dict(data, where)
+
+
+def form_from_dict(data: dict, where: str) -> Form:
+    """A form from the parsed TOML table ``data``; ``where`` names it in error messages."""
+
+    def need(key: str, kind: type) -> object:
+        if key not in data:
+            raise FormError(f"{where}: the key {key!r} is missing.")
+        if not isinstance(data[key], kind):
+            raise FormError(f"{where}: {key!r} must be a {kind.__name__}.")
+        return data[key]
+
+    name = str(need("name", str))
+    title = str(data.get("title", name))
+    sources = data.get("sources", [])
+    if isinstance(sources, str):
+        sources = [sources]
+    conventions = data.get("conventions", {})
+    if not isinstance(conventions, dict):
+        raise FormError(f"{where}: [conventions] must be a table.")
+    variance = conventions.get("variance", "biased")
+    epsilon = conventions.get("epsilon", "inside")
+    training = conventions.get("training", True)
+    if variance not in ("biased", "unbiased"):
+        raise FormError(
+            f"{where}: conventions.variance is {variance!r}; use 'biased' or 'unbiased'."
+        )
+    if epsilon not in ("inside", "outside"):
+        raise FormError(f"{where}: conventions.epsilon is {epsilon!r}; use 'inside' or 'outside'.")
+    if not isinstance(training, bool):
+        raise FormError(f"{where}: conventions.training must be true or false.")
+    modes_raw = data.get("modes", ["per-activation", "spatial"])
+    try:
+        modes = tuple(Mode.parse(m) for m in modes_raw)
+    except Exception as exc:
+        raise FormError(f"{where}: modes: {exc}") from None
+
+    order = data.get("order", 1)
+    if order not in (1, 2) or isinstance(order, bool):
+        raise FormError(f"{where}: order = {order!r}; use 1 (backward) or 2 (double backward).")
+    raw_equations = need("equations", list)
+    if not raw_equations:
+        raise FormError(f"{where}: the form has no equations; add [[equations]] tables.")
+    equations: list[Equation] = []
+    defined: dict[str, sp.Basic] = {}
+    for number, entry in enumerate(raw_equations, start=1):
+        at = f"{where}, equation {number}"
+        if not isinstance(entry, dict) or "defines" not in entry or "expr" not in entry:
+            raise FormError(f"{at}: each [[equations]] table needs 'defines' and 'expr'.")
+        match = _DEFINES.match(str(entry["defines"]))
+        if not match:
+            raise FormError(
+                f"{at}: defines = {entry['defines']!r}; write a name, with [i] when the quantity "
+                "has one value per element (e.g. 'dx[i]', 'dvar')."
+            )
+        qname, index_name = match.group(1), match.group(2)
+        index = sp.Symbol(index_name, integer=True) if index_name else None
+        if qname in N.QUANTITIES and N.QUANTITIES[qname] != (index is not None):
+            want = f"{qname}[i]" if N.QUANTITIES[qname] else qname
+            raise FormError(
+                f"{at}: {qname} is {'per element' if N.QUANTITIES[qname] else 'one value per channel'}; write defines = {want!r}."
+            )
+        inputs = {"x", "g", "xhat", "y", "mu", "var", "gamma", "beta", "eps", "M"}
+        # The double backward's inputs too: the evaluator memoizes sums over inputs, so a line
+        # that redefined ggB would make later sums read a stale value (a false "holds").
+        inputs |= {"ggI", "ggG", "ggB"}
+        if qname in inputs:
+            raise FormError(
+                f"{at}: {qname} is an input or a forward stage and cannot be redefined."
+            )
+        expr = N.parse(str(entry["expr"]), where=at, extra=defined)
+        if index is not None and index != N.i:
+            if N.i in expr.atoms(sp.Symbol):  # renaming would clash with (or capture into) i
+                raise FormError(
+                    f"{at}: the line defines {qname}[{index}] but also uses i; write the free "
+                    "index as i, or rename the other index."
+                )
+            expr = expr.xreplace({index: N.i})
+            index = N.i
+        equations.append(
+            Equation(number, qname, index, expr, str(entry["expr"]), str(entry.get("latex", "")))
+        )
+        defined[qname] = sp.IndexedBase(qname) if index is not None else sp.Symbol(qname)
+    return Form(
+        name=name,
+        title=title,
+        sources=tuple(str(s) for s in sources),
+        equations=tuple(equations),
+        unbiased=variance == "unbiased",
+        eps_inside=epsilon == "inside",
+        training=training,
+        modes=modes,
+        description=str(data.get("description", "")),
+        path=where,
+        notes=tuple(str(n) for n in data.get("notes", [])),
+        order=order,
+    )

@@ -1,0 +1,1004 @@
+"""Check a user's NumPy implementation of BatchNorm against the ground truth, exactly.
+
+The user's file runs in a guarded child process (``sandbox``) on inputs chosen like bnderive's
+random points: integer x (with a large mean), non-uniform integer upstream gradients g,
+γ ∉ {0, ±1}, and one ε for the layer chosen so that √(σ_c²+ε) is rational for every channel c.
+Then the whole forward and backward pass is rational, and the user's code runs on object arrays
+of exact rationals (``sandbox.Exact``): its out, dx, dγ, dβ are compared with the truth at the
+same point exactly, at several shapes, one of them with two features or channels so that a
+mix-up between them shows.  The same code also runs in float64 at the same points; where the
+exact run is impossible (the code converts to float, calls np.exp, …) the float64 run is the
+evidence, compared within a stated tolerance and reported as "numeric".  An exact disagreement is
+confirmed in float64 as well: it may come from a float constant of the code that could not be
+read exactly, and then only the numeric agreement is reported.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from random import Random
+from typing import Any
+
+import numpy as np
+
+from bnderive.core.derive import derive
+from bnderive.core.evaluate import RATIONAL
+from bnderive.core.points import point_env
+from bnderive.core.spec import Mode, Spec
+from bnderive.errors import BnderiveError
+from bnderive.usercode.sandbox import SandboxFailure, run_job
+from bnderive.verify.lines import run_lines
+from bnderive.verify.verdict import Counterexample, Status, Verdict
+
+#: Relative tolerance of the numeric method: |code − truth| ≤ TOL · max(1, max |truth|).
+TOL = 1e-8
+#: Code that returns a narrower float (float32, float16) is allowed this many units of its
+#: dtype's rounding, relative: a right float32 backward errs by ~1e-7, a known mistake by ~1.
+ULPS = 1000
+
+
+def tolerance(run: dict[str, Any], who: str, quantity: str) -> tuple[float, str]:
+    """The relative tolerance for one result of one run, and the dtype it allows for."""
+    dtype = run.get("precision", {}).get(f"{who}/{quantity}", "float64")
+    return tolerance_of(dtype), dtype
+
+
+def tolerance_of(dtype: str) -> float:
+    return max(TOL, ULPS * float(np.finfo(np.dtype(dtype)).eps))
+
+
+DEFAULT_TIMEOUT = 20.0
+DEFAULT_MEMORY = 2 * 1024**3
+
+QUANTITIES = ("out", "dx", "dgamma", "dbeta")
+
+
+class ImplementationError(BnderiveError):
+    """The user's implementation could not be run or returned something unusable (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One exact input point: arrays in the user's layout, one ε for the layer."""
+
+    spec: Spec
+    x: np.ndarray  # object array of Fraction, shape spec.shape
+    g: np.ndarray
+    gamma: tuple[Fraction, ...]  # per feature/channel
+    beta: tuple[Fraction, ...]
+    eps: Fraction
+    roots: tuple[Fraction, ...]  # √(σ_c² + ε) per channel, rational by construction
+    running_mean: tuple[Fraction, ...] = ()
+    running_var: tuple[Fraction, ...] = ()
+
+    def to_job(self) -> dict[str, Any]:
+        def text(values: Any) -> Any:
+            return np.vectorize(_text, otypes=[object])(np.asarray(values, dtype=object)).tolist()
+
+        job = {
+            "shape": list(self.spec.shape),
+            "x": text(self.x),
+            "dout": text(self.g),
+            "gamma": text(self.gamma),
+            "beta": text(self.beta),
+            "eps": _text(self.eps),
+            "training": self.spec.training,
+        }
+        if self.running_mean:
+            job["running_mean"] = text(self.running_mean)
+            job["running_var"] = text(self.running_var)
+        return job
+
+    def point(self, channel: int, positions: list | None = None) -> dict[str, Any]:
+        """The inputs of one reduction set (a channel's elements, or ``positions`` of it)."""
+        where = self.spec.positions(channel) if positions is None else positions
+        point: dict[str, Any] = {
+            "x": [self.x[p] for p in where],
+            "g": [self.g[p] for p in where],
+            "ggI": [0] * len(where),
+            "gamma": self.gamma[channel],
+            "beta": self.beta[channel],
+            "ggG": 0,
+            "ggB": 0,
+            "eps": self.eps,
+        }
+        if not self.spec.training:
+            point["mu"] = self.running_mean[channel]
+            point["var"] = self.running_var[channel]
+        return point
+
+    def inputs(self) -> dict[str, str]:
+        out = {
+            "x": _nested(self.x),
+            "dout": _nested(self.g),
+            "γ": _nested(np.array(self.gamma, dtype=object)),
+            "β": _nested(np.array(self.beta, dtype=object)),
+        }
+        if not self.spec.training:
+            out["running μ"] = _nested(np.array(self.running_mean, dtype=object))
+            out["running σ²"] = _nested(np.array(self.running_var, dtype=object))
+        out["ε"] = _text(self.eps)
+        out["√(σ²+ε)"] = _nested(np.array(self.roots, dtype=object))
+        return out
+
+
+def _text(value: Any) -> str:
+    q = Fraction(value)
+    return str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"
+
+
+def _nested(arr: Any) -> str:
+    if not isinstance(arr, np.ndarray):
+        return _text(arr)
+    return "[" + ", ".join(_nested(a) for a in arr) + "]"
+
+
+def default_shapes(mode: Mode, training: bool = True) -> list[Spec]:
+    """N = 3, 4, 5 with one feature and (3, 2) per activation; (2,2,2,2), (3,1,2,2) spatial."""
+    if mode is Mode.PER_ACTIVATION:
+        shapes = [(3, 1), (4, 1), (5, 1), (3, 2)]
+        return [Spec(mode, n=n, c=c, training=training) for n, c in shapes]
+    return [
+        Spec(mode, n=n, c=c, h=h, w=w, training=training)
+        for n, c, h, w in [(2, 2, 2, 2), (3, 1, 2, 2)]
+    ]
+
+
+def _variance(values: list[int]) -> Fraction:
+    m = len(values)
+    return Fraction(m * sum(v * v for v in values) - sum(values) ** 2, m * m)
+
+
+def common_eps(variances: list[Fraction], rng: Random) -> tuple[Fraction, tuple[Fraction, ...]]:
+    """One ε > 0 with every √(σ_c² + ε) rational, for one or two channels.
+
+    One channel: r an integer above √σ², ε = r² − σ².  Two channels: a² − b² = σ₁² − σ₂² = d with
+    a = (s + d/s)/2, b = (s − d/s)/2 for any rational s; an integer s large enough makes b > 0
+    and ε = a² − σ₁² = b² − σ₂² > 0.
+    """
+    top = max(variances)
+    base = math.isqrt(math.ceil(top)) + 1 + rng.randint(0, 3)
+    if len(set(variances)) == 1:
+        return base * base - variances[0], tuple(Fraction(base) for _ in variances)
+    if len(variances) != 2:
+        raise ValueError("a common rational ε is constructed for at most two channels")
+    v1, v2 = variances
+    d = v1 - v2
+    s = Fraction(2 * base)
+    while True:
+        a, b = (s + d / s) / 2, (s - d / s) / 2
+        eps = a * a - v1
+        if a > 0 and b > 0 and eps > 0:
+            return eps, (a, b)
+        s += 1
+
+
+def make_case(spec: Spec, seed: int, spread: int = 5) -> Case:
+    """Adversarial exact inputs (DESIGN.md §4): integers, large mean, γ ∉ {0, ±1}, uneven g."""
+    rng = Random(seed)
+    c, m = spec.c, spec.m
+    x = np.empty(spec.shape, dtype=object)
+    g = np.empty(spec.shape, dtype=object)
+    variances = []
+    for channel in range(c):
+        positions = spec.positions(channel)
+        offset = rng.randint(20, 60) * rng.choice((-1, 1))
+        while True:
+            xs = [rng.randint(-spread, spread) for _ in range(m)]
+            gs = [rng.randint(-spread, spread) for _ in range(m)]
+            if len(set(xs)) > 1 and len(set(gs)) > 1 and sum(gs) != 0:
+                break
+        for p, xv, gv in zip(positions, xs, gs, strict=True):
+            x[p], g[p] = Fraction(xv + offset), Fraction(gv)
+        variances.append(_variance(xs))
+    gammas = tuple(Fraction(rng.choice([-5, -3, -2, 2, 3, 4, 5])) for _ in range(c))
+    betas = tuple(Fraction(rng.randint(-spread, spread)) for _ in range(c))
+    if spec.training:
+        if c == 1:
+            # One ε with both √(σ²+ε) and √(M/(M−1)·σ²+ε) rational: code with Bessel's variance
+            # (a known mistake) then runs exactly too, and is refuted and named exactly.
+            eps, (root, _) = common_eps([variances[0], variances[0] * m / (m - 1)], rng)
+            roots: tuple[Fraction, ...] = (root,)
+        else:
+            eps, roots = common_eps(variances, rng)
+        # Running statistics before the step, drawn last so that the other inputs do not depend
+        # on them: a small non-zero mean far from the batch mean (|μ| ≥ 15), and a variance that
+        # is neither σ² nor M/(M−1)·σ², so that "left unchanged", "replaced by the batch value"
+        # and the two conventions' updates all differ.
+        means = tuple(Fraction(rng.randint(1, 9) * rng.choice((-1, 1))) for _ in range(c))
+        olds = []
+        for v in variances:
+            old = Fraction(rng.randint(1, spread * spread))
+            while old in (v, v * m / max(m - 1, 1)):
+                old += 1
+            olds.append(old)
+        return Case(spec, x, g, gammas, betas, eps, roots, means, tuple(olds))
+    means = tuple(Fraction(rng.randint(20, 60)) for _ in range(c))
+    running = [Fraction(rng.randint(1, spread * spread)) for _ in range(c)]
+    eps, roots = common_eps(running, rng)
+    return Case(spec, x, g, gammas, betas, eps, roots, means, tuple(running))
+
+
+def truth_at(case: Case) -> dict[str, np.ndarray]:
+    """out, dx (the input's shape), dγ, dβ (one per channel) at the case, exactly."""
+    spec = case.spec
+    out = np.empty(spec.shape, dtype=object)
+    dx = np.empty(spec.shape, dtype=object)
+    dgamma = np.empty(spec.c, dtype=object)
+    dbeta = np.empty(spec.c, dtype=object)
+    definitions = derive(spec).definitions()
+    for channel in range(spec.c):
+        positions = spec.positions(channel)
+        inst = point_env(spec, channel, case.point(channel), RATIONAL)
+        values = run_lines(definitions, inst.env)
+        if values.errors:
+            raise BnderiveError(f"the truth is undefined at {spec.describe()}: {values.errors}")
+        for k, p in enumerate(positions):
+            out[p] = _fraction(inst.env.arrays["y"][k])
+            dx[p] = _fraction(values.values["dx"][k])
+        dgamma[channel] = _fraction(values.values["dgamma"])
+        dbeta[channel] = _fraction(values.values["dbeta"])
+    return {"out": out, "dx": dx, "dgamma": dgamma, "dbeta": dbeta}
+
+
+def _fraction(value: Any) -> Fraction:
+    return Fraction(int(value.numerator), int(value.denominator))
+
+
+# -- running the user's code -----------------------------------------------------------------------
+@dataclass
+class Report:
+    """What check-impl found: the verdicts and how the code was called."""
+
+    file: str
+    api: str
+    functions: list[str]
+    verdicts: list[Verdict]
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    output: str = ""
+    running: str | None = None  # the running-statistics convention the forward follows
+    #: For each refuted (function, quantity): the known mistake it equals, or where it is wrong.
+    diagnoses: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "api": self.api,
+            "functions": self.functions,
+            "notes": self.notes,
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "running_convention": self.running,
+            "diagnoses": [
+                {"function": who, "quantity": quantity, "lines": lines}
+                for (who, quantity), lines in self.diagnoses.items()
+            ],
+        }
+
+
+def check_impl(
+    path: str | Path,
+    api: str | None = None,
+    function: str | None = None,
+    mode: Mode | str = Mode.PER_ACTIVATION,
+    training: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    memory: int = DEFAULT_MEMORY,
+    seed: int = 0,
+    running: str = "auto",
+) -> Report:
+    """Run the implementation in ``path`` in a guarded child and compare it with the truth.
+
+    ``running`` is the running-statistics convention of the CS231n forward (``check_running``):
+    ``cs231n`` or ``pytorch`` passes that convention's momentum in bn_param and expects its
+    update; ``auto`` passes none and names the convention the code follows.
+    """
+    mode = Mode.parse(mode)
+    file = Path(path)
+    if file.is_dir():
+        raise ImplementationError(
+            f"{path} is a directory; give the path of the Python file in it that defines the "
+            "BatchNorm functions."
+        )
+    if not file.is_file():
+        raise ImplementationError(f"{path}: no such file; give the path of a Python file.")
+    if api is not None and api not in ("cs231n", "functional"):
+        raise ImplementationError(f"Unknown API {api!r}: use cs231n or functional.")
+    if running not in RUNNING_CHOICES:
+        raise ImplementationError(
+            f"Unknown running-statistics convention {running!r}: use auto, cs231n or pytorch."
+        )
+    if api == "functional" and running != "auto":
+        raise ImplementationError(_functional_running(running))
+    momentum = None if running == "auto" else _text(RUNNING_CONVENTIONS[running].momentum)
+    started = time.perf_counter()
+    cases = [
+        make_case(spec, seed * 7919 + k + 1)
+        for k, spec in enumerate(default_shapes(mode, training))
+    ]
+    job = {
+        "file": str(file.resolve()),
+        "api": api,
+        "function": function,
+        "mode": mode.value,
+        "cases": [dict(c.to_job(), momentum=momentum) for c in cases],
+    }
+    try:
+        result = run_job(job, timeout, memory)
+    except SandboxFailure as exc:
+        raise ImplementationError(_failure_message(file, exc.message, "", exc.output)) from None
+    if not result["ok"]:
+        output = (result.get("stdout") or "") + (result.get("stderr") or "")
+        message = result["message"]
+        if running == "auto" and "KeyError: 'momentum'" in message:
+            message += (
+                " (with --running auto, bn_param carries no momentum so that the code's own "
+                "default shows which convention it follows: read it with "
+                "bn_param.get('momentum', 0.9), or declare --running cs231n or --running pytorch)"
+            )
+        raise ImplementationError(_failure_message(file, message, result.get("trace", ""), output))
+    calls = result["calls"]
+    if calls["api"] == "functional" and running != "auto":
+        raise ImplementationError(_functional_running(running))
+    runs = result["cases"]
+    calls, skipped = _without_skipped_backward(calls, runs)
+    verdicts, notes = _compare(file.name, calls, cases, runs)
+    found = None
+    if calls["forward"]:
+        extra, more_notes, found = check_running(calls["forward"], cases, runs, running)
+        at = next((k + 1 for k, v in enumerate(verdicts) if v.quantity == "out"), 0)
+        verdicts[at:at] = extra
+        notes = more_notes + notes
+    notes = skipped + notes
+    if calls.get("forward_eps"):
+        notes.append(
+            f"{calls['forward']} takes eps instead of CS231n's bn_param (as in posts that walk "
+            "the graph): it was called as forward(x, gamma, beta, eps), and it keeps no running "
+            "statistics to check"
+        )
+    functions = ([calls["forward"]] if calls["forward"] else []) + list(calls["backward"])
+    return Report(
+        str(path),
+        calls["api"],
+        functions,
+        verdicts,
+        notes,
+        time.perf_counter() - started,
+        (result.get("stdout") or "")[:500],
+        found,
+        diagnoses(verdicts, cases, runs),
+    )
+
+
+def _functional_running(running: str) -> str:
+    return (
+        f"--running {running} checks the running statistics a CS231n forward keeps in bn_param; "
+        "the functional API has no forward: leave --running out, or check a file with "
+        "batchnorm_forward (--api cs231n)."
+    )
+
+
+def _without_skipped_backward(
+    calls: dict[str, Any], runs: list[dict[str, Any]]
+) -> tuple[dict[str, Any], list[str]]:
+    """The calls whose results every case has, and a note on a backward that was not called:
+    CS231n's backward is written for training mode, and a test-mode forward that returns no
+    cache (cache None) says it has no eval-mode backward."""
+    if not any(run.get("backward_skipped") for run in runs):
+        return calls, []
+    kept = [n for n in calls["backward"] if all(n in run["float"] for run in runs)]
+    left = [n for n in calls["backward"] if n not in kept]
+    were = "was" if len(left) == 1 else "were"
+    note = (
+        f"in eval mode {calls['forward']} returned cache None, so {', '.join(left)} {were} not "
+        "called: CS231n's backward is for training mode; return a cache from test mode to have "
+        "it checked against the eval-mode gradient dx = γ·dout/√(running_var + ε)"
+    )
+    return dict(calls, backward=kept), [note]
+
+
+def _failure_message(file: Path, message: str, trace: str, output: str) -> str:
+    text = f"{file.name}: {message}."
+    text = text.replace("..", ".")
+    if trace:
+        text += "\n" + trace
+    if output.strip():
+        shown = output.strip()
+        if len(shown) > 120:
+            shown = shown[:120] + " …"
+        text += f"\n(its output began: {shown!r})"
+    return text
+
+
+# -- naming the mistake ----------------------------------------------------------------------------
+def diagnoses(
+    verdicts: list[Verdict], cases: list[Case], runs: list[dict[str, Any]]
+) -> dict[tuple[str, str], list[str]]:
+    """For each refuted dx, dγ, dβ: the corpus mistake the code's values equal at every case,
+    or else (dx, exact runs, training) the term of the staged chain that the error lies in."""
+    from bnderive.verify.diagnose import Value, diagnose_layer
+
+    found: dict[tuple[str, str], list[str]] = {}
+    for v in verdicts:
+        if v.status is not Status.REFUTED or v.quantity not in ("dx", "dgamma", "dbeta"):
+            continue
+        mine = [
+            _values_of(run, v.form, v.quantity, case) for case, run in zip(cases, runs, strict=True)
+        ]
+        if any(m is None for m in mine):
+            continue
+        # Inexact results are compared to float32 rounding: code may compute in float32.
+        values = [
+            Value(data, exact, 0.0 if exact else tolerance_of("float32")) for data, exact in mine
+        ]  # type: ignore[misc]
+        matches = diagnose_layer(v.quantity, cases, values)
+        if matches:
+            found[(v.form, v.quantity)] = [t for m in matches for t in m.lines(v.quantity)]
+            continue
+        if v.quantity == "dx" and all(val.exact for val in values) and cases[0].spec.training:
+            where = {  # M ≥ 4: below that, any residual fits the three terms
+                _stage_of_error(case, val.data)
+                for case, val in zip(cases, values, strict=True)
+                if case.spec.m >= 4
+            }
+            if len(where) == 1 and None not in where:
+                found[(v.form, v.quantity)] = [
+                    f"no known mistake matches; at every shape with M ≥ 4, {where.pop()}"
+                ]
+    return found
+
+
+def _values_of(run: dict[str, Any], who: str, quantity: str, case: Case) -> tuple[Any, bool] | None:
+    shape = case.spec.shape if quantity == "dx" else (case.spec.c,)
+    try:
+        if run["exact"] is not None:
+            data = np.array(run["exact"][who][quantity], dtype=object).reshape(shape)
+            return np.vectorize(Fraction, otypes=[object])(data), True
+        return np.array(run["float"][who][quantity], dtype=float).reshape(shape), False
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _stage_of_error(case: Case, mine: np.ndarray) -> str | None:
+    """The terms of the staged chain a wrong dx (exact) has wrong, the same in every channel."""
+    from bnderive.verify.diagnose import localise
+
+    truth = truth_at(case)["dx"]
+    found = set()
+    for channel in range(case.spec.c):
+        positions = case.spec.positions(channel)
+        xs = [case.x[p] for p in positions]
+        mean = sum(xs, Fraction(0)) / len(xs)
+        residual = [mine[p] - truth[p] for p in positions]
+        if not any(residual):
+            continue  # this channel is right
+        found.add(localise(residual, [case.g[p] for p in positions], [x - mean for x in xs]))
+    return found.pop() if len(found) == 1 else None
+
+
+# -- comparing -------------------------------------------------------------------------------------
+@dataclass
+class _Tally:
+    exact: int = 0
+    numeric: int = 0
+    max_error: float = 0.0
+    tol: float = TOL
+    dtype: str = "float64"
+    #: float64 results off by no more than float32 rounding: code that computes in reduced
+    #: precision inside, or a mistake too small to tell; neither refuted nor held.
+    rounding: list[str] = field(default_factory=list)
+    refuted: Verdict | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+def _compare(
+    filename: str, calls: dict[str, Any], cases: list[Case], runs: list[dict[str, Any]]
+) -> tuple[list[Verdict], list[str]]:
+    rows: list[tuple[str, str]] = []
+    if calls["forward"]:
+        rows.append((calls["forward"], "out"))
+    for name in calls["backward"]:
+        rows += [(name, "dx"), (name, "dgamma"), (name, "dbeta")]
+    tallies = {row: _Tally() for row in rows}
+    notes: list[str] = []
+    conversions: dict[str, tuple[str, str]] = {}
+    inexact: list[str] = []
+    for case, run in zip(cases, runs, strict=True):
+        truth = truth_at(case)
+        conversions.update({k: tuple(v) for k, v in run["conversions"].items()})
+        if run["exact"] is None and run["why_not_exact"]:
+            inexact.append(f"{'×'.join(map(str, case.spec.shape))}: {run['why_not_exact']}")
+        for who, quantity in rows:
+            tally = tallies[(who, quantity)]
+            if tally.refuted is not None:
+                continue
+            _compare_one(tally, who, quantity, case, truth[quantity], run)
+    if inexact:
+        notes.append(
+            f"no exact run at {len(inexact)} of {len(cases)} shapes, float64 used there; "
+            f"first: {inexact[0]}"
+        )
+    for text, (value, how) in sorted(conversions.items()):
+        if how == "fraction":
+            notes.append(f"the float constant {text} was read as the fraction {value}")
+        else:
+            notes.append(
+                f"the float constant {text} is no short decimal or simple fraction; its exact "
+                "binary value was used"
+            )
+    specs = [c.spec for c in cases]
+    verdicts = [_verdict(who, quantity, tallies[(who, quantity)], specs) for who, quantity in rows]
+    return verdicts, notes
+
+
+def _compare_one(
+    tally: _Tally, who: str, quantity: str, case: Case, truth: np.ndarray, run: dict[str, Any]
+) -> None:
+    floats = np.array(run["float"][who][quantity], dtype=float).reshape(truth.shape)
+    truth_f = truth.astype(float)
+    scale = max(1.0, float(np.max(np.abs(truth_f))))
+    error = float(np.max(np.abs(floats - truth_f))) / scale
+    tol, dtype = tolerance(run, who, quantity)
+    if tol > tally.tol:
+        tally.tol, tally.dtype = tol, dtype
+    float_ok = error <= tol
+    if run["exact"] is not None:
+        mine = np.vectorize(Fraction, otypes=[object])(
+            np.array(run["exact"][who][quantity], dtype=object)
+        ).reshape(truth.shape)
+        differs = np.argwhere(mine != truth)
+        if len(differs) == 0:
+            tally.exact += 1
+            return
+        if not float_ok:
+            where = tuple(int(i) for i in differs[0])
+            tally.refuted = _refutation(
+                who, quantity, case, where, truth[where], _text(mine[where]), "exact"
+            )
+            return
+        tally.reasons.append(
+            f"{case.spec.describe()}: the exact run differs from the truth but float64 agrees, "
+            "so a float constant of the code was not read exactly"
+        )
+    tally.numeric += 1
+    tally.max_error = max(tally.max_error, error)
+    if not float_ok and error <= tolerance_of("float32"):
+        tally.rounding.append(f"{case.spec.describe()}: relative error {error:.1e}")
+        return
+    if not float_ok:
+        where = tuple(int(i) for i in np.argwhere(np.abs(floats - truth_f) > tol * scale)[0])
+        tally.refuted = _refutation(
+            who, quantity, case, where, truth[where], repr(float(floats[where])), "numeric",
+            _tolerance_text(tol, dtype),
+        )  # fmt: skip
+
+
+def _entry(quantity: str, where: tuple[int, ...]) -> str:
+    return f"{quantity}[{', '.join(map(str, where))}]"
+
+
+def _refutation(
+    who: str,
+    quantity: str,
+    case: Case,
+    where: tuple[int, ...],
+    truth: Fraction,
+    mine: str,
+    method: str,
+    tolerance_text: str = "",
+) -> Verdict:
+    channel = where[1] if len(where) > 1 else where[0]
+    truth_text = _text(truth) + ("" if method == "exact" else f" ≈ {float(truth)!r}")
+    cex = Counterexample(
+        case.spec, channel, _entry(quantity, where), case.inputs(), truth_text, mine
+    )
+    detail = (
+        f"differs at {case.spec.describe()} in exact rational arithmetic"
+        if method == "exact"
+        else f"differs at {case.spec.describe()} in float64 beyond {tolerance_text}"
+    )
+    return Verdict(
+        who, quantity, None, Status.REFUTED, method, _scope([case.spec], method), detail, cex,
+        mode=case.spec.mode,
+    )  # fmt: skip
+
+
+def _tolerance_text(tol: float, dtype: str) -> str:
+    if dtype == "float64":
+        return f"the relative tolerance {tol:g}"
+    return f"the relative tolerance {tol:.2g} ({ULPS} units of rounding of the {dtype} the code returns)"
+
+
+def _scope(specs: list[Spec], method: str) -> str:
+    shapes = ", ".join("×".join(map(str, s.shape)) for s in specs)
+    if all(s.mode is Mode.PER_ACTIVATION and s.c == 1 for s in specs):
+        shapes = "N = " + ", ".join(str(s.n) for s in specs)
+    return f"{shapes} {method}"
+
+
+def _verdict(who: str, quantity: str, tally: _Tally, specs: list[Spec]) -> Verdict:
+    mode = specs[0].mode
+    if tally.refuted is not None:
+        return tally.refuted
+    if tally.numeric == 0:
+        return Verdict(
+            who,
+            quantity,
+            None,
+            Status.HOLDS,
+            "exact",
+            _scope(specs, "exact"),
+            "equal to the truth in exact rational arithmetic at every shape",
+            mode=mode,
+        )
+    if tally.rounding:
+        return Verdict(
+            who,
+            quantity,
+            None,
+            Status.UNDECIDED,
+            "numeric",
+            _scope(specs, "numeric"),
+            f"float64 differs from the exact truth by more than the relative tolerance {TOL:g} "
+            f"but by no more than float32 rounding allows ({tolerance_of('float32'):.2g}): "
+            f"{tally.rounding[0]}. Code that computes in float32 inside errs this much; a "
+            "mistake does too only by chance. Return float32 arrays to have the float32 "
+            "tolerance applied, or compute in float64 to have it decided",
+            mode=mode,
+        )
+    why = "; ".join(tally.reasons) if tally.reasons else "exact evaluation was impossible"
+    return Verdict(
+        who,
+        quantity,
+        None,
+        Status.HOLDS,
+        "numeric",
+        _scope(specs, "numeric" if tally.exact == 0 else "exact/numeric"),
+        f"float64 agrees with the exact truth within {_tolerance_text(tally.tol, tally.dtype)} "
+        f"(largest relative error {tally.max_error:.1e}) at {tally.numeric} of {len(specs)} "
+        f"shapes: evidence, not a proof ({why})",
+        mode=mode,
+    )
+
+
+# -- running statistics ----------------------------------------------------------------------------
+RUNNING_NAMES = ("running_mean", "running_var")
+RUNNING_CHOICES = ("auto", "cs231n", "pytorch")
+
+
+@dataclass(frozen=True)
+class RunningConvention:
+    """How a training-mode forward updates its running statistics.
+
+    Both conventions keep an exponential moving average r ← (1 − w)·r + w·s of a batch statistic
+    s, with w the weight of the new batch; they differ in what "momentum" names and in which
+    variance running_var averages:
+
+    - CS231n (and Keras): the momentum p weighs the OLD value, w = 1 − p, default p = 9/10, and
+      running_var averages the biased batch variance σ² = (1/M) Σ (x − μ)², the one the forward
+      normalizes with.
+    - PyTorch: the momentum m weighs the NEW value, w = m, default m = 1/10, and running_var
+      averages the unbiased variance M/(M−1)·σ² (Bessel), while the forward normalizes with σ².
+
+    With the defaults both give w = 1/10, so running_mean cannot tell them apart; running_var
+    can, since M/(M−1)·σ² ≠ σ² whenever σ² ≠ 0 (M = N per feature, N·H·W per channel).
+    """
+
+    name: str
+    title: str
+    momentum: Fraction
+    momentum_weighs_old: bool
+    unbiased: bool
+
+    def weight(self, momentum: Fraction) -> Fraction:
+        """w, the weight of the new batch statistic, for the momentum read this convention's way."""
+        return 1 - momentum if self.momentum_weighs_old else momentum
+
+    def describe(self, momentum: Fraction) -> str:
+        w = self.weight(momentum)
+        side = "old" if self.momentum_weighs_old else "new"
+        var = "the unbiased M/(M−1)·σ²" if self.unbiased else "the biased σ²"
+        return (
+            f"{self.title}'s update running ← {_text(1 - w)}·running + {_text(w)}·batch "
+            f"(momentum {_text(momentum)} on the {side} value; running_var from {var})"
+        )
+
+    def update(self, case: Case, momentum: Fraction) -> dict[str, np.ndarray]:
+        """running_mean and running_var after one training step at ``case``, exactly."""
+        w = self.weight(momentum)
+        m = case.spec.m
+        means, variances = _batch_statistics(case)
+        stored = [v * m / (m - 1) for v in variances] if self.unbiased else variances
+        return {
+            "running_mean": _objects(
+                (1 - w) * r + w * mu for r, mu in zip(case.running_mean, means, strict=True)
+            ),
+            "running_var": _objects(
+                (1 - w) * r + w * s for r, s in zip(case.running_var, stored, strict=True)
+            ),
+        }
+
+
+RUNNING_CONVENTIONS = {
+    "cs231n": RunningConvention("cs231n", "CS231n", Fraction(9, 10), True, False),
+    "pytorch": RunningConvention("pytorch", "PyTorch", Fraction(1, 10), False, True),
+}
+
+
+def _objects(values: Any) -> np.ndarray:
+    out = list(values)
+    arr = np.empty(len(out), dtype=object)
+    arr[:] = out
+    return arr
+
+
+def _batch_statistics(case: Case) -> tuple[list[Fraction], list[Fraction]]:
+    """μ_c and the biased σ_c² of every feature/channel c at the case, exactly."""
+    means, variances = [], []
+    for channel in range(case.spec.c):
+        xs = [case.x[p] for p in case.spec.positions(channel)]
+        mu = sum(xs, Fraction(0)) / len(xs)
+        means.append(mu)
+        variances.append(sum(((v - mu) ** 2 for v in xs), Fraction(0)) / len(xs))
+    return means, variances
+
+
+@dataclass(frozen=True)
+class _Expected:
+    """What the running statistics should be at every case under one hypothesis."""
+
+    label: str
+    values: list[dict[str, np.ndarray]]
+
+
+def _agreement(want: Fraction, run: dict[str, Any], name: str, channel: int) -> str | None:
+    """How the running statistic the forward stored for ``channel`` agrees with ``want``:
+    "exact"; "numeric" (float64 within TOL) when the run was not exact, or when its exact value
+    differs while float64 agrees, as _compare_one does: a float constant of the code was not
+    read exactly (1 − 0.9 in floats is 0.09999999999999998, not 1/10); None when it differs."""
+    stored = run["running"]
+    if stored["exact"] is not None and Fraction(stored["exact"][name][channel]) == want:
+        return "exact"
+    got = float(stored["float"][name][channel])
+    if abs(got - float(want)) <= TOL * max(1.0, abs(float(want))):
+        return "numeric"
+    return None
+
+
+def _stored_text(run: dict[str, Any], name: str, channel: int) -> tuple[str, str]:
+    stored = run["running"]
+    if stored["exact"] is not None:
+        return _text(Fraction(stored["exact"][name][channel])), "exact"
+    return repr(float(stored["float"][name][channel])), "numeric"
+
+
+def _first_mismatch(
+    expected: _Expected, runs: list[dict[str, Any]], name: str, *others: _Expected
+) -> tuple[int, int, str, str] | None:
+    """(case index, channel, stored value, method) of the first entry that differs from
+    ``expected`` and from every one of ``others``; None when there is none."""
+    for k, run in enumerate(runs):
+        for channel in range(len(expected.values[k][name])):
+            hypotheses = (expected, *others)
+            if not any(
+                _agreement(h.values[k][name][channel], run, name, channel) for h in hypotheses
+            ):
+                return (k, channel, *_stored_text(run, name, channel))
+    return None
+
+
+def _numeric_cases(expected: _Expected, runs: list[dict[str, Any]], name: str) -> int:
+    """In how many cases float64 decided an agreement with ``expected``."""
+    return sum(
+        any(
+            _agreement(want, run, name, channel) == "numeric"
+            for channel, want in enumerate(expected.values[k][name])
+        )
+        for k, run in enumerate(runs)
+    )
+
+
+def _running_inputs(case: Case, momentum: Fraction | None) -> dict[str, str]:
+    out = case.inputs()
+    if case.spec.training:
+        means, variances = _batch_statistics(case)
+        out["running μ before"] = _nested(np.array(case.running_mean, dtype=object))
+        out["running σ² before"] = _nested(np.array(case.running_var, dtype=object))
+        out["batch μ"] = _nested(_objects(means))
+        out["batch σ²"] = _nested(_objects(variances))
+    out["bn_param['momentum']"] = (
+        _text(momentum) if momentum is not None else "not given (the code's default)"
+    )
+    return out
+
+
+def check_running(
+    forward: str,
+    cases: list[Case],
+    runs: list[dict[str, Any]],
+    running: str = "auto",
+) -> tuple[list[Verdict], list[str], str | None]:
+    """Verdicts on the running statistics the CS231n forward left in bn_param, notes, and the
+    convention the code follows (None when none was established).
+
+    Training: ``running`` names the declared convention (its momentum was passed in bn_param),
+    or ``auto``: no momentum was passed, so the code used its own default, and the convention
+    whose update both statistics match is named.  Eval (test) mode normalizes with the running
+    statistics and must leave them unchanged, whatever the convention.
+    """
+    if not runs or any(run.get("running") is None for run in runs):
+        return [], [], None
+    passed = None if running == "auto" else RUNNING_CONVENTIONS[running].momentum
+    check = _RunningCheck(forward, cases, runs, passed)
+    if not cases[0].spec.training:
+        return check.eval_rows(), [], None
+    if running == "auto":
+        return check.auto_rows()
+    return check.declared_rows(RUNNING_CONVENTIONS[running])
+
+
+#: Where a running statistic disagrees: (case index, channel, the stored value, method).
+_Where = tuple[int, int, str, str]
+
+
+@dataclass
+class _RunningCheck:
+    """The rows running_mean and running_var of one forward, under one hypothesis or another."""
+
+    forward: str
+    cases: list[Case]
+    runs: list[dict[str, Any]]
+    passed: Fraction | None  # the momentum given in bn_param, None when none was
+    unchanged: _Expected = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.unchanged = _Expected(
+            "the running statistics left unchanged",
+            [
+                {"running_mean": _objects(c.running_mean), "running_var": _objects(c.running_var)}
+                for c in self.cases
+            ],
+        )
+
+    def expected(self, convention: RunningConvention, momentum: Fraction) -> _Expected:
+        updates = [convention.update(case, momentum) for case in self.cases]
+        return _Expected(convention.describe(momentum), updates)
+
+    def matches(self, expected: _Expected, name: str) -> bool:
+        return _first_mismatch(expected, self.runs, name) is None
+
+    def _scope(self, numeric: int) -> str:
+        how = {0: "exact", len(self.runs): "numeric"}.get(numeric, "exact/numeric")
+        return _scope([case.spec for case in self.cases], how)
+
+    def holds(self, name: str, detail: str, expected: _Expected) -> Verdict:
+        numeric = _numeric_cases(expected, self.runs, name)
+        if numeric:
+            detail += (
+                f"; float64 within the relative tolerance {TOL:g} at {numeric} of "
+                f"{len(self.runs)} shapes, where the run was not exact or a float constant of "
+                "the code (such as its default momentum) was not read exactly: evidence, not a "
+                "proof"
+            )
+        return Verdict(
+            self.forward, name, None, Status.HOLDS, "numeric" if numeric else "exact",
+            self._scope(numeric), detail, mode=self.cases[0].spec.mode,
+        )  # fmt: skip
+
+    def unchecked(self, name: str, detail: str) -> Verdict:
+        return Verdict(
+            self.forward, name, None, Status.UNCHECKED, "exact", self._scope(0), detail,
+            mode=self.cases[0].spec.mode,
+        )  # fmt: skip
+
+    def refuted(self, name: str, where: _Where, truth: str, why: str, after: str = "") -> Verdict:
+        k, channel, mine, how = where
+        case = self.cases[k]
+        arithmetic = (
+            "in exact rational arithmetic"
+            if how == "exact"
+            else f"in float64 beyond the relative tolerance {TOL:g}"
+        )
+        inputs = _running_inputs(case, self.passed)
+        cex = Counterexample(case.spec, channel, f"{name}[{channel}]", inputs, truth, mine)
+        detail = f"{why} at {case.spec.describe()} {arithmetic}" + (f"; {after}" if after else "")
+        return Verdict(
+            self.forward, name, None, Status.REFUTED, how, _scope([case.spec], how), detail, cex,
+            mode=case.spec.mode,
+        )  # fmt: skip
+
+    @staticmethod
+    def value(expected: _Expected, name: str, where: _Where) -> str:
+        value = expected.values[where[0]][name][where[1]]
+        return _text(value) + ("" if where[3] == "exact" else f" ≈ {float(value)!r}")
+
+    def eval_rows(self) -> list[Verdict]:
+        rows = []
+        for name in RUNNING_NAMES:
+            where = _first_mismatch(self.unchanged, self.runs, name)
+            if where is None:
+                detail = "eval mode leaves the running statistics unchanged"
+                rows.append(self.holds(name, detail, self.unchanged))
+                continue
+            truth = self.value(self.unchanged, name, where)
+            after = "eval mode normalizes with the running statistics and must leave them as "
+            after += "they are (CS231n and PyTorch alike)"
+            rows.append(self.refuted(name, where, truth, "changed in eval (test) mode", after))
+        return rows
+
+    def declared_rows(
+        self, declared: RunningConvention
+    ) -> tuple[list[Verdict], list[str], str | None]:
+        want = self.expected(declared, declared.momentum)
+        # What the code may do instead: nothing, or the other convention, reading the momentum
+        # bn_param gives with its own meaning, or ignoring it for its own default.
+        others = [self.unchanged] + [
+            self.expected(other, p)
+            for other in RUNNING_CONVENTIONS.values()
+            if other is not declared
+            for p in dict.fromkeys((declared.momentum, other.momentum))
+        ]
+        rows = []
+        for name in RUNNING_NAMES:
+            where = _first_mismatch(want, self.runs, name)
+            if where is None:
+                rows.append(self.holds(name, f"equal to {want.label} at every shape", want))
+                continue
+            instead = next((e for e in others if self.matches(e, name)), None)
+            after = ""
+            if instead is self.unchanged:
+                after = "the forward leaves it unchanged"
+            elif instead is not None:
+                after = f"it matches {instead.label} instead"
+            truth = self.value(want, name, where)
+            rows.append(self.refuted(name, where, truth, f"differs from {want.label}", after))
+        found = declared.name if all(v.status is Status.HOLDS for v in rows) else None
+        return rows, [], found
+
+    def auto_rows(self) -> tuple[list[Verdict], list[str], str | None]:
+        # no momentum was passed: each convention is expected with its own default
+        hypotheses = {
+            key: self.expected(convention, convention.momentum)
+            for key, convention in RUNNING_CONVENTIONS.items()
+        }
+        if all(self.matches(self.unchanged, name) for name in RUNNING_NAMES):
+            detail = (
+                "the training-mode forward left bn_param's running statistics unchanged: not "
+                "checked (declare --running cs231n or --running pytorch to have this refuted)"
+            )
+            note = f"{self.forward} does not update the running statistics in training mode"
+            return [self.unchecked(name, detail) for name in RUNNING_NAMES], [note], None
+        for key, hypothesis in hypotheses.items():
+            if all(self.matches(hypothesis, name) for name in RUNNING_NAMES):
+                label = hypothesis.label
+                rows = [self.holds(name, f"follows {label}", hypothesis) for name in RUNNING_NAMES]
+                return rows, [f"the running statistics follow {label}"], key
+        rows = []
+        for name in RUNNING_NAMES:
+            matching = [h for h in hypotheses.values() if self.matches(h, name)]
+            if matching:
+                labels = " and ".join(h.label for h in matching)
+                rows.append(self.holds(name, f"equal to {labels}", matching[0]))
+                continue
+            cs231n, pytorch = hypotheses["cs231n"], hypotheses["pytorch"]
+            # an entry that differs from both, when there is one
+            where = _first_mismatch(cs231n, self.runs, name, pytorch) or _first_mismatch(
+                cs231n, self.runs, name
+            )
+            assert where is not None  # the row matches neither hypothesis
+            ours, theirs = self.value(cs231n, name, where), self.value(pytorch, name, where)
+            truth = (
+                f"{ours} (CS231n and PyTorch alike)"
+                if ours == theirs
+                else f"{ours} (CS231n) or {theirs} (PyTorch)"
+            )
+            after = "; ".join(h.label for h in hypotheses.values())
+            if self.matches(self.unchanged, name):
+                after = "the forward leaves it unchanged; " + after
+            rows.append(self.refuted(name, where, truth, "matches neither convention", after))
+        note = "the running statistics follow neither CS231n's nor PyTorch's convention"
+        return rows, [note], None

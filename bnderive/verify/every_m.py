@@ -1,0 +1,259 @@
+"""Proofs for every size M of the reduction set (DESIGN.md §4, "general M").
+
+Truth and form are both index-notation expressions with sums over k = 1..M and M a symbol.
+Their difference is rewritten, innermost sum first:
+
+* the radical goes first: ε = r² − σ² (ε inside the root) or σ² = s² (ε outside), so that
+  (σ²+ε)^(−3/2) is r⁻³ before anything is expanded;
+* each Σ_k is expanded into terms; a factor free of k moves out; a term with δ_kj becomes the
+  term at k = j; a constant term becomes M·c; what is left is an opaque reduction, one symbol per
+  summand with the index renamed canonically, so Σ_k g_k x_k and Σ_i g_i x_i are the same object;
+* the reductions that the forward graph defines are replaced by what they are: Σ x_k = Mμ and
+  Σ x_k² = M(σ² + μ²) (or (M−1)σ² + Mμ² with Bessel's correction) in training mode;
+* the result is put over a common denominator with ``cancel``.
+
+Zero is a proof for every M: each step is an identity.  A nonzero leftover is not a refutation
+(the opaque reductions are treated as independent, which they are for large M but a form may
+use a relation the rewrite does not know); it is reported with the leftover term.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import sympy as sp
+
+from bnderive.core import notation as N
+from bnderive.core.derive import LOCAL_DERIVATIVES, Truth, inline, local_truth
+from bnderive.core.double_backward import SecondOrderTruth
+from bnderive.core.spec import Mode, Spec
+from bnderive.core.sums import SumRewriter
+from bnderive.read.forms import Form
+
+_K = sp.Symbol("k_", integer=True)  # the canonical summation index of opaque reductions
+_R = sp.Symbol("r", positive=True)  # √(σ²+ε), or √σ² when ε is outside the root
+
+
+@dataclass(frozen=True)
+class GeneralResult:
+    zero: bool
+    leftover: sp.Expr
+
+
+class _Reducer(SumRewriter):
+    """Rewrites sums into closed forms over opaque reductions."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.opaque: dict[sp.Expr, sp.Symbol] = {}
+
+    def reduction(self, summand: sp.Expr, index: sp.Symbol) -> sp.Expr:
+        """Σ_k summand(k): Σx and Σx² from the statistics, anything else an opaque symbol."""
+        summand = summand.xreplace({index: _K})  # the canonical index: equal sums meet
+        if self.spec.training:
+            x = N.x[_K]
+            if summand == x:
+                return N.M * N.mu
+            if summand == x**2:
+                divisor = N.M - 1 if self.spec.unbiased else N.M
+                return divisor * self._var() + N.M * N.mu**2
+        # Indices other than the summation index stay arguments: Σ_k f(x_k, x_j) depends on j,
+        # and an outer Σ_j must see that.
+        free = sorted(
+            (s for s in summand.free_symbols if s.is_integer and s not in (_K, N.M)), key=str
+        )
+        if summand not in self.opaque:
+            name = f"Σ[{summand}]"
+            self.opaque[summand] = sp.Function(name) if free else sp.Symbol(name)
+        head = self.opaque[summand]
+        return head(*free) if free else head
+
+    def _var(self) -> sp.Expr:
+        return N.var if self.spec.eps_inside else _R**2
+
+
+def prove(truth_expr: sp.Expr, form_expr: sp.Expr, spec: Spec) -> GeneralResult:
+    """Is truth − form zero for every M?"""
+    diff = truth_expr - form_expr
+    if spec.eps_inside:
+        diff = diff.xreplace({N.eps: _R**2 - N.var})
+    else:
+        diff = diff.xreplace({N.var: _R**2})
+    reducer = _Reducer(spec)
+    reduced = reducer.rewrite(diff)
+    if spec.eps_inside:
+        reduced = reduced.xreplace({N.eps: _R**2 - N.var})
+    leftover = sp.cancel(sp.together(reduced))
+    return GeneralResult(leftover == 0, leftover)
+
+
+def definitions_of(form: Form, truth: Truth | SecondOrderTruth) -> dict[str, tuple[bool, sp.Expr]]:
+    defs: dict[str, tuple[bool, sp.Expr]] = {}
+    for stage in truth.graph.stages:
+        if stage.elementwise:
+            defs[stage.name] = (True, stage.at(N.i))
+    return defs
+
+
+def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None):
+    """Every checkable line of ``form`` proved (or not) for all M.
+
+    The proof does not depend on the mode; ``mode`` only labels the verdicts (None: both)."""
+    from bnderive.verify.lines import truth_of
+    from bnderive.verify.verdict import AUXILIARY, Status, line_verdict, with_steps
+
+    spec = form.spec(base or Spec())
+    truth = truth_of(form.order, spec)
+    defs = definitions_of(form, truth)
+    out = []
+    inlined: dict[int, sp.Expr] = {}  # each line with the lines before it substituted, for steps
+    for eq in form.equations:
+        defs[eq.name] = (eq.elementwise, eq.expr)
+        if eq.name in LOCAL_DERIVATIVES:
+            out.append(_general_local(form, eq, defs, spec, mode, inlined))
+            continue
+        if eq.name not in truth:
+            out.append(
+                line_verdict(
+                    form,
+                    eq,
+                    Status.UNCHECKED,
+                    "general",
+                    "all M",
+                    detail=AUXILIARY,
+                    mode=mode,
+                )
+            )
+            continue
+        t0 = time.perf_counter()
+        try:
+            inlined[eq.number] = inline(eq.expr, defs)
+            result = prove(truth.inline(eq.name), inlined[eq.number], spec)
+        except (ValueError, TypeError) as exc:
+            out.append(
+                line_verdict(
+                    form,
+                    eq,
+                    Status.UNDECIDED,
+                    "general",
+                    "all M",
+                    detail=f"the rewrite for every M does not apply: {exc}",
+                    seconds=time.perf_counter() - t0,
+                    mode=mode,
+                )
+            )
+            continue
+        seconds = time.perf_counter() - t0
+        if result.zero:
+            out.append(
+                line_verdict(
+                    form,
+                    eq,
+                    Status.HOLDS,
+                    "general",
+                    "all M",
+                    detail="proved for every M (deltas reduced, sums as opaque reductions, "
+                    "radical eliminated, cancel)",
+                    seconds=seconds,
+                    mode=mode,
+                )
+            )
+        else:
+            out.append(
+                line_verdict(
+                    form,
+                    eq,
+                    Status.UNDECIDED,
+                    "general",
+                    "all M",
+                    detail="not proved for every M",
+                    residual=str(result.leftover),
+                    seconds=seconds,
+                    mode=mode,
+                )
+            )
+    return with_steps(out, _general_steps(form, inlined, spec, mode))
+
+
+def _general_local(form: Form, eq, defs, spec: Spec, mode: Mode | None, inlined: dict):
+    """A line defining a local derivative (∂σ²/∂x_i, ...) proved (or not) for every M against
+    ``derive.local_truth``."""
+    from bnderive.verify.exact import no_local_verdict
+    from bnderive.verify.verdict import Status, line_verdict
+
+    truth = local_truth(spec, eq.name)
+    if truth is None:
+        return no_local_verdict(form, eq, "general", "all M")
+    t0 = time.perf_counter()
+    try:
+        inlined[eq.number] = inline(eq.expr, defs)
+        result = prove(truth, inlined[eq.number], spec)
+    except (ValueError, TypeError) as exc:
+        status, detail, residual = (
+            Status.UNDECIDED,
+            f"the rewrite for every M does not apply: {exc}",
+            None,
+        )
+    else:
+        status = Status.HOLDS if result.zero else Status.UNDECIDED
+        detail = (
+            "proved equal to the local derivative of the graph stage for every M"
+            if result.zero
+            else "not proved for every M"
+        )
+        residual = None if result.zero else str(result.leftover)
+    return line_verdict(
+        form,
+        eq,
+        status,
+        "general",
+        "all M",
+        detail=detail,
+        residual=residual,
+        seconds=time.perf_counter() - t0,
+        mode=mode,
+    )
+
+
+def _general_steps(form: Form, inlined: dict[int, sp.Expr], spec: Spec, mode: Mode | None):
+    """Each step of a document proved (or not) for every M: the line against the line before."""
+    from bnderive.verify.lines import form_steps
+    from bnderive.verify.verdict import Status, step_verdict
+
+    out = []
+    for before, eq in form_steps(form):
+        if before.number not in inlined or eq.number not in inlined:
+            continue
+        t0 = time.perf_counter()
+        try:
+            result = prove(inlined[before.number], inlined[eq.number], spec)
+        except (ValueError, TypeError) as exc:
+            status, detail, residual = (
+                Status.UNDECIDED,
+                f"the rewrite for every M does not apply: {exc}",
+                None,
+            )
+        else:
+            status = Status.HOLDS if result.zero else Status.UNDECIDED
+            detail = (
+                "follows from the line before for every M"
+                if result.zero
+                else "not proved to follow from the line before for every M"
+            )
+            residual = None if result.zero else str(result.leftover)
+        out.append(
+            step_verdict(
+                form,
+                before,
+                eq,
+                status,
+                "general",
+                "all M",
+                detail=detail,
+                residual=residual,
+                seconds=time.perf_counter() - t0,
+                mode=mode,
+            )
+        )
+    return out

@@ -1,0 +1,95 @@
+"""A form's lines run in order at one point, and the truth they are compared with.
+
+Every equation of a form is evaluated with the form's own earlier lines (what the form computes)
+and compared with the truth of the quantity it defines; a step (a ``&=`` continuation) is compared
+with the line before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy as sp
+
+from bnderive.core import notation as N
+from bnderive.core.derive import LOCAL_DERIVATIVES, Truth, derive
+from bnderive.core.double_backward import SecondOrderTruth, second_order_truth
+from bnderive.core.evaluate import Env, NotRational, evaluate
+from bnderive.core.spec import Spec
+from bnderive.errors import BnderiveError
+from bnderive.read.forms import Equation, Form
+
+
+def form_steps(form: Form) -> list[tuple[Equation, Equation]]:
+    """The steps of a document: (the equation before, the equation) pairs."""
+    by_number = {eq.number: eq for eq in form.equations}
+    return [(by_number[a], by_number[b]) for a, b in getattr(form, "steps", ())]
+
+
+# -- running a sequence of definitions --------------------------------------------------------------
+@dataclass
+class Outcome:
+    values: dict[str, Any] = field(default_factory=dict)  # the latest value of each name
+    errors: dict[str, str] = field(default_factory=dict)
+    lines: list[Any] = field(default_factory=list)  # the value of each definition, in order
+    line_errors: list[str | None] = field(default_factory=list)
+
+    def line(self, eq: Equation) -> Any:
+        """The value a form's equation computed (a chain may define dx[i] on several lines)."""
+        return self.lines[eq.number - 1]
+
+    def line_error(self, eq: Equation) -> str | None:
+        return self.line_errors[eq.number - 1]
+
+
+def run_lines(definitions: Iterable[tuple[str, bool, sp.Expr]], base: Env) -> Outcome:
+    """Evaluate named definitions in order in a copy of ``base``; failures are recorded."""
+    env = base.child()
+    out = Outcome()
+    for name, elementwise, expr in definitions:
+        try:
+            value = evaluate(expr, env, N.i if elementwise else None)
+        except (BnderiveError, NotRational, ZeroDivisionError) as exc:
+            out.errors[name] = str(exc)
+            out.lines.append(None)
+            out.line_errors.append(str(exc))
+            continue
+        env.store(name, value, elementwise)
+        out.values[name] = value
+        out.lines.append(value)
+        out.line_errors.append(None)
+    return out
+
+
+def truth_of(order: int, spec: Spec) -> Truth | SecondOrderTruth:
+    """The ground truth a form of ``order`` is compared with."""
+    return derive(spec) if order == 1 else second_order_truth(spec)
+
+
+def form_definitions(form: Form) -> list[tuple[str, bool, sp.Expr]]:
+    return [(eq.name, eq.elementwise, eq.expr) for eq in form.equations]
+
+
+def checkable(form: Form, truth: Truth | SecondOrderTruth) -> list[Equation]:
+    return [eq for eq in form.equations if eq.name in truth]
+
+
+def entries(value: Any, elementwise: bool) -> list[Any]:
+    return list(value) if elementwise else [value]
+
+
+def local_equations(form: Form) -> list[Equation]:
+    return [eq for eq in form.equations if eq.name in LOCAL_DERIVATIVES]
+
+
+def reference_entries(before: Any, mine: Outcome, env: Env) -> list[Any] | str:
+    """The entries of a reference: the equation before (a step) or an expression at element i
+    (a local derivative's truth); an error message if it cannot be evaluated."""
+    if isinstance(before, Equation):
+        error = mine.line_error(before)
+        return error if error else entries(mine.line(before), before.elementwise)
+    outcome = run_lines([("reference", True, before)], env)
+    error = outcome.line_errors[0]
+    return error if error else list(outcome.lines[0])

@@ -1,0 +1,354 @@
+"""The randomized exact method: truth and form at random points of a large reduction set.
+
+For a large reduction set (M = 4096 by default), truth and form are evaluated at random integer
+points exactly: first in the prime field F_p (vectorized), then in rational arithmetic for a
+counterexample.  A difference refutes with that point; agreement in every trial is a
+probabilistic proof: a nonzero difference of degree ≤ d vanishes at a random point with
+probability ≤ d/S (Schwartz–Zippel), S the size of the sample range.
+"""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+import sympy as sp
+
+from bnderive.core import notation as N
+from bnderive.core.derive import LOCAL_DERIVATIVES, Truth, inline
+from bnderive.core.double_backward import SecondOrderTruth
+from bnderive.core.evaluate import RATIONAL, NotRational
+from bnderive.core.finite_field import P
+from bnderive.core.points import Instance, modular_point_env, point_env, random_point
+from bnderive.core.spec import Mode, Spec
+from bnderive.errors import BnderiveError
+from bnderive.read.forms import Form
+from bnderive.verify.degree_bound import degree_bound
+from bnderive.verify.lines import Outcome, checkable, entries, form_definitions, run_lines, truth_of
+from bnderive.verify.verdict import (
+    AUXILIARY,
+    Counterexample,
+    Status,
+    Verdict,
+    line_in_file,
+    line_verdict,
+    with_time,
+)
+from bnderive.verify.witness import describe_point, entry_label, fmt
+
+# -- randomized exact -------------------------------------------------------------------------------
+#: Integer inputs are drawn from [−SPREAD, SPREAD]: the sample set has 2·SPREAD + 1 ≥ 2^21 values.
+SPREAD = 2**20
+
+
+def large_spec(mode: Mode, m: int = 4096) -> Spec:
+    """A one-channel spec with M = m: (m, 1) or (n, 1, h, w) with n·h·w = m."""
+    if mode is Mode.PER_ACTIVATION:
+        return Spec(Mode.PER_ACTIVATION, n=m, c=1)
+    side = 1
+    while (side * 2) ** 2 * 4 <= m and m % ((side * 2) ** 2) == 0:
+        side *= 2
+    return Spec(Mode.SPATIAL, n=m // (side * side), c=1, h=side, w=side)
+
+
+def random_check(
+    form: Form, spec: Spec, trials: int = 3, seed: int = 0, scope: str = ""
+) -> list[Verdict]:
+    """Truth and form at ``trials`` random points, exactly.
+
+    First in the prime field F_p, vectorized (``modular``); a line that agrees at every point
+    holds with probability of error ≤ (d/p)^trials.  A line that differs is refuted, with a
+    counterexample in rational numbers from ``random_rational_check``; a form that cannot be
+    evaluated in F_p (a radical other than √(σ²+ε)) is checked in rational numbers only.
+    """
+    spec = form.spec(spec)
+    truth = truth_of(form.order, spec)
+    scope = scope or f"M = {spec.m} randomized"
+    started = time.perf_counter()
+    screen = _modular_screen(form, spec, truth, trials, seed)
+    if screen is None:
+        return random_rational_check(form, spec, trials, seed, scope)
+    agreed, differs = screen
+    rational: dict[int, Verdict] = {}
+    if differs:
+        rational = {v.equation: v for v in random_rational_check(form, spec, trials, seed, scope)}
+    share = (time.perf_counter() - started) / max(1, len(form.equations))
+    degrees = _degrees(form, truth)
+    out = []
+    for eq in form.equations:
+        if eq.name in LOCAL_DERIVATIVES:  # local derivatives: the exact and every-M methods
+            continue
+        common = dict(
+            form=form.name,
+            quantity=eq.label,
+            equation=eq.number,
+            method="random",
+            scope=scope,
+            mode=spec.mode,
+            seconds=share,
+            source_line=line_in_file(form, eq),
+        )
+        if eq.name not in truth:
+            out.append(
+                Verdict(
+                    status=Status.UNCHECKED,
+                    detail=AUXILIARY,
+                    **common,
+                )
+            )
+        elif eq.number in differs:
+            found = rational.get(eq.number)
+            if found is not None and found.status is Status.REFUTED:
+                out.append(with_time(found, share))
+            else:
+                out.append(
+                    Verdict(
+                        status=Status.REFUTED,
+                        trials=trials,
+                        detail=f"differs from the truth modulo p = 2³¹−1 at a random "
+                        f"point (draw {differs[eq.number]}); a nonzero value mod p "
+                        "proves the difference is not identically zero",
+                        **common,
+                    )
+                )
+        elif agreed.get(eq.number, 0) < trials:
+            out.append(
+                Verdict(
+                    status=Status.UNDECIDED,
+                    trials=agreed.get(eq.number, 0),
+                    detail="too few random points could be evaluated",
+                    **common,
+                )
+            )
+        elif degrees.get(eq.number) is None:
+            out.append(
+                Verdict(
+                    status=Status.UNDECIDED,
+                    trials=trials,
+                    detail="equal at every random point, but no degree bound is known "
+                    "for this expression, so agreement proves nothing; use the exact method",
+                    **common,
+                )
+            )
+        else:
+            d = degrees[eq.number]
+            bound = float(Fraction(d, P) ** trials) if d < P else 1.0
+            out.append(
+                Verdict(
+                    status=Status.HOLDS,
+                    trials=trials,
+                    bound=bound,
+                    detail=(
+                        f"equal at {trials} random points of F_p, p = 2³¹−1; a nonzero difference "
+                        f"of degree ≤ {d} vanishes at one with probability ≤ {d}/p "
+                        f"(Schwartz–Zippel), so a false 'holds' has probability ≤ {bound:.1e}"
+                    ),
+                    **common,
+                )
+            )
+    return out
+
+
+def _modular_screen(
+    form: Form, spec: Spec, truth: Truth | SecondOrderTruth, trials: int, seed: int
+) -> tuple[dict[int, int], dict[int, int]] | None:
+    """(points of agreement per equation, first differing draw per equation), or None when
+    the form cannot be evaluated in F_p."""
+    agreed: dict[int, int] = {}
+    differs: dict[int, int] = {}
+    usable = 0
+    for draw in range(1, trials + 4):
+        if usable == trials:
+            break
+        try:
+            inst, true = _modular_truth(spec, seed * 7919 + draw, form.order)
+        except (NotRational, ZeroDivisionError, BnderiveError):
+            continue
+        mine = run_lines(form_definitions(form), inst.env)
+        for eq in checkable(form, truth):
+            if mine.line_error(eq) and "F_p" in mine.line_error(eq):
+                return None  # a radical the field cannot decide: rational arithmetic instead
+        usable += 1
+        for eq in checkable(form, truth):
+            if eq.number in differs or mine.line_error(eq) or eq.name in true.errors:
+                continue
+            t = np.asarray(true.values[eq.name]) % P
+            f = np.asarray(mine.line(eq)) % P
+            if np.array_equal(t, f):
+                agreed[eq.number] = agreed.get(eq.number, 0) + 1
+            else:
+                differs[eq.number] = seed * 7919 + draw
+    return agreed, differs
+
+
+@lru_cache(maxsize=32)
+def _modular_truth(spec: Spec, draw: int, order: int = 1) -> tuple[Instance, Outcome]:
+    inst = modular_point_env(spec, draw)
+    return inst, run_lines(truth_of(order, spec).definitions(), inst.env)
+
+
+def random_rational_check(
+    form: Form, spec: Spec, trials: int = 3, seed: int = 0, scope: str = ""
+) -> list[Verdict]:
+    """Evaluate truth and form at ``trials`` random integer points in rational arithmetic."""
+    spec = form.spec(spec)
+    truth = truth_of(form.order, spec)
+    scope = scope or f"M = {spec.m} randomized"
+    degrees = _degrees(form, truth)
+    results: dict[int, Verdict] = {}
+    agreed: dict[int, int] = {eq.number: 0 for eq in form.equations}
+    notes: dict[int, str] = {}
+    seconds: dict[int, float] = {eq.number: 0.0 for eq in form.equations}
+    draws = 0
+    trial = 0
+    while trial < trials and draws < trials + 4:
+        draws += 1
+        t0 = time.perf_counter()
+        try:
+            inst, true = _random_truth(spec, seed * 7919 + draws, form.order)
+        except (NotRational, ZeroDivisionError, BnderiveError) as exc:
+            for eq in form.equations:
+                notes[eq.number] = f"the truth cannot be evaluated exactly here: {exc}"
+            continue
+        mine = run_lines(form_definitions(form), inst.env)
+        share = (time.perf_counter() - t0) / max(1, len(form.equations))
+        trial += 1
+        for eq in checkable(form, truth):
+            seconds[eq.number] += share
+            if eq.number in results:
+                continue
+            if mine.line_error(eq) or eq.name in true.errors:
+                notes[eq.number] = mine.line_error(eq) or true.errors.get(eq.name, "")
+                continue
+            t_entries = entries(true.values[eq.name], eq.elementwise)
+            f_entries = entries(mine.line(eq), eq.elementwise)
+            for position, (t, f) in enumerate(zip(t_entries, f_entries, strict=True)):
+                if t != f:
+                    inputs = describe_point(inst, form.order)
+                    inputs["seed"] = str(seed * 7919 + draws)
+                    cex = Counterexample(
+                        spec, 0, entry_label(eq, spec, 0, position), inputs, fmt(t), fmt(f)
+                    )
+                    results[eq.number] = line_verdict(
+                        form,
+                        eq,
+                        Status.REFUTED,
+                        "random",
+                        scope,
+                        detail=f"differs at a random point (trial {trial})",
+                        counterexample=cex,
+                        trials=trial,
+                        mode=spec.mode,
+                    )
+                    break
+            else:
+                agreed[eq.number] += 1
+    out = []
+    sample = 2 * SPREAD + 1
+    for eq in form.equations:
+        if eq.name not in truth:
+            out.append(
+                line_verdict(
+                    form,
+                    eq,
+                    Status.UNCHECKED,
+                    "random",
+                    scope,
+                    detail=AUXILIARY,
+                    mode=spec.mode,
+                )
+            )
+        elif eq.number in results:
+            out.append(with_time(results[eq.number], seconds[eq.number]))
+        elif agreed[eq.number] < trials:
+            out.append(
+                line_verdict(
+                    form,
+                    eq,
+                    Status.UNDECIDED,
+                    "random",
+                    scope,
+                    detail=notes.get(eq.number, "too few points could be evaluated"),
+                    seconds=seconds[eq.number],
+                    trials=agreed[eq.number],
+                    mode=spec.mode,
+                )
+            )
+        elif degrees.get(eq.number) is None:
+            out.append(
+                line_verdict(
+                    form,
+                    eq,
+                    Status.UNDECIDED,
+                    "random",
+                    scope,
+                    detail="equal at every random point, but no degree bound is known "
+                    "for this expression, so agreement proves nothing; use the exact method",
+                    seconds=seconds[eq.number],
+                    trials=trials,
+                    mode=spec.mode,
+                )
+            )
+        else:
+            d = degrees[eq.number]
+            bound = float(Fraction(d, sample) ** trials) if d < sample else 1.0
+            out.append(
+                line_verdict(
+                    form,
+                    eq,
+                    Status.HOLDS,
+                    "random",
+                    scope,
+                    detail=(
+                        f"equal at {trials} random points; a nonzero difference of degree ≤ {d} "
+                        f"vanishes at one with probability ≤ {d}/{sample} (Schwartz–Zippel), "
+                        f"so a false 'holds' has probability ≤ {bound:.1e}"
+                    ),
+                    seconds=seconds[eq.number],
+                    trials=trials,
+                    bound=bound,
+                    mode=spec.mode,
+                )
+            )
+    return out
+
+
+def warm_random_truth(form: Form, spec: Spec, trials: int, seed: int = 0) -> None:
+    """Compute the truth at the random points ``random_check`` will draw (for the caches)."""
+    spec = form.spec(spec)
+    for draw in range(1, trials + 1):
+        try:
+            _modular_truth(spec, seed * 7919 + draw, form.order)
+        except (NotRational, ZeroDivisionError, BnderiveError):
+            return
+
+
+@lru_cache(maxsize=32)
+def _random_truth(spec: Spec, draw: int, order: int = 1) -> tuple[Instance, Outcome]:
+    """The random point ``draw`` and the truth there (shared by every form checked)."""
+    point = random_point(spec, draw, SPREAD)
+    inst = point_env(spec, 0, point, RATIONAL)
+    return inst, run_lines(truth_of(order, spec).definitions(), inst.env)
+
+
+def _degrees(form: Form, truth: Truth | SecondOrderTruth) -> dict[int, int | None]:
+    """Degree bound of the numerator of (truth − form) for every checkable equation."""
+    definitions: dict[str, tuple[bool, sp.Expr]] = {}
+    for stage in truth.graph.stages:
+        if stage.elementwise:
+            definitions[stage.name] = (True, stage.at(N.i))
+    out: dict[int, int | None] = {}
+    form_defs = dict(definitions)
+    for eq in form.equations:
+        form_defs[eq.name] = (eq.elementwise, eq.expr)
+        if eq.name in truth:
+            try:
+                mine = degree_bound(inline(eq.expr, form_defs))
+                true = degree_bound(truth.inline(eq.name))
+            except ValueError:
+                out[eq.number] = None
+                continue
+            out[eq.number] = max(true[0] + mine[1], mine[0] + true[1])
+    return out

@@ -1,0 +1,146 @@
+"""Counterexamples: small exact inputs where two expressions differ, and how they are shown.
+
+A nonzero normal form is reported "refuted" only with a witness: a point with small exact inputs
+(SymPy numbers, so that left-over radicals stay exact) where the two values differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+import sympy as sp
+
+from bnderive.core.derive import LOCAL_DERIVATIVES
+from bnderive.core.evaluate import SYMBOLIC
+from bnderive.core.points import Instance, point_env, random_point
+from bnderive.core.spec import Spec
+from bnderive.read.forms import Equation, Form
+from bnderive.verify.lines import entries, form_definitions, reference_entries, run_lines, truth_of
+from bnderive.verify.verdict import Counterexample
+
+
+def entry_label(eq: Equation, spec: Spec, channel: int, position: int) -> str:
+    if not eq.elementwise:
+        return f"{eq.name} (channel {channel})"
+    where = spec.positions(channel)[position]
+    if eq.name in LOCAL_DERIVATIVES:
+        return f"{eq.name}[{position + 1}] at x[{', '.join(map(str, where))}]"
+    return f"{eq.name}[{position + 1}] = ∂L/∂x[{', '.join(map(str, where))}]"
+
+
+def in_x(expr: Any, inputs: dict[str, Any]) -> Any:
+    """A residual in the centred coordinates of ``exact_env``, written back in x and μ."""
+    if expr is None or "centred" not in inputs:
+        return expr
+    xs, mean, u = inputs["centred"]
+    to_x = {
+        sp.Symbol(str(v)): sp.Symbol(str(x)) - sp.Symbol(str(mean))
+        for v, x in zip(u, xs[:-1], strict=True)
+    }
+    return sp.sympify(expr).xreplace(to_x)
+
+
+def short(expr: Any, limit: int = 160) -> str | None:
+    if expr is None:
+        return None
+    text = str(expr)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, Fraction):
+        return (
+            str(value.numerator)
+            if value.denominator == 1
+            else f"{value.numerator}/{value.denominator}"
+        )
+    return str(value)
+
+
+def fmt_list(values: Sequence[Any], limit: int = 12) -> str:
+    shown = ", ".join(fmt(v) for v in values[:limit])
+    more = f", … ({len(values)} values)" if len(values) > limit else ""
+    return f"[{shown}{more}]"
+
+
+def describe_point(inst: Instance, order: int = 1) -> dict[str, str]:
+    env, spec = inst.env, inst.spec
+    out = {
+        "x": fmt_list(list(env.arrays["x"])),
+        "g": fmt_list(list(env.arrays["g"])),
+        "γ": fmt(env.scalars["gamma"]),
+        "β": fmt(env.scalars["beta"]),
+    }
+    if order == 2:
+        out["ggI"] = fmt_list(list(env.arrays["ggI"]))
+        out["ggG"] = fmt(env.scalars["ggG"])
+        out["ggB"] = fmt(env.scalars["ggB"])
+    if not spec.training:
+        out["running μ"] = fmt(env.scalars["mu"])
+        out["running σ²"] = fmt(env.scalars["var"])
+    out["ε"] = fmt(env.scalars["eps"])
+    if "r" in inst.inputs:
+        out["√(σ²+ε)"] = fmt(inst.inputs["r"])
+    return out
+
+
+def find_witness(
+    form: Form, eq: Equation, spec: Spec, channel: int, attempts: int = 8
+) -> Counterexample | None:
+    """Small exact inputs where the form's ``eq`` and the truth differ (SymPy numbers, so that
+    left-over radicals stay exact; compared at 50 digits only when not equal exactly)."""
+    truth = truth_of(form.order, spec)
+    for attempt in range(attempts):
+        point = random_point(spec, 1000 * attempt + 7, spread=3 + attempt)
+        inst = point_env(spec, channel, point, SYMBOLIC)
+        true = run_lines(truth.definitions(), inst.env)
+        mine = run_lines(form_definitions(form), inst.env)
+        if eq.name not in true.values or mine.line_error(eq):
+            continue
+        t_entries = entries(true.values[eq.name], eq.elementwise)
+        f_entries = entries(mine.line(eq), eq.elementwise)
+        for position, (t, f) in enumerate(zip(t_entries, f_entries, strict=True)):
+            diff = sp.expand(t - f)
+            if diff == 0:
+                continue
+            if abs(sp.N(diff, 50)) < sp.Float("1e-40", 50):
+                continue
+            return Counterexample(
+                spec,
+                channel,
+                entry_label(eq, spec, channel, position),
+                describe_point(inst, form.order),
+                fmt(sp.radsimp(t)),
+                fmt(sp.radsimp(f)),
+            )
+    return None
+
+
+def step_witness(
+    form: Form, before: Any, eq: Equation, spec: Spec, channel: int, attempts: int = 8
+) -> Counterexample | None:
+    """Small exact inputs where a step's two sides differ; the counterexample's ``truth`` is the
+    value of the line before (or of the local derivative), its ``form`` the value of the line."""
+    for attempt in range(attempts):
+        point = random_point(spec, 1000 * attempt + 7, spread=3 + attempt)
+        inst = point_env(spec, channel, point, SYMBOLIC)
+        mine = run_lines(form_definitions(form), inst.env)
+        a_entries = reference_entries(before, mine, inst.env)
+        if isinstance(a_entries, str) or mine.line_error(eq):
+            continue
+        b_entries = entries(mine.line(eq), eq.elementwise)
+        for position, (a, b) in enumerate(zip(a_entries, b_entries, strict=True)):
+            diff = sp.expand(a - b)
+            if diff == 0 or abs(sp.N(diff, 50)) < sp.Float("1e-40", 50):
+                continue
+            return Counterexample(
+                spec,
+                channel,
+                entry_label(eq, spec, channel, position),
+                describe_point(inst, form.order),
+                fmt(sp.radsimp(a)),
+                fmt(sp.radsimp(b)),
+            )
+    return None

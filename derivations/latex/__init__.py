@@ -1,0 +1,1 @@
+"""LaTeX derivations as posts and lecture notes write them (data, installed with bnderive)."""
