@@ -19,10 +19,8 @@ from bnderive.errors import BnderiveError
 if TYPE_CHECKING:
     from rich.console import Console
 
-EXIT_HOLDS = 0
 EXIT_REFUTED = 1
 EXIT_USAGE = 2
-EXIT_UNDECIDED = 3
 
 #: How each verdict status is shown, keyed by ``Status.value``.
 STATUS_STYLE = {

@@ -22,10 +22,6 @@ from bnderive.core.evaluate import Backend, NotRational
 P = 2**31 - 1  # a Mersenne prime: products of residues stay below 2^62
 
 
-def _mod(v: Any) -> Any:
-    return v % P
-
-
 def _add(a: Any, b: Any) -> Any:
     return (a + b) % P
 
@@ -69,7 +65,7 @@ def _full(m: int, value: Any) -> np.ndarray:
     return np.full(m, int(value) % P, dtype=np.int64)
 
 
-def modular_backend(r: int, r_squared_ratio_ok: bool = True) -> Backend:
+def modular_backend(r: int) -> Backend:
     """The F_p backend for a point whose √(σ²+ε) is ``r``."""
     r2 = r * r % P
 
@@ -79,7 +75,3 @@ def modular_backend(r: int, r_squared_ratio_ok: bool = True) -> Backend:
         return _power(np.int64(r) if isinstance(value, np.ndarray) else r, int(2 * exponent))
 
     return Backend("modular", _number, root, _total, _add, _mul, _power, _full)
-
-
-def residues(values: Any) -> np.ndarray:
-    return np.asarray([int(v) % P for v in values], dtype=np.int64)

@@ -50,10 +50,6 @@ class Stage:
             ELEMENT[self.name] if self.elementwise else SCALAR.get(self.name, sp.Symbol(self.name))
         )
 
-    def parents(self) -> list[str]:
-        names = {s.name.removesuffix("__e") for s in self.definition.free_symbols}
-        return sorted(names - {"M"})
-
     def at(self, index: sp.Symbol) -> sp.Expr:
         """The stage's value in index notation: element ``index``, or the whole reduction."""
         if self.elementwise:

@@ -71,14 +71,6 @@ def reduce_sum(expr: sp.Expr, index: sp.Symbol) -> sp.Sum:
     return sp.Sum(expr, (index, 1, M))
 
 
-def adjoint_base(name: str) -> sp.IndexedBase:
-    return sp.IndexedBase(name)
-
-
-def adjoint_symbol(name: str) -> sp.Symbol:
-    return sp.Symbol(name)
-
-
 def reference(name: str, index: sp.Symbol | None) -> sp.Expr:
     """The expression that stands for quantity ``name`` (at ``index`` when elementwise)."""
     if index is None:

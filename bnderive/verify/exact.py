@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import sympy as sp
 
@@ -31,6 +31,7 @@ from bnderive.verify.lines import (
 )
 from bnderive.verify.verdict import (
     AUXILIARY,
+    Counterexample,
     Status,
     Verdict,
     line_verdict,
@@ -38,7 +39,7 @@ from bnderive.verify.verdict import (
     with_steps,
     with_time,
 )
-from bnderive.verify.witness import find_witness, in_x, short, step_witness
+from bnderive.verify.witness import find_witness, in_x, short
 from bnderive.verify.zero_test import Zero, decide_zero
 
 
@@ -50,104 +51,27 @@ def _exact_instance(spec: Spec, channel: int, order: int = 1) -> tuple[Instance,
 
 
 def exact_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verdict]:
-    """Decide every checkable equation of ``form`` exactly at each of ``specs``."""
-    # M ≥ 3 first: at M ≤ 2 x̂ = ±1 and counterexamples are degenerate (DESIGN.md §1).
-    specs = sorted((form.spec(s) for s in specs), key=lambda s: (s.m < 3, s.m))
+    """Decide every checkable equation of ``form`` exactly at each of ``specs``: each entry of
+    (truth − line) is identically zero (holds), or nonzero with a witness (refuted), or neither
+    (undecided, with the reason).  Auxiliary lines are "not checked"; local derivatives are
+    ``exact_local_check``'s."""
+    specs = _ordered(form, specs)
     truth = truth_of(form.order, specs[0])
-    results: dict[int, Verdict] = {}
-    started = {eq.number: 0.0 for eq in form.equations}
-    undecided: dict[int, str] = {}
-    scope = scope or ", ".join(s.describe() for s in specs)
-    mode = specs[0].mode if len({s.mode for s in specs}) == 1 else None
-    for spec in specs:
-        for channel in range(spec.c):
-            t0 = time.perf_counter()
-            inst, true = _exact_instance(spec, channel, form.order)
-            mine = run_lines(form_definitions(form), inst.env)
-            per_channel = time.perf_counter() - t0
-            for eq in checkable(form, truth):
-                if eq.number in results:  # already refuted at a smaller size
-                    continue
-                t1 = time.perf_counter()
-                if mine.line_error(eq):
-                    undecided[eq.number] = f"{spec.describe()}: {mine.line_error(eq)}"
-                    continue
-                if eq.name in true.errors:
-                    undecided[eq.number] = (
-                        f"the truth is undefined at {spec.describe()}: {true.errors[eq.name]}"
-                    )
-                    continue
-                verdict = _decide_entries(form, eq, spec, channel, true, mine)
-                started[eq.number] += (
-                    time.perf_counter() - t1 + per_channel / max(1, len(form.equations))
-                )
-                if verdict is not None:
-                    if verdict[0] is Status.REFUTED:
-                        cex, residual = verdict[1], verdict[2]
-                        results[eq.number] = line_verdict(
-                            form,
-                            eq,
-                            Status.REFUTED,
-                            "exact",
-                            scope,
-                            detail=f"differs at {spec.describe()}",
-                            counterexample=cex,
-                            residual=residual,
-                            mode=mode,
-                        )
-                    else:
-                        undecided[eq.number] = verdict[1]
+    checked = [_Pair(eq, None) for eq in checkable(form, truth)]
+    decided = {v.equation: v for v in _decide(form, checked, specs, scope)}
     out = []
     for eq in form.equations:
         if eq.name in LOCAL_DERIVATIVES:  # exact_local_check decides these
             continue
-        if eq.name not in truth:
-            out.append(
-                line_verdict(
-                    form,
-                    eq,
-                    Status.UNCHECKED,
-                    "exact",
-                    scope,
-                    detail=AUXILIARY,
-                    mode=mode,
-                )
-            )
-            continue
-        if eq.number in results:
-            v = results[eq.number]
-            out.append(with_time(v, started[eq.number]))
-        elif eq.number in undecided:
-            out.append(
-                line_verdict(
-                    form,
-                    eq,
-                    Status.UNDECIDED,
-                    "exact",
-                    scope,
-                    detail=undecided[eq.number],
-                    seconds=started[eq.number],
-                    mode=mode,
-                )
-            )
+        if eq.number in decided:
+            out.append(decided[eq.number])
         else:
             out.append(
                 line_verdict(
-                    form,
-                    eq,
-                    Status.HOLDS,
-                    "exact",
-                    scope,
-                    detail="identically equal to the truth (radical eliminated, expanded"
-                    + (
-                        "; entry 1 decided, the rest by permutation symmetry)"
-                        if equivariant(form)
-                        else ", every entry)"
-                    ),
-                    seconds=started[eq.number],
-                    mode=mode,
+                    form, eq, Status.UNCHECKED, "exact", _scope(specs, scope),
+                    detail=AUXILIARY, mode=_mode(specs),
                 )
-            )
+            )  # fmt: skip
     return out
 
 
@@ -166,59 +90,27 @@ def equivariant(form: Form) -> bool:
     return True
 
 
-def _decide_entries(
-    form: Form, eq: Equation, spec: Spec, channel: int, true: Outcome, mine: Outcome
-) -> tuple[Status, Any, Any] | None:
-    """None if every entry is identically equal; else (REFUTED, cex, residual) or (UNDECIDED, why)."""
-    t_entries = entries(true.values[eq.name], eq.elementwise)
-    f_entries = entries(mine.line(eq), eq.elementwise)
-    if equivariant(form):
-        t_entries, f_entries = t_entries[:1], f_entries[:1]
-    for t, f in zip(t_entries, f_entries, strict=True):
-        test = decide_zero(t - f)
-        if test.outcome is Zero.ZERO:
-            continue
-        if test.outcome is Zero.UNDEFINED:
-            return (Status.UNDECIDED, f"undefined at {spec.describe()} (division by zero)", None)
-        cex = find_witness(form, eq, spec, channel)
-        if cex is None and decide_zero(t - f, quick=False).outcome is Zero.ZERO:
-            continue  # the one-point screen saw a value outside the inputs' domain
-        residual = short(in_x(test.residual, inst_inputs(spec, channel, form.order)))
-        if cex is None:
-            return (
-                Status.UNDECIDED,
-                f"normal form of truth − form is not zero at {spec.describe()}, "
-                f"but no point was found where they differ; residual {residual}",
-                None,
-            )
-        return (Status.REFUTED, cex, residual)
-    return None
-
-
-def inst_inputs(spec: Spec, channel: int, order: int) -> dict[str, Any]:
-    return _exact_instance(spec, channel, order)[0].inputs
-
-
 # -- steps: a continuation against the line before ---------------------------------------------------
 def exact_step_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verdict]:
     """Each step of a document decided exactly at each of ``specs``: is the continuation equal,
     as a function of the inputs, to the expression before it?  A faithful step from a wrong line
     holds here while both lines are refuted against the truth: that is where the mistake is not."""
-    return _reference_check(form, form_steps(form), specs, scope)
+    steps = [_Pair(eq, before) for before, eq in form_steps(form)]
+    return _decide(form, steps, _ordered(form, specs), scope) if steps and specs else []
 
 
 def exact_local_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verdict]:
     """Each line defining a local derivative (∂σ²/∂x_i, ∂μ/∂x_i, ∂x̂_i/∂σ², ∂x̂_i/∂μ) decided
     exactly against ``derive.local_truth``, at each of ``specs``."""
-    pairs: list[tuple[Any, Equation]] = []
+    pairs: list[_Pair] = []
     out: list[Verdict] = []
     for eq in local_equations(form):
         truth = local_truth(form.spec(specs[0]), eq.name)
         if truth is None:
             out.append(no_local_verdict(form, eq, "exact", scope))
         else:
-            pairs.append((truth, eq))
-    return out + _reference_check(form, pairs, specs, scope)
+            pairs.append(_Pair(eq, truth))
+    return out + (_decide(form, pairs, _ordered(form, specs), scope) if pairs else [])
 
 
 def no_local_verdict(form: Form, eq: Equation, method: str, scope: str) -> Verdict:
@@ -232,107 +124,154 @@ def no_local_verdict(form: Form, eq: Equation, method: str, scope: str) -> Verdi
     )
 
 
-def _reference_check(
-    form: Form, pairs: Sequence[tuple[Any, Equation]], specs: Sequence[Spec], scope: str = ""
-) -> list[Verdict]:
-    """Each (reference, equation): a step when the reference is the equation before, a local
-    derivative when it is the truth's expression at element i; decided exactly at ``specs``."""
-    steps = list(pairs)
-    if not steps or not specs:
-        return []
-    specs = sorted((form.spec(s) for s in specs), key=lambda s: (s.m < 3, s.m))
-    scope = scope or ", ".join(s.describe() for s in specs)
-    mode = specs[0].mode if len({s.mode for s in specs}) == 1 else None
+# -- the decision, shared by lines, steps and local derivatives ---------------------------------------
+@dataclass(frozen=True)
+class _Pair:
+    """One comparison: ``eq`` against its reference, which is the truth of the quantity it defines
+    (``before`` None), the line before it (a step), or a local derivative's truth at element i."""
+
+    eq: Equation
+    before: Equation | sp.Expr | None
+
+    @property
+    def kind(self) -> str:
+        if self.before is None:
+            return "truth"
+        return "step" if isinstance(self.before, Equation) else "local"
+
+    def words(self) -> tuple[str, str, str]:
+        """(what the reference is called in a residual, the refutation's detail, what holding means)."""
+        return {
+            "truth": ("truth − form", "differs at", "identically equal to the truth"),
+            "step": (
+                "(line before − line)",
+                "does not follow from the line before: differs at",
+                "follows from the line before (identically equal to it)",
+            ),
+            "local": (
+                "(local derivative − line)",
+                "differs from the local derivative at",
+                "identically equal to the local derivative of the graph stage",
+            ),
+        }[self.kind]
+
+
+def _ordered(form: Form, specs: Sequence[Spec]) -> list[Spec]:
+    """The form's specs, M ≥ 3 first: at M ≤ 2 x̂ = ±1 and counterexamples are degenerate
+    (DESIGN.md §1)."""
+    return sorted((form.spec(s) for s in specs), key=lambda s: (s.m < 3, s.m))
+
+
+def _scope(specs: Sequence[Spec], scope: str) -> str:
+    return scope or ", ".join(s.describe() for s in specs)
+
+
+def _mode(specs: Sequence[Spec]) -> Mode | None:
+    return specs[0].mode if len({s.mode for s in specs}) == 1 else None
+
+
+def _decide(form: Form, pairs: Sequence[_Pair], specs: Sequence[Spec], scope: str) -> list[Verdict]:
+    """Every pair decided at every spec and channel; one verdict per pair.
+
+    A pair is refuted at the first entry with a witness (and not looked at again); it is
+    undecided when any spec leaves it open (a value that cannot be evaluated, a division by
+    zero, a nonzero normal form without a witness); it holds only when every entry at every spec
+    is identically zero."""
+    scope, mode = _scope(specs, scope), _mode(specs)
     refuted: dict[int, Verdict] = {}
     undecided: dict[int, str] = {}
-    seconds = {eq.number: 0.0 for _, eq in steps}
+    seconds = {p.eq.number: 0.0 for p in pairs}
     for spec in specs:
         for channel in range(spec.c):
-            inst, _ = _exact_instance(spec, channel, form.order)
+            t0 = time.perf_counter()
+            inst, true = _exact_instance(spec, channel, form.order)
             mine = run_lines(form_definitions(form), inst.env)
-            for before, eq in steps:
-                if eq.number in refuted:
+            shared = (time.perf_counter() - t0) / max(1, len(pairs))
+            for pair in pairs:
+                number = pair.eq.number
+                if number in refuted:  # already refuted at a smaller size
                     continue
-                t0 = time.perf_counter()
-                reference = reference_entries(before, mine, inst.env)
-                error = reference if isinstance(reference, str) else mine.line_error(eq)
-                if error:
-                    undecided[eq.number] = f"{spec.describe()}: {error}"
-                    continue
-                a_entries = reference
-                b_entries = entries(mine.line(eq), eq.elementwise)
-                if equivariant(form):
-                    a_entries, b_entries = a_entries[:1], b_entries[:1]
-                for a, b in zip(a_entries, b_entries, strict=True):
-                    test = decide_zero(a - b)
-                    if test.outcome is Zero.ZERO:
-                        continue
-                    if test.outcome is Zero.UNDEFINED:
-                        undecided[eq.number] = f"undefined at {spec.describe()} (division by zero)"
-                        break
-                    cex = step_witness(form, before, eq, spec, channel)
-                    if cex is None and decide_zero(a - b, quick=False).outcome is Zero.ZERO:
-                        continue  # the one-point screen saw a value outside the domain
-                    residual = short(in_x(test.residual, inst.inputs))
-                    if cex is None:
-                        undecided[eq.number] = (
-                            f"normal form of (line before − line) is not zero at "
-                            f"{spec.describe()}, but no point was found where they differ"
-                        )
-                        break
-                    refuted[eq.number] = pair_verdict(
-                        form,
-                        before,
-                        eq,
-                        Status.REFUTED,
-                        "exact",
-                        scope,
-                        detail=(
-                            f"does not follow from the line before: differs at {spec.describe()}"
-                            if isinstance(before, Equation)
-                            else f"differs from the local derivative at {spec.describe()}"
-                        ),
-                        counterexample=cex,
-                        residual=residual,
-                        mode=mode,
-                    )
-                    break
-                seconds[eq.number] += time.perf_counter() - t0
+                t1 = time.perf_counter()
+                found = _decide_pair(form, pair, spec, channel, inst, true, mine)
+                seconds[number] += time.perf_counter() - t1 + shared
+                if isinstance(found, str):
+                    undecided[number] = found
+                elif found is not None:
+                    cex, residual = found
+                    refuted[number] = pair_verdict(
+                        form, pair.before, pair.eq, Status.REFUTED, "exact", scope,
+                        detail=f"{pair.words()[1]} {spec.describe()}",
+                        counterexample=cex, residual=residual, mode=mode,
+                    )  # fmt: skip
     out = []
-    for before, eq in steps:
-        if eq.number in refuted:
-            out.append(with_time(refuted[eq.number], seconds[eq.number]))
-        elif eq.number in undecided:
-            out.append(
-                pair_verdict(
-                    form,
-                    before,
-                    eq,
-                    Status.UNDECIDED,
-                    "exact",
-                    scope,
-                    detail=undecided[eq.number],
-                    seconds=seconds[eq.number],
-                    mode=mode,
-                )
-            )
+    for pair in pairs:
+        number = pair.eq.number
+        if number in refuted:
+            out.append(with_time(refuted[number], seconds[number]))
+            continue
+        if number in undecided:
+            status, detail = Status.UNDECIDED, undecided[number]
         else:
-            out.append(
-                pair_verdict(
-                    form,
-                    before,
-                    eq,
-                    Status.HOLDS,
-                    "exact",
-                    scope,
-                    detail="follows from the line before (identically equal to it)"
-                    if isinstance(before, Equation)
-                    else "identically equal to the local derivative of the graph stage",
-                    seconds=seconds[eq.number],
-                    mode=mode,
+            status, detail = Status.HOLDS, pair.words()[2]
+            if pair.kind == "truth":
+                detail += " (radical eliminated, expanded" + (
+                    "; entry 1 decided, the rest by permutation symmetry)"
+                    if equivariant(form)
+                    else ", every entry)"
                 )
+        out.append(
+            pair_verdict(
+                form, pair.before, pair.eq, status, "exact", scope,
+                detail=detail, seconds=seconds[number], mode=mode,
             )
+        )  # fmt: skip
     return out
+
+
+def _decide_pair(
+    form: Form,
+    pair: _Pair,
+    spec: Spec,
+    channel: int,
+    inst: Instance,
+    true: Outcome,
+    mine: Outcome,
+) -> tuple[Counterexample, str | None] | str | None:
+    """None if every entry of (reference − line) is identically zero at this spec and channel;
+    (counterexample, residual) if one is not and a witness shows it; else why it is undecided."""
+    eq = pair.eq
+    if pair.before is None:
+        if mine.line_error(eq):
+            return f"{spec.describe()}: {mine.line_error(eq)}"
+        if eq.name in true.errors:
+            return f"the truth is undefined at {spec.describe()}: {true.errors[eq.name]}"
+        reference = entries(true.values[eq.name], eq.elementwise)
+    else:
+        found = reference_entries(pair.before, mine, inst.env)
+        error = found if isinstance(found, str) else mine.line_error(eq)
+        if error:
+            return f"{spec.describe()}: {error}"
+        reference = found
+    values = entries(mine.line(eq), eq.elementwise)
+    if equivariant(form):
+        reference, values = reference[:1], values[:1]
+    for a, b in zip(reference, values, strict=True):
+        test = decide_zero(a - b)
+        if test.outcome is Zero.ZERO:
+            continue
+        if test.outcome is Zero.UNDEFINED:
+            return f"undefined at {spec.describe()} (division by zero)"
+        cex = find_witness(form, eq, spec, channel, pair.before)
+        if cex is None and decide_zero(a - b, quick=False).outcome is Zero.ZERO:
+            continue  # the one-point screen saw a value outside the inputs' domain
+        residual = short(in_x(test.residual, inst.inputs))
+        if cex is None:
+            return (
+                f"normal form of {pair.words()[0]} is not zero at {spec.describe()}, "
+                f"but no point was found where they differ; residual {residual}"
+            )
+        return cex, residual
+    return None
 
 
 # -- the default plan -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from bnderive.core.finite_field import P
 from bnderive.core.points import Instance, modular_point_env, point_env, random_point
 from bnderive.core.spec import Mode, Spec
 from bnderive.errors import BnderiveError
-from bnderive.read.forms import Form
+from bnderive.read.forms import Equation, Form
 from bnderive.verify.degree_bound import degree_bound
 from bnderive.verify.lines import Outcome, checkable, entries, form_definitions, run_lines, truth_of
 from bnderive.verify.verdict import (
@@ -32,7 +32,6 @@ from bnderive.verify.verdict import (
     Counterexample,
     Status,
     Verdict,
-    line_in_file,
     line_verdict,
     with_time,
 )
@@ -78,77 +77,71 @@ def random_check(
     degrees = _degrees(form, truth)
     out = []
     for eq in form.equations:
-        if eq.name in LOCAL_DERIVATIVES:  # local derivatives: the exact and every-M methods
-            continue
-        common = dict(
-            form=form.name,
-            quantity=eq.label,
-            equation=eq.number,
-            method="random",
-            scope=scope,
-            mode=spec.mode,
-            seconds=share,
-            source_line=line_in_file(form, eq),
-        )
-        if eq.name not in truth:
-            out.append(
-                Verdict(
-                    status=Status.UNCHECKED,
-                    detail=AUXILIARY,
-                    **common,
-                )
-            )
-        elif eq.number in differs:
-            found = rational.get(eq.number)
-            if found is not None and found.status is Status.REFUTED:
-                out.append(with_time(found, share))
-            else:
-                out.append(
-                    Verdict(
-                        status=Status.REFUTED,
-                        trials=trials,
-                        detail=f"differs from the truth modulo p = 2³¹−1 at a random "
-                        f"point (draw {differs[eq.number]}); a nonzero value mod p "
-                        "proves the difference is not identically zero",
-                        **common,
-                    )
-                )
-        elif agreed.get(eq.number, 0) < trials:
-            out.append(
-                Verdict(
-                    status=Status.UNDECIDED,
-                    trials=agreed.get(eq.number, 0),
-                    detail="too few random points could be evaluated",
-                    **common,
-                )
-            )
-        elif degrees.get(eq.number) is None:
-            out.append(
-                Verdict(
-                    status=Status.UNDECIDED,
-                    trials=trials,
-                    detail="equal at every random point, but no degree bound is known "
-                    "for this expression, so agreement proves nothing; use the exact method",
-                    **common,
-                )
-            )
-        else:
-            d = degrees[eq.number]
-            bound = float(Fraction(d, P) ** trials) if d < P else 1.0
-            out.append(
-                Verdict(
-                    status=Status.HOLDS,
-                    trials=trials,
-                    bound=bound,
-                    detail=(
-                        f"equal at {trials} random points of F_p, p = 2³¹−1; a nonzero difference "
-                        f"of degree ≤ {d} vanishes at one with probability ≤ {d}/p "
-                        f"(Schwartz–Zippel), so a false 'holds' has probability ≤ {bound:.1e}"
-                    ),
-                    **common,
-                )
-            )
+        found = rational.get(eq.number)
+        if eq.number in differs and (found is None or found.status is not Status.REFUTED):
+            found = line_verdict(
+                form, eq, Status.REFUTED, "random", scope, mode=spec.mode, trials=trials,
+                detail=f"differs from the truth modulo p = 2³¹−1 at a random point (draw "
+                f"{differs[eq.number]}); a nonzero value mod p proves the difference is not "
+                "identically zero",
+            )  # fmt: skip
+        verdict = _ladder(
+            form, eq, truth, scope, spec.mode,
+            refuted=found if eq.number in differs else None,
+            agreed=agreed.get(eq.number, 0), trials=trials, degree=degrees.get(eq.number),
+            sample=P, points="random points of F_p, p = 2³¹−1", sample_text="p",
+            too_few="too few random points could be evaluated", seconds=share,
+        )  # fmt: skip
+        if verdict is not None:
+            out.append(verdict)
     return out
+
+
+def _ladder(
+    form: Form,
+    eq: Equation,
+    truth: Truth | SecondOrderTruth,
+    scope: str,
+    mode: Mode,
+    *,
+    refuted: Verdict | None,
+    agreed: int,
+    trials: int,
+    degree: int | None,
+    sample: int,
+    points: str,
+    sample_text: str,
+    too_few: str,
+    seconds: float,
+) -> Verdict | None:
+    """What the randomized method says of one line: refuted (a point where it differs), not
+    checked (an auxiliary line), undecided (too few points, or no degree bound: agreement then
+    proves nothing), or holds with the Schwartz–Zippel bound (d/S)^trials.  Local derivatives
+    are left to the exact and every-M methods (None)."""
+    if eq.name in LOCAL_DERIVATIVES:
+        return None
+    common = dict(mode=mode, seconds=seconds)
+    if eq.name not in truth:
+        return line_verdict(form, eq, Status.UNCHECKED, "random", scope, detail=AUXILIARY, **common)
+    if refuted is not None:
+        return with_time(refuted, seconds)
+    if agreed < trials:
+        return line_verdict(
+            form, eq, Status.UNDECIDED, "random", scope, detail=too_few, trials=agreed, **common
+        )
+    if degree is None:
+        return line_verdict(
+            form, eq, Status.UNDECIDED, "random", scope, trials=trials, **common,
+            detail="equal at every random point, but no degree bound is known for this "
+            "expression, so agreement proves nothing; use the exact method",
+        )  # fmt: skip
+    bound = float(Fraction(degree, sample) ** trials) if degree < sample else 1.0
+    return line_verdict(
+        form, eq, Status.HOLDS, "random", scope, trials=trials, bound=bound, **common,
+        detail=f"equal at {trials} {points}; a nonzero difference of degree ≤ {degree} "
+        f"vanishes at one with probability ≤ {degree}/{sample_text} (Schwartz–Zippel), so a "
+        f"false 'holds' has probability ≤ {bound:.1e}",
+    )  # fmt: skip
 
 
 def _modular_screen(
@@ -248,70 +241,16 @@ def random_rational_check(
     out = []
     sample = 2 * SPREAD + 1
     for eq in form.equations:
-        if eq.name not in truth:
-            out.append(
-                line_verdict(
-                    form,
-                    eq,
-                    Status.UNCHECKED,
-                    "random",
-                    scope,
-                    detail=AUXILIARY,
-                    mode=spec.mode,
-                )
-            )
-        elif eq.number in results:
-            out.append(with_time(results[eq.number], seconds[eq.number]))
-        elif agreed[eq.number] < trials:
-            out.append(
-                line_verdict(
-                    form,
-                    eq,
-                    Status.UNDECIDED,
-                    "random",
-                    scope,
-                    detail=notes.get(eq.number, "too few points could be evaluated"),
-                    seconds=seconds[eq.number],
-                    trials=agreed[eq.number],
-                    mode=spec.mode,
-                )
-            )
-        elif degrees.get(eq.number) is None:
-            out.append(
-                line_verdict(
-                    form,
-                    eq,
-                    Status.UNDECIDED,
-                    "random",
-                    scope,
-                    detail="equal at every random point, but no degree bound is known "
-                    "for this expression, so agreement proves nothing; use the exact method",
-                    seconds=seconds[eq.number],
-                    trials=trials,
-                    mode=spec.mode,
-                )
-            )
-        else:
-            d = degrees[eq.number]
-            bound = float(Fraction(d, sample) ** trials) if d < sample else 1.0
-            out.append(
-                line_verdict(
-                    form,
-                    eq,
-                    Status.HOLDS,
-                    "random",
-                    scope,
-                    detail=(
-                        f"equal at {trials} random points; a nonzero difference of degree ≤ {d} "
-                        f"vanishes at one with probability ≤ {d}/{sample} (Schwartz–Zippel), "
-                        f"so a false 'holds' has probability ≤ {bound:.1e}"
-                    ),
-                    seconds=seconds[eq.number],
-                    trials=trials,
-                    bound=bound,
-                    mode=spec.mode,
-                )
-            )
+        verdict = _ladder(
+            form, eq, truth, scope, spec.mode,
+            refuted=results.get(eq.number), agreed=agreed[eq.number], trials=trials,
+            degree=degrees.get(eq.number), sample=sample, points="random points",
+            sample_text=str(sample),
+            too_few=notes.get(eq.number, "too few points could be evaluated"),
+            seconds=seconds[eq.number],
+        )  # fmt: skip
+        if verdict is not None:
+            out.append(verdict)
     return out
 
 

@@ -87,51 +87,34 @@ def describe_point(inst: Instance, order: int = 1) -> dict[str, str]:
 
 
 def find_witness(
-    form: Form, eq: Equation, spec: Spec, channel: int, attempts: int = 8
+    form: Form,
+    eq: Equation,
+    spec: Spec,
+    channel: int,
+    before: Equation | sp.Expr | None = None,
+    attempts: int = 8,
 ) -> Counterexample | None:
-    """Small exact inputs where the form's ``eq`` and the truth differ (SymPy numbers, so that
-    left-over radicals stay exact; compared at 50 digits only when not equal exactly)."""
-    truth = truth_of(form.order, spec)
-    for attempt in range(attempts):
-        point = random_point(spec, 1000 * attempt + 7, spread=3 + attempt)
-        inst = point_env(spec, channel, point, SYMBOLIC)
-        true = run_lines(truth.definitions(), inst.env)
-        mine = run_lines(form_definitions(form), inst.env)
-        if eq.name not in true.values or mine.line_error(eq):
-            continue
-        t_entries = entries(true.values[eq.name], eq.elementwise)
-        f_entries = entries(mine.line(eq), eq.elementwise)
-        for position, (t, f) in enumerate(zip(t_entries, f_entries, strict=True)):
-            diff = sp.expand(t - f)
-            if diff == 0:
-                continue
-            if abs(sp.N(diff, 50)) < sp.Float("1e-40", 50):
-                continue
-            return Counterexample(
-                spec,
-                channel,
-                entry_label(eq, spec, channel, position),
-                describe_point(inst, form.order),
-                fmt(sp.radsimp(t)),
-                fmt(sp.radsimp(f)),
-            )
-    return None
-
-
-def step_witness(
-    form: Form, before: Any, eq: Equation, spec: Spec, channel: int, attempts: int = 8
-) -> Counterexample | None:
-    """Small exact inputs where a step's two sides differ; the counterexample's ``truth`` is the
-    value of the line before (or of the local derivative), its ``form`` the value of the line."""
+    """Small exact inputs where the form's ``eq`` and its reference differ: the truth of the
+    quantity it defines (``before`` None), the line before it (a step) or a local derivative's
+    truth at element i.  SymPy numbers, so that left-over radicals stay exact; a difference is
+    compared at 50 digits only when it is not zero exactly.  The counterexample's ``truth`` is
+    the reference's value, its ``form`` the line's."""
+    truth = truth_of(form.order, spec) if before is None else None
     for attempt in range(attempts):
         point = random_point(spec, 1000 * attempt + 7, spread=3 + attempt)
         inst = point_env(spec, channel, point, SYMBOLIC)
         mine = run_lines(form_definitions(form), inst.env)
-        a_entries = reference_entries(before, mine, inst.env)
-        if isinstance(a_entries, str) or mine.line_error(eq):
+        if truth is not None:
+            true = run_lines(truth.definitions(), inst.env)
+            if eq.name not in true.values:
+                continue
+            reference: list[Any] | str = entries(true.values[eq.name], eq.elementwise)
+        else:
+            reference = reference_entries(before, mine, inst.env)
+        if isinstance(reference, str) or mine.line_error(eq):
             continue
-        b_entries = entries(mine.line(eq), eq.elementwise)
-        for position, (a, b) in enumerate(zip(a_entries, b_entries, strict=True)):
+        values = entries(mine.line(eq), eq.elementwise)
+        for position, (a, b) in enumerate(zip(reference, values, strict=True)):
             diff = sp.expand(a - b)
             if diff == 0 or abs(sp.N(diff, 50)) < sp.Float("1e-40", 50):
                 continue
