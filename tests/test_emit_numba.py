@@ -90,9 +90,10 @@ def test_kernel_source_is_exact_as_plain_python(mode):
     """Runs without numba: the printed kernel, njit the identity, on exact rationals."""
     form = find_form("compact")
     source = emit_numba.render_numba(form, mode, "test")
-    verification = verify_module(source, form, mode, emit_numba.load_plain)
+    verification = verify_module(source, form, mode, "numba", compiled=False)
     assert verification.checks[0].startswith("exact rationals")
-    assert "exact rationals with the" in emit_numba.chunked_check(source, form, mode)
+    assert any(c.startswith("exact rationals with the") for c in verification.checks)
+    assert not any("compiled" in c for c in verification.checks)
 
 
 def test_plain_python_kernel_gives_exact_rationals():
@@ -122,13 +123,11 @@ def test_chunked_check_rejects_what_one_chunk_hides(mode, old, new, hidden_in_on
     source = emit_numba.render_numba(form, mode, "test")
     bad = source.replace(old, new, 1)
     assert bad != source
-    if hidden_in_one_chunk:
-        # The verification inputs fit in one chunk: the whole-module check cannot see it ...
-        verify_module(bad, form, mode, emit_numba.load_plain)
-    # ... with the rows cut into several chunks, the exact check does (or the module check).
-    with pytest.raises(EmitVerificationError):
-        verify_module(bad, form, mode, emit_numba.load_plain)
-        emit_numba.chunked_check(bad, form, mode)
+    with pytest.raises(EmitVerificationError) as caught:
+        verify_module(bad, form, mode, "numba", compiled=False)
+    # The verification inputs fit in one chunk: only the runs with the rows cut into several
+    # chunks can see these; the others fail on every run.
+    assert ("row(s) per chunk" in str(caught.value)) is hidden_in_one_chunk, caught.value
 
 
 def test_missing_numba_is_exit_2(monkeypatch):
@@ -215,12 +214,15 @@ def test_cli_emit_numba_writes_the_module(tmp_path):
 
 
 def test_a_kernel_wrong_under_numba_is_not_returned(monkeypatch):
-    """compiled_checks runs the compiled module: a kernel that numba miscompiles, or that is
-    wrong only in compiled code, is caught there (here: a kernel patched after printing)."""
+    """The compiled runs catch a module that numba miscompiles, or that is wrong only in
+    compiled code (here: a module patched after printing to be wrong only under numba)."""
     pytest.importorskip("numba")
     form = find_form("compact")
     source = emit_numba.render_numba(form, Mode.SPATIAL, "test")
-    bad = source.replace("dgamma[ch] = inv_std_c*sum_dout_xmu", "dgamma[ch] = sum_dout_xmu")
+    # Right as plain Python (numba's stand-in has no `config`), wrong once compiled.
+    wrong = "    if hasattr(numba, 'config'):\n        dgamma = 2 * dgamma\n    return dx, dgamma, dbeta"
+    bad = source.replace("    return dx, dgamma, dbeta", wrong)
     assert bad != source
-    with pytest.raises(EmitVerificationError, match="under numba"):
-        emit_numba.compiled_checks(bad, form, Mode.SPATIAL)
+    verify_module(bad, form, Mode.SPATIAL, "numba", compiled=False)
+    with pytest.raises(EmitVerificationError, match="float64 under numba"):
+        verify_module(bad, form, Mode.SPATIAL, "numba")

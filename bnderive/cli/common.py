@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 EXIT_REFUTED = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 4
 
 #: How each verdict status is shown, keyed by ``Status.value``.
 STATUS_STYLE = {

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 from rich.markup import escape
 
-from bnderive.cli.common import EXIT_REFUTED, console, user_errors
+from bnderive.cli.common import EXIT_INTERNAL, EXIT_REFUTED, console, user_errors
 from bnderive.errors import BnderiveError
 
 # -- emit -----------------------------------------------------------------------------------------
@@ -51,8 +52,11 @@ def emit(form_name: str, mode: str, target: str, output: str | None) -> None:
     -> (dx, dgamma, dbeta) and backward_cached(dout, cache, gamma). Reductions run over the
     batch axes (and H, W in SPATIAL mode); dx is computed as c1·dout + c2·(x − μ) + c3 with
     per-channel coefficients; float32 input stays float32. Before anything is printed or
-    written, the module is imported and compared with the ground truth, exactly (rational
-    arithmetic) and in float64 at adversarial inputs; a disagreement exits 1 and writes nothing.
+    written, the module is run in a separate process and its outputs compared, in bnderive,
+    with the ground truth, exactly (rational arithmetic) and in float64 at adversarial inputs; a
+    disagreement writes nothing. The form's title and sources go into the module's docstring
+    as text (one line each; control characters are refused). -o never overwrites the form
+    file, and the file is replaced whole, only after verification.
 
     \b
     Examples:
@@ -61,20 +65,25 @@ def emit(form_name: str, mode: str, target: str, output: str | None) -> None:
       bnderive emit --form my_derivation.toml > bn.py
       bnderive emit --target numba --mode spatial -o bn_numba.py
 
-    Exit codes: 0 written, 1 the code (or the form) disagrees with the truth, 2 bad input.
+    Exit codes: 0 written, 1 the form is refuted (nothing written), 2 bad input, 4 bnderive
+    failed (the emitted code disagrees with a form that holds: a bug to report).
     """
     from bnderive import __version__
     from bnderive.core.spec import Mode
+    from bnderive.emit.emitter import check_output, write_atomically
     from bnderive.emit.emitter import emit as emit_module
     from bnderive.emit.numpy_module import EmitVerificationError
     from bnderive.read.catalogue import find_form
 
     form = find_form(form_name)
+    if output is not None:
+        inputs = [p for p in (form_name, form.path) if p and Path(p).exists()]
+        check_output(output, inputs)
     try:
         emitted = emit_module(form, Mode.parse(mode), __version__, target=target)
     except EmitVerificationError as exc:
         click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_REFUTED)
+        sys.exit(EXIT_REFUTED if exc.refuted else EXIT_INTERNAL)
     if output is None:
         out = console()
         if out.is_terminal:
@@ -85,14 +94,13 @@ def emit(form_name: str, mode: str, target: str, output: str | None) -> None:
             click.echo(emitted.source, nl=False)
         return
     try:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(emitted.source)
+        write_atomically(output, emitted.source)  # only now: verified, whole or not at all
     except OSError as exc:
         raise BnderiveError(f"Cannot write {output}: {exc.strerror}.") from None
     checks = "; ".join(emitted.verification.checks)
     console(stderr=True).print(
         f"[green]✓[/] wrote {escape(output)}: {escape(form.name)}, {escape(mode)}, {target} "
-        f"(verified: {escape(checks)})"
+        f"(verified in a separate process: {escape(checks)})"
     )
 
 

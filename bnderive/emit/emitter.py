@@ -6,19 +6,16 @@ against the ground truth; only a module that passes is returned.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import tempfile
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 from bnderive.core.spec import Mode, Spec
 from bnderive.emit.numpy_module import render
-from bnderive.emit.verification import (
-    EmitVerificationError,
-    Verification,
-    load_module,
-    verify_module,
-)
-from bnderive.errors import FormError
+from bnderive.emit.verification import EmitVerificationError, Verification, verify_module
+from bnderive.errors import BnderiveError, FormError
 from bnderive.read.forms import Form
 
 
@@ -34,19 +31,20 @@ class Emitted:
 def emit(form: Form, mode: Mode, version: str | None = None, target: str = "numpy") -> Emitted:
     """The verified module for ``form`` in ``mode``, for ``target`` "numpy" or "numba".
 
+    The module is verified in a child process (``verify_module``): bnderive never imports it.
     The numba module is verified twice: its source runs as plain Python (numba's ``njit`` the
     identity) through every check of the numpy target, exact rationals included, and exactly
     again with the rows cut into chunks of 1 and 2 rows (the verification inputs fit in one
     chunk otherwise); then compiled by numba, in float64 at the adversarial inputs (also in
     chunks) and for float32 dtype preservation.
 
-    Raises ``FormError`` for a form that cannot be emitted, and ``EmitVerificationError`` when
-    the module disagrees with the truth: then the form itself is checked, so that the message
-    says whether the form is wrong (refuted) or bnderive is (a bug to report).
+    Raises ``FormError`` for a form that cannot be emitted (or whose strings cannot be written
+    into the module's header), and ``EmitVerificationError`` when the module disagrees with the
+    truth: then the form itself is checked, so that the message says whether the form is wrong
+    (refuted) or bnderive is (a bug to report; ``refuted`` False).
     """
     if version is None:
         from bnderive import __version__ as version
-    compiled: Callable[[], list[str]] | None = None
     if target == "numba":
         from bnderive.emit import numba_module as emit_numba
 
@@ -56,24 +54,12 @@ def emit(form: Form, mode: Mode, version: str | None = None, target: str = "nump
                 "(or pip install 'bnderive[numba]')."
             )
         source = emit_numba.render_numba(form, mode, version)
-        loader: Callable[[str, str], dict[str, Any]] = emit_numba.load_plain
-
-        def compiled() -> list[str]:
-            return [
-                emit_numba.chunked_check(source, form, mode),
-                *emit_numba.compiled_checks(source, form, mode),
-            ]
-
     elif target == "numpy":
         source = render(form, mode, version)
-        loader = load_module
     else:
         raise FormError(f"unknown target {target!r}: numpy or numba")
     try:
-        verification = verify_module(source, form, mode, loader)
-        if compiled is not None:
-            plain = [f"{c} (the kernel as plain Python)" for c in verification.checks]
-            verification = Verification(tuple(plain + compiled()))
+        verification = verify_module(source, form, mode, target)
     except EmitVerificationError as exc:
         from bnderive.verify.exact import exact_check
         from bnderive.verify.verdict import Status
@@ -87,10 +73,64 @@ def emit(form: Form, mode: Mode, version: str | None = None, target: str = "nump
             raise EmitVerificationError(
                 f"the form {form.name!r} is refuted (line {v.equation}, {v.quantity}, exact at "
                 f"M = 3), so code from it would be wrong; see `bnderive check --form "
-                f"{form.path or form.name}`. Nothing was written."
+                f"{form.path or form.name}`. Nothing was written.",
+                refuted=True,
             ) from exc
         raise EmitVerificationError(
             f"bnderive bug: {exc}. The form holds, so the emitter is wrong; please report this "
             "with the form. Nothing was written."
         ) from exc
     return Emitted(source, form, mode, verification, target)
+
+
+# -- writing the module: never onto an input, never half a file --------------------------------------
+def check_output(output: str, inputs: list[str]) -> None:
+    """Refuse an output path that is one of the run's inputs (the form file: writing the module
+    there would destroy it) or that exists and is not a regular file (a device, a FIFO, a
+    directory: the module is written by replacing the file).  Called before any work."""
+    target = Path(output)
+    for given in inputs:
+        source = Path(given)
+        same = os.path.realpath(target) == os.path.realpath(source)
+        if not same and target.exists() and source.exists():
+            same = os.path.samefile(target, source)
+        if same:
+            raise BnderiveError(
+                f"-o {output} is the form file being emitted ({given}): writing the module there "
+                "would destroy the form. Give another output file."
+            )
+    if not Path(os.path.realpath(target)).parent.is_dir():
+        raise BnderiveError(f"Cannot write {output}: the directory {target.parent} does not exist.")
+    if target.exists() and not target.resolve().is_file():
+        raise BnderiveError(
+            f"-o {output} exists and is not a regular file; emit writes the module by replacing "
+            "a file. Give a file path, or leave -o out to print the module."
+        )
+
+
+def write_atomically(output: str, text: str) -> None:
+    """Write ``text`` to ``output`` through a temporary file in the same directory and a rename:
+    a reader (or an interrupted run) sees the old file or the whole new one, never a part.  The
+    path's target is replaced when it is a symbolic link; its permissions are kept when it
+    exists (else the umask's)."""
+    target = Path(os.path.realpath(output))
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.", delete=False
+    )
+    try:
+        with handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, mode)
+        os.replace(handle.name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(handle.name)
+        raise

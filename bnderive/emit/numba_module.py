@@ -12,17 +12,14 @@ replaced by the identity and ``prange`` by ``range``).
 
 from __future__ import annotations
 
-import contextlib
-import sys
-import types
-from collections.abc import Iterator
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import sympy as sp
 
 from bnderive.core.spec import Mode
+from bnderive.emit.child import load_source
 from bnderive.emit.numpy_module import (
     C1,
     C2,
@@ -44,11 +41,11 @@ from bnderive.emit.numpy_module import (
     NumPyEmitter,
     Return,
     Update,
+    UserText,
     _Plan,
     build_module,
     plan_backward,
 )
-from bnderive.emit.verification import load_module
 from bnderive.errors import BnderiveError
 from bnderive.read.forms import Form
 
@@ -126,15 +123,13 @@ class NumbaEmitter(NumPyEmitter):
 
     def _print_Store(self, node: Store) -> str:
         target = self._print(Load(node.array, node.index))
-        line = f"{target} {node.op}= {self._print(node.value)}"
-        return f"{line}  # {node.comment}" if node.comment else line
+        return self._comment(f"{target} {node.op}= {self._print(node.value)}", node.comment)
 
     def _print_For(self, node: For) -> str:
         loop = "numba.prange" if node.parallel else "range"
         start = "" if node.start == 0 else f"{self._print(node.start)}, "
         head = f"for {node.index} in {loop}({start}{self._print(node.stop)}):"
-        if node.comment:
-            head += f"  # {node.comment}"
+        head = self._comment(head, node.comment)
         body = "\n".join(self._print(stmt) for stmt in node.body)
         return head + "\n" + "\n".join(f"    {line}" for line in body.splitlines())
 
@@ -159,12 +154,6 @@ class NumbaEmitter(NumPyEmitter):
 
     def _print_Raw(self, node: Raw) -> str:
         return node.text
-
-    def _print_Module(self, node: Module) -> str:
-        head = [f"# {line}".rstrip() for line in node.header]
-        parts = ["\n".join(head), "import numba\nimport numpy as np"]
-        parts += [self._print(f) for f in node.functions]
-        return parts[0] + "\n\n" + "\n\n\n".join(parts[1:]) + "\n"
 
 
 # -- from the plan to the kernel --------------------------------------------------------------------
@@ -370,8 +359,11 @@ def build_numba_module(form: Form, mode: Mode, version: str) -> Module:
         ),
     )
     header = list(numpy_module.header)
-    header[0] = header[0].replace("BatchNorm backward,", "BatchNorm backward (fused numba kernel),")
-    return Module(tuple(header), (forward, kernel, cached, backward_from_x))
+    first = header[0]
+    assert isinstance(first, UserText)  # bnderive's words around the form's name
+    fused = first.prefix.replace("BatchNorm backward,", "BatchNorm backward (fused numba kernel),")
+    header[0] = dataclasses.replace(first, prefix=fused)
+    return Module(tuple(header), (forward, kernel, cached, backward_from_x), ("numba", "numpy"))
 
 
 def render_numba(form: Form, mode: Mode, version: str) -> str:
@@ -379,113 +371,7 @@ def render_numba(form: Form, mode: Mode, version: str) -> str:
     return NumbaEmitter({"mode": mode}).print_module(build_numba_module(form, mode, version))
 
 
-@contextlib.contextmanager
-def plain_python_numba() -> Iterator[None]:
-    """``import numba`` gives a stand-in: ``njit`` the identity, ``prange`` = ``range``, so that
-    the printed kernel runs as plain Python (exactly, on object arrays)."""
-    stub = types.ModuleType("numba")
-
-    def njit(*args: Any, **kwargs: Any) -> Any:
-        if args and callable(args[0]):
-            return args[0]
-        return lambda function: function
-
-    stub.njit = njit  # type: ignore[attr-defined]
-    stub.prange = range  # type: ignore[attr-defined]
-    saved = sys.modules.get("numba")
-    sys.modules["numba"] = stub
-    try:
-        yield
-    finally:
-        if saved is None:
-            del sys.modules["numba"]
-        else:
-            sys.modules["numba"] = saved
-
-
 def load_plain(source: str, name: str = "emitted") -> dict[str, Any]:
-    with plain_python_numba():
-        return load_module(source, name)
-
-
-def _chunk_rows(case_rows: int) -> tuple[int, ...]:
-    """Rows per chunk that cut the verification inputs into several chunks, the last partial."""
-    return tuple(r for r in (1, 2) if r < case_rows)
-
-
-def chunked_check(source: str, form: Form, mode: Mode) -> str:
-    """The kernel as plain Python on exact rationals, with the rows cut into several chunks
-    (``rows`` = 1 and 2): the chunks' partial sums must add up to the truth exactly."""
-    from bnderive.emit.verification import exact_case
-
-    where = f"the numba module emitted from {form.name!r} ({mode.value})"
-    module = load_plain(source, form.name)
-    case = exact_case(form, mode)
-    _, cache = module["forward"](case.x, case.gamma, case.beta, case.eps)
-    rows = _chunk_rows(case.x.shape[0])
-    for r in rows:
-        try:
-            got = module["backward_cached"](case.dout, cache, case.gamma, rows=r)
-        except Exception as exc:
-            raise EmitVerificationError(
-                f"{where} fails in exact arithmetic with {r} row(s) per chunk: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        for name, value in zip(("dx", "dgamma", "dbeta"), got, strict=True):
-            want = case.truth[name]
-            if value.shape != want.shape or not all(
-                a == b for a, b in zip(value.ravel(), want.ravel(), strict=True)
-            ):
-                raise EmitVerificationError(
-                    f"{where}: exact, {r} row(s) per chunk: backward_cached gives a wrong {name}"
-                )
-    n = case.x.shape[0]
-    return (
-        f"exact rationals with the {n} rows cut into chunks of {' or '.join(map(str, rows))} row(s) "
-        "(the kernel as plain Python)"
-    )
-
-
-def compiled_checks(source: str, form: Form, mode: Mode) -> list[str]:
-    """The module under real numba: float64 at the adversarial inputs, float32 stays float32."""
-    from bnderive.emit.verification import _run_module, float_case
-
-    where = f"the numba module emitted from {form.name!r} ({mode.value})"
-    module = load_module(source, form.name)
-    case = float_case(form, mode)
-    try:
-        results = _run_module(module, case)
-    except Exception as exc:
-        raise EmitVerificationError(
-            f"{where} fails under numba: {type(exc).__name__}: {exc}"
-        ) from exc
-    _, cache = module["forward"](case.x, case.gamma, case.beta, case.eps)
-    for r in _chunk_rows(case.x.shape[0]):  # several chunks in parallel
-        dx, dgamma, dbeta = module["backward_cached"](case.dout, cache, case.gamma, rows=r)
-        results[f"backward_cached, {r} row(s) per chunk"] = {
-            "dx": dx,
-            "dgamma": dgamma,
-            "dbeta": dbeta,
-        }
-    for function, values in results.items():
-        if function in ("forward", "cache unchanged"):
-            continue
-        for name, value in values.items():
-            expected = case.truth[name]
-            scale = np.max(np.abs(expected)) + 1e-300
-            error = np.max(np.abs(np.asarray(value, dtype=np.float64) - expected)) / scale
-            if value.shape != expected.shape or not error < 1e-9:
-                raise EmitVerificationError(
-                    f"{where}: float64 under numba: {function} gives a wrong {name}: "
-                    f"relative error {error:.3g}"
-                )
-    x32, dout32 = case.x.astype(np.float32), case.dout.astype(np.float32)
-    gamma32 = case.gamma.astype(np.float32)
-    _, cache = module["forward"](x32, gamma32, case.beta.astype(np.float32), case.eps)
-    dtypes = {str(v.dtype) for v in module["backward_cached"](dout32, cache, gamma32)}
-    if dtypes != {"float32"}:
-        raise EmitVerificationError(f"{where}: float32 inputs give {sorted(dtypes)} under numba")
-    return [
-        f"compiled by numba: float64 at {case.spec.describe()} (also in chunks of "
-        f"{' or '.join(map(str, _chunk_rows(case.x.shape[0])))} row(s)), float32 stays float32"
-    ]
+    """The module's source run as plain Python in *this* process (numba's ``njit`` the identity):
+    for tests of bnderive's own printed kernels.  ``emit`` verifies in a child process."""
+    return load_source(source, name, plain=True)

@@ -26,6 +26,8 @@ with the ground truth (``verify_module``): exactly, in rational arithmetic, at a
 
 from __future__ import annotations
 
+import ast
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +45,13 @@ from bnderive.read.forms import Form
 
 
 class EmitVerificationError(RuntimeError):
-    """The emitted module disagrees with the ground truth (the form is wrong, or bnderive is)."""
+    """The emitted module disagrees with the ground truth (the form is wrong, or bnderive is).
+
+    ``refuted``: the form itself is refuted (exit 1); otherwise bnderive failed (exit 4)."""
+
+    def __init__(self, message: str, refuted: bool = False) -> None:
+        super().__init__(message)
+        self.refuted = refuted
 
 
 # -- array-level symbols of the emitted code ---------------------------------------------------------
@@ -134,9 +142,27 @@ class FunctionDef:
 
 
 @dataclass(frozen=True)
+class UserText:
+    """A string that came from the user's form (its name, title, a source), with what it is, for
+    the message when it cannot be written: printed only inside a checked docstring line."""
+
+    what: str
+    text: str
+    prefix: str = ""  # bnderive's own words before it on the same line
+    suffix: str = ""  # and after it
+
+
+#: One line of a docstring: bnderive's own text, or the user's after a prefix of ours.
+DocLine = str | UserText
+
+
+@dataclass(frozen=True)
 class Module:
-    header: tuple[str, ...]
-    functions: tuple[FunctionDef, ...]
+    """The module: its docstring (the header), the imports the target needs, its functions."""
+
+    header: tuple[DocLine, ...]
+    functions: tuple[Any, ...]
+    imports: tuple[str, ...] = ("numpy",)
 
 
 # -- the printer ---------------------------------------------------------------------------------------
@@ -252,34 +278,121 @@ class NumPyEmitter(PythonCodePrinter):
             return ", ".join(self._print(t) for t in target)
         return self._print(target)
 
+    # Every piece of text in the module that is not code goes through one of the two methods
+    # below: a comment (bnderive's own words, one line) or a docstring (a string literal whose
+    # content is checked line by line and escaped, so that nothing in it can end it).
+    def _comment(self, code: str, comment: str) -> str:
+        if not comment:
+            return code
+        if _unprintable(comment) is not None:
+            raise EmitVerificationError(f"bnderive bug: the comment {comment!r} is not one line")
+        return f"{code}  # {comment}"
+
+    def _docstring(self, lines: tuple[DocLine, ...], indent: str = "") -> str:
+        """A triple-quoted string literal whose value is exactly ``lines`` joined by newlines.
+
+        Each line must be one line of printable text: a line break, carriage return, NUL or any
+        other control or format character (U+2028, bidirectional overrides) in the user's text
+        is a ``FormError`` naming it; backslashes and quotes are escaped, so that no text can end
+        the literal or start an escape sequence."""
+        text = [self._doc_line(line) for line in lines]
+        if len(text) == 1:
+            value = text[0]
+        else:  # the closing quotes on a line of their own, indented like the rest
+            rows = [text[0], *(f"{indent}{t}" if t else "" for t in text[1:]), indent]
+            value = "\n".join(rows)
+        literal = '"""' + value.replace("\\", "\\\\").replace('"', '\\"') + '"""'
+        # The literal must read back as the text, character for character.
+        if ast.literal_eval(literal) != value:
+            raise EmitVerificationError("bnderive bug: a docstring does not read back as its text")
+        return indent + literal
+
+    def _doc_line(self, line: DocLine) -> str:
+        if isinstance(line, UserText):
+            bad = _unprintable(line.text)
+            if bad is not None:
+                at, char = bad
+                raise FormError(
+                    f"{line.what} contains {_char_name(char)} at character {at + 1}: "
+                    f"{line.text[:at]!r}…; emit writes it into the module's docstring, as one "
+                    "line of printable text. Remove it from the form file (in TOML, a string "
+                    "without \\n, \\r or other control characters)."
+                )
+            return line.prefix + line.text + line.suffix
+        if _unprintable(line) is not None:
+            raise EmitVerificationError(
+                f"bnderive bug: the docstring line {line!r} is not one line"
+            )
+        return line
+
     def _print_Assign(self, node: Assign) -> str:
         line = f"{self._target(node.target)} = {self._print(node.value)}"
-        return f"{line}  # {node.comment}" if node.comment else line
+        return self._comment(line, node.comment)
 
     def _print_Update(self, node: Update) -> str:
         line = f"{self._print(node.target)} {node.op}= {self._print(node.value)}"
-        return f"{line}  # {node.comment}" if node.comment else line
+        return self._comment(line, node.comment)
 
     def _print_Return(self, node: Return) -> str:
         return "return " + ", ".join(self._print(v) for v in node.values)
 
     def _print_FunctionDef(self, node: FunctionDef) -> str:
         lines = [f"def {node.name}({', '.join(node.params)}):"]
-        doc = node.doc.strip().splitlines()
-        lines.append(f'    """{doc[0]}')
-        lines += [f"    {line}".rstrip() for line in doc[1:]]
-        if len(doc) > 1:
-            lines.append('    """')
-        else:
-            lines[-1] += '"""'
+        lines.append(self._docstring(tuple(node.doc.strip().splitlines()), "    "))
         lines += [f"    {self._print(stmt)}" for stmt in node.body]
         return "\n".join(lines)
 
     def _print_Module(self, node: Module) -> str:
-        head = [f"# {line}".rstrip() for line in node.header]
-        parts = ["\n".join(head), "import numpy as np"]
+        imports = [f"import {m}" + (" as np" if m == "numpy" else "") for m in node.imports]
+        parts = [self._docstring(node.header), "\n".join(imports)]
         parts += [self._print(f) for f in node.functions]
-        return "\n\n\n".join(parts[:1]) + "\n\n" + "\n\n\n".join(parts[1:]) + "\n"
+        source = parts[0] + "\n\n" + "\n\n\n".join(parts[1:]) + "\n"
+        _check_structure(source, node)
+        return source
+
+
+_UNPRINTABLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
+def _unprintable(text: str) -> tuple[int, str] | None:
+    """The first control, format (bidi overrides, zero-width), surrogate, private-use,
+    unassigned or line/paragraph-separator character of ``text``, with its position."""
+    for at, char in enumerate(text):
+        if unicodedata.category(char) in _UNPRINTABLE:
+            return at, char
+    return None
+
+
+def _char_name(char: str) -> str:
+    names = {"\n": "a line break (\\n)", "\r": "a carriage return (\\r)", "\x00": "a NUL (\\x00)"}
+    name = unicodedata.name(char, "a control character")
+    return names.get(char, f"U+{ord(char):04X} ({name.lower()})")
+
+
+def _check_structure(source: str, node: Module) -> None:
+    """The printed module, parsed back: exactly its docstring, its imports and its functions at
+    the top level, nothing else (a last guard: no text can have become a statement)."""
+    tree = ast.parse(source)
+    want = ["docstring", *(f"import {m}" for m in node.imports)]
+    want += [f"def {_name(f)}" for f in node.functions]
+    got = []
+    for k, stmt in enumerate(tree.body):
+        if k == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            got.append("docstring")
+        elif isinstance(stmt, ast.Import) and len(stmt.names) == 1:
+            got.append(f"import {stmt.names[0].name}")
+        elif isinstance(stmt, ast.FunctionDef):
+            got.append(f"def {stmt.name}")
+        else:
+            got.append(type(stmt).__name__)
+    if got != want:
+        raise EmitVerificationError(
+            f"bnderive bug: the printed module has the statements {got}, not {want}"
+        )
+
+
+def _name(function: Any) -> str:
+    return function.name if isinstance(function, FunctionDef) else function.function.name
 
 
 # -- from a form to statements --------------------------------------------------------------------------
@@ -546,23 +659,33 @@ def build_module(form: Form, mode: Mode, version: str) -> Module:
     )
     from bnderive.core import printing as display
 
-    header = [
-        f"BatchNorm backward, emitted by bnderive {version} from the form {form.name!r}:",
-        f"  {form.title}",
-        *(f"  source: {s}" for s in form.sources),
+    where = form.path or form.name
+    header: list[DocLine] = [
+        UserText(
+            f"{where}: the form's name",
+            form.name,
+            f"BatchNorm backward, emitted by bnderive {version} from the form '",
+            "':",
+        ),
+        UserText(f"{where}: the form's title", form.title, "  "),
+        *(UserText(f"{where}: source {k}", s, "  source: ") for k, s in enumerate(form.sources, 1)),
         f"Conventions: {_conventions(form)}.",
         f"Mode: {_layout(mode)}.",
         "The form's lines, as proven (∂L/∂y is dout):",
-        *(f"  {eq.label} = {display.unicode(eq.expr)}" for eq in form.equations),
+        *(
+            UserText(f"{where}: line {eq.number}", f"{eq.label} = {display.unicode(eq.expr)}", "  ")
+            for eq in form.equations
+        ),
     ]
     if plan.borrowed:
         header.append(
             f"  {', '.join(plan.borrowed)} not defined by the form: the ground truth's (Σ g·x̂, Σ g)."
         )
     header += [
-        "Verified by bnderive before it was written: exact rational arithmetic at a point where",
-        "√(σ²+ε) is rational, and float64 at adversarial random inputs, against the ground truth.",
-        "dtype is preserved (float32 in, float32 out); pass eps as a Python float.",
+        "Verified by bnderive before it was written, in a separate process: exact rational",
+        "arithmetic at a point where √(σ²+ε) is rational, and float64 at adversarial random",
+        "inputs, against the ground truth. dtype is preserved (float32 in, float32 out); pass eps",
+        "as a Python float.",
     ]
     return Module(tuple(header), (forward, backward, backward_cached))
 

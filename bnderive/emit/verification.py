@@ -1,9 +1,13 @@
 """Verify an emitted module against the ground truth before anything is written.
 
-The module is imported in a fresh namespace and compared with the truth: exactly, in rational
-arithmetic (``Exact``: strict rationals, so a float constant in the emitted code is an error), at a
-point where √(σ²+ε) is rational in every channel, and in float64 at adversarial random inputs; and
-float32 inputs must give float32 outputs.  A mismatch raises :class:`EmitVerificationError`.
+The module is run in a separate process that bnderive does not trust (``runner`` starts it,
+``child`` is what runs there): the child imports the module, calls its entry points on inputs
+chosen here and sends back the raw outputs; every comparison and the verdict are made here, in
+bnderive's own process, which never imports the module.  What is compared: exactly, in rational
+arithmetic (``Exact``: strict rationals, so a float constant in the emitted code is an error), at
+a point where √(σ²+ε) is rational in every channel, and in float64 at adversarial random inputs;
+and float32 inputs must give float32 outputs.  A mismatch, or a child that does not return a
+well-formed result, raises :class:`EmitVerificationError`.
 """
 
 from __future__ import annotations
@@ -23,78 +27,19 @@ from bnderive.core.evaluate import Backend, Env, evaluate
 from bnderive.core.graph import Graph
 from bnderive.core.points import _forward, point_env
 from bnderive.core.spec import Mode, Spec
+from bnderive.emit.child import Exact, load_source
 from bnderive.emit.numpy_module import EmitVerificationError
+from bnderive.emit.runner import (
+    ChildFailure,
+    decode_array,
+    encode_input,
+    printable,
+    run_module,
+    validated,
+)
 from bnderive.read.forms import Form
 
-
 # -- verification: the emitted module against the ground truth ---------------------------------------
-class Exact:
-    """An exact rational for object arrays, with the ``sqrt`` that ``np.sqrt`` calls on object
-    elements: the root of a perfect square, else ``ArithmeticError`` (no silent rounding)."""
-
-    __slots__ = ("q",)
-
-    def __init__(self, value: Any) -> None:
-        self.q = value.q if isinstance(value, Exact) else Fraction(value)
-
-    @staticmethod
-    def _of(other: Any) -> Fraction:
-        if isinstance(other, Exact):
-            return other.q
-        if isinstance(other, int | Fraction):
-            return Fraction(other)
-        raise TypeError(f"inexact operand {other!r} ({type(other).__name__}) in exact code")
-
-    def __add__(self, other: Any) -> Exact:
-        return Exact(self.q + self._of(other))
-
-    __radd__ = __add__
-
-    def __sub__(self, other: Any) -> Exact:
-        return Exact(self.q - self._of(other))
-
-    def __rsub__(self, other: Any) -> Exact:
-        return Exact(self._of(other) - self.q)
-
-    def __mul__(self, other: Any) -> Exact:
-        return Exact(self.q * self._of(other))
-
-    __rmul__ = __mul__
-
-    def __truediv__(self, other: Any) -> Exact:
-        return Exact(self.q / self._of(other))
-
-    def __rtruediv__(self, other: Any) -> Exact:
-        return Exact(self._of(other) / self.q)
-
-    def __pow__(self, exponent: int) -> Exact:
-        if not isinstance(exponent, int):
-            raise TypeError(f"inexact exponent {exponent!r} in exact code")
-        return Exact(self.q**exponent)
-
-    def __neg__(self) -> Exact:
-        return Exact(-self.q)
-
-    def __pos__(self) -> Exact:
-        return self
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Exact | int | Fraction) and self.q == self._of(other)
-
-    def __hash__(self) -> int:
-        return hash(self.q)
-
-    def sqrt(self) -> Exact:
-        n, d = self.q.numerator, self.q.denominator
-        rn, rd = math.isqrt(n) if n >= 0 else -1, math.isqrt(d)
-        if n < 0 or rn * rn != n or rd * rd != d:
-            raise ArithmeticError(f"√{self.q} is not rational")
-        return Exact(Fraction(rn, rd))
-
-    def __repr__(self) -> str:
-        return f"Exact({self.q})"
-
-
 #: float64 evaluation of the truth's index notation (the evaluator's third backend).
 FLOAT64 = Backend(
     "float64",
@@ -246,27 +191,9 @@ def float_case(form: Form, mode: Mode, seed: int = 6) -> _Case:
 
 
 def load_module(source: str, name: str = "emitted") -> dict[str, Any]:
-    """Import emitted source in a fresh namespace."""
-    namespace: dict[str, Any] = {"__name__": name}
-    exec(compile(source, f"<bnderive emit: {name}>", "exec"), namespace)  # noqa: S102
-    return namespace
-
-
-def _run_module(module: dict[str, Any], case: _Case) -> dict[str, dict[str, Any]]:
-    """Every entry point of the module at the case's inputs."""
-    x, dout = case.x, case.dout
-    out, cache = module["forward"](x.copy(), case.gamma, case.beta, case.eps)
-    xmu, mu, inv_std = cache
-    results = {
-        "forward": {"y": out, "mu": mu.reshape(-1), "inv_std": inv_std.reshape(-1)},
-    }
-    dx, dgamma, dbeta = module["backward"](dout.copy(), x.copy(), case.gamma, case.eps)
-    results["backward"] = {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
-    saved = xmu.copy()
-    dx, dgamma, dbeta = module["backward_cached"](dout.copy(), cache, case.gamma)
-    results["backward_cached"] = {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
-    results["cache unchanged"] = {"xmu": np.array_equal(saved, cache[0])}
-    return results
+    """Import emitted source in a fresh namespace of *this* process: for tests and benchmarks of
+    modules bnderive emitted from its own forms.  ``verify_module`` never does this."""
+    return load_source(source, name)
 
 
 @dataclass(frozen=True)
@@ -276,38 +203,92 @@ class Verification:
     checks: tuple[str, ...]
 
 
-def verify_module(
-    source: str,
-    form: Form,
-    mode: Mode,
-    loader: Callable[[str, str], dict[str, Any]] = load_module,
-) -> Verification:
-    """Import the emitted module and compare every output with the ground truth; raise
-    :class:`EmitVerificationError` at the first disagreement."""
-    where = f"the module emitted from {form.name!r} ({mode.value})"
-    try:
-        module = loader(source, form.name)
-    except Exception as exc:  # the printer wrote something that is not Python
-        raise EmitVerificationError(f"{where} does not import: {exc}") from exc
-    checks = []
+#: The outputs compared with the truth: the child's key → the truth's name.
+_COMPARED = {
+    "forward.out": "y",
+    "forward.mu": "mu",
+    "forward.inv_std": "inv_std",
+    "dx": "dx",
+    "dgamma": "dgamma",
+    "dbeta": "dbeta",
+}
 
-    def fail(kind: str, function: str, name: str, detail: str) -> None:
-        raise EmitVerificationError(f"{where}: {kind}: {function} gives a wrong {name}: {detail}")
 
-    case = exact_case(form, mode)
-    try:
-        results = _run_module(module, case)
-    except Exception as exc:
+def _chunk_rows(case_rows: int) -> list[int]:
+    """Rows per chunk that cut the verification inputs into several chunks, the last partial."""
+    return [r for r in (1, 2) if r < case_rows]
+
+
+def _inputs(case: _Case, dtype: Any = None) -> dict[str, Any]:
+    arrays = {"x": case.x, "dout": case.dout, "gamma": case.gamma, "beta": case.beta}
+    if dtype is not None:
+        arrays = {k: v.astype(dtype) for k, v in arrays.items()}
+    return {**{k: encode_input(v) for k, v in arrays.items()}, "eps": encode_input(case.eps)}
+
+
+def _function(key: str) -> tuple[str, str]:
+    """'backward_cached[rows=1].dx' → ('backward_cached with 1 row(s) per chunk', 'dx')."""
+    call, _, name = key.rpartition(".")
+    if "[rows=" in call:
+        call = f"backward_cached with {call.split('=')[1].rstrip(']')} row(s) per chunk"
+    return call, name
+
+
+def _truth_name(key: str) -> str | None:
+    return _COMPARED.get(key) or (
+        _COMPARED.get(key.rpartition(".")[2]) if key.startswith("backward") else None
+    )
+
+
+def _expected_keys(rows: list[int | None]) -> set[str]:
+    keys = {f"forward.{n}" for n in ("out", "xmu", "mu", "inv_std")}
+    keys |= {f"backward.{n}" for n in ("dx", "dgamma", "dbeta")}
+    for r in rows:
+        call = "backward_cached" if r is None else f"backward_cached[rows={r}]"
+        keys |= {f"{call}.{n}" for n in ("dx", "dgamma", "dbeta")}
+    return keys | {"cache.xmu_before", "cache.xmu_after"}
+
+
+class _Checker:
+    """The comparisons, in bnderive's process, of what the child returned with the truth."""
+
+    def __init__(self, where: str, results: Any, runs: list[dict]) -> None:
+        self.where = where
+        self.results = validated(results, runs)
+        self.rows = {r["id"]: r["rows"] for r in runs}
+
+    def fail(self, kind: str, function: str, name: str, detail: str) -> None:
         raise EmitVerificationError(
-            f"{where} fails in exact arithmetic: {type(exc).__name__}: {exc}"
-        ) from exc
-    for function, values in results.items():
-        for name, value in values.items():
-            if function == "cache unchanged":
-                if not value:
-                    fail("exact", "backward_cached", "cache", "it modified the cache")
+            f"{self.where}: {kind}: {function} gives a wrong {name}: {detail}"
+        )
+
+    def outputs(self, run: str, kind: str, exact: bool) -> dict[str, Any]:
+        """The run's outputs, validated and decoded; its error as a failure."""
+        entry = self.results[run]
+        if not entry["ok"]:
+            raise EmitVerificationError(f"{self.where} fails ({kind}): {printable(entry['error'])}")
+        raw = entry["outputs"]
+        expected = _expected_keys(self.rows[run])
+        if set(raw) != expected:
+            raise ChildFailure(f"run {run!r} returned other outputs than the entry points give")
+        return {key: decode_array(raw[key], exact, f"run {run!r}, {key}") for key in sorted(raw)}
+
+    def cache_unchanged(self, kind: str, got: dict[str, Any]) -> None:
+        before, after = got["cache.xmu_before"].values, got["cache.xmu_after"].values
+        if before.shape != after.shape or not np.array_equal(before, after):
+            self.fail(kind, "backward_cached", "cache", "it modified the cache")
+
+    def exact(self, run: str, kind: str, case: _Case) -> None:
+        got = self.outputs(run, kind, exact=True)
+        to_fraction = np.frompyfunc(lambda e: e.q, 1, 1)
+        for key, array in got.items():
+            name = _truth_name(key)
+            if name is None:
                 continue
-            expected = case.truth[name]
+            value = array.values
+            expected = to_fraction(case.truth[name])
+            if name in ("mu", "inv_std"):
+                value = value.reshape(-1)
             if value.shape != expected.shape or not all(
                 a == b for a, b in zip(value.ravel(), expected.ravel(), strict=True)
             ):
@@ -321,39 +302,111 @@ def verify_module(
                     ),
                     0,
                 )
-                fail(
-                    "exact",
-                    function,
+                shown = value.ravel()[bad] if value.size else "nothing"
+                truth = expected.ravel()[bad] if expected.size else "nothing"
+                self.fail(
+                    kind,
+                    _function(key)[0],
                     name,
-                    f"shape {value.shape} vs {expected.shape}; entry {bad}: "
-                    f"{value.ravel()[bad]!r}, truth {expected.ravel()[bad]!r}",
+                    f"shape {value.shape} vs {expected.shape}; entry {bad}: {shown}, truth {truth}",
                 )
-    checks.append(f"exact rationals at {case.spec.describe()}, √(σ²+ε) rational")
+        self.cache_unchanged(kind, got)
 
-    case = float_case(form, mode)
-    results = _run_module(module, case)
-    for function, values in results.items():
-        for name, value in values.items():
-            if function == "cache unchanged":
-                if not value:
-                    fail("float64", "backward_cached", "cache", "it modified the cache")
+    def float64(self, run: str, kind: str, case: _Case) -> None:
+        got = self.outputs(run, kind, exact=False)
+        for key, array in got.items():
+            name = _truth_name(key)
+            if name is None:
                 continue
-            expected = case.truth[name]
+            value = array.values
+            if name in ("mu", "inv_std"):
+                value = value.reshape(-1)
+            expected = np.asarray(case.truth[name], dtype=np.float64)
+            if value.shape != expected.shape:
+                self.fail(
+                    kind, _function(key)[0], name, f"shape {value.shape}, not {expected.shape}"
+                )
             scale = np.max(np.abs(expected)) + 1e-300
-            error = np.max(np.abs(np.asarray(value, dtype=np.float64) - expected)) / scale
-            if value.shape != expected.shape or not error < 1e-9:
-                fail("float64", function, name, f"relative error {error:.3g}")
-    checks.append(f"float64 at {case.spec.describe()}: σ² from 1e-4 to 1e6, γ ≠ 1, ε = 1e-3")
+            error = np.max(np.abs(value - expected)) / scale
+            if not error < 1e-9:  # also NaN
+                self.fail(kind, _function(key)[0], name, f"relative error {error:.3g}")
+        self.cache_unchanged(kind, got)
 
-    # float32 in, float32 out: nothing may promote (DESIGN.md §7).
-    f32 = {k: v.astype(np.float32) for k, v in (("x", case.x), ("dout", case.dout))}
-    gamma32, beta32 = case.gamma.astype(np.float32), case.beta.astype(np.float32)
-    out, cache = module["forward"](f32["x"], gamma32, beta32, case.eps)
-    outputs = [out, *cache]
-    outputs += module["backward"](f32["dout"], f32["x"], gamma32, case.eps)
-    outputs += module["backward_cached"](f32["dout"], cache, gamma32)
-    dtypes = {str(np.asarray(v).dtype) for v in outputs}
-    if dtypes != {"float32"}:
-        fail("float32", "the module", "dtype", f"float32 inputs give {sorted(dtypes)}")
-    checks.append("float32 inputs give float32 outputs")
+    def float32(self, run: str, kind: str) -> None:
+        got = self.outputs(run, kind, exact=False)
+        dtypes = {a.dtype for key, a in got.items() if not key.startswith("cache.")}
+        if dtypes != {"float32"}:
+            self.fail(kind, "the module", "dtype", f"float32 inputs give {sorted(dtypes)}")
+
+
+def verify_module(
+    source: str,
+    form: Form,
+    mode: Mode,
+    target: str = "numpy",
+    compiled: bool = True,
+    runner: Callable[..., Any] = run_module,
+) -> Verification:
+    """Run the emitted module in a child process and compare every output with the ground
+    truth here; raise :class:`EmitVerificationError` at the first disagreement.
+
+    ``target`` "numba": the kernel runs first as plain Python (numba's ``njit`` the identity, so
+    that it runs exactly on object arrays) through every check of the numpy target, and exactly
+    again with the rows cut into chunks of 1 and 2 rows; then, with ``compiled``, compiled by
+    numba: float64 at the adversarial inputs (also in chunks) and float32 stays float32."""
+    numba = target == "numba"
+    what = "numba module" if numba else "module"
+    where = f"the {what} emitted from {form.name!r} ({mode.value})"
+    exact, floats = exact_case(form, mode), float_case(form, mode)
+    chunks: list[int | None] = [None, *_chunk_rows(exact.x.shape[0])] if numba else [None]
+    runs: list[dict[str, Any]] = [
+        {"id": "exact", "module": "plain", "inputs": _inputs(exact), "rows": chunks},
+        {"id": "float64", "module": "plain", "inputs": _inputs(floats), "rows": [None]},
+        {"id": "float32", "module": "plain", "inputs": _inputs(floats, np.float32), "rows": [None]},
+    ]
+    float_chunks: list[int | None] = [None, *_chunk_rows(floats.x.shape[0])]
+    if numba and compiled:
+        runs += [
+            {
+                "id": "numba64",
+                "module": "compiled",
+                "inputs": _inputs(floats),
+                "rows": float_chunks,
+            },
+            {
+                "id": "numba32",
+                "module": "compiled",
+                "inputs": _inputs(floats, np.float32),
+                "rows": [None],
+            },
+        ]
+    try:
+        results = runner(source, form.name, runs)
+        check = _Checker(where, results, runs)
+        check.exact("exact", "exact", exact)
+        check.float64("float64", "float64", floats)
+        check.float32("float32", "float32")
+        checks = [
+            f"exact rationals at {exact.spec.describe()}, √(σ²+ε) rational",
+            f"float64 at {floats.spec.describe()}: σ² from 1e-4 to 1e6, γ ≠ 1, ε = 1e-3",
+            "float32 inputs give float32 outputs",
+        ]
+        if numba:
+            checks = [f"{c} (the kernel as plain Python)" for c in checks]
+            n = exact.x.shape[0]
+            checks.append(
+                f"exact rationals with the {n} rows cut into chunks of "
+                f"{' or '.join(map(str, chunks[1:]))} row(s) (the kernel as plain Python)"
+            )
+        if numba and compiled:
+            check.float64("numba64", "float64 under numba", floats)
+            check.float32("numba32", "float32 under numba")
+            checks.append(
+                f"compiled by numba: float64 at {floats.spec.describe()} (also in chunks of "
+                f"{' or '.join(map(str, float_chunks[1:]))} row(s)), float32 stays float32"
+            )
+    except ChildFailure as exc:
+        raise EmitVerificationError(
+            f"{where} could not be verified: the verification process failed: {exc}"
+        ) from exc
     return Verification(tuple(checks))

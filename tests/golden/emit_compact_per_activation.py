@@ -1,17 +1,19 @@
-# BatchNorm backward, emitted by bnderive 0.1.0 from the form 'compact':
-#   Compact form through δβ and δγ (SPATIAL, NCHW)
-#   source: S. Ioffe and C. Szegedy, Batch Normalization, ICML 2015, arXiv:1502.03167 (the gradients, regrouped)
-#   source: NVIDIA cuDNN, cudnnBatchNormalizationBackward, CUDNN_BATCHNORM_SPATIAL: per-channel statistics over N, H, W
-#   source: Caffe, src/caffe/layers/batch_norm_layer.cpp: dE/dX = (dE/dY − mean(dE/dY) − mean(dE/dY·Y)·Y) ./ sqrt(var + eps)
-# Conventions: training mode, biased variance 1/M, ε inside the root: x̂ = (x − μ)/√(σ² + ε).
-# Mode: PER_ACTIVATION: x is (N, D), statistics per feature over axis 0; M = N.
-# The form's lines, as proven (∂L/∂y is dout):
-#   dbeta = Σₖ(gₖ)
-#   dgamma = Σₖ(gₖ·x̂ₖ)
-#   dx[i] = γ·(gᵢ - (∂L/∂β + ∂L/∂γ·x̂ᵢ)/M)/√(ε + σ²)
-# Verified by bnderive before it was written: exact rational arithmetic at a point where
-# √(σ²+ε) is rational, and float64 at adversarial random inputs, against the ground truth.
-# dtype is preserved (float32 in, float32 out); pass eps as a Python float.
+"""BatchNorm backward, emitted by bnderive 0.1.0 from the form 'compact':
+  Compact form through δβ and δγ (SPATIAL, NCHW)
+  source: S. Ioffe and C. Szegedy, Batch Normalization, ICML 2015, arXiv:1502.03167 (the gradients, regrouped)
+  source: NVIDIA cuDNN, cudnnBatchNormalizationBackward, CUDNN_BATCHNORM_SPATIAL: per-channel statistics over N, H, W
+  source: Caffe, src/caffe/layers/batch_norm_layer.cpp: dE/dX = (dE/dY − mean(dE/dY) − mean(dE/dY·Y)·Y) ./ sqrt(var + eps)
+Conventions: training mode, biased variance 1/M, ε inside the root: x̂ = (x − μ)/√(σ² + ε).
+Mode: PER_ACTIVATION: x is (N, D), statistics per feature over axis 0; M = N.
+The form's lines, as proven (∂L/∂y is dout):
+  dbeta = Σₖ(gₖ)
+  dgamma = Σₖ(gₖ·x̂ₖ)
+  dx[i] = γ·(gᵢ - (∂L/∂β + ∂L/∂γ·x̂ᵢ)/M)/√(ε + σ²)
+Verified by bnderive before it was written, in a separate process: exact rational
+arithmetic at a point where √(σ²+ε) is rational, and float64 at adversarial random
+inputs, against the ground truth. dtype is preserved (float32 in, float32 out); pass eps
+as a Python float.
+"""
 
 import numpy as np
 

@@ -1,15 +1,17 @@
-# BatchNorm backward, emitted by bnderive 0.1.0 from the form 'kronecker':
-#   Kronecker-delta index form, reduced
-#   source: C. Thorey, What does the gradient flowing through batch normalization looks like?, 2016, http://cthorey.github.io/blog/2016/backpropagation/
-# Conventions: training mode, biased variance 1/M, ε inside the root: x̂ = (x − μ)/√(σ² + ε).
-# Mode: SPATIAL: x is (N, C, H, W), statistics per channel over axes (0, 2, 3); M = N·H·W.
-# The form's lines, as proven (∂L/∂y is dout):
-#   dx[i] = γ·(M·gᵢ - Σₖ(gₖ) - (-μ + xᵢ)·Σₖ((-μ + xₖ)·gₖ)/(ε + σ²))/(M·√(ε + σ²))
-#   dgamma = Σₖ((-μ + xₖ)·gₖ)/√(ε + σ²)
-#   dbeta = Σₖ(gₖ)
-# Verified by bnderive before it was written: exact rational arithmetic at a point where
-# √(σ²+ε) is rational, and float64 at adversarial random inputs, against the ground truth.
-# dtype is preserved (float32 in, float32 out); pass eps as a Python float.
+"""BatchNorm backward, emitted by bnderive 0.1.0 from the form 'kronecker':
+  Kronecker-delta index form, reduced
+  source: C. Thorey, What does the gradient flowing through batch normalization looks like?, 2016, http://cthorey.github.io/blog/2016/backpropagation/
+Conventions: training mode, biased variance 1/M, ε inside the root: x̂ = (x − μ)/√(σ² + ε).
+Mode: SPATIAL: x is (N, C, H, W), statistics per channel over axes (0, 2, 3); M = N·H·W.
+The form's lines, as proven (∂L/∂y is dout):
+  dx[i] = γ·(M·gᵢ - Σₖ(gₖ) - (-μ + xᵢ)·Σₖ((-μ + xₖ)·gₖ)/(ε + σ²))/(M·√(ε + σ²))
+  dgamma = Σₖ((-μ + xₖ)·gₖ)/√(ε + σ²)
+  dbeta = Σₖ(gₖ)
+Verified by bnderive before it was written, in a separate process: exact rational
+arithmetic at a point where √(σ²+ε) is rational, and float64 at adversarial random
+inputs, against the ground truth. dtype is preserved (float32 in, float32 out); pass eps
+as a Python float.
+"""
 
 import numpy as np
 

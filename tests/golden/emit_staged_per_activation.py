@@ -1,20 +1,22 @@
-# BatchNorm backward, emitted by bnderive 0.1.0 from the form 'staged':
-#   Staged backward: dx̂, dσ², dμ, then dx
-#   source: S. Ioffe and C. Szegedy, Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift, ICML 2015, arXiv:1502.03167, section 3
-#   source: Stanford CS231n, assignment 2, BatchNormalization.ipynb: batchnorm_backward
-#   source: F. Kratzert, Understanding the backward pass through Batch Normalization Layer, 2016, https://kratzert.github.io/2016/02/12/understanding-the-gradient-flow-through-the-batch-normalization-layer.html
-# Conventions: training mode, biased variance 1/M, ε inside the root: x̂ = (x − μ)/√(σ² + ε).
-# Mode: PER_ACTIVATION: x is (N, D), statistics per feature over axis 0; M = N.
-# The form's lines, as proven (∂L/∂y is dout):
-#   dxhat[i] = γ·gᵢ
-#   dvar = -Σₖ((-μ + xₖ)·∂L/∂x̂ₖ)/(2·(ε + σ²)³ᐟ²)
-#   dmu = Σₖ(-∂L/∂x̂ₖ/√(ε + σ²)) + ∂L/∂σ²·Σₖ(2·μ - 2·xₖ)/M
-#   dx[i] = ∂L/∂x̂ᵢ/√(ε + σ²) + ∂L/∂μ/M + 2·∂L/∂σ²·(-μ + xᵢ)/M
-#   dgamma = Σₖ(gₖ·x̂ₖ)
-#   dbeta = Σₖ(gₖ)
-# Verified by bnderive before it was written: exact rational arithmetic at a point where
-# √(σ²+ε) is rational, and float64 at adversarial random inputs, against the ground truth.
-# dtype is preserved (float32 in, float32 out); pass eps as a Python float.
+"""BatchNorm backward, emitted by bnderive 0.1.0 from the form 'staged':
+  Staged backward: dx̂, dσ², dμ, then dx
+  source: S. Ioffe and C. Szegedy, Batch Normalization: Accelerating Deep Network Training by Reducing Internal Covariate Shift, ICML 2015, arXiv:1502.03167, section 3
+  source: Stanford CS231n, assignment 2, BatchNormalization.ipynb: batchnorm_backward
+  source: F. Kratzert, Understanding the backward pass through Batch Normalization Layer, 2016, https://kratzert.github.io/2016/02/12/understanding-the-gradient-flow-through-the-batch-normalization-layer.html
+Conventions: training mode, biased variance 1/M, ε inside the root: x̂ = (x − μ)/√(σ² + ε).
+Mode: PER_ACTIVATION: x is (N, D), statistics per feature over axis 0; M = N.
+The form's lines, as proven (∂L/∂y is dout):
+  dxhat[i] = γ·gᵢ
+  dvar = -Σₖ((-μ + xₖ)·∂L/∂x̂ₖ)/(2·(ε + σ²)³ᐟ²)
+  dmu = Σₖ(-∂L/∂x̂ₖ/√(ε + σ²)) + ∂L/∂σ²·Σₖ(2·μ - 2·xₖ)/M
+  dx[i] = ∂L/∂x̂ᵢ/√(ε + σ²) + ∂L/∂μ/M + 2·∂L/∂σ²·(-μ + xᵢ)/M
+  dgamma = Σₖ(gₖ·x̂ₖ)
+  dbeta = Σₖ(gₖ)
+Verified by bnderive before it was written, in a separate process: exact rational
+arithmetic at a point where √(σ²+ε) is rational, and float64 at adversarial random
+inputs, against the ground truth. dtype is preserved (float32 in, float32 out); pass eps
+as a Python float.
+"""
 
 import numpy as np
 
