@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from bnderive.cli import main
 from bnderive.core.spec import Mode, Spec
 from bnderive.usercode.check_impl import check_impl, common_eps, default_shapes, make_case, truth_at
-from bnderive.usercode.sandbox import Exact
+from bnderive.usercode.exact_number import Exact
 from bnderive.verify.verdict import Status
 
 IMPLS = Path(__file__).parent / "impls"
@@ -48,7 +48,7 @@ def test_exact_numbers_carry_numpy_through_mean_var_sqrt():
 
 
 def test_an_irrational_root_or_nan_is_not_made_exact():
-    from bnderive.usercode.sandbox import NotExact
+    from bnderive.usercode.exact_number import NotExact
 
     with pytest.raises(NotExact):
         np.sqrt(Exact(2))

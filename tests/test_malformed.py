@@ -96,7 +96,7 @@ CASES = [
     ("bad --mode", ["check-impl", "{impls}/functional.py", "--mode", "nchw"], ["Invalid value for '--mode'", "'per-activation', 'spatial'"]),
     ("bad --running", ["check-impl", "{impls}/cs231n_staged.py", "--running", "keras"], ["Invalid value for '--running'", "'auto', 'cs231n', 'pytorch'"]),
     ("--running without a forward", ["check-impl", "{impls}/functional.py", "--function", "bn_backward", "--running", "pytorch"], ["the functional API has no forward", "leave --running out"]),
-    ("--timeout 0", ["check-impl", "{impls}/functional.py", "--timeout", "0"], ["Invalid value for '--timeout'"]),
+    ("--timeout 0", ["check-impl", "{impls}/functional.py", "--timeout", "0"], ["--timeout 0 is not usable", "at most 600"]),
     # other commands: sizes
     ("check --n 0", ["check", "staged", "--n", "0"], ["Size n=0 must be at least 1"]),
     ("check --n abc", ["check", "staged", "--n", "abc"], ["Cannot read the sizes 'abc'", "1-6"]),

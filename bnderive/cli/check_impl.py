@@ -9,6 +9,16 @@ from rich.markup import escape
 from bnderive.cli.common import STATUS_STYLE, console, user_errors
 
 
+def _number(text: str, option: str) -> float:
+    """An option's value as a number (NaN and ∞ are read too, and refused by check_limits)."""
+    from bnderive.usercode.sandbox import LimitError
+
+    try:
+        return float(text)
+    except ValueError:
+        raise LimitError(f"{option} {text!r} is not a number.") from None
+
+
 # -- check-impl -----------------------------------------------------------------------------------
 @click.command("check-impl")
 @click.argument("file", type=click.Path())
@@ -48,18 +58,18 @@ from bnderive.cli.common import STATUS_STYLE, console, user_errors
 )
 @click.option(
     "--timeout",
-    default=20.0,
+    default="20",
     show_default=True,
-    type=click.FloatRange(min=0.1),
-    help="Seconds the file may run.",
+    metavar="SECONDS",
+    help="Seconds the file may run (wall clock; the CPU time is limited to the same), at most 600.",
 )
 @click.option(
     "--memory",
     "memory_mb",
-    default=2048,
+    default="2048",
     show_default=True,
-    type=click.IntRange(min=64),
-    help="Address-space limit of the process running the file, in MiB.",
+    metavar="MIB",
+    help="Address-space limit of the process running the file, in MiB (64 to 16384).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 @user_errors
@@ -70,8 +80,8 @@ def check_impl(
     mode: str,
     eval_mode: bool,
     running: str,
-    timeout: float,
-    memory_mb: int,
+    timeout: str,
+    memory_mb: str,
     as_json: bool,
 ) -> None:
     """Check a NumPy implementation of BatchNorm (forward output, running statistics, dx,
@@ -106,18 +116,21 @@ def check_impl(
 
     from bnderive.core.spec import Mode
     from bnderive.usercode.check_impl import check_impl as run_check
+    from bnderive.usercode.sandbox import check_limits, interrupts
     from bnderive.verify.verdict import Status, exit_code, overall
 
-    report = run_check(
-        file,
-        api=api,
-        function=function,
-        mode=Mode.parse(mode),
-        training=not eval_mode,
-        timeout=timeout,
-        memory=memory_mb * 1024 * 1024,
-        running=running,
-    )
+    seconds, mib = check_limits(_number(timeout, "--timeout"), _number(memory_mb, "--memory"))
+    with interrupts():
+        report = run_check(
+            file,
+            api=api,
+            function=function,
+            mode=Mode.parse(mode),
+            training=not eval_mode,
+            timeout=seconds,
+            memory_mb=mib,
+            running=running,
+        )
     code = exit_code(report.verdicts)
     if as_json:
         payload = {"status": overall(report.verdicts).value, "exit_code": code}

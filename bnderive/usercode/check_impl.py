@@ -30,7 +30,15 @@ from bnderive.core.evaluate import RATIONAL
 from bnderive.core.points import point_env
 from bnderive.core.spec import Mode, Spec
 from bnderive.errors import BnderiveError
-from bnderive.usercode.sandbox import SandboxFailure, run_job
+from bnderive.usercode.layout import ImplementationError, read_source
+from bnderive.usercode.run import Caller, Run, UserFailure, load, resolve_api
+from bnderive.usercode.sandbox import (
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT,
+    Sandbox,
+    SandboxFailure,
+    check_limits,
+)
 from bnderive.verify.lines import run_lines
 from bnderive.verify.verdict import Counterexample, Status, Verdict
 
@@ -51,14 +59,7 @@ def tolerance_of(dtype: str) -> float:
     return max(TOL, ULPS * float(np.finfo(np.dtype(dtype)).eps))
 
 
-DEFAULT_TIMEOUT = 20.0
-DEFAULT_MEMORY = 2 * 1024**3
-
 QUANTITIES = ("out", "dx", "dgamma", "dbeta")
-
-
-class ImplementationError(BnderiveError):
-    """The user's implementation could not be run or returned something unusable (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,7 @@ def check_impl(
     mode: Mode | str = Mode.PER_ACTIVATION,
     training: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
-    memory: int = DEFAULT_MEMORY,
+    memory_mb: int = DEFAULT_MEMORY_MB,
     seed: int = 0,
     running: str = "auto",
 ) -> Report:
@@ -298,14 +299,7 @@ def check_impl(
     update; ``auto`` passes none and names the convention the code follows.
     """
     mode = Mode.parse(mode)
-    file = Path(path)
-    if file.is_dir():
-        raise ImplementationError(
-            f"{path} is a directory; give the path of the Python file in it that defines the "
-            "BatchNorm functions."
-        )
-    if not file.is_file():
-        raise ImplementationError(f"{path}: no such file; give the path of a Python file.")
+    timeout, memory_mb = check_limits(timeout, memory_mb)
     if api is not None and api not in ("cs231n", "functional"):
         raise ImplementationError(f"Unknown API {api!r}: use cs231n or functional.")
     if running not in RUNNING_CHOICES:
@@ -314,37 +308,37 @@ def check_impl(
         )
     if api == "functional" and running != "auto":
         raise ImplementationError(_functional_running(running))
+    source = read_source(path)
+    file = source.path
+    calls_ = resolve_api(source, api, function, mode.value)
+    if calls_.api == "functional" and running != "auto":
+        raise ImplementationError(_functional_running(running))
     momentum = None if running == "auto" else _text(RUNNING_CONVENTIONS[running].momentum)
     started = time.perf_counter()
     cases = [
         make_case(spec, seed * 7919 + k + 1)
         for k, spec in enumerate(default_shapes(mode, training))
     ]
-    job = {
-        "file": str(file.resolve()),
-        "api": api,
-        "function": function,
-        "mode": mode.value,
-        "cases": [dict(c.to_job(), momentum=momentum) for c in cases],
-    }
+    output = ""
     try:
-        result = run_job(job, timeout, memory)
+        with Sandbox(timeout, memory_mb) as box:
+            load(box, source)
+            caller = Caller(box, calls_, mode.value)
+            runs = [_run_case(caller, case, momentum) for case in cases]
     except SandboxFailure as exc:
-        raise ImplementationError(_failure_message(file, exc.message, "", exc.output)) from None
-    if not result["ok"]:
-        output = (result.get("stdout") or "") + (result.get("stderr") or "")
-        message = result["message"]
+        raise ImplementationError(
+            _failure_message(file, exc.message, exc.trace, exc.output)
+        ) from None
+    except UserFailure as exc:
+        message = exc.message
         if running == "auto" and "KeyError: 'momentum'" in message:
             message += (
                 " (with --running auto, bn_param carries no momentum so that the code's own "
                 "default shows which convention it follows: read it with "
                 "bn_param.get('momentum', 0.9), or declare --running cs231n or --running pytorch)"
             )
-        raise ImplementationError(_failure_message(file, message, result.get("trace", ""), output))
-    calls = result["calls"]
-    if calls["api"] == "functional" and running != "auto":
-        raise ImplementationError(_functional_running(running))
-    runs = result["cases"]
+        raise ImplementationError(_failure_message(file, message, exc.trace, exc.output)) from None
+    calls = calls_.to_dict()
     calls, skipped = _without_skipped_backward(calls, runs)
     verdicts, notes = _compare(file.name, calls, cases, runs)
     found = None
@@ -368,10 +362,80 @@ def check_impl(
         verdicts,
         notes,
         time.perf_counter() - started,
-        (result.get("stdout") or "")[:500],
+        output[:500],
         found,
         diagnoses(verdicts, cases, runs),
     )
+
+
+def float_results(
+    path: str | Path,
+    case: Case,
+    function: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+) -> dict[str, np.ndarray]:
+    """dx, dγ, dβ of the backward in ``path`` at ``case``, in float64 (for ``explain``, whose
+    inputs have an irrational √(σ²+ε), so that no exact run is tried)."""
+    source = read_source(path)
+    calls = resolve_api(source, None, function, case.spec.mode.value)
+    try:
+        with Sandbox(timeout, memory_mb) as box:
+            load(box, source)
+            run = Caller(box, calls, case.spec.mode.value).run(case, "float", None)
+    except SandboxFailure as exc:
+        raise ImplementationError(
+            _failure_message(source.path, exc.message, exc.trace, exc.output)
+        ) from None
+    except UserFailure as exc:
+        raise ImplementationError(
+            _failure_message(source.path, exc.message, exc.trace, exc.output)
+        ) from None
+    name = calls.backward[0]
+    if name not in run.values:
+        raise ImplementationError(
+            f"{source.name}: {name} was not called (the test-mode forward returned no cache)"
+        )
+    return run.values[name]
+
+
+#: Failures of the exact run that are the user's code's, not the exact number type's.
+HARD_FAILURES = ("output", "exit", "memory")
+
+
+def _run_case(caller: Caller, case: Case, momentum: str | None) -> dict[str, Any]:
+    """One case through the child, in float64 and then in exact arithmetic, as the comparison
+    reads it: float and exact values per function and quantity, why the exact run failed, the
+    dtypes of the results narrower than float64, and the running statistics."""
+    floats = caller.run(case, "float", momentum)
+    try:
+        exact: Run | None = caller.run(case, "exact", momentum)
+        assert exact is not None
+        reason = "; ".join(exact.reasons) or None
+        running_reason = "; ".join(exact.running_reasons) or None
+    except UserFailure as exc:
+        if exc.kind in HARD_FAILURES:
+            raise
+        # the float run worked: the exact number type is what failed
+        exact, reason, running_reason = None, exc.message, exc.message
+    conversions = dict(exact.conversions) if exact is not None else {}
+    precision = {k: v for k, v in floats.dtypes.items() if v in ("float16", "float32")}
+    running = None
+    if floats.running is not None:
+        running = {
+            "float": floats.running,
+            "exact": exact.running if exact is not None and running_reason is None else None,
+            "why_not_exact": running_reason,
+        }
+    return {
+        "float": floats.values,
+        "exact": exact.values if exact is not None and reason is None else None,
+        "why_not_exact": reason,
+        "conversions": conversions,
+        "precision": precision,
+        "running": running,
+        "backward_skipped": floats.skipped,
+    }
 
 
 def _functional_running(running: str) -> str:

@@ -981,19 +981,8 @@ def run_file(
     """dx of the implementation in ``path`` at the setup's inputs with ``eps``, in training or
     eval mode, in float64, run in the guarded child of ``check-impl`` (its exact run fails on
     the irrational √(σ²+ε) and is not used)."""
-    from pathlib import Path
+    from bnderive.usercode.check_impl import Case, float_results
 
-    from bnderive.usercode.check_impl import (
-        DEFAULT_MEMORY,
-        Case,
-        ImplementationError,
-        _failure_message,
-    )
-    from bnderive.usercode.sandbox import SandboxFailure, run_job
-
-    file = Path(path)
-    if not file.is_file():
-        raise ImplementationError(f"{path}: no such file; give the path of a Python file.")
     spec = replace(setup.spec, training=training)
     c = spec.c
     case = Case(
@@ -1007,24 +996,7 @@ def run_file(
         (setup.running_mean,) * c,
         (setup.running_var,) * c,
     )
-    job = {
-        "file": str(file.resolve()),
-        "api": None,
-        "function": function,
-        "mode": spec.mode.value,
-        "cases": [case.to_job()],
-    }
-    try:
-        result = run_job(job, timeout, DEFAULT_MEMORY)
-    except SandboxFailure as exc:
-        raise ImplementationError(_failure_message(file, exc.message, "", exc.output)) from None
-    if not result["ok"]:
-        output = (result.get("stdout") or "") + (result.get("stderr") or "")
-        raise ImplementationError(
-            _failure_message(file, result["message"], result.get("trace", ""), output)
-        )
-    name = result["calls"]["backward"][0]
-    return np.array(result["cases"][0]["float"][name]["dx"], dtype=float).reshape(spec.shape)
+    return float_results(path, case, function, timeout)["dx"]
 
 
 def torch_dx(setup: Setup, point: Point) -> np.ndarray:
