@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
@@ -13,9 +12,11 @@ from bnderive.cli.common import STATUS_STYLE, console, document, user_errors
 from bnderive.errors import BnderiveError
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
-    from bnderive.read.forms import Form
+    from bnderive.verify.check import CheckResult
+    from bnderive.verify.summary import LineResult
     from bnderive.verify.verdict import Verdict
 
 
@@ -132,8 +133,9 @@ def check(
     from bnderive.read.catalogue import find_form
     from bnderive.read.derivations import builtin_forms
     from bnderive.read.forms import load_form
+    from bnderive.verify.check import check_forms
     from bnderive.verify.plan import Plan, default_jobs
-    from bnderive.verify.verdict import Status, exit_code, overall
+    from bnderive.verify.verdict import Status
 
     chosen = [find_form(name) for name in forms] + [
         document().load_document(path) if document().is_document(path) else load_form(path)
@@ -156,15 +158,6 @@ def check(
                 "use --mode both or a shape of that mode."
             )
 
-    plan = Plan(
-        tuple(chosen),
-        tuple(modes),
-        tuple(methods),
-        tuple(n_values) if n_values else None,
-        tuple(shapes),
-        m_random,
-        trials,
-    )
     err = console(stderr=True)
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -175,161 +168,171 @@ def check(
         transient=True,
         disable=not err.is_terminal or as_json,
     )
-    started = time.perf_counter()
+    plan_units = Plan(tuple(chosen), tuple(modes), tuple(methods)).units()
     with progress:
-        task = progress.add_task("checking", total=len(plan.units()))
-        verdicts = plan.run(
+        task = progress.add_task("checking", total=len(plan_units))
+        result = check_forms(
+            chosen, modes, methods, n_values, shapes, m_random, trials,
             jobs or default_jobs(),
             lambda unit: progress.update(task, advance=1, description=unit.label),
-        )
-    elapsed = time.perf_counter() - started
-    code = exit_code(verdicts)
-    known = _known_mistakes(chosen, verdicts)
+        )  # fmt: skip
     if as_json:
-        payload = {
-            "status": overall(verdicts).value,
-            "exit_code": code,
-            "seconds": round(elapsed, 3),
-            "verdicts": [v.to_dict() for v in verdicts],
-            "diagnoses": [
-                {"form": form, "equation": number, "quantity": quantity,
-                 "matches": [m.to_dict() for m in matches]}
-                for (form, number, quantity), matches in known.items()
-            ],
-        }  # fmt: skip
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
-        sys.exit(code)
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        sys.exit(result.exit_code)
     out = console()
-    out.print(_verdict_table(verdicts, timing=not no_timing))
-    for line in _explanations(verdicts, known):
-        out.print(line)
+    print_result(out, result, timing=not no_timing)
     for form in chosen:  # a LaTeX document: its equations' lines in the file, and the first wrong
         refuted = [
             v.equation
-            for v in verdicts
+            for v in result.verdicts
             if v.form == form.name and v.status is Status.REFUTED and v.follows is None
         ]
-        steps = [v for v in verdicts if v.form == form.name and v.follows is not None]
+        steps = [v for v in result.verdicts if v.form == form.name and v.follows is not None]
         notes = document().line_notes(form, [n for n in refuted if n is not None], steps)
         for k, note in enumerate(notes):
             out.print(f"\n[bold]{escape(note)}[/]" if k == 0 else escape(note))
-    out.print(_summary(verdicts, chosen, elapsed if not no_timing else None))
-    sys.exit(code)
-
-    return {0: Status.HOLDS, 1: Status.REFUTED, 3: Status.UNDECIDED}[exit_code(verdicts)]
+    out.print(_summary(result, timing=not no_timing))
+    sys.exit(result.exit_code)
 
 
-def _verdict_table(verdicts: Sequence[Verdict], timing: bool) -> Table:
+def print_result(out: Console, result: CheckResult, timing: bool = True) -> None:
+    """One table per form, one row per line, then what explains each wrong or open line."""
+    from bnderive.verify.summary import methods_run, scopes
+
+    lines = result.lines
+    methods = methods_run(lines)
+    for form in result.forms:
+        own = [line for line in lines if line.form == form.name]
+        if not own:
+            continue
+        out.print(
+            f"\n[bold]{escape(form.name)}[/]: {escape(form.title)} ({escape(form.conventions())})"
+        )
+        out.print(_line_table(own, methods, timing))
+    covered = scopes(result.verdicts)
+    covered.pop("general", None)
+    legend = "; ".join(
+        ["every M: proved in index notation for every size M"] * ("general" in methods)
+        + [f"{_METHOD_HEADER[m]}: {', '.join(covered[m])}" for m in methods if m in covered]
+    )
+    out.print(f"[dim]{escape(legend)}[/]")
+    for line in lines:
+        for text in _explanation(line, result):
+            out.print(text)
+
+
+_METHOD_HEADER = {"general": "every M", "exact": "exact", "random": "randomized"}
+
+
+def _cell(text: str) -> str:
+    """A table cell, styled by the mark it starts with."""
+    style = {"✓": "green", "✗": "bold red", "?": "yellow", "·": "dim"}.get(text[:1], "yellow")
+    return f"[{style}]{escape(text)}[/]"
+
+
+def _line_table(lines: Sequence[LineResult], methods: Sequence[str], timing: bool) -> Table:
     from rich.table import Table
 
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    for column in ("form", "line", "quantity", "mode", "method", "verdict"):
-        table.add_column(column, no_wrap=True)
+    table.add_column("line", no_wrap=True)
+    table.add_column("quantity", no_wrap=True)
+    for method in methods:
+        table.add_column(_METHOD_HEADER[method], no_wrap=True)
+    has_steps = any(line.steps for line in lines)
+    if has_steps:
+        table.add_column("follows", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
     if timing:
         table.add_column("time", justify="right", no_wrap=True)
-    for v in verdicts:
-        text, style = STATUS_STYLE[v.status.value]
-        line = v.source_line if v.source_line is not None else v.equation
-        row = [
-            v.form,
-            str(line or "") + (f" ← {v.follows_line or v.follows}" if v.follows else ""),
-            v.quantity + (" (step)" if v.follows else ""),
-            v.mode.value if v.mode else "both",
-            v.scope,
-            f"[{style}]{text}[/]",
-        ]
+    for line in lines:
+        row = [str(line.line), escape(line.quantity)]
+        for method in methods:
+            found = line.methods.get(method)
+            row.append(_cell(found.words()) if found else "")
+        if has_steps:
+            status = line.step_status
+            mark = {"holds": "✓", "refuted": "✗", "undecided": "?", "not checked": "·"}
+            row.append(_cell(f"{mark[status.value]} line {line.follows_line}") if status else "")
+        row.append(_cell(STATUS_STYLE[line.status.value][0]))
         if timing:
-            row.append(f"{v.seconds * 1000:.0f} ms")
+            row.append(f"{sum(v.seconds for v in line.verdicts()) * 1000:.0f} ms")
         table.add_row(*row)
     return table
 
 
-def _known_mistakes(
-    forms: Sequence[Form], verdicts: Sequence[Verdict]
-) -> dict[tuple[str, int, str], list[Any]]:
-    """For each refuted line (not a step), the corpus mistakes its value equals."""
-    from bnderive.verify.diagnose import (
-        diagnose_line,
-    )  # builds the corpus: only when something is refuted
+def _explanation(line: LineResult, result: CheckResult) -> list[str]:
+    """What a reader needs for a refuted or open line: the counterexample (the smallest one
+    found), what the line is off by in index notation, the known mistake; or why it is open."""
+    from bnderive.core.printing import unicode
     from bnderive.verify.verdict import Status
 
-    found: dict[tuple[str, int, str], list[Any]] = {}
-    by_name = {f.name: f for f in forms}
-    for v in verdicts:
-        key = (v.form, v.equation or 0, v.quantity)
-        if v.status is not Status.REFUTED or v.follows is not None or key in found:
-            continue
-        form = by_name.get(v.form)
-        if form is None or v.equation is None:
-            continue
-        eq = form.equations[v.equation - 1]
-        found[key] = diagnose_line(form, eq, v.mode or form.modes[0])
-    return {key: matches for key, matches in found.items() if matches}
+    where = f"{line.form}, line {line.line} ({line.quantity})"
+    out: list[str] = []
+    residual = result.residuals.get((line.form, line.equation))
+    if line.status is Status.REFUTED:
+        v = line.first(Status.REFUTED)
+        assert v is not None
+        out.append(f"\n[bold red]✗ {escape(where)}: refuted, {escape(v.method_words())}[/]")
+        out += _counterexample(v, "truth", "form")
+        if residual is not None:
+            out.append(f"  truth − form = {escape(unicode(residual))}")
+        for match in result.diagnoses.get((line.form, line.equation, line.quantity), []):
+            first, *rest = match.lines(line.quantity)
+            out.append(f"  [bold]{escape(first)}[/]")
+            out += [f"  {escape(text)}" for text in rest]
+    elif line.status is Status.UNDECIDED:
+        out.append(f"\n[yellow]? {escape(where)}: not decided[/]")
+        for method in line.methods.values():
+            for v in method.verdicts:
+                if v.status is Status.UNDECIDED:
+                    out.append(f"  {escape(v.method_words())}: {escape(v.detail)}")
+        if residual is not None:
+            out.append(f"  truth − form = {escape(unicode(residual))}")
+    step = line.first_step(Status.REFUTED)
+    if step is not None:
+        before = step.follows_line or step.follows
+        out.append(
+            f"\n[bold red]✗ {escape(line.form)}, line {line.line} does not follow from line "
+            f"{before}, {escape(step.method_words())}[/]"
+        )
+        out += _counterexample(step, f"line {before}", f"line {line.line}")
+    return out
 
 
-def _explanations(
-    verdicts: Sequence[Verdict], known: dict[tuple[str, int, str], list[Any]] | None = None
-) -> list[str]:
+def _counterexample(v: Verdict, reference: str, mine: str) -> list[str]:
+    c = v.counterexample
+    if c is None:
+        return [f"  {escape(v.detail)}"] if v.detail else []
+    inputs = "; ".join(f"{k} = {val}" for k, val in c.inputs.items())
+    return [
+        f"  counterexample: {escape(c.spec.describe())}, channel {c.channel}",
+        f"    {escape(inputs)}",
+        f"    {escape(c.entry)}: {reference} {escape(c.truth)}, {mine} {escape(c.form)}",
+    ]
+
+
+def _summary(result: CheckResult, timing: bool) -> str:
+    """One sentence: the overall verdict, and how many lines each status covers."""
     from bnderive.verify.verdict import Status
 
-    lines = []
-    named: set[tuple[str, int, str]] = set()
-    for v in verdicts:
-        line = v.source_line if v.source_line is not None else v.equation
-        before = v.follows_line or v.follows
-        what = f"line {line} against line {before}" if v.follows else f"line {line}"
-        if v.status is Status.REFUTED:
-            where = f"{v.form}, {what} ({v.quantity}), {v.scope}"
-            if v.follows:
-                where += f": line {line} does not follow from line {before}"
-            lines.append(f"\n[bold red]✗ {escape(where)}[/]")
-            truth = f"line {before}" if v.follows else "truth"
-            if v.counterexample is not None:
-                c = v.counterexample
-                inputs = "; ".join(f"{k} = {val}" for k, val in c.inputs.items())
-                lines.append(f"  counterexample: {escape(c.spec.describe())}, channel {c.channel}")
-                lines.append(f"    {escape(inputs)}")
-                lines.append(
-                    f"    {escape(c.entry)}: {truth} {escape(c.truth)}, "
-                    f"{'line ' + str(line) if v.follows else 'form'} {escape(c.form)}"
-                )
-            if v.residual:
-                lines.append(
-                    f"  {truth} − {'this line' if v.follows else 'form'} = {escape(v.residual)}"
-                )
-            key = (v.form, v.equation or 0, v.quantity)
-            if known and key in known and key not in named and not v.follows:
-                named.add(key)
-                for match in known[key]:
-                    first, *rest = match.lines(v.quantity)
-                    lines.append(f"  [bold]{escape(first)}[/]")
-                    lines += [f"  {escape(text)}" for text in rest]
-        elif v.status is Status.UNDECIDED:
-            where = f"{v.form}, {what} ({v.quantity}), {v.scope}"
-            lines.append(f"\n[yellow]? {escape(where)}[/]: {escape(v.detail)}")
-            if v.residual:
-                lines.append(
-                    f"  leftover: {f'line {before} − this line' if v.follows else 'truth − form'}"
-                    f" = {escape(v.residual)}"
-                )
-    return lines
-
-
-def _summary(verdicts: Sequence[Verdict], forms: Sequence[Form], elapsed: float | None) -> str:
-    from bnderive.verify.verdict import Status, overall
-
-    counts = {s: sum(1 for v in verdicts if v.status is s) for s in Status}
+    lines = result.lines
+    counts = {s: sum(1 for line in lines if line.status is s) for s in Status}
     parts = [f"{counts[Status.HOLDS]} hold"]
-    if counts[Status.REFUTED]:
-        parts.append(f"{counts[Status.REFUTED]} refuted")
-    if counts[Status.UNDECIDED]:
-        parts.append(f"{counts[Status.UNDECIDED]} undecided")
-    if counts[Status.UNCHECKED]:
-        parts.append(f"{counts[Status.UNCHECKED]} not checked")
-    status = overall(verdicts)
-    text, style = STATUS_STYLE[status.value]
-    took = f" in {elapsed:.1f} s" if elapsed is not None else ""
-    names = ", ".join(f.name for f in forms)
+    for status, word in (
+        (Status.REFUTED, "refuted"),
+        (Status.UNDECIDED, "undecided"),
+        (Status.UNCHECKED, "not checked"),
+    ):
+        if counts[status]:
+            parts.append(f"{counts[status]} {word}")
+    steps = [line for line in lines if line.step_status is Status.REFUTED]
+    if steps:
+        parts.append(f"{len(steps)} step(s) that do not follow")
+    text, style = STATUS_STYLE[result.status.value]
+    took = f" in {result.seconds:.1f} s" if timing else ""
+    names = ", ".join(f.name for f in result.forms)
+    noun = "line" if len(lines) == 1 else "lines"
     return (
-        f"\n[{style}]{text}[/]: {len(forms)} form(s) ({escape(names)}), {', '.join(parts)}{took}."
+        f"\n[{style}]{text}[/]: {len(result.forms)} form(s) ({escape(names)}), "
+        f"{len(lines)} {noun}: {', '.join(parts)}{took}."
     )

@@ -97,13 +97,22 @@ class UnicodePrinter(StrPrinter):
             return f"√({self._print(base)})"
         if exp == sp.Rational(-1, 2):
             return f"1/√({self._print(base)})"
+        inner = self.parenthesize(base, 1000)
         if isinstance(exp, sp.Rational) and exp.q in (1, 2):
-            inner = self.parenthesize(base, 1000)
             return inner + self._print(exp).translate(_SUP)
-        return super()._print_Pow(expr, rational)
+        if isinstance(exp, sp.Rational):  # (σ²+ε)^(1/4): no superscript slash for a quarter
+            return f"{inner}^({exp.p}/{exp.q})"
+        return super()._print_Pow(expr, rational).replace("**", "^")
 
     def _print_Mul(self, expr: sp.Mul) -> str:
         return super()._print_Mul(expr).replace("*", "·")
+
+    def _as_ordered_terms(self, expr: sp.Expr, order: str | None = None) -> list[sp.Expr]:
+        """Positive terms first, as people write them: xᵢ - μ, not -μ + xᵢ."""
+        terms = super()._as_ordered_terms(expr, order)
+        return [t for t in terms if not t.could_extract_minus_sign()] + [
+            t for t in terms if t.could_extract_minus_sign()
+        ]
 
 
 class TexPrinter(LatexPrinter):

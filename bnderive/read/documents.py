@@ -536,17 +536,12 @@ def line_notes(form: Form, refuted: Sequence[int] = (), steps: Sequence[Any] = (
     by_equation: dict[int, list[Any]] = {}
     for v in steps:
         by_equation.setdefault(v.equation, []).append(v)
-    out = [f"{form.name} ({form.path}): equation → line of the file"]
+    out = [f"{form.name} ({form.path}):"]
     for line in form.lines:
-        if line.checked:
-            numbers = ", ".join(str(n) for n in line.equations)
-            out.append(f"  {numbers} → line {line.line} ({line.defines}): {line.latex}")
-            for number in line.equations:
-                note = _step_note(line.line, by_equation.get(number, []))
-                if note:
-                    out.append(f"      {note}")
-        else:
+        if not line.checked:
             out.append(f"  · line {line.line} not checked: {line.reason}")
+    if len(out) == 1 and not refuted:
+        return []
     if refuted:
         first = form.line_of(min(refuted))
         if first is not None:
@@ -572,25 +567,3 @@ def line_notes(form: Form, refuted: Sequence[int] = (), steps: Sequence[Any] = (
                     "(faithful steps from a wrong line)"
                 )
     return out
-
-
-def _step_note(line: int, verdicts: Sequence[Any]) -> str:
-    """One line on a continuation: does it follow from the line before, by which methods."""
-    if not verdicts:
-        return ""
-    before = verdicts[0].follows_line or verdicts[0].follows
-    wrong = [v for v in verdicts if v.status.value == "refuted"]
-    if wrong:
-        v = wrong[0]
-        text = f"line {line} does not follow from line {before} ({v.scope})"
-        if v.counterexample is not None:
-            c = v.counterexample
-            text += (
-                f": counterexample {c.spec.describe()}, {c.entry}: line {before} {c.truth}, "
-                f"line {line} {c.form}"
-            )
-        return text
-    held = [v.scope for v in verdicts if v.status.value == "holds"]
-    if held:
-        return f"line {line} follows from line {before} ({'; '.join(held)})"
-    return f"line {line}: not decided whether it follows from line {before}"

@@ -74,6 +74,14 @@ class Verdict:
     follows: int | None = None  # a step verdict: the equation this one is checked against
     follows_line: int | None = None  # ... and that equation's line in the file
 
+    def method_words(self) -> str:
+        """'exact, per-activation M ≤ 6': the method and what it covered, in words."""
+        if self.method == "general":
+            return "for every M"
+        scope = self.scope.removesuffix(" exact").removesuffix(" randomized")
+        mode = f"{self.mode.value} " if self.mode else ""
+        return f"{'randomized' if self.method == 'random' else self.method}, {mode}{scope}"
+
     @property
     def step(self) -> bool:
         return self.follows is not None

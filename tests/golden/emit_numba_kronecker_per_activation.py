@@ -4,8 +4,8 @@
 Conventions: training mode, biased variance 1/M, ε inside the root: x̂ = (x − μ)/√(σ² + ε).
 Mode: PER_ACTIVATION: x is (N, D), statistics per feature over axis 0; M = N.
 The form's lines, as proven (∂L/∂y is dout):
-  dx[i] = γ·(M·gᵢ - Σₖ(gₖ) - (-μ + xᵢ)·Σₖ((-μ + xₖ)·gₖ)/(ε + σ²))/(M·√(ε + σ²))
-  dgamma = Σₖ((-μ + xₖ)·gₖ)/√(ε + σ²)
+  dx[i] = γ·(M·gᵢ - Σₖ(gₖ) - (xᵢ - μ)·Σₖ((xₖ - μ)·gₖ)/(ε + σ²))/(M·√(ε + σ²))
+  dgamma = Σₖ((xₖ - μ)·gₖ)/√(ε + σ²)
   dbeta = Σₖ(gₖ)
 Verified by bnderive before it was written, in a separate process: exact rational
 arithmetic at a point where √(σ²+ε) is rational, and float64 at adversarial random

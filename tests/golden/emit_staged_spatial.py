@@ -7,9 +7,9 @@ Conventions: training mode, biased variance 1/M, ε inside the root: x̂ = (x �
 Mode: SPATIAL: x is (N, C, H, W), statistics per channel over axes (0, 2, 3); M = N·H·W.
 The form's lines, as proven (∂L/∂y is dout):
   dxhat[i] = γ·gᵢ
-  dvar = -Σₖ((-μ + xₖ)·∂L/∂x̂ₖ)/(2·(ε + σ²)³ᐟ²)
+  dvar = -Σₖ((xₖ - μ)·∂L/∂x̂ₖ)/(2·(ε + σ²)³ᐟ²)
   dmu = Σₖ(-∂L/∂x̂ₖ/√(ε + σ²)) + ∂L/∂σ²·Σₖ(2·μ - 2·xₖ)/M
-  dx[i] = ∂L/∂x̂ᵢ/√(ε + σ²) + ∂L/∂μ/M + 2·∂L/∂σ²·(-μ + xᵢ)/M
+  dx[i] = ∂L/∂x̂ᵢ/√(ε + σ²) + ∂L/∂μ/M + 2·∂L/∂σ²·(xᵢ - μ)/M
   dgamma = Σₖ(gₖ·x̂ₖ)
   dbeta = Σₖ(gₖ)
 Verified by bnderive before it was written, in a separate process: exact rational
