@@ -1,0 +1,267 @@
+"""The lesson in the terminal: rich text, one step at a time, readable at 80 columns.
+
+``steps(lesson, parts)`` yields the walkthrough as a sequence of rich renderables, one per step
+of the lesson (a stage of the forward pass, an adjoint, a closed form, a trap), so that the
+command line can wait for Enter between them.  Mathematics is written by the teaching printers
+(``teach.printers``), numbers as exact fractions with short decimals beside them; everything is
+``rich.text.Text`` built piece by piece (no markup is parsed, so a ``[`` in a value is a ``[``),
+indented with ``Padding`` so that a wrapped line keeps its indentation.  Colour is decoration
+only: with NO_COLOR (rich honours it) every word is still there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from rich.console import Group, RenderableType
+from rich.padding import Padding
+from rich.rule import Rule
+from rich.text import Text
+
+from bnderive.core.notation import reference
+from bnderive.teach.graph_view import LEAVES, pad, picture
+from bnderive.teach.lesson import BackwardStep, FormRun, ForwardStep, Lesson, Trap
+from bnderive.teach.printers import Value, decimal, exact, is_exact_decimal, unicode
+
+PARTS = ("forward", "backward", "forms", "traps")
+
+#: Styles: formulas, values, comments, verdicts.
+FORMULA = "bold cyan"
+VALUE = "bold"
+DIM = "dim"
+GOOD = "green"
+BAD = "bold red"
+WARN = "yellow"
+
+_NODE_WORDS = {"xhat": "x̂", "var": "σ²", "mu": "μ", "y": "y", "L": "L"}
+
+
+def steps(lesson: Lesson, parts: Sequence[str] = PARTS) -> Iterator[RenderableType]:
+    """The walkthrough of the chosen parts, one renderable per step (the header first)."""
+    yield header(lesson)
+    sections = {"forward": forward, "backward": backward, "forms": forms, "traps": traps}
+    for number, name in enumerate(PARTS, start=1):
+        if name in parts:
+            yield from sections[name](lesson, number)
+
+
+# -- pieces ---------------------------------------------------------------------------------------
+def _indent(renderable: RenderableType, columns: int) -> Padding:
+    """Indented by ``columns``; a wrapped line keeps the indentation."""
+    return Padding(renderable, (0, 0, 0, columns))
+
+
+def _has_fraction(value: Value) -> bool:
+    values = value if isinstance(value, tuple) else (value,)
+    return any(v.denominator != 1 for v in values)
+
+
+def _values(value: Value) -> Text:
+    """'= -12/13' and, below it, '≈ -0.9231' (or '= 1.2' when the decimal is the value)."""
+    text = Text("= ")
+    text.append(exact(value), VALUE)
+    if _has_fraction(value):
+        sign = "=" if is_exact_decimal(value) else "≈"
+        text.append(f"\n{sign} {decimal(value)}", DIM)
+    return text
+
+
+def inline(value: Value) -> str:
+    """'-12/13 ≈ -0.9231' on one line."""
+    text = exact(value)
+    if _has_fraction(value):
+        sign = "=" if is_exact_decimal(value) else "≈"
+        text += f" {sign} {decimal(value)}"
+    return text
+
+
+def _section(number: int, title: str) -> Rule:
+    return Rule(Text(f"{number}. {title}", style="bold"), align="left", style=DIM)
+
+
+def _intro(text: str) -> Text:
+    return Text(text, style=DIM)
+
+
+def _comment(text: str) -> Text:
+    return Text(f"  # {text}", style=DIM) if text else Text("")
+
+
+# -- header ---------------------------------------------------------------------------------------
+def header(lesson: Lesson) -> RenderableType:
+    b = lesson.batch
+    title = Text("BatchNorm's backward pass on a tiny batch, every number exact", style="bold")
+    layout = Text(f"{b.spec.describe()}, seed {b.seed}", style=DIM)
+    shown = b.positions()[: min(3, b.m)]
+    where = ", ".join("x[" + ",".join(map(str, p)) + "]" for p in shown)
+    where += ", …" if b.m > 3 else ""
+    rows = [
+        _input_row("x", exact(b.x), f"the reduction set: {where}"),
+        _input_row("g", exact(b.g), "∂L/∂y, the upstream gradient"),
+    ]
+    scalars = Text("γ = ")
+    scalars.append(exact(b.gamma), VALUE)
+    scalars.append(",  β = ")
+    scalars.append(exact(b.beta), VALUE)
+    scalars.append(",  ε = ")
+    scalars.append(exact(b.eps), VALUE)
+    scalars.append(f"   chosen so that √(σ² + ε) = {exact(b.root)} is rational", DIM)
+    rows.append(scalars)
+    return Group(title, layout, Text(""), _indent(Group(*rows), 2))
+
+
+def _input_row(name: str, value: str, comment: str) -> Text:
+    text = Text(f"{name} = ")
+    text.append(value, VALUE)
+    text.append(f"   {comment}", DIM)
+    return text
+
+
+# -- 1. forward -----------------------------------------------------------------------------------
+def forward(lesson: Lesson, number: int = 1) -> Iterator[RenderableType]:
+    yield Group(Text(""), _section(number, "The forward pass"), graph_picture(lesson))
+    for k, step in enumerate(lesson.forward, start=1):
+        yield forward_step(f"{number}.{k}", step)
+
+
+def graph_picture(lesson: Lesson) -> RenderableType:
+    """The forward graph of ``core.graph``, each node with the formula that defines it."""
+    formulas = {s.name: s for s in lesson.forward}
+    intro = _intro(
+        "The forward graph (bnderive's own, the one it differentiates): each node reads the "
+        "nodes whose lanes run into it."
+    )
+    text = Text()
+    for row in picture(lesson.graph):
+        text.append(row.lanes + "  ")
+        step = formulas.get(row.node)
+        if step is not None:
+            text.append(unicode(step.lhs), FORMULA)
+            text.append(f" = {unicode(step.formula)}")
+        else:
+            text.append(pad(row.name, 3), FORMULA)
+            text.append(LEAVES.get(row.node, "input"), DIM)
+        text.append("\n")
+    text.rstrip()
+    return Group(intro, Text(""), _indent(text, 2))
+
+
+def forward_step(label: str, step: ForwardStep) -> RenderableType:
+    line = Text(f"{label} ")
+    line.append(unicode(step.lhs), FORMULA)
+    formula = unicode(step.formula)
+    if formula != unicode(step.lhs):
+        line.append(f" = {formula}")
+    line.append_text(_comment(step.meaning))
+    return Group(Text(""), line, _indent(_values(step.value), 4))
+
+
+# -- 2. backward ----------------------------------------------------------------------------------
+def backward(lesson: Lesson, number: int = 2) -> Iterator[RenderableType]:
+    intro = _intro(
+        "Each adjoint ∂L/∂v sums, over the stages u that read v, ∂L/∂u·∂u/∂v (the chain "
+        "rule; ∂u/∂v is SymPy's diff of the graph's stage), in the order a backward pass "
+        "computes them. Later lines use the earlier adjoints by name."
+    )
+    yield Group(Text(""), _section(number, "The backward pass"), intro)
+    for k, step in enumerate(lesson.backward, start=1):
+        yield backward_step(f"{number}.{k}", step)
+
+
+def backward_step(label: str, step: BackwardStep) -> RenderableType:
+    lhs = unicode(step.lhs)
+    line = Text(f"{label} ")
+    line.append(lhs, FORMULA)
+    chain = unicode(step.chain)
+    if chain != lhs:
+        line.append(f" = {chain}")
+    line.append_text(_comment(step.meaning))
+    body: list[RenderableType] = []
+    if len(step.paths) == 1:
+        formula = unicode(step.formula)
+        if formula != chain:
+            body.append(Text(f"= {formula}"))
+    else:
+        for path in step.paths:
+            via = Text(f"via {_NODE_WORDS.get(path.via, path.via)}: ", style=DIM)
+            via.append(f"{unicode(path.expr)} = {inline(path.value)}", style="")
+            body.append(via)
+    body.append(_values(step.value))
+    if not step.paths_add_up:
+        body.append(Text("✗ the paths do not add up to the adjoint (a bug)", style=BAD))
+    return Group(Text(""), line, _indent(Group(*body), 4))
+
+
+# -- 3. closed forms ------------------------------------------------------------------------------
+def forms(lesson: Lesson, number: int = 3) -> Iterator[RenderableType]:
+    intro = _intro(
+        "The published closed forms (derivations/), each evaluated line by line at the same "
+        "batch, every line with the form's own earlier lines; ✓: equal to the chain rule's "
+        "value, exactly."
+    )
+    yield Group(Text(""), _section(number, "Three closed forms, the same numbers"), intro)
+    for k, run in enumerate(lesson.forms, start=1):
+        yield form_run(f"{number}.{k}", run)
+
+
+def form_run(label: str, run: FormRun) -> RenderableType:
+    form = run.form
+    title = Text(f"{label} {form.name}", style="bold")
+    title.append(f": {form.title}", style="")
+    body: list[RenderableType] = []
+    if form.sources:
+        body.append(Text(form.sources[0], style=DIM))
+    for line in run.lines:
+        eq = line.equation
+        text = Text(f"{eq.number}. ")
+        text.append(unicode(reference(eq.name, eq.index)), FORMULA)
+        text.append(f" = {unicode(eq.expr)}")
+        value = Text(f"= {inline(line.value)}")
+        if line.truth is None:
+            value.append("  (a helper: not compared)", DIM)
+        elif line.agrees:
+            value.append("  ✓", GOOD)
+        else:
+            value.append(f"  ✗ the chain rule gives {inline(line.truth)}", BAD)
+        body += [text, _indent(value, 3)]
+    return Group(Text(""), title, _indent(Group(*body), 4))
+
+
+# -- 4. traps -------------------------------------------------------------------------------------
+def traps(lesson: Lesson, number: int = 4) -> Iterator[RenderableType]:
+    intro = _intro(
+        "Each trap computed, exactly: what a weak derivation or a weak test gets away with."
+    )
+    yield Group(Text(""), _section(number, "Traps"), intro)
+    for k, trap in enumerate(lesson.traps, start=1):
+        yield trap_view(f"{number}.{k}", trap)
+
+
+def trap_view(label: str, trap: Trap) -> RenderableType:
+    title = Text(f"{label} {trap.title}", style="bold")
+    body: list[RenderableType] = [Text(trap.setup, style=DIM)]
+    for row in trap.rows:
+        text = Text(row.label)
+        if row.value is not None:
+            text.append(": ")
+            text.append(inline(row.value), VALUE)
+        if row.note:
+            text.append(("  " if row.value is not None else ": ") + row.note, _note_style(row.note))
+        body.append(text)
+    moral = Text("→ ", style="bold")
+    moral.append(trap.moral)
+    body.append(moral)
+    if trap.sources:
+        body.append(Text(f"source: {trap.sources[0]}", style=DIM))
+    if not trap.holds:
+        body.append(Text("✗ the computation did not show this (a bug)", style=BAD))
+    return Group(Text(""), title, _indent(Group(*body), 4))
+
+
+def _note_style(note: str) -> str:
+    if "DIFFERENT" in note or "NOT" in note:
+        return BAD
+    return WARN if "passes" in note or "fails" in note else GOOD
+
+
+__all__ = ["PARTS", "inline", "steps"]
