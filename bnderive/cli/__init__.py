@@ -16,6 +16,7 @@ from bnderive.cli.derive import derive
 from bnderive.cli.emit import bench, emit
 from bnderive.cli.explain import explain
 from bnderive.cli.parse import parse
+from bnderive.cli.teach import teach
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,11 +34,12 @@ def main() -> None:
       bnderive mutants                     the known mistakes bnderive names
       bnderive explain --n 2 --loss mean   why a gradient test can lie
       bnderive emit -o bn.py               proven, fast NumPy code
+      bnderive teach                       a lesson on a tiny batch, every number exact
 
     Exit codes: 0 everything checked holds, 1 something is refuted, 2 bad input or usage,
     3 undecided.
     """
 
 
-for _command in (check, derive, forms, mutants, check_impl, parse, emit, bench, explain):
+for _command in (check, derive, forms, mutants, check_impl, parse, emit, bench, explain, teach):
     main.add_command(_command)
