@@ -50,6 +50,12 @@ class Stage:
             ELEMENT[self.name] if self.elementwise else SCALAR.get(self.name, sp.Symbol(self.name))
         )
 
+    def parents(self) -> list[str]:
+        """The nodes this stage reads (the graph's edges into it), by name: the pictures of the
+        graph (``teach.graph_view``) are drawn from these."""
+        names = {s.name.removesuffix("__e") for s in self.definition.free_symbols}
+        return sorted(names - {"M"})
+
     def at(self, index: sp.Symbol) -> sp.Expr:
         """The stage's value in index notation: element ``index``, or the whole reduction."""
         if self.elementwise:
