@@ -38,6 +38,7 @@ _API = {
     "exact_check": "bnderive.verify.exact",
     "random_check": "bnderive.verify.randomized",
     "check_form": "bnderive.verify.plan",
+    "check_impl": "bnderive.usercode.check_impl",
 }
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "Verdict",
     "builtin_forms",
     "check_form",
+    "check_impl",
     "derive",
     "exact_check",
     "exit_code",
@@ -87,6 +89,7 @@ if TYPE_CHECKING:
     from bnderive.errors import BnderiveError, EvaluationError, FormError, SpecError
     from bnderive.read.catalogue import builtin_forms, find_form
     from bnderive.read.forms import Equation, Form, load_form
+    from bnderive.usercode.check_impl import check_impl
     from bnderive.verify.exact import exact_check
     from bnderive.verify.plan import check_form
     from bnderive.verify.randomized import random_check

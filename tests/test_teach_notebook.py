@@ -13,17 +13,14 @@ import json
 import sys
 from pathlib import Path
 
+import nbclient  # the test extra: a missing one is an error, not a skip
+import nbformat
 import pytest
 from click.testing import CliRunner
 
 from bnderive.cli import main
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
-
-from bnderive.teach.exercise import EXERCISE_FILE  # noqa: E402
-from bnderive.teach.notebook import exercise_cell  # noqa: E402
+from bnderive.teach.exercise import EXERCISE_FILE
+from bnderive.teach.notebook import CHECKER, exercise_cell
 
 RIGHT = """
 import numpy as np
@@ -114,6 +111,12 @@ def test_notebook_with_a_wrong_answer(tmp_path, kernel, monkeypatch):
     assert "batchnorm_backward dgamma: ✓ holds" in verdict
     assert "known mistake: γ missing (gamma-missing)" in verdict
     assert "✗ refuted: batchnorm_backward is wrong" in verdict
+
+
+def test_check_cell_calls_the_public_checker(tmp_path):
+    nb = nbformat.read(_lesson(tmp_path), as_version=4)
+    assert CHECKER == "from bnderive import check_impl"
+    assert CHECKER in nb.cells[-1].source and "check_impl(" in nb.cells[-1].source
 
 
 def test_notebook_needs_an_ipynb_path(tmp_path):

@@ -58,7 +58,7 @@ from bnderive.teach.printers import (
 )
 
 #: How the check cell reaches bnderive's checker for implementations (the library function).
-CHECKER = "from bnderive.usercode.check_impl import check_impl"
+CHECKER = "from bnderive import check_impl"
 
 #: Python names of the lesson's forward steps.
 _VARIABLE = {"mu": "mu", "xmu": "xmu", "var": "var", "root": "root", "xhat": "xhat", "y": "y"}
