@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from rich.console import Group, RenderableType
 from rich.padding import Padding
 from rich.rule import Rule
+from rich.table import Table
 from rich.text import Text
 
 from bnderive.core.notation import reference
@@ -51,6 +52,23 @@ def _indent(renderable: RenderableType, columns: int) -> Padding:
     return Padding(renderable, (0, 0, 0, columns))
 
 
+def _numbered(label: str, heading: Text, body: Sequence[RenderableType]) -> Table:
+    """'2.5 heading' with the body below the heading: a two-column grid, so that every wrapped
+    line stays indented past the label."""
+    grid = Table.grid(padding=(0, 1, 0, 0))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    grid.add_row(Text(label), Group(heading, *body))
+    return grid
+
+
+def _heading(lhs: str, meaning: str) -> Text:
+    text = Text(lhs, style=FORMULA)
+    if meaning:
+        text.append(f"   {meaning}", style=DIM)
+    return text
+
+
 def _has_fraction(value: Value) -> bool:
     values = value if isinstance(value, tuple) else (value,)
     return any(v.denominator != 1 for v in values)
@@ -81,10 +99,6 @@ def _section(number: int, title: str) -> Rule:
 
 def _intro(text: str) -> Text:
     return Text(text, style=DIM)
-
-
-def _comment(text: str) -> Text:
-    return Text(f"  # {text}", style=DIM) if text else Text("")
 
 
 # -- header ---------------------------------------------------------------------------------------
@@ -147,13 +161,12 @@ def graph_picture(lesson: Lesson) -> RenderableType:
 
 
 def forward_step(label: str, step: ForwardStep) -> RenderableType:
-    line = Text(f"{label} ")
-    line.append(unicode(step.lhs), FORMULA)
+    body: list[RenderableType] = []
     formula = unicode(step.formula)
     if formula != unicode(step.lhs):
-        line.append(f" = {formula}")
-    line.append_text(_comment(step.meaning))
-    return Group(Text(""), line, _indent(_values(step.value), 4))
+        body.append(Text(f"= {formula}"))
+    body.append(_values(step.value))
+    return Group(Text(""), _numbered(label, _heading(unicode(step.lhs), step.meaning), body))
 
 
 # -- 2. backward ----------------------------------------------------------------------------------
@@ -170,13 +183,10 @@ def backward(lesson: Lesson, number: int = 2) -> Iterator[RenderableType]:
 
 def backward_step(label: str, step: BackwardStep) -> RenderableType:
     lhs = unicode(step.lhs)
-    line = Text(f"{label} ")
-    line.append(lhs, FORMULA)
     chain = unicode(step.chain)
-    if chain != lhs:
-        line.append(f" = {chain}")
-    line.append_text(_comment(step.meaning))
     body: list[RenderableType] = []
+    if chain != lhs:
+        body.append(Text(f"= {chain}"))
     if len(step.paths) == 1:
         formula = unicode(step.formula)
         if formula != chain:
@@ -189,7 +199,7 @@ def backward_step(label: str, step: BackwardStep) -> RenderableType:
     body.append(_values(step.value))
     if not step.paths_add_up:
         body.append(Text("✗ the paths do not add up to the adjoint (a bug)", style=BAD))
-    return Group(Text(""), line, _indent(Group(*body), 4))
+    return Group(Text(""), _numbered(label, _heading(lhs, step.meaning), body))
 
 
 # -- 3. closed forms ------------------------------------------------------------------------------
@@ -206,16 +216,15 @@ def forms(lesson: Lesson, number: int = 3) -> Iterator[RenderableType]:
 
 def form_run(label: str, run: FormRun) -> RenderableType:
     form = run.form
-    title = Text(f"{label} {form.name}", style="bold")
+    title = Text(form.name, style="bold")
     title.append(f": {form.title}", style="")
     body: list[RenderableType] = []
     if form.sources:
         body.append(Text(form.sources[0], style=DIM))
     for line in run.lines:
         eq = line.equation
-        text = Text(f"{eq.number}. ")
-        text.append(unicode(reference(eq.name, eq.index)), FORMULA)
-        text.append(f" = {unicode(eq.expr)}")
+        text = Text(unicode(reference(eq.name, eq.index)), style=FORMULA)
+        text.append(f" = {unicode(eq.expr)}", style="")
         value = Text(f"= {inline(line.value)}")
         if line.truth is None:
             value.append("  (a helper: not compared)", DIM)
@@ -223,8 +232,8 @@ def form_run(label: str, run: FormRun) -> RenderableType:
             value.append("  ✓", GOOD)
         else:
             value.append(f"  ✗ the chain rule gives {inline(line.truth)}", BAD)
-        body += [text, _indent(value, 3)]
-    return Group(Text(""), title, _indent(Group(*body), 4))
+        body.append(_numbered(f"{eq.number}.", text, [value]))
+    return Group(Text(""), _numbered(label, title, body))
 
 
 # -- 4. traps -------------------------------------------------------------------------------------
@@ -238,7 +247,7 @@ def traps(lesson: Lesson, number: int = 4) -> Iterator[RenderableType]:
 
 
 def trap_view(label: str, trap: Trap) -> RenderableType:
-    title = Text(f"{label} {trap.title}", style="bold")
+    title = Text(trap.title, style="bold")
     body: list[RenderableType] = [Text(trap.setup, style=DIM)]
     for row in trap.rows:
         text = Text(row.label)
@@ -255,7 +264,7 @@ def trap_view(label: str, trap: Trap) -> RenderableType:
         body.append(Text(f"source: {trap.sources[0]}", style=DIM))
     if not trap.holds:
         body.append(Text("✗ the computation did not show this (a bug)", style=BAD))
-    return Group(Text(""), title, _indent(Group(*body), 4))
+    return Group(Text(""), _numbered(label, title, body))
 
 
 def _note_style(note: str) -> str:
