@@ -108,6 +108,7 @@ def test_rational_root_is_the_closest_small_one():
         (4, "spatial", 5),
         (1, "per-activation", 2),
         (2, "per-activation", 3),
+        (1, "spatial", 0),
         (6, "per-activation", 11),
     ],
 )
@@ -229,6 +230,10 @@ def test_teach_fits_80_columns(args):
     widest = max(cell_len(line) for line in result.stdout.splitlines())  # x̂ is one cell
     assert widest <= 80
     assert not any(line.endswith(" ") for line in result.stdout.splitlines())
+
+
+def test_piped_output_is_80_columns_whatever_columns_says():
+    assert run(env={**ENV, "COLUMNS": "200"}).stdout == run().stdout
 
 
 def test_parts_select_sections():

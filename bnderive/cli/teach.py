@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import sys
@@ -141,14 +140,12 @@ def teach(
 
 
 def teach_console() -> Console:
-    """A console for the lesson: the terminal's width on a terminal, else COLUMNS or 80;
-    long lines wrap (no soft wrap); NO_COLOR is honoured by rich."""
+    """A console for the lesson: the terminal's width on a terminal, else 80 columns (so that
+    piped output, golden files and the README's examples are the same everywhere); long lines
+    wrap (no soft wrap); NO_COLOR is honoured by rich."""
     from rich.console import Console
 
-    if sys.stdout.isatty():
-        width = shutil.get_terminal_size((80, 24)).columns
-    else:
-        width = int(os.environ.get("COLUMNS", "80") or 80)
+    width = shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else 80
     return Console(width=max(40, width), highlight=False, soft_wrap=False)
 
 
