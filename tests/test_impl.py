@@ -153,7 +153,10 @@ def test_code_that_cannot_run_exactly_is_checked_numerically_and_says_so():
     report = check_impl(IMPLS / "numeric_only.py")
     assert {v.status for v in report.verdicts} == {Status.HOLDS}
     assert {v.method for v in report.verdicts} == {"numeric"}
-    assert all("tolerance 1e-08" in v.detail and "not a proof" in v.detail for v in report.verdicts)
+    assert all(
+        "derived rounding bound of float64" in v.detail and "not a proof" in v.detail
+        for v in report.verdicts
+    )
     assert any("no exact run" in n and "no callable log method" in n for n in report.notes)
 
 
@@ -214,7 +217,7 @@ def test_float32_results_get_the_float32_tolerance():
     assert result.exit_code == 0, result.output
     for v in json.loads(result.output)["verdicts"]:
         assert v["status"] == "holds" and v["method"] == "numeric"
-        assert "units of rounding of the float32 the code returns" in v["detail"]
+        assert "within the derived rounding bound of float32" in v["detail"]
 
 
 def test_float32_inside_float64_out_is_undecided_not_refuted():
@@ -222,7 +225,7 @@ def test_float32_inside_float64_out_is_undecided_not_refuted():
     assert result.exit_code == 3, result.output
     (dx,) = [v for v in json.loads(result.output)["verdicts"] if v["quantity"] == "dx"]
     assert dx["status"] == "undecided"
-    assert "no more than float32 rounding allows" in dx["detail"]
+    assert "by no more than float32 rounding can" in dx["detail"]
 
 
 def test_float32_tolerance_does_not_hide_a_mistake():

@@ -885,11 +885,10 @@ def _eps(setup: Setup, channels: list[_Channel]) -> Finding:
 
 
 # -- running the code: is the observed difference the setup's? ------------------------------------
-#: The part of an observed difference the setup does not predict counts as explained below this
-#: fraction of the gradient's scale: float64 rounding of a backward is ~1e-15 of it.
-UNEXPLAINED_TOL = 1e-8
-#: ... and a difference up to this fraction may be float32 rounding (1000 units of 2^-23).
-FLOAT32_ROUNDING = 1000 * 2.0**-23
+#: The part of an observed difference the setup does not predict is explained when every entry
+#: is within the derived rounding bound of both sides computed in float64 (``precision``); it
+#: may be float32 rounding when within that of float32.
+OWN, INSIDE = "float64", "float32"
 
 
 @dataclass(frozen=True)
@@ -905,10 +904,15 @@ class Comparison:
     parts: dict[str, float]  # the predicted difference split by cause
     unexplained: float  # max |(dx_yours − dx_ref) − (truth_yours − truth_ref)|
     scale: float  # max(max |γ·g|/√(σ²+ε), max |dx| of either side)
+    #: max over the entries of the unexplained difference over the rounding bound of both sides,
+    #: in float64 and in float32 (≤ 1: within rounding)
+    share64: float = 0.0
+    share32: float = 0.0
+    bound64: float = 0.0  # the largest float64 bound of an entry
 
     @property
     def explained(self) -> bool:
-        return self.unexplained <= UNEXPLAINED_TOL * self.scale
+        return self.share64 <= 1.0
 
     def sentences(self) -> list[str]:
         parts = ", ".join(f"{k} {v:.6g}" for k, v in self.parts.items())
@@ -920,14 +924,15 @@ class Comparison:
             left = (
                 "Nothing is left over"
                 if self.unexplained == 0
-                else f"What is left over, {self.unexplained:.2g}, is rounding (at most "
-                f"{UNEXPLAINED_TOL:g} of the gradient's scale {self.scale:.6g})"
+                else f"What is left over, {self.unexplained:.2g}, is rounding (within the "
+                f"derived float64 rounding bound of both sides, up to {self.bound64:.2g} per "
+                "entry)"
             )
             out.append(
                 f"{left}: the whole difference comes from the setup, not from a mistake in "
                 "either backward."
             )
-        elif self.unexplained <= FLOAT32_ROUNDING * self.scale:
+        elif self.share32 <= 1.0:
             out.append(
                 f"{self.unexplained:.6g} ({share(self.unexplained / self.scale)} of the "
                 f"gradient's scale {self.scale:.6g}) is not explained by the setup but is no "
@@ -951,6 +956,7 @@ class Comparison:
             "parts": dict(self.parts),
             "unexplained": self.unexplained,
             "scale": self.scale,
+            "rounding_share": self.share64,
             "explained": self.explained,
         }
 
@@ -997,6 +1003,28 @@ def run_file(
         (setup.running_var,) * c,
     )
     return float_results(path, case, function, timeout)["dx"]
+
+
+def _rounding(setup: Setup, point: Point, dtype: str, training: bool, eps: Fraction) -> np.ndarray:
+    """The derived rounding bound of every entry of dx (``precision.rounding_bounds``) for a
+    backward computed in ``dtype`` at the setup's inputs, in training or eval mode."""
+    from bnderive.usercode.precision import rounding_bounds
+
+    per_channel = []
+    for c in range(setup.spec.c):
+        bounds = rounding_bounds(
+            np.array([float(v) for v in point.x[c]]),
+            np.array([float(v) for v in point.g[c]]),
+            float(setup.gamma_of(c)),
+            float(setup.beta),
+            float(eps),
+            dtype,
+            training=training,
+            running_mean=float(setup.running_mean),
+            running_var=float(setup.running_var),
+        )
+        per_channel.append(list(bounds.dx))
+    return _floats(_arrays(setup, per_channel))
 
 
 def torch_dx(setup: Setup, point: Point) -> np.ndarray:
@@ -1088,13 +1116,23 @@ def compare(
         parts["eps-mismatch"] = float(np.max(np.abs(t_user - t_mid)))
     observed = dx_yours - dx_ref
     predicted = t_user - t_ref
+    left = np.abs(observed - predicted)
+    shares = {}
+    for dtype in (OWN, INSIDE):
+        bound = _rounding(setup, point, dtype, True, setup.eps) + _rounding(
+            setup, point, dtype, setup.reference == "train", setup.ref_eps
+        )
+        shares[dtype] = (float(np.max(left / bound)), float(np.max(bound)))
     comparison = Comparison(
         yours,
         label,
         float(np.max(np.abs(observed))),
         float(np.max(np.abs(predicted))),
         parts,
-        float(np.max(np.abs(observed - predicted))),
+        float(np.max(left)),
         scale,
+        shares[OWN][0],
+        shares[INSIDE][0],
+        shares[OWN][1],
     )
     return replace(explanation, comparison=comparison)

@@ -172,6 +172,7 @@ class Run:
     reasons: list[str] = field(default_factory=list)
     running: dict[str, np.ndarray] | None = None
     running_reasons: list[str] = field(default_factory=list)
+    running_dtypes: dict[str, str] = field(default_factory=dict)
     skipped: bool = False
     conversions: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -266,7 +267,7 @@ class Caller:
                 if number == 0:
                     take(forward, "out", out, shape)
                     if has_running and "param" in values:
-                        run.running, reasons = take_running(
+                        run.running, reasons, run.running_dtypes = take_running(
                             forward, values["param"], channels, kind
                         )
                         run.running_reasons += reasons
@@ -337,8 +338,9 @@ def _type_name(raw: Raw) -> str:
 
 def take_running(
     who: str, param: Raw, channels: tuple[int, ...], kind: str
-) -> tuple[dict[str, np.ndarray], list[str]]:
-    """The running statistics the forward left in bn_param, and why they are not exact."""
+) -> tuple[dict[str, np.ndarray], list[str], dict[str, str]]:
+    """The running statistics the forward left in bn_param, why they are not exact, and the
+    dtypes they came back in."""
     keys = param.keys or ()
     missing = [k for k in ("running_mean", "running_var") if k not in keys]
     if param.t != "dict" or missing or param.items is None:
@@ -348,13 +350,13 @@ def take_running(
             "keep the running statistics in bn_param (updated in training mode, read in test "
             "mode)",
         )
-    out, reasons = {}, []
+    out, reasons, dtypes = {}, [], {}
     for key in ("running_mean", "running_var"):
         raw = param.items[keys.index(key)]
-        values, _dtype, reason = to_array(who, f"bn_param['{key}']", raw, channels, kind)
-        out[key] = values
+        values, dtype, reason = to_array(who, f"bn_param['{key}']", raw, channels, kind)
+        out[key], dtypes[key] = values, dtype
         reasons += [reason] if reason else []
-    return out, reasons
+    return out, reasons, dtypes
 
 
 def _stack(raw: Raw) -> tuple[list[Any], tuple[int, ...], str] | None:

@@ -269,6 +269,26 @@ def diagnose_layer(quantity: str, cases: Sequence[Any], mine: Sequence[Value]) -
     return matches
 
 
+def candidate_values(quantity: str, case: Any) -> list[tuple[str, np.ndarray]]:
+    """Every known mistake's value of ``quantity`` at one case of code (float64): the label
+    "title (name)" and the array (dx in the input's shape, dγ and dβ one per channel).  For
+    check-impl's question whether a result's rounding can tell the truth from a mistake."""
+    layer = case.spec
+    found = []
+    for cand in candidates(quantity, 1, layer):
+        spec = cand.spec_of(layer)
+        parts = [(c, layer.positions(c), cand.definitions, spec) for c in range(layer.c)]
+        value = _assemble(quantity, case, parts, cand.pick)
+        if value is not None:
+            found.append((f"{cand.mistake.title} ({cand.mistake.name})", value.floats()))
+    if layer.mode is Mode.SPATIAL and quantity in ("dx", "dgamma", "dbeta"):
+        cand = _columns_candidate(quantity)
+        value = _column_value([case], quantity)(cand, 0)
+        if value is not None:
+            found.append((f"{cand.mistake.title} ({cand.mistake.name})", value.floats()))
+    return found
+
+
 def _columns_candidate(quantity: str) -> Candidate:
     return Candidate(
         "statistics over N for each (c, h, w)",
