@@ -404,18 +404,6 @@ def test_help_has_an_example():
     assert "Exit codes" in result.output
 
 
-def test_readme_example_is_the_seed_003_output():
-    """The README shows the same run against PyTorch: only the comparison's names differ."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    command = "$ bnderive explain staged.py --against torch " + " ".join(SEED_003) + "\n"
-    assert command in readme
-    shown = readme.split(command, 1)[1].split("```", 1)[0]
-    expected = SEED_003_OUTPUT.replace(
-        "cs231n_staged.py vs the truth (eval mode)", "staged.py vs PyTorch (eval mode)"
-    )
-    assert shown == expected
-
-
 def test_readme_good_setup_exits_0():
     assert run("--n", "16", "--loss", "random", "--gamma", "1.7", "--x-std", "3").exit_code == 0
 

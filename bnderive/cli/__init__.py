@@ -6,6 +6,8 @@ command, so that ``bnderive --help`` starts fast.
 
 from __future__ import annotations
 
+import inspect
+
 import click
 
 from bnderive import __version__
@@ -22,15 +24,15 @@ from bnderive.cli.teach import teach
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bnderive")
 def main() -> None:
-    """Prove or refute derivations of the Batch Normalization backward pass, exactly.
+    r"""Prove or refute derivations of the Batch Normalization backward pass, exactly.
 
     \b
     Examples:
       bnderive check                       prove the published closed forms
       bnderive derive --n 2                the ground truth, stage by stage
       bnderive forms                       the known forms and their sources
-      bnderive check my_post.md            a LaTeX derivation, line by line
-      bnderive check-impl layers.py        a NumPy implementation (CS231n API)
+      bnderive check examples/post.md      a LaTeX derivation, line by line
+      bnderive check-impl examples/layers.py   a NumPy implementation
       bnderive mutants                     the known mistakes bnderive names
       bnderive explain --n 2 --loss mean   why a gradient test can lie
       bnderive emit -o bn.py               proven, fast NumPy code
@@ -41,5 +43,22 @@ def main() -> None:
     """
 
 
+def examples_last(command: click.Command) -> None:
+    r"""Move the docstring's Examples paragraph after the options: ``--help`` ends with it.
+
+    A command's docstring is its help (sqlite-utils style): what it does, its exit codes, and a
+    paragraph of examples (``\\b`` before ``Examples:`` keeps click from re-wrapping it)."""
+    # raw docstrings (LaTeX in examples) spell click's no-rewrap marker as a backslash and b
+    command.help = inspect.cleandoc(command.help or "").replace("\\b\n", "\b\n")
+    paragraphs = command.help.split("\n\n")
+    for k, paragraph in enumerate(paragraphs):
+        if paragraph.lstrip("\b\n").startswith("Examples:"):
+            command.epilog = paragraph
+            command.help = "\n\n".join(paragraphs[:k] + paragraphs[k + 1 :])
+            return
+
+
 for _command in (check, derive, forms, mutants, check_impl, parse, emit, bench, explain, teach):
     main.add_command(_command)
+for _command in (main, *main.commands.values()):
+    examples_last(_command)

@@ -52,7 +52,7 @@ expr = "gamma/sqrt(var + eps) * (g[i] - (dbeta + xhat[i]*dgamma)/M)"
 @click.option("--example", is_flag=True, help="Print a template form file to start from.")
 @user_errors
 def forms(name: str | None, example: bool) -> None:
-    """List the known forms with their sources, or show one form's equations.
+    r"""List the known forms with their sources, or show one form's equations.
 
     \b
     Examples:
@@ -107,7 +107,7 @@ def forms(name: str | None, example: bool) -> None:
 @click.option("--rewrites", is_flag=True, help="List the equivalent rewrites instead.")
 @user_errors
 def mutants(name: str | None, rewrites: bool) -> None:
-    """List the corpus of known mistakes, or show one mistake and its mutants.
+    r"""List the corpus of known mistakes, or show one mistake and its mutants.
 
     Each mistake (σ for σ², the path through μ dropped, γ missing, …) is put into correct
     built-in forms as *mutants*; `bnderive check` refutes every one of them and, when a line of

@@ -108,7 +108,7 @@ def check(
     order: int,
     jobs: int | None,
 ) -> None:
-    """Check derivations of the backward pass against the ground truth.
+    r"""Check derivations of the backward pass against the ground truth.
 
     FORM is the name of a built-in form (see `bnderive forms`) or the path of a form file;
     without FORM and --form, every built-in form of the --order is checked (1: the backward,
@@ -123,7 +123,8 @@ def check(
       bnderive check staged --method exact --n 8
       bnderive check --all-n
       bnderive check --order 2
-      bnderive check --form my_derivation.toml --json
+      bnderive check examples/post.md
+      bnderive check examples/nogamma.toml --json
 
     Exit codes: 0 all hold, 1 something refuted, 2 bad input, 3 undecided.
     """
@@ -201,12 +202,13 @@ def print_result(out: Console, result: CheckResult, timing: bool = True) -> None
 
     lines = result.lines
     methods = methods_run(lines)
-    for form in result.forms:
+    for k, form in enumerate(result.forms):
         own = [line for line in lines if line.form == form.name]
         if not own:
             continue
         out.print(
-            f"\n[bold]{escape(form.name)}[/]: {escape(form.title)} ({escape(form.conventions())})"
+            ("\n" if k else "")
+            + f"[bold]{escape(form.name)}[/]: {escape(form.title)} ({escape(form.conventions())})"
         )
         out.print(_line_table(own, methods, timing))
     covered = scopes(result.verdicts)

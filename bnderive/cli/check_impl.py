@@ -84,7 +84,7 @@ def check_impl(
     memory_mb: str,
     as_json: bool,
 ) -> None:
-    """Check a NumPy implementation of BatchNorm (forward output, running statistics, dx,
+    r"""Check a NumPy implementation of BatchNorm (forward output, running statistics, dx,
     dgamma, dbeta).
 
     The file runs in a separate process (with --timeout and --memory, in a temporary directory)
@@ -104,11 +104,11 @@ def check_impl(
 
     \b
     Examples:
-      bnderive check-impl layers.py
-      bnderive check-impl layers.py --mode spatial
-      bnderive check-impl layers.py --running pytorch
-      bnderive check-impl layers.py --eval
-      bnderive check-impl mybn.py --function bn_backward
+      bnderive check-impl examples/layers.py
+      bnderive check-impl examples/layers_nogamma.py
+      bnderive check-impl examples/layers.py --running pytorch
+      bnderive check-impl examples/layers.py --eval
+      bnderive check-impl examples/mybn.py --function bn_backward
       bnderive check-impl mybn.py --function bn_backward_eval --eval --json
 
     Exit codes: 0 all hold, 1 something refuted, 2 the file could not be run or returned

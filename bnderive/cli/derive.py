@@ -52,7 +52,7 @@ def derive(
     as_latex: bool,
     general: bool,
 ) -> None:
-    """Print the ground truth: each forward stage and its adjoint, stage by stage.
+    r"""Print the ground truth: each forward stage and its adjoint, stage by stage.
 
     Each line shows the definition in index notation (any M) and, after "→", its value for
     channel 0 of the given sizes; adjoints list one chain-rule path per stage that consumes

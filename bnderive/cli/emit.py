@@ -46,7 +46,7 @@ from bnderive.errors import BnderiveError
 )
 @user_errors
 def emit(form_name: str, mode: str, target: str, output: str | None) -> None:
-    """Write a proven form as a NumPy module, verified before it is written.
+    r"""Write a proven form as a NumPy module, verified before it is written.
 
     The module has forward(x, gamma, beta, eps) -> (out, cache), backward(dout, x, gamma, eps)
     -> (dx, dgamma, dbeta) and backward_cached(dout, cache, gamma). Reductions run over the
@@ -62,7 +62,7 @@ def emit(form_name: str, mode: str, target: str, output: str | None) -> None:
     Examples:
       bnderive emit                                   compact form, PER_ACTIVATION, on screen
       bnderive emit --form staged --mode spatial -o bn_staged.py
-      bnderive emit --form my_derivation.toml > bn.py
+      bnderive emit --form kronecker > bn.py
       bnderive emit --target numba --mode spatial -o bn_numba.py
 
     Exit codes: 0 written, 1 the form is refuted (nothing written), 2 bad input, 4 bnderive
@@ -135,7 +135,7 @@ def emit(form_name: str, mode: str, target: str, output: str | None) -> None:
 )
 @user_errors
 def bench(shapes: tuple[str, ...], dtype: str, repeats: int, torch_threads: int | None) -> None:
-    """Time the emitted backward against hand NumPy, numba, PyTorch and the memory bound.
+    r"""Time the emitted backward against hand NumPy, numba, PyTorch and the memory bound.
 
     Interleaved round by round: the emitted NumPy module (compact and staged forms), the
     staged and compact hand forms, the best hand NumPy, the emitted numba kernel (when numba is

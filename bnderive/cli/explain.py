@@ -113,7 +113,7 @@ def explain(
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Explain why a gradient test of BatchNorm can lie: what in its setup hides mistakes.
+    r"""Explain why a gradient test of BatchNorm can lie: what in its setup hides mistakes.
 
     Describe the test (batch size, loss, γ, inputs, ε on each side, the reference's mode) and
     each weakness is measured with the exact ground truth at inputs drawn as the test draws
@@ -128,8 +128,8 @@ def explain(
     Examples:
       bnderive explain --n 2 --loss mean --reference eval
       bnderive explain --n 16 --loss random --gamma 1.5 --eps 1e-3 --ref-eps 1e-5
-      bnderive explain layers.py --against torch --n 2 --loss mean --reference eval
-      bnderive explain mine.py --against theirs.py --loss random --json
+      bnderive explain examples/layers.py --against torch --n 2 --loss mean --reference eval
+      bnderive explain examples/mybn.py --against examples/layers.py --loss random --json
 
     Exit codes: 0 no weakness found, 1 a weakness found (the test can lie) or a difference the
     setup does not explain, 2 bad input.

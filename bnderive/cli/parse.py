@@ -24,7 +24,7 @@ from bnderive.errors import BnderiveError
 )
 @user_errors
 def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: bool) -> None:
-    """Show how bnderive reads a LaTeX derivation (.md or .tex), line by line.
+    r"""Show how bnderive reads a LaTeX derivation (.md or .tex), line by line.
 
     For every line of the file's align/equation blocks: where it is, the LaTeX, the expression
     bnderive read (Unicode) and the same rendered back to LaTeX, and the quantity it defines
@@ -33,10 +33,10 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
 
     \b
     Examples:
-      bnderive parse derivation.md
+      bnderive parse examples/post.md
       bnderive parse notes.tex
-      bnderive parse --expr '\frac{\\partial L}{\\partial x_i}'
-      bnderive parse --expr '\\sum_{n,h,w} \\delta y[n][c][h][w]' --spatial
+      bnderive parse --expr '\frac{\partial L}{\partial x_i}'
+      bnderive parse --expr '\sum_{n,h,w} \delta y[n][c][h][w]' --spatial
     """
     from bnderive.core.notation import reference
     from bnderive.core.printing import latex, unicode

@@ -1,0 +1,101 @@
+"""The package's folders are the architecture (docs/architecture.md): imports flow one way.
+
+    core → read → verify → usercode, emit → report, teach → cli
+
+Every import between bnderive's modules is read from the source (module level and inside
+functions alike), and two rules hold: no module imports a subpackage further along the flow than
+its own, and the modules form no import cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import bnderive
+
+PACKAGE = Path(bnderive.__file__).resolve().parent
+
+#: Each subpackage's place in the flow; a module may import from its own place or earlier ones.
+RANK = {
+    "errors": 0,
+    "core": 1,
+    "read": 2,
+    "derivations": 2,
+    "verify": 3,
+    "usercode": 4,
+    "emit": 4,
+    "report": 5,
+    "teach": 5,
+    "cli": 6,
+    "__main__": 7,
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports() -> dict[str, set[str]]:
+    """module → the bnderive modules it imports (anywhere in its source)."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    out: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                    base = f"{base}.{node.module}" if node.module else base
+                for alias in node.names:
+                    full = f"{base}.{alias.name}"
+                    found.add(full if full in modules else base)
+            elif isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+        out[name] = {m for m in found if m in modules and m != name}
+    return out
+
+
+def place(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_every_subpackage_has_a_place_in_the_flow():
+    places = {place(m) for m in imports()} - {"__init__"}
+    assert places <= set(RANK), f"add {sorted(places - set(RANK))} to RANK and to the docs"
+
+
+def test_no_import_against_the_flow():
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in imports().items()
+        if place(module) != "__init__"  # the package root re-exports the public API lazily
+        for target in targets
+        if place(target) != "__init__" and RANK[place(target)] > RANK[place(module)]
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_import_cycles():
+    graph = imports()
+    cycles = []
+
+    def visit(node: str, path: list[str], on_path: set[str], done: set[str]) -> None:
+        for nxt in sorted(graph[node]):
+            if nxt in on_path:
+                cycles.append(" → ".join([*path[path.index(nxt) :], nxt]))
+            elif nxt not in done:
+                visit(nxt, [*path, nxt], on_path | {nxt}, done)
+        done.add(node)
+
+    done: set[str] = set()
+    for start in sorted(graph):
+        if start not in done:
+            visit(start, [start], {start}, done)
+    # the package root imports its API lazily and every module is inside it: not a cycle
+    cycles = [c for c in cycles if not c.startswith("bnderive →") and "→ bnderive →" not in c]
+    assert not cycles, "\n".join(cycles)
