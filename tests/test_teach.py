@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -276,6 +277,9 @@ def test_step_waits_for_enter_on_a_terminal(monkeypatch):
         (("--quiz", "--notebook", "x.ipynb"), "give one of them"),
         (("--quiz", "--part", "forms"), "--part"),
         (("--quiz", "--answer", "9"), "lines 1 to"),
+        (("--quiz", "--n", "4"), "--seed alone"),
+        (("--quiz", "--step"), "--step paces"),
+        (("--notebook", "x.ipynb", "--step"), "--step paces"),
     ],
 )
 def test_usage_errors_exit_2(args, message):
@@ -353,3 +357,11 @@ def test_readme_teach_examples_are_real_output(args, shown):
     result = run(*args.split())
     assert result.exit_code == (1 if "--answer 2" in args else 0)
     assert result.stdout == shown
+
+
+def test_notebook_without_nbformat_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "nbformat", None)  # import nbformat raises ImportError
+    result = run("--notebook", str(tmp_path / "lesson.ipynb"))
+    assert result.exit_code == 2
+    assert "pip install 'bnderive[teach]'" in result.stderr
+    assert not (tmp_path / "lesson.ipynb").exists()

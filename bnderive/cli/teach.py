@@ -111,6 +111,16 @@ def teach(
             "--part chooses a part of the terminal walkthrough; leave it out with --quiz or "
             "--notebook (the notebook has every part)."
         )
+    if (quiz or notebook) and step:
+        raise BnderiveError(
+            "--step paces the terminal walkthrough; leave it out with --quiz or --notebook."
+        )
+    given = [f"--{name}" for name in ("n", "mode") if _given(name)]
+    if quiz and given:
+        raise BnderiveError(
+            f"{' and '.join(given)} choose the walkthrough's batch; the quiz is chosen by "
+            "--seed alone: leave them out."
+        )
     if quiz:
         _quiz(seed, answer)
         return
@@ -137,6 +147,14 @@ def teach(
             pause()
         show(out, renderable)
     _fail_if_false(lesson)
+
+
+def _given(name: str) -> bool:
+    """Whether the option was given on the command line (not left at its default)."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source not in (None, ParameterSource.DEFAULT)
 
 
 def teach_console() -> Console:

@@ -550,16 +550,23 @@ def cells(lesson: Lesson) -> list[tuple[str, str]]:
     return out
 
 
-def build_notebook(lesson: Lesson) -> Any:
-    """The lesson as an ``nbformat`` v4 notebook, validated."""
+def _nbformat() -> Any:
+    """nbformat (the ``teach`` extra), or a message saying how to install it."""
     try:
         import nbformat
-        from nbformat import v4
+        import nbformat.v4  # noqa: F401 - the notebook format version written
     except ImportError:
         raise NotebookError(
             "Writing a notebook needs nbformat: pip install 'bnderive[teach]' (or pip install "
             "nbformat)."
         ) from None
+    return nbformat
+
+
+def build_notebook(lesson: Lesson) -> Any:
+    """The lesson as an ``nbformat`` v4 notebook, validated."""
+    nbformat = _nbformat()
+    v4 = nbformat.v4
     nb = v4.new_notebook()
     nb.metadata["kernelspec"] = {
         "name": "python3",
@@ -579,8 +586,7 @@ def build_notebook(lesson: Lesson) -> Any:
 
 def write_notebook(path: str | Path, lesson: Lesson) -> Path:
     """Write the lesson's notebook to ``path`` (``.ipynb``)."""
-    import nbformat
-
+    nbformat = _nbformat()
     target = Path(path)
     if target.suffix != ".ipynb":
         raise NotebookError(
