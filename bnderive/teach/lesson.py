@@ -199,11 +199,15 @@ def _at(trap: Trap, used: Batch, lesson: Batch) -> Trap:
     """A trap computed at a batch of three because the lesson's is degenerate: say so."""
     if used is lesson:
         return trap
+
+    def listed(values: tuple[Fraction, ...]) -> str:
+        return "[" + ", ".join(map(exact_text, values)) + "]"
+
     where = (
-        f" (At a batch of M = {used.m}: x = {list(map(str, used.x))}, g = "
-        f"{list(map(str, used.g))}, γ = {used.gamma}, ε = {used.eps}; the lesson's M = "
-        f"{lesson.m} is degenerate, see the last trap.)"
-    ).replace("'", "")
+        f" (At a batch of M={used.m}: x = {listed(used.x)}, g = {listed(used.g)}, "
+        f"γ = {exact_text(used.gamma)}, ε = {exact_text(used.eps)}; the lesson's M={lesson.m} "
+        "is degenerate, see the last trap.)"
+    )
     return replace(trap, setup=trap.setup + where, at=used)
 
 
@@ -452,7 +456,7 @@ def uniform_gradient_trap(batch: Batch) -> Trap:
         TrapRow(
             "known mistakes whose dx is 0 here too",
             None,
-            note=f"{zero} of {tried} mutants of the corpus ({shown})",
+            note=f"{zero} of {tried} mutants of the corpus: {shown}",
         )
     )
     return Trap(
@@ -498,7 +502,7 @@ def gamma_sigma_trap(batch: Batch, forward: Sequence[ForwardStep]) -> Trap:
     for label, b in tests:
         setting = "γ = 1, x = x̂ of the batch" if b is weak else "the lesson's batch"
         root = weak_root if b is weak else batch.root
-        rows.append(TrapRow(f"{label} ({setting}): √(σ² + ε)", root))
+        rows.append(TrapRow(f"{label} ({setting}), √(σ² + ε)", root))
         true_dx = latest(run_at(truth, b), "dx")
         rows.append(TrapRow(f"{label}: true dx", true_dx))
         for mutant in mutants:
@@ -571,7 +575,7 @@ def degenerate_trap(seed: int) -> Trap:
 
 
 def _zero_note(zero: bool) -> str:
-    return "(decided exactly, in symbols)" if zero else "NOT identically 0"
+    return "decided exactly, in symbols" if zero else "NOT identically 0"
 
 
 __all__ = [

@@ -256,7 +256,9 @@ class NotebookMarkdown(Printer):
         lines = [f"### {label}. {trap.title}", "", trap.setup, ""]
         for row in trap.rows:
             value = f" ${_math_value(row.value)}$" if row.value is not None else ""
-            note = f" ({row.note})" if row.note else ""
+            note = ""
+            if row.note:
+                note = f" ({row.note})" if row.value is not None else f" {row.note}"
             lines.append(f"* {row.label}:{value}{note}")
         lines += ["", f"**{trap.moral}**"]
         if trap.sources:

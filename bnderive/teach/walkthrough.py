@@ -255,7 +255,8 @@ def trap_view(label: str, trap: Trap) -> RenderableType:
             text.append(": ")
             text.append(inline(row.value), VALUE)
         if row.note:
-            text.append(("  " if row.value is not None else ": ") + row.note, _note_style(row.note))
+            note = f"  ({row.note})" if row.value is not None else f": {row.note}"
+            text.append(note, _note_style(row.note))
         body.append(text)
     moral = Text("→ ", style="bold")
     moral.append(trap.moral)
