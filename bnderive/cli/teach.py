@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -158,12 +159,17 @@ def _given(name: str) -> bool:
 
 
 def teach_console() -> Console:
-    """A console for the lesson: the terminal's width on a terminal, else 80 columns (so that
-    piped output, golden files and the README's examples are the same everywhere); long lines
-    wrap (no soft wrap); NO_COLOR is honoured by rich."""
+    """A console for the lesson: the terminal's width on a terminal, else COLUMNS (as every
+    command reads it) or 80; long lines wrap (no soft wrap); NO_COLOR is honoured by rich."""
     from rich.console import Console
 
-    width = shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else 80
+    if sys.stdout.isatty():
+        width = shutil.get_terminal_size((80, 24)).columns
+    else:
+        try:
+            width = int(os.environ.get("COLUMNS") or 80)
+        except ValueError:
+            width = 80
     return Console(width=max(40, width), highlight=False, soft_wrap=False)
 
 
