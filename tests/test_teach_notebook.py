@@ -40,6 +40,25 @@ def batchnorm_backward(x, gamma, beta, dout, eps):
 # The same with γ forgotten in dx: the mistake a test with γ = 1 cannot see.
 WRONG = RIGHT.replace("dx = gamma / np.sqrt", "dx = 1 / np.sqrt")
 
+# SPATIAL: (N, C, H, W) input, statistics per channel over the axes (0, 2, 3).
+SPATIAL_RIGHT = """
+import numpy as np
+
+
+def batchnorm_backward(x, gamma, beta, dout, eps):
+    axes = (0, 2, 3)
+    per_channel = (1, -1, 1, 1)
+    mu = x.mean(axis=axes, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
+    xhat = (x - mu) / np.sqrt(var + eps)
+    dbeta = dout.sum(axis=axes)
+    dgamma = (dout * xhat).sum(axis=axes)
+    m = x.shape[0] * x.shape[2] * x.shape[3]
+    mean_terms = (dbeta.reshape(per_channel) + xhat * dgamma.reshape(per_channel)) / m
+    dx = gamma.reshape(per_channel) / np.sqrt(var + eps) * (dout - mean_terms)
+    return dx, dgamma, dbeta
+"""
+
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory) -> str:
@@ -53,9 +72,9 @@ def kernel(tmp_path_factory) -> str:
     return str(root)
 
 
-def _lesson(tmp_path: Path) -> Path:
+def _lesson(tmp_path: Path, *args: str) -> Path:
     path = tmp_path / "lesson.ipynb"
-    result = CliRunner().invoke(main, ["teach", "--notebook", str(path)])
+    result = CliRunner().invoke(main, ["teach", "--notebook", str(path), *args])
     assert result.exit_code == 0, result.output
     assert f"Wrote {path}" in result.output
     return path
@@ -111,6 +130,14 @@ def test_notebook_with_a_wrong_answer(tmp_path, kernel, monkeypatch):
     assert "batchnorm_backward dgamma: ✓ holds" in verdict
     assert "known mistake: γ missing (gamma-missing)" in verdict
     assert "✗ refuted: batchnorm_backward is wrong" in verdict
+
+
+def test_spatial_notebook_with_a_right_answer(tmp_path, kernel, monkeypatch):
+    path = _lesson(tmp_path, "--mode", "spatial", "--n", "2", "--seed", "1")
+    assert "(N, C, H, W)" in exercise_cell(nbformat.read(path, as_version=4)).source
+    outputs = _execute(path, SPATIAL_RIGHT, kernel, monkeypatch)
+    assert "DIFFERS" not in "".join(text for _, text in outputs)
+    assert "✓ holds: batchnorm_backward equals the exact gradient, exactly." in outputs[-1][1]
 
 
 def test_check_cell_calls_the_public_checker(tmp_path):

@@ -90,6 +90,9 @@ def teach(
     pip install 'bnderive[teach]'). --quiz shows a published derivation with one known mistake
     of the corpus put in and asks for the wrong line; bnderive's exact checker decides it.
 
+    Exit codes: 0 the lesson ran (a quiz: the answer is right), 1 the quiz's answer is wrong,
+    2 bad input or usage, 4 a computed claim of the lesson came out false (a bug to report).
+
     \b
     Examples:
       bnderive teach
@@ -99,9 +102,6 @@ def teach(
       bnderive teach --notebook lesson.ipynb
       bnderive teach --quiz --seed 3
       bnderive teach --quiz --seed 3 --answer 2
-
-    Exit codes: 0 the lesson ran (a quiz: the answer is right), 1 the quiz's answer is wrong,
-    2 bad input or usage, 4 a computed claim of the lesson came out false (a bug to report).
     """
     if answer is not None and not quiz:
         raise BnderiveError("--answer K answers a quiz: add --quiz, or leave --answer out.")

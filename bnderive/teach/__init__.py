@@ -7,5 +7,7 @@
 * ``graph_view``: the forward graph (``core.graph``'s stages) drawn with box-drawing characters;
 * ``walkthrough``: the lesson in the terminal (rich);
 * ``notebook``: the same lesson as a Jupyter notebook (nbformat) with an exercise and a check cell;
-* ``quiz``: "find the wrong line" in a derivation with one known mistake of the corpus put in.
+  ``exercise``: that exercise's template and the check cell's verdict text;
+* ``quiz``: "find the wrong line" in a derivation with one known mistake of the corpus put in,
+  the answer decided by the exact checker; ``quiz_view``: the quiz in the terminal.
 """
