@@ -27,7 +27,9 @@ ENV = {"COLUMNS": "200", "FORCE_COLOR": None, "TERM": "dumb", "NO_COLOR": "1"}
 
 
 def run(*args: str):
-    return CliRunner().invoke(main, ["check-impl", *args], env=ENV)
+    # training mode only unless a test asks for eval: these tests are about one mode each
+    mode = [] if "--eval" in args else ["--train"]
+    return CliRunner().invoke(main, ["check-impl", *args, *mode], env=ENV)
 
 
 def verdicts(result) -> dict[tuple[str, str], dict]:
@@ -127,9 +129,14 @@ def test_functional_holds_and_needs_the_function_name():
     result = run(str(IMPLS / "functional.py"), "--function", "bn_backward", "--json")
     assert result.exit_code == 0, result.output
     assert {v["method"] for v in verdicts(result).values()} == {"exact"}
-    ambiguous = run(str(IMPLS / "functional.py"))
-    assert ambiguous.exit_code == 2
-    assert "--function NAME" in ambiguous.output and "bn_backward_eval" in ambiguous.output
+    # without --function every functional backward is checked, each in its own mode
+    both = CliRunner().invoke(main, ["check-impl", str(IMPLS / "functional.py"), "--json"], env=ENV)
+    assert both.exit_code == 0, both.output
+    rows = {(v["form"], v["section"]) for v in json.loads(both.output)["verdicts"]}
+    assert rows == {
+        ("bn_backward", "per-activation training"),
+        ("bn_backward_eval", "per-activation eval"),
+    }
 
 
 def test_functional_eval_mode_holds():
@@ -150,7 +157,7 @@ def test_spatial_holds_exactly():
 
 
 def test_code_that_cannot_run_exactly_is_checked_numerically_and_says_so():
-    report = check_impl(IMPLS / "numeric_only.py")
+    report = check_impl(IMPLS / "numeric_only.py", training=True)
     assert {v.status for v in report.verdicts} == {Status.HOLDS}
     assert {v.method for v in report.verdicts} == {"numeric"}
     assert all(
@@ -200,7 +207,7 @@ def test_a_forward_that_takes_eps_is_called_with_eps():
     result = run(str(IMPLS / "graph_walk_eps.py"))
     assert result.exit_code == 0, result.output
     assert re.search(r"batchnorm_forward +out .* holds", result.output)
-    assert "it was called as forward(x, gamma, beta, eps)" in result.output
+    assert "it was called as batchnorm_forward(x, gamma, beta, eps)" in result.output
     result = run(str(IMPLS / "graph_walk_eps.py"), "--eval")
     assert result.exit_code == 2
     assert "takes eps, not bn_param, so it has no eval (test) mode" in result.output

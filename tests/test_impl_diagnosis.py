@@ -32,20 +32,20 @@ def named(report, who: str, quantity: str) -> str:
 )  # fmt: skip
 def test_a_wrong_backward_is_named(file, function, mode, quantity, mistake, how):
     kwargs = {"function": function} if file == "wrong_bessel.py" else {}
-    report = check_impl(IMPLS / file, mode=mode, **kwargs)
+    report = check_impl(IMPLS / file, mode=mode, training=True, **kwargs)
     text = named(report, function, quantity)
     assert f"({mistake})" in text, text
     assert how in text
 
 
 def test_a_right_backward_gets_no_diagnosis():
-    report = check_impl(IMPLS / "cs231n_staged.py")
+    report = check_impl(IMPLS / "cs231n_staged.py", training=True)
     assert report.diagnoses == {}
     assert all(v.status.value == "holds" for v in report.verdicts)
 
 
 def test_an_unknown_mistake_is_localised_to_its_stage():
-    report = check_impl(IMPLS / "wrong_dmu_tripled.py")
+    report = check_impl(IMPLS / "wrong_dmu_tripled.py", training=True)
     text = named(report, "bn_backward", "dx")
     assert text.startswith(
         "no known mistake matches; at every shape with M ≥ 4, the error lies in the path through μ"

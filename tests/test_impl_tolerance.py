@@ -233,7 +233,7 @@ def test_running_statistics_just_outside_and_inside_their_bound(tmp_path, where,
     delta = 4 * smallest if where == "outside" else smallest / 4
     path = tmp_path / "running.py"
     path.write_text(RUNNING.format(delta=delta), encoding="utf-8")
-    report = check_impl(path, running="cs231n")
+    report = check_impl(path, running="cs231n", training=True)
     rows = {v.quantity: v for v in report.verdicts}
     assert rows["running_mean"].status.value == expected, rows["running_mean"].detail
     assert rows["running_var"].status is Status.HOLDS

@@ -54,6 +54,7 @@ WRITTEN: dict[str, str | bytes] = {
 
 
 def invoke(tmp_path: Path, args: list[str]):
+    (tmp_path / "nothing").mkdir(exist_ok=True)
     for name, content in WRITTEN.items():
         path = tmp_path / name
         if isinstance(content, bytes):
@@ -68,7 +69,7 @@ def invoke(tmp_path: Path, args: list[str]):
 CASES = [
     # check-impl: the file
     ("missing file", ["check-impl", "{impls}/does_not_exist.py"], ["no such file", "give the path of a Python file"]),
-    ("directory", ["check-impl", "{impls}"], ["is a directory", "give the path of the Python file in it"]),
+    ("folder without Python files", ["check-impl", "{tmp}/nothing"], ["no Python files found", "give .py files or folders"]),
     ("binary file", ["check-impl", "{tmp}/binary.py"], ["binary.py is a binary file", "give the path of the .py file"]),
     ("not UTF-8", ["check-impl", "{tmp}/latin1.py"], ["latin1.py is not UTF-8 text (byte 5", "give the path of the .py file"]),
     ("not a .py file", ["check-impl", "{tmp}/layers.txt"], ["layers.txt is not a Python file", "needs the suffix .py"]),
@@ -78,7 +79,7 @@ CASES = [
     ("empty file", ["check-impl", "{tmp}/empty.py"], ["cannot tell which API", "functions found: none", "--function NAME"]),
     ("missing backward", ["check-impl", "{impls}/bad_missing.py"], ["does not define batchnorm_backward"]),
     ("missing function", ["check-impl", "{impls}/bad_missing.py", "--function", "nope"], ["defines no function 'nope'"]),
-    ("SPATIAL file", ["check-impl", "{impls}/spatial.py"], ["add --mode spatial"]),
+    ("SPATIAL file checked per activation", ["check-impl", "{impls}/spatial.py", "--mode", "per-activation"], ["add --mode spatial"]),
     # check-impl: what the code does
     ("wrong arity", ["check-impl", "{impls}/bad_arity.py"], ["must return (dx, dgamma, dbeta), a tuple of 3; it returned a tuple of length 2"]),
     ("returns None", ["check-impl", "{tmp}/none.py"], ["must return (dx, dgamma, dbeta), a tuple of 3; it returned NoneType"]),

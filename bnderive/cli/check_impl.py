@@ -21,7 +21,7 @@ def _number(text: str, option: str) -> float:
 
 # -- check-impl -----------------------------------------------------------------------------------
 @click.command("check-impl")
-@click.argument("file", type=click.Path())
+@click.argument("files", nargs=-1, required=True, metavar="FILE.py|DIR...")
 @click.option(
     "--api",
     type=click.Choice(["cs231n", "functional"]),
@@ -35,18 +35,18 @@ def _number(text: str, option: str) -> float:
 @click.option(
     "--mode",
     type=click.Choice(["per-activation", "spatial"]),
-    default="per-activation",
-    show_default=True,
-    help="PER_ACTIVATION (N,D) statistics per feature, SPATIAL (N,C,H,W) per channel "
-    "(spatial_batchnorm_* in the CS231n API).",
+    default=None,
+    help="Check only PER_ACTIVATION (N,D, statistics per feature) or SPATIAL (N,C,H,W, per "
+    "channel: spatial_batchnorm_*). Default: every mode the file has functions for.",
 )
 @click.option(
     "--eval",
     "eval_mode",
     is_flag=True,
-    help="Eval mode: running statistics (cs231n: bn_param['mode'] = 'test'; "
+    help="Check only eval mode: running statistics (cs231n: bn_param['mode'] = 'test'; "
     "functional: f(..., eps, running_mean, running_var)).",
 )
+@click.option("--train", "train_mode", is_flag=True, help="Check only training mode.")
 @click.option(
     "--running",
     type=click.Choice(["auto", "cs231n", "pytorch"]),
@@ -61,7 +61,8 @@ def _number(text: str, option: str) -> float:
     default="20",
     show_default=True,
     metavar="SECONDS",
-    help="Seconds the file may run (wall clock; the CPU time is limited to the same), at most 600.",
+    help="Seconds each file may run (wall clock; the CPU time is limited to the same), at "
+    "most 600.",
 )
 @click.option(
     "--memory",
@@ -69,23 +70,32 @@ def _number(text: str, option: str) -> float:
     default="2048",
     show_default=True,
     metavar="MIB",
-    help="Address-space limit of the process running the file, in MiB (64 to 16384).",
+    help="Address-space limit of the process running a file, in MiB (64 to 16384).",
+)
+@click.option(
+    "--jobs", default=2, show_default=True, type=int, help="Files checked at once (folder mode)."
+)
+@click.option(
+    "--csv", "csv_path", default=None, metavar="FILE", help="Write the folder summary as CSV."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 @user_errors
 def check_impl(
-    file: str,
+    files: tuple[str, ...],
     api: str | None,
     function: str | None,
-    mode: str,
+    mode: str | None,
     eval_mode: bool,
+    train_mode: bool,
     running: str,
     timeout: str,
     memory_mb: str,
+    jobs: int,
+    csv_path: str | None,
     as_json: bool,
 ) -> None:
-    r"""Check a NumPy implementation of BatchNorm (forward output, running statistics, dx,
-    dgamma, dbeta).
+    r"""Check NumPy implementations of BatchNorm: the forward output (training and eval mode),
+    the running statistics, and dx, dgamma, dbeta of every backward, one row each.
 
     The file runs in a separate process (with --timeout and --memory, in a temporary directory)
     on exact rational inputs: integer x with a large mean, uneven dout, gamma not 0 or ±1, and
@@ -94,83 +104,174 @@ def check_impl(
     Where the code cannot run exactly (it converts to float, calls np.exp, ...), its float
     results are compared within a rounding bound derived for their dtype at those inputs, and
     the verdict says "numeric"; a result too imprecise to tell the truth from a known mistake
-    (float16, usually) is undecided.
+    (float16, usually) is undecided. A function that cannot be checked gets its own row with
+    the reason, and the file is then never "holds".
 
     The CS231n forward starts from non-zero running statistics in bn_param; in training mode
     their update is compared (exactly where the code allows) with the declared convention's
-    (--running; auto names the one the code follows), in eval mode they must be unchanged. With --eval the backward is checked against the eval-mode
-    gradient when the test-mode forward returns a cache (CS231n's returns None: its backward
-    is for training only).
+    (--running; auto names the one the code follows), in eval mode they must be unchanged. In
+    eval mode the backward is checked against the eval-mode gradient when the test-mode forward
+    returns a cache (CS231n's returns None: its backward is for training only).
+
+    Several files or a folder: each file in its own child process, --jobs at a time, a summary
+    table with one row per file (--csv FILE writes it, --json prints every report).
 
     \b
     Examples:
       bnderive check-impl examples/layers.py
       bnderive check-impl examples/layers_nogamma.py
-      bnderive check-impl examples/layers.py --running pytorch
+      bnderive check-impl examples/layers.py --running pytorch --train
       bnderive check-impl examples/layers.py --eval
       bnderive check-impl examples/mybn.py --function bn_backward
       bnderive check-impl mybn.py --function bn_backward_eval --eval --json
+      bnderive check-impl submissions/ --jobs 2 --csv grades.csv
 
-    Exit codes: 0 all hold, 1 something refuted, 2 the file could not be run or returned
-    something unusable, 3 undecided.
+    Exit codes: 0 all hold, 1 something refuted, 2 a file or function could not be checked
+    (nothing refuted), 3 undecided.
     """
-    from rich.table import Table
-
     from bnderive.core.spec import Mode
-    from bnderive.usercode.check_impl import check_impl as run_check
     from bnderive.usercode.sandbox import check_limits, interrupts
-    from bnderive.verify.verdict import Status, exit_code, overall
 
     seconds, mib = check_limits(_number(timeout, "--timeout"), _number(memory_mb, "--memory"))
-    with interrupts():
-        report = run_check(
-            file,
-            api=api,
-            function=function,
-            mode=Mode.parse(mode),
-            training=not eval_mode,
-            timeout=seconds,
-            memory_mb=mib,
-            running=running,
+    if eval_mode and train_mode:
+        from bnderive.usercode.layout import ImplementationError
+
+        raise ImplementationError(
+            "--eval and --train each check one mode only: give one of them, or neither to "
+            "check both."
         )
-    code = exit_code(report.verdicts)
+    options = {
+        "api": api,
+        "function": function,
+        "mode": Mode.parse(mode) if mode else None,
+        "training": False if eval_mode else (True if train_mode else None),
+        "timeout": seconds,
+        "memory_mb": mib,
+        "running": running,
+    }
+    from pathlib import Path
+
+    folder = len(files) > 1 or Path(files[0]).is_dir() or csv_path is not None
+    with interrupts():
+        if folder:
+            _folder(files, jobs, csv_path, as_json, options)
+        from bnderive.usercode.check_impl import check_impl as run_check
+
+        report = run_check(files[0], **options)
+    _print_report(report, as_json)
+    sys.exit(report.exit_code)
+
+
+def _print_report(report: object, as_json: bool) -> None:
+    from rich.table import Table
+
+    from bnderive.verify.verdict import Status
+
+    code = report.exit_code  # type: ignore[attr-defined]
     if as_json:
-        payload = {"status": overall(report.verdicts).value, "exit_code": code}
-        payload.update(report.to_dict())
+        payload = {"status": report.status, "exit_code": code}  # type: ignore[attr-defined]
+        payload.update(report.to_dict())  # type: ignore[attr-defined]
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
-        sys.exit(code)
+        return
     out = console()
-    out.print(
-        f"[bold]{escape(report.file)}[/]: {report.api} API, {escape(', '.join(report.functions))}"
-    )
+    r = report
+    out.print(f"[bold]{escape(r.file)}[/]: {r.api} API, {escape(', '.join(r.functions))}")  # type: ignore[attr-defined]
+    for line in r.calls:  # type: ignore[attr-defined]
+        out.print(f"[dim]called: {escape(line)}[/]")
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for column in ("function", "quantity", "mode", "method", "verdict"):
         table.add_column(column, no_wrap=True)
-    for v in report.verdicts:
+    sections = r.sections  # type: ignore[attr-defined]
+    for k, v in enumerate(r.verdicts):  # type: ignore[attr-defined]
         text, style = STATUS_STYLE[v.status.value]
-        mode_text = v.mode.value if v.mode else ""
+        mode_text = sections[k] if k < len(sections) else (v.mode.value if v.mode else "")
         table.add_row(v.form, v.quantity, mode_text, v.scope, f"[{style}]{text}[/]")
+    for f in r.failures:  # type: ignore[attr-defined]
+        table.add_row(
+            f.function, ", ".join(f.quantities), f.section, "", "[bold magenta]! could not check[/]"
+        )
     out.print(table)
-    for v in report.verdicts:
+    for k, v in enumerate(r.verdicts):  # type: ignore[attr-defined]
+        where = f" ({sections[k]})" if len({*sections}) > 1 and k < len(sections) else ""
+        head = f"{escape(v.form)}: {escape(v.quantity)}{escape(where)}"
         if v.status is Status.REFUTED and v.counterexample is not None:
             c = v.counterexample
-            out.print(f"\n[bold red]✗ {escape(v.form)}: {escape(v.quantity)}[/] {escape(v.detail)}")
+            out.print(f"\n[bold red]✗ {head}[/] {escape(v.detail)}")
             inputs = "; ".join(f"{k} = {val}" for k, val in c.inputs.items())
             out.print(f"    {escape(inputs)}")
             out.print(f"    {escape(c.entry)}: truth {escape(c.truth)}, yours {escape(c.form)}")
-            for k, text in enumerate(report.diagnoses.get((v.form, v.quantity), [])):
-                out.print(f"  [bold]{escape(text)}[/]" if k == 0 else f"  {escape(text)}")
+            for j, text in enumerate(r.diagnoses.get((v.form, v.quantity), [])):  # type: ignore[attr-defined]
+                out.print(f"  [bold]{escape(text)}[/]" if j == 0 else f"  {escape(text)}")
         elif v.method == "numeric" and v.status is Status.HOLDS:
-            out.print(f"\n[yellow]~ {escape(v.form)}: {escape(v.quantity)}[/] {escape(v.detail)}")
+            out.print(f"\n[yellow]~ {head}[/] {escape(v.detail)}")
         elif v.status is Status.UNDECIDED:
-            out.print(f"\n[yellow]? {escape(v.form)}: {escape(v.quantity)}[/] {escape(v.detail)}")
-    for note in report.notes:
+            out.print(f"\n[yellow]? {head}[/] {escape(v.detail)}")
+    for f in r.failures:  # type: ignore[attr-defined]
+        out.print(
+            f"\n[bold magenta]! {escape(f.function)} ({escape(f.section)})[/]: could not be checked: {escape(f.message)}"
+        )
+    for note in r.notes:  # type: ignore[attr-defined]
         out.print(f"[dim]note: {escape(note)}[/]")
-    status = overall(report.verdicts)
-    text, style = STATUS_STYLE[status.value]
-    counts = {s: sum(1 for v in report.verdicts if v.status is s) for s in Status}
+    counts = {s: sum(1 for v in r.verdicts if v.status is s) for s in Status}  # type: ignore[attr-defined]
     parts = [f"{counts[Status.HOLDS]} hold"] + [
         f"{counts[s]} {s.value}" for s in (Status.REFUTED, Status.UNDECIDED) if counts[s]
     ]
-    out.print(f"\n[{style}]{text}[/]: {', '.join(parts)} in {report.seconds:.1f} s.")
+    if r.failures:  # type: ignore[attr-defined]
+        parts.append(f"{len(r.failures)} function(s) could not be checked")  # type: ignore[attr-defined]
+    text, style = {
+        0: STATUS_STYLE["holds"], 1: STATUS_STYLE["refuted"], 3: STATUS_STYLE["undecided"],
+        2: ("! could not check", "bold magenta"),
+    }[code]  # fmt: skip
+    out.print(f"\n[{style}]{text}[/]: {', '.join(parts)} in {r.seconds:.1f} s.")  # type: ignore[attr-defined]
+
+
+def _folder(
+    files: tuple[str, ...], jobs: int, csv_path: str | None, as_json: bool, options: dict
+) -> None:
+    """Folder mode: every file in its own child, a summary table, --csv and --json."""
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from bnderive.usercode import folder
+
+    paths = folder.collect(files)
+    err = console(stderr=True)
+
+    def progress(result: folder.FileResult, done: int, total: int) -> None:
+        if not as_json:
+            err.print(f"[dim][{done}/{total}] {escape(result.path)}: {result.status}[/]")
+
+    results = folder.check_many(paths, jobs=jobs, progress=progress, **options)
+    if csv_path is not None:
+        Path(csv_path).write_text(folder.to_csv(results), encoding="utf-8")
+    code = folder.exit_code(results)
+    if as_json:
+        payload = {"exit_code": code, "files": [r.to_dict() for r in results]}
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        sys.exit(code)
+    out = console()
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for column in ("file", "verdict", "hold", "refuted", "undecided", "not checked", "mistakes"):
+        table.add_column(column)
+    styles = {"holds": "green", "refuted": "bold red", "undecided": "yellow",
+              "could not check": "bold magenta"}  # fmt: skip
+    for r in results:
+        counts = r.counts()
+        mistakes = "; ".join(r.mistakes()) or ("; ".join(r.refuted()) if r.refuted() else "")
+        if r.report is None and r.error:
+            mistakes = r.error.splitlines()[0][:120]
+        table.add_row(
+            escape(r.path), f"[{styles[r.status]}]{r.status}[/]", str(counts["holds"]),
+            str(counts["refuted"]), str(counts["undecided"]), str(counts["could not check"]),
+            escape(mistakes),
+        )  # fmt: skip
+    out.print(table)
+    by = {s: sum(r.status == s for r in results) for s in styles}
+    total = sum(r.seconds for r in results)
+    out.print(
+        f"\n{len(results)} files: {by['holds']} hold, {by['refuted']} refuted, "
+        f"{by['undecided']} undecided, {by['could not check']} could not be checked "
+        f"({total:.1f} s of checking)."
+    )
     sys.exit(code)

@@ -239,9 +239,31 @@ def _fraction(value: Any) -> Fraction:
 
 
 # -- running the user's code -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Failure:
+    """A function that could not be checked in one section, and why (its own row, exit 2)."""
+
+    function: str
+    quantities: tuple[str, ...]
+    section: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "function": self.function,
+            "quantities": list(self.quantities),
+            "section": self.section,
+            "status": "could not check",
+            "message": self.message,
+        }
+
+
 @dataclass
 class Report:
-    """What check-impl found: the verdicts and how the code was called."""
+    """What check-impl found: the verdicts and how the code was called.
+
+    ``sections`` gives each verdict's section ("per-activation training", "spatial eval", …);
+    ``failures`` the functions that could not be checked, each with the reason."""
 
     file: str
     api: str
@@ -253,14 +275,42 @@ class Report:
     running: str | None = None  # the running-statistics convention the forward follows
     #: For each refuted (function, quantity): the known mistake it equals, or where it is wrong.
     diagnoses: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    sections: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)  # how each function was called
+
+    @property
+    def exit_code(self) -> int:
+        """1 something refuted; 2 a function could not be checked; 3 undecided (or nothing
+        checked); 0 everything checked holds."""
+        statuses = {v.status for v in self.verdicts}
+        if Status.REFUTED in statuses:
+            return 1
+        if self.failures:
+            return 2
+        if Status.UNDECIDED in statuses or Status.HOLDS not in statuses:
+            return 3
+        return 0
+
+    @property
+    def status(self) -> str:
+        return {0: "holds", 1: "refuted", 2: "could not check", 3: "undecided"}[self.exit_code]
 
     def to_dict(self) -> dict[str, Any]:
+        verdicts = []
+        for k, v in enumerate(self.verdicts):
+            entry = v.to_dict()
+            if k < len(self.sections):
+                entry["section"] = self.sections[k]
+            verdicts.append(entry)
         return {
             "file": self.file,
             "api": self.api,
             "functions": self.functions,
+            "calls": self.calls,
             "notes": self.notes,
-            "verdicts": [v.to_dict() for v in self.verdicts],
+            "verdicts": verdicts,
+            "failures": [f.to_dict() for f in self.failures],
             "running_convention": self.running,
             "diagnoses": [
                 {"function": who, "quantity": quantity, "lines": lines}
@@ -269,12 +319,43 @@ class Report:
         }
 
 
+@dataclass
+class _Section:
+    """One mode (PER_ACTIVATION or SPATIAL) in training or eval mode, checked."""
+
+    label: str
+    verdicts: list[Verdict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    running: str | None = None
+    diagnoses: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    called: list[str] = field(default_factory=list)  # the functions called in this section
+
+
+def _modes_of(source: Any, api: str | None, function: str | None) -> list[Mode]:
+    """The modes a file implements: the CS231n forwards it defines (per-activation first)."""
+    from bnderive.usercode.run import CS231N
+
+    if function or api == "functional":
+        return [Mode.PER_ACTIVATION]
+    from bnderive.usercode.run import find_pair
+
+    found = [
+        Mode.parse(mode)
+        for mode, (forward, backward, _alt) in CS231N.items()
+        if forward in source.functions
+        or backward in source.functions
+        or find_pair(source, mode) is not None
+    ]
+    return found or [Mode.PER_ACTIVATION]
+
+
 def check_impl(
     path: str | Path,
     api: str | None = None,
     function: str | None = None,
-    mode: Mode | str = Mode.PER_ACTIVATION,
-    training: bool = True,
+    mode: Mode | str | None = None,
+    training: bool | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     memory_mb: int = DEFAULT_MEMORY_MB,
     seed: int = 0,
@@ -282,11 +363,13 @@ def check_impl(
 ) -> Report:
     """Run the implementation in ``path`` in a guarded child and compare it with the truth.
 
-    ``running`` is the running-statistics convention of the CS231n forward (``check_running``):
-    ``cs231n`` or ``pytorch`` passes that convention's momentum in bn_param and expects its
-    update; ``auto`` passes none and names the convention the code follows.
+    By default everything the file implements is checked: each mode it has functions for
+    (``mode`` chooses one), in training and in eval mode where its API has one (``training``
+    True or False chooses one).  ``running`` is the running-statistics convention of the CS231n
+    forward (``check_running``): ``cs231n`` or ``pytorch`` passes that convention's momentum in
+    bn_param and expects its update; ``auto`` passes none and names the convention the code
+    follows.
     """
-    mode = Mode.parse(mode)
     timeout, memory_mb = check_limits(timeout, memory_mb)
     if api is not None and api not in ("cs231n", "functional"):
         raise ImplementationError(f"Unknown API {api!r}: use cs231n or functional.")
@@ -297,27 +380,176 @@ def check_impl(
     if api == "functional" and running != "auto":
         raise ImplementationError(_functional_running(running))
     source = read_source(path)
-    file = source.path
-    calls_ = resolve_api(source, api, function, mode.value)
-    if calls_.api == "functional" and running != "auto":
-        raise ImplementationError(_functional_running(running))
-    momentum = None if running == "auto" else _text(RUNNING_CONVENTIONS[running].momentum)
+    modes = [Mode.parse(mode)] if mode is not None else _modes_of(source, api, function)
+    plans = []
+    for m in modes:
+        try:
+            calls = resolve_api(source, api, function, m.value)
+        except ImplementationError:
+            several = _functional_plans(source, m, training) if not (api or function) else []
+            if not several:
+                raise
+            plans += several
+            continue
+        if calls.api == "functional" and running != "auto":
+            raise ImplementationError(_functional_running(running))
+        if training is not None:
+            trainings = [training]
+        elif calls.api == "cs231n" and calls.has_eval:
+            trainings = [True, False]
+        elif calls.api == "functional" and _takes_running(source, calls):
+            trainings = [True, False]
+        else:
+            trainings = [True]
+        plans += [(m, calls, t) for t in trainings]
     started = time.perf_counter()
-    cases = [
-        make_case(spec, seed * 7919 + k + 1)
-        for k, spec in enumerate(default_shapes(mode, training))
-    ]
+    sections: list[_Section] = []
     output = ""
     try:
         with Sandbox(timeout, memory_mb) as box:
             load(box, source)
-            caller = Caller(box, calls_, mode.value)
-            runs = [_run_case(caller, case, momentum) for case in cases]
+            for m, calls, t in plans:
+                sections.append(_check_section(box, source, calls, m, t, running, seed, len(plans)))
     except SandboxFailure as exc:
+        message = _failure_message(source.path, exc.message, exc.trace, exc.output)
+        if not sections:
+            raise ImplementationError(message) from None
+        # the child died in a later section: what was checked stands, the rest could not be
+        for m, calls, t in plans[len(sections) :]:
+            label = _label(m, t, len(plans))
+            sections.append(_Section(label, failures=[
+                Failure(name, _quantities(calls, name), label, message) for name in _names(calls)
+            ]))  # fmt: skip
+    except UserFailure as exc:  # importing the file failed
         raise ImplementationError(
-            _failure_message(file, exc.message, exc.trace, exc.output)
+            _failure_message(source.path, exc.message, exc.trace, exc.output)
         ) from None
-    except UserFailure as exc:
+    first_calls = plans[0][1]
+    functions: list[str] = []
+    for _m, calls, _t in plans:
+        functions += [n for n in _names(calls) if n not in functions]
+    report = Report(
+        str(path), first_calls.api, functions, [], [], 0.0, output[:500],
+        next((s.running for s in sections if s.running), None),
+    )  # fmt: skip
+    for section in sections:
+        report.verdicts += section.verdicts
+        report.sections += [section.label] * len(section.verdicts)
+        report.notes += [n for n in section.notes if n not in report.notes]
+        report.failures += section.failures
+        for key, lines in section.diagnoses.items():
+            report.diagnoses.setdefault(key, lines)
+    report.calls = _describe_calls(plans, sections)
+    report.seconds = time.perf_counter() - started
+    if report.failures and not report.verdicts:
+        # nothing could be checked: one error, as for a file that does not import
+        messages = list(dict.fromkeys(f.message for f in report.failures))
+        raise ImplementationError("\n".join(messages))
+    return report
+
+
+def _functional_plans(source: Any, mode: Mode, training: bool | None) -> list[Any]:
+    """Every functional backward of a file with several: f(x, γ, β, dout, eps) in training,
+    f(x, γ, β, dout, eps, running_mean, running_var) in eval mode (and in training too when
+    the last two have defaults)."""
+    from bnderive.usercode.run import Calls
+
+    plans = []
+    for f in source.functions.values():
+        if f.name.startswith("_") or len(f.params) < 5:
+            continue
+        modes = [True] if len(f.params) < 7 else ([False, True] if f.defaults >= 2 else [False])
+        for t in modes:
+            if training is None or training == t:
+                plans.append((mode, Calls("functional", None, [f.name]), t))
+    return plans if len({p[1].backward[0] for p in plans}) > 1 else []
+
+
+def _takes_running(source: Any, calls: Any) -> bool:
+    """A functional backward with the running statistics: f(x, γ, β, dout, eps, rm, rv)."""
+    f = source.functions.get(calls.backward[0])
+    return f is not None and len(f.params) >= 7
+
+
+def _names(calls: Any) -> list[str]:
+    return ([calls.forward] if calls.forward else []) + list(calls.backward)
+
+
+def _quantities(calls: Any, name: str) -> tuple[str, ...]:
+    return ("out",) if name == calls.forward else ("dx", "dgamma", "dbeta")
+
+
+def _label(mode: Mode, training: bool, count: int) -> str:
+    return f"{mode.value} {'training' if training else 'eval'}"
+
+
+def _describe_calls(plans: list[Any], sections: list[_Section]) -> list[str]:
+    """How each function was called: one line per function and mode."""
+    lines: dict[str, list[str]] = {}
+    for (mode, calls, training), section in zip(plans, sections, strict=False):
+        when = "training" if training else "eval"
+        if calls.api == "cs231n":
+            forward = calls.forward
+            roles = [r for r in calls.forward_args if r != "default"]
+            text = f"{forward}({', '.join('bn_param' if r == 'param' else r for r in roles)})"
+            text += " -> (out, cache)"
+            if "param" in roles:
+                keys = calls.param_keys or {}
+                named = [keys.get(k, k) for k in ("eps", "running_mean", "running_var")]
+                text += f"; bn_param holds mode ('train' or 'test'), {', '.join(named)}"
+            texts = [text]
+            texts += [
+                f"{b}(dout, {', '.join(calls.backward_args.get(b, ('cache',)))}) -> "
+                "(dx, dgamma, dbeta)"
+                for b in calls.backward
+                if b in section.called or not section.called
+            ]
+        else:
+            extra = "" if training else ", running_mean, running_var"
+            texts = [
+                f"{calls.backward[0]}(x, gamma, beta, dout, eps{extra}) -> (dx, dgamma, dbeta)"
+            ]
+        for text in texts:
+            lines.setdefault(f"{text} [{mode.value}", []).append(when)
+    return [f"{text}, {' and '.join(dict.fromkeys(whens))}]" for text, whens in lines.items()]
+
+
+def _check_section(
+    box: Sandbox,
+    source: Any,
+    calls_: Any,
+    mode: Mode,
+    training: bool,
+    running: str,
+    seed: int,
+    count: int,
+) -> _Section:
+    """Every function of one mode, training or eval, at the default shapes."""
+    label = _label(mode, training, count)
+    section = _Section(label)
+    momentum = None if running == "auto" else _text(RUNNING_CONVENTIONS[running].momentum)
+    cases = [
+        make_case(spec, seed * 7919 + k + 1)
+        for k, spec in enumerate(default_shapes(mode, training))
+    ]
+    if calls_.api == "cs231n" and "gamma" not in calls_.forward_args:
+        # normalization without γ and β (affine=False): BatchNorm with γ = 1, β = 0
+        from dataclasses import replace
+
+        cases = [
+            replace(c, gamma=(Fraction(1),) * c.spec.c, beta=(Fraction(0),) * c.spec.c)
+            for c in cases
+        ]
+        section.notes.append(
+            f"{calls_.forward} takes no gamma and beta (no affine step): checked as BatchNorm "
+            "with γ = 1 and β = 0"
+        )
+    caller = Caller(box, calls_, mode.value)
+    runs = []
+    try:
+        for case in cases:
+            runs.append(_run_case(caller, case, momentum))
+    except UserFailure as exc:  # the forward failed: nothing of this section can be checked
         message = exc.message
         if running == "auto" and "KeyError: 'momentum'" in message:
             message += (
@@ -325,35 +557,41 @@ def check_impl(
                 "default shows which convention it follows: read it with "
                 "bn_param.get('momentum', 0.9), or declare --running cs231n or --running pytorch)"
             )
-        raise ImplementationError(_failure_message(file, message, exc.trace, exc.output)) from None
+        text = _failure_message(source.path, message, exc.trace, exc.output)
+        section.failures = [
+            Failure(name, _quantities(calls_, name), label, text) for name in _names(calls_)
+        ]
+        return section
     calls = calls_.to_dict()
+    failed: dict[str, str] = {}
+    for run in runs:
+        for name, exc in run.get("failures", {}).items():
+            failed.setdefault(
+                name, _failure_message(source.path, exc.message, exc.trace, exc.output)
+            )
+    for name, text in failed.items():
+        section.failures.append(Failure(name, _quantities(calls_, name), label, text))
+    calls["backward"] = [n for n in calls["backward"] if n not in failed]
     calls, skipped = _without_skipped_backward(calls, runs)
-    verdicts, notes = _compare(file.name, calls, cases, runs)
-    found = None
+    section.called = ([calls["forward"]] if calls["forward"] else []) + list(calls["backward"])
+    verdicts, notes = _compare(source.name, calls, cases, runs)
     if calls["forward"]:
-        extra, more_notes, found = check_running(calls["forward"], cases, runs, running)
+        extra, more_notes, section.running = check_running(calls["forward"], cases, runs, running)
         at = next((k + 1 for k, v in enumerate(verdicts) if v.quantity == "out"), 0)
         verdicts[at:at] = extra
         notes = more_notes + notes
     notes = skipped + notes
     if calls.get("forward_eps"):
+        roles = ", ".join(r for r in calls_.forward_args if r != "default")
         notes.append(
             f"{calls['forward']} takes eps instead of CS231n's bn_param (as in posts that walk "
-            "the graph): it was called as forward(x, gamma, beta, eps), and it keeps no running "
+            f"the graph): it was called as {calls['forward']}({roles}), and it keeps no running "
             "statistics to check"
         )
-    functions = ([calls["forward"]] if calls["forward"] else []) + list(calls["backward"])
-    return Report(
-        str(path),
-        calls["api"],
-        functions,
-        verdicts,
-        notes,
-        time.perf_counter() - started,
-        output[:500],
-        found,
-        diagnoses(verdicts, cases, runs),
-    )
+    section.verdicts = verdicts
+    section.notes = section.notes + notes
+    section.diagnoses = diagnoses(verdicts, cases, runs)
+    return section
 
 
 def _running_bounds(case: Case, dtypes: dict[str, str]) -> dict[str, np.ndarray]:
@@ -422,7 +660,10 @@ def _run_case(caller: Caller, case: Case, momentum: str | None) -> dict[str, Any
     try:
         exact: Run | None = caller.run(case, "exact", momentum)
         assert exact is not None
-        reason = "; ".join(exact.reasons) or None
+        failed = [
+            exc.message for name, exc in exact.failures.items() if name not in floats.failures
+        ]
+        reason = "; ".join(exact.reasons + failed) or None
         running_reason = "; ".join(exact.running_reasons) or None
     except UserFailure as exc:
         if exc.kind in HARD_FAILURES:
@@ -448,6 +689,7 @@ def _run_case(caller: Caller, case: Case, momentum: str | None) -> dict[str, Any
         "precision": precision,
         "running": running,
         "backward_skipped": floats.skipped,
+        "failures": floats.failures,
     }
 
 
@@ -626,7 +868,9 @@ def _compare(
     if calls["forward"]:
         rows.append((calls["forward"], "out"))
     for name in calls["backward"]:
-        rows += [(name, "dx"), (name, "dgamma"), (name, "dbeta")]
+        # a backward that returns dx alone (its dγ, dβ go elsewhere) has the row dx only
+        returned = set.intersection(*(set(run["float"].get(name, {})) for run in runs))
+        rows += [(name, q) for q in ("dx", "dgamma", "dbeta") if q in returned]
     tallies = {row: _Tally() for row in rows}
     notes: list[str] = []
     conversions: dict[str, tuple[str, str]] = {}

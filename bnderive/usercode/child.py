@@ -364,6 +364,9 @@ class Server:
             kwargs = self.guarded(
                 what, lambda: {k: self.value(v) for k, v in step.get("kwargs", {}).items()}
             )
+            if "kwargs_from" in step:
+                extra = self.guarded(what, lambda: dict(self.value(step["kwargs_from"])))
+                kwargs.update(extra)
             if not callable(fn):
                 raise StepError("missing", f"{what}: {type(fn).__name__} is not callable")
             value = self.guarded(what, lambda: fn(*args, **kwargs))
