@@ -18,7 +18,6 @@ from bnderive.cli import main
 from bnderive.core.spec import Mode, Spec
 from bnderive.errors import FormError
 from bnderive.read.documents import DocumentForm, line_notes, load_document
-from bnderive.read.latex_reader import LatexError
 from bnderive.verify.every_m import general_check
 from bnderive.verify.exact import check_exact_mode, exact_check
 from bnderive.verify.verdict import Status
@@ -84,8 +83,16 @@ def test_the_nchw_chain_ends_in_the_compact_form():
     assert form.modes == (Mode.SPATIAL,)
     last = form.equations[-1]
     assert last.name == "dx" and "N H W" in last.latex
-    compact = find_form("compact").equation("dx")
-    assert sp.expand(last.expr - compact.expr) == 0
+    # the line uses δβ and δγ: each line is checked with their true values, so it is the
+    # compact form with its own dβ, dγ (and x̂) written out
+    from bnderive.core.derive import derive, inline
+    from bnderive.verify.every_m import prove
+
+    compact = find_form("compact")
+    defs = {eq.name: (eq.elementwise, eq.expr) for eq in compact.equations}
+    defs["xhat"] = (True, derive(Spec()).graph.stage("xhat").at(sp.Symbol("i", integer=True)))
+    written = inline(compact.equation("dx").expr, defs)
+    assert prove(written, inline(last.expr, {"xhat": defs["xhat"]}), Spec(Mode.SPATIAL)).zero
 
 
 def test_staged_document_matches_the_staged_form():
@@ -101,14 +108,18 @@ def test_staged_document_matches_the_staged_form():
 def test_wrong_line_is_refuted_and_named(tmp_path):
     path = write(tmp_path, "wrong.md", WRONG)
     form = load_document(path)
-    assert [e.name for e in form.equations] == ["dbeta", "dgamma", "dvar_dx", "dx", "dx"]
+    visible = [e.name for e in form.equations if e.kind != "reference"]
+    assert visible == ["dbeta", "dgamma", "dvar_dx", "dx", "dx"]
     verdicts = exact_check(form, SMALL[Mode.PER_ACTIVATION])  # local derivatives: not here
     statuses = [v.status for v in verdicts]
     assert statuses == [Status.HOLDS, Status.HOLDS, Status.REFUTED, Status.HOLDS]
     assert verdicts[2].counterexample is not None
-    assert form.line_of(4).line == 11
-    assert form.line_of(3).line == 10 and form.line_of(3).defines == "dvar_dx[i]"
-    notes = "\n".join(line_notes(form, [4]))
+    wrong = verdicts[2].equation
+    assert form.line_of(wrong).line == 11
+    assert form.line_of(verdicts[2].equation - 0).defines == "dx[i]"
+    local = [eq for eq in form.equations if eq.name == "dvar_dx" and eq.kind == "checked"]
+    assert form.line_of(local[0].number).line == 10
+    notes = "\n".join(line_notes(form, verdicts))
     assert "first refuted: line 11" in notes
 
     result = CliRunner().invoke(
@@ -170,10 +181,11 @@ def test_a_wrong_step_does_not_follow(tmp_path):
     """The WRONG document: line 11 loses γ, line 12 finds it again: line 12 holds against the
     truth but does not follow from line 11, with a counterexample."""
     form = load_document(write(tmp_path, "wrong.md", WRONG))
-    assert form.steps == ((4, 5),)
+    (before, after) = form.steps[0]
+    assert len(form.steps) == 1 and form.line_of(before).line == 11
     (step,) = [v for v in check_exact_mode(form, Mode.PER_ACTIVATION, [3]) if v.step]
     assert step.status is Status.REFUTED and step.counterexample is not None
-    assert (step.source_line, step.follows, step.follows_line) == (12, 4, 11)
+    assert (step.source_line, step.follows, step.follows_line) == (12, before, 11)
     result = CliRunner().invoke(main, ["check", "--form", str(form.path), "--no-timing"])
     assert "line 12 does not follow from line 11" in result.output
     assert "first refuted: line 11" in result.output
@@ -201,13 +213,16 @@ def test_lines_not_checked_say_why(tmp_path):
 \end{align*}
 """
     form = load_document(write(tmp_path, "mixed.tex", text))
-    reasons = {line.line: line.reason for line in form.lines}
-    assert "not one of the quantities" in reasons[3]
-    assert "continues a line that defines nothing" in reasons[4]
-    assert "prose" in reasons[5]
-    assert "uses ∂L/∂x̂, ∂L/∂σ², which no earlier line defines" in reasons[6]
-    assert reasons[7] == "" and reasons[8] == ""
-    assert [e.name for e in form.equations] == ["dxhat", "dbeta"]
+    lines = {line.line: line for line in form.lines}
+    # μ and its continuation: checked against the forward graph
+    assert lines[3].status == lines[4].status == "checked" and lines[3].defines == "mu"
+    assert lines[5].status == "prose"
+    # ∂L/∂μ uses ∂L/∂σ² and ∂L/∂x̂, which no earlier line defines: their true values, said
+    assert lines[6].status == "checked"
+    assert "uses ∂L/∂σ², ∂L/∂x̂ as its true value" in " ".join(lines[6].notes)
+    assert lines[7].status == lines[8].status == "checked"
+    names = [e.name for e in form.equations if e.kind != "reference"]
+    assert names == ["mu", "mu", "dmu", "dxhat", "dbeta"]
 
 
 def test_front_matter_conventions_and_sigma(tmp_path):
@@ -232,9 +247,12 @@ sigma: var
     assert form.modes == (Mode.PER_ACTIVATION,) and not form.unbiased and form.eps_inside
     assert [e.name for e in form.equations] == ["dxhat", "dvar"]
     assert all(v.status is Status.HOLDS for v in general_check(form))
-    # The same text without the declaration: a bare σ is an error that says what to declare.
-    with pytest.raises(LatexError, match="sigma: std"):
-        load_document(write(tmp_path, "cs2.md", text.replace("sigma: var\n", "")))
+    # The same text without the declaration: the line with a bare σ is not read, and its
+    # reason says what to declare; the other line is still checked.
+    undeclared = load_document(write(tmp_path, "cs2.md", text.replace("sigma: var\n", "")))
+    (unread,) = [line for line in undeclared.lines if line.status == "not read"]
+    assert unread.line == 13 and "sigma: std" in unread.reason
+    assert [e.name for e in undeclared.equations] == ["dxhat"]
 
 
 def test_tex_front_matter_one_line_form_and_spatial_n(tmp_path):
@@ -244,9 +262,9 @@ def test_tex_front_matter_one_line_form_and_spatial_n(tmp_path):
 \end{align}
 """
     text = "% bnderive: name: spatial-n\n% bnderive: mode: spatial\n" + body
-    with pytest.raises(LatexError) as info:
-        load_document(write(tmp_path, "s.tex", text))
-    assert "s.tex, line 5, column 100" in str(info.value) and "lone N" in str(info.value)
+    spatial = load_document(write(tmp_path, "s.tex", text))
+    (unread,) = [line for line in spatial.lines if line.status == "not read"]
+    assert unread.line == 5 and "column 100" in unread.reason and "lone N" in unread.reason
     form = load_document(write(tmp_path, "p.tex", text.replace("spatial\n", "per-activation\n")))
     assert form.name == "spatial-n" and form.modes == (Mode.PER_ACTIVATION,)
 
@@ -279,7 +297,7 @@ MALFORMED = [
         "\\begin{align}\n  \\delta\\beta &= \\alpha\n\\end{align}\n",
         "line 2, column 18",
     ),
-    ("noeq.md", "$$\n\\frac{\\partial L}{\\partial \\beta} \\sum_k g_k\n$$\n", "expected '='"),
+    ("noeq.md", "$$\n\\frac{\\partial L}{\\partial \\beta} \\sum_k g_k\n$$\n", "without '='"),
     ("empty.md", "", "line 1: no display math"),
     ("prose.md", "# Just prose\n\nNo math here.\n", "no display math"),
     ("binary.md", b"\x89PNG\r\n\x1a\n\x00\x00", "line 1: a binary file"),
@@ -289,7 +307,7 @@ MALFORMED = [
     ("key.md", "---\nsigmaa: std\n---\n$$ x = y $$\n", "line 2: unknown front-matter key"),
     ("sigma.md", "---\nsigma: stdev\n---\n$$ x = y $$\n", "line 2: sigma: 'stdev'"),
     ("mode.md", "---\nmode: nchw\n---\n$$ x = y $$\n", "line 2: mode: 'nchw'"),
-    ("nothing.md", "$$\n\\mu = \\frac{1}{m}\\sum_i x_i\n$$\n", "nothing to check"),
+    ("nothing.md", "$$\n\\frac{\\partial u}{\\partial v} = 1\n$$\n", "nothing to check"),
     ("start.md", "$$\n&= x_i\n$$\n", "continues nothing"),
 ]
 
@@ -314,10 +332,10 @@ def test_parse_command_shows_each_line(tmp_path):
     assert "line 16" in result.output
     assert "∂L/∂x̂ᵢ = γ·gᵢ" in result.output
     assert r"\frac{\partial L}{\partial \hat{x}_{i}} = \gamma g_{i}" in result.output
-    assert "defines dxhat[i] (equation 1)" in result.output
+    assert "checked as dxhat[i]: against the truth (equation 1)" in result.output
     wrong = CliRunner().invoke(main, ["parse", str(write(tmp_path, "w.md", WRONG))])
     assert wrong.exit_code == 0
-    assert "defines dvar_dx[i] (equation 3)" in wrong.output
+    assert "checked as dvar_dx[i]: against the true ∂σ²/∂xᵢ" in wrong.output
 
 
 def test_parse_command_expr_and_usage():
@@ -389,7 +407,7 @@ def test_local_derivatives_are_checked_against_the_graph(tmp_path):
     inputs fixed); for ∂σ²/∂x_i the total derivative (μ a function of x) is the same, since
     Σ_k (x_k − μ) = 0, so line 8 holds too; Bessel's 1/(N−1) in a biased file is refuted."""
     form = load_document(write(tmp_path, "locals.md", LOCALS))
-    names = [e.name for e in form.equations]
+    names = [e.name for e in form.equations if e.kind != "reference"]
     assert names == ["dvar_dx", "dvar_dx", "dmu_dx", "dxhat_dvar", "dxhat_dmu", "dvar_dx", "dbeta"]
     expected = {7: Status.HOLDS, 8: Status.HOLDS, 9: Status.HOLDS, 10: Status.HOLDS}
     expected |= {11: Status.HOLDS, 12: Status.REFUTED, 13: Status.HOLDS}
@@ -443,8 +461,8 @@ def test_a_line_is_cut_into_its_equations_only_between_equations(text, pieces):
     from bnderive.read.documents import _equations
 
     got = _equations(text)
-    assert [p for _, p in got] == pieces
-    assert all(text[offset:].startswith(p) for offset, p in got)
+    assert [p for _, p, _ in got] == pieces
+    assert all(text[offset:].startswith(p) for offset, p, _ in got)
 
 
 def test_two_equations_on_one_line_are_both_checked(tmp_path):

@@ -21,6 +21,7 @@ from bnderive.errors import FormError
 from bnderive.read.latex_reader import (
     LatexError,
     NotCheckable,
+    Partial,
     _parser,
     parse_equation_line,
     parse_latex,
@@ -288,7 +289,8 @@ def test_feature_index_is_dropped_consistently():
         (r"z_i", "unknown symbol z", 1),
         (r"\sigma + 1", "declare what σ means", 1),
         (r"x_{ijk}", "3 indices", 1),
-        (r"\sum_{i=0}^{N} x_i", "from anything but 1", 9),
+        (r"\sum_{i=0}^{N} x_i", "N-1 for a sum from 0", 12),
+        (r"\sum_{i=2}^{N} x_i", "from anything but 1", 9),
         (r"\sum_{n} x[n][c][h][w]", "only part of the element", 1),
         (r"H x_i", "H alone", 1),
         (r"\sum_l \gamma_l x_{il}", "mix features", 1),
@@ -336,9 +338,17 @@ def test_error_positions_are_offset_to_the_file():
     assert (info.value.line, info.value.column) == (13, 3)  # later lines keep their own column
 
 
-def test_local_derivative_is_not_checkable():
-    with pytest.raises(NotCheckable, match="local derivative"):
-        parse_latex(r"\frac{\partial \sigma^2}{\partial x_i}")
+def test_a_local_derivative_reads_as_a_partial_until_its_value_is_known():
+    got = parse_latex(r"\frac{\partial \sigma^2}{\partial x_i}")
+    assert got == Partial(var, x[i], 0)
+    op = parse_latex(
+        r"\frac{\partial}{\partial \mu}\left[ \frac{x_i - \mu}{\sqrt{\sigma^2+\epsilon}} \right]"
+    )
+    assert op == Partial((x[i] - mu) / sp.sqrt(var + eps), mu, 0)
+    with pytest.raises(NotCheckable, match="does not know u"):
+        parse_latex(r"\frac{\partial u}{\partial x_i}")
+    with pytest.raises(NotCheckable, match="not a node"):
+        parse_latex(r"\frac{\partial L}{\partial istd}")
 
 
 # -- lines --------------------------------------------------------------------------------------------
@@ -385,34 +395,63 @@ def test_equation_line_continuation_and_chains():
 )
 def test_equation_line_defines_a_local_derivative(text, defines, rhs):
     read = parse_equation_line(text)
-    assert read.defines == defines and read.index == i and read.checkable
-    assert same(read.rhs[0], rhs)
-    # On a right side a local derivative is still not evaluated: the line is not checked.
+    assert read.kind == "local" and read.defines == defines and read.index == i
+    assert read.checkable and same(read.rhs[0], rhs)
+    # On a right side the local derivative stays a Partial: the document gives it its value.
     uses = parse_equation_line(
-        r"\frac{\partial L}{\partial x_i} = " + text.split("=")[0].strip(" &")
+        r"\frac{\partial L}{\partial x_i} = " + text.split("=")[0].strip(" &").replace("_j", "_i")
     )
-    assert uses.defines == "dx" and "local derivative" in uses.reason
+    assert uses.defines == "dx" and uses.checkable and uses.rhs[0].has(Partial)
 
 
-def test_equation_line_that_defines_nothing_checkable():
+def test_what_a_line_is_decides_what_it_is_checked_against():
     local = parse_equation_line(r"\frac{\partial \sigma^2}{\partial \gamma} = 0")
-    assert local.defines is None and "local derivative" in local.reason
-    plain = parse_equation_line(r"\mu = \frac{1}{m}\sum_i x_i")
-    assert plain.defines is None and "not one of the quantities" in plain.reason
-    uses_local = parse_equation_line(
+    assert local.kind == "local" and local.defines == "dvar_dgamma" and local.index is None
+    forward = parse_equation_line(r"\mu = \frac{1}{m}\sum_i x_i")
+    assert forward.kind == "forward" and forward.defines == "mu"
+    xhat_line = parse_equation_line(r"\hat{x}_j = \frac{x_j-\mu}{\sqrt{\sigma^2+\epsilon}}")
+    assert xhat_line.kind == "forward" and xhat_line.defines == "xhat" and xhat_line.index == i
+    name = parse_equation_line(r"t = \frac{1}{\sqrt{\sigma^2+\epsilon}}")
+    assert name.kind == "name" and name.defines == "t"
+    backwards = parse_equation_line(r"\frac{1}{\sqrt{\sigma^2+\epsilon}} = t")
+    assert backwards.kind == "name" and backwards.defines == "t"
+    assert same(backwards.rhs[0], 1 / sp.sqrt(var + eps))
+    uses = parse_equation_line(
+        r"\frac{\partial L}{\partial \mu} = -t\sum_k g_k", names={"t": False}
+    )
+    assert uses.kind == "adjoint" and same(uses.rhs[0], -sp.Symbol("t") * S(g[k]))
+    identity = parse_equation_line(r"\sum_i (x_i - \mu) = 0")
+    assert identity.kind == "identity" and identity.rhs[0] == 0
+    chain = parse_equation_line(
         r"\frac{\partial L}{\partial x_i} = \frac{\partial L}{\partial \hat{x}_i}"
         r"\frac{\partial \hat{x}_i}{\partial x_i}"
     )
-    assert uses_local.defines == "dx" and not uses_local.checkable
+    assert chain.kind == "adjoint" and chain.rhs[0] == dxhat[i] * Partial(xhat[i], x[i], 0)
+    jacobian = parse_equation_line(r"\frac{\partial y_k}{\partial x_i} = \gamma \delta_{ik}")
+    assert jacobian.kind == "local" and jacobian.contracted  # read as Σ_k g_k (…)
+    assert same(jacobian.rhs[0], S(gamma * sp.KroneckerDelta(i, k) * g[k]))
+    prose = parse_equation_line(r"\frac{\partial L}{\partial \gamma}")  # a heading's mention
+    assert prose.kind == "prose" and "states no value" in prose.reason
+
+
+def test_a_scalar_with_a_per_element_right_side():
+    # ∂L/∂γ = ∂L/∂y_i ∂y_i/∂γ: a claim for every i (a Σ_i missing is refuted, not excused)
+    each = parse_equation_line(
+        r"\frac{\partial L}{\partial \gamma} = \frac{\partial L}{\partial y_i}\frac{\partial y_i}{\partial \gamma}"
+    )
+    assert each.kind == "adjoint" and each.per_element and each.index == i
+    # the same with vectors written without an index is ambiguous (a dot product?): not checked
+    bare = parse_equation_line(
+        r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \hat{x}} \cdot \frac{\partial \hat{x}}{\partial \sigma^2}"
+    )
+    assert not bare.checkable and "dot product" in bare.reason
 
 
 def test_equation_line_errors():
-    with pytest.raises(LatexError, match="expected '='"):
-        parse_equation_line(r"\frac{\partial L}{\partial x_i} \gamma")
-    with pytest.raises(LatexError, match="free index k on the right side"):
-        parse_equation_line(r"\frac{\partial L}{\partial \beta} = g_k")
     with pytest.raises(LatexError, match="free index j"):
         parse_equation_line(r"\frac{\partial L}{\partial x_i} = g_j")
+    with pytest.raises(LatexError, match="transpose"):
+        parse_equation_line(r"\sigma^2 = \frac{1}{N} R^T R")
 
 
 def test_truth_renders_back_to_itself():

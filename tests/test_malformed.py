@@ -115,7 +115,7 @@ CASES = [
     ("binary form file", ["check", "--form", "{tmp}/binary.toml"], ["not a UTF-8 text file", "a form file is TOML"]),
     ("emit an unknown form", ["emit", "--form", "nosuchform"], ["No form named 'nosuchform'"]),
     ("empty derivation", ["parse", "{tmp}/empty.md"], ["no display math found", "\\begin{align}"]),
-    ("parse a form file", ["parse", "{tmp}/binary.toml"], ["expected a .md or .tex derivation"]),
+    ("parse a form file", ["parse", "{tmp}/binary.toml"], ["expected a .md, .tex or .ipynb derivation"]),
 ]  # fmt: skip
 
 

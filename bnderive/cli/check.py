@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
@@ -90,6 +90,26 @@ if TYPE_CHECKING:
     default=None,
     help="Worker processes (default: 2 where two cores are available).",
 )
+@click.option(
+    "--expr",
+    "expr_text",
+    metavar="LATEX",
+    default=None,
+    help="Check one equation written in LaTeX (or a few, one per line or separated by "
+    "\\\\); '-' reads it from standard input.",
+)
+@click.option(
+    "--sigma",
+    type=click.Choice(["std", "var"]),
+    default=None,
+    help="With --expr: what a bare σ means (std: √σ², var: the variance).",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="A line of a derivation that was not read or not checked makes the result undecided "
+    "(exit code 3), even when everything checked holds.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 @click.option("--no-timing", is_flag=True, help="Leave the time column out (stable output).")
 @user_errors
@@ -107,6 +127,9 @@ def check(
     all_n: bool,
     order: int,
     jobs: int | None,
+    expr_text: str | None = None,
+    sigma: str | None = None,
+    strict: bool = False,
 ) -> None:
     r"""Check derivations of the backward pass against the ground truth.
 
@@ -117,6 +140,10 @@ def check(
     reductions), exactly for N = 1..6 (PER_ACTIVATION) and the shapes (2,1,2,2), (2,2,2,3)
     (SPATIAL), and at random points in exact rational arithmetic for M = 4096.
 
+    A LaTeX derivation (.md, .tex, .ipynb) is checked line by line (`bnderive parse --help`
+    lists the notation understood); lines that cannot be read or checked are listed with the
+    reason, and the summary says how many there were: never "holds" without that.
+
     \b
     Examples:
       bnderive check
@@ -125,8 +152,12 @@ def check(
       bnderive check --order 2
       bnderive check examples/post.md
       bnderive check examples/nogamma.toml --json
+      bnderive check my_post.md --strict
+      bnderive check --expr '\\frac{\\partial L}{\\partial \\beta} = \\sum_i g_i'
+      echo '\\delta\\beta = \\sum_i \\delta y_i' | bnderive check --expr -
 
-    Exit codes: 0 all hold, 1 something refuted, 2 bad input, 3 undecided.
+    Exit codes: 0 all hold, 1 something refuted, 2 bad input, 3 undecided (with --strict, also
+    when a line was not read or not checked).
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -136,12 +167,23 @@ def check(
     from bnderive.read.forms import load_form
     from bnderive.verify.check import check_forms
     from bnderive.verify.plan import Plan, default_jobs
-    from bnderive.verify.verdict import Status
 
+    if sigma is not None and expr_text is None:
+        raise BnderiveError(
+            "--sigma belongs to --expr; a file declares it in its front matter (sigma: std)."
+        )
     chosen = [find_form(name) for name in forms] + [
         document().load_document(path) if document().is_document(path) else load_form(path)
         for path in form_files
     ]
+    if expr_text is not None:
+        if expr_text == "-":
+            expr_text = sys.stdin.read()
+        chosen.append(
+            document().load_expression(
+                expr_text, sigma=sigma, mode=None if mode == "both" else mode
+            )
+        )
     if not chosen:
         chosen = [f for f in builtin_forms() if f.order == order]
         if not chosen:
@@ -177,23 +219,79 @@ def check(
             jobs or default_jobs(),
             lambda unit: progress.update(task, advance=1, description=unit.label),
         )  # fmt: skip
+    left_out = _left_out(chosen)
+    code = result.exit_code
+    if strict and code == 0 and any(left_out.values()):
+        code = 3  # --strict: what was not read or not checked is not "holds"
+    mistakes = _mistakes(chosen, result.verdicts)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
-        sys.exit(result.exit_code)
+        payload = result.to_dict()
+        payload["exit_code"] = code
+        payload["documents"] = [
+            _document_json(f, mistakes.get(f.name, [])) for f in chosen if hasattr(f, "lines")
+        ]
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        sys.exit(code)
     out = console()
     print_result(out, result, timing=not no_timing)
-    for form in chosen:  # a LaTeX document: its equations' lines in the file, and the first wrong
-        refuted = [
-            v.equation
-            for v in result.verdicts
-            if v.form == form.name and v.status is Status.REFUTED and v.follows is None
-        ]
-        steps = [v for v in result.verdicts if v.form == form.name and v.follows is not None]
-        notes = document().line_notes(form, [n for n in refuted if n is not None], steps)
+    for form in chosen:  # a LaTeX document: what became of each line, and where it went wrong
+        notes = document().line_notes(form, result.verdicts, mistakes.get(form.name, []))
         for k, note in enumerate(notes):
             out.print(f"\n[bold]{escape(note)}[/]" if k == 0 else escape(note))
-    out.print(_summary(result, timing=not no_timing))
-    sys.exit(result.exit_code)
+    out.print(_summary(result, timing=not no_timing, left_out=left_out, strict=strict))
+    sys.exit(code)
+
+
+def _left_out(forms: Sequence[Any]) -> dict[str, list[Any]]:
+    """Per document, its lines that were not read or not checked."""
+    return {
+        f.name: [line for line in f.lines if line.status in ("not read", "not checked")]
+        for f in forms
+        if hasattr(f, "lines")
+    }
+
+
+def _mistakes(forms: Sequence[Any], verdicts: Sequence[Verdict]) -> dict[str, list[Any]]:
+    """Per document, its independent mistakes (only when something is refuted)."""
+    from bnderive.verify.mistakes import find_mistakes
+    from bnderive.verify.verdict import Status
+
+    if not any(v.status is Status.REFUTED for v in verdicts):
+        return {}
+    return {f.name: find_mistakes(f, verdicts) for f in forms if hasattr(f, "lines")}
+
+
+def _document_json(form: Any, mistakes: Sequence[Any]) -> dict[str, Any]:
+    """A document's lines for --json: where each is, what became of it, and why."""
+    return {
+        "form": form.name,
+        "path": form.path,
+        "conventions": form.conventions(),
+        "notes": list(form.notes),
+        "lines": [
+            {
+                "line": line.line,
+                "column": line.column,
+                "status": line.status,
+                "quantity": line.defines or None,
+                "equations": list(line.equations),
+                "reason": line.reason or None,
+                "notes": list(line.notes),
+                "latex": line.latex,
+            }
+            for line in form.lines
+        ],
+        "counts": form.counts(),
+        "mistakes": [
+            {
+                "line": line.line if (line := form.line_of(m.equation)) else None,
+                "equation": m.equation,
+                "follows": m.follows,
+                "inherits": m.inherits,
+            }
+            for m in mistakes
+        ],
+    }
 
 
 def print_result(out: Console, result: CheckResult, timing: bool = True) -> None:
@@ -313,8 +411,15 @@ def _counterexample(v: Verdict, reference: str, mine: str) -> list[str]:
     ]
 
 
-def _summary(result: CheckResult, timing: bool) -> str:
-    """One sentence: the overall verdict, and how many lines each status covers."""
+def _summary(
+    result: CheckResult,
+    timing: bool,
+    left_out: dict[str, list[Any]] | None = None,
+    strict: bool = False,
+) -> str:
+    """One sentence: the overall verdict, and how many lines each status covers; for a
+    derivation document, how many of its lines were not read or not checked and why (the
+    first few): "holds" never covers what was left out."""
     from bnderive.verify.verdict import Status
 
     lines = result.lines
@@ -330,11 +435,37 @@ def _summary(result: CheckResult, timing: bool) -> str:
     steps = [line for line in lines if line.step_status is Status.REFUTED]
     if steps:
         parts.append(f"{len(steps)} step(s) that do not follow")
-    text, style = STATUS_STYLE[result.status.value]
+    status = result.status
+    skipped = [line for found in (left_out or {}).values() for line in found]
+    if strict and skipped and status is Status.HOLDS:
+        status = Status.UNDECIDED
+    text, style = STATUS_STYLE[status.value]
     took = f" in {result.seconds:.1f} s" if timing else ""
     names = ", ".join(f.name for f in result.forms)
     noun = "line" if len(lines) == 1 else "lines"
-    return (
+    out = (
         f"\n[{style}]{text}[/]: {len(result.forms)} form(s) ({escape(names)}), "
         f"{len(lines)} {noun}: {', '.join(parts)}{took}."
     )
+    if skipped:
+        unread = [line for line in skipped if line.status == "not read"]
+        unchecked = [line for line in skipped if line.status == "not checked"]
+        said = []
+        if unread:
+            said.append(f"{len(unread)} line(s) not read ({_first_reasons(unread)})")
+        if unchecked:
+            said.append(f"{len(unchecked)} not checked ({_first_reasons(unchecked)})")
+        tail = "--strict: undecided (exit code 3)" if strict else "--strict makes them exit code 3"
+        out += f"\n  not everything was checked: {'; '.join(said)}; {tail}."
+    return out
+
+
+def _first_reasons(lines: Sequence[Any], limit: int = 3) -> str:
+    shown = "; ".join(f"line {line.line}: {_short(line.reason)}" for line in lines[:limit])
+    more = f"; … {len(lines) - limit} more" if len(lines) > limit else ""
+    return escape(shown + more)
+
+
+def _short(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -6,6 +6,15 @@ from rich.markup import escape
 from bnderive.cli.common import console, document, user_errors
 from bnderive.errors import BnderiveError
 
+#: What a kind of line is checked against, in words (``parse`` shows it per line).
+_AGAINST = {
+    "adjoint": "the truth",
+    "forward": "the forward graph",
+    "local": "its true value",
+    "identity": "the left side",
+    "name": "its definition",
+}
+
 
 # -- parse ----------------------------------------------------------------------------------------
 @click.command()
@@ -24,19 +33,48 @@ from bnderive.errors import BnderiveError
 )
 @user_errors
 def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: bool) -> None:
-    r"""Show how bnderive reads a LaTeX derivation (.md or .tex), line by line.
+    """Show how bnderive reads a LaTeX derivation (.md, .tex or .ipynb), line by line.
 
-    For every line of the file's align/equation blocks: where it is, the LaTeX, the expression
-    bnderive read (Unicode) and the same rendered back to LaTeX, and the quantity it defines
-    (checked by `bnderive check FILE`) or why it is not checked. Nothing is checked here; a line
-    bnderive cannot read is an error with its line and column (exit code 2).
+    For every line of the file's display maths: where it is, the LaTeX, the expression bnderive
+    read (Unicode) and the same rendered back to LaTeX, what the line is checked against by
+    `bnderive check FILE` (the truth of a gradient, the forward graph, a local derivative's true
+    value, the left side of an identity, a name's definition), the notes on what was assumed,
+    or why it is not read or not checked. Nothing is checked here.
+
+    \b
+    The notation understood (see README, "LaTeX derivation files"):
+      maths     align, align*, aligned, eqnarray, equation, gather, split, multline;
+                $$ … $$, \\[ … \\], \\( … \\), $ … $ holding an '=', <script type="math/tex">,
+                Markdown cells of a notebook, bare equations in a .tex file
+      layout    \\boxed{X}, \\underbrace{X}_{note} and \\overbrace{X}^{note} (= X),
+                \\color{red}, \\textcolor, \\displaystyle, \\limits, \\mathop, \\left \\right
+                \\big \\Bigl …, \\, \\; \\! \\quad \\space, \\tag \\label \\nonumber, trailing . , ?,
+                \\text{…} and "(Mean) \\space" annotations, (\\text{Because …}) remarks,
+                &&-columns of remarks, &+/&- rows and "=\\\\" (the right side continues)
+      values    x_i h_{ij} x[n][c][h][w] X; x^{(k)} (feature k); \\hat{x}_i \\hat{x_i}
+                \\widehat{X}; y_i Y; \\mu \\mu_B; \\sigma^2 \\sigma_B^2; \\epsilon; \\gamma \\beta;
+                N m M NHW; E[x] \\mathbb{E}[x] (a batch mean); names a line defines
+                (t = 1/\\sqrt{\\sigma^2+\\epsilon}, also written 1/\\sqrt{…} = t)
+      sums      \\sum_{i=1}^{N} \\sum_i \\sum_{i=0}^{N-1} \\Sigma \\sum_{j \\ne i}
+                \\sum_{j=1, j\\ne i}^{N} (j ≠ i left out) \\sum_{i=1}^{2} (elements 1, 2)
+      deltas    \\delta_{ik} \\delta^{n,h,w}_{N,H,W} [k = i] 1(k == i) \\mathbb{1}[k=i]
+      products  \\cdot \\times \\odot * / juxtaposition; "a \\cdot -b"; \\vec{1} \\mathbf{1}_N
+      gradients \\frac{\\partial L}{\\partial x_i} (L ℓ J E f C l \\mathcal{L} \\L; d, \\part,
+                \\text{d}, \\mathrm{d}), \\delta y, dout; any ∂L/∂ of y x̂ σ² μ x γ β; a gradient
+                no earlier line defines stands for its true value (a note says so)
+      local     \\frac{\\partial \\hat{x}_i}{\\partial \\sigma^2}, \\frac{\\partial y_k}{\\partial x_i},
+                \\frac{\\partial (\\gamma\\hat{x}+\\beta)}{\\partial \\hat{x}_k},
+                \\frac{\\partial}{\\partial x_i}[…]: replaced by their true values
+    σ: with both σ² and a bare σ written, σ is √σ² (a note says so); a bare σ alone needs
+    `sigma: std|var`. ε: a post that never writes ε is read with ε = 0 (a note says so).
 
     \b
     Examples:
       bnderive parse examples/post.md
       bnderive parse notes.tex
-      bnderive parse --expr '\frac{\partial L}{\partial x_i}'
-      bnderive parse --expr '\sum_{n,h,w} \delta y[n][c][h][w]' --spatial
+      bnderive parse notebook.ipynb
+      bnderive parse --expr '\\frac{\\partial L}{\\partial x_i}'
+      bnderive parse --expr '\\sum_{n,h,w} \\delta y[n][c][h][w]' --spatial
     """
     from bnderive.core.notation import reference
     from bnderive.core.printing import latex, unicode
@@ -44,7 +82,9 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
 
     out = console()
     if (file is None) == (expr_text is None):
-        raise BnderiveError("Give a FILE (.md or .tex) or --expr LATEX, not both or neither.")
+        raise BnderiveError(
+            "Give a FILE (.md, .tex or .ipynb) or --expr LATEX, not both or neither."
+        )
     if expr_text is not None:
         expr = parse_latex(expr_text, sigma=sigma, spatial=spatial)
         out.print(f"[bold]SymPy:[/] {escape(unicode(expr))}")
@@ -59,37 +99,56 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
     assert file is not None
     reader = document()
     if not reader.is_document(file):
-        raise BnderiveError(f"{file}: expected a .md or .tex derivation (a form file is TOML).")
+        raise BnderiveError(
+            f"{file}: expected a .md, .tex or .ipynb derivation (a form file is TOML)."
+        )
     form = reader.load_document(file)
+    references = {checked: ref for ref, checked in form.references}
     out.print(f"[bold]{escape(form.name)}[/]: {escape(form.title)}")
     modes = ", ".join(m.value for m in form.modes)
     out.print(escape(f"{form.conventions()}; modes: {modes}"))
     for source in form.sources:
         out.print(f"  [dim]source:[/] {escape(source)}")
+    for note in form.notes:
+        out.print(f"  [yellow]note:[/] {escape(note)}")
     for line in form.lines:
         out.print(
-            f"\n[bold]line {line.line}[/] [dim](column {line.column})[/]  {escape(line.latex)}"
+            f"\n[bold]{escape(line.place)}[/] [dim](column {line.column})[/]  {escape(line.latex)}"
         )
         read = line.read
-        if read is not None:
+        if read is not None and read.sides:
             lhs = read.lhs
-            if read.defines is not None and read.lhs is not None:
+            if read.kind in ("adjoint",) and read.lhs is not None and read.defines:
                 lhs = reference(read.defines, read.index)
             shown = [lhs, *read.rhs]
             text = " = ".join("…" if s is None else unicode(s) for s in shown)
             tex = " = ".join("…" if s is None else latex(s) for s in shown)
-            if lhs is None and read.lhs is None and line.latex.lstrip().startswith(("=", "&")):
+            if lhs is None:
                 text, tex = text.removeprefix("… "), tex.removeprefix("… ")
             out.print(f"  [cyan]read:[/]  {escape(text)}")
             out.print(f"  [cyan]LaTeX:[/] {escape(tex)}")
-        if line.checked:
+        if line.status == "checked":
             numbers = ", ".join(str(n) for n in line.equations)
-            out.print(f"  [green]defines {escape(line.defines)}[/] (equation {numbers})")
+            ref = references.get(line.equations[0]) if line.equations else None
+            against = (
+                form.equations[ref - 1].text
+                if ref is not None
+                else _AGAINST.get(read.kind if read else "", "the truth")
+            )
+            out.print(
+                f"  [green]checked as {escape(line.defines)}: against {escape(against)}[/] "
+                f"[dim](equation {numbers})[/]"
+            )
+        elif line.status == "definition":
+            out.print(f"  [green]defines {escape(line.defines)}[/] (a name for later lines)")
         else:
-            out.print(f"  [dim]· not checked: {escape(line.reason)}[/]")
-    checked = sum(1 for line in form.lines if line.checked)
+            out.print(f"  [dim]· {escape(line.status)}: {escape(line.reason)}[/]")
+        for note in line.notes:
+            out.print(f"  [yellow]note:[/] {escape(note)}")
+    counts = form.counts()
     out.print(
-        f"\n{len(form.lines)} line(s): {checked} define a checked quantity "
-        f"({len(form.equations)} equation(s)), {len(form.lines) - checked} not checked. "
+        f"\n{len(form.lines)} line(s): {counts['checked']} checked, "
+        f"{counts['definition']} definition(s), {counts['not checked']} not checked, "
+        f"{counts['not read']} not read, {counts['prose']} prose. "
         f"Check them with: bnderive check {escape(file)}"
     )

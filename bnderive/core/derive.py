@@ -95,13 +95,15 @@ def derive(spec: Spec | Graph) -> Truth:
     """The ground-truth adjoints for a spec's conventions (any M)."""
     graph = spec if isinstance(spec, Graph) else Graph.build(spec)
     s = graph.spec
-    return Truth(graph, _adjoints(s.training, s.unbiased, s.eps_inside))
+    return Truth(graph, _adjoints(s.training, s.unbiased, s.eps_inside, s.eps_zero))
 
 
 @lru_cache(maxsize=16)
-def _adjoints(training: bool, unbiased: bool, eps_inside: bool) -> tuple[Adjoint, ...]:
+def _adjoints(
+    training: bool, unbiased: bool, eps_inside: bool, eps_zero: bool = False
+) -> tuple[Adjoint, ...]:
     """The adjoints depend on the conventions only, not on the sizes: derived once each."""
-    spec = Spec(training=training, unbiased=unbiased, eps_inside=eps_inside, n=2)
+    spec = Spec(training=training, unbiased=unbiased, eps_inside=eps_inside, eps_zero=eps_zero, n=2)
     graph = Graph.build(spec)
     stages = {s.name: s for s in graph.stages}
     order = [s.name for s in graph.stages]  # forward order
@@ -219,3 +221,74 @@ def local_truth(spec: Spec, name: str) -> sp.Expr | None:
     variable = ELEMENT[wrt] if wrt in ELEMENT else SCALAR[wrt]
     local = to_index_notation(sp.diff(stage.definition, variable), N.i)
     return local if stage.elementwise else stage.scale * local
+
+
+# -- local derivatives as derivations write them: ∂x̂_k/∂σ², ∂y_k/∂x_i, ∂(γx̂ + β)/∂x̂_k ----------
+#: The graph's nodes from the top down; a node is defined by the ones below it.
+_LEVELS = ("y", "xhat", "var", "mu")
+
+
+def _node_definition(graph: Graph, name: str, at: sp.Expr | None) -> sp.Expr | None:
+    """A node's definition in index notation (element ``at`` for y and x̂), its sums over a
+    fresh dummy index; None for a node that is a leaf here (μ, σ² in eval mode)."""
+    try:
+        stage = graph.stage(name)
+    except KeyError:
+        return None
+    if stage.elementwise:
+        return to_index_notation(stage.definition, at)
+    dummy = sp.Dummy("p", integer=True)
+    return stage.scale * N.reduce_sum(to_index_notation(stage.definition, dummy), dummy)
+
+
+def _nodes_in(expr: sp.Expr, name: str) -> list[sp.Expr]:
+    if name in ("mu", "var"):
+        sym = sp.Symbol(name)
+        return [sym] if sym in expr.free_symbols else []
+    return [a for a in expr.atoms(sp.Indexed) if str(a.base.label) == name]
+
+
+def _contains(expr: sp.Expr, wrt: sp.Expr) -> bool:
+    if isinstance(wrt, sp.Indexed):
+        return any(a.base == wrt.base for a in expr.atoms(sp.Indexed))
+    return wrt in expr.free_symbols
+
+
+def _expand_node(expr: sp.Expr, graph: Graph, name: str) -> sp.Expr:
+    mapping: dict[sp.Expr, sp.Expr] = {}
+    for node in _nodes_in(expr, name):
+        definition = _node_definition(
+            graph, name, node.indices[0] if name in ("y", "xhat") else None
+        )
+        if definition is not None:
+            mapping[node] = definition
+    return expr.xreplace(mapping) if mapping else expr
+
+
+def partial_value(of: sp.Expr, wrt: sp.Expr, spec: Spec, total: bool) -> sp.Expr:
+    """The value of ∂(of)/∂(wrt) in index notation.
+
+    The partial derivative of the staged chain rule: ``of`` is written out through the graph's
+    nodes (y = γx̂ + β, x̂ = (x − μ)/√(σ²+ε), σ² = Σ(x − μ)²/M, μ = Σx/M), one level at a time, only
+    until ``wrt`` appears; then SymPy differentiates with everything else held fixed (∂x̂_k/∂μ
+    holds σ² fixed, ∂σ²/∂μ holds x fixed, ∂y_k/∂σ² = γ·∂x̂_k/∂σ²).  With ``total`` (``wrt`` an
+    input x_i), y and x̂ are written out and μ and σ² follow x:
+        d(of)/dx_i = ∂/∂x_i + ∂/∂μ · 1/M + ∂/∂σ² · 2(x_i − μ)/M
+    (M − 1 with Bessel; in eval mode μ and σ² are constants and only the first term is left).
+    """
+    graph = Graph.build(spec)
+    expr = of
+    if total:
+        for name in ("y", "xhat"):
+            expr = _expand_node(expr, graph, name)
+        value = sp.diff(expr, wrt)
+        if spec.training and isinstance(wrt, sp.Indexed) and str(wrt.base.label) == "x":
+            divisor = N.M - 1 if spec.unbiased else N.M
+            value += sp.diff(expr, N.mu) / N.M
+            value += sp.diff(expr, N.var) * 2 * (wrt - N.mu) / divisor
+        return value
+    for name in _LEVELS:
+        if _contains(expr, wrt):
+            break
+        expr = _expand_node(expr, graph, name)
+    return sp.diff(expr, wrt)

@@ -95,7 +95,10 @@ class Graph:
                     + (" (Bessel: 1/(M−1))" if spec.unbiased else " (biased: 1/M)"),
                 )
             )
-        scale = sp.sqrt(var + eps) if spec.eps_inside else sp.sqrt(var) + eps
+        if spec.eps_zero:  # ε = 0: normalize by √σ²
+            scale = sp.sqrt(var)
+        else:
+            scale = sp.sqrt(var + eps) if spec.eps_inside else sp.sqrt(var) + eps
         stages.append(Stage("xhat", True, (x - mu) / scale, None, "the normalized input"))
         stages.append(Stage("y", True, gamma * xhat + beta, None, "scale by γ, shift by β"))
         stages.append(Stage("L", False, g * y, sp.Integer(1), "the loss seen through g = ∂L/∂y"))

@@ -66,6 +66,38 @@ QUANTITIES: dict[str, bool] = {
 ALIASES: dict[str, str] = {"dout": "g", "dy": "g", "sigma2": "var", "epsilon": "eps"}
 
 
+class Partial(sp.Function):
+    """∂(of)/∂(wrt) as a derivation writes it, before its value is worked out.
+
+    ``of`` is an expression of the graph's nodes (``xhat[k]``, ``var``, ``(x[k] - mu)/...``),
+    ``wrt`` one node (``x[i]``, ``mu``, ``var``, ``xhat[k]``, ``y[k]``, ``gamma``, ``beta``) and
+    ``how`` says which derivative: 0 as the notation implies, 1 the partial (the other inputs of
+    ``of`` held fixed), 2 the total (through μ(x) and σ²(x)).  ``derive.partial_value`` gives it
+    its value; nothing evaluates a ``Partial`` itself.
+    """
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, of: sp.Expr, wrt: sp.Expr, how: sp.Expr) -> None:  # noqa: ARG003
+        return None  # never evaluates to anything by itself
+
+    @property
+    def of(self) -> sp.Expr:
+        return self.args[0]
+
+    @property
+    def wrt(self) -> sp.Expr:
+        return self.args[1]
+
+    @property
+    def how(self) -> int:
+        return int(self.args[2])
+
+    def _eval_derivative(self, s: sp.Symbol) -> sp.Expr:  # pragma: no cover - never asked
+        raise TypeError("a Partial is resolved before anything is differentiated")
+
+
 def reduce_sum(expr: sp.Expr, index: sp.Symbol) -> sp.Sum:
     """Σ over the reduction set: ``Sum(expr, (index, 1, M))``."""
     return sp.Sum(expr, (index, 1, M))

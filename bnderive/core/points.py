@@ -152,7 +152,9 @@ def exact_env(spec: Spec, channel: int = 0) -> Instance:
         env.arrays["x"] = np.array([mean + v for v in u] + [last], dtype=object)
         inputs = dict(inputs, centred=(inputs["x"], mean, u))
     rule = None
-    if spec.eps_inside:
+    if spec.eps_zero:
+        env.scalars["eps"] = expand(symbol("epsilon") * 0)  # ε = 0 (the graph has no ε)
+    elif spec.eps_inside:
         # ε = r² − σ²: then √(σ² + ε) = r exactly.
         rule = lambda v: expand(r**2 - v)  # noqa: E731
     else:
@@ -225,7 +227,9 @@ def random_point(spec: Spec, seed: int, spread: int) -> dict[str, Any]:
         point["mu"] = rng.randint(-spread, spread)
         point["var"] = rng.randint(1, spread * spread)
         var = Fraction(point["var"])
-    if spec.eps_inside:
+    if spec.eps_zero:
+        point["eps"] = 0
+    elif spec.eps_inside:
         floor = math.isqrt(math.ceil(var)) + 1
         point["r"] = floor + rng.randint(0, spread)
     else:

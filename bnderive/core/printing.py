@@ -114,6 +114,12 @@ class UnicodePrinter(StrPrinter):
             t for t in terms if t.could_extract_minus_sign()
         ]
 
+    def _print_Partial(self, expr: sp.Expr) -> str:
+        of = self._print(expr.args[0])
+        if not isinstance(expr.args[0], sp.Indexed | sp.Symbol):
+            of = f"({of})"
+        return f"∂{of}/∂{self._print(expr.args[1])}"
+
 
 class TexPrinter(LatexPrinter):
     """LaTeX in the posts' notation: \\hat{x}_k, \\sigma^{2}, \\frac{\\partial L}{\\partial \\mu}."""
@@ -134,6 +140,12 @@ class TexPrinter(LatexPrinter):
         if base == "dmu":
             return rf"\frac{{\partial L}}{{\partial \mu_{{{sub}}}}}"
         return super()._print_Symbol(expr, style)
+
+    def _print_Partial(self, expr: sp.Expr) -> str:
+        of = self._print(expr.args[0])
+        if not isinstance(expr.args[0], sp.Indexed | sp.Symbol):
+            of = rf"\left({of}\right)"
+        return rf"\frac{{\partial {of}}}{{\partial {self._print(expr.args[1])}}}"
 
     def _print_Indexed(self, expr: sp.Indexed) -> str:
         name = str(expr.base.label)

@@ -54,6 +54,8 @@ class Spec:
     training: bool = True
     unbiased: bool = False
     eps_inside: bool = True
+    #: ε = 0: a post that never writes ε normalizes by √σ² (``epsilon: none``).
+    eps_zero: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode.parse(self.mode))
@@ -103,24 +105,29 @@ class Spec:
 
     def conventions(self) -> str:
         """'training, biased variance, ε inside √': the conventions in words."""
-        return conventions_text(self.training, self.unbiased, self.eps_inside)
+        return conventions_text(self.training, self.unbiased, self.eps_inside, self.eps_zero)
 
     def describe(self) -> str:
         dims = "×".join(str(s) for s in self.shape)
         conv = []
         conv.append("training" if self.training else "eval")
         conv.append("unbiased var" if self.unbiased else "biased var")
-        conv.append("ε inside √" if self.eps_inside else "ε outside √")
+        if self.eps_zero:
+            conv.append("ε = 0")
+        else:
+            conv.append("ε inside √" if self.eps_inside else "ε outside √")
         return f"{self.mode.value} {dims} (M={self.m}; {', '.join(conv)})"
 
 
-def conventions_text(training: bool, unbiased: bool, eps_inside: bool) -> str:
+def conventions_text(
+    training: bool, unbiased: bool, eps_inside: bool, eps_zero: bool = False
+) -> str:
     """The conventions of a layer or a form in words, as every command prints them."""
     return ", ".join(
         [
             "training" if training else "eval",
             "Bessel variance" if unbiased else "biased variance",
-            "ε inside √" if eps_inside else "ε outside √",
+            "ε = 0" if eps_zero else "ε inside √" if eps_inside else "ε outside √",
         ]
     )
 

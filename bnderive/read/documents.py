@@ -1,22 +1,32 @@
-"""Derivation documents: a Markdown or LaTeX file with align blocks, read as a ``Form``.
+"""Derivation documents: a Markdown, LaTeX or Jupyter file with display math, read as a ``Form``.
 
 A document is what a post or a lecture note is: prose, and display math holding the derivation
-as a chain of equalities.  bnderive reads the ``align``, ``align*``, ``aligned``, ``eqnarray``,
-``equation``, ``gather`` and ``split`` blocks (and ``$$ … $$`` in Markdown, ``\\[ … \\]`` in TeX);
-each ``\\\\``-separated line is one line of the derivation:
+as chains of equalities.  bnderive reads the ``align``, ``align*``, ``aligned``, ``eqnarray``,
+``equation``, ``gather``, ``split`` and ``multline`` blocks, ``$$ … $$`` and ``\\[ … \\]``,
+``\\( … \\)``, inline ``$ … $`` holding an equation (Markdown), the maths of ``<script
+type="math/tex">`` (Markdown), the Markdown cells of a notebook (``.ipynb``), and bare equations
+in a ``.tex`` file that has no display block.  Each ``\\\\``-separated line is read on its own: a
+line bnderive cannot read is "not read" (with its line, column, token and what would be needed)
+and the others are checked.  A line whose right side continues on the next row (``… =\\\\`` then
+``&= …``, or a row that starts with ``&+``/``&-``) is joined with it first.
 
-* ``LHS = RHS`` where the left side is ∂L/∂x̂_i, ∂L/∂σ², ∂L/∂μ, ∂L/∂x_i, ∂L/∂γ or ∂L/∂β (in any
-  notation ``latex.py`` understands: δβ, dgamma, \\frac{d\\mathcal{L}}{dh_{ij}}) defines that
-  quantity: an ``Equation`` of the form, checked against the truth;
-* ``&= RHS`` continues the line before: the same quantity again, checked against the truth too,
-  and as a step against the line before (``DocumentForm.steps``);
-* a line whose left side is a local derivative (∂σ²/∂x_i, ∂μ/∂x_i, ∂x̂_i/∂σ², ∂x̂_i/∂μ) defines
-  ``dvar_dx[i]``, ``dmu_dx[i]``, ``dxhat_dvar[i]``, ``dxhat_dmu[i]``, checked against
-  ``derive.local_truth``;
-* a line whose left side is something else (∂σ²/∂γ), whose right side holds a local
-  derivative, or that uses a gradient no earlier line defines, is "not checked", with the reason;
-  a prose line (only ``\\text{…}`` or ``\\intertext{…}``) too;
-* anything not understood is an error with the file, line and column (exit code 2).
+What a line is decides what it is checked against (``latex_reader.LineRead``):
+
+* ``∂L/∂x̂_i = …`` (σ², μ, x, γ, β, and ∂L/∂y_i): an ``Equation`` of the form, checked against the
+  truth; every further ``= …`` and each ``&= …`` continuation is the same quantity again, checked
+  against the truth too, and as a step against the member before (``DocumentForm.steps``);
+* ``μ = …``, ``σ² = …``, ``x̂_i = …``, ``y_i = …``: checked against the forward graph; a later line
+  uses μ, σ², x̂, y of the graph, so a wrong definition is refuted and never used;
+* a local derivative (``∂x̂_i/∂σ² = …``, ``∂y_k/∂x_i = …``, ``\\frac{\\partial}{\\partial x_i}[…]``):
+  checked against its true value (``derive.partial_value``); on a right side (a chain rule) it is
+  replaced by that value, and the line says so;
+* a name of the post's own (``t = 1/\\sqrt{\\sigma^2+\\epsilon}``, ``R = X - \\mu``): defined, used by
+  later lines; any further member is checked against it;
+* any other expression on the left (``\\sum_i (x_i - \\mu) = 0``, ``∂L/∂x̂_i · ∂x̂_i/∂x_i = …``):
+  each right side is checked against it;
+* a gradient that no earlier line defines (δβ, ∂L/∂σ²) stands for its true value (a note says
+  "uses ∂L/∂β as its true value"); a prose line is skipped; what is understood but cannot be
+  checked says why.
 
 Front matter (``---`` YAML-like block at the top of a ``.md`` file; ``% bnderive: key: value``
 comment lines in a ``.tex`` file) says what the post assumes::
@@ -27,50 +37,83 @@ comment lines in a ``.tex`` file) says what the post assumes::
       - CS231n, assignment 2, https://…
     mode: per-activation         # per-activation | spatial | both (default both)
     variance: biased             # or unbiased: Bessel's 1/(M-1) in the forward
-    epsilon: inside              # or outside: √σ² + ε
+    epsilon: inside              # or outside: √σ² + ε; or none: ε = 0
     training: true               # false: eval mode
     sigma: std                   # what a bare σ means: std (√σ²) or var (the variance)
+    norm: batch                  # the normalization: only batch is modelled
+
+Without ``epsilon``, a post whose maths never writes ε (and writes σ) is read with ε = 0; without
+``sigma``, a post that writes both σ² and a bare σ means the standard deviation by σ (both with a
+note).  A document about another normalization (Layer Normalization, ...) is refused with a
+message naming it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import sympy as sp
 
 from bnderive.core import notation as N
-from bnderive.core.spec import Mode
+from bnderive.core.derive import at_index, derive, inline, partial_value
+from bnderive.core.printing import unicode
+from bnderive.core.spec import Mode, Spec
 from bnderive.errors import FormError
 from bnderive.read.forms import Equation, Form
-from bnderive.read.latex_reader import LatexError, LineRead, parse_equation_line
+from bnderive.read.latex_reader import (
+    LatexError,
+    LineRead,
+    name_bound,
+    parse_equation_line,
+)
 
-SUFFIXES = (".md", ".markdown", ".tex")
+SUFFIXES = (".md", ".markdown", ".tex", ".ipynb")
 
 
 @dataclass(frozen=True)
 class DocLine:
-    """One line of a document's display math, and what became of it."""
+    """One line of a document's display math, and what became of it.
+
+    ``status``: ``checked`` (its members are equations of the form), ``definition`` (a name for
+    later lines), ``not checked`` (understood; ``reason`` says why nothing is compared),
+    ``not read`` (``reason`` is the reader's message: column, token, what would be needed), or
+    ``prose``."""
 
     line: int  # where the line starts in the file (1-based)
     column: int
     latex: str
-    read: LineRead | None  # None for a prose line
-    equations: tuple[int, ...]  # the form's equation numbers this line became (one per RHS)
-    reason: str = ""  # why it is not checked
+    read: LineRead | None  # None for prose and lines not read
+    equations: tuple[int, ...]  # the form's equation numbers this line became (one per member)
+    reason: str = ""  # why it is not checked (or not read)
+    status: str = "checked"
+    notes: tuple[str, ...] = ()  # what was assumed: true values used, local derivatives replaced
+    where: str = ""  # for a notebook: "cell 4, line 2"
+    members: tuple[int | None, ...] = ()  # per right side: its equation, or None (not checked)
 
     @property
     def checked(self) -> bool:
-        return bool(self.equations)
+        return self.status == "checked" and bool(self.equations)
+
+    @property
+    def states_value(self) -> bool:
+        """Does the line state a value (a line that is not prose, not an annotation)?"""
+        return self.status in ("checked", "definition", "not checked", "not read")
 
     @property
     def defines(self) -> str:
         if self.read is None or self.read.defines is None:
-            return ""
+            return "identity" if self.read is not None and self.read.kind == "identity" else ""
         return f"{self.read.defines}[i]" if self.read.index is not None else self.read.defines
+
+    @property
+    def place(self) -> str:
+        """ "line 12", or "line 12 (cell 4, line 2)" in a notebook."""
+        return f"line {self.line}" + (f" ({self.where})" if self.where else "")
 
 
 @dataclass(frozen=True)
@@ -81,12 +124,22 @@ class DocumentForm(Form):
     # (equation before, equation): each `&=` continuation (and each further `= …` on one line)
     # is also checked against the expression before it, to say where a mistake came in.
     steps: tuple[tuple[int, int], ...] = ()
+    # (reference, equation): lines checked against a reference (μ of the forward graph, a true
+    # local derivative, an identity's left side, a name's definition) instead of a truth by name.
+    references: tuple[tuple[int, int], ...] = ()
 
     def line_of(self, equation: int) -> DocLine | None:
         for line in self.lines:
             if equation in line.equations:
                 return line
         return None
+
+    def counts(self) -> dict[str, int]:
+        """How many lines were checked, defined a name, were not checked, not read (and prose)."""
+        out = {"checked": 0, "definition": 0, "not checked": 0, "not read": 0, "prose": 0}
+        for line in self.lines:
+            out[line.status if line.status in out else "not checked"] += 1
+        return out
 
 
 # -- front matter -------------------------------------------------------------------------------------
@@ -102,6 +155,7 @@ _KEYS = {
     "epsilon",
     "training",
     "sigma",
+    "norm",
     "conventions",
 }
 
@@ -236,39 +290,80 @@ def _strip_tex_comments(text: str) -> str:
 def _mask_code_fences(text: str) -> str:
     """Markdown code blocks hold code, not derivations: blank them out."""
     out = text
-    for match in re.finditer(r"^(```|~~~).*?^\1[^\n]*$", text, re.M | re.S):
+    for match in re.finditer(r"^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", text, re.M | re.S):
         out = _blank(out, match.start(), match.end())
     return out
 
 
-def _blocks(text: str, markdown: bool) -> list[tuple[int, int]]:
-    """(start, end) offsets of the contents of every display-math block, in order."""
-    spans: list[tuple[int, int]] = []
+def _mask_inline_code(text: str) -> str:
+    """`…` in Markdown is code: a `$$` there is not maths."""
+    out = text
+    for match in re.finditer(r"(?<!`)`[^`\n]+`(?!`)", text):
+        out = _blank(out, match.start(), match.end())
+    return out
+
+
+def _mask_html_comments(text: str) -> str:
+    """``<!-- … -->`` is hidden from the reader of the page: its $$ is not maths."""
+    out = text
+    for match in re.finditer(r"<!--.*?-->", text, re.S):
+        out = _blank(out, match.start(), match.end())
+    return out
+
+
+#: Inline maths of a Markdown page or a TeX file, read when it holds an equation.
+_INLINE = re.compile(r"(?<![\\$])\$(?!\$)((?:\\.|[^$\\\n])+?)\$(?!\$)")
+_SCRIPT = re.compile(r"<script\s+type=\"math/tex[^\"]*\"\s*>(.*?)</script>", re.S)
+
+
+def _blocks(text: str, markdown: bool) -> list[tuple[int, int, bool]]:
+    """(start, end, inline) of the contents of every block of maths, in order."""
+    spans: list[tuple[int, int, bool]] = []
     taken: list[tuple[int, int]] = []
+
+    def free(start: int) -> bool:
+        return not any(a <= start < b for a, b in taken)
+
     for match in _BEGIN.finditer(text):
-        if any(a <= match.start() < b for a, b in taken):
+        if not free(match.start()):
             continue
         env = match.group(1)
         end = text.find(f"\\end{{{env}}}", match.end())
         if end < 0:
             line = text.count("\n", 0, match.start()) + 1
             raise FormError(f"line {line}: \\begin{{{env}}} is never closed by \\end{{{env}}}")
-        spans.append((match.end(), end))
+        spans.append((match.end(), end, False))
         taken.append((match.start(), end + len(env) + 6))
-    pattern = r"\$\$(.*?)\$\$" if markdown else r"\$\$(.*?)\$\$|\\\[(.*?)\\\]"
-    for match in re.finditer(pattern, text, re.S):
-        if any(a <= match.start() < b for a, b in taken):
-            continue
-        group = 1 if match.group(1) is not None else 2
-        inner = (match.start(group), match.end(group))
-        # An align block inside $$ … $$ was already taken: the $$ are only its wrapper.
-        if not any(inner[0] <= a < inner[1] for a, _ in spans):
-            spans.append(inner)
-        taken.append((match.start(), match.end()))
+    displays = [r"\$\$(.*?)\$\$"]
+    displays.append(r"\\\\\[(.*?)\\\\\]" if markdown else r"\\\[(.*?)\\\]")
+    for pattern in displays:
+        for match in re.finditer(pattern, text, re.S):
+            if not free(match.start()):
+                continue
+            inner = (match.start(1), match.end(1))
+            # An align block inside $$ … $$ was already taken: the $$ are only its wrapper.
+            if not any(inner[0] <= a < inner[1] for a, _, _ in spans):
+                spans.append((*inner, False))
+            taken.append((match.start(), match.end()))
+    if markdown:
+        for match in _SCRIPT.finditer(text):
+            if free(match.start()):
+                spans.append((match.start(1), match.end(1), False))
+                taken.append((match.start(), match.end()))
     opened = re.search(r"\$\$", _blank_spans(text, taken))
     if opened:
         line = text.count("\n", 0, opened.start()) + 1
         raise FormError(f"line {line}: '$$' is never closed")
+    inline = [r"\\\\\((.*?)\\\\\)"] if markdown else [r"\\\((.*?)\\\)"]
+    for pattern in inline:
+        for match in re.finditer(pattern, text, re.S):
+            if free(match.start()):
+                spans.append((match.start(1), match.end(1), True))
+                taken.append((match.start(), match.end()))
+    rest = _blank_spans(text, taken)
+    for match in _INLINE.finditer(rest):
+        if _has_top_level_eq(match.group(1)):  # $k = 1$: an equation; $x$ alone is prose
+            spans.append((match.start(1), match.end(1), True))
     return sorted(spans)
 
 
@@ -288,12 +383,93 @@ def _position(text: str, offset: int) -> tuple[int, int]:
 _SEPARATOR = re.compile(
     r"(?:[,;]|\\q?quad(?![a-zA-Z]))(?:\s|\\q?quad(?![a-zA-Z])|\\[,;:! ]|~|\\text\{\s*(?:and)?\s*\})*"
 )
+#: A second pair of alignment columns (align's `&&`): another equation, or an annotation.
+_COLUMNS = re.compile(r"&\s*&")
 
 
-def _equations(text: str) -> list[tuple[int, str]]:
-    r"""The equations of one line with their offsets: ``A = B, \qquad C = D`` is two. A line is
-    cut at a comma, semicolon or \quad outside every bracket only where both sides have an
-    '=' outside brackets, so ``\sum_{i=1}^m`` and a trailing comma stay whole."""
+def _equations(text: str) -> list[tuple[int, str, bool]]:
+    r"""The equations of one line: (offset, text, side).  ``A = B, \qquad C = D`` is two. A
+    line is cut at a comma, semicolon or \quad outside every bracket only where both sides have
+    an '=' outside brackets, so ``\sum_{i=1}^m`` and a trailing comma stay whole.  align's
+    ``&&`` starts another column pair: an equation when it has an '=' outside brackets, else an
+    annotation (``&& \text{// mean}``, ``&&&& (\text{Because …})``).  An annotation still says
+    things: "Let t = …" defines t, "(Because A = B; C = D)" states A = B and C = D; those are
+    *side* equations (``side`` True): read first, and no part of the row's chain."""
+    pieces: list[tuple[int, str]] = []
+    start = 0
+    for match in _COLUMNS.finditer(text):
+        if _depth(text, match.start()) == 0:
+            pieces.append((start, text[start : match.start()]))
+            start = match.end()
+    pieces.append((start, text[start:]))
+    main: list[tuple[int, str, bool]] = []
+    side: list[tuple[int, str, bool]] = []
+    for k, (offset, piece) in enumerate(pieces):
+        remark = _remark(piece) if k == 0 or not _equation_column(piece) else None
+        if remark is not None:
+            at, inner = remark
+            side += [(offset + at + s, eq, True) for s, eq in _split_equations(inner)]
+            continue
+        if k > 0 and (not pieces[0][1].strip() or not _equation_column(piece)):
+            continue  # an annotation column with nothing to read
+        for shift, eq in _split_equations(piece):
+            remark = _remark(eq)
+            if remark is not None:  # "… \quad \text{Let } σ = √(σ²+ε)"
+                at, inner = remark
+                side.append((offset + shift + at, inner, True))
+            else:
+                main.append((offset + shift, eq, False))
+    return [(o, eq, s) for o, eq, s in side + main if eq.strip() and _has_top_level_eq(eq) or not s]
+
+
+#: A remark that states equations: "(\text{Because } …)", "\text{Let } …", "\text{and } …".
+_REMARK = re.compile(
+    r"[\s&]*(?:\\boldsymbol\s*\{)?\s*(?:\\[bB]igg?[lr]?\s*)?\(?\s*"
+    r"\\text(?:bf)?\s*\{\s*(?:[Bb]ecause|[Ss]ince|[Ll]et|[Aa]nd|[Ww]here|[Ww]ith)\b[^{}]*\}"
+)
+
+
+def _remark(piece: str) -> tuple[int, str] | None:
+    """(offset, the maths) of a remark's equations, without its wrapper and words; None for
+    anything else."""
+    match = _REMARK.match(piece)
+    if match is None:
+        return None
+    inner = piece[match.end() :]
+    # the remark's own closing brackets (\bigg), ')', '}') end it: drop the unbalanced ones
+    trimmed = inner.rstrip()
+    while trimmed and trimmed[-1] in ")}" and _depth(trimmed, len(trimmed)) < 0:
+        trimmed = trimmed[:-1].rstrip()
+        trimmed = re.sub(r"\\[bB]igg?[lr]?\s*$", "", trimmed).rstrip()
+    if not _has_top_level_eq(trimmed):
+        return None
+    return match.end(), trimmed
+
+
+def _equation_column(piece: str) -> bool:
+    r"""Does a column after `&&` hold an equation (rather than a remark such as \text{…},
+    (\text{Because …}))?"""
+    head = piece.strip()
+    return _has_top_level_eq(piece) and not re.match(
+        r"(\\[bB]igg?[lr]?\s*)?(\(|\\text|\\boldsymbol|\\textbf|//)", head
+    )
+
+
+def _depth(text: str, stop: int) -> int:
+    depth, k = 0, 0
+    while k < stop:
+        c = text[k]
+        if c == "\\" and k + 1 < len(text) and text[k + 1] in "{}":
+            depth += 1 if text[k + 1] == "{" else -1
+            k += 2
+            continue
+        depth += c in "{([" and 1 or 0
+        depth -= c in "})]" and 1 or 0
+        k += 1
+    return depth
+
+
+def _split_equations(text: str) -> list[tuple[int, str]]:
     depth, cuts, k = 0, [], 0
     while k < len(text):
         c = text[k]
@@ -323,33 +499,421 @@ def _equations(text: str) -> list[tuple[int, str]]:
 
 def _has_top_level_eq(text: str) -> bool:
     depth = 0
-    for c in text:
+    k = 0
+    while k < len(text):
+        c = text[k]
+        if c == "\\":
+            word = re.match(r"\\([a-zA-Z]+)", text[k:])
+            if word and word.group(1) in ("leftarrow", "equiv", "coloneqq"):
+                if depth == 0:
+                    return True
+            k += len(word.group(0)) if word else 2
+            continue
         depth += c in "{([" and 1 or 0
         depth -= c in "})]" and 1 or 0
         if c == "=" and depth == 0:
             return True
+        k += 1
     return False
 
 
-def _lines(text: str, start: int, end: int) -> list[tuple[int, str]]:
-    """The ``\\\\``-separated lines of one block: (offset of the line, its text with layout
-    commands blanked out, positions kept)."""
+_ROW_END = re.compile(r"\\\\(\s*\[[^\]]*\])?|\\newline(?![a-zA-Z])")
+_BARE_ROW_END = re.compile(r"\\\\(\s*\[[^\]]*\])?|\\newline(?![a-zA-Z])|\n")
+
+
+def _lines(text: str, start: int, end: int, bare: bool = False) -> list[tuple[int, str]]:
+    """The ``\\\\``-separated rows of one block (``bare``: also each line of the text, for
+    equations written without a display block), rows that continue the one before joined to
+    it: (offset of the line, its text, positions kept: separators and joins are blanked)."""
     body = text[start:end]
     body = _INNER.sub(lambda m: " " * len(m.group(0)), body)
-    body = _DROP.sub(lambda m: " " * len(m.group(0)), body)
-    out: list[tuple[int, str]] = []
+    # the rows of a matrix (pmatrix, cases) belong to the matrix: one line of the derivation
+    matrices = [
+        (m.start(), body.find(f"\\end{{{m.group(1)}}}", m.end())) for m in _MATRIX.finditer(body)
+    ]
+    rows: list[tuple[int, int]] = []
     pos = 0
-    # \\ (with an optional [2pt] spacing) ends a line.
-    for match in re.finditer(r"\\\\(\s*\[[^\]]*\])?", body):
-        out.append((start + pos, body[pos : match.start()]))
+    for match in (_BARE_ROW_END if bare else _ROW_END).finditer(body):
+        if any(a <= match.start() < b for a, b in matrices if b >= 0):
+            continue
+        rows.append((pos, match.start()))
         pos = match.end()
-    out.append((start + pos, body[pos:]))
-    return [(offset, piece) for offset, piece in out if piece.strip()]
+    rows.append((pos, len(body)))
+    rows = [(a, b) for a, b in rows if body[a:b].strip()]
+    joined: list[list[tuple[int, int]]] = []
+    for a, b in rows:
+        row = body[a:b].strip().lstrip("&").strip()
+        if joined:
+            last = body[joined[-1][-1][0] : joined[-1][-1][1]].rstrip().rstrip("&").rstrip()
+            first = body[joined[-1][0][0] : joined[-1][-1][1]]
+            if (
+                (
+                    row[:1] in "+-−" and row and not _has_top_level_eq(row)  # &+ …: continues
+                )
+                or last.endswith("=")
+                or (
+                    row.startswith("=")
+                    and not _has_top_level_eq(first)
+                    and not _REMARK.match(first.strip().lstrip("&"))
+                )
+            ):  # … =\\ … (the right side continues), or a chain that begins with an expression
+                joined[-1].append((a, b))
+                continue
+        joined.append([(a, b)])
+    out: list[tuple[int, str]] = []
+    for group in joined:
+        a, b = group[0][0], group[-1][1]
+        piece = body[a:b]
+        # blank what lies between the rows (the separators), and a doubled '=' where a row
+        # ending in '=' meets one starting with '='
+        for (_, end1), (start2, _) in zip(group, group[1:], strict=False):
+            piece = (
+                piece[: end1 - a]
+                + re.sub(r"[^\n]", " ", piece[end1 - a : start2 - a])
+                + piece[start2 - a :]
+            )
+            tail = piece[: end1 - a].rstrip()
+            head = piece[start2 - a :].lstrip().lstrip("&").lstrip()
+            if tail.rstrip("& ").endswith("=") and head.startswith("="):
+                cut = piece.rfind("=", 0, end1 - a)
+                piece = piece[:cut] + " " + piece[cut + 1 :]
+        out.append((start + a, piece))
+    return out
+
+
+# -- notebooks -----------------------------------------------------------------------------------------
+def _notebook_text(raw: str, where: str) -> tuple[str, list[tuple[int, int]]]:
+    """The Markdown cells of a notebook (nbformat 4, data only: nothing is executed) as one
+    text, and (first line, cell number) of each cell, for messages."""
+    try:
+        notebook = json.loads(raw)
+        cells = notebook["cells"]
+    except (ValueError, KeyError, TypeError):
+        raise FormError(f"{where}: not a Jupyter notebook (nbformat 4 JSON with 'cells')") from None
+    parts: list[str] = []
+    starts: list[tuple[int, int]] = []
+    line = 1
+    for number, cell in enumerate(cells, start=1):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "markdown":
+            continue
+        source = cell.get("source", "")
+        text = "".join(source) if isinstance(source, list) else str(source)
+        starts.append((line, number))
+        parts.append(text)
+        line += text.count("\n") + 2
+    return "\n\n".join(parts), starts
+
+
+def _cell_of(line: int, starts: list[tuple[int, int]]) -> str:
+    cell = next(((first, number) for first, number in reversed(starts) if first <= line), None)
+    if cell is None:
+        return ""
+    return f"cell {cell[1]}, line {line - cell[0] + 1}"
+
+
+# -- conventions the maths implies ---------------------------------------------------------------------
+_EPSILON = re.compile(
+    r"\\(var)?epsilon(?![a-zA-Z])|[εϵ]|\\eps(?![a-zA-Z])|(?<![a-zA-Z])eps(?![a-zA-Z])"
+)
+_SIGMA = re.compile(r"\\sigma(?![a-zA-Z])|σ")
+
+
+def _sigma_forms(maths: str) -> tuple[bool, bool]:
+    """(σ² written, a bare σ written): σ followed by ^2 (or ², after a subscript) is the
+    variance; σ with no exponent, or another one, is σ itself."""
+    squared = bare = False
+    for match in _SIGMA.finditer(maths):
+        rest = maths[match.end() :]
+        rest = re.sub(r"^\s*_\s*(\{[^{}]*\}|\\?[a-zA-Z]+|\d)", "", rest)  # σ_B, σ_{\mathcal{B}}
+        if re.match(r"\s*(\^\s*(\{\s*2\s*\}|2)|²)", rest):
+            squared = True
+        else:
+            bare = True
+    return squared, bare
+
+
+_OTHER_NORMS = {
+    "Layer Normalization": r"layer[\s-]?norm(?:ali[sz]ation)?\b|layernorm",
+    "Instance Normalization": r"instance[\s-]?norm(?:ali[sz]ation)?\b|instancenorm",
+    "Group Normalization": r"group[\s-]?norm(?:ali[sz]ation)?\b|groupnorm",
+    "RMS Normalization": r"rms[\s-]?norm(?:ali[sz]ation)?\b",
+    "Weight Normalization": r"weight[\s-]?norm(?:ali[sz]ation)?\b",
+}
+_BATCH_NORM = r"batch[\s-]?norm(?:ali[sz]ation)?\b|batchnorm|\bBN\b"
+
+
+def _normalization(meta: dict[str, Any], at: dict[str, int], prose: str, where: str) -> None:
+    """Refuse a document about a normalization other than BatchNorm: its front matter says so
+    (``norm: layer``), a heading or the title names it, or the prose names it and never
+    BatchNorm.  Such posts normalize over other axes (LayerNorm: the features of one sample),
+    which bnderive does not model yet; checking them as BatchNorm would be wrong."""
+    declared = str(meta.get("norm", "batch")).strip().lower()
+    names = {"batch": None, "layer": "Layer Normalization", "instance": "Instance Normalization"}
+    names |= {"group": "Group Normalization", "rms": "RMS Normalization"}
+    if declared not in names:
+        raise FormError(
+            f"line {at.get('norm', 1)}: norm: {meta['norm']!r}; use batch (the only "
+            "normalization bnderive models)"
+        )
+    found = names[declared]
+    if found is None and "norm" not in meta:
+        headings = "\n".join(
+            [str(meta.get("title", ""))] + re.findall(r"^\s{0,3}#+\s*(.*)$", prose, re.M)
+        )
+        for name, pattern in _OTHER_NORMS.items():
+            if re.search(pattern, headings, re.I) and not re.search(_BATCH_NORM, headings, re.I):
+                found = name
+                break
+            if re.search(pattern, prose, re.I) and not re.search(_BATCH_NORM, prose, re.I):
+                found = name
+                break
+    if found is not None:
+        raise FormError(
+            f"{where} is a derivation of {found}, which bnderive does not model yet: it "
+            "checks Batch Normalization only (statistics over the batch, per feature or "
+            "channel); checking this derivation as BatchNorm would give wrong verdicts. If it "
+            "is a BatchNorm derivation, say so with `norm: batch` in its front matter."
+        )
+
+
+# -- from lines to equations ---------------------------------------------------------------------------
+class _Unresolved(Exception):
+    """A member that is understood but cannot be checked: the reason."""
+
+
+_ADJOINT_WORDS = {
+    "dy": "∂L/∂y",
+    "dxhat": "∂L/∂x̂",
+    "dvar": "∂L/∂σ²",
+    "dmu": "∂L/∂μ",
+    "dx": "∂L/∂x",
+    "dgamma": "∂L/∂γ",
+    "dbeta": "∂L/∂β",
+}
+_FORWARD_WORDS = {"mu": "μ", "var": "σ²", "xhat": "x̂_i", "y": "y_i"}
+
+
+@dataclass
+class _Chain:
+    """The line an `&= …` row continues: what it is, its reference, its last member, and for
+    a local derivative whether it is the total derivative (its members say the same)."""
+
+    continues: tuple
+    reference: int | None = None
+    last: int | None = None
+    per_element: bool = False
+    total: bool | None = None
+
+
+@dataclass
+class _Builder:
+    """Turns the lines of a document, in order, into the equations of a form."""
+
+    spec: Spec
+    equations: list[Equation] = field(default_factory=list)
+    steps: list[tuple[int, int]] = field(default_factory=list)
+    references: list[tuple[int, int]] = field(default_factory=list)
+    names: dict[str, bool] = field(default_factory=dict)  # for the reader: elementwise or not
+    defined: set[str] = field(default_factory=set)  # gradients earlier lines define
+    chain: _Chain | None = None
+
+    def __post_init__(self) -> None:
+        self.truth = derive(self.spec)
+        self.total: bool | None = None  # the members of a local derivative's line: as it is
+        self.last_total: bool | None = None  # the decision taken for the last ∂/∂x_i
+
+    # -- equations ----------------------------------------------------------------------------
+    def add(self, name: str, index: sp.Symbol | None, expr: sp.Expr, text: str, kind: str) -> int:
+        number = len(self.equations) + 1
+        self.equations.append(Equation(number, name, index, expr, text, text, kind))
+        return number
+
+    def line(self, read: LineRead, latex: str) -> tuple[str, tuple[int, ...], str, list[str]]:
+        """(status, equation numbers, reason, notes) of one read line; ``self.members`` is set
+        to each right side's equation number (None where it is not checked)."""
+        self.members: list[int | None] = [None] * len(read.rhs)
+        if read.kind == "prose":
+            return "prose", (), read.reason, []
+        continuation = read.lhs is None
+        if read.kind == "none" or read.reason:
+            self.chain = _Chain(("none", None, None))
+            return "not checked", (), read.reason, []
+        notes: list[str] = []
+        chain = self.chain if continuation and self.chain is not None else None
+        if chain is None or chain.per_element != read.per_element:
+            chain = _Chain(read.continues, per_element=read.per_element)
+            if continuation and self.chain is not None:
+                chain.last = self.chain.last
+        self.total = chain.total
+        try:
+            reference = self.reference(read, chain, latex, notes)
+        except _Unresolved as exc:
+            self.chain = _Chain(("none", None, None))
+            return "not checked", (), str(exc), notes
+        chain.reference = reference
+        chain.total = self.total
+        numbers: list[int] = []
+        members = list(read.rhs)
+        errors = list(read.member_errors) + [""] * (len(members) - len(read.member_errors))
+        for k, (member, error) in enumerate(zip(members, errors, strict=True), start=1):
+            where = f"member {k}" if len(members) > 1 else "the right side"
+            if member is None:
+                notes.append(f"{where} not checked: {error}")
+                chain.last = None
+                continue
+            try:
+                expr = self.resolve(member, notes)
+            except _Unresolved as exc:
+                notes.append(f"{where} not checked: {exc}")
+                chain.last = None
+                continue
+            number = self.member(read, expr, latex, reference, k == 1 and not continuation)
+            self.members[k - 1] = number
+            if chain.last is not None:
+                self.steps.append((chain.last, number))
+            chain.last = number
+            numbers.append(number)
+        self.chain = chain
+        if not numbers:
+            reason = "; ".join(n for n in notes if "not checked" in n) or "no member could be read"
+            return "not checked", (), reason, notes
+        if read.kind == "adjoint" and not read.per_element and read.defines:
+            self.defined.add(read.defines)
+        if read.kind == "name" and read.defines:
+            self.names[read.defines] = read.index is not None
+            if len(numbers) == 1 and not continuation:
+                return "definition", tuple(numbers), "", notes
+        return "checked", tuple(numbers), "", notes
+
+    def member(
+        self, read: LineRead, expr: sp.Expr, latex: str, reference: int | None, first: bool
+    ) -> int:
+        name = read.defines or "identity"
+        if read.kind == "adjoint" and not read.per_element:
+            return self.add(name, read.index, expr, latex, "quantity")
+        if read.kind == "name" and first:
+            return self.add(name, read.index, expr, latex, "definition")
+        number = self.add(name, read.index, expr, latex, "checked")
+        assert reference is not None
+        self.references.append((reference, number))
+        return number
+
+    def reference(self, read: LineRead, chain: _Chain, latex: str, notes: list[str]) -> int | None:
+        """The hidden equation the members of this line are compared with (None: the truth by
+        name, or a name's own definition)."""
+        if chain.reference is not None and read.lhs is None:
+            return chain.reference
+        kind, name = read.kind, read.defines
+        if kind == "adjoint" and not read.per_element:
+            return None
+        if kind == "adjoint":
+            assert name is not None
+            truth = self.truth.inline(name)
+            text = f"the true {_ADJOINT_WORDS.get(name, name)} (one value for every i)"
+            return self.add(name, None, name_bound(truth), text, "reference")
+        if kind == "forward":
+            assert name is not None
+            value = getattr(N, name) if name in ("mu", "var") else sp.IndexedBase(name)[N.i]
+            text = f"{_FORWARD_WORDS[name]} of the forward graph"
+            return self.add(name, read.index, value, text, "reference")
+        if kind == "name":
+            if read.lhs is None:  # a name's chain continues: compare with the name
+                assert name is not None
+            value = sp.IndexedBase(name)[N.i] if read.index is not None else sp.Symbol(name)
+            return self.add(f"{name}", read.index, value, f"its definition ({name})", "reference")
+        assert read.lhs is not None
+        written = unicode(read.lhs)
+        self.total = self.last_total = None
+        lhs = self.resolve(read.lhs, notes)
+        if kind == "local":
+            # the members of ∂x̂_i/∂x_i = ∂/∂x_i[…] = …: the same derivative as the left side
+            self.total = self.last_total
+        text = f"the true {written}" if kind == "local" else f"the left side {written}"
+        return self.add(read.defines or "identity", read.index, lhs, text, "reference")
+
+    # -- giving a member its value ------------------------------------------------------------
+    def resolve(self, expr: sp.Expr, notes: list[str]) -> sp.Expr:
+        """``expr`` with its local derivatives replaced by their values and the gradients no
+        earlier line defines by their true values (each said in ``notes``)."""
+        if expr.has(N.Partial):
+            expr = _replace_partials(expr, self, _other_paths(expr))
+            notes.append("local derivatives replaced by their true values")
+        # Each line is checked on its own: a gradient it uses stands for its true value.  When
+        # an earlier line defines it and holds, that is the same; when that line is wrong, this
+        # one is still judged by what it says (the earlier mistake is named where it is).
+        assumed = []
+        mapping2: dict[sp.Expr, sp.Expr] = {}
+        for sym in expr.free_symbols:
+            if isinstance(sym, sp.Symbol) and sym.name in ("dvar", "dmu", "dgamma", "dbeta"):
+                mapping2[sym] = self.truth.inline(sym.name)
+                if sym.name not in self.defined:
+                    assumed.append(sym.name)
+        for node in expr.atoms(sp.Indexed):
+            label = str(node.base.label)
+            if label in ("dxhat", "dx"):
+                mapping2[node] = at_index(self.truth.inline(label), node.indices[0])
+                if label not in self.defined:
+                    assumed.append(label)
+        if mapping2:
+            expr = expr.xreplace(mapping2)
+        if assumed:
+            words = ", ".join(_ADJOINT_WORDS[a] for a in sorted(set(assumed)))
+            notes.append(f"uses {words} as its true value (no earlier line defines it)")
+        return name_bound(expr)
+
+    def partial(self, p: N.Partial, paths: bool) -> sp.Expr:
+        of, wrt = p.of, p.wrt
+        if not self.spec.training and (of in (N.mu, N.var) or wrt in (N.mu, N.var)):
+            raise _Unresolved(
+                "in eval mode μ and σ² are running statistics, not stages of the graph"
+            )
+        of = self.expand_names(of)
+        total = False
+        if isinstance(wrt, sp.Indexed) and str(wrt.base.label) == "x":
+            if self.total is not None:  # a member of a local derivative's line: as its left side
+                total = self.total
+            elif isinstance(of, sp.Indexed) and str(of.base.label) in ("xhat", "y"):
+                # ∂x̂_i/∂x_i: the direct path (μ, σ² held); ∂x̂_k/∂x_i: the full Jacobian,
+                # unless the line adds the paths through μ and σ² itself
+                total = of.indices[0] != wrt.indices[0] and not paths
+            elif of not in (N.mu, N.var) and not isinstance(of, sp.Indexed):
+                total = not paths  # ∂(x_k/√(σ²+ε))/∂x_i: μ and σ² follow x
+            self.last_total = total
+        return partial_value(of, wrt, self.spec, total)
+
+    def expand_names(self, expr: sp.Expr) -> sp.Expr:
+        """A name's definition where a local derivative needs what the name is."""
+        defs = {
+            eq.name: (eq.elementwise, eq.expr) for eq in self.equations if eq.kind == "definition"
+        }
+        return inline(expr, defs) if defs else expr
+
+
+def _replace_partials(expr: sp.Expr, builder: _Builder, paths: bool) -> sp.Expr:
+    """Innermost Partial first (a Partial may hold another in what it differentiates)."""
+    if isinstance(expr, N.Partial):
+        inner = N.Partial(_replace_partials(expr.of, builder, paths), expr.wrt, expr.args[2])
+        return builder.partial(inner, paths)
+    if not expr.args or not expr.has(N.Partial):
+        return expr
+    return expr.func(*[_replace_partials(a, builder, paths) for a in expr.args])
+
+
+def _other_paths(expr: sp.Expr) -> bool:
+    """Does a chain rule spell out the paths through μ and σ² (∂L/∂μ ∂μ/∂x_i + …)?  Then its
+    ∂x̂/∂x is the direct path only."""
+    names = {s.name for s in expr.free_symbols if isinstance(s, sp.Symbol)}
+    if names & {"dmu", "dvar"}:
+        return True
+    for p in expr.atoms(N.Partial):
+        if p.of in (N.mu, N.var) or p.wrt in (N.mu, N.var):
+            return True
+    return False
 
 
 # -- reading ------------------------------------------------------------------------------------------
 def load_document(path: str | Path, text: str | None = None) -> DocumentForm:
-    """Read a derivation document (.md or .tex) into a form; see the module docstring."""
+    """Read a derivation document (.md, .tex or .ipynb) into a form; see the module docstring."""
     path = Path(path)
     where = str(path)
     if text is None:
@@ -367,9 +931,13 @@ def load_document(path: str | Path, text: str | None = None) -> DocumentForm:
                 f"{where}, line {line}: not UTF-8 text; a derivation is a Markdown or LaTeX file."
             ) from None
     text = text.replace("\r\n", "\n")
-    markdown = path.suffix.lower() != ".tex"
+    suffix = path.suffix.lower()
+    cells: list[tuple[int, int]] = []
+    if suffix == ".ipynb":
+        text, cells = _notebook_text(text, where)
+    markdown = suffix != ".tex"
     try:
-        return _read(text, markdown, where, path.stem)
+        return _read(text, markdown, where, path.stem, cells)
     except LatexError as exc:
         raise LatexError(f"{where}, {exc}") from None
     except FormError as exc:
@@ -377,16 +945,45 @@ def load_document(path: str | Path, text: str | None = None) -> DocumentForm:
         raise FormError(message if message.startswith(where) else f"{where}, {message}") from None
 
 
-def _read(text: str, markdown: bool, where: str, stem: str) -> DocumentForm:
+def load_expression(
+    text: str, *, sigma: str | None = None, mode: str | None = None
+) -> DocumentForm:
+    """One equation from the command line (``bnderive check --expr``), or a few, one per line
+    or separated by ``\\\\``: read as the lines of a document, with ``sigma`` and ``mode`` as
+    its front matter would say them."""
+    extra = {"name": "expr"}
+    if sigma:
+        extra["sigma"] = sigma
+    if mode:
+        extra["mode"] = mode
+    try:
+        return _read(text.replace("\r\n", "\n"), False, "--expr", "expr", extra=extra)
+    except LatexError as exc:
+        raise LatexError(f"--expr, {exc}") from None
+    except FormError as exc:
+        message = str(exc)
+        raise FormError(message if message.startswith("--expr") else f"--expr, {message}") from None
+
+
+def _read(
+    text: str,
+    markdown: bool,
+    where: str,
+    stem: str,
+    cells: list[tuple[int, int]] | None = None,
+    extra: dict[str, str] | None = None,
+) -> DocumentForm:
+    cells = cells or []
     if markdown:
         entries, body_start = _md_front_matter(text)
         body = _blank(text, 0, body_start)
-        body = _mask_code_fences(body)
+        body = _mask_html_comments(_mask_inline_code(_mask_code_fences(body)))
     else:
         entries = _tex_front_matter(text)
         body = _strip_tex_comments(text)
     meta = _front_matter(entries, where)
     at = meta.pop("_lines")
+    meta.update(extra or {})
     modes = _modes(meta.get("mode", "both"), at.get("mode", 1))
     sigma = meta.get("sigma") or None
     if sigma not in (None, "std", "var"):
@@ -396,67 +993,99 @@ def _read(text: str, markdown: bool, where: str, stem: str) -> DocumentForm:
         )
     spatial = modes == (Mode.SPATIAL,)
     spans = _blocks(body, markdown)
+    bare = False
+    if not spans and not markdown and not _BEGIN.search(body):
+        # a .tex file of bare equations, without any display block: its lines are the maths
+        stripped = body.strip()
+        if stripped:
+            spans = [(body.index(stripped), body.index(stripped) + len(stripped), False)]
+            bare = True
+    _normalization(meta, at, _blank_spans(body, [(a, b) for a, b, _ in spans]), where)
     if not spans:
         raise FormError(
             "line 1: no display math found: expected \\begin{align} … \\end{align} (or align*, "
             "eqnarray, equation" + (", $$ … $$" if markdown else ", \\[ … \\]") + ")"
         )
+    rows: list[tuple[int, str, bool]] = []
+    for start, end, is_inline in spans:
+        for offset, piece in _lines(body, start, end, bare):
+            rows.append((offset, piece, is_inline))
+    maths = "\n".join(piece for _, piece, _ in rows)
+    notes: list[str] = []
+    squared, bare = _sigma_forms(maths)
+    if sigma is None and squared and bare:
+        sigma = "std"
+        notes.append(
+            "σ is the standard deviation √σ² here: the post writes both σ² and σ (declare "
+            "`sigma: var` if its σ is the variance)"
+        )
+    epsilon = str(meta.get("epsilon", "")).strip().lower()
+    if epsilon not in ("", "inside", "outside", "none"):
+        raise FormError(
+            f"line {at.get('epsilon', 1)}: epsilon: {meta['epsilon']!r}; use inside, outside "
+            "or none (ε = 0)"
+        )
+    if not epsilon and not _EPSILON.search(maths) and (squared or bare):
+        epsilon = "none"
+        notes.append(
+            "ε = 0: the post never writes ε (declare `epsilon: inside` if it means √(σ²+ε))"
+        )
+    form_spec = Spec(
+        training=_choice(meta, at, "training", {"true": True, "false": False}, True),
+        unbiased=_choice(meta, at, "variance", {"biased": False, "unbiased": True}, False),
+        eps_inside=epsilon != "outside",
+        eps_zero=epsilon == "none",
+        n=3,
+    )
+    builder = _Builder(form_spec)
     lines: list[DocLine] = []
-    equations: list[Equation] = []
-    defined: set[str] = set()
-    steps: list[tuple[int, int]] = []
-    before: tuple[str, int] | None = None  # the quantity and last equation of the line before
-    previous: tuple[str | None, sp.Expr | None] | None = None
-    for start, end in spans:
-        for offset, piece in _lines(body, start, end):
-            lead = len(piece) - len(piece.lstrip())
-            line, column = _position(body, offset + lead)
-            latex = piece.strip()
-            if _PROSE.match(latex):
-                lines.append(DocLine(line, column, latex, None, (), "prose, not an equation"))
-                continue
-            trailing = _TRAILING_TEXT.search(latex)
-            if trailing:
-                latex = latex[: trailing.start()].rstrip()
-            for shift, equation in _equations(latex):  # "A = B, \qquad C = D": two equations
+    for offset, piece, _inline in rows:
+        lead = len(piece) - len(piece.lstrip())
+        line, column = _position(body, offset + lead)
+        latex = piece.strip()
+        place = _cell_of(line, cells) if cells else ""
+        for shift, equation, side in _equations(latex):  # "A = B, \qquad C = D": two
+            lead2 = len(equation) - len(equation.lstrip())
+            at_line, at_column = _position(body, offset + lead + shift + lead2)
+            equation = equation.strip()
+            chain = builder.chain
+            if side:  # a remark's equation: no part of the row's chain
+                builder.chain = None
+            try:
                 read = parse_equation_line(
                     equation,
                     sigma=sigma,
                     spatial=spatial,
-                    line=line,
-                    column=column + shift,
-                    continues=previous,
+                    line=at_line,
+                    column=at_column,
+                    continues=builder.chain.continues if builder.chain is not None else None,
+                    names=builder.names,
                 )
-                previous = (read.defines, read.source_index)
-                reason = read.reason
-                if not reason and read.defines is not None:
-                    missing = _undefined(read, defined)
-                    if missing:
-                        reason = f"uses {', '.join(missing)}, which no earlier line defines"
-                if reason or read.defines is None:
-                    lines.append(DocLine(line, column + shift, equation, read, (), reason))
-                    before = None
-                    continue
-                numbers = []
-                for rhs in read.rhs:
-                    assert rhs is not None
-                    numbers.append(len(equations) + 1)
-                    equations.append(
-                        Equation(
-                            len(equations) + 1, read.defines, read.index, rhs, equation, equation
-                        )
-                    )
-                if read.lhs is None and before is not None and before[0] == read.defines:
-                    steps.append((before[1], numbers[0]))
-                steps.extend(zip(numbers, numbers[1:], strict=False))
-                before = (read.defines, numbers[-1])
-                defined.add(read.defines)
-                lines.append(DocLine(line, column + shift, equation, read, tuple(numbers)))
-    if not equations:
+            except LatexError as exc:
+                lines.append(
+                    DocLine(at_line, at_column, equation, None, (), _unread(exc, equation),
+                            "not read", (), place)
+                )  # fmt: skip
+                builder.chain = chain if side else _Chain(("none", None, None))
+                continue
+            status, numbers, reason, line_notes_ = builder.line(read, equation)
+            lines.append(
+                DocLine(at_line, at_column, equation, read, numbers, reason, status,
+                        tuple(line_notes_), place, tuple(builder.members))
+            )  # fmt: skip
+            if side:
+                builder.chain = chain
+    equations = builder.equations
+    if not any(eq.kind in ("quantity", "checked") for eq in equations):
+        unread = [d for d in lines if d.status == "not read"]
+        if unread and len(unread) == len([d for d in lines if d.status != "prose"]):
+            first = unread[0]
+            raise LatexError(first.reason, first.line, first.column)
         reasons = "; ".join(f"line {d.line}: {d.reason}" for d in lines if d.reason)
         raise FormError(
-            f"line {lines[0].line if lines else 1}: nothing to check: no line defines ∂L/∂x̂_i, "
-            f"∂L/∂σ², ∂L/∂μ, ∂L/∂x_i, ∂L/∂γ or ∂L/∂β" + (f" ({reasons})" if reasons else "")
+            f"line {lines[0].line if lines else 1}: nothing to check: no line states a value "
+            "bnderive can check (∂L/∂x̂_i, ∂L/∂σ², ∂L/∂μ, ∂L/∂x_i, ∂L/∂γ, ∂L/∂β, μ, σ², x̂, y, a "
+            "local derivative)" + (f" ({reasons})" if reasons else "")
         )
     sources = meta.get("sources") or meta.get("source") or meta.get("citation") or []
     if isinstance(sources, str):
@@ -466,37 +1095,33 @@ def _read(text: str, markdown: bool, where: str, stem: str) -> DocumentForm:
         title=str(meta.get("title") or meta.get("name") or stem),
         sources=tuple(str(s) for s in sources),
         equations=tuple(equations),
-        unbiased=_choice(meta, at, "variance", {"biased": False, "unbiased": True}, False),
-        eps_inside=_choice(meta, at, "epsilon", {"inside": True, "outside": False}, True),
-        training=_choice(meta, at, "training", {"true": True, "false": False}, True),
+        unbiased=form_spec.unbiased,
+        eps_inside=form_spec.eps_inside,
+        training=form_spec.training,
         modes=modes,
         description=str(meta.get("description", "")),
         path=where,
+        notes=tuple(notes),
+        eps_zero=form_spec.eps_zero,
         lines=tuple(lines),
-        steps=tuple(steps),
+        steps=tuple(builder.steps),
+        references=tuple(builder.references),
     )
 
 
-def _undefined(read: LineRead, defined: set[str]) -> list[str]:
-    """The gradients a line's right side uses that no earlier line defines."""
-    used: set[str] = set()
-    for side in read.rhs:
-        if side is None:
-            continue
-        used |= {s.name for s in side.free_symbols if isinstance(s, sp.Symbol)}
-        used |= {str(x.base.label) for x in side.atoms(sp.Indexed)}
-    names = [q for q in N.QUANTITIES if q in used and q != "dy" and q not in defined]
-    return [_WORDS.get(q, q) for q in names]
+_MATRIX = re.compile(r"\\begin\{(pmatrix|bmatrix|vmatrix|Bmatrix|matrix|array|cases)\}")
 
 
-_WORDS = {
-    "dxhat": "∂L/∂x̂",
-    "dvar": "∂L/∂σ²",
-    "dmu": "∂L/∂μ",
-    "dx": "∂L/∂x",
-    "dgamma": "∂L/∂γ",
-    "dbeta": "∂L/∂β",
-}
+def _unread(exc: LatexError, text: str) -> str:
+    """Why a line was not read: the reader's message (column, token, what was expected), or
+    what the line is when it is out of reach (a matrix)."""
+    matrix = _MATRIX.search(text)
+    if matrix:
+        return (
+            f"a {matrix.group(1)} environment (matrix notation) is not understood; bnderive "
+            "reads index notation (x_i, Σ_k)"
+        )
+    return str(exc)
 
 
 def _modes(text: str, line: int) -> tuple[Mode, ...]:
@@ -526,44 +1151,67 @@ def is_document(path: str | Path) -> bool:
     return Path(path).suffix.lower() in SUFFIXES
 
 
-def line_notes(form: Form, refuted: Sequence[int] = (), steps: Sequence[Any] = ()) -> list[str]:
-    """For a document: where each checked equation is in the file, the lines not checked and
-    why, whether each continuation follows from the line before (``steps``: the step verdicts),
-    and the first refuted line (``refuted``: the refuted equation numbers) and where the mistake
-    came in (the first refuted line that does not follow from the line before)."""
+def line_notes(form: Form, verdicts: Sequence[Any] = (), mistakes: Sequence[Any] = ()) -> list[str]:
+    """For a document, what the table of ``check`` does not show: the conventions the post
+    implies (ε = 0, σ), the lines not read or not checked and why, what a checked line assumed
+    (a gradient taken as its true value), the first refuted line, and each independent mistake
+    (``verify.mistakes``) with the lines that follow from it or use it.  Empty when there is
+    nothing to say."""
     if not isinstance(form, DocumentForm):
         return []
-    by_equation: dict[int, list[Any]] = {}
-    for v in steps:
-        by_equation.setdefault(v.equation, []).append(v)
     out = [f"{form.name} ({form.path}):"]
+    for note in form.notes:
+        out.append(f"  note: {note}")
     for line in form.lines:
-        if not line.checked:
-            out.append(f"  · line {line.line} not checked: {line.reason}")
+        if line.status in ("not read", "not checked"):
+            out.append(f"  · {line.place} {line.status}: {line.reason}")
+        elif line.status in ("checked", "definition"):
+            out += [f"  {line.place} ({line.defines}): {note}" for note in line.notes
+                    if not note.startswith("local derivatives")]  # fmt: skip
+    refuted = sorted(
+        {v.equation for v in verdicts if v.form == form.name and v.status.value == "refuted"
+         and v.follows is None and v.equation is not None}
+    )  # fmt: skip
     if len(out) == 1 and not refuted:
         return []
     if refuted:
-        first = form.line_of(min(refuted))
+        first = form.line_of(refuted[0])
         if first is not None:
             out.append(
-                f"  first refuted: line {first.line} of {form.path} (equation {min(refuted)}, "
-                f"{first.defines}): {first.latex}"
+                f"  first refuted: line {first.line} of {form.path} ({first.defines}): "
+                f"{_one_line(first.latex)}"
             )
-        if steps:
-            follows = {
-                v.equation
-                for v in steps
-                if v.status.value == "holds"
-                and not any(w.status.value == "refuted" for w in by_equation[v.equation])
-            }
-            came_in = [n for n in sorted(set(refuted)) if n not in follows]
-            later = [n for n in sorted(set(refuted)) if n in follows]
-            if came_in and later:
-                where = form.line_of(came_in[0])
-                after = sorted({ln.line for n in later if (ln := form.line_of(n)) is not None})
-                out.append(
-                    f"  the mistake comes in at line {where.line if where else '?'}; "
-                    f"line(s) {', '.join(map(str, after))} follow from the line before "
-                    "(faithful steps from a wrong line)"
-                )
+    if len(mistakes) > 1:
+        places = [_place(form, m.equation) for m in mistakes]
+        out.append(f"  {len(mistakes)} independent mistakes, at {', '.join(places)}")
+    for m in mistakes:
+        parts = []
+        follows = _lines_of(form, m.follows)
+        uses = _lines_of(form, m.inherits)
+        if follows:
+            parts.append(
+                f"line(s) {follows} follow from the line before (faithful steps from a wrong line)"
+            )
+        if uses:
+            parts.append(f"line(s) {uses} use its value (right given it; wrong because it is)")
+        if parts:
+            where = form.line_of(m.equation)
+            out.append(
+                f"  the mistake comes in at line {where.line if where else '?'}; "
+                + "; ".join(parts)
+            )
     return out
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _place(form: DocumentForm, equation: int) -> str:
+    line = form.line_of(equation)
+    return f"line {line.line} ({line.defines})" if line is not None else f"equation {equation}"
+
+
+def _lines_of(form: DocumentForm, equations: Sequence[int]) -> str:
+    lines = sorted({ln.line for n in equations if (ln := form.line_of(n)) is not None})
+    return ", ".join(map(str, lines))

@@ -38,6 +38,16 @@ from bnderive.errors import FormError
 _DEFINES = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*(?:\[\s*([a-z])\s*\])?\s*$")
 
 
+#: What an equation is (``Equation.kind``):
+#: ``quantity``   compared with the truth of ``name`` (an auxiliary definition when the truth has
+#:                no such quantity); its value is what later lines mean by ``name``.
+#: ``definition`` a name of the derivation's own (t = 1/√(σ²+ε)): used by later lines, no verdict.
+#: ``reference``  what a later ``checked`` equation must equal (μ of the forward graph, the true
+#:                local derivative, the left side of an identity): never reported by itself.
+#: ``checked``    compared with its reference equation (``Form.references``), not with a truth.
+KINDS = ("quantity", "definition", "reference", "checked")
+
+
 @dataclass(frozen=True)
 class Equation:
     number: int  # 1-based position in the form
@@ -46,10 +56,22 @@ class Equation:
     expr: sp.Expr
     text: str  # the expression as written in the file
     latex: str
+    kind: str = "quantity"
 
     @property
     def elementwise(self) -> bool:
         return self.index is not None
+
+    @property
+    def stored(self) -> bool:
+        """Does a later line see this value under ``name``?  References and checked equations
+        are stored under a private name: a forward definition (μ = …) never replaces μ, so a
+        later line uses it as written only where it holds (then it is μ)."""
+        return self.kind in ("quantity", "definition")
+
+    @property
+    def store_name(self) -> str:
+        return self.name if self.stored else f"_{self.kind}{self.number}"
 
     @property
     def label(self) -> str:
@@ -70,10 +92,11 @@ class Form:
     path: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
     order: int = 1  # 2: a double backward (gI, gG, ggO)
+    eps_zero: bool = False  # ε = 0: a post that never writes ε normalizes by √σ²
 
     def conventions(self) -> str:
         """'training, biased variance, ε inside √': the form's conventions in words."""
-        return conventions_text(self.training, self.unbiased, self.eps_inside)
+        return conventions_text(self.training, self.unbiased, self.eps_inside, self.eps_zero)
 
     def spec(self, base: Spec) -> Spec:
         """``base`` with this form's conventions."""
@@ -86,6 +109,7 @@ class Form:
             training=self.training,
             unbiased=self.unbiased,
             eps_inside=self.eps_inside,
+            eps_zero=self.eps_zero,
         )
 
     def equation(self, name: str) -> Equation:

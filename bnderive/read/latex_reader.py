@@ -43,9 +43,10 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 import sympy as sp
-from lark import Lark, Token, Transformer
+from lark import Lark, Token, Transformer, Tree
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
@@ -55,6 +56,7 @@ from lark.exceptions import (
 )
 
 from bnderive.core import notation as N
+from bnderive.core.notation import Partial
 from bnderive.errors import FormError
 
 
@@ -167,8 +169,25 @@ class BigSum(Node):
 
 
 @dataclass(frozen=True)
+class Relation(Node):  # k = i, k == i, k \ne i: an Iverson bracket [k = i] or a sum's exclusion
+    lhs: Node
+    op: str  # "eq" | "ne"
+    rhs: Node
+
+
+@dataclass(frozen=True)
+class Mean(Node):  # \overline{x_k}, \bar{x}: x̄, the mean of the reduction set
+    arg: Node
+
+
+@dataclass(frozen=True)
+class Ones(Node):  # \mathbb{1}, \mathbf{1}_N, \vec{1}: one (the indicator, or a vector of ones)
+    vector: bool = False  # \vec{1}: certainly the vector
+
+
+@dataclass(frozen=True)
 class LineNode(Node):
-    sides: tuple[Node | None, ...]  # the first is None for an `&= …` continuation
+    sides: tuple[Node | None, ...]  # the first is None for an `&= …` continuation; () for prose
 
 
 def _pos(token: Token) -> Pos:
@@ -182,7 +201,42 @@ class _ToTree(Transformer):
         return c[0]
 
     def line(self, c: list) -> LineNode:
-        # [lhs] = rhs [= rhs ...] [, or .]: a side follows each '='; the first may be missing.
+        # annotations, then [lhs] = rhs [= rhs ...], then , . ? or \text{…}: the equation, or
+        # nothing (a prose line, \text{…} alone).
+        found = [item for item in c if isinstance(item, LineNode)]
+        if found:
+            return found[0]
+        token = next((t for t in c if isinstance(t, Token)), None)
+        if token is None:
+            token = next(
+                (
+                    t
+                    for item in c
+                    if isinstance(item, Tree)
+                    for t in item.scan_values(lambda v: isinstance(v, Token))
+                ),
+                None,
+            )
+        return LineNode(_pos(token) if token is not None else (1, 1), ())
+
+    boxed_line = braced_line = line  # \boxed{A = B}, \color{red}{A = B}: the equation inside
+
+    def expression_line(self, c: list) -> LineNode:
+        # an expression without '=' (a heading's ∂L/∂γ, a row of a matrix): it states nothing
+        node = next(item for item in c if isinstance(item, Node))
+        return LineNode(node.pos, (node,))
+
+    def paren_note(self, c: list) -> None:
+        return None  # (\text{Because …}): a remark
+
+    def annotation(self, c: list) -> Token:
+        return c[0]
+
+    def tail(self, c: list) -> Token:
+        return c[0]
+
+    def equation(self, c: list) -> LineNode:
+        # [lhs] = rhs [= rhs ...]: a side follows each '='; the first may be missing.
         sides: list[Node | None] = [None]
         for item in c:
             if isinstance(item, Token):
@@ -193,6 +247,49 @@ class _ToTree(Transformer):
         pos = next((s.pos for s in sides if s is not None), (1, 1))
         return LineNode(pos, tuple(sides))
 
+    def layout(self, c: list) -> Node:
+        # \underbrace{X}_{note}, \overbrace{X}^{note}: X (the note is a comment)
+        return c[1]
+
+    def layout_group(self, c: list) -> Node:
+        # \boxed{X}, \mathop{X}: X, grouped
+        return Group(_pos(c[0]), c[2], "brace")
+
+    def note(self, c: list) -> None:
+        return None
+
+    def note_body(self, c: list) -> None:
+        return None
+
+    def note_mark(self, c: list) -> None:
+        return None
+
+    def text_d(self, c: list) -> Letter:
+        return Letter(_pos(c[0]), "d", "mathrm")  # \text{d}: the upright differential
+
+    def font_number(self, c: list) -> Node:
+        text = str(c[2])
+        if text != "1":
+            raise LatexError(
+                f"{c[0]}{{{text}}}: only the indicator (or vector of ones) \\mathbb{{1}} is "
+                "understood with a number",
+                *_pos(c[0]),
+            )
+        return Ones(_pos(c[0]))
+
+    def vec(self, c: list) -> Node:
+        arg = c[1]
+        if isinstance(arg, Num) and arg.text == "1":
+            return Ones(_pos(c[0]), vector=True)  # \vec{1}: the vector of ones
+        return arg  # \vec{x} is x: the arrays are vectors already
+
+    def relation(self, c: list) -> Relation:
+        op = "ne" if c[1].type == "NEQ" else "eq"
+        return Relation(c[0].pos, c[0], op, c[2])
+
+    def relation_group(self, c: list) -> Relation:
+        return c[1]
+
     def sum_expr(self, c: list) -> Node:
         terms: list[tuple[str, Node]] = [("+", c[0])]
         for k in range(1, len(c), 2):
@@ -201,6 +298,8 @@ class _ToTree(Transformer):
 
     def signed(self, c: list) -> Node:
         return Signed(_pos(c[0]), str(c[0]), c[1])
+
+    signed_factor = signed
 
     def product(self, c: list) -> Node:
         return c[0] if len(c) == 1 and not isinstance(c[0], Op) else Product(c[0].pos, tuple(c))
@@ -250,6 +349,8 @@ class _ToTree(Transformer):
         return [x for x in c if not isinstance(x, Token)]
 
     def script_item(self, c: list) -> tuple[Node, Node | None]:
+        if len(c) == 3 and c[1].type == "NEQ":  # \sum_{j \ne i}: an exclusion
+            return (Relation(c[0].pos, c[0], "ne", c[2]), None)
         return (c[0], c[2] if len(c) == 3 else None)
 
     def number(self, c: list) -> Num:
@@ -262,18 +363,16 @@ class _ToTree(Transformer):
         return Macro(_pos(c[0]), str(c[0])[1:])
 
     def font(self, c: list) -> Node:
+        # \mathcal{L}, \mathrm{d}; a word (\mathrm{istd}) is refused where it is used
         font = str(c[0])[1:]
         letters = "".join(str(t) for t in c[2:-1])
-        if len(letters) != 1:
-            raise LatexError(
-                f"\\{font}{{{letters}}}: only one letter is understood in \\{font}{{…}} "
-                "(\\mathcal{L}, \\mathcal{B}, \\mathrm{d}, \\mathbf{x})",
-                *_pos(c[0]),
-            )
         return Letter(_pos(c[0]), letters, font)
 
     def hat(self, c: list) -> Hat:
         return Hat(_pos(c[0]), c[1])
+
+    def bar(self, c: list) -> Mean:
+        return Mean(_pos(c[0]), c[1])
 
     def frac(self, c: list) -> Frac:
         return Frac(_pos(c[0]), c[1], c[2])
@@ -319,7 +418,7 @@ def _parser() -> Lark:
         start=["expression", "line"],
         propagate_positions=True,
         lexer_callbacks={
-            kind: _ascii for kind in ("MACRO", "SUM", "SQRT", "MULOP", "ADDOP", "SUPDIGIT")
+            kind: _ascii for kind in ("MACRO", "SUM", "SQRT", "MULOP", "ADDOP", "SUPDIGIT", "NEQ")
         },
     )
 
@@ -329,6 +428,7 @@ _UNICODE = {
     "β": "\\beta", "γ": "\\gamma", "δ": "\\delta", "ε": "\\epsilon", "ϵ": "\\epsilon",
     "μ": "\\mu", "σ": "\\sigma", "∂": "\\partial", "∑": "\\sum", "Σ": "\\sum",
     "√": "\\sqrt", "·": "\\cdot", "⋅": "\\cdot", "×": "\\times", "−": "-", "²": "2", "³": "3",
+    "⊙": "\\odot", "≠": "\\ne",
 }  # fmt: skip
 
 
@@ -340,13 +440,18 @@ def _ascii(token: Token) -> Token:
 
 # -- meaning ------------------------------------------------------------------------------------------
 _BARE = sp.Symbol("_bare", integer=True)  # an element written without index (x̂, δy)
-_ARRAY_LETTERS = {"x": "x", "h": "x", "y": "y", "g": "g"}
+_PLACEHOLDER = re.compile(r"_b\d+")  # a sum's index until the line is read
+_ARRAY_LETTERS = {"x": "x", "h": "x", "y": "y", "g": "g", "X": "x", "Y": "y"}
 _LOSS_LETTERS = {"L", "E", "J", "f"}  # f: posts that write ∂f/∂x̂ (CS231n notes)
+#: Letters that name the loss in ∂C/∂x, ∂l/∂y (a cost C, a loss l): only as what ∂ acts on.
+_LOSS_TARGETS = _LOSS_LETTERS | {"C", "l"}
 _STATS = {"mu": "mu", "gamma": "gamma", "beta": "beta", "epsilon": "eps", "varepsilon": "eps"}
 #: Multi-letter names of code-style posts, read as one symbol (longest first).
 _WORDS = ("dxhat", "dgamma", "dbeta", "dout", "dmu", "dvar", "NHW", "eps")
 #: Index names of the bound sums, in order of preference (i is the line's own element).
 _POOL = ("k", "p", "q", "l", "n", "j", "r", "s", "t", "u", "v")
+#: Letters a line may not define as a name of its own: they mean something already.
+_RESERVED = set(_ARRAY_LETTERS) | _LOSS_TARGETS | {"N", "M", "m", "H", "W", "d", "i", "T"}
 QUANTITY_LATEX = {
     "dy": r"\frac{\partial L}{\partial y_i}",
     "dxhat": r"\frac{\partial L}{\partial \hat{x}_i}",
@@ -357,15 +462,10 @@ QUANTITY_LATEX = {
     "dbeta": r"\frac{\partial L}{\partial \beta}",
 }
 _ELEMENTWISE_ADJOINT = {"x": "dx", "xhat": "dxhat"}
-#: Local derivatives a line may define, (of, with respect to) → quantity; all are per element i.
-LOCAL_OF = {
-    ("var", "x"): "dvar_dx",  # ∂σ²/∂x_i
-    ("mu", "x"): "dmu_dx",  # ∂μ/∂x_i
-    ("xhat", "var"): "dxhat_dvar",  # ∂x̂_i/∂σ²
-    ("xhat", "mu"): "dxhat_dmu",  # ∂x̂_i/∂μ
-}
-LOCAL_QUANTITIES = frozenset(LOCAL_OF.values())
 _SCALAR_ADJOINT = {"var": "dvar", "mu": "dmu", "gamma": "dgamma", "beta": "dbeta"}
+#: The nodes of the graph a local derivative ∂A/∂B may name, and their symbols (by target kind).
+_NODE_BASE = {"x": N.x, "xhat": N.xhat, "y": N.y}
+_NODE_SCALAR = {"mu": N.mu, "var": N.var, "gamma": N.gamma, "beta": N.beta}
 
 
 @dataclass
@@ -388,14 +488,36 @@ class _Diff:
     """∂X, dX or δX: a differential (inside a fraction) or, for d and δ, an adjoint."""
 
     prefix: str  # "partial" | "d" | "delta"
-    target: str  # loss | x | y | xhat | var | mu | gamma | beta | std | other
+    target: str  # loss | x | y | xhat | var | mu | gamma | beta | std | name | expr | other | none
     index: sp.Expr | None
-    text: str
+    text: str  # what is differentiated, as written (for messages)
+    pos: Pos
+    value: sp.Expr | None = None  # its value: the node (x[k], var, ...) or the expression
+    feature: str | None = None  # the feature (channel) index it names, if any (h_{kl}: l)
+
+    @property
+    def operator(self) -> bool:
+        """A lone ∂ (or d) in a numerator: \\frac{\\partial}{\\partial x_i} acts on what follows."""
+        return self.target == "none"
+
+
+@dataclass(frozen=True)
+class _Operator:
+    """\\frac{\\partial}{\\partial x_i}: the derivative of the factor that follows."""
+
+    wrt: _Diff
     pos: Pos
 
 
 class _Meaning:
-    def __init__(self, sigma: str | None, spatial: bool, line: int, column: int) -> None:
+    def __init__(
+        self,
+        sigma: str | None,
+        spatial: bool,
+        line: int,
+        column: int,
+        names: dict[str, bool] | None = None,
+    ) -> None:
         self.sigma = sigma
         self.spatial = spatial
         self.line0 = line
@@ -403,7 +525,16 @@ class _Meaning:
         self.roles: dict[str, tuple[str, Pos]] = {}  # index name → element | feature
         self.composites: dict[sp.Symbol, tuple[str, ...]] = {}  # (n,h,w) → Symbol("nhw")
         self.fresh = 0
-        self.local_ok = False  # a local derivative (∂σ²/∂x_i) is read only as a line's left side
+        #: Names earlier lines of the document defined (t = 1/√(σ²+ε)): elementwise or not.
+        self.names: dict[str, bool] = dict(names or {})
+        #: The left side may be a name of its own (t, v, R): read it as a new name.
+        self.define_ok = False
+        #: The line's own element index as written (x_i on the left: "i"), once known.
+        self.line_element: str | None = None
+        #: A lowercase n is the size of the set when the line uses no index n (\frac{1}{n}).
+        self.size_n = False
+        self.target_feature: str | None = None  # the feature of the last target() read
+        self.new_name: tuple[str, sp.Expr | None] | None = None
 
     # -- errors and positions --------------------------------------------------------------------
     def at(self, pos: Pos) -> tuple[int, int]:
@@ -495,25 +626,57 @@ class _Meaning:
             raise self.error("a feature or channel written as a number is not understood", pos)
         self.role(name, "feature", pos)
 
-    def stat_subscripts(self, item: _Item) -> None:
-        """μ_B, μ_\\mathcal{B}, μ_j, μ[C]: the batch marker or a feature, both dropped."""
+    def stat_subscripts(self, item: _Item) -> str | None:
+        """μ_B, μ_\\mathcal{B}, μ_j, μ[C]: the batch marker or a feature, both dropped; the
+        feature's name, if one is written."""
         names: list[tuple[str, Pos]] = []
         if item.sub is not None:
             names += self.index_names(item.sub)
         for b in item.brackets:
             names += self.index_names(ScriptArg(b.pos, ((b.inner, None),), True))
+        feature = None
         for name, pos in names:
             if name != "B":
                 self.feature(name, pos)
+                feature = name
+        return feature
 
     # -- values -----------------------------------------------------------------------------------
     def value(self, node: Node) -> sp.Expr:
         got = self.value_or_diff(node)
         if isinstance(got, _Diff):
             return self.diff_value(got)
+        if isinstance(got, _Operator):
+            raise self.error(
+                f"\\frac{{\\partial}}{{\\partial {got.wrt.text}}} with nothing after it to "
+                "differentiate",
+                got.pos,
+            )
         return got
 
-    def value_or_diff(self, node: Node) -> sp.Expr | _Diff:
+    def iverson(self, node: Relation) -> sp.Expr:
+        """[k = i], 1(k == i), \\mathbb{1}[k = i]: Kronecker's δ_ki; [k \\ne i]: 1 − δ_ki."""
+        sides = []
+        for part in (node.lhs, node.rhs):
+            names = self.index_names(ScriptArg(part.pos, ((part, None),), True))
+            if len(names) != 1 or names[0][0] == "B":
+                raise self.error(
+                    "a bracket [k = i] compares two indices: expected one index letter (or "
+                    "number) on each side",
+                    part.pos,
+                )
+            name, pos = names[0]
+            sides.append(
+                sp.Integer(int(name)) if name.isdigit() else self.element_symbol([name], pos)
+            )
+        delta = sp.KroneckerDelta(*sides)
+        return delta if node.op == "eq" else 1 - delta
+
+    def value_or_diff(self, node: Node) -> sp.Expr | _Diff | _Operator:
+        if isinstance(node, Group) and node.kind == "brace":
+            return self.value_or_diff(node.inner)  # {{\\partial L}}: braces only group
+        if isinstance(node, Relation):
+            return self.iverson(node)
         if isinstance(node, SumExpr):
             total = sp.Integer(0)
             for sign, term in node.terms:
@@ -529,14 +692,20 @@ class _Meaning:
             return self.bigsum(node)
         return self.product([node])
 
-    def product(self, nodes: list[Node]) -> sp.Expr | _Diff:
+    def product(self, nodes: list[Node]) -> sp.Expr | _Diff | _Operator:
+        self.invisible_braces(nodes)
+        self.ambiguous_ones(nodes)
         items = [self.item(n) for n in nodes]
         items = self.words(items)
         items = self.attach_brackets(items)
+        items = self.feature_superscripts(items)
+        items = self.applications(items)
+        items = self.expectations(items)
         items = self.prefixes(items)
         items = self.sizes(items)
-        pieces: list[sp.Expr | _Diff] = []
+        pieces: list[sp.Expr | _Diff | _Operator] = []
         divide = False
+        operator: _Operator | None = None
         for it in items:
             if it.kind == "op":
                 if it.name == "/":
@@ -545,6 +714,25 @@ class _Meaning:
                     divide = True
                 continue
             v = self.diff_of(it) if it.kind == "diff" else self.item_value(it)
+            if isinstance(v, _Operator):
+                if divide or operator is not None:
+                    raise self.error(
+                        "\\frac{\\partial}{\\partial …} must be followed by what it differentiates",
+                        it.pos,
+                    )
+                if len(items) == 1:
+                    return v  # the operator alone: the product it stands in applies it
+                operator = v
+                continue
+            if operator is not None:
+                # \frac{\partial}{\partial x_i}[ … ]: the derivative of the factor that follows
+                v = self.local(
+                    self.plain(v),
+                    _describe(it.node) if it.node else it.name,
+                    operator.wrt,
+                    operator.pos,
+                )
+                operator = None
             if divide:
                 last = pieces[-1]
                 if isinstance(last, _Diff) and isinstance(v, _Diff):
@@ -556,11 +744,116 @@ class _Meaning:
                 pieces.append(v)
         if divide:
             raise self.error("'/' needs something on each side", items[-1].pos)
+        if operator is not None:
+            raise self.error(
+                "\\frac{\\partial}{\\partial …} must be followed by what it differentiates",
+                operator.pos,
+            )
         if len(pieces) == 1:
             return pieces[0]
         return sp.Mul(*[self.plain(p) for p in pieces])
 
-    def plain(self, v: sp.Expr | _Diff) -> sp.Expr:
+    def feature_superscripts(self, items: list[_Item]) -> list[_Item]:
+        """x^{(k)}, \\gamma^{(k)}, \\widehat{x}^{(k)}: the paper's feature index k, as a
+        superscript in parentheses; features never mix, so it is dropped (as x_{ik}'s k is)."""
+        for it in items:
+            sup = it.sup
+            if sup is None or len(sup.items) != 1 or sup.items[0][1] is not None:
+                continue
+            node = sup.items[0][0]
+            if not (isinstance(node, Group) and node.kind == "paren"):
+                continue
+            inner = node.inner
+            if not (isinstance(inner, Letter) and not inner.font and inner.name.isalpha()):
+                continue
+            stat = it.kind == "macro" and it.name in ("mu", "gamma", "beta", "sigma")
+            if self.indexable(it) or stat or (it.kind == "letter" and it.name in "xhXyY"):
+                self.feature(inner.name, inner.pos)
+                it.sup = None
+        return items
+
+    def ambiguous_ones(self, nodes: list[Node]) -> None:
+        """\\mathbf{1} alone is the vector of ones in one post and the matrix of ones (1 X is
+        Σ_k x_k) in another; \\mathbf{1}_N, \\vec{1} and the indicator \\mathbb{1}[k = i] are
+        not ambiguous."""
+        for k, node in enumerate(nodes):
+            if isinstance(node, Ones) and node.pos is not None:
+                following = nodes[k + 1] if k + 1 < len(nodes) else None
+                if not isinstance(following, Relation) and not getattr(node, "vector", False):
+                    raise self.error(
+                        "\\mathbf{1} alone: the vector of ones or the matrix of ones (1 X = Σ_k "
+                        "x_k)? write \\mathbf{1}_N or \\vec{1} for the vector, Σ for the sum",
+                        node.pos,
+                    )
+
+    def invisible_braces(self, nodes: list[Node]) -> None:
+        """Braces do not print: `{a - b} c` shows as a − b c, which means a − (b·c), while the
+        braces group a − b.  A braced sum next to another factor (or under an exponent) has the
+        two readings; bnderive takes neither and asks for parentheses."""
+        for node in nodes:
+            base, sup = (node.base, node.sup) if isinstance(node, Scripted) else (node, None)
+            if (
+                isinstance(base, Group)
+                and base.kind == "brace"
+                and isinstance(base.inner, SumExpr)
+                and (len(nodes) > 1 or sup is not None)
+            ):
+                raise self.error(
+                    "braces {…} around a sum next to another factor: braces do not print, so "
+                    "`{a - b} c` reads as a − b·c on the page but groups a − b here; write "
+                    "parentheses (or \\left( … \\right)) for the grouping you mean",
+                    base.pos,
+                )
+
+    def applications(self, items: list[_Item]) -> list[_Item]:
+        """μ(x), σ²(x): the statistic of x, written as a function of the input (the group holds
+        the bare array x alone); anything else in the parentheses is a product, as usual."""
+        out: list[_Item] = []
+        for it in items:
+            prev = out[-1] if out else None
+            if (
+                prev is not None
+                and prev.kind == "macro"
+                and prev.name in ("mu", "sigma")
+                and it.kind == "node"
+                and isinstance(it.node, Group)
+                and it.node.kind == "paren"
+                and it.sub is None
+                and it.sup is None
+                and isinstance(it.node.inner, Letter)
+                and it.node.inner.name in ("x", "X", "h")
+                and not it.node.inner.font
+            ):
+                continue  # μ(x) is μ
+            out.append(it)
+        return out
+
+    def expectations(self, items: list[_Item]) -> list[_Item]:
+        """E[x], \\mathbb{E}[x], \\mathrm{E}[x]: the mean over the batch (the reduction set)."""
+        out: list[_Item] = []
+        for it in items:
+            prev = out[-1] if out else None
+            if (
+                it.kind == "bracket"
+                and it.sub is None
+                and prev is not None
+                and prev.kind == "letter"
+                and prev.name == "E"
+                and prev.node.font in ("", "mathbb", "mathrm")
+                and prev.sup is None
+                and not prev.brackets
+            ):
+                out[-1] = _Item("mean", prev.pos, "E", it.node, prev.sub, it.sup)
+                continue
+            out.append(it)
+        return out
+
+    def plain(self, v: sp.Expr | _Diff | _Operator) -> sp.Expr:
+        if isinstance(v, _Operator):
+            raise self.error(
+                "\\frac{\\partial}{\\partial …} must be followed by what it differentiates",
+                v.pos,
+            )
         return self.diff_value(v) if isinstance(v, _Diff) else v
 
     def item(self, node: Node) -> _Item:
@@ -644,6 +937,16 @@ class _Meaning:
             elif it.kind == "macro" and it.name == "partial":
                 prefix = "partial"
             elif it.kind == "macro" and it.name == "delta":
+                nxt = items[k + 1] if k + 1 < len(items) else None
+                if (
+                    it.sub is None
+                    and it.sup is None
+                    and nxt is not None
+                    and isinstance(nxt.node, Relation)
+                ):  # \delta(i=l): Kronecker's delta written as a function of the relation
+                    out.append(nxt)
+                    k += 2
+                    continue
                 if it.sub is not None:
                     # \delta^{n,h,w}_{N,H,W}: a Kronecker delta over two elements, upper and lower
                     upper = it.sup if it.sup is not None else None
@@ -723,7 +1026,9 @@ class _Meaning:
         if it.sub is not None:
             raise self.error(f"{what} takes no subscript here", it.sub.pos)
 
-    def item_value(self, it: _Item) -> sp.Expr:
+    def item_value(self, it: _Item) -> sp.Expr | _Operator:
+        if it.kind == "mean":
+            return self.power(self.mean_value(it), it)
         if it.kind == "size":
             self.no_sub(it, "the size N H W")
             return self.power(N.M, it)
@@ -769,6 +1074,10 @@ class _Meaning:
         node = it.node
         if isinstance(node, Hat):
             return self.power(self.hat_value(it), it)
+        if isinstance(node, Ones):
+            if it.sub is not None:  # \mathbf{1}_N: the vector of N ones
+                self.size_subscript(it.sub)
+            return self.power(sp.Integer(1), it)
         self.no_sub(it, _describe(node))
         if isinstance(node, Num):
             return self.power(sp.Rational(node.text), it)
@@ -777,13 +1086,40 @@ class _Meaning:
         if isinstance(node, Sqrt):
             return self.power(sp.sqrt(self.value(node.arg)), it)
         if isinstance(node, Frac):
-            return self.power(self.frac_value(node), it)
+            got = self.frac_value(node)
+            if isinstance(got, _Operator):
+                if it.sup is not None:
+                    raise self.error("an exponent on \\frac{\\partial}{\\partial …}", it.pos)
+                return got
+            return self.power(got, it)
         if isinstance(node, BigSum):
             return self.bigsum(node)
+        if isinstance(node, Relation):
+            return self.power(self.iverson(node), it)
+        if isinstance(node, Mean):  # x̄: the mean of the set, μ
+            inner = self.item(node.arg)
+            if inner.kind != "letter" or inner.name not in ("x", "h", "X") or inner.node.font:
+                raise self.error(
+                    f"\\overline{{{_describe(node.arg)}}}: only x̄ (the mean of x) is understood",
+                    node.pos,
+                )
+            if inner.sub is not None:  # \overline{x_k}: the mean of feature k
+                for name, pos in self.index_names(inner.sub):
+                    self.feature(name, pos)
+            return self.power(N.mu, it)
+        if isinstance(node, Signed):  # a · −b
+            value = self.value(node.term)
+            return -value if node.sign in ("-", "−") else value
         raise self.error(f"{_describe(node)} is not understood here", node.pos)  # pragma: no cover
 
     def letter_value(self, it: _Item) -> sp.Expr:
         name, font = it.name, it.node.font
+        if font and len(name) > 1:
+            raise self.error(
+                f"\\{font}{{{name}}}: only one letter is understood in \\{font}{{…}} "
+                "(\\mathcal{L}, \\mathcal{B}, \\mathrm{d}, \\mathbf{x})",
+                it.pos,
+            )
         if font == "mathcal" and name == "L" or name in _LOSS_LETTERS and not font:
             raise self.error(
                 f"the loss {name} is only understood in a derivative, as in "
@@ -792,10 +1128,25 @@ class _Meaning:
             )
         if font == "mathcal":
             raise self.error(f"\\mathcal{{{name}}} is not understood here", it.pos)
+        self.no_transpose(it)
         if name in _ARRAY_LETTERS:
             index, _ = self.array_index(it)
             return self.power(sp.IndexedBase(_ARRAY_LETTERS[name])[index], it)
-        if name in ("N", "m", "M"):
+        if not font and name in self.names:  # a name an earlier line defined (t, v, R)
+            if self.names[name]:
+                index, _ = self.array_index(it)
+                return self.power(sp.IndexedBase(name)[index], it)
+            self.stat_subscripts(it)
+            return self.power(sp.Symbol(name), it)
+        if self.define_ok and not font and name not in _RESERVED and not it.brackets:
+            # the left side names something of its own: t = 1/√(σ²+ε), R_i = x_i − μ
+            self.define_ok = False
+            if it.sup is not None:
+                raise self.error(f"a name with an exponent ({name}^…) cannot be defined", it.pos)
+            index = self.array_index(it)[0] if it.sub is not None else None
+            self.new_name = (name, index)
+            return sp.IndexedBase(name)[index] if index is not None else sp.Symbol(name)
+        if name in ("N", "m", "M") or (name == "n" and self.size_n):
             self.no_sub(it, f"the size {name}")
             if name == "N" and self.spatial:
                 raise self.error(
@@ -818,9 +1169,31 @@ class _Meaning:
             )
         raise self.error(
             f"unknown symbol {name}: expected x, y, g, h (arrays), N, m, M (the size), "
-            "or a macro such as \\mu, \\sigma, \\gamma",
+            "a macro such as \\mu, \\sigma, \\gamma, or a name an earlier line defines "
+            f"({name} = …)",
             it.pos,
         )
+
+    def no_transpose(self, it: _Item) -> None:
+        sup = it.sup
+        if (
+            sup is not None
+            and len(sup.items) == 1
+            and isinstance(sup.items[0][0], Letter)
+            and sup.items[0][0].name == "T"
+        ):
+            raise self.error(
+                f"{_item_text(it)}: a transpose (matrix notation) is not understood; write the "
+                "sums with indices (Σ_k a_k b_k)",
+                it.pos,
+            )
+
+    def size_subscript(self, sub: ScriptArg) -> None:
+        """\\mathbf{1}_N: the subscript of a vector of ones is the size of the set."""
+        if len(sub.items) == 1 and isinstance(sub.items[0][0], Letter):
+            if sub.items[0][0].name in ("N", "m", "M") and not sub.items[0][0].font:
+                return
+        raise self.error("expected the size N (or m, M) under a vector of ones", sub.pos)
 
     def word_value(self, it: _Item) -> sp.Expr:
         name = it.name
@@ -841,6 +1214,14 @@ class _Meaning:
             return self.power(getattr(N, _STATS[name]), it)
         if name == "sigma":
             self.stat_subscripts(it)
+            exponent = self.exponent(it.sup) if it.sup is not None else None
+            if exponent != 2 and "sigma" in self.names:  # σ as a line of the post defined it
+                return self.power(sp.Symbol("sigma"), it)
+            if self.define_ok and it.sup is None and self.sigma == "std":
+                # σ = √(σ² + ε): the post says what its σ is; a name from here on
+                self.define_ok = False
+                self.new_name = ("sigma", None)
+                return sp.Symbol("sigma")
             return self.sigma_value(it)
         if name == "ell":
             raise self.error(
@@ -871,6 +1252,7 @@ class _Meaning:
         )
 
     def hat_value(self, it: _Item) -> sp.Expr:
+        self.no_transpose(it)
         inner = self.hat_item(it)
         index, _ = self.array_index(inner)
         return N.xhat[index]
@@ -879,7 +1261,7 @@ class _Meaning:
         """\\hat{x}_i, \\hat{x_i}, \\hat x[n]: the x (or h) under the hat, with its indices."""
         arg = it.node.arg
         inner = self.item(arg) if not isinstance(arg, Product) else None
-        if inner is None or inner.kind != "letter" or inner.name not in ("x", "h"):
+        if inner is None or inner.kind != "letter" or inner.name not in ("x", "h", "X"):
             raise self.error(
                 f"\\hat{{{_describe(arg)}}}: only \\hat{{x}} and \\hat{{h}} are understood", it.pos
             )
@@ -900,45 +1282,90 @@ class _Meaning:
     # -- differentials and derivatives ------------------------------------------------------------
     def diff_of(self, it: _Item) -> _Diff:
         t = it.target
-        kind, index = self.target(t)
-        return _Diff(it.name, kind, index, _item_text(t), it.pos)
+        self.target_feature = None
+        kind, index, value = self.target(t)
+        return _Diff(it.name, kind, index, _item_text(t), it.pos, value, self.target_feature)
 
-    def target(self, t: _Item) -> tuple[str, sp.Expr | None]:
+    def target(self, t: _Item) -> tuple[str, sp.Expr | None, sp.Expr | None]:
+        """What a differential acts on: (kind, element index, value).  The kinds: the loss, a
+        node of the graph (x, y, xhat, mu, var, gamma, beta; std for σ = √σ²), a name an earlier
+        line defined, or other (something bnderive does not know)."""
         if t.kind == "letter":
             font = t.node.font
-            if (t.name in _LOSS_LETTERS and not font) or (font == "mathcal" and t.name == "L"):
+            if (t.name in _LOSS_TARGETS and not font) or (font == "mathcal" and t.name == "L"):
                 self.no_sub(t, "the loss")
-                return "loss", None
-            if t.name in ("x", "h") and not font:
-                return "x", self.array_index(t)[0]
-            if t.name == "y" and not font:
-                return "y", self.array_index(t)[0]
+                return "loss", None, None
+            if t.name in ("x", "h", "X") and not font:
+                self.no_transpose(t)
+                index, self.target_feature = self.array_index(t)
+                return "x", index, self.power(N.x[index], t)
+            if t.name in ("y", "Y") and not font:
+                self.no_transpose(t)
+                index, self.target_feature = self.array_index(t)
+                return "y", index, self.power(N.y[index], t)
+            if t.name in self.names and not font:
+                return "name", None, self.letter_value(t)
         if t.kind == "macro":
-            if t.name == "ell":
-                return "loss", None
+            if t.name in ("ell", "L"):  # \ell, and \L as posts define it (\mathcal{L})
+                return "loss", None, None
             if t.name in ("mu", "gamma", "beta"):
-                self.stat_subscripts(t)
-                if t.sup is not None:
-                    return "other", None
-                return t.name, None
+                self.target_feature = self.stat_subscripts(t)
+                value = self.macro_value(t)
+                return (t.name if t.sup is None else "expr"), None, value
             if t.name == "sigma":
-                self.stat_subscripts(t)
+                self.target_feature = self.stat_subscripts(t)
                 exp = self.exponent(t.sup) if t.sup is not None else None
-                if self.sigma == "var":
-                    return ("var" if exp is None else "other"), None
-                if exp == 2:
-                    return "var", None
+                value = self.sigma_value(t)  # raises when σ is undeclared
+                if value == N.var:
+                    return "var", None, value
                 if exp is None and self.sigma == "std":
-                    return "std", None
-                if exp is None:
-                    self.sigma_value(t)  # raises: σ undeclared
-                return "other", None
+                    return "std", None, value
+                return "expr", None, value
         if t.kind == "node" and isinstance(t.node, Hat):
-            if t.sup is not None:
-                return "other", None
             inner = self.hat_item(t)
-            return "xhat", self.array_index(inner)[0]
-        return "other", None
+            index, self.target_feature = self.array_index(inner)
+            value = self.hat_value(t)
+            return ("xhat" if t.sup is None else "expr"), index, self.power(value, t)
+        if t.kind in ("node", "bracket") and isinstance(t.node, Group | Bracket | Frac | Sqrt):
+            return "expr", None, self.item_value(t)
+        return "other", None, None
+
+    def differential(self, node: Node) -> _Diff | None:
+        """The numerator or denominator of a fraction when it is a differential: ∂L, dy_{kl},
+        ∂x̂_k, ∂(γx̂ + β), ∂ \\frac{1}{m}\\sum x_i, a lone ∂ (an operator); None otherwise.
+        What follows the ∂ (or d, δ) is all of it: ∂ istd is one unknown name, not ∂i·s·t·d."""
+        while isinstance(node, Group) and node.kind == "brace":
+            node = node.inner
+        nodes = list(node.items) if isinstance(node, Product) else [node]
+        first = nodes[0]
+        if isinstance(first, Letter) and first.name == "d" and first.font in ("", "mathrm"):
+            prefix = "d"
+            # dout, dxhat, dgamma: a code-style word, not a differential
+            letters = "".join(n.name for n in nodes if isinstance(n, Letter) and not n.font)
+            if any(letters.startswith(w) for w in _WORDS if w.startswith("d")) and all(
+                isinstance(n, Letter) for n in nodes[: len(letters)]
+            ):
+                return None
+        elif isinstance(first, Macro) and first.name in ("partial", "part"):
+            prefix = "partial"
+        elif isinstance(first, Macro) and first.name == "delta":
+            prefix = "delta"
+        else:
+            return None
+        rest = nodes[1:]
+        if not rest:
+            return _Diff(prefix, "none", None, "", first.pos)
+        text = " ".join(_render(n) for n in rest)
+        items = self.attach_brackets(self.words([self.item(n) for n in rest]))
+        if len(items) == 1:
+            self.target_feature = None
+            kind, index, value = self.target(items[0])
+            return _Diff(prefix, kind, index, text, first.pos, value, self.target_feature)
+        if all(isinstance(n, Letter) and not n.font for n in rest):
+            word = "".join(n.name for n in rest)  # a word: istd, xcorrected
+            return _Diff(prefix, "other", None, word, first.pos)
+        value = self.value(Product(rest[0].pos, tuple(rest)))
+        return _Diff(prefix, "expr", None, text, first.pos, value)
 
     def diff_value(self, d: _Diff) -> sp.Expr:
         """dy_i, δy, δβ, d\\hat{x}_i: the adjoint itself (∂ needs a fraction)."""
@@ -952,6 +1379,8 @@ class _Meaning:
             raise self.error(
                 f"d{d.text} alone: the differential of the loss belongs in dL/dx", d.pos
             )
+        if d.target == "none":
+            raise self.error(f"{d.prefix} must be followed by what it differentiates", d.pos)
         return self.adjoint(d)
 
     def adjoint(self, d: _Diff) -> sp.Expr:
@@ -968,59 +1397,142 @@ class _Meaning:
                 d.pos,
                 NotCheckable,
             )
-        raise self.error(
-            f"the gradient with respect to {d.text} is not understood: expected ∂L/∂ of "
-            "y, x̂, σ², μ, x, γ or β",
-            d.pos,
-            NotCheckable if d.target == "other" else LatexError,
-        )
-
-    def derivative(self, num: _Diff, den: _Diff) -> sp.Expr:
-        local = LOCAL_OF.get((num.target, den.target))
-        if local is not None and self.local_ok:
-            index = den.index if den.target == "x" else num.index
-            return sp.IndexedBase(local)[index if index is not None else _BARE]
-        if num.target != "loss":
+        if d.target in ("other", "expr", "name"):
             raise self.error(
-                f"∂{num.text}/∂{den.text} is a local derivative; bnderive checks derivatives of "
-                "the loss (∂L/∂x_i, ∂L/∂σ², ...) and does not evaluate local ones",
-                num.pos,
+                f"∂L/∂{d.text}: a gradient with respect to {d.text}, which is not a node of "
+                "BatchNorm's graph (y, x̂, σ², μ, x, γ, β)",
+                d.pos,
                 NotCheckable,
             )
-        if den.target == "loss":
-            raise self.error("∂L/∂L is not a gradient bnderive knows", den.pos)
-        return self.adjoint(den)
+        raise self.error(  # pragma: no cover - every kind is handled above
+            f"the gradient with respect to {d.text} is not understood", d.pos
+        )
 
-    def frac_value(self, node: Frac) -> sp.Expr:
-        num = self.value_or_diff(node.num)
-        den = self.value_or_diff(node.den)
-        if isinstance(num, _Diff) and isinstance(den, _Diff):
+    def derivative(self, num: _Diff, den: _Diff) -> sp.Expr | _Operator:
+        if den.target in ("loss", "none"):
+            raise self.error(
+                f"∂{num.text}/∂{den.text or '?'} is not a derivative bnderive knows", den.pos
+            )
+        if num.target == "none":
+            return _Operator(den, num.pos)  # \frac{\partial}{\partial x_i}: acts on what follows
+        if num.target == "loss":
+            return self.adjoint(den)
+        local = self.local(num.value, num.text, den, num.pos)
+        if num.feature and den.feature and num.feature != den.feature:
+            # ∂y_{kl}/∂h_{ij}: zero unless l = j (features never mix), δ_lj
+            local = (
+                sp.KroneckerDelta(
+                    sp.Symbol(num.feature, integer=True), sp.Symbol(den.feature, integer=True)
+                )
+                * local
+            )
+        return local
+
+    def local(self, of: sp.Expr | None, text: str, den: _Diff, pos: Pos) -> sp.Expr:
+        """∂(of)/∂(den): a local derivative, left as ``Partial`` until its value is worked out
+        (``derive.partial_value``) with the document's conventions."""
+        if of is None:
+            raise self.error(
+                f"∂{text}/∂{den.text}: bnderive does not know {text}; the nodes of the graph are "
+                "x, μ, σ², x̂, y, γ, β (and names earlier lines define)",
+                pos,
+                NotCheckable,
+            )
+        if den.target in ("x", "y", "xhat", "mu", "var", "gamma", "beta") and den.value is not None:
+            wrt = den.value
+            if isinstance(wrt, sp.Pow):
+                wrt = wrt.base  # pragma: no cover - a node with an exponent is "expr"
+            if isinstance(wrt, sp.Indexed) and _BARE in of.free_symbols:
+                # ∂(γx̂ + β)/∂x̂_k: what is differentiated is about the element k
+                of = of.xreplace({_BARE: wrt.indices[0]})
+            return N.Partial(of, wrt, sp.Integer(0))
+        raise self.error(
+            f"∂{text}/∂{den.text}: a derivative with respect to {den.text}, which is not a node "
+            "of BatchNorm's graph (x, μ, σ², x̂, y, γ, β)",
+            den.pos,
+            NotCheckable,
+        )
+
+    def frac_value(self, node: Frac) -> sp.Expr | _Operator:
+        num = self.differential(node.num)
+        den = self.differential(node.den)
+        if num is not None and den is not None:
             return self.derivative(num, den)
         if (
-            isinstance(num, _Diff)
+            num is not None
             and num.prefix == "partial"
-            or (isinstance(den, _Diff) and den.prefix == "partial")
+            or den is not None
+            and den.prefix == "partial"
         ):
-            d = num if isinstance(num, _Diff) and num.prefix == "partial" else den
+            d = num if num is not None and num.prefix == "partial" else den
+            assert d is not None
             raise self.error(
                 "a fraction with ∂ on one side only: expected \\frac{\\partial L}{\\partial x_i}",
                 d.pos,
             )
-        return self.plain(num) / self.plain(den)
+        top = self.diff_value(num) if num is not None else self.plain(self.value_or_diff(node.num))
+        bottom = (
+            self.diff_value(den) if den is not None else self.plain(self.value_or_diff(node.den))
+        )
+        return top / bottom
 
     # -- sums -------------------------------------------------------------------------------------
     def bigsum(self, node: BigSum) -> sp.Expr:
-        bound = self.sum_indices(node)
-        self.check_upper(node)
+        bound, excluded = self.sum_indices(node)
+        self.shadowing(node, bound)
+        explicit = self.check_limits(node)
         body = self.value(node.body)
+        return self.sum_value(body, bound, node.pos, excluded, explicit)
+
+    def shadowing(self, node: BigSum, bound: list[tuple[str, Pos]]) -> None:
+        """\\sum_{i=1}^m (g_i (x_i - μ)) \\frac{2}{m}(x_i - μ) on a line about x_i: the sum's
+        index is the line's own element, and whether the last factor is inside the sum (as
+        the notation reads) or is the line's x_i (as the author may mean) cannot be told."""
+        if self.line_element is None or not isinstance(node.body, Product):
+            return
+        if not any(name == self.line_element for name, _ in bound):
+            return
+        later = [n for n in node.body.items[1:] if not isinstance(n, Op)]
+        if any(_uses_index(n, self.line_element) for n in later):
+            raise self.error(
+                f"the sum's index {self.line_element} is also the line's element "
+                f"{self.line_element}, and a factor after the first uses it: is it inside the sum "
+                f"or the line's {self.line_element}? Rename the sum's index, or group its body",
+                node.pos,
+            )
+
+    def mean_value(self, it: _Item) -> sp.Expr:
+        """E[x] over the batch: (1/M) Σ, the element inside written bare or with the index of
+        E_i (E_B, E_{\\mathcal{B}} name the batch)."""
+        bound: list[tuple[str, Pos]] = []
+        if it.sub is not None:
+            bound = [(n, p) for n, p in self.index_names(it.sub) if n != "B"]
+        body = self.value(it.node.inner)
+        return self.sum_value(body, bound, it.pos, [], None) / N.M
+
+    def sum_value(
+        self,
+        body: sp.Expr,
+        bound: list[tuple[str, Pos]],
+        pos: Pos,
+        excluded: list[sp.Expr],
+        explicit: int | None,
+    ) -> sp.Expr:
+        """Σ over the reduction set of ``body``, over the ``bound`` indices (an element, or the
+        spatial triple); ``excluded`` elements left out (Σ_{j≠i} f(j) = Σ_j f(j) − f(i));
+        ``explicit``: the sum runs over the elements 1..explicit only, written out."""
         features = [n for n, _ in bound if self.roles.get(n, ("",))[0] == "feature"]
         elements = [(n, p) for n, p in bound if n not in features]
         for name in features:
-            body = self.collapse_feature(body, name, node.pos)
+            body = self.collapse_feature(body, name, pos)
         if not elements:
             if features:
                 return body
-            index = _BARE  # \sum with no limits: the summed element is written bare
+            free = sorted(self.element_indices(body) - {_BARE}, key=str)
+            if _BARE not in body.free_symbols and len(free) == 1:
+                index = free[0]  # \sum (x_i - \mu): no limits, the sum is over the index written
+            else:
+                index = _BARE  # \sum with no limits: the summed element is written bare
         elif len(elements) == 1:
             index = self.element_symbol([elements[0][0]], elements[0][1])
         else:
@@ -1029,16 +1541,16 @@ class _Meaning:
             if not match and not any(
                 sp.Symbol(name, integer=True) in body.free_symbols for name in names
             ):  # Σ_{n,h,w} δy: the summand names the element bare (or not at all)
-                match = [self.element_symbol(list(names), node.pos)]
+                match = [self.element_symbol(list(names), pos)]
             if not match:
                 raise self.error(
                     f"a sum over {', '.join(names)} of something not indexed by all of them "
                     "(write x[n][c][h][w] in a sum over n, h, w)",
-                    node.pos,
+                    pos,
                 )
             index = match[0]
         if not isinstance(index, sp.Symbol):
-            raise self.error("a sum over a number", node.pos)
+            raise self.error("a sum over a number", pos)
         if index != _BARE and _BARE in body.free_symbols:
             body = body.xreplace({_BARE: index})  # \sum_{n,h,w} δy: the summed element
         for s, parts in self.composites.items():
@@ -1046,17 +1558,38 @@ class _Meaning:
                 raise self.error(
                     f"a sum over {', '.join(n for n, _ in elements)} covers only part of the "
                     f"element ({', '.join(parts)}): write \\sum_{{{','.join(parts)}}}",
-                    node.pos,
+                    pos,
                 )
+        if explicit is not None:
+            # Σ_{i=1}^{2}: the elements 1 and 2 only, written out (elements by number)
+            return sp.Add(*[body.xreplace({index: sp.Integer(k)}) for k in range(1, explicit + 1)])
         self.fresh += 1
         placeholder = sp.Symbol(f"_b{self.fresh}", integer=True)
-        return N.reduce_sum(body.xreplace({index: placeholder}), placeholder)
+        total = N.reduce_sum(body.xreplace({index: placeholder}), placeholder)
+        for other in excluded:
+            if other == index:
+                raise self.error("a sum that leaves out its own index", pos)
+            total -= body.xreplace({index: other})  # Σ_{j≠i} f(j) = Σ_j f(j) − f(i)
+        return total
 
-    def sum_indices(self, node: BigSum) -> list[tuple[str, Pos]]:
+    def sum_indices(self, node: BigSum) -> tuple[list[tuple[str, Pos]], list[sp.Expr]]:
+        """The indices a sum binds, and the elements it leaves out (\\sum_{j \\ne i})."""
         if node.sub is None:
-            return []
+            return [], []
         out: list[tuple[str, Pos]] = []
+        excluded: list[tuple[str, str, Pos]] = []
         for lhs, rhs in node.sub.items:
+            if isinstance(lhs, Relation):  # j \ne i: leave element i out
+                if lhs.op != "ne":  # pragma: no cover - the grammar makes '=' an item pair
+                    raise self.error("expected j \\ne i", lhs.pos)
+                left = self.index_names(ScriptArg(lhs.pos, ((lhs.lhs, None),), True))
+                right = self.index_names(ScriptArg(lhs.pos, ((lhs.rhs, None),), True))
+                if len(left) != 1 or len(right) != 1:
+                    raise self.error("a sum leaves out one element: write j \\ne i", lhs.pos)
+                excluded.append((left[0][0], right[0][0], lhs.pos))
+                if not any(n == left[0][0] for n, _ in out):
+                    out += left
+                continue
             if _is_member(lhs):  # \sum_{i \in B}: over the batch, the whole reduction set
                 if len(node.sub.items) > 1 or node.sup is not None:
                     raise self.error(
@@ -1073,35 +1606,61 @@ class _Meaning:
                     lhs.pos,
                 )
             names = self.index_names(ScriptArg(lhs.pos, ((lhs, None),), True))
-            if rhs is not None and not (isinstance(rhs, Num) and rhs.text == "1"):
+            if rhs is not None and not (isinstance(rhs, Num) and rhs.text in ("0", "1")):
                 raise self.error(
-                    "a sum from anything but 1: only sums over the whole reduction set "
-                    "(i = 1..M) are understood",
+                    "a sum from anything but 1 (or 0, to N−1): only sums over the whole "
+                    "reduction set are understood",
                     rhs.pos,
                 )
+            if any(n == name for name, _ in names for n, _ in out):
+                continue  # \sum_{j=1, j \ne i}: j named twice
             out += names
         if any(n == "B" or n.isdigit() for n, _ in out):
             raise self.error("expected index letters under \\sum, as in \\sum_{i=1}^{N}", node.pos)
-        return out
+        bound = {n for n, _ in out}
+        drop: list[sp.Expr] = []
+        for name, other, pos in excluded:
+            if name not in bound:  # pragma: no cover - added to out above
+                raise self.error(f"{name} \\ne {other}: {name} is not the sum's index", pos)
+            if other.isdigit():
+                drop.append(sp.Integer(int(other)))
+            else:
+                drop.append(self.element_symbol([other], pos))
+        return out, drop
 
-    def check_upper(self, node: BigSum) -> None:
+    def check_limits(self, node: BigSum) -> int | None:
+        """The upper limit is the size of the set (N, m, M, NHW or N,H,W; N−1 when the sum
+        starts at 0): None.  A small number n (\\sum_{i=1}^{2}) is a sum over elements 1..n,
+        written out: n."""
+        lower = self.lower_limit(node)
         if node.sup is None:
-            return
+            if lower == 0:
+                raise self.error("a sum from 0 needs its upper limit (N-1)", node.pos)
+            return None
         items = node.sup.items
-        if len(items) == 3 and all(rhs is None for _, rhs in items):
+        if len(items) == 3 and all(rhs is None for _, rhs in items) and lower == 1:
             letters = [lhs.name if isinstance(lhs, Letter) else "" for lhs, _ in items]
             if letters == ["N", "H", "W"]:
-                return
+                return None
         if len(items) == 1 and items[0][1] is None:
-            node_up = items[0][0]
-            upper = self.value(node_up)
-            if upper == N.M:
-                return
+            upper = self.value(items[0][0])
+            if upper == N.M - 1 + lower:
+                return None
+            if lower == 1 and upper.is_Integer and 1 <= int(upper) <= 8:
+                return int(upper)
         raise self.error(
             "the upper limit of a sum must be the size of the reduction set (N, m, M, NHW, or "
-            "N,H,W): only sums over the whole set are understood",
+            "N,H,W; N-1 for a sum from 0): only sums over the whole set are understood",
             node.sup.pos,
         )
+
+    def lower_limit(self, node: BigSum) -> int:
+        if node.sub is None:
+            return 1
+        for _, rhs in node.sub.items:
+            if isinstance(rhs, Num) and rhs.text == "0":
+                return 0
+        return 1
 
     def collapse_feature(self, body: sp.Expr, name: str, pos: Pos) -> sp.Expr:
         """Σ_l over a feature l: features never mix, so each term must carry δ_jl; the sum is
@@ -1116,7 +1675,9 @@ class _Meaning:
         if not _vanishes(without):
             raise self.error(
                 f"a sum over the feature index {name} with a term that has no δ linking {name} "
-                "to the line's feature: that would mix features, which BatchNorm never does",
+                "to the line's feature: that would mix features, which BatchNorm never does "
+                "(statistics over the features of one sample are Layer Normalization, which "
+                "bnderive does not model yet)",
                 pos,
             )
         out = body.xreplace({d: 1 for d in deltas})
@@ -1139,7 +1700,7 @@ class _Meaning:
         free = {
             s.name
             for s in expr.free_symbols
-            if isinstance(s, sp.Symbol) and s.is_integer and not s.name.startswith("_b")
+            if isinstance(s, sp.Symbol) and s.is_integer and not _PLACEHOLDER.fullmatch(s.name)
         }
         return _name_bound(expr, free | {"i"})
 
@@ -1150,7 +1711,7 @@ class _Meaning:
             if isinstance(s, sp.Symbol)
             and s.is_integer
             and s != N.M
-            and not s.name.startswith("_b")
+            and not _PLACEHOLDER.fullmatch(s.name)
         }
 
 
@@ -1170,6 +1731,43 @@ def _is_member(node: Node) -> bool:
     )
 
 
+def _uses_index(node: Any, name: str) -> bool:
+    """Does a syntax tree write the index ``name`` in a subscript or bracket (x_i, δ_{ik})?"""
+    if isinstance(node, ScriptArg):
+        return any(
+            _letters(a, name) or (b is not None and _letters(b, name)) for a, b in node.items
+        )
+    if isinstance(node, Scripted):
+        return (
+            (node.sub is not None and _uses_index(node.sub, name))
+            or (node.sup is not None and _uses_index(node.sup, name))
+            or _uses_index(node.base, name)
+        )
+    if isinstance(node, Bracket):
+        return _letters(node.inner, name) or _uses_index(node.inner, name)
+    if isinstance(node, Node):
+        return any(
+            _uses_index(getattr(node, f), name)
+            for f in ("inner", "arg", "num", "den", "body", "term", "lhs", "rhs", "sub", "sup")
+            if getattr(node, f, None) is not None
+        ) or any(
+            _uses_index(n, name)
+            for f in ("items", "terms", "sides")
+            for n in (getattr(node, f, ()) or ())
+            for n in ((n[1],) if isinstance(n, tuple) else (n,))
+            if n is not None
+        )
+    return False
+
+
+def _letters(node: Any, name: str) -> bool:
+    if isinstance(node, Letter):
+        return node.name == name or (len(node.name) > 1 and name in node.name)
+    if isinstance(node, Product):
+        return any(_letters(n, name) for n in node.items)
+    return False
+
+
 def _is_index(node: Node) -> bool:
     return (
         isinstance(node, Letter) and not node.font or isinstance(node, Num) and node.text.isdigit()
@@ -1182,6 +1780,17 @@ def _vanishes(expr: sp.Expr) -> bool:
         lambda e: isinstance(e, sp.Sum) and _vanishes(e.function), lambda e: sp.Integer(0)
     )
     return sp.expand(expr) == 0
+
+
+def name_bound(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with every summation index renamed k, p, q, ... (never a free index): for
+    expressions built after reading (a local derivative's value, a truth substituted in)."""
+    free = {
+        s.name
+        for s in expr.free_symbols
+        if isinstance(s, sp.Symbol) and s.is_integer and not isinstance(s, sp.Dummy)
+    }
+    return _name_bound(expr, free | {"i"})
 
 
 def _name_bound(expr: sp.Expr, taken: set[str]) -> sp.Expr:
@@ -1228,19 +1837,79 @@ def _describe(node: Node) -> str:
     return "an expression"
 
 
+def _render(node: Node | ScriptArg | None) -> str:
+    """A node as LaTeX, close to how it was written: for messages that quote a name
+    ("∂y_{kl}/∂h_{ij}"), never re-parsed."""
+    if node is None:
+        return ""
+    if isinstance(node, ScriptArg):
+        parts = [_render(a) + (f"={_render(b)}" if b is not None else "") for a, b in node.items]
+        text = ",".join(parts)
+        return f"{{{text}}}" if node.braced and len(text) > 1 else text
+    if isinstance(node, Letter):
+        return f"\\{node.font}{{{node.name}}}" if node.font else node.name
+    if isinstance(node, Macro):
+        return "\\" + node.name
+    if isinstance(node, Num):
+        return node.text
+    if isinstance(node, Ones):
+        return "\\mathbf{1}"
+    if isinstance(node, Hat):
+        return f"\\hat{{{_render(node.arg)}}}"
+    if isinstance(node, Frac):
+        return f"\\frac{{{_render(node.num)}}}{{{_render(node.den)}}}"
+    if isinstance(node, Sqrt):
+        return f"\\sqrt{{{_render(node.arg)}}}"
+    if isinstance(node, Group):
+        inner = _render(node.inner)
+        return f"{{{inner}}}" if node.kind == "brace" else f"({inner})"
+    if isinstance(node, Bracket):
+        return f"[{_render(node.inner)}]"
+    if isinstance(node, Scripted):
+        text = _render(node.base)
+        if node.sub is not None:
+            text += "_" + _render(node.sub)
+        if node.sup is not None:
+            text += "^" + _render(node.sup)
+        return text
+    if isinstance(node, Op):
+        return "/" if node.op == "/" else "\\cdot"
+    if isinstance(node, Product):
+        return " ".join(_render(n) for n in node.items)
+    if isinstance(node, Signed):
+        return node.sign + _render(node.term)
+    if isinstance(node, SumExpr):
+        out = _render(node.terms[0][1])
+        for sign, term in node.terms[1:]:
+            out += f" {sign} {_render(term)}"
+        return out
+    if isinstance(node, BigSum):
+        text = "\\sum"
+        if node.sub is not None:
+            text += "_" + _render(node.sub)
+        if node.sup is not None:
+            text += "^" + _render(node.sup)
+        return f"{text} {_render(node.body)}"
+    if isinstance(node, Relation):
+        op = "=" if node.op == "eq" else "\\ne"
+        return f"{_render(node.lhs)} {op} {_render(node.rhs)}"
+    return "an expression"  # pragma: no cover
+
+
 def _item_text(it: _Item) -> str:
-    if it.kind == "node" and it.node is not None:
-        text = _describe(it.node)
+    """An item as written (\\hat{x}_{k}, \\sigma^2, y_{kl}), for messages."""
+    if it.kind in ("node", "letter", "bracket") and it.node is not None:
+        text = _render(it.node)
     elif it.kind == "macro":
         text = "\\" + it.name
-    elif it.kind == "letter" and it.node is not None:
-        text = _describe(it.node)
     else:
         text = it.name
-    if it.sup is not None and len(it.sup.items) == 1 and isinstance(it.sup.items[0][0], Num):
-        text += "^" + it.sup.items[0][0].text
+    for b in it.brackets:
+        text += _render(b)
     if it.sub is not None:
-        text += "_" + "".join(_describe(n) for n, _ in it.sub.items)
+        text += "_" + _render(it.sub)
+    if it.sup is not None:
+        text += "^" + _render(it.sup)
     return text
 
 
@@ -1262,6 +1931,8 @@ _READABLE = {
     "SUP": "'^'",
     "COMMA": "','",
     "DOT": "'.'",
+    "EQEQ": "'=='",
+    "NEQ": "\\ne",
     "NUMBER": "a number",
     "LETTER": "a letter",
     "MACRO": "a macro",
@@ -1276,7 +1947,10 @@ _READABLE = {
 
 
 _STARTS = {"NUMBER", "LETTER", "MACRO", "FRAC", "FRAC_DIGITS", "SQRT", "SUM", "HAT", "FONT"}
-_STARTS |= {"LBRACE", "LPAR", "LSQB", "LCURLY"}
+_STARTS |= {"LBRACE", "LPAR", "LSQB", "LCURLY", "BOXED", "MATHOP", "OVERBRACE", "UNDERBRACE"}
+_STARTS |= {"TEXT_D", "VEC", "BAR"}
+#: Terminals of annotations: never what a message says is missing.
+_QUIET = {"NOTE_OPEN", "TEXT", "LABEL", "QUESTION", "SEMICOLON"}
 _CLOSERS = {
     "RBRACE": "'}'",
     "RPAR": "')'",
@@ -1288,7 +1962,12 @@ _CLOSERS = {
 
 
 def _expected(names: set[str] | frozenset[str]) -> str:
-    """What the parser would have accepted, in words: closers by name, the rest by kind."""
+    """What the parser would have accepted, in words: closers by name, the rest by kind.
+    Annotations (\\text{…}, a trailing '?') and the relations of an Iverson bracket ([k = i])
+    are left out of the list when a closing bracket is what is missing."""
+    names = set(names) - _QUIET
+    if names & {"RBRACE", "RPAR", "RSQB", "RCURLY"}:
+        names -= {"EQ", "EQEQ", "NEQ"}
     words = [_CLOSERS[n] for n in sorted(names) if n in _CLOSERS]
     if names & _STARTS:
         words.append("an expression (a number, a letter, a macro, a group)")
@@ -1384,6 +2063,7 @@ def parse_latex(
     """
     tree = _tree(text, "expression", line, column)
     meaning = _Meaning(sigma, spatial, line, column)
+    meaning.size_n = not _uses_index(tree, "n")
     expr = meaning.value(tree)
     rename = {s: sp.Symbol(parts[0], integer=True) for s, parts in meaning.composites.items()}
     rename[_BARE] = N.i
@@ -1393,17 +2073,36 @@ def parse_latex(
 
 @dataclass(frozen=True)
 class LineRead:
-    """One line of a derivation as bnderive read it."""
+    """One line of a derivation as bnderive read it.
+
+    ``kind`` says what the left side is: ``adjoint`` (∂L/∂x̂_i, ∂L/∂σ², ... and ∂L/∂y_i),
+    ``local`` (a local derivative ∂x̂_k/∂σ², ∂y_k/∂x_i, ∂(γx̂ + β)/∂x̂_k), ``forward`` (μ, σ², x̂_i,
+    y_i of the forward graph), ``name`` (a name of the post's own: t = 1/√(σ²+ε)), ``identity``
+    (any other expression: each right side must equal it), ``prose`` (\\text{…} alone) or
+    ``none`` (nothing checkable; ``reason`` says why).  Right sides keep local derivatives as
+    ``notation.Partial``: the document gives them their values.
+    """
 
     sides: tuple[sp.Expr | None, ...]  # the first is None for an `&= …` continuation
-    defines: str | None  # dx, dvar, ... when the left side is a quantity bnderive checks
+    defines: str | None  # dx, dvar, mu, dxhat_dvar, t, ... (None for identities)
     index: sp.Symbol | None  # N.i for an elementwise quantity
     source_index: sp.Expr | None  # the left side's own element index (x_j: j), for continuations
     reason: str = ""  # why the line defines nothing checkable
+    kind: str = "adjoint"
+    #: A scalar quantity (∂L/∂γ) whose right side has a free element index: a claim for every i.
+    per_element: bool = False
+    #: ∂y_k/∂x_i and other two-index quantities: both sides read as Σ_k g_k·(…) (see below).
+    contracted: bool = False
+    #: Why a member of the right side (None in ``sides``) was not read or cannot be checked.
+    member_errors: tuple[str, ...] = ()
+    #: The two features of a line like ∂ĥ_{kl}/∂h_{ij} (read at l = j), for its continuations.
+    cross: tuple[str, str] | None = None
+    #: ∂y_k/∂x_i: the index k (as written) the line is contracted over, for its continuations.
+    contract_over: sp.Expr | None = None
 
     @property
     def lhs(self) -> sp.Expr | None:
-        return self.sides[0]
+        return self.sides[0] if self.sides else None
 
     @property
     def rhs(self) -> tuple[sp.Expr | None, ...]:
@@ -1411,10 +2110,20 @@ class LineRead:
 
     @property
     def checkable(self) -> bool:
-        return self.defines is not None and not self.reason
+        return self.kind not in ("prose", "none") and not self.reason
+
+    @property
+    def continues(self) -> tuple:
+        """What an `&= …` line after this one continues: (kind, quantity, element index, the
+        two features of a two-feature line or None)."""
+        kind = self.kind if not self.reason else "none"
+        return (kind, self.defines, self.source_index, self.cross, self.contract_over)
 
 
 _QUANTITY_OF_BASE = {"dx": "dx", "dxhat": "dxhat", "g": "dy"}
+_FORWARD_BASE = {"xhat": "xhat", "y": "y"}
+_NODE_NAMES = {"x": "x", "xhat": "xhat", "y": "y", "mu": "mu", "var": "var", "gamma": "gamma"}
+_NODE_NAMES["beta"] = "beta"
 
 
 def parse_equation_line(
@@ -1424,102 +2133,323 @@ def parse_equation_line(
     spatial: bool = False,
     line: int = 1,
     column: int = 1,
-    continues: tuple[str | None, sp.Expr | None] | None = None,
+    continues: tuple | None = None,
+    names: dict[str, bool] | None = None,
 ) -> LineRead:
     """One line of an align block: ``LHS = RHS [= RHS ...]`` or ``= RHS`` (an ``&=``
-    continuation: ``continues`` is (the quantity of the line before or None, its left side's
-    element index)).
+    continuation: ``continues`` is ``LineRead.continues`` of the line before; the older pair
+    (quantity, element index) is accepted too).  ``names`` are the names earlier lines defined
+    (name → elementwise).
 
-    When the left side is ∂L/∂x̂_i, ∂L/∂σ², ∂L/∂μ, ∂L/∂x_i, ∂L/∂γ, ∂L/∂β (or ∂L/∂y_i) the line
-    defines that quantity and its element index is renamed i.  A left side that is something
-    else (∂σ²/∂x_i, a plain expression), or a right side with a local derivative, makes the line
-    not checkable: ``reason`` says why.  Anything not understood raises ``LatexError``.
+    The left side decides the kind of line (see ``LineRead``) and its element index is renamed
+    i.  Two-index local derivatives (∂y_k/∂x_i: a Jacobian) are contracted with the upstream
+    gradient: Σ_k g_k ∂y_k/∂x_i = Σ_k g_k (right side).  Since g is free, the contracted sides
+    are equal for every g exactly when the Jacobians are equal entry by entry.  Anything not
+    understood raises ``LatexError``; something understood but not checkable (∂L/∂(γx̂_i), a
+    derivative with respect to a name bnderive does not know) leaves ``reason`` set.
     """
     tree = _tree(text, "line", line, column)
     assert isinstance(tree, LineNode)
-    meaning = _Meaning(sigma, spatial, line, column)
-    defines: str | None = None
-    source: sp.Expr | None = None
-    reason = ""
+    if not tree.sides:
+        return LineRead((), None, None, None, "prose, not an equation", "prose")
+    if len(tree.sides) == 1:
+        return LineRead(
+            (), None, None, None, "an expression without '=': it states no value", "prose"
+        )
+    meaning = _Meaning(sigma, spatial, line, column, names)
+    meaning.size_n = not _uses_index(tree, "n")
+    kind, defines, source, reason = "none", None, None, ""
     lhs_node = tree.sides[0]
     lhs: sp.Expr | None = None
+    rhs_nodes = list(tree.sides[1:])
+    cross: tuple[str, str] | None = None  # ∂y_{kl}/∂h_{ij}: the two features l, j
+    contract_over: sp.Symbol | None = None  # ∂y_k/∂x_i: k, as written
     if lhs_node is None:
         if continues is None:
             raise LatexError("a line that starts with '=' continues nothing", line, column)
-        defines, source = continues
-        if defines is None:
+        if len(continues) == 2:  # (quantity, element index), as older callers pass it
+            quantity, source = continues
+            continued = "adjoint" if quantity in N.QUANTITIES else "none"
+            continues = (continued, quantity, source)
+        kind, defines, source = continues[:3]
+        cross = continues[3] if len(continues) > 3 else None
+        contract_over = continues[4] if len(continues) > 4 else None
+        if cross is not None:
+            for name in cross:
+                meaning.feature(name, tree.pos)
+        if kind == "none":
             reason = "continues a line that defines nothing bnderive checks"
-    else:
-        meaning.local_ok = True
+    elif (
+        len(rhs_nodes) == 1
+        and _new_name_node(rhs_nodes[0], meaning.names)
+        and not _new_name_node(lhs_node, meaning.names)
+    ):
+        # \frac{1}{\sqrt{\sigma^2+\epsilon}} = t: a name defined the other way round
+        lhs_node, rhs_nodes = rhs_nodes[0], [lhs_node]
+    if lhs_node is not None:
+        meaning.define_ok = True
         try:
             lhs = meaning.value(lhs_node)
         except NotCheckable as exc:
             reason = exc.reason
         else:
-            defines, source, reason = _quantity(lhs)
-        meaning.local_ok = False
+            lhs, cross = _features_apart(lhs, meaning, lhs_node.pos)
+            kind, defines, source, reason = _classify(lhs, meaning)
+        meaning.define_ok = False
+    if isinstance(source, sp.Symbol) and source != _BARE and kind in ("adjoint", "forward"):
+        meaning.line_element = source.name
     rhs: list[sp.Expr | None] = []
-    for node in tree.sides[1:]:
+    member_errors: list[str] = []
+    for node in rhs_nodes:
         try:
-            rhs.append(meaning.value(node))
-        except NotCheckable as exc:
+            value = meaning.value(node)
+            if cross is not None:
+                value = _same_feature(value, cross, meaning, node.pos)
+            rhs.append(value)
+            member_errors.append("")
+        except LatexError as exc:  # one member not read (or not checkable): the others are
             rhs.append(None)
-            reason = reason or exc.reason
+            member_errors.append(str(exc) if not isinstance(exc, NotCheckable) else exc.reason)
+    if rhs and all(r is None for r in rhs):
+        if len(rhs) == 1 and not isinstance(_first_error(rhs_nodes, meaning), NotCheckable):
+            meaning.value(rhs_nodes[0])  # raises: the line is not read
     sides: list[sp.Expr | None] = [lhs, *rhs]
-    index: sp.Symbol | None = None
-    elementwise = defines is not None and (
-        defines in LOCAL_QUANTITIES or N.QUANTITIES.get(defines, False)
-    )
+    free_rhs = set().union(*(meaning.element_indices(s) for s in rhs if s is not None))
+    bare = _BARE in free_rhs
+    elementwise = source is not None
+    contracted = False
+    per_element = False
     rename: dict[sp.Expr, sp.Expr] = {
         s: sp.Symbol(parts[0], integer=True) for s, parts in meaning.composites.items()
     }
+    if kind == "local" and lhs is not None:
+        of_index, wrt_index = _local_indices(lhs, meaning)
+        if of_index is not None and wrt_index is not None and of_index != wrt_index:
+            contracted = True  # ∂y_k/∂x_i: Σ_k g_k (…), the line's element i
+            source, contract_over = wrt_index, of_index
+        else:
+            source = of_index if of_index is not None else wrt_index
+        elementwise = source is not None
+    elif kind == "local" and contract_over is not None:
+        contracted = True  # the continuation of a Jacobian's line
+    if kind == "identity" and lhs is not None:
+        free = sorted(meaning.element_indices(lhs), key=str)
+        if len(free) > 1:
+            kind, reason = (
+                "none",
+                reason
+                or (
+                    f"the left side has the free indices {', '.join(map(str, free))}: a matrix "
+                    "identity, which bnderive does not check"
+                ),
+            )
+        source = free[0] if free else None
+        elementwise = source is not None
     if elementwise and not isinstance(source, sp.Symbol):
-        defines, reason = None, reason or "the left side names one entry by number; write x_i"
+        kind, reason = "none", reason or "the left side names one entry by number; write x_i"
         elementwise = False
     if elementwise:
-        index = N.i
         # x_j on the left: j becomes i everywhere, and an i elsewhere becomes j (a swap renames
         # without capture).
         if source == _BARE:
             rename[_BARE] = N.i
         elif source != N.i:
             rename.update({source: N.i, N.i: source})
+        index: sp.Symbol | None = N.i
     else:
+        index = None
+        if kind in ("adjoint", "forward", "local", "name", "identity") and free_rhs and not reason:
+            if bare and kind in ("adjoint", "local", "forward"):
+                reason = (
+                    f"{_what(kind, defines)} is one number per channel, but the right side is a "
+                    "per-element vector written without an index: is it a sum Σ_i (a dot "
+                    "product) or is the sum missing? Write Σ_i, or the index"
+                )
+            else:
+                # ∂L/∂γ = ∂L/∂y_i ∂y_i/∂γ: a claim for every i (a Σ_i missing is refuted)
+                per_element = True
+                index = N.i
         rename[_BARE] = N.i
     sides = [s.xreplace(rename) if s is not None else None for s in sides]
-    if defines is not None:
-        allowed = {N.i} if elementwise else set()
-        for node, s in zip(tree.sides[1:], sides[1:], strict=True):
-            extra = meaning.element_indices(s) - allowed if s is not None else set()
+    if (elementwise or per_element) and kind != "none":
+        for node, s in zip(rhs_nodes, sides[1:], strict=True):
+            extra = meaning.element_indices(s) - {N.i} if s is not None else set()
+            if contracted and contract_over is not None:
+                extra -= {rename.get(contract_over, contract_over)}
             if extra:
-                names = ", ".join(sorted(str(e) for e in extra))
-                what = "only the element index i" if elementwise else "no element index"
+                names_text = ", ".join(sorted(str(e) for e in extra))
                 raise meaning.error(
-                    f"the free index {names} on the right side: the left side has {what}",
+                    f"the free index {names_text} on the right side: the left side has only "
+                    "the element index i",
                     node.pos,
                 )
+    if contracted:
+        assert contract_over is not None
+        over = rename.get(contract_over, contract_over)
+        sides = _contract(sides, meaning, over)
+        if isinstance(sides, str):
+            kind, reason, sides = "none", sides, [None] * len(sides)  # type: ignore[list-item]
     sides = [meaning.finish(s, tree.pos) if s is not None else None for s in sides]
-    return LineRead(tuple(sides), defines, index, source, reason)
-
-
-def _quantity(lhs: sp.Expr) -> tuple[str | None, sp.Expr | None, str]:
-    if isinstance(lhs, sp.Indexed) and str(lhs.base.label) in _QUANTITY_OF_BASE:
-        return _QUANTITY_OF_BASE[str(lhs.base.label)], lhs.indices[0], ""
-    if isinstance(lhs, sp.Indexed) and str(lhs.base.label) in LOCAL_QUANTITIES:
-        return str(lhs.base.label), lhs.indices[0], ""
-    if isinstance(lhs, sp.Symbol) and lhs.name in _SCALAR_ADJOINT.values():
-        return lhs.name, None, ""
-    return (
-        None,
-        None,
-        "the left side is not one of the quantities bnderive checks (∂L/∂x̂_i, ∂L/∂σ², ∂L/∂μ, "
-        "∂L/∂x_i, ∂L/∂γ, ∂L/∂β)",
+    if kind == "none" and not reason:
+        reason = "the left side is not something bnderive checks"
+    return LineRead(
+        tuple(sides),
+        defines,
+        index,
+        source,
+        reason,
+        kind,
+        per_element,
+        contracted,
+        tuple(member_errors),
+        cross,
+        contract_over if contracted else None,
     )
+
+
+def _features_apart(
+    lhs: sp.Expr, meaning: _Meaning, pos: Pos
+) -> tuple[sp.Expr, tuple[str, str] | None]:
+    """∂ĥ_{kl}/∂h_{ij} is δ_lj·(∂ĥ_k/∂h_i): a line about two features l and j.  Features never
+    mix, so such a line says something only for l = j: the left side without δ, and the two
+    features (each right side must vanish for l ≠ j, ``_same_feature``)."""
+    deltas = [
+        d
+        for d in lhs.atoms(sp.KroneckerDelta)
+        if all(meaning.roles.get(str(a), ("",))[0] == "feature" for a in d.args)
+        and d.args[0] != d.args[1]
+    ]
+    if not deltas or not isinstance(lhs, sp.Mul):
+        return lhs, None
+    if len(deltas) > 1:  # pragma: no cover - a left side names two features at most
+        raise meaning.error("a left side about more than two features", pos)
+    d = deltas[0]
+    return lhs.xreplace({d: sp.Integer(1)}), (str(d.args[0]), str(d.args[1]))
+
+
+def _same_feature(value: sp.Expr, cross: tuple[str, str], meaning: _Meaning, pos: Pos) -> sp.Expr:
+    """A right side of a two-feature line: zero for l ≠ j (every term carries δ_lj), then read
+    at l = j."""
+    a, b = (sp.Symbol(n, integer=True) for n in cross)
+    deltas = [d for d in value.atoms(sp.KroneckerDelta) if set(d.args) == {a, b}]
+    if not _vanishes(value.xreplace({d: sp.Integer(0) for d in deltas})):
+        raise meaning.error(
+            f"the right side is not zero for {cross[0]} ≠ {cross[1]} (a term without "
+            f"δ_{cross[0]}{cross[1]}): features never mix, which BatchNorm's derivative says",
+            pos,
+        )
+    return value.xreplace({d: sp.Integer(1) for d in deltas})
+
+
+def _first_error(nodes: list[Node], meaning: _Meaning) -> LatexError | None:
+    try:
+        meaning.value(nodes[0])
+    except LatexError as exc:
+        return exc
+    return None
+
+
+def _what(kind: str, defines: str | None) -> str:
+    return {"adjoint": f"∂L/∂{defines}"}.get(kind, defines or "the left side")
+
+
+def _new_name_node(node: Node | None, names: dict[str, bool]) -> bool:
+    """A lone letter that means nothing yet: the name a line defines (t, v)."""
+    return (
+        isinstance(node, Letter)
+        and not node.font
+        and node.name not in _RESERVED
+        and node.name not in names
+    )
+
+
+def _classify(lhs: sp.Expr, meaning: _Meaning) -> tuple[str, str | None, sp.Expr | None, str]:
+    """(kind, quantity, element index, reason) of a line from its left side."""
+    if isinstance(lhs, sp.Indexed) and str(lhs.base.label) in _QUANTITY_OF_BASE:
+        return "adjoint", _QUANTITY_OF_BASE[str(lhs.base.label)], lhs.indices[0], ""
+    if isinstance(lhs, sp.Symbol) and lhs.name in _SCALAR_ADJOINT.values():
+        return "adjoint", lhs.name, None, ""
+    if isinstance(lhs, N.Partial):
+        return "local", _local_name(lhs), None, ""
+    if lhs in (N.mu, N.var):
+        return "forward", lhs.name, None, ""
+    if isinstance(lhs, sp.Indexed) and str(lhs.base.label) in _FORWARD_BASE:
+        return "forward", str(lhs.base.label), lhs.indices[0], ""
+    if meaning.new_name is not None:
+        name, index = meaning.new_name
+        if lhs == (sp.IndexedBase(name)[index] if index is not None else sp.Symbol(name)):
+            return "name", name, index, ""
+    if isinstance(lhs, sp.Indexed) and str(lhs.base.label) == "x":
+        return "none", None, None, "the left side is an input x_i: it has no value to check"
+    if (
+        lhs.has(N.Partial)
+        or any(isinstance(a, sp.Symbol) and a.name in N.QUANTITIES for a in lhs.free_symbols)
+        or lhs.atoms(sp.Indexed)
+        or lhs.free_symbols
+    ):
+        return "identity", None, None, ""
+    return "identity", None, None, ""
+
+
+def _local_name(p: N.Partial) -> str:
+    """dxhat_dvar, dvar_dx, dy_dx, ...: the quantity a local derivative line defines."""
+
+    def node(expr: sp.Expr) -> str:
+        if isinstance(expr, sp.Indexed):
+            return str(expr.base.label)
+        if isinstance(expr, sp.Symbol):
+            return expr.name
+        return "(expr)"
+
+    return f"d{node(p.of)}_d{node(p.wrt)}"
+
+
+def _local_indices(p: sp.Expr, meaning: _Meaning) -> tuple[sp.Expr | None, sp.Expr | None]:
+    """The element indices of ∂A/∂B: A's (the free ones of an expression) and B's."""
+    assert isinstance(p, N.Partial)
+    wrt = p.wrt.indices[0] if isinstance(p.wrt, sp.Indexed) else None
+    free = sorted(meaning.element_indices(p.of), key=str)
+    if isinstance(p.of, sp.Indexed):
+        of = p.of.indices[0]
+    elif len(free) == 1:
+        of = free[0]
+    elif not free:
+        of = None
+    else:
+        raise meaning.error("a local derivative of an expression with several free indices", (1, 1))
+    return of, wrt
+
+
+def _contract(sides: list[sp.Expr | None], meaning: _Meaning, k: sp.Expr) -> list | str:
+    """Σ_k g_k·(side) for a two-index line (∂y_k/∂x_i = …, k the first index): equal for every
+    g exactly when equal entry by entry, since g is free.  A side that has g or an adjoint in it
+    (then the contraction could hide a difference) is not contracted: the reason why."""
+    for s in sides:
+        if s is None:
+            continue
+        if (
+            s.atoms(sp.Indexed)
+            and any(str(a.base.label) in ("g", "dx", "dxhat") for a in s.atoms(sp.Indexed))
+            or any(a.name in N.QUANTITIES for a in s.free_symbols if isinstance(a, sp.Symbol))
+        ):
+            return (
+                "a two-index quantity (a Jacobian) written with the upstream gradient or an "
+                "adjoint in it: bnderive checks Jacobians through Σ_k g_k (…), which needs "
+                "them free of g"
+            )
+    meaning.fresh += 1
+    bound = sp.Symbol(f"_b{meaning.fresh}", integer=True)
+    return [
+        N.reduce_sum((N.g[bound] * s.xreplace({k: bound})), bound) if s is not None else None
+        for s in sides
+    ]
 
 
 __all__ = [
     "LatexError",
     "LineRead",
+    "Partial",
+    "name_bound",
     "NotCheckable",
     "parse_equation_line",
     "parse_latex",

@@ -111,6 +111,8 @@ def _diagnoses(
         if form is None or v.equation is None:
             continue
         eq = form.equations[v.equation - 1]
+        if eq.kind != "quantity":  # a forward line, a local derivative: no corpus of those
+            continue
         found[key] = diagnose_line(form, eq, v.mode or form.modes[0])
     return {key: matches for key, matches in found.items() if matches}
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from bnderive.core import notation as N
-from bnderive.core.derive import LOCAL_DERIVATIVES, Truth, inline, local_truth
+from bnderive.core.derive import Truth, inline
 from bnderive.core.double_backward import SecondOrderTruth
 from bnderive.core.spec import Mode, Spec
 from bnderive.core.sums import SumRewriter
@@ -70,19 +70,21 @@ class _Reducer(SumRewriter):
         return head(*free) if free else head
 
     def _var(self) -> sp.Expr:
-        return N.var if self.spec.eps_inside else _R**2
+        return N.var if self.spec.eps_inside and not self.spec.eps_zero else _R**2
 
 
 def prove(truth_expr: sp.Expr, form_expr: sp.Expr, spec: Spec) -> GeneralResult:
     """Is truth − form zero for every M?"""
     diff = truth_expr - form_expr
-    if spec.eps_inside:
+    if spec.eps_zero:
+        diff = diff.xreplace({N.eps: sp.Integer(0)})
+    if spec.eps_inside and not spec.eps_zero:
         diff = diff.xreplace({N.eps: _R**2 - N.var})
     else:
         diff = diff.xreplace({N.var: _R**2})
     reducer = _Reducer(spec)
     reduced = reducer.rewrite(diff)
-    if spec.eps_inside:
+    if spec.eps_inside and not spec.eps_zero:
         reduced = reduced.xreplace({N.eps: _R**2 - N.var})
     leftover = sp.cancel(sp.together(reduced))
     return GeneralResult(leftover == 0, leftover)
@@ -109,9 +111,14 @@ def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None
     out = []
     inlined: dict[int, sp.Expr] = {}  # each line with the lines before it substituted, for steps
     for eq in form.equations:
-        defs[eq.name] = (eq.elementwise, eq.expr)
-        if eq.name in LOCAL_DERIVATIVES:
-            out.append(_general_local(form, eq, defs, spec, mode, inlined))
+        defs[eq.store_name] = (eq.elementwise, eq.expr)
+        if eq.kind != "quantity":
+            # a document's reference, name, or line checked against a reference: see below
+            if eq.kind in ("reference", "checked"):
+                try:
+                    inlined[eq.number] = inline(eq.expr, defs)
+                except (ValueError, TypeError):  # pragma: no cover - circular definitions
+                    pass
             continue
         if eq.name not in truth:
             out.append(
@@ -173,56 +180,28 @@ def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None
                     mode=mode,
                 )
             )
+    out += _general_references(form, inlined, spec, mode)
     return with_steps(out, _general_steps(form, inlined, spec, mode))
 
 
-def _general_local(form: Form, eq, defs, spec: Spec, mode: Mode | None, inlined: dict):
-    """A line defining a local derivative (∂σ²/∂x_i, ...) proved (or not) for every M against
-    ``derive.local_truth``."""
-    from bnderive.verify.exact import no_local_verdict
-    from bnderive.verify.verdict import Status, line_verdict
-
-    truth = local_truth(spec, eq.name)
-    if truth is None:
-        return no_local_verdict(form, eq, "general", "all M")
-    t0 = time.perf_counter()
-    try:
-        inlined[eq.number] = inline(eq.expr, defs)
-        result = prove(truth, inlined[eq.number], spec)
-    except (ValueError, TypeError) as exc:
-        status, detail, residual = (
-            Status.UNDECIDED,
-            f"the rewrite for every M does not apply: {exc}",
-            None,
-        )
-    else:
-        status = Status.HOLDS if result.zero else Status.UNDECIDED
-        detail = (
-            "proved equal to the local derivative of the graph stage for every M"
-            if result.zero
-            else "not proved for every M"
-        )
-        residual = None if result.zero else str(result.leftover)
-    return line_verdict(
-        form,
-        eq,
-        status,
-        "general",
-        "all M",
-        detail=detail,
-        residual=residual,
-        seconds=time.perf_counter() - t0,
-        mode=mode,
-    )
+def _general_references(
+    form: Form, inlined: dict[int, sp.Expr], spec: Spec, mode: Mode | None
+) -> list:
+    """Each line checked against a reference (μ of the forward graph, the true local derivative,
+    the left side of an identity) proved (or not) for every M."""
+    return _general_steps(form, inlined, spec, mode, step=False)
 
 
-def _general_steps(form: Form, inlined: dict[int, sp.Expr], spec: Spec, mode: Mode | None):
-    """Each step of a document proved (or not) for every M: the line against the line before."""
-    from bnderive.verify.lines import form_steps
-    from bnderive.verify.verdict import Status, step_verdict
+def _general_steps(
+    form: Form, inlined: dict[int, sp.Expr], spec: Spec, mode: Mode | None, step: bool = True
+) -> list:
+    """Each step of a document proved (or not) for every M: the line against the line before
+    (with ``step`` False: each line against its reference)."""
+    from bnderive.verify.lines import form_references, form_steps
+    from bnderive.verify.verdict import Status, line_verdict, step_verdict
 
     out = []
-    for before, eq in form_steps(form):
+    for before, eq in form_steps(form) if step else form_references(form):
         if before.number not in inlined or eq.number not in inlined:
             continue
         t0 = time.perf_counter()
@@ -236,14 +215,22 @@ def _general_steps(form: Form, inlined: dict[int, sp.Expr], spec: Spec, mode: Mo
             )
         else:
             status = Status.HOLDS if result.zero else Status.UNDECIDED
-            detail = (
-                "follows from the line before for every M"
-                if result.zero
-                else "not proved to follow from the line before for every M"
-            )
+            if step:
+                detail = (
+                    "follows from the line before for every M"
+                    if result.zero
+                    else "not proved to follow from the line before for every M"
+                )
+            else:
+                detail = (
+                    f"proved equal to {before.text} for every M"
+                    if result.zero
+                    else f"not proved equal to {before.text} for every M"
+                )
             residual = None if result.zero else str(result.leftover)
+        make = step_verdict if step else (lambda f, _b, e, *a, **k: line_verdict(f, e, *a, **k))
         out.append(
-            step_verdict(
+            make(
                 form,
                 before,
                 eq,

@@ -14,7 +14,6 @@ from functools import lru_cache
 
 import sympy as sp
 
-from bnderive.core.derive import LOCAL_DERIVATIVES, local_truth
 from bnderive.core.points import Instance, exact_env
 from bnderive.core.spec import Mode, Spec
 from bnderive.read.forms import Equation, Form
@@ -23,8 +22,9 @@ from bnderive.verify.lines import (
     checkable,
     entries,
     form_definitions,
+    form_references,
     form_steps,
-    local_equations,
+    paired,
     reference_entries,
     run_lines,
     truth_of,
@@ -53,15 +53,15 @@ def _exact_instance(spec: Spec, channel: int, order: int = 1) -> tuple[Instance,
 def exact_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verdict]:
     """Decide every checkable equation of ``form`` exactly at each of ``specs``: each entry of
     (truth − line) is identically zero (holds), or nonzero with a witness (refuted), or neither
-    (undecided, with the reason).  Auxiliary lines are "not checked"; local derivatives are
-    ``exact_local_check``'s."""
+    (undecided, with the reason).  Auxiliary lines are "not checked"; a document's lines that
+    are checked against a reference are ``exact_reference_check``'s."""
     specs = _ordered(form, specs)
     truth = truth_of(form.order, specs[0])
     checked = [_Pair(eq, None) for eq in checkable(form, truth)]
     decided = {v.equation: v for v in _decide(form, checked, specs, scope)}
     out = []
     for eq in form.equations:
-        if eq.name in LOCAL_DERIVATIVES:  # exact_local_check decides these
+        if eq.kind != "quantity":  # references, definitions, lines checked against a reference
             continue
         if eq.number in decided:
             out.append(decided[eq.number])
@@ -99,29 +99,12 @@ def exact_step_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list
     return _decide(form, steps, _ordered(form, specs), scope) if steps and specs else []
 
 
-def exact_local_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verdict]:
-    """Each line defining a local derivative (∂σ²/∂x_i, ∂μ/∂x_i, ∂x̂_i/∂σ², ∂x̂_i/∂μ) decided
-    exactly against ``derive.local_truth``, at each of ``specs``."""
-    pairs: list[_Pair] = []
-    out: list[Verdict] = []
-    for eq in local_equations(form):
-        truth = local_truth(form.spec(specs[0]), eq.name)
-        if truth is None:
-            out.append(no_local_verdict(form, eq, "exact", scope))
-        else:
-            pairs.append(_Pair(eq, truth))
-    return out + (_decide(form, pairs, _ordered(form, specs), scope) if pairs else [])
-
-
-def no_local_verdict(form: Form, eq: Equation, method: str, scope: str) -> Verdict:
-    return line_verdict(
-        form,
-        eq,
-        Status.UNCHECKED,
-        method,
-        scope,
-        detail="in eval mode μ and σ² are running statistics, not stages of the graph",
-    )
+def exact_reference_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verdict]:
+    """Each line of a document that is compared with a reference rather than a truth by name
+    (μ of the forward graph, the true local derivative, the left side of an identity, a name's
+    definition) decided exactly at each of ``specs``."""
+    pairs = [_Pair(eq, ref, step=False) for ref, eq in form_references(form)]
+    return _decide(form, pairs, _ordered(form, specs), scope) if pairs and specs else []
 
 
 # -- the decision, shared by lines, steps and local derivatives ---------------------------------------
@@ -132,15 +115,27 @@ class _Pair:
 
     eq: Equation
     before: Equation | sp.Expr | None
+    step: bool = True  # an Equation before: the line before (a step), or the line's reference
 
     @property
     def kind(self) -> str:
         if self.before is None:
             return "truth"
-        return "step" if isinstance(self.before, Equation) else "local"
+        if isinstance(self.before, Equation):
+            return "step" if self.step else "reference"
+        return "local"
+
+    @property
+    def prior(self) -> Equation | sp.Expr | None:
+        """What ``pair_verdict`` is told the line is compared with: only a step's verdict says
+        which line it follows (a reference's verdict is the line's own)."""
+        return self.before if self.kind == "step" else None
 
     def words(self) -> tuple[str, str, str]:
         """(what the reference is called in a residual, the refutation's detail, what holding means)."""
+        if self.kind == "reference":
+            text = self.before.text if isinstance(self.before, Equation) else ""
+            return (f"({text} − line)", f"differs from {text} at", f"identically equal to {text}")
         return {
             "truth": ("truth − form", "differs at", "identically equal to the truth"),
             "step": (
@@ -199,7 +194,7 @@ def _decide(form: Form, pairs: Sequence[_Pair], specs: Sequence[Spec], scope: st
                 elif found is not None:
                     cex, residual = found
                     refuted[number] = pair_verdict(
-                        form, pair.before, pair.eq, Status.REFUTED, "exact", scope,
+                        form, pair.prior, pair.eq, Status.REFUTED, "exact", scope,
                         detail=f"{pair.words()[1]} {spec.describe()}",
                         counterexample=cex, residual=residual, mode=mode,
                     )  # fmt: skip
@@ -221,7 +216,7 @@ def _decide(form: Form, pairs: Sequence[_Pair], specs: Sequence[Spec], scope: st
                 )
         out.append(
             pair_verdict(
-                form, pair.before, pair.eq, status, "exact", scope,
+                form, pair.prior, pair.eq, status, "exact", scope,
                 detail=detail, seconds=seconds[number], mode=mode,
             )
         )  # fmt: skip
@@ -253,9 +248,10 @@ def _decide_pair(
             return f"{spec.describe()}: {error}"
         reference = found
     values = entries(mine.line(eq), eq.elementwise)
+    both = paired(reference, values)
     if equivariant(form):
-        reference, values = reference[:1], values[:1]
-    for a, b in zip(reference, values, strict=True):
+        both = both[:1]
+    for a, b in both:
         test = decide_zero(a - b)
         if test.outcome is Zero.ZERO:
             continue
@@ -289,7 +285,7 @@ def valid_specs(form: Form, specs: Sequence[Spec]) -> list[Spec]:
     σ² = 0), so that size is left out rather than reported undecided."""
     out = []
     for s in specs:
-        if form.training and s.m < 2 and (form.unbiased or not form.eps_inside):
+        if form.training and s.m < 2 and (form.unbiased or not form.eps_inside or form.eps_zero):
             continue
         out.append(s)
     return out
@@ -322,6 +318,6 @@ def check_exact_mode(
     ms = sorted({s.m for s in specs})
     scope = f"M ≤ {ms[-1]} exact" if len(ms) > 1 else f"M = {ms[0]} exact"
     return with_steps(
-        exact_check(form, specs, scope),
-        exact_step_check(form, specs, scope) + exact_local_check(form, specs, scope),
+        exact_check(form, specs, scope) + exact_reference_check(form, specs, scope),
+        exact_step_check(form, specs, scope),
     )

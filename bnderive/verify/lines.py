@@ -14,7 +14,7 @@ from typing import Any
 import sympy as sp
 
 from bnderive.core import notation as N
-from bnderive.core.derive import LOCAL_DERIVATIVES, Truth, derive
+from bnderive.core.derive import Truth, derive
 from bnderive.core.double_backward import SecondOrderTruth, second_order_truth
 from bnderive.core.evaluate import Env, NotRational, evaluate
 from bnderive.core.spec import Spec
@@ -26,6 +26,14 @@ def form_steps(form: Form) -> list[tuple[Equation, Equation]]:
     """The steps of a document: (the equation before, the equation) pairs."""
     by_number = {eq.number: eq for eq in form.equations}
     return [(by_number[a], by_number[b]) for a, b in getattr(form, "steps", ())]
+
+
+def form_references(form: Form) -> list[tuple[Equation, Equation]]:
+    """(reference, checked equation) pairs: a document's lines that are compared with something
+    other than a truth by name (μ of the forward graph, a true local derivative, the left side
+    of an identity, a name's definition)."""
+    by_number = {eq.number: eq for eq in form.equations}
+    return [(by_number[a], by_number[b]) for a, b in getattr(form, "references", ())]
 
 
 # -- running a sequence of definitions --------------------------------------------------------------
@@ -69,19 +77,26 @@ def truth_of(order: int, spec: Spec) -> Truth | SecondOrderTruth:
 
 
 def form_definitions(form: Form) -> list[tuple[str, bool, sp.Expr]]:
-    return [(eq.name, eq.elementwise, eq.expr) for eq in form.equations]
+    """The form's lines in order, each stored under the name later lines know it by."""
+    return [(eq.store_name, eq.elementwise, eq.expr) for eq in form.equations]
 
 
 def checkable(form: Form, truth: Truth | SecondOrderTruth) -> list[Equation]:
-    return [eq for eq in form.equations if eq.name in truth]
+    return [eq for eq in form.equations if eq.kind == "quantity" and eq.name in truth]
 
 
 def entries(value: Any, elementwise: bool) -> list[Any]:
     return list(value) if elementwise else [value]
 
 
-def local_equations(form: Form) -> list[Equation]:
-    return [eq for eq in form.equations if eq.name in LOCAL_DERIVATIVES]
+def paired(a: list[Any], b: list[Any]) -> list[tuple[Any, Any]]:
+    """Entries side by side; one value against M (a per-channel reference, a per-element
+    line) is compared with each of them."""
+    if len(a) == 1 and len(b) > 1:
+        a = a * len(b)
+    elif len(b) == 1 and len(a) > 1:
+        b = b * len(a)
+    return list(zip(a, b, strict=True))
 
 
 def reference_entries(before: Any, mine: Outcome, env: Env) -> list[Any] | str:

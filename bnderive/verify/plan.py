@@ -53,6 +53,10 @@ class Plan:
             if not modes:
                 continue
             for method in self.methods:
+                if method == "random" and form.eps_zero:
+                    # its points make √(σ²+ε) rational by the choice of ε; with ε = 0 they
+                    # cannot: the exact and every-M methods decide such a form
+                    continue
                 if method == "general":
                     out.append(Unit(form, None if len(modes) > 1 else modes[0], method))
                 else:

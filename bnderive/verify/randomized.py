@@ -17,7 +17,7 @@ import numpy as np
 import sympy as sp
 
 from bnderive.core import notation as N
-from bnderive.core.derive import LOCAL_DERIVATIVES, Truth, inline
+from bnderive.core.derive import Truth, inline
 from bnderive.core.double_backward import SecondOrderTruth
 from bnderive.core.evaluate import RATIONAL, NotRational
 from bnderive.core.finite_field import P
@@ -117,8 +117,9 @@ def _ladder(
     """What the randomized method says of one line: refuted (a point where it differs), not
     checked (an auxiliary line), undecided (too few points, or no degree bound: agreement then
     proves nothing), or holds with the Schwartz–Zippel bound (d/S)^trials.  Local derivatives
-    are left to the exact and every-M methods (None)."""
-    if eq.name in LOCAL_DERIVATIVES:
+    are left to the exact and every-M methods (None), as are a document's lines that are
+    checked against a reference (the forward graph, a local derivative, an identity)."""
+    if eq.kind != "quantity":
         return None
     common = dict(mode=mode, seconds=seconds)
     if eq.name not in truth:
@@ -281,8 +282,8 @@ def _degrees(form: Form, truth: Truth | SecondOrderTruth) -> dict[int, int | Non
     out: dict[int, int | None] = {}
     form_defs = dict(definitions)
     for eq in form.equations:
-        form_defs[eq.name] = (eq.elementwise, eq.expr)
-        if eq.name in truth:
+        form_defs[eq.store_name] = (eq.elementwise, eq.expr)
+        if eq.kind == "quantity" and eq.name in truth:
             try:
                 mine = degree_bound(inline(eq.expr, form_defs))
                 true = degree_bound(truth.inline(eq.name))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sympy as sp
 
 from bnderive.core import notation as N
-from bnderive.core.derive import LOCAL_DERIVATIVES, inline, local_truth
+from bnderive.core.derive import inline
 from bnderive.core.spec import Spec
 from bnderive.core.sums import SumRewriter
 from bnderive.read.forms import Equation, Form
@@ -44,7 +44,9 @@ class _CentredReducer(SumRewriter):
                 return sp.Integer(0)
             if summand == _U[_K] ** 2:
                 divisor = N.M - 1 if self.spec.unbiased else N.M
-                return divisor * (N.var if self.spec.eps_inside else _R**2)
+                return divisor * (
+                    N.var if self.spec.eps_inside and not self.spec.eps_zero else _R**2
+                )
         return sp.Sum(summand, (_K, 1, N.M))
 
 
@@ -57,7 +59,10 @@ def _centre(expr: sp.Expr) -> sp.Expr:
 
 
 def _radical_out(expr: sp.Expr, spec: Spec) -> sp.Expr:
-    """ε = r² − σ² (ε inside the root) or σ² = r² (ε outside): the root becomes a symbol."""
+    """ε = r² − σ² (ε inside the root) or σ² = r² (ε outside, or ε = 0): the root becomes a
+    symbol."""
+    if spec.eps_zero:
+        return expr.xreplace({N.var: _R**2, N.eps: sp.Integer(0)})
     return expr.xreplace({N.eps: _R**2 - N.var} if spec.eps_inside else {N.var: _R**2})
 
 
@@ -76,16 +81,16 @@ def index_residual(form: Form, eq: Equation, base: Spec | None = None) -> sp.Exp
     spec = form.spec(base or Spec())
     truth = truth_of(form.order, spec)
     defs = definitions_of(form, truth)
+    reference: sp.Expr | None = None
+    references = dict((b, a) for a, b in getattr(form, "references", ()))
     for line in form.equations:
-        defs[line.name] = (line.elementwise, line.expr)
+        if line.number == references.get(eq.number):  # a document's line against its reference
+            reference = inline(line.expr, defs)
+        defs[line.store_name] = (line.elementwise, line.expr)
         if line is eq:
             break
-    if eq.name in LOCAL_DERIVATIVES:
-        reference = local_truth(spec, eq.name)
-    elif eq.name in truth:
+    if reference is None and eq.kind == "quantity" and eq.name in truth:
         reference = truth.inline(eq.name)
-    else:
-        return None
     if reference is None:
         return None
     try:
@@ -94,7 +99,7 @@ def index_residual(form: Form, eq: Equation, base: Spec | None = None) -> sp.Exp
     except (ValueError, TypeError):
         return None
     leftover = _factored(sp.cancel(sp.together(reduced)))
-    root = sp.sqrt(N.var + N.eps) if spec.eps_inside else sp.sqrt(N.var)
+    root = sp.sqrt(N.var + N.eps) if spec.eps_inside and not spec.eps_zero else sp.sqrt(N.var)
     return leftover.replace(
         lambda e: isinstance(e, sp.Indexed) and e.base == _U,
         lambda e: N.x[e.indices] - N.mu,

@@ -12,12 +12,18 @@ from typing import Any
 
 import sympy as sp
 
-from bnderive.core.derive import LOCAL_DERIVATIVES
 from bnderive.core.evaluate import SYMBOLIC
 from bnderive.core.points import Instance, point_env, random_point
 from bnderive.core.spec import Spec
 from bnderive.read.forms import Equation, Form
-from bnderive.verify.lines import entries, form_definitions, reference_entries, run_lines, truth_of
+from bnderive.verify.lines import (
+    entries,
+    form_definitions,
+    paired,
+    reference_entries,
+    run_lines,
+    truth_of,
+)
 from bnderive.verify.verdict import Counterexample
 
 
@@ -25,7 +31,7 @@ def entry_label(eq: Equation, spec: Spec, channel: int, position: int) -> str:
     if not eq.elementwise:
         return f"{eq.name} (channel {channel})"
     where = spec.positions(channel)[position]
-    if eq.name in LOCAL_DERIVATIVES:
+    if eq.kind != "quantity" or eq.name not in ("dx", "dxhat", "dy"):
         return f"{eq.name}[{position + 1}] at x[{', '.join(map(str, where))}]"
     return f"{eq.name}[{position + 1}] = ∂L/∂x[{', '.join(map(str, where))}]"
 
@@ -114,7 +120,7 @@ def find_witness(
         if isinstance(reference, str) or mine.line_error(eq):
             continue
         values = entries(mine.line(eq), eq.elementwise)
-        for position, (a, b) in enumerate(zip(reference, values, strict=True)):
+        for position, (a, b) in enumerate(paired(reference, values)):
             diff = sp.expand(a - b)
             if diff == 0 or abs(sp.N(diff, 50)) < sp.Float("1e-40", 50):
                 continue

@@ -1,0 +1,140 @@
+"""How much of the real-world corpus bnderive reads and checks as pasted, and how fast.
+
+    python benchmarks/bench_read.py            # every file of tests/derivations_real/
+    python benchmarks/bench_read.py --quick    # the reading only, no verdicts (CI smoke run)
+
+Over ``tests/derivations_real/`` (derivations transcribed from public posts, papers, notes and
+notebooks, each with the expected verdict of its value lines), per file and in total:
+
+* read: the file gave verdicts (not exit code 2); a LayerNorm post is refused by design, and
+  counted apart;
+* value lines (lines that state a value: a gradient, a forward quantity, a local derivative, a
+  named sub-expression), of them: checked (a verdict), definitions (a name of the post's own:
+  true by definition, then used), not checked (understood; the reason is printed by ``check``),
+  not read, not found (the line is not in any maths bnderive reads: code, ASCII maths);
+* wrong: a verdict that differs from the one established in float64 by the test's own
+  reference (``tests/derivations_real/reference.py``);
+* the time of ``bnderive check FILE`` with its default plan (all methods, one process), median
+  of --repeats, against the target: a typical post (the median file) under 2 s.
+
+Targets (issue 12): ≥ 80% of the BatchNorm files read as pasted, ≥ 90% of their value lines
+checked, no wrong verdict, a typical post under 2 s.  Timing never fails the script; it exits 1
+if a verdict is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.derivations_real.harness import catalogue, judge_file  # noqa: E402
+
+TARGET_READ = 0.80
+TARGET_CHECKED = 0.90
+TARGET_SECONDS = 2.0
+
+
+def check_time(source: Path, repeats: int) -> float | None:
+    """Median wall time of the default plan of ``bnderive check FILE`` (in this process)."""
+    from bnderive.errors import BnderiveError
+    from bnderive.read.documents import load_document
+    from bnderive.verify.plan import Plan
+
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        try:
+            form = load_document(source)
+        except BnderiveError:
+            return None
+        Plan((form,)).run(1)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="reading only: no verdicts, no timing")
+    parser.add_argument("--repeats", type=int, default=1, help="timing repeats per file")
+    args = parser.parse_args()
+    methods = () if args.quick else ("exact", "general")
+    header = f"{'file':32} {'read':>5} {'value':>5} {'chk':>4} {'def':>4} {'n.chk':>5} {'n.read':>6} {'n.fnd':>5} {'wrong':>5} {'check s':>8}"
+    print(header)
+    totals = dict(
+        files=0,
+        read=0,
+        values=0,
+        checked=0,
+        definition=0,
+        unchecked=0,
+        unread=0,
+        missing=0,
+        wrong=0,
+    )
+    refused_ln = []
+    seconds = []
+    for stem, source, expected in catalogue():
+        result = judge_file(stem, source, expected, methods=methods)
+        if result.norm != "batch":
+            refused_ln.append((stem, result.read))
+            continue
+        took = None if args.quick else check_time(source, args.repeats)
+        if took is not None:
+            seconds.append(took)
+        row = dict(
+            values=result.value_lines,
+            checked=result.count("checked"),
+            definition=result.count("definition"),
+            unchecked=result.count("not checked") + result.count("prose"),
+            unread=result.count("not read") + result.count("refused"),
+            missing=result.count("not found"),
+            wrong=len(result.wrong),
+        )
+        totals["files"] += 1
+        totals["read"] += result.read
+        for key, value in row.items():
+            totals[key] += value
+        took_text = "-" if took is None else f"{took:.2f}"
+        print(
+            f"{stem[:32]:32} {'yes' if result.read else 'no':>5} {row['values']:5d} "
+            f"{row['checked']:4d} {row['definition']:4d} {row['unchecked']:5d} {row['unread']:6d} "
+            f"{row['missing']:5d} {row['wrong']:5d} {took_text:>8}"
+        )
+        for j in result.wrong:
+            print(
+                f"    WRONG line {j.line}: bnderive {j.bnderive}, expected {j.oracle}: {j.expected.latex[:70]}"
+            )
+    t = totals
+    read_share = t["read"] / t["files"] if t["files"] else 0.0
+    checked_share = (t["checked"] + t["definition"]) / t["values"] if t["values"] else 0.0
+    strict_share = t["checked"] / t["values"] if t["values"] else 0.0
+    print()
+    print(
+        f"BatchNorm files: {t['files']}; read as pasted: {t['read']} ({read_share:.0%}; target {TARGET_READ:.0%})"
+    )
+    print(
+        f"value lines: {t['values']}; checked {t['checked']} + definitions {t['definition']} "
+        f"= {checked_share:.0%} (target {TARGET_CHECKED:.0%}; checked alone {strict_share:.0%}); "
+        f"not checked {t['unchecked']}, not read {t['unread']}, not found {t['missing']}"
+    )
+    print(f"wrong verdicts: {t['wrong']} (target 0)")
+    if refused_ln:
+        names = ", ".join(f"{s} ({'read' if r else 'refused'})" for s, r in refused_ln)
+        print(f"LayerNorm posts (refused by design until the norm-family issue): {names}")
+    if seconds:
+        typical = statistics.median(seconds)
+        print(
+            f"bnderive check, default plan: median {typical:.2f} s per file, max {max(seconds):.2f} s "
+            f"(target: a typical post under {TARGET_SECONDS:.0f} s: {'met' if typical < TARGET_SECONDS else 'NOT met'})"
+        )
+    return 1 if t["wrong"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,419 @@
+"""Every rule the reader learned for real posts (issue 12), each with a right line that holds and
+a wrong line using the same notation that is refuted: a reading rule that could turn a wrong
+line into "holds" is the worst bug there is.
+
+Each case is a small document; ``verdicts`` checks it exactly (N = 3, 4 per activation) and for
+every M, and gives each line of the file its verdict: refuted if any method refutes it, holds
+if one holds and none refutes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bnderive.cli import main
+from bnderive.core.spec import Mode
+from bnderive.errors import FormError
+from bnderive.read.documents import load_document, load_expression
+from bnderive.verify.every_m import general_check
+from bnderive.verify.exact import check_exact_mode
+from bnderive.verify.verdict import Status
+
+
+def verdicts(form) -> dict[int, str]:
+    """The verdict of each line of the file (the lines with checked members)."""
+    found: dict[int, set[Status]] = {}
+    for v in check_exact_mode(form, Mode.PER_ACTIVATION, [3, 4]) + general_check(form):
+        if v.follows is None and v.source_line is not None:
+            found.setdefault(v.source_line, set()).add(v.status)
+    out = {}
+    for line, statuses in found.items():
+        if Status.REFUTED in statuses:
+            out[line] = "refuted"
+        elif Status.HOLDS in statuses:
+            out[line] = "holds"
+        else:
+            out[line] = "undecided"
+    return out
+
+
+def doc(tmp_path: Path, body: str, name: str = "post.md") -> object:
+    path = tmp_path / name
+    path.write_text(body, encoding="utf-8")
+    return load_document(path)
+
+
+def lines(text: str) -> str:
+    """One $$ block per line of ``text``, so that line k of the text is line 2k+1 of the file
+    (a blank line between)."""
+    return "\n".join(f"$$ {t} $$\n" for t in text.strip().split("\n"))
+
+
+# (rule, right line, wrong line): each a line of a document that also writes ε
+RULES = [
+    (
+        "Iverson [k = i] and 1(k == i) as Kronecker deltas",
+        r"\frac{\partial y_k}{\partial x_i} = \frac{\gamma}{\sqrt{\sigma^2+\epsilon}}\left([k = i] - \frac{1}{N} - \frac{\hat{x}_k \hat{x}_i}{N}\right)",
+        r"\frac{\partial y_k}{\partial x_i} = \frac{\gamma}{\sqrt{\sigma^2+\epsilon}}\left(1(k == i) - \frac{1}{N} + \frac{\hat{x}_k \hat{x}_i}{N}\right)",
+    ),
+    (
+        "\\mathbb{1}[k=i] and \\delta(i=k)",
+        r"\frac{\partial \hat{x}_k}{\partial x_i} = \frac{\mathbb{1}[k=i] - 1/N - \hat{x}_k\hat{x}_i/N}{\sqrt{\sigma^2+\epsilon}}",
+        r"\frac{\partial \hat{x}_k}{\partial x_i} = \frac{\delta(i=k) - 1/N}{\sqrt{\sigma^2+\epsilon}}",
+    ),
+    (
+        "a sum that leaves one element out",
+        r"\frac{\partial \sigma^2}{\partial x_i} = \frac{1}{N}\left(\frac{-2}{N}\sum_{j=1, j \ne i}^{N}(x_j - \mu) + 2(x_i-\mu)\left(1-\frac{1}{N}\right)\right)",
+        r"\frac{\partial \sigma^2}{\partial x_i} = \frac{1}{N}\left(\frac{-2}{N}\sum_{j \ne i}(x_j - \mu) + 2(x_i-\mu)\right)",
+    ),
+    (
+        "E[x] and \\mathbb{E} as batch means",
+        r"\sigma^2 = \mathbb{E}[(x - \mu)^2] = E[x^2] - \mu^2",
+        r"\sigma^2 = \mathbb{E}[x^2]",
+    ),
+    (
+        "sums from 0 to N-1, \\Sigma as a sum",
+        r"\frac{\partial L}{\partial \beta} = \sum_{i=0}^{N-1} \frac{\partial L}{\partial y_i} = \Sigma^N_{i=1} g_i",
+        r"\frac{\partial L}{\partial \gamma} = \Sigma^{N}_{i=1} g_i x_i",
+    ),
+    (
+        "a sum over the first elements only is what it says",
+        r"\frac{\partial L}{\partial \beta} = \sum_{i=1}^{N} g_i",
+        r"\frac{\partial L}{\partial \beta} = \sum_{i=1}^{2} g_i",
+    ),
+    (
+        "a chain rule with local derivatives, replaced by their true values",
+        r"\frac{\partial L}{\partial x_i} = \frac{\partial L}{\partial \hat{x}_i}\frac{\partial \hat{x}_i}{\partial x_i} + \frac{\partial L}{\partial \sigma^2}\frac{\partial \sigma^2}{\partial x_i} + \frac{\partial L}{\partial \mu}\frac{\partial \mu}{\partial x_i}",
+        r"\frac{\partial L}{\partial x_i} = \frac{\partial L}{\partial \hat{x}_i}\frac{\partial \hat{x}_i}{\partial x_i} + \frac{\partial L}{\partial \mu}\frac{\partial \mu}{\partial x_i}",
+    ),
+    (
+        "a Jacobian ∂y_k/∂x_i in a chain rule is the full derivative",
+        r"\frac{\partial L}{\partial x_i} = \sum_k \frac{\partial L}{\partial y_k}\frac{\partial y_k}{\partial x_i}",
+        r"\frac{\partial L}{\partial x_i} = \sum_k \frac{\partial L}{\partial y_k}\frac{\partial y_k}{\partial \hat{x}_k}\frac{\partial \hat{x}_k}{\partial x_i} \frac{1}{N}",
+    ),
+    (
+        "the operator \\frac{\\partial}{\\partial x}[...]",
+        r"\frac{\partial \hat{x}_i}{\partial \sigma^2} = \frac{\partial}{\partial \sigma^2}\left[(x_i - \mu)(\sigma^2+\epsilon)^{-1/2}\right] = -\frac{1}{2}(x_i-\mu)(\sigma^2+\epsilon)^{-3/2}",
+        r"\frac{\partial \hat{x}_i}{\partial \sigma^2} = \frac{\partial}{\partial \sigma^2}\left[(x_i - \mu)(\sigma^2+\epsilon)^{-1/2}\right] = -\frac{1}{2}(x_i-\mu)(\sigma^2+\epsilon)^{-1/2}",
+    ),
+    (
+        "a derivative of an expression, ∂(γx̂ + β)/∂x̂_k",
+        r"\frac{\partial y_k}{\partial \hat{x}_k} = \frac{\partial (\gamma \hat{x} + \beta)}{\partial \hat{x}_k} = \gamma",
+        r"\frac{\partial y_k}{\partial \hat{x}_k} = \frac{\partial (\gamma \hat{x} + \beta)}{\partial \hat{x}_k} = \gamma + \beta",
+    ),
+    (
+        "gradients no line defines stand for their true values",
+        r"\frac{\partial L}{\partial x_i} = \frac{1}{N\sqrt{\sigma^2+\epsilon}}\left(N\gamma g_i - \gamma\,\delta\beta - \gamma \hat{x}_i\,\delta\gamma\right)",
+        r"\frac{\partial L}{\partial x_i} = \frac{1}{N\sqrt{\sigma^2+\epsilon}}\left(N\gamma g_i - \delta\beta - \hat{x}_i\,\delta\gamma\right)",
+    ),
+    (
+        "forward definitions against the forward graph",
+        r"\hat{x}_i = \frac{x_i - \mu}{\sqrt{\sigma^2 + \epsilon}} = (x_i-\mu)(\sigma^2+\epsilon)^{-0.5}",
+        r"\hat{x}_i = (x_i - \mu)(\sqrt{\sigma^2 + \epsilon})^{-0.5}",
+    ),
+    (
+        "identities: any left side, each right side checked against it",
+        r"\sum_i (x_i - \mu) = \sum_i x_i - N\mu = 0",
+        r"\sum_i (x_i - \mu)^2 = \sum_i x_i^2 - \mu^2",
+    ),
+    (
+        "a scalar gradient with a free index is a claim for every i",
+        r"\frac{\partial L}{\partial \gamma} = \sum_i \frac{\partial L}{\partial y_i}\frac{\partial y_i}{\partial \gamma}",
+        r"\frac{\partial L}{\partial \gamma} = \frac{\partial L}{\partial y_i}\frac{\partial y_i}{\partial \gamma}",
+    ),
+    (
+        "x^{(k)} (the paper's feature index), \\overline{x}, μ(x), a lowercase n as the size",
+        r"\hat{x}^{(k)} = \frac{x^{(k)} - \mu(x)}{\sqrt{\sigma^2 + \epsilon}} \quad\text{and}\quad \mu = \frac{1}{n}\sum_k x_k = \overline{x}",
+        r"\hat{x}^{(k)} = \frac{x^{(k)} - \overline{x}}{\sqrt{\sigma^2}+\epsilon}",
+    ),
+    (
+        "presentation: \\boxed, \\color, \\underbrace, \\tag, a trailing remark",
+        r"\boxed{\color{red}{\frac{\partial L}{\partial \beta}} = \sum_i \underbrace{\frac{\partial L}{\partial y_i}}_{\text{upstream}}} \tag{3} \quad (\text{Because } \frac{\partial y_i}{\partial \beta} = 1)",
+        r"\boxed{\frac{\partial L}{\partial \beta} = \sum_i \underbrace{\frac{\partial L}{\partial y_i}\gamma}_{\text{upstream}}}",
+    ),
+    (
+        "a sign right after \\cdot (a · −b)",
+        r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -1",
+        r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -2",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule", "right", "wrong"), RULES, ids=[r[0] for r in RULES])
+def test_a_reading_rule_never_excuses_a_wrong_line(tmp_path, rule, right, wrong):
+    form = doc(tmp_path, lines(right + "\n" + wrong))
+    got = verdicts(form)
+    assert got.get(1) == "holds", (rule, got, [ln.reason for ln in form.lines])
+    assert got.get(3) == "refuted", (rule, got, [ln.reason for ln in form.lines])
+
+
+def test_names_a_post_defines(tmp_path):
+    body = lines(
+        r"""
+t = \frac{1}{\sqrt{\sigma^2 + \epsilon}}
+\frac{\partial L}{\partial \mu} = -t\,\gamma \sum_i g_i
+\frac{1}{N}\sum_i x_i = v
+\frac{\partial L}{\partial \mu} = -t^2\,\gamma \sum_i g_i
+\frac{\partial L}{\partial \beta} = N v
+"""
+    )
+    form = doc(tmp_path, body)
+    by_line = {ln.line: ln for ln in form.lines}
+    assert by_line[1].status == "definition" and by_line[5].status == "definition"
+    got = verdicts(form)
+    assert got == {3: "holds", 7: "refuted", 9: "refuted"}
+
+
+def test_a_wrong_forward_definition_is_refuted_and_never_used(tmp_path):
+    body = lines(
+        r"""
+\mu = \frac{1}{N-1}\sum_i x_i
+\frac{\partial L}{\partial \gamma} = \sum_i g_i \frac{x_i - \mu}{\sqrt{\sigma^2+\epsilon}}
+"""
+    )
+    assert verdicts(doc(tmp_path, body)) == {1: "refuted", 3: "holds"}
+
+
+def test_epsilon_zero_when_a_post_never_writes_it(tmp_path):
+    body = lines(
+        r"""
+\frac{\partial L}{\partial x_i} = \frac{\gamma}{\sqrt{\sigma^2}}\left(g_i - \frac{1}{N}\sum_k g_k - \frac{(x_i-\mu)}{N\sigma^2}\sum_k g_k (x_k - \mu)\right)
+\frac{\partial L}{\partial x_i} = \frac{\gamma}{\sigma^2}\left(g_i - \frac{1}{N}\sum_k g_k\right)
+"""
+    )
+    form = doc(tmp_path, body)
+    assert form.eps_zero and any("ε = 0" in n for n in form.notes)
+    assert verdicts(form) == {1: "holds", 3: "refuted"}
+    declared = doc(tmp_path, "---\nepsilon: inside\n---\n" + body, "declared.md")
+    assert not declared.eps_zero  # ε inside: the first line lacks ε, so it is refuted
+    assert verdicts(declared)[4] == "refuted"
+
+
+def test_sigma_is_the_standard_deviation_when_both_are_written(tmp_path):
+    body = lines(
+        r"""
+\sigma^2 = \frac{1}{N}\sum_i (x_i - \mu)^2
+\hat{x}_i = \frac{x_i - \mu}{\sigma}
+\hat{x}_i = \frac{x_i - \mu}{\sigma^2}
+"""
+    )
+    form = doc(tmp_path, body)
+    assert any("σ is the standard deviation" in n for n in form.notes)
+    assert verdicts(form) == {1: "holds", 3: "holds", 5: "refuted"}  # ε = 0 here
+    # a bare σ alone still needs the declaration: that line is not read, and says so
+    alone = doc(
+        tmp_path,
+        lines(
+            r"\hat{x}_i = \frac{x_i - \mu}{\sigma + \epsilon}" + "\n" + r"\delta\beta = \sum_i g_i"
+        ),
+        "alone.md",
+    )
+    assert alone.lines[0].status == "not read" and "sigma: std" in alone.lines[0].reason
+
+
+def test_a_post_that_says_what_its_sigma_is(tmp_path):
+    body = lines(
+        r"""
+\sigma^2 = \frac{1}{N}\sum_i (x_i - \mu)^2
+\frac{\partial \hat{x}_i}{\partial x_i} = \frac{1}{\sigma} \quad \text{Let }~ \sigma = \sqrt{\sigma^2 + \epsilon}
+\frac{\partial \hat{x}_i}{\partial \mu} = -\frac{1}{\sigma^2}
+"""
+    )
+    got = verdicts(doc(tmp_path, body))
+    assert got[3] == "holds" and got[5] == "refuted"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (r"\frac{\partial L}{\partial \beta} = \sum_i {g_i - \mu} x_i", "braces"),
+        (
+            r"\frac{\partial L}{\partial \beta} = \mathbf{1} \frac{\partial L}{\partial y}",
+            "vector of ones or the matrix",
+        ),
+        (
+            r"\frac{\partial L}{\partial x_i} = \sum_{i=1}^N (g_i x_i) \frac{2}{N}(x_i - \mu)",
+            "also the line's element",
+        ),
+        (r"\sigma^2 = \frac{1}{N} R^T R", "transpose"),
+        (r"\frac{\partial L}{\partial \beta} = \sum_{i=0}^{N} g_i", "N-1 for a sum from 0"),
+    ],
+)
+def test_what_cannot_be_read_one_way_is_not_read(tmp_path, text, message):
+    """Notation with two readings (braces that do not print, \\mathbf{1} as vector or matrix, a
+    sum whose index is the line's own) is "not read", with the reason: never guessed."""
+    form = doc(tmp_path, lines(text + "\n" + r"\frac{\partial L}{\partial \beta} = \sum_i g_i"))
+    first = form.lines[0]
+    assert first.status == "not read" and message in first.reason, first.reason
+    assert form.lines[1].status == "checked"
+
+
+def test_a_scalar_equal_to_an_unindexed_vector_is_not_checked(tmp_path):
+    form = doc(
+        tmp_path,
+        lines(
+            r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \hat{x}} \cdot \frac{\partial \hat{x}}{\partial \sigma^2}"
+            "\n"
+            r"\frac{\partial L}{\partial \beta} = \sum_i g_i"
+        ),
+    )
+    assert form.lines[0].status == "not checked" and "dot product" in form.lines[0].reason
+
+
+def test_layout_is_layout(tmp_path):
+    """Remarks, annotation columns, "(Mean) \\space", continuation rows: none of it is maths,
+    all of it is read around."""
+    body = r"""
+$$
+(Mean) \space \mu = \frac {1}{N} {\sum_{j=1}^N {x_j}}
+$$
+$$
+\begin{align}
+\frac{\partial L}{\partial \gamma} &= \sum_{i=1}^{m} \frac{\partial L}{\partial y_i}\frac{\partial y_i}{\partial \gamma} &&&& (\text{Because gradients add at forks}) \\\\
+&= \sum_{i=1}^{m} \frac{\partial L}{\partial y_i} \hat{x}_i &&&& \boldsymbol{(\text{Let } \frac{1}{\sqrt{\sigma^2 + \epsilon}} = t)} \\\\
+\frac{\partial L}{\partial \mu} &= -\gamma t \sum_{i=1}^m g_i \\
+&\bigg(\text{Because } \frac{\partial \hat{x}_i}{\partial \mu} = \frac{-1}{\sqrt{\sigma^2+\epsilon}}\bigg) \\
+\frac{\partial L}{\partial \beta} &= \sum_i g_i \\
+&+ 0 \\
+\frac{\partial L}{\partial x_i} &= \frac{\gamma}{\sqrt{\sigma^2+\epsilon}} \Big( g_i - \frac{1}{N}\sum_k g_k \\
+&- \frac{\hat{x}_i}{N}\sum_k g_k \hat{x}_k \Big) \nonumber \label{eq:dx} \\
+\frac{\partial L}{\partial \beta} &= \sum_k g_k =\\
+&= \sum_i \frac{\partial L}{\partial y_i}
+\end{align}
+$$
+<!-- $$ \frac{\partial L}{\partial \beta} = 12 $$ in a comment is not maths -->
+"""
+    form = doc(tmp_path, body)
+    statuses = [(ln.latex.split("=")[0].strip()[:25], ln.status) for ln in form.lines]
+    assert all(s in ("checked", "definition") for _, s in statuses), statuses
+    assert all(v == "holds" for v in verdicts(form).values())
+    assert not any("12" in ln.latex for ln in form.lines)
+
+
+def test_a_notebook_is_read_from_its_markdown_cells(tmp_path):
+    cells = [
+        {
+            "cell_type": "markdown",
+            "metadata": {},
+            "source": ["# BN\n", "$$\\mu = \\frac{1}{m}\\sum_i x_i$$"],
+        },
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "source": ["mu = x.mean()  # $$ not maths $$"],
+            "outputs": [],
+            "execution_count": None,
+        },
+        {
+            "cell_type": "markdown",
+            "metadata": {},
+            "source": "$$\\frac{\\partial L}{\\partial \\beta} = \\sum_i g_i x_i$$",
+        },
+    ]
+    path = tmp_path / "bn.ipynb"
+    path.write_text(
+        json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {}})
+    )
+    form = load_document(path)
+    assert [ln.where for ln in form.lines] == ["cell 1, line 2", "cell 3, line 1"]
+    got = verdicts(form)
+    assert [got[line] for line in sorted(got)] == ["holds", "refuted"]
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("---\nnorm: layer\n---\n$$ y_i = \\gamma \\hat{x}_i + \\beta $$\n", "Layer Normalization"),
+        (
+            "# Layer Normalization backprop\n\n$$ y_i = \\gamma \\hat{x}_i + \\beta $$\n",
+            "Layer Normalization",
+        ),
+        ("# GroupNorm\n\n$$ y_i = \\gamma \\hat{x}_i + \\beta $$\n", "Group Normalization"),
+    ],
+)
+def test_other_normalizations_are_refused_by_name(tmp_path, text, name):
+    path = tmp_path / "ln.md"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(FormError, match=name):
+        load_document(path)
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 2 and name in result.output and "does not model yet" in result.output
+
+
+def test_batchnorm_that_mentions_layernorm_is_read(tmp_path):
+    text = (
+        "# Batch Normalization\n\nUnlike layer normalization, it averages over the batch.\n\n"
+        "$$ y_i = \\gamma \\hat{x}_i + \\beta $$\n"
+    )
+    assert doc(tmp_path, text).lines[0].status == "checked"
+
+
+# -- the command line --------------------------------------------------------------------------------
+def test_check_expr_and_stdin():
+    ok = CliRunner().invoke(
+        main,
+        ["check", "--expr", r"\delta\beta = \sum_i \delta y_i", "--method", "exact", "--no-timing"],
+    )
+    assert ok.exit_code == 0, ok.output
+    wrong = CliRunner().invoke(
+        main,
+        ["check", "--expr", "-", "--method", "exact", "--mode", "per-activation", "--no-timing"],
+        input=r"\frac{\partial L}{\partial \gamma} = \sum_i g_i x_i",
+    )
+    assert wrong.exit_code == 1 and "first refuted: line 1 of --expr" in wrong.output
+    sigma = CliRunner().invoke(
+        main,
+        ["check", "--expr", r"\hat{x}_i = \frac{x_i-\mu}{\sqrt{\sigma+\epsilon}}", "--sigma", "var",
+         "--method", "exact", "--mode", "per-activation"],
+    )  # fmt: skip
+    assert sigma.exit_code == 0, sigma.output
+    assert load_expression(r"\frac{\partial L}{\partial \beta} = \sum_i g_i").name == "expr"
+    bad = CliRunner().invoke(main, ["check", "--sigma", "std"])
+    assert bad.exit_code == 2 and "--sigma belongs to --expr" in bad.output
+
+
+def test_the_summary_says_what_was_left_out_and_strict_makes_it_undecided(tmp_path):
+    path = tmp_path / "partial.md"
+    path.write_text(
+        lines(
+            r"""
+\frac{\partial L}{\partial \beta} = \sum_i g_i
+\frac{\partial L}{\partial \beta} = \alpha
+\frac{\partial L}{\partial (\gamma x_i)} = g_i
+"""
+        ),
+        encoding="utf-8",
+    )
+    args = ["check", str(path), "--method", "exact", "--mode", "per-activation", "--no-timing"]
+    lenient = CliRunner().invoke(main, args)
+    assert lenient.exit_code == 0, lenient.output
+    assert "✓ holds" in lenient.output
+    assert "not everything was checked: 1 line(s) not read (line 3:" in lenient.output
+    assert "1 not checked (line 5:" in lenient.output and "--strict" in lenient.output
+    strict = CliRunner().invoke(main, [*args, "--strict"])
+    assert strict.exit_code == 3 and "? undecided" in strict.output
+    payload = json.loads(CliRunner().invoke(main, [*args, "--json"]).output)
+    (document,) = payload["documents"]
+    assert document["counts"]["not read"] == 1 and document["counts"]["not checked"] == 1
+
+
+def test_several_independent_mistakes_are_each_named(tmp_path):
+    path = tmp_path / "three.md"
+    path.write_text(
+        lines(
+            r"""
+\frac{\partial L}{\partial \sigma^2} = -\frac{1}{2}\sum_i \frac{\partial L}{\partial \hat{x}_i}(x_i-\mu)(\sigma^2+\epsilon)^{-1/2}
+\frac{\partial L}{\partial \mu} = -\sum_i \frac{\partial L}{\partial \hat{x}_i}\frac{1}{\sqrt{\sigma^2+\epsilon}} = \sum_i \frac{\partial L}{\partial \hat{x}_i}\frac{1}{\sqrt{\sigma^2+\epsilon}}
+\frac{\partial L}{\partial \beta} = \sum_i g_i \gamma
+"""
+        ),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(
+        main, ["check", str(path), "--method", "exact", "--mode", "per-activation", "--no-timing"]
+    )
+    assert result.exit_code == 1
+    assert "3 independent mistakes, at line 1 (dvar), line 3 (dmu), line 5 (dbeta)" in result.output
