@@ -108,7 +108,7 @@ def main() -> int:
         )
         for j in result.wrong:
             print(
-                f"    WRONG line {j.line}: bnderive {j.bnderive}, expected {j.oracle}: {j.expected.latex[:70]}"
+                f"    WRONG line {j.line}: bnderive {j.own}, expected {j.oracle}: {j.expected.latex[:70]}"
             )
     t = totals
     read_share = t["read"] / t["files"] if t["files"] else 0.0

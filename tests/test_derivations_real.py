@@ -59,7 +59,7 @@ def test_no_wrong_verdict(stem, source, expected):
         assert not result.read and "Layer Normalization" in result.refused
         return
     wrong = [
-        f"line {j.line}: bnderive {j.bnderive}, expected {j.oracle} ({j.expected.latex[:60]!r})"
+        f"line {j.line}: bnderive {j.own}, expected {j.oracle} ({j.expected.latex[:60]!r})"
         for j in result.wrong
     ]
     assert not wrong, "\n".join(wrong)

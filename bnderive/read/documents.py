@@ -838,22 +838,21 @@ class _Builder:
         if expr.has(N.Partial):
             expr = _replace_partials(expr, self, _other_paths(expr))
             notes.append("local derivatives replaced by their true values")
-        # Each line is checked on its own: a gradient it uses stands for its true value.  When
-        # an earlier line defines it and holds, that is the same; when that line is wrong, this
-        # one is still judged by what it says (the earlier mistake is named where it is).
+        # A gradient no earlier line defines stands for its true value; one an earlier line
+        # defines is what that line computes (a wrong one is carried on, and ``verify.mistakes``
+        # tells a line that only inherits it from a mistake of its own).
         assumed = []
         mapping2: dict[sp.Expr, sp.Expr] = {}
         for sym in expr.free_symbols:
             if isinstance(sym, sp.Symbol) and sym.name in ("dvar", "dmu", "dgamma", "dbeta"):
-                mapping2[sym] = self.truth.inline(sym.name)
                 if sym.name not in self.defined:
+                    mapping2[sym] = self.truth.inline(sym.name)
                     assumed.append(sym.name)
         for node in expr.atoms(sp.Indexed):
             label = str(node.base.label)
-            if label in ("dxhat", "dx"):
+            if label in ("dxhat", "dx") and label not in self.defined:
                 mapping2[node] = at_index(self.truth.inline(label), node.indices[0])
-                if label not in self.defined:
-                    assumed.append(label)
+                assumed.append(label)
         if mapping2:
             expr = expr.xreplace(mapping2)
         if assumed:

@@ -77,21 +77,20 @@ def _follows(verdicts: list[Verdict]) -> int | None:
 
 def _inherited(form: Form, eq: Equation, earlier: list[Equation]) -> Equation | None:
     """The earlier refuted line whose value ``eq`` uses, when ``eq`` holds with the true value
-    of every such quantity in its place; None if it is a mistake of its own."""
+    of every gradient it uses in their place; None if it is a mistake of its own."""
     if eq.kind != "quantity":
         return None
     wrong = {e.name: e for e in earlier if e.kind == "quantity" and e.stored}
-    used = [name for name in wrong if _uses(eq.expr, name)]
-    if not used:
+    if not any(_uses(eq.expr, name) for name in wrong):
         return None
     spec = form.spec(Spec(Mode.PER_ACTIVATION, n=4))
     truth = truth_of(form.order, spec)
     mapping: dict[sp.Expr, sp.Expr] = {}
-    for name in used:
-        if name not in truth:
-            return None
+    for name in N.QUANTITIES:
+        if name == "dy" or name not in truth or not _uses(eq.expr, name):
+            continue
         value = truth.inline(name)
-        if N.QUANTITIES.get(name, False):
+        if N.QUANTITIES[name]:
             for node in eq.expr.atoms(sp.Indexed):
                 if str(node.base.label) == name:
                     mapping[node] = at_index(value, node.indices[0])
@@ -100,7 +99,7 @@ def _inherited(form: Form, eq: Equation, earlier: list[Equation]) -> Equation | 
     repaired = Equation(1, eq.name, eq.index, eq.expr.xreplace(mapping), eq.text, eq.latex)
     if not _holds(form, repaired, spec):
         return None
-    return max((wrong[name] for name in used), key=lambda e: e.number)
+    return max((e for name, e in wrong.items() if _uses(eq.expr, name)), key=lambda e: e.number)
 
 
 def _uses(expr: sp.Expr, name: str) -> bool:

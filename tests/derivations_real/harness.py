@@ -59,10 +59,19 @@ class Judged:
     quantity: str | None = None  # what bnderive checked it as
     oracle: str | None = None  # holds | refuted: established here for bnderive's reading
     line: int | None = None
+    #: bnderive refutes the line only because it uses an earlier wrong line's value, and says
+    #: it holds with the true value (``verify.mistakes``): judged on its own, it holds
+    inherits: bool = False
+
+    @property
+    def own(self) -> str | None:
+        """bnderive's verdict on the line on its own (the corpus judges each line with the true
+        values of what it uses)."""
+        return "holds" if self.inherits and self.bnderive == "refuted" else self.bnderive
 
     @property
     def wrong(self) -> bool:
-        return self.bnderive in ("holds", "refuted") and self.oracle not in (None, self.bnderive)
+        return self.own in ("holds", "refuted") and self.oracle not in (None, self.own)
 
 
 @dataclass
@@ -233,6 +242,7 @@ def judge_file(
     from bnderive.read.documents import load_document
     from bnderive.verify.every_m import general_check
     from bnderive.verify.exact import check_exact_mode
+    from bnderive.verify.mistakes import find_mistakes
     from bnderive.verify.verdict import Status
 
     conventions, expected = load_expected(expected_path)
@@ -252,6 +262,7 @@ def judge_file(
         verdicts += general_check(form)
     result.seconds = time.perf_counter() - started
     result.read = True
+    inherited = {n for m in find_mistakes(form, verdicts) for n in m.inherits}
     by_equation: dict[int, set[Status]] = {}
     for v in verdicts:
         if v.follows is None and v.equation is not None:
@@ -287,8 +298,11 @@ def judge_file(
         quantity = _quantity_of(line, form, number)
         reading = e.quantity if quantity in ("identity",) else quantity
         result.judged.append(
-            Judged(e, "checked", verdict, quantity, oracle(e, reading, conventions), line.line)
-        )
+            Judged(
+                e, "checked", verdict, quantity, oracle(e, reading, conventions), line.line,
+                inherits=number in inherited,
+            )
+        )  # fmt: skip
     return result
 
 
