@@ -83,16 +83,8 @@ def test_the_nchw_chain_ends_in_the_compact_form():
     assert form.modes == (Mode.SPATIAL,)
     last = form.equations[-1]
     assert last.name == "dx" and "N H W" in last.latex
-    # the line uses δβ and δγ: each line is checked with their true values, so it is the
-    # compact form with its own dβ, dγ (and x̂) written out
-    from bnderive.core.derive import derive, inline
-    from bnderive.verify.every_m import prove
-
-    compact = find_form("compact")
-    defs = {eq.name: (eq.elementwise, eq.expr) for eq in compact.equations}
-    defs["xhat"] = (True, derive(Spec()).graph.stage("xhat").at(sp.Symbol("i", integer=True)))
-    written = inline(compact.equation("dx").expr, defs)
-    assert prove(written, inline(last.expr, {"xhat": defs["xhat"]}), Spec(Mode.SPATIAL)).zero
+    compact = find_form("compact").equation("dx")
+    assert sp.expand(last.expr - compact.expr) == 0
 
 
 def test_staged_document_matches_the_staged_form():

@@ -142,7 +142,11 @@ def check(
 
     A LaTeX derivation (.md, .tex, .ipynb) is checked line by line (`bnderive parse --help`
     lists the notation understood); lines that cannot be read or checked are listed with the
-    reason, and the summary says how many there were: never "holds" without that.
+    reason, and the summary says how many there were: never "holds" without that. --expr checks
+    one equation given on the command line ('-': read from standard input).
+
+    Exit codes: 0 all hold, 1 something refuted, 2 bad input, 3 undecided (with --strict, also
+    when a line was not read or not checked).
 
     \b
     Examples:
@@ -151,13 +155,9 @@ def check(
       bnderive check --all-n
       bnderive check --order 2
       bnderive check examples/post.md
+      bnderive check examples/post.md --strict
       bnderive check examples/nogamma.toml --json
-      bnderive check my_post.md --strict
-      bnderive check --expr '\\frac{\\partial L}{\\partial \\beta} = \\sum_i g_i'
-      echo '\\delta\\beta = \\sum_i \\delta y_i' | bnderive check --expr -
-
-    Exit codes: 0 all hold, 1 something refuted, 2 bad input, 3 undecided (with --strict, also
-    when a line was not read or not checked).
+      bnderive check --expr '\frac{\partial L}{\partial \beta} = \sum_i g_i'
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
