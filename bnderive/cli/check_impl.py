@@ -208,7 +208,8 @@ def _print_report(report: object, as_json: bool) -> None:
             out.print(f"\n[yellow]? {head}[/] {escape(v.detail)}")
     for f in r.failures:  # type: ignore[attr-defined]
         out.print(
-            f"\n[bold magenta]! {escape(f.function)} ({escape(f.section)})[/]: could not be checked: {escape(f.message)}"
+            f"\n[bold magenta]Error: {escape(f.function)} {escape(', '.join(f.quantities))} "
+            f"({escape(f.section)})[/] could not be checked: {escape(f.message)}"
         )
     for note in r.notes:  # type: ignore[attr-defined]
         out.print(f"[dim]note: {escape(note)}[/]")

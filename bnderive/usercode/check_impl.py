@@ -571,6 +571,17 @@ def _check_section(
             )
     for name, text in failed.items():
         section.failures.append(Failure(name, _quantities(calls_, name), label, text))
+    failed_q: dict[tuple[str, str], str] = {}
+    for run in runs:
+        for (name, q), exc in run.get("quantity_failures", {}).items():
+            if name not in failed:
+                failed_q.setdefault(
+                    (name, q), _failure_message(source.path, exc.message, exc.trace, exc.output)
+                )
+    for (name, q), text in failed_q.items():
+        section.failures.append(Failure(name, (q,), label, text))
+        for run in runs:
+            run["float"].get(name, {}).pop(q, None)
     calls["backward"] = [n for n in calls["backward"] if n not in failed]
     calls, skipped = _without_skipped_backward(calls, runs)
     section.called = ([calls["forward"]] if calls["forward"] else []) + list(calls["backward"])
@@ -591,7 +602,62 @@ def _check_section(
     section.verdicts = verdicts
     section.notes = section.notes + notes
     section.diagnoses = diagnoses(verdicts, cases, runs)
+    for v in verdicts:
+        key = (v.form, v.quantity)
+        if v.status is Status.REFUTED and v.quantity == "dx":
+            # the more specific cause goes first: a mistake the wrong order happens to equal
+            # stays listed after it
+            swapped = _cache_order(caller, v.form, cases, momentum, source, calls_)
+            if swapped:
+                section.diagnoses[key] = [swapped, *section.diagnoses.get(key, [])]
     return section
+
+
+def _cache_order(
+    caller: Caller, name: str, cases: list[Case], momentum: str | None, source: Any, calls: Any
+) -> str | None:
+    """ "The cache unpacked in the wrong order": two entries of the forward's cache swapped make
+    the backward's dx, dγ, dβ right at every case (exactly, or within float64 rounding)."""
+    from itertools import combinations
+
+    from bnderive.usercode.run import _cache_names
+
+    if (
+        calls.backward_args.get(name, ("cache",)) != ("cache",)
+        or not 2 <= caller.cache_length <= 10
+    ):
+        return None
+    truths = [truth_at(case) for case in cases]
+    try:
+        for pair in combinations(range(caller.cache_length), 2):
+            caller.swap = pair
+            if all(_right(caller.run(c, "float", momentum), name, c, t) for c, t in
+                   zip(cases, truths, strict=True)):  # fmt: skip
+                names = _cache_names(source, calls.forward) or []
+                i, j = pair
+                what = f"{names[i]} and {names[j]}" if len(names) > max(pair) else f"{i} and {j}"
+                return (
+                    f"the cache unpacked in the wrong order: with the forward's cache entries "
+                    f"{what} (positions {i} and {j}) swapped, {name} is right at every shape; "
+                    "unpack the cache in the order the forward packs it"
+                )
+    except (UserFailure, SandboxFailure):
+        return None
+    finally:
+        caller.swap = None
+    return None
+
+
+def _right(run: Run, name: str, case: Case, truth: dict[str, np.ndarray]) -> bool:
+    got = run.values.get(name, {})
+    if set(got) != {"dx", "dgamma", "dbeta"} & set(got) or "dx" not in got:
+        return False
+    for q, values in got.items():
+        bound = case_bounds(case, run.dtypes.get(f"{name}/{q}", "float64"))[q]
+        want = truth[q].astype(float).reshape(bound.shape)
+        if not np.all(np.abs(np.asarray(values, dtype=float).reshape(bound.shape) - want) <= bound):
+            return False
+    return True
 
 
 def _running_bounds(case: Case, dtypes: dict[str, str]) -> dict[str, np.ndarray]:
@@ -663,6 +729,11 @@ def _run_case(caller: Caller, case: Case, momentum: str | None) -> dict[str, Any
         failed = [
             exc.message for name, exc in exact.failures.items() if name not in floats.failures
         ]
+        failed += [
+            exc.message
+            for key, exc in exact.quantity_failures.items()
+            if key not in floats.quantity_failures
+        ]
         reason = "; ".join(exact.reasons + failed) or None
         running_reason = "; ".join(exact.running_reasons) or None
     except UserFailure as exc:
@@ -690,6 +761,7 @@ def _run_case(caller: Caller, case: Case, momentum: str | None) -> dict[str, Any
         "running": running,
         "backward_skipped": floats.skipped,
         "failures": floats.failures,
+        "quantity_failures": floats.quantity_failures,
     }
 
 
@@ -760,6 +832,25 @@ def diagnoses(
         if matches:
             found[(v.form, v.quantity)] = [t for m in matches for t in m.lines(v.quantity)]
             continue
+        if v.quantity == "dx":
+            # composite: γ missing AND another mistake — the values times γ (per channel) are
+            # that other mistake's
+            scaled = [
+                Value(_times_gamma(case, val.data), val.exact, val.tol)
+                for case, val in zip(cases, values, strict=True)
+            ]
+            composite = [m for m in diagnose_layer("dx", cases, scaled) if m.mistake.name]
+            if composite:
+                first = composite[0]
+                lines = first.lines("dx")
+                found[(v.form, v.quantity)] = [
+                    f"known mistakes, two at once: γ missing (gamma-missing) AND "
+                    f"{first.mistake.title} ({first.mistake.name}); your dx times γ equals the "
+                    f"result with the second, {'exactly' if first.exact else 'in floating point'}",
+                    "  what is wrong: dx lacks the factor γ, and " + lines[1].split(": ", 1)[1],
+                    "  what is right: multiply by γ, and " + lines[2].split(": ", 1)[1],
+                ]
+                continue
         if v.quantity == "dx" and all(val.exact for val in values) and cases[0].spec.training:
             where = {  # M ≥ 4: below that, any residual fits the three terms
                 _stage_of_error(case, val.data)
@@ -771,6 +862,19 @@ def diagnoses(
                     f"no known mistake matches; at every shape with M ≥ 4, {where.pop()}"
                 ]
     return found
+
+
+def _times_gamma(case: Case, data: Any) -> Any:
+    """dx with each channel's entries multiplied by that channel's γ."""
+    out = np.array(data, dtype=object if isinstance(np.asarray(data).flat[0], Fraction) else float)
+    for channel in range(case.spec.c):
+        for p in case.spec.positions(channel):
+            out[p] = (
+                out[p] * case.gamma[channel]
+                if out.dtype == object
+                else out[p] * float(case.gamma[channel])
+            )
+    return out
 
 
 def _relative_bound(case: Case, run: dict[str, Any], v: Verdict, data: Any) -> float:

@@ -393,6 +393,8 @@ class Run:
     conversions: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: backward functions that failed at this case (the forward failing raises instead)
     failures: dict[str, UserFailure] = field(default_factory=dict)
+    #: (backward, dgamma|dbeta) that came back unusable while the rest of it did not
+    quantity_failures: dict[tuple[str, str], UserFailure] = field(default_factory=dict)
 
 
 class Caller:
@@ -400,6 +402,10 @@ class Caller:
 
     def __init__(self, box: Sandbox, calls: Calls, mode: str) -> None:
         self.box, self.calls, self.mode = box, calls, mode
+        #: the backward gets its cache with these two entries swapped (the diagnosis "cache
+        #: unpacked in the wrong order"); the length of the forward's cache tuple
+        self.swap: tuple[int, int] | None = None
+        self.cache_length = 0
 
     def request(self, steps: list[dict[str, Any]], labels: list[str]) -> dict[str, Raw]:
         answer = self.box.request(steps, labels)
@@ -438,7 +444,15 @@ class Caller:
         calls = self.calls
 
         def take(who: str, name: str, raw: Raw, want: tuple[int, ...]) -> None:
-            values, dtype, reason = to_array(who, name, raw, want, kind)
+            if who in calls.backward and name != "dx":
+                # a wrong dγ or dβ (a (D, D) dγ) is its own failure row: dx is still checked
+                try:
+                    values, dtype, reason = to_array(who, name, raw, want, kind)
+                except UserFailure as exc:
+                    run.quantity_failures[(who, name)] = exc
+                    return
+            else:
+                values, dtype, reason = to_array(who, name, raw, want, kind)
             run.values.setdefault(who, {})[name] = values
             run.dtypes[f"{who}/{name}"] = dtype
             if reason:
@@ -519,7 +533,16 @@ class Caller:
                     run.skipped = True
                     break
                 binding = calls.backward_args.get(name, ("cache",))
-                cache_ref = {"item": [_var("forward"), 1]} if tupled else {"lit": None}
+                cache_ref: dict[str, Any] = (
+                    {"item": [_var("forward"), 1]} if tupled else {"lit": None}
+                )
+                if cache.t in ("tuple", "list") and cache.length:
+                    self.cache_length = cache.length
+                    if self.swap is not None and max(self.swap) < cache.length:
+                        order = list(range(cache.length))
+                        i, j = self.swap
+                        order[i], order[j] = order[j], order[i]
+                        cache_ref = {"tuple": [{"item": [cache_ref, k]} for k in order]}
                 bargs: list[dict[str, Any]] = [_copy("dout")]
                 call: dict[str, Any] = {"op": "call", "fn": {"global": name}, "to": "backward"}
                 for role in binding:

@@ -1,0 +1,184 @@
+"""check-impl reads implementations as people write them and checks every function (issue 13).
+
+Each expectation here is also an ``# expected:`` line of the file in tests/impls_real, which the
+independent oracle there confirms (test_impl_corpus.py); these tests pin the rows, the failure
+rows, the diagnoses and the folder mode.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from bnderive.cli import main
+from bnderive.usercode.check_impl import check_impl
+from bnderive.usercode.folder import check_many, collect, exit_code, to_csv
+
+REAL = Path(__file__).parent / "impls_real"
+IMPLS = Path(__file__).parent / "impls"
+ENV = {"COLUMNS": "200", "FORCE_COLOR": None, "TERM": "dumb", "NO_COLOR": "1"}
+
+
+def rows(report) -> dict[tuple[str, str, str], str]:
+    return {
+        (v.form, s, v.quantity): v.status.value
+        for v, s in zip(report.verdicts, report.sections, strict=True)
+    }
+
+
+def test_every_mode_and_function_of_a_file_gets_rows():
+    report = check_impl(REAL / "cs231n_staged.py")
+    found = rows(report)
+    assert found[("batchnorm_forward", "per-activation eval", "out")] == "holds"
+    assert found[("spatial_batchnorm_backward", "spatial training", "dx")] == "holds"
+    assert found[("batchnorm_backward_alt", "per-activation training", "dgamma")] == "holds"
+    assert report.exit_code == 0
+    assert any(line.startswith("batchnorm_backward(dout, cache)") for line in report.calls)
+
+
+def test_a_wrong_eval_forward_is_not_hidden_by_a_right_training_one():
+    # issue 13: the test-mode forward was silently not checked, and the file "held"
+    report = check_impl(REAL / "cs231n_running_eps.py")
+    found = rows(report)
+    assert found[("batchnorm_forward", "per-activation eval", "out")] == "refuted"
+    assert found[("batchnorm_forward", "per-activation training", "running_var")] == "refuted"
+    assert report.exit_code == 1
+
+
+def test_a_function_that_fails_gets_its_own_row_and_the_others_are_checked():
+    # the (D, D) dγ fails its own row; dx and dβ of the same backward are still compared
+    report = check_impl(REAL / "cs231n_composite.py", training=True)
+    failed = {(f.function, f.quantities) for f in report.failures}
+    assert failed == {("batchnorm_backward", ("dgamma",)), ("batchnorm_backward_alt", ("dgamma",))}
+    assert "shape (2, 2); expected (2,)" in report.failures[0].message
+    found = rows(report)
+    assert found[("batchnorm_backward", "per-activation training", "dbeta")] == "holds"
+    assert found[("batchnorm_backward", "per-activation training", "dx")] == "refuted"
+
+
+def test_a_file_with_an_unchecked_function_never_holds(tmp_path):
+    text = (IMPLS / "cs231n_staged.py").read_text(encoding="utf-8")
+    text = text.replace(
+        "def batchnorm_backward_alt(dout, cache):\n", "def batchnorm_backward_alt(dout, cache):\n"
+        "    raise NotImplementedError('todo')\n",
+    )  # fmt: skip
+    path = tmp_path / "half.py"
+    path.write_text(text, encoding="utf-8")
+    report = check_impl(path, training=True)
+    assert [f.function for f in report.failures] == ["batchnorm_backward_alt"]
+    assert "NotImplementedError: todo" in report.failures[0].message
+    assert report.exit_code == 2
+    result = CliRunner().invoke(main, ["check-impl", str(path), "--train"], env=ENV)
+    assert result.exit_code == 2
+    assert "! could not check" in result.output and "✓ holds:" not in result.output
+
+
+def test_composite_mistakes_are_named_together():
+    report = check_impl(REAL / "cs231n_composite.py", training=True)
+    text = "\n".join(report.diagnoses[("batchnorm_backward", "dx")])
+    assert "two at once: γ missing (gamma-missing) AND" in text
+    assert "(stats-constant)" in text
+
+
+def test_a_cache_unpacked_in_the_wrong_order_is_named():
+    report = check_impl(REAL / "cache_order.py")
+    first = report.diagnoses[("bn_backward", "dx")][0]
+    assert first.startswith("the cache unpacked in the wrong order")
+    assert "x_hat and x_mu" in first
+
+
+def test_pairs_under_other_names_and_signatures_are_found():
+    cases = {
+        "kronecker_jacobian.py": ("bn_forward", "bn_backward", "per-activation training"),
+        "loops_explicit.py": ("batch_norm_forward", "batch_norm_backward", "per-activation training"),
+        "einsum_spatial.py": ("bn2d_forward", "bn2d_backward", "spatial training"),
+        "unpacked_args_spatial.py": ("np_batch_norm_2d", "np_batch_norm_2d_backward", "spatial training"),
+        "kwargs_cache.py": ("batchnorm_forward", "batchnorm_backward", "per-activation training"),
+        "no_affine.py": ("batch_norm", "batch_norm_backward", "per-activation training"),
+    }  # fmt: skip
+    for name, (forward, backward, section) in cases.items():
+        report = check_impl(REAL / name)
+        found = rows(report)
+        assert found[(forward, section, "out")] == "holds", name
+        assert found[(backward, section, "dx")] == "holds", name
+        assert report.exit_code == 0, (name, report.failures)
+
+
+def test_bn_param_keys_are_read_from_the_forward():
+    # ECBM style: bn_params['epsilon'], 'decay', 'moving_mean', 'moving_var', and a mode argument
+    report = check_impl(REAL / "ecbm_stats_constant.py")
+    found = rows(report)
+    assert found[("bn_forward", "per-activation training", "out")] == "holds"
+    assert found[("bn_forward", "per-activation training", "running_var")] == "holds"
+    assert found[("bn_backward", "per-activation training", "dx")] == "refuted"
+    assert "moving_mean" in report.calls[0]
+
+
+def test_layer_classes_are_refused_with_the_way_out():
+    result = CliRunner().invoke(main, ["check-impl", str(REAL / "prml_style.py")], env=ENV)
+    assert result.exit_code == 2
+    assert "layer class Batch_norm_Layer" in result.output and "Wrap the layer" in result.output
+
+
+def test_train_and_eval_together_are_a_usage_error():
+    result = CliRunner().invoke(
+        main, ["check-impl", str(IMPLS / "cs231n_staged.py"), "--train", "--eval"], env=ENV
+    )
+    assert result.exit_code == 2 and "--eval and --train" in result.output
+
+
+# -- a folder of submissions ---------------------------------------------------------------------
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "class"
+    (root / "alice").mkdir(parents=True)
+    (root / "__pycache__").mkdir()
+    for name, target in [
+        ("cs231n_staged.py", "alice/layers.py"),
+        ("cs231n_gamma_missing.py", "bob.py"),
+        ("kratzert_fullwidth_space.py", "carol.py"),
+        ("cs231n_spatial_direct.py", "dave.py"),
+    ]:
+        (root / target).write_text((REAL / name).read_text(encoding="utf-8"), encoding="utf-8")
+    (root / "__pycache__" / "junk.py").write_text("raise SystemExit", encoding="utf-8")
+    return root
+
+
+def test_folder_mode_checks_every_file_in_its_own_child(tmp_path):
+    root = folder(tmp_path)
+    files = collect([root])
+    assert [f.relative_to(root).as_posix() for f in files] == [
+        "alice/layers.py", "bob.py", "carol.py", "dave.py"
+    ]  # fmt: skip
+    results = check_many(files, jobs=2)
+    status = {Path(r.path).name: r.status for r in results}
+    assert status == {
+        "layers.py": "holds",
+        "bob.py": "refuted",
+        "carol.py": "could not check",
+        "dave.py": "holds",
+    }
+    assert exit_code(results) == 1
+    table = list(csv.DictReader(io.StringIO(to_csv(results))))
+    bob = next(row for row in table if row["file"].endswith("bob.py"))
+    assert bob["refuted"] == "1" and "γ missing (gamma-missing)" in bob["mistakes"]
+    carol = next(row for row in table if row["file"].endswith("carol.py"))
+    assert "syntax error" in carol["error"]
+
+
+def test_folder_mode_on_the_command_line(tmp_path):
+    root = folder(tmp_path)
+    out = tmp_path / "grades.csv"
+    result = CliRunner().invoke(
+        main, ["check-impl", str(root), "--jobs", "2", "--csv", str(out)], env=ENV
+    )
+    assert result.exit_code == 1, result.output
+    assert "4 files: 2 hold, 1 refuted, 0 undecided, 1 could not be checked" in result.output
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 5
+    as_json = CliRunner().invoke(main, ["check-impl", str(root), "--json"], env=ENV)
+    payload = json.loads(as_json.output)
+    assert payload["exit_code"] == 1 and len(payload["files"]) == 4
+    assert {f["status"] for f in payload["files"]} == {"holds", "refuted", "could not check"}
