@@ -63,15 +63,37 @@ def equivalent_form_files() -> list[Path]:
     return EQUIVALENT_FILES
 
 
+def _with_base(paths: list[Path]) -> list[Path]:
+    """The case files whose [expect] table names the form they were made from."""
+    return [
+        p for p in paths if "base" in tomllib.loads(p.read_text(encoding="utf-8")).get("expect", {})
+    ]
+
+
 @pytest.fixture(params=WRONG_FILES, ids=[p.stem for p in WRONG_FILES])
 def wrong_case(request: pytest.FixtureRequest) -> FormCase:
-    """A copy of a correct form with one deliberate mistake."""
+    """A wrong form: a copy of a correct form with one deliberate mistake, or one written from
+    scratch."""
+    return load_case(request.param)
+
+
+@pytest.fixture(params=_with_base(WRONG_FILES), ids=[p.stem for p in _with_base(WRONG_FILES)])
+def wrong_case_with_base(request: pytest.FixtureRequest) -> FormCase:
+    """A wrong form made from a correct one (its [expect] table names the base)."""
     return load_case(request.param)
 
 
 @pytest.fixture(params=EQUIVALENT_FILES, ids=[p.stem for p in EQUIVALENT_FILES])
 def equivalent_case(request: pytest.FixtureRequest) -> FormCase:
     """A correct form written differently from the published ones."""
+    return load_case(request.param)
+
+
+@pytest.fixture(
+    params=_with_base(EQUIVALENT_FILES), ids=[p.stem for p in _with_base(EQUIVALENT_FILES)]
+)
+def equivalent_case_with_base(request: pytest.FixtureRequest) -> FormCase:
+    """A correct form rewritten from a published one (its [expect] table names the base)."""
     return load_case(request.param)
 
 

@@ -371,9 +371,14 @@ def test_parse_command_expr_and_usage():
 def test_document_reader_raises_nothing_but_form_errors(text):
     for suffix in ("md", "tex"):
         try:
-            load_document(Path(f"fuzz.{suffix}"), text)
-        except FormError:
-            pass
+            form = load_document(Path(f"fuzz.{suffix}"), text)
+        except FormError as exc:
+            assert str(exc).strip(), "a FormError must say what is wrong"
+            continue
+        # What was read is a form: numbered equations, steps between two of them.
+        numbers = [eq.number for eq in form.equations]
+        assert numbers == list(range(1, len(numbers) + 1))
+        assert all(a in numbers and b in numbers and a < b for a, b in form.steps)
 
 
 LOCALS = r"""---

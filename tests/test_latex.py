@@ -534,6 +534,7 @@ def test_reader_raises_nothing_but_latex_error(text):
     ):
         try:
             result = read()
-        except LatexError:
+        except LatexError as exc:
+            assert str(exc).strip(), "a LatexError must say what is wrong"
             continue
         assert result is not None

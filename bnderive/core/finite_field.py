@@ -7,7 +7,9 @@ element by element in Python rationals.  The radical is handled as in the exact 
 point fixes r and sets ε = r² − σ², so √(σ² + ε) is r; a root of anything else is not decided
 here (``NotRational``) and the caller falls back to rational arithmetic.  A value that is not
 zero mod p proves the rational function nonzero (its reduction mod p would vanish otherwise);
-a division by a multiple of p makes the point unusable (``ZeroDivisionError``).
+a division by a multiple of p makes the point unusable (``ZeroDivisionError``, "not decided in
+F_p": a form's line that divides by one, such as a constant 1/p, is then checked in rational
+arithmetic instead, where 1/p is not 0).
 """
 
 from __future__ import annotations
@@ -45,14 +47,14 @@ def _power(v: Any, n: int) -> Any:
     if n >= 0:
         return _pow_pos(v, n)
     if np.any(np.asarray(v) % P == 0):
-        raise ZeroDivisionError("division by a multiple of p")
+        raise ZeroDivisionError("division by a multiple of p: not decided in F_p")
     return _pow_pos(_pow_pos(v, P - 2), -n)  # Fermat: v^(p−2) = 1/v
 
 
 def _number(r: sp.Rational) -> int:
     q = int(r.q) % P
     if q == 0:
-        raise ZeroDivisionError("a denominator divisible by p")
+        raise ZeroDivisionError("a denominator divisible by p: not decided in F_p")
     return (int(r.p) % P) * pow(q, P - 2, P) % P
 
 

@@ -1,4 +1,6 @@
-"""A correct functional BatchNorm backward (PER_ACTIVATION), through np.mean and np.var.
+"""Wrong: functional.py with Bessel's 1/(N−1) variance (np.var(..., ddof=1)) where BatchNorm's
+training-mode variance is biased (1/N); otherwise a functional BatchNorm backward
+(PER_ACTIVATION), through np.mean and np.var.
 
 With x̂ = (x − μ)/√(σ²+ε), the compact form: dx = γ/√(σ²+ε) · (g − mean(g) − x̂ · mean(g·x̂)).
 In eval mode μ and σ² are the running statistics, constants: dx = γ g /√(running_var + ε).

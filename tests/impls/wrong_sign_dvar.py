@@ -1,4 +1,6 @@
-"""A correct CS231n-style BatchNorm, written from the graph: the staged backward walks the forward
+"""Wrong: cs231n_staged.py with the sign of dσ² flipped in the staged backward.
+
+Otherwise a CS231n-style BatchNorm, written from the graph: the staged backward walks the forward
 stages in reverse (x̂ → σ² → μ → x), the alternative one uses the compact closed form."""
 
 import numpy as np

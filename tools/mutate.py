@@ -1,0 +1,693 @@
+"""Mutation testing of the modules that decide verdicts: does some test fail for every small bug?
+
+    python tools/mutate.py                          # the deciding modules, their test subset
+    python tools/mutate.py bnderive/usercode/check_impl.py --tests tests/test_impl.py
+    python tools/mutate.py --list                   # the mutants, without running anything
+    python tools/mutate.py --only zero_test.py:131  # the mutants on one line
+
+Not run in CI (it takes an hour or more): run it after changing a deciding module, and kill every
+new survivor with a test, or explain it in ``ALLOWED`` below (an equivalent mutant: one that no
+input can tell from the original).
+
+How it works.  Each module is parsed with ``ast``; every site where one of the operators below
+applies gives one mutant per alternative.  The operators are the bugs a tired hand makes:
+
+* a comparison flipped (``==``/``!=``, ``<``/``>=``, ``>``/``<=``, ``is``/``is not``, ``in``/``not in``);
+* ``True``/``False`` swapped; ``and``/``or`` swapped; a ``not`` dropped;
+* an enum value of ``Status`` or ``Zero`` replaced by each other member (``return
+  ZeroTest(Zero.NONZERO)`` → ``Zero.ZERO``: the one that turns "wrong" into "holds");
+* an arithmetic operator swapped (``+``/``-``, ``*``/``/``, ``//`` → ``/``, ``%`` → ``//``,
+  ``**`` → ``*``);
+* a number constant changed by +1, −1 and ×100 (not the ``maxsize`` of a cache);
+* an ``if`` branch deleted (its body, or its ``else``), or its condition forced ``True``.
+
+A mutant runs in a forked child of this script (the heavy libraries are imported once, before
+the fork): an import hook serves the mutated code for the module, and ``pytest -x`` runs the
+tests that reach the mutated line (found by one traced run of the subset), fastest first, with a
+timeout; a mutant that survives them (or that no test reaches) runs the whole subset.  A failing (or timed-out) run kills the mutant; a passing one is a
+survivor.  Processes the tests start by fork (``check --jobs``) inherit the mutant; a subprocess
+that starts a fresh interpreter does not, so a mutant only such a test could kill is reported as
+a survivor (never the reverse).
+
+Kill rate on 2026-12-01 (see docs/soundness.md): printed at the end of a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import importlib.abc
+import importlib.util
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: The modules whose code decides a verdict (check_impl.py is the usercode engineer's: pass it).
+DECIDING = [
+    "bnderive/verify/zero_test.py",
+    "bnderive/core/finite_field.py",
+    "bnderive/verify/every_m.py",
+    "bnderive/verify/exact.py",
+    "bnderive/verify/randomized.py",
+    "bnderive/verify/lines.py",
+    "bnderive/verify/witness.py",
+    "bnderive/verify/verdict.py",
+]
+
+#: The fast tests that exercise them (about a minute when nothing fails), soundness tests first:
+#: with -x a mutant is usually killed in seconds.
+TESTS = [
+    "tests/test_soundness.py",
+    "tests/test_form_soundness.py",
+    "tests/test_verify.py",
+    "tests/test_general.py",
+    "tests/test_second_order.py",
+    "tests/test_malformed.py",
+    "tests/test_forms.py",
+    "tests/test_document.py",
+    "tests/test_corpus.py",
+]
+
+#: Equivalent mutants: (module, the source line stripped, the mutation) → why no input can tell
+#: it from the original.  Every survivor must be killed by a test or explained here.
+ALLOWED: dict[tuple[str, str, str], str] = {}
+
+ENUMS = {
+    "Status": ("HOLDS", "REFUTED", "UNDECIDED", "UNCHECKED"),
+    "Zero": ("ZERO", "NONZERO", "UNDEFINED"),
+}
+FLIP = {
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.Lt: ast.GtE,
+    ast.GtE: ast.Lt,
+    ast.Gt: ast.LtE,
+    ast.LtE: ast.Gt,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
+}
+ARITHMETIC = {
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
+    ast.Mult: ast.Div,
+    ast.Div: ast.Mult,
+    ast.FloorDiv: ast.Div,
+    ast.Mod: ast.FloorDiv,
+    ast.Pow: ast.Mult,
+}
+SYMBOL = {
+    ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.GtE: ">=", ast.Gt: ">", ast.LtE: "<=",
+    ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in", ast.Add: "+",
+    ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**",
+}  # fmt: skip
+
+
+# -- the mutants ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Mutant:
+    path: str  # relative to the repository
+    site: int  # the index of the node in ast.walk order
+    change: str  # what is done to it, e.g. "== → !="
+    line: int
+    text: str  # the source line, stripped
+    end: int = 0  # the last line of the mutated node
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.path, self.text, self.change)
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.change}    | {self.text}"
+
+
+def _changes(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> Iterator[tuple[str, Callable]]:
+    """(description, apply(node) -> replacement node or None to delete) for every mutation."""
+    if isinstance(node, ast.Compare):
+        for j, op in enumerate(node.ops):
+            if type(op) in FLIP:
+                new = FLIP[type(op)]
+
+                def flip(n: ast.Compare, j: int = j, new: type = new) -> ast.AST:
+                    n.ops[j] = new()
+                    return n
+
+                yield f"{SYMBOL[type(op)]} → {SYMBOL[new]}", flip
+    elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
+        yield f"{node.value} → {not node.value}", lambda n: ast.Constant(not n.value)
+    elif isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        parent = parents.get(node)
+        if isinstance(parent, ast.keyword) and parent.arg == "maxsize":
+            return
+        for what, f in (
+            ("+1", lambda v: v + 1),
+            ("-1", lambda v: v - 1),
+            ("×100", lambda v: v * 100),
+        ):
+            if f(node.value) != node.value:  # 0 × 100 is no mutant
+                yield (
+                    f"{node.value!r} → {f(node.value)!r} ({what})",
+                    lambda n, f=f: ast.Constant(f(n.value)),
+                )
+    elif (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in ENUMS
+        and node.attr in ENUMS[node.value.id]
+        and isinstance(node.ctx, ast.Load)
+    ):
+        for other in ENUMS[node.value.id]:
+            if other != node.attr:
+
+                def swap(n: ast.Attribute, other: str = other) -> ast.AST:
+                    n.attr = other
+                    return n
+
+                yield f"{node.value.id}.{node.attr} → {node.value.id}.{other}", swap
+    elif isinstance(node, ast.BinOp | ast.AugAssign) and type(node.op) in ARITHMETIC:
+        new = ARITHMETIC[type(node.op)]
+
+        def arith(n: ast.BinOp, new: type = new) -> ast.AST:
+            n.op = new()
+            return n
+
+        yield f"{SYMBOL[type(node.op)]} → {SYMBOL[new]}", arith
+    elif isinstance(node, ast.BoolOp):
+        other = ast.Or if isinstance(node.op, ast.And) else ast.And
+        names = {ast.And: "and", ast.Or: "or"}
+
+        def boolop(n: ast.BoolOp, other: type = other) -> ast.AST:
+            n.op = other()
+            return n
+
+        yield f"{names[type(node.op)]} → {names[other]}", boolop
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        yield "not dropped", lambda n: n.operand
+    elif isinstance(node, ast.If):
+
+        def no_body(n: ast.If) -> ast.AST:
+            n.body = [ast.Pass()]
+            return n
+
+        yield "if-branch deleted", no_body
+
+        def forced(n: ast.If) -> ast.AST:
+            n.test = ast.Constant(True)
+            return n
+
+        yield "if-condition → True", forced
+        if node.orelse:
+
+            def no_else(n: ast.If) -> ast.AST:
+                n.orelse = []
+                return n
+
+            yield "else-branch deleted", no_else
+
+
+def _docstrings(tree: ast.Module) -> set[ast.AST]:
+    """Docstring constants: not code."""
+    out: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            out.add(body[0].value)
+    return out
+
+
+def _parents(tree: ast.AST) -> dict[ast.AST, ast.AST]:
+    return {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+
+def mutants(path: str) -> list[Mutant]:
+    source = (ROOT / path).read_text(encoding="utf-8")
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    skip, parents = _docstrings(tree), _parents(tree)
+    out = []
+    for site, node in enumerate(ast.walk(tree)):
+        if node in skip or _in_type_hint(node, parents):
+            continue
+        for change, _ in _changes(node, parents):
+            line = getattr(node, "lineno", 0)
+            end = getattr(node, "end_lineno", line) or line
+            if isinstance(node, ast.If):  # the condition, not the branches
+                end = node.test.end_lineno or line
+            text = lines[line - 1].strip() if line else ""
+            out.append(Mutant(path, site, change, line, text, end))
+    return out
+
+
+def _in_type_hint(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    while node in parents:
+        parent = parents[node]
+        if isinstance(parent, ast.arg) and node is parent.annotation:
+            return True
+        if isinstance(parent, ast.FunctionDef) and node is parent.returns:
+            return True
+        if isinstance(parent, ast.AnnAssign) and node is parent.annotation:
+            return True
+        node = parent
+    return False
+
+
+def mutated_code(mutant: Mutant) -> object:
+    """The module's code object with ``mutant`` applied."""
+    path = ROOT / mutant.path
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    parents = _parents(tree)
+    for site, node in enumerate(ast.walk(tree)):
+        if site != mutant.site:
+            continue
+        for change, apply in _changes(node, parents):
+            if change == mutant.change:
+                replacement = apply(node)
+                if replacement is not node:
+                    _replace(parents[node], node, replacement)
+                break
+        break
+    ast.fix_missing_locations(tree)
+    return compile(tree, str(path), "exec")
+
+
+def _replace(parent: ast.AST, old: ast.AST, new: ast.AST) -> None:
+    for field, value in ast.iter_fields(parent):
+        if value is old:
+            setattr(parent, field, copy.copy(new))
+        elif isinstance(value, list):
+            for k, item in enumerate(value):
+                if item is old:
+                    value[k] = new
+
+
+# -- running one mutant -----------------------------------------------------------------------------
+class _Serve(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """An import hook that gives the module its mutated code."""
+
+    def __init__(self, name: str, path: str, code: object) -> None:
+        self.name, self.path, self.code = name, path, code
+
+    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001, ANN201
+        if fullname != self.name:
+            return None
+        return importlib.util.spec_from_loader(fullname, self, origin=self.path)
+
+    def create_module(self, spec):  # noqa: ANN001, ANN201
+        return None
+
+    def exec_module(self, module) -> None:  # noqa: ANN001
+        module.__file__ = self.path
+        exec(self.code, module.__dict__)  # noqa: S102
+
+
+# -- the fast engine: collect once, fork per mutant, patch the live functions --------------------
+def _patch(module: object, code: object) -> list[str]:
+    """Give the live ``module`` the mutated code: every function (and method) keeps its identity
+    and its globals and gets the mutated ``__code__`` and defaults; changed module-level values
+    are rebound in every module that imported them.  What cannot be patched this way (a value
+    built at import from a mutated expression, a lambda stored at module level) is listed."""
+    import functools
+    import types
+
+    fresh: dict = {"__name__": module.__name__, "__file__": module.__file__}
+    fresh["__builtins__"] = module.__dict__["__builtins__"]
+    try:
+        exec(code, fresh)  # noqa: S102 - the mutant's own module body, in a scratch namespace
+    except Exception as exc:  # the mutant breaks the import: every test that imports it fails
+        return [f"import fails: {exc!r}"]
+    missed = []
+
+    def same_function(old: object, new: object) -> None:
+        old = getattr(old, "__wrapped__", old)  # lru_cache and friends
+        new = getattr(new, "__wrapped__", new)
+        if isinstance(old, types.FunctionType) and isinstance(new, types.FunctionType):
+            if old.__code__ != new.__code__:
+                old.__code__ = new.__code__
+            old.__defaults__, old.__kwdefaults__ = new.__defaults__, new.__kwdefaults__
+
+    for name, new in fresh.items():
+        if name.startswith("__"):
+            continue
+        old = module.__dict__.get(name)
+        if isinstance(getattr(old, "__wrapped__", old), types.FunctionType):
+            same_function(old, new)
+        elif isinstance(old, type) and isinstance(new, type):
+            for attr, value in vars(new).items():
+                mine = vars(old).get(attr)
+                for a, b in (
+                    (mine, value),
+                    (getattr(mine, "__func__", None), getattr(value, "__func__", None)),
+                    (getattr(mine, "fget", None), getattr(value, "fget", None)),
+                ):
+                    if isinstance(a, types.FunctionType) and isinstance(b, types.FunctionType):
+                        same_function(a, b)
+        elif isinstance(old, int | float | str | bool | tuple | frozenset) or old is None:
+            if old != new or type(old) is not type(new):
+                for other in list(sys.modules.values()):
+                    if getattr(other, name, _NOTHING) is old and other is not None:
+                        setattr(other, name, new)
+        elif isinstance(new, types.FunctionType) or callable(new):
+            continue  # a module-level object holding functions (a Backend): not patched
+    for other in list(sys.modules.values()):  # stale results computed before the mutation
+        for value in list(vars(other).values()) if hasattr(other, "__dict__") else []:
+            clear = getattr(value, "cache_clear", None)
+            if callable(clear) and isinstance(value, functools._lru_cache_wrapper):
+                clear()
+    return missed
+
+
+_NOTHING = object()
+
+
+class _Session:
+    """A pytest plugin that collects the tests once and then, instead of running them, forks
+    once per job: the child patches the mutant in and runs the job's tests, with -x."""
+
+    def __init__(self, jobs: list, workers: int, timeout: float, report: Callable) -> None:
+        self.jobs, self.workers, self.timeout, self.report = jobs, workers, timeout, report
+
+    def pytest_runtestloop(self, session):  # noqa: ANN001, ANN201
+        from _pytest.runner import runtestprotocol
+
+        items = {item.nodeid: item for item in session.items}
+
+        def child(job: tuple) -> int:
+            mutant, tests = job
+            if mutant is not None:
+                name = mutant.path.removesuffix(".py").replace("/", ".")
+                _patch(sys.modules[name], mutated_code(mutant))
+            chosen = [items[t] for t in tests if t in items] or list(items.values())
+            for k, item in enumerate(chosen):
+                after = chosen[k + 1] if k + 1 < len(chosen) else None
+                reports = runtestprotocol(item, nextitem=after, log=False)
+                if any(r.failed for r in reports):
+                    return 1
+            return 0
+
+        pending = list(enumerate(self.jobs))[::-1]
+        running: dict[int, tuple[int, float]] = {}
+        while pending or running:
+            while pending and len(running) < self.workers:
+                index, job = pending.pop()
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        os.setsid()
+                        os._exit(child(job))
+                    except BaseException:
+                        os._exit(99)
+                running[pid] = (index, time.monotonic() + self.timeout)
+            time.sleep(0.02)
+            for pid, (index, deadline) in list(running.items()):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    del running[pid]
+                    code = os.waitstatus_to_exitcode(status)
+                    self.report(index, "survived" if code == 0 else "killed")
+                elif time.monotonic() > deadline:
+                    os.killpg(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    del running[pid]
+                    self.report(index, "timeout")
+        return True
+
+
+def run_in_session(
+    jobs: list, tests: list[str], workers: int, timeout: float
+) -> Iterator[tuple[int, str]]:
+    """Like ``run_all``, with one collection for all jobs (in a fork, so that this process stays
+    clean): the outcomes come back through a pipe."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        out = os.fdopen(write, "w", buffering=1)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        saved = os.dup(1)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        del saved
+        import pytest
+
+        def report(index: int, outcome: str) -> None:
+            out.write(f"{index} {outcome}\n")
+
+        plugin = _Session(jobs, workers, timeout, report)
+        pytest.main(["-q", "-p", "no:cacheprovider", *tests], plugins=[plugin])
+        out.close()
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as lines:
+        for line in lines:
+            index, outcome = line.split()
+            yield int(index), outcome
+    os.waitpid(pid, 0)
+
+
+# -- which tests run which lines: a mutant runs only the tests that reach it ------------------------
+def coverage(modules: list[str], tests: list[str]) -> tuple[dict, dict]:
+    """({(path, line): test ids}, {test id: seconds}) from one traced run of ``tests``, in a
+    fork.  Lines reached only at import, or only in a subprocess, have no test: the mutants
+    there run the whole subset."""
+    import json
+    import tempfile
+
+    out = tempfile.NamedTemporaryFile(suffix=".json", delete=False)
+    out.close()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            _traced_run(modules, tests, out.name)
+            os._exit(0)
+        except BaseException:
+            os._exit(99)
+    os.waitpid(pid, 0)
+    try:
+        data = json.loads(Path(out.name).read_text())
+    finally:
+        os.unlink(out.name)
+    hits = {(p, int(line)): set(ids) for p, line, ids in data["hits"]}
+    return hits, data["seconds"]
+
+
+def _traced_run(modules: list[str], tests: list[str], result: str) -> None:
+    import json
+    from collections import defaultdict
+
+    import pytest
+
+    files = {str(ROOT / m): m for m in modules}
+    hits: dict[tuple[str, int], set[str]] = defaultdict(set)
+    seconds: dict[str, float] = {}
+    current: list[str | None] = [None]
+
+    def local(frame, event, arg):  # noqa: ANN001, ANN202
+        if event == "line" and current[0]:
+            hits[(files[frame.f_code.co_filename], frame.f_lineno)].add(current[0])
+        return local
+
+    def anywhere(frame, event, arg):  # noqa: ANN001, ANN202
+        if frame.f_code.co_filename in files:
+            return local
+        return None
+
+    class Recorder:
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_runtest_protocol(self, item, nextitem):  # noqa: ANN001, ANN201
+            current[0] = item.nodeid
+            started = time.perf_counter()
+            yield
+            seconds[item.nodeid] = time.perf_counter() - started
+            current[0] = None
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    sys.settrace(anywhere)
+    pytest.main(["-q", "-p", "no:cacheprovider", *tests], plugins=[Recorder()])
+    sys.settrace(None)
+    rows = [[p, line, sorted(ids)] for (p, line), ids in hits.items()]
+    Path(result).write_text(json.dumps({"hits": rows, "seconds": seconds}))
+
+
+def selected(mutant: Mutant, hits: dict, seconds: dict) -> list[str]:
+    """The tests that reach the mutated lines, fastest first (empty: none is known)."""
+    ids: set[str] = set()
+    for line in range(mutant.line, max(mutant.line, mutant.end) + 1):
+        ids |= hits.get((mutant.path, line), set())
+    return sorted(ids, key=lambda t: (seconds.get(t, 0.0), t))
+
+
+class _First:
+    """A pytest plugin that puts the mutant's import hook in front of pytest's own assertion
+    rewriter, which would otherwise load ``zero_test.py`` (a name it takes for a test file)
+    from disk.  It runs before any conftest is imported."""
+
+    def __init__(self, hook: _Serve) -> None:
+        self.hook = hook
+        sys.meta_path.insert(0, hook)
+
+    def pytest_load_initial_conftests(self, early_config, parser, args) -> None:  # noqa: ANN001
+        if sys.meta_path[0] is not self.hook:
+            sys.meta_path.remove(self.hook)
+            sys.meta_path.insert(0, self.hook)
+
+
+def start(mutant: Mutant | None, tests: list[str]) -> int:
+    """Fork a child that runs pytest -x on ``tests`` with ``mutant`` in place; its pid."""
+    code = mutated_code(mutant) if mutant else None
+    pid = os.fork()
+    if pid == 0:  # the child: mutate, test, report through the exit code
+        try:
+            os.setsid()
+            plugins = []
+            if mutant is not None:
+                name = mutant.path.removesuffix(".py").replace("/", ".")
+                plugins.append(_First(_Serve(name, str(ROOT / mutant.path), code)))
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            import pytest
+
+            status = pytest.main(["-x", "-q", "-p", "no:cacheprovider", *tests], plugins=plugins)
+            os._exit(int(status))
+        except BaseException:
+            os._exit(99)
+    return pid
+
+
+def run_all(
+    jobs: list[tuple[Mutant | None, list[str]]], workers: int, timeout: float
+) -> Iterator[tuple[int, str]]:
+    """(index into ``jobs``, 'killed' | 'survived' | 'timeout') as the runs finish."""
+    pending = list(enumerate(jobs))[::-1]
+    running: dict[int, tuple[int, float]] = {}  # pid -> (job index, deadline)
+    while pending or running:
+        while pending and len(running) < workers:
+            index, (mutant, tests) = pending.pop()
+            running[start(mutant, tests)] = (index, time.monotonic() + timeout)
+        time.sleep(0.05)
+        for pid, (index, deadline) in list(running.items()):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                del running[pid]
+                code = os.waitstatus_to_exitcode(status)
+                yield index, "survived" if code == 0 else "killed"
+            elif time.monotonic() > deadline:
+                os.killpg(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                del running[pid]
+                yield index, "timeout"
+
+
+def _previous_survivors(log: str) -> set[tuple[str, int, str]]:
+    """(path, line, change) of the mutants a previous run's output lists as SURVIVED."""
+    out = set()
+    for line in Path(log).read_text(encoding="utf-8").splitlines():
+        if line.startswith("SURVIVED "):
+            where, _, rest = line[len("SURVIVED ") :].partition(": ")
+            path, _, number = where.rpartition(":")
+            out.add((path, int(number), rest.split("    | ")[0]))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", default=DECIDING, help="module paths to mutate")
+    parser.add_argument("--tests", nargs="+", default=TESTS, help="the test files to run")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run at once (default 1)")
+    parser.add_argument("--list", action="store_true", help="list the mutants and stop")
+    parser.add_argument(
+        "--no-select",
+        dest="select",
+        action="store_false",
+        help="run the whole subset for every mutant (default: only the tests that reach its "
+        "lines; a mutant no test reaches runs the whole subset)",
+    )
+    parser.add_argument(
+        "--confirm",
+        action="store_true",
+        help="run each survivor again with fresh imports on the whole subset",
+    )
+    parser.add_argument(
+        "--reimport",
+        action="store_true",
+        help="import everything afresh for every mutant (slow; default: collect the tests "
+        "once and patch the mutated functions into a fork)",
+    )
+    parser.add_argument("--only", default="", help="only mutants at FILE.py:LINE (or FILE.py)")
+    parser.add_argument(
+        "--survivors-of", metavar="LOG", help="only the mutants a previous run's LOG lists"
+    )
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    sys.path.insert(0, str(ROOT))  # this tree's bnderive, whatever is installed
+    everything = [m for path in args.modules for m in mutants(path)]
+    if args.only:
+        where = args.only.split(":")
+        everything = [
+            m
+            for m in everything
+            if m.path.endswith(where[0]) and (len(where) == 1 or m.line == int(where[1]))
+        ]
+    if args.survivors_of:
+        wanted = _previous_survivors(args.survivors_of)
+        everything = [m for m in everything if (m.path, m.line, m.change) in wanted]
+    if args.list:
+        for m in everything:
+            print(m)
+        print(f"{len(everything)} mutants")
+        return 0
+    # One thread per BLAS pool, then the heavy imports, once, before any fork.
+    os.environ.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    import numpy  # noqa: F401
+    import pytest  # noqa: F401
+    import sympy  # noqa: F401
+
+    started = time.monotonic()
+    runner = run_all if args.reimport else (lambda j, w, t: run_in_session(j, args.tests, w, t))
+    if next(runner([(None, args.tests)], 1, args.timeout))[1] != "survived":
+        print("the test subset fails without any mutant: fix that first", file=sys.stderr)
+        return 2
+    hits, seconds = coverage(args.modules, args.tests) if args.select else ({}, {})
+    print(f"{len(everything)} mutants; tests chosen per mutant: {bool(hits)}", flush=True)
+    jobs = [(m, selected(m, hits, seconds) or args.tests) for m in everything]
+    outcomes: dict[int, str] = {}
+    for done, (index, outcome) in enumerate(runner(jobs, args.jobs, args.timeout), 1):
+        outcomes[index] = outcome
+        mark = {"killed": ".", "timeout": "t", "survived": "S"}[outcome]
+        print(f"[{done}/{len(jobs)}] {mark} {everything[index]}", flush=True)
+    if args.confirm:  # fresh imports, the whole subset: what patching cannot reach
+        again = [i for i, o in outcomes.items() if o == "survived"]
+        confirm = [(everything[i], args.tests) for i in again]
+        for k, outcome in run_all(confirm, args.jobs, args.timeout):
+            outcomes[again[k]] = outcome
+            print(f"confirmed {outcome}: {everything[again[k]]}", flush=True)
+    survivors = [everything[i] for i, o in sorted(outcomes.items()) if o == "survived"]
+    allowed = [m for m in survivors if m.key in ALLOWED]
+    survivors = [m for m in survivors if m.key not in ALLOWED]
+    total = len(everything)
+    killed = total - len(survivors) - len(allowed)
+    print(f"\n{total} mutants in {time.monotonic() - started:.0f} s: {killed} killed, "
+          f"{len(allowed)} equivalent (allowed), {len(survivors)} survived")  # fmt: skip
+    if total:
+        rate = (killed + len(allowed)) / total
+        print(f"kill rate: {killed}/{total} = {killed / total:.1%}; "
+              f"with the equivalent ones: {rate:.1%}")  # fmt: skip
+    for mutant in survivors:
+        print(f"SURVIVED {mutant}")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
