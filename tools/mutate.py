@@ -352,15 +352,18 @@ def _patch(module: object, code: object) -> list[str]:
         elif isinstance(old, int | float | str | bool | tuple | frozenset) or old is None:
             if old != new or type(old) is not type(new):
                 for other in list(sys.modules.values()):
-                    if getattr(other, name, _NOTHING) is old and other is not None:
+                    if not getattr(other, "__name__", "").startswith(("bnderive", "test")):
+                        continue
+                    if getattr(other, name, _NOTHING) is old:
                         setattr(other, name, new)
         elif isinstance(new, types.FunctionType) or callable(new):
             continue  # a module-level object holding functions (a Backend): not patched
     for other in list(sys.modules.values()):  # stale results computed before the mutation
-        for value in list(vars(other).values()) if hasattr(other, "__dict__") else []:
-            clear = getattr(value, "cache_clear", None)
-            if callable(clear) and isinstance(value, functools._lru_cache_wrapper):
-                clear()
+        if not getattr(other, "__name__", "").startswith("bnderive"):
+            continue
+        for value in list(vars(other).values()):
+            if isinstance(value, functools._lru_cache_wrapper):
+                value.cache_clear()
     return missed
 
 
@@ -403,6 +406,11 @@ class _Session:
                         os.setsid()
                         os._exit(child(job))
                     except BaseException:
+                        if os.environ.get("MUTATE_DEBUG"):
+                            import traceback
+
+                            with open(os.environ["MUTATE_DEBUG"], "a") as log:
+                                traceback.print_exc(file=log)
                         os._exit(99)
                 running[pid] = (index, time.monotonic() + self.timeout)
             time.sleep(0.02)
@@ -411,7 +419,7 @@ class _Session:
                 if done:
                     del running[pid]
                     code = os.waitstatus_to_exitcode(status)
-                    self.report(index, "survived" if code == 0 else "killed")
+                    self.report(index, {0: "survived", 99: "error"}.get(code, "killed"))
                 elif time.monotonic() > deadline:
                     os.killpg(pid, signal.SIGKILL)
                     os.waitpid(pid, 0)
@@ -581,7 +589,7 @@ def run_all(
             if done:
                 del running[pid]
                 code = os.waitstatus_to_exitcode(status)
-                yield index, "survived" if code == 0 else "killed"
+                yield index, {0: "survived", 99: "error"}.get(code, "killed")
             elif time.monotonic() > deadline:
                 os.killpg(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
@@ -665,15 +673,16 @@ def main() -> int:
     outcomes: dict[int, str] = {}
     for done, (index, outcome) in enumerate(runner(jobs, args.jobs, args.timeout), 1):
         outcomes[index] = outcome
-        mark = {"killed": ".", "timeout": "t", "survived": "S"}[outcome]
+        mark = {"killed": ".", "timeout": "t", "survived": "S", "error": "E"}[outcome]
         print(f"[{done}/{len(jobs)}] {mark} {everything[index]}", flush=True)
     if args.confirm:  # fresh imports, the whole subset: what patching cannot reach
-        again = [i for i, o in outcomes.items() if o == "survived"]
+        again = [i for i, o in outcomes.items() if o in ("survived", "error")]
         confirm = [(everything[i], args.tests) for i in again]
         for k, outcome in run_all(confirm, args.jobs, args.timeout):
             outcomes[again[k]] = outcome
             print(f"confirmed {outcome}: {everything[again[k]]}", flush=True)
-    survivors = [everything[i] for i, o in sorted(outcomes.items()) if o == "survived"]
+    # An engine error (the harness, not a test, failed) counts as a survivor: never a kill.
+    survivors = [everything[i] for i, o in sorted(outcomes.items()) if o in ("survived", "error")]
     allowed = [m for m in survivors if m.key in ALLOWED]
     survivors = [m for m in survivors if m.key not in ALLOWED]
     total = len(everything)
