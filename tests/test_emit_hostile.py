@@ -15,7 +15,10 @@ from __future__ import annotations
 import ast
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -375,6 +378,35 @@ def test_the_child_has_limits_and_its_directory_is_removed(tmp_path):
     assert int(cpu) == 30 and int(memory) == runner.MEMORY and int(size) == runner.FILE_SIZE
     assert own_session == "True"
     assert not Path(workdir).exists()
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_the_child_dies_with_bnderive_and_its_directory_goes(tmp_path, how):
+    """bnderive killed while the child runs: the child stops too and removes its directory."""
+    record = tmp_path / "child"
+    source = (
+        "import os, time\n"
+        f"open({str(record)!r}, 'w').write(f'{{os.getpid()}} {{os.getcwd()}}')\n"
+        "time.sleep(60)\n"
+    )
+    parent = tmp_path / "parent.py"
+    runs = [{"id": "a", "module": "plain", "inputs": {}, "rows": [None]}]
+    parent.write_text(
+        f"from bnderive.emit.runner import run_module\nrun_module({source!r}, 'x', {runs!r}, 60)\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen([sys.executable, str(parent)])
+    deadline = time.monotonic() + 60
+    while not record.exists() or len(record.read_text().split()) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    pid, workdir = record.read_text().split()
+    os.kill(proc.pid, how)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while not (_process_gone(int(pid)) and not Path(workdir).exists()):
+        assert time.monotonic() < deadline, "the child outlived bnderive, or left its directory"
+        time.sleep(0.05)
 
 
 def test_a_child_that_dies_is_a_failure_not_a_result():

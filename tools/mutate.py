@@ -635,6 +635,13 @@ def main() -> int:
     )
     parser.add_argument("--only", default="", help="only mutants at FILE.py:LINE (or FILE.py)")
     parser.add_argument(
+        "--max-tests",
+        type=int,
+        default=40,
+        help="run at most the N fastest tests that reach a mutant (default 40; 0: all of them); "
+        "a survivor may then be killed by a slower test: --confirm runs the whole subset",
+    )
+    parser.add_argument(
         "--survivors-of", metavar="LOG", help="only the mutants a previous run's LOG lists"
     )
     args = parser.parse_args()
@@ -669,7 +676,10 @@ def main() -> int:
         return 2
     hits, seconds = coverage(args.modules, args.tests) if args.select else ({}, {})
     print(f"{len(everything)} mutants; tests chosen per mutant: {bool(hits)}", flush=True)
-    jobs = [(m, selected(m, hits, seconds) or args.tests) for m in everything]
+    jobs = []
+    for m in everything:
+        chosen = selected(m, hits, seconds)
+        jobs.append((m, (chosen[: args.max_tests] if args.max_tests else chosen) or args.tests))
     outcomes: dict[int, str] = {}
     for done, (index, outcome) in enumerate(runner(jobs, args.jobs, args.timeout), 1):
         outcomes[index] = outcome

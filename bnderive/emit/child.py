@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -195,17 +196,25 @@ def run(module: dict[str, Any], inputs: dict[str, Any], rows: list[int | None]) 
 
 
 def _watch_parent(workdir: str) -> None:
-    """If bnderive dies (SIGKILL, SIGTERM), stop too and remove the job's directory."""
+    """If bnderive dies (the kernel's SIGTERM on Linux, or a watchdog noticing the parent is
+    gone), stop too and remove the job's directory."""
+    import shutil
+
     parent = os.getppid()
+
+    def leave(*_: Any) -> None:
+        shutil.rmtree(workdir, ignore_errors=True)
+        os._exit(70)
+
+    signal.signal(signal.SIGTERM, leave)
+    if os.getppid() != parent:
+        leave()
 
     def watch() -> None:
         while True:
             time.sleep(0.25)
             if os.getppid() != parent:
-                import shutil
-
-                shutil.rmtree(workdir, ignore_errors=True)
-                os._exit(70)
+                leave()
 
     threading.Thread(target=watch, daemon=True).start()
 
