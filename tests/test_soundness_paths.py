@@ -100,6 +100,21 @@ def test_an_identity_with_radicals_is_zero_by_the_normal_form(screen_blind):
     assert decide_zero(identity).outcome is Zero.ZERO
 
 
+def test_one_radical_written_twice_is_one_symbol(screen_blind):
+    # 1/√(x+1) + √(x+1) = (x+2)/√(x+1): zero only if both powers of x+1 share one symbol s with
+    # s² = x + 1 (two independent symbols would leave s₀s₁ − x − 1).
+    identity = 1 / sp.sqrt(x + 1) + sp.sqrt(x + 1) - (x + 2) / sp.sqrt(x + 1)
+    assert decide_zero(identity, quick=False).outcome is Zero.ZERO
+
+
+def test_a_rational_identity_is_not_taken_for_a_laurent_polynomial(screen_blind):
+    # 1/(x+1) + x/(x+1) − 1 expands to three terms but is zero: the shortcut "distinct
+    # monomials are independent" holds only for monomial denominators.
+    identity = 1 / (x + 1) + x / (x + 1) - 1
+    assert decide_zero(identity, quick=False).outcome is Zero.ZERO
+    assert decide_zero(1 / (x + 1) + x / (x + 1) - 2, quick=False).outcome is Zero.NONZERO
+
+
 def test_laurent_polynomials_and_undefined_values():
     assert decide_zero((x + y) / y - x / y - 1).outcome is Zero.ZERO
     assert decide_zero(x / y - y / x).outcome is Zero.NONZERO
