@@ -182,3 +182,37 @@ def test_folder_mode_on_the_command_line(tmp_path):
     payload = json.loads(as_json.output)
     assert payload["exit_code"] == 1 and len(payload["files"]) == 4
     assert {f["status"] for f in payload["files"]} == {"holds", "refuted", "could not check"}
+
+
+# -- the file's own ε -------------------------------------------------------------------------------
+def test_a_hard_coded_eps_is_found_exactly_and_the_check_repeated_at_it():
+    report = check_impl(REAL / "cs231n_hardcoded_eps.py", training=True)
+    out = report.diagnoses[("batchnorm_forward", "out")][0]
+    assert out.startswith("ε is fixed at 1e-08 inside the code (the eps it is given is never used)")
+    assert "the forward is BatchNorm (exact at 4×1, 6×1, 4×2" in out
+    dx = report.diagnoses[("batchnorm_backward", "dx")][0]
+    assert dx.startswith(
+        "your dx is the gradient of your own forward: it holds at ε = 1e-08 (exact)"
+    )
+    # the rows themselves stay refuted: BatchNorm at the ε passed is what is checked
+    assert {v.status.value for v in report.verdicts if v.quantity in ("out", "dx")} == {"refuted"}
+
+
+def test_a_forward_without_eps_and_a_snippet_without_import_numpy():
+    report = check_impl(REAL / "bn_std_no_eps.py", training=True)
+    assert any("uses np without importing it" in n for n in report.notes)
+    out = report.diagnoses[("batchnorm_forward", "out")][0]
+    assert out.startswith("σ is taken without ε (np.std, or the eps it is given is never used)")
+    dx = report.diagnoses[("batchnorm_backward", "dx")][0]
+    assert dx.startswith("your dx is the gradient of your own forward: it holds at ε = 0")
+
+
+def test_a_backward_that_disagrees_with_its_own_fixed_eps_forward_is_told_so(tmp_path):
+    text = (REAL / "cs231n_hardcoded_eps.py").read_text(encoding="utf-8")
+    wrong = text.replace("dx_norm = dout * gamma", "dx_norm = dout")
+    assert wrong != text
+    path = tmp_path / "fixed_eps_nogamma.py"
+    path.write_text(wrong, encoding="utf-8")
+    report = check_impl(path, training=True)
+    dx = report.diagnoses[("batchnorm_backward", "dx")][0]
+    assert dx.startswith("your dx is not the gradient of your own forward either")

@@ -191,6 +191,7 @@ def _print_report(report: object, as_json: bool) -> None:
             f.function, ", ".join(f.quantities), f.section, "", "[bold magenta]! could not check[/]"
         )
     out.print(table)
+    told: set[tuple[str, str]] = set()  # a diagnosis is printed once, under its first row
     for k, v in enumerate(r.verdicts):  # type: ignore[attr-defined]
         where = f" ({sections[k]})" if len({*sections}) > 1 and k < len(sections) else ""
         head = f"{escape(v.form)}: {escape(v.quantity)}{escape(where)}"
@@ -200,7 +201,11 @@ def _print_report(report: object, as_json: bool) -> None:
             inputs = "; ".join(f"{k} = {val}" for k, val in c.inputs.items())
             out.print(f"    {escape(inputs)}")
             out.print(f"    {escape(c.entry)}: truth {escape(c.truth)}, yours {escape(c.form)}")
-            for j, text in enumerate(r.diagnoses.get((v.form, v.quantity), [])):  # type: ignore[attr-defined]
+            lines = (
+                [] if (v.form, v.quantity) in told else r.diagnoses.get((v.form, v.quantity), [])
+            )  # type: ignore[attr-defined]
+            told.add((v.form, v.quantity))
+            for j, text in enumerate(lines):
                 out.print(f"  [bold]{escape(text)}[/]" if j == 0 else f"  {escape(text)}")
         elif v.method == "numeric" and v.status is Status.HOLDS:
             out.print(f"\n[yellow]~ {head}[/] {escape(v.detail)}")

@@ -407,7 +407,8 @@ def check_impl(
     output = ""
     try:
         with Sandbox(timeout, memory_mb) as box:
-            load(box, source)
+            provide = _unbound_numpy(source)
+            load(box, source, provide=provide)
             for m, calls, t in plans:
                 sections.append(_check_section(box, source, calls, m, t, running, seed, len(plans)))
     except SandboxFailure as exc:
@@ -440,6 +441,12 @@ def check_impl(
         for key, lines in section.diagnoses.items():
             report.diagnoses.setdefault(key, lines)
     report.calls = _describe_calls(plans, sections)
+    if provide:
+        report.notes.insert(
+            0,
+            f"{source.name} uses {', '.join(provide)} without importing it (a snippet from a "
+            "post): numpy was provided as " + ", ".join(provide),
+        )
     report.seconds = time.perf_counter() - started
     if report.failures and not report.verdicts:
         # nothing could be checked: one error, as for a file that does not import
@@ -463,6 +470,21 @@ def _functional_plans(source: Any, mode: Mode, training: bool | None) -> list[An
             if training is None or training == t:
                 plans.append((mode, Calls("functional", None, [f.name]), t))
     return plans if len({p[1].backward[0] for p in plans}) > 1 else []
+
+
+def _unbound_numpy(source: Any) -> list[str]:
+    """``np`` (or ``numpy``) used in the file but never imported or assigned: a snippet copied
+    from a post, whose numpy the child provides (parsing only; nothing is run)."""
+    import ast
+
+    used = {n.id for n in ast.walk(source.tree) if isinstance(n, ast.Name)}
+    bound = set(source.imported) | set(source.functions) | set(source.classes)
+    for n in ast.walk(source.tree):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            bound.add(n.id)
+        elif isinstance(n, ast.arg):
+            bound.add(n.arg)
+    return [name for name in ("np", "numpy") if name in used and name not in bound]
 
 
 def _takes_running(source: Any, calls: Any) -> bool:
@@ -602,6 +624,9 @@ def _check_section(
     section.verdicts = verdicts
     section.notes = section.notes + notes
     section.diagnoses = diagnoses(verdicts, cases, runs)
+    out_row = next((v for v in verdicts if v.quantity == "out"), None)
+    if out_row is not None and out_row.status is Status.REFUTED:
+        _own_eps(caller, section, calls, cases, runs, momentum, source)
     for v in verdicts:
         key = (v.form, v.quantity)
         if v.status is Status.REFUTED and v.quantity == "dx":
@@ -911,6 +936,188 @@ def _stage_of_error(case: Case, mine: np.ndarray) -> str | None:
             continue  # this channel is right
         found.add(localise(residual, [case.g[p] for p in positions], [x - mean for x in xs]))
     return found.pop() if len(found) == 1 else None
+
+
+# -- the file's own ε ------------------------------------------------------------------------------
+def detect_eps(case: Case, out: np.ndarray) -> Fraction | None:
+    """The ε a training-mode forward normalized with, read from its output at ``case``: with
+    out_i = γ(x_i − μ)/√(σ²+ε') + β, every entry with x_i ≠ μ gives σ² + ε' = (γ(x_i−μ)/(out_i−β))²;
+    None unless every entry of every channel gives the same ε' (within float64 rounding) and it
+    differs from the ε passed.  The value is the shortest decimal (1e-8, 10e-7, 0.01) within the
+    spread of the estimates, or 0 for a forward without ε (np.std alone)."""
+    spec = case.spec
+    estimates = []
+    for channel in range(spec.c):
+        positions = spec.positions(channel)
+        xs = [case.x[p] for p in positions]
+        if spec.training:
+            mu = sum(xs, Fraction(0)) / len(xs)
+            var = sum(((v - mu) ** 2 for v in xs), Fraction(0)) / len(xs)
+        else:
+            mu, var = case.running_mean[channel], case.running_var[channel]
+        gamma, beta = case.gamma[channel], case.beta[channel]
+        for p, xv in zip(positions, xs, strict=True):
+            if xv == mu:
+                continue
+            y = float(out[p]) - float(beta)
+            if y == 0:
+                return None
+            r = float(gamma) * float(xv - mu) / y
+            estimates.append(r * r - float(var))
+    if not estimates:
+        return None
+    low, high = min(estimates), max(estimates)
+    # float64 error of r² − σ²: a few units of rounding of r² (≈ σ² + ε')
+    noise = 1e-13 * max(1.0, max(abs(e) for e in estimates) + float(case.eps))
+    spread = max(high - low, noise)
+    if high - low > 1e-6 * max(abs(low), abs(high)) + noise:
+        return None  # not one ε: the forward is off in another way
+    middle = (low + high) / 2
+    if abs(middle) <= spread:
+        value = Fraction(0)
+    else:
+        value = None
+        for digits in range(1, 16):
+            candidate = Fraction(f"{middle:.{digits}g}")
+            if abs(float(candidate) - middle) <= spread:
+                value = candidate
+                break
+        if value is None:
+            return None
+    return None if value == case.eps or value < 0 else value
+
+
+#: A zero-mean pattern with variance 1 exactly (7² + 1² = 2·5² makes the rational point).
+_PATTERN = (
+    Fraction(7, 5),
+    Fraction(1, 5),
+    Fraction(-7, 5),
+    Fraction(-1, 5),
+    Fraction(1),
+    Fraction(-1),
+)
+
+
+def eps_case(spec: Spec, eps: Fraction, seed: int) -> Case:
+    """Exact inputs at a given ε with √(σ²+ε) rational: x = μ + s·d with d of variance 1, and
+    s, r rational with r² − s² = ε (r = (ε/t + t)/2, s = |ε/t − t|/2), so σ² + ε = s² + ε = r².
+    M must be 4 or 6 (the pattern's lengths)."""
+    rng = Random(seed)
+    c, m = spec.c, spec.m
+    if m not in (4, 6):
+        raise ValueError("eps_case takes M = 4 or 6")
+    pattern = _PATTERN[:m]
+    x = np.empty(spec.shape, dtype=object)
+    g = np.empty(spec.shape, dtype=object)
+    roots, squares = [], []
+    for channel in range(c):
+        target = Fraction(rng.choice([3, 4, 5, 6]) + channel)  # s ≈ target/2
+        t = target if eps == 0 else eps / target
+        r = (eps / t + t) / 2 if eps else target / 2
+        s = abs(eps / t - t) / 2 if eps else target / 2
+        roots.append(r)
+        squares.append(s * s)  # eval mode: running_var = s², so running_var + ε = r² too
+        offset = rng.randint(20, 60) * rng.choice((-1, 1))
+        order = list(pattern)
+        rng.shuffle(order)
+        while True:
+            gs = [rng.randint(-5, 5) for _ in range(m)]
+            if len(set(gs)) > 1 and sum(gs) != 0:
+                break
+        for p, d, gv in zip(spec.positions(channel), order, gs, strict=True):
+            x[p], g[p] = offset + s * d, Fraction(gv)
+    gammas = tuple(Fraction(rng.choice([-5, -3, -2, 2, 3, 4, 5])) for _ in range(c))
+    betas = tuple(Fraction(rng.randint(-5, 5)) for _ in range(c))
+    means = tuple(Fraction(rng.randint(1, 9)) for _ in range(c))
+    olds = (
+        tuple(squares)
+        if not spec.training
+        else tuple(Fraction(rng.randint(1, 25)) for _ in range(c))
+    )
+    return Case(spec, x, g, gammas, betas, eps, tuple(roots), means, olds)
+
+
+def eps_specs(mode: Mode, training: bool) -> list[Spec]:
+    """Shapes with M = 4 or 6 (``eps_case``), one of them with two features or channels."""
+    if mode is Mode.PER_ACTIVATION:
+        return [Spec(mode, n=n, c=c, training=training) for n, c in [(4, 1), (6, 1), (4, 2)]]
+    return [
+        Spec(mode, n=n, c=c, h=h, w=w, training=training)
+        for n, c, h, w in [(1, 2, 2, 2), (3, 1, 1, 2)]
+    ]
+
+
+def _own_eps(
+    caller: Caller,
+    section: _Section,
+    calls: dict[str, Any],
+    cases: list[Case],
+    runs: list[dict[str, Any]],
+    momentum: str | None,
+    source: Any,
+) -> None:
+    """A forward refuted because it normalizes with its own ε: find that ε exactly, check the
+    forward and every backward again at it, and say which case the file is (the forward is BN
+    with a fixed ε and the backward its gradient, or the backward disagrees with its forward)."""
+    forward = calls["forward"]
+    found: set[Fraction | None] = set()
+    for case, run in zip(cases, runs, strict=True):
+        out = run["float"].get(forward, {}).get("out")
+        found.add(None if out is None else detect_eps(case, np.asarray(out, dtype=float)))
+    if len(found) != 1 or None in found:
+        return
+    eps = found.pop()
+    assert eps is not None
+    training = cases[0].spec.training
+    specs = eps_specs(cases[0].spec.mode, training)
+    try:
+        own = [eps_case(spec, eps, 101 + k) for k, spec in enumerate(specs)]
+        own_runs = [_run_case(caller, case, momentum) for case in own]
+    except (UserFailure, SandboxFailure, ValueError):
+        return
+    checked = {
+        **calls,
+        "backward": [n for n in calls["backward"] if all(n in r["float"] for r in own_runs)],
+    }
+    verdicts, _ = _compare(source.name, checked, own, own_runs)
+    at = {(v.form, v.quantity): v for v in verdicts}
+    shown = "0" if eps == 0 else f"{float(eps):g}"
+    what = (
+        "σ is taken without ε (np.std, or the eps it is given is never used)"
+        if eps == 0
+        else f"ε is fixed at {shown} inside the code (the eps it is given is never used)"
+    )
+    out = at.get((forward, "out"))
+    if out is None or out.status is not Status.HOLDS:
+        return
+    how = f"{out.method} at {out.scope.rsplit(' ', 1)[0]}, inputs where √(σ²+{shown}) is rational"
+    section.diagnoses[(forward, "out")] = [
+        f"{what}: with ε = {shown} the forward is BatchNorm ({how}); it is wrong only where the "
+        "caller's ε is not that",
+        *section.diagnoses.get((forward, "out"), []),
+    ]
+    for v in section.verdicts:
+        if v.form == forward or v.status is not Status.REFUTED:
+            continue
+        mine = at.get((v.form, v.quantity))
+        if mine is None:
+            continue
+        if mine.status is Status.HOLDS:
+            line = (
+                f"your {v.quantity} is the gradient of your own forward: it holds at ε = {shown} "
+                f"({mine.method}); {what}, so backward and forward agree, and both miss BatchNorm "
+                "at the ε passed"
+            )
+        else:
+            line = (
+                f"your {v.quantity} is not the gradient of your own forward either: at ε = "
+                f"{shown}, where the forward is BatchNorm, it is {mine.status.value} too (backward "
+                "and forward disagree beyond the fixed ε)"
+            )
+        section.diagnoses[(v.form, v.quantity)] = [
+            line,
+            *section.diagnoses.get((v.form, v.quantity), []),
+        ]
 
 
 # -- comparing -------------------------------------------------------------------------------------
