@@ -147,5 +147,8 @@ def _update(example: Example, output: str) -> None:
     while not (lines[end].startswith("$ ") or lines[end].startswith("```")):
         end += 1
     new = [line.rstrip() for line in output.rstrip("\n").splitlines()]
+    old = lines[index + 1 : end]
+    if masked("\n".join(old)) == masked("\n".join(new)):
+        return  # only timings differ: keep the README as it is
     lines[index + 1 : end] = new
     README.write_text("\n".join(lines) + "\n", encoding="utf-8")
