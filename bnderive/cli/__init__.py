@@ -14,6 +14,7 @@ from bnderive import __version__
 from bnderive.cli.catalogue import forms, mutants
 from bnderive.cli.check import check
 from bnderive.cli.check_impl import check_impl
+from bnderive.cli.common import Group
 from bnderive.cli.derive import derive
 from bnderive.cli.emit import bench, emit
 from bnderive.cli.explain import explain
@@ -21,9 +22,15 @@ from bnderive.cli.parse import parse
 from bnderive.cli.teach import teach
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bnderive")
-def main() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="When bnderive itself fails (exit code 4), print the traceback for a bug report "
+    "(also BNDERIVE_DEBUG=1).",
+)
+def main(debug: bool) -> None:
     r"""Prove or refute derivations of the Batch Normalization backward pass, exactly.
 
     \b
@@ -39,7 +46,9 @@ def main() -> None:
       bnderive teach                       a lesson on a tiny batch, every number exact
 
     Exit codes: 0 everything checked holds, 1 something is refuted, 2 bad input or usage,
-    3 undecided.
+    3 undecided, 4 bnderive failed (a bug: run with --debug and report it), 130 interrupted
+    (Ctrl-C), 141 the output pipe was closed. Form and derivation files are data, never run;
+    only check-impl and explain run a Python file (see the README's security model).
     """
 
 

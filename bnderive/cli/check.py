@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -8,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.markup import escape
 
-from bnderive.cli.common import STATUS_STYLE, console, document, user_errors
+from bnderive.cli.common import STATUS_STYLE, console, document, json_text, user_errors
 from bnderive.errors import BnderiveError
 
 if TYPE_CHECKING:
@@ -230,7 +229,7 @@ def check(
         payload["documents"] = [
             _document_json(f, mistakes.get(f.name, [])) for f in chosen if hasattr(f, "lines")
         ]
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        click.echo(json_text(payload))
         sys.exit(code)
     out = console()
     print_result(out, result, timing=not no_timing)

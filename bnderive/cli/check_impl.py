@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 from rich.markup import escape
 
-from bnderive.cli.common import STATUS_STYLE, console, user_errors
+from bnderive.cli.common import STATUS_STYLE, console, json_text, safe, user_errors
 
 
 def _number(text: str, option: str) -> float:
@@ -171,7 +170,7 @@ def _print_report(report: object, as_json: bool) -> None:
     if as_json:
         payload = {"status": report.status, "exit_code": code}  # type: ignore[attr-defined]
         payload.update(report.to_dict())  # type: ignore[attr-defined]
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        click.echo(json_text(payload))
         return
     out = console()
     r = report
@@ -185,10 +184,16 @@ def _print_report(report: object, as_json: bool) -> None:
     for k, v in enumerate(r.verdicts):  # type: ignore[attr-defined]
         text, style = STATUS_STYLE[v.status.value]
         mode_text = sections[k] if k < len(sections) else (v.mode.value if v.mode else "")
-        table.add_row(v.form, v.quantity, mode_text, v.scope, f"[{style}]{text}[/]")
+        table.add_row(
+            safe(v.form), safe(v.quantity), mode_text, safe(v.scope), f"[{style}]{text}[/]"
+        )
     for f in r.failures:  # type: ignore[attr-defined]
         table.add_row(
-            f.function, ", ".join(f.quantities), f.section, "", "[bold magenta]! could not check[/]"
+            safe(f.function),
+            safe(", ".join(f.quantities)),
+            safe(f.section),
+            "",
+            "[bold magenta]! could not check[/]",
         )
     out.print(table)
     told: set[tuple[str, str]] = set()  # a diagnosis is printed once, under its first row
@@ -254,7 +259,7 @@ def _folder(
     code = folder.exit_code(results)
     if as_json:
         payload = {"exit_code": code, "files": [r.to_dict() for r in results]}
-        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        click.echo(json_text(payload))
         sys.exit(code)
     out = console()
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)

@@ -1,4 +1,19 @@
-"""What every command shares: the consoles, the exit codes, and turning bad input into exit 2.
+"""What every command shares: the consoles, the exit codes, and what becomes of every error.
+
+The exit codes (DESIGN.md §6) are decided here and nowhere else for errors:
+
+* bad input (``BnderiveError``) and click's usage errors: one paragraph on stderr, exit 2;
+* a bug in bnderive (any other exception): "bnderive failed: …", a request for a bug report,
+  exit 4, and the traceback only under ``bnderive --debug`` (or ``BNDERIVE_DEBUG=1``);
+* Ctrl-C: exit 130, a closed pipe (``bnderive check | head``): exit 141, both quietly, as a
+  shell reports a process killed by SIGINT or SIGPIPE; output that cannot be written
+  (``> /dev/full``) is exit 2 with a message;
+* with ``--json`` an error still prints one JSON object on stdout,
+  ``{"status": "error", "exit_code": 2, "message": …}``, so that a script always gets JSON.
+
+User text (form names, file names, LaTeX, messages that quote them) is printed through rich only
+escaped (``safe``) and every console strips terminal control sequences (``clean``): a file can
+neither inject rich markup nor move the cursor, recolour or rewrite what bnderive prints.
 
 Only click and rich here, and rich's heavy parts only when a command prints: ``bnderive --help``
 must not pay for SymPy or NumPy.
@@ -6,11 +21,17 @@ must not pay for SymPy or NumPy.
 
 from __future__ import annotations
 
+import errno
 import functools
+import json
 import os
+import re
+import signal
 import sys
+import threading
+import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -19,9 +40,13 @@ from bnderive.errors import BnderiveError
 if TYPE_CHECKING:
     from rich.console import Console
 
+EXIT_HOLDS = 0
 EXIT_REFUTED = 1
 EXIT_USAGE = 2
+EXIT_UNDECIDED = 3
 EXIT_INTERNAL = 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 #: How each verdict status is shown, keyed by ``Status.value``.
 STATUS_STYLE = {
@@ -31,13 +56,60 @@ STATUS_STYLE = {
     "not checked": ("· not checked", "dim"),
 }
 
+# -- user text on a terminal ------------------------------------------------------------------------
+#: Terminal escape sequences (CSI `ESC [ … final`, OSC `ESC ] … BEL|ST`, DCS/PM/APC strings and the
+#: two-byte ESC sequences), the C0 controls but tab and newline, DEL, the C1 controls (U+0080 to
+#: U+009F; U+009B is a one-character CSI) and the bidirectional overrides that reorder what a
+#: reader sees (U+202A..U+202E, U+2066..U+2069).
+_CONTROL = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]?|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[PX^_][^\x1b]*(?:\x1b\\)?|[ -~]?)"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+)
+#: In JSON: what json.dumps(ensure_ascii=False) leaves raw although a terminal acts on it.
+_JSON_RAW = re.compile(r"[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
-def console(stderr: bool = False) -> Console:
+
+def clean(text: object) -> str:
+    """``text`` without terminal control sequences and control characters (tab, newline kept)."""
+    return _CONTROL.sub("", str(text))
+
+
+def safe(text: object) -> str:
+    """User text for a rich markup string: control sequences removed, ``[`` escaped."""
+    from rich.markup import escape
+
+    return escape(clean(text))
+
+
+def json_text(payload: Any) -> str:
+    """``payload`` as indented JSON; characters a terminal would act on are written as \\uXXXX."""
+    text = json.dumps(payload, indent=2, ensure_ascii=False)
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
+@functools.cache
+def _console_class() -> type[Console]:
     from rich.console import Console
 
+    class CleanConsole(Console):
+        """A console that strips control sequences from every string it renders (the markup
+        is bnderive's and has none; the text interpolated into it may be a user's)."""
+
+        def render_str(self, text: str, **kwargs: Any) -> Any:
+            return super().render_str(clean(text), **kwargs)
+
+        def on_broken_pipe(self) -> None:  # rich's own exits 1, which means "refuted"
+            self.quiet = True
+            _silence_stdout()
+            raise SystemExit(EXIT_BROKEN_PIPE)
+
+    return CleanConsole
+
+
+def console(stderr: bool = False) -> Console:
     width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "120"))
     # soft_wrap: long lines (counterexamples, formulas) stay whole, so they can be copied.
-    return Console(stderr=stderr, width=width, highlight=False, soft_wrap=True)
+    return _console_class()(stderr=stderr, width=width, highlight=False, soft_wrap=True)
 
 
 def document() -> Any:
@@ -48,15 +120,137 @@ def document() -> Any:
     return documents
 
 
+# -- errors -----------------------------------------------------------------------------------------
+def error_exit(message: str, code: int = EXIT_USAGE, as_json: bool = False) -> NoReturn:
+    """Print ``message`` (and, with ``--json``, the error object on stdout) and exit ``code``."""
+    message = clean(message)
+    if as_json:
+        payload = {"status": "error", "exit_code": code, "message": message}
+        click.echo(json_text(payload))
+    prefix = "" if code == EXIT_INTERNAL else "Error: "
+    click.echo(f"{prefix}{message}", err=True)
+    sys.exit(code)
+
+
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input is one paragraph on stderr and exit code 2, never a traceback."""
+    """Bad input is one paragraph on stderr and exit code 2, never a traceback (with ``--json``,
+    also the error object on stdout)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except BnderiveError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(EXIT_USAGE)
+            error_exit(str(exc), EXIT_USAGE, bool(kwargs.get("as_json")))
 
     return wrapper
+
+
+def internal_message(exc: BaseException) -> str:
+    """What a user sees when bnderive itself fails."""
+    what = f"{type(exc).__name__}: {str(exc).rstrip('.')}" if str(exc) else type(exc).__name__
+    if isinstance(exc, MemoryError):
+        what = "it ran out of memory (MemoryError); smaller sizes may work"
+    elif isinstance(exc, RecursionError):
+        what = f"RecursionError ({exc}); a smaller or less deeply nested input may work"
+    return (
+        f"bnderive failed: {what}. This is a bug in bnderive, not a verdict on your input: "
+        "please report it with the command you ran (run it again with --debug for the traceback)."
+    )
+
+
+def _silence_stdout() -> None:
+    """Point the stdout descriptor at /dev/null: what is still buffered for a closed pipe or a
+    full disk must not fail again (and print "Exception ignored") when Python exits."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (click's test runner)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except ValueError:  # closed
+        pass
+
+
+#: The errno values of an output that cannot take what bnderive writes (> /dev/full, a full disk).
+_WRITE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def guarded(run: Callable[[], Any], *, debug: bool = False, as_json: bool = False) -> Any:
+    """Run a command and turn everything that escapes it into its exit code (module docstring)."""
+    try:
+        try:
+            return run()
+        finally:  # output still buffered fails here, where it can be reported, not at exit
+            _flush_stdout()
+    except (click.exceptions.Exit, click.exceptions.Abort):
+        raise
+    except click.ClickException as exc:
+        if as_json:
+            payload = {
+                "status": "error",
+                "exit_code": exc.exit_code,
+                "message": exc.format_message(),
+            }
+            click.echo(json_text(payload))
+        raise  # click prints the usage and the message, exit 2
+    except BnderiveError as exc:
+        error_exit(str(exc), EXIT_USAGE, as_json)
+    except KeyboardInterrupt:
+        _silence_stdout()
+        sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(EXIT_BROKEN_PIPE)
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRORS:
+            _internal(exc, debug, as_json)
+        _silence_stdout()
+        error_exit(f"cannot write the output ({exc.strerror}).", EXIT_USAGE)
+    except Exception as exc:  # noqa: BLE001 - the one place every other error ends
+        _internal(exc, debug, as_json)
+
+
+def _internal(exc: BaseException, debug: bool, as_json: bool) -> NoReturn:
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    error_exit(internal_message(exc), EXIT_INTERNAL, as_json)
+
+
+class Group(click.Group):
+    """The ``bnderive`` group: every subcommand runs ``guarded``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["bnderive.args"] = list(args)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        args = ctx.meta.get("bnderive.args", [])
+        if "--" in args:
+            args = args[: args.index("--")]
+        debug = bool(ctx.params.get("debug")) or os.environ.get("BNDERIVE_DEBUG", "") not in (
+            "",
+            "0",
+        )
+        run = functools.partial(super().invoke, ctx)
+        if threading.current_thread() is not threading.main_thread():
+            return guarded(run, debug=debug, as_json="--json" in args)
+        previous = signal.signal(signal.SIGTERM, _terminated)
+        try:
+            return guarded(run, debug=debug, as_json="--json" in args)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum: int, frame: Any) -> NoReturn:
+    """SIGTERM unwinds like an exit (128 + 15), so that every ``finally`` runs: worker
+    processes are stopped and temporary files removed, as on Ctrl-C."""
+    raise SystemExit(128 + signum)

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 from rich.markup import escape
 
-from bnderive.cli.common import console, user_errors
+from bnderive.cli.common import console, json_text, user_errors
 from bnderive.errors import BnderiveError
 
 
@@ -174,7 +173,7 @@ def explain(
     else:
         result = explainer.compare(setup, file, against, function, ref_function, timeout)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        click.echo(json_text(result.to_dict()))
         sys.exit(result.exit_code)
     out = console()
     out.print(f"[bold]setup:[/] {escape(setup.describe())}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -94,17 +95,38 @@ class Plan:
         _ACTIVE = self
         by_index: dict[int, list[Verdict]] = {}
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker)
+        try:
             futures = {pool.submit(_run_index, i): i for i in range(len(units))}
             for future in as_completed(futures):
                 index = futures[future]
                 by_index[index] = future.result()
                 if done:
                     done(units[index])
+        except BaseException:  # Ctrl-C, or a unit failed: stop the others now
+            _stop(pool)
+            raise
+        pool.shutdown()
         return [v for i in range(len(units)) for v in by_index[i]]
 
 
 _ACTIVE: Plan | None = None  # the plan a forked worker inherited
+
+
+def _worker() -> None:
+    """A worker leaves Ctrl-C to the parent, which stops it (``_stop``): no traceback from
+    each worker, and no worker left running."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's workers now (``shutdown`` alone waits for the running units)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=5)
 
 
 def _run_index(index: int) -> list[Verdict]:
