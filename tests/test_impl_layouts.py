@@ -216,3 +216,23 @@ def test_a_backward_that_disagrees_with_its_own_fixed_eps_forward_is_told_so(tmp
     report = check_impl(path, training=True)
     dx = report.diagnoses[("batchnorm_backward", "dx")][0]
     assert dx.startswith("your dx is not the gradient of your own forward either")
+
+
+# -- running-statistics slips ------------------------------------------------------------------------
+def running_detail(name: str, quantity: str) -> str:
+    report = check_impl(REAL / name, training=True)
+    row = next(v for v in report.verdicts if v.quantity == quantity)
+    assert row.status.value == "refuted"
+    return row.detail
+
+
+def test_running_statistics_slips_are_named():
+    assert "running_var includes ε (it averages σ² + ε)" in running_detail(
+        "cs231n_running_eps.py", "running_var"
+    )
+    assert "the momentum inverted (it weighs the new batch)" in running_detail(
+        "cs231n_momentum_inverted.py", "running_mean"
+    )
+    assert "running_var averages the standard deviation √σ² (np.std)" in running_detail(
+        "cs231n_beta_inside.py", "running_var"
+    )

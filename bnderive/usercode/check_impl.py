@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -1754,6 +1755,52 @@ class _RunningCheck:
             rows.append(self.refuted(name, where, truth, "changed in eval (test) mode", after))
         return rows
 
+    def slip(self, name: str) -> str | None:
+        """A common slip the stored values match exactly (or within rounding): running_var that
+        averages σ² + ε or the standard deviation √(σ²+ε) instead of σ², or the momentum
+        applied to the new batch instead of the old value (inverted)."""
+        variants: list[tuple[str, Callable[[Fraction, Fraction, Fraction], Fraction]]] = [
+            ("the momentum inverted (it weighs the new batch)", lambda v, eps, r: v),
+        ]
+        if name == "running_var":
+            variants += [
+                ("running_var includes ε (it averages σ² + ε)", lambda v, eps, r: v + eps),
+                ("running_var averages the standard deviation √(σ²+ε), not σ²",
+                 lambda v, eps, r: r),
+                # √σ² is irrational here: its double, compared within rounding
+                ("running_var averages the standard deviation √σ² (np.std), not σ²",
+                 lambda v, eps, r: Fraction(math.sqrt(float(v)))),
+            ]  # fmt: skip
+        for text, stat in variants:
+            for convention in RUNNING_CONVENTIONS.values():
+                w = convention.weight(convention.momentum)
+                if text.startswith("the momentum inverted"):
+                    w = 1 - w
+                values = []
+                for case in self.cases:
+                    m = case.spec.m
+                    means, variances = _batch_statistics(case)
+                    if name == "running_mean":
+                        batch = means
+                    else:
+                        factor = Fraction(m, m - 1) if convention.unbiased else Fraction(1)
+                        batch = [
+                            stat(v * factor, case.eps, root)
+                            for v, root in zip(variances, case.roots, strict=True)
+                        ]
+                    old = case.running_mean if name == "running_mean" else case.running_var
+                    values.append(
+                        {
+                            name: _objects(
+                                (1 - w) * o + w * b for o, b in zip(old, batch, strict=True)
+                            )
+                        }
+                    )
+                hypothesis = _Expected(f"{convention.title}'s update with {text}", values)
+                if self.matches(hypothesis, name):
+                    return f"{text}: it matches {convention.title}'s update with that slip"
+        return None
+
     def declared_rows(
         self, declared: RunningConvention
     ) -> tuple[list[Verdict], list[str], str | None]:
@@ -1778,6 +1825,8 @@ class _RunningCheck:
                 after = "the forward leaves it unchanged"
             elif instead is not None:
                 after = f"it matches {instead.label} instead"
+            elif (slip := self.slip(name)) is not None:
+                after = slip
             truth = self.value(want, name, where)
             rows.append(self.refuted(name, where, truth, f"differs from {want.label}", after))
         found = declared.name if all(v.status is Status.HOLDS for v in rows) else None
@@ -1823,6 +1872,8 @@ class _RunningCheck:
             after = "; ".join(h.label for h in hypotheses.values())
             if self.matches(self.unchanged, name):
                 after = "the forward leaves it unchanged; " + after
+            elif (slip := self.slip(name)) is not None:
+                after = f"{slip}; " + after
             rows.append(self.refuted(name, where, truth, "matches neither convention", after))
         note = "the running statistics follow neither CS231n's nor PyTorch's convention"
         return rows, [note], None
