@@ -122,6 +122,15 @@ def test_a_rational_identity_is_not_taken_for_a_laurent_polynomial(screen_blind)
     assert decide_zero(1 / (x + 1) + x / (x + 1) - 2, quick=False).outcome is Zero.NONZERO
 
 
+def test_a_radical_of_k_r_squared_is_normalised_exactly(screen_blind):
+    # (k·r²)^(p/2) left unevaluated by a rewrite is √k^p · r^p: (2r²)^(−3/2) = 2^(−3/2)·r⁻³.
+    from bnderive.core.points import R
+
+    radical = sp.Pow(sp.Mul(2, R**2, evaluate=False), sp.Rational(-3, 2), evaluate=False)
+    assert decide_zero(radical - sp.Integer(2) ** sp.Rational(-3, 2) / R**3).outcome is Zero.ZERO
+    assert decide_zero(radical - 1 / R**3, quick=False).outcome is Zero.NONZERO
+
+
 def test_laurent_polynomials_and_undefined_values():
     assert decide_zero((x + y) / y - x / y - 1).outcome is Zero.ZERO
     assert decide_zero(x / y - y / x).outcome is Zero.NONZERO
@@ -304,3 +313,14 @@ def test_every_m_proves_a_right_eps_outside_form():
     # ε outside the root: σ² = s² is eliminated, and Σx² = M(σ² + μ²) must use the same s².
     form = corpus().find("eps-outside-compact").form
     assert {v.status for v in general_check(form)} == {Status.HOLDS}
+
+
+@pytest.mark.parametrize("offset", ["+ 1", "- 1"])
+def test_a_line_off_by_a_constant_is_refuted(tmp_path, offset):
+    # truth − form = ∓1 exactly: a constant difference is still a difference.
+    path = tmp_path / "off.toml"
+    path.write_text(
+        f"name='off'\n[[equations]]\ndefines='dbeta'\nexpr='sum(g[k], k) {offset}'\n", "utf-8"
+    )
+    (verdict,) = exact_check(load_form(path), SMALL)
+    assert verdict.status is Status.REFUTED
