@@ -21,7 +21,10 @@ _API = {
     "Graph": "bnderive.core.graph",
     "Stage": "bnderive.core.graph",
     "Mode": "bnderive.core.spec",
+    "Norm": "bnderive.core.spec",
     "Spec": "bnderive.core.spec",
+    "layer_truth": "bnderive.core.layer",
+    "affine_bn_relu_truth": "bnderive.core.composite",
     "BnderiveError": "bnderive.errors",
     "EvaluationError": "bnderive.errors",
     "FormError": "bnderive.errors",
@@ -51,12 +54,14 @@ __all__ = [
     "FormError",
     "Graph",
     "Mode",
+    "Norm",
     "Spec",
     "SpecError",
     "Stage",
     "Status",
     "Truth",
     "Verdict",
+    "affine_bn_relu_truth",
     "builtin_forms",
     "check_form",
     "check_impl",
@@ -64,6 +69,7 @@ __all__ = [
     "exact_check",
     "exit_code",
     "find_form",
+    "layer_truth",
     "load_form",
     "random_check",
     "__version__",
@@ -83,9 +89,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from bnderive.core.composite import affine_bn_relu_truth
     from bnderive.core.derive import Adjoint, Truth, derive
     from bnderive.core.graph import Graph, Stage
-    from bnderive.core.spec import Mode, Spec
+    from bnderive.core.layer import layer_truth
+    from bnderive.core.spec import Mode, Norm, Spec
     from bnderive.errors import BnderiveError, EvaluationError, FormError, SpecError
     from bnderive.read.catalogue import builtin_forms, find_form
     from bnderive.read.forms import Equation, Form, load_form

@@ -1,7 +1,8 @@
 """Every shipped derivation holds; form files that cannot be used fail with a helpful FormError.
 
 The built-in catalogue is a fixture (``conftest.builtin_form``): a new file in
-derivations/ is checked here without touching this module.
+derivations/ is checked here without touching this module, at the sizes of its family
+(``norm``: BatchNorm's batches, or samples of LayerNorm, InstanceNorm, GroupNorm, RMSNorm).
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ from bnderive.verify.exact import default_exact_specs, exact_check
 from bnderive.verify.lines import truth_of
 from bnderive.verify.randomized import large_spec, random_check
 
+#: GroupNorm forms are checked with two groups (two channels per group in the shapes with several).
+GROUPS = {"group": 2}
+
+
+def exact_specs(form, mode):
+    return default_exact_specs(mode, norm=form.norm, groups=GROUPS.get(form.norm.value, 1))
+
 
 def expected_status(form, spec, eq) -> Status:
     """Checkable lines (the quantity has a truth) must hold; auxiliary lines are not checked."""
@@ -28,7 +36,7 @@ def expected_status(form, spec, eq) -> Status:
 def test_builtin_form_holds_exactly(builtin_form, mode):
     if mode not in builtin_form.modes:
         pytest.skip(f"{builtin_form.name} is not stated for {mode.value}")
-    specs = default_exact_specs(mode)
+    specs = exact_specs(builtin_form, mode)
     verdicts = exact_check(builtin_form, specs)
     assert [v.equation for v in verdicts] == [eq.number for eq in builtin_form.equations]
     for eq, verdict in zip(builtin_form.equations, verdicts, strict=True):
@@ -43,8 +51,9 @@ def test_builtin_form_holds_exactly(builtin_form, mode):
 def test_builtin_form_holds_at_random_points(builtin_form, mode):
     if mode not in builtin_form.modes:
         pytest.skip(f"{builtin_form.name} is not stated for {mode.value}")
-    spec = large_spec(mode, 512)
-    assert spec.m == 512 and spec.mode is mode
+    groups = GROUPS.get(builtin_form.norm.value, 1)
+    spec = large_spec(mode, 512, builtin_form.norm, groups)
+    assert spec.m == 512 and spec.mode is mode and spec.norm is builtin_form.norm
     verdicts = random_check(builtin_form, spec, trials=2)
     assert [v.equation for v in verdicts] == [eq.number for eq in builtin_form.equations]
     for eq, verdict in zip(builtin_form.equations, verdicts, strict=True):
@@ -67,7 +76,7 @@ def test_builtin_catalogue_is_usable():
         assert form.modes
         assert find_form(form.name) == form
         # every form derives the gradient of the input
-        truth = truth_of(form.order, form.spec(default_exact_specs(form.modes[0])[0]))
+        truth = truth_of(form.order, form.spec(exact_specs(form, form.modes[0])[0]))
         assert any(eq.name in truth for eq in form.equations)
 
 

@@ -54,6 +54,10 @@ expr = "gamma/sqrt(var + eps) * (g[i] - (dbeta + xhat[i]*dgamma)/M)"
 def forms(name: str | None, example: bool) -> None:
     r"""List the known forms with their sources, or show one form's equations.
 
+    The list holds every family's published forms: BatchNorm's (the default of `check`) and
+    those of LayerNorm, InstanceNorm, GroupNorm and RMSNorm (`check --norm layer`, ...), whose
+    conventions column names the family.
+
     \b
     Examples:
       bnderive forms
@@ -73,7 +77,8 @@ def forms(name: str | None, example: bool) -> None:
     if name:
         form = find_form(name)
         out.print(f"[bold]{escape(form.name)}[/]: {escape(form.title)}")
-        out.print(escape(form.conventions()))
+        family = "" if form.norm.value == "batch" else f"{form.norm.title}: "
+        out.print(escape(family + form.conventions()))
         if form.description:
             out.print(escape(form.description))
         for source in form.sources:
@@ -92,11 +97,12 @@ def forms(name: str | None, example: bool) -> None:
     table.add_column("conventions")
     table.add_column("sources")
     for form in builtin_forms():
+        family = "" if form.norm.value == "batch" else f"{form.norm.title}: "
         table.add_row(
             form.name,
             escape(form.title),
             str(len(form.equations)),
-            escape(form.conventions()),
+            escape(family + form.conventions()),
             escape("; ".join(s.split(",")[0] for s in form.sources)),
         )
     out.print(table)

@@ -7,13 +7,22 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.markup import escape
 
-from bnderive.cli.common import STATUS_STYLE, console, document, json_text, user_errors
+from bnderive.cli.common import (
+    STATUS_STYLE,
+    checked_groups,
+    console,
+    document,
+    json_text,
+    norm_options,
+    user_errors,
+)
 from bnderive.errors import BnderiveError
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from bnderive.read.forms import Form
     from bnderive.verify.check import CheckResult
     from bnderive.verify.summary import LineResult
     from bnderive.verify.verdict import Verdict
@@ -111,8 +120,11 @@ if TYPE_CHECKING:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 @click.option("--no-timing", is_flag=True, help="Leave the time column out (stable output).")
+@norm_options
+@click.pass_context
 @user_errors
 def check(
+    ctx: click.Context,
     forms: tuple[str, ...],
     form_files: tuple[str, ...],
     mode: str,
@@ -129,6 +141,8 @@ def check(
     expr_text: str | None = None,
     sigma: str | None = None,
     strict: bool = False,
+    norm: str = "batch",
+    groups: int | None = None,
 ) -> None:
     r"""Check derivations of the backward pass against the ground truth.
 
@@ -144,6 +158,11 @@ def check(
     reason, and the summary says how many there were: never "holds" without that. --expr checks
     one equation given on the command line ('-': read from standard input).
 
+    --norm checks the built-in forms of another normalization (layer, instance, group, rms)
+    and reads form files as that family; a form file may also say norm = "layer" itself.
+    Their exact method runs one sample with M = 1..6 (--n: the sizes M of one reduction set)
+    and a shape with several sets; GroupNorm's --groups G sets the groups.
+
     Exit codes: 0 all hold, 1 something refuted, 2 bad input, 3 undecided (with --strict, also
     when a line was not read or not checked).
 
@@ -157,10 +176,12 @@ def check(
       bnderive check examples/post.md --strict
       bnderive check examples/nogamma.toml --json
       bnderive check --expr '\frac{\partial L}{\partial \beta} = \sum_i g_i'
+      bnderive check --norm layer
+      bnderive check --norm group --groups 2
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from bnderive.core.spec import Mode, parse_shape, parse_sizes
+    from bnderive.core.spec import Mode, Norm, parse_shape, parse_sizes
     from bnderive.read.catalogue import find_form
     from bnderive.read.derivations import builtin_forms
     from bnderive.read.forms import load_form
@@ -171,8 +192,25 @@ def check(
         raise BnderiveError(
             "--sigma belongs to --expr; a file declares it in its front matter (sigma: std)."
         )
-    chosen = [find_form(name) for name in forms] + [
-        document().load_document(path) if document().is_document(path) else load_form(path)
+    family = Norm.parse(norm)
+    g = checked_groups(norm, groups)
+    explicit = ctx.get_parameter_source("norm") is not click.core.ParameterSource.DEFAULT
+    expected = family if explicit else None
+    if expected is not None and family is not Norm.BATCH and expr_text is not None:
+        raise BnderiveError(
+            f"--expr reads a BatchNorm equation; --norm {norm} applies to built-in forms and "
+            f'TOML form files (norm = "{norm}").'
+        )
+    for path in form_files:
+        if expected is not None and family is not Norm.BATCH and document().is_document(path):
+            raise BnderiveError(
+                f"{path}: LaTeX derivations are read as BatchNorm derivations; --norm "
+                f'{norm} applies to built-in forms and TOML form files (norm = "{norm}").'
+            )
+    chosen = [_as_family(find_form(name), expected) for name in forms] + [
+        document().load_document(path)
+        if document().is_document(path)
+        else load_form(path, norm=expected)
         for path in form_files
     ]
     if expr_text is not None:
@@ -184,15 +222,23 @@ def check(
             )
         )
     if not chosen:
-        chosen = [f for f in builtin_forms() if f.order == order]
+        chosen = [f for f in builtin_forms() if f.order == order and f.norm is family]
         if not chosen:
-            raise BnderiveError(f"No built-in form of order {order} is installed.")
+            raise BnderiveError(
+                f"No built-in form of order {order} is installed"
+                + (f" for {family.title}." if family is not Norm.BATCH else ".")
+            )
+    if mode == "per-activation" and all(f.norm in (Norm.INSTANCE, Norm.GROUP) for f in chosen):
+        raise BnderiveError(
+            f"{chosen[0].norm.title} takes (N, C, H, W) input only: use --mode spatial "
+            "(or leave --mode out)."
+        )
     modes = [Mode.PER_ACTIVATION, Mode.SPATIAL] if mode == "both" else [Mode.parse(mode)]
     methods = ["general", "exact", "random"] if method == "all" else [method]
     if all_n:
         methods = ["general"]
     n_values = parse_sizes(n_text) if n_text else None
-    shapes = [parse_shape(s) for s in shape_texts]
+    shapes = [parse_shape(s, family, g) for s in shape_texts]
     for s in shapes:
         if s.mode not in modes:
             raise BnderiveError(
@@ -217,6 +263,7 @@ def check(
             chosen, modes, methods, n_values, shapes, m_random, trials,
             jobs or default_jobs(),
             lambda unit: progress.update(task, advance=1, description=unit.label),
+            groups=g,
         )  # fmt: skip
     left_out = _left_out(chosen)
     code = result.exit_code
@@ -291,6 +338,26 @@ def _document_json(form: Any, mistakes: Sequence[Any]) -> dict[str, Any]:
             for m in mistakes
         ],
     }
+
+
+def _as_family(form: Form, expected: Any) -> Form:
+    """A named form checked as the family --norm gives (a LayerNorm form as GroupNorm): same
+    per-set mathematics, or a usage error."""
+    import dataclasses
+
+    from bnderive.core.spec import Mode, Norm
+
+    if expected is None or form.norm is expected:
+        return form
+    if form.norm.per_set != expected.per_set:
+        raise BnderiveError(
+            f"{form.name} is a derivation for {form.norm.title}, not for {expected.title}: "
+            f"check it with --norm {form.norm.value} (or leave --norm out)."
+        )
+    modes = form.modes
+    if expected in (Norm.INSTANCE, Norm.GROUP):
+        modes = (Mode.SPATIAL,)
+    return dataclasses.replace(form, norm=expected, modes=modes)
 
 
 def print_result(out: Console, result: CheckResult, timing: bool = True) -> None:
@@ -404,7 +471,7 @@ def _counterexample(v: Verdict, reference: str, mine: str) -> list[str]:
         return [f"  {escape(v.detail)}"] if v.detail else []
     inputs = "; ".join(f"{k} = {val}" for k, val in c.inputs.items())
     return [
-        f"  counterexample: {escape(c.spec.describe())}, channel {c.channel}",
+        f"  counterexample: {escape(c.spec.describe())}, {c.spec.set_label(c.channel)}",
         f"    {escape(inputs)}",
         f"    {escape(c.entry)}: {reference} {escape(c.truth)}, {mine} {escape(c.form)}",
     ]

@@ -254,3 +254,36 @@ def _terminated(signum: int, frame: Any) -> NoReturn:
     """SIGTERM unwinds like an exit (128 + 15), so that every ``finally`` runs: worker
     processes are stopped and temporary files removed, as on Ctrl-C."""
     raise SystemExit(128 + signum)
+
+#: The normalization families (``core.spec.Norm``), as ``--norm`` takes them.
+NORMS = ("batch", "layer", "instance", "group", "rms")
+
+NORM_HELP = (
+    "The normalization: batch (BatchNorm, the default), layer (LayerNorm: per sample over the "
+    "last axes, γ/β per element), instance (InstanceNorm: per sample and channel over H, W), "
+    "group (GroupNorm: per sample over --groups groups of channels and H, W) or rms (RMSNorm: "
+    "x/√(mean(x²)+ε), no mean, no β)."
+)
+
+
+def norm_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--norm`` and ``--groups``, shared by the commands that take a normalization family."""
+    command = click.option(
+        "--groups",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="G",
+        help="GroupNorm's number of groups G; it divides C (default 1; needs --norm group).",
+    )(command)
+    return click.option(
+        "--norm", type=click.Choice(NORMS), default="batch", show_default=True, help=NORM_HELP
+    )(command)
+
+
+def checked_groups(norm: str, groups: int | None) -> int:
+    """--groups is GroupNorm's; elsewhere it is a usage error (exit code 2)."""
+    if groups is not None and norm != "group":
+        raise BnderiveError(
+            f"--groups {groups} belongs to GroupNorm: add --norm group, or leave --groups out."
+        )
+    return groups if groups is not None else 1

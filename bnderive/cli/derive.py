@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.markup import escape
 
-from bnderive.cli.common import STATUS_STYLE, console, user_errors
+from bnderive.cli.common import STATUS_STYLE, checked_groups, console, norm_options, user_errors
 from bnderive.errors import BnderiveError
 
 if TYPE_CHECKING:
@@ -20,12 +20,18 @@ if TYPE_CHECKING:
 @click.option(
     "--mode",
     type=click.Choice(["per-activation", "spatial"]),
-    default="per-activation",
-    show_default=True,
-    help="PER_ACTIVATION (N,D) or SPATIAL (N,C,H,W).",
+    default=None,
+    help="PER_ACTIVATION (N,D) or SPATIAL (N,C,H,W) [default: per-activation; spatial for "
+    "--norm instance and group].",
 )
 @click.option("--n", "n", default=2, show_default=True, type=int, help="Batch size N.")
-@click.option("--c", "c", default=1, show_default=True, type=int, help="Features D or channels C.")
+@click.option(
+    "--c",
+    "c",
+    default=None,
+    type=int,
+    help="Features D or channels C [default: 1; LayerNorm and RMSNorm on (N,D): 3; GroupNorm: 2·G].",
+)
 @click.option("--d", "d", default=None, type=int, help="Features D (PER_ACTIVATION; same as --c).")
 @click.option("--h", "h", default=None, type=int, help="Height H (SPATIAL; default 2).")
 @click.option("--w", "w", default=None, type=int, help="Width W (SPATIAL; default 2).")
@@ -38,11 +44,25 @@ if TYPE_CHECKING:
     is_flag=True,
     help="For every M: index notation only, then Thorey's Kronecker chain, each step proved.",
 )
+@norm_options
+@click.option(
+    "--last-axes",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="K",
+    help="LayerNorm, RMSNorm: normalize over the last K axes (default: all but the batch axis).",
+)
+@click.option(
+    "--composite",
+    type=click.Choice(["linear-bn-relu"]),
+    default=None,
+    help="A composite graph: linear-bn-relu is h = XW + b, BatchNorm, ReLU (dL/dW, dL/db, dL/dX).",
+)
 @user_errors
 def derive(
-    mode: str,
+    mode: str | None,
     n: int,
-    c: int,
+    c: int | None,
     d: int | None,
     h: int | None,
     w: int | None,
@@ -51,12 +71,22 @@ def derive(
     eps_outside: bool,
     as_latex: bool,
     general: bool,
+    norm: str,
+    groups: int | None,
+    last_axes: int | None,
+    composite: str | None,
 ) -> None:
     r"""Print the ground truth: each forward stage and its adjoint, stage by stage.
 
     Each line shows the definition in index notation (any M) and, after "→", its value for
-    channel 0 of the given sizes; adjoints list one chain-rule path per stage that consumes
-    the node, and later adjoints refer to earlier ones by name, as a staged derivation does.
+    reduction set 0 of the given sizes (channel 0 for BatchNorm, sample 0 for LayerNorm);
+    adjoints list one chain-rule path per stage that consumes the node, and later adjoints
+    refer to earlier ones by name, as a staged derivation does. --norm chooses the family;
+    its reduction sets and γ, β follow it (LayerNorm, GroupNorm and RMSNorm have one γᵢ per
+    element of a set, so their ∂L/∂γᵢ is per element: this set's part of the sum). With
+    --composite linear-bn-relu the Linear → BatchNorm → ReLU chain is derived instead: dL/dh
+    through BatchNorm (Thorey's Kronecker derivation, each line proved for every M), dL/dW,
+    dL/dX, and dL/db, which is exactly 0 in training mode (proved).
 
     \b
     Examples:
@@ -64,24 +94,51 @@ def derive(
       bnderive derive --mode spatial --n 2 --h 2 --w 2
       bnderive derive --eval --latex
       bnderive derive --general
+      bnderive derive --norm layer --n 2 --d 3
+      bnderive derive --norm group --groups 2 --c 4 --n 1
+      bnderive derive --norm rms --general
+      bnderive derive --composite linear-bn-relu
     """
     from bnderive.core.printing import derivation_view
-    from bnderive.core.spec import Mode, Spec
+    from bnderive.core.spec import Mode, Norm, Spec
 
+    family = Norm.parse(norm)
+    g = checked_groups(norm, groups)
+    if mode is None:
+        mode = "spatial" if family in (Norm.INSTANCE, Norm.GROUP) else "per-activation"
     spatial = mode == "spatial"
     if not spatial and (h not in (None, 1) or w not in (None, 1)):
         raise BnderiveError(
             "--h and --w belong to SPATIAL (N,C,H,W) input: add --mode spatial, or leave them out."
         )
+    if composite:
+        if family is not Norm.BATCH:
+            raise BnderiveError("--composite linear-bn-relu has BatchNorm in it: leave --norm out.")
+        _derive_composite(n, d if d is not None else (c or 2), eval_mode, as_latex)
+        return
+    if last_axes is not None and family not in (Norm.LAYER, Norm.RMS):
+        raise BnderiveError(
+            "--last-axes belongs to LayerNorm and RMSNorm: add --norm layer or rms."
+        )
+    channels = d if d is not None else c
+    if channels is None:  # a set of more than one element where the family allows it
+        channels = 1
+        if family in (Norm.LAYER, Norm.RMS) and not spatial:
+            channels = 3
+        elif family is Norm.GROUP:
+            channels = 2 * g
     spec = Spec(
         Mode.parse(mode),
         n=n,
-        c=d if d is not None else c,
+        c=channels,
         h=(h if h is not None else 2) if spatial else 1,
         w=(w if w is not None else 2) if spatial else 1,
         training=not eval_mode,
         unbiased=unbiased,
         eps_inside=not eps_outside,
+        norm=family,
+        groups=g,
+        last_axes=last_axes,
     )
     if general:
         _derive_general(spec, as_latex)
@@ -91,8 +148,10 @@ def derive(
         click.echo(_derive_latex(spec, steps))
         return
     out = console()
-    out.print(f"[bold]BatchNorm, {escape(spec.describe())}[/]")
-    if spec.c > 1:
+    out.print(f"[bold]{family.title}, {escape(spec.describe())}[/]")
+    if family is not Norm.BATCH:
+        out.print(f"[dim]{escape(_family_sets(spec))}[/]")
+    elif spec.c > 1:
         out.print(
             f"[dim]Channel 0 shown; the other {spec.c - 1} are the same in their own symbols.[/]"
         )
@@ -102,6 +161,125 @@ def derive(
         "and Σₖ runs over k = 1..M.[/]"
     )
     _print_steps(out, steps, ("Forward graph", "Backward: ∂L/∂(each stage)"), instances=True)
+
+
+def _derive_composite(n: int, d: int, eval_mode: bool, as_latex: bool) -> None:
+    """Linear → BatchNorm → ReLU: the chain, Thorey's Kronecker derivation of ∂L/∂h checked line
+    by line for every M, the facts about the bias proved for every M, and an exact instance."""
+    from fractions import Fraction
+
+    from bnderive import __version__
+    from bnderive.core.composite import affine_bn_relu_truth, chain
+    from bnderive.core.layer import exact_point
+    from bnderive.core.printing import latex, unicode
+    from bnderive.core.spec import Mode
+    from bnderive.core.spec import Spec as LayerSpec
+    from bnderive.read.catalogue import find_form
+    from bnderive.verify.composite import bias_cancels, bias_gradient
+    from bnderive.verify.every_m import general_check
+    from bnderive.verify.witness import fmt_list
+
+    if eval_mode:
+        raise BnderiveError(
+            "--composite linear-bn-relu derives the training-mode layer (batch statistics); "
+            "leave --eval out. (In eval mode ∂L/∂b = γ·Σ g/√(running σ²+ε) is not zero.)"
+        )
+    steps = chain()
+    kronecker = find_form(CHAIN)
+    verdicts = {v.equation: v for v in general_check(kronecker)}
+    cancels = bias_cancels()
+    zero = bias_gradient(training=True)
+    in_eval = bias_gradient(training=False)
+    # An exact instance: N samples, D features, two inputs per sample.
+    point = exact_point(LayerSpec(Mode.PER_ACTIVATION, n=n, c=d), seed=7)
+    d_in = 2
+    x = point["x"][:, :1].repeat(d_in, axis=1) + [[Fraction(k + 1) for k in range(d_in)]] * n
+    w = [[Fraction((3 * p + 2 * q) % 5 - 2) for q in range(d)] for p in range(d_in)]
+    bias = [Fraction(3 - 2 * q) for q in range(d)]  # a bias that is not zero
+    beta = [Fraction(1, 2)] * d  # some outputs of BatchNorm below 0, some above: ReLU matters
+    values = affine_bn_relu_truth(x, w, bias, point["gamma"], beta, point["g"], point["eps"])
+    if as_latex:
+        lines = [f"% bnderive {__version__}: Linear → BatchNorm → ReLU, every M", r"\begin{align*}"]
+        for _, lhs, rhs, _ in steps:
+            lines.append(f"  {latex(lhs)} &= {latex(rhs)} \\\\")
+        lines.append(r"  \sum_{k=1}^{M} \frac{\partial L}{\partial h_{kj}} &= 0")
+        lines.append(r"\end{align*}")
+        click.echo("\n".join(lines))
+        return
+    out = console()
+    out.print("[bold]Linear → BatchNorm → ReLU for every batch size (training mode)[/]")
+    out.print(
+        "[dim]Feature j of h = XW + b is one BatchNorm reduction set: k, i run over the N samples "
+        "(M = N), p over the inputs.[/]"
+    )
+    out.print("\n[bold underline]Forward[/]")
+    for kind, lhs, rhs, meaning in steps:
+        if kind == "forward":
+            out.print(
+                f"[bold cyan]{escape(unicode(lhs))}[/] = {escape(unicode(rhs))}   [dim]# {escape(meaning)}[/]"
+            )
+    out.print("\n[bold underline]Backward[/]")
+    for kind, lhs, rhs, meaning in steps:
+        if kind == "backward":
+            out.print(
+                f"[bold cyan]{escape(unicode(lhs))}[/] = {escape(unicode(rhs))}   [dim]# {escape(meaning)}[/]"
+            )
+    out.print(f"\n[bold underline]∂L/∂hᵢⱼ through BatchNorm: {escape(kronecker.title)}[/]")
+    out.print(f"[dim]{escape(kronecker.sources[0])}[/]")
+    for eq in kronecker.equations:
+        verdict = verdicts[eq.number]
+        text, style = STATUS_STYLE[verdict.status.value]
+        out.print(
+            f"[bold]{eq.number}.[/] ∂L/∂hᵢ = {escape(unicode(eq.expr))}   [{style}]{text} for every M[/]"
+        )
+    out.print("[dim](g is ∂L/∂y: dout where y > 0, from the ReLU above; x stands for h.)[/]")
+    out.print("\n[bold underline]The bias b[/]")
+    for fact in [*cancels, zero]:
+        text, style = STATUS_STYLE["holds" if fact.holds else "undecided"]
+        out.print(f"{escape(fact.statement)}   [{style}]{text} for every M[/]")
+    out.print(
+        f"[dim]In eval mode μ and σ² are running statistics and the sum is "
+        f"{escape(unicode(in_eval.leftover))}: not zero (γ = 1 and g = (1, 0, …, 0) give "
+        "1/√(ε + σ²)).[/]"
+    )
+    out.print(
+        f"\n[bold underline]At exact inputs: N = {n}, D_in = {d_in}, D = {d} (seeded rationals; "
+        "≈ marks an irrational value rounded for display)[/]"
+    )
+    names = {"db": "b", "dw": "W", "dx": "X", "dgamma": "γ", "dbeta": "β"}
+    for name, label in names.items():
+        shown = fmt_list([_short(v) for v in values[name].ravel()], 6)
+        out.print(f"∂L/∂{label} = {escape(shown)}")
+
+
+def _short(value: Any) -> str:
+    """An exact number for a terminal line: rationals as they are, algebraic numbers to 8
+    significant digits (marked ≈)."""
+    import sympy as sp
+
+    value = sp.nsimplify(value) if isinstance(value, sp.Basic) else value
+    if isinstance(value, sp.Rational) or not isinstance(value, sp.Basic):
+        return str(value)
+    return f"≈{sp.N(value, 8)}"
+
+
+def _family_sets(spec: Spec) -> str:
+    """Which elements one reduction set holds, and which is shown."""
+    over = {
+        "layer": "one sample's last axes",
+        "rms": "one sample's last axes (no mean)",
+        "instance": "one sample and channel, over H, W",
+        "group": f"one sample and one group of {spec.c // spec.groups} channel(s), over them and H, W",
+    }[spec.norm.value]
+    rest = (
+        f"; the other {spec.sets - 1} set(s) are the same in their own symbols"
+        if spec.sets > 1
+        else ""
+    )
+    return (
+        f"Statistics per reduction set: {over} (M = {spec.m}). Set 0 ({spec.set_label(0)}) "
+        f"shown{rest}."
+    )
 
 
 def _print_steps(
@@ -136,7 +314,8 @@ def _derive_general(spec: Spec, as_latex: bool) -> None:
     from bnderive.verify.every_m import general_check
 
     steps = derivation_view(spec, instantiate=False)
-    chain = find_form(CHAIN) if spec.training and not spec.unbiased and spec.eps_inside else None
+    default = spec.training and not spec.unbiased and spec.eps_inside
+    chain = find_form(CHAIN) if default and spec.norm.value == "batch" else None
     verdicts = {v.equation: v for v in general_check(chain)} if chain else {}
     if as_latex:
         lines = [f"% bnderive {__version__}: every M, {spec.conventions()}", r"\begin{align*}"]
@@ -152,11 +331,12 @@ def _derive_general(spec: Spec, as_latex: bool) -> None:
         click.echo("\n".join(lines))
         return
     out = console()
-    out.print(f"[bold]BatchNorm for every M ({escape(spec.conventions())})[/]")
+    out.print(f"[bold]{spec.norm.title} for every M ({escape(spec.conventions())})[/]")
     out.print("[dim]One reduction set: x_k, k = 1..M, Σₖ over the set; i is any one element.[/]")
     _print_steps(out, steps, ("Forward graph", "Backward by the chain rule"), instances=False)
     if not chain:
-        out.print("\n[dim]The Kronecker chain is written for the default conventions.[/]")
+        if spec.norm.value == "batch":
+            out.print("\n[dim]The Kronecker chain is written for the default conventions.[/]")
         return
     out.print(f"\n[bold underline]{escape(chain.title)}[/]")
     out.print(f"[dim]{escape(chain.sources[0])}[/]")

@@ -21,7 +21,7 @@ import sympy as sp
 
 from bnderive.core import notation as N
 from bnderive.core.graph import ELEMENT, SCALAR, Graph, to_index_notation
-from bnderive.core.spec import Spec
+from bnderive.core.spec import Norm, Spec
 
 
 @dataclass(frozen=True)
@@ -49,21 +49,28 @@ class Adjoint:
         return N.reference(self.name, index if self.elementwise else None)
 
 
+#: The forward quantities a form may define and have checked: ``out[i]``, the layer's output y_i
+#: (TensorFlow's folded forward x·inv + (β − μ·inv) is checked against it).
+FORWARD: tuple[Adjoint, ...] = (Adjoint("out", "y", True, (Term("y", N.y[N.i]),)),)
+
+
 @dataclass(frozen=True)
 class Truth:
-    """The staged adjoints of a graph, in the order a backward pass computes them."""
+    """The staged adjoints of a graph, in the order a backward pass computes them; and the
+    forward quantities a form may define (``FORWARD``), which are not adjoints."""
 
     graph: Graph
     adjoints: tuple[Adjoint, ...]
+    forward: tuple[Adjoint, ...] = FORWARD
 
     def __getitem__(self, name: str) -> Adjoint:
-        for adj in self.adjoints:
+        for adj in self.adjoints + self.forward:
             if adj.name == name:
                 return adj
         raise KeyError(name)
 
     def __contains__(self, name: object) -> bool:
-        return any(adj.name == name for adj in self.adjoints)
+        return any(adj.name == name for adj in self.adjoints + self.forward)
 
     @property
     def names(self) -> list[str]:
@@ -78,15 +85,16 @@ class Truth:
         return inline(self[name].expr, self._definitions())
 
     def definitions(self) -> list[tuple[str, bool, sp.Expr]]:
-        """(name, elementwise, expression) in the order a backward pass computes them."""
-        return [(a.name, a.elementwise, a.expr) for a in self.adjoints]
+        """(name, elementwise, expression) in the order a backward pass computes them, then the
+        forward quantities."""
+        return [(a.name, a.elementwise, a.expr) for a in self.adjoints + self.forward]
 
     def _definitions(self) -> dict[str, tuple[bool, sp.Expr]]:
         defs: dict[str, tuple[bool, sp.Expr]] = {}
         for stage in self.graph.stages:
             if stage.elementwise:
                 defs[stage.name] = (True, stage.at(N.i))
-        for adj in self.adjoints:
+        for adj in self.adjoints + self.forward:
             defs[adj.name] = (adj.elementwise, adj.expr)
         return defs
 
@@ -95,24 +103,47 @@ def derive(spec: Spec | Graph) -> Truth:
     """The ground-truth adjoints for a spec's conventions (any M)."""
     graph = spec if isinstance(spec, Graph) else Graph.build(spec)
     s = graph.spec
-    return Truth(graph, _adjoints(s.training, s.unbiased, s.eps_inside, s.eps_zero))
+    if s.norm is Norm.BATCH:
+        return Truth(graph, _adjoints(s.training, s.unbiased, s.eps_inside, s.eps_zero))
+    return Truth(
+        graph, _adjoints(s.training, s.unbiased, s.eps_inside, s.eps_zero, s.norm.per_set)
+    )
+
+
+#: The family whose graph stands for each kind of per-set mathematics (``Norm.per_set``): the
+#: truth of one reduction set does not depend on how the sets are laid out in the input.
+_PER_SET = {"batch": Norm.BATCH, "layer": Norm.LAYER, "rms": Norm.RMS}
 
 
 @lru_cache(maxsize=16)
 def _adjoints(
-    training: bool, unbiased: bool, eps_inside: bool, eps_zero: bool = False
+    training: bool,
+    unbiased: bool,
+    eps_inside: bool,
+    eps_zero: bool = False,
+    per_set: str = "batch",
 ) -> tuple[Adjoint, ...]:
     """The adjoints depend on the conventions only, not on the sizes: derived once each."""
-    spec = Spec(training=training, unbiased=unbiased, eps_inside=eps_inside, eps_zero=eps_zero, n=2)
+    spec = Spec(
+        training=training,
+        unbiased=unbiased,
+        eps_inside=eps_inside,
+        eps_zero=eps_zero,
+        n=2,
+        norm=_PER_SET[per_set],
+    )
     graph = Graph.build(spec)
     stages = {s.name: s for s in graph.stages}
     order = [s.name for s in graph.stages]  # forward order
     targets = [n for n in reversed(order) if n != "L"] + ["gamma", "beta"]
+    if not spec.norm.has_beta:
+        targets.remove("beta")
     if "x" not in targets:
         targets.insert(targets.index("gamma"), "x")
     if not graph.spec.training:
         targets = [t for t in targets if t not in ("gamma", "beta", "x")]
         targets += ["mu", "var", "x", "gamma", "beta"]
+    per_element = graph.elementwise_leaves | {s.name for s in graph.stages if s.elementwise}
     adjoints: dict[str, Adjoint] = {}
 
     def adjoint_ref(node: str, index: sp.Symbol) -> sp.Expr:
@@ -122,7 +153,7 @@ def _adjoints(
         return adj.reference(index)
 
     for node in targets:
-        elementwise = node in ELEMENT
+        elementwise = node in per_element
         variable = ELEMENT[node] if elementwise else SCALAR[node]
         terms: list[Term] = []
         for consumer in order:

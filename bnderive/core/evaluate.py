@@ -398,7 +398,7 @@ class _Walker:
 
 #: Names whose values are fixed for the life of an environment: inputs and forward stages.
 _STABLE = frozenset(
-    {"x", "g", "ggI", "xhat", "y", "mu", "var", "eps", "gamma", "beta", "ggG", "ggB", "M"}
+    {"x", "g", "ggI", "xhat", "y", "mu", "var", "ms", "eps", "gamma", "beta", "ggG", "ggB", "M"}
 )
 
 

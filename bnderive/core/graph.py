@@ -11,6 +11,14 @@ element.  The same object drives differentiation (``derive``), the teaching view
     L    = Σ_k g_k y_k                         g = ∂L/∂y: free upstream gradient symbols
 
 In eval mode μ and σ² are the running statistics: leaves of the graph, not functions of x.
+
+The relatives (``spec.Norm``) change the graph in two places only.  Where γ and β take one
+value per element of the set (LayerNorm, GroupNorm, RMSNorm) the last stage is y_i = γ_i x̂_i + β_i
+and γ, β are elementwise leaves like x.  RMSNorm has no mean: its statistic is the mean square
+
+    ms   = (1/M) Σ_k x_k²                      and   x̂_i = x_i / √(ms + ε),   y_i = γ_i x̂_i
+
+(no β, as PyTorch's ``nn.RMSNorm``).
 """
 
 from __future__ import annotations
@@ -23,11 +31,15 @@ from bnderive.core import notation as N
 from bnderive.core.spec import Spec
 
 #: One element of each elementwise array, as a plain symbol, so that ``diff`` sees a variable.
-ELEMENT: dict[str, sp.Symbol] = {name: sp.Symbol(f"{name}__e") for name in ("x", "g", "xhat", "y")}
+#: γ and β are elementwise only in the graphs of the families with per-element affine parameters.
+ELEMENT: dict[str, sp.Symbol] = {
+    name: sp.Symbol(f"{name}__e") for name in ("x", "g", "xhat", "y", "gamma", "beta")
+}
 #: The per-set scalars, shared with the index notation.
 SCALAR: dict[str, sp.Symbol] = {
     "mu": N.mu,
     "var": N.var,
+    "ms": N.ms,
     "gamma": N.gamma,
     "beta": N.beta,
     "eps": N.eps,
@@ -82,6 +94,10 @@ class Graph:
         mu, var, gamma, beta, eps = N.mu, N.var, N.gamma, N.beta, N.eps
         M = N.M
         stages: list[Stage] = []
+        if spec.norm.affine_per_element:
+            gamma, beta = ELEMENT["gamma"], ELEMENT["beta"]
+        if not spec.norm.centred:
+            return cls(spec, tuple(_rms_stages(spec, gamma)))
         if spec.training:
             stages.append(Stage("mu", False, x, 1 / M, "the mean of the reduction set"))
             divisor = M - 1 if spec.unbiased else M
@@ -100,9 +116,29 @@ class Graph:
         else:
             scale = sp.sqrt(var + eps) if spec.eps_inside else sp.sqrt(var) + eps
         stages.append(Stage("xhat", True, (x - mu) / scale, None, "the normalized input"))
-        stages.append(Stage("y", True, gamma * xhat + beta, None, "scale by γ, shift by β"))
+        affine = (
+            "scale by γᵢ, shift by βᵢ (one of each per element)"
+            if spec.norm.affine_per_element
+            else "scale by γ, shift by β"
+        )
+        stages.append(Stage("y", True, gamma * xhat + beta, None, affine))
         stages.append(Stage("L", False, g * y, sp.Integer(1), "the loss seen through g = ∂L/∂y"))
         return cls(spec, tuple(stages))
+
+    @property
+    def radicand(self) -> str:
+        """The statistic under the root: 'var' (σ²), or RMSNorm's mean square 'ms'."""
+        return "var" if self.spec.norm.centred else "ms"
+
+    @property
+    def elementwise_leaves(self) -> frozenset[str]:
+        """The inputs that take one value per element: x and g, and γ, β where the family's
+        affine parameters vary within a set."""
+        if self.spec.norm.affine_per_element:
+            return frozenset(
+                {"x", "g", "gamma", "beta"} if self.spec.norm.has_beta else {"x", "g", "gamma"}
+            )
+        return frozenset({"x", "g"})
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:
@@ -118,4 +154,19 @@ class Graph:
     def leaves(self) -> list[str]:
         """Inputs of the graph: x and g per element; γ, β, ε (and the running μ, σ² in eval)."""
         base = ["x", "g", "gamma", "beta", "eps"]
+        if not self.spec.norm.has_beta:
+            base.remove("beta")
         return base if self.spec.training else base + ["mu", "var"]
+
+
+def _rms_stages(spec: Spec, gamma: sp.Expr) -> list[Stage]:
+    """RMSNorm (Zhang & Sennrich 2019): ms = (1/M) Σ x_k², x̂_i = x_i/√(ms + ε), y_i = γ_i x̂_i."""
+    x, xhat, y, g = (ELEMENT[n] for n in ("x", "xhat", "y", "g"))
+    ms, eps = N.ms, N.eps
+    scale = sp.sqrt(ms + eps) if spec.eps_inside else sp.sqrt(ms) + eps
+    return [
+        Stage("ms", False, x**2, 1 / N.M, "the mean square of the reduction set (no mean)"),
+        Stage("xhat", True, x / scale, None, "the input divided by its root mean square"),
+        Stage("y", True, gamma * xhat, None, "scale by γᵢ (one per element; no shift)"),
+        Stage("L", False, g * y, sp.Integer(1), "the loss seen through g = ∂L/∂y"),
+    ]

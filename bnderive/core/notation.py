@@ -8,6 +8,12 @@ Adjoints are named ``d<stage>``: ``dxhat[i]``, ``dvar``, ``dmu``, ``dx[i]``, ``d
 
 Machine-checkable expressions in form files use this notation, written as Python/SymPy syntax:
 ``sum(g[k]*(x[k]-mu), k)`` for Σ_k g_k (x_k − μ), ``delta(i, k)`` for δ_ik.
+
+BatchNorm's relatives (``spec.Norm``) use the same notation per reduction set, with two changes:
+where γ and β take one value per element of the set (LayerNorm, GroupNorm, RMSNorm) they are
+arrays ``gamma[k]``, ``beta[k]`` and so are their adjoints ``dgamma[i]``, ``dbeta[i]`` (the part
+of ∂L/∂γ that element i of this set contributes; ∂L/∂γ sums it over the sets); RMSNorm has no μ
+and no σ², and its statistic is the mean square ``ms`` = (1/M) Σ_k x_k².
 """
 
 from __future__ import annotations
@@ -31,12 +37,17 @@ var = sp.Symbol("var")
 gamma = sp.Symbol("gamma")
 beta = sp.Symbol("beta")
 eps = sp.Symbol("eps")
+#: RMSNorm's statistic, the mean square (1/M) Σ_k x_k²: the σ² of a set whose mean is taken as 0.
+ms = sp.Symbol("ms")
 
 # -- element arrays ---------------------------------------------------------------------------------
 x = sp.IndexedBase("x")
 g = sp.IndexedBase("g")
 xhat = sp.IndexedBase("xhat")
 y = sp.IndexedBase("y")
+#: γ and β of the families whose affine parameters vary within a set (one per element).
+gamma_e = sp.IndexedBase("gamma")
+beta_e = sp.IndexedBase("beta")
 
 # -- inputs of the double backward (PyTorch's names) ----------------------------------------------
 #: Φ = Σ_k ggI_k·dx_k + ggG·dγ + ggB·dβ; its gradients are gI = ∂Φ/∂x, gG = ∂Φ/∂γ, ggO = ∂Φ/∂g.
@@ -60,7 +71,24 @@ QUANTITIES: dict[str, bool] = {
     "gI": True,
     "gG": False,
     "ggO": True,
+    "dms": False,
+    "out": True,  # the layer's output y, a forward quantity (TensorFlow's folded forward)
 }
+
+
+def quantities(per_element_affine: bool = False, centred: bool = True) -> dict[str, bool]:
+    """The quantities of a family, and whether each is one value per element: γ and β per
+    element make dγ, dβ elementwise; RMSNorm (not centred) has dms instead of dvar and dmu."""
+    out = dict(QUANTITIES)
+    if per_element_affine:
+        out.update(dgamma=True, dbeta=True)
+    if not centred:
+        for name in ("dvar", "dmu", "gI", "gG", "ggO"):
+            out.pop(name)
+    else:
+        out.pop("dms")
+    return out
+
 
 #: Names that mean the same thing in published code; a form may use either.
 ALIASES: dict[str, str] = {"dout": "g", "dy": "g", "sigma2": "var", "epsilon": "eps"}
@@ -110,13 +138,13 @@ def reference(name: str, index: sp.Symbol | None) -> sp.Expr:
     return sp.IndexedBase(name)[index]
 
 
-def _namespace() -> dict[str, object]:
+def _namespace(per_element_affine: bool = False, centred: bool = True) -> dict[str, object]:
     names: dict[str, object] = {
         "M": M,
         "mu": mu,
         "var": var,
-        "gamma": gamma,
-        "beta": beta,
+        "gamma": gamma_e if per_element_affine else gamma,
+        "beta": beta_e if per_element_affine else beta,
         "eps": eps,
         "x": x,
         "g": g,
@@ -134,12 +162,17 @@ def _namespace() -> dict[str, object]:
     }
     for idx in INDICES:
         names[str(idx)] = idx
-    for name, elementwise in QUANTITIES.items():
+    for name, elementwise in quantities(per_element_affine, centred).items():
         if name == "dy":
             continue
         names[name] = sp.IndexedBase(name) if elementwise else sp.Symbol(name)
     for alias, target in ALIASES.items():
-        names[alias] = names[target]
+        if target in names:
+            names[alias] = names[target]
+    if not centred:  # RMSNorm: no mean, no variance; the mean square instead
+        for name in ("mu", "var", "sigma2", "ggI", "ggG", "ggB"):
+            names.pop(name, None)
+        names["ms"] = ms
     return names
 
 
@@ -147,13 +180,20 @@ _TRANSFORMS = standard_transformations + (convert_xor, rationalize)
 
 
 def parse(
-    text: str, where: str = "expression", extra: dict[str, sp.Basic] | None = None
+    text: str,
+    where: str = "expression",
+    extra: dict[str, sp.Basic] | None = None,
+    *,
+    per_element_affine: bool = False,
+    centred: bool = True,
 ) -> sp.Expr:
     """Read one expression of the index notation; floats become exact rationals (0.5 → 1/2).
 
-    Unknown names are an error rather than silently becoming new symbols.
+    Unknown names are an error rather than silently becoming new symbols.  ``per_element_affine``
+    reads ``gamma``, ``beta`` as arrays (LayerNorm, GroupNorm, RMSNorm); ``centred=False`` is
+    RMSNorm's notation (``ms``, no ``mu`` and ``var``).
     """
-    namespace = _namespace()
+    namespace = _namespace(per_element_affine, centred)
     namespace.update(extra or {})
     _check_syntax(text, where, namespace)
     try:
@@ -176,11 +216,26 @@ def parse(
     )
     unknown += sorted(str(f.func) + "()" for f in expr.atoms(sp.core.function.AppliedUndef))
     if unknown:
+        if not centred and {"mu", "var"} & set(unknown):
+            raise FormError(
+                f"{where}: {text!r} uses {', '.join(u for u in unknown if u in ('mu', 'var'))}, "
+                "but RMSNorm has no mean and no variance: it divides by √(ms + ε) with the mean "
+                "square ms = sum(x[k]**2, k)/M. Write ms."
+            )
+        stats = "mu, var" if centred else "ms"
         raise FormError(
             f"{where}: unknown name(s) {', '.join(unknown)} in {text!r}. Known names: x, g, xhat, "
-            "y, mu, var, gamma, beta, eps, M, the indices i j k l n p q, and the quantities "
+            f"y, {stats}, gamma, beta, eps, M, the indices i j k l n p q, and the quantities "
             "defined on earlier lines (dxhat, dvar, dmu, dx, dgamma, dbeta)."
         )
+    if per_element_affine:
+        bare = expr.xreplace({a: sp.Dummy() for a in expr.atoms(sp.Indexed)})
+        for node in bare.atoms(sp.IndexedBase):
+            if node.name in ("gamma", "beta"):
+                raise FormError(
+                    f"{where}: {node.name} is written without an index in {text!r}, but here "
+                    f"{node.name} takes one value per element: write {node.name}[i] (or [k] in a sum)."
+                )
     return expr
 
 

@@ -61,7 +61,7 @@ def input_symbols(spec: Spec, channel: int, engine: bool = False) -> dict[str, A
     x = np.array([make(element_name("x", p)) for p in positions], dtype=object)
     g = np.array([make(element_name("g", p)) for p in positions], dtype=object)
     ggi = np.array([make(element_name("ggI", p)) for p in positions], dtype=object)
-    return {
+    out = {
         "x": x,
         "g": g,
         "ggI": ggi,
@@ -70,13 +70,34 @@ def input_symbols(spec: Spec, channel: int, engine: bool = False) -> dict[str, A
         "ggG": make(f"ggG_{channel}"),
         "ggB": make(f"ggB_{channel}"),
     }
+    if spec.norm.affine_per_element:
+        # One γ and β per element: independent symbols, one per element of the set, named by
+        # the index into γ where that is one per element (LayerNorm: γ_d), else by the element's
+        # position.  (GroupNorm shares γ among a channel's elements; a statement proved for
+        # independent γ_k holds for shared ones, and the exact method's permutation symmetry
+        # needs the elements interchangeable.)
+        where = [spec.affine_index(p) for p in positions]
+        if len(set(where)) < len(where):
+            where = positions
+        for name in ("gamma", "beta"):
+            out[name] = np.array([make(element_name(name, p)) for p in where], dtype=object)
+    return out
 
 
-def _with_inputs(env: Env, inputs: dict[str, Any]) -> Env:
-    for name in ("x", "g", "ggI"):
+def affine_arrays(spec: Spec) -> tuple[str, ...]:
+    """The affine parameters that are arrays (one value per element) in this family's sets."""
+    if not spec.norm.affine_per_element:
+        return ()
+    return ("gamma", "beta") if spec.norm.has_beta else ("gamma",)
+
+
+def _with_inputs(env: Env, inputs: dict[str, Any], spec: Spec) -> Env:
+    arrays = affine_arrays(spec)
+    for name in ("x", "g", "ggI", *arrays):
         env.arrays[name] = inputs[name]
     for name in ("gamma", "beta", "ggG", "ggB"):
-        env.scalars[name] = inputs[name]
+        if name not in arrays:
+            env.scalars[name] = inputs[name]
     return env
 
 
@@ -85,9 +106,11 @@ def _forward(
 ) -> Env:
     """Fill in the forward stages (μ, σ² when training; x̂, y) by evaluating the graph.
 
-    ``eps_rule(σ²)`` gives ε once σ² is known (the elimination ε = r² − σ²)."""
-    if eps_rule is not None and "var" in env.scalars:
-        env.scalars["eps"] = eps_rule(env.scalars["var"])
+    ``eps_rule(σ²)`` gives ε once σ² is known (the elimination ε = r² − σ²; RMSNorm's
+    ε = r² − ms)."""
+    radicand = graph.radicand
+    if eps_rule is not None and radicand in env.scalars:
+        env.scalars["eps"] = eps_rule(env.scalars[radicand])
     for stage in graph.stages:
         if stage.name == "L":
             continue
@@ -96,8 +119,8 @@ def _forward(
         else:
             value = evaluate(stage.at(N.i), env)
             env.store(stage.name, expand(value) if expand else value, False)
-        if stage.name == "var" and eps_rule is not None:
-            env.scalars["eps"] = eps_rule(env.scalars["var"])
+        if stage.name == radicand and eps_rule is not None:
+            env.scalars["eps"] = eps_rule(env.scalars[radicand])
     return env
 
 
@@ -115,11 +138,17 @@ def symbolic_env(spec: Spec, channel: int = 0) -> Instance:
     graph = Graph.build(spec)
     inputs = input_symbols(spec, channel)
     env = Env(spec.m, SYMBOLIC, {"x": inputs["x"], "g": inputs["g"]}, {})
-    env.scalars.update(
-        gamma=inputs["gamma"], beta=inputs["beta"], eps=sp.Symbol("epsilon", positive=True)
-    )
-    env.scalars["mu"] = sp.Symbol(f"mu_{channel}", real=True)
-    env.scalars["var"] = sp.Symbol(f"sigma2_{channel}", nonnegative=True)
+    for name in ("gamma", "beta"):
+        if name in affine_arrays(spec):
+            env.arrays[name] = inputs[name]
+        else:
+            env.scalars[name] = inputs[name]
+    env.scalars["eps"] = sp.Symbol("epsilon", positive=True)
+    if spec.norm.centred:
+        env.scalars["mu"] = sp.Symbol(f"mu_{channel}", real=True)
+        env.scalars["var"] = sp.Symbol(f"sigma2_{channel}", nonnegative=True)
+    else:
+        env.scalars["ms"] = sp.Symbol(f"ms_{channel}", nonnegative=True)
     for stage in graph.stages:
         if stage.elementwise:
             env.store(stage.name, evaluate(stage.at(N.i), env, N.i), True)
@@ -132,7 +161,7 @@ def exact_env(spec: Spec, channel: int = 0) -> Instance:
     graph = Graph.build(spec)
     engine = ENGINE is not None
     inputs = input_symbols(spec, channel, engine=engine)
-    env = _with_inputs(Env(spec.m, ENGINE if engine else SYMBOLIC), inputs)
+    env = _with_inputs(Env(spec.m, ENGINE if engine else SYMBOLIC), inputs, spec)
     if engine:
         import symengine as se
 
@@ -142,7 +171,7 @@ def exact_env(spec: Spec, channel: int = 0) -> Instance:
     if not spec.training:
         env.scalars["mu"] = symbol(f"mu_{channel}")
         env.scalars["var"] = symbol(f"sigma2_{channel}")
-    else:
+    elif spec.norm.centred:
         # Centred coordinates: x_k = μ + u_k for k < M and x_M = μ − Σu, a linear change of
         # variables that keeps every identity.  Each x_k − μ is then one symbol, not M terms,
         # which keeps the expansions small (they dominate the exact check).
@@ -179,8 +208,14 @@ def point_env(spec: Spec, channel: int, point: dict[str, Any], backend: Backend)
         env.arrays[name] = np.fromiter(
             map(exact_ints, point[name]), dtype=float if backend is FLOAT else object, count=spec.m
         )
+    arrays = affine_arrays(spec)
+    for name in arrays:
+        env.arrays[name] = np.fromiter(
+            map(conv, point[name]), dtype=float if backend is FLOAT else object, count=spec.m
+        )
     for name in ("gamma", "beta", "ggG", "ggB"):
-        env.scalars[name] = conv(point[name])
+        if name not in arrays and name in point:
+            env.scalars[name] = conv(point[name])
     if not spec.training:
         env.scalars.update(mu=conv(point["mu"]), var=conv(point["var"]))
     rule = None
@@ -218,7 +253,9 @@ def random_point(spec: Spec, seed: int, spread: int) -> dict[str, Any]:
     point["ggI"] = distinct(m)
     point["ggG"] = rng.choice([v for v in (-3, -2, 2, 3, spread) if v != 0])
     point["ggB"] = rng.choice([v for v in (-2, 3, -spread) if v != 0])
-    if spec.training:
+    if not spec.norm.centred:
+        var = Fraction(sum(v * v for v in x), m)  # RMSNorm's mean square stands for σ²
+    elif spec.training:
         # σ² = (Σx² − (Σx)²/M)/divisor, in integers until the last step
         divisor = m - 1 if spec.unbiased else m
         total = sum(x)
@@ -234,6 +271,16 @@ def random_point(spec: Spec, seed: int, spread: int) -> dict[str, Any]:
         point["r"] = floor + rng.randint(0, spread)
     else:
         point["eps"] = Fraction(rng.randint(1, spread), spread + 1)
+    if spec.norm.affine_per_element:
+        # One γ and β per element, drawn last (the BatchNorm points stay what they were): γ_k
+        # avoids 0 and ±1 and is not constant over the set, so a γ pulled out of a sum shows.
+        choices = [v for v in range(-spread - 2, spread + 3) if v not in (0, 1, -1)]
+        while True:
+            point["gamma"] = [rng.choice(choices) for _ in range(m)]
+            if m < 2 or len(set(point["gamma"])) > 1:
+                break
+        if spec.norm.has_beta:
+            point["beta"] = [rng.randint(-spread, spread) for _ in range(m)]
     return point
 
 
@@ -251,6 +298,9 @@ def modular_point_env(spec: Spec, seed: int) -> Instance:
         inputs[name] = env.arrays[name]
     for name in ("gamma", "beta", "ggG", "ggB"):
         env.scalars[name] = inputs[name] = int(draw.integers(0, P))
+    for name in affine_arrays(spec):
+        del env.scalars[name]
+        env.arrays[name] = inputs[name] = draw.integers(0, P, size=spec.m, dtype=np.int64)
 
     def rule(v: Any) -> int:
         return (r * r - int(v)) % P

@@ -21,6 +21,9 @@ from bnderive.core.points import symbolic_env
 from bnderive.core.spec import Spec
 
 _SCALARS_UNICODE = {"mu": "μ", "var": "σ²", "eps": "ε", "gamma": "γ", "beta": "β", "epsilon": "ε"}
+#: Arrays named like a scalar where a family indexes them per element (γᵢ, βᵢ of LayerNorm).
+_ARRAYS_UNICODE = {"xhat": "x̂", "gamma": "γ", "beta": "β"}
+_ARRAYS_LATEX = {"xhat": r"\hat{x}", "gamma": r"\gamma", "beta": r"\beta"}
 _SCALARS_LATEX = {
     "mu": r"\mu",
     "var": r"\sigma^{2}",
@@ -28,6 +31,7 @@ _SCALARS_LATEX = {
     "epsilon": r"\epsilon",
     "gamma": r"\gamma",
     "beta": r"\beta",
+    "ms": r"\mathrm{ms}",
 }
 _ADJOINT_OF = {
     "dy": "y",
@@ -37,6 +41,7 @@ _ADJOINT_OF = {
     "dx": "x",
     "dgamma": "γ",
     "dbeta": "β",
+    "dms": "ms",
 }
 _ADJOINT_OF_LATEX = {
     "dy": "y",
@@ -46,7 +51,10 @@ _ADJOINT_OF_LATEX = {
     "dx": "x",
     "dgamma": r"\gamma",
     "dbeta": r"\beta",
+    "dms": r"\mathrm{ms}",
 }
+#: Adjoints of the composite Linear → BatchNorm → ReLU (core.composite), always indexed.
+_COMPOSITE_OF = {"dW": "W", "dX": "X", "dh": "h", "db": "b"}
 _SUB = str.maketrans(
     dict(zip("0123456789+-=()aeijklmnoprstuvx", "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₐₑᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ", strict=True))
 )
@@ -74,6 +82,8 @@ class UnicodePrinter(StrPrinter):
             return f"{prefix}σ²{subscript(sub)}"
         if base in ("dmu",):
             return f"∂L/∂μ{subscript(sub)}"
+        if base == "dms":
+            return f"∂L/∂ms{subscript(sub)}"
         greek = {"mu": "μ", "gamma": "γ", "beta": "β", "xhat": "x̂", "r": "r"}.get(base, base)
         return greek + subscript(sub)
 
@@ -82,7 +92,9 @@ class UnicodePrinter(StrPrinter):
         index = subscript("".join(self._print(i) for i in expr.indices))
         if name in _ADJOINT_OF:
             return f"∂L/∂{_ADJOINT_OF[name]}{index}"
-        return {"xhat": "x̂"}.get(name, name) + index
+        if name in _COMPOSITE_OF:
+            return f"∂L/∂{_COMPOSITE_OF[name]}{index}"
+        return _ARRAYS_UNICODE.get(name, name) + index
 
     def _print_Sum(self, expr: sp.Sum) -> str:
         indices = "".join(self._print(limit[0]) for limit in expr.limits)
@@ -120,6 +132,12 @@ class UnicodePrinter(StrPrinter):
             of = f"({of})"
         return f"∂{of}/∂{self._print(expr.args[1])}"
 
+    def _print_Positive(self, expr: sp.Expr) -> str:  # ReLU's derivative (core.composite)
+        return f"[{self._print(expr.args[0])} > 0]"
+
+    def _print_Max(self, expr: sp.Expr) -> str:
+        return f"max({', '.join(self._print(a) for a in expr.args)})"
+
 
 class TexPrinter(LatexPrinter):
     """LaTeX in the posts' notation: \\hat{x}_k, \\sigma^{2}, \\frac{\\partial L}{\\partial \\mu}."""
@@ -139,6 +157,10 @@ class TexPrinter(LatexPrinter):
             return rf"\frac{{\partial L}}{{\partial \sigma^{{2}}_{{{sub}}}}}"
         if base == "dmu":
             return rf"\frac{{\partial L}}{{\partial \mu_{{{sub}}}}}"
+        if base == "ms":
+            return rf"\mathrm{{ms}}_{{{sub}}}"
+        if base == "dms":
+            return rf"\frac{{\partial L}}{{\partial \mathrm{{ms}}_{{{sub}}}}}"
         return super()._print_Symbol(expr, style)
 
     def _print_Partial(self, expr: sp.Expr) -> str:
@@ -147,12 +169,17 @@ class TexPrinter(LatexPrinter):
             of = rf"\left({of}\right)"
         return rf"\frac{{\partial {of}}}{{\partial {self._print(expr.args[1])}}}"
 
+    def _print_Positive(self, expr: sp.Expr) -> str:  # ReLU's derivative (core.composite)
+        return rf"\mathbb{{1}}\left[{self._print(expr.args[0])} > 0\right]"
+
     def _print_Indexed(self, expr: sp.Indexed) -> str:
         name = str(expr.base.label)
         index = "".join(self._print(i) for i in expr.indices)
         if name in _ADJOINT_OF_LATEX:
             return rf"\frac{{\partial L}}{{\partial {_ADJOINT_OF_LATEX[name]}_{{{index}}}}}"
-        base = {"xhat": r"\hat{x}"}.get(name, name)
+        if name in _COMPOSITE_OF:
+            return rf"\frac{{\partial L}}{{\partial {_COMPOSITE_OF[name]}_{{{index}}}}}"
+        base = _ARRAYS_LATEX.get(name, name)
         return f"{base}_{{{index}}}"
 
 
@@ -181,6 +208,7 @@ class Step:
 _LHS = {
     "mu": sp.Symbol("mu"),
     "var": sp.Symbol("var"),
+    "ms": sp.Symbol("ms"),
     "xhat": sp.IndexedBase("xhat")[INDEX_I],
     "y": sp.IndexedBase("y")[INDEX_I],
     "L": sp.Symbol("L"),
@@ -195,6 +223,26 @@ _MEANING = {
     "dgamma": "γ scales every x̂",
     "dbeta": "β shifts every y",
 }
+#: Where γ and β are one per element (LayerNorm, GroupNorm, RMSNorm), each is used by one element
+#: of a set: the set's part of ∂L/∂γᵢ is one term, and ∂L/∂γ adds the parts of every set.
+_MEANING_PER_ELEMENT = {
+    "dxhat": "through yᵢ = γᵢx̂ᵢ + βᵢ",
+    "dgamma": "γᵢ scales x̂ᵢ: this set's part; ∂L/∂γ adds it up over the sets that share γᵢ",
+    "dbeta": "βᵢ shifts yᵢ: this set's part; ∂L/∂β adds it up over the sets",
+    "dms": "x̂ depends on the mean square ms (x held fixed)",
+    "dx": "x reaches L through x̂ and through ms",
+}
+
+
+def meaning(spec: Spec, name: str) -> str:
+    """What an adjoint's line says, in words, for the spec's family."""
+    if spec.norm.affine_per_element and name in _MEANING_PER_ELEMENT:
+        if name == "dx" and spec.norm.centred:
+            return _MEANING[name]
+        if name == "dxhat" and not spec.norm.has_beta:
+            return "through yᵢ = γᵢx̂ᵢ"
+        return _MEANING_PER_ELEMENT[name]
+    return _MEANING.get(name, "")
 
 
 def derivation_view(spec: Spec, instantiate: bool = True) -> list[Step]:
@@ -214,7 +262,7 @@ def derivation_view(spec: Spec, instantiate: bool = True) -> list[Step]:
                 adj.expr,
                 tuple((t.via, t.expr) for t in adj.terms),
                 sp.Integer(0),
-                _MEANING.get(adj.name, ""),
+                meaning(spec, adj.name),
             )
             for adj in truth.adjoints
         ]
@@ -223,7 +271,7 @@ def derivation_view(spec: Spec, instantiate: bool = True) -> list[Step]:
     steps: list[Step] = []
     for stage in graph.stages:
         general = stage.at(INDEX_I)
-        if stage.name in ("mu", "var"):
+        if stage.name in ("mu", "var", "ms"):
             instance = evaluate(general, env)
         else:
             value = evaluate(general, env, INDEX_I if stage.elementwise else None)
@@ -249,7 +297,7 @@ def derivation_view(spec: Spec, instantiate: bool = True) -> list[Step]:
                 adj.expr,
                 paths,
                 instance,
-                _MEANING.get(adj.name, ""),
+                meaning(spec, adj.name),
             )
         )
     return steps

@@ -13,6 +13,10 @@ notation of ``notation.py`` and keeps the LaTeX as published, for display::
     epsilon = "inside"     # or "outside" (√σ² + ε)
     training = true        # false: eval mode, μ and σ² are the running statistics
 
+A form of one of BatchNorm's relatives says so: ``norm = "layer"`` (or ``instance``, ``group``,
+``rms``); its γ and β are then ``gamma[k]``, ``beta[k]`` where they vary within a reduction set
+(LayerNorm, GroupNorm, RMSNorm), and RMSNorm's statistic is ``ms`` (see ``notation``).
+
     [[equations]]
     defines = "dbeta"
     latex = '\\frac{\\partial L}{\\partial \\beta} = \\sum_i \\frac{\\partial L}{\\partial y_i}'
@@ -32,7 +36,7 @@ from pathlib import Path
 import sympy as sp
 
 from bnderive.core import notation as N
-from bnderive.core.spec import Mode, Spec, conventions_text
+from bnderive.core.spec import Mode, Norm, Spec, conventions_text
 from bnderive.errors import FormError
 
 _DEFINES = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*(?:\[\s*([a-z])\s*\])?\s*$")
@@ -93,15 +97,25 @@ class Form:
     notes: tuple[str, ...] = field(default_factory=tuple)
     order: int = 1  # 2: a double backward (gI, gG, ggO)
     eps_zero: bool = False  # ε = 0: a post that never writes ε normalizes by √σ²
+    norm: Norm = Norm.BATCH  # the family the form is a derivation for
 
     def conventions(self) -> str:
         """'training, biased variance, ε inside √': the form's conventions in words."""
-        return conventions_text(self.training, self.unbiased, self.eps_inside, self.eps_zero)
+        return conventions_text(
+            self.training, self.unbiased, self.eps_inside, self.eps_zero, norm=self.norm
+        )
 
     def spec(self, base: Spec) -> Spec:
-        """``base`` with this form's conventions."""
+        """``base`` with this form's conventions.  A base of the same per-set mathematics keeps
+        its family (a LayerNorm form checked as GroupNorm); otherwise the form's family is used,
+        with the base's layout and sizes."""
+        norm = base.norm if base.norm.per_set == self.norm.per_set else self.norm
+        same = norm is base.norm
+        mode = base.mode
+        if not same and mode not in self.modes:  # InstanceNorm, GroupNorm: (N, C, H, W) only
+            mode = self.modes[0]
         return Spec(
-            mode=base.mode,
+            mode=mode,
             n=base.n,
             c=base.c,
             h=base.h,
@@ -110,6 +124,9 @@ class Form:
             unbiased=self.unbiased,
             eps_inside=self.eps_inside,
             eps_zero=self.eps_zero,
+            norm=norm,
+            groups=base.groups if same else 1,
+            last_axes=base.last_axes if same else None,
         )
 
     def equation(self, name: str) -> Equation:
@@ -119,8 +136,11 @@ class Form:
         raise KeyError(name)
 
 
-def load_form(path: str | Path, text: str | None = None) -> Form:
-    """Read one form file; every problem is a ``FormError`` naming the file and the equation."""
+def load_form(path: str | Path, text: str | None = None, norm: Norm | None = None) -> Form:
+    """Read one form file; every problem is a ``FormError`` naming the file and the equation.
+
+    ``norm`` is the family the caller expects (``--norm``): a file without a ``norm`` key is
+    read as that family; a file that names a family of other per-set mathematics is an error."""
     path = Path(path)
     where = str(path)
     if text is None:
@@ -138,11 +158,13 @@ def load_form(path: str | Path, text: str | None = None) -> Form:
         raise FormError(
             f"{where}: not valid TOML ({exc}). See `bnderive forms --example` for the format."
         ) from None
-    return form_from_dict(data, where)
+    return form_from_dict(data, where, norm)
 
 
-def form_from_dict(data: dict, where: str) -> Form:
-    """A form from the parsed TOML table ``data``; ``where`` names it in error messages."""
+def form_from_dict(data: dict, where: str, norm: Norm | None = None) -> Form:
+    """A form from the parsed TOML table ``data``; ``where`` names it in error messages.
+    ``norm``: see ``load_form``."""
+    expected = norm
 
     def need(key: str, kind: type) -> object:
         if key not in data:
@@ -170,20 +192,47 @@ def form_from_dict(data: dict, where: str) -> Form:
         raise FormError(f"{where}: conventions.epsilon is {epsilon!r}; use 'inside' or 'outside'.")
     if not isinstance(training, bool):
         raise FormError(f"{where}: conventions.training must be true or false.")
-    modes_raw = data.get("modes", ["per-activation", "spatial"])
+    try:
+        norm = Norm.parse(data.get("norm", expected.value if expected else "batch"))
+    except Exception as exc:
+        raise FormError(f"{where}: norm: {exc}") from None
+    if expected is not None and norm.per_set != expected.per_set:
+        raise FormError(
+            f'{where}: the form is a derivation for {norm.title} (norm = "{norm.value}"), '
+            f"not for {expected.title}: check it with --norm {norm.value}."
+        )
+    if expected is not None:
+        norm = expected
+    if norm is not Norm.BATCH and not training:
+        raise FormError(
+            f"{where}: conventions.training = false is BatchNorm's eval mode; {norm.title} "
+            "normalizes every sample by its own statistics and has no eval mode."
+        )
+    if norm is Norm.RMS and variance == "unbiased":
+        raise FormError(f"{where}: RMSNorm has no variance; conventions.variance does not apply.")
+    # InstanceNorm and GroupNorm take (N, C, H, W) input only.
+    spatial_only = norm in (Norm.INSTANCE, Norm.GROUP)
+    modes_raw = data.get("modes", ["spatial"] if spatial_only else ["per-activation", "spatial"])
     try:
         modes = tuple(Mode.parse(m) for m in modes_raw)
     except Exception as exc:
         raise FormError(f"{where}: modes: {exc}") from None
+    if spatial_only and expected is not None:  # a LayerNorm form checked as GroupNorm
+        modes = (Mode.SPATIAL,)
+    if spatial_only and Mode.PER_ACTIVATION in modes:
+        raise FormError(f'{where}: {norm.title} takes (N, C, H, W) input: modes = ["spatial"].')
 
     order = data.get("order", 1)
     if order not in (1, 2) or isinstance(order, bool):
         raise FormError(f"{where}: order = {order!r}; use 1 (backward) or 2 (double backward).")
+    if order == 2 and norm is not Norm.BATCH:
+        raise FormError(f"{where}: the double backward (order = 2) is derived for BatchNorm only.")
     raw_equations = need("equations", list)
     if not raw_equations:
         raise FormError(f"{where}: the form has no equations; add [[equations]] tables.")
     equations: list[Equation] = []
     defined: dict[str, sp.Basic] = {}
+    known = N.quantities(norm.affine_per_element, norm.centred)
     for number, entry in enumerate(raw_equations, start=1):
         at = f"{where}, equation {number}"
         if not isinstance(entry, dict) or "defines" not in entry or "expr" not in entry:
@@ -196,12 +245,12 @@ def form_from_dict(data: dict, where: str) -> Form:
             )
         qname, index_name = match.group(1), match.group(2)
         index = sp.Symbol(index_name, integer=True) if index_name else None
-        if qname in N.QUANTITIES and N.QUANTITIES[qname] != (index is not None):
-            want = f"{qname}[i]" if N.QUANTITIES[qname] else qname
+        if qname in known and known[qname] != (index is not None):
+            want = f"{qname}[i]" if known[qname] else qname
             raise FormError(
-                f"{at}: {qname} is {'per element' if N.QUANTITIES[qname] else 'one value per channel'}; write defines = {want!r}."
+                f"{at}: {qname} is {'per element' if known[qname] else 'one value per channel'}; write defines = {want!r}."
             )
-        inputs = {"x", "g", "xhat", "y", "mu", "var", "gamma", "beta", "eps", "M"}
+        inputs = {"x", "g", "xhat", "y", "mu", "var", "gamma", "beta", "eps", "M", "ms"}
         # The double backward's inputs too: the evaluator memoizes sums over inputs, so a line
         # that redefined ggB would make later sums read a stale value (a false "holds").
         inputs |= {"ggI", "ggG", "ggB"}
@@ -209,7 +258,13 @@ def form_from_dict(data: dict, where: str) -> Form:
             raise FormError(
                 f"{at}: {qname} is an input or a forward stage and cannot be redefined."
             )
-        expr = N.parse(str(entry["expr"]), where=at, extra=defined)
+        expr = N.parse(
+            str(entry["expr"]),
+            where=at,
+            extra=defined,
+            per_element_affine=norm.affine_per_element,
+            centred=norm.centred,
+        )
         if index is not None and index != N.i:
             if N.i in expr.atoms(sp.Symbol):  # renaming would clash with (or capture into) i
                 raise FormError(
@@ -235,4 +290,5 @@ def form_from_dict(data: dict, where: str) -> Form:
         path=where,
         notes=tuple(str(n) for n in data.get("notes", [])),
         order=order,
+        norm=norm,
     )

@@ -73,9 +73,11 @@ def check_forms(
     trials: int = 3,
     jobs: int = 1,
     done: Callable[[Unit], None] | None = None,
+    groups: int = 1,
 ) -> CheckResult:
     """Run every method on every form (``Plan``), then name the known mistake of each refuted
-    line (``diagnose``) and write what each wrong or open line is off by (``residual``)."""
+    line (``diagnose``) and write what each wrong or open line is off by (``residual``).
+    ``groups`` is GroupNorm's G for the forms of that family."""
     import time
 
     plan = Plan(
@@ -86,6 +88,7 @@ def check_forms(
         tuple(shapes),
         m_random,
         trials,
+        groups,
     )
     started = time.perf_counter()
     verdicts = plan.run(jobs, done)

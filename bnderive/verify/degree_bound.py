@@ -17,7 +17,7 @@ import sympy as sp
 
 from bnderive.core import notation as N
 
-_LEAF_DEGREE = {N.mu: 1, N.var: 2, N.eps: 2, N.gamma: 1, N.beta: 1}
+_LEAF_DEGREE = {N.mu: 1, N.var: 2, N.ms: 2, N.eps: 2, N.gamma: 1, N.beta: 1}
 
 
 def degree_bound(expr: sp.Expr, m: int = 4096) -> tuple[int, int]:

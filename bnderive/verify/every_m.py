@@ -20,7 +20,7 @@ use a relation the rewrite does not know); it is reported with the leftover term
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy as sp
 
@@ -39,6 +39,17 @@ _R = sp.Symbol("r", positive=True)  # √(σ²+ε), or √σ² when ε is outsid
 class GeneralResult:
     zero: bool
     leftover: sp.Expr
+    #: The opaque reductions of the leftover: symbol → Σ_k summand (summation index ``k_``).
+    reductions: dict[sp.Expr, sp.Expr] = field(default_factory=dict)
+
+    def readable(self) -> sp.Expr:
+        """The leftover with its opaque reductions written as sums again and r as the root."""
+        k = sp.Symbol("k", integer=True)
+        back: dict[sp.Expr, sp.Expr] = {}
+        for summand, head in self.reductions.items():
+            if isinstance(head, sp.Symbol):
+                back[head] = N.reduce_sum(summand.xreplace({_K: k}), k)
+        return self.leftover.xreplace(back)
 
 
 class _Reducer(SumRewriter):
@@ -51,7 +62,10 @@ class _Reducer(SumRewriter):
     def reduction(self, summand: sp.Expr, index: sp.Symbol) -> sp.Expr:
         """Σ_k summand(k): Σx and Σx² from the statistics, anything else an opaque symbol."""
         summand = summand.xreplace({index: _K})  # the canonical index: equal sums meet
-        if self.spec.training:
+        if not self.spec.norm.centred:  # RMSNorm: Σ x_k² = M·ms, and Σ x_k is no statistic
+            if summand == N.x[_K] ** 2:
+                return N.M * self._var()
+        elif self.spec.training:
             x = N.x[_K]
             if summand == x:
                 return N.M * N.mu
@@ -70,24 +84,30 @@ class _Reducer(SumRewriter):
         return head(*free) if free else head
 
     def _var(self) -> sp.Expr:
-        return N.var if self.spec.eps_inside and not self.spec.eps_zero else _R**2
+        return _radicand(self.spec) if self.spec.eps_inside and not self.spec.eps_zero else _R**2
+
+
+def _radicand(spec: Spec) -> sp.Symbol:
+    """The statistic under the root: σ², or RMSNorm's mean square."""
+    return N.var if spec.norm.centred else N.ms
 
 
 def prove(truth_expr: sp.Expr, form_expr: sp.Expr, spec: Spec) -> GeneralResult:
     """Is truth − form zero for every M?"""
     diff = truth_expr - form_expr
+    stat = _radicand(spec)
     if spec.eps_zero:
         diff = diff.xreplace({N.eps: sp.Integer(0)})
     if spec.eps_inside and not spec.eps_zero:
-        diff = diff.xreplace({N.eps: _R**2 - N.var})
+        diff = diff.xreplace({N.eps: _R**2 - stat})
     else:
-        diff = diff.xreplace({N.var: _R**2})
+        diff = diff.xreplace({stat: _R**2})
     reducer = _Reducer(spec)
     reduced = reducer.rewrite(diff)
     if spec.eps_inside and not spec.eps_zero:
-        reduced = reduced.xreplace({N.eps: _R**2 - N.var})
+        reduced = reduced.xreplace({N.eps: _R**2 - stat})
     leftover = sp.cancel(sp.together(reduced))
-    return GeneralResult(leftover == 0, leftover)
+    return GeneralResult(leftover == 0, leftover, dict(reducer.opaque))
 
 
 def definitions_of(form: Form, truth: Truth | SecondOrderTruth) -> dict[str, tuple[bool, sp.Expr]]:

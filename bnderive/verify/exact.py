@@ -15,7 +15,8 @@ from functools import lru_cache
 import sympy as sp
 
 from bnderive.core.points import Instance, exact_env
-from bnderive.core.spec import Mode, Spec
+from bnderive.core.spec import Mode, Norm, Spec
+from bnderive.errors import SpecError
 from bnderive.read.forms import Equation, Form
 from bnderive.verify.lines import (
     Outcome,
@@ -177,7 +178,7 @@ def _decide(form: Form, pairs: Sequence[_Pair], specs: Sequence[Spec], scope: st
     undecided: dict[int, str] = {}
     seconds = {p.eq.number: 0.0 for p in pairs}
     for spec in specs:
-        for channel in range(spec.c):
+        for channel in range(spec.sets):
             t0 = time.perf_counter()
             inst, true = _exact_instance(spec, channel, form.order)
             mine = run_lines(form_definitions(form), inst.env)
@@ -271,12 +272,46 @@ def _decide_pair(
 
 
 # -- the default plan -------------------------------------------------------------------------------
-def default_exact_specs(mode: Mode, n_values: Sequence[int] = range(1, 7)) -> list[Spec]:
+def default_exact_specs(
+    mode: Mode, n_values: Sequence[int] = range(1, 7), norm: Norm = Norm.BATCH, groups: int = 1
+) -> list[Spec]:
+    """BatchNorm: N = 1..6 with one feature and (3, 2); (2,1,2,2) and (2,2,2,3).  The relatives,
+    whose sets are samples: one sample with M = 1..6 and two samples (two reduction sets at
+    once); see ``family_specs``."""
+    if norm is not Norm.BATCH:
+        return family_specs(mode, norm, groups, n_values)
     if mode is Mode.PER_ACTIVATION:
         return [Spec(Mode.PER_ACTIVATION, n=n, c=1) for n in n_values] + [
             Spec(Mode.PER_ACTIVATION, n=3, c=2)
         ]
     return [Spec(Mode.SPATIAL, n=2, c=1, h=2, w=2), Spec(Mode.SPATIAL, n=2, c=2, h=2, w=3)]
+
+
+def family_specs(
+    mode: Mode, norm: Norm, groups: int = 1, sizes: Sequence[int] | None = None
+) -> list[Spec]:
+    """The exact method's sizes for LayerNorm, InstanceNorm, GroupNorm and RMSNorm.
+
+    ``sizes`` are sizes M of one reduction set (default 1..6 for (N, D) input); each is checked
+    on one sample, and one more shape has several sets (with γ per element, every set reads
+    its own γ_k, so the sets differ).  For (N, C, H, W) input: LayerNorm and RMSNorm
+    (1, 1, 2, 2) and (2, 2, 1, 3) over (C, H, W); InstanceNorm (1, 1, 2, 2) and (2, 2, 1, 3);
+    GroupNorm (1, G, 2, 2)·… with M = C/G·H·W = 4 and (2, 2G, 1, 3)."""
+    layer = norm in (Norm.LAYER, Norm.RMS)
+    if mode is Mode.PER_ACTIVATION:
+        if not layer:
+            raise SpecError(f"{norm.title} takes (N, C, H, W) input: use --mode spatial.")
+        ms = list(sizes) if sizes is not None else list(range(1, 7))
+        out = [Spec(Mode.PER_ACTIVATION, n=1, c=m, norm=norm) for m in ms]
+        return out + ([Spec(Mode.PER_ACTIVATION, n=2, c=3, norm=norm)] if sizes is None else [])
+    g = groups if norm is Norm.GROUP else 1
+    extra = {"groups": g} if norm is Norm.GROUP else {}
+    if sizes is not None:  # one sample, M = 1·1·m (per group: C/G = 1)
+        return [Spec(Mode.SPATIAL, n=1, c=g, h=1, w=m, norm=norm, **extra) for m in sizes]
+    return [
+        Spec(Mode.SPATIAL, n=1, c=g, h=2, w=2, norm=norm, **extra),
+        Spec(Mode.SPATIAL, n=2, c=2 * g, h=1, w=3, norm=norm, **extra),
+    ]
 
 
 def valid_specs(form: Form, specs: Sequence[Spec]) -> list[Spec]:
@@ -292,16 +327,23 @@ def valid_specs(form: Form, specs: Sequence[Spec]) -> list[Spec]:
 
 
 def exact_plan(
-    mode: Mode, n_values: Sequence[int] | None = None, shapes: Sequence[Spec] = ()
+    mode: Mode,
+    n_values: Sequence[int] | None = None,
+    shapes: Sequence[Spec] = (),
+    norm: Norm = Norm.BATCH,
+    groups: int = 1,
 ) -> list[Spec]:
     """The explicit sizes the exact method checks in ``mode``: the given shapes of that mode if
     any; else for given N, (N, 1) or (N, 1, 2, 2); else the defaults: N = 1..6 with one feature
-    and (3, 2) for PER_ACTIVATION, (2,1,2,2) and (2,2,2,3) for SPATIAL."""
+    and (3, 2) for PER_ACTIVATION, (2,1,2,2) and (2,2,2,3) for SPATIAL.  For the relatives
+    ``n_values`` are sizes M of one reduction set (``family_specs``)."""
     own = [s for s in shapes if s.mode is mode]
     if own:
         return own
     if shapes:
         return []
+    if norm is not Norm.BATCH:
+        return family_specs(mode, norm, groups, n_values)
     if n_values is None:
         return default_exact_specs(mode)
     if mode is Mode.PER_ACTIVATION:
@@ -310,9 +352,13 @@ def exact_plan(
 
 
 def check_exact_mode(
-    form: Form, mode: Mode, n_values: Sequence[int] | None = None, shapes: Sequence[Spec] = ()
+    form: Form,
+    mode: Mode,
+    n_values: Sequence[int] | None = None,
+    shapes: Sequence[Spec] = (),
+    groups: int = 1,
 ) -> list[Verdict]:
-    specs = valid_specs(form, exact_plan(mode, n_values, shapes))
+    specs = valid_specs(form, exact_plan(mode, n_values, shapes, form.norm, groups))
     if not specs:
         return []
     ms = sorted({s.m for s in specs})

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from bnderive.core.spec import Mode, Spec
+from bnderive.core.spec import Mode, Norm, Spec
 from bnderive.read.forms import Form
 from bnderive.verify.every_m import general_check
 from bnderive.verify.exact import check_exact_mode
@@ -46,6 +46,7 @@ class Plan:
     shapes: tuple[Spec, ...] = ()
     m_random: int = 4096
     trials: int = 3
+    groups: int = 1  # GroupNorm's G, for the forms of that family
 
     def units(self) -> list[Unit]:
         out: list[Unit] = []
@@ -64,20 +65,34 @@ class Plan:
                     out.extend(Unit(form, m, method) for m in modes)
         return out
 
+    def base(self, form: Form, mode: Mode | None) -> Spec:
+        """A spec of the form's family and layout (the every-M proof's conventions)."""
+        mode = mode or form.modes[0]
+        if form.norm is Norm.BATCH:
+            return Spec(mode)
+        return large_spec(mode, 4, form.norm, self.groups)
+
+    def large(self, form: Form, mode: Mode) -> Spec:
+        return large_spec(mode, self.m_random, form.norm, self.groups)
+
     def run_unit(self, unit: Unit) -> list[Verdict]:
         if unit.method == "general":
-            return general_check(unit.form, Spec(unit.mode or Mode.PER_ACTIVATION), unit.mode)
+            return general_check(unit.form, self.base(unit.form, unit.mode), unit.mode)
         if unit.method == "exact":
-            return check_exact_mode(unit.form, unit.mode, self.n_values, self.shapes)
-        return random_check(unit.form, large_spec(unit.mode, self.m_random), self.trials)
+            return check_exact_mode(unit.form, unit.mode, self.n_values, self.shapes, self.groups)
+        return random_check(unit.form, self.large(unit.form, unit.mode), self.trials)
 
     def warm(self) -> None:
         """Fill the caches every unit reads, before any worker is forked."""
         for form in self.forms:
             for mode in self.modes:
-                truth_of(form.order, form.spec(Spec(mode)))
-                if "random" in self.methods and mode in form.modes:
-                    warm_random_truth(form, large_spec(mode, self.m_random), self.trials)
+                if mode not in form.modes:
+                    if form.norm is Norm.BATCH:  # as before: the truth of both layouts
+                        truth_of(form.order, form.spec(Spec(mode)))
+                    continue
+                truth_of(form.order, form.spec(self.base(form, mode)))
+                if "random" in self.methods:
+                    warm_random_truth(form, self.large(form, mode), self.trials)
 
     def run(self, jobs: int = 1, done: Callable[[Unit], None] | None = None) -> list[Verdict]:
         """Every verdict, in the order of ``units()``; ``done`` is told as each unit ends."""
@@ -152,8 +167,10 @@ def check_form(
     trials: int = 3,
     shapes: Sequence[Spec] = (),
     jobs: int = 1,
+    groups: int = 1,
 ) -> list[Verdict]:
-    """Every verdict for one form: the every-M proof, then each mode × method."""
+    """Every verdict for one form: the every-M proof, then each mode × method.  The form's
+    family (``form.norm``) decides the layouts; ``groups`` is GroupNorm's G."""
     plan = Plan(
         (form,),
         tuple(modes),
@@ -162,5 +179,6 @@ def check_form(
         tuple(shapes),
         m_random,
         trials,
+        groups,
     )
     return plan.run(jobs)

@@ -22,7 +22,7 @@ from bnderive.core.double_backward import SecondOrderTruth
 from bnderive.core.evaluate import RATIONAL, NotRational
 from bnderive.core.finite_field import P
 from bnderive.core.points import Instance, modular_point_env, point_env, random_point
-from bnderive.core.spec import Mode, Spec
+from bnderive.core.spec import Mode, Norm, Spec
 from bnderive.errors import BnderiveError
 from bnderive.read.forms import Equation, Form
 from bnderive.verify.degree_bound import degree_bound
@@ -42,14 +42,25 @@ from bnderive.verify.witness import describe_point, entry_label, fmt
 SPREAD = 2**20
 
 
-def large_spec(mode: Mode, m: int = 4096) -> Spec:
-    """A one-channel spec with M = m: (m, 1) or (n, 1, h, w) with n·h·w = m."""
+def large_spec(mode: Mode, m: int = 4096, norm: Norm = Norm.BATCH, groups: int = 1) -> Spec:
+    """A one-set spec with M = m: BatchNorm (m, 1) or (n, 1, h, w) with n·h·w = m; for the
+    relatives one sample: LayerNorm, RMSNorm (1, m) or (1, c, h, w) with c·h·w = m,
+    InstanceNorm (1, 1, h, w) with h·w = m, GroupNorm (1, G·c, h, w) with c·h·w = m."""
     if mode is Mode.PER_ACTIVATION:
-        return Spec(Mode.PER_ACTIVATION, n=m, c=1)
+        if norm is Norm.BATCH:
+            return Spec(Mode.PER_ACTIVATION, n=m, c=1)
+        return Spec(Mode.PER_ACTIVATION, n=1, c=m, norm=norm)
     side = 1
     while (side * 2) ** 2 * 4 <= m and m % ((side * 2) ** 2) == 0:
         side *= 2
-    return Spec(Mode.SPATIAL, n=m // (side * side), c=1, h=side, w=side)
+    if norm is Norm.BATCH:
+        return Spec(Mode.SPATIAL, n=m // (side * side), c=1, h=side, w=side)
+    rest = m // (side * side)
+    if norm is Norm.INSTANCE:
+        return Spec(Mode.SPATIAL, n=1, c=1, h=rest * side, w=side, norm=norm)
+    if norm is Norm.GROUP:
+        return Spec(Mode.SPATIAL, n=1, c=groups * rest, h=side, w=side, norm=norm, groups=groups)
+    return Spec(Mode.SPATIAL, n=1, c=rest, h=side, w=side, norm=norm)
 
 
 def random_check(

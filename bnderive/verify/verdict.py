@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bnderive.core.spec import Mode, Spec
+from bnderive.core.spec import Mode, Norm, Spec
 from bnderive.read.forms import Equation, Form
 
 
@@ -37,12 +37,12 @@ class Counterexample:
     def describe(self) -> str:
         given = "; ".join(f"{k} = {v}" for k, v in self.inputs.items())
         return (
-            f"{self.spec.describe()}, channel {self.channel}: {given}. "
+            f"{self.spec.describe()}, {self.spec.set_label(self.channel)}: {given}. "
             f"{self.entry}: truth {self.truth}, form {self.form}"
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "shape": list(self.spec.shape),
             "mode": self.spec.mode.value,
             "channel": self.channel,
@@ -51,6 +51,9 @@ class Counterexample:
             "truth": self.truth,
             "form": self.form,
         }
+        if self.spec.norm is not Norm.BATCH:  # the reduction set, in words
+            out.update(norm=self.spec.norm.value, set=self.spec.set_label(self.channel))
+        return out
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,18 @@ from bnderive.verify.verdict import Counterexample
 
 def entry_label(eq: Equation, spec: Spec, channel: int, position: int) -> str:
     if not eq.elementwise:
-        return f"{eq.name} (channel {channel})"
+        return f"{eq.name} ({spec.set_label(channel)})"
     where = spec.positions(channel)[position]
+    at = ", ".join(map(str, where))
+    if eq.kind == "quantity" and eq.name in ("dgamma", "dbeta"):  # per-element γ, β
+        param = "γ" if eq.name == "dgamma" else "β"
+        index = ", ".join(map(str, spec.affine_index(where)))
+        return f"{eq.name}[{position + 1}] = the part of ∂L/∂{param}[{index}] from x[{at}]"
+    if eq.kind == "quantity" and eq.name == "out":
+        return f"out[{position + 1}] = y[{at}]"
     if eq.kind != "quantity" or eq.name not in ("dx", "dxhat", "dy"):
-        return f"{eq.name}[{position + 1}] at x[{', '.join(map(str, where))}]"
-    return f"{eq.name}[{position + 1}] = ∂L/∂x[{', '.join(map(str, where))}]"
+        return f"{eq.name}[{position + 1}] at x[{at}]"
+    return f"{eq.name}[{position + 1}] = ∂L/∂x[{at}]"
 
 
 def in_x(expr: Any, inputs: dict[str, Any]) -> Any:
@@ -76,9 +83,12 @@ def describe_point(inst: Instance, order: int = 1) -> dict[str, str]:
     out = {
         "x": fmt_list(list(env.arrays["x"])),
         "g": fmt_list(list(env.arrays["g"])),
-        "γ": fmt(env.scalars["gamma"]),
-        "β": fmt(env.scalars["beta"]),
     }
+    for name, symbol in (("gamma", "γ"), ("beta", "β")):
+        if name in env.arrays:
+            out[symbol] = fmt_list(list(env.arrays[name]))
+        elif name in env.scalars and (name != "beta" or spec.norm.has_beta):
+            out[symbol] = fmt(env.scalars[name])
     if order == 2:
         out["ggI"] = fmt_list(list(env.arrays["ggI"]))
         out["ggG"] = fmt(env.scalars["ggG"])
@@ -88,7 +98,7 @@ def describe_point(inst: Instance, order: int = 1) -> dict[str, str]:
         out["running σ²"] = fmt(env.scalars["var"])
     out["ε"] = fmt(env.scalars["eps"])
     if "r" in inst.inputs:
-        out["√(σ²+ε)"] = fmt(inst.inputs["r"])
+        out["√(σ²+ε)" if spec.norm.centred else "√(ms+ε)"] = fmt(inst.inputs["r"])
     return out
 
 

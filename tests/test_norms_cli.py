@@ -1,0 +1,130 @@
+"""--norm, --groups and --composite on the command line: output and exit codes (CliRunner)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from bnderive.cli import main
+
+ENV = {"COLUMNS": "120", "FORCE_COLOR": None, "TERM": "dumb", "NO_COLOR": "1"}
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), env=ENV)
+
+
+LN_WRONG = """name = "ln-gamma-outside"
+[[equations]]
+defines = "dx[i]"
+expr = "gamma[i]/sqrt(var + eps)*(g[i] - (sum(g[k], k) + xhat[i]*sum(g[k]*xhat[k], k))/M)"
+"""
+
+
+# -- check -------------------------------------------------------------------------------------------
+def test_check_norm_layer_proves_the_layernorm_forms():
+    result = run("check", "--norm", "layer", "--no-timing")
+    assert result.exit_code == 0, result.output
+    assert "3 form(s) (layernorm-levykramer, layernorm-llmc, layernorm-pytorch)" in result.output
+    assert "refuted" not in result.output
+
+
+def test_check_norm_group_with_groups():
+    result = run("check", "--norm", "group", "--groups", "2", "--method", "exact", "--no-timing")
+    assert result.exit_code == 0, result.output
+    assert "groupnorm-pytorch" in result.output and "✓ holds" in result.output
+
+
+def test_check_norm_rms_and_instance():
+    for norm, name in (("rms", "rmsnorm-paper"), ("instance", "instancenorm-pytorch")):
+        result = run("check", "--norm", norm, "--method", "general", "--no-timing")
+        assert result.exit_code == 0, result.output
+        assert name in result.output
+
+
+def test_a_layernorm_form_checked_as_groupnorm():
+    result = run(
+        "check",
+        "layernorm-pytorch",
+        "--norm",
+        "group",
+        "--groups",
+        "2",
+        "--method",
+        "exact",
+        "--no-timing",
+    )
+    assert result.exit_code == 0, result.output
+    assert "spatial" in result.output and "per-activation" not in result.output
+
+
+def test_a_form_of_another_family_is_a_usage_error():
+    result = run("check", "layernorm-pytorch", "--norm", "batch")
+    assert result.exit_code == 2
+    assert "LayerNorm" in result.output and "--norm layer" in result.output
+
+
+def test_instance_norm_has_no_per_activation_layout():
+    result = run("check", "--norm", "instance", "--mode", "per-activation")
+    assert result.exit_code == 2
+    assert "(N, C, H, W)" in result.output
+
+
+def test_groups_needs_group_norm():
+    result = run("check", "--groups", "2")
+    assert result.exit_code == 2
+    assert "--norm group" in result.output
+
+
+def test_a_user_form_is_read_as_the_family_norm_gives(tmp_path: Path):
+    path = tmp_path / "mine.toml"
+    path.write_text(LN_WRONG, encoding="utf-8")
+    result = run(
+        "check", "--form", str(path), "--norm", "layer", "--method", "exact", "--no-timing"
+    )
+    assert result.exit_code == 1, result.output
+    assert "counterexample: layer 1×3" in result.output and "sample 0" in result.output
+    assert "γ = [" in result.output  # one γ per element
+    # without --norm the same file is a BatchNorm form, where gamma[i] has no meaning
+    result = run("check", "--form", str(path), "--no-timing")
+    assert result.exit_code == 2
+    assert "gamma" in result.output
+
+
+# -- derive ------------------------------------------------------------------------------------------
+def test_derive_layernorm():
+    result = run("derive", "--norm", "layer", "--n", "2", "--d", "3")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("LayerNorm, layer 2×3 (M=3; biased var, ε inside √)")
+    assert "∂L/∂γᵢ = ∂L/∂yᵢ·x̂ᵢ" in result.output
+    assert "yᵢ = βᵢ + γᵢ·x̂ᵢ" in result.output
+    assert "→ β₀ + γ₀·(-μ₀ + x₀₀)/√(ε + σ²₀)" in result.output
+
+
+def test_derive_rmsnorm_has_no_mean():
+    result = run("derive", "--norm", "rms", "--general")
+    assert result.exit_code == 0, result.output
+    assert "ms = Σₖ((xₖ)²)/M" in result.output
+    assert "μ" not in result.output
+
+
+def test_derive_groupnorm_and_its_errors():
+    result = run("derive", "--norm", "group", "--groups", "2", "--n", "1")
+    assert result.exit_code == 0, result.output
+    assert "GroupNorm, group 1×4×2×2, G=2 (M=8" in result.output
+    bad = run("derive", "--norm", "group", "--groups", "3", "--c", "4")
+    assert bad.exit_code == 2 and "divide" in bad.output
+    assert run("derive", "--groups", "2").exit_code == 2
+    assert run("derive", "--norm", "layer", "--eval").exit_code == 2
+
+
+def test_derive_composite_linear_bn_relu():
+    result = run("derive", "--composite", "linear-bn-relu", "--n", "3", "--d", "2")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "∂L/∂Wₚⱼ = Σₖ(Xₖₚ·∂L/∂hₖⱼ)" in out
+    assert "Σ_k ∂L/∂h_k = 0: the gradient of the bias is exactly zero   ✓ holds for every M" in out
+    assert out.count("✓ holds for every M") == 4 + 3  # Thorey's four lines, three bias facts
+    assert "∂L/∂b = [0, 0]" in out
+    assert run("derive", "--composite", "linear-bn-relu", "--eval").exit_code == 2
