@@ -166,3 +166,30 @@ def test_truth_equals_pytorch_autograd():
         mine = np.array([float(sp.N(v, 30)) for v in np.asarray(truth[name]).ravel()])
         scale = max(np.max(np.abs(ref)), 1.0)
         assert np.max(np.abs(mine - ref.ravel())) <= 1e-12 * scale, name
+
+
+# -- TensorFlow's folded forward (seed 004) -------------------------------------------------------------
+def test_tensorflow_folded_forward_is_the_standard_forward_for_every_m():
+    from bnderive import Status, find_form
+    from bnderive.verify.every_m import general_check
+
+    form = find_form("tensorflow-folded-forward")
+    (out,) = [v for v in general_check(form) if v.quantity == "out[i]"]
+    assert out.status is Status.HOLDS
+
+
+def test_a_wrong_fold_is_refuted_with_a_counterexample(tmp_path):
+    from bnderive import Status, load_form
+    from bnderive.verify.plan import check_form
+
+    path = tmp_path / "fold.toml"
+    path.write_text(
+        'name = "fold-without-mu"\n[[equations]]\ndefines = "inv"\nexpr = "gamma*(var + eps)**(-1/2)"\n'
+        '[[equations]]\ndefines = "out[i]"\nexpr = "x[i]*inv + beta"\n',
+        encoding="utf-8",
+    )
+    verdicts = [
+        v for v in check_form(load_form(path), methods=("exact",)) if v.quantity == "out[i]"
+    ]
+    assert verdicts and all(v.status is Status.REFUTED for v in verdicts)
+    assert "out[1] = y[" in verdicts[0].counterexample.entry

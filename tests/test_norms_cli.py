@@ -99,7 +99,7 @@ def test_derive_layernorm():
     assert result.output.startswith("LayerNorm, layer 2×3 (M=3; biased var, ε inside √)")
     assert "∂L/∂γᵢ = ∂L/∂yᵢ·x̂ᵢ" in result.output
     assert "yᵢ = βᵢ + γᵢ·x̂ᵢ" in result.output
-    assert "→ β₀ + γ₀·(-μ₀ + x₀₀)/√(ε + σ²₀)" in result.output
+    assert "→ β₀ + γ₀·(x₀₀ - μ₀)/√(ε + σ²₀)" in result.output
 
 
 def test_derive_rmsnorm_has_no_mean():

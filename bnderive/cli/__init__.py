@@ -15,6 +15,8 @@ from bnderive.cli.catalogue import forms, mutants
 from bnderive.cli.check import check
 from bnderive.cli.check_impl import check_impl
 from bnderive.cli.common import Group
+
+from bnderive.cli.conventions import conventions
 from bnderive.cli.derive import derive
 from bnderive.cli.emit import bench, emit
 from bnderive.cli.explain import explain
@@ -44,6 +46,8 @@ def main(debug: bool) -> None:
       bnderive explain --n 2 --loss mean   why a gradient test can lie
       bnderive emit -o bn.py               proven, fast NumPy code
       bnderive teach                       a lesson on a tiny batch, every number exact
+      bnderive check --norm layer          LayerNorm's published forms (also instance, group, rms)
+      bnderive conventions                 the frameworks' running statistics, side by side
 
     Exit codes: 0 everything checked holds, 1 something is refuted, 2 bad input or usage,
     3 undecided, 4 bnderive failed (a bug: run with --debug and report it), 130 interrupted
@@ -67,7 +71,9 @@ def examples_last(command: click.Command) -> None:
             return
 
 
-for _command in (check, derive, forms, mutants, check_impl, parse, emit, bench, explain, teach):
+for _command in (
+    check, derive, forms, mutants, check_impl, parse, emit, bench, explain, teach, conventions
+):
     main.add_command(_command)
 for _command in (main, *main.commands.values()):
     examples_last(_command)

@@ -93,8 +93,12 @@ class LineResult:
 
     @property
     def status(self) -> Status:
-        """The line's own verdict over every method (steps not included)."""
-        return overall(v for m in self.methods.values() for v in m.verdicts)
+        """The line's own verdict over every method (steps not included); a helper line that no
+        method compares with a truth (t = 1/√(σ²+ε)) is "not checked", not undecided."""
+        verdicts = [v for m in self.methods.values() for v in m.verdicts]
+        if verdicts and all(v.status is Status.UNCHECKED for v in verdicts):
+            return Status.UNCHECKED
+        return overall(verdicts)
 
     @property
     def step_status(self) -> Status | None:
