@@ -72,7 +72,17 @@ def examples_last(command: click.Command) -> None:
 
 
 for _command in (
-    check, derive, forms, mutants, check_impl, parse, emit, bench, explain, teach, conventions
+    check,
+    derive,
+    forms,
+    mutants,
+    check_impl,
+    parse,
+    emit,
+    bench,
+    explain,
+    teach,
+    conventions,
 ):
     main.add_command(_command)
 for _command in (main, *main.commands.values()):
