@@ -128,3 +128,10 @@ def test_derive_composite_linear_bn_relu():
     assert out.count("✓ holds for every M") == 4 + 3  # Thorey's four lines, three bias facts
     assert "∂L/∂b = [0, 0]" in out
     assert run("derive", "--composite", "linear-bn-relu", "--eval").exit_code == 2
+
+
+def test_shapes_are_read_in_the_forms_family():
+    # a LayerNorm form's 2,4 is two samples of 4 features (M = 4), not BatchNorm's (M = 2)
+    result = run("check", "layernorm-pytorch", "--method", "exact", "--shape", "2,4", "--no-timing")
+    assert result.exit_code == 0, result.output
+    assert "exact: per-activation M = 4" in result.output

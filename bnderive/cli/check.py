@@ -238,7 +238,11 @@ def check(
     if all_n:
         methods = ["general"]
     n_values = parse_sizes(n_text) if n_text else None
-    shapes = [parse_shape(s, family, g) for s in shape_texts]
+    # Shapes are read in the family of the forms checked (a LayerNorm form's 2,4 is one sample
+    # pair of 4 features), the --norm given or the forms' own when they share one.
+    families = {f.norm for f in chosen}
+    shape_family = family if explicit or len(families) != 1 else families.pop()
+    shapes = [parse_shape(s, shape_family, g) for s in shape_texts]
     for s in shapes:
         if s.mode not in modes:
             raise BnderiveError(

@@ -358,7 +358,8 @@ def check_exact_mode(
     shapes: Sequence[Spec] = (),
     groups: int = 1,
 ) -> list[Verdict]:
-    specs = valid_specs(form, exact_plan(mode, n_values, shapes, form.norm, groups))
+    planned = exact_plan(mode, n_values, shapes, form.norm, groups)
+    specs = valid_specs(form, [form.spec(s) for s in planned])  # the form's family and sizes
     if not specs:
         return []
     ms = sorted({s.m for s in specs})
