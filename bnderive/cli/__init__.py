@@ -15,7 +15,6 @@ from bnderive.cli.catalogue import forms, mutants
 from bnderive.cli.check import check
 from bnderive.cli.check_impl import check_impl
 from bnderive.cli.common import Group
-
 from bnderive.cli.conventions import conventions
 from bnderive.cli.derive import derive
 from bnderive.cli.emit import bench, emit

@@ -255,6 +255,7 @@ def _terminated(signum: int, frame: Any) -> NoReturn:
     processes are stopped and temporary files removed, as on Ctrl-C."""
     raise SystemExit(128 + signum)
 
+
 #: The normalization families (``core.spec.Norm``), as ``--norm`` takes them.
 NORMS = ("batch", "layer", "instance", "group", "rms")
 

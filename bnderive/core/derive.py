@@ -105,9 +105,7 @@ def derive(spec: Spec | Graph) -> Truth:
     s = graph.spec
     if s.norm is Norm.BATCH:
         return Truth(graph, _adjoints(s.training, s.unbiased, s.eps_inside, s.eps_zero))
-    return Truth(
-        graph, _adjoints(s.training, s.unbiased, s.eps_inside, s.eps_zero, s.norm.per_set)
-    )
+    return Truth(graph, _adjoints(s.training, s.unbiased, s.eps_inside, s.eps_zero, s.norm.per_set))
 
 
 #: The family whose graph stands for each kind of per-set mathematics (``Norm.per_set``): the
