@@ -359,9 +359,10 @@ def check_exact_mode(
     groups: int = 1,
 ) -> list[Verdict]:
     planned = exact_plan(mode, n_values, shapes, form.norm, groups)
-    specs = valid_specs(form, [form.spec(s) for s in planned])  # the form's family and sizes
+    specs = valid_specs(form, planned)
     if not specs:
         return []
+    specs = [form.spec(s) for s in specs]  # the form's family and sizes (M as it checks them)
     ms = sorted({s.m for s in specs})
     scope = f"M ≤ {ms[-1]} exact" if len(ms) > 1 else f"M = {ms[0]} exact"
     return with_steps(
