@@ -293,6 +293,81 @@ $$
     assert not any("12" in ln.latex for ln in form.lines)
 
 
+def test_remarks_in_the_middle_of_a_line_and_rows_that_only_remark(tmp_path):
+    r"""``= x̂_i \text{ from } y_i = …`` states the line and, apart, the remark's equation; a row
+    whose first column is empty and whose remark says ``\text{and } A = B`` is that remark only:
+    each is checked, a wrong one refuted, and the chain around it goes on."""
+    body = r"""
+$$ \frac{\partial y_i}{\partial \gamma} = \hat{x}_i \text{ from } y_i = \gamma\hat{x}_i + \beta $$
+
+$$ \frac{\partial y_i}{\partial \beta} = 1 \text{ from } y_i = \gamma\hat{x}_i - \beta $$
+
+$$
+\begin{align}
+\frac{\partial L}{\partial \mu} &= \sum_{i=1}^{m} \frac{\partial L}{\partial \hat{x}_i}\frac{-1}{\sqrt{\sigma^2 + \epsilon}} &&&& (\text{Because } \frac{\partial \hat{x}_i}{\partial \mu} = \frac{-1}{\sqrt{\sigma^2 + \epsilon}}\\
+&   &&&& \text{and }\frac{\partial \hat{x}_i}{\partial \sigma^2} = -\frac{1}{2}(x_i-\mu)(\sigma^2+\epsilon)^{-1/2})\\
+&= -\frac{\gamma}{\sqrt{\sigma^2 + \epsilon}} \sum_{i=1}^{m} g_i
+\end{align}
+$$
+"""
+    form = doc(tmp_path, body)
+    read = [(ln.line, ln.latex.split("=")[0].strip(), ln.status) for ln in form.lines]
+    assert [(line, status) for line, _, status in read] == [(2, "checked")] * 2 + [
+        (4, "checked")
+    ] * 2 + [(8, "checked")] * 2 + [(9, "checked"), (10, "checked")], read
+    assert read[0][1] == "y_i" and read[2][1] == "y_i"  # the remarks, read on their own
+    # line 4's remark (y = γx̂ − β) is wrong; line 9's remark (the −1/2 power) is wrong; the
+    # chain of line 8 goes on to line 10 past the row that only remarks
+    assert verdicts(form) == {2: "holds", 4: "refuted", 8: "holds", 9: "refuted", 10: "holds"}
+
+
+def test_a_chain_goes_on_past_a_row_that_is_not_read(tmp_path):
+    """A row not read does not break its chain: the rows after it still say the line's value,
+    and a wrong one is refuted; a first row whose right side is not read still gives the chain
+    its left side."""
+    body = r"""
+$$
+\begin{align}
+\frac{\partial L}{\partial \beta} &= \sum_i g_i \\
+&= \mathbf{1}^T g \\
+&= \sum_k \frac{\partial L}{\partial y_k} \\
+&= \sum_k g_k x_k
+\end{align}
+$$
+$$
+\begin{align}
+\frac{\partial L}{\partial \gamma} &= g^T \hat{x} \\
+&= \sum_i g_i \hat{x}_i \\
+&= \sum_i g_i
+\end{align}
+$$
+"""
+    form = doc(tmp_path, body)
+    status = [(ln.line, ln.status) for ln in form.lines]
+    assert status == [
+        (4, "checked"),
+        (5, "not read"),
+        (6, "checked"),
+        (7, "checked"),
+        (12, "not read"),
+        (13, "checked"),
+        (14, "checked"),
+    ], [(ln.line, ln.status, ln.reason) for ln in form.lines]
+    assert verdicts(form) == {4: "holds", 6: "holds", 7: "refuted", 13: "holds", 14: "refuted"}
+
+
+def test_maths_in_a_script_tag_around_an_align_block_is_read_once(tmp_path):
+    body = """<p><span class="MathJax_Preview">
+<script type="math/tex;mode=display">
+\\begin{align*}
+\\frac{\\partial L}{\\partial \\beta} & = \\sum_i g_i
+\\end{align*}
+</script></span></p>
+"""
+    form = doc(tmp_path, body)
+    assert [(ln.line, ln.status) for ln in form.lines] == [(4, "checked")]
+
+
 def test_a_notebook_is_read_from_its_markdown_cells(tmp_path):
     cells = [
         {

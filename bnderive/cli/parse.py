@@ -49,7 +49,8 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
       layout    \\boxed{X}, \\underbrace{X}_{note} and \\overbrace{X}^{note} (= X),
                 \\color{red}, \\textcolor, \\displaystyle, \\limits, \\mathop, \\left \\right
                 \\big \\Bigl …, \\, \\; \\! \\quad \\space, \\tag \\label \\nonumber, trailing . , ?,
-                \\text{…} and "(Mean) \\space" annotations, (\\text{Because …}) remarks,
+                \\text{…} and "(Mean) \\space" annotations, (\\text{Because …}) remarks
+                (and since, let, where, with, from, using: also mid-line),
                 &&-columns of remarks, &+/&- rows and "=\\\\" (the right side continues)
       values    x_i h_{ij} x[n][c][h][w] X; x^{(k)} (feature k); \\hat{x}_i \\hat{x_i}
                 \\widehat{X}; y_i Y; \\mu \\mu_B; \\sigma^2 \\sigma_B^2; \\epsilon; \\gamma \\beta;

@@ -348,7 +348,10 @@ def _blocks(text: str, markdown: bool) -> list[tuple[int, int, bool]]:
     if markdown:
         for match in _SCRIPT.finditer(text):
             if free(match.start()):
-                spans.append((match.start(1), match.end(1), False))
+                inner = (match.start(1), match.end(1))
+                # An align block inside the script was already taken: the tags only wrap it.
+                if not any(inner[0] <= a < inner[1] for a, _, _ in spans):
+                    spans.append((*inner, False))
                 taken.append((match.start(), match.end()))
     opened = re.search(r"\$\$", _blank_spans(text, taken))
     if opened:
@@ -419,14 +422,20 @@ def _equations(text: str) -> list[tuple[int, str, bool]]:
                 side.append((offset + shift + at, inner, True))
             else:
                 main.append((offset + shift, eq, False))
+    if side:  # a row that only holds a remark ("& &&&& \text{and } … = …") has no main equation
+        main = [(o, eq, s) for o, eq, s in main if eq.strip().strip("&").strip()]
     return [(o, eq, s) for o, eq, s in side + main if eq.strip() and _has_top_level_eq(eq) or not s]
 
 
+#: The words that open a remark: what follows states equations apart from the line's chain.
+_WORDS = r"(?:[Bb]ecause|[Ss]ince|[Ll]et|[Aa]nd|[Ww]here|[Ww]ith|[Ff]rom|[Uu]sing)"
 #: A remark that states equations: "(\text{Because } …)", "\text{Let } …", "\text{and } …".
 _REMARK = re.compile(
     r"[\s&]*(?:\\boldsymbol\s*\{)?\s*(?:\\[bB]igg?[lr]?\s*)?\(?\s*"
-    r"\\text(?:bf)?\s*\{\s*(?:[Bb]ecause|[Ss]ince|[Ll]et|[Aa]nd|[Ww]here|[Ww]ith)\b[^{}]*\}"
+    r"\\text(?:bf)?\s*\{\s*" + _WORDS + r"\b[^{}]*\}"
 )
+#: A remark in the middle of a line, after its equation: "= x̂_i \text{ from } y_i = γx̂_i + β".
+_REMARK_WORD = re.compile(r"\\text(?:bf)?\s*\{\s*" + _WORDS + r"\b[^{}]*\}")
 
 
 def _remark(piece: str) -> tuple[int, str] | None:
@@ -449,7 +458,7 @@ def _remark(piece: str) -> tuple[int, str] | None:
 def _equation_column(piece: str) -> bool:
     r"""Does a column after `&&` hold an equation (rather than a remark such as \text{…},
     (\text{Because …}))?"""
-    head = piece.strip()
+    head = piece.strip().lstrip("&").strip()
     return _has_top_level_eq(piece) and not re.match(
         r"(\\[bB]igg?[lr]?\s*)?(\(|\\text|\\boldsymbol|\\textbf|//)", head
     )
@@ -487,6 +496,8 @@ def _split_equations(text: str) -> list[tuple[int, str]]:
                 cuts.append((k, match.end()))
                 k = match.end()
                 continue
+            if k > 0 and _REMARK_WORD.match(text, k):  # "… = x̂_i \text{ from } y_i = …"
+                cuts.append((k, k))
         k += 1
     pieces, start = [], 0
     for a, b in cuts:
@@ -495,6 +506,11 @@ def _split_equations(text: str) -> list[tuple[int, str]]:
             start = b
     pieces.append((start, text[start:]))
     return pieces
+
+
+def _continuation(text: str) -> bool:
+    """Does a row continue the line above (``&= …``, ``= …``)?"""
+    return re.match(r"[\s&]*(=|\\leftarrow\b|\\equiv\b)", text) is not None
 
 
 def _has_top_level_eq(text: str) -> bool:
@@ -1065,7 +1081,16 @@ def _read(
                     DocLine(at_line, at_column, equation, None, (), _unread(exc, equation),
                             "not read", (), place)
                 )  # fmt: skip
-                builder.chain = chain if side else _Chain(("none", None, None))
+                partial = exc.partial
+                if side:
+                    builder.chain = chain
+                elif partial is not None and partial.lhs is not None and not partial.reason:
+                    builder.line(partial, equation)  # its left side: the next rows' value
+                    builder.chain.last = None
+                elif _continuation(equation) and chain is not None:
+                    chain.last = None  # "&= …" not read: the chain's next rows still say its value
+                else:
+                    builder.chain = _Chain(("none", None, None))
                 continue
             status, numbers, reason, line_notes_ = builder.line(read, equation)
             lines.append(
@@ -1079,6 +1104,8 @@ def _read(
         unread = [d for d in lines if d.status == "not read"]
         if unread and len(unread) == len([d for d in lines if d.status != "prose"]):
             first = unread[0]
+            if first.reason.startswith("line "):  # the reader's message says where already
+                raise LatexError(first.reason)
             raise LatexError(first.reason, first.line, first.column)
         reasons = "; ".join(f"line {d.line}: {d.reason}" for d in lines if d.reason)
         raise FormError(

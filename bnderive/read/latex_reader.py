@@ -69,6 +69,9 @@ class LatexError(FormError):
         where = f"line {line}, column {column}: " if line is not None else ""
         super().__init__(where + message)
         self.reason = message
+        #: a line whose right side is not read but whose left side is: what the left side says
+        #: (the rows that continue the line compare with it)
+        self.partial: LineRead | None = None
 
 
 class NotCheckable(LatexError):
@@ -2210,9 +2213,11 @@ def parse_equation_line(
         except LatexError as exc:  # one member not read (or not checkable): the others are
             rhs.append(None)
             member_errors.append(str(exc) if not isinstance(exc, NotCheckable) else exc.reason)
-    if rhs and all(r is None for r in rhs):
-        if len(rhs) == 1 and not isinstance(_first_error(rhs_nodes, meaning), NotCheckable):
-            meaning.value(rhs_nodes[0])  # raises: the line is not read
+    unread: LatexError | None = None
+    if rhs and all(r is None for r in rhs) and len(rhs) == 1:
+        first = _first_error(rhs_nodes, meaning)
+        if first is not None and not isinstance(first, NotCheckable):
+            unread = first  # raised at the end: the line is not read, its left side is
     sides: list[sp.Expr | None] = [lhs, *rhs]
     free_rhs = set().union(*(meaning.element_indices(s) for s in rhs if s is not None))
     bare = _BARE in free_rhs
@@ -2292,7 +2297,7 @@ def parse_equation_line(
     sides = [meaning.finish(s, tree.pos) if s is not None else None for s in sides]
     if kind == "none" and not reason:
         reason = "the left side is not something bnderive checks"
-    return LineRead(
+    read = LineRead(
         tuple(sides),
         defines,
         index,
@@ -2305,6 +2310,10 @@ def parse_equation_line(
         cross,
         contract_over if contracted else None,
     )
+    if unread is not None:
+        unread.partial = read  # what the left side says: the rows that continue it
+        raise unread
+    return read
 
 
 def _features_apart(
