@@ -21,13 +21,13 @@ class LimitError(SpecError):
     message names the cap and why it is there."""
 
 
-class InputFileError(BnderiveError):
-    """A file the user named cannot be read: missing, not a regular file, too large, binary or
-    not UTF-8 (``read/files.py``)."""
-
-
 class FormError(BnderiveError):
     """A form file could not be read or does not describe a checkable form."""
+
+
+class InputFileError(FormError):
+    """A file the user named cannot be read: missing, not a regular file, too large, binary or
+    not UTF-8 (``read/files.py``)."""
 
 
 class EvaluationError(BnderiveError):

@@ -138,7 +138,10 @@ def test_check_explicit_sizes_and_shapes():
     ("args", "message"),
     [
         (["check", "nosuchform"], "No form named 'nosuchform'"),
-        (["check", "--form", "missing.toml"], "cannot read the form file"),
+        (
+            ["check", "--form", "missing.toml"],
+            "missing.toml: no such file; give the path of a form file",
+        ),
         (["check", "--n", "a-b"], "Cannot read the sizes"),
         (["check", "--n", "0"], "must be at least 1"),
         (["check", "--shape", "2,2,2"], "has 3 dimensions"),
@@ -188,7 +191,7 @@ def test_binary_form_file_exits_2(tmp_path):
     path.write_bytes(b"\x00\xff\xfe\x81binary")
     result = run("check", "--form", str(path))
     assert result.exit_code == 2
-    assert "not a UTF-8 text file" in result.output
+    assert "a binary file (it has NUL bytes), not text" in result.output
 
 
 def test_undecided_exit_code_3(tmp_path):

@@ -292,7 +292,7 @@ MALFORMED = [
     ("noeq.md", "$$\n\\frac{\\partial L}{\\partial \\beta} \\sum_k g_k\n$$\n", "without '='"),
     ("empty.md", "", "line 1: no display math"),
     ("prose.md", "# Just prose\n\nNo math here.\n", "no display math"),
-    ("binary.md", b"\x89PNG\r\n\x1a\n\x00\x00", "line 1: a binary file"),
+    ("binary.md", b"\x89PNG\r\n\x1a\n\x00\x00", "line 3: a binary file"),
     ("latin1.tex", "\\begin{align} x = 1 \\end{align} \xe9".encode("latin-1"), "not UTF-8"),
     ("unclosed.tex", "\n\\begin{align}\nx = y\n", "line 2: \\begin{align} is never closed"),
     ("dollars.md", "text\n$$\nx = y\n", "line 2: '$$' is never closed"),

@@ -141,14 +141,19 @@ def test_a_closed_pipe_exits_141_quietly():
     assert err == ""
 
 
+#: A check that runs for a minute or two (four exact sizes near the cap, every built-in form).
+LONG_CHECK = ["check", "--n", "1000-1003", "--method", "exact", "--mode", "per-activation"]
+
+
 def test_ctrl_c_exits_130_and_stops_the_workers():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bnderive", "check", "--n", "1-64", "--method", "exact"],
+        [sys.executable, "-m", "bnderive", *LONG_CHECK],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
     time.sleep(4)  # sympy imported, the workers forked
+    assert proc.poll() is None, "the check ended before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's whole foreground group
     out, err = proc.communicate(timeout=HANG)
     assert proc.returncode == 130, err
@@ -158,12 +163,13 @@ def test_ctrl_c_exits_130_and_stops_the_workers():
 
 def test_sigterm_stops_the_workers_too():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bnderive", "check", "--n", "1-64", "--method", "exact"],
+        [sys.executable, "-m", "bnderive", *LONG_CHECK],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
     time.sleep(4)
+    assert proc.poll() is None, "the check ended before it could be terminated"
     proc.send_signal(signal.SIGTERM)  # to bnderive alone, not its group
     proc.communicate(timeout=HANG)
     assert proc.returncode == 143
@@ -214,3 +220,107 @@ def test_a_form_name_is_printed_as_text(tmp_path, name):
     assert "\x1b" not in out and "\r" not in out and "\u202e" not in out and "\x07" not in out
     if "[" in name and "\\u" not in name:
         assert json.loads(name) in out  # shown as written, not read as markup
+
+
+# -- the table of hostile inputs ------------------------------------------------------------------------
+#: The body of a form that holds: sum(g[k], k) is dβ.
+GOOD = 'name = "ok"\n[[equations]]\ndefines = "dbeta"\nexpr = "sum(g[k], k)"\n'
+
+
+def hostile_files(tmp_path: Path) -> None:
+    """Every file a case names, written in tmp_path (FIFOs and symlinks too)."""
+    write(tmp_path / "ok.toml", GOOD)
+    write(tmp_path / "big.toml", GOOD + "# " + "x" * (1 << 20) + "\n")
+    (tmp_path / "binary.toml").write_bytes(b'name = "x"\n\x00\x01\x02')
+    (tmp_path / "latin1.md").write_bytes("$$ \\beta = 1 $$ caf\xe9\n".encode("latin-1"))
+    (tmp_path / "folder.toml").mkdir()
+    os.mkfifo(tmp_path / "fifo.toml")
+    os.mkfifo(tmp_path / "fifo.md")
+    (tmp_path / "zero.toml").symlink_to("/dev/zero")
+    (tmp_path / "zero.md").symlink_to("/dev/zero")
+    (tmp_path / "dangling.toml").symlink_to(tmp_path / "nowhere.toml")
+    write(tmp_path / "impl.py", "def bn_backward(x, gamma, beta, dout, eps):\n    return dout\n")
+
+
+def snapshot(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+#: (id, command line, exit code, what the message says, run in a child process).  {tmp} is the
+#: case's directory.  "child" marks the inputs that used to hang or exhaust memory.
+CASES: list[tuple[str, list[str], int, list[str], bool]] = [
+    # -- sizes (item 5) --
+    ("check --n 1000000", ["check", "--n", "1000000"], 2, ["above the cap of 1,024", "--method random"], True),
+    ("check --n 1-100000000", ["check", "--n", "1-100000000"], 2, ["100,000,000", "above the cap of 4,096"], True),
+    ("check --n 1024 in SPATIAL", ["check", "--n", "1024", "--mode", "spatial", "--method", "exact"], 2, ["spatial (1024, 1, 2, 2) is 4,096"], False),
+    ("check --m 1e20", ["check", "--m", "1e20"], 2, ["Invalid value for '--m'"], False),
+    ("check --m huge", ["check", "--m", "99999999999999999999", "--method", "random"], 2, ["above the cap of 65,536"], True),
+    ("check --trials 1000", ["check", "--trials", "1000", "--method", "random"], 2, ["--trials is 1,000, above the cap of 100"], False),
+    ("check --jobs 1000", ["check", "--jobs", "1000"], 2, ["--jobs is 1,000, above the cap of 16"], False),
+    ("check --jobs 0", ["check", "--jobs", "0"], 2, ["Invalid value for '--jobs'"], False),
+    ("check --shape 2,1000,2,2", ["check", "--shape", "2,1000,2,2"], 2, ["above the cap of 64"], False),
+    ("check --shape -1,2", ["check", "--shape", "-1,2"], 2, ["must be at least 1"], False),
+    ("derive --n 1000000", ["derive", "--n", "1000000"], 2, ["above the cap of 256", "--general"], True),
+    ("derive --n huge", ["derive", "--n", "100000000000000000000000"], 2, ["above the cap of 1,000,000"], False),
+    ("derive --w 1000 spatial", ["derive", "--mode", "spatial", "--w", "1000"], 2, ["above the cap of 256"], False),
+    ("explain --n 1e8", ["explain", "--n", "100000000"], 2, ["above the cap of 1,000,000"], True),
+    ("explain --n 5000", ["explain", "--n", "5000"], 2, ["above the cap of 4,096"], False),
+    ("explain --c 1000", ["explain", "--c", "1000"], 2, ["above the cap of 64"], False),
+    ("explain --n 256 --c 64", ["explain", "--n", "256", "--c", "64"], 2, ["N·C·H·W for explain is 16,384", "above the cap of 8,192"], False),
+    ("explain --eps 1e-999999999", ["explain", "--eps", "1e-999999999"], 2, ["decimal exponent", "above the cap of 30"], True),
+    ("explain --eps nan", ["explain", "--eps", "nan"], 2, ["not a finite number"], False),
+    ("explain --gamma inf", ["explain", "--gamma", "inf"], 2, ["not a finite number"], False),
+    ("explain --eps -1", ["explain", "--eps", "-1"], 2, ["must be positive"], False),
+    ("explain --x-mean with 50 digits", ["explain", "--x-mean", "1" * 50], 2, ["above the cap of 40"], False),
+    ("explain --rtol 1/0", ["explain", "--rtol", "1/0"], 2, ["divides by zero"], False),
+    ("explain --seed -1", ["explain", "--seed", "-1"], 2, ["--seed -1"], False),
+    ("explain --timeout nan", ["explain", "{tmp}/impl.py", "--timeout", "nan"], 2, ["--timeout"], False),
+    ("bench --shape 100000,100000", ["bench", "--shape", "100000,100000"], 2, ["10,000,000,000", "above the cap of 2^25"], True),
+    ("bench --repeats 10^6", ["bench", "--repeats", "1000000"], 2, ["above the cap of 1,000"], False),
+    ("check-impl --memory 99999999999999", ["check-impl", "{tmp}/impl.py", "--memory", "99999999999999"], 2, ["--memory"], False),
+    ("check-impl --timeout nan", ["check-impl", "{tmp}/impl.py", "--timeout", "nan"], 2, ["--timeout"], False),
+    # -- conflicting options (item 10) --
+    ("--all-n with --method exact", ["check", "--all-n", "--method", "exact"], 2, ["contradicts --method exact"], False),
+    ("--n with --method random", ["check", "--n", "4", "--method", "random"], 2, ["--n sets the sizes of the exact method"], False),
+    ("--n with --shape", ["check", "--n", "4", "--shape", "2,2"], 2, ["give one of them"], False),
+    ("--trials with --method general", ["check", "--trials", "5", "--method", "general"], 2, ["--trials sets the randomized method"], False),
+    ("--order with a named form", ["check", "staged", "--order", "2"], 2, ["leave --order out"], False),
+    ("derive --c with --d", ["derive", "--c", "2", "--d", "3"], 2, ["--c and --d"], False),
+    # -- files (item 6) --
+    ("check --form FIFO", ["check", "--form", "{tmp}/fifo.toml"], 2, ["is a FIFO (named pipe), not a regular file"], True),
+    ("check FIFO derivation", ["check", "{tmp}/fifo.md"], 2, ["is a FIFO"], True),
+    ("parse FIFO", ["parse", "{tmp}/fifo.md"], 2, ["is a FIFO"], True),
+    ("emit --form FIFO", ["emit", "--form", "{tmp}/fifo.toml"], 2, ["is a FIFO"], True),
+    ("check --form /dev/zero", ["check", "--form", "/dev/zero"], 2, ["is a character device"], True),
+    ("check --form symlink to /dev/zero", ["check", "--form", "{tmp}/zero.toml"], 2, ["character device (through a symlink)"], True),
+    ("parse symlink to /dev/zero", ["parse", "{tmp}/zero.md"], 2, ["character device (through a symlink)"], True),
+    ("check --form /dev/urandom", ["check", "--form", "/dev/urandom"], 2, ["is a character device"], True),
+    ("explain --against a FIFO", ["explain", "{tmp}/impl.py", "--against", "{tmp}/fifo.toml"], 2, ["is a FIFO"], True),
+    ("a 1 MiB form", ["check", "--form", "{tmp}/big.toml"], 2, ["above the cap of 1 MiB"], False),
+    ("a directory", ["check", "--form", "{tmp}/folder.toml"], 2, ["is a directory"], False),
+    ("a dangling symlink", ["check", "--form", "{tmp}/dangling.toml"], 2, ["no such file"], False),
+    ("a binary form", ["check", "--form", "{tmp}/binary.toml"], 2, ["line 2: a binary file (it has NUL bytes)"], False),
+    ("a Latin-1 derivation", ["check", "{tmp}/latin1.md"], 2, ["line 1: not UTF-8 text"], False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "messages", "in_child"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_hostile_input(tmp_path, args, code, messages, in_child):
+    hostile_files(tmp_path)
+    before = snapshot(tmp_path)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if in_child:
+        got = child(*args, cwd=workdir)
+    else:
+        got = cli(*args)
+    assert_clean_error(*got, code, *messages)
+    assert not any(workdir.iterdir()), "nothing is written where bnderive runs"
+    assert snapshot(tmp_path) == before | {"cwd"}, "nothing is written next to the inputs"
+
+
+def test_at_least_fifty_hostile_inputs():
+    assert len({c[0] for c in CASES}) == len(CASES) >= 50

@@ -110,9 +110,9 @@ CASES = [
     ("bench --shape 1,4", ["bench", "--shape", "1,4"], ["needs positive sizes and at least 2 elements per channel"]),
     # other commands: forms
     ("unknown form", ["check", "nosuchform"], ["No form named 'nosuchform'", "built-in forms (", "staged-latex", "bnderive mutants"]),
-    ("missing form file", ["check", "--form", "{tmp}/nope.toml"], ["cannot read the form file"]),
+    ("missing form file", ["check", "--form", "{tmp}/nope.toml"], ["nope.toml: no such file", "give the path of a form file (TOML"]),
     ("empty form file", ["check", "--form", "{tmp}/empty.toml"], ["the key 'name' is missing"]),
-    ("binary form file", ["check", "--form", "{tmp}/binary.toml"], ["not a UTF-8 text file", "a form file is TOML"]),
+    ("binary form file", ["check", "--form", "{tmp}/binary.toml"], ["binary.toml, line 1: a binary file (it has NUL bytes)", "give the path of a form file (TOML"]),
     ("emit an unknown form", ["emit", "--form", "nosuchform"], ["No form named 'nosuchform'"]),
     ("empty derivation", ["parse", "{tmp}/empty.md"], ["no display math found", "\\begin{align}"]),
     ("parse a form file", ["parse", "{tmp}/binary.toml"], ["expected a .md, .tex or .ipynb derivation"]),

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     "n_text",
     default=None,
     metavar="SIZES",
-    help="Batch sizes for the exact method, e.g. 1-6 (default) or 4,8,64.",
+    help="Batch sizes for the exact method, e.g. 1-6 (default) or 4,8,64 (M at most 1024).",
 )
 @click.option(
     "--shape",
@@ -76,14 +76,14 @@ if TYPE_CHECKING:
     default=4096,
     show_default=True,
     type=click.IntRange(min=2),
-    help="Size of the reduction set for the randomized method.",
+    help="Size of the reduction set for the randomized method (at most 65536).",
 )
 @click.option(
     "--trials",
     default=3,
     show_default=True,
-    type=click.IntRange(1, 1000),
-    help="Random points per form for the randomized method.",
+    type=click.IntRange(min=1),
+    help="Random points per form for the randomized method (at most 100).",
 )
 @click.option(
     "--order",
@@ -96,7 +96,7 @@ if TYPE_CHECKING:
     "--jobs",
     type=click.IntRange(min=1),
     default=None,
-    help="Worker processes (default: 2 where two cores are available).",
+    help="Worker processes (default: 2 where two cores are available; at most 16).",
 )
 @click.option(
     "--expr",
@@ -188,6 +188,7 @@ def check(
     from bnderive.verify.check import check_forms
     from bnderive.verify.plan import Plan, default_jobs
 
+    _check_options(method, all_n, n_text, shape_texts, jobs, bool(forms or form_files or expr_text))
     if sigma is not None and expr_text is None:
         raise BnderiveError(
             "--sigma belongs to --expr; a file declares it in its front matter (sigma: std)."
@@ -362,6 +363,59 @@ def _as_family(form: Form, expected: Any) -> Form:
     if expected in (Norm.INSTANCE, Norm.GROUP):
         modes = (Mode.SPATIAL,)
     return dataclasses.replace(form, norm=expected, modes=modes)
+
+
+def _check_options(
+    method: str,
+    all_n: bool,
+    n_text: str | None,
+    shape_texts: tuple[str, ...],
+    jobs: int | None,
+    named: bool,
+) -> None:
+    """Options that contradict each other, or that the chosen methods would silently ignore,
+    are an error: the verdict must say what was checked as asked."""
+    from bnderive.core.limits import JOBS
+
+    ctx = click.get_current_context()
+
+    def given(name: str) -> bool:
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    if all_n and method not in ("all", "general"):
+        raise BnderiveError(
+            f"--all-n is the proof for every M alone (--method general); it contradicts "
+            f"--method {method}: give one of them."
+        )
+    methods = (
+        {"general"} if all_n else {"general", "exact", "random"} if method == "all" else {method}
+    )
+    if n_text is not None and shape_texts:
+        raise BnderiveError(
+            "--n and --shape both choose the exact method's sizes: give one of them (--shape "
+            "N,D or N,C,H,W for explicit shapes, --n for batch sizes with one feature)."
+        )
+    if (n_text is not None or shape_texts) and "exact" not in methods:
+        what = "--n" if n_text is not None else "--shape"
+        raise BnderiveError(
+            f"{what} sets the sizes of the exact method, which --{'all-n' if all_n else 'method ' + method} "
+            "does not run: add --method exact (or all), or leave it out."
+        )
+    for name, option in (("m_random", "--m"), ("trials", "--trials")):
+        if given(name) and "random" not in methods:
+            raise BnderiveError(
+                f"{option} sets the randomized method, which "
+                f"--{'all-n' if all_n else 'method ' + method} does not run: add --method random "
+                "(or all), or leave it out."
+            )
+    if given("order") and named:
+        raise BnderiveError(
+            "--order chooses which built-in forms are checked when none is named; a named form "
+            "or file has its own order: leave --order out."
+        )
+    if jobs is not None:
+        JOBS.check(jobs)
 
 
 def print_result(out: Console, result: CheckResult, timing: bool = True) -> None:

@@ -111,6 +111,16 @@ def derive(
         raise BnderiveError(
             "--h and --w belong to SPATIAL (N,C,H,W) input: add --mode spatial, or leave them out."
         )
+    if (
+        d is not None
+        and click.get_current_context().get_parameter_source("c").name == "COMMANDLINE"
+    ):
+        raise BnderiveError("--c and --d both set the number of features: give one of them.")
+    if d is not None and spatial:
+        raise BnderiveError(
+            "--d is the number of features of PER_ACTIVATION (N,D) input; SPATIAL input has "
+            "channels: use --c."
+        )
     if composite:
         if family is not Norm.BATCH:
             raise BnderiveError("--composite linear-bn-relu has BatchNorm in it: leave --norm out.")
@@ -143,6 +153,9 @@ def derive(
     if general:
         _derive_general(spec, as_latex)
         return
+    from bnderive.core.limits import DERIVE_M
+
+    DERIVE_M.check(spec.m, f"{spec.m:,} ({spec.mode.value} {spec.shape})")
     steps = derivation_view(spec)
     if as_latex:
         click.echo(_derive_latex(spec, steps))

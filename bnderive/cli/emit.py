@@ -161,6 +161,7 @@ def bench(shapes: tuple[str, ...], dtype: str, repeats: int, torch_threads: int 
     from bnderive.emit import bench as benchmod
 
     sizes = [benchmod.parse_bench_shape(s) for s in shapes] or list(benchmod.DEFAULT_SHAPES)
+    _check_bench(sizes, repeats, torch_threads)
     out = console()
     err = console(stderr=True)
     progress = Progress(
@@ -222,3 +223,19 @@ def bench(shapes: tuple[str, ...], dtype: str, repeats: int, torch_threads: int 
     if not all(r.ok for r in results):
         click.echo("Error: a candidate's dx or dγ is wrong (relative error ≥ 1e-2).", err=True)
         sys.exit(EXIT_REFUTED)
+
+
+def _check_bench(sizes: list[tuple[int, ...]], repeats: int, torch_threads: int | None) -> None:
+    """The caps of ``core/limits.py``, before any array is allocated."""
+    import math
+
+    from bnderive.core.limits import BENCH_ELEMENTS, BENCH_REPEATS, SIZE, TORCH_THREADS
+
+    for shape in sizes:
+        for size in shape:
+            SIZE.check(size, f"{size:,} in the shape {shape}")
+        elements = math.prod(shape)
+        BENCH_ELEMENTS.check(elements, f"{elements:,} for {shape}")
+    BENCH_REPEATS.check(repeats)
+    if torch_threads is not None:
+        TORCH_THREADS.check(torch_threads)

@@ -9,6 +9,21 @@ from bnderive.cli.common import console, json_text, user_errors
 from bnderive.errors import BnderiveError
 
 
+def _check_sizes(n: int, c: int, h: int | None, w: int | None, spatial: bool) -> None:
+    """The caps of ``core/limits.py`` on explain's sizes, before anything is drawn."""
+    from bnderive.core.limits import EXPLAIN_CHANNELS, EXPLAIN_ELEMENTS, EXPLAIN_M, SIZE
+
+    h = (h if h is not None else 2) if spatial else 1
+    w = (w if w is not None else 2) if spatial else 1
+    for name, value in (("n", n), ("c", c), ("h", h), ("w", w)):
+        if value < 1:
+            raise BnderiveError(f"--{name} {value}: a size must be at least 1.")
+        SIZE.check(value, f"--{name} {value:,}")
+    EXPLAIN_M.check(n * h * w, f"{n * h * w:,}")
+    EXPLAIN_CHANNELS.check(c)
+    EXPLAIN_ELEMENTS.check(n * c * h * w, f"{n * c * h * w:,}")
+
+
 # -- explain --------------------------------------------------------------------------------------
 @click.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
@@ -135,8 +150,10 @@ def explain(
     """
     from rich.table import Table
 
+    from bnderive.core.limits import parse_decimal
     from bnderive.core.spec import Mode
     from bnderive.usercode import explain as explainer
+    from bnderive.usercode.sandbox import DEFAULT_MEMORY_MB, check_limits
 
     spatial = mode == "spatial"
     if not spatial and (h not in (None, 1) or w not in (None, 1)):
@@ -148,6 +165,22 @@ def explain(
             "--against, --function and --ref-function compare an implementation: give its FILE "
             "first (bnderive explain FILE --against torch ...)."
         )
+    _check_sizes(n, c, h if spatial else 1, w if spatial else 1, spatial)
+    numbers = {"--gamma": gamma, "--beta": beta, "--x-mean": x_mean, "--x-std": x_std,
+               "--x-var": x_var, "--eps": eps, "--ref-eps": ref_eps,
+               "--running-mean": running_mean, "--running-var": running_var, "--rtol": rtol}  # fmt: skip
+    for option, text in numbers.items():  # bounded before anything builds the number
+        for part in (text or "").split(",") if text is not None else ():
+            parse_decimal(part, option)
+    if not 0 <= seed < 2**63:
+        raise BnderiveError(f"--seed {seed} is not usable: give a whole number from 0 to 2^63 - 1.")
+    if file is not None:
+        from bnderive.read.files import check_regular_file
+
+        check_regular_file(file, "a Python file")
+        if against not in ("truth", "torch"):
+            check_regular_file(against, "a Python file, or truth or torch")
+        timeout, _ = check_limits(timeout, DEFAULT_MEMORY_MB)
     setup = explainer.Setup(
         n=n,
         features=c,

@@ -25,6 +25,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
+from bnderive.core.limits import EXACT_TOTAL_M, SIZE, too_large
 from bnderive.errors import SpecError
 
 
@@ -148,6 +149,7 @@ class Spec:
                 )
             if value < 1:
                 raise SpecError(f"Size {name}={value} must be at least 1 (a batch needs elements).")
+            SIZE.check(value, f"{name} = {value:,}")
         if self.mode is Mode.PER_ACTIVATION and (self.h, self.w) != (1, 1):
             raise SpecError(
                 f"PER_ACTIVATION mode takes (N, D) input, but h={self.h}, w={self.w} were given: "
@@ -370,15 +372,21 @@ def parse_sizes(text: str) -> list[int]:
     for part in str(text).split(","):
         part = part.strip()
         try:
-            if "-" in part:
-                lo, hi = (int(v) for v in part.split("-", 1))
-                out.extend(range(lo, hi + 1))
-            elif part:
-                out.append(int(part))
+            bounds = [int(v) for v in part.split("-", 1)] if part else []
         except ValueError:
             raise SpecError(
                 f"Cannot read the sizes {text!r}: write a range like 1-6 or a list like 4,8,16."
             ) from None
+        if len(bounds) == 2:
+            lo, hi = bounds
+            # bounded before it is expanded: 1-100000000 is not a list of 10^8 sizes
+            if hi - lo + 1 > EXACT_TOTAL_M.limit:
+                raise too_large(f"The number of sizes in {part}", f"{hi - lo + 1:,}", EXACT_TOTAL_M)
+            out.extend(range(lo, hi + 1))
+        else:
+            out.extend(bounds)
+        if len(out) > EXACT_TOTAL_M.limit:
+            raise too_large(f"The number of sizes in {text}", f"{len(out):,}", EXACT_TOTAL_M)
     if not out:
         raise SpecError(f"No sizes in {text!r}: write a range like 1-6 or a list like 4,8,16.")
     return out

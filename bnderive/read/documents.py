@@ -61,9 +61,11 @@ import sympy as sp
 
 from bnderive.core import notation as N
 from bnderive.core.derive import at_index, derive, inline, partial_value
+from bnderive.core.limits import FILE_BYTES, NOTEBOOK_BYTES
 from bnderive.core.printing import unicode
 from bnderive.core.spec import Mode, Spec
 from bnderive.errors import FormError
+from bnderive.read.files import read_text
 from bnderive.read.forms import Equation, Form
 from bnderive.read.latex_reader import (
     LatexError,
@@ -931,22 +933,11 @@ def load_document(path: str | Path, text: str | None = None) -> DocumentForm:
     """Read a derivation document (.md, .tex or .ipynb) into a form; see the module docstring."""
     path = Path(path)
     where = str(path)
-    if text is None:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise FormError(f"{where}: cannot read the file ({exc.strerror}).") from None
-        if b"\0" in raw:
-            raise FormError(f"{where}, line 1: a binary file, not a Markdown or LaTeX document.")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise FormError(
-                f"{where}, line {line}: not UTF-8 text; a derivation is a Markdown or LaTeX file."
-            ) from None
-    text = text.replace("\r\n", "\n")
     suffix = path.suffix.lower()
+    if text is None:
+        cap = NOTEBOOK_BYTES if suffix == ".ipynb" else FILE_BYTES
+        text = read_text(path, "a derivation: a Markdown, LaTeX or notebook file", cap)
+    text = text.replace("\r\n", "\n")
     cells: list[tuple[int, int]] = []
     if suffix == ".ipynb":
         text, cells = _notebook_text(text, where)

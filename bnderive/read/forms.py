@@ -38,6 +38,7 @@ import sympy as sp
 from bnderive.core import notation as N
 from bnderive.core.spec import Mode, Norm, Spec, conventions_text
 from bnderive.errors import FormError
+from bnderive.read.files import read_text
 
 _DEFINES = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*(?:\[\s*([a-z])\s*\])?\s*$")
 
@@ -144,14 +145,7 @@ def load_form(path: str | Path, text: str | None = None, norm: Norm | None = Non
     path = Path(path)
     where = str(path)
     if text is None:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise FormError(f"{where}: cannot read the form file ({exc.strerror}).") from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise FormError(f"{where}: not a UTF-8 text file; a form file is TOML.") from None
+        text = read_text(path, "a form file (TOML; `bnderive forms --example` prints one)")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -15,10 +15,18 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
+from bnderive.core.limits import (
+    EXACT_CHANNELS,
+    EXACT_M,
+    EXACT_TOTAL_M,
+    RANDOM_M,
+    TRIALS,
+    too_large,
+)
 from bnderive.core.spec import Mode, Norm, Spec
 from bnderive.read.forms import Form
 from bnderive.verify.every_m import general_check
-from bnderive.verify.exact import check_exact_mode
+from bnderive.verify.exact import check_exact_mode, exact_plan
 from bnderive.verify.lines import truth_of
 from bnderive.verify.randomized import large_spec, random_check, warm_random_truth
 from bnderive.verify.verdict import Verdict
@@ -47,6 +55,30 @@ class Plan:
     m_random: int = 4096
     trials: int = 3
     groups: int = 1  # GroupNorm's G, for the forms of that family
+
+    def __post_init__(self) -> None:
+        """The caps of ``core/limits.py``, before any work starts."""
+        if "random" in self.methods:
+            RANDOM_M.check(self.m_random)
+            TRIALS.check(self.trials)
+        if "exact" in self.methods:
+            for mode in self.modes:
+                specs = exact_plan(mode, self.n_values, self.shapes)
+                for spec in specs:
+                    at = f"M for the exact method at {spec.mode.value} {spec.shape}"
+                    if spec.m > EXACT_M.limit:
+                        raise too_large(at, f"{spec.m:,}", EXACT_M)
+                    if spec.c > EXACT_CHANNELS.limit:
+                        raise too_large(
+                            f"The channels of {spec.mode.value} {spec.shape}", f"{spec.c:,}",
+                            EXACT_CHANNELS,
+                        )  # fmt: skip
+                total = sum(spec.m for spec in specs)
+                if total > EXACT_TOTAL_M.limit:
+                    raise too_large(
+                        f"The sum of M over the exact sizes in {mode.value} mode", f"{total:,}",
+                        EXACT_TOTAL_M,
+                    )  # fmt: skip
 
     def units(self) -> list[Unit]:
         out: list[Unit] = []
@@ -132,6 +164,9 @@ def _worker() -> None:
     """A worker leaves Ctrl-C to the parent, which stops it (``_stop``): no traceback from
     each worker, and no worker left running."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # and dies at once on SIGTERM, even inside SymPy's or symengine's C code (the parent's
+    # Python-level handler, inherited by fork, would wait for the next bytecode)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:

@@ -1,0 +1,267 @@
+"""The caps: how large an input bnderive accepts, and why.  One place for all of them.
+
+Every cap is checked before any work starts, and a value above it is a ``LimitError`` (exit
+code 2) whose message names the cap and the measured cost behind it, so that a user knows what
+to do instead.  The costs were measured on the 2-core, 23 GB development machine (DESIGN.md §7);
+each cap sits where the work stops taking seconds and starts taking minutes or gigabytes.  The
+caps also bound what a hostile file can make bnderive do: a form, a derivation or an option
+can make it work for seconds, never for hours, and never make it run out of memory.
+
+The README's "Security model" section lists them; ``tests/test_hostile.py`` checks each one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+from bnderive.errors import LimitError
+
+
+@dataclass(frozen=True)
+class Cap:
+    """A cap: the largest value bnderive accepts for ``what``, ``why``, and what to do instead."""
+
+    what: str
+    limit: int
+    why: str
+    instead: str = ""
+    unit: str = ""  # how the limit reads ("1 MiB"), when not as a plain number
+
+    @property
+    def shown(self) -> str:
+        return self.unit or f"{self.limit:,}"
+
+    def check(self, value: int, shown: str | None = None) -> None:
+        """Raise ``LimitError`` when ``value`` is above the cap."""
+        if value > self.limit:
+            raise LimitError(self.message(shown if shown is not None else f"{value:,}"))
+
+    def message(self, shown: str) -> str:
+        text = f"{self.what} is {shown}, above the cap of {self.shown}: {self.why}."
+        return text + (f" {self.instead}" if self.instead else "")
+
+
+# -- check ------------------------------------------------------------------------------------------
+EXACT_M = Cap(
+    "M for the exact method",
+    1024,
+    "an exact check at M = 1024 takes about 5 s and 0.4 GB per form, at M = 4096 over "
+    "2 minutes and 5.6 GB",
+    "Use --method random for large M (--m).",
+)
+EXACT_TOTAL_M = Cap(
+    "The sum of M over the exact sizes and shapes",
+    4096,
+    "each size is a separate exact check and the time adds up (four checks at M = 1024 take "
+    "about 20 s per form)",
+    "Give fewer sizes, e.g. --n 1-8,64,1024.",
+)
+EXACT_CHANNELS = Cap(
+    "The number of features or channels of an exact shape",
+    64,
+    "every channel is checked in its own symbols (C = 1024 takes 20 s per form); channels "
+    "never mix, so C = 2 already shows that",
+    "Use C ≤ 64.",
+)
+RANDOM_M = Cap(
+    "M for the randomized method (--m)",
+    65536,
+    "a refuted line's counterexample is searched in exact rationals, which at M = 65536 takes "
+    "about 6 s and 0.6 GB and grows with M (M = 2^20: 100 s, 8 GB)",
+    "The default M = 4096 already exercises every path of the graph.",
+)
+TRIALS = Cap(
+    "--trials",
+    100,
+    "every trial is one more pass over every line (100 trials of all built-in forms take about "
+    "15 s); 3 trials already bound the chance of a wrong 'holds' below 10^-27",
+)
+JOBS = Cap(
+    "--jobs",
+    16,
+    "each worker is a forked copy of bnderive (about 0.1 to 0.5 GB); more workers than cores "
+    "only add memory",
+    "Leave --jobs out for one per core (at most 2).",
+)
+
+# -- derive, explain, bench ---------------------------------------------------------------------------
+SIZE = Cap(
+    "A size",
+    1_000_000,
+    "no BatchNorm layer has a dimension that large, and the caps on M and on the number of "
+    "elements below are far smaller",
+)
+DERIVE_M = Cap(
+    "M = N·H·W for derive",
+    256,
+    "derive prints the value for channel 0 in full: at M = 256 that is 77 kB of text and "
+    "about 4 s, at M = 4096 1.4 MB and 80 s",
+    "Use --general for the derivation for every M.",
+)
+EXPLAIN_M = Cap(
+    "M = N·H·W for explain",
+    4096,
+    "explain evaluates the exact gradient element by element (M = 16384 takes 20 s)",
+)
+EXPLAIN_CHANNELS = Cap(
+    "The number of features or channels for explain",
+    64,
+    "each feature is evaluated exactly on its own (1024 features take 40 s) and features never mix",
+)
+EXPLAIN_ELEMENTS = Cap(
+    "N·C·H·W for explain",
+    8192,
+    "explain evaluates every element exactly (8192 elements take about 10 s, 16384 about 20 s)",
+)
+BENCH_ELEMENTS = Cap(
+    "The number of elements of a bench shape",
+    2**25,
+    "bench holds about ten arrays of the shape at once: 2^25 elements are 256 MiB per float64 "
+    "array, about 2.7 GB in all",
+    unit="2^25 = 33,554,432",
+)
+BENCH_REPEATS = Cap(
+    "--repeats",
+    1000,
+    "each round runs every candidate once (a round of the default shapes takes about a second)",
+)
+TORCH_THREADS = Cap("--torch-threads", 256, "more threads than that is no machine's core count")
+
+# -- readers ------------------------------------------------------------------------------------------
+FILE_BYTES = Cap(
+    "The file's size",
+    1 << 20,
+    "a form or a derivation is text of a few kilobytes (the longest real derivation bnderive "
+    "was tried on has 11 kB); a larger file is not one",
+    unit="1 MiB",
+)
+NOTEBOOK_BYTES = Cap(
+    "The notebook's size",
+    16 << 20,
+    "a notebook carries its outputs (plots as base64) besides the derivation; 16 MiB is far "
+    "more than a lesson's",
+    unit="16 MiB",
+)
+EQUATIONS = Cap(
+    "The number of equations",
+    200,
+    "every equation is checked by every method; published derivations have at most a few dozen",
+)
+EXPRESSION_CHARACTERS = Cap(
+    "The expression's length in characters",
+    4000,
+    "the longest expression of the built-in forms and the corpus has 136",
+)
+EXPRESSION_NODES = Cap(
+    "The number of operations and operands in the expression",
+    2000,
+    "the largest expression of the built-in forms and the corpus has 122; each one is "
+    "evaluated at every size",
+)
+EXPRESSION_DEPTH = Cap(
+    "The nesting depth of the expression",
+    100,
+    "the deepest expression of the built-in forms and the corpus is 12 levels (a sum of n "
+    "terms, read left to right, is n levels deep)",
+)
+LATEX_TOKENS = Cap(
+    "The number of tokens on one line",
+    2000,
+    "the longest line of the published derivations bnderive knows has 247",
+)
+LATEX_DEPTH = Cap(
+    "The nesting depth of the line's syntax tree",
+    150,
+    "brackets, fractions, roots, scripts and signs nest; the deepest published line bnderive "
+    "knows is 31 levels deep",
+)
+SUM_NESTING = Cap(
+    "The nesting of sums (a Σ inside a Σ)",
+    3,
+    "each nested sum multiplies the work by M; published derivations nest at most 2",
+)
+EXPONENT = Cap(
+    "The exponent's size",
+    16,
+    "the derivations use powers such as 2, 3, -1/2 and -3/2; a power is expanded when an "
+    "expression is checked, and a large one never finishes",
+)
+DEGREE = Cap(
+    "The degree of the expression (its exponents multiplied through nested powers)",
+    64,
+    "a form's expression is expanded exactly at every size; the built-in forms have degree "
+    "at most 8",
+)
+NUMBER_DIGITS = Cap(
+    "The number of digits of a number",
+    40,
+    "exact constants of a derivation have a few digits (0.09999999999999998 has 17)",
+)
+DECIMAL_EXPONENT = Cap(
+    "The decimal exponent of a number",
+    30,
+    "ε = 1e-5 is usual and 1e-30 is already below any float32's reach; 1e-999999999 would be "
+    "a number with a billion digits",
+)
+
+
+def too_large(what: str, shown: str, cap: Cap) -> LimitError:
+    """The error for ``what`` (its words replace the cap's own) being ``shown``, above ``cap``."""
+    text = f"{what} is {shown}, above the cap of {cap.shown}: {cap.why}."
+    return LimitError(text + (f" {cap.instead}" if cap.instead else ""))
+
+
+# -- numbers given as text ------------------------------------------------------------------------
+_DECIMAL = re.compile(
+    r"[+-]?(?P<int>[0-9]*)(?:\.(?P<frac>[0-9]*))?(?:[eE](?P<exp>[+-]?[0-9]+))?", re.ASCII
+)
+
+
+def parse_decimal(text: str, what: str) -> Fraction:
+    """A decimal (``1e-5``, ``0.1``, ``-3``) or a fraction (``3/2``) as an exact rational, bounded
+    before it is built: at most ``NUMBER_DIGITS`` digits and a decimal exponent of at most
+    ``DECIMAL_EXPONENT`` (``Fraction("1e-999999999")`` alone would build a billion-digit number).
+    NaN, ∞ and anything else is a ``LimitError`` naming ``what``."""
+    raw = str(text).strip()
+    parts = raw.split("/")
+    if len(parts) > 2 or not raw:
+        raise LimitError(_not_a_number(what, raw))
+    values = []
+    for part in parts:
+        match = _DECIMAL.fullmatch(part.strip())
+        if not match or not (match["int"] or match["frac"]):
+            raise LimitError(_not_a_number(what, raw))
+        digits = len((match["int"] or "").lstrip("0") + (match["frac"] or ""))
+        if digits > NUMBER_DIGITS.limit:
+            raise too_large(
+                f"{what} = {raw[:40]}…: the number of digits", f"{digits:,}", NUMBER_DIGITS
+            )
+        exponent = match["exp"] or "0"
+        if len(exponent.lstrip("+-0")) > 6 or abs(int(exponent)) > DECIMAL_EXPONENT.limit:
+            shown = exponent.lstrip("+-")
+            raise too_large(
+                f"{what} = {raw}: the size of the decimal exponent", shown, DECIMAL_EXPONENT
+            )
+        values.append(Fraction(part.strip()))
+    if len(values) == 2:
+        if values[1] == 0:
+            raise LimitError(f"{what} = {raw} divides by zero: give a finite number.")
+        return values[0] / values[1]
+    return values[0]
+
+
+def _not_a_number(what: str, raw: str) -> str:
+    return (
+        f"{what} = {raw!r} is not a finite number: write a decimal or a fraction such as 1e-5, "
+        "0.5 or 3/2."
+    )
+
+
+def check_float(value: float, what: str, low: float, high: float) -> float:
+    """A finite float within [low, high] (click's FloatRange lets NaN through)."""
+    if not math.isfinite(value) or not low <= value <= high:
+        raise LimitError(f"{what} is {value}; give a finite number from {low:g} to {high:g}.")
+    return value
