@@ -11,7 +11,7 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bnderive import EvaluationError, Mode, Spec, find_form
+from bnderive import EvaluationError, FormError, Mode, Spec, find_form
 from bnderive.core import notation as N
 from bnderive.core.evaluate import RATIONAL, SYMBOLIC, Env, NotRational, evaluate, rational
 from bnderive.core.points import point_env, random_point
@@ -109,9 +109,10 @@ def test_fixed_element_indices(env):
     assert ev("x[2]", env) == X[1]
     assert ev("x[1] + g[5]", env) == X[0] + G[4]
     assert ev("x[i] - x[3]", env, N.i) == [a - X[2] for a in X]
-    for bad in ("x[0]", "x[6]"):
-        with pytest.raises(EvaluationError, match="outside 1..M"):
-            evaluate(N.parse(bad), env)
+    with pytest.raises(EvaluationError, match="outside 1..M"):
+        evaluate(N.parse("x[6]"), env)  # M = 5 here; a larger M has an element 6
+    with pytest.raises(FormError, match="by its number 1..M"):
+        N.parse("x[0]")  # no M has an element 0: refused when read
 
 
 def test_free_index_in_a_scalar_is_an_error(env):

@@ -240,6 +240,87 @@ def hostile_files(tmp_path: Path) -> None:
     (tmp_path / "zero.md").symlink_to("/dev/zero")
     (tmp_path / "dangling.toml").symlink_to(tmp_path / "nowhere.toml")
     write(tmp_path / "impl.py", "def bn_backward(x, gamma, beta, dout, eps):\n    return dout\n")
+    pwned = tmp_path / "pwned"
+    for name, expr in TOML_EXPRESSIONS.items():
+        write(tmp_path / f"{name}.toml", form_text(expr.replace("{pwned}", str(pwned))))
+    for name, text in FILES.items():
+        write(tmp_path / name, text)
+    for name, rhs in LATEX_RIGHT_SIDES.items():
+        write(
+            tmp_path / f"{name}.md", f"$$\n\\frac{{\\partial L}}{{\\partial \\beta}} = {rhs}\n$$\n"
+        )
+
+
+def form_text(expr: str, defines: str = "dbeta") -> str:
+    return f'name = "h"\n[[equations]]\ndefines = "{defines}"\nexpr = {json.dumps(expr)}\n'
+
+
+#: TOML form expressions, each written to NAME.toml ({pwned}: a file that must never appear).
+TOML_EXPRESSIONS = {
+    "power_tower": "0*10**10**10",
+    "caret_tower": "0*10^10^10",
+    "long_sum": "+".join(["g[1]"] * 5000),
+    "minuses": "-" * 20000 + "g[1]",
+    "parens": "(" * 200 + "g[1]" + ")" * 200,
+    "signs": "-(" * 150 + "g[1]" + ")" * 150,
+    "deep_sum": "+".join(["1"] * 1500),
+    "huge_decimal": "1e-999999999*g[1]",
+    "huge_integer": "1" * 100,
+    "index_minus_one": "x[-1]",
+    "index_half": "x[0.5]",
+    "index_expression": "x[k+1]",
+    "divide_by_zero": "sum(g[k], k)/0",
+    "zero_power": "0**-1",
+    "zoo": "zoo",
+    "nan": "nan",
+    "oo": "oo",
+    "unbound_index": "x[j]",
+    "import": "__import__('pathlib').Path('{pwned}').touch()",
+    "lambda": "(lambda: __import__('os'))()",
+    "attribute": "x.__class__",
+    "string": "'text'",
+    "comprehension": "[g[k] for k in (1, 2)]",
+    "sqrt_of_minus_one": "sum(g[k], k) + sqrt(-1)",
+    "degree": "(x[1] + g[1])**16 * (x[2] + g[2])**16 * x[3]",
+}
+
+#: Whole files: forms with bad keys or structure, derivations with bad front matter.
+_SUM = "\\frac{\\partial L}{\\partial \\beta} = \\sum_i g_i"
+FILES = {
+    "unknown_key.toml": GOOD + "colour = 'red'\n",
+    "unknown_convention.toml": GOOD.replace("[[equations]]", "[conventions]\nvaraince = 'unbiased'\n\n[[equations]]"),
+    "unknown_equation_key.toml": GOOD + "note = 'x'\n",
+    "many_equations.toml": 'name = "many"\n' + '[[equations]]\ndefines = "dbeta"\nexpr = "sum(g[k], k)"\n' * 201,
+    "index_letter.toml": 'name = "k"\n[[equations]]\ndefines = "k"\nexpr = "1"\n' + GOOD.split("\n", 1)[1],
+    "sources_table.toml": GOOD.replace('name = "ok"', 'name = "ok"\nsources = 3'),
+    "helper_chain.toml": (
+        'name = "chain"\n[[equations]]\ndefines = "h1[i]"\nexpr = "(x[i] + g[i])**8"\n'
+        '[[equations]]\ndefines = "h2[i]"\nexpr = "h1[i]**8"\n'
+    ),
+    "unbiased.toml": GOOD.replace("[[equations]]", "[conventions]\nvariance = 'unbiased'\n\n[[equations]]"),
+    "duplicate_key.md": f"---\nname: a\nname: b\n---\n$$\n{_SUM}\n$$\n",
+    "duplicate_alias.md": f"---\nsource: a\nsources:\n  - b\n---\n$$\n{_SUM}\n$$\n",
+    "duplicate_convention.md": f"---\nvariance: biased\nconventions:\n  variance: unbiased\n---\n$$\n{_SUM}\n$$\n",
+    "duplicate_key.tex": f"% bnderive: mode: spatial\n% bnderive: mode: both\n\\[ {_SUM} \\]\n",
+    "degree_chain.md": (
+        "$$\n\\frac{\\partial L}{\\partial \\sigma^2} = (x_1 + g_1)^{16} \\\\\n"
+        "\\frac{\\partial L}{\\partial \\mu} = \\left(\\frac{\\partial L}{\\partial \\sigma^2}\\right)^{16}\n$$\n"
+    ),
+}  # fmt: skip
+
+#: Right sides of ∂L/∂β = …, each written to NAME.md.
+LATEX_RIGHT_SIDES = {
+    "tower": "10^{10^{10}}",
+    "nested_powers": "((10^{9})^{9})^{9}",
+    "latex_parens": "(" * 200 + "1" + ")" * 200,
+    "latex_minuses": "-" * 20000 + "1",
+    "latex_long_sum": "+".join(["g_1"] * 5000),
+    "latex_big_number": "1" * 100,
+    "latex_frac_zero": "\\frac{1}{0}",
+    "latex_root_minus_one": "\\sqrt{-1}",
+    "latex_degree": "(x_1+g_1)^{16} (x_2+g_2)^{16} x_3",
+    "latex_markup": "\\sum_i g_i [/] [bold]",
+}
 
 
 def snapshot(root: Path) -> set[str]:
@@ -301,6 +382,60 @@ CASES: list[tuple[str, list[str], int, list[str], bool]] = [
     ("a dangling symlink", ["check", "--form", "{tmp}/dangling.toml"], 2, ["no such file"], False),
     ("a binary form", ["check", "--form", "{tmp}/binary.toml"], 2, ["line 2: a binary file (it has NUL bytes)"], False),
     ("a Latin-1 derivation", ["check", "{tmp}/latin1.md"], 2, ["line 1: not UTF-8 text"], False),
+    # -- TOML expressions: huge, deep, malformed, executable (items 7, 8, 9) --
+    ("TOML 0*10**10**10", ["check", "--form", "{tmp}/power_tower.toml"], 2, ["10**10**10", "above the cap of 16"], True),
+    ("TOML 0*10^10^10", ["check", "--form", "{tmp}/caret_tower.toml"], 2, ["above the cap of 16"], True),
+    ("TOML 5000-term sum", ["check", "--form", "{tmp}/long_sum.toml"], 2, ["length in characters is 24,999"], False),
+    ("TOML 20000 unary minuses", ["check", "--form", "{tmp}/minuses.toml"], 2, ["above the cap of 4,000"], False),
+    ("TOML 200 nested parentheses", ["check", "--form", "{tmp}/parens.toml"], 2, ["too many nested parentheses"], False),
+    ("TOML 150 nested signs", ["check", "--form", "{tmp}/signs.toml"], 2, ["nesting depth", "above the cap of 100"], False),
+    ("TOML 1500-term sum", ["check", "--form", "{tmp}/deep_sum.toml"], 2, ["above the cap of"], False),
+    ("TOML 1e-999999999", ["check", "--form", "{tmp}/huge_decimal.toml"], 2, ["decimal exponent", "above the cap of 30"], True),
+    ("TOML 100-digit integer", ["check", "--form", "{tmp}/huge_integer.toml"], 2, ["above the cap of 40"], False),
+    ("TOML x[-1]", ["check", "--form", "{tmp}/index_minus_one.toml"], 2, ["x[-1]", "an element index is one of the letters"], False),
+    ("TOML x[0.5]", ["check", "--form", "{tmp}/index_half.toml"], 2, ["x[0.5]"], False),
+    ("TOML x[k+1]", ["check", "--form", "{tmp}/index_expression.toml"], 2, ["x[k+1] in"], False),
+    ("TOML /0", ["check", "--form", "{tmp}/divide_by_zero.toml"], 2, ["divides by zero"], False),
+    ("TOML 0**-1", ["check", "--form", "{tmp}/zero_power.toml"], 2, ["divides by zero"], False),
+    ("TOML zoo", ["check", "--form", "{tmp}/zoo.toml"], 2, ["unknown name(s) zoo"], False),
+    ("TOML nan", ["check", "--form", "{tmp}/nan.toml"], 2, ["unknown name(s) nan"], False),
+    ("TOML oo", ["check", "--form", "{tmp}/oo.toml"], 2, ["unknown name(s) oo"], False),
+    ("TOML unbound index", ["check", "--form", "{tmp}/unbound_index.toml"], 2, ["the index j", "neither summed over"], False),
+    ("TOML __import__", ["check", "--form", "{tmp}/import.toml"], 2, ["unknown function"], True),
+    ("TOML lambda", ["check", "--form", "{tmp}/lambda.toml"], 2, ["unknown function"], False),
+    ("TOML attribute access", ["check", "--form", "{tmp}/attribute.toml"], 2, ["Attribute is not allowed"], False),
+    ("TOML string constant", ["check", "--form", "{tmp}/string.toml"], 2, ["is not a number"], False),
+    ("TOML comprehension", ["check", "--form", "{tmp}/comprehension.toml"], 2, ["ListComp is not allowed"], False),
+    ("TOML sqrt(-1)", ["check", "--form", "{tmp}/sqrt_of_minus_one.toml"], 2, ["imaginary unit"], False),
+    ("TOML degree 33", ["check", "--form", "{tmp}/degree.toml"], 2, ["degree", "above the cap of 32"], False),
+    ("TOML helper chain", ["check", "--form", "{tmp}/helper_chain.toml"], 2, ["with the lines before it", "is 64, above the cap of 32"], False),
+    ("emit a TOML power tower", ["emit", "--form", "{tmp}/power_tower.toml"], 2, ["above the cap of 16"], True),
+    # -- TOML structure (item 10) --
+    ("TOML unknown key", ["check", "--form", "{tmp}/unknown_key.toml"], 2, ["unknown key 'colour'"], False),
+    ("TOML unknown convention", ["check", "--form", "{tmp}/unknown_convention.toml"], 2, ["unknown convention 'varaince'"], False),
+    ("TOML unknown equation key", ["check", "--form", "{tmp}/unknown_equation_key.toml"], 2, ["unknown key 'note'"], False),
+    ("TOML 201 equations", ["check", "--form", "{tmp}/many_equations.toml"], 2, ["201, above the cap of 200"], False),
+    ("TOML defines an index letter", ["check", "--form", "{tmp}/index_letter.toml"], 2, ["an index letter"], False),
+    ("TOML sources = 3", ["check", "--form", "{tmp}/sources_table.toml"], 2, ["sources must be a list of strings"], False),
+    ("unbiased form at --n 1", ["check", "--form", "{tmp}/unbiased.toml", "--method", "exact", "--n", "1"], 3, ["Bessel's variance divides by M − 1 = 0", "--n 2-6"], False),
+    # -- LaTeX (items 7, 8) --
+    ("LaTeX 10^{10^{10}}", ["check", "{tmp}/tower.md"], 2, ["above the cap of 16"], True),
+    ("LaTeX ((10^9)^9)^9", ["check", "{tmp}/nested_powers.md"], 2, ["more than 100 digits"], True),
+    ("LaTeX 200 nested parentheses", ["check", "{tmp}/latex_parens.md"], 2, ["nesting depth", "above the cap of 150"], False),
+    ("LaTeX 20000 unary minuses", ["check", "{tmp}/latex_minuses.md"], 2, ["nesting depth"], False),
+    ("LaTeX 5000-term sum", ["check", "{tmp}/latex_long_sum.md"], 2, ["tokens on one line"], False),
+    ("LaTeX 100-digit number", ["check", "{tmp}/latex_big_number.md"], 2, ["above the cap of 40"], False),
+    ("LaTeX \\frac{1}{0}", ["check", "{tmp}/latex_frac_zero.md"], 2, ["division by zero"], False),
+    ("LaTeX \\sqrt{-1}", ["check", "{tmp}/latex_root_minus_one.md"], 2, ["imaginary unit"], False),
+    ("LaTeX degree 33", ["check", "{tmp}/latex_degree.md"], 2, ["above the cap of 32"], False),
+    ("LaTeX degree through earlier lines", ["check", "{tmp}/degree_chain.md"], 2, ["with the lines before it"], True),
+    ("parse --expr 10^{10^{10}}", ["parse", "--expr", "10^{10^{10}}"], 2, ["above the cap of 16"], True),
+    ("check --expr with 200 parentheses", ["check", "--expr", "\\beta = " + "(" * 200 + "1" + ")" * 200], 2, ["nesting depth"], False),
+    # -- front matter (item 10) --
+    ("duplicate front-matter key", ["check", "{tmp}/duplicate_key.md"], 2, ["'name' is given twice (first on line 2)"], False),
+    ("source and sources", ["check", "{tmp}/duplicate_alias.md"], 2, ["given twice", "which means the same"], False),
+    ("a convention twice", ["check", "{tmp}/duplicate_convention.md"], 2, ["'variance' is given twice"], False),
+    ("duplicate TeX header key", ["check", "{tmp}/duplicate_key.tex"], 2, ["'mode' is given twice"], False),
 ]  # fmt: skip
 
 
@@ -324,3 +459,18 @@ def test_hostile_input(tmp_path, args, code, messages, in_child):
 
 def test_at_least_fifty_hostile_inputs():
     assert len({c[0] for c in CASES}) == len(CASES) >= 50
+
+
+def test_a_form_file_never_runs_its_text(tmp_path):
+    """The import payload's file is not created, whatever the exit code says."""
+    hostile_files(tmp_path)
+    cli("check", "--form", str(tmp_path / "import.toml"))
+    cli("emit", "--form", str(tmp_path / "import.toml"))
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_markup_in_a_derivation_is_shown_as_text(tmp_path):
+    hostile_files(tmp_path)
+    code, out, err = cli("check", str(tmp_path / "latex_markup.md"), "--method", "exact")
+    assert "Traceback" not in out + err and "bnderive failed" not in out + err
+    assert code in (1, 2)

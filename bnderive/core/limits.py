@@ -191,9 +191,9 @@ EXPONENT = Cap(
 )
 DEGREE = Cap(
     "The degree of the expression (its exponents multiplied through nested powers)",
-    64,
+    32,
     "a form's expression is expanded exactly at every size; the built-in forms have degree "
-    "at most 8",
+    "at most 6.5",
 )
 NUMBER_DIGITS = Cap(
     "The number of digits of a number",
@@ -265,3 +265,120 @@ def check_float(value: float, what: str, low: float, high: float) -> float:
     if not math.isfinite(value) or not low <= value <= high:
         raise LimitError(f"{what} is {value}; give a finite number from {low:g} to {high:g}.")
     return value
+
+
+# -- expressions ------------------------------------------------------------------------------------
+#: How many digits a number in an expression may have, and their bits.
+_RESULT_DIGITS = 100  # well inside float64's range (10^308): a diagnosis compares in floats too
+_RESULT_BITS = int(_RESULT_DIGITS * math.log2(10)) + 1
+#: The nodes of a SymPy expression read from one line (the readers' own caps keep it far below).
+_EXPRESSION_NODES = 50_000
+
+
+def _bits(value: object) -> int:
+    """The bits of a SymPy rational's numerator and denominator together."""
+    p, q = getattr(value, "p", 0), getattr(value, "q", 1)
+    return int(p).bit_length() + int(q).bit_length()
+
+
+def power_problem(base: object, exponent: object) -> str | None:
+    """Why ``base ** exponent`` must not be built, or None.  SymPy evaluates a power of two
+    numbers at once (``10**10**10`` is a ten-billion-digit integer): the exponent must be a
+    number of size at most ``EXPONENT`` (numerator and denominator), and a number raised to it
+    must stay below 100 digits."""
+    import sympy as sp
+
+    if not isinstance(exponent, sp.Basic) or not exponent.is_Number:
+        return None  # symbolic: nothing is evaluated now; expression_problem decides
+    if not exponent.is_Rational:
+        return f"the exponent {exponent} is not an exact number"
+    if abs(int(exponent.p)) > EXPONENT.limit or int(exponent.q) > EXPONENT.limit:
+        return EXPONENT.message(str(exponent))
+    if isinstance(base, sp.Basic) and base.is_Rational:
+        if _bits(base) * abs(exponent) > _RESULT_BITS:
+            return (
+                f"the power ({base})^({exponent}) would have more than {_RESULT_DIGITS} digits; "
+                "a derivation's constants are small"
+            )
+    return None
+
+
+def expression_problem(expr: object) -> str | None:
+    """Why an expression read from a form or a derivation must not be checked, or None
+    (``measure``)."""
+    found = measure(expr)
+    return found if isinstance(found, str) else None
+
+
+def measure(
+    expr: object, degree_cap: float | None = None, known: dict[object, float] | None = None
+) -> str | tuple[float, int]:
+    """(degree, nesting of sums) of an expression, or why it must not be checked.  An expression
+    read from a form or a derivation read from a form or a derivation must not be checked, or None: it is
+    is bounded in size, in its numbers (at most 100 digits), in the nesting of its sums
+    (``SUM_NESTING``) and in its degree (``DEGREE``: exponents multiplied through nested powers
+    and products, since checking expands it exactly; ``known`` gives the degree of quantities
+    that earlier lines define, which checking substitutes).  Walked without recursion."""
+    import sympy as sp
+
+    degree: dict[object, float] = {}
+    sums: dict[object, int] = {}
+    stack: list[tuple[object, bool]] = [(expr, False)]
+    seen = 0
+    while stack:
+        node, ready = stack.pop()
+        if not isinstance(node, sp.Basic):
+            degree[node], sums[node] = 0.0, 0
+            continue
+        if not ready:
+            if node in degree:
+                continue
+            seen += 1
+            if seen > _EXPRESSION_NODES:
+                return f"the expression has more than {_EXPRESSION_NODES:,} parts"
+            stack.append((node, True))
+            stack.extend((arg, False) for arg in node.args)
+            continue
+        args = node.args
+        depth = max((sums.get(a, 0) for a in args), default=0)
+        if isinstance(node, sp.Sum):
+            depth += 1
+            if depth > SUM_NESTING.limit:
+                return SUM_NESTING.message(str(depth))
+        sums[node] = depth
+        if node in (sp.nan, sp.zoo, sp.oo, -sp.oo):
+            return f"it has the value {node} (a division by zero, or not a finite number)"
+        if node is sp.I:
+            return "it has the imaginary unit (the root of a negative number)"
+        if node.is_Number:
+            if not node.is_Rational:
+                return f"it has the number {node}, which is not exact"
+            if _bits(node) > _RESULT_BITS:
+                return f"it has a number of more than {_RESULT_DIGITS} digits"
+            d = 0.0
+        elif known and node in known:  # a quantity an earlier line defines: its degree
+            d = known[node]
+        elif isinstance(node, sp.Symbol):
+            d = 0.0 if node.is_integer else 1.0  # indices and M are numbers when evaluated
+        elif isinstance(node, sp.Indexed):
+            d = known.get(node.base, 1.0) if known else 1.0
+        elif isinstance(node, sp.Mul):
+            d = sum(degree.get(a, 0.0) for a in args)
+        elif isinstance(node, sp.Pow):
+            base, exponent = args
+            if exponent.is_Number:
+                d = degree.get(base, 0.0) * abs(float(exponent))
+            elif degree.get(base, 0.0) == 0 and degree.get(exponent, 0.0) == 0:
+                d = 0.0
+            else:
+                return f"the exponent {exponent} is not a number"
+        elif isinstance(node, sp.Sum):
+            d = degree.get(args[0], 0.0)
+        elif isinstance(node, (sp.KroneckerDelta, sp.Tuple, sp.IndexedBase, sp.Idx)):
+            d = 0.0
+        else:  # Add, and any function of its arguments
+            d = max((degree.get(a, 0.0) for a in args), default=0.0)
+        if d > (DEGREE.limit if degree_cap is None else degree_cap):
+            return DEGREE.message(f"{d:g}")
+        degree[node] = d
+    return degree.get(expr, 0.0), sums.get(expr, 0)

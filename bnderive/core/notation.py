@@ -21,14 +21,8 @@ from __future__ import annotations
 import ast
 
 import sympy as sp
-from sympy.parsing.sympy_parser import (
-    convert_xor,
-    parse_expr,
-    rationalize,
-    standard_transformations,
-)
 
-from bnderive.errors import FormError
+from bnderive.errors import BnderiveError, FormError
 
 # -- scalars of one reduction set -----------------------------------------------------------------
 M = sp.Symbol("M", integer=True, positive=True)
@@ -139,6 +133,7 @@ def reference(name: str, index: sp.Symbol | None) -> sp.Expr:
 
 
 def _namespace(per_element_affine: bool = False, centred: bool = True) -> dict[str, object]:
+    """The names an expression of a form may use, and what each stands for."""
     names: dict[str, object] = {
         "M": M,
         "mu": mu,
@@ -153,12 +148,6 @@ def _namespace(per_element_affine: bool = False, centred: bool = True) -> dict[s
         "ggI": ggI,
         "ggG": ggG,
         "ggB": ggB,
-        "sqrt": sp.sqrt,
-        "Rational": sp.Rational,
-        "sum": reduce_sum,
-        "Sum": sp.Sum,
-        "delta": sp.KroneckerDelta,
-        "KroneckerDelta": sp.KroneckerDelta,
     }
     for idx in INDICES:
         names[str(idx)] = idx
@@ -176,7 +165,9 @@ def _namespace(per_element_affine: bool = False, centred: bool = True) -> dict[s
     return names
 
 
-_TRANSFORMS = standard_transformations + (convert_xor, rationalize)
+#: The functions an expression may call, with their number of arguments.
+FUNCTIONS = {"sqrt": 1, "sum": 2, "delta": 2, "KroneckerDelta": 2, "Rational": 2}
+_EXAMPLE = "e.g. 'gamma/sqrt(var+eps)*(g[i] - sum(g[k], k)/M)'"
 
 
 def parse(
@@ -187,35 +178,41 @@ def parse(
     per_element_affine: bool = False,
     centred: bool = True,
 ) -> sp.Expr:
-    """Read one expression of the index notation; floats become exact rationals (0.5 → 1/2).
+    """Read one expression of the index notation; decimals become exact rationals (0.5 → 1/2).
 
-    Unknown names are an error rather than silently becoming new symbols.  ``per_element_affine``
-    reads ``gamma``, ``beta`` as arrays (LayerNorm, GroupNorm, RMSNorm); ``centred=False`` is
-    RMSNorm's notation (``ms``, no ``mu`` and ``var``).
+    A form file is data: the text is parsed by Python's ``ast`` (which runs nothing) and the
+    tree is turned into SymPy by ``_Reader``, which knows an allow-list of node kinds (numbers,
+    names, + − × / and powers, subscripts, calls of ``FUNCTIONS``) and refuses everything else:
+    nothing is ever evaluated as Python (SymPy's ``parse_expr`` would ``eval`` it).  Unknown
+    names are an error rather than silently becoming new symbols, and the caps of
+    ``core/limits.py`` bound the text, its tree and every power *before* SymPy builds them
+    (``10**10**10`` is refused, not computed).  ``per_element_affine`` reads ``gamma``, ``beta``
+    as arrays (LayerNorm, GroupNorm, RMSNorm); ``centred=False`` is RMSNorm's notation (``ms``,
+    no ``mu`` and ``var``).
     """
+    from bnderive.core import limits
+
     namespace = _namespace(per_element_affine, centred)
     namespace.update(extra or {})
-    _check_syntax(text, where, namespace)
+    text = str(text)
+    if len(text) > limits.EXPRESSION_CHARACTERS.limit:
+        raise FormError(f"{where}: " + limits.EXPRESSION_CHARACTERS.message(f"{len(text):,}"))
     try:
-        expr = parse_expr(text, local_dict=dict(namespace), transformations=_TRANSFORMS)
-    except Exception as exc:  # SymPy raises many types for bad syntax
+        tree = ast.parse(text.replace("^", "**"), mode="eval")
+    except SyntaxError as exc:
         raise FormError(
-            f"{where}: cannot read {text!r} ({type(exc).__name__}: {exc}). Write it in the index "
-            "notation, e.g. 'gamma/sqrt(var+eps)*(g[i] - sum(g[k], k)/M)'."
+            f"{where}: cannot read {text!r}: {exc.msg} at column {exc.offset}. Write it in the "
+            f"index notation, {_EXAMPLE}."
         ) from None
-    if not isinstance(expr, sp.Expr):
-        raise FormError(f"{where}: {text!r} is not an expression.")
-    known: set[sp.Basic] = set()
-    for value in namespace.values():
-        if isinstance(value, sp.IndexedBase):
-            known.add(value.label)
-        elif isinstance(value, sp.Basic):
-            known.add(value)
-    unknown = sorted(
-        str(s) for s in expr.free_symbols if not isinstance(s, sp.Indexed) and s not in known
-    )
-    unknown += sorted(str(f.func) + "()" for f in expr.atoms(sp.core.function.AppliedUndef))
-    if unknown:
+    except (RecursionError, MemoryError):  # Python's own parser gives up on deep nesting
+        raise FormError(
+            f"{where}: " + limits.EXPRESSION_DEPTH.message("more than Python's parser reads")
+        ) from None
+    _check_tree(tree, text, where)
+    reader = _Reader(text, where, namespace)
+    expr = reader.read(tree.body)
+    if reader.unknown:
+        unknown = sorted(reader.unknown)
         if not centred and {"mu", "var"} & set(unknown):
             raise FormError(
                 f"{where}: {text!r} uses {', '.join(u for u in unknown if u in ('mu', 'var'))}, "
@@ -228,68 +225,183 @@ def parse(
             f"y, {stats}, gamma, beta, eps, M, the indices i j k l n p q, and the quantities "
             "defined on earlier lines (dxhat, dvar, dmu, dx, dgamma, dbeta)."
         )
-    if per_element_affine:
-        bare = expr.xreplace({a: sp.Dummy() for a in expr.atoms(sp.Indexed)})
-        for node in bare.atoms(sp.IndexedBase):
-            if node.name in ("gamma", "beta"):
-                raise FormError(
-                    f"{where}: {node.name} is written without an index in {text!r}, but here "
-                    f"{node.name} takes one value per element: write {node.name}[i] (or [k] in a sum)."
-                )
+    if not isinstance(expr, sp.Expr) or isinstance(expr, sp.IndexedBase):
+        raise FormError(f"{where}: {text!r} is not an expression (an array needs an index: x[k]).")
+    problem = limits.expression_problem(expr)
+    if problem:
+        raise FormError(f"{where}: {text!r} cannot be checked: {problem.rstrip('.')}.")
     return expr
 
 
-_ALLOWED_NODES = (
-    ast.Expression,
-    ast.BinOp,
-    ast.UnaryOp,
-    ast.Add,
-    ast.Sub,
-    ast.Mult,
-    ast.Div,
-    ast.Pow,
-    ast.USub,
-    ast.UAdd,
-    ast.Call,
-    ast.Name,
-    ast.Load,
-    ast.Constant,
-    ast.Subscript,
-    ast.Tuple,
-)
+def _check_tree(tree: ast.AST, text: str, where: str) -> None:
+    """The caps on the syntax tree, walked without recursion, before anything is built."""
+    from bnderive.core import limits
+
+    nodes, deepest = 0, 0
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    if nodes > limits.EXPRESSION_NODES.limit:
+        raise FormError(f"{where}: " + limits.EXPRESSION_NODES.message(f"{nodes:,}"))
+    if deepest > limits.EXPRESSION_DEPTH.limit:
+        raise FormError(f"{where}: " + limits.EXPRESSION_DEPTH.message(f"{deepest:,}"))
 
 
-def _check_syntax(text: str, where: str, namespace: dict[str, object]) -> None:
-    """Accept arithmetic, calls of known functions and subscripts only: a form file is data,
-    and SymPy's parser would otherwise evaluate arbitrary Python."""
-    try:
-        tree = ast.parse(text.replace("^", "**"), mode="eval")
-    except SyntaxError as exc:
-        raise FormError(
-            f"{where}: cannot read {text!r}: {exc.msg} at column {exc.offset}. Write it in the "
-            "index notation, e.g. 'gamma/sqrt(var+eps)*(g[i] - sum(g[k], k)/M)'."
-        ) from None
-    for node in ast.walk(tree):
-        if not isinstance(node, _ALLOWED_NODES):
-            raise FormError(
-                f"{where}: {type(node).__name__} is not allowed in {text!r}: only arithmetic, "
-                "subscripts like x[k] and the functions sqrt, sum, delta are."
+class _Reader:
+    """Python's syntax tree of one expression → SymPy, by an allow-list (``parse``)."""
+
+    def __init__(self, text: str, where: str, namespace: dict[str, object]) -> None:
+        self.text, self.where, self.names = text, where, namespace
+        self.unknown: set[str] = set()
+
+    def fail(self, message: str) -> FormError:
+        return FormError(f"{self.where}: {message}")
+
+    def read(self, node: ast.AST) -> sp.Basic:
+        method = getattr(self, f"read_{type(node).__name__}", None)
+        if method is None:
+            raise self.fail(
+                f"{type(node).__name__} is not allowed in {self.text!r}: only numbers, names, "
+                "+ - * / and powers (** or ^), subscripts like x[k] and the functions sqrt, "
+                "sum, delta are."
             )
-        if isinstance(node, ast.Constant) and not isinstance(node.value, int | float):
-            raise FormError(f"{where}: the constant {node.value!r} in {text!r} is not a number.")
-        if (
-            isinstance(node, ast.Subscript)
-            and isinstance(node.value, ast.Name)
-            and node.value.id not in namespace
-        ):
-            raise FormError(
-                f"{where}: unknown name(s) {node.value.id} in {text!r}. Known arrays: x, g, xhat, "
-                "y, and the elementwise quantities defined on earlier lines (dxhat, dx, ...)."
-            )
-        if isinstance(node, ast.Call):
-            name = node.func.id if isinstance(node.func, ast.Name) else None
-            if name is None or not callable(namespace.get(name)) or node.keywords:
-                raise FormError(
-                    f"{where}: unknown function {ast.unparse(node.func)!r} in {text!r}: use "
-                    "sqrt(...), sum(expr, k) or delta(i, k)."
+        return method(node)
+
+    # -- leaves -----------------------------------------------------------------------------------
+    def read_Constant(self, node: ast.Constant) -> sp.Basic:
+        from bnderive.core.limits import parse_decimal
+
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(f"the constant {value!r} in {self.text!r} is not a number.")
+        literal = ast.get_source_segment(self.text.replace("^", "**"), node) or repr(value)
+        try:  # exact: 0.1 is 1/10, 1e-5 is 1/100000; bounded before it is built
+            return sp.Rational(parse_decimal(literal.replace("_", ""), literal))
+        except BnderiveError as exc:
+            raise self.fail(f"{exc} (in {self.text!r})") from None
+
+    def read_Name(self, node: ast.Name) -> sp.Basic:
+        if node.id in self.names:
+            return self.names[node.id]  # type: ignore[return-value]
+        self.unknown.add(node.id)
+        return sp.Symbol(node.id)
+
+    # -- arithmetic ---------------------------------------------------------------------------------
+    def read_UnaryOp(self, node: ast.UnaryOp) -> sp.Basic:
+        if isinstance(node.op, ast.USub):
+            return -self.read(node.operand)
+        if isinstance(node.op, ast.UAdd):
+            return self.read(node.operand)
+        raise self.fail(f"{type(node.op).__name__} is not allowed in {self.text!r}.")
+
+    def read_BinOp(self, node: ast.BinOp) -> sp.Basic:
+        from bnderive.core.limits import power_problem
+
+        left, right = self.read(node.left), self.read(node.right)
+        for side in (left, right):
+            if isinstance(side, sp.IndexedBase):
+                name = str(side.label)
+                raise self.fail(
+                    f"{name} is written without an index in {self.text!r}, but here {name} "
+                    f"takes one value per element: write {name}[i] (or [k] in a sum)."
                 )
+        if isinstance(node.op, ast.Add):
+            return left + right
+        if isinstance(node.op, ast.Sub):
+            return left - right
+        if isinstance(node.op, ast.Mult):
+            return left * right
+        if isinstance(node.op, ast.Div):
+            if right == 0:
+                raise self.fail(f"{self.text!r} divides by zero.")
+            return left / right
+        if isinstance(node.op, ast.Pow):
+            if left == 0 and right.is_Number and right <= 0:
+                raise self.fail(f"{self.text!r} divides by zero (0 to the power {right}).")
+            problem = power_problem(left, right)
+            if problem:
+                raise self.fail(
+                    f"{ast.get_source_segment(self.text.replace('^', '**'), node)}: {problem}."
+                )
+            return left**right
+        raise self.fail(
+            f"the operator {type(node.op).__name__} is not allowed in {self.text!r}: use + - * / "
+            "and ** (or ^)."
+        )
+
+    # -- x[k] ---------------------------------------------------------------------------------------
+    def read_Subscript(self, node: ast.Subscript) -> sp.Basic:
+        if not isinstance(node.value, ast.Name):
+            raise self.fail(f"only a named array takes an index in {self.text!r} (x[k]).")
+        base = self.read_Name(node.value)
+        if node.value.id in self.unknown:
+            return base
+        if not isinstance(base, sp.IndexedBase):
+            raise self.fail(
+                f"{node.value.id} is one value per channel and takes no index in {self.text!r}."
+            )
+        return base[self.index(node.slice, node.value.id)]
+
+    def index(self, node: ast.AST, array: str) -> sp.Basic:
+        """An element index: one of the index letters, or an element by number 1, 2, …"""
+        if isinstance(node, ast.Name) and node.id in {str(s) for s in INDICES}:
+            return self.names[node.id]  # type: ignore[return-value]
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, int)
+            and not isinstance(node.value, bool)
+            and 1 <= node.value <= 1_000_000
+        ):
+            return sp.Integer(node.value)
+        shown = ast.get_source_segment(self.text.replace("^", "**"), node) or "?"
+        raise self.fail(
+            f"{array}[{shown}] in {self.text!r}: an element index is one of the letters "
+            "i j k l n p q, or an element by its number 1..M."
+        )
+
+    # -- calls ---------------------------------------------------------------------------------------
+    def read_Call(self, node: ast.Call) -> sp.Basic:
+        name = node.func.id if isinstance(node.func, ast.Name) else None
+        if (
+            name not in FUNCTIONS
+            or node.keywords
+            or any(isinstance(a, ast.Starred) for a in node.args)
+        ):
+            raise self.fail(
+                f"unknown function {ast.unparse(node.func)!r} in {self.text!r}: use "
+                "sqrt(...), sum(expr, k) or delta(i, k)."
+            )
+        if len(node.args) != FUNCTIONS[name]:
+            raise self.fail(
+                f"{name} takes {FUNCTIONS[name]} argument(s), {len(node.args)} given in "
+                f"{self.text!r}."
+            )
+        if name == "sqrt":
+            return self._sqrt(node.args[0])
+        if name == "sum":
+            body, index = node.args
+            if not (isinstance(index, ast.Name) and index.id in {str(s) for s in INDICES}):
+                raise self.fail(
+                    f"sum(expr, k) in {self.text!r}: the second argument is the index summed "
+                    "over, one of the letters i j k l n p q."
+                )
+            return reduce_sum(self.read(body), self.names[index.id])  # type: ignore[arg-type]
+        if name == "Rational":
+            p, q = (self.read(a) for a in node.args)
+            if not (p.is_Integer and q.is_Integer) or q == 0:
+                raise self.fail(f"Rational(p, q) in {self.text!r} takes two integers, q ≠ 0.")
+            return sp.Rational(p, q)
+        a, b = (self.index(arg, name) for arg in node.args)  # delta(i, k)
+        return sp.KroneckerDelta(a, b)
+
+    def _sqrt(self, node: ast.AST) -> sp.Basic:
+        from bnderive.core.limits import power_problem
+
+        value = self.read(node)
+        problem = power_problem(value, sp.Rational(1, 2))
+        if problem:
+            raise self.fail(f"sqrt in {self.text!r}: {problem.rstrip('.')}.")
+        return sp.sqrt(value)

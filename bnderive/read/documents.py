@@ -66,7 +66,7 @@ from bnderive.core.printing import unicode
 from bnderive.core.spec import Mode, Spec
 from bnderive.errors import FormError
 from bnderive.read.files import read_text
-from bnderive.read.forms import Equation, Form
+from bnderive.read.forms import Equation, Form, bounded_equation
 from bnderive.read.latex_reader import (
     LatexError,
     LineRead,
@@ -196,6 +196,8 @@ def _front_matter(entries: list[tuple[int, str]], where: str) -> dict[str, Any]:
                 data[current] = {} if data[current] in ("", []) else data[current]
             if not isinstance(data[current], dict):
                 raise FormError(f"{where}, line {number}: a table entry under a list")
+            if key.strip() in data[current]:
+                raise FormError(_twice(where, number, f"{current}.{key.strip()}", at[key.strip()]))
             data[current][key.strip()] = _scalar(value)
             at[key.strip()] = number
             continue
@@ -208,6 +210,9 @@ def _front_matter(entries: list[tuple[int, str]], where: str) -> dict[str, Any]:
                 f"{where}, line {number}: unknown front-matter key {key!r}; known keys: "
                 f"{', '.join(sorted(_KEYS))}"
             )
+        same = [k for k in _SAME.get(key, (key,)) if k in data]
+        if same:
+            raise FormError(_twice(where, number, key, at[same[0]], same[0]))
         data[key] = _scalar(value)
         at[key] = number
         current = key if not value.strip() else None
@@ -224,9 +229,26 @@ def _front_matter(entries: list[tuple[int, str]], where: str) -> dict[str, Any]:
                     f"{where}, line {at.get(key, at['conventions'])}: unknown convention "
                     f"{key!r}; use variance, epsilon, training"
                 )
+            if key in data:
+                raise FormError(_twice(where, at.get(key, at["conventions"]), key, 0))
             data[key] = value
     data["_lines"] = at
     return data
+
+
+#: Keys that say the same thing: giving two of them is giving one twice.
+_SAME = {k: ("source", "sources", "citation") for k in ("source", "sources", "citation")}
+
+
+def _twice(where: str, line: int, key: str, first: int, as_key: str | None = None) -> str:
+    """A key given twice is an error, not "the last one wins": the reader cannot know which
+    one the author meant."""
+    before = f"line {first}" if first else "at the top level and under conventions"
+    also = f" as {as_key!r}, which means the same" if as_key and as_key != key else ""
+    return (
+        f"{where}, line {line}: the front-matter key {key!r} is given twice (first on "
+        f"{before}{also}); keep one"
+    ).replace("first on at the", "first at the")
 
 
 def _md_front_matter(text: str) -> tuple[list[tuple[int, str]], int]:
@@ -737,12 +759,14 @@ class _Builder:
 
     def __post_init__(self) -> None:
         self.truth = derive(self.spec)
+        self.degrees: dict[object, float] = {}  # of each quantity defined so far (limits)
         self.total: bool | None = None  # the members of a local derivative's line: as it is
         self.last_total: bool | None = None  # the decision taken for the last ∂/∂x_i
 
     # -- equations ----------------------------------------------------------------------------
     def add(self, name: str, index: sp.Symbol | None, expr: sp.Expr, text: str, kind: str) -> int:
         number = len(self.equations) + 1
+        bounded_equation(number, name, index, expr, text, self.degrees)
         self.equations.append(Equation(number, name, index, expr, text, text, kind))
         return number
 

@@ -36,8 +36,9 @@ from pathlib import Path
 import sympy as sp
 
 from bnderive.core import notation as N
+from bnderive.core.limits import EQUATIONS, measure
 from bnderive.core.spec import Mode, Norm, Spec, conventions_text
-from bnderive.errors import FormError
+from bnderive.errors import BnderiveError, FormError
 from bnderive.read.files import read_text
 
 _DEFINES = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*(?:\[\s*([a-z])\s*\])?\s*$")
@@ -167,14 +168,18 @@ def form_from_dict(data: dict, where: str, norm: Norm | None = None) -> Form:
             raise FormError(f"{where}: {key!r} must be a {kind.__name__}.")
         return data[key]
 
+    _known_keys(data, _KEYS, where, "key", "bnderive forms --example")
     name = str(need("name", str))
-    title = str(data.get("title", name))
-    sources = data.get("sources", [])
-    if isinstance(sources, str):
-        sources = [sources]
+    if not name.strip() or len(name) > 200:
+        raise FormError(f"{where}: name = {name[:60]!r}; give a name of 1 to 200 characters.")
+    title = _text(data, "title", name, where)
+    description = _text(data, "description", "", where)
+    sources = _texts(data, "sources", where)
+    notes = _texts(data, "notes", where)
     conventions = data.get("conventions", {})
     if not isinstance(conventions, dict):
         raise FormError(f"{where}: [conventions] must be a table.")
+    _known_keys(conventions, _CONVENTION_KEYS, f"{where}, [conventions]", "convention", "")
     variance = conventions.get("variance", "biased")
     epsilon = conventions.get("epsilon", "inside")
     training = conventions.get("training", True)
@@ -207,9 +212,11 @@ def form_from_dict(data: dict, where: str, norm: Norm | None = None) -> Form:
     # InstanceNorm and GroupNorm take (N, C, H, W) input only.
     spatial_only = norm in (Norm.INSTANCE, Norm.GROUP)
     modes_raw = data.get("modes", ["spatial"] if spatial_only else ["per-activation", "spatial"])
+    if not isinstance(modes_raw, list) or not modes_raw:
+        raise FormError(f'{where}: modes must be a list such as ["per-activation", "spatial"].')
     try:
         modes = tuple(Mode.parse(m) for m in modes_raw)
-    except Exception as exc:
+    except BnderiveError as exc:
         raise FormError(f"{where}: modes: {exc}") from None
     if spatial_only and expected is not None:  # a LayerNorm form checked as GroupNorm
         modes = (Mode.SPATIAL,)
@@ -224,13 +231,19 @@ def form_from_dict(data: dict, where: str, norm: Norm | None = None) -> Form:
     raw_equations = need("equations", list)
     if not raw_equations:
         raise FormError(f"{where}: the form has no equations; add [[equations]] tables.")
+    if len(raw_equations) > EQUATIONS.limit:
+        raise FormError(f"{where}: " + EQUATIONS.message(f"{len(raw_equations):,}"))
     equations: list[Equation] = []
     defined: dict[str, sp.Basic] = {}
     known = N.quantities(norm.affine_per_element, norm.centred)
+    degrees: dict[object, float] = {}
     for number, entry in enumerate(raw_equations, start=1):
         at = f"{where}, equation {number}"
         if not isinstance(entry, dict) or "defines" not in entry or "expr" not in entry:
             raise FormError(f"{at}: each [[equations]] table needs 'defines' and 'expr'.")
+        _known_keys(entry, _EQUATION_KEYS, at, "key", "")
+        if not isinstance(entry["expr"], str) or not isinstance(entry.get("latex", ""), str):
+            raise FormError(f'{at}: expr (and latex) must be a string, e.g. expr = "sum(g[k], k)".')
         match = _DEFINES.match(str(entry["defines"]))
         if not match:
             raise FormError(
@@ -252,6 +265,11 @@ def form_from_dict(data: dict, where: str, norm: Norm | None = None) -> Form:
             raise FormError(
                 f"{at}: {qname} is an input or a forward stage and cannot be redefined."
             )
+        if qname in _RESERVED:
+            raise FormError(
+                f"{at}: {qname} is {'an index letter' if len(qname) == 1 else 'a name of the notation'}"
+                " and cannot be defined; choose another name."
+            )
         expr = N.parse(
             str(entry["expr"]),
             where=at,
@@ -267,6 +285,15 @@ def form_from_dict(data: dict, where: str, norm: Norm | None = None) -> Form:
                 )
             expr = expr.xreplace({index: N.i})
             index = N.i
+        free = sorted(str(s) for s in expr.free_symbols if s in _INDICES and s != index)
+        if free:
+            raise FormError(
+                f"{at}: the index {', '.join(free)} in {entry['expr']!r} is neither summed over "
+                f"(sum(…, {free[0]})) nor the element the line defines"
+                + (f" ({qname}[i])" if index is not None else f" ({qname} has none)")
+                + "."
+            )
+        bounded_equation(number, qname, index, expr, str(entry["expr"]), degrees, at)
         equations.append(
             Equation(number, qname, index, expr, str(entry["expr"]), str(entry.get("latex", "")))
         )
@@ -274,15 +301,77 @@ def form_from_dict(data: dict, where: str, norm: Norm | None = None) -> Form:
     return Form(
         name=name,
         title=title,
-        sources=tuple(str(s) for s in sources),
+        sources=sources,
         equations=tuple(equations),
         unbiased=variance == "unbiased",
         eps_inside=epsilon == "inside",
         training=training,
         modes=modes,
-        description=str(data.get("description", "")),
+        description=description,
         path=where,
-        notes=tuple(str(n) for n in data.get("notes", [])),
+        notes=notes,
         order=order,
         norm=norm,
     )
+
+
+_KEYS = (
+    "name", "title", "sources", "description", "conventions", "norm", "modes", "order",
+    "equations", "notes",
+)  # fmt: skip
+_CONVENTION_KEYS = ("variance", "epsilon", "training")
+_EQUATION_KEYS = ("defines", "expr", "latex")
+_INDICES = frozenset(N.INDICES)
+#: Names a line may not define: they mean something in every expression.
+_RESERVED = frozenset({str(s) for s in N.INDICES} | set(N.FUNCTIONS) | set(N.ALIASES))
+
+
+def _known_keys(table: dict, known: tuple[str, ...], where: str, what: str, example: str) -> None:
+    """An unknown key is an error, like an unknown front-matter key of a derivation: a typo
+    (``varaince``) must not silently leave a default in place."""
+    unknown = [k for k in table if k not in known]
+    if unknown:
+        hint = f" (`{example}` prints a complete form)" if example else ""
+        raise FormError(
+            f"{where}: unknown {what} {unknown[0]!r}; the known ones are {', '.join(known)}{hint}."
+        )
+
+
+def _text(data: dict, key: str, default: str, where: str) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise FormError(f"{where}: {key} must be a string.")
+    return value
+
+
+def _texts(data: dict, key: str, where: str) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise FormError(f"{where}: {key} must be a list of strings.")
+    return tuple(value)
+
+
+def bounded_equation(
+    number: int,
+    name: str,
+    index: sp.Symbol | None,
+    expr: sp.Expr,
+    text: str,
+    degrees: dict[object, float],
+    at: str = "",
+) -> None:
+    """The caps of ``limits.measure`` on one more equation of a form, with the quantities that
+    earlier lines define counted at their own degree, since checking substitutes them: a chain
+    of helpers h2 = h1**16, h3 = h2**16, … is refused here, not expanded for ever later.
+    ``degrees`` (quantity → degree) is updated with this line's."""
+    where = at or f"equation {number}"
+    if number > EQUATIONS.limit:
+        raise FormError(f"{where}: " + EQUATIONS.message(f"{number:,}"))
+    found = measure(expr, known=degrees)
+    if isinstance(found, str):
+        raise FormError(
+            f"{where}: {text!r} cannot be checked with the lines before it: {found.rstrip('.')}."
+        )
+    degrees[sp.IndexedBase(name) if index is not None else sp.Symbol(name)] = found[0]

@@ -56,8 +56,10 @@ from lark.exceptions import (
 )
 
 from bnderive.core import notation as N
+from bnderive.core.limits import expression_problem, power_problem
 from bnderive.core.notation import Partial
 from bnderive.errors import FormError
+from bnderive.read.latex_bounds import tree_problem
 
 
 class LatexError(FormError):
@@ -1011,7 +1013,11 @@ class _Meaning:
     def power(self, base: sp.Expr, it: _Item) -> sp.Expr:
         if it.sup is None:
             return base
-        return base ** self.exponent(it.sup)
+        exponent = self.exponent(it.sup)
+        problem = power_problem(base, exponent)  # 10^{10^{10}} is refused, not computed
+        if problem:
+            raise self.error(problem.rstrip("."), it.sup.pos)
+        return base**exponent
 
     def exponent(self, sup: ScriptArg) -> sp.Expr:
         if len(sup.items) != 1 or sup.items[0][1] is not None:
@@ -2034,6 +2040,7 @@ def _tree(text: str, start: str, line: int, column: int) -> Node:
         raise LatexError("nothing to read: the text is empty", line, column)
     try:
         tree = _parser().parse(text, start=start)
+        _bounded(tree, line, column)
         return _ToTree().transform(tree)
     except UnexpectedInput as exc:
         raise _lark_error(exc, text, line, column) from None
@@ -2046,6 +2053,25 @@ def _tree(text: str, start: str, line: int, column: int) -> Node:
                 raise type(err)(err.reason, at_line, at_column) from None
             raise err from None
         raise  # pragma: no cover - a bug in the transformer, not bad input
+
+
+def _bounded(tree: Any, line: int, column: int) -> None:
+    """The caps of ``latex_bounds`` (size, nesting, numbers), before the tree is transformed."""
+    found = tree_problem(tree)
+    if found:
+        message, token = found
+        at_line = (token.line or 1) if token is not None else 1
+        at_column = (token.column or 1) if token is not None else 1
+        at_column += column - 1 if at_line == 1 else 0
+        raise LatexError(message.rstrip("."), at_line + line - 1, at_column)
+
+
+def _bounded_value(meaning: Any, expr: sp.Expr, pos: Pos) -> sp.Expr:
+    """A finished side within the caps on numbers, sums and degree (``limits``)."""
+    problem = expression_problem(expr)
+    if problem:
+        raise meaning.error(f"this cannot be checked: {problem.rstrip('.')}", pos)
+    return expr
 
 
 # -- the public interface -----------------------------------------------------------------------------
@@ -2071,7 +2097,7 @@ def parse_latex(
     rename = {s: sp.Symbol(parts[0], integer=True) for s, parts in meaning.composites.items()}
     rename[_BARE] = N.i
     expr = expr.xreplace(rename)
-    return meaning.finish(expr, tree.pos)
+    return _bounded_value(meaning, meaning.finish(expr, tree.pos), tree.pos)
 
 
 @dataclass(frozen=True)
@@ -2295,6 +2321,7 @@ def parse_equation_line(
         if isinstance(sides, str):
             kind, reason, sides = "none", sides, [None] * len(sides)  # type: ignore[list-item]
     sides = [meaning.finish(s, tree.pos) if s is not None else None for s in sides]
+    sides = [_bounded_value(meaning, s, tree.pos) if s is not None else None for s in sides]
     if kind == "none" and not reason:
         reason = "the left side is not something bnderive checks"
     read = LineRead(

@@ -361,7 +361,26 @@ def check_exact_mode(
     planned = exact_plan(mode, n_values, shapes, form.norm, groups)
     specs = valid_specs(form, planned)
     if not specs:
-        return []
+        if not planned:
+            return []
+        # every size asked for is M = 1, where these conventions are undefined: say so on
+        # every line, rather than leave the lines out of the verdict
+        why = (
+            "Bessel's variance divides by M − 1 = 0"
+            if form.unbiased
+            else "with ε outside the root the truth is undefined (√σ² at σ² = 0)"
+            if not form.eps_inside
+            else "with ε = 0 the truth is undefined (σ² = 0)"
+        )
+        detail = (
+            f"not checked: every size asked for has M = 1, where {why}; give sizes with "
+            "M ≥ 2 (e.g. --n 2-6)"
+        )
+        return [
+            Verdict(form.name, eq.label, eq.number, Status.UNDECIDED, "exact", "M = 1 exact",
+                    detail, mode=mode)
+            for eq in form.equations
+        ]  # fmt: skip
     specs = [form.spec(s) for s in specs]  # the form's family and sizes (M as it checks them)
     ms = sorted({s.m for s in specs})
     scope = f"M ≤ {ms[-1]} exact" if len(ms) > 1 else f"M = {ms[0]} exact"
