@@ -107,81 +107,6 @@ def test_the_oracle_confirms_every_expectation(path, oracle, capsys):
 #: What bnderive does not check yet, per file: (function, quantity, section) triples of the
 #: expectations without a "with …" condition.  Reason per file in the comment.
 GAPS: dict[str, set[str]] = {
-    # layer classes (forward/backward methods, state on self): not called yet
-    "cmu_mytorch.py": {
-        "BatchNorm1d.backward dbeta",
-        "BatchNorm1d.backward dgamma",
-        "BatchNorm1d.backward dx",
-        "BatchNorm1d.forward eval_out",
-        "BatchNorm1d.forward out",
-    },
-    "cupy_style_eps_mismatch.py": {
-        "BaseBatchNormalization.backward_ dbeta",
-        "BaseBatchNormalization.backward_ dgamma",
-        "BaseBatchNormalization.backward_ dx",
-        "BaseBatchNormalization.forward_ eval_out",
-        "BaseBatchNormalization.forward_ out",
-    },
-    "dlfs_class_nhwc.py": {
-        "BatchNorm.backward dbeta",
-        "BatchNorm.backward dgamma",
-        "BatchNorm.backward dx",
-        "BatchNorm.forward eval_out",
-        "BatchNorm.forward out",
-    },
-    "eps_outside_sqrt.py": {
-        "StdBatchNorm.backward dbeta",
-        "StdBatchNorm.backward dgamma",
-        "StdBatchNorm.backward dx",
-        "StdBatchNorm.forward eval_out",
-        "StdBatchNorm.forward out",
-        "StdBatchNorm.forward running_mean",
-        "StdBatchNorm.forward running_var",
-    },
-    "float32_layer.py": {
-        "BN.__call__ eval_out",
-        "BN.__call__ out",
-        "BN.grad dbeta",
-        "BN.grad dgamma",
-        "BN.grad dx",
-    },
-    "mlfromscratch_style.py": {
-        "BatchNormalization.backward_pass dbeta",
-        "BatchNormalization.backward_pass dgamma",
-        "BatchNormalization.backward_pass dx",
-        "BatchNormalization.forward_pass eval_out",
-        "BatchNormalization.forward_pass out",
-    },
-    "numpyml_style.py": {
-        "BatchNorm1D.backward dbeta",
-        "BatchNorm1D.backward dgamma",
-        "BatchNorm1D.backward dx",
-        "BatchNorm1D.forward eval_out",
-        "BatchNorm1D.forward out",
-    },
-    "prml_style.py": {
-        "Batch_norm_Layer.backward dbeta",
-        "Batch_norm_Layer.backward dgamma",
-        "Batch_norm_Layer.backward dx",
-        "Batch_norm_Layer.forward eval_out",
-        "Batch_norm_Layer.forward out",
-    },
-    "pydl_momentum_ignored.py": {
-        "BatchNorm.backward dbeta",
-        "BatchNorm.backward dgamma",
-        "BatchNorm.backward dx",
-        "BatchNorm.forward eval_out",
-        "BatchNorm.forward out",
-        "BatchNorm.forward running_mean",
-        "BatchNorm.forward running_var",
-    },
-    "pytorch_unbiased.py": {
-        "BatchNorm1d.backward dbeta",
-        "BatchNorm1d.backward dgamma",
-        "BatchNorm1d.backward dx",
-        "BatchNorm1d.forward eval_out",
-        "BatchNorm1d.forward out",
-    },
     # the alt backward needs batchnorm_forward_alt's cache: pairs by name are not tried
     "cs231n_forward_alt.py": {
         "batchnorm_backward_alt dbeta",
@@ -204,10 +129,6 @@ GAPS: dict[str, set[str]] = {
         "bn_backward dx",
         "bn_forward eval_out",
         "bn_forward out",
-    },
-    # a method written at module level (self as first parameter)
-    "module_level_method.py": {
-        "batch_norm out",
     },
 }
 
@@ -254,12 +175,15 @@ def test_bnderive_never_contradicts_an_expectation(path):
     notes = NOTES.get(path.name, [])
     sections = {section for _, section, _ in rows}
     gaps: set[str] = set()
+    stubbed = any("replaced by empty stand-ins" in n for n in notes)
     for e in expectations(path):
-        if e.condition or e.variant:
+        if e.variant or (e.condition and not (stubbed and "stub package" in e.condition)):
             continue  # a repaired load or a 4-D use of a class: not bnderive's default run
         if e.kind in ("import-fails", "parse-fails"):
             if "np undefined" in e.text and any("numpy was provided" in n for n in notes):
                 continue  # a snippet without `import numpy`: bnderive provides np, and says so
+            if "ModuleNotFoundError" in e.text and stubbed:
+                continue  # an unused missing package: bnderive stands in for it, and says so
             assert error is not None, f"{e.text}: bnderive checked the file anyway"
             continue
         if e.kind in ("raises", "returns-none"):
@@ -276,6 +200,8 @@ def test_bnderive_never_contradicts_an_expectation(path):
                 gaps.add(f"{e.function} {q}")
                 continue
             wanted = AGREE[e.kind] if not e.eps_fixed else {"refuted"}
+            if e.eps_fixed and quantity in ("dbeta", "running_mean", "running_var"):
+                wanted = AGREE[e.kind]  # Σ dout and the running averages do not involve ε
             if e.kind == "refuted" and e.text.endswith("refuted: unchanged"):
                 wanted = {"refuted", "not checked"}  # --running auto does not check a no-op
             assert status in wanted, f"{e.text}: bnderive says {status} for {quantity} ({section})"

@@ -118,10 +118,116 @@ def test_bn_param_keys_are_read_from_the_forward():
     assert "moving_mean" in report.calls[0]
 
 
-def test_layer_classes_are_refused_with_the_way_out():
+# -- layer classes ------------------------------------------------------------------------------------
+def test_a_layer_class_is_built_and_called_as_its_code_says():
+    # the textbook layer class: constructor by parameter name, forward(x, is_training), backward
+    # returning dx alone, dγ and dβ read back from self.dgamma and self.dbeta
     result = CliRunner().invoke(main, ["check-impl", str(REAL / "prml_style.py")], env=ENV)
+    assert result.exit_code == 1, result.output  # ε is fixed at 1e-8 inside the class
+    assert "called: Batch_norm_Layer(gamma=gamma, beta=beta, momentum=momentum)" in result.output
+    assert "running statistics self.mov_mean, self.mov_var" in result.output
+    assert ".forward(x, is_training=True in training) -> out" in result.output
+    assert ".backward(dout) -> dx; dgamma, dbeta from self.dgamma, self.dbeta" in result.output
+    assert "ε is fixed at 1e-08 inside the code" in result.output
+    assert "your dx is the gradient of your own forward: it holds at ε = 1e-08" in result.output
+
+
+def test_parameters_in_dicts_and_gradients_accumulated_are_found_by_data_flow():
+    # numpy-ml: γ is self.parameters['scaler'] (the factor of the output), dγ is added into
+    # self.gradients['scaler'], a lazy initialisation is set aside; exact, and it holds
+    report = check_impl(REAL / "numpyml_style.py")
+    found = rows(report)
+    assert set(found.values()) == {"holds"} and report.exit_code == 0
+    assert found[("BatchNorm1D.backward", "per-activation training", "dgamma")] == "holds"
+    assert "BatchNorm1D.forward" in report.functions
+    assert any("self.parameters['scaler']" in line for line in report.calls)
+    assert all(v.method == "exact" for v in report.verdicts)
+
+
+def test_gradients_handed_to_an_optimizer_are_recorded():
+    # ML-From-Scratch: backward_pass gives dγ to self.gamma_opt.update(self.gamma, dγ)
+    report = check_impl(REAL / "mlfromscratch_style.py", training=True)
+    found = rows(report)
+    section = "per-activation training"
+    assert found[("BatchNormalization.backward_pass", section, "dbeta")] == "holds"
+    assert any("self.gamma_opt" in line for line in report.calls)
+    dgamma = report.diagnoses[("BatchNormalization.backward_pass", "dgamma")][0]
+    assert dgamma.startswith(
+        "your dgamma is the gradient of your own forward: it holds at ε = 0.01"
+    )
+
+
+def test_a_layer_that_ignores_the_momentum_it_is_given_is_named():
+    report = check_impl(REAL / "pydl_momentum_ignored.py", training=True)
+    row = next(v for v in report.verdicts if v.quantity == "running_mean")
+    assert row.status.value == "refuted"
+    assert "the momentum it is given is ignored (it uses its default 99/100)" in row.detail
+
+
+def test_a_training_attribute_and_a_float32_layer():
+    # PyTorch style: self.training switches the mode; running_var stores the unbiased variance
+    report = check_impl(REAL / "pytorch_unbiased.py")
+    assert report.exit_code == 0 and report.running == "pytorch"
+    assert any("self.training = True in training" in line for line in report.calls)
+    # a layer whose parameters are float32 gets its γ, β in float32, and float32's bound
+    report = check_impl(REAL / "float32_layer.py", training=True)
+    assert report.exit_code == 0
+    assert "float32 agrees with the exact truth" in report.verdicts[0].detail
+
+
+def test_a_method_written_at_module_level_is_called_with_its_object():
+    report = check_impl(REAL / "module_level_method.py")
+    found = rows(report)
+    assert found[("batch_norm", "per-activation training", "out")] == "holds"
+    assert found[("batch_norm", "per-activation training", "running_var")] == "holds"
+    assert any(line.startswith("batch_norm(layer, x) -> out") for line in report.calls)
+
+
+def test_class_chooses_one_layer_and_names_what_is_there(tmp_path):
+    report = check_impl(REAL / "cupy_style_eps_mismatch.py", layer_class="BatchNorm2d")
+    assert report.functions == ["BatchNorm2d.forward", "BatchNorm2d.backward"]
+    result = CliRunner().invoke(
+        main, ["check-impl", str(REAL / "prml_style.py"), "--class", "Nope"], env=ENV
+    )
     assert result.exit_code == 2
-    assert "layer class Batch_norm_Layer" in result.output and "Wrap the layer" in result.output
+    assert "no BatchNorm layer class 'Nope'" in result.output
+    assert "classes found: Batch_norm_Layer" in result.output
+    # a constructor parameter nobody can fill is said, not guessed
+    text = (REAL / "prml_style.py").read_text(encoding="utf-8")
+    odd = text.replace(
+        "def __init__(self, gamma=1., beta=0., momentum=0.9):",
+        "def __init__(self, optimizer, gamma=1., beta=0., momentum=0.9):",
+    )
+    path = tmp_path / "odd.py"
+    path.write_text(odd, encoding="utf-8")
+    result = CliRunner().invoke(main, ["check-impl", str(path)], env=ENV)
+    assert result.exit_code == 2
+    assert "parameter 'optimizer' has no default" in result.output
+
+
+def test_an_unused_missing_package_is_stood_in_for_and_a_used_one_is_said(tmp_path):
+    # Deep Learning from Scratch: `from common.functions import *` outside the book's folders
+    report = check_impl(REAL / "dlfs_class.py", training=True)
+    assert any("common.functions, common.util" in n and "empty stand-ins" in n
+               for n in report.notes)  # fmt: skip
+    assert rows(report)[("BatchNormalization.backward", "per-activation training", "dbeta")] == (
+        "holds"
+    )
+    text = (IMPLS / "cs231n_staged.py").read_text(encoding="utf-8")
+    relative = "from .layer_utils import affine_forward\n" + text
+    path = tmp_path / "rel.py"
+    path.write_text(relative, encoding="utf-8")
+    report = check_impl(path, training=True)
+    assert report.exit_code == 0
+    assert any(".layer_utils" in n for n in report.notes)
+    used = "from .layer_utils import shift\n" + text.replace(
+        "out = gamma * xhat + beta", "out = shift(gamma * xhat, beta)"
+    )
+    assert "shift(" in used
+    path.write_text(used, encoding="utf-8")
+    result = CliRunner().invoke(main, ["check-impl", str(path)], env=ENV)
+    assert result.exit_code == 2
+    assert "imports shift from .layer_utils, which cannot be found here" in result.output
 
 
 def test_train_and_eval_together_are_a_usage_error():

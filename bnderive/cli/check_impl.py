@@ -32,6 +32,14 @@ def _number(text: str, option: str) -> float:
     "--function", "function", default=None, metavar="NAME", help="The functional API's function."
 )
 @click.option(
+    "--class",
+    "layer_class",
+    default=None,
+    metavar="NAME",
+    help="Check only this layer class (a class with forward/backward methods; every BatchNorm "
+    "class of the file is checked by default).",
+)
+@click.option(
     "--mode",
     type=click.Choice(["per-activation", "spatial"]),
     default=None,
@@ -83,6 +91,7 @@ def check_impl(
     files: tuple[str, ...],
     api: str | None,
     function: str | None,
+    layer_class: str | None,
     mode: str | None,
     eval_mode: bool,
     train_mode: bool,
@@ -122,6 +131,7 @@ def check_impl(
       bnderive check-impl examples/layers.py --running pytorch --train
       bnderive check-impl examples/layers.py --eval
       bnderive check-impl examples/mybn.py --function bn_backward
+      bnderive check-impl layers.py --class BatchNormalization
       bnderive check-impl mybn.py --function bn_backward_eval --eval --json
       bnderive check-impl submissions/ --jobs 2 --csv grades.csv
 
@@ -142,6 +152,7 @@ def check_impl(
     options = {
         "api": api,
         "function": function,
+        "layer_class": layer_class,
         "mode": Mode.parse(mode) if mode else None,
         "training": False if eval_mode else (True if train_mode else None),
         "timeout": seconds,

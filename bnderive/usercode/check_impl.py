@@ -31,6 +31,8 @@ from bnderive.core.evaluate import RATIONAL
 from bnderive.core.points import point_env
 from bnderive.core.spec import Mode, Spec
 from bnderive.errors import BnderiveError
+from bnderive.usercode.imports import stub_imports
+from bnderive.usercode.layer import layer_plans
 from bnderive.usercode.layout import ImplementationError, read_source
 from bnderive.usercode.precision import rounding_bounds, running_bound
 from bnderive.usercode.run import Caller, Run, UserFailure, load, resolve_api
@@ -361,6 +363,7 @@ def check_impl(
     memory_mb: int = DEFAULT_MEMORY_MB,
     seed: int = 0,
     running: str = "auto",
+    layer_class: str | None = None,
 ) -> Report:
     """Run the implementation in ``path`` in a guarded child and compare it with the truth.
 
@@ -369,7 +372,8 @@ def check_impl(
     True or False chooses one).  ``running`` is the running-statistics convention of the CS231n
     forward (``check_running``): ``cs231n`` or ``pytorch`` passes that convention's momentum in
     bn_param and expects its update; ``auto`` passes none and names the convention the code
-    follows.
+    follows.  Layer classes (``layer``) are checked too; ``layer_class`` names the one to check
+    (only it is then checked).
     """
     timeout, memory_mb = check_limits(timeout, memory_mb)
     if api is not None and api not in ("cs231n", "functional"):
@@ -381,14 +385,23 @@ def check_impl(
     if api == "functional" and running != "auto":
         raise ImplementationError(_functional_running(running))
     source = read_source(path)
+    layers = [] if (api or function) else layer_plans(source, layer_class)
+    if layer_class is not None and not layers:
+        names = ", ".join(sorted(source.classes)) or "none"
+        raise ImplementationError(
+            f"{source.name}: no BatchNorm layer class {layer_class!r} (a class with a forward "
+            f"method that computes batch statistics); classes found: {names}."
+        )
     modes = [Mode.parse(mode)] if mode is not None else _modes_of(source, api, function)
     plans = []
-    for m in modes:
+    for m in modes if layer_class is None else []:
         try:
             calls = resolve_api(source, api, function, m.value)
         except ImplementationError:
             several = _functional_plans(source, m, training) if not (api or function) else []
             if not several:
+                if layers:
+                    continue  # the file's layer classes are what it implements
                 raise
             plans += several
             continue
@@ -403,13 +416,24 @@ def check_impl(
         else:
             trainings = [True]
         plans += [(m, calls, t) for t in trainings]
+    plans += _layer_plans(layers, mode, training, running)
+    if not plans:
+        problems = [f"{p.cls}: {p.problem}" for p in layers if p.problem]
+        raise ImplementationError(
+            f"{source.name}: nothing to check: "
+            + ("; ".join(problems) or "no BatchNorm code found")
+            + "."
+        )
+    used = [n for _m, calls, _t in plans for n in _names(calls)]
+    used += [calls.layer.cls for _m, calls, _t in plans if calls.layer is not None]
+    stubs = stub_imports(source, [n.split(".")[0] for n in used])
     started = time.perf_counter()
     sections: list[_Section] = []
     output = ""
     try:
         with Sandbox(timeout, memory_mb) as box:
             provide = _unbound_numpy(source)
-            load(box, source, provide=provide)
+            load(box, source, stubs=stubs.modules, provide=provide)
             for m, calls, t in plans:
                 sections.append(_check_section(box, source, calls, m, t, running, seed, len(plans)))
     except SandboxFailure as exc:
@@ -442,6 +466,10 @@ def check_impl(
         for key, lines in section.diagnoses.items():
             report.diagnoses.setdefault(key, lines)
     report.calls = _describe_calls(plans, sections)
+    report.notes[0:0] = stubs.notes
+    skipped_layers = [f"{p.cls}: {p.problem}" for p in layers if p.problem]
+    if skipped_layers:
+        report.notes.insert(0, "not called: " + "; ".join(skipped_layers))
     if provide:
         report.notes.insert(
             0,
@@ -454,6 +482,35 @@ def check_impl(
         messages = list(dict.fromkeys(f.message for f in report.failures))
         raise ImplementationError("\n".join(messages))
     return report
+
+
+def _layer_plans(
+    layers: list[Any], mode: Mode | str | None, training: bool | None, running: str
+) -> list[Any]:
+    """(mode, calls, training) for every layer class: each mode its code handles, training and
+    (when its forward has a switch) eval mode; the backward in training only, as it reads what
+    the training forward kept."""
+    from bnderive.usercode.run import Calls
+
+    plans = []
+    for layer in layers:
+        if layer.problem:
+            continue
+        modes = [Mode.parse(m) for m in layer.modes]
+        if mode is not None:
+            modes = [m for m in modes if m is Mode.parse(mode)]
+        trainings = [True, False] if layer.flag is not None else [True]
+        if training is not None:
+            trainings = [t for t in trainings if t == training]
+        for m in modes:
+            for t in trainings:
+                backward = [layer.backward_name] if layer.backward and t else []
+                calls = Calls(
+                    "class", layer.forward_name, backward, layer=layer,
+                    layout=layer.layout if m is Mode.SPATIAL else "nchw",
+                )  # fmt: skip
+                plans.append((m, calls, t))
+    return plans
 
 
 def _functional_plans(source: Any, mode: Mode, training: bool | None) -> list[Any]:
@@ -511,7 +568,13 @@ def _describe_calls(plans: list[Any], sections: list[_Section]) -> list[str]:
     lines: dict[str, list[str]] = {}
     for (mode, calls, training), section in zip(plans, sections, strict=False):
         when = "training" if training else "eval"
-        if calls.api == "cs231n":
+        if calls.api == "class":
+            texts = calls.layer.describe()
+            if not calls.backward:
+                texts = [t for t in texts if not t.startswith(f".{calls.layer.backward}(")]
+            if calls.layout == "nhwc":
+                texts[-1] += "; x and dout given channel-last (N, H, W, C)"
+        elif calls.api == "cs231n":
             forward = calls.forward
             roles = [r for r in calls.forward_args if r != "default"]
             text = f"{forward}({', '.join('bn_param' if r == 'param' else r for r in roles)})"
@@ -551,11 +614,24 @@ def _check_section(
     label = _label(mode, training, count)
     section = _Section(label)
     momentum = None if running == "auto" else _text(RUNNING_CONVENTIONS[running].momentum)
+    layer = calls_.layer
+    passed: Fraction | None = None  # the momentum given to a layer's constructor under auto
+    if layer is not None and running == "auto" and any(r == "momentum" for _k, r in layer.init):
+        # A momentum of our choosing, on the side of the constructor's default (weighing the old
+        # value or the new one): a layer that ignores what it is given shows.
+        default = layer.momentum_default
+        passed = (
+            Fraction(1, 5) if default is not None and default < Fraction(1, 2) else Fraction(4, 5)
+        )
+        momentum = _text(passed)
     cases = [
         make_case(spec, seed * 7919 + k + 1)
         for k, spec in enumerate(default_shapes(mode, training))
     ]
-    if calls_.api == "cs231n" and "gamma" not in calls_.forward_args:
+    no_affine = (calls_.api == "cs231n" and "gamma" not in calls_.forward_args) or (
+        layer is not None and layer.gamma is None
+    )
+    if no_affine:
         # normalization without γ and β (affine=False): BatchNorm with γ = 1, β = 0
         from dataclasses import replace
 
@@ -610,7 +686,10 @@ def _check_section(
     section.called = ([calls["forward"]] if calls["forward"] else []) + list(calls["backward"])
     verdicts, notes = _compare(source.name, calls, cases, runs)
     if calls["forward"]:
-        extra, more_notes, section.running = check_running(calls["forward"], cases, runs, running)
+        extra, more_notes, section.running = check_running(
+            calls["forward"], cases, runs, running, passed,
+            layer.momentum_default if layer is not None else None,
+        )  # fmt: skip
         at = next((k + 1 for k, v in enumerate(verdicts) if v.quantity == "out"), 0)
         verdicts[at:at] = extra
         notes = more_notes + notes
@@ -1620,6 +1699,8 @@ def check_running(
     cases: list[Case],
     runs: list[dict[str, Any]],
     running: str = "auto",
+    passed: Fraction | None = None,
+    default: Fraction | None = None,
 ) -> tuple[list[Verdict], list[str], str | None]:
     """Verdicts on the running statistics the CS231n forward left in bn_param, notes, and the
     convention the code follows (None when none was established).
@@ -1627,12 +1708,15 @@ def check_running(
     Training: ``running`` names the declared convention (its momentum was passed in bn_param),
     or ``auto``: no momentum was passed, so the code used its own default, and the convention
     whose update both statistics match is named.  Eval (test) mode normalizes with the running
-    statistics and must leave them unchanged, whatever the convention.
+    statistics and must leave them unchanged, whatever the convention.  ``passed``: under auto,
+    the momentum a layer's constructor was given (each convention is then expected with it, read
+    its own way); ``default``: the constructor's default momentum (a layer that ignores the one it
+    is given uses it).
     """
     if not runs or any(run.get("running") is None for run in runs):
         return [], [], None
-    passed = None if running == "auto" else RUNNING_CONVENTIONS[running].momentum
-    check = _RunningCheck(forward, cases, runs, passed)
+    given = passed if running == "auto" else RUNNING_CONVENTIONS[running].momentum
+    check = _RunningCheck(forward, cases, runs, given, passed, default)
     if not cases[0].spec.training:
         return check.eval_rows(), [], None
     if running == "auto":
@@ -1652,6 +1736,8 @@ class _RunningCheck:
     cases: list[Case]
     runs: list[dict[str, Any]]
     passed: Fraction | None  # the momentum given in bn_param, None when none was
+    auto_momentum: Fraction | None = None  # under auto, the momentum given to the constructor
+    default: Fraction | None = None  # the constructor's default momentum
     unchanged: _Expected = field(init=False)
 
     def __post_init__(self) -> None:
@@ -1771,9 +1857,17 @@ class _RunningCheck:
                 ("running_var averages the standard deviation √σ² (np.std), not σ²",
                  lambda v, eps, r: Fraction(math.sqrt(float(v)))),
             ]  # fmt: skip
+        if self.default is not None and self.auto_momentum not in (None, self.default):
+            variants.insert(0, (
+                f"the momentum it is given is ignored (it uses its default {_text(self.default)})",
+                lambda v, eps, r: v,
+            ))  # fmt: skip
         for text, stat in variants:
             for convention in RUNNING_CONVENTIONS.values():
-                w = convention.weight(convention.momentum)
+                momentum = self.auto_momentum or convention.momentum
+                if text.startswith("the momentum it is given is ignored"):
+                    momentum = self.default or momentum
+                w = convention.weight(momentum)
                 if text.startswith("the momentum inverted"):
                     w = 1 - w
                 values = []
@@ -1835,7 +1929,7 @@ class _RunningCheck:
     def auto_rows(self) -> tuple[list[Verdict], list[str], str | None]:
         # no momentum was passed: each convention is expected with its own default
         hypotheses = {
-            key: self.expected(convention, convention.momentum)
+            key: self.expected(convention, self.auto_momentum or convention.momentum)
             for key, convention in RUNNING_CONVENTIONS.items()
         }
         if all(self.matches(self.unchanged, name) for name in RUNNING_NAMES):

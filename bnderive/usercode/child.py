@@ -47,6 +47,9 @@ ENTRY_LIMIT = 1_000_000
 #: How deep tuples, lists and dicts are described in an answer.
 DEPTH_LIMIT = 3
 
+#: The stand-in package a file with relative imports (``from .layers import x``) belongs to.
+PACKAGE = "bnderive_user_package"
+
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -317,6 +320,11 @@ class Server:
             raise StepError("import", "it cannot be imported as a module (the suffix .py)")
         module = importlib.util.module_from_spec(user)
         sys.modules[user.name] = module
+        packages = [name for name in stubs if name.startswith(PACKAGE)]
+        if packages:
+            # `from .layers import x`: the file is read as a module of a stand-in package (the
+            # parent lists the one the file sits in first, then its parents and siblings)
+            module.__package__ = packages[0]
         for name in stubs:
             sys.modules.setdefault(name, _stub_module(name))
         for name in provide:
@@ -423,6 +431,13 @@ class Server:
             return tuple(self.value(v) for v in e["tuple"])
         if "list" in e:
             return [self.value(v) for v in e["list"]]
+        if "astype" in e:
+            value, dtype = e["astype"]
+            if dtype not in ("float16", "float32", "float64"):
+                raise StepError("protocol", f"unknown dtype {dtype!r}")
+            return np.asarray(self.value(value), dtype=dtype)
+        if "recorder" in e:
+            return _Recorder()
         if "copy" in e:
             value = self.value(e["copy"])
             if isinstance(value, np.ndarray):
@@ -598,6 +613,22 @@ class Server:
             return "".join(lines).rstrip()[:4000]
         except BaseException:  # noqa: BLE001 - a hostile exception may break formatting
             return ""
+
+
+class _Recorder:
+    """A stand-in for the optimizer object a layer hands its gradients to
+    (``self.gamma_opt.update(self.gamma, dgamma)``): whatever method is called records its
+    arguments in ``args`` and returns the first (the parameter, unchanged)."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def record(*args, **kwargs):
+            self.__dict__["args"] = args
+            return args[0] if args else None
+
+        return record
 
 
 def _stub_module(name: str):

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from bnderive.usercode.layer import LayerPlan, module_level_methods
 from bnderive.usercode.layout import Function, ImplementationError, Source
 from bnderive.usercode.sandbox import FLOAT_DTYPES, INT_DTYPES, Opaque, Raw, Sandbox
 
@@ -53,6 +54,11 @@ class Calls:
     backward_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: SPATIAL γ and β given as (1, C, 1, 1), for code that broadcasts them without a reshape
     gamma4: bool = False
+    #: a layer class (api "class"): how to build it and call it, read from the syntax tree
+    layer: LayerPlan | None = None
+    #: the SPATIAL input layout: "nchw", or "nhwc" for channel-last code (x and dout are given
+    #: as (N, H, W, C), out and dx read back in that layout)
+    layout: str = "nchw"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +70,8 @@ class Calls:
 
     @property
     def has_eval(self) -> bool:
+        if self.layer is not None:
+            return self.layer.flag is not None
         return "param" in self.forward_args or any(a in ("mode", "flag") for a in self.forward_args)
 
 
@@ -91,7 +99,8 @@ def resolve_api(source: Source, api: str | None, function: str | None, mode: str
                 f"{source.name}: the file defines {' and '.join(spatial)} but not {forward}: add "
                 "--mode spatial to check the SPATIAL (N,C,H,W) functions."
             )
-    public = [n for n in defined if not n.startswith("_")]
+    methods = module_level_methods(source)  # def forward(self, x) at module level
+    public = [n for n in defined if not n.startswith("_") and n not in methods]
     if api is None:
         if function:
             api = "functional"
@@ -423,11 +432,16 @@ class Caller:
         spec = case.spec
         shape, channels = tuple(spec.shape), (spec.c,)
         training = spec.training
+        nhwc = self.calls.layout == "nhwc" and len(shape) == 4
+        x, dout = case.x, case.g
+        if nhwc:  # channel-last code: given (N, H, W, C), read back and turned to (N, C, H, W)
+            x, dout = x.transpose(0, 2, 3, 1), dout.transpose(0, 2, 3, 1)
+            shape = tuple(x.shape)
         inputs = [
             {"op": "reset"},
             {"op": "numpy", "exact": kind == "exact"},
-            _array_step("x", case.x, kind),
-            _array_step("dout", case.g, kind),
+            _array_step("x", x, kind),
+            _array_step("dout", dout, kind),
             _array_step("gamma", _affine(case.gamma, self.calls.gamma4), kind),
             _array_step("beta", _affine(case.beta, self.calls.gamma4), kind),
             _scalar_step("eps", case.eps, kind),
@@ -453,12 +467,19 @@ class Caller:
                     return
             else:
                 values, dtype, reason = to_array(who, name, raw, want, kind)
+            if nhwc and name in ("out", "dx") and values.size:
+                values = values.transpose(0, 3, 1, 2)
             run.values.setdefault(who, {})[name] = values
             run.dtypes[f"{who}/{name}"] = dtype
             if reason:
                 run.reasons.append(f"{who}: {reason}")
 
-        if calls.api == "cs231n":
+        if calls.api == "class":
+            assert calls.layer is not None
+            self._layer(
+                calls.layer, run, take, training, momentum, has_running, shape, spec.c, kind
+            )
+        elif calls.api == "cs231n":
             assert calls.forward is not None
             forward = calls.forward
             if not training and not calls.has_eval:
@@ -608,6 +629,159 @@ class Caller:
                 run.values.pop(name, None)
         run.conversions = dict(self.conversions)
         return run
+
+    def _layer(
+        self,
+        plan: LayerPlan,
+        run: Run,
+        take: Any,
+        training: bool,
+        momentum: str | None,
+        has_running: bool,
+        shape: tuple[int, ...],
+        c: int,
+        kind: str,
+    ) -> None:
+        """A layer class: build it, set γ, β and the running statistics where the plan found
+        them, call forward (and backward in training), read the gradients where they are."""
+        layer = _var("layer")
+        kwargs: dict[str, Any] = {}
+        for keyword, role in plan.init:
+            if role in ("gamma", "beta"):
+                kwargs[keyword] = _copy(role)
+            elif role == "momentum":
+                if momentum is None:
+                    continue  # the constructor's default
+                kwargs[keyword] = _var("momentum")
+            elif role == "eps":
+                kwargs[keyword] = _var("eps")
+            elif role == "features":
+                kwargs[keyword] = {"lit": c}
+            elif role in ("running_mean", "running_var"):
+                kwargs[keyword] = _copy(role) if has_running else {"lit": None}
+        built = f"{plan.cls}({', '.join(kwargs)})"
+        self.request(
+            [{"op": "call", "fn": {"global": plan.cls}, "args": [], "kwargs": kwargs,
+              "to": "layer", "what": built}], [],
+        )  # fmt: skip
+        steps: list[dict[str, Any]] = []
+        # A layer that keeps its parameters in float32 (a library-wide dtype) gets γ, β and the
+        # running statistics in that dtype in the float run, as its own would be.
+        narrow = None
+        probe = plan.gamma or next(iter(plan.running.values()), None)
+        if kind == "float" and probe is not None:
+            try:
+                raw = self.request(
+                    [{"op": "send", "label": "probe",
+                      "value": {"attr": [layer, probe[1]]} if probe[0] == "attr" else
+                      {"item": [{"attr": [layer, probe[1]]}, probe[2]]}, "what": "probing"}],
+                    ["probe"],
+                )["probe"]  # fmt: skip
+                if raw.t == "array" and raw.dtype in ("float16", "float32"):
+                    narrow = raw.dtype
+            except UserFailure:
+                pass  # not set yet (lazy initialisation): float64
+
+        def put(ref: tuple[str, ...], value: dict[str, Any], what: str) -> None:
+            if ref[0] == "attr":
+                steps.append({"op": "setattr", "obj": layer, "name": ref[1], "value": value,
+                              "what": what})  # fmt: skip
+            else:
+                steps.append({"op": "setitem", "obj": {"attr": [layer, ref[1]]}, "key": ref[2],
+                              "value": value, "what": what})  # fmt: skip
+
+        def get(ref: tuple[str, ...]) -> dict[str, Any]:
+            if ref[0] == "attr":
+                return {"attr": [layer, ref[1]]}
+            return {"item": [{"attr": [layer, ref[1]]}, ref[2]]}
+
+        def given(role: str) -> dict[str, Any]:
+            return _copy(role) if narrow is None else {"astype": [_var(role), narrow]}
+
+        for role in ("gamma", "beta"):
+            ref = getattr(plan, role)
+            if ref is not None:
+                put(ref, given(role), f"setting the layer's {role}")
+        if has_running:
+            for role, ref in plan.running.items():
+                put(ref, given(role), f"setting the layer's {role}")
+        for name, what in plan.guards:
+            put(("attr", name), {"lit": True} if what == "true" else {"lit": c}, "setting " + name)
+        for role, where in plan.grads.items():
+            if where[0] == "recorder":
+                put(("attr", where[1]), {"recorder": True}, f"giving the layer a {where[1]}")
+            elif where[2] == "add":
+                put(where[1], {"lit": 0}, f"setting the layer's {role} accumulator to 0")
+        flag_value = training if plan.flag is None else (training == plan.flag[2])
+        fkwargs: dict[str, Any] = {}
+        if plan.flag is not None and plan.flag[0] == "attr":
+            put(("attr", plan.flag[1]), {"lit": flag_value}, f"setting {plan.flag[1]}")
+        elif plan.flag is not None:
+            fkwargs[plan.flag[1]] = {"lit": flag_value}
+        forward = plan.forward_name
+        fn = {"global": plan.forward} if plan.forward_global else {"attr": [layer, plan.forward]}
+        args = [layer, _copy("x")] if plan.forward_global else [_copy("x")]
+        shown = ", ".join(["x", *(f"{k}={v['lit']}" for k, v in fkwargs.items())])
+        who = f"{forward}({shown})"
+        steps.append({"op": "call", "fn": fn, "args": args, "kwargs": fkwargs, "to": "forward",
+                      "what": who})  # fmt: skip
+        steps.append({"op": "send", "label": "forward", "value": _var("forward"), "what": who})
+        labels = ["forward"]
+        if has_running and plan.running:
+            for role, ref in plan.running.items():
+                steps.append({"op": "send", "label": role, "value": get(ref), "what": who})
+                labels.append(role)
+        values = self.request(steps, labels)
+        returned = values["forward"]
+        if returned.t in ("tuple", "list") and returned.items:
+            returned = returned.items[0]  # forward -> (out, cache)
+        take(forward, "out", returned, shape)
+        if has_running and plan.running:
+            out, reasons, dtypes = {}, [], {}
+            for role, ref in plan.running.items():
+                where = f"self.{ref[1]}" if ref[0] == "attr" else f"self.{ref[1]}[{ref[2]!r}]"
+                arr, dtype, reason = to_array(forward, where, values[role], (c,), kind)
+                out[role], dtypes[role] = arr, dtype
+                reasons += [reason] if reason else []
+            run.running, run.running_reasons, run.running_dtypes = out, reasons, dtypes
+        name = plan.backward_name
+        if name is None or name not in self.calls.backward:
+            return
+        who = f"{name}(dout)"
+        steps = [
+            {"op": "call", "fn": {"attr": [layer, plan.backward]}, "args": [_copy("dout")],
+             "to": "backward", "what": who},
+            {"op": "send", "label": "backward", "value": _var("backward"), "what": who},
+        ]  # fmt: skip
+        labels = ["backward"]
+        for role, where in plan.grads.items():
+            if where[0] == "recorder":
+                value = {"item": [{"attr": [{"attr": [layer, where[1]]}, "args"]}, where[2]]}
+            else:
+                value = get(where[1])
+            steps.append({"op": "send", "label": role, "value": value,
+                          "what": f"reading {name}'s {role}"})  # fmt: skip
+            labels.append(role)
+        try:
+            got = self.request(steps, labels)
+            raw = got["backward"]
+            if raw.t in ("tuple", "list") and raw.length == 3:
+                dx, dgamma, dbeta = unpack(name, raw, ("dx", "dgamma", "dbeta"))
+                take(name, "dx", dx, shape)
+                take(name, "dgamma", dgamma, (c,))
+                take(name, "dbeta", dbeta, (c,))
+            else:
+                if raw.t in ("tuple", "list") and raw.items:
+                    raw = raw.items[0]
+                take(name, "dx", raw, shape)
+                for role in ("dgamma", "dbeta"):
+                    if role in got:
+                        take(name, role, got[role], (c,))
+        except UserFailure as exc:
+            if exc.kind in ("output", "exit", "memory"):
+                raise
+            run.failures[name] = exc
+            run.values.pop(name, None)
 
 
 def _affine(values: Any, four: bool) -> np.ndarray:
