@@ -75,7 +75,7 @@ CASES = [
     ("not a .py file", ["check-impl", "{tmp}/layers.txt"], ["layers.txt is not a Python file", "needs the suffix .py"]),
     ("prose", ["check-impl", "{tmp}/prose.py"], ["prose.py has a syntax error at line 1"]),
     ("syntax error", ["check-impl", "{tmp}/bad_syntax.py"], ["bad_syntax.py has a syntax error at line 2, column 15: invalid syntax", "return dx,, dgamma"]),
-    ("import error", ["check-impl", "{impls}/bad_import.py"], ["No module named 'cs231n_layers_that_do_not_exist'"]),
+    ("import error", ["check-impl", "{impls}/bad_import.py"], ["imports cs231n_layers_that_do_not_exist, which cannot be found here", "(line 8)"]),
     ("empty file", ["check-impl", "{tmp}/empty.py"], ["cannot tell which API", "functions found: none", "--function NAME"]),
     ("missing backward", ["check-impl", "{impls}/bad_missing.py"], ["does not define batchnorm_backward"]),
     ("missing function", ["check-impl", "{impls}/bad_missing.py", "--function", "nope"], ["defines no function 'nope'"]),

@@ -61,8 +61,6 @@ def _free_names(nodes: list[ast.AST]) -> dict[str, int]:
                 bound.add(n.arg)
             elif isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 bound.add(n.name)
-            elif isinstance(n, ast.alias):
-                bound.add((n.asname or n.name).split(".")[0])
     return {k: v for k, v in read.items() if k not in bound}
 
 
@@ -114,15 +112,25 @@ def stub_imports(source: Source, used: list[str]) -> Stubs:
         ):
             nodes.append(node)
     defined = set(source.functions) | set(source.classes)
+    imported = {
+        (alias.asname or alias.name).split(".")[0]
+        for n in ast.walk(source.tree)
+        if isinstance(n, ast.Import | ast.ImportFrom)
+        for alias in n.names
+    }
     free = {k: v for k, v in _free_names(nodes).items() if k not in defined}
     uses = {k: v for k, v in free.items() if k in missing}
     if not uses and star:
-        uses = {k: v for k, v in free.items() if k not in ("np", "numpy")}
+        # a name nothing else binds may come from the star import
+        uses = {
+            k: v for k, v in free.items() if k not in imported and k not in ("np", "numpy")
+        }
     if uses:
         name, line = next(iter(uses.items()))
         where = missing.get(name) or ", ".join(star)
+        what = name if where == name else f"{name} from {where}"
         raise ImplementationError(
-            f"{source.name} imports {name} from {where}, which cannot be found here, and its "
+            f"{source.name} imports {what}, which cannot be found here, and its "
             f"BatchNorm code uses it (line {line}): put that module beside the file (or on "
             "PYTHONPATH), or copy what the BatchNorm code needs from it into the file."
         )

@@ -1,8 +1,8 @@
-"""Malformed: imports a module that does not exist."""
+"""Malformed: imports a module that does not exist, and the BatchNorm code uses it."""
 
-import cs231n_layers_that_do_not_exist  # noqa: F401
+import cs231n_layers_that_do_not_exist
 import numpy as np
 
 
 def bn_backward(x, gamma, beta, dout, eps):
-    return np.zeros_like(x), gamma, beta
+    return cs231n_layers_that_do_not_exist.zeros(x), gamma, beta
