@@ -122,9 +122,7 @@ def stub_imports(source: Source, used: list[str]) -> Stubs:
     uses = {k: v for k, v in free.items() if k in missing}
     if not uses and star:
         # a name nothing else binds may come from the star import
-        uses = {
-            k: v for k, v in free.items() if k not in imported and k not in ("np", "numpy")
-        }
+        uses = {k: v for k, v in free.items() if k not in imported and k not in ("np", "numpy")}
     if uses:
         name, line = next(iter(uses.items()))
         where = missing.get(name) or ", ".join(star)
