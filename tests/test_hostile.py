@@ -239,6 +239,8 @@ def hostile_files(tmp_path: Path) -> None:
     (tmp_path / "zero.toml").symlink_to("/dev/zero")
     (tmp_path / "zero.md").symlink_to("/dev/zero")
     (tmp_path / "dangling.toml").symlink_to(tmp_path / "nowhere.toml")
+    os.mkfifo(tmp_path / "fifo.py")
+    (tmp_path / "zero.py").symlink_to("/dev/zero")
     write(tmp_path / "impl.py", "def bn_backward(x, gamma, beta, dout, eps):\n    return dout\n")
     pwned = tmp_path / "pwned"
     for name, expr in TOML_EXPRESSIONS.items():
@@ -377,6 +379,9 @@ CASES: list[tuple[str, list[str], int, list[str], bool]] = [
     ("parse symlink to /dev/zero", ["parse", "{tmp}/zero.md"], 2, ["character device (through a symlink)"], True),
     ("check --form /dev/urandom", ["check", "--form", "/dev/urandom"], 2, ["is a character device"], True),
     ("explain --against a FIFO", ["explain", "{tmp}/impl.py", "--against", "{tmp}/fifo.toml"], 2, ["is a FIFO"], True),
+    ("check-impl a FIFO", ["check-impl", "{tmp}/fifo.py"], 2, ["not a regular file"], True),
+    ("check-impl a symlink to /dev/zero", ["check-impl", "{tmp}/zero.py"], 2, ["not a regular file"], True),
+    ("explain FILE a FIFO", ["explain", "{tmp}/fifo.py"], 2, ["is a FIFO"], True),
     ("a 1 MiB form", ["check", "--form", "{tmp}/big.toml"], 2, ["above the cap of 1 MiB"], False),
     ("a directory", ["check", "--form", "{tmp}/folder.toml"], 2, ["is a directory"], False),
     ("a dangling symlink", ["check", "--form", "{tmp}/dangling.toml"], 2, ["no such file"], False),
@@ -474,3 +479,16 @@ def test_markup_in_a_derivation_is_shown_as_text(tmp_path):
     code, out, err = cli("check", str(tmp_path / "latex_markup.md"), "--method", "exact")
     assert "Traceback" not in out + err and "bnderive failed" not in out + err
     assert code in (1, 2)
+
+
+def test_check_expr_from_an_endless_stdin_is_bounded():
+    with open("/dev/zero", "rb") as zero:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bnderive", "check", "--expr", "-"],
+            stdin=zero,
+            capture_output=True,
+            timeout=HANG,
+        )
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert "above the cap of 1 MiB" in err and "Traceback" not in err

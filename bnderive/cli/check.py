@@ -216,7 +216,11 @@ def check(
     ]
     if expr_text is not None:
         if expr_text == "-":
-            expr_text = sys.stdin.read()
+            from bnderive.core.limits import FILE_BYTES, too_large
+
+            expr_text = sys.stdin.read(FILE_BYTES.limit + 1)  # bounded: `< /dev/zero` ends
+            if len(expr_text) > FILE_BYTES.limit:
+                raise too_large("--expr -: the text on standard input", "larger", FILE_BYTES)
         chosen.append(
             document().load_expression(
                 expr_text, sigma=sigma, mode=None if mode == "both" else mode
