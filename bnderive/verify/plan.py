@@ -14,6 +14,7 @@ import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import cached_property
 
 from bnderive.core.limits import (
     EXACT_CHANNELS,
@@ -28,7 +29,7 @@ from bnderive.read.forms import Form
 from bnderive.verify.every_m import general_check
 from bnderive.verify.exact import check_exact_mode, exact_plan
 from bnderive.verify.lines import truth_of
-from bnderive.verify.randomized import large_spec, random_check, warm_random_truth
+from bnderive.verify.randomized import form_seed, large_spec, random_check, warm_random_truth
 from bnderive.verify.verdict import Verdict
 
 METHODS = ("general", "exact", "random")
@@ -112,7 +113,13 @@ class Plan:
             return general_check(unit.form, self.base(unit.form, unit.mode), unit.mode)
         if unit.method == "exact":
             return check_exact_mode(unit.form, unit.mode, self.n_values, self.shapes, self.groups)
-        return random_check(unit.form, self.large(unit.form, unit.mode), self.trials)
+        return random_check(unit.form, self.large(unit.form, unit.mode), self.trials, self.seed)
+
+    @cached_property
+    def seed(self) -> int:
+        """The random points' seed: drawn from every form of the plan (``form_seed``), so that
+        no form can aim at them, and shared, so that the truth there is computed once."""
+        return form_seed(self.forms)
 
     def warm(self) -> None:
         """Fill the caches every unit reads, before any worker is forked."""
@@ -124,7 +131,7 @@ class Plan:
                     continue
                 truth_of(form.order, form.spec(self.base(form, mode)))
                 if "random" in self.methods:
-                    warm_random_truth(form, self.large(form, mode), self.trials)
+                    warm_random_truth(form, self.large(form, mode), self.trials, self.seed)
 
     def run(self, jobs: int = 1, done: Callable[[Unit], None] | None = None) -> list[Verdict]:
         """Every verdict, in the order of ``units()``; ``done`` is told as each unit ends."""

@@ -1,15 +1,35 @@
 """The randomized exact method: truth and form at random points of a large reduction set.
 
 For a large reduction set (M = 4096 by default), truth and form are evaluated at random integer
-points exactly: first in the prime field F_p (vectorized), then in rational arithmetic for a
-counterexample.  A difference refutes with that point; agreement in every trial is a
-probabilistic proof: a nonzero difference of degree ≤ d vanishes at a random point with
-probability ≤ d/S (Schwartz–Zippel), S the size of the sample range.
+points exactly: in the prime field F_p (vectorized), and at one point in rational arithmetic.
+A difference refutes with that point; agreement everywhere is a probabilistic proof: a nonzero
+difference of degree ≤ d vanishes at a random point with probability ≤ d/S (Schwartz–Zippel),
+S the size of the smallest set a variable is drawn from.
+
+Three things make that bound true, and each has a test (tests/test_random_soundness.py):
+
+* **F_p alone proves nothing of a difference whose coefficients are all multiples of p.**  Its
+  reduction mod p is the zero polynomial: dβ = (p+1)·Σg agrees with Σg at every point of F_p.
+  A value that differs mod p does refute (the rational values differ too), and agreement bounds
+  the error by (d/(p−1−d))^T when the reduction is not zero; when it is, the point in rational
+  arithmetic (integers of up to 62 bits) catches the difference but with probability
+  d/(2⁶² − d).  A line holds when both agree, with the larger of the two bounds.
+* **the points are random for the form.**  A seed fixed in advance fixes the points, and a wrong
+  form can be written to vanish at them.  The seed is drawn from a hash of the forms checked
+  (``form_seed``; Fiat–Shamir): changing the form to aim at the points changes the points.  The
+  same forms give the same points, so a run is reproducible.
+* **the bound uses the sets the points come from.**  r = √(σ²+ε) is drawn from SPREAD + 1
+  integers above √σ², ε (outside the root) from SPREAD fractions: S = SPREAD (p − 1 in F_p,
+  where r ≠ 0).  A trial whose truth cannot be evaluated (a zero denominator, probability ≤
+  d/S) is skipped, which raises the per-trial bound to d/(S − d); a degree not below S/2 proves
+  nothing (undecided).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Sequence
 from fractions import Fraction
 from functools import lru_cache
 
@@ -38,8 +58,25 @@ from bnderive.verify.verdict import (
 from bnderive.verify.witness import describe_point, entry_label, fmt
 
 # -- randomized exact -------------------------------------------------------------------------------
-#: Integer inputs are drawn from [−SPREAD, SPREAD]: the sample set has 2·SPREAD + 1 ≥ 2^21 values.
-SPREAD = 2**20
+#: Integer inputs are drawn from [−SPREAD, SPREAD], r = √(σ²+ε) from SPREAD + 1 integers above
+#: √σ² and ε (outside the root) from SPREAD fractions: no variable has fewer than SPREAD values.
+#: (Rational arithmetic with 62-bit inputs costs about 10% more than with 20-bit ones.)
+SPREAD = 2**62
+_SPREAD_TEXT = "2⁶²"  # SPREAD, as the verdicts print it
+
+
+def form_seed(forms: Sequence[Form], seed: int = 0) -> int:
+    """The seed of the random points for ``forms``: a hash of what they say (each line's name and
+    expression, the conventions) and ``seed``.  Points fixed in advance could be aimed at by a
+    wrong form; points drawn from the form itself cannot (to aim at them is to change them)."""
+    digest = hashlib.sha256(str(seed).encode())
+    for form in forms:
+        digest.update(repr((form.name, form.order, form.training, form.unbiased)).encode())
+        digest.update(repr((form.eps_inside, form.eps_zero)).encode())
+        for eq in form.equations:
+            text = repr((eq.store_name, eq.kind, eq.elementwise, sp.srepr(eq.expr)))
+            digest.update(text.encode())
+    return int.from_bytes(digest.digest()[:6], "big")
 
 
 def large_spec(mode: Mode, m: int = 4096, norm: Norm = Norm.BATCH, groups: int = 1) -> Spec:
@@ -64,16 +101,20 @@ def large_spec(mode: Mode, m: int = 4096, norm: Norm = Norm.BATCH, groups: int =
 
 
 def random_check(
-    form: Form, spec: Spec, trials: int = 3, seed: int = 0, scope: str = ""
+    form: Form, spec: Spec, trials: int = 3, seed: int | None = None, scope: str = ""
 ) -> list[Verdict]:
-    """Truth and form at ``trials`` random points, exactly.
+    """Truth and form at ``trials`` random points of F_p and one in rational arithmetic.
 
-    First in the prime field F_p, vectorized (``modular``); a line that agrees at every point
-    holds with probability of error ≤ (d/p)^trials.  A line that differs is refuted, with a
-    counterexample in rational numbers from ``random_rational_check``; a form that cannot be
-    evaluated in F_p (a radical other than √(σ²+ε)) is checked in rational numbers only.
-    """
+    In the prime field F_p, vectorized (``modular``), a line that differs is refuted (a nonzero
+    value mod p proves the difference nonzero) and agreement at every point bounds the chance
+    of a wrong "holds" by (d/(p−1−d))^trials, *unless* every coefficient of the difference is a
+    multiple of p; the point in rational arithmetic (``random_rational_check``, from 2·2⁶² + 1
+    integers) covers that case with d/(2⁶² − d) and gives refutations their counterexample.  A
+    line holds when both agree, with the larger bound.  A form that cannot be evaluated in F_p
+    (a radical other than √(σ²+ε)) is checked at ``trials`` rational points only.  ``seed``
+    None: the points are drawn from the form itself (``form_seed``)."""
     spec = form.spec(spec)
+    seed = form_seed([form]) if seed is None else seed
     truth = truth_of(form.order, spec)
     scope = scope or f"M = {spec.m} randomized"
     started = time.perf_counter()
@@ -81,31 +122,56 @@ def random_check(
     if screen is None:
         return random_rational_check(form, spec, trials, seed, scope)
     agreed, differs = screen
-    rational: dict[int, Verdict] = {}
-    if differs:
-        rational = {v.equation: v for v in random_rational_check(form, spec, trials, seed, scope)}
+    rational = {v.equation: v for v in random_rational_check(form, spec, 1, seed, scope)}
     share = (time.perf_counter() - started) / max(1, len(form.equations))
     degrees = _degrees(form, truth)
     out = []
     for eq in form.equations:
-        found = rational.get(eq.number)
-        if eq.number in differs and (found is None or found.status is not Status.REFUTED):
-            found = line_verdict(
+        refuted = None
+        if eq.number in differs:
+            refuted = line_verdict(
                 form, eq, Status.REFUTED, "random", scope, mode=spec.mode, trials=trials,
                 detail=f"differs from the truth modulo p = 2³¹−1 at a random point (draw "
                 f"{differs[eq.number]}); a nonzero value mod p proves the difference is not "
                 "identically zero",
             )  # fmt: skip
-        verdict = _ladder(
+        field = _ladder(
             form, eq, truth, scope, spec.mode,
-            refuted=found if eq.number in differs else None,
-            agreed=agreed.get(eq.number, 0), trials=trials, degree=degrees.get(eq.number),
-            sample=P, points="random points of F_p, p = 2³¹−1", sample_text="p",
-            too_few="too few random points could be evaluated", seconds=share,
+            refuted=refuted, agreed=agreed.get(eq.number, 0), trials=trials,
+            degree=degrees.get(eq.number), sample=P - 1, points="random points of F_p",
+            sample_text="p − 1", too_few="too few random points of F_p could be evaluated",
+            seconds=share,
         )  # fmt: skip
+        verdict = _both(field, rational.get(eq.number), trials, degrees.get(eq.number))
         if verdict is not None:
             out.append(verdict)
     return out
+
+
+def _both(
+    field: Verdict | None, rational: Verdict | None, trials: int, degree: int | None
+) -> Verdict | None:
+    """One line's verdict from the F_p points and the rational point: refuted if either
+    refutes (the rational one first: it has a counterexample), undecided if either leaves it
+    open, holds only if both hold, with the larger of the two bounds (the difference's
+    reduction mod p is either nonzero, and the field's bound applies, or zero, and the rational
+    point's does)."""
+    if field is None or rational is None:
+        return field or rational
+    seconds = field.seconds + rational.seconds
+    for status in (Status.REFUTED, Status.UNDECIDED, Status.UNCHECKED):
+        for verdict in (rational, field):
+            if verdict.status is status:
+                return with_time(verdict, seconds)
+    bound = max(field.bound or 0.0, rational.bound or 0.0)
+    detail = (
+        f"equal at {trials} random points of F_p and at 1 random point in rational arithmetic; "
+        f"a nonzero difference of degree ≤ {degree} vanishes at a point of F_p with probability "
+        f"≤ {degree}/(p − 1 − {degree}) (Schwartz–Zippel) unless all its coefficients are "
+        f"multiples of p, and then at the rational point with probability ≤ "
+        f"{degree}/({_SPREAD_TEXT} − {degree}): a false 'holds' has probability ≤ {bound:.1e}"
+    )
+    return Verdict(**{**field.__dict__, "bound": bound, "seconds": seconds, "detail": detail})
 
 
 def _ladder(
@@ -147,12 +213,21 @@ def _ladder(
             detail="equal at every random point, but no degree bound is known for this "
             "expression, so agreement proves nothing; use the exact method",
         )  # fmt: skip
-    bound = float(Fraction(degree, sample) ** trials) if degree < sample else 1.0
+    if 2 * degree >= sample:
+        return line_verdict(
+            form, eq, Status.UNDECIDED, "random", scope, trials=trials, **common,
+            detail=f"equal at every random point, but the degree bound {degree} is not small "
+            f"against the {sample_text} values a variable is drawn from, so agreement proves "
+            "nothing; use the exact method",
+        )  # fmt: skip
+    # Schwartz–Zippel: ≤ d/S per point; a point whose truth is undefined (probability ≤ d/S)
+    # is skipped, so given that it was kept, ≤ (d/S)/(1 − d/S) = d/(S − d).
+    bound = float(Fraction(degree, sample - degree) ** trials)
     return line_verdict(
         form, eq, Status.HOLDS, "random", scope, trials=trials, bound=bound, **common,
         detail=f"equal at {trials} {points}; a nonzero difference of degree ≤ {degree} "
-        f"vanishes at one with probability ≤ {degree}/{sample_text} (Schwartz–Zippel), so a "
-        f"false 'holds' has probability ≤ {bound:.1e}",
+        f"vanishes at one with probability ≤ {degree}/({sample_text} − {degree}) "
+        f"(Schwartz–Zippel), so a false 'holds' has probability ≤ {bound:.1e}",
     )  # fmt: skip
 
 
@@ -195,10 +270,12 @@ def _modular_truth(spec: Spec, draw: int, order: int = 1) -> tuple[Instance, Out
 
 
 def random_rational_check(
-    form: Form, spec: Spec, trials: int = 3, seed: int = 0, scope: str = ""
+    form: Form, spec: Spec, trials: int = 3, seed: int | None = None, scope: str = ""
 ) -> list[Verdict]:
-    """Evaluate truth and form at ``trials`` random integer points in rational arithmetic."""
+    """Evaluate truth and form at ``trials`` random integer points in rational arithmetic
+    (``seed`` None: points drawn from the form itself, ``form_seed``)."""
     spec = form.spec(spec)
+    seed = form_seed([form]) if seed is None else seed
     truth = truth_of(form.order, spec)
     scope = scope or f"M = {spec.m} randomized"
     degrees = _degrees(form, truth)
@@ -251,13 +328,12 @@ def random_rational_check(
             else:
                 agreed[eq.number] += 1
     out = []
-    sample = 2 * SPREAD + 1
     for eq in form.equations:
         verdict = _ladder(
             form, eq, truth, scope, spec.mode,
             refuted=results.get(eq.number), agreed=agreed[eq.number], trials=trials,
-            degree=degrees.get(eq.number), sample=sample, points="random points",
-            sample_text=str(sample),
+            degree=degrees.get(eq.number), sample=SPREAD,
+            points="random points in rational arithmetic", sample_text=_SPREAD_TEXT,
             too_few=notes.get(eq.number, "too few points could be evaluated"),
             seconds=seconds[eq.number],
         )  # fmt: skip
@@ -266,14 +342,16 @@ def random_rational_check(
     return out
 
 
-def warm_random_truth(form: Form, spec: Spec, trials: int, seed: int = 0) -> None:
+def warm_random_truth(form: Form, spec: Spec, trials: int, seed: int | None = None) -> None:
     """Compute the truth at the random points ``random_check`` will draw (for the caches)."""
     spec = form.spec(spec)
+    seed = form_seed([form]) if seed is None else seed
     for draw in range(1, trials + 1):
-        try:
-            _modular_truth(spec, seed * 7919 + draw, form.order)
-        except (NotRational, ZeroDivisionError, BnderiveError):
-            return
+        for truth_at in (_modular_truth, _random_truth):
+            try:
+                truth_at(spec, seed * 7919 + draw, form.order)
+            except (NotRational, ZeroDivisionError, BnderiveError):
+                pass
 
 
 @lru_cache(maxsize=32)
