@@ -266,3 +266,22 @@ class Layer:
 def layer_cls() -> type[Layer]:
     """The brute-force layer class (a fixture, so test modules need not import conftest)."""
     return Layer
+
+
+@pytest.fixture(scope="session")
+def independent():
+    """The oracle that shares no code with bnderive (tests/oracle.py): ``independent(form)`` is
+    {equation number: True (equal to the brute-force truth), False (different), None (the
+    oracle cannot tell)} for every line of a TOML form the truth knows, at float64 points."""
+    import oracle
+
+    truths: dict[tuple, oracle.Truth] = {}
+
+    def judge(form: Form, m: int | None = None, seed: int = 0) -> dict[int, bool | None]:
+        m = m or (4 if form.order == 2 else 5)
+        key = (oracle.Conventions.of(form), form.order, m)
+        if key not in truths:
+            truths[key] = oracle.brute_truth(Layer, m, key[0], form.order)
+        return oracle.judge(form, truths[key], oracle.random_points(m, 3, seed))
+
+    return judge

@@ -9,18 +9,16 @@ each ``wrong_*.toml`` is a copy of a correct form with one deliberate mistake an
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 from pathlib import Path
 
+import oracle
 import pytest
 import sympy as sp
 
 from bnderive import Counterexample, FormError, Mode, Spec, Status, Verdict, find_form, load_form
-from bnderive.core.evaluate import SYMBOLIC
-from bnderive.core.points import point_env, random_point
 from bnderive.core.spec import parse_shape
 from bnderive.verify.exact import default_exact_specs, exact_check, valid_specs
-from bnderive.verify.lines import form_definitions, run_lines, truth_of
+from bnderive.verify.lines import truth_of
 from bnderive.verify.randomized import large_spec, random_check
 from bnderive.verify.verdict import exit_code, overall
 
@@ -109,28 +107,24 @@ def brute_value(layer_cls, cex: Counterexample) -> sp.Expr:
 
 
 def form_value_at(form, cex: Counterexample, number: int) -> sp.Expr:
-    """The form's line ``number`` recomputed at the counterexample's point."""
+    """The form's line ``number`` recomputed at the counterexample's point from its text, by
+    the independent interpreter of tests/oracle.py (exact SymPy numbers), not bnderive's."""
     spec, inputs = cex.spec, cex.inputs
-    point = random_point(spec, 0, 3)  # every key the environment wants
-    point.pop("r", None)
-    point.update(
-        x=[fraction(v) for v in values_of(inputs["x"])],
-        g=[fraction(v) for v in values_of(inputs["g"])],
-        gamma=fraction(inputs["γ"]),
-        beta=fraction(inputs["β"]),
-        eps=fraction(inputs["ε"]),
-    )
+    point = {
+        "x": values_of(inputs["x"]),
+        "g": values_of(inputs["g"]),
+        "gamma": sp.Rational(inputs["γ"]),
+        "beta": sp.Rational(inputs["β"]),
+        "eps": sp.Rational(inputs["ε"]),
+    }
     if not spec.training:
-        point.update(mu=fraction(inputs["running μ"]), var=fraction(inputs["running σ²"]))
-    inst = point_env(spec, cex.channel, point, SYMBOLIC)
-    value = run_lines(form_definitions(form), inst.env).lines[number - 1]
+        point.update(mu=sp.Rational(inputs["running μ"]), var=sp.Rational(inputs["running σ²"]))
+    lines = oracle.form_lines(
+        oracle.text_equations(form), point, spec.m, oracle.Conventions.of(form), oracle.EXACT
+    )
+    value = lines[number - 1]
     _, position = entry_of(cex)
     return sp.sympify(value[position - 1] if position is not None else value)
-
-
-def fraction(value) -> Fraction:
-    value = sp.Rational(value)
-    return Fraction(int(value.p), int(value.q))
 
 
 def assert_genuine_exact_counterexample(layer_cls, form, verdict: Verdict) -> None:
@@ -218,12 +212,14 @@ def test_equivalent_form_differs_from_its_base_where_it_says(equivalent_case_wit
 
 
 @MODES
-def test_wrong_form_is_refuted_exactly_at_the_right_lines(layer_cls, wrong_case, mode):
+def test_wrong_form_is_refuted_exactly_at_the_right_lines(layer_cls, independent, wrong_case, mode):
     form = wrong_case.form
     specs = exact_specs(wrong_case, mode)
     verdicts = exact_check(form, specs)
     want = set(wrong_case.expect["refuted"])
     assert want, "a wrong form must name the lines it expects refuted"
+    # the lines the case calls wrong are wrong, the others right, by the independent oracle
+    assert independent(form) == {n: n not in want for n in checkable_numbers(form, specs[0])}
     assert refuted(verdicts) == want, {v.equation: v.status.value for v in verdicts}
     statuses = by_number(verdicts)
     for number in checkable_numbers(form, specs[0]) - want:
@@ -261,12 +257,13 @@ def test_wrong_form_is_refuted_at_random_points(wrong_case, mode):
 
 
 @MODES
-def test_equivalent_form_holds(equivalent_case, mode):
+def test_equivalent_form_holds(independent, equivalent_case, mode):
     form = equivalent_case.form
     specs = exact_specs(equivalent_case, mode)
     verdicts = exact_check(form, specs)
     checkable = checkable_numbers(form, specs[0])
     assert checkable, "an equivalent form must define something the truth knows"
+    assert independent(form) == dict.fromkeys(checkable, True)  # right, by the oracle
     for verdict in verdicts:
         want = Status.HOLDS if verdict.equation in checkable else Status.UNCHECKED
         assert verdict.status is want, (verdict.quantity, verdict.detail)
@@ -326,14 +323,19 @@ def test_uniform_upstream_gradient_trap(layer_cls):
     which is all a mean-loss test would see; both methods must still refute it."""
     form = load("wrong_uniform_g_only")
     spec = Spec(n=4)
-    truth = truth_of(1, spec)
-    point = random_point(spec, 11, 5)
-    point["g"] = [3] * spec.m
-    inst = point_env(spec, 0, point, SYMBOLIC)
-    true_dx = run_lines(truth.definitions(), inst.env).values["dx"]
-    form_dx = run_lines(form_definitions(form), inst.env).values["dx"]
-    assert list(true_dx) == [0] * spec.m
-    assert list(form_dx) == list(true_dx)
+    # The trap, shown by the independent oracle: at a uniform g the true dx (brute force) is 0,
+    # and so is the form's (its text, read by tests/oracle.py).
+    layer = layer_cls((4, 1))
+    point = {"x": [3, -1, 2, 7], "g": [3] * 4, "gamma": 5, "beta": 1, "eps": sp.Rational(1, 3)}
+    at = {layer.x[k, 0]: point["x"][k] for k in range(4)}
+    at |= {layer.g[k, 0]: 3 for k in range(4)}
+    at |= {layer.gamma[0]: 5, layer.beta[0]: 1, layer.eps: sp.Rational(1, 3)}
+    true_dx = [d.xreplace(at) for d in layer.dx()[:, 0]]
+    lines = oracle.form_lines(
+        oracle.text_equations(form), point, 4, oracle.Conventions(), oracle.EXACT
+    )
+    form_dx = lines[form.equation("dx").number - 1]
+    assert all(same_number(sp.sympify(v), sp.Integer(0)) for v in [*true_dx, *form_dx])
 
     (_, _, exact) = exact_check(form, [spec])
     assert exact.status is Status.REFUTED
