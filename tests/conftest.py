@@ -278,6 +278,7 @@ def independent():
     truths: dict[tuple, oracle.Truth] = {}
 
     def judge(form: Form, m: int | None = None, seed: int = 0) -> dict[int, bool | None]:
+        assert form.norm.value == "batch", "the oracle knows BatchNorm only"
         m = m or (4 if form.order == 2 else 5)
         key = (oracle.Conventions.of(form), form.order, m)
         if key not in truths:

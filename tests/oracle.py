@@ -211,6 +211,9 @@ def brute_truth(layer_cls: type, m: int, c: Conventions, order: int = 1) -> Trut
     dgamma, dbeta = layer.dgamma()[0].xreplace(subs), layer.dbeta()[0].xreplace(subs)
     exprs: dict[str, Any] = {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
     exprs["dxhat"] = [gs[k] * gamma for k in range(m)]
+    mu, var = layer.stats(0)  # the forward output y ("out"), as DESIGN.md §1 writes it
+    scale = sp.sqrt(var + layer.eps) if c.eps_inside else sp.sqrt(var) + layer.eps
+    exprs["out"] = [(gamma * (v - mu) / scale + beta).xreplace(subs) for v in xs]
     if c.training:  # σ² with x and μ fixed; μ with x fixed and σ²(x, μ) following it
         exprs["dvar"], exprs["dmu"] = layer.dvar(0).xreplace(subs), layer.dmu(0).xreplace(subs)
     else:  # the running statistics, each with the other fixed

@@ -72,8 +72,11 @@ def test_exact_arithmetic_gives_exact_values():
     assert value[0] == sp.Rational(-7, 9)
 
 
-def test_every_builtin_form_is_right(independent):
+def test_every_builtin_batchnorm_form_is_right(independent):
+    # The oracle knows BatchNorm only (the relatives have their own brute force: test_norms.py).
     for form in builtin_forms():
+        if form.norm.value != "batch":
+            continue
         verdicts = independent(form)
         assert verdicts and set(verdicts.values()) == {True}, (form.name, verdicts)
 
@@ -97,5 +100,5 @@ def test_the_forms_the_soundness_tests_call_right_or_wrong_are(tmp_path, indepen
 
 
 def test_a_line_that_cannot_be_evaluated_is_not_judged(tmp_path, independent):
-    # 1/0 at every point: the oracle does not decide, rather than guess.
-    assert independent(form_of(tmp_path, ("dx[i]", "g[i]/(x[i]-x[i])"))) == {1: None}
+    # √(−σ² − 1) is not real at any point: the oracle does not decide, rather than guess.
+    assert independent(form_of(tmp_path, ("dx[i]", "g[i]*sqrt(-var-1)"))) == {1: None}

@@ -274,9 +274,14 @@ def random_point(spec: Spec, seed: int, spread: int) -> dict[str, Any]:
     if spec.norm.affine_per_element:
         # One γ and β per element, drawn last (the BatchNorm points stay what they were): γ_k
         # avoids 0 and ±1 and is not constant over the set, so a γ pulled out of a sum shows.
-        choices = [v for v in range(-spread - 2, spread + 3) if v not in (0, 1, -1)]
+        def off_unit() -> int:  # uniform on [−spread−2, spread+2] without 0, ±1
+            while True:
+                v = rng.randint(-spread - 2, spread + 2)
+                if v not in (0, 1, -1):
+                    return v
+
         while True:
-            point["gamma"] = [rng.choice(choices) for _ in range(m)]
+            point["gamma"] = [off_unit() for _ in range(m)]
             if m < 2 or len(set(point["gamma"])) > 1:
                 break
         if spec.norm.has_beta:

@@ -72,7 +72,7 @@ def form_seed(forms: Sequence[Form], seed: int = 0) -> int:
     digest = hashlib.sha256(str(seed).encode())
     for form in forms:
         digest.update(repr((form.name, form.order, form.training, form.unbiased)).encode())
-        digest.update(repr((form.eps_inside, form.eps_zero)).encode())
+        digest.update(repr((form.eps_inside, form.eps_zero, form.norm.value)).encode())
         for eq in form.equations:
             text = repr((eq.store_name, eq.kind, eq.elementwise, sp.srepr(eq.expr)))
             digest.update(text.encode())
