@@ -3,38 +3,58 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
 
-from bnderive.cli.common import EXIT_INTERNAL, EXIT_REFUTED, console, user_errors
+from bnderive.cli.common import (
+    EXIT_INTERNAL,
+    EXIT_REFUTED,
+    checked_groups,
+    console,
+    norm_options,
+    user_errors,
+)
 from bnderive.errors import BnderiveError
 
 # -- emit -----------------------------------------------------------------------------------------
+
+
+#: The form each family emits when --form is not given.
+DEFAULT_FORMS = {
+    "batch": "compact",
+    "layer": "layernorm-pytorch",
+    "instance": "instancenorm-pytorch",
+    "group": "groupnorm-pytorch",
+    "rms": "rmsnorm-rstd",
+}
 
 
 @click.command()
 @click.option(
     "--form",
     "form_name",
-    default="compact",
-    show_default=True,
-    metavar="compact|staged|kronecker|FILE",
-    help="The form to turn into code: a built-in name or a form file (TOML).",
+    default=None,
+    metavar="NAME|FILE",
+    help="The form to turn into code: a built-in name or a form file (TOML). Default: compact "
+    "(BatchNorm), layernorm-pytorch, instancenorm-pytorch, groupnorm-pytorch, rmsnorm-rstd.",
 )
 @click.option(
     "--mode",
     type=click.Choice(["per-activation", "spatial"]),
-    default="per-activation",
-    show_default=True,
-    help="PER_ACTIVATION: (N,D), axis 0; SPATIAL: (N,C,H,W), axes (0,2,3).",
+    default=None,
+    help="BatchNorm's layout: PER_ACTIVATION (N,D), axis 0 (the default); SPATIAL (N,C,H,W), "
+    "axes (0,2,3). The other families' layouts follow from --norm.",
 )
+@norm_options
 @click.option(
     "--target",
     type=click.Choice(["numpy", "numba"]),
     default="numpy",
     show_default=True,
-    help="numpy: vectorized NumPy; numba: a fused two-pass parallel kernel (needs numba).",
+    help="numpy: vectorized NumPy; numba: a fused two-pass parallel kernel (needs numba; "
+    "BatchNorm only).",
 )
 @click.option(
     "-o",
@@ -45,7 +65,14 @@ from bnderive.errors import BnderiveError
     help="Write the module to FILE instead of printing it.",
 )
 @user_errors
-def emit(form_name: str, mode: str, target: str, output: str | None) -> None:
+def emit(
+    form_name: str | None,
+    mode: str | None,
+    norm: str,
+    groups: int | None,
+    target: str,
+    output: str | None,
+) -> None:
     r"""Write a proven form as a NumPy module, verified before it is written.
 
     The module has forward(x, gamma, beta, eps) -> (out, cache), backward(dout, x, gamma, eps)
@@ -58,29 +85,50 @@ def emit(form_name: str, mode: str, target: str, output: str | None) -> None:
     as text (one line each; control characters are refused). -o never overwrites the form
     file, and the file is replaced whole, only after verification.
 
+    --norm emits BatchNorm's relatives from their published forms: layer (LayerNorm over the
+    trailing axes γ has, any input rank), instance and group ((N, C, H, W) or (N, C, L) input;
+    --groups G is built into the GroupNorm module) and rms (RMSNorm: forward(x, gamma, eps),
+    backward -> (dx, dgamma), no β). Each is verified against the whole layer's truth, exactly
+    and in float64, at several layouts. A form of the same per-set mathematics may be emitted
+    for another family (compact as InstanceNorm, layernorm-pytorch as GroupNorm). --target
+    numba writes BatchNorm's kernel only.
+
     \b
     Examples:
       bnderive emit                                   compact form, PER_ACTIVATION, on screen
       bnderive emit --form staged --mode spatial -o bn_staged.py
       bnderive emit --form kronecker > bn.py
       bnderive emit --target numba --mode spatial -o bn_numba.py
+      bnderive emit --norm layer -o layernorm.py
+      bnderive emit --norm rms --form rmsnorm-paper
+      bnderive emit --norm group --groups 4 -o groupnorm.py
 
     Exit codes: 0 written, 1 the form is refuted (nothing written), 2 bad input, 4 bnderive
     failed (the emitted code disagrees with a form that holds: a bug to report).
     """
     from bnderive import __version__
-    from bnderive.core.spec import Mode
+    from bnderive.core.spec import Mode, Norm
     from bnderive.emit.emitter import check_output, write_atomically
     from bnderive.emit.emitter import emit as emit_module
+    from bnderive.emit.family_module import Layout
     from bnderive.emit.numpy_module import EmitVerificationError
-    from bnderive.read.catalogue import find_form
 
-    form = find_form(form_name)
+    g = checked_groups(norm, groups)
+    explicit = click.get_current_context().get_parameter_source("norm") not in (
+        None,
+        click.core.ParameterSource.DEFAULT,
+    )
+    form = _chosen_form(form_name, Norm.parse(norm) if explicit else None)
+    family = form.norm
+    if family is not Norm.BATCH:
+        _check_family_mode(family, mode)
     if output is not None:
         inputs = [p for p in (form_name, form.path) if p and Path(p).exists()]
         check_output(output, inputs)
+    layout = None if family is Norm.BATCH else Layout(family, g)
+    chosen_mode = Mode.parse(mode or "per-activation")
     try:
-        emitted = emit_module(form, Mode.parse(mode), __version__, target=target)
+        emitted = emit_module(form, chosen_mode, __version__, target=target, layout=layout)
     except EmitVerificationError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_REFUTED if exc.refuted else EXIT_INTERNAL)
@@ -98,10 +146,71 @@ def emit(form_name: str, mode: str, target: str, output: str | None) -> None:
     except OSError as exc:
         raise BnderiveError(f"Cannot write {output}: {exc.strerror}.") from None
     checks = "; ".join(emitted.verification.checks)
+    if layout is None:
+        what = f"{escape(chosen_mode.value)}"
+    else:
+        what = family.title + (f" (G = {g})" if family is Norm.GROUP else "")
     console(stderr=True).print(
-        f"[green]✓[/] wrote {escape(output)}: {escape(form.name)}, {escape(mode)}, {target} "
+        f"[green]✓[/] wrote {escape(output)}: {escape(form.name)}, {what}, {target} "
         f"(verified in a separate process: {escape(checks)})"
     )
+
+
+def _chosen_form(form_name: str | None, expected: Any) -> Any:
+    """The form --form names (the family's default without it), read as the family --norm
+    gives: a form of the same per-set mathematics, or a usage error."""
+    import dataclasses
+
+    from bnderive.core.spec import Mode, Norm
+    from bnderive.read.catalogue import find_form
+    from bnderive.read.forms import load_form
+
+    if form_name is None:
+        form_name = DEFAULT_FORMS[(expected or Norm.BATCH).value]
+    path = Path(form_name)
+    if expected is not None and path.suffix.lower() == ".toml" and path.exists():
+        return load_form(path, norm=expected)
+    form = find_form(form_name)
+    if expected is None or form.norm is expected:
+        return form
+    if form.norm.per_set != expected.per_set:
+        kinds = {
+            "batch": "one γ per set, centred",
+            "layer": "γ per element, centred",
+            "rms": "γ per element, no mean",
+        }
+        same = [
+            Norm.parse(n).title
+            for n in DEFAULT_FORMS
+            if n != expected.value and Norm.parse(n).per_set == expected.per_set
+        ]
+        raise BnderiveError(
+            f"{form.name} is a derivation for {form.norm.title} ({kinds[form.norm.per_set]}); "
+            f"{expected.title} is {kinds[expected.per_set]}: emit it with --norm "
+            f"{form.norm.value}, or give a form for {expected.title} (e.g. "
+            f"{DEFAULT_FORMS[expected.value]}; `bnderive forms` lists them"
+            + (f"; a {' or '.join(same)} form fits too, the same per set)." if same else ").")
+        )
+    modes = (Mode.SPATIAL,) if expected in (Norm.INSTANCE, Norm.GROUP) else form.modes
+    return dataclasses.replace(form, norm=expected, modes=modes)
+
+
+def _check_family_mode(family: Any, mode: str | None) -> None:
+    """--mode is BatchNorm's; the relatives' layouts follow from the family."""
+    from bnderive.core.spec import Norm
+
+    if mode is None:
+        return
+    if family in (Norm.LAYER, Norm.RMS):
+        raise BnderiveError(
+            f"--mode chooses BatchNorm's reduction axes; the {family.title} module normalizes "
+            "over the trailing axes γ has, for an input of any rank: leave --mode out."
+        )
+    if mode != "spatial":
+        raise BnderiveError(
+            f"{family.title} takes (N, C, H, W) input (its module views it as the sets it "
+            "needs): leave --mode out, or give --mode spatial."
+        )
 
 
 # -- bench ----------------------------------------------------------------------------------------

@@ -171,27 +171,57 @@ def encode(value: Any) -> dict[str, Any]:
 
 
 # -- one run: every entry point at one set of inputs --------------------------------------------------
-def run(module: dict[str, Any], inputs: dict[str, Any], rows: list[int | None]) -> dict[str, Any]:
+#: BatchNorm's entry points: forward(x, gamma, beta, eps) -> (out, (xmu, mu, inv_std)) and
+#: backward(...) -> (dx, dgamma, dbeta).  A run's "api" names another family's (RMSNorm has no β:
+#: forward(x, gamma, eps) -> (out, (x, inv_rms)), backward(...) -> (dx, dgamma)).
+BATCH_API: dict[str, Any] = {
+    "beta": True,
+    "cache": ["xmu", "mu", "inv_std"],
+    "grads": ["dx", "dgamma", "dbeta"],
+}
+
+
+def _named(values: Any, names: list[str], what: str) -> list[tuple[str, Any]]:
+    values = tuple(values)
+    if len(values) != len(names):
+        raise ValueError(f"{what} returned {len(values)} values, not {len(names)}")
+    return list(zip(names, values, strict=True))
+
+
+def run(
+    module: dict[str, Any],
+    inputs: dict[str, Any],
+    rows: list[int | None],
+    api: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """forward, backward and backward_cached (once per ``rows``) at ``inputs``, raw."""
-    x, dout, gamma, beta = (decode(inputs[k]) for k in ("x", "dout", "gamma", "beta"))
+    api = api or BATCH_API
+    x, dout, gamma = (decode(inputs[k]) for k in ("x", "dout", "gamma"))
     eps = decode(inputs["eps"])
     outputs: dict[str, Any] = {}
-    out, cache = module["forward"](x.copy(), gamma, beta, eps)
-    xmu, mu, inv_std = cache
-    before = np.array(xmu, copy=True)
-    for name, value in (("out", out), ("xmu", xmu), ("mu", mu), ("inv_std", inv_std)):
+    if api["beta"]:
+        out, cache = module["forward"](x.copy(), gamma, decode(inputs["beta"]), eps)
+    else:
+        out, cache = module["forward"](x.copy(), gamma, eps)
+    cached = _named(cache, api["cache"], "forward's cache")
+    before = np.array(cached[0][1], copy=True)
+    outputs["forward.out"] = encode(out)
+    for name, value in cached:
         outputs[f"forward.{name}"] = encode(value)
-    dx, dgamma, dbeta = module["backward"](dout.copy(), x.copy(), gamma, eps)
-    for name, value in (("dx", dx), ("dgamma", dgamma), ("dbeta", dbeta)):
+    grads = api["grads"]
+    for name, value in _named(
+        module["backward"](dout.copy(), x.copy(), gamma, eps), grads, "backward"
+    ):
         outputs[f"backward.{name}"] = encode(value)
     for r in rows:
         extra = {} if r is None else {"rows": r}
-        dx, dgamma, dbeta = module["backward_cached"](dout.copy(), cache, gamma, **extra)
+        values = module["backward_cached"](dout.copy(), cache, gamma, **extra)
         call = "backward_cached" if r is None else f"backward_cached[rows={r}]"
-        for name, value in (("dx", dx), ("dgamma", dgamma), ("dbeta", dbeta)):
+        for name, value in _named(values, grads, "backward_cached"):
             outputs[f"{call}.{name}"] = encode(value)
-    outputs["cache.xmu_before"] = encode(before)
-    outputs["cache.xmu_after"] = encode(cache[0])
+    first = api["cache"][0]
+    outputs[f"cache.{first}_before"] = encode(before)
+    outputs[f"cache.{first}_after"] = encode(cached[0][1])
     return outputs
 
 
@@ -235,7 +265,7 @@ def main(job_path: str) -> None:
                     modules[kind] = load_source(source, job["name"], plain=kind == "plain")
                 except Exception as exc:
                     raise ImportError(f"the module does not import: {exc!r}") from exc
-            outputs = run(modules[kind], spec["inputs"], spec["rows"])
+            outputs = run(modules[kind], spec["inputs"], spec["rows"], spec.get("api"))
             results[spec["id"]] = {"ok": True, "outputs": outputs}
         except Exception as exc:  # the module failed: the parent reports it, never trusts it
             text = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]

@@ -12,7 +12,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bnderive.core.spec import Mode, Spec
+from bnderive.core.spec import Mode, Norm, Spec
+from bnderive.emit.family_module import Layout
 from bnderive.emit.numpy_module import render
 from bnderive.emit.verification import EmitVerificationError, Verification, verify_module
 from bnderive.errors import BnderiveError, FormError
@@ -26,10 +27,21 @@ class Emitted:
     mode: Mode
     verification: Verification
     target: str = "numpy"
+    layout: Layout | None = None  # a relative's layout (None: BatchNorm)
 
 
-def emit(form: Form, mode: Mode, version: str | None = None, target: str = "numpy") -> Emitted:
+def emit(
+    form: Form,
+    mode: Mode,
+    version: str | None = None,
+    target: str = "numpy",
+    layout: Layout | None = None,
+) -> Emitted:
     """The verified module for ``form`` in ``mode``, for ``target`` "numpy" or "numba".
+
+    ``layout`` (``family_module.Layout``) emits the module of one of BatchNorm's relatives
+    (LayerNorm, InstanceNorm, GroupNorm, RMSNorm) instead; ``mode`` is then not used (the
+    layout says where the reduction sets lie) and the target is NumPy only.
 
     The module is verified in a child process (``verify_module``): bnderive never imports it.
     The numba module is verified twice: its source runs as plain Python (numba's ``njit`` the
@@ -45,6 +57,8 @@ def emit(form: Form, mode: Mode, version: str | None = None, target: str = "nump
     """
     if version is None:
         from bnderive import __version__ as version
+    if layout is not None:
+        return _emit_family(form, layout, version, target)
     if target == "numba":
         from bnderive.emit import numba_module as emit_numba
 
@@ -81,6 +95,60 @@ def emit(form: Form, mode: Mode, version: str | None = None, target: str = "nump
             "with the form. Nothing was written."
         ) from exc
     return Emitted(source, form, mode, verification, target)
+
+
+def _emit_family(form: Form, layout: Layout, version: str, target: str) -> Emitted:
+    """A relative's module, verified against the whole layer's truth (``verify_family_module``)."""
+    from bnderive.emit.family_module import render_family
+    from bnderive.emit.verification import verify_family_module
+
+    if target != "numpy":
+        raise FamilyTargetError(
+            f"--target {target} writes BatchNorm's fused kernel only; {layout.norm.title} is "
+            "emitted as NumPy: use --target numpy (the default) with --norm "
+            f"{layout.norm.value}."
+        )
+    source = render_family(form, layout, version)
+    try:
+        verification = verify_family_module(source, form, layout)
+    except EmitVerificationError as exc:
+        from bnderive.verify.exact import exact_check
+        from bnderive.verify.verdict import Status
+
+        small = family_small_spec(layout, form)
+        refuted = [v for v in exact_check(form, [small]) if v.status is Status.REFUTED]
+        if refuted:
+            v = refuted[0]
+            raise EmitVerificationError(
+                f"the form {form.name!r} is refuted (line {v.equation}, {v.quantity}, exact at "
+                f"{small.describe()}), so code from it would be wrong; see `bnderive check "
+                f"--norm {layout.norm.value} --form {form.path or form.name}`. Nothing was "
+                "written.",
+                refuted=True,
+            ) from exc
+        raise EmitVerificationError(
+            f"bnderive bug: {exc}. The form holds, so the emitter is wrong; please report this "
+            "with the form. Nothing was written."
+        ) from exc
+    mode = Mode.PER_ACTIVATION if layout.rows else Mode.SPATIAL
+    return Emitted(source, form, mode, verification, target, layout)
+
+
+def family_small_spec(layout: Layout, form: Form) -> Spec:
+    """A small layer of the family (M = 3 per set) for deciding whether a form is wrong."""
+    if layout.rows:
+        base = Spec(Mode.PER_ACTIVATION, n=1, c=3, norm=layout.norm)
+    elif layout.norm is Norm.INSTANCE:
+        base = Spec(Mode.SPATIAL, n=1, c=1, h=1, w=3, norm=layout.norm)
+    else:
+        base = Spec(
+            Mode.SPATIAL, n=1, c=layout.groups, h=1, w=3, norm=layout.norm, groups=layout.groups
+        )
+    return form.spec(base)
+
+
+class FamilyTargetError(BnderiveError):
+    """A target that does not write this family's code (numba is BatchNorm's)."""
 
 
 # -- writing the module: never onto an input, never half a file --------------------------------------

@@ -12,6 +12,7 @@ well-formed result, raises :class:`EmitVerificationError`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +26,11 @@ from bnderive.core import notation as N
 from bnderive.core.derive import derive
 from bnderive.core.evaluate import Backend, Env, evaluate
 from bnderive.core.graph import Graph
+from bnderive.core.layer import as_fractions, exact_point, layer_truth, set_point
 from bnderive.core.points import _forward, point_env
-from bnderive.core.spec import Mode, Spec
-from bnderive.emit.child import Exact, load_source
+from bnderive.core.spec import Mode, Norm, Spec
+from bnderive.emit.child import BATCH_API, Exact, load_source
+from bnderive.emit.family_module import Layout
 from bnderive.emit.numpy_module import EmitVerificationError
 from bnderive.emit.runner import (
     ChildFailure,
@@ -57,7 +60,7 @@ class _Case:
     x: np.ndarray
     dout: np.ndarray
     gamma: np.ndarray
-    beta: np.ndarray
+    beta: np.ndarray | None  # None: RMSNorm has no β
     eps: Any
     truth: dict[str, np.ndarray]  # dx, y (full arrays), dgamma, dbeta, mu, inv_std (per channel)
 
@@ -208,6 +211,7 @@ _COMPARED = {
     "forward.out": "y",
     "forward.mu": "mu",
     "forward.inv_std": "inv_std",
+    "forward.inv_rms": "inv_std",  # RMSNorm's 1/√(ms + ε), the truth's reciprocal root
     "dx": "dx",
     "dgamma": "dgamma",
     "dbeta": "dbeta",
@@ -220,7 +224,9 @@ def _chunk_rows(case_rows: int) -> list[int]:
 
 
 def _inputs(case: _Case, dtype: Any = None) -> dict[str, Any]:
-    arrays = {"x": case.x, "dout": case.dout, "gamma": case.gamma, "beta": case.beta}
+    arrays = {"x": case.x, "dout": case.dout, "gamma": case.gamma}
+    if case.beta is not None:  # RMSNorm has no β
+        arrays["beta"] = case.beta
     if dtype is not None:
         arrays = {k: v.astype(dtype) for k, v in arrays.items()}
     return {**{k: encode_input(v) for k, v in arrays.items()}, "eps": encode_input(case.eps)}
@@ -240,13 +246,15 @@ def _truth_name(key: str) -> str | None:
     )
 
 
-def _expected_keys(rows: list[int | None]) -> set[str]:
-    keys = {f"forward.{n}" for n in ("out", "xmu", "mu", "inv_std")}
-    keys |= {f"backward.{n}" for n in ("dx", "dgamma", "dbeta")}
+def _expected_keys(rows: list[int | None], api: dict[str, Any] | None = None) -> set[str]:
+    api = api or BATCH_API
+    keys = {"forward.out"} | {f"forward.{n}" for n in api["cache"]}
+    keys |= {f"backward.{n}" for n in api["grads"]}
     for r in rows:
         call = "backward_cached" if r is None else f"backward_cached[rows={r}]"
-        keys |= {f"{call}.{n}" for n in ("dx", "dgamma", "dbeta")}
-    return keys | {"cache.xmu_before", "cache.xmu_after"}
+        keys |= {f"{call}.{n}" for n in api["grads"]}
+    first = api["cache"][0]
+    return keys | {f"cache.{first}_before", f"cache.{first}_after"}
 
 
 class _Checker:
@@ -256,6 +264,7 @@ class _Checker:
         self.where = where
         self.results = validated(results, runs)
         self.rows = {r["id"]: r["rows"] for r in runs}
+        self.apis = {r["id"]: r.get("api") or BATCH_API for r in runs}
 
     def fail(self, kind: str, function: str, name: str, detail: str) -> None:
         raise EmitVerificationError(
@@ -268,13 +277,15 @@ class _Checker:
         if not entry["ok"]:
             raise EmitVerificationError(f"{self.where} fails ({kind}): {printable(entry['error'])}")
         raw = entry["outputs"]
-        expected = _expected_keys(self.rows[run])
+        expected = _expected_keys(self.rows[run], self.apis[run])
         if set(raw) != expected:
             raise ChildFailure(f"run {run!r} returned other outputs than the entry points give")
         return {key: decode_array(raw[key], exact, f"run {run!r}, {key}") for key in sorted(raw)}
 
     def cache_unchanged(self, kind: str, got: dict[str, Any]) -> None:
-        before, after = got["cache.xmu_before"].values, got["cache.xmu_after"].values
+        first = next(k for k in got if k.startswith("cache.") and k.endswith("_before"))
+        after_key = first.removesuffix("_before") + "_after"
+        before, after = got[first].values, got[after_key].values
         if before.shape != after.shape or not np.array_equal(before, after):
             self.fail(kind, "backward_cached", "cache", "it modified the cache")
 
@@ -410,3 +421,190 @@ def verify_module(
             f"{where} could not be verified: the verification process failed: {exc}"
         ) from exc
     return Verification(tuple(checks))
+
+
+# -- the relatives: LayerNorm, InstanceNorm, GroupNorm, RMSNorm ---------------------------------------
+def family_api(norm: Norm) -> dict[str, Any]:
+    """The entry points of a family's module, as the child calls them (see ``child.BATCH_API``)."""
+    if norm.centred:
+        return BATCH_API
+    return {"beta": False, "cache": ["x", "inv_rms"], "grads": ["dx", "dgamma"]}
+
+
+def family_specs(layout: Layout, form: Form) -> list[Spec]:
+    """The layers a family's module is verified at: for LayerNorm and RMSNorm an (N, D) input
+    and an (N, C, H, W) one normalized over its last two axes (the module normalizes over γ's
+    axes, whatever the input's rank); InstanceNorm and GroupNorm an (N, C, H, W) input."""
+    norm = layout.norm
+    if layout.rows:
+        specs = [
+            Spec(Mode.PER_ACTIVATION, n=3, c=4, norm=norm),
+            Spec(Mode.SPATIAL, n=2, c=2, h=2, w=3, norm=norm, last_axes=2),
+        ]
+    elif norm is Norm.INSTANCE:
+        specs = [Spec(Mode.SPATIAL, n=2, c=3, h=2, w=2, norm=norm)]
+    else:
+        specs = [
+            Spec(Mode.SPATIAL, n=2, c=2 * layout.groups, h=2, w=2, norm=norm, groups=layout.groups)
+        ]
+    return [_with_conventions(s, form) for s in specs]
+
+
+def _with_conventions(spec: Spec, form: Form) -> Spec:
+    return dataclasses.replace(spec, unbiased=form.unbiased, eps_inside=form.eps_inside)
+
+
+def _set_statistics(spec: Spec, point: dict[str, Any], backend: Backend) -> dict[str, list[Any]]:
+    """μ (centred families) and the reciprocal root 1/√(σ²+ε) (RMSNorm: 1/√(ms+ε)) of every
+    set, from the forward graph of the core at the layer's inputs."""
+    stats: dict[str, list[Any]] = {"mu": [], "inv_std": []}
+    for channel in range(spec.sets):
+        values = set_point(
+            spec, channel, point["x"], point["g"], point["gamma"], point["beta"], point["eps"]
+        )
+        env = point_env(spec, channel, values, backend).env
+        radicand = "var" if spec.norm.centred else "ms"
+        if spec.norm.centred:
+            stats["mu"].append(env.scalars["mu"])
+        root = env.backend.root(env.scalars[radicand] + env.scalars["eps"], sp.Rational(-1, 2))
+        stats["inv_std"].append(root)
+    if not spec.norm.centred:
+        del stats["mu"]
+    return stats
+
+
+def family_exact_case(spec: Spec, seed: int = 6) -> _Case:
+    """``core.layer.exact_point``: one ε with every set's root rational; the truth of the whole
+    layer (``layer_truth``) in exact rationals, as ``Exact`` values for the child."""
+    from bnderive.core.evaluate import RATIONAL
+
+    point = exact_point(spec, seed)
+    truth = layer_truth(
+        spec, point["x"], point["g"], point["gamma"], point["beta"], point["eps"], RATIONAL
+    )
+    values: dict[str, Any] = {"y": truth["out"], "dx": truth["dx"], "dgamma": truth["dgamma"]}
+    if "dbeta" in truth:
+        values["dbeta"] = truth["dbeta"]
+    values.update(_set_statistics(spec, point, RATIONAL))
+
+    def exact(array: Any) -> np.ndarray:
+        fractions = as_fractions(array)
+        out = np.empty(fractions.shape, dtype=object)
+        for index, v in np.ndenumerate(fractions):
+            out[index] = Exact(v)
+        return out
+
+    return _Case(
+        spec,
+        exact(point["x"]),
+        exact(point["g"]),
+        exact(point["gamma"]),
+        exact(point["beta"]) if point["beta"] is not None else None,
+        Exact(point["eps"]),
+        {name: exact(v) for name, v in values.items()},
+    )
+
+
+def family_float_case(spec: Spec, seed: int = 6) -> _Case:
+    """Adversarial float64 inputs: every set its own mean (up to 1e3) and spread (σ² from 1e-4
+    to 1e6), γ of both signs far from 1 and varying, a non-uniform upstream gradient, ε = 1e-3;
+    the truth of the whole layer in float64 (``layer_truth``)."""
+    from bnderive.core.evaluate import FLOAT
+
+    draw = np.random.default_rng(seed)
+    scales = [0.01, 0.7, 30.0, 1000.0]
+    means = [250.0, -40.0, 3.0, 900.0]
+    x = np.empty(spec.shape)
+    for channel in range(spec.sets):
+        values = draw.standard_normal(spec.m) * scales[channel % 4]
+        if spec.norm.centred:
+            values = values + means[channel % 4]
+        for position, v in zip(spec.positions(channel), values, strict=True):
+            x[position] = v
+    g = draw.standard_normal(spec.shape) * 2.0 + 0.5
+    size = int(np.prod(spec.affine_shape))
+    gamma = (draw.choice([-1.0, 1.0], size) * draw.uniform(0.04, 3.7, size)).reshape(
+        spec.affine_shape
+    )
+    beta = draw.normal(size=spec.affine_shape) if spec.norm.has_beta else None
+    eps = 1e-3
+    truth = layer_truth(spec, x, g, gamma, beta, eps, FLOAT)
+    values: dict[str, Any] = {"y": truth["out"], "dx": truth["dx"], "dgamma": truth["dgamma"]}
+    if "dbeta" in truth:
+        values["dbeta"] = truth["dbeta"]
+    point = {"x": x, "g": g, "gamma": gamma, "beta": beta, "eps": eps}
+    values.update(_set_statistics(spec, point, FLOAT))
+    return _Case(
+        spec,
+        x,
+        g,
+        gamma,
+        beta,
+        eps,
+        {k: np.asarray(v, dtype=np.float64) for k, v in values.items()},
+    )
+
+
+def verify_family_module(
+    source: str, form: Form, layout: Layout, runner: Callable[..., Any] = run_module
+) -> Verification:
+    """A LayerNorm, InstanceNorm, GroupNorm or RMSNorm module run in a child process and
+    compared, here, with the ground truth of the whole layer (``core.layer``): exactly at each
+    of ``family_specs``, in float64 at adversarial inputs there, and float32 stays float32.
+    :class:`EmitVerificationError` at the first disagreement."""
+    norm = layout.norm
+    where = f"the {norm.title} module emitted from {form.name!r}"
+    api = family_api(norm)
+    specs = family_specs(layout, form)
+    exact = [family_exact_case(s) for s in specs]
+    floats = [family_float_case(s) for s in specs]
+    runs: list[dict[str, Any]] = []
+    for k, case in enumerate(exact):
+        runs.append(
+            {
+                "id": f"exact{k}",
+                "module": "plain",
+                "inputs": _inputs(case),
+                "rows": [None],
+                "api": api,
+            }
+        )
+    for k, case in enumerate(floats):
+        runs.append(
+            {
+                "id": f"float64-{k}",
+                "module": "plain",
+                "inputs": _inputs(case),
+                "rows": [None],
+                "api": api,
+            }
+        )
+    runs.append(
+        {
+            "id": "float32",
+            "module": "plain",
+            "inputs": _inputs(floats[0], np.float32),
+            "rows": [None],
+            "api": api,
+        }
+    )
+    try:
+        results = runner(source, form.name, runs)
+        check = _Checker(where, results, runs)
+        for k, case in enumerate(exact):
+            check.exact(f"exact{k}", f"exact at {case.spec.describe()}", case)
+        for k, case in enumerate(floats):
+            check.float64(f"float64-{k}", f"float64 at {case.spec.describe()}", case)
+        check.float32("float32", "float32")
+    except ChildFailure as exc:
+        raise EmitVerificationError(
+            f"{where} could not be verified: the verification process failed: {exc}"
+        ) from exc
+    shapes = " and ".join(s.describe() for s in specs)
+    return Verification(
+        (
+            f"exact rationals at {shapes}, every root rational",
+            "float64 at the same layouts: σ² from 1e-4 to 1e6, γ ≠ 1 varying, ε = 1e-3",
+            "float32 inputs give float32 outputs",
+        )
+    )
