@@ -5,7 +5,7 @@
 
 Timed, in this process unless noted:
 
-* the exact check (``verify.exact_check``) of the three published forms (staged, kronecker,
+* the exact check (``bnderive.verify.exact.exact_check``) of the three published forms (staged, kronecker,
   compact) at N = 4, 6, 8 and 64, one feature (``Spec(n=N)``), every cache cleared before each run;
 * the same at N = 4, 6, 8 with the permutation-symmetry shortcut switched off (every entry of dx
   decided, as the naive baseline does);
@@ -40,10 +40,13 @@ from pathlib import Path
 
 import sympy as sp
 
-from bnderive import verify as verify
 from bnderive.core.spec import Mode, Spec
 from bnderive.read.catalogue import find_form
 from bnderive.read.derivations import builtin_forms
+from bnderive.verify import exact as exact_module
+from bnderive.verify.exact import exact_check
+from bnderive.verify.plan import check_form
+from bnderive.verify.randomized import large_spec, random_check
 from bnderive.verify.verdict import Status
 
 PUBLISHED = ("staged", "kronecker", "compact")
@@ -96,12 +99,12 @@ def expect_holds(what: str, verdicts: list) -> None:
 @contextmanager
 def symmetry_shortcut_off():
     """Decide every entry of dx, not entry 1 plus permutation symmetry (apples to apples)."""
-    original = verify.equivariant
-    verify.equivariant = lambda form: False
+    original = exact_module.equivariant
+    exact_module.equivariant = lambda form: False
     try:
         yield
     finally:
-        verify.equivariant = original
+        exact_module.equivariant = original
 
 
 class Timeout(Exception):
@@ -132,24 +135,22 @@ def ours_exact(forms: list, n: int, every_entry: bool = False) -> None:
     for form in forms:
         if every_entry:
             with symmetry_shortcut_off():
-                verdicts = verify.exact_check(form, [Spec(n=n)])
+                verdicts = exact_check(form, [Spec(n=n)])
         else:
-            verdicts = verify.exact_check(form, [Spec(n=n)])
+            verdicts = exact_check(form, [Spec(n=n)])
         expect_holds(f"exact N={n} {form.name}", verdicts)
 
 
 def ours_random(forms: list, mode: Mode, m: int) -> None:
     cold()
     for form in forms:
-        expect_holds(
-            f"random M={m} {form.name}", verify.random_check(form, verify.large_spec(mode, m))
-        )
+        expect_holds(f"random M={m} {form.name}", random_check(form, large_spec(mode, m)))
 
 
 def ours_plan(methods: tuple[str, ...]) -> None:
     cold()
     for form in builtin_forms():
-        expect_holds(f"default plan {form.name}", verify.check_form(form, methods=methods))
+        expect_holds(f"default plan {form.name}", check_form(form, methods=methods))
 
 
 # -- the naive baseline -----------------------------------------------------------------------------

@@ -27,14 +27,16 @@ from contextlib import contextmanager
 
 import sympy as sp
 
-from bnderive import verify as verify
 from bnderive.core import double_backward as second
 from bnderive.core.derive import inline
+from bnderive.core.spec import Spec
 from bnderive.read.derivations import builtin_forms
 from bnderive.verify.every_m import definitions_of, general_check
+from bnderive.verify.exact import _exact_instance
+from bnderive.verify.lines import truth_of
 from bnderive.verify.verdict import Status
 
-derive_module = importlib.import_module("bnderive.derive")  # the package re-exports derive()
+derive_module = importlib.import_module("bnderive.core.derive")  # the package re-exports derive()
 
 TARGET_FIRST = 1.0
 TARGET_SECOND = 2.0
@@ -42,7 +44,7 @@ TARGET_SECOND = 2.0
 
 def cold() -> None:
     sp.core.cache.clear_cache()
-    for fn in (derive_module._adjoints, second._quantities, verify._exact_instance):
+    for fn in (derive_module._adjoints, second._quantities, _exact_instance):
         fn.cache_clear()
 
 
@@ -75,7 +77,7 @@ def time_limit(seconds: float):
 
 def sympy_route(form, limit: float) -> tuple[str, float]:
     """simplify((truth − form).doit()) for every checked line; the first failure is reported."""
-    truth = verify.truth_of(form.order, form.spec(verify.Spec()))
+    truth = truth_of(form.order, form.spec(Spec()))
     defs = definitions_of(form, truth)
     t0 = time.perf_counter()
     try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +158,16 @@ def test_a_child_that_dies_mid_run_leaves_a_note_and_the_other_rows():
     assert bench.TORCH not in names and bench.EMITTED in names
     assert any("no PyTorch row" in note and "killed" in note for note in result.notes)
     assert not any(note.startswith("PyTorch ") for note in result.notes)
+
+
+BENCHMARKS = sorted((Path(__file__).parent.parent / "benchmarks").glob("bench_*.py"))
+
+
+@pytest.mark.parametrize("path", BENCHMARKS, ids=lambda p: p.name)
+def test_every_benchmark_imports_what_it_uses(path):
+    """A benchmark names the library's functions by their modules, so a moved function fails here
+    (CI's smoke run once crashed on ``verify.exact_check`` after the layout change)."""
+    spec = importlib.util.spec_from_file_location(f"_bench_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(module.main)
