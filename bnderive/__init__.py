@@ -4,6 +4,9 @@ The public API is re-exported here and imported on first use (PEP 562), so that 
 line starts without SymPy and NumPy::
 
     from bnderive import derive, find_form, check_form, Spec, Mode
+
+``bnderive.check(...)`` and ``bnderive.check_impl(...)`` return results that a Jupyter notebook
+shows as a report (Markdown or LaTeX).
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ _API = {
     "exact_check": "bnderive.verify.exact",
     "random_check": "bnderive.verify.randomized",
     "check_form": "bnderive.verify.plan",
-    "check_impl": "bnderive.usercode.check_impl",
+    # the results of these two render as reports in Jupyter (_repr_markdown_, _repr_latex_)
+    "check": "bnderive.report.library",
+    "check_impl": "bnderive.report.library",
 }
 
 __all__ = [
@@ -63,6 +68,7 @@ __all__ = [
     "Verdict",
     "affine_bn_relu_truth",
     "builtin_forms",
+    "check",
     "check_form",
     "check_impl",
     "derive",
@@ -97,7 +103,7 @@ if TYPE_CHECKING:
     from bnderive.errors import BnderiveError, EvaluationError, FormError, SpecError
     from bnderive.read.catalogue import builtin_forms, find_form
     from bnderive.read.forms import Equation, Form, load_form
-    from bnderive.usercode.check_impl import check_impl
+    from bnderive.report.library import check, check_impl
     from bnderive.verify.exact import exact_check
     from bnderive.verify.plan import check_form
     from bnderive.verify.randomized import random_check

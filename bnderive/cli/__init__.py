@@ -20,6 +20,7 @@ from bnderive.cli.derive import derive
 from bnderive.cli.emit import bench, emit
 from bnderive.cli.explain import explain
 from bnderive.cli.parse import parse
+from bnderive.cli.report import report
 from bnderive.cli.teach import teach
 
 
@@ -47,6 +48,7 @@ def main(debug: bool) -> None:
       bnderive teach                       a lesson on a tiny batch, every number exact
       bnderive check --norm layer          LayerNorm's published forms (also instance, group, rms)
       bnderive conventions                 the frameworks' running statistics, side by side
+      bnderive report examples/post.md -o post.pdf   a report: LaTeX/PDF or Markdown
 
     Exit codes: 0 everything checked holds, 1 something is refuted, 2 bad input or usage,
     3 undecided, 4 bnderive failed (a bug: run with --debug and report it), 130 interrupted
@@ -82,6 +84,7 @@ for _command in (
     explain,
     teach,
     conventions,
+    report,
 ):
     main.add_command(_command)
 for _command in (main, *main.commands.values()):

@@ -1,0 +1,753 @@
+"""The report as data: what was checked and what was found, section by section.
+
+A ``Report`` is built from the library's own results (``verify.check.check_forms`` and its
+``CheckResult``, the document reader's ``DocumentForm``, ``usercode.check_impl``'s ``Report``,
+``emit``'s ``Emitted``, ``core.graph``/``core.derive`` for the picture and the truth) and holds
+nothing but what those found: the printers (``report.latex``, ``report.markdown``) render the
+same model, and decide nothing.  Mathematics is kept as SymPy expressions parsed from the input
+(``sides``); a line's LaTeX as written never enters the model except as plain text for a line
+that could not be read, which the printers escape.
+
+Sections, each present when its data exists (issue 14): the summary, the forward graph, the
+ground truth stage by stage with the published forms proven for every M, each derivation line by
+line, each implementation, the emitted code, the stability study.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy as sp
+
+from bnderive.core.graph import Graph
+from bnderive.core.spec import Mode, Norm, Spec
+from bnderive.read.forms import Equation, Form
+from bnderive.verify.summary import LineResult
+from bnderive.verify.verdict import Status, Verdict
+
+#: The published closed forms of BatchNorm's backward the ground-truth section proves (DESIGN §1).
+PUBLISHED = ("staged", "kronecker", "compact")
+#: What the every-M method is, in one sentence (the ground truth section says it).
+EVERY_M_METHOD = (
+    "truth minus form in index notation, the radical eliminated, Kronecker deltas reduced, sums "
+    "kept as opaque reductions, then cancelled to zero: a proof for every size M of the "
+    "reduction set"
+)
+#: Status words, one per status a line of the report can have.
+MARKS = {
+    "holds": "✓",
+    "refuted": "✗",
+    "undecided": "?",
+    "not checked": "·",
+    "not read": "–",
+    "definition": "·",
+}
+
+
+# -- the sections ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Summary:
+    """What was checked, under which conventions, the verdict in one sentence, how to redo it."""
+
+    checked: tuple[str, ...]
+    conventions: tuple[str, ...]
+    status: str  # holds | refuted | undecided | could not check
+    verdict: str
+    command: str
+    versions: tuple[tuple[str, str], ...]
+    methods: tuple[str, ...] = ()  # each method run and what it covered, in words
+    date: str | None = None  # from SOURCE_DATE_EPOCH only: a report carries no clock time
+
+
+@dataclass(frozen=True)
+class GraphEdge:
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class GraphSection:
+    """The forward graph of one reduction set (``Stage.parents()``) and its adjoints."""
+
+    mode: str  # "PER_ACTIVATION: (N, D), statistics per feature over the batch"
+    norm: str
+    chain: tuple[str, ...]  # x, μ, σ², x̂, y, L: the nodes of the forward pass, in order
+    leaves: tuple[str, ...]  # γ, β, ε, g (and the running μ, σ² in eval mode)
+    edges: tuple[GraphEdge, ...]  # every edge parent → stage
+    adjoints: tuple[GraphEdge, ...]  # ∂L/∂… flowing back: stage → parent, labelled by its node
+
+
+@dataclass(frozen=True)
+class TruthRow:
+    kind: str  # forward | backward
+    name: str  # mu, var, xhat, y, L, dxhat, ...
+    lhs: sp.Basic
+    expr: sp.Basic
+    meaning: str
+
+
+@dataclass(frozen=True)
+class ProvenForm:
+    name: str
+    title: str
+    status: str  # holds | refuted | undecided: the every-M verdict over the form's lines
+    lines: int
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TruthSection:
+    """The ground truth stage by stage (``derive``), and the published forms proven for every M."""
+
+    spec: str
+    rows: tuple[TruthRow, ...]
+    proven: tuple[ProvenForm, ...]
+    method: str = EVERY_M_METHOD
+
+
+@dataclass(frozen=True)
+class CounterexampleEntry:
+    """A point where two values differ: the inputs and both exact values."""
+
+    where: str  # "per-activation 3×1 (M=3; …), channel 0"
+    inputs: tuple[tuple[str, str], ...]
+    entry: str
+    reference: str  # "truth", or "line 9" for a step
+    reference_value: str
+    mine: str  # "form", "line 10", "yours"
+    value: str
+
+
+@dataclass(frozen=True)
+class MistakeEntry:
+    """A known mistake of the corpus that a refuted line (or function) equals."""
+
+    title: str
+    name: str
+    how: str  # "your dvar equals the result with it, exactly (as staged/half-lost)"
+    wrong: str
+    right: str
+    sources: tuple[str, ...]
+    comes_in: str = ""  # "the mistake comes in at line 10; line 12 uses its value"
+
+
+@dataclass(frozen=True)
+class LineEntry:
+    """One line of a derivation as written, what was parsed from it, and its verdict."""
+
+    place: str  # "line 10" (a document) or "equation 2" (a form file)
+    quantity: str
+    sides: tuple[sp.Basic | None, ...]  # parsed: left side, then each right side (None: unread)
+    raw: str  # the line as written: shown as plain text only when it was not read
+    status: str  # holds | refuted | undecided | not checked | not read | definition
+    verdict: str  # "holds for every M", "refuted (exact, per-activation M ≤ 6)", ...
+    methods: tuple[tuple[str, str], ...] = ()  # (method, what it found)
+    step: str = ""  # "follows from line 9" / "does not follow from line 9"
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+    counterexamples: tuple[CounterexampleEntry, ...] = ()
+    residual: sp.Basic | None = None  # truth − line, in index notation
+    mistakes: tuple[MistakeEntry, ...] = ()
+    unexplained: tuple[str, ...] = ()  # why an open line is open
+
+
+@dataclass(frozen=True)
+class FormSection:
+    """A derivation (a built-in form, a form file or a document), line by line."""
+
+    name: str
+    title: str
+    path: str
+    kind: str  # built-in form | form file | derivation document
+    sources: tuple[str, ...]
+    conventions: str
+    status: str
+    lines: tuple[LineEntry, ...]
+    comes_in: tuple[str, ...] = ()  # where each independent mistake comes in
+    counts: tuple[tuple[str, int], ...] = ()  # a document's lines: checked, not read, ...
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImplRow:
+    function: str
+    quantity: str
+    section: str
+    method: str
+    status: str
+
+
+@dataclass(frozen=True)
+class ImplFinding:
+    """What explains a refuted or open row: the counterexample and the diagnosis."""
+
+    function: str
+    quantity: str
+    section: str
+    status: str
+    detail: str
+    counterexample: CounterexampleEntry | None
+    diagnosis: tuple[str, ...]
+    mistakes: tuple[MistakeEntry, ...]
+
+
+@dataclass(frozen=True)
+class ImplSection:
+    """An implementation (.py) as ``check-impl`` checked it: one row per function and quantity."""
+
+    path: str
+    api: str
+    status: str
+    calls: tuple[str, ...]
+    rows: tuple[ImplRow, ...]
+    findings: tuple[ImplFinding, ...]
+    failures: tuple[tuple[str, str], ...]  # (function, why it could not be checked)
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CodeSection:
+    """An emitted module, verified before it was listed."""
+
+    form: str
+    mode: str
+    target: str
+    source: str
+    verified: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StabilityNote:
+    """The stability study: an object of ``bnderive.stability`` when it is available."""
+
+    section: Any
+
+
+@dataclass(frozen=True)
+class Report:
+    title: str
+    summary: Summary
+    graphs: tuple[GraphSection, ...] = ()
+    truth: tuple[TruthSection, ...] = ()
+    forms: tuple[FormSection, ...] = ()
+    implementations: tuple[ImplSection, ...] = ()
+    code: tuple[CodeSection, ...] = ()
+    stability: tuple[Any, ...] = ()
+    exit_code: int = 0
+
+
+# -- building -----------------------------------------------------------------------------------------
+_NODE = {"x": "x", "mu": "μ", "var": "σ²", "ms": "ms", "xhat": "x̂", "y": "y", "L": "L"}
+_LEAF = {"g": "g", "gamma": "γ", "beta": "β", "eps": "ε", "mu": "μ", "var": "σ²"}
+_MODE_WORDS = {
+    Mode.PER_ACTIVATION: "PER_ACTIVATION: (N, D) input, statistics per feature over the batch",
+    Mode.SPATIAL: "SPATIAL: (N, C, H, W) input, statistics per channel over N, H, W",
+}
+
+
+def node_name(name: str) -> str:
+    return _NODE.get(name, _LEAF.get(name, name))
+
+
+def row_title(row: TruthRow) -> str:
+    """'forward: μ', 'backward: ∂L/∂σ²'."""
+    name = node_name(row.name) if row.kind == "forward" else f"∂L/∂{node_name(row.name[1:])}"
+    return f"{row.kind}: {name}"
+
+
+def graph_section(spec: Spec, modes: Sequence[Mode] = ()) -> GraphSection:
+    """The picture's data from the graph itself: every stage's ``parents()``; one reduction
+    set, the same in each of ``modes`` (named in the section)."""
+    graph = Graph.build(spec)
+    stages = [s for s in graph.stages]
+    chain = ["x", *(s.name for s in stages)]
+    edges: list[GraphEdge] = []
+    leaves: list[str] = []
+    for stage in stages:
+        for parent in stage.parents():
+            if parent not in chain:
+                if parent not in leaves:
+                    leaves.append(parent)
+            edges.append(GraphEdge(parent, stage.name))
+    adjoints = [GraphEdge(e.target, e.source) for e in reversed(edges) if e.source in chain]
+    mode = (
+        "; ".join(_MODE_WORDS[m] for m in (modes or (spec.mode,)))
+        if spec.norm is Norm.BATCH
+        else f"{spec.norm.title}: one reduction set ({spec.mode.value} layout)"
+    )
+    return GraphSection(
+        mode + ("" if spec.training else "; eval mode: μ and σ² are the running statistics"),
+        spec.norm.title,
+        tuple(chain),
+        tuple(leaves),
+        tuple(edges),
+        tuple(adjoints),
+    )
+
+
+def truth_section(
+    spec: Spec, proven: Sequence[ProvenForm], modes: Sequence[Mode] = ()
+) -> TruthSection:
+    """The staged table of the posts, generated from ``derive`` (index notation, any M), for one
+    reduction set: the same in each of ``modes``."""
+    from bnderive.core.printing import derivation_view
+
+    rows = tuple(
+        TruthRow(step.kind, step.name, step.lhs, step.general, step.meaning)
+        for step in derivation_view(spec, instantiate=False)
+    )
+    return TruthSection(_spec_words(spec, modes), rows, tuple(proven))
+
+
+def _spec_words(spec: Spec, modes: Sequence[Mode] = ()) -> str:
+    from bnderive.core.spec import conventions_text
+
+    where = " and ".join(m.value for m in (modes or (spec.mode,)))
+    return (
+        f"{spec.norm.title}, {where}: "
+        f"{conventions_text(spec.training, spec.unbiased, spec.eps_inside, spec.eps_zero, norm=spec.norm)}"
+    )
+
+
+def proven_forms(forms: Sequence[Form], lines: Sequence[LineResult]) -> list[ProvenForm]:
+    """Each form's every-M verdict over its lines that a method compares with a truth."""
+    out = []
+    for form in forms:
+        verdicts = [
+            v
+            for line in lines
+            if line.form == form.name and "general" in line.methods
+            for v in line.methods["general"].verdicts
+            if v.status is not Status.UNCHECKED
+        ]
+        statuses = {v.status for v in verdicts}
+        status = (
+            "refuted"
+            if Status.REFUTED in statuses
+            else "undecided"
+            if Status.UNDECIDED in statuses or not verdicts
+            else "holds"
+        )
+        out.append(ProvenForm(form.name, form.title, status, len(verdicts), form.sources))
+    return out
+
+
+# -- verdicts in words ----------------------------------------------------------------------------------
+def _scope(v: Verdict) -> str:
+    return v.method_words()
+
+
+def line_verdict_words(line: LineResult) -> str:
+    """The verdict beside a line: holds for every M / exactly at … / randomized / refuted …"""
+    status = line.status
+    if status is Status.HOLDS:
+        general = line.methods.get("general")
+        if general is not None and general.status is Status.HOLDS:
+            return "holds for every M"
+        exact = line.methods.get("exact")
+        if exact is not None and exact.status is Status.HOLDS:
+            scopes = ", ".join(dict.fromkeys(_exact_scope(v) for v in exact.verdicts))
+            return f"holds exactly at {scopes}"
+        random = line.methods.get("random")
+        if random is not None and random.status is Status.HOLDS:
+            v = random.verdicts[0]
+            bound = f", error probability ≤ {v.bound:.1e}" if v.bound is not None else ""
+            return f"holds, randomized ({_scope(v)}{bound})"
+        return "holds"
+    if status is Status.REFUTED:
+        v = line.first(Status.REFUTED)
+        return f"refuted ({_scope(v)})" if v is not None else "refuted"
+    if status is Status.UNDECIDED:
+        return "undecided"
+    return "not checked"
+
+
+def _exact_scope(v: Verdict) -> str:
+    scope = v.scope.removesuffix(" exact").removesuffix(" randomized")
+    return f"{v.mode.value} {scope}" if v.mode else scope
+
+
+def method_rows(line: LineResult) -> tuple[tuple[str, str], ...]:
+    words = {"general": "every M", "exact": "exact", "random": "randomized"}
+    out = []
+    for method, result in line.methods.items():
+        scopes = ", ".join(dict.fromkeys(_exact_scope(v) for v in result.verdicts))
+        label = words[method] + ("" if method == "general" else f" ({scopes})")
+        out.append((label, result.words()))
+    return tuple(out)
+
+
+def counterexample_entry(v: Verdict, reference: str, mine: str) -> CounterexampleEntry | None:
+    c = v.counterexample
+    if c is None:
+        return None
+    return CounterexampleEntry(
+        f"{c.spec.describe()}, {c.spec.set_label(c.channel)}",
+        tuple(c.inputs.items()),
+        c.entry,
+        reference,
+        c.truth,
+        mine,
+        c.form,
+    )
+
+
+def mistake_entries(matches: Sequence[Any], quantity: str, comes_in: str) -> list[MistakeEntry]:
+    """``diagnose.Match`` objects as entries: what is wrong, what is right, the sources."""
+    from bnderive.read.corpus import corpus
+
+    out = []
+    for match in matches:
+        first, wrong, right = match.lines(quantity)
+        mutant = corpus().find(match.by[0])
+        sources = tuple(dict.fromkeys((*match.mistake.sources, *getattr(mutant, "sources", ()))))
+        out.append(
+            MistakeEntry(
+                match.mistake.title,
+                match.mistake.name,
+                first.split("; ", 1)[1] if "; " in first else first,
+                wrong.split(": ", 1)[1],
+                right.split(": ", 1)[1],
+                sources,
+                comes_in,
+            )
+        )
+    return out
+
+
+# -- a check's forms as sections ----------------------------------------------------------------------
+def _lhs(eq: Equation) -> sp.Basic:
+    if eq.index is not None:
+        return sp.IndexedBase(eq.name)[eq.index]
+    return sp.Symbol(eq.name)
+
+
+def form_section(form: Form, result: Any, mistakes: Sequence[Any]) -> FormSection:
+    """One form of a ``CheckResult`` (``result``) line by line; ``mistakes`` from
+    ``verify.mistakes.find_mistakes``."""
+    lines = [line for line in result.lines if line.form == form.name]
+    by_equation = {line.equation: line for line in lines}
+    comes_in: dict[int, str] = {}
+    said: list[str] = []
+    for m in mistakes:
+        where = _where(form, m.equation)
+        text = f"the mistake comes in at {where}"
+        if m.follows:
+            text += (
+                "; "
+                + ", ".join(_where(form, n) for n in m.follows)
+                + (" follows" if len(m.follows) == 1 else " follow")
+                + " from it"
+            )
+        if m.inherits:
+            text += (
+                "; "
+                + ", ".join(_where(form, n) for n in m.inherits)
+                + (" uses" if len(m.inherits) == 1 else " use")
+                + " its value (right given it, wrong because it is)"
+            )
+        said.append(text)
+        for n in (m.equation, *m.follows, *m.inherits):
+            comes_in[n] = text
+    entries: list[LineEntry] = []
+    doc_lines = getattr(form, "lines", None)
+    if doc_lines is not None:
+        for doc in doc_lines:
+            if not doc.states_value:
+                continue
+            own = [by_equation[n] for n in doc.equations if n in by_equation]
+            sides = doc.read.sides if doc.read is not None else ()
+            entries.append(
+                _entry(form, result, doc.place, doc.defines, sides, doc.latex, own, comes_in, doc)
+            )
+    else:
+        for eq in form.equations:
+            own = [by_equation[eq.number]] if eq.number in by_equation else []
+            entries.append(
+                _entry(
+                    form,
+                    result,
+                    f"equation {eq.number}",
+                    eq.label,
+                    (_lhs(eq), eq.expr),
+                    "",
+                    own,
+                    comes_in,
+                    None,
+                )
+            )
+    status = _worst([e.status for e in entries if e.status in ("holds", "refuted", "undecided")])
+    counts = tuple(form.counts().items()) if hasattr(form, "counts") else ()
+    kind = (
+        "derivation document"
+        if doc_lines is not None
+        else "form file"
+        if form.path and not _builtin(form)
+        else "built-in form"
+    )
+    return FormSection(
+        form.name,
+        form.title,
+        form.path if kind != "built-in form" else "",
+        kind,
+        tuple(form.sources),
+        form.conventions(),
+        status,
+        tuple(entries),
+        tuple(said),
+        counts,
+        tuple(form.notes),
+    )
+
+
+def _builtin(form: Form) -> bool:
+    from bnderive.read.derivations import builtin_forms
+
+    return any(f.name == form.name and f.path == form.path for f in builtin_forms())
+
+
+def _where(form: Form, equation: int) -> str:
+    line_of = getattr(form, "line_of", None)
+    doc = line_of(equation) if line_of is not None else None
+    return doc.place if doc is not None else f"equation {equation}"
+
+
+def _worst(statuses: Sequence[str]) -> str:
+    for status in ("refuted", "undecided", "holds"):
+        if status in statuses:
+            return status
+    return "undecided"
+
+
+def _entry(
+    form: Form,
+    result: Any,
+    place: str,
+    quantity: str,
+    sides: Sequence[sp.Basic | None],
+    raw: str,
+    own: Sequence[LineResult],
+    comes_in: dict[int, str],
+    doc: Any,
+) -> LineEntry:
+    if not own:
+        status = doc.status if doc is not None else "not checked"
+        if status == "checked":
+            status = "not checked"
+        reason = doc.reason if doc is not None else ""
+        return LineEntry(
+            place,
+            quantity,
+            tuple(sides),
+            raw if status == "not read" else "",
+            status,
+            status if status != "definition" else "a definition: used by later lines",
+            reason=reason,
+            notes=tuple(doc.notes) if doc is not None else (),
+        )
+    status = _worst([line.status.value for line in own])
+    if all(line.status is Status.UNCHECKED for line in own):
+        details = [v.detail for line in own for v in line.verdicts() if v.detail]
+        return LineEntry(
+            place,
+            quantity or own[0].quantity,
+            tuple(sides),
+            "",
+            "not checked",
+            "not checked: " + (details[0] if details else "nothing compares it with a truth"),
+            reason=doc.reason if doc is not None else "",
+            notes=tuple(doc.notes) if doc is not None else (),
+        )
+    if len(own) == 1:
+        verdict = line_verdict_words(own[0])
+        methods = method_rows(own[0])
+    else:
+        verdict = "; ".join(
+            f"member {k}: {line_verdict_words(line)}" for k, line in enumerate(own, 1)
+        )
+        methods = tuple(row for line in own for row in method_rows(line))
+    steps = []
+    counterexamples: list[CounterexampleEntry] = []
+    mistakes: list[MistakeEntry] = []
+    unexplained: list[str] = []
+    residual = None
+    for line in own:
+        step = line.step_status
+        if step is not None:
+            before = (
+                f"line {line.follows_line}" if doc is not None else f"equation {line.follows_line}"
+            )
+            steps.append(
+                {
+                    Status.HOLDS: f"follows from {before}",
+                    Status.REFUTED: f"does not follow from {before}",
+                    Status.UNDECIDED: f"not shown to follow from {before}",
+                    Status.UNCHECKED: "",
+                }[step]
+            )
+            bad = line.first_step(Status.REFUTED)
+            if bad is not None:
+                entry = counterexample_entry(bad, before, place)
+                if entry is not None:
+                    counterexamples.append(entry)
+        if line.status is Status.REFUTED:
+            v = line.first(Status.REFUTED)
+            entry = counterexample_entry(v, "truth", "form") if v is not None else None
+            if entry is not None:
+                counterexamples.append(entry)
+            matches = result.diagnoses.get((line.form, line.equation, line.quantity), [])
+            mistakes += mistake_entries(matches, line.quantity, comes_in.get(line.equation, ""))
+        if line.status is Status.UNDECIDED:
+            for method in line.methods.values():
+                unexplained += [
+                    f"{v.method_words()}: {v.detail}"
+                    for v in method.verdicts
+                    if v.status is Status.UNDECIDED
+                ]
+        residual = residual or result.residuals.get((line.form, line.equation))
+    return LineEntry(
+        place,
+        quantity or own[0].quantity,
+        tuple(sides),
+        "",
+        status,
+        verdict,
+        methods,
+        "; ".join(s for s in steps if s),
+        doc.reason if doc is not None else "",
+        tuple(doc.notes) if doc is not None else (),
+        tuple(counterexamples),
+        residual,
+        tuple(mistakes),
+        tuple(unexplained),
+    )
+
+
+# -- an implementation as a section ---------------------------------------------------------------------
+def impl_section(report: Any) -> ImplSection:
+    """``usercode.check_impl.Report`` as rows, findings and failures."""
+    rows = []
+    findings = []
+    for k, v in enumerate(report.verdicts):
+        section = report.sections[k] if k < len(report.sections) else ""
+        rows.append(ImplRow(v.form, v.quantity, section, v.scope, v.status.value))
+        if v.status in (Status.REFUTED, Status.UNDECIDED):
+            diagnosis = tuple(report.diagnoses.get((v.form, v.quantity), []))
+            findings.append(
+                ImplFinding(
+                    v.form,
+                    v.quantity,
+                    section,
+                    v.status.value,
+                    v.detail,
+                    counterexample_entry(v, "truth", "yours") if v.counterexample else None,
+                    diagnosis,
+                    tuple(_named_mistakes(diagnosis)),
+                )
+            )
+    return ImplSection(
+        report.file,
+        report.api,
+        report.status,
+        tuple(report.calls),
+        tuple(rows),
+        tuple(findings),
+        tuple((f.function, f.message) for f in report.failures),
+        tuple(report.notes),
+    )
+
+
+def _named_mistakes(diagnosis: Sequence[str]) -> list[MistakeEntry]:
+    """The corpus mistakes a check-impl diagnosis names (``known mistake: title (name)``)."""
+    import re
+
+    from bnderive.read.corpus import corpus
+
+    out = []
+    known = {m.name: m for m in corpus().mistakes}
+    for text in diagnosis:
+        if "known mistake" not in text:
+            continue
+        for name in re.findall(r"\(([a-z0-9-]+)\)", text):
+            if name in known and all(e.name != name for e in out):
+                m = known[name]
+                out.append(MistakeEntry(m.title, m.name, "", m.explanation, m.fix, m.sources))
+    return out
+
+
+# -- the summary ----------------------------------------------------------------------------------------
+def versions() -> tuple[tuple[str, str], ...]:
+    from bnderive import __version__
+
+    return (("bnderive", __version__), ("SymPy", sp.__version__))
+
+
+def report_date() -> str | None:
+    """The date of SOURCE_DATE_EPOCH (reproducible builds), or none: no clock time otherwise."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value.isdigit():
+        return None
+    return time.strftime("%Y-%m-%d", time.gmtime(int(value)))
+
+
+def verdict_sentence(
+    forms: Sequence[FormSection], impls: Sequence[ImplSection], status: str
+) -> str:
+    parts = []
+    for section in forms:
+        counted = [e for e in section.lines if e.status in ("holds", "refuted", "undecided")]
+        refuted = [e for e in counted if e.status == "refuted"]
+        open_ = [e for e in counted if e.status == "undecided"]
+        unread = sum(e.status == "not read" for e in section.lines)
+        unchecked = sum(e.status == "not checked" for e in section.lines)
+        held = len(counted) - len(refuted) - len(open_)
+        text = f"{section.name}: {held} of {len(counted)} lines hold"
+        if refuted:
+            text += f", {len(refuted)} refuted (first at {refuted[0].place})"
+        if open_:
+            text += f", {len(open_)} undecided"
+        if unread:
+            text += f", {unread} not read"
+        if unchecked:
+            text += f", {unchecked} not checked"
+        if unread or unchecked:
+            text += " (not covered by the verdict)"
+        parts.append(text)
+    for impl in impls:
+        bad = [r for r in impl.rows if r.status == "refuted"]
+        text = f"{impl.path}: {sum(r.status == 'holds' for r in impl.rows)} of {len(impl.rows)} results hold"
+        if bad:
+            text += f", {len(bad)} refuted (first {bad[0].function} {bad[0].quantity})"
+        if impl.failures:
+            text += f", {len(impl.failures)} function(s) could not be checked"
+        parts.append(text)
+    head = {
+        "holds": "Everything checked holds",
+        "refuted": "Refuted",
+        "undecided": "Undecided",
+        "could not check": "Not everything could be checked",
+    }[status]
+    return f"{head}: {'; '.join(parts)}." if parts else f"{head}."
+
+
+def combined_exit(codes: Sequence[int]) -> int:
+    """1 refuted, 2 something could not be checked, 3 undecided, 0 all hold (check's order)."""
+    for code in (1, 2, 3):
+        if code in codes:
+            return code
+    return 0 if codes else 3
+
+
+STATUS_OF_EXIT = {0: "holds", 1: "refuted", 2: "could not check", 3: "undecided"}
+
+
+@dataclass
+class Inputs:
+    """What a report is about: forms (built-in, files, documents) and implementations."""
+
+    forms: list[Form] = field(default_factory=list)
+    implementations: list[str] = field(default_factory=list)

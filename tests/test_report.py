@@ -1,0 +1,369 @@
+"""bnderive report: the model, the Markdown and LaTeX printers, the PDF, the CLI, the notebook views.
+
+Golden files (tests/golden/report_*.md, .tex) are the reports of the built-in forms, of a
+derivation whose middle line is wrong (examples/post.md: ∂ℓ/∂σ² lost its −½, ∂ℓ/∂x inherits it)
+and of an implementation with a named mistake (examples/layers_nogamma.py: γ missing).  Update
+them with BNDERIVE_UPDATE_GOLDEN=1 after a deliberate change, and read the diff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bnderive.cli import main
+from bnderive.core.spec import Norm
+from bnderive.read.derivations import builtin_forms
+from bnderive.read.documents import load_document
+from bnderive.report.build import build_report
+from bnderive.report.latex import latex, latex_text
+from bnderive.report.markdown import markdown, markdown_text
+from bnderive.report.mathtex import unsafe_reason
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "golden"
+UPDATE = os.environ.get("BNDERIVE_UPDATE_GOLDEN") == "1"
+HAVE_TEX = shutil.which("pdflatex") is not None and shutil.which("pdftotext") is not None
+NO_TEX = "no TeX engine (pdflatex) or pdftotext on PATH: apt-get install texlive-latex-base " \
+    "texlive-latex-recommended texlive-pictures latexmk poppler-utils"  # fmt: skip
+
+
+def test_ci_has_a_tex_engine():
+    """CI installs TeX Live (.ci/run): there the PDF tests must run, not skip."""
+    if os.environ.get("CI") != "true":
+        pytest.skip("not in CI: the PDF tests skip only without a TeX engine")
+    assert HAVE_TEX, NO_TEX
+
+
+def golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if UPDATE or not path.exists():
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), f"{name} changed (BNDERIVE_UPDATE_GOLDEN=1)"
+
+
+def with_command(report, command: str):
+    return dataclasses.replace(report, summary=dataclasses.replace(report.summary, command=command))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def in_the_checkout():
+    """Paths as a reader types them (examples/post.md), no SOURCE_DATE_EPOCH of the caller."""
+    saved = os.environ.pop("SOURCE_DATE_EPOCH", None)
+    here = os.getcwd()
+    os.chdir(ROOT)
+    yield
+    os.chdir(here)
+    if saved is not None:
+        os.environ["SOURCE_DATE_EPOCH"] = saved
+
+
+@pytest.fixture(scope="module")
+def builtin_report():
+    forms = [f for f in builtin_forms() if f.order == 1 and f.norm is Norm.BATCH]
+    return build_report(forms, jobs=2)
+
+
+@pytest.fixture(scope="module")
+def post_report():
+    return build_report([load_document("examples/post.md")], jobs=2)
+
+
+@pytest.fixture(scope="module")
+def impl_report():
+    return build_report([], ["examples/layers_nogamma.py"], truth=True)
+
+
+def pdf_text(tex: str) -> str:
+    from bnderive.report.pdf import compile_pdf
+
+    pdf = compile_pdf(tex)
+    assert pdf.startswith(b"%PDF-")
+    done = subprocess.run(
+        ["pdftotext", "-layout", "-", "-"], input=pdf, capture_output=True, check=True
+    )
+    return " ".join(done.stdout.decode("utf-8").split())
+
+
+# -- golden files ------------------------------------------------------------------------------------
+def test_builtin_forms_golden(builtin_report):
+    md = markdown(with_command(builtin_report, "bnderive report --format md"))
+    tex = latex(with_command(builtin_report, "bnderive report --format tex"))
+    golden("report_builtin.md", md)
+    golden("report_builtin.tex", tex)
+    assert builtin_report.exit_code == 0
+    assert "**Verdict: ✓ holds.**" in md
+    # every built-in form is a section, and the three published forms are proven for every M
+    for name in ("staged", "kronecker", "compact", "pytorch", "eval"):
+        assert f"## Built-in form: {name}" in md
+    proven = md.split("### The published forms, proven for every M", 1)[1].split("\n## ", 1)[0]
+    for name in ("staged", "kronecker", "compact"):
+        assert re.search(rf"\| {name} \| .* \| ✓ holds for every M \|", proven), name
+    assert "```mermaid\nflowchart LR" in md
+    assert "\\begin{tikzpicture}" in tex
+
+
+def test_wrong_middle_line_golden(post_report):
+    md = markdown(with_command(post_report, "bnderive report examples/post.md --format md"))
+    tex = latex(with_command(post_report, "bnderive report examples/post.md --format tex"))
+    golden("report_post.md", md)
+    golden("report_post.tex", tex)
+    assert post_report.exit_code == 1
+    (form,) = post_report.forms
+    status = {e.place: e.status for e in form.lines}
+    assert status == {
+        "line 9": "holds",
+        "line 10": "refuted",
+        "line 11": "holds",
+        "line 12": "refuted",
+        "line 19": "holds",
+        "line 20": "holds",
+    }
+    wrong = next(e for e in form.lines if e.place == "line 10")
+    assert [m.name for m in wrong.mistakes] == ["half-lost"]
+    assert wrong.counterexamples and wrong.counterexamples[0].reference == "truth"
+    # the counterexample's two values differ (they are the check's, not made up here)
+    c = wrong.counterexamples[0]
+    assert c.reference_value != c.value
+    assert form.comes_in == (
+        "the mistake comes in at line 10; line 12 uses its value (right given it, wrong "
+        "because it is)",
+    )
+    assert "the factor −½ of dσ² lost" in md and "half\\-lost" not in md
+    assert "$$\n\\frac{\\partial L}{\\partial \\sigma^{2}} = " in md
+
+
+def test_named_mistake_in_an_implementation_golden(impl_report):
+    md = markdown(
+        with_command(impl_report, "bnderive report examples/layers_nogamma.py --format md")
+    )
+    tex = latex(
+        with_command(impl_report, "bnderive report examples/layers_nogamma.py --format tex")
+    )
+    golden("report_layers_nogamma.md", md)
+    golden("report_layers_nogamma.tex", tex)
+    assert impl_report.exit_code == 1
+    (impl,) = impl_report.implementations
+    refuted = [(r.function, r.quantity) for r in impl.rows if r.status == "refuted"]
+    assert refuted == [("batchnorm_backward", "dx")]
+    (finding,) = impl.findings
+    assert [m.name for m in finding.mistakes] == ["gamma-missing"]
+    assert finding.counterexample is not None
+    assert finding.counterexample.reference_value != finding.counterexample.value
+
+
+# -- the command line ----------------------------------------------------------------------------------
+def run(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(main, ["report", *args], env=env, catch_exceptions=False)
+
+
+def test_cli_markdown_is_the_golden_and_byte_identical():
+    first = run("examples/post.md")
+    second = run("examples/post.md", "--format", "md")
+    assert first.exit_code == 1 and second.exit_code == 1
+    assert first.stdout == second.stdout == (GOLDEN / "report_post.md").read_text("utf-8")
+
+
+def test_source_date_epoch_sets_the_date(tmp_path):
+    out = tmp_path / "r.tex"
+    result = run("examples/layers.py", "-o", str(out), env={"SOURCE_DATE_EPOCH": "1700000000"})
+    assert result.exit_code == 0, result.output
+    text = out.read_text("ascii")
+    assert "\\date{2023-{}11-{}14}" in text
+    assert re.search(r"\d{2}:\d{2}", text) is None  # no clock time anywhere
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "pdf"], "--format pdf writes a file"),
+        (["-o", "x.md", "--format", "tex"], "contradicts"),
+        (["--stability", "staged"], "--stability is not available"),
+        (["nonexistent-form"], "nonexistent-form"),
+        (["--groups", "2"], "--groups 2 belongs to GroupNorm"),
+    ],
+)
+def test_bad_usage_is_exit_2(args, message):
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_tex_engine_names_the_apt_get_line(monkeypatch, tmp_path):
+    from bnderive.report import pdf
+
+    monkeypatch.setattr(pdf.shutil, "which", lambda name: None)
+    result = run("staged", "-o", str(tmp_path / "r.pdf"))
+    assert result.exit_code == 2
+    assert (
+        "sudo apt-get install -y --no-install-recommends texlive-latex-base "
+        "texlive-latex-recommended texlive-pictures latexmk" in " ".join(result.output.split())
+    )
+    assert not (tmp_path / "r.pdf").exists()
+
+
+def test_layer_norm_family_report():
+    result = run("--norm", "layer", "--mode", "per-activation")
+    assert result.exit_code == 0, result.output
+    assert "LayerNorm" in result.stdout
+    assert "## Built-in form: layernorm-pytorch" in result.stdout
+
+
+# -- PDF ----------------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not HAVE_TEX, reason=NO_TEX)
+def test_pdf_of_the_builtin_forms_reads_back(builtin_report):
+    text = pdf_text(latex(builtin_report))
+    for title in (
+        "1 Summary",
+        "2 The forward graph",
+        "3 Ground truth, stage by stage",
+        "The published forms, proven for every M",
+        "Built-in form: staged",
+    ):
+        assert title in text, title
+    assert "Verdict: × holds" not in text and "holds for every M" in text
+
+
+@pytest.mark.skipif(not HAVE_TEX, reason=NO_TEX)
+def test_pdf_of_a_wrong_derivation_and_a_wrong_implementation_reads_back(post_report, impl_report):
+    text = pdf_text(latex(post_report))
+    assert "Derivation document: post" in text
+    assert "refuted" in text
+    assert "Known mistake: the factor −1/2 of dσ 2 lost (half-lost)" in text
+    assert "the mistake comes in at line 10" in text
+    text = pdf_text(latex(impl_report))
+    assert "Implementation: examples/layers_nogamma.py" in text
+    assert "Known mistake: γ missing (gamma-missing)" in text
+
+
+# -- hostile strings -----------------------------------------------------------------------------------
+HOSTILE = [
+    r"\input{/etc/passwd}",
+    r"\write18{touch pwned}",
+    r"\immediate\openout5=pwned.tex",
+    r"\catcode`\^^M=13",
+    r"\csname end\endcsname",
+    "$x$ & # % _ ^ ~ { } | < > \" '",
+    "<script>alert(1)</script> [a](javascript:alert(1)) ![i](x) **b** `c` | d",
+    "bidi \u202eevil\u202c and a\x1b[31m escape",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_latex_text_leaves_no_command_of_the_input(value):
+    out = latex_text(value)
+    assert out.isascii()
+    # every backslash starts a command of the escaping itself
+    commands = set(re.findall(r"\\([A-Za-z]+|.)", out))
+    assert commands <= {
+        "textbackslash", "{", "}", "$", "&", "#", "%", "ttfamily", "char", "textless",
+        "textgreater", "textbar", "allowbreak", "texttt",
+    }, commands  # fmt: skip
+    depth = 0
+    for ch in re.sub(r"\\[{}]", "", out):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_markdown_text_starts_no_markup(value):
+    """A CommonMark parser (markdown-it-py, rich's) reads the escaped text back as the literal
+    characters in one paragraph: no tag, link, emphasis, code or entity; in a table cell too."""
+    import html
+
+    from markdown_it import MarkdownIt
+
+    out = markdown_text(value)
+    shown = " ".join(re.sub(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", " ", value).split())
+    literal = html.escape(shown, quote=False).replace('"', "&quot;")
+    parser = MarkdownIt("commonmark").enable("table")
+    assert parser.render(out) == f"<p>{literal}</p>\n"
+    cell = parser.render(f"| a |\n|---|\n| {out} |\n")
+    assert cell.count("<td>") == 1 and literal in cell
+
+
+@pytest.mark.parametrize(
+    "tex", [r"\input{x}", r"\write18{ls}", r"\catcode", "a}{", "x\\", r"\def\a{b}", "#1", "%"]
+)
+def test_unsafe_math_is_refused(tex):
+    assert unsafe_reason(tex) is not None
+
+
+def hostile_document(folder: Path) -> Path:
+    """A derivation whose file name, title, sources and an unreadable line are hostile."""
+    name = folder / "evil_$x$_#%&{}~^.md"
+    name.write_text(
+        "---\n"
+        'title: "\\write18{touch pwned} \\catcode`\\^^M=13 <b>bold</b> $x$"\n'
+        "sources:\n"
+        "  - \\input{/etc/passwd} and \\openout5=pwned.tex\n"
+        "---\n"
+        "A derivation (written for this test) whose second line cannot be read.\n\n"
+        "$$\n"
+        "\\begin{aligned}\n"
+        "\\frac{\\partial L}{\\partial \\beta} &= \\sum_{i=1}^{m} \\frac{\\partial L}{\\partial y_i} \\\\\n"
+        "\\frac{\\partial L}{\\partial \\gamma} &= \\input{/etc/passwd} \\write18{touch pwned}\n"
+        "\\end{aligned}\n"
+        "$$\n",
+        encoding="utf-8",
+    )
+    return name
+
+
+def test_hostile_document_report(tmp_path):
+    doc = hostile_document(tmp_path)
+    report = build_report([load_document(str(doc))], truth=False, command=f"bnderive report {doc}")
+    tex = latex(report)
+    md = markdown(report)
+    assert tex.isascii()
+    for word in ("input", "write", "openout", "catcode", "csname", "immediate"):
+        # only ever as text after \textbackslash{}
+        for m in re.finditer(rf"\\{word}\b", tex):
+            pytest.fail(f"\\{word} reached the LaTeX: …{tex[m.start() - 40 : m.end() + 40]}…")
+    assert "<b>" not in md and "\\<b\\>bold" in md
+    prose = re.sub(r"(`+).*?\1", "", md)  # code spans are literal (the reproducing command)
+    assert "$x$" not in prose.replace("\\$x\\$", "")
+    statuses = [e.status for e in report.forms[0].lines]
+    assert statuses == ["holds", "not read"]
+    if HAVE_TEX:
+        text = pdf_text(tex)
+        assert "\\write18{touch pwned}" in text
+        assert "\\input{/etc/passwd}" in text
+        assert "\\openout5=pwned.tex" in text
+        assert "evil_$x$_#%&{}" in text
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+# -- the notebook views ---------------------------------------------------------------------------------
+def test_check_result_renders_in_jupyter():
+    import bnderive
+    from bnderive.verify.check import CheckResult
+
+    result = bnderive.check("examples/post.md", methods=["exact"], modes=["per-activation"])
+    assert isinstance(result, CheckResult) and result.exit_code == 1
+    md = result._repr_markdown_()
+    assert md.startswith("# bnderive report: examples/post.md")
+    assert "`bnderive check examples/post.md --method exact`" in md
+    assert "| line 10 | dvar | ✗ refuted" in md
+    tex = result._repr_latex_()
+    assert tex.startswith("\\section{Summary}") and "\\documentclass" not in tex
+
+
+def test_check_impl_result_renders_in_jupyter():
+    import bnderive
+    from bnderive.usercode.check_impl import Report
+
+    result = bnderive.check_impl("examples/layers_nogamma.py", training=True)
+    assert isinstance(result, Report) and result.exit_code == 1
+    md = result._repr_markdown_()
+    assert "## Implementation: examples/layers\\_nogamma.py" in md
+    assert "**Known mistake: γ missing** (gamma-missing)" in md
