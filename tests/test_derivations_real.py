@@ -27,12 +27,14 @@ def test_the_corpus_is_there():
     assert len(batch) >= 15
 
 
+@pytest.mark.parametrize("layer", [False, True], ids=["batch", "layer"])
 @pytest.mark.parametrize(
     "conventions", [("inside", "biased"), ("outside", "biased"), ("none", "unbiased")]
 )
-def test_the_reference_is_the_derivative(conventions):
-    """The reference's gradients agree with central differences of its own forward pass."""
-    for x, g, gamma, beta, eps in reference.points():
+def test_the_reference_is_the_derivative(conventions, layer):
+    """The reference's gradients agree with central differences of its own forward pass (with
+    LayerNorm's γ_i, β_i one per element too)."""
+    for x, g, gamma, beta, eps in reference.points(layer=layer):
         assert reference.fd_check(x, g, gamma, beta, eps, *conventions) < 1e-6
 
 
@@ -41,8 +43,6 @@ def test_the_transcriber_and_the_reference_agree(stem, source, expected):
     """Two independent oracles: the verdict recorded by whoever transcribed the file, and the
     one established here, for the quantity they named."""
     conventions, lines = load_expected(expected)
-    if conventions.get("norm", "batch") != "batch":
-        pytest.skip("LayerNorm: bnderive refuses it (see below); no BatchNorm truth applies")
     data = __import__("tomllib").loads(expected.read_text(encoding="utf-8"))["line"]
     for line, raw in zip(lines, data, strict=True):
         if not line.states_value:
@@ -52,12 +52,9 @@ def test_the_transcriber_and_the_reference_agree(stem, source, expected):
 
 @pytest.mark.parametrize(("stem", "source", "expected"), FILES, ids=IDS)
 def test_no_wrong_verdict(stem, source, expected):
-    """Every line bnderive checks gets the verdict established here; LayerNorm posts are refused
-    with a message that names the normalization."""
+    """Every line bnderive checks gets the verdict established here (LayerNorm posts against
+    the reference with γ_i, β_i one per element)."""
     result = judge_file(stem, source, expected, methods=("exact", "general"))
-    if result.norm != "batch":
-        assert not result.read and "Layer Normalization" in result.refused
-        return
     wrong = [
         f"line {j.line}: bnderive {j.own}, expected {j.oracle} ({j.expected.latex[:60]!r})"
         for j in result.wrong

@@ -444,7 +444,15 @@ def test_a_scalar_with_a_per_element_right_side():
     bare = parse_equation_line(
         r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \hat{x}} \cdot \frac{\partial \hat{x}}{\partial \sigma^2}"
     )
-    assert not bare.checkable and "dot product" in bare.reason
+    assert bare.rhs == (None,) and "dot product" in bare.member_errors[0]
+    assert "∂L/∂σ²" in bare.member_errors[0]  # the name as written, not dvar
+    # one such member leaves the others checked: ∂L/∂σ² = ∂L/∂x̂·∂x̂/∂σ² = Σ_k …
+    chain = parse_equation_line(
+        r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \hat{x}} \cdot "
+        r"\frac{\partial \hat{x}}{\partial \sigma^2} = \sum_k \frac{\partial L}{\partial "
+        r"\hat{x}_k} \frac{\partial \hat{x}_k}{\partial \sigma^2}"
+    )
+    assert chain.rhs[0] is None and chain.rhs[1] is not None and not chain.per_element
 
 
 def test_equation_line_errors():

@@ -401,21 +401,54 @@ def test_a_notebook_is_read_from_its_markdown_cells(tmp_path):
 @pytest.mark.parametrize(
     ("text", "name"),
     [
-        ("---\nnorm: layer\n---\n$$ y_i = \\gamma \\hat{x}_i + \\beta $$\n", "Layer Normalization"),
-        (
-            "# Layer Normalization backprop\n\n$$ y_i = \\gamma \\hat{x}_i + \\beta $$\n",
-            "Layer Normalization",
-        ),
         ("# GroupNorm\n\n$$ y_i = \\gamma \\hat{x}_i + \\beta $$\n", "Group Normalization"),
+        ("---\nnorm: rms\n---\n$$ y_i = \\gamma \\hat{x}_i $$\n", "RMS Normalization"),
+        ("# Instance normalization\n\n$$ y_i = \\gamma \\hat{x}_i $$\n", "Instance Normalization"),
     ],
 )
 def test_other_normalizations_are_refused_by_name(tmp_path, text, name):
-    path = tmp_path / "ln.md"
+    path = tmp_path / "gn.md"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(FormError, match=name):
         load_document(path)
     result = CliRunner().invoke(main, ["check", str(path)])
     assert result.exit_code == 2 and name in result.output and "does not model yet" in result.output
+
+
+#: A LayerNorm post's lines (γ_i per feature, D features): each right one and a wrong one.
+_LAYER_LINES = (
+    "$$ \\mu = \\frac{1}{D} \\sum_{i=1}^{D} x_i $$\n\n"
+    "$$ y_i = \\gamma_i \\hat{x}_i + \\beta_i $$\n\n"
+    "$$ \\frac{\\partial L}{\\partial \\gamma_i} = \\sum_{b=1}^{N} \\frac{\\partial L}{\\partial y_{bi}} \\hat{x}_{bi} $$\n\n"
+    "$$ \\frac{\\partial L}{\\partial \\hat{x}_i} = \\frac{\\partial L}{\\partial y_i} \\gamma_i $$\n\n"
+    "$$ \\frac{\\partial L}{\\partial \\sigma^2} = \\sum_{j=1}^{D} \\frac{\\partial L}{\\partial y_j} \\gamma (x_j - \\mu)"
+    " \\cdot -\\frac{1}{2} (\\sigma^2 + \\epsilon)^{-3/2} $$\n\n"
+    # BatchNorm's γ outside the sum: wrong when γ is one per feature
+    "$$ \\frac{\\partial L}{\\partial \\mu} = -\\frac{\\gamma_1}{\\sqrt{\\sigma^2 + \\epsilon}} \\sum_{j=1}^{D} \\frac{\\partial L}{\\partial y_j} $$\n"
+)
+
+
+@pytest.mark.parametrize(
+    "head",
+    ["---\nnorm: layer\n---\n", "# Layer Normalization backprop\n\n", "# Backprop by hand\n\n"],
+    ids=["declared", "named", "from the maths (1/D)"],
+)
+def test_layer_normalization_is_read_and_checked(tmp_path, head):
+    """LayerNorm posts are read (declared, named, or with sums over D features) and checked
+    against LayerNorm's truth: γ_i per feature, ∂L/∂γ_i this sample's term of the sum over the
+    batch N; a γ taken out of a sum over the features is refuted."""
+    from bnderive.core.spec import Norm
+
+    path = tmp_path / "ln.md"
+    path.write_text(head + _LAYER_LINES, encoding="utf-8")
+    form = load_document(path)
+    assert form.norm is Norm.LAYER and form.modes == (Mode.PER_ACTIVATION,)
+    assert any("Layer Normalization" in n for n in form.notes)
+    got = verdicts(form)
+    assert sorted(got.values()) == ["holds"] * 5 + ["refuted"], got
+    assert got[max(got)] == "refuted"
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 1, result.output
 
 
 def test_batchnorm_that_mentions_layernorm_is_read(tmp_path):

@@ -56,6 +56,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import sympy as sp
 
@@ -63,11 +64,13 @@ from bnderive.core import notation as N
 from bnderive.core.derive import at_index, derive, inline, partial_value
 from bnderive.core.limits import FILE_BYTES, NOTEBOOK_BYTES
 from bnderive.core.printing import unicode
-from bnderive.core.spec import Mode, Spec
+from bnderive.core.spec import Mode, Norm, Spec
 from bnderive.errors import FormError
 from bnderive.read.files import read_text
 from bnderive.read.forms import Equation, Form, bounded_equation
 from bnderive.read.latex_reader import (
+    BATCH,
+    Family,
     LatexError,
     LineRead,
     name_bound,
@@ -682,38 +685,82 @@ _OTHER_NORMS = {
 _BATCH_NORM = r"batch[\s-]?norm(?:ali[sz]ation)?\b|batchnorm|\bBN\b"
 
 
-def _normalization(meta: dict[str, Any], at: dict[str, int], prose: str, where: str) -> None:
-    """Refuse a document about a normalization other than BatchNorm: its front matter says so
-    (``norm: layer``), a heading or the title names it, or the prose names it and never
-    BatchNorm.  Such posts normalize over other axes (LayerNorm: the features of one sample),
-    which bnderive does not model yet; checking them as BatchNorm would be wrong."""
-    declared = str(meta.get("norm", "batch")).strip().lower()
-    names = {"batch": None, "layer": "Layer Normalization", "instance": "Instance Normalization"}
-    names |= {"group": "Group Normalization", "rms": "RMS Normalization"}
-    if declared not in names:
-        raise FormError(
-            f"line {at.get('norm', 1)}: norm: {meta['norm']!r}; use batch (the only "
-            "normalization bnderive models)"
-        )
-    found = names[declared]
-    if found is None and "norm" not in meta:
+def _normalization(meta: dict[str, Any], at: dict[str, int], prose: str, where: str) -> Norm:
+    """The normalization a document derives: its front matter says so (``norm: layer``), or a
+    heading or the title names it, or the prose names it and never BatchNorm; BatchNorm
+    otherwise (``_layer_maths`` looks at the maths too).  BatchNorm and LayerNorm are read;
+    another family is refused with a message that names it (checking it as BatchNorm would give
+    wrong verdicts)."""
+    declared = str(meta.get("norm", "")).strip().lower()
+    if declared:
+        try:
+            found = Norm.parse(declared)
+        except Exception:
+            raise FormError(
+                f"line {at.get('norm', 1)}: norm: {meta['norm']!r}; use batch or layer (the "
+                "normalizations the document reader models)"
+            ) from None
+        name = _FAMILY_NAMES.get(found)
+    else:
+        found, name = Norm.BATCH, None
         headings = "\n".join(
             [str(meta.get("title", ""))] + re.findall(r"^\s{0,3}#+\s*(.*)$", prose, re.M)
         )
-        for name, pattern in _OTHER_NORMS.items():
-            if re.search(pattern, headings, re.I) and not re.search(_BATCH_NORM, headings, re.I):
-                found = name
+        for text in (headings, prose):
+            for title, pattern in _OTHER_NORMS.items():
+                if re.search(pattern, text, re.I) and not re.search(_BATCH_NORM, text, re.I):
+                    name = title
+                    break
+            if name is not None:
                 break
-            if re.search(pattern, prose, re.I) and not re.search(_BATCH_NORM, prose, re.I):
-                found = name
-                break
-    if found is not None:
-        raise FormError(
-            f"{where} is a derivation of {found}, which bnderive does not model yet: it "
-            "checks Batch Normalization only (statistics over the batch, per feature or "
-            "channel); checking this derivation as BatchNorm would give wrong verdicts. If it "
-            "is a BatchNorm derivation, say so with `norm: batch` in its front matter."
-        )
+        if name == "Layer Normalization":
+            found = Norm.LAYER
+    if found in (Norm.BATCH, Norm.LAYER) and name in (None, "Layer Normalization"):
+        return found
+    raise FormError(
+        f"{where} is a derivation of {name}, which the document reader does not model yet: it "
+        "reads Batch Normalization (statistics over the batch, per feature or channel) and "
+        "Layer Normalization (over the features of one sample, γ_i per feature); checking this "
+        "derivation as either would give wrong verdicts. If it is one of them, say so with "
+        "`norm: batch` or `norm: layer` in its front matter."
+    )
+
+
+_FAMILY_NAMES = {
+    Norm.INSTANCE: "Instance Normalization",
+    Norm.GROUP: "Group Normalization",
+    Norm.RMS: "RMS Normalization",
+}
+#: Letters a LayerNorm post writes for the number of features it normalizes over.
+_FEATURE_SIZES = ("D", "H", "C")
+_SIZE_USE = r"(?:\\frac\s*\{\s*1\s*\}\s*\{\s*(?P<a>[A-Z])\s*\}|\\sum[^$\n]{0,40}?\^\s*\{?\s*(?P<b>[A-Z])\s*\}?)"
+
+
+def _feature_sizes(maths: str) -> set[str]:
+    """The letters D, H, C the maths uses as the size of a sum or a mean (1/D, Σ^{D})."""
+    out = set()
+    for match in re.finditer(_SIZE_USE, maths):
+        letter = match.group("a") or match.group("b")
+        if letter in _FEATURE_SIZES:
+            out.add(letter)
+    return out
+
+
+def _layer_maths(maths: str) -> bool:
+    """Does the maths itself say LayerNorm (when no words do)?  A mean or sum over D, H or C
+    features (1/D, Σ_{i=1}^{D}: BatchNorm's sets are N, m, M elements of a batch)."""
+    return bool(_feature_sizes(maths))
+
+
+def _family(norm: Norm, maths: str) -> Family:
+    """How the notation reads under ``norm`` (``latex_reader.Family``): for LayerNorm the
+    letters of the number of features, and N the batch size when the post writes another."""
+    if norm is not Norm.LAYER:
+        return BATCH
+    written = _feature_sizes(maths)
+    if written:
+        return Family(True, frozenset(written | {"M"}), "N")
+    return Family(True, frozenset({"N", "m", "M", "D", "H", "C"}), None)
 
 
 # -- from lines to equations ---------------------------------------------------------------------------
@@ -892,7 +939,7 @@ class _Builder:
                     assumed.append(sym.name)
         for node in expr.atoms(sp.Indexed):
             label = str(node.base.label)
-            if label in ("dxhat", "dx") and label not in self.defined:
+            if label in ("dxhat", "dx", "dgamma", "dbeta") and label not in self.defined:
                 mapping2[node] = at_index(self.truth.inline(label), node.indices[0])
                 assumed.append(label)
         if mapping2:
@@ -1003,45 +1050,103 @@ def _read(
     cells: list[tuple[int, int]] | None = None,
     extra: dict[str, str] | None = None,
 ) -> DocumentForm:
-    cells = cells or []
+    """The steps of reading a document: its front matter and body, the blocks of maths and
+    their rows, the conventions and the normalization the maths implies, each row read and
+    turned into equations, and the form."""
+    meta, at, body = _front_and_body(text, markdown, where, extra)
+    modes = _modes(meta.get("mode", "both"), at.get("mode", 1))
+    spans, bare = _maths_spans(body, markdown)
+    rows = [
+        (offset, piece)
+        for start, end, _inline in spans
+        for offset, piece in _lines(body, start, end, bare)
+    ]
+    maths = "\n".join(piece for _, piece in rows)
+    norm = _normalization(meta, at, _blank_spans(body, [(a, b) for a, b, _ in spans]), where)
+    if norm is Norm.BATCH and "norm" not in meta and _layer_maths(maths):
+        norm = Norm.LAYER
+    if not spans:
+        raise FormError(
+            "line 1: no display math found: expected \\begin{align} … \\end{align} (or align*, "
+            "eqnarray, equation" + (", $$ … $$" if markdown else ", \\[ … \\]") + ")"
+        )
+    if norm is Norm.LAYER:
+        modes = (Mode.PER_ACTIVATION,)  # one sample's features: the layout is (N, D)
+    spec, sigma, notes = _conventions(meta, at, maths, norm)
+    family = _family(norm, maths)
+    if norm is Norm.LAYER:
+        notes.append(_layer_note(family))
+    builder = _Builder(spec)
+    reading = _Reading(builder, body, cells or [], sigma, modes == (Mode.SPATIAL,), family)
+    for offset, piece in rows:
+        reading.row(offset, piece)
+    _something_to_check(builder.equations, reading.lines)
+    sources = meta.get("sources") or meta.get("source") or meta.get("citation") or []
+    if isinstance(sources, str):
+        sources = [sources]
+    return DocumentForm(
+        name=str(meta.get("name") or stem),
+        title=str(meta.get("title") or meta.get("name") or stem),
+        sources=tuple(str(s) for s in sources),
+        equations=tuple(builder.equations),
+        unbiased=spec.unbiased,
+        eps_inside=spec.eps_inside,
+        training=spec.training,
+        modes=modes,
+        description=str(meta.get("description", "")),
+        path=where,
+        notes=tuple(notes),
+        eps_zero=spec.eps_zero,
+        norm=norm,
+        lines=tuple(reading.lines),
+        steps=tuple(builder.steps),
+        references=tuple(builder.references),
+    )
+
+
+def _front_and_body(
+    text: str, markdown: bool, where: str, extra: dict[str, str] | None
+) -> tuple[dict[str, Any], dict[str, int], str]:
+    """The front matter (with ``extra`` as if it said it), where each key was, and the body with
+    what is not maths blanked out (code, comments), positions kept."""
     if markdown:
         entries, body_start = _md_front_matter(text)
         body = _blank(text, 0, body_start)
         body = _mask_html_comments(_mask_inline_code(_mask_code_fences(body)))
+        body = _unquote_math_images(body)
     else:
         entries = _tex_front_matter(text)
         body = _strip_tex_comments(text)
     meta = _front_matter(entries, where)
     at = meta.pop("_lines")
     meta.update(extra or {})
-    modes = _modes(meta.get("mode", "both"), at.get("mode", 1))
+    return meta, at, body
+
+
+def _maths_spans(body: str, markdown: bool) -> tuple[list[tuple[int, int, bool]], bool]:
+    """The blocks of maths; a .tex file without any is its bare equations, one per line (then
+    ``bare`` is True)."""
+    spans = _blocks(body, markdown)
+    if not spans and not markdown and not _BEGIN.search(body):
+        stripped = body.strip()
+        if stripped:
+            start = body.index(stripped)
+            return [(start, start + len(stripped), False)], True
+    return spans, False
+
+
+def _conventions(
+    meta: dict[str, Any], at: dict[str, int], maths: str, norm: Norm
+) -> tuple[Spec, str | None, list[str]]:
+    """The spec the document is checked against, what a bare σ means, and the notes on what the
+    maths implied (σ the standard deviation, ε = 0)."""
+    notes: list[str] = []
     sigma = meta.get("sigma") or None
     if sigma not in (None, "std", "var"):
         raise FormError(
             f"line {at['sigma']}: sigma: {sigma!r}; use std (σ is the standard deviation √σ²) "
             "or var (σ is the variance)"
         )
-    spatial = modes == (Mode.SPATIAL,)
-    spans = _blocks(body, markdown)
-    bare = False
-    if not spans and not markdown and not _BEGIN.search(body):
-        # a .tex file of bare equations, without any display block: its lines are the maths
-        stripped = body.strip()
-        if stripped:
-            spans = [(body.index(stripped), body.index(stripped) + len(stripped), False)]
-            bare = True
-    _normalization(meta, at, _blank_spans(body, [(a, b) for a, b, _ in spans]), where)
-    if not spans:
-        raise FormError(
-            "line 1: no display math found: expected \\begin{align} … \\end{align} (or align*, "
-            "eqnarray, equation" + (", $$ … $$" if markdown else ", \\[ … \\]") + ")"
-        )
-    rows: list[tuple[int, str, bool]] = []
-    for start, end, is_inline in spans:
-        for offset, piece in _lines(body, start, end, bare):
-            rows.append((offset, piece, is_inline))
-    maths = "\n".join(piece for _, piece, _ in rows)
-    notes: list[str] = []
     squared, bare = _sigma_forms(maths)
     if sigma is None and squared and bare:
         sigma = "std"
@@ -1060,94 +1165,139 @@ def _read(
         notes.append(
             "ε = 0: the post never writes ε (declare `epsilon: inside` if it means √(σ²+ε))"
         )
-    form_spec = Spec(
-        training=_choice(meta, at, "training", {"true": True, "false": False}, True),
+    training = _choice(meta, at, "training", {"true": True, "false": False}, True)
+    if norm is Norm.LAYER and not training:
+        raise FormError(
+            f"line {at.get('training', 1)}: training: false is BatchNorm's eval mode; "
+            "LayerNorm normalizes every sample by its own statistics and has no eval mode"
+        )
+    spec = Spec(
+        training=training,
         unbiased=_choice(meta, at, "variance", {"biased": False, "unbiased": True}, False),
         eps_inside=epsilon != "outside",
         eps_zero=epsilon == "none",
         n=3,
+        norm=norm,
     )
-    builder = _Builder(form_spec)
-    lines: list[DocLine] = []
-    for offset, piece, _inline in rows:
+    return spec, sigma, notes
+
+
+def _layer_note(family: Family) -> str:
+    sizes = ", ".join(sorted(family.sizes - {"M"}))
+    batch = f"; {family.batch} is the batch size" if family.batch else ""
+    return (
+        "read as Layer Normalization: statistics over the features of one sample (the set; "
+        f"{sizes} its size{batch}), γ_i and β_i one per feature, ∂L/∂γ_i and ∂L/∂β_i this "
+        "sample's part of the sum over the batch (declare `norm: batch` if it is BatchNorm)"
+    )
+
+
+@dataclass
+class _Reading:
+    """The rows of a document read one by one, into ``lines`` (and the builder's equations)."""
+
+    builder: _Builder
+    body: str
+    cells: list[tuple[int, int]]
+    sigma: str | None
+    spatial: bool
+    family: Family
+    lines: list[DocLine] = field(default_factory=list)
+
+    def row(self, offset: int, piece: str) -> None:
+        """One row of a block: each of its equations ("A = B, \\qquad C = D" is two)."""
         lead = len(piece) - len(piece.lstrip())
-        line, column = _position(body, offset + lead)
+        line, _ = _position(self.body, offset + lead)
         latex = piece.strip()
-        place = _cell_of(line, cells) if cells else ""
-        for shift, equation, side in _equations(latex):  # "A = B, \qquad C = D": two
+        place = _cell_of(line, self.cells) if self.cells else ""
+        for shift, equation, side in _equations(latex):
             lead2 = len(equation) - len(equation.lstrip())
-            at_line, at_column = _position(body, offset + lead + shift + lead2)
-            equation = equation.strip()
-            chain = builder.chain
-            if side:  # a remark's equation: no part of the row's chain
-                builder.chain = None
-            try:
-                read = parse_equation_line(
-                    equation,
-                    sigma=sigma,
-                    spatial=spatial,
-                    line=at_line,
-                    column=at_column,
-                    continues=builder.chain.continues if builder.chain is not None else None,
-                    names=builder.names,
-                )
-            except LatexError as exc:
-                lines.append(
-                    DocLine(at_line, at_column, equation, None, (), _unread(exc, equation),
-                            "not read", (), place)
-                )  # fmt: skip
-                partial = exc.partial
-                if side:
-                    builder.chain = chain
-                elif partial is not None and partial.lhs is not None and not partial.reason:
-                    builder.line(partial, equation)  # its left side: the next rows' value
-                    builder.chain.last = None
-                elif _continuation(equation) and chain is not None:
-                    chain.last = None  # "&= …" not read: the chain's next rows still say its value
-                else:
-                    builder.chain = _Chain(("none", None, None))
-                continue
-            status, numbers, reason, line_notes_ = builder.line(read, equation)
-            lines.append(
-                DocLine(at_line, at_column, equation, read, numbers, reason, status,
-                        tuple(line_notes_), place, tuple(builder.members))
-            )  # fmt: skip
-            if side:
-                builder.chain = chain
-    equations = builder.equations
-    if not any(eq.kind in ("quantity", "checked") for eq in equations):
-        unread = [d for d in lines if d.status == "not read"]
-        if unread and len(unread) == len([d for d in lines if d.status != "prose"]):
-            first = unread[0]
-            if first.reason.startswith("line "):  # the reader's message says where already
-                raise LatexError(first.reason)
-            raise LatexError(first.reason, first.line, first.column)
-        reasons = "; ".join(f"line {d.line}: {d.reason}" for d in lines if d.reason)
-        raise FormError(
-            f"line {lines[0].line if lines else 1}: nothing to check: no line states a value "
-            "bnderive can check (∂L/∂x̂_i, ∂L/∂σ², ∂L/∂μ, ∂L/∂x_i, ∂L/∂γ, ∂L/∂β, μ, σ², x̂, y, a "
-            "local derivative)" + (f" ({reasons})" if reasons else "")
-        )
-    sources = meta.get("sources") or meta.get("source") or meta.get("citation") or []
-    if isinstance(sources, str):
-        sources = [sources]
-    return DocumentForm(
-        name=str(meta.get("name") or stem),
-        title=str(meta.get("title") or meta.get("name") or stem),
-        sources=tuple(str(s) for s in sources),
-        equations=tuple(equations),
-        unbiased=form_spec.unbiased,
-        eps_inside=form_spec.eps_inside,
-        training=form_spec.training,
-        modes=modes,
-        description=str(meta.get("description", "")),
-        path=where,
-        notes=tuple(notes),
-        eps_zero=form_spec.eps_zero,
-        lines=tuple(lines),
-        steps=tuple(builder.steps),
-        references=tuple(builder.references),
+            at = _position(self.body, offset + lead + shift + lead2)
+            self.equation(equation.strip(), at, side, place)
+
+    def equation(self, equation: str, at: tuple[int, int], side: bool, place: str) -> None:
+        """One equation: read, then turned into equations of the form; a remark's equation
+        (``side``) is no part of the row's chain."""
+        builder = self.builder
+        chain = builder.chain
+        if side:
+            builder.chain = None
+        try:
+            read = parse_equation_line(
+                equation,
+                sigma=self.sigma,
+                spatial=self.spatial,
+                line=at[0],
+                column=at[1],
+                continues=builder.chain.continues if builder.chain is not None else None,
+                names=builder.names,
+                family=self.family,
+            )
+        except LatexError as exc:
+            self.lines.append(
+                DocLine(*at, equation, None, (), _unread(exc, equation), "not read", (), place)
+            )
+            self.unread(exc, equation, chain, side)
+            return
+        status, numbers, reason, notes = builder.line(read, equation)
+        self.lines.append(
+            DocLine(*at, equation, read, numbers, reason, status, tuple(notes), place,
+                    tuple(builder.members))
+        )  # fmt: skip
+        if side:
+            builder.chain = chain
+
+    def unread(self, exc: LatexError, equation: str, chain: _Chain | None, side: bool) -> None:
+        """What a row not read leaves for the rows that continue it."""
+        builder = self.builder
+        partial = exc.partial
+        if side:
+            builder.chain = chain
+        elif partial is not None and partial.lhs is not None and not partial.reason:
+            builder.line(partial, equation)  # its left side: the next rows' value
+            assert builder.chain is not None
+            builder.chain.last = None
+        elif _continuation(equation) and chain is not None:
+            chain.last = None  # "&= …" not read: the chain's next rows still say its value
+        else:
+            builder.chain = _Chain(("none", None, None))
+
+
+def _something_to_check(equations: Sequence[Equation], lines: Sequence[DocLine]) -> None:
+    """A document where no line states a value bnderive can check is bad input: the first
+    line's reason (the reader's message when nothing could be read)."""
+    if any(eq.kind in ("quantity", "checked") for eq in equations):
+        return
+    unread = [d for d in lines if d.status == "not read"]
+    if unread and len(unread) == len([d for d in lines if d.status != "prose"]):
+        first = unread[0]
+        if first.reason.startswith("line "):  # the reader's message says where already
+            raise LatexError(first.reason)
+        raise LatexError(first.reason, first.line, first.column)
+    reasons = "; ".join(f"line {d.line}: {d.reason}" for d in lines if d.reason)
+    raise FormError(
+        f"line {lines[0].line if lines else 1}: nothing to check: no line states a value "
+        "bnderive can check (∂L/∂x̂_i, ∂L/∂σ², ∂L/∂μ, ∂L/∂x_i, ∂L/∂γ, ∂L/∂β, μ, σ², x̂, y, a "
+        "local derivative)" + (f" ({reasons})" if reasons else "")
     )
+
+
+#: GitHub's maths images: <img src="https://render.githubusercontent.com/render/math?math=…">.
+_MATH_IMAGE = re.compile(
+    r"<img\s[^>]*?src=\"https?://render\.githubusercontent\.com/render/math\?math=([^\"]*)\"[^>]*>"
+)
+
+
+def _unquote_math_images(body: str) -> str:
+    """The LaTeX of each GitHub maths image (URL-decoded: %2B is +), as inline maths ``$…$`` in
+    its place (padded: positions after it stay right)."""
+
+    def one(match: re.Match) -> str:
+        latex = unquote(match.group(1)).replace("$", " ").replace("\n", " ")
+        inner = f"${latex}$"
+        return inner + " " * max(0, len(match.group(0)) - len(inner))
+
+    return _MATH_IMAGE.sub(one, body)
 
 
 _MATRIX = re.compile(r"\\begin\{(pmatrix|bmatrix|vmatrix|Bmatrix|matrix|array|cases)\}")

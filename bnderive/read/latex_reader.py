@@ -445,6 +445,8 @@ def _ascii(token: Token) -> Token:
 
 # -- meaning ------------------------------------------------------------------------------------------
 _BARE = sp.Symbol("_bare", integer=True)  # an element written without index (x̂, δy)
+_AFFINE = ("gamma", "beta")
+_OVER_BATCH = -1  # check_limits: a LayerNorm sum up to the batch size (over the samples)
 _PLACEHOLDER = re.compile(r"_b\d+")  # a sum's index until the line is read
 _ARRAY_LETTERS = {"x": "x", "h": "x", "y": "y", "g": "g", "X": "x", "Y": "y"}
 _LOSS_LETTERS = {"L", "E", "J", "f"}  # f: posts that write ∂f/∂x̂ (CS231n notes)
@@ -514,6 +516,24 @@ class _Operator:
     pos: Pos
 
 
+@dataclass(frozen=True)
+class Family:
+    """What the document's normalization makes of the notation.  BatchNorm (the default): γ and
+    β are one number per set, N, m, M are the set's size.  LayerNorm (``layer``): the set is the
+    features of one sample, so γ_i, β_i (and a bare γ) are per element, ∂L/∂γ_i is per element
+    (this set's part of it), ``sizes`` are the letters that mean the number of features (D, H,
+    C, and N when the post writes no other), ``batch`` the letter of the batch size: a sum up to
+    it runs over the samples, which is what ∂L/∂γ_i and ∂L/∂β_i sum (this set's term) and what
+    no other quantity may mix (a δ must pick one sample)."""
+
+    layer: bool = False
+    sizes: frozenset[str] = frozenset({"N", "m", "M"})
+    batch: str | None = None
+
+
+BATCH = Family()
+
+
 class _Meaning:
     def __init__(
         self,
@@ -522,8 +542,13 @@ class _Meaning:
         line: int,
         column: int,
         names: dict[str, bool] | None = None,
+        family: Family = BATCH,
     ) -> None:
         self.sigma = sigma
+        self.family = family
+        #: LayerNorm: the line is about ∂L/∂γ_i or ∂L/∂β_i, whose sums over the batch are this
+        #: sample's term
+        self.batch_sum_ok = False
         self.spatial = spatial
         self.line0 = line
         self.column0 = column
@@ -612,8 +637,10 @@ class _Meaning:
             return _BARE, None
         if len(names) == 1:
             return self.element_symbol([names[0][0]], names[0][1]), None
-        if len(names) == 2:  # x_{ij}: sample i, feature j
+        if len(names) == 2:  # x_{ij}: sample i, feature j (LayerNorm x_{bh}: sample b, feature h)
             (e, epos), (f, fpos) = names
+            if self.family.layer:
+                (e, epos), (f, fpos) = (f, fpos), (e, epos)
             self.feature(f, fpos)
             return self.element_symbol([e], epos), f
         if len(names) == 4:  # x[n][c][h][w]: element (n, h, w), channel c
@@ -1155,7 +1182,14 @@ class _Meaning:
             index = self.array_index(it)[0] if it.sub is not None else None
             self.new_name = (name, index)
             return sp.IndexedBase(name)[index] if index is not None else sp.Symbol(name)
-        if name in ("N", "m", "M") or (name == "n" and self.size_n):
+        if name == self.family.batch and not font:
+            raise self.error(
+                f"{name}, the batch size, in a LayerNorm line: its statistics are over the "
+                "features of one sample, so only a sum over the batch (∂L/∂γ_i, ∂L/∂β_i) "
+                "takes it",
+                it.pos,
+            )
+        if name in self.family.sizes or (name == "n" and self.size_n):
             self.no_sub(it, f"the size {name}")
             if name == "N" and self.spatial:
                 raise self.error(
@@ -1206,6 +1240,9 @@ class _Meaning:
 
     def word_value(self, it: _Item) -> sp.Expr:
         name = it.name
+        if name in ("dgamma", "dbeta") and self.family.layer:
+            index, _ = self.array_index(it)
+            return self.power(sp.IndexedBase(name)[index], it)
         if name == "eps":
             self.no_sub(it, "eps")
             return self.power(N.eps, it)
@@ -1218,6 +1255,8 @@ class _Meaning:
 
     def macro_value(self, it: _Item) -> sp.Expr:
         name = it.name
+        if name in ("gamma", "beta") and self.family.layer:
+            return self.power(self.affine_value(it), it)
         if name in _STATS:
             self.stat_subscripts(it)
             return self.power(getattr(N, _STATS[name]), it)
@@ -1245,6 +1284,12 @@ class _Meaning:
             "\\gamma \\beta \\hat \\frac \\sqrt \\sum \\partial \\delta \\cdot \\times \\left \\right",
             it.pos,
         )
+
+    def affine_value(self, it: _Item) -> sp.Expr:
+        """LayerNorm's γ_i, β_h, γ: one per element (a bare one is the element of its context,
+        as a bare x is)."""
+        index, _ = self.array_index(it)
+        return sp.IndexedBase(it.name)[index]
 
     def sigma_value(self, it: _Item) -> sp.Expr:
         exp = self.exponent(it.sup) if it.sup is not None else None
@@ -1317,6 +1362,10 @@ class _Meaning:
         if t.kind == "macro":
             if t.name in ("ell", "L"):  # \ell, and \L as posts define it (\mathcal{L})
                 return "loss", None, None
+            if t.name in ("gamma", "beta") and self.family.layer:
+                index, self.target_feature = self.array_index(t)
+                value = self.power(self.affine_value(t), t)
+                return (t.name if t.sup is None else "expr"), index, value
             if t.name in ("mu", "gamma", "beta"):
                 self.target_feature = self.stat_subscripts(t)
                 value = self.macro_value(t)
@@ -1397,6 +1446,8 @@ class _Meaning:
             return N.g[d.index]
         if d.target in _ELEMENTWISE_ADJOINT:
             return sp.IndexedBase(_ELEMENTWISE_ADJOINT[d.target])[d.index]
+        if d.target in ("gamma", "beta") and self.family.layer:
+            return sp.IndexedBase(_SCALAR_ADJOINT[d.target])[d.index]
         if d.target in _SCALAR_ADJOINT:
             return sp.Symbol(_SCALAR_ADJOINT[d.target])
         if d.target == "std":
@@ -1409,7 +1460,7 @@ class _Meaning:
         if d.target in ("other", "expr", "name"):
             raise self.error(
                 f"∂L/∂{d.text}: a gradient with respect to {d.text}, which is not a node of "
-                "BatchNorm's graph (y, x̂, σ², μ, x, γ, β)",
+                "the layer's graph (y, x̂, σ², μ, x, γ, β)",
                 d.pos,
                 NotCheckable,
             )
@@ -1457,7 +1508,7 @@ class _Meaning:
             return N.Partial(of, wrt, sp.Integer(0))
         raise self.error(
             f"∂{text}/∂{den.text}: a derivative with respect to {den.text}, which is not a node "
-            "of BatchNorm's graph (x, μ, σ², x̂, y, γ, β)",
+            "of the layer's graph (x, μ, σ², x̂, y, γ, β)",
             den.pos,
             NotCheckable,
         )
@@ -1490,8 +1541,27 @@ class _Meaning:
         bound, excluded = self.sum_indices(node)
         self.shadowing(node, bound)
         explicit = self.check_limits(node)
+        if explicit == _OVER_BATCH:
+            return self.batch_sum(node, bound, excluded)
         body = self.value(node.body)
         return self.sum_value(body, bound, node.pos, excluded, explicit)
+
+    def batch_sum(
+        self, node: BigSum, bound: list[tuple[str, Pos]], excluded: list[sp.Expr]
+    ) -> sp.Expr:
+        """LayerNorm's Σ_{b=1}^{N} over the samples: its index names the sample (a set), and one
+        set's view of ∂L/∂γ_i = Σ_b g_{bi} x̂_{bi} is its own term; any other quantity is one
+        sample's, so the sum needs a δ that picks it (as a sum over BatchNorm's features)."""
+        if excluded or len(bound) > 1:
+            raise self.error("a sum over the batch leaves no sample out", node.pos)
+        for name, pos in bound:
+            self.feature(name, pos)
+        body = self.value(node.body)
+        if self.batch_sum_ok:
+            return body
+        for name, _ in bound:
+            body = self.collapse_feature(body, name, node.pos)
+        return body
 
     def shadowing(self, node: BigSum, bound: list[tuple[str, Pos]]) -> None:
         """\\sum_{i=1}^m (g_i (x_i - μ)) \\frac{2}{m}(x_i - μ) on a line about x_i: the sum's
@@ -1652,7 +1722,15 @@ class _Meaning:
             if letters == ["N", "H", "W"]:
                 return None
         if len(items) == 1 and items[0][1] is None:
-            upper = self.value(items[0][0])
+            top = items[0][0]
+            if (
+                isinstance(top, Letter)
+                and not top.font
+                and top.name == self.family.batch
+                and lower == 1
+            ):
+                return _OVER_BATCH
+            upper = self.value(top)
             if upper == N.M - 1 + lower:
                 return None
             if lower == 1 and upper.is_Integer and 1 <= int(upper) <= 8:
@@ -1681,6 +1759,13 @@ class _Meaning:
                 if a != l and isinstance(a, sp.Symbol):
                     self.feature(a.name, pos)
         without = body.xreplace({d: 0 for d in deltas})
+        if not _vanishes(without) and self.family.layer:
+            raise self.error(
+                f"a sum over the samples ({name}) with a term that has no δ picking one sample: "
+                "LayerNorm's quantities are one sample's (only ∂L/∂γ_i and ∂L/∂β_i sum over "
+                "the batch)",
+                pos,
+            )
         if not _vanishes(without):
             raise self.error(
                 f"a sum over the feature index {name} with a term that has no δ linking {name} "
@@ -2149,7 +2234,7 @@ class LineRead:
         return (kind, self.defines, self.source_index, self.cross, self.contract_over)
 
 
-_QUANTITY_OF_BASE = {"dx": "dx", "dxhat": "dxhat", "g": "dy"}
+_QUANTITY_OF_BASE = {"dx": "dx", "dxhat": "dxhat", "g": "dy", "dgamma": "dgamma", "dbeta": "dbeta"}
 _FORWARD_BASE = {"xhat": "xhat", "y": "y"}
 _NODE_NAMES = {"x": "x", "xhat": "xhat", "y": "y", "mu": "mu", "var": "var", "gamma": "gamma"}
 _NODE_NAMES["beta"] = "beta"
@@ -2164,18 +2249,20 @@ def parse_equation_line(
     column: int = 1,
     continues: tuple | None = None,
     names: dict[str, bool] | None = None,
+    family: Family = BATCH,
 ) -> LineRead:
     """One line of an align block: ``LHS = RHS [= RHS ...]`` or ``= RHS`` (an ``&=``
     continuation: ``continues`` is ``LineRead.continues`` of the line before; the older pair
     (quantity, element index) is accepted too).  ``names`` are the names earlier lines defined
-    (name → elementwise).
+    (name → elementwise); ``family`` how the normalization reads the notation (``Family``).
 
     The left side decides the kind of line (see ``LineRead``) and its element index is renamed
     i.  Two-index local derivatives (∂y_k/∂x_i: a Jacobian) are contracted with the upstream
     gradient: Σ_k g_k ∂y_k/∂x_i = Σ_k g_k (right side).  Since g is free, the contracted sides
     are equal for every g exactly when the Jacobians are equal entry by entry.  Anything not
     understood raises ``LatexError``; something understood but not checkable (∂L/∂(γx̂_i), a
-    derivative with respect to a name bnderive does not know) leaves ``reason`` set.
+    derivative with respect to a name bnderive does not know) leaves ``reason`` set; a member
+    of the right side that cannot be read or checked is None, with its reason.
     """
     tree = _tree(text, "line", line, column)
     assert isinstance(tree, LineNode)
@@ -2185,14 +2272,71 @@ def parse_equation_line(
         return LineRead(
             (), None, None, None, "an expression without '=': it states no value", "prose"
         )
-    meaning = _Meaning(sigma, spatial, line, column, names)
+    meaning = _Meaning(sigma, spatial, line, column, names, family)
     meaning.size_n = not _uses_index(tree, "n")
-    kind, defines, source, reason = "none", None, None, ""
+    state = _LineState(tree, list(tree.sides[1:]))
+    _read_left(state, meaning, continues, line, column)
+    unread = _read_right(state, meaning)
+    _element_index(state, meaning)
+    _no_other_free_index(state, meaning)
+    _contract_jacobian(state, meaning)
+    read = state.result(meaning)
+    if unread is not None:
+        unread.partial = read  # what the left side says: the rows that continue it
+        raise unread
+    return read
+
+
+@dataclass
+class _LineState:
+    """One line while ``parse_equation_line`` reads it, step by step."""
+
+    tree: LineNode
+    rhs_nodes: list[Node]
+    lhs_node: Node | None = None
+    kind: str = "none"
+    defines: str | None = None
+    source: sp.Expr | None = None  # the left side's element index as written
+    reason: str = ""
+    cross: tuple[str, str] | None = None  # ∂y_{kl}/∂h_{ij}: the two features l, j
+    contract_over: sp.Expr | None = None  # ∂y_k/∂x_i: k, as written
+    sides: list[sp.Expr | None] = field(default_factory=list)
+    member_errors: list[str] = field(default_factory=list)
+    index: sp.Symbol | None = None
+    per_element: bool = False
+    contracted: bool = False
+    elementwise: bool = False
+    rename: dict[sp.Expr, sp.Expr] = field(default_factory=dict)
+
+    def result(self, meaning: _Meaning) -> LineRead:
+        pos = self.tree.pos
+        sides = [meaning.finish(s, pos) if s is not None else None for s in self.sides]
+        sides = [_bounded_value(meaning, s, pos) if s is not None else None for s in sides]
+        if self.kind == "none" and not self.reason:
+            self.reason = "the left side is not something bnderive checks"
+        return LineRead(
+            tuple(sides),
+            self.defines,
+            self.index,
+            self.source,
+            self.reason,
+            self.kind,
+            self.per_element,
+            self.contracted,
+            tuple(self.member_errors),
+            self.cross,
+            self.contract_over if self.contracted else None,
+        )
+
+
+def _read_left(
+    state: _LineState, meaning: _Meaning, continues: tuple | None, line: int, column: int
+) -> None:
+    """The left side (or, for an `&= …` row, what the line before said): the kind of line,
+    the quantity, its element index."""
+    tree = state.tree
     lhs_node = tree.sides[0]
     lhs: sp.Expr | None = None
-    rhs_nodes = list(tree.sides[1:])
-    cross: tuple[str, str] | None = None  # ∂y_{kl}/∂h_{ij}: the two features l, j
-    contract_over: sp.Symbol | None = None  # ∂y_k/∂x_i: k, as written
     if lhs_node is None:
         if continues is None:
             raise LatexError("a line that starts with '=' continues nothing", line, column)
@@ -2200,147 +2344,175 @@ def parse_equation_line(
             quantity, source = continues
             continued = "adjoint" if quantity in N.QUANTITIES else "none"
             continues = (continued, quantity, source)
-        kind, defines, source = continues[:3]
-        cross = continues[3] if len(continues) > 3 else None
-        contract_over = continues[4] if len(continues) > 4 else None
-        if cross is not None:
-            for name in cross:
+        state.kind, state.defines, state.source = continues[:3]
+        state.cross = continues[3] if len(continues) > 3 else None
+        state.contract_over = continues[4] if len(continues) > 4 else None
+        if state.cross is not None:
+            for name in state.cross:
                 meaning.feature(name, tree.pos)
-        if kind == "none":
-            reason = "continues a line that defines nothing bnderive checks"
+        if state.kind == "none":
+            state.reason = "continues a line that defines nothing bnderive checks"
     elif (
-        len(rhs_nodes) == 1
-        and _new_name_node(rhs_nodes[0], meaning.names)
+        len(state.rhs_nodes) == 1
+        and _new_name_node(state.rhs_nodes[0], meaning.names)
         and not _new_name_node(lhs_node, meaning.names)
     ):
         # \frac{1}{\sqrt{\sigma^2+\epsilon}} = t: a name defined the other way round
-        lhs_node, rhs_nodes = rhs_nodes[0], [lhs_node]
+        lhs_node, state.rhs_nodes = state.rhs_nodes[0], [lhs_node]
+    state.lhs_node = lhs_node
     if lhs_node is not None:
-        meaning.define_ok = True
+        # a name is defined by a left side that is a lone symbol (t, R_i, σ), never by a symbol
+        # inside an expression (∂((x − μ)/σ)/∂x_j uses σ, it does not define it)
+        base = lhs_node.base if isinstance(lhs_node, Scripted) else lhs_node
+        meaning.define_ok = isinstance(base, Letter | Macro)
         try:
             lhs = meaning.value(lhs_node)
         except NotCheckable as exc:
-            reason = exc.reason
+            state.reason = exc.reason
         else:
-            lhs, cross = _features_apart(lhs, meaning, lhs_node.pos)
-            kind, defines, source, reason = _classify(lhs, meaning)
+            lhs, state.cross = _features_apart(lhs, meaning, lhs_node.pos)
+            state.kind, state.defines, state.source, state.reason = _classify(lhs, meaning)
         meaning.define_ok = False
-    if isinstance(source, sp.Symbol) and source != _BARE and kind in ("adjoint", "forward"):
+    meaning.batch_sum_ok = meaning.family.layer and state.defines in ("dgamma", "dbeta")
+    source = state.source
+    if isinstance(source, sp.Symbol) and source != _BARE and state.kind in ("adjoint", "forward"):
         meaning.line_element = source.name
-    rhs: list[sp.Expr | None] = []
-    member_errors: list[str] = []
-    for node in rhs_nodes:
+    state.sides = [lhs]
+
+
+def _read_right(state: _LineState, meaning: _Meaning) -> LatexError | None:
+    """Each member of the right side; one not read (or not checkable) is None with its reason
+    and the others are read.  A line whose only member is not read is not read (the error,
+    returned: raised once the left side is known)."""
+    for node in state.rhs_nodes:
         try:
             value = meaning.value(node)
-            if cross is not None:
-                value = _same_feature(value, cross, meaning, node.pos)
-            rhs.append(value)
-            member_errors.append("")
-        except LatexError as exc:  # one member not read (or not checkable): the others are
-            rhs.append(None)
-            member_errors.append(str(exc) if not isinstance(exc, NotCheckable) else exc.reason)
-    unread: LatexError | None = None
+            if state.cross is not None:
+                value = _same_feature(value, state.cross, meaning, node.pos)
+            state.sides.append(value)
+            state.member_errors.append("")
+        except LatexError as exc:
+            state.sides.append(None)
+            state.member_errors.append(
+                str(exc) if not isinstance(exc, NotCheckable) else exc.reason
+            )
+    rhs = state.sides[1:]
     if rhs and all(r is None for r in rhs) and len(rhs) == 1:
-        first = _first_error(rhs_nodes, meaning)
+        first = _first_error(state.rhs_nodes, meaning)
         if first is not None and not isinstance(first, NotCheckable):
-            unread = first  # raised at the end: the line is not read, its left side is
-    sides: list[sp.Expr | None] = [lhs, *rhs]
-    free_rhs = set().union(*(meaning.element_indices(s) for s in rhs if s is not None))
-    bare = _BARE in free_rhs
-    elementwise = source is not None
-    contracted = False
-    per_element = False
-    rename: dict[sp.Expr, sp.Expr] = {
-        s: sp.Symbol(parts[0], integer=True) for s, parts in meaning.composites.items()
-    }
-    if kind == "local" and lhs is not None:
+            return first
+    return None
+
+
+def _element_index(state: _LineState, meaning: _Meaning) -> None:
+    """The line's element: the left side's index becomes i (a Jacobian's two indices: the
+    line is contracted over the first); a scalar quantity with an indexed right side is a claim
+    for every i; a member that is a vector written bare on a scalar line is not checked."""
+    lhs = state.sides[0]
+    rename = state.rename
+    rename.update({s: sp.Symbol(parts[0], integer=True) for s, parts in meaning.composites.items()})
+    state.elementwise = state.source is not None
+    if state.kind == "local" and lhs is not None:
         of_index, wrt_index = _local_indices(lhs, meaning)
         if of_index is not None and wrt_index is not None and of_index != wrt_index:
-            contracted = True  # ∂y_k/∂x_i: Σ_k g_k (…), the line's element i
-            source, contract_over = wrt_index, of_index
+            state.contracted = True  # ∂y_k/∂x_i: Σ_k g_k (…), the line's element i
+            state.source, state.contract_over = wrt_index, of_index
         else:
-            source = of_index if of_index is not None else wrt_index
-        elementwise = source is not None
-    elif kind == "local" and contract_over is not None:
-        contracted = True  # the continuation of a Jacobian's line
-    if kind == "identity" and lhs is not None:
+            state.source = of_index if of_index is not None else wrt_index
+        state.elementwise = state.source is not None
+    elif state.kind == "local" and state.contract_over is not None:
+        state.contracted = True  # the continuation of a Jacobian's line
+    if state.kind == "identity" and lhs is not None:
         free = sorted(meaning.element_indices(lhs), key=str)
         if len(free) > 1:
-            kind, reason = (
-                "none",
-                reason
-                or (
-                    f"the left side has the free indices {', '.join(map(str, free))}: a matrix "
-                    "identity, which bnderive does not check"
-                ),
+            state.kind = "none"
+            state.reason = state.reason or (
+                f"the left side has the free indices {', '.join(map(str, free))}: a matrix "
+                "identity, which bnderive does not check"
             )
-        source = free[0] if free else None
-        elementwise = source is not None
-    if elementwise and not isinstance(source, sp.Symbol):
-        kind, reason = "none", reason or "the left side names one entry by number; write x_i"
-        elementwise = False
-    if elementwise:
+        state.source = free[0] if free else None
+        state.elementwise = state.source is not None
+    if state.elementwise and not isinstance(state.source, sp.Symbol):
+        state.kind = "none"
+        state.reason = state.reason or "the left side names one entry by number; write x_i"
+        state.elementwise = False
+    if state.elementwise:
+        if meaning.family.layer and state.source != _BARE:
+            # LayerNorm's y_i = γ x̂_i + β: a bare γ or β (outside a sum) is the line's element's
+            bare = {sp.IndexedBase(a)[_BARE]: sp.IndexedBase(a)[state.source] for a in _AFFINE}
+            state.sides = [s.xreplace(bare) if s is not None else None for s in state.sides]
         # x_j on the left: j becomes i everywhere, and an i elsewhere becomes j (a swap renames
         # without capture).
-        if source == _BARE:
+        if state.source == _BARE:
             rename[_BARE] = N.i
-        elif source != N.i:
-            rename.update({source: N.i, N.i: source})
-        index: sp.Symbol | None = N.i
+        elif state.source != N.i:
+            rename.update({state.source: N.i, N.i: state.source})
+        state.index = N.i
     else:
-        index = None
-        if kind in ("adjoint", "forward", "local", "name", "identity") and free_rhs and not reason:
-            if bare and kind in ("adjoint", "local", "forward"):
-                reason = (
-                    f"{_what(kind, defines)} is one number per channel, but the right side is a "
+        _scalar_line(state, meaning)
+        rename[_BARE] = N.i
+    state.sides = [s.xreplace(rename) if s is not None else None for s in state.sides]
+
+
+def _scalar_line(state: _LineState, meaning: _Meaning) -> None:
+    """A line about one number per set (∂L/∂σ², μ, a scalar local derivative): a member that is
+    a vector written without an index (∂L/∂y · ∂y/∂σ²: is the Σ_i missing, or implied?) is not
+    checked; an indexed member makes the line a claim for every i (∂L/∂γ = ∂L/∂y_i ∂y_i/∂γ: a
+    Σ_i missing is refuted)."""
+    kind = state.kind
+    if kind not in ("adjoint", "forward", "local", "name", "identity") or state.reason:
+        return
+    if kind in ("adjoint", "local", "forward"):
+        per_set = "sample" if meaning.family.layer else "channel"
+        for k, s in enumerate(state.sides[1:], start=1):
+            if s is not None and _BARE in meaning.element_indices(s):
+                state.sides[k] = None
+                state.member_errors[k - 1] = (
+                    f"{_what(kind, state.defines)} is one number per {per_set}, but this is a "
                     "per-element vector written without an index: is it a sum Σ_i (a dot "
                     "product) or is the sum missing? Write Σ_i, or the index"
                 )
-            else:
-                # ∂L/∂γ = ∂L/∂y_i ∂y_i/∂γ: a claim for every i (a Σ_i missing is refuted)
-                per_element = True
-                index = N.i
-        rename[_BARE] = N.i
-    sides = [s.xreplace(rename) if s is not None else None for s in sides]
-    if (elementwise or per_element) and kind != "none":
-        for node, s in zip(rhs_nodes, sides[1:], strict=True):
-            extra = meaning.element_indices(s) - {N.i} if s is not None else set()
-            if contracted and contract_over is not None:
-                extra -= {rename.get(contract_over, contract_over)}
-            if extra:
-                names_text = ", ".join(sorted(str(e) for e in extra))
-                raise meaning.error(
-                    f"the free index {names_text} on the right side: the left side has only "
-                    "the element index i",
-                    node.pos,
+        if all(s is None for s in state.sides[1:]):
+            return  # each member says why; the rows that continue the line still can be checked
+    free_rhs = set().union(*(meaning.element_indices(s) for s in state.sides[1:] if s is not None))
+    if free_rhs:
+        state.per_element = True  # a claim for every i
+        state.index = N.i
+
+
+def _no_other_free_index(state: _LineState, meaning: _Meaning) -> None:
+    """An elementwise line's members have no free index but i (and a Jacobian's k)."""
+    if not (state.elementwise or state.per_element) or state.kind == "none":
+        return
+    for node, s in zip(state.rhs_nodes, state.sides[1:], strict=True):
+        extra = meaning.element_indices(s) - {N.i} if s is not None else set()
+        if state.contracted and state.contract_over is not None:
+            extra -= {state.rename.get(state.contract_over, state.contract_over)}
+        if extra:
+            names_text = ", ".join(
+                sorted(
+                    "(an element written without index)" if e == _BARE else str(e) for e in extra
                 )
-    if contracted:
-        assert contract_over is not None
-        over = rename.get(contract_over, contract_over)
-        sides = _contract(sides, meaning, over)
-        if isinstance(sides, str):
-            kind, reason, sides = "none", sides, [None] * len(sides)  # type: ignore[list-item]
-    sides = [meaning.finish(s, tree.pos) if s is not None else None for s in sides]
-    sides = [_bounded_value(meaning, s, tree.pos) if s is not None else None for s in sides]
-    if kind == "none" and not reason:
-        reason = "the left side is not something bnderive checks"
-    read = LineRead(
-        tuple(sides),
-        defines,
-        index,
-        source,
-        reason,
-        kind,
-        per_element,
-        contracted,
-        tuple(member_errors),
-        cross,
-        contract_over if contracted else None,
-    )
-    if unread is not None:
-        unread.partial = read  # what the left side says: the rows that continue it
-        raise unread
-    return read
+            )
+            raise meaning.error(
+                f"the free index {names_text} on the right side: the left side has only "
+                "the element index i",
+                node.pos,
+            )
+
+
+def _contract_jacobian(state: _LineState, meaning: _Meaning) -> None:
+    """∂y_k/∂x_i = …: every side contracted with g over k (``_contract``)."""
+    if not state.contracted:
+        return
+    assert state.contract_over is not None
+    over = state.rename.get(state.contract_over, state.contract_over)
+    sides = _contract(state.sides, meaning, over)
+    if isinstance(sides, str):
+        state.kind, state.reason = "none", sides
+        state.sides = [None] * len(state.sides)
+    else:
+        state.sides = sides
 
 
 def _features_apart(
@@ -2385,8 +2557,14 @@ def _first_error(nodes: list[Node], meaning: _Meaning) -> LatexError | None:
     return None
 
 
+_WRITTEN = {"dvar": "σ²", "dmu": "μ", "dgamma": "γ", "dbeta": "β", "dx": "x_i", "dxhat": "x̂_i"}
+
+
 def _what(kind: str, defines: str | None) -> str:
-    return {"adjoint": f"∂L/∂{defines}"}.get(kind, defines or "the left side")
+    """A quantity as a post writes it, for messages (∂L/∂σ², not ∂L/∂dvar)."""
+    if kind == "adjoint" and defines is not None:
+        return f"∂L/∂{_WRITTEN.get(defines, defines)}"
+    return defines or "the left side"
 
 
 def _new_name_node(node: Node | None, names: dict[str, bool]) -> bool:

@@ -138,7 +138,7 @@ def oracle(line: Expected, quantity: str, conventions: dict[str, str]) -> str | 
     epsilon = conventions.get("epsilon", "inside")
     variance = conventions.get("variance", "biased")
     worst = 0.0
-    for x, g, gamma, beta, eps in reference.points():
+    for x, g, gamma, beta, eps in reference.points(layer=conventions.get("norm") == "layer"):
         env = reference.values(x, g, gamma, beta, eps, epsilon, variance)
         names = dict(env)
         names.update(np=np, x=x, g=g, gamma=gamma, beta=beta, eps=eps, M=len(x))

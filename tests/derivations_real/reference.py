@@ -53,7 +53,10 @@ def values(x, g, gamma, beta, eps, epsilon="inside", variance="biased"):
     dxmu = dxmu1 + dxmu2
     dmu = -np.sum(dxmu)  # = −Σ dx̂/s + dσ²·(−2/Mv)Σ(x−μ), the second term zero
     dx = dxmu + dmu / m
-    v.update(dy=g, dgammaxhat=g, dxhat=dxhat, dgamma=np.sum(g * xhat), dbeta=np.sum(g))
+    # LayerNorm (γ, β one per element): ∂L/∂γ_i of one sample is its own term g_i x̂_i
+    layer = np.ndim(gamma) > 0
+    dgamma, dbeta = (g * xhat, g) if layer else (np.sum(g * xhat), np.sum(g))
+    v.update(dy=g, dgammaxhat=g, dxhat=dxhat, dgamma=dgamma, dbeta=dbeta)
     v.update(distd=distd, divar=distd, ds=ds, dsqrtvar=ds, dvar=dvar, dsq=dvar / mv * ones)
     v.update(dxmu1=dxmu1, dxmu2=dxmu2, dxmu=dxmu, dmu=dmu, dx=dx)
     v.update(dx_direct=dxhat / s, dx_via_var=dvar * 2 * xmu / mv, dx_via_mu=dmu / m * ones)
@@ -69,7 +72,8 @@ def values(x, g, gamma, beta, eps, epsilon="inside", variance="biased"):
     # Jacobians [k, i] = ∂out_k/∂x_i, through μ and σ²
     dxmu_dx = eye - 1 / m
     jac = dxmu_dx / s + np.outer(xmu, 2 * xmu / mv) * (-ds_dvar / s**2)
-    v.update(dxmu_dx=dxmu_dx, dxhat_dx=jac, dy_dx=gamma * jac, dxk_dxi=eye)
+    dy_dx = np.asarray(gamma)[..., None] * jac if layer else gamma * jac  # row k times γ_k
+    v.update(dxmu_dx=dxmu_dx, dxhat_dx=jac, dy_dx=dy_dx, dxk_dxi=eye)
     return v
 
 
@@ -84,12 +88,27 @@ def fd_check(x, g, gamma, beta, eps, epsilon="inside", variance="biased", h=1e-6
     def central(f, at):
         return (f(at + h) - f(at - h)) / (2 * h)
 
+    layer = np.ndim(gamma) > 0
     checks = {
         "dx": np.array(
             [central(lambda t, k=k: loss(xx=_bump(x, k, t - x[k])), x[k]) for k in range(len(x))]
         ),
-        "dgamma": central(lambda t: loss(gm=t), gamma),
-        "dbeta": central(lambda t: loss(bt=t), beta),
+        "dgamma": (
+            np.array(
+                [central(lambda t, k=k: loss(gm=_bump(gamma, k, t - gamma[k])), gamma[k])
+                 for k in range(len(x))]
+            )
+            if layer
+            else central(lambda t: loss(gm=t), gamma)
+        ),
+        "dbeta": (
+            np.array(
+                [central(lambda t, k=k: loss(bt=_bump(beta, k, t - beta[k])), beta[k])
+                 for k in range(len(x))]
+            )
+            if layer
+            else central(lambda t: loss(bt=t), beta)
+        ),
         "dvar": central(lambda t: loss(var=t), v["var"]),
         "dmu": central(lambda t: loss(mu=t), v["mu"]),
     }
@@ -101,14 +120,24 @@ def fd_check(x, g, gamma, beta, eps, epsilon="inside", variance="biased", h=1e-6
 
 
 def _bump(x, k, delta):
-    out = x.copy()
+    out = np.array(x, dtype=float)
     out[k] += delta
     return out
 
 
-def points(seed=20260101):
+def points(seed=20260101, layer=False):
     """Adversarial points: γ ≠ ±1, σ² far from 1 both ways, a mean far from 0, M ≥ 4, ε not
-    tiny, a non-uniform upstream gradient."""
+    tiny, a non-uniform upstream gradient.  ``layer``: LayerNorm's γ and β, one per element
+    (spread around the BatchNorm point's value, never equal)."""
+    if layer:
+        rng = np.random.default_rng(seed + 1)
+        out = []
+        for x, g, gamma, beta, eps in points(seed):
+            m = len(x)
+            gammas = gamma * (1 + 0.5 * np.linspace(-1, 1, m)) + 0.1 * rng.standard_normal(m)
+            betas = beta + np.linspace(-0.7, 0.9, m)
+            out.append((x, g, gammas, betas, eps))
+        return out
     rng = np.random.default_rng(seed)
     out = []
     for m, scale, offset, gamma, beta, eps in (
