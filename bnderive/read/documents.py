@@ -343,6 +343,12 @@ _INLINE = re.compile(r"(?<![\\$])\$(?!\$)((?:\\.|[^$\\\n])+?)\$(?!\$)")
 _SCRIPT = re.compile(r"<script\s+type=\"math/tex[^\"]*\"\s*>(.*?)</script>", re.S)
 
 
+#: MathJax's delimiters written with one backslash in a Markdown file (a page's HTML source):
+#: maths only when they hold an equation (Markdown's \[ alone is an escaped bracket).
+_SINGLE_DISPLAY = r"(?<!\\)\\\[(.*?)(?<!\\)\\\]"
+_SINGLE_INLINE = r"(?<!\\)\\\((.*?)(?<!\\)\\\)"
+
+
 def _blocks(text: str, markdown: bool) -> list[tuple[int, int, bool]]:
     """(start, end, inline) of the contents of every block of maths, in order."""
     spans: list[tuple[int, int, bool]] = []
@@ -361,11 +367,13 @@ def _blocks(text: str, markdown: bool) -> list[tuple[int, int, bool]]:
             raise FormError(f"line {line}: \\begin{{{env}}} is never closed by \\end{{{env}}}")
         spans.append((match.end(), end, False))
         taken.append((match.start(), end + len(env) + 6))
-    displays = [r"\$\$(.*?)\$\$"]
-    displays.append(r"\\\\\[(.*?)\\\\\]" if markdown else r"\\\[(.*?)\\\]")
-    for pattern in displays:
+    displays = [(r"\$\$(.*?)\$\$", False)]
+    displays.append((r"\\\\\[(.*?)\\\\\]" if markdown else r"\\\[(.*?)\\\]", False))
+    if markdown:  # MathJax's own \[ … \] in a page's source: read when it holds an equation
+        displays.append((_SINGLE_DISPLAY, True))
+    for pattern, needs_eq in displays:
         for match in re.finditer(pattern, text, re.S):
-            if not free(match.start()):
+            if not free(match.start()) or needs_eq and not _has_top_level_eq(match.group(1)):
                 continue
             inner = (match.start(1), match.end(1))
             # An align block inside $$ … $$ was already taken: the $$ are only its wrapper.
@@ -384,10 +392,17 @@ def _blocks(text: str, markdown: bool) -> list[tuple[int, int, bool]]:
     if opened:
         line = text.count("\n", 0, opened.start()) + 1
         raise FormError(f"line {line}: '$$' is never closed")
-    inline = [r"\\\\\((.*?)\\\\\)"] if markdown else [r"\\\((.*?)\\\)"]
-    for pattern in inline:
+    inline = [(r"\\\\\((.*?)\\\\\)", False)] if markdown else [(r"\\\((.*?)\\\)", False)]
+    if markdown:
+        inline.append((_SINGLE_INLINE, True))
+    for pattern, needs_eq in inline:
         for match in re.finditer(pattern, text, re.S):
-            if free(match.start()):
+            if needs_eq and not _has_top_level_eq(match.group(1)):
+                continue
+            inner = (match.start(1), match.end(1))
+            if any(inner[0] <= a < inner[1] for a, _, _ in spans):
+                taken.append((match.start(), match.end()))  # \( \begin{equation} … \): a wrapper
+            elif free(match.start()):
                 spans.append((match.start(1), match.end(1), True))
                 taken.append((match.start(), match.end()))
     rest = _blank_spans(text, taken)

@@ -210,6 +210,20 @@ class _ToTree(Transformer):
         # nothing (a prose line, \text{…} alone).
         found = [item for item in c if isinstance(item, LineNode)]
         if found:
+            before = c[c.index(found[0]) - 1] if c.index(found[0]) > 0 else None
+            if (
+                found[0].sides
+                and found[0].sides[0] is None
+                and isinstance(before, Token)
+                and before.type == "TEXT"
+            ):
+                # \text{rstd} = …: the text is the left side (a name written as text), not a
+                # remark before a row that continues the line above
+                raise LatexError(
+                    f"{before} = …: a left side written in \\text{{…}} (a name of the post's "
+                    "own) is not understood; write the name as a letter (r = …)",
+                    *_pos(before),
+                )
             return found[0]
         token = next((t for t in c if isinstance(t, Token)), None)
         if token is None:

@@ -188,6 +188,8 @@ def _norm(text: str) -> str:
     text = re.sub(r"\\(tag\*?|label)\{[^{}]*\}|\\(nonumber|notag)", "", text)
     text = re.sub(r"^(&\s*)?(=\s*)?(&\s*)?", "", text.strip())
     text = re.sub(r"(\\\\|\$\$|\\q?quad|[,.?;])\s*$", "", text).strip()
+    # rows the reader joins (`… \\ &+ …`, `… =\\ &= …`) lose their separators and alignment
+    text = re.sub(r"\\\\(\s*\[[^\]]*\])?|&", " ", text)
     return re.sub(r"\s+", "", text)
 
 
