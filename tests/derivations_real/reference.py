@@ -95,16 +95,20 @@ def fd_check(x, g, gamma, beta, eps, epsilon="inside", variance="biased", h=1e-6
         ),
         "dgamma": (
             np.array(
-                [central(lambda t, k=k: loss(gm=_bump(gamma, k, t - gamma[k])), gamma[k])
-                 for k in range(len(x))]
+                [
+                    central(lambda t, k=k: loss(gm=_bump(gamma, k, t - gamma[k])), gamma[k])
+                    for k in range(len(x))
+                ]
             )
             if layer
             else central(lambda t: loss(gm=t), gamma)
         ),
         "dbeta": (
             np.array(
-                [central(lambda t, k=k: loss(bt=_bump(beta, k, t - beta[k])), beta[k])
-                 for k in range(len(x))]
+                [
+                    central(lambda t, k=k: loss(bt=_bump(beta, k, t - beta[k])), beta[k])
+                    for k in range(len(x))
+                ]
             )
             if layer
             else central(lambda t: loss(bt=t), beta)
