@@ -369,14 +369,15 @@ def test_the_child_has_limits_and_its_directory_is_removed(tmp_path):
         "import os, resource\n"
         f"open({str(record)!r}, 'w').write(' '.join(map(str, [\n"
         "    resource.getrlimit(resource.RLIMIT_CPU)[0], resource.getrlimit(resource.RLIMIT_AS)[0],\n"
-        "    resource.getrlimit(resource.RLIMIT_FSIZE)[0], os.getsid(0) == os.getpid(), os.getcwd()])))\n"
+        "    resource.getrlimit(resource.RLIMIT_FSIZE)[0], os.getsid(0) == os.getppid(),\n"
+        "    os.getcwd()])))\n"
     )
     runs = [{"id": "a", "module": "plain", "inputs": {}, "rows": [None]}]
     results = run_module(source, "limits", runs, timeout=30)
     assert results["runs"]["a"]["ok"] is False  # no forward(): the run fails, the child reports it
     cpu, memory, size, own_session, workdir = record.read_text().split()
     assert int(cpu) == 30 and int(memory) == runner.MEMORY and int(size) == runner.FILE_SIZE
-    assert own_session == "True"
+    assert own_session == "True"  # under the supervisor, which leads a session of its own
     assert not Path(workdir).exists()
 
 
@@ -407,6 +408,82 @@ def test_the_child_dies_with_bnderive_and_its_directory_goes(tmp_path, how):
     while not (_process_gone(int(pid)) and not Path(workdir).exists()):
         assert time.monotonic() < deadline, "the child outlived bnderive, or left its directory"
         time.sleep(0.05)
+
+
+# The module double-forks a daemon, in a new session or in the child's: a process-group kill
+# cannot reach the first, and both outlive the module's own process.  Style of the attack: the
+# classic Unix daemonisation (fork, setsid, fork), as check-impl's tests write it
+# (tests/test_impl_sandbox.py, DOUBLE_FORK).
+DOUBLE_FORK = """
+import os, time
+if os.fork() == 0:
+    {setsid}
+    if os.fork() == 0:
+        with open({pidfile!r}, "a") as f:
+            f.write(f"{{os.getpid()}}\\n")
+        time.sleep(120)
+        os._exit(0)
+    os._exit(0)
+time.sleep(0.5)
+"""
+
+
+def _pids(path: Path, count: int = 1) -> list[int]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if path.exists():
+            pids = [int(p) for p in path.read_text().split()]
+            if len(pids) >= count:
+                return pids
+        time.sleep(0.05)
+    raise AssertionError("the module's daemon did not report its pid")
+
+
+def _all_gone(pids: list[int], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if all(_process_gone(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("setsid", ["os.setsid()", "pass"], ids=["new session", "same session"])
+def test_a_double_fork_in_the_module_does_not_escape(tmp_path, setsid):
+    """The daemon outlives the module's process, which returns normally: the supervisor (a
+    child subreaper) still kills it when the module's process ends."""
+    pidfile = tmp_path / "pids"
+    source = DOUBLE_FORK.format(setsid=setsid, pidfile=str(pidfile))
+    runs = [{"id": "a", "module": "plain", "inputs": {}, "rows": [None]}]
+    results = run_module(source, "daemon", runs, timeout=60)
+    assert results["runs"]["a"]["ok"] is False  # no forward(): the run fails, reported as data
+    assert _all_gone(_pids(pidfile)), "a daemon the module started is still running"
+
+
+KILLS_SUPERVISOR = """
+import os, signal, time
+_supervisor = os.getppid()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        with open({pidfile!r}, "a") as f:
+            f.write(f"{{os.getpid()}}\\n")
+        os.kill(_supervisor, signal.SIGKILL)
+        time.sleep(120)
+        os._exit(0)
+    os._exit(0)
+time.sleep(30)
+"""
+
+
+def test_a_daemon_that_kills_the_supervisor_is_still_killed(tmp_path):
+    """The daemon, in a session of its own, kills the supervisor first: the parent's sweep (every
+    process carrying the run's token in its environment) still finds it."""
+    pidfile = tmp_path / "pids"
+    runs = [{"id": "a", "module": "plain", "inputs": {}, "rows": [None]}]
+    with pytest.raises(ChildFailure, match="before returning a result"):
+        run_module(KILLS_SUPERVISOR.format(pidfile=str(pidfile)), "daemon", runs, timeout=60)
+    assert _all_gone(_pids(pidfile)), "a daemon that killed the supervisor is still running"
 
 
 def test_a_child_that_dies_is_a_failure_not_a_result():

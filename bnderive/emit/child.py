@@ -249,6 +249,27 @@ def _watch_parent(workdir: str) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _supervisor() -> Any:
+    """``bnderive/core/supervisor.py``, loaded by its path (this script imports nothing else of
+    bnderive)."""
+    import importlib.util
+
+    core = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "core")
+    spec = importlib.util.spec_from_file_location(
+        "bnderive_supervisor", os.path.join(core, "supervisor.py")
+    )
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def supervised(job_path: str, status_fd: int) -> None:
+    """The job runs in a worker under ``bnderive.core.supervisor``'s supervisor (this process):
+    every process the module starts is killed when the worker ends, however it forked."""
+    workdir = os.path.dirname(os.path.abspath(job_path))
+    _supervisor().supervise(lambda: main(job_path), workdir, status_fd)
+
+
 def main(job_path: str) -> None:
     with open(job_path, encoding="utf-8") as handle:
         job = json.load(handle)
@@ -277,4 +298,4 @@ def main(job_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    supervised(sys.argv[1], int(sys.argv[2]))

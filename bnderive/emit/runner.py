@@ -1,20 +1,19 @@
 """Run an emitted module in a child process bnderive does not trust, and read back raw outputs.
 
 The parent side of ``bnderive.emit.child``.  The emitted module is written to a fresh temporary
-directory and imported there by the child script, in its own session (so that every process it
-starts is killed with it), with a CPU-time limit, an address-space limit, a file-size limit and a
-wall-clock timeout; its stdout and stderr go to files that are only ever shown, trimmed.  What the
+directory and imported there by the child script, with a CPU-time limit, an address-space limit,
+a file-size limit and a wall-clock timeout; its stdout and stderr go to files that are only ever
+shown, trimmed.  The child is ``bnderive.core.supervisor``'s supervised child, the one
+check-impl's sandbox runs a user's file in: a supervisor (a child subreaper, in its own session)
+runs the module in a worker under it and kills every process the module started when the
+worker ends, however often they forked or whatever session they made; on a timeout, an error
+here or a signal to bnderive the supervisor is stopped with its whole tree, and every process
+still carrying the run's token in its environment is killed (``supervisor.sweep``).  What the
 child sends back is data through one narrow channel (a JSON file): it is read with a size bound
 and validated here, field by field, against what the job asked for; anything else (a missing
 run, an extra key, a value that is not a rational or a float, a shape that does not match its
 values) is a :class:`ChildFailure`, never a result.  The comparison with the ground truth and the
 verdict are the caller's (``bnderive.emit.verification``), in this process.
-
-Note: this runner landed before check-impl's sandbox (``bnderive.usercode.sandbox``), which
-follows the same design for a user's file and adds a subreaper supervisor, so that not even a
-double-forked daemon escapes.  The module run here is bnderive's own printed code, not the
-user's, but the two should share one child runner (in a layer both can import) when it is
-generalised.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ import math
 import os
 import re
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bnderive.core import supervisor
 
 #: Wall-clock seconds the child may take (numba compiles the kernel in a few seconds on an idle
 #: machine; a shared 2-core machine can be ten times slower).
@@ -163,34 +165,15 @@ def _limits(timeout: float, memory: int) -> Callable[[], None]:
     cpu = int(math.ceil(timeout))
 
     def apply() -> None:  # runs in the child, before the interpreter starts
-        _die_with_parent()
+        # SIGTERM to the supervisor when bnderive dies, however it dies: it then kills its tree
+        # and removes the directory (it asks again once it runs: this covers the start)
+        supervisor.prctl(supervisor.PR_SET_PDEATHSIG, signal.SIGTERM)
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE, FILE_SIZE))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     return apply
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGTERM to the child when bnderive dies, however it dies (PR_SET_PDEATHSIG); the
-    child then removes its directory and exits.  Elsewhere its watchdog notices the parent is
-    gone."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """The child and everything it started in its session."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
 
 
 def _tail(path: str) -> str:
@@ -217,6 +200,8 @@ def run_module(
     rest (:func:`validated`, :func:`decode_array`)."""
     workdir = tempfile.mkdtemp(prefix="bnderive-emit-")
     proc: subprocess.Popen[bytes] | None = None
+    token = secrets.token_hex(16)
+    status_r, status_w = os.pipe()
     try:
         module_path = os.path.join(workdir, "emitted.py")
         result_path = os.path.join(workdir, "result.json")
@@ -224,39 +209,37 @@ def run_module(
         Path(module_path).write_text(source, encoding="utf-8")
         job = {"source": module_path, "name": name, "result": result_path, "runs": runs}
         Path(job_path).write_text(json.dumps(job), encoding="utf-8")
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k == "PYTHONPATH" or not k.startswith(("PYTHON", "COV_", "PYTEST"))
-        }
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        # one BLAS thread: its pool reserves address space the limit would count
-        env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        env = supervisor.environment(token)
         child = os.path.join(os.path.dirname(os.path.realpath(__file__)), "child.py")
         out_path, err_path = (os.path.join(workdir, n) for n in ("stdout", "stderr"))
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-P", child, job_path],
+                [sys.executable, "-P", child, job_path, str(status_w)],
                 cwd=workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
                 env=env,
                 preexec_fn=_limits(timeout, memory),
+                pass_fds=(status_w,),
                 start_new_session=True,
             )
+            os.close(status_w)
+            status_w = -1
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 raise ChildFailure(f"it did not finish within {timeout:g} s") from None
             finally:
-                _kill_group(proc)  # on every way out: done, timeout, Ctrl-C, an error here
+                # on every way out (done, timeout, Ctrl-C, an error here): the supervisor and
+                # its tree, then whatever escaped it
+                supervisor.stop(proc)
+                supervisor.sweep(token)
         output = printable(_tail(err_path) or _tail(out_path))
         if not os.path.isfile(result_path):
-            code = proc.returncode
-            how = f"was stopped by {signal.Signals(-code).name}" if code < 0 else f"exited {code}"
             raise ChildFailure(
-                f"it {how} before returning a result" + (f" ({output})" if output else "")
+                f"it {_ended(supervisor.read_status(status_r), proc.returncode)} before "
+                "returning a result" + (f" ({output})" if output else "")
             )
         if os.path.getsize(result_path) > RESULT_BYTES:
             raise ChildFailure("its result is larger than any verification result can be")
@@ -266,9 +249,27 @@ def run_module(
             raise ChildFailure("its result is not JSON") from None
     finally:
         if proc is not None and proc.returncode is None:
-            _kill_group(proc)
+            supervisor.stop(proc)
+        supervisor.sweep(token)
+        for fd in (status_r, status_w):
+            if fd >= 0:
+                os.close(fd)
         shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+def _ended(status: dict[str, int], code: int | None) -> str:
+    """How the module's process ended, from the supervisor's report (else its own exit)."""
+    if "signal" in status:
+        try:
+            return f"was stopped by {signal.Signals(status['signal']).name}"
+        except ValueError:
+            return f"was stopped by signal {status['signal']}"
+    if "exit" in status:
+        return f"exited {status['exit']}"
+    if code is not None and code < 0:
+        return f"was stopped by {signal.Signals(-code).name}"
+    return f"exited {code}"
 
 
 def validated(result: Any, runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

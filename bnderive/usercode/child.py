@@ -4,14 +4,12 @@ Run as a script by ``sandbox.Sandbox`` (never imported by bnderive), it imports 
 library, NumPy, gmpy2 and ``exact_number`` (loaded by its path), never the rest of bnderive.  It
 is two processes:
 
-* the **supervisor** (this script as started): it makes itself a *child subreaper*
-  (``prctl(PR_SET_CHILD_SUBREAPER)``), so that every process the user's code starts, however
-  often it forks or whatever session it makes for itself, is re-parented to the supervisor when
-  its own parent exits; it asks the kernel for SIGTERM when bnderive dies
-  (``PR_SET_PDEATHSIG``); it forks the worker, waits for it, then kills every descendant that is
-  left, reports how the worker ended on a status pipe only it holds, and exits.  On SIGTERM
-  (from bnderive, or the kernel when bnderive dies) it kills every descendant, removes the
-  working directory and exits.
+* the **supervisor** (this script as started), ``bnderive/core/supervisor.py``'s ``supervise``
+  (loaded by its path; the same one runs ``emit``'s verification child): a child subreaper that
+  forks the worker, waits for it, kills every process the user's code started, however often it
+  forked or whatever session it made, reports how the worker ended on a status pipe only it
+  holds, and exits; on SIGTERM (from bnderive, or the kernel when bnderive dies) it kills its
+  whole tree and removes the working directory.
 * the **worker**: resource limits (CPU time, address space, file size, no core files), then it
   loads the user's file and serves requests from the parent: each request is a list of steps
   (call this function of the file with these inputs, read this item of what it returned, send
@@ -34,7 +32,6 @@ import json
 import os
 import signal
 import sys
-import time
 
 #: Characters the user's code may print before the run is stopped.
 OUTPUT_LIMIT = 1_000_000
@@ -51,7 +48,20 @@ DEPTH_LIMIT = 3
 PACKAGE = "bnderive_user_package"
 
 PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
+
+
+def _supervisor():  # noqa: ANN202 - the module loaded by its path
+    """``bnderive/core/supervisor.py``, loaded by its path (this script imports nothing else of
+    bnderive)."""
+    import importlib.util
+
+    core = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "core")
+    spec = importlib.util.spec_from_file_location(
+        "bnderive_supervisor", os.path.join(core, "supervisor.py")
+    )
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -91,118 +101,16 @@ def read_frame(fd: int) -> bytes | None:
 
 
 # -- the supervisor ----------------------------------------------------------------------------------
-def _children_map() -> dict[int, list[int]]:
-    """Every process's children, from /proc (parent pid → pids)."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # the command name may hold spaces and parentheses: the fields follow the last ")"
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 1:
-            children.setdefault(int(fields[1]), []).append(int(name))
-    return children
-
-
-def _descendants(root: int) -> list[int]:
-    children = _children_map()
-    found, todo = [], list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def kill_descendants() -> None:
-    """SIGKILL every descendant of this process and reap them, until none is left (a process
-    that forks while being killed is found in the next round)."""
-    me = os.getpid()
-    for _ in range(200):
-        pids = _descendants(me)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        reaped = False
-        while True:
-            try:
-                pid, _status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            reaped = True
-        if not pids and not reaped:
-            return
-        if pids and not reaped:
-            time.sleep(0.005)
-
-
 def supervise(argv: list[str]) -> None:
+    """The user's file runs in a worker under ``bnderive.core.supervisor``'s supervisor."""
     request_fd, answer_fd, status_fd = (int(a) for a in argv[:3])
-    workdir = argv[3]
-    parent = os.getppid()
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    state = {"worker": 0}
-
-    def terminate(signum: int, frame: object) -> None:
-        if state["worker"]:
-            try:
-                os.kill(state["worker"], signal.SIGKILL)
-            except OSError:
-                pass
-        kill_descendants()
-        import shutil
-
-        shutil.rmtree(workdir, ignore_errors=True)
-        os._exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # bnderive decides what Ctrl-C does
-    if os.getppid() != parent:  # bnderive died before the death signal was asked for
-        terminate(signal.SIGTERM, None)
-    limits = json.loads(argv[4])
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(status_fd)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            work(request_fd, answer_fd, limits)
-        finally:
-            os._exit(70)
-    state["worker"] = pid
-    os.close(request_fd)
-    os.close(answer_fd)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except ChildProcessError:
-            status = -1
-            break
-    report: dict[str, int] = {}
-    if status == -1:
-        report["lost"] = 1
-    elif os.WIFSIGNALED(status):
-        report["signal"] = os.WTERMSIG(status)
-    else:
-        report["exit"] = os.WEXITSTATUS(status)
-    state["worker"] = 0
-    kill_descendants()
-    try:
-        write_frame(status_fd, json.dumps(report).encode())
-    except OSError:
-        pass
-    os._exit(0)
+    workdir, limits = argv[3], json.loads(argv[4])
+    _supervisor().supervise(
+        lambda: work(request_fd, answer_fd, limits),
+        workdir,
+        status_fd,
+        close=(request_fd, answer_fd),
+    )
 
 
 # -- the worker --------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ the normal end, a timeout, an exception, and SIGINT/SIGTERM/SIGHUP to bnderive (
 if bnderive itself is killed, the kernel tells the supervisor (``PR_SET_PDEATHSIG``), which does
 it.  The supervisor is a child subreaper, so a double fork or a new session does not escape it,
 and as a last resort every process that still carries the sandbox's token in its environment is
-killed (``_sweep``).
+killed.  The supervised child is ``bnderive.core.supervisor``'s, shared with ``emit``'s
+verification child.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from bnderive.core import supervisor
 from bnderive.errors import BnderiveError
 
 CHILD = str(Path(__file__).with_name("child.py"))
@@ -56,8 +58,8 @@ MAX_MEMORY_MB = 16384  # 16 GiB: BatchNorm at check-impl's shapes needs megabyte
 ANSWER_LIMIT = 64 * 1024 * 1024
 #: What is shown of the captured output in a report.
 SHOWN = 1500
-#: The environment variable that marks every process of a sandbox (see ``_sweep``).
-TOKEN = "BNDERIVE_SANDBOX"
+#: The environment variable that marks every process of a sandbox (``supervisor.sweep``).
+TOKEN = supervisor.TOKEN
 
 
 class LimitError(BnderiveError):
@@ -354,15 +356,7 @@ class Sandbox:
         request_r, request_w = os.pipe()
         answer_r, answer_w = os.pipe()
         status_r, status_w = os.pipe()
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k == "PYTHONPATH" or not k.startswith(("PYTHON", "COV_", "PYTEST", TOKEN))
-        }
-        # one thread each: BLAS thread pools reserve address space the limit would count
-        env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        env[TOKEN] = self.token
+        env = supervisor.environment(self.token)
         limits = {"memory": self.memory_mb * 1024 * 1024, "cpu": math.ceil(self.timeout) + 1}
         try:
             with open(os.path.join(self.workdir, "output"), "wb") as output:
@@ -413,27 +407,14 @@ class Sandbox:
             self._cleanup()
 
     def _kill(self) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)  # the supervisor kills its tree and exits
-            try:
-                proc.wait(timeout=2.0)
-            except subprocess.TimeoutExpired:
-                pass
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the session's group, whatever is left of it
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=2.0)
+        if self.proc is not None:
+            supervisor.stop(self.proc)
 
     def _cleanup(self) -> None:
         try:
             if self.proc is not None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-            _sweep(self.token)
+                supervisor.kill_group(self.proc)
+            supervisor.sweep(self.token)
             for name in ("request_fd", "answer_fd", "status_fd"):
                 fd = getattr(self, name)
                 if fd >= 0:
@@ -565,22 +546,7 @@ class Sandbox:
         """How the worker ended, from the supervisor's status pipe (only it holds that pipe)."""
         if self.outcome is not None:
             return self.outcome
-        self.outcome = {}
-        if self.status_fd < 0:
-            return self.outcome
-        os.set_blocking(self.status_fd, False)
-        try:
-            data = os.read(self.status_fd, 4096)
-        except (BlockingIOError, OSError):
-            data = b""
-        with contextlib.suppress(ValueError):
-            report = json.loads(data[10:].decode("utf-8"))
-            if isinstance(report, dict):
-                self.outcome = {
-                    k: v
-                    for k, v in report.items()
-                    if isinstance(v, int) and not isinstance(v, bool)
-                }
+        self.outcome = supervisor.read_status(self.status_fd)
         return self.outcome
 
     def output(self) -> str:
@@ -598,34 +564,6 @@ def _signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
-
-
-def _sweep(token: str) -> None:
-    """Kill every process whose environment carries ``TOKEN=token``: whatever escaped the
-    supervisor (it was killed first) and the session (it made its own)."""
-    marker = f"{TOKEN}={token}".encode()
-    for _ in range(100):
-        found = []
-        try:
-            names = os.listdir("/proc")
-        except OSError:
-            return
-        for name in names:
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    environ = f.read()
-            except OSError:
-                continue
-            if marker in environ.split(b"\0"):
-                found.append(int(name))
-        if not found:
-            return
-        for pid in found:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.01)
 
 
 def terminate_all() -> None:
