@@ -706,6 +706,31 @@ def _previous_survivors(log: str) -> set[tuple[str, str, str]]:
     return out
 
 
+def _at(mutant: Mutant, where: str) -> bool:
+    """Is ``mutant`` at FILE.py, FILE.py:LINE or FILE.py:FIRST-LAST?"""
+    path, _, lines = where.partition(":")
+    if not mutant.path.endswith(path):
+        return False
+    first, _, last = lines.partition("-")
+    return not lines or int(first) <= mutant.line <= int(last or first)
+
+
+def _coverage(args: argparse.Namespace) -> tuple[dict, dict]:
+    """``coverage`` of the modules and tests, or what a previous run saved (``--coverage-file``)."""
+    import json
+
+    saved = Path(args.coverage_file) if args.coverage_file else None
+    if saved is not None and saved.exists():
+        data = json.loads(saved.read_text(encoding="utf-8"))
+        hits = {(p, int(line)): set(ids) for p, line, ids in data["hits"]}
+        return hits, data["seconds"]
+    hits, seconds = coverage(args.modules, args.tests)
+    if saved is not None:
+        rows = [[p, line, sorted(ids)] for (p, line), ids in hits.items()]
+        saved.write_text(json.dumps({"hits": rows, "seconds": seconds}), encoding="utf-8")
+    return hits, seconds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", default=DECIDING, help="module paths to mutate")
@@ -731,7 +756,30 @@ def main() -> int:
         help="import everything afresh for every mutant (slow; default: collect the tests "
         "once and patch the mutated functions into a fork)",
     )
-    parser.add_argument("--only", default="", help="only mutants at FILE.py:LINE (or FILE.py)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        help="only mutants at FILE.py:LINE, FILE.py:FIRST-LAST (a function's lines) or FILE.py",
+    )
+    parser.add_argument(
+        "--skip-unreached",
+        action="store_true",
+        help="do not run a mutant on a line no test of the subset reaches (a line run only at "
+        "import, a dataclass default): it is reported as unreached, never as killed",
+    )
+    parser.add_argument(
+        "--coverage-file",
+        metavar="JSON",
+        help="the traced coverage: read from JSON if it exists (the same modules and tests), "
+        "else traced and written there",
+    )
+    parser.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="skip the run of the whole subset without a mutant (it passed a moment ago)",
+    )
     parser.add_argument(
         "--max-tests",
         type=int,
@@ -747,12 +795,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))  # this tree's bnderive, whatever is installed
     everything = [m for path in args.modules for m in mutants(path)]
     if args.only:
-        where = args.only.split(":")
-        everything = [
-            m
-            for m in everything
-            if m.path.endswith(where[0]) and (len(where) == 1 or m.line == int(where[1]))
-        ]
+        everything = [m for m in everything if any(_at(m, where) for where in args.only)]
     if args.survivors_of:
         wanted = _previous_survivors(args.survivors_of)
         everything = [m for m in everything if m.key in wanted]
@@ -769,20 +812,25 @@ def main() -> int:
 
     started = time.monotonic()
     runner = run_all if args.reimport else (lambda j, w, t: run_in_session(j, args.tests, w, t))
-    # The whole subset without a mutant: it takes minutes, not one mutant's timeout.
-    baseline = next(runner([(None, args.tests)], 1, max(args.timeout, 3600.0)))[1]
-    if baseline != "survived":
-        print(f"the test subset fails without any mutant ({baseline}): fix that first",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    hits, seconds = coverage(args.modules, args.tests) if args.select else ({}, {})
+    if args.baseline:  # the whole subset: it takes minutes, not one mutant's timeout
+        baseline = next(runner([(None, args.tests)], 1, max(args.timeout, 3600.0)))[1]
+        if baseline != "survived":
+            print(f"the test subset fails without any mutant ({baseline}): fix that first",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+    hits, seconds = _coverage(args) if args.select else ({}, {})
     print(f"{len(everything)} mutants; tests chosen per mutant: {bool(hits)}", flush=True)
-    jobs = []
-    for m in everything:
+    jobs, indices, unreached = [], [], []
+    for k, m in enumerate(everything):
         chosen = selected(m, hits, seconds)
+        if not chosen and hits and args.skip_unreached:
+            unreached.append(m)
+            continue
+        indices.append(k)
         jobs.append((m, (chosen[: args.max_tests] if args.max_tests else chosen) or args.tests))
     outcomes: dict[int, str] = {}
-    for done, (index, outcome) in enumerate(runner(jobs, args.jobs, args.timeout), 1):
+    for done, (job, outcome) in enumerate(runner(jobs, args.jobs, args.timeout), 1):
+        index = indices[job]
         outcomes[index] = outcome
         mark = {"killed": ".", "timeout": "t", "survived": "S", "error": "E"}[outcome]
         print(f"[{done}/{len(jobs)}] {mark} {everything[index]}", flush=True)
@@ -796,9 +844,13 @@ def main() -> int:
     survivors = [everything[i] for i, o in sorted(outcomes.items()) if o in ("survived", "error")]
     allowed = [m for m in survivors if m.key in ALLOWED]
     survivors = [m for m in survivors if m.key not in ALLOWED]
-    total = len(everything)
+    total = len(everything) - len(unreached)
     killed = total - len(survivors) - len(allowed)
-    print(f"\n{total} mutants in {time.monotonic() - started:.0f} s: {killed} killed, "
+    if unreached:
+        print(f"\n{len(unreached)} mutants on lines no test of the subset reaches, not run:")
+        for mutant in unreached:
+            print(f"UNREACHED {mutant}")
+    print(f"\n{total} mutants run in {time.monotonic() - started:.0f} s: {killed} killed, "
           f"{len(allowed)} equivalent (allowed), {len(survivors)} survived")  # fmt: skip
     if total:
         rate = (killed + len(allowed)) / total
