@@ -85,6 +85,9 @@ RADICAL_CASES = {
     # a root of a radicand of odd degree is rounded up: √(x+g) counts as degree 1
     "√(x+g)": (sp.sqrt(x[i] + g[i]), (1, 0)),
     "(x+g)^(−1/2)": (1 / sp.sqrt(x[i] + g[i]), (0, 1)),
+    # the root of a quotient: √x/√g, each side rounded up
+    "√(x/g)": (sp.sqrt(x[i] / g[i]), (1, 1)),
+    "√((σ²+ε)/g²)": (sp.Pow((N.var + N.eps) / g[i] ** 2, sp.Rational(1, 2)), (1, 1)),
     # the Caffe form's dx: γ/r·(g_i − Σg/M − x̂_i Σ g x̂/M) with x̂ = (x − μ)/r is
     # γ·(g_i r² − r² Σg/M − (x_i − μ) Σ g (x − μ)/M) / r³: degrees 1 + 3 and 3
     "Caffe's dx": (
