@@ -9,16 +9,21 @@ of the sizes, a value undefined at one size.  The rest fix what a verdict says i
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import bnderive.verify.exact as exact_module
 from bnderive.core.spec import Mode, Spec
+from bnderive.read.documents import load_document
 from bnderive.read.forms import load_form
-from bnderive.verify.exact import equivariant, exact_check
-from bnderive.verify.verdict import Status
+from bnderive.verify.exact import equivariant, exact_check, exact_step_check
+from bnderive.verify.verdict import Status, Verdict
+from tests.test_soundness_paths import DOCUMENT
 
 # The Caffe form of dx (BVLC/caffe, batch_norm_layer.cpp, as tests/test_soundness_paths.py
 # writes it), right in every mode this file checks.
 CAFFE = "gamma/sqrt(var+eps)*(g[i] - sum(g[k],k)/M - xhat[i]*sum(g[k]*xhat[k],k)/M)"
+H, R, U, N = Status.HOLDS, Status.REFUTED, Status.UNDECIDED, Status.UNCHECKED
 SIZES = [Spec(Mode.PER_ACTIVATION, n=3, c=1), Spec(Mode.PER_ACTIVATION, n=4, c=1)]
 
 
@@ -109,7 +114,6 @@ def test_a_refuted_line_is_shown_at_the_first_size_of_three_or_more(tmp_path):
 
 
 def test_an_undecided_line_names_its_normal_form(tmp_path, monkeypatch):
-    import bnderive.verify.exact as exact_module
 
     monkeypatch.setattr(exact_module, "find_witness", lambda *args, **kwargs: None)
     form = form_of(tmp_path, ("dbeta", "sum(g[k], k) + 1"))
@@ -124,9 +128,6 @@ def test_a_step_that_holds_says_it_follows(tmp_path):
     (``if pair.kind == "truth"`` forced true), and ``exact_check`` gives verdicts to the lines
     compared with a truth only (``if eq.kind != "quantity": continue`` deleted gave the local
     derivatives a second, "not checked" one)."""
-    from bnderive.read.documents import load_document
-    from bnderive.verify.exact import exact_step_check
-    from tests.test_soundness_paths import DOCUMENT
 
     right = DOCUMENT.replace(
         r"\frac{1}{\sqrt{\sigma^2+\epsilon}}\left(",
@@ -141,3 +142,146 @@ def test_a_step_that_holds_says_it_follows(tmp_path):
     assert step.detail == "follows from the line before (identically equal to it)"
     quantities = [e.number for e in form.equations if e.kind == "quantity"]
     assert [v.equation for v in exact_check(form, SIZES[:1])] == quantities
+
+
+def test_a_step_from_a_line_that_cannot_be_evaluated_is_undecided(tmp_path):
+    """The line before names x₄, which does not exist at M = 3: the step cannot be decided
+    there (exact.py's ``if error:`` deleted compared the error message with the line)."""
+
+    text = DOCUMENT.replace(
+        r"\left(\frac{\partial L}{\partial y_i}",
+        r"\left((N-4)x_4 + \frac{\partial L}{\partial y_i}",
+        1,
+    )
+    assert text != DOCUMENT
+    path = tmp_path / "x4.md"
+    path.write_text(text, encoding="utf-8")
+    (step,) = exact_step_check(load_document(path), SIZES[:1])
+    assert step.status is Status.UNDECIDED
+    assert "element 4 is outside 1..M = 1..3" in step.detail
+
+
+# -- the randomized method: its two paths combined, and the ladder from agreement to a bound ----------
+# A wrong line is refuted by both the F_p points and the rational point, so a bug in how one of
+# them decides, or in how the two are combined, is masked by the other: these call the
+# combination and the ladder directly.
+def _random_form(tmp_path):
+    return form_of(tmp_path, ("t", "sum(g[k], k)"), ("dbeta", "t"), name="r")
+
+
+def test_the_two_paths_combine_worst_first_and_hold_only_together(tmp_path):
+    """randomized.py ``_both``: refuted if either refutes (the rational verdict first: it has the
+    counterexample), undecided if either is, holds only when both hold, with the larger bound.
+    Each of the order's statuses swapped, the ``is`` test dropped, or a missing side taken as
+    the whole answer, made a line refuted or undecided on one side hold."""
+    from bnderive.verify.randomized import _both
+
+    form = _random_form(tmp_path)
+    eq = form.equations[1]
+
+    def verdict(status, bound=None, detail=""):
+        return Verdict(form.name, eq.label, eq.number, status, "random", "s", detail, bound=bound)
+
+    holds, other = verdict(H, 1e-30, "field"), verdict(H, 1e-18, "rational")
+    for bad in (R, U, N):
+        assert _both(verdict(bad, detail="field"), other, 3, 5).status is bad
+        assert _both(holds, verdict(bad, detail="rational"), 3, 5).status is bad
+    both = _both(verdict(R, detail="field"), verdict(R, detail="rational"), 3, 5)
+    assert both.detail == "rational"
+    assert _both(verdict(U, detail="field"), verdict(R, detail="rational"), 3, 5).status is R
+    assert _both(verdict(R, detail="field"), verdict(U, detail="rational"), 3, 5).status is R
+    assert _both(verdict(N, detail="field"), verdict(U, detail="rational"), 3, 5).status is U
+    combined = _both(holds, other, 3, 5)
+    assert combined.status is H and combined.bound == 1e-18
+    assert _both(verdict(H, None), other, 3, 5).bound == 1e-18
+    assert _both(holds, verdict(H, None), 3, 5).bound == 1e-30
+    assert _both(None, other, 3, 5) is other and _both(holds, None, 3, 5) is holds
+
+
+def test_the_ladder_from_agreement_to_a_bound(tmp_path):
+    """randomized.py ``_ladder``: a refuted line stays refuted, too few points or no degree or
+    a degree not small against the sample is undecided, an auxiliary line is not checked, and a
+    line holds with (d/(S − d))^T exactly."""
+    from fractions import Fraction
+
+    from bnderive.verify.lines import truth_of
+    from bnderive.verify.randomized import _ladder
+
+    form = _random_form(tmp_path)
+    aux, dbeta = form.equations
+    truth = truth_of(1, SIZES[0])
+    common = dict(sample=1000, points="points", sample_text="1000", too_few="too few", seconds=0.0)
+
+    def ladder(eq=dbeta, refuted=None, agreed=3, trials=3, degree=4):
+        return _ladder(
+            form, eq, truth, "s", Mode.PER_ACTIVATION, refuted=refuted, agreed=agreed,
+            trials=trials, degree=degree, **common,
+        )  # fmt: skip
+
+    refutation = Verdict(form.name, dbeta.label, dbeta.number, R, "random", "s", "differs")
+    assert ladder(refuted=refutation).status is R
+    assert ladder(aux).status is N
+    # a line compared with a reference, not a truth (a local derivative): not this method's
+    assert ladder(dataclasses.replace(dbeta, kind="checked")) is None
+    assert ladder(agreed=2).status is U and ladder(agreed=2).detail == "too few"
+    assert ladder(degree=None).status is U
+    assert ladder(degree=500).status is U  # 2·500 ≥ 1000: agreement proves nothing
+    assert ladder(degree=499).status is H
+    held = ladder(degree=4)
+    assert held.status is H and held.trials == 3
+    assert held.bound == float(Fraction(4, 996) ** 3)
+
+
+def test_the_randomized_method_on_a_document_gives_verdicts_to_its_quantities_only(tmp_path):
+    """randomized.py: the lines compared with a reference (the local derivative ∂σ²/∂xᵢ) are the
+    exact and every-M methods' (``_ladder`` returns None for them and ``random_check`` leaves
+    them out: ``if verdict is not None`` forced true put a None among the verdicts), and a
+    verdict's scope says the size when none is given (``scope or …`` read as ``and``)."""
+    from bnderive.verify.randomized import large_spec, random_check, random_rational_check
+
+    path = tmp_path / "doc.md"
+    path.write_text(DOCUMENT, encoding="utf-8")
+    form = load_document(path)
+    quantities = [e.number for e in form.equations if e.kind == "quantity"]
+    spec = large_spec(Mode.PER_ACTIVATION, 64)
+    for check in (random_check, random_rational_check):
+        verdicts = check(form, spec, trials=2)
+        assert [v.equation for v in verdicts] == quantities
+        assert {v.scope for v in verdicts} == {"M = 64 randomized"}
+
+
+def test_the_rational_points_count_what_they_compared(tmp_path):
+    """randomized.py ``random_rational_check``: a wrong line is refuted at the first point and
+    the verdict says which (``if eq.number in results: continue`` deleted, or ``trial += 1``
+    changed, named a later or no trial); a line that cannot be evaluated at any point agreed
+    at none and is undecided (``agreed`` starting at 1 made it hold)."""
+    from bnderive.verify.randomized import large_spec, random_rational_check
+
+    spec = large_spec(Mode.PER_ACTIVATION, 64)
+    wrong = form_of(tmp_path, ("dbeta", "sum(g[k], k) + 1"), name="w")
+    (verdict,) = random_rational_check(wrong, spec, trials=3)
+    assert verdict.status is R and verdict.detail == "differs at a random point (trial 1)"
+    assert verdict.trials == 1
+    outside = form_of(tmp_path, ("dbeta", "sum(g[k], k) + (M - 64)*x[100]"), name="o")
+    (verdict,) = random_rational_check(outside, spec, trials=1)
+    assert verdict.status is U and verdict.trials == 0
+    assert "element 100 is outside" in verdict.detail
+
+
+def test_the_degree_counts_the_normalized_input_written_out(tmp_path):
+    """randomized.py ``_degrees``: x̂ in a line is inlined as (x − μ)/√(σ²+ε) before its degree
+    is bounded (``if stage.elementwise`` deleted bounded x̂ as a plain variable of degree 1: for
+    dx = γ/√(σ²+ε)·x̂, a wrong line, the bound on truth − line fell from 11 to 10)."""
+    from bnderive.verify.lines import truth_of
+    from bnderive.verify.randomized import _degrees, large_spec
+
+    spec = large_spec(Mode.PER_ACTIVATION, 64)
+    for k, line in enumerate([CAFFE, "gamma/sqrt(var+eps)*xhat[i]"]):
+        written = line.replace("xhat[i]", "(x[i]-mu)/sqrt(var+eps)").replace(
+            "xhat[k]", "(x[k]-mu)/sqrt(var+eps)"
+        )
+        staged = form_of(tmp_path, ("dx[i]", line), name=f"s{k}")
+        explicit = form_of(tmp_path, ("dx[i]", written), name=f"e{k}")
+        truth = truth_of(1, staged.spec(spec))
+        assert _degrees(staged, truth) == _degrees(explicit, truth)
+    assert _degrees(staged, truth) == {1: 11}

@@ -237,6 +237,109 @@ for _line, _changes in (
         )
 ALLOWED[(_PR, "@dataclass(frozen=True)", "True → False")] = "nothing assigns to a Bounds"
 
+_SM = "bnderive/verify/summary.py"
+_HEAD = (
+    "a line's step verdicts carry the line's own label and line in the file (``step_verdict`` "
+    "calls ``line_verdict`` with the same equation), so any of them names the row the same"
+)
+for _change in ("if-branch deleted", "if-condition → True", "not dropped"):
+    ALLOWED[(_SM, "if not v.step:", _change)] = _HEAD
+ALLOWED[(_SM, "head = first.get(key) or next(iter(by_method.values()))[0]", "0 → -1 (-1)")] = _HEAD
+ALLOWED[(_SM, "@dataclass(frozen=True)", "True → False")] = "nothing assigns to a row"
+
+_WT = "bnderive/verify/witness.py"
+_SEED = (
+    "the witness points' seeds and spreads are arbitrary (small random points, any draw as good "
+    "as another): a witness is only ever shown after the exact normal form said nonzero, and "
+    "every counterexample the tests see is recomputed by the oracle, whichever point it is at"
+)
+for _change in (
+    "7 → 8 (+1)", "7 → 6 (-1)", "7 → 700 (×100)", "+ → -", "1000 → 1001 (+1)", "1000 → 999 (-1)",
+    "1000 → 100000 (×100)", "3 → 4 (+1)", "3 → 2 (-1)", "3 → 300 (×100)", "* → /",
+):  # fmt: skip
+    ALLOWED[
+        (_WT, "point = random_point(spec, 1000 * attempt + 7, spread=3 + attempt)", _change)
+    ] = _SEED
+_UNREACHED = (
+    "unreached, not equivalent: {why}; deleting the check turns such a case into a crash "
+    "(exit 4), never into a verdict"
+)
+ALLOWED[(_WT, "if eq.name not in true.values:", "if-branch deleted")] = _UNREACHED.format(
+    why="the truth is evaluated at every size the exact method decides without an error "
+    "(symbolic inputs: a division by zero is zoo, decided UNDEFINED, not an error)"
+)
+for _change in ("if-branch deleted", "or → and"):
+    ALLOWED[(_WT, "if isinstance(reference, str) or mine.line_error(eq):", _change)] = (
+        _UNREACHED.format(
+            why="the search runs at the size where the exact decision has already evaluated the "
+            "line and its reference without an error (else it returned undecided), and an error "
+            "there is one of sizes (an element outside 1..M), the same at every point"
+        )
+    )
+ALLOWED[(_EX, "if eq.name in true.errors:", "if-branch deleted")] = _UNREACHED.format(
+    why="the truth is evaluated on symbolic inputs, where a division by zero is zoo (decided "
+    "UNDEFINED), not an error"
+)
+ALLOWED[(_LN, "if isinstance(before, Equation):", "if-condition → True")] = (
+    "unreached: every reference the readers make is an Equation (the true local derivative is a "
+    "line of its own, kind 'reference'), so the expression branch below runs in no input; "
+    "forced, it would crash (an expression has no line number), never give a verdict"
+)
+
+_RD = "bnderive/verify/randomized.py"
+ALLOWED[(_RD, "seconds = field.seconds + rational.seconds", "+ → -")] = _TIME
+for _change in ("0.0 → -1.0 (-1)",):
+    ALLOWED[(_RD, "bound = max(field.bound or 0.0, rational.bound or 0.0)", _change)] = (
+        "a verdict that holds always carries its bound (``_ladder``), and a side without one "
+        "loses the max to the other's positive bound whether it counts as 0 or −1"
+    )
+_WITNESS_DIGITS = (
+    "the precision of the numeric look at a difference that is not zero symbolically: 49 to "
+    "5000 digits all decide |difference| < 10⁻⁴⁰ the same for the small exact points used"
+)
+for _change in ("50 → 51 (+1)", "50 → 49 (-1)", "50 → 5000 (×100)"):
+    ALLOWED[(_WT, 'if diff == 0 or abs(sp.N(diff, 50)) < sp.Float("1e-40", 50):', _change)] = (
+        _WITNESS_DIGITS
+    )
+ALLOWED[(_RD, "if stage.elementwise:", "if-condition → True")] = (
+    "the scalar stages inlined too: μ = Σx/M, σ² = Σ(x − μ)²/M and the mean square have the "
+    "degrees their leaves are given (1, 2, 2), so every bound is the same"
+)
+_MORE_POINTS = (
+    "more F_p points compared than T (all the draws, or one more): a wrong line is refuted as "
+    "before or sooner, and the bound stated for T points still holds"
+)
+for _line, _changes in (
+    ("usable = 0", ("0 → -1 (-1)",)),
+    ("if usable == trials:", ("if-branch deleted",)),
+    ("usable += 1", ("+ → -", "1 → 0 (-1)", "1 → 100 (×100)")),
+):
+    for _change in _changes:
+        ALLOWED[(_RD, _line, _change)] = _MORE_POINTS
+_DRAWS = (
+    "the draws' numbering (the seeds are seed·7919 + draw): another draw of the same "
+    "distribution, as random as the first; the number of draws allowed still exceeds T"
+)
+for _line, _changes in (
+    ("for draw in range(1, trials + 4):", ("1 → 2 (+1)", "1 → 0 (-1)", "4 → 5 (+1)", "4 → 3 (-1)",
+                                           "4 → 400 (×100)")),
+    ("draws = 0", ("0 → 1 (+1)", "0 → -1 (-1)")),
+    ("draws += 1", ("1 → 2 (+1)",)),
+):  # fmt: skip
+    for _change in _changes:
+        ALLOWED[(_RD, _line, _change)] = _DRAWS
+for _line, _changes in (
+    ("share = (time.perf_counter() - started) / max(1, len(form.equations))",
+     ("/ → *", "- → +", "1 → 2 (+1)", "1 → 0 (-1)", "1 → 100 (×100)")),
+    ("share = (time.perf_counter() - t0) / max(1, len(form.equations))",
+     ("/ → *", "- → +", "1 → 2 (+1)", "1 → 0 (-1)", "1 → 100 (×100)")),
+    ("seconds: dict[int, float] = {eq.number: 0.0 for eq in form.equations}",
+     ("0.0 → 1.0 (+1)", "0.0 → -1.0 (-1)")),
+    ("seconds[eq.number] += share", ("+ → -",)),
+):  # fmt: skip
+    for _change in _changes:
+        ALLOWED[(_RD, _line, _change)] = _TIME
+
 ENUMS = {
     "Status": ("HOLDS", "REFUTED", "UNDECIDED", "UNCHECKED"),
     "Zero": ("ZERO", "NONZERO", "UNDEFINED"),
