@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 import bnderive.verify.exact as exact_module
 from bnderive.core.spec import Mode, Spec
 from bnderive.read.documents import load_document
@@ -285,3 +287,142 @@ def test_the_degree_counts_the_normalized_input_written_out(tmp_path):
         truth = truth_of(1, staged.spec(spec))
         assert _degrees(staged, truth) == _degrees(explicit, truth)
     assert _degrees(staged, truth) == {1: 11}
+
+
+def test_a_refutation_at_a_rational_point_can_be_replayed(tmp_path):
+    """The counterexample names the seed of its point and the entry (randomized.py: the seed
+    shown or the point drawn from another expression than ``seed·7919 + draws``, the entry of
+    another set): drawing the point again from the shown seed gives the inputs shown."""
+    from bnderive.verify.randomized import _random_truth, large_spec, random_rational_check
+    from bnderive.verify.witness import describe_point, entry_label
+
+    spec = large_spec(Mode.PER_ACTIVATION, 64)
+    wrong = form_of(tmp_path, ("dbeta", "sum(g[k], k) + 1"), name="w")
+    (verdict,) = random_rational_check(wrong, spec, trials=3)
+    cex = verdict.counterexample
+    assert cex is not None and cex.entry == entry_label(wrong.equations[0], spec, 0, 0)
+    assert cex.channel == 0
+    inputs = dict(cex.inputs)
+    inst, _ = _random_truth(wrong.spec(spec), int(inputs.pop("seed")))
+    assert describe_point(inst) == inputs
+
+
+def test_the_rational_points_are_distinct_draws(tmp_path, monkeypatch):
+    """T points are T draws (``draws += 1`` as ``+= 0`` drew the same point T times, and the
+    bound (d/S)^T was claimed for one point)."""
+    import bnderive.verify.randomized as randomized
+
+    drawn = []
+    original = randomized._random_truth
+
+    def spy(spec, draw, order=1):
+        drawn.append(draw)
+        return original(spec, draw, order)
+
+    monkeypatch.setattr(randomized, "_random_truth", spy)
+    form = form_of(tmp_path, ("dbeta", "sum(g[k], k)"), name="d")
+    (verdict,) = randomized.random_rational_check(
+        form, randomized.large_spec(Mode.PER_ACTIVATION, 64), trials=3
+    )
+    assert verdict.status is H and verdict.trials == 3
+    assert len(drawn) == 3 and len(set(drawn)) == 3
+
+
+def _flaky(monkeypatch, broken):
+    """The form's line cannot be evaluated where ``broken(path, count)`` says (path "field" or
+    "rational", count the evaluations of the form so far on that path): the points it misses
+    must not count as agreement."""
+    import bnderive.verify.randomized as randomized
+
+    where = {"path": "", "field": 0, "rational": 0}
+    for name, path in (("_modular_truth", "field"), ("_random_truth", "rational")):
+        original = getattr(randomized, name)
+
+        def tagged(*args, original=original, path=path, **kwargs):
+            where["path"] = path
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(randomized, name, tagged)
+    run_lines = randomized.run_lines
+
+    def run(definitions, env):
+        definitions = list(definitions)
+        out = run_lines(definitions, env)
+        if len(definitions) == 1:  # the form's one line, not the truth's stages
+            where[where["path"]] += 1
+            if broken(where["path"], where[where["path"]]):
+                out.line_errors[-1] = "no value at this point"
+        return out
+
+    monkeypatch.setattr(randomized, "run_lines", run)
+
+
+@pytest.mark.parametrize(
+    "path, trials, broken",
+    [
+        ("field", 2, lambda path, n: path == "field" and n == 2),  # one F_p point of two
+        ("field", 1, lambda path, n: path == "field"),  # every F_p point
+        ("rational", 2, lambda path, n: path == "rational" and n == 2),  # one rational of two
+    ],
+    ids=["one field point missed", "every field point missed", "one rational point missed"],
+)
+def test_a_point_where_the_line_has_no_value_is_no_agreement(
+    tmp_path, monkeypatch, path, trials, broken
+):
+    """randomized.py: agreement counted twice (``+ 1`` as ``+ 2``), or a line never compared
+    counted as one agreement (``agreed.get(eq.number, 0)`` as ``1``), made a line hold on
+    fewer points than the bound is stated for: it is undecided, "too few points"."""
+    from bnderive.verify.randomized import large_spec, random_check, random_rational_check
+
+    form = form_of(tmp_path, ("dbeta", "sum(g[k], k)"), name="flaky")
+    _flaky(monkeypatch, broken)
+    spec = large_spec(Mode.PER_ACTIVATION, 64)
+    check = random_check if path == "field" else random_rational_check
+    (verdict,) = check(form, spec, trials=trials)
+    assert verdict.status is U and verdict.trials < trials  # the points it agreed at
+
+
+def test_the_bound_of_a_line_that_holds(tmp_path):
+    """With two points of F_p the field's bound (d/(p − 1 − d))² is the larger one, and it is
+    the one stated (randomized.py: the sample p − 1 changed); the degree is that of the
+    numerator of truth − line over a common denominator, max(t_num + l_den, l_num + t_den)
+    (the indices or the sum in ``_degrees`` changed)."""
+    from fractions import Fraction
+
+    from bnderive.core.derive import inline
+    from bnderive.core.finite_field import P
+    from bnderive.verify.degree_bound import degree_bound
+    from bnderive.verify.lines import truth_of
+    from bnderive.verify.randomized import _degrees, large_spec, random_check
+
+    spec = large_spec(Mode.PER_ACTIVATION, 64)
+    written = CAFFE.replace("xhat[i]", "(x[i]-mu)/sqrt(var+eps)").replace(
+        "xhat[k]", "(x[k]-mu)/sqrt(var+eps)"
+    )
+    for k, (defines, line) in enumerate(
+        [
+            ("dx[i]", written),
+            (
+                "dbeta",
+                "sum(g[k], k)/(1 + gamma*gamma) + sum(g[k], k)*gamma*gamma/(1 + gamma*gamma)",
+            ),
+        ]
+    ):
+        form = form_of(tmp_path, (defines, line), name=f"b{k}")
+        truth = truth_of(1, form.spec(spec))
+        eq = form.equations[0]
+        t, m = degree_bound(truth.inline(eq.name)), degree_bound(inline(eq.expr, {}))
+        d = max(t[0] + m[1], m[0] + t[1])
+        assert _degrees(form, truth) == {1: d}
+        for trials in (2, 3):  # F_p's bound the larger, then the rational point's
+            (verdict,) = random_check(form, spec, trials=trials)
+            assert verdict.status is H
+            assert verdict.bound == max(
+                float(Fraction(d, P - 1 - d) ** trials), float(Fraction(d, 2**62 - d))
+            )
+    # a line whose numerator is of lower degree than its denominator: 1/γ against Σg
+    wrong = form_of(tmp_path, ("dbeta", "1/gamma"), name="inverse")
+    assert _degrees(wrong, truth_of(1, wrong.spec(spec))) == {1: 2}
+    # ... and one of higher degree: γ⁵ against Σ g x̂ = Σ g (x − μ)/r, degrees (2, 1)
+    wrong = form_of(tmp_path, ("dgamma", "gamma**5"), name="power")
+    assert _degrees(wrong, truth_of(1, wrong.spec(spec))) == {1: 6}

@@ -340,6 +340,33 @@ for _line, _changes in (
     for _change in _changes:
         ALLOWED[(_RD, _line, _change)] = _TIME
 
+_FP_DRAWS = (
+    "the F_p points' seeds (seed·7919 + draw): another draw of the same distribution, from "
+    "the same hash of the forms; as random as the first"
+)
+for _change in ("+ → -", "7919 → 7920 (+1)", "7919 → 7918 (-1)", "7919 → 791900 (×100)"):
+    ALLOWED[(_RD, "inst, true = _modular_truth(spec, seed * 7919 + draw, form.order)", _change)] = (
+        _FP_DRAWS
+    )
+for _change in ("+ → -", "* → /", "7919 → 7920 (+1)", "7919 → 7918 (-1)", "7919 → 791900 (×100)"):
+    ALLOWED[(_RD, "differs[eq.number] = seed * 7919 + draw", _change)] = (
+        "the draw number a refutation in F_p names (text; the rational point's counterexample, "
+        "which is shown first, carries its own seed, tested)"
+    )
+for _change in ("4 → 5 (+1)", "4 → 3 (-1)", "4 → 400 (×100)"):
+    ALLOWED[(_RD, "while trial < trials and draws < trials + 4:", _change)] = (
+        "how many spare draws the rational points may use when the truth cannot be evaluated "
+        "at one (probability ≤ d/2⁶²): at least T + 2 either way, the same T points compared"
+    )
+ALLOWED[
+    (_RD, "refuted=refuted, agreed=agreed.get(eq.number, 0), trials=trials,", "0 → -1 (-1)")
+] = "a line never compared counts −1 agreements instead of 0: below T either way, undecided"
+ALLOWED[(_RD, "for position, (t, f) in enumerate(zip(t_entries, f_entries, strict=True)):",
+         "True → False")] = (
+    "the truth's and the line's entries are both ``entries(…, eq.elementwise)`` at one point: "
+    "the same length, so `strict` never raises"
+)  # fmt: skip
+
 ENUMS = {
     "Status": ("HOLDS", "REFUTED", "UNDECIDED", "UNCHECKED"),
     "Zero": ("ZERO", "NONZERO", "UNDEFINED"),
