@@ -290,6 +290,8 @@ def check(
     out = console()
     print_result(out, result, timing=not no_timing)
     for form in chosen:  # a LaTeX document: what became of each line, and where it went wrong
+        if not hasattr(form, "lines"):
+            continue  # a TOML form: nothing to add (and the LaTeX reader is not imported)
         notes = document().line_notes(form, result.verdicts, mistakes.get(form.name, []))
         for k, note in enumerate(notes):
             out.print(f"\n[bold]{escape(note)}[/]" if k == 0 else escape(note))

@@ -81,8 +81,9 @@ class Truth:
         return 1
 
     def inline(self, name: str) -> sp.Expr:
-        """The adjoint with every reference to an earlier adjoint and to x̂, y substituted."""
-        return inline(self[name].expr, self._definitions())
+        """The adjoint with every reference to an earlier adjoint and to x̂, y substituted
+        (memoized: the every-M proof and the randomized degree bound of every form ask for it)."""
+        return _inline_truth(self, name)
 
     def definitions(self) -> list[tuple[str, bool, sp.Expr]]:
         """(name, elementwise, expression) in the order a backward pass computes them, then the
@@ -97,6 +98,11 @@ class Truth:
         for adj in self.adjoints + self.forward:
             defs[adj.name] = (adj.elementwise, adj.expr)
         return defs
+
+
+@lru_cache(maxsize=256)
+def _inline_truth(truth: Truth, name: str) -> sp.Expr:
+    return inline(truth[name].expr, truth._definitions())
 
 
 def derive(spec: Spec | Graph) -> Truth:

@@ -76,8 +76,10 @@ def exact_check(form: Form, specs: Sequence[Spec], scope: str = "") -> list[Verd
     return out
 
 
+@lru_cache(maxsize=256)
 def equivariant(form: Form) -> bool:
-    """True if no line of the form names an element by number (x[1]).
+    """True if no line of the form names an element by number (x[1]).  (Memoized: asked for
+    every line at every size and channel.)
 
     Index notation with sums over the whole reduction set commutes with any permutation of the
     elements, and so does the truth: entry i of (truth − form) is entry 1 with elements 1 and i

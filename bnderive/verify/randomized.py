@@ -343,11 +343,18 @@ def random_rational_check(
 
 
 def warm_random_truth(form: Form, spec: Spec, trials: int, seed: int | None = None) -> None:
-    """Compute the truth at the random points ``random_check`` will draw (for the caches)."""
+    """Compute what ``random_check`` will ask for, for the caches a forked worker inherits: the
+    truth's degree bounds, the truth at the ``trials`` points of F_p and at the first rational
+    point (the one ``random_check`` draws; a form F_p cannot evaluate draws more, in its
+    worker).  The rational truth at M = 4096 costs as much as the whole F_p screen: warming
+    points no form uses was a third of ``bnderive check``'s serial time."""
     spec = form.spec(spec)
     seed = form_seed([form]) if seed is None else seed
-    for draw in range(1, trials + 1):
-        for truth_at in (_modular_truth, _random_truth):
+    truth = truth_of(form.order, spec)
+    for eq in checkable(form, truth):
+        _truth_degree(truth, eq.name)
+    for truth_at, draws in ((_modular_truth, trials), (_random_truth, 1)):
+        for draw in range(1, draws + 1):
             try:
                 truth_at(spec, seed * 7919 + draw, form.order)
             except (NotRational, ZeroDivisionError, BnderiveError):
@@ -362,8 +369,12 @@ def _random_truth(spec: Spec, draw: int, order: int = 1) -> tuple[Instance, Outc
     return inst, run_lines(truth_of(order, spec).definitions(), inst.env)
 
 
+@lru_cache(maxsize=256)
 def _degrees(form: Form, truth: Truth | SecondOrderTruth) -> dict[int, int | None]:
-    """Degree bound of the numerator of (truth − form) for every checkable equation."""
+    """Degree bound of the numerator of (truth − form) for every checkable equation: with
+    deg(t) ≤ p/q and deg(f) ≤ p'/q', t − f = (t·q' − f·q)/(q·q') has a numerator of degree
+    ≤ max(p + q', p' + q).  (Memoized: ``random_check`` and its rational point ask for the same
+    form twice.)"""
     definitions: dict[str, tuple[bool, sp.Expr]] = {}
     for stage in truth.graph.stages:
         if stage.elementwise:
@@ -373,11 +384,24 @@ def _degrees(form: Form, truth: Truth | SecondOrderTruth) -> dict[int, int | Non
     for eq in form.equations:
         form_defs[eq.store_name] = (eq.elementwise, eq.expr)
         if eq.kind == "quantity" and eq.name in truth:
+            true = _truth_degree(truth, eq.name)
             try:
                 mine = degree_bound(inline(eq.expr, form_defs))
-                true = degree_bound(truth.inline(eq.name))
             except ValueError:
+                mine = None
+            if true is None or mine is None:
                 out[eq.number] = None
                 continue
             out[eq.number] = max(true[0] + mine[1], mine[0] + true[1])
     return out
+
+
+@lru_cache(maxsize=256)
+def _truth_degree(truth: Truth | SecondOrderTruth, name: str) -> tuple[int, int] | None:
+    """(p, q) of the truth of ``name`` inlined (``degree_bound``), None when none is known.
+    Shared by every form compared with this truth: inlining the staged adjoints is the costly
+    part of ``_degrees``."""
+    try:
+        return degree_bound(truth.inline(name))
+    except ValueError:
+        return None
