@@ -100,7 +100,7 @@ def derive(
       bnderive derive --composite linear-bn-relu
     """
     from bnderive.core.printing import derivation_view
-    from bnderive.core.spec import Mode, Norm, Spec
+    from bnderive.core.spec import Mode, Norm, Spec, layer_sizes
 
     family = Norm.parse(norm)
     g = checked_groups(norm, groups)
@@ -130,19 +130,13 @@ def derive(
         raise BnderiveError(
             "--last-axes belongs to LayerNorm and RMSNorm: add --norm layer or rms."
         )
-    channels = d if d is not None else c
-    if channels is None:  # a set of more than one element where the family allows it
-        channels = 1
-        if family in (Norm.LAYER, Norm.RMS) and not spatial:
-            channels = 3
-        elif family is Norm.GROUP:
-            channels = 2 * g
+    channels, height, width = layer_sizes(spatial, d if d is not None else c, h, w, family, g)
     spec = Spec(
         Mode.parse(mode),
         n=n,
         c=channels,
-        h=(h if h is not None else 2) if spatial else 1,
-        w=(w if w is not None else 2) if spatial else 1,
+        h=height,
+        w=width,
         training=not eval_mode,
         unbiased=unbiased,
         eps_inside=not eps_outside,
@@ -158,7 +152,12 @@ def derive(
     DERIVE_M.check(spec.m, f"{spec.m:,} ({spec.mode.value} {spec.shape})")
     steps = derivation_view(spec)
     if as_latex:
-        click.echo(_derive_latex(spec, steps))
+        from bnderive import __version__
+        from bnderive.core.align import align_latex, derivation_align
+
+        click.echo(
+            align_latex(derivation_align(f"bnderive {__version__}: {spec.describe()}", steps))
+        )
         return
     out = console()
     out.print(f"[bold]{family.title}, {escape(spec.describe())}[/]")
@@ -181,15 +180,17 @@ def _derive_composite(n: int, d: int, eval_mode: bool, as_latex: bool) -> None:
     by line for every M, the facts about the bias proved for every M, and an exact instance."""
     from fractions import Fraction
 
+    import sympy as sp
+
     from bnderive import __version__
+    from bnderive.core import notation as N
     from bnderive.core.composite import affine_bn_relu_truth, chain
     from bnderive.core.layer import exact_point
-    from bnderive.core.printing import latex, unicode
+    from bnderive.core.printing import unicode
     from bnderive.core.spec import Mode
     from bnderive.core.spec import Spec as LayerSpec
-    from bnderive.read.catalogue import find_form
+    from bnderive.verify.chain import prove_chain
     from bnderive.verify.composite import bias_cancels, bias_gradient
-    from bnderive.verify.every_m import general_check
     from bnderive.verify.witness import fmt_list
 
     if eval_mode:
@@ -198,8 +199,8 @@ def _derive_composite(n: int, d: int, eval_mode: bool, as_latex: bool) -> None:
             "leave --eval out. (In eval mode ∂L/∂b = γ·Σ g/√(running σ²+ε) is not zero.)"
         )
     steps = chain()
-    kronecker = find_form(CHAIN)
-    verdicts = {v.equation: v for v in general_check(kronecker)}
+    proof = prove_chain()
+    kronecker, verdicts = proof.form, proof.verdicts
     cancels = bias_cancels()
     zero = bias_gradient(training=True)
     in_eval = bias_gradient(training=False)
@@ -212,12 +213,13 @@ def _derive_composite(n: int, d: int, eval_mode: bool, as_latex: bool) -> None:
     beta = [Fraction(1, 2)] * d  # some outputs of BatchNorm below 0, some above: ReLU matters
     values = affine_bn_relu_truth(x, w, bias, point["gamma"], beta, point["g"], point["eps"])
     if as_latex:
-        lines = [f"% bnderive {__version__}: Linear → BatchNorm → ReLU, every M", r"\begin{align*}"]
-        for _, lhs, rhs, _ in steps:
-            lines.append(f"  {latex(lhs)} &= {latex(rhs)} \\\\")
-        lines.append(r"  \sum_{k=1}^{M} \frac{\partial L}{\partial h_{kj}} &= 0")
-        lines.append(r"\end{align*}")
-        click.echo("\n".join(lines))
+        from bnderive.core.align import align_latex, chain_align
+        from bnderive.core.composite import DH, j
+
+        rows = [(lhs, rhs) for _, lhs, rhs, _ in steps]
+        rows.append((sp.Sum(DH[N.k, j], (N.k, 1, N.M)), sp.Integer(0)))  # the bias: proved above
+        title = f"bnderive {__version__}: Linear → BatchNorm → ReLU, every M"
+        click.echo(align_latex(chain_align(title, rows)))
         return
     out = console()
     out.print("[bold]Linear → BatchNorm → ReLU for every batch size (training mode)[/]")
@@ -317,44 +319,34 @@ def _print_steps(
                 out.print(f"    → {escape(unicode(step.instance))}")
 
 
-CHAIN = "kronecker-chain"
-
-
 def _derive_general(spec: Spec, as_latex: bool) -> None:
+    """Index notation only, for every M; with the default conventions, Thorey's Kronecker
+    chain after it, each line with its every-M verdict (``verify.chain``)."""
     from bnderive import __version__
-    from bnderive.core.printing import derivation_view, latex, unicode
-    from bnderive.read.catalogue import find_form
-    from bnderive.verify.every_m import general_check
+    from bnderive.core.printing import derivation_view, unicode
+    from bnderive.verify.chain import chain_for
 
     steps = derivation_view(spec, instantiate=False)
-    default = spec.training and not spec.unbiased and spec.eps_inside
-    chain = find_form(CHAIN) if default and spec.norm.value == "batch" else None
-    verdicts = {v.equation: v for v in general_check(chain)} if chain else {}
+    proof = chain_for(spec)
     if as_latex:
-        lines = [f"% bnderive {__version__}: every M, {spec.conventions()}", r"\begin{align*}"]
-        lines += [f"  {latex(s.lhs)} &= {latex(s.general)} \\\\" for s in steps]
-        if chain:
-            for eq in chain.equations:
-                lines.append(
-                    f"  % line {eq.number}: {verdicts[eq.number].status.value} for every M"
-                )
-                lines.append(f"  {latex(sp_reference(eq))} &= {latex(eq.expr)} \\\\")
-        lines[-1] = lines[-1].removesuffix(" \\\\")
-        lines.append(r"\end{align*}")
-        click.echo("\n".join(lines))
+        from bnderive.core.align import align_latex, general_align
+
+        title = f"bnderive {__version__}: every M, {spec.conventions()}"
+        click.echo(align_latex(general_align(title, steps, proof.rows() if proof else ())))
         return
     out = console()
     out.print(f"[bold]{spec.norm.title} for every M ({escape(spec.conventions())})[/]")
     out.print("[dim]One reduction set: x_k, k = 1..M, Σₖ over the set; i is any one element.[/]")
     _print_steps(out, steps, ("Forward graph", "Backward by the chain rule"), instances=False)
-    if not chain:
+    if proof is None:
         if spec.norm.value == "batch":
             out.print("\n[dim]The Kronecker chain is written for the default conventions.[/]")
         return
+    chain = proof.form
     out.print(f"\n[bold underline]{escape(chain.title)}[/]")
     out.print(f"[dim]{escape(chain.sources[0])}[/]")
     for eq in chain.equations:
-        verdict = verdicts[eq.number]
+        verdict = proof.verdicts[eq.number]
         text, style = STATUS_STYLE[verdict.status.value]
         out.print(f"\n[bold]{eq.number}.[/] ∂L/∂xᵢ = {escape(unicode(eq.expr))}")
         if eq.latex:
@@ -365,24 +357,5 @@ def _derive_general(spec: Spec, as_latex: bool) -> None:
         )
 
 
-def sp_reference(eq: Any) -> Any:
-    from bnderive.core.notation import reference
-
-    return reference(eq.name, eq.index)
-
-
 def _stage_word(name: str) -> str:
     return {"xhat": "x̂", "var": "σ²", "mu": "μ", "y": "y", "L": "L"}.get(name, name)
-
-
-def _derive_latex(spec: Spec, steps: Sequence[Any]) -> str:
-    from bnderive import __version__
-    from bnderive.core.printing import latex
-
-    lines = [f"% bnderive {__version__}: {spec.describe()}", r"\begin{align*}"]
-    for step in steps:
-        lines.append(f"  {latex(step.lhs)} &= {latex(step.general)} \\\\")
-        lines.append(f"  &= {latex(step.instance)} \\\\")
-    lines[-1] = lines[-1].removesuffix(" \\\\")
-    lines.append(r"\end{align*}")
-    return "\n".join(lines)

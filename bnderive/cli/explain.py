@@ -12,9 +12,9 @@ from bnderive.errors import BnderiveError
 def _check_sizes(n: int, c: int, h: int | None, w: int | None, spatial: bool) -> None:
     """The caps of ``core/limits.py`` on explain's sizes, before anything is drawn."""
     from bnderive.core.limits import EXPLAIN_CHANNELS, EXPLAIN_ELEMENTS, EXPLAIN_M, SIZE
+    from bnderive.core.spec import layer_sizes
 
-    h = (h if h is not None else 2) if spatial else 1
-    w = (w if w is not None else 2) if spatial else 1
+    c, h, w = layer_sizes(spatial, c, h, w)
     for name, value in (("n", n), ("c", c), ("h", h), ("w", w)):
         if value < 1:
             raise BnderiveError(f"--{name} {value}: a size must be at least 1.")
@@ -151,7 +151,7 @@ def explain(
     from rich.table import Table
 
     from bnderive.core.limits import parse_decimal
-    from bnderive.core.spec import Mode
+    from bnderive.core.spec import Mode, layer_sizes
     from bnderive.usercode import explain as explainer
     from bnderive.usercode.sandbox import DEFAULT_MEMORY_MB, check_limits
 
@@ -166,6 +166,7 @@ def explain(
             "first (bnderive explain FILE --against torch ...)."
         )
     _check_sizes(n, c, h if spatial else 1, w if spatial else 1, spatial)
+    _, height, width = layer_sizes(spatial, c, h, w)
     numbers = {"--gamma": gamma, "--beta": beta, "--x-mean": x_mean, "--x-std": x_std,
                "--x-var": x_var, "--eps": eps, "--ref-eps": ref_eps,
                "--running-mean": running_mean, "--running-var": running_var, "--rtol": rtol}  # fmt: skip
@@ -185,8 +186,8 @@ def explain(
         n=n,
         features=c,
         mode=Mode.parse(mode),
-        h=(h if h is not None else 2) if spatial else 1,
-        w=(w if w is not None else 2) if spatial else 1,
+        h=height,
+        w=width,
         loss=loss,
         gamma=tuple(v for v in gamma.split(",")),
         beta=beta,

@@ -410,3 +410,25 @@ def parse_shape(text: str, norm: Norm | str = Norm.BATCH, groups: int = 1) -> Sp
     raise SpecError(
         f"The shape {text!r} has {len(dims)} dimensions: give N,D (PER_ACTIVATION) or N,C,H,W (SPATIAL)."
     )
+
+
+def layer_sizes(
+    spatial: bool,
+    c: int | None = None,
+    h: int | None = None,
+    w: int | None = None,
+    norm: Norm = Norm.BATCH,
+    groups: int = 1,
+) -> tuple[int, int, int]:
+    """(C, H, W) with the defaults ``derive`` and ``explain`` share for sizes left out: H = W = 2
+    for SPATIAL input (1 for PER_ACTIVATION); C = 1, except where one reduction set would hold a
+    single element: LayerNorm and RMSNorm on (N, D) take D = 3, GroupNorm 2·G channels."""
+    if c is None:
+        c = 1
+        if norm in (Norm.LAYER, Norm.RMS) and not spatial:
+            c = 3
+        elif norm is Norm.GROUP:
+            c = 2 * groups
+    if not spatial:
+        return c, 1, 1
+    return c, 2 if h is None else h, 2 if w is None else w
