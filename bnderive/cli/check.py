@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from bnderive.core.spec import Spec
     from bnderive.read.forms import Form
     from bnderive.verify.check import CheckResult
     from bnderive.verify.summary import LineResult
@@ -179,113 +180,25 @@ def check(
       bnderive check --norm layer
       bnderive check --norm group --groups 2
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from bnderive.core.spec import Mode, Norm, parse_shape, parse_sizes
-    from bnderive.read.catalogue import find_form
-    from bnderive.read.derivations import builtin_forms
-    from bnderive.read.forms import load_form
-    from bnderive.verify.check import check_forms
-    from bnderive.verify.plan import Plan, default_jobs
+    from bnderive.core.spec import Norm
 
     _check_options(method, all_n, n_text, shape_texts, jobs, bool(forms or form_files or expr_text))
-    if sigma is not None and expr_text is None:
-        raise BnderiveError(
-            "--sigma belongs to --expr; a file declares it in its front matter (sigma: std)."
-        )
     family = Norm.parse(norm)
     g = checked_groups(norm, groups)
     explicit = ctx.get_parameter_source("norm") is not click.core.ParameterSource.DEFAULT
-    expected = family if explicit else None
-    if expected is not None and family is not Norm.BATCH and expr_text is not None:
-        raise BnderiveError(
-            f"--expr reads a BatchNorm equation; --norm {norm} applies to built-in forms and "
-            f'TOML form files (norm = "{norm}").'
-        )
-    for path in form_files:
-        if expected is not None and family is not Norm.BATCH and document().is_document(path):
-            raise BnderiveError(
-                f"{path}: LaTeX derivations are read as BatchNorm derivations; --norm "
-                f'{norm} applies to built-in forms and TOML form files (norm = "{norm}").'
-            )
-    chosen = [_as_family(find_form(name), expected) for name in forms] + [
-        document().load_document(path)
-        if document().is_document(path)
-        else load_form(path, norm=expected)
-        for path in form_files
-    ]
-    if expr_text is not None:
-        if expr_text == "-":
-            from bnderive.core.limits import FILE_BYTES, too_large
-
-            expr_text = sys.stdin.read(FILE_BYTES.limit + 1)  # bounded: `< /dev/zero` ends
-            if len(expr_text) > FILE_BYTES.limit:
-                raise too_large("--expr -: the text on standard input", "larger", FILE_BYTES)
-        chosen.append(
-            document().load_expression(
-                expr_text, sigma=sigma, mode=None if mode == "both" else mode
-            )
-        )
-    if not chosen:
-        chosen = [f for f in builtin_forms() if f.order == order and f.norm is family]
-        if not chosen:
-            raise BnderiveError(
-                f"No built-in form of order {order} is installed"
-                + (f" for {family.title}." if family is not Norm.BATCH else ".")
-            )
-    if mode == "per-activation" and all(f.norm in (Norm.INSTANCE, Norm.GROUP) for f in chosen):
-        raise BnderiveError(
-            f"{chosen[0].norm.title} takes (N, C, H, W) input only: use --mode spatial "
-            "(or leave --mode out)."
-        )
-    modes = [Mode.PER_ACTIVATION, Mode.SPATIAL] if mode == "both" else [Mode.parse(mode)]
-    methods = ["general", "exact", "random"] if method == "all" else [method]
-    if all_n:
-        methods = ["general"]
-    n_values = parse_sizes(n_text) if n_text else None
-    # Shapes are read in the family of the forms checked (a LayerNorm form's 2,4 is one sample
-    # pair of 4 features), the --norm given or the forms' own when they share one.
-    families = {f.norm for f in chosen}
-    shape_family = family if explicit or len(families) != 1 else families.pop()
-    shapes = [parse_shape(s, shape_family, g) for s in shape_texts]
-    for s in shapes:
-        if s.mode not in modes:
-            raise BnderiveError(
-                f"The shape {s.shape} is {s.mode.value}, but --mode {mode} was given: "
-                "use --mode both or a shape of that mode."
-            )
-
-    err = console(stderr=True)
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal or as_json,
+    chosen = _chosen_forms(
+        forms, form_files, expr_text, sigma, mode, order, family, family if explicit else None
     )
-    plan_units = Plan(tuple(chosen), tuple(modes), tuple(methods)).units()
-    with progress:
-        task = progress.add_task("checking", total=len(plan_units))
-        result = check_forms(
-            chosen, modes, methods, n_values, shapes, m_random, trials,
-            jobs or default_jobs(),
-            lambda unit: progress.update(task, advance=1, description=unit.label),
-            groups=g,
-        )  # fmt: skip
-    left_out = _left_out(chosen)
-    code = result.exit_code
-    if strict and code == 0 and any(left_out.values()):
-        code = 3  # --strict: what was not read or not checked is not "holds"
+    modes, methods, n_values, shapes = _plan_options(
+        chosen, mode, method, all_n, n_text, shape_texts, family, explicit, g
+    )
+    result = _run_with_progress(
+        chosen, modes, methods, n_values, shapes, m_random, trials, jobs, g, quiet=as_json
+    )
+    code = result.final_exit_code(strict)
     mistakes = _mistakes(chosen, result.verdicts)
     if as_json:
-        payload = result.to_dict()
-        payload["exit_code"] = code
-        payload["documents"] = [
-            _document_json(f, mistakes.get(f.name, [])) for f in chosen if hasattr(f, "lines")
-        ]
-        click.echo(json_text(payload))
+        click.echo(json_text(_json_payload(result, chosen, mistakes, code)))
         sys.exit(code)
     out = console()
     print_result(out, result, timing=not no_timing)
@@ -295,17 +208,163 @@ def check(
         notes = document().line_notes(form, result.verdicts, mistakes.get(form.name, []))
         for k, note in enumerate(notes):
             out.print(f"\n[bold]{escape(note)}[/]" if k == 0 else escape(note))
-    out.print(_summary(result, timing=not no_timing, left_out=left_out, strict=strict))
+    out.print(_summary(result, timing=not no_timing, strict=strict))
     sys.exit(code)
 
 
-def _left_out(forms: Sequence[Any]) -> dict[str, list[Any]]:
-    """Per document, its lines that were not read or not checked."""
-    return {
-        f.name: [line for line in f.lines if line.status in ("not read", "not checked")]
-        for f in forms
-        if hasattr(f, "lines")
-    }
+# -- the steps of check ---------------------------------------------------------------------------
+def _chosen_forms(
+    names: Sequence[str],
+    files: Sequence[str],
+    expr_text: str | None,
+    sigma: str | None,
+    mode: str,
+    order: int,
+    family: Any,
+    expected: Any,
+) -> list[Form]:
+    """What to check: the forms named, the files given (TOML forms or LaTeX derivations), the
+    --expr equation; without any of them, every built-in form of ``order`` in ``family``.
+    ``expected`` is the family --norm gave (None when left out)."""
+    from bnderive.core.spec import Norm
+    from bnderive.read.catalogue import find_form
+    from bnderive.read.derivations import builtin_forms
+    from bnderive.read.forms import load_form
+
+    norm = family.value
+    if sigma is not None and expr_text is None:
+        raise BnderiveError(
+            "--sigma belongs to --expr; a file declares it in its front matter (sigma: std)."
+        )
+    if expected is not None and family is not Norm.BATCH and expr_text is not None:
+        raise BnderiveError(
+            f"--expr reads a BatchNorm equation; --norm {norm} applies to built-in forms and "
+            f'TOML form files (norm = "{norm}").'
+        )
+    for path in files:
+        if expected is not None and family is not Norm.BATCH and document().is_document(path):
+            raise BnderiveError(
+                f"{path}: LaTeX derivations are read as BatchNorm derivations; --norm "
+                f'{norm} applies to built-in forms and TOML form files (norm = "{norm}").'
+            )
+    chosen = [_as_family(find_form(name), expected) for name in names] + [
+        document().load_document(path)
+        if document().is_document(path)
+        else load_form(path, norm=expected)
+        for path in files
+    ]
+    if expr_text is not None:
+        chosen.append(
+            document().load_expression(
+                _expression_text(expr_text), sigma=sigma, mode=None if mode == "both" else mode
+            )
+        )
+    if not chosen:
+        chosen = [f for f in builtin_forms() if f.order == order and f.norm is family]
+        if not chosen:
+            raise BnderiveError(
+                f"No built-in form of order {order} is installed"
+                + (f" for {family.title}." if family is not Norm.BATCH else ".")
+            )
+    return chosen
+
+
+def _expression_text(expr_text: str) -> str:
+    """--expr's text; '-' reads standard input, at most FILE_BYTES (`< /dev/zero` ends)."""
+    if expr_text != "-":
+        return expr_text
+    from bnderive.core.limits import FILE_BYTES, too_large
+
+    text = sys.stdin.read(FILE_BYTES.limit + 1)
+    if len(text) > FILE_BYTES.limit:
+        raise too_large("--expr -: the text on standard input", "larger", FILE_BYTES)
+    return text
+
+
+def _plan_options(
+    chosen: Sequence[Form],
+    mode: str,
+    method: str,
+    all_n: bool,
+    n_text: str | None,
+    shape_texts: Sequence[str],
+    family: Any,
+    explicit: bool,
+    groups: int,
+) -> tuple[list[Any], list[str], list[int] | None, list[Spec]]:
+    """(modes, methods, the exact method's sizes, its shapes) from the options."""
+    from bnderive.core.spec import Mode, Norm, parse_shape, parse_sizes
+    from bnderive.verify.plan import chosen_methods
+
+    if mode == "per-activation" and all(f.norm in (Norm.INSTANCE, Norm.GROUP) for f in chosen):
+        raise BnderiveError(
+            f"{chosen[0].norm.title} takes (N, C, H, W) input only: use --mode spatial "
+            "(or leave --mode out)."
+        )
+    modes = [Mode.PER_ACTIVATION, Mode.SPATIAL] if mode == "both" else [Mode.parse(mode)]
+    n_values = parse_sizes(n_text) if n_text else None
+    # Shapes are read in the family of the forms checked (a LayerNorm form's 2,4 is one sample
+    # pair of 4 features), the --norm given or the forms' own when they share one.
+    families = {f.norm for f in chosen}
+    shape_family = family if explicit or len(families) != 1 else families.pop()
+    shapes = [parse_shape(s, shape_family, groups) for s in shape_texts]
+    for s in shapes:
+        if s.mode not in modes:
+            raise BnderiveError(
+                f"The shape {s.shape} is {s.mode.value}, but --mode {mode} was given: "
+                "use --mode both or a shape of that mode."
+            )
+    return modes, chosen_methods(method, all_n), n_values, shapes
+
+
+def _run_with_progress(
+    chosen: Sequence[Form],
+    modes: Sequence[Any],
+    methods: Sequence[str],
+    n_values: Sequence[int] | None,
+    shapes: Sequence[Spec],
+    m_random: int,
+    trials: int,
+    jobs: int | None,
+    groups: int,
+    quiet: bool,
+) -> CheckResult:
+    """``check_forms`` with a progress bar on a terminal's stderr (one step per unit)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bnderive.verify.check import check_forms
+    from bnderive.verify.plan import Plan, default_jobs
+
+    err = console(stderr=True)
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal or quiet,
+    )
+    units = Plan(tuple(chosen), tuple(modes), tuple(methods)).units()
+    with progress:
+        task = progress.add_task("checking", total=len(units))
+        return check_forms(
+            chosen, modes, methods, n_values, shapes, m_random, trials,
+            jobs or default_jobs(),
+            lambda unit: progress.update(task, advance=1, description=unit.label),
+            groups=groups,
+        )  # fmt: skip
+
+
+def _json_payload(
+    result: CheckResult, chosen: Sequence[Form], mistakes: dict[str, list[Any]], code: int
+) -> dict[str, Any]:
+    payload = result.to_dict()
+    payload["exit_code"] = code
+    payload["documents"] = [
+        _document_json(f, mistakes.get(f.name, [])) for f in chosen if hasattr(f, "lines")
+    ]
+    return payload
 
 
 def _mistakes(forms: Sequence[Any], verdicts: Sequence[Verdict]) -> dict[str, list[Any]]:
@@ -394,9 +453,9 @@ def _check_options(
             f"--all-n is the proof for every M alone (--method general); it contradicts "
             f"--method {method}: give one of them."
         )
-    methods = (
-        {"general"} if all_n else {"general", "exact", "random"} if method == "all" else {method}
-    )
+    from bnderive.verify.plan import chosen_methods
+
+    methods = set(chosen_methods(method, all_n))
     if n_text is not None and shape_texts:
         raise BnderiveError(
             "--n and --shape both choose the exact method's sizes: give one of them (--shape "
@@ -541,12 +600,7 @@ def _counterexample(v: Verdict, reference: str, mine: str) -> list[str]:
     ]
 
 
-def _summary(
-    result: CheckResult,
-    timing: bool,
-    left_out: dict[str, list[Any]] | None = None,
-    strict: bool = False,
-) -> str:
+def _summary(result: CheckResult, timing: bool, strict: bool = False) -> str:
     """One sentence: the overall verdict, and how many lines each status covers; for a
     derivation document, how many of its lines were not read or not checked and why (the
     first few): "holds" never covers what was left out."""
@@ -565,10 +619,8 @@ def _summary(
     steps = [line for line in lines if line.step_status is Status.REFUTED]
     if steps:
         parts.append(f"{len(steps)} step(s) that do not follow")
-    status = result.status
-    skipped = [line for found in (left_out or {}).values() for line in found]
-    if strict and skipped and status is Status.HOLDS:
-        status = Status.UNDECIDED
+    status = result.final_status(strict)
+    skipped = [line for found in result.left_out().values() for line in found]
     text, style = STATUS_STYLE[status.value]
     took = f" in {result.seconds:.1f} s" if timing else ""
     names = ", ".join(f.name for f in result.forms)

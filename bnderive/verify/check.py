@@ -45,6 +45,30 @@ class CheckResult:
     def lines(self) -> list[LineResult]:
         return line_results(self.verdicts)
 
+    def left_out(self) -> dict[str, list[Any]]:
+        """Per document (a form read from LaTeX), its lines that were not read or not checked."""
+        return {
+            f.name: [line for line in f.lines if line.status in ("not read", "not checked")]
+            for f in self.forms
+            if hasattr(f, "lines")
+        }
+
+    def final_status(self, strict: bool = False) -> Status:
+        """The overall status; with ``strict`` (--strict), a line of a document that was not
+        read or not checked turns "holds" into "undecided": it was not shown to hold."""
+        status = self.status
+        if strict and status is Status.HOLDS and any(self.left_out().values()):
+            return Status.UNDECIDED
+        return status
+
+    def final_exit_code(self, strict: bool = False) -> int:
+        """``exit_code``; with ``strict``, 3 where everything checked holds but a line of a
+        document was not read or not checked."""
+        code = self.exit_code
+        if strict and code == 0 and any(self.left_out().values()):
+            return 3
+        return code
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "status": self.status.value,

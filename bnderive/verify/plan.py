@@ -35,6 +35,14 @@ from bnderive.verify.verdict import Verdict
 METHODS = ("general", "exact", "random")
 
 
+def chosen_methods(method: str = "all", all_n: bool = False) -> list[str]:
+    """The methods ``check --method`` (one of METHODS, or all) and ``--all-n`` (the proof for
+    every M alone) ask for, in the order of METHODS."""
+    if all_n:
+        return ["general"]
+    return list(METHODS) if method == "all" else [method]
+
+
 @dataclass(frozen=True)
 class Unit:
     form: Form
