@@ -45,3 +45,22 @@ def test_ci_runs_the_readme_test_command():
     if not CI.exists():
         pytest.skip(".ci/run not present")
     assert "python -m pytest -q" in CI.read_text(encoding="utf-8")
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_within_the_readme_reaches_a_heading():
+    anchors = {_slug(h) for h in re.findall(r"^#+ (.*)$", README, re.M)}
+    links = re.findall(r"\]\(#([^)]+)\)", README)
+    assert len(links) > 20  # the contents, at least
+    assert [link for link in links if link not in anchors] == []
+
+
+def test_the_contents_list_every_section_and_command():
+    contents = README.split("## Contents", 1)[1].split("\n## ", 1)[0]
+    for heading in re.findall(r"^#{2,3} (.*)$", README, re.M):  # sections and commands
+        if heading != "Contents":
+            assert f"(#{_slug(heading)})" in contents, heading
