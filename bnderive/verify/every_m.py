@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import sympy as sp
 
@@ -29,7 +30,10 @@ from bnderive.core.derive import Truth, inline
 from bnderive.core.double_backward import SecondOrderTruth
 from bnderive.core.spec import Mode, Spec
 from bnderive.core.sums import SumRewriter
-from bnderive.read.forms import Form
+from bnderive.read.forms import Equation, Form
+
+if TYPE_CHECKING:
+    from bnderive.verify.verdict import Verdict
 
 _K = sp.Symbol("k_", integer=True)  # the canonical summation index of opaque reductions
 _R = sp.Symbol("r", positive=True)  # √(σ²+ε), or √σ² when ε is outside the root
@@ -121,7 +125,11 @@ def definitions_of(form: Form, truth: Truth | SecondOrderTruth) -> dict[str, tup
 def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None):
     """Every checkable line of ``form`` proved (or not) for all M.
 
-    The proof does not depend on the mode; ``mode`` only labels the verdicts (None: both)."""
+    The lines are read in order, each with the ones before it substituted (``inline``): a line
+    that defines a quantity of the truth is proved equal to it (``_prove_line``); an auxiliary
+    quantity is not checked; a document's references and lines checked against them, and its
+    steps, are proved against what they are compared with afterwards.  The proof does not
+    depend on the mode; ``mode`` only labels the verdicts (None: both)."""
     from bnderive.verify.lines import truth_of
     from bnderive.verify.verdict import AUXILIARY, Status, line_verdict, with_steps
 
@@ -132,76 +140,63 @@ def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None
     inlined: dict[int, sp.Expr] = {}  # each line with the lines before it substituted, for steps
     for eq in form.equations:
         defs[eq.store_name] = (eq.elementwise, eq.expr)
-        if eq.kind != "quantity":
-            # a document's reference, name, or line checked against a reference: see below
-            if eq.kind in ("reference", "checked"):
-                try:
-                    inlined[eq.number] = inline(eq.expr, defs)
-                except (ValueError, TypeError):  # pragma: no cover - circular definitions
-                    pass
+        if eq.kind in ("reference", "checked"):  # a document's line against a reference: below
+            try:
+                inlined[eq.number] = inline(eq.expr, defs)
+            except (ValueError, TypeError):  # pragma: no cover - circular definitions
+                pass
+        elif eq.kind != "quantity":  # a name's definition: used by the lines after it
             continue
-        if eq.name not in truth:
+        elif eq.name not in truth:
             out.append(
                 line_verdict(
-                    form,
-                    eq,
-                    Status.UNCHECKED,
-                    "general",
-                    "all M",
-                    detail=AUXILIARY,
-                    mode=mode,
-                )
-            )
-            continue
-        t0 = time.perf_counter()
-        try:
-            inlined[eq.number] = inline(eq.expr, defs)
-            result = prove(truth.inline(eq.name), inlined[eq.number], spec)
-        except (ValueError, TypeError) as exc:
-            out.append(
-                line_verdict(
-                    form,
-                    eq,
-                    Status.UNDECIDED,
-                    "general",
-                    "all M",
-                    detail=f"the rewrite for every M does not apply: {exc}",
-                    seconds=time.perf_counter() - t0,
-                    mode=mode,
-                )
-            )
-            continue
-        seconds = time.perf_counter() - t0
-        if result.zero:
-            out.append(
-                line_verdict(
-                    form,
-                    eq,
-                    Status.HOLDS,
-                    "general",
-                    "all M",
-                    detail="proved for every M (deltas reduced, sums as opaque reductions, "
-                    "radical eliminated, cancel)",
-                    seconds=seconds,
-                    mode=mode,
+                    form, eq, Status.UNCHECKED, "general", "all M", detail=AUXILIARY, mode=mode
                 )
             )
         else:
-            out.append(
-                line_verdict(
-                    form,
-                    eq,
-                    Status.UNDECIDED,
-                    "general",
-                    "all M",
-                    detail="not proved for every M",
-                    residual=str(result.leftover),
-                    seconds=seconds,
-                    mode=mode,
-                )
-            )
+            out.append(_prove_line(form, eq, defs, truth, spec, mode, inlined))
     out += _general_references(form, inlined, spec, mode)
     return with_steps(out, _general_steps(form, inlined, spec, mode))
+
+
+def _prove_line(
+    form: Form,
+    eq: Equation,
+    defs: dict[str, tuple[bool, sp.Expr]],
+    truth: Truth | SecondOrderTruth,
+    spec: Spec,
+    mode: Mode | None,
+    inlined: dict[int, sp.Expr],
+) -> Verdict:
+    """truth(q) − line = 0 for every M, with the line's earlier lines substituted (kept in
+    ``inlined`` for the steps): zero is a proof ("holds"); a leftover is "not proved", with the
+    leftover as the residual, never a refutation (the opaque reductions are taken as
+    independent); a line the rewrite cannot take is undecided, saying why."""
+    from bnderive.verify.verdict import Status, line_verdict
+
+    t0 = time.perf_counter()
+    try:
+        inlined[eq.number] = inline(eq.expr, defs)
+        result = prove(truth.inline(eq.name), inlined[eq.number], spec)
+    except (ValueError, TypeError) as exc:
+        return line_verdict(
+            form, eq, Status.UNDECIDED, "general", "all M",
+            detail=f"the rewrite for every M does not apply: {exc}",
+            seconds=time.perf_counter() - t0, mode=mode,
+        )  # fmt: skip
+    seconds = time.perf_counter() - t0
+    if result.zero:
+        return line_verdict(
+            form, eq, Status.HOLDS, "general", "all M",
+            detail="proved for every M (deltas reduced, sums as opaque reductions, "
+            "radical eliminated, cancel)",
+            seconds=seconds, mode=mode,
+        )  # fmt: skip
+    return line_verdict(
+        form, eq, Status.UNDECIDED, "general", "all M",
+        detail="not proved for every M", residual=str(result.leftover),
+        seconds=seconds, mode=mode,
+    )  # fmt: skip
 
 
 def _general_references(

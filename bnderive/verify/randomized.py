@@ -304,29 +304,15 @@ def random_rational_check(
             if mine.line_error(eq) or eq.name in true.errors:
                 notes[eq.number] = mine.line_error(eq) or true.errors.get(eq.name, "")
                 continue
-            t_entries = entries(true.values[eq.name], eq.elementwise)
-            f_entries = entries(mine.line(eq), eq.elementwise)
-            for position, (t, f) in enumerate(zip(t_entries, f_entries, strict=True)):
-                if t != f:
-                    inputs = describe_point(inst, form.order)
-                    inputs["seed"] = str(seed * 7919 + draws)
-                    cex = Counterexample(
-                        spec, 0, entry_label(eq, spec, 0, position), inputs, fmt(t), fmt(f)
-                    )
-                    results[eq.number] = line_verdict(
-                        form,
-                        eq,
-                        Status.REFUTED,
-                        "random",
-                        scope,
-                        detail=f"differs at a random point (trial {trial})",
-                        counterexample=cex,
-                        trials=trial,
-                        mode=spec.mode,
-                    )
-                    break
-            else:
+            cex = _first_difference(eq, spec, form.order, inst, true, mine, seed * 7919 + draws)
+            if cex is None:
                 agreed[eq.number] += 1
+                continue
+            results[eq.number] = line_verdict(
+                form, eq, Status.REFUTED, "random", scope,
+                detail=f"differs at a random point (trial {trial})",
+                counterexample=cex, trials=trial, mode=spec.mode,
+            )  # fmt: skip
     out = []
     for eq in form.equations:
         verdict = _ladder(
@@ -340,6 +326,23 @@ def random_rational_check(
         if verdict is not None:
             out.append(verdict)
     return out
+
+
+def _first_difference(
+    eq: Equation, spec: Spec, order: int, inst: Instance, true: Outcome, mine: Outcome, draw: int
+) -> Counterexample | None:
+    """The first entry where the line's exact value at the point differs from the truth's, as
+    a counterexample (the point's inputs and its draw), or None where every entry agrees."""
+    t_entries = entries(true.values[eq.name], eq.elementwise)
+    f_entries = entries(mine.line(eq), eq.elementwise)
+    for position, (t, f) in enumerate(zip(t_entries, f_entries, strict=True)):
+        if t != f:
+            inputs = describe_point(inst, order)
+            inputs["seed"] = str(draw)
+            return Counterexample(
+                spec, 0, entry_label(eq, spec, 0, position), inputs, fmt(t), fmt(f)
+            )
+    return None
 
 
 def warm_random_truth(form: Form, spec: Spec, trials: int, seed: int | None = None) -> None:
