@@ -182,26 +182,50 @@ def _kernel(plan: _Plan, mode: Mode, divisor: sp.Expr) -> tuple[Kernel, int]:
 
     Rows (images in SPATIAL, samples in PER_ACTIVATION) are cut into chunks of ``rows`` rows;
     chunks run in parallel and every memory access walks the arrays in their storage order.
-    Pass 1: each chunk accumulates the form's reductions into its own row of ``partial`` (no
-    sharing between threads; the chunking depends on the shape only, so the result does not
-    depend on the number of threads). Then, per channel, the chunks' partial sums are added
-    and the coefficients c1, c2, c3, dγ, dβ computed. Pass 2: dx = c1·dout + c2·(x − μ) + c3,
-    chunk by chunk, last chunk first (pass 1 read it last: it is the likeliest still cached).
+    Pass 1 (``_pass1``): each chunk accumulates the form's reductions into its own row of
+    ``partial`` (no sharing between threads; the chunking depends on the shape only, so the
+    result does not depend on the number of threads). Then, per channel (``_per_channel``), the
+    chunks' partial sums are added and the coefficients c1, c2, c3, dγ, dβ computed. Pass 2
+    (``_pass2``): dx = c1·dout + c2·(x − μ) + c3, chunk by chunk, last chunk first (pass 1 read
+    it last: it is the likeliest still cached).
     """
     if plan.coefficients is None:
         raise EmitVerificationError("the numba target needs dx = c1·dout + c2·(x − μ) + c3")
-    dout_e, xmu_e = sp.symbols("dout_e xmu_e")
-    element = {DOUT: dout_e, XMU: xmu_e}
     sums = list(plan.reductions.items())
     if plan.needs_var:
         sums.append((sp.Symbol("sum_xmu2"), XMU**2))
-    gamma_c, inv_std_c = sp.symbols("gamma_c inv_std_c")
-    scalar = {GAMMA: gamma_c, INV_STD: inv_std_c}
     spatial = mode is Mode.SPATIAL
-    at = ("i", "ch", "k") if spatial else ("i", "ch")
-    loads = (Assign(dout_e, Load("dout", at)), Assign(xmu_e, Load("xmu", at)))
+    shape = ("n", "c", "s") if spatial else ("n", "c")
+    head = (
+        Assign(tuple(sp.symbols(shape)), Raw("dout.shape")),
+        Assign(M_SYM, _N * _S if spatial else _N, "M: elements per channel"),
+        Assign(sp.Symbol("chunks"), Raw("partial.shape[0]")),
+    )
+    params = ("dout", "xmu", "gamma", "inv_std", "rows", "partial", "coef", "dx", "dgamma", "dbeta")
+    layout = "(N, C, H·W) views (SPATIAL)" if spatial else "(N, D) (PER_ACTIVATION)"
+    doc = (
+        "Fused backward, in place: pass 1 reduces, pass 2 writes dx.\n\n"
+        f"dout, xmu, dx: {layout}; rows: rows per chunk; partial: zeros\n"
+        "(chunks, sums, C) of the accumulator dtype (float64, or object for exact rationals);\n"
+        "coef: (3, C) of dout's dtype, for c1, c2, c3."
+    )
+    body = (*head, _pass1(sums, spatial), _per_channel(plan, sums, divisor), _pass2(spatial))
+    return Kernel(FunctionDef("_backward_kernel", params, doc, body), FASTMATH), len(sums)
 
-    # pass 1
+
+#: One element's upstream gradient and centred input, loaded once per element in each pass.
+_DOUT_E, _XMU_E = sp.symbols("dout_e xmu_e")
+
+
+def _loads(spatial: bool) -> tuple[Any, ...]:
+    at = ("i", "ch", "k") if spatial else ("i", "ch")
+    return (Assign(_DOUT_E, Load("dout", at)), Assign(_XMU_E, Load("xmu", at)))
+
+
+def _pass1(sums: list[tuple[sp.Symbol, sp.Expr]], spatial: bool) -> For:
+    """Σ over each chunk's rows of every reduction's summand, into ``partial[q, r, ch]``."""
+    element = {DOUT: _DOUT_E, XMU: _XMU_E}
+    loads = _loads(spatial)
     if spatial:
         # A channel's H·W plane of row i is contiguous: scalar accumulators over it (a vector
         # reduction), added to the chunk's partial sums once per plane.
@@ -221,7 +245,7 @@ def _kernel(plan: _Plan, mode: Mode, divisor: sp.Expr) -> tuple[Kernel, int]:
             for r, (name, value) in enumerate(sums)
         )
         per_row = (For("ch", 0, "c", loads + add),)
-    pass1 = For(
+    return For(
         "q",
         0,
         "chunks",
@@ -230,7 +254,14 @@ def _kernel(plan: _Plan, mode: Mode, divisor: sp.Expr) -> tuple[Kernel, int]:
         comment="pass 1: every chunk of rows reduces into its own partial sums",
     )
 
-    # per channel: the chunks' sums, then the coefficients
+
+def _per_channel(plan: _Plan, sums: list[tuple[sp.Symbol, sp.Expr]], divisor: sp.Expr) -> For:
+    """Per channel: each reduction = Σ over chunks p of partial[p, r, ch] (in chunk order, so
+    the sum does not depend on the threads); σ² = Σ xmu²/divisor where the form uses it; the
+    plan's per-channel temporaries; c1, c2, c3 into ``coef`` and dγ, dβ."""
+    gamma_c, inv_std_c = sp.symbols("gamma_c inv_std_c")
+    scalar = {GAMMA: gamma_c, INV_STD: inv_std_c}
+    assert plan.coefficients is not None
     channel: list[Any] = [
         Assign(name, Load("partial", (0, r, "ch")), "the chunks' partial sums" if r == 0 else "")
         for r, (name, _) in enumerate(sums)
@@ -254,16 +285,20 @@ def _kernel(plan: _Plan, mode: Mode, divisor: sp.Expr) -> tuple[Kernel, int]:
         channel.append(Store("coef", (row, "ch"), value.xreplace(scalar), comment=str(name)))
     channel.append(Store("dgamma", ("ch",), plan.dgamma.xreplace(scalar)))
     channel.append(Store("dbeta", ("ch",), plan.dbeta.xreplace(scalar)))
-    coefficients = For("ch", 0, "c", tuple(channel), comment="per channel: c1, c2, c3, dγ, dβ")
+    return For("ch", 0, "c", tuple(channel), comment="per channel: c1, c2, c3, dγ, dβ")
 
-    # pass 2
+
+def _pass2(spatial: bool) -> For:
+    """dx = c1·dout + c2·xmu + c3 per element, the chunks taken last first."""
+    at = ("i", "ch", "k") if spatial else ("i", "ch")
+    loads = _loads(spatial)
     take = tuple(Assign(name, Load("coef", (row, "ch"))) for row, name in enumerate((C1, C2, C3)))
-    write = Store("dx", at, C1 * dout_e + C2 * xmu_e + C3)
+    write = Store("dx", at, C1 * _DOUT_E + C2 * _XMU_E + C3)
     if spatial:
-        per_row = (For("ch", 0, "c", (*take, For("k", 0, "s", (*loads, write)))),)
+        per_row: tuple[Any, ...] = (For("ch", 0, "c", (*take, For("k", 0, "s", (*loads, write)))),)
     else:
         per_row = (For("ch", 0, "c", (*take, *loads, write)),)
-    pass2 = For(
+    return For(
         "q",
         0,
         "chunks",
@@ -274,22 +309,6 @@ def _kernel(plan: _Plan, mode: Mode, divisor: sp.Expr) -> tuple[Kernel, int]:
         parallel=True,
         comment="pass 2: dx = c1·dout + c2·(x − μ) + c3",
     )
-    shape = ("n", "c", "s") if spatial else ("n", "c")
-    head = (
-        Assign(tuple(sp.symbols(shape)), Raw("dout.shape")),
-        Assign(M_SYM, _N * _S if spatial else _N, "M: elements per channel"),
-        Assign(sp.Symbol("chunks"), Raw("partial.shape[0]")),
-    )
-    params = ("dout", "xmu", "gamma", "inv_std", "rows", "partial", "coef", "dx", "dgamma", "dbeta")
-    layout = "(N, C, H·W) views (SPATIAL)" if spatial else "(N, D) (PER_ACTIVATION)"
-    doc = (
-        "Fused backward, in place: pass 1 reduces, pass 2 writes dx.\n\n"
-        f"dout, xmu, dx: {layout}; rows: rows per chunk; partial: zeros\n"
-        "(chunks, sums, C) of the accumulator dtype (float64, or object for exact rationals);\n"
-        "coef: (3, C) of dout's dtype, for c1, c2, c3."
-    )
-    body = (*head, pass1, coefficients, pass2)
-    return Kernel(FunctionDef("_backward_kernel", params, doc, body), FASTMATH), len(sums)
 
 
 def _view(mode: Mode, name: str) -> Raw:

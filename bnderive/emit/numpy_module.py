@@ -468,9 +468,35 @@ def _supported(form: Form) -> None:
 
 
 def plan_backward(form: Form, mode: Mode) -> _Plan:
-    """The form's dx, dγ, dβ as named reductions, per-channel coefficients and one pass."""
+    """The form's dx, dγ, dβ as named reductions, per-channel coefficients and one pass.
+
+    Four steps: the form's lines with the truth's dγ, dβ where the form leaves them out
+    (``_definitions``); each output inlined and written in the centred variables of the code
+    (``_lower``); dx read as c1·dout + c2·xmu + c3 where it is affine in them, and the common
+    subexpressions shared (``_share``); subexpressions of M alone put back (``_exact_in_m``)."""
     _supported(form)
     spec = form.spec(Spec(mode=mode, n=2, h=2 if mode is Mode.SPATIAL else 1, w=1))
+    definitions, borrowed = _definitions(form, spec)
+    rewriter = _Rewriter(M_SYM - 1 if form.unbiased else M_SYM)
+    dx = _lower(N.reference("dx", N.i), definitions, rewriter, form.name)
+    dgamma = sp.expand(_lower(sp.Symbol("dgamma"), definitions, rewriter, form.name))
+    dbeta = sp.expand(_lower(sp.Symbol("dbeta"), definitions, rewriter, form.name))
+    for value in (dgamma, dbeta):
+        if value.has(DOUT) or value.has(XMU):
+            raise FormError(f"{form.name}: dγ and dβ must be sums, one value per channel")
+    plan = _Plan(borrowed=tuple(borrowed))
+    replacements, reduced = _share(plan, dx, dgamma, dbeta)
+    _exact_in_m(plan, replacements)
+    plan.reductions = rewriter.reductions
+    everything = [e for _, e in replacements] + list(reduced)
+    plan.needs_var = any(e.has(VAR) for e in everything)
+    return plan
+
+
+def _definitions(form: Form, spec: Spec) -> tuple[dict[str, tuple[bool, sp.Expr]], list[str]]:
+    """What each name means for the code: x̂ and y from the graph, the form's lines, and the
+    truth's dγ = Σ g x̂, dβ = Σ g (with the adjoints they refer to) where the form has none;
+    and the names so borrowed."""
     graph = Graph.build(spec)
     truth = derive(graph)
     definitions: dict[str, tuple[bool, sp.Expr]] = {}
@@ -484,44 +510,48 @@ def plan_backward(form: Form, mode: Mode) -> _Plan:
             borrowed.append(name)
     for eq in form.equations:
         definitions[eq.name] = (eq.elementwise, eq.expr)
-    for name in ("dgamma", "dbeta"):
-        if name in borrowed:
-            # The truth's adjoints refer to its own earlier adjoints by name: supply them.
-            for adj in truth.adjoints:
-                definitions.setdefault(adj.name, (adj.elementwise, adj.expr))
+    if borrowed:
+        # The truth's adjoints refer to its own earlier adjoints by name: supply them.
+        for adj in truth.adjoints:
+            definitions.setdefault(adj.name, (adj.elementwise, adj.expr))
+    return definitions, borrowed
 
-    divisor = M_SYM - 1 if form.unbiased else M_SYM
-    rewriter = _Rewriter(divisor)
 
-    def lower(expr: sp.Expr) -> sp.Expr:
-        expr = inline(expr, definitions)
-        # Centring: x_k = μ + xmu_k for every index, the upstream gradient renamed dout.
-        mapping: dict[sp.Basic, sp.Expr] = {}
-        for node in expr.atoms(sp.Indexed):
-            base = str(node.base.label)
-            if base == "x":
-                mapping[node] = MU + _XMU_BASE[node.indices[0]]
-            elif base == "g":
-                mapping[node] = _DOUT_BASE[node.indices[0]]
-            else:
-                raise FormError(f"{form.name}: {node} cannot be emitted (unknown array)")
-        expr = rewriter.rewrite(expr.xreplace(mapping))
-        expr = expr.xreplace({_XMU_BASE[N.i]: XMU, _DOUT_BASE[N.i]: DOUT, N.M: M_SYM})
-        if expr.has(sp.Indexed):
-            raise FormError(f"{form.name}: an element other than i is left in {expr}")
-        # ε = inv_std⁻² − σ²: √(σ²+ε) becomes 1/inv_std (inv_std > 0), (σ²+ε)^(−3/2) inv_std³.
-        expr = expr.xreplace({N.eps: INV_STD**-2 - N.var, N.mu: MU, N.var: VAR})
-        return expr.xreplace({N.gamma: GAMMA, N.beta: BETA})
+def _lower(
+    expr: sp.Expr,
+    definitions: dict[str, tuple[bool, sp.Expr]],
+    rewriter: _Rewriter,
+    name: str,
+) -> sp.Expr:
+    """An output in the code's variables: inlined; centred (x_k = μ + xmu_k for every index,
+    the upstream gradient renamed dout); its sums named reductions (``rewriter``); and the
+    radical eliminated: ε = inv_std⁻² − σ², so √(σ²+ε) is 1/inv_std (inv_std > 0) and
+    (σ²+ε)^(−3/2) is inv_std³."""
+    expr = inline(expr, definitions)
+    mapping: dict[sp.Basic, sp.Expr] = {}
+    for node in expr.atoms(sp.Indexed):
+        base = str(node.base.label)
+        if base == "x":
+            mapping[node] = MU + _XMU_BASE[node.indices[0]]
+        elif base == "g":
+            mapping[node] = _DOUT_BASE[node.indices[0]]
+        else:
+            raise FormError(f"{name}: {node} cannot be emitted (unknown array)")
+    expr = rewriter.rewrite(expr.xreplace(mapping))
+    expr = expr.xreplace({_XMU_BASE[N.i]: XMU, _DOUT_BASE[N.i]: DOUT, N.M: M_SYM})
+    if expr.has(sp.Indexed):
+        raise FormError(f"{name}: an element other than i is left in {expr}")
+    expr = expr.xreplace({N.eps: INV_STD**-2 - N.var, N.mu: MU, N.var: VAR})
+    return expr.xreplace({N.gamma: GAMMA, N.beta: BETA})
 
-    dx = lower(N.reference("dx", N.i))
-    dgamma = sp.expand(lower(sp.Symbol("dgamma")))
-    dbeta = sp.expand(lower(sp.Symbol("dbeta")))
-    plan = _Plan(borrowed=tuple(borrowed))
-    for value in (dgamma, dbeta):
-        if value.has(DOUT) or value.has(XMU):
-            raise FormError(f"{form.name}: dγ and dβ must be sums, one value per channel")
 
-    # dx_i = c1·dout_i + c2·xmu_i + c3: read off by differentiation, checked to be exact.
+def _share(
+    plan: _Plan, dx: sp.Expr, dgamma: sp.Expr, dbeta: sp.Expr
+) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
+    """dx_i = c1·dout_i + c2·xmu_i + c3, the coefficients read off by differentiation and the
+    identity checked exactly (then the pass is one fused line); else dx as it is.  Common
+    subexpressions of the coefficients (or dx) and dγ, dβ become per-channel temporaries
+    (``sp.cse``).  Fills the plan's outputs; returns (temporaries, reduced expressions)."""
     c1, c2 = sp.diff(dx, DOUT), sp.diff(dx, XMU)
     c3 = dx.xreplace({DOUT: 0, XMU: 0})
     affine = not any(c.has(DOUT) or c.has(XMU) for c in (c1, c2)) and (
@@ -539,8 +569,13 @@ def plan_backward(form: Form, mode: Mode) -> _Plan:
         replacements, reduced = sp.cse([dx] + outputs, symbols=sp.numbered_symbols("t"))
         plan.dx = reduced[0]
         plan.dgamma, plan.dbeta = reduced[1:]
-    # A subexpression of M alone (1/M) would be a Python float: put it back, so that the code
-    # divides by the int M (exact on rationals, and float32 stays float32).
+    return replacements, reduced
+
+
+def _exact_in_m(plan: _Plan, replacements: list[tuple[sp.Symbol, sp.Expr]]) -> None:
+    """A subexpression of M alone (1/M) would be a Python float: put it back, so that the code
+    divides by the int M (exact on rationals, and float32 stays float32).  The others are the
+    plan's per-channel temporaries."""
     back: dict[sp.Symbol, sp.Expr] = {}
     kept = []
     for name, value in replacements:
@@ -556,10 +591,6 @@ def plan_backward(form: Form, mode: Mode) -> _Plan:
         plan.dx = plan.dx.xreplace(back) if plan.dx is not None else None
         plan.dgamma, plan.dbeta = plan.dgamma.xreplace(back), plan.dbeta.xreplace(back)
     plan.per_channel = kept
-    plan.reductions = rewriter.reductions
-    everything = [e for _, e in replacements] + list(reduced)
-    plan.needs_var = any(e.has(VAR) for e in everything)
-    return plan
 
 
 # -- the module -------------------------------------------------------------------------------------
