@@ -99,13 +99,32 @@ def derive(
       bnderive derive --norm rms --general
       bnderive derive --composite linear-bn-relu
     """
-    from bnderive.core.printing import derivation_view
-    from bnderive.core.spec import Mode, Norm, Spec, layer_sizes
+    from bnderive.core.spec import Norm
 
     family = Norm.parse(norm)
     g = checked_groups(norm, groups)
     if mode is None:
         mode = "spatial" if family in (Norm.INSTANCE, Norm.GROUP) else "per-activation"
+    _check_sizes(mode, d, h, w)
+    if composite:
+        if family is not Norm.BATCH:
+            raise BnderiveError("--composite linear-bn-relu has BatchNorm in it: leave --norm out.")
+        _derive_composite(n, d if d is not None else (c or 2), eval_mode, as_latex)
+        return
+    if last_axes is not None and family not in (Norm.LAYER, Norm.RMS):
+        raise BnderiveError(
+            "--last-axes belongs to LayerNorm and RMSNorm: add --norm layer or rms."
+        )
+    spec = _spec(mode, n, d if d is not None else c, h, w, eval_mode, unbiased, eps_outside,
+                 family, g, last_axes)  # fmt: skip
+    if general:
+        _derive_general(spec, as_latex)
+    else:
+        _derive_at_sizes(spec, as_latex)
+
+
+def _check_sizes(mode: str, d: int | None, h: int | None, w: int | None) -> None:
+    """Sizes that belong to the other layout, or given twice, are an error."""
     spatial = mode == "spatial"
     if not spatial and (h not in (None, 1) or w not in (None, 1)):
         raise BnderiveError(
@@ -121,17 +140,26 @@ def derive(
             "--d is the number of features of PER_ACTIVATION (N,D) input; SPATIAL input has "
             "channels: use --c."
         )
-    if composite:
-        if family is not Norm.BATCH:
-            raise BnderiveError("--composite linear-bn-relu has BatchNorm in it: leave --norm out.")
-        _derive_composite(n, d if d is not None else (c or 2), eval_mode, as_latex)
-        return
-    if last_axes is not None and family not in (Norm.LAYER, Norm.RMS):
-        raise BnderiveError(
-            "--last-axes belongs to LayerNorm and RMSNorm: add --norm layer or rms."
-        )
-    channels, height, width = layer_sizes(spatial, d if d is not None else c, h, w, family, g)
-    spec = Spec(
+
+
+def _spec(
+    mode: str,
+    n: int,
+    c: int | None,
+    h: int | None,
+    w: int | None,
+    eval_mode: bool,
+    unbiased: bool,
+    eps_outside: bool,
+    family: Any,
+    groups: int,
+    last_axes: int | None,
+) -> Spec:
+    """The layer the options describe, with ``layer_sizes``'s defaults for what is left out."""
+    from bnderive.core.spec import Mode, Spec, layer_sizes
+
+    channels, height, width = layer_sizes(mode == "spatial", c, h, w, family, groups)
+    return Spec(
         Mode.parse(mode),
         n=n,
         c=channels,
@@ -141,13 +169,16 @@ def derive(
         unbiased=unbiased,
         eps_inside=not eps_outside,
         norm=family,
-        groups=g,
+        groups=groups,
         last_axes=last_axes,
     )
-    if general:
-        _derive_general(spec, as_latex)
-        return
+
+
+def _derive_at_sizes(spec: Spec, as_latex: bool) -> None:
+    """Each stage and adjoint in index notation and its value for reduction set 0."""
     from bnderive.core.limits import DERIVE_M
+    from bnderive.core.printing import derivation_view
+    from bnderive.core.spec import Mode, Norm
 
     DERIVE_M.check(spec.m, f"{spec.m:,} ({spec.mode.value} {spec.shape})")
     steps = derivation_view(spec)
@@ -155,18 +186,18 @@ def derive(
         from bnderive import __version__
         from bnderive.core.align import align_latex, derivation_align
 
-        click.echo(
-            align_latex(derivation_align(f"bnderive {__version__}: {spec.describe()}", steps))
-        )
+        title = f"bnderive {__version__}: {spec.describe()}"
+        click.echo(align_latex(derivation_align(title, steps)))
         return
     out = console()
-    out.print(f"[bold]{family.title}, {escape(spec.describe())}[/]")
-    if family is not Norm.BATCH:
+    out.print(f"[bold]{spec.norm.title}, {escape(spec.describe())}[/]")
+    if spec.norm is not Norm.BATCH:
         out.print(f"[dim]{escape(_family_sets(spec))}[/]")
     elif spec.c > 1:
         out.print(
             f"[dim]Channel 0 shown; the other {spec.c - 1} are the same in their own symbols.[/]"
         )
+    spatial = spec.mode is Mode.SPATIAL
     layout = "x₀₁₂₃ is x[n=0, c=1, h=2, w=3]" if spatial else "x₀₁ is x[n=0, d=1]"
     out.print(
         f"[dim]Symbols: {escape(layout)}. In index notation x_k is element k of one reduction set "
@@ -178,20 +209,8 @@ def derive(
 def _derive_composite(n: int, d: int, eval_mode: bool, as_latex: bool) -> None:
     """Linear → BatchNorm → ReLU: the chain, Thorey's Kronecker derivation of ∂L/∂h checked line
     by line for every M, the facts about the bias proved for every M, and an exact instance."""
-    from fractions import Fraction
-
-    import sympy as sp
-
     from bnderive import __version__
-    from bnderive.core import notation as N
-    from bnderive.core.composite import affine_bn_relu_truth, chain
-    from bnderive.core.layer import exact_point
-    from bnderive.core.printing import unicode
-    from bnderive.core.spec import Mode
-    from bnderive.core.spec import Spec as LayerSpec
-    from bnderive.verify.chain import prove_chain
-    from bnderive.verify.composite import bias_cancels, bias_gradient
-    from bnderive.verify.witness import fmt_list
+    from bnderive.core.composite import bias_sum, chain, example_instance
 
     if eval_mode:
         raise BnderiveError(
@@ -199,25 +218,13 @@ def _derive_composite(n: int, d: int, eval_mode: bool, as_latex: bool) -> None:
             "leave --eval out. (In eval mode ∂L/∂b = γ·Σ g/√(running σ²+ε) is not zero.)"
         )
     steps = chain()
-    proof = prove_chain()
-    kronecker, verdicts = proof.form, proof.verdicts
-    cancels = bias_cancels()
-    zero = bias_gradient(training=True)
-    in_eval = bias_gradient(training=False)
-    # An exact instance: N samples, D features, two inputs per sample.
-    point = exact_point(LayerSpec(Mode.PER_ACTIVATION, n=n, c=d), seed=7)
-    d_in = 2
-    x = point["x"][:, :1].repeat(d_in, axis=1) + [[Fraction(k + 1) for k in range(d_in)]] * n
-    w = [[Fraction((3 * p + 2 * q) % 5 - 2) for q in range(d)] for p in range(d_in)]
-    bias = [Fraction(3 - 2 * q) for q in range(d)]  # a bias that is not zero
-    beta = [Fraction(1, 2)] * d  # some outputs of BatchNorm below 0, some above: ReLU matters
-    values = affine_bn_relu_truth(x, w, bias, point["gamma"], beta, point["g"], point["eps"])
+    values = example_instance(n, d)  # before anything is printed: sizes it cannot take are errors
     if as_latex:
-        from bnderive.core.align import align_latex, chain_align
-        from bnderive.core.composite import DH, j
+        import sympy as sp
 
-        rows = [(lhs, rhs) for _, lhs, rhs, _ in steps]
-        rows.append((sp.Sum(DH[N.k, j], (N.k, 1, N.M)), sp.Integer(0)))  # the bias: proved above
+        from bnderive.core.align import align_latex, chain_align
+
+        rows = [(lhs, rhs) for _, lhs, rhs, _ in steps] + [(bias_sum(), sp.Integer(0))]
         title = f"bnderive {__version__}: Linear → BatchNorm → ReLU, every M"
         click.echo(align_latex(chain_align(title, rows)))
         return
@@ -227,36 +234,58 @@ def _derive_composite(n: int, d: int, eval_mode: bool, as_latex: bool) -> None:
         "[dim]Feature j of h = XW + b is one BatchNorm reduction set: k, i run over the N samples "
         "(M = N), p over the inputs.[/]"
     )
-    out.print("\n[bold underline]Forward[/]")
-    for kind, lhs, rhs, meaning in steps:
-        if kind == "forward":
-            out.print(
-                f"[bold cyan]{escape(unicode(lhs))}[/] = {escape(unicode(rhs))}   [dim]# {escape(meaning)}[/]"
-            )
-    out.print("\n[bold underline]Backward[/]")
-    for kind, lhs, rhs, meaning in steps:
-        if kind == "backward":
-            out.print(
-                f"[bold cyan]{escape(unicode(lhs))}[/] = {escape(unicode(rhs))}   [dim]# {escape(meaning)}[/]"
-            )
-    out.print(f"\n[bold underline]∂L/∂hᵢⱼ through BatchNorm: {escape(kronecker.title)}[/]")
-    out.print(f"[dim]{escape(kronecker.sources[0])}[/]")
-    for eq in kronecker.equations:
-        verdict = verdicts[eq.number]
-        text, style = STATUS_STYLE[verdict.status.value]
+    _print_chain(out, steps)
+    _print_bias(out)
+    _print_composite_instance(out, n, d, values)
+
+
+def _print_chain(out: Console, steps: Sequence[Any]) -> None:
+    """The composite's forward and backward, then ∂L/∂h through BatchNorm: Thorey's Kronecker
+    chain, each line with its every-M verdict."""
+    from bnderive.core.printing import unicode
+    from bnderive.verify.chain import prove_chain
+
+    for kind, title in (("forward", "Forward"), ("backward", "Backward")):
+        out.print(f"\n[bold underline]{title}[/]")
+        for each, lhs, rhs, meaning in steps:
+            if each == kind:
+                out.print(
+                    f"[bold cyan]{escape(unicode(lhs))}[/] = {escape(unicode(rhs))}   "
+                    f"[dim]# {escape(meaning)}[/]"
+                )
+    proof = prove_chain()
+    out.print(f"\n[bold underline]∂L/∂hᵢⱼ through BatchNorm: {escape(proof.form.title)}[/]")
+    out.print(f"[dim]{escape(proof.form.sources[0])}[/]")
+    for eq in proof.form.equations:
+        text, style = STATUS_STYLE[proof.verdicts[eq.number].status.value]
         out.print(
             f"[bold]{eq.number}.[/] ∂L/∂hᵢ = {escape(unicode(eq.expr))}   [{style}]{text} for every M[/]"
         )
     out.print("[dim](g is ∂L/∂y: dout where y > 0, from the ReLU above; x stands for h.)[/]")
+
+
+def _print_bias(out: Console) -> None:
+    """The facts about the bias b, proved for every M (``verify.composite``)."""
+    from bnderive.core.printing import unicode
+    from bnderive.verify.composite import bias_cancels, bias_gradient
+
     out.print("\n[bold underline]The bias b[/]")
-    for fact in [*cancels, zero]:
+    for fact in [*bias_cancels(), bias_gradient(training=True)]:
         text, style = STATUS_STYLE["holds" if fact.holds else "undecided"]
         out.print(f"{escape(fact.statement)}   [{style}]{text} for every M[/]")
+    in_eval = bias_gradient(training=False)
     out.print(
         f"[dim]In eval mode μ and σ² are running statistics and the sum is "
         f"{escape(unicode(in_eval.leftover))}: not zero (γ = 1 and g = (1, 0, …, 0) give "
         "1/√(ε + σ²)).[/]"
     )
+
+
+def _print_composite_instance(out: Console, n: int, d: int, values: dict[str, Any]) -> None:
+    """Every gradient at exact inputs (``core.composite.example_instance``, two inputs)."""
+    from bnderive.verify.witness import fmt_list
+
+    d_in = 2
     out.print(
         f"\n[bold underline]At exact inputs: N = {n}, D_in = {d_in}, D = {d} (seeded rationals; "
         "≈ marks an irrational value rounded for display)[/]"

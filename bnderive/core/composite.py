@@ -148,3 +148,25 @@ def affine_bn_relu_truth(
 
 
 __all__ = ["affine_bn_relu_truth"]
+
+
+def example_instance(n: int, d: int, d_in: int = 2) -> dict[str, np.ndarray]:
+    """The gradients of Linear → BatchNorm → ReLU at exact inputs: N = ``n`` samples of
+    ``d_in`` inputs, D = ``d`` features (seeded rationals, ``core.layer.exact_point``).  The
+    bias is not zero and β = ½, so that some outputs of BatchNorm are below 0 and some above:
+    ReLU matters, and ∂L/∂b = 0 is not a bias of 0 showing through."""
+    from fractions import Fraction
+
+    from bnderive.core.layer import exact_point
+
+    point = exact_point(Spec(Mode.PER_ACTIVATION, n=n, c=d), seed=7)
+    x = point["x"][:, :1].repeat(d_in, axis=1) + [[Fraction(k + 1) for k in range(d_in)]] * n
+    w = [[Fraction((3 * p + 2 * q) % 5 - 2) for q in range(d)] for p in range(d_in)]
+    bias = [Fraction(3 - 2 * q) for q in range(d)]
+    beta = [Fraction(1, 2)] * d
+    return affine_bn_relu_truth(x, w, bias, point["gamma"], beta, point["g"], point["eps"])
+
+
+def bias_sum() -> sp.Expr:
+    """Σₖ ∂L/∂hₖⱼ: the sum BatchNorm's backward makes zero in training mode (∂L/∂b = 0)."""
+    return sp.Sum(DH[N.k, j], (N.k, 1, N.M))
