@@ -369,11 +369,12 @@ def _json_payload(
 
 def _mistakes(forms: Sequence[Any], verdicts: Sequence[Verdict]) -> dict[str, list[Any]]:
     """Per document, its independent mistakes (only when something is refuted)."""
-    from bnderive.verify.mistakes import find_mistakes
     from bnderive.verify.verdict import Status
 
     if not any(v.status is Status.REFUTED for v in verdicts):
         return {}
+    from bnderive.verify.mistakes import find_mistakes
+
     return {f.name: find_mistakes(f, verdicts) for f in forms if hasattr(f, "lines")}
 
 

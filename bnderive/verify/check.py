@@ -126,6 +126,8 @@ def _diagnoses(
     forms: Sequence[Form], verdicts: Sequence[Verdict]
 ) -> dict[tuple[str, int, str], list[Any]]:
     """For each refuted line (not a step), the corpus mistakes its value equals."""
+    if not any(v.status is Status.REFUTED for v in verdicts):
+        return {}  # and the corpus, its mutants and their module are not loaded
     from bnderive.verify.diagnose import diagnose_line  # builds the corpus: only when needed
 
     found: dict[tuple[str, int, str], list[Any]] = {}
@@ -147,6 +149,8 @@ def _diagnoses(
 def _residuals(
     forms: Sequence[Form], lines: Sequence[LineResult]
 ) -> dict[tuple[str, int], sp.Expr]:
+    if not any(line.status in (Status.REFUTED, Status.UNDECIDED) for line in lines):
+        return {}
     from bnderive.verify.residual import index_residual
 
     by_name = {f.name: f for f in forms}
