@@ -251,6 +251,10 @@ def test_forms_lists_every_builtin_form():
     assert result.exit_code == 0
     for name in ("staged", "kronecker", "compact", "eval"):
         assert name in result.output
+    # then the shipped LaTeX derivations, each by the name `check` takes
+    documents = result.output.split("LaTeX derivation", 1)[1]
+    for name, file in (("staged-latex", "staged.md"), ("thorey-chain", "thorey.tex")):
+        assert name in documents and file in documents
 
 
 def test_forms_shows_one_form():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -56,7 +57,8 @@ def forms(name: str | None, example: bool) -> None:
 
     The list holds every family's published forms: BatchNorm's (the default of `check`) and
     those of LayerNorm, InstanceNorm, GroupNorm and RMSNorm (`check --norm layer`, ...), whose
-    conventions column names the family.
+    conventions column names the family; then the LaTeX derivations shipped with bnderive
+    (`check staged-latex` checks one by name, line by line).
 
     \b
     Examples:
@@ -67,7 +69,7 @@ def forms(name: str | None, example: bool) -> None:
     from rich.table import Table
 
     from bnderive.core.printing import unicode
-    from bnderive.read.catalogue import find_form
+    from bnderive.read.catalogue import builtin_documents, find_form
     from bnderive.read.derivations import builtin_forms
 
     if example:
@@ -106,6 +108,22 @@ def forms(name: str | None, example: bool) -> None:
             escape("; ".join(s.split(",")[0] for s in form.sources)),
         )
     out.print(table)
+    documents = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    documents.add_column("LaTeX derivation", no_wrap=True)
+    documents.add_column("title")
+    documents.add_column("lines", justify="right")
+    documents.add_column("file")
+    documents.add_column("sources")
+    for doc in builtin_documents():
+        documents.add_row(
+            doc.name,
+            escape(doc.title),
+            str(len(doc.equations)),
+            escape(Path(doc.path).name),
+            escape("; ".join(s.split(",")[0] for s in doc.sources)),
+        )
+    out.print()
+    out.print(documents)
 
 
 @click.command()
