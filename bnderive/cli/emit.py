@@ -3,7 +3,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
@@ -17,6 +17,9 @@ from bnderive.cli.common import (
     user_errors,
 )
 from bnderive.errors import BnderiveError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 # -- emit -----------------------------------------------------------------------------------------
 
@@ -264,14 +267,34 @@ def bench(shapes: tuple[str, ...], dtype: str, repeats: int, torch_threads: int 
 
     Exit codes: 0 timed, 1 a candidate's gradient is wrong (relative error ≥ 1e-2), 2 bad input.
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
     from bnderive.emit import bench as benchmod
 
     sizes = [benchmod.parse_bench_shape(s) for s in shapes] or list(benchmod.DEFAULT_SHAPES)
     _check_bench(sizes, repeats, torch_threads)
+    results = _bench_with_progress(sizes, dtype, repeats, torch_threads)
     out = console()
+    for result in results:
+        out.print(_bench_table(result, dtype))
+        out.print(
+            f"outputs are not preallocated: every candidate allocates dx (and its temporaries) "
+            f"on each call; a fresh {result.mib:.1f} MiB array costs "
+            f"{result.allocator_tax * 1e3:.3f} ms more than a preallocated one (page faults)."
+        )
+        for note in result.notes:
+            out.print(f"[dim]note: {escape(note)}[/]")
+    if not all(r.ok for r in results):
+        click.echo("Error: a candidate's dx or dγ is wrong (relative error ≥ 1e-2).", err=True)
+        sys.exit(EXIT_REFUTED)
+
+
+def _bench_with_progress(
+    sizes: list[tuple[int, ...]], dtype: str, repeats: int, torch_threads: int | None
+) -> list[Any]:
+    """``emit.bench.bench``, with a progress bar per shape on a terminal's stderr."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bnderive.emit import bench as benchmod
+
     err = console(stderr=True)
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -288,50 +311,48 @@ def bench(shapes: tuple[str, ...], dtype: str, repeats: int, torch_threads: int 
             task = progress.add_task(f"timing {shape}", total=repeats)
             return lambda: progress.advance(task)
 
-        results = benchmod.bench(sizes, dtype, repeats, tick_for, torch_threads=torch_threads)
-    for result in results:
-        torch_s = result.seconds(benchmod.TORCH)
-        table = Table(
-            title=f"{result.mode.value} {result.shape} {dtype} ({result.mib:.1f} MiB per array), "
-            f"{result.rounds} rounds, medians",
-            title_justify="left",
-        )
-        table.add_column("candidate")
-        table.add_column("ms", justify="right")
-        table.add_column("× bound", justify="right")
-        table.add_column("× PyTorch", justify="right")
-        table.add_column("dx err", justify="right")
-        table.add_column("dγ err", justify="right")
-        for row in result.rows:
-            table.add_row(
-                escape(row.name),
-                f"{row.seconds * 1e3:.3f}",
-                f"{row.seconds / result.bound:.2f}",
-                f"{row.seconds / torch_s:.2f}" if torch_s else "-",
-                f"{row.dx_error:.1e}",
-                f"{row.dgamma_error:.1e}",
-                style=None if row.ok else "bold red",
-            )
+        return benchmod.bench(sizes, dtype, repeats, tick_for, torch_threads=torch_threads)
+
+
+def _bench_table(result: Any, dtype: str) -> Table:
+    """One shape's candidates: median time, against the 3-pass memory bound and PyTorch, and
+    each one's error in dx and dγ (a wrong one in red)."""
+    from rich.table import Table
+
+    from bnderive.emit import bench as benchmod
+
+    torch_s = result.seconds(benchmod.TORCH)
+    table = Table(
+        title=f"{result.mode.value} {result.shape} {dtype} ({result.mib:.1f} MiB per array), "
+        f"{result.rounds} rounds, medians",
+        title_justify="left",
+    )
+    table.add_column("candidate")
+    table.add_column("ms", justify="right")
+    table.add_column("× bound", justify="right")
+    table.add_column("× PyTorch", justify="right")
+    table.add_column("dx err", justify="right")
+    table.add_column("dγ err", justify="right")
+    for row in result.rows:
         table.add_row(
-            "3-pass bound",
-            f"{result.bound * 1e3:.3f}",
-            "1.00",
-            f"{result.bound / torch_s:.2f}" if torch_s else "-",
-            "",
-            "",
-            style="dim",
+            escape(row.name),
+            f"{row.seconds * 1e3:.3f}",
+            f"{row.seconds / result.bound:.2f}",
+            f"{row.seconds / torch_s:.2f}" if torch_s else "-",
+            f"{row.dx_error:.1e}",
+            f"{row.dgamma_error:.1e}",
+            style=None if row.ok else "bold red",
         )
-        out.print(table)
-        out.print(
-            f"outputs are not preallocated: every candidate allocates dx (and its temporaries) "
-            f"on each call; a fresh {result.mib:.1f} MiB array costs "
-            f"{result.allocator_tax * 1e3:.3f} ms more than a preallocated one (page faults)."
-        )
-        for note in result.notes:
-            out.print(f"[dim]note: {escape(note)}[/]")
-    if not all(r.ok for r in results):
-        click.echo("Error: a candidate's dx or dγ is wrong (relative error ≥ 1e-2).", err=True)
-        sys.exit(EXIT_REFUTED)
+    table.add_row(
+        "3-pass bound",
+        f"{result.bound * 1e3:.3f}",
+        "1.00",
+        f"{result.bound / torch_s:.2f}" if torch_s else "-",
+        "",
+        "",
+        style="dim",
+    )
+    return table
 
 
 def _check_bench(sizes: list[tuple[int, ...]], repeats: int, torch_threads: int | None) -> None:
