@@ -14,7 +14,7 @@ import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import reduce
+from functools import lru_cache, reduce
 from typing import Any
 
 import numpy as np
@@ -356,35 +356,22 @@ class _Walker:
         if index in scope:
             raise EvaluationError(f"the summation index {index} is already in use; rename it.")
         value: Any = self.backend.number(sp.Integer(0))
-        general = []
-        if inner_limits:
-            terms: Any = [summand]
-        else:
-            # Expanding exposes δ factors and separates Σ_n a(i)·b(n) into a(i)·Σ_n b(n),
-            # which keeps a sum over n from building an M×M array when i is also free.
-            mixed = any(idx in summand.free_symbols for idx in scope)
-            terms = sp.Add.make_args(_expand_deltas(summand, index, force=mixed))
-        for term in terms:
-            partner = _delta_partner(term, index) if not inner_limits else None
-            if partner is not None:
-                # Σ_k δ_kj f(k) = f(j): the delta picks one element.
-                target, rest = partner
-                value = self.backend.add(value, self.walk(rest.xreplace({index: target}), scope))
-                continue
-            inside, outside = _split_factors(term, index) if not inner_limits else ([term], [])
-            if outside and inside:
-                # Σ_k c·h(k) = c·Σ_k h(k): c is evaluated once, outside the sum.
+        plan = _reduce_plan(summand, index, bool(inner_limits), frozenset(scope))
+        for kind, first, second in plan.terms:
+            if kind == "delta":
+                # Σ_k δ_kj f(k) = f(j): the delta picks one element (``second`` is f(j)).
+                value = self.backend.add(value, self.walk(second, scope))
+            else:
+                # Σ_k c·h(k) = c·Σ_k h(k): c (``first``) is evaluated once, outside the sum.
                 part = self.backend.mul(
-                    self.walk(sp.Mul(*outside), scope),
-                    self._reduce(sp.Mul(*inside), [limits[-1]], scope),
+                    self.walk(first, scope), self._reduce(second, [limits[-1]], scope)
                 )
                 value = self.backend.add(value, part)
-            else:
-                general.append(term)
-        if general:
+        general = plan.general
+        if general is not None:
             inner = dict(scope)
             inner[index] = len(scope)
-            body = self._reduce(sp.Add(*general), inner_limits, inner)
+            body = self._reduce(general, inner_limits, inner)
             count = self.backend.number(sp.Integer(self.env.m))
             add, mul = self.backend.add, self.backend.mul
             if not isinstance(body, np.ndarray):
@@ -396,12 +383,52 @@ class _Walker:
         return value
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How ``_reduce`` takes one Σ over ``index`` apart, decided from the expression alone:
+    ("delta", j, f(j)) terms, ("split", c, h(k)) terms, and the general rest (None if none)."""
+
+    terms: tuple[tuple[str, sp.Expr, sp.Expr], ...]
+    general: sp.Expr | None
+
+
+@lru_cache(maxsize=4096)
+def _reduce_plan(
+    summand: sp.Expr, index: sp.Symbol, nested: bool, scope: frozenset[sp.Symbol]
+) -> _Plan:
+    """The symbolic half of ``_Walker._reduce``, once per summand, index and free indices in
+    scope: the numbers differ from point to point, the expansions and splits do not (they cost
+    more than the arithmetic at check-impl's sizes)."""
+    if nested:
+        terms: Any = [summand]
+    else:
+        # Expanding exposes δ factors and separates Σ_n a(i)·b(n) into a(i)·Σ_n b(n),
+        # which keeps a sum over n from building an M×M array when i is also free.
+        mixed = any(idx in summand.free_symbols for idx in scope)
+        terms = sp.Add.make_args(_expand_deltas(summand, index, force=mixed))
+    planned: list[tuple[str, sp.Expr, sp.Expr]] = []
+    general = []
+    for term in terms:
+        partner = _delta_partner(term, index) if not nested else None
+        if partner is not None:
+            target, rest = partner
+            planned.append(("delta", target, rest.xreplace({index: target})))
+            continue
+        inside, outside = _split_factors(term, index) if not nested else ([term], [])
+        if outside and inside:
+            planned.append(("split", sp.Mul(*outside), sp.Mul(*inside)))
+        else:
+            general.append(term)
+    return _Plan(tuple(planned), sp.Add(*general) if general else None)
+
+
 #: Names whose values are fixed for the life of an environment: inputs and forward stages.
 _STABLE = frozenset(
     {"x", "g", "ggI", "xhat", "y", "mu", "var", "ms", "eps", "gamma", "beta", "ggG", "ggB", "M"}
 )
 
 
+@lru_cache(maxsize=4096)
 def _stable(expr: sp.Expr) -> bool:
     return all(
         s.is_integer or s.name in _STABLE for s in expr.atoms(sp.Symbol) if not s.is_Dummy

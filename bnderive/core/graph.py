@@ -24,6 +24,7 @@ and γ, β are elementwise leaves like x.  RMSNorm has no mean: its statistic is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sympy as sp
 
@@ -70,10 +71,18 @@ class Stage:
 
     def at(self, index: sp.Symbol) -> sp.Expr:
         """The stage's value in index notation: element ``index``, or the whole reduction."""
-        if self.elementwise:
-            return to_index_notation(self.definition, index)
-        summand = to_index_notation(self.definition, N.k)
-        return self.scale * N.reduce_sum(summand, N.k)
+        return _stage_at(self, index)
+
+
+@lru_cache(maxsize=512)
+def _stage_at(stage: Stage, index: sp.Symbol) -> sp.Expr:
+    """``Stage.at``, built once per stage and index: every point's forward pass evaluates the
+    same few expressions, and building their index notation (``xreplace`` into ``Indexed``)
+    cost more than evaluating them (check-impl's diagnosis evaluates thousands of points)."""
+    if stage.elementwise:
+        return to_index_notation(stage.definition, index)
+    summand = to_index_notation(stage.definition, N.k)
+    return stage.scale * N.reduce_sum(summand, N.k)
 
 
 def to_index_notation(expr: sp.Expr, index: sp.Symbol) -> sp.Expr:

@@ -19,6 +19,7 @@ and no σ², and its statistic is the mean square ``ms`` = (1/M) Σ_k x_k².
 from __future__ import annotations
 
 import ast
+from typing import Any
 
 import sympy as sp
 
@@ -170,7 +171,36 @@ FUNCTIONS = {"sqrt": 1, "sum": 2, "delta": 2, "KroneckerDelta": 2, "Rational": 2
 _EXAMPLE = "e.g. 'gamma/sqrt(var+eps)*(g[i] - sum(g[k], k)/M)'"
 
 
+#: Expressions read before, by text and what the names meant: the corpus reads the same lines
+#: in many variants of a form (479 readings, 179 different).  Only successes are kept (an error
+#: names its ``where``), and a key holds everything the result depends on.
+_PARSED: dict[tuple[Any, ...], sp.Expr] = {}
+
+
 def parse(
+    text: str,
+    where: str = "expression",
+    extra: dict[str, sp.Basic] | None = None,
+    *,
+    per_element_affine: bool = False,
+    centred: bool = True,
+) -> sp.Expr:
+    """``read_expression``, remembered (SymPy expressions are immutable): the same text with
+    the same names and conventions gives the same expression."""
+    text = str(text)
+    key = (text, tuple((extra or {}).items()), per_element_affine, centred)
+    found = _PARSED.get(key)
+    if found is None:
+        found = read_expression(
+            text, where, extra, per_element_affine=per_element_affine, centred=centred
+        )
+        if len(_PARSED) >= 4096:
+            _PARSED.clear()
+        _PARSED[key] = found
+    return found
+
+
+def read_expression(
     text: str,
     where: str = "expression",
     extra: dict[str, sp.Basic] | None = None,

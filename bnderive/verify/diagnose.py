@@ -27,7 +27,7 @@ import numpy as np
 
 from bnderive.core.derive import derive
 from bnderive.core.double_backward import second_order_truth
-from bnderive.core.evaluate import FLOAT, RATIONAL, Backend
+from bnderive.core.evaluate import FLOAT, RATIONAL, Backend, Env
 from bnderive.core.points import point_env, random_point
 from bnderive.core.spec import Mode, Norm, Spec
 from bnderive.read.corpus import Mistake, corpus
@@ -126,9 +126,49 @@ def same(a: Value, b: Value) -> tuple[bool, bool]:
     return bool(np.max(np.abs(fa - fb)) <= tol * scale), False
 
 
+def _frozen(value: Any) -> Any:
+    """A point's value as a hashable key (lists and arrays become tuples)."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+#: The forward pass at a point (the Env after μ, σ², x̂, y) and each definition list's outcome
+#: there.  Every candidate mistake of a diagnosis is evaluated at the same few points, and
+#: check-impl's cases are the same for every file, so most evaluations are repeats.  Cleared
+#: when full; a key holds the definitions themselves (SymPy expressions compare by value), the
+#: spec, the backend and every input of the point, so a hit is the same computation.
+_FORWARDS: dict[Any, Env] = {}
+_OUTCOMES: dict[Any, Outcome] = {}
+CACHE_LIMIT = 20_000
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    if len(cache) >= CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _forward_env(spec: Spec, point: dict[str, Any], backend: Backend, key: Any) -> Env:
+    """A fresh environment holding the forward pass at ``point``: its own dicts and a copy of
+    the forward's memo, so that nothing one run of definitions stores reaches another."""
+    base = _FORWARDS.get(key)
+    if base is None:
+        base = _remember(_FORWARDS, key, point_env(spec, 0, point, backend).env)
+    return Env(base.m, base.backend, dict(base.arrays), dict(base.scalars), dict(base.memo))
+
+
 def _outcome(definitions: list, spec: Spec, point: dict[str, Any], backend: Backend) -> Outcome:
     point = _with_statistics(point, spec) if not spec.training else point
-    return run_lines(definitions, point_env(spec, 0, point, backend).env)
+    where = (spec, backend.name, tuple(sorted((k, _frozen(v)) for k, v in point.items())))
+    key = (tuple(definitions), where)
+    found = _OUTCOMES.get(key)
+    if found is None:
+        found = _remember(
+            _OUTCOMES, key, run_lines(definitions, _forward_env(spec, point, backend, where))
+        )
+    return found
 
 
 def value_of(
