@@ -139,7 +139,7 @@ def check_impl(
     (nothing refuted), 3 undecided.
     """
     from bnderive.core.spec import Mode
-    from bnderive.usercode.sandbox import check_limits, interrupts
+    from bnderive.usercode.sandbox import check_limits, interrupts, warm
 
     seconds, mib = check_limits(_number(timeout, "--timeout"), _number(memory_mb, "--memory"))
     if eval_mode and train_mode:
@@ -162,7 +162,8 @@ def check_impl(
     from pathlib import Path
 
     folder = len(files) > 1 or Path(files[0]).is_dir() or csv_path is not None
-    with interrupts():
+    # the child that runs the (first) file starts now, while bnderive imports SymPy
+    with interrupts(), warm(seconds, mib, keep=folder):
         if folder:
             _folder(files, jobs, csv_path, as_json, options)
         from bnderive.usercode.check_impl import check_impl as run_check

@@ -176,6 +176,7 @@ def work(request_fd: int, answer_fd: int, limits: dict) -> None:
     here = os.path.dirname(os.path.realpath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != here]
     server = Server()
+    server.prepare()
     while True:
         head = receive(request_fd, 10, read)
         if head is None or not head.isdigit() or int(head) > REQUEST_LIMIT:
@@ -205,22 +206,41 @@ class Server:
         self.saved: list[str] = []
 
     # -- loading --
+    def prepare(self) -> None:
+        """Import NumPy and the exact number type before the first request, so that a child
+        started ahead of time (``sandbox.prestart``) has done it while it waited.  Nothing of
+        the user's has run yet; a failure here (too little --memory) is left for ``load`` to
+        meet again and report."""
+        try:
+            self.modules()
+        except BaseException:  # noqa: BLE001 - reported by load, in the answer
+            pass
+
+    def modules(self) -> tuple:
+        """NumPy and ``exact_number`` (loaded by its path, once)."""
+        import importlib.util
+
+        if self.exact_number is None:
+            here = os.path.dirname(os.path.realpath(__file__))
+            spec = importlib.util.spec_from_file_location(
+                "bnderive_exact_number", os.path.join(here, "exact_number.py")
+            )
+            exact_number = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            sys.modules[spec.name] = exact_number  # type: ignore[union-attr]
+            spec.loader.exec_module(exact_number)  # type: ignore[union-attr]
+            self.exact_number = exact_number
+        import numpy as np
+
+        self.np = np
+        return np, self.exact_number
+
     def load(self, path: str, stubs: list[str], provide: list[str]) -> None:
         """Import the user's file: ``stubs`` are modules it imports that are not to be found
         (stand-ins whose functions raise when called), ``provide`` names bound to numpy before
         the file runs (a snippet from a post that uses np without importing it)."""
         import importlib.util
 
-        here = os.path.dirname(os.path.realpath(__file__))
-        spec = importlib.util.spec_from_file_location(
-            "bnderive_exact_number", os.path.join(here, "exact_number.py")
-        )
-        exact_number = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[spec.name] = exact_number  # type: ignore[union-attr]
-        spec.loader.exec_module(exact_number)  # type: ignore[union-attr]
-        import numpy as np
-
-        self.np, self.exact_number = np, exact_number
+        np, _exact = self.modules()
         self.path = path
         sys.path.insert(0, os.path.dirname(path))
         user = importlib.util.spec_from_file_location("bnderive_user_impl", path)

@@ -406,6 +406,61 @@ class Run:
     quantity_failures: dict[tuple[str, str], UserFailure] = field(default_factory=dict)
 
 
+@dataclass
+class _Point:
+    """One run of one case in one arithmetic: what was sent, and the Run being filled."""
+
+    run: Run
+    calls: Calls
+    kind: str  # "float" or "exact"
+    shape: tuple[int, ...]  # of x as the code takes it ((N, H, W, C) for channel-last code)
+    channels: tuple[int, ...]  # of γ, β, dγ, dβ and the running statistics
+    training: bool
+    has_running: bool
+    momentum: str | None
+    nhwc: bool
+
+    def take(self, who: str, name: str, raw: Raw, want: tuple[int, ...]) -> None:
+        """A value read back, checked (``to_array``) and stored under ``who``/``name``."""
+        if who in self.calls.backward and name != "dx":
+            # a wrong dγ or dβ (a (D, D) dγ) is its own failure row: dx is still checked
+            try:
+                values, dtype, reason = to_array(who, name, raw, want, self.kind)
+            except UserFailure as exc:
+                self.run.quantity_failures[(who, name)] = exc
+                return
+        else:
+            values, dtype, reason = to_array(who, name, raw, want, self.kind)
+        if self.nhwc and name in ("out", "dx") and values.size:
+            values = values.transpose(0, 3, 1, 2)
+        self.run.values.setdefault(who, {})[name] = values
+        self.run.dtypes[f"{who}/{name}"] = dtype
+        if reason:
+            self.run.reasons.append(f"{who}: {reason}")
+
+    def fail(self, name: str, exc: UserFailure) -> None:
+        """A backward that failed at this case: its own failure, unless the child cannot go on
+        (its output flooded, it exited, it ran out of memory)."""
+        if exc.kind in ("output", "exit", "memory"):
+            raise exc
+        self.run.failures[name] = exc
+        self.run.values.pop(name, None)
+
+
+def _forward_result(forward: str, returned: Raw) -> tuple[Raw, Raw, bool]:
+    """(out, cache, whether the forward returned a tuple) from what the forward returned:
+    (out, cache, …), or out alone (cache None)."""
+    if returned.t == "none":
+        raise UserFailure("arity", f"{forward} must return (out, cache), or out; it returned None")
+    tupled = returned.t in ("tuple", "list") and (returned.length or 0) >= 2
+    if tupled and returned.items is not None:
+        return returned.items[0], returned.items[1], tupled
+    if returned.t in ("tuple", "list"):
+        out, cache = unpack(forward, returned, ("out", "cache"))
+        return out, cache, tupled
+    return returned, Raw("none"), tupled
+
+
 class Caller:
     """Runs one case through the child: the parent's program for the resolved API."""
 
@@ -426,12 +481,30 @@ class Caller:
         return answer.values
 
     def run(self, case: Any, kind: str, momentum: str | None) -> Run:
-        """Call the API on one case in ``kind`` arithmetic ("float" or "exact")."""
+        """Call the API on one case in ``kind`` arithmetic ("float" or "exact"): the inputs
+        are sent, then the calls of the file's API, and every value read back is checked."""
         self.conversions: dict[str, tuple[str, str]] = {}
-        run = Run()
+        point = self._send_inputs(case, kind, momentum)
+        calls = self.calls
+        if calls.api == "class":
+            assert calls.layer is not None
+            self._layer(
+                calls.layer, point.run, point.take, point.training, momentum,
+                point.has_running, point.shape, case.spec.c, kind,
+            )  # fmt: skip
+        elif calls.api == "cs231n":
+            self._cs231n(point)
+        else:
+            self._functional(point)
+        point.run.conversions = dict(self.conversions)
+        return point.run
+
+    # -- the steps of one run --
+    def _send_inputs(self, case: Any, kind: str, momentum: str | None) -> _Point:
+        """Send x, dout, γ, β, ε (and the running statistics and momentum) to the child as
+        ``kind`` numbers; channel-last code gets x and dout as (N, H, W, C)."""
         spec = case.spec
-        shape, channels = tuple(spec.shape), (spec.c,)
-        training = spec.training
+        shape = tuple(spec.shape)
         nhwc = self.calls.layout == "nhwc" and len(shape) == 4
         x, dout = case.x, case.g
         if nhwc:  # channel-last code: given (N, H, W, C), read back and turned to (N, C, H, W)
@@ -455,180 +528,163 @@ class Caller:
         if momentum is not None:
             inputs.append(_scalar_step("momentum", Fraction(momentum), kind))
         self.request(inputs, [])
+        return _Point(
+            Run(), self.calls, kind, shape, (spec.c,), spec.training, has_running, momentum, nhwc
+        )
+
+    def _cs231n(self, point: _Point) -> None:
+        """A forward/backward pair: for each backward, the forward (which makes its cache),
+        then the backward on that cache; the forward's out and running statistics are read at
+        the first."""
         calls = self.calls
-
-        def take(who: str, name: str, raw: Raw, want: tuple[int, ...]) -> None:
-            if who in calls.backward and name != "dx":
-                # a wrong dγ or dβ (a (D, D) dγ) is its own failure row: dx is still checked
-                try:
-                    values, dtype, reason = to_array(who, name, raw, want, kind)
-                except UserFailure as exc:
-                    run.quantity_failures[(who, name)] = exc
-                    return
-            else:
-                values, dtype, reason = to_array(who, name, raw, want, kind)
-            if nhwc and name in ("out", "dx") and values.size:
-                values = values.transpose(0, 3, 1, 2)
-            run.values.setdefault(who, {})[name] = values
-            run.dtypes[f"{who}/{name}"] = dtype
-            if reason:
-                run.reasons.append(f"{who}: {reason}")
-
-        if calls.api == "class":
-            assert calls.layer is not None
-            self._layer(
-                calls.layer, run, take, training, momentum, has_running, shape, spec.c, kind
+        assert calls.forward is not None
+        forward = calls.forward
+        if not point.training and not calls.has_eval:
+            raise ImplementationError(
+                f"{forward} takes eps, not bn_param, so it has no eval (test) mode; leave "
+                "out --eval, or give the forward a bn_param with 'mode' and the running "
+                "statistics"
             )
-        elif calls.api == "cs231n":
-            assert calls.forward is not None
-            forward = calls.forward
-            if not training and not calls.has_eval:
-                raise ImplementationError(
-                    f"{forward} takes eps, not bn_param, so it has no eval (test) mode; leave "
-                    "out --eval, or give the forward a bn_param with 'mode' and the running "
-                    "statistics"
-                )
-            keys = calls.param_keys or {r: n[0] for r, n in PARAM_KEYS.items()}
-            for number, name in enumerate(calls.backward):
-                steps: list[dict[str, Any]] = []
-                args: list[dict[str, Any]] = []
-                labels = ["forward"]
-                shown: list[str] = []
-                for role in calls.forward_args:
-                    if role == "default":
-                        break  # the rest keep their defaults
-                    if role in ("x", "gamma", "beta"):
-                        args.append(_copy(role))
-                    elif role == "eps":
-                        args.append(_var("eps"))
-                    elif role == "param":
-                        param: dict[str, Any] = {
-                            "mode": {"lit": "train" if training else "test"},
-                            keys["eps"]: _var("eps"),
-                        }
-                        if momentum is not None:
-                            param[keys["momentum"]] = _var("momentum")
-                        if has_running:
-                            param[keys["running_mean"]] = _copy("running_mean")
-                            param[keys["running_var"]] = _copy("running_var")
-                        steps.append({"op": "let", "name": "param", "value": {"dict": param}})
-                        args.append(_var("param"))
-                        labels.append("param")
-                        role = "bn_param"
-                    elif role == "mode":
-                        args.append({"lit": "train" if training else "test"})
-                    elif role == "flag":
-                        args.append({"lit": training})
-                    shown.append(role)
-                who = f"{forward}({', '.join(shown)})"
-                steps.append({"op": "call", "fn": {"global": forward}, "args": args,
-                              "to": "forward", "what": who})  # fmt: skip
-                steps.append({"op": "send", "label": "forward", "value": _var("forward"),
-                              "what": who})  # fmt: skip
-                if "param" in labels:
-                    steps.append({"op": "send", "label": "param", "value": _var("param"),
-                                  "what": who})  # fmt: skip
-                values = self.request(steps, labels)
-                returned = values["forward"]
-                if returned.t == "none":
-                    raise UserFailure(
-                        "arity", f"{forward} must return (out, cache), or out; it returned None"
+        keys = calls.param_keys or {r: n[0] for r, n in PARAM_KEYS.items()}
+        for number, name in enumerate(calls.backward):
+            values = self._call_forward(point, keys)
+            out, cache, tupled = _forward_result(forward, values["forward"])
+            if number == 0:
+                point.take(forward, "out", out, point.shape)
+                if point.has_running and "param" in values:
+                    run = point.run
+                    run.running, reasons, run.running_dtypes = take_running(
+                        forward, values["param"], point.channels, point.kind, keys
                     )
-                tupled = returned.t in ("tuple", "list") and (returned.length or 0) >= 2
-                if tupled and returned.items is not None:
-                    out, cache = returned.items[0], returned.items[1]
-                elif returned.t in ("tuple", "list"):
-                    out, cache = unpack(forward, returned, ("out", "cache"))
-                else:
-                    out, cache = returned, Raw("none")
-                if number == 0:
-                    take(forward, "out", out, shape)
-                    if has_running and "param" in values:
-                        run.running, reasons, run.running_dtypes = take_running(
-                            forward, values["param"], channels, kind, keys
-                        )
-                        run.running_reasons += reasons
-                if not training and cache.t == "none":
-                    # CS231n's backward is written for training mode; a test-mode forward that
-                    # returns no cache says so, and its backward is not called.
-                    run.skipped = True
-                    break
-                binding = calls.backward_args.get(name, ("cache",))
-                cache_ref: dict[str, Any] = (
-                    {"item": [_var("forward"), 1]} if tupled else {"lit": None}
-                )
-                if cache.t in ("tuple", "list") and cache.length:
-                    self.cache_length = cache.length
-                    if self.swap is not None and max(self.swap) < cache.length:
-                        order = list(range(cache.length))
-                        i, j = self.swap
-                        order[i], order[j] = order[j], order[i]
-                        cache_ref = {"tuple": [{"item": [cache_ref, k]} for k in order]}
-                bargs: list[dict[str, Any]] = [_copy("dout")]
-                call: dict[str, Any] = {"op": "call", "fn": {"global": name}, "to": "backward"}
-                for role in binding:
-                    if role == "default":
-                        break
-                    if role == "cache":
-                        bargs.append(cache_ref)
-                    elif role == "**cache":
-                        call["kwargs_from"] = cache_ref
-                    elif role.startswith("cache#"):
-                        bargs.append({"item": [cache_ref, int(role[6:])]})
-                    elif role in ("x", "gamma", "beta"):
-                        bargs.append(_copy(role))
-                    elif role == "eps":
-                        bargs.append(_var("eps"))
-                who = f"{name}(dout, {', '.join(binding)})"
-                call.update(args=bargs, what=who)
-                try:
-                    values = self.request(
-                        [call, {"op": "send", "label": "backward", "value": _var("backward"),
-                                "what": who}],
-                        ["backward"],
-                    )  # fmt: skip
-                    got = values["backward"]
-                    if got.t in ("array", "big"):
-                        take(name, "dx", got, shape)  # a backward that returns dx alone
-                    else:
-                        dx, dgamma, dbeta = unpack(name, got, ("dx", "dgamma", "dbeta"))
-                        take(name, "dx", dx, shape)
-                        take(name, "dgamma", dgamma, channels)
-                        take(name, "dbeta", dbeta, channels)
-                except UserFailure as exc:  # this backward only: the others are still checked
-                    if exc.kind in ("output", "exit", "memory"):
-                        raise
-                    run.failures[name] = exc
-                    run.values.pop(name, None)
-        else:
-            name = calls.backward[0]
-            args = [_copy("x"), _copy("gamma"), _copy("beta"), _copy("dout"), _var("eps")]
-            if has_running and not training:
-                args += [_copy("running_mean"), _copy("running_var")]
-            signature = "x, gamma, beta, dout, eps" + (
-                ", running_mean, running_var" if not training else ""
-            )
-            who = f"{name}({signature})"
-            try:
-                values = self.request(
-                    [
-                        {"op": "call", "fn": {"global": name}, "args": args, "to": "result",
-                         "what": who},
-                        {"op": "send", "label": "result", "value": _var("result"), "what": who},
-                    ],
-                    ["result"],
-                )  # fmt: skip
-                dx, dgamma, dbeta = unpack(name, values["result"], ("dx", "dgamma", "dbeta"))
-                take(name, "dx", dx, shape)
-                take(name, "dgamma", dgamma, channels)
-                take(name, "dbeta", dbeta, channels)
-            except UserFailure as exc:
-                if exc.kind in ("output", "exit", "memory"):
-                    raise
-                run.failures[name] = exc
-                run.values.pop(name, None)
-        run.conversions = dict(self.conversions)
-        return run
+                    run.running_reasons += reasons
+            if not point.training and cache.t == "none":
+                # CS231n's backward is written for training mode; a test-mode forward that
+                # returns no cache says so, and its backward is not called.
+                point.run.skipped = True
+                break
+            self._call_backward(point, name, cache, tupled)
+
+    def _call_forward(self, point: _Point, keys: dict[str, str]) -> dict[str, Raw]:
+        """Call the forward with the arguments its signature asks for (bn_param built from
+        the keys it reads); its result and, with bn_param, the dict after the call."""
+        forward = self.calls.forward
+        steps: list[dict[str, Any]] = []
+        args: list[dict[str, Any]] = []
+        labels = ["forward"]
+        shown: list[str] = []
+        for role in self.calls.forward_args:
+            if role == "default":
+                break  # the rest keep their defaults
+            if role in ("x", "gamma", "beta"):
+                args.append(_copy(role))
+            elif role == "eps":
+                args.append(_var("eps"))
+            elif role == "param":
+                param: dict[str, Any] = {
+                    "mode": {"lit": "train" if point.training else "test"},
+                    keys["eps"]: _var("eps"),
+                }
+                if point.momentum is not None:
+                    param[keys["momentum"]] = _var("momentum")
+                if point.has_running:
+                    param[keys["running_mean"]] = _copy("running_mean")
+                    param[keys["running_var"]] = _copy("running_var")
+                steps.append({"op": "let", "name": "param", "value": {"dict": param}})
+                args.append(_var("param"))
+                labels.append("param")
+                role = "bn_param"
+            elif role == "mode":
+                args.append({"lit": "train" if point.training else "test"})
+            elif role == "flag":
+                args.append({"lit": point.training})
+            shown.append(role)
+        who = f"{forward}({', '.join(shown)})"
+        steps.append({"op": "call", "fn": {"global": forward}, "args": args,
+                      "to": "forward", "what": who})  # fmt: skip
+        steps.append({"op": "send", "label": "forward", "value": _var("forward"), "what": who})
+        if "param" in labels:
+            steps.append({"op": "send", "label": "param", "value": _var("param"), "what": who})
+        return self.request(steps, labels)
+
+    def _cache_ref(self, cache: Raw, tupled: bool) -> dict[str, Any]:
+        """How the backward is given the forward's cache: the second value the forward
+        returned (None when it returned out alone), its entries swapped for the diagnosis
+        "cache unpacked in the wrong order" (``swap``)."""
+        ref: dict[str, Any] = {"item": [_var("forward"), 1]} if tupled else {"lit": None}
+        if cache.t in ("tuple", "list") and cache.length:
+            self.cache_length = cache.length
+            if self.swap is not None and max(self.swap) < cache.length:
+                order = list(range(cache.length))
+                i, j = self.swap
+                order[i], order[j] = order[j], order[i]
+                ref = {"tuple": [{"item": [ref, k]} for k in order]}
+        return ref
+
+    def _call_backward(self, point: _Point, name: str, cache: Raw, tupled: bool) -> None:
+        """Call one backward on dout and the cache (whole, unpacked, or as keywords, as its
+        signature takes it); a failure is this backward's only."""
+        binding = self.calls.backward_args.get(name, ("cache",))
+        cache_ref = self._cache_ref(cache, tupled)
+        bargs: list[dict[str, Any]] = [_copy("dout")]
+        call: dict[str, Any] = {"op": "call", "fn": {"global": name}, "to": "backward"}
+        for role in binding:
+            if role == "default":
+                break
+            if role == "cache":
+                bargs.append(cache_ref)
+            elif role == "**cache":
+                call["kwargs_from"] = cache_ref
+            elif role.startswith("cache#"):
+                bargs.append({"item": [cache_ref, int(role[6:])]})
+            elif role in ("x", "gamma", "beta"):
+                bargs.append(_copy(role))
+            elif role == "eps":
+                bargs.append(_var("eps"))
+        who = f"{name}(dout, {', '.join(binding)})"
+        call.update(args=bargs, what=who)
+        try:
+            values = self.request(
+                [call, {"op": "send", "label": "backward", "value": _var("backward"),
+                        "what": who}],
+                ["backward"],
+            )  # fmt: skip
+            got = values["backward"]
+            if got.t in ("array", "big"):
+                point.take(name, "dx", got, point.shape)  # a backward that returns dx alone
+            else:
+                dx, dgamma, dbeta = unpack(name, got, ("dx", "dgamma", "dbeta"))
+                point.take(name, "dx", dx, point.shape)
+                point.take(name, "dgamma", dgamma, point.channels)
+                point.take(name, "dbeta", dbeta, point.channels)
+        except UserFailure as exc:  # this backward only: the others are still checked
+            point.fail(name, exc)
+
+    def _functional(self, point: _Point) -> None:
+        """f(x, gamma, beta, dout, eps) -> (dx, dgamma, dbeta), with the running statistics
+        after eps in eval mode."""
+        name = self.calls.backward[0]
+        args = [_copy("x"), _copy("gamma"), _copy("beta"), _copy("dout"), _var("eps")]
+        if point.has_running and not point.training:
+            args += [_copy("running_mean"), _copy("running_var")]
+        signature = "x, gamma, beta, dout, eps" + (
+            ", running_mean, running_var" if not point.training else ""
+        )
+        who = f"{name}({signature})"
+        try:
+            values = self.request(
+                [
+                    {"op": "call", "fn": {"global": name}, "args": args, "to": "result",
+                     "what": who},
+                    {"op": "send", "label": "result", "value": _var("result"), "what": who},
+                ],
+                ["result"],
+            )  # fmt: skip
+            dx, dgamma, dbeta = unpack(name, values["result"], ("dx", "dgamma", "dbeta"))
+            point.take(name, "dx", dx, point.shape)
+            point.take(name, "dgamma", dgamma, point.channels)
+            point.take(name, "dbeta", dbeta, point.channels)
+        except UserFailure as exc:
+            point.fail(name, exc)
 
     def _layer(
         self,

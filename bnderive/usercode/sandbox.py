@@ -350,6 +350,40 @@ class Sandbox:
         self.close()
 
     def start(self) -> None:
+        """Take the spare child started for these limits (``prestart``), else start one; the
+        time limit counts from now.  While ``warm(keep=True)`` is on, a new spare is started
+        for the next file."""
+        if not self._adopt():
+            self._launch()
+        self.deadline = time.monotonic() + self.timeout
+        if _WARM["keep"]:
+            prestart(self.timeout, self.memory_mb)
+
+    def _adopt(self) -> bool:
+        """Take over the spare child's process, pipes and directory, if it has these limits and
+        is still waiting for its first request (nothing has run in it: it is as new)."""
+        with _LIVE_LOCK:
+            spare = _SPARE.pop() if _SPARE else None
+            fits = (
+                spare is not None
+                and (spare.timeout, spare.memory_mb) == (self.timeout, self.memory_mb)
+                and spare.proc is not None
+                and spare.proc.poll() is None
+                and spare.requests == 0
+            )
+            if fits:
+                assert spare is not None
+                for name in ("workdir", "proc", "token", "request_fd", "answer_fd", "status_fd"):
+                    setattr(self, name, getattr(spare, name))
+                spare.proc, spare.workdir, spare.closed = None, "", True
+                spare.request_fd = spare.answer_fd = spare.status_fd = -1
+                _LIVE.discard(spare)
+                _LIVE.add(self)
+        if spare is not None and not fits:
+            spare.kill()
+        return fits
+
+    def _launch(self) -> None:
         self.workdir = tempfile.mkdtemp(prefix="bnderive-impl-")
         with _LIVE_LOCK:
             _LIVE.add(self)
@@ -376,7 +410,6 @@ class Sandbox:
                 os.close(fd)
         self.request_fd, self.answer_fd, self.status_fd = request_w, answer_r, status_r
         os.set_blocking(self.request_fd, False)
-        self.deadline = time.monotonic() + self.timeout
 
     def close(self) -> None:
         """End the child: close its request pipe (the worker exits), and whatever is still
@@ -557,6 +590,50 @@ class Sandbox:
                 return f.read(SHOWN).decode("utf-8", "replace")
         except OSError:
             return ""
+
+
+# -- a child started ahead of time -------------------------------------------------------------------
+#: The spare: a child started before it is needed, for the next Sandbox with its limits.  It is
+#: a new process like any other (its own session, directory, token and pipes; the worker has
+#: imported NumPy and waits for its first request), used by one file only, and killed like any
+#: other (it is in _LIVE).  Starting it early lets its start-up (Python, NumPy: ~0.3 s) run
+#: while bnderive imports SymPy and builds the cases, or while the previous file is compared.
+_SPARE: list[Sandbox] = []
+_WARM = {"keep": False}
+
+
+def prestart(timeout: float, memory_mb: int) -> None:
+    """Start the spare child now (replacing an older one)."""
+    box = Sandbox(timeout, memory_mb)
+    box._launch()
+    with _LIVE_LOCK:
+        old, _SPARE[:] = list(_SPARE), [box]
+    for spare in old:
+        spare.kill()
+
+
+def discard_spare() -> None:
+    """End the spare child, if one is waiting."""
+    with _LIVE_LOCK:
+        old, _SPARE[:] = list(_SPARE), []
+    for spare in old:
+        spare.kill()  # nothing of a user's ran in it: no need to let it finish
+
+
+@contextlib.contextmanager
+def warm(timeout: float, memory_mb: int, keep: bool = False) -> Iterator[None]:
+    """While the block runs, a child with these limits is started ahead of the Sandbox that
+    will use it; with ``keep`` (a folder of files) each Sandbox that takes it starts the next.
+    The spare left over is ended on the way out.  (A spare is started from the thread that
+    uses the previous one: the kernel's parent-death signal follows the starting thread, and
+    the folder's threads live until every file is done.)"""
+    _WARM["keep"] = keep
+    try:
+        prestart(timeout, memory_mb)
+        yield
+    finally:
+        _WARM["keep"] = False
+        discard_spare()
 
 
 def _signal_name(signum: int) -> str:
