@@ -546,3 +546,12 @@ def test_reader_raises_nothing_but_latex_error(text):
             assert str(exc).strip(), "a LatexError must say what is wrong"
             continue
         assert result is not None
+
+
+def test_a_lowercase_n_as_the_upper_limit_of_a_sum_is_the_size():
+    # \sum_{i=1}^{n} (Sinai 2022 writes \sum^n_r): n is the size M, not an index the line uses
+    read = parse_equation_line(r"\mu = \frac{1}{n}\sum^n_r x_r")
+    assert read.kind == "forward" and read.rhs[0] == sp.Sum(N.x[N.k], (N.k, 1, N.M)) / N.M
+    # an n that is an index elsewhere on the line is an index: not the size
+    with pytest.raises(LatexError, match="index n is used as a value"):
+        parse_equation_line(r"\mu = \frac{1}{n}\sum_{n=1}^{N} x_n")

@@ -525,3 +525,14 @@ def test_several_independent_mistakes_are_each_named(tmp_path):
     )
     assert result.exit_code == 1
     assert "3 independent mistakes, at line 1 (dvar), line 3 (dmu), line 5 (dbeta)" in result.output
+
+
+def test_an_operator_differentiates_the_whole_product_after_it(tmp_path):
+    # ∂/∂x_i (1/m) Σ_k x_k is 1/m: the operator acts on the product that follows, not on its
+    # first factor alone (which made the right line ∂μ/∂x_i = ∂/∂x_i (1/m)Σ x_k read as 0)
+    right = "\\frac{\\partial \\mu}{\\partial x_i} = \\frac{\\partial}{\\partial x_i} \\frac{1}{m}\\sum_{k=1}^{m} x_k"
+    wrong = "\\frac{\\partial \\mu}{\\partial x_i} = \\frac{\\partial}{\\partial x_i} \\frac{2}{m}\\sum_{k=1}^{m} x_k"
+    path = tmp_path / "op.md"
+    path.write_text(f"$$ {right} $$\n\n$$ {wrong} $$\n", encoding="utf-8")
+    got = verdicts(load_document(path))
+    assert [got[line] for line in sorted(got)] == ["holds", "refuted"]

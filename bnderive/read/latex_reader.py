@@ -752,10 +752,12 @@ class _Meaning:
         pieces: list[sp.Expr | _Diff | _Operator] = []
         divide = False
         operator: _Operator | None = None
+        operand = 0  # where the factors the operator acts on begin in ``pieces``
+        operand_text = ""
         for it in items:
             if it.kind == "op":
                 if it.name == "/":
-                    if not pieces or divide:
+                    if not pieces or divide or len(pieces) == operand and operator is not None:
                         raise self.error("'/' needs something on each side", it.pos)
                     divide = True
                 continue
@@ -768,17 +770,10 @@ class _Meaning:
                     )
                 if len(items) == 1:
                     return v  # the operator alone: the product it stands in applies it
-                operator = v
+                operator, operand = v, len(pieces)
                 continue
-            if operator is not None:
-                # \frac{\partial}{\partial x_i}[ … ]: the derivative of the factor that follows
-                v = self.local(
-                    self.plain(v),
-                    _describe(it.node) if it.node else it.name,
-                    operator.wrt,
-                    operator.pos,
-                )
-                operator = None
+            if operator is not None and len(pieces) == operand:
+                operand_text = _describe(it.node) if it.node else it.name
             if divide:
                 last = pieces[-1]
                 if isinstance(last, _Diff) and isinstance(v, _Diff):
@@ -791,10 +786,16 @@ class _Meaning:
         if divide:
             raise self.error("'/' needs something on each side", items[-1].pos)
         if operator is not None:
-            raise self.error(
-                "\\frac{\\partial}{\\partial …} must be followed by what it differentiates",
-                operator.pos,
-            )
+            if len(pieces) == operand:
+                raise self.error(
+                    "\\frac{\\partial}{\\partial …} must be followed by what it differentiates",
+                    operator.pos,
+                )
+            # \frac{\partial}{\partial x_i} f g: the derivative of the whole product that follows
+            # (of f·g, not f alone), as ∂/∂x (f g) reads
+            of = sp.Mul(*[self.plain(p) for p in pieces[operand:]])
+            text = operand_text + (" …" if len(pieces) - operand > 1 else "")
+            pieces = [*pieces[:operand], self.local(of, text, operator.wrt, operator.pos)]
         if len(pieces) == 1:
             return pieces[0]
         return sp.Mul(*[self.plain(p) for p in pieces])
@@ -1853,6 +1854,10 @@ def _uses_index(node: Any, name: str) -> bool:
         )
     if isinstance(node, Bracket):
         return _letters(node.inner, name) or _uses_index(node.inner, name)
+    if isinstance(node, BigSum):  # \sum_{i=1}^{n}: the upper limit is a size, not an index
+        return (node.sub is not None and _uses_index(node.sub, name)) or _uses_index(
+            node.body, name
+        )
     if isinstance(node, Node):
         return any(
             _uses_index(getattr(node, f), name)
