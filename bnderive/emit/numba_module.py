@@ -323,6 +323,32 @@ def build_numba_module(form: Form, mode: Mode, version: str) -> Module:
     kernel, sums = _kernel(plan, mode, divisor)
     numpy_module = build_module(form, mode, version)
     forward = numpy_module.functions[0]
+    cached = _cached_by_kernel(mode, sums)
+    backward_from_x = FunctionDef(
+        "backward",
+        ("dout", "x", "gamma", "eps"),
+        "∂L/∂x, ∂L/∂γ, ∂L/∂β from dout and x: NumPy statistics, then the numba kernel.",
+        (
+            Assign(
+                (sp.Symbol("_"), sp.Symbol("cache")),
+                Raw("forward(x, gamma, 0 * gamma, eps)"),
+                "the statistics, by NumPy",
+            ),
+            Return((Call("backward_cached", (DOUT, sp.Symbol("cache"), GAMMA)),)),
+        ),
+    )
+    header = list(numpy_module.header)
+    first = header[0]
+    assert isinstance(first, UserText)  # bnderive's words around the form's name
+    fused = first.prefix.replace("BatchNorm backward,", "BatchNorm backward (fused numba kernel),")
+    header[0] = dataclasses.replace(first, prefix=fused)
+    return Module(tuple(header), (forward, kernel, cached, backward_from_x), ("numba", "numpy"))
+
+
+def _cached_by_kernel(mode: Mode, sums: int) -> FunctionDef:
+    """backward_cached: the outputs and the kernel's scratch (``partial``: one row of the
+    ``sums`` partial sums per chunk, in float64 or wider; ``coef``: c1, c2, c3) allocated, then
+    one call of the fused kernel on (N, C, H·W) views."""
     acc = "np.result_type(dout.dtype, np.float64)"
     cached_body = (
         Assign((XMU, MU, INV_STD), sp.Symbol("cache"), "from forward"),
@@ -356,7 +382,7 @@ def build_numba_module(form: Form, mode: Mode, version: str) -> Module:
         ),
         Return((DX, DGAMMA, DBETA)),
     )
-    cached = FunctionDef(
+    return FunctionDef(
         "backward_cached",
         ("dout", "cache", "gamma", "rows=None"),
         "The gradients from forward's cache (x − μ, μ, inv_std), by the fused numba kernel.\n\n"
@@ -364,25 +390,6 @@ def build_numba_module(form: Form, mode: Mode, version: str) -> Module:
         f"{CHUNK_ELEMENTS} elements. The result does not depend on the number of threads.",
         cached_body,
     )
-    backward_from_x = FunctionDef(
-        "backward",
-        ("dout", "x", "gamma", "eps"),
-        "∂L/∂x, ∂L/∂γ, ∂L/∂β from dout and x: NumPy statistics, then the numba kernel.",
-        (
-            Assign(
-                (sp.Symbol("_"), sp.Symbol("cache")),
-                Raw("forward(x, gamma, 0 * gamma, eps)"),
-                "the statistics, by NumPy",
-            ),
-            Return((Call("backward_cached", (DOUT, sp.Symbol("cache"), GAMMA)),)),
-        ),
-    )
-    header = list(numpy_module.header)
-    first = header[0]
-    assert isinstance(first, UserText)  # bnderive's words around the form's name
-    fused = first.prefix.replace("BatchNorm backward,", "BatchNorm backward (fused numba kernel),")
-    header[0] = dataclasses.replace(first, prefix=fused)
-    return Module(tuple(header), (forward, kernel, cached, backward_from_x), ("numba", "numpy"))
 
 
 def render_numba(form: Form, mode: Mode, version: str) -> str:

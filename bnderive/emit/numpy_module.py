@@ -646,7 +646,15 @@ def _backward_body(plan: _Plan, own_xmu: bool) -> list[Any]:
 
 
 def build_module(form: Form, mode: Mode, version: str) -> Module:
+    """The module as a tree the printer writes: a header saying what was proven and how it was
+    verified (``_header``), then forward, backward and backward_cached (``_functions``)."""
     plan = plan_backward(form, mode)
+    return Module(tuple(_header(form, mode, version, plan)), _functions(form, plan))
+
+
+def _functions(form: Form, plan: _Plan) -> tuple[FunctionDef, ...]:
+    """forward (out and the cache), backward (from x) and backward_cached (from the cache):
+    the statistics μ, x − μ, σ², 1/√(σ²+ε) computed once, the centred way."""
     divisor = M_SYM - 1 if form.unbiased else M_SYM
     statistics = [
         Assign(M_SYM, Size(X), "M: elements per channel, a Python int"),
@@ -688,6 +696,12 @@ def build_module(form: Form, mode: Mode, version: str) -> Module:
         "The same gradients from forward's cache (x − μ, μ, inv_std); the cache is not modified.",
         tuple(cached + _backward_body(plan, own_xmu=False)),
     )
+    return (forward, backward, backward_cached)
+
+
+def _header(form: Form, mode: Mode, version: str, plan: _Plan) -> list[DocLine]:
+    """The module's docstring: the form (its user strings as ``UserText``, escaped by the
+    printer), its conventions and layout, its lines as proven, and how the module was verified."""
     from bnderive.core import printing as display
 
     where = form.path or form.name
@@ -718,7 +732,7 @@ def build_module(form: Form, mode: Mode, version: str) -> Module:
         "inputs, against the ground truth. dtype is preserved (float32 in, float32 out); pass eps",
         "as a Python float.",
     ]
-    return Module(tuple(header), (forward, backward, backward_cached))
+    return header
 
 
 def render(form: Form, mode: Mode, version: str) -> str:
