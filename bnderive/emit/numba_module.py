@@ -348,7 +348,7 @@ def build_numba_module(form: Form, mode: Mode, version: str) -> Module:
 def _cached_by_kernel(mode: Mode, sums: int) -> FunctionDef:
     """backward_cached: the outputs and the kernel's scratch (``partial``: one row of the
     ``sums`` partial sums per chunk, in float64 or wider; ``coef``: c1, c2, c3) allocated, then
-    one call of the fused kernel on (N, C, H·W) views."""
+    one call of the fused kernel on (N, C, H·W) views (SPATIAL) or (N, D)."""
     acc = "np.result_type(dout.dtype, np.float64)"
     cached_body = (
         Assign((XMU, MU, INV_STD), sp.Symbol("cache"), "from forward"),
