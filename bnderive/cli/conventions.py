@@ -14,6 +14,8 @@ from bnderive.cli.common import console, user_errors
 from bnderive.errors import BnderiveError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from bnderive.core.running import Simulation
 
 
@@ -123,8 +125,8 @@ def _g(value: Any) -> str:
 
 
 def _print(sim: Simulation) -> None:
-    from rich.table import Table
-
+    """What was simulated, where each convention ends (``_final_table``), how far apart they
+    are after each step (``_spread_table``), and the sources."""
     out = console()
     k = sim.steps
     mean, var = sim.population()
@@ -141,6 +143,26 @@ def _print(sim: Simulation) -> None:
         f"[dim]y = γ·(x − μ)/√(σ² + ε) + β with γ = {_g(sim.gamma)}, β = {_g(sim.beta)}, "
         f"ε = {_g(sim.eps)}.[/]"
     )
+    out.print(_final_table(sim))
+    out.print("\n[bold]How far apart[/]: max − min over the five conventions, after each step")
+    out.print(_spread_table(sim))
+    out.print("\n[dim]Sources:[/]")
+    for track in sim.tracks:
+        text = textwrap.fill(
+            f"{track.convention.name}: {track.convention.source}",
+            width=78,
+            initial_indent="  ",
+            subsequent_indent="    ",
+        )
+        out.print(f"[dim]{escape(text)}[/]")
+
+
+def _final_table(sim: Simulation) -> Table:
+    """Each convention's running μ, σ² after the last step and the eval output they give,
+    then μ, σ² of all the data seen."""
+    from rich.table import Table
+
+    mean, var = sim.population()
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for column, justify in (
         ("convention", "left"),
@@ -162,13 +184,18 @@ def _print(sim: Simulation) -> None:
     table.add_row(
         "all data", "μ, σ² of every value seen", _g(mean), _g(var), _g(sim.eval_output(mean, var))
     )
-    out.print(table)
-    out.print("\n[bold]How far apart[/]: max − min over the five conventions, after each step")
+    return table
+
+
+def _spread_table(sim: Simulation) -> Table:
+    """max − min over the conventions of μ, σ² and the eval output, at the checkpoints."""
+    from rich.table import Table
+
     spread = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     spread.add_column("step", justify="right")
     for column in ("μ", "σ²", "eval y"):
         spread.add_column(column, justify="right")
-    for step in _checkpoints(k):
+    for step in _checkpoints(sim.steps):
         means = [t.means[step - 1] for t in sim.tracks]
         variances = [t.variances[step - 1] for t in sim.tracks]
         outputs = [sim.eval_output(m, v) for m, v in zip(means, variances, strict=True)]
@@ -178,16 +205,7 @@ def _print(sim: Simulation) -> None:
             _g(max(variances) - min(variances)),
             _g(max(outputs) - min(outputs)),
         )
-    out.print(spread)
-    out.print("\n[dim]Sources:[/]")
-    for track in sim.tracks:
-        text = textwrap.fill(
-            f"{track.convention.name}: {track.convention.source}",
-            width=78,
-            initial_indent="  ",
-            subsequent_indent="    ",
-        )
-        out.print(f"[dim]{escape(text)}[/]")
+    return spread
 
 
 def _as_dict(sim: Simulation) -> dict[str, Any]:
