@@ -481,3 +481,43 @@ def test_the_memory_limit_message_suggests_the_option(tmp_path):
     result = run(write(tmp_path, text), "--memory", "512")
     assert result.exit_code == 2
     assert "out of memory" in result.output and "--memory" in result.output
+
+
+# -- the child started ahead (sandbox.warm) ------------------------------------------------------------
+RECORDS_ITS_PROCESS = (
+    RIGHT
+    + """
+import os as _os
+
+with open(_os.environ["BND_PIDFILE"], "a") as _f:
+    _f.write(f"{_os.getpid()} {_os.getcwd()}\\n")
+"""
+)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_every_file_gets_a_new_child_even_when_it_was_started_ahead(tmp_path, monkeypatch, count):
+    """The child started ahead of use (while bnderive imports SymPy; in a folder, the next
+    file's) is used by one file only: every file's worker is its own process in its own
+    directory, and afterwards none of them, and no spare, is left."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the children's directories go
+    root = tmp_path / "class"
+    root.mkdir()
+    for k in range(count):
+        write(root, RECORDS_ITS_PROCESS, f"s{k}.py")
+    pidfile = tmp_path / "pids"
+    target = str(root) if count > 1 else str(root / "s0.py")
+    result = CliRunner().invoke(
+        main, ["check-impl", target, "--jobs", "2"], env={**ENV, "BND_PIDFILE": str(pidfile)}
+    )
+    assert result.exit_code == 0, result.output
+    records = [line.split() for line in pidfile.read_text().splitlines()]
+    assert len(records) == count, records  # each file imported once, in its own worker
+    pids = [int(pid) for pid, _ in records]
+    assert len(set(pids)) == count and len({where for _, where in records}) == count
+    assert all_dead(pids)
+    assert list(scratch.iterdir()) == [], "every child's directory, the spare's too, is removed"
