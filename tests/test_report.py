@@ -32,7 +32,7 @@ GOLDEN = ROOT / "tests" / "golden"
 UPDATE = os.environ.get("BNDERIVE_UPDATE_GOLDEN") == "1"
 HAVE_TEX = shutil.which("pdflatex") is not None and shutil.which("pdftotext") is not None
 NO_TEX = "no TeX engine (pdflatex) or pdftotext on PATH: apt-get install texlive-latex-base " \
-    "texlive-latex-recommended texlive-pictures latexmk poppler-utils"  # fmt: skip
+    "texlive-latex-recommended texlive-pictures poppler-utils"  # fmt: skip
 
 
 def test_ci_has_a_tex_engine():
@@ -205,7 +205,7 @@ def test_missing_tex_engine_names_the_apt_get_line(monkeypatch, tmp_path):
     assert result.exit_code == 2
     assert (
         "sudo apt-get install -y --no-install-recommends texlive-latex-base "
-        "texlive-latex-recommended texlive-pictures latexmk" in " ".join(result.output.split())
+        "texlive-latex-recommended texlive-pictures;" in " ".join(result.output.split())
     )
     assert not (tmp_path / "r.pdf").exists()
 
@@ -242,6 +242,41 @@ def test_pdf_of_a_wrong_derivation_and_a_wrong_implementation_reads_back(post_re
     text = pdf_text(latex(impl_report))
     assert "Implementation: examples/layers_nogamma.py" in text
     assert "Known mistake: γ missing (gamma-missing)" in text
+
+
+@pytest.mark.skipif(not HAVE_TEX, reason=NO_TEX)
+def test_pdf_is_byte_identical():
+    from bnderive.report.pdf import compile_pdf
+
+    tex = (GOLDEN / "report_post.tex").read_text("ascii")
+    assert compile_pdf(tex) == compile_pdf(tex)  # no date, no trailer ID
+
+
+# -- emitted code --------------------------------------------------------------------------------------
+def test_code_section_lists_the_verified_modules():
+    import importlib.util
+
+    from bnderive.core.spec import Mode
+    from bnderive.read.catalogue import find_form
+
+    report = build_report(
+        [find_form("compact")], modes=[Mode.PER_ACTIVATION], code=True, truth=False
+    )
+    targets = ["numpy"] + (["numba"] if importlib.util.find_spec("numba") else [])
+    assert [(c.form, c.mode, c.target) for c in report.code] == [
+        ("compact", "per-activation", t) for t in targets
+    ]
+    for section in report.code:
+        assert "def backward(dout, x, gamma, eps):" in section.source
+        assert any(v.startswith("exact rationals") for v in section.verified)
+    md = markdown(report)
+    assert "## Emitted code" in md and "```python\n" in md
+    tex = latex(report)
+    assert "\\section{Emitted code}" in tex
+    if HAVE_TEX:
+        text = pdf_text(tex)
+        assert "def backward(dout, x, gamma, eps):" in text
+        assert "Verified before it was listed" in text
 
 
 # -- hostile strings -----------------------------------------------------------------------------------
@@ -341,6 +376,17 @@ def test_hostile_document_report(tmp_path):
         assert "\\openout5=pwned.tex" in text
         assert "evil_$x$_#%&{}" in text
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_hostile_implementation_file_name(tmp_path):
+    evil = tmp_path / "a_$b$_\\input{x}_%.py"
+    shutil.copy(ROOT / "examples" / "layers_nogamma.py", evil)
+    report = build_report([], [str(evil)], truth=False)
+    tex = latex(report)
+    assert tex.isascii() and "\\input{x}" not in tex
+    assert "\\textbackslash{}input\\{x\\}" in tex
+    if HAVE_TEX:
+        assert "a_$b$_\\input{x}_%.py" in pdf_text(tex)
 
 
 # -- the notebook views ---------------------------------------------------------------------------------

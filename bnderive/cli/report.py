@@ -75,7 +75,7 @@ def report(
     Everything taken from the inputs is escaped, and a derivation's formulas are printed again
     from what was read, never copied: a report cannot run TeX commands from its inputs. The
     same inputs give the same bytes (no timestamps; SOURCE_DATE_EPOCH sets a date). --format
-    pdf runs pdflatex (latexmk when installed) in a temporary directory with shell escape off.
+    pdf runs pdflatex in a temporary directory with shell escape off and a timeout.
 
     Exit codes: 0 all hold, 1 something refuted, 2 bad input (or a function that could not be
     checked, as for check-impl), 3 undecided, 4 bnderive failed.

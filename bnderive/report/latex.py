@@ -8,8 +8,8 @@ accents on Latin letters) or ``[U+XXXX]``, control characters and line breaks be
 no user string can open a group, a math mode or a command: ``\\input``, ``\\write18``,
 ``\\openout`` and ``\\catcode`` arrive as the letters they are.  Mathematics comes only from
 ``mathtex`` (re-rendered from what the reader parsed, allow-listed).  The packages are those of
-texlive-latex-base, -latex-recommended and -pictures (TikZ), and the fonts Computer Modern's Type 1
-(OT1): ``_``, ``"``, ``'``, ``^``, ``~`` are set from the typewriter font, which has them, so that
+texlive-latex-base, -latex-recommended and -pictures (TikZ); every table column has a fixed width
+(one pdflatex run suffices); the fonts are Computer Modern's Type 1 (OT1): ``_``, ``"``, ``'``, ``^``, ``~`` are set from the typewriter font, which has them, so that
 ``pdftotext`` reads back the literal text.
 
 The layout follows the LaTeX of the course handouts bnderive's derivations come from (an article,
@@ -174,6 +174,9 @@ class LatexReport(ReportPrinter):
     def _status(self, status: str) -> str:
         return _STATUS.get(status, self.text(status))
 
+    def _of(self, quantity: str) -> str:
+        return f", {self.text(quantity)}" if quantity else ""
+
     def _display(self, tex: str) -> str:
         return "\\begin{equation*}\n" + tex + "\n\\end{equation*}"
 
@@ -306,7 +309,11 @@ class LatexReport(ReportPrinter):
                 ]
                 for p in truth.proven
             ]
-            lines.append(self._table("lp{7.5cm}rl", ["form", "title", "lines", "verdict"], rows))
+            lines.append(
+                self._table(
+                    "p{2.6cm}p{7.6cm}p{0.9cm}p{3.6cm}", ["form", "title", "lines", "verdict"], rows
+                )
+            )
             sources = [
                 f"{self.text(p.name)}: {self.text(s)}" for p in truth.proven for s in p.sources
             ]
@@ -333,21 +340,25 @@ class LatexReport(ReportPrinter):
                 self.text(e.place),
                 self.text(e.quantity),
                 self._status(e.status),
-                self.text(e.verdict.removeprefix(e.status).strip(" ()")),
+                self.text(e.how),
                 self.text(e.step),
             ]
             for e in form.lines
         ]
         lines.append(
-            self._table("llllp{4cm}", ["line", "quantity", "verdict", "method", "step"], rows)
+            self._table(
+                "p{2.4cm}p{2.0cm}p{2.0cm}p{4.8cm}p{3.4cm}",
+                ["line", "quantity", "verdict", "method", "step"],
+                rows,
+            )
         )
         lines += [self._print(entry) for entry in form.lines]
         return "\n".join(lines)
 
     def _print_LineEntry(self, entry: LineEntry) -> str:
         lines = [
-            f"\\paragraph{{{self.text(entry.place)}, {self.text(entry.quantity)}:}} "
-            f"{self._status(entry.status)} {self.text(entry.verdict.removeprefix(entry.status))}"
+            f"\\paragraph{{{self.text(entry.place)}{self._of(entry.quantity)}:}} "
+            f"{self._status(entry.status)} {self.text(entry.how)}"
         ]
         tex, plain = line_math(entry.sides)
         if tex:
@@ -355,7 +366,7 @@ class LatexReport(ReportPrinter):
         elif plain:
             lines.append(f"as read: {self.text(plain)}")
         elif entry.raw:
-            lines.append(f"as written (not read): \\texttt{{{latex_text(entry.raw, code=True)}}}")
+            lines.append(f"as written (not read): \\texttt{{{self.text(entry.raw)}}}")
         items = [f"{self.text(m)}: {self.text(w)}" for m, w in entry.methods]
         if entry.step:
             items.append(f"step: {self.text(entry.step)}")
@@ -414,7 +425,7 @@ class LatexReport(ReportPrinter):
         ]
         lines.append(
             self._table(
-                "p{3.4cm}p{2cm}p{3.2cm}p{4.2cm}l",
+                "p{3.2cm}p{1.9cm}p{3.0cm}p{4.2cm}p{2.2cm}",
                 ["function", "quantity", "mode", "method", "verdict"],
                 rows,
             )

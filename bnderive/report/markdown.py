@@ -115,7 +115,10 @@ class MarkdownReport(ReportPrinter):
         return f"{ticks}{pad}{one_line}{pad}{ticks}"
 
     def _print_GraphSection(self, graph: GraphSection) -> str:
-        ids = {name: re.sub(r"[^A-Za-z0-9]", "_", name) for name in (*graph.chain, *graph.leaves)}
+        # ids with a prefix: a node named x or o right after a link would make a cross or
+        # circle edge (Mermaid's flowchart syntax), and `end` would close a subgraph
+        ids = {name: "n_" + re.sub(r"[^A-Za-z0-9]", "_", name) for name in graph.chain}
+        ids |= {name: "in_" + re.sub(r"[^A-Za-z0-9]", "_", name) for name in graph.leaves}
         lines = [
             f"## The forward graph: {self.text(graph.mode)}",
             "",
@@ -127,10 +130,9 @@ class MarkdownReport(ReportPrinter):
         for name in graph.chain:
             lines.append(f'  {ids[name]}(["{node_name(name)}"])')
         for name in graph.leaves:
-            lines.append(f'  in_{ids[name]}["{node_name(name)}"]')
+            lines.append(f'  {ids[name]}["{node_name(name)}"]')
         for edge in graph.edges:
-            source = ids[edge.source] if edge.source in graph.chain else f"in_{ids[edge.source]}"
-            lines.append(f"  {source} --> {ids[edge.target]}")
+            lines.append(f"  {ids[edge.source]} --> {ids[edge.target]}")
         for edge in graph.adjoints:
             lines.append(
                 f'  {ids[edge.source]} -. "∂L/∂{node_name(edge.target)}" .-> {ids[edge.target]}'
@@ -201,7 +203,7 @@ class MarkdownReport(ReportPrinter):
 
     def _print_LineEntry(self, entry: LineEntry) -> str:
         head = (
-            f"**{self.text(entry.place)}** {self.text(entry.quantity)}: "
+            f"**{self.text(entry.place)}**{' ' + self.text(entry.quantity) if entry.quantity else ''}: "
             f"{MARKS.get(entry.status, '')} {self.text(entry.verdict)}"
         )
         lines = [head, ""]

@@ -154,6 +154,12 @@ class LineEntry:
     mistakes: tuple[MistakeEntry, ...] = ()
     unexplained: tuple[str, ...] = ()  # why an open line is open
 
+    @property
+    def how(self) -> str:
+        """The verdict's words after its status: 'for every M', 'exact, per-activation M ≤ 6'."""
+        rest = self.verdict.removeprefix(self.status).strip()
+        return rest[1:-1] if rest.startswith("(") and rest.endswith(")") else rest.lstrip(": ")
+
 
 @dataclass(frozen=True)
 class FormSection:

@@ -1,16 +1,19 @@
-"""The LaTeX report compiled to PDF by TeX Live, in a temporary directory, shell escape off.
+"""The LaTeX report compiled to PDF by TeX Live's pdflatex, in a temporary directory, shell escape off.
 
-``latexmk -pdf`` when it is installed (it reruns pdflatex until the references settle), else
-``pdflatex`` twice; always ``-no-shell-escape -halt-on-error -interaction=nonstopmode``, a
-timeout, and the file in a fresh temporary directory, so that the engine writes nowhere else.
-``openout_any=p`` (paranoid: TeX writes only below the current directory) is set in the
-environment as well, and the document never asks for a shell.  A missing engine is bad input
+``pdflatex -no-shell-escape -halt-on-error -interaction=nonstopmode`` with a timeout, in a fresh
+temporary directory, so that the engine writes nowhere else; ``openout_any=p`` and
+``openin_any=p`` (paranoid: TeX reads and writes only below the current directory) are set in the
+environment as well, and the document never asks for a shell.  The report's tables have fixed
+column widths and no cross-references, so one run makes the PDF; a log that asks for a rerun gets
+one (at most three runs).  latexmk would always run twice on a fresh directory (its own rule: the
+.aux file changed), which doubles the time, so it is not used.  A missing engine is bad input
 (exit 2) with the exact ``apt-get install`` line.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -19,16 +22,14 @@ from pathlib import Path
 
 from bnderive.errors import BnderiveError
 
-#: The Debian packages a report needs (``.ci/run`` installs the same).
-TEX_PACKAGES = (
-    "texlive-latex-base",
-    "texlive-latex-recommended",
-    "texlive-pictures",
-    "latexmk",
-)
+#: The Debian packages a report needs (``.ci/run`` installs the same, with poppler-utils for the
+#: tests' pdftotext): LaTeX base and recommended (amsmath, booktabs, longtable, xcolor), TikZ.
+TEX_PACKAGES = ("texlive-latex-base", "texlive-latex-recommended", "texlive-pictures")
 INSTALL = "sudo apt-get install -y --no-install-recommends " + " ".join(TEX_PACKAGES)
-#: Seconds a compilation may take (a report compiles in a few).
+#: Seconds one pdflatex run may take (a report compiles in one or two).
 TIMEOUT = 120
+#: What pdflatex (or a package) writes to its log when a second run would change the output.
+_RERUN = re.compile(r"Rerun (LaTeX|to get)|Label\(s\) may have changed")
 
 
 class TexMissingError(BnderiveError):
@@ -47,16 +48,13 @@ def engine() -> list[str]:
             f"it (Debian/Ubuntu): {INSTALL}; or write the LaTeX with --format tex and compile "
             "it elsewhere."
         )
-    flags = ["-no-shell-escape", "-halt-on-error", "-interaction=nonstopmode"]
-    if shutil.which("latexmk") is not None:
-        return [
-            "latexmk",
-            "-pdf",
-            "-quiet",
-            f"-pdflatex=pdflatex {' '.join(flags)} %O %S",
-            "report.tex",
-        ]
-    return ["pdflatex", *flags, "report.tex"]
+    return [
+        "pdflatex",
+        "-no-shell-escape",
+        "-halt-on-error",
+        "-interaction=nonstopmode",
+        "report.tex",
+    ]
 
 
 def compile_pdf(tex: str, timeout: float = TIMEOUT) -> bytes:
@@ -66,9 +64,8 @@ def compile_pdf(tex: str, timeout: float = TIMEOUT) -> bytes:
     with tempfile.TemporaryDirectory(prefix="bnderive-report-") as tmp:
         work = Path(tmp)
         (work / "report.tex").write_text(tex, encoding="ascii")
-        runs = 1 if command[0] == "latexmk" else 2
-        for _ in range(runs):
-            # its own session: on a timeout latexmk and the pdflatex it started die together
+        for _ in range(3):
+            # its own session: on a timeout the engine and anything it started die together
             child = subprocess.Popen(
                 command,
                 cwd=work,
@@ -95,6 +92,8 @@ def compile_pdf(tex: str, timeout: float = TIMEOUT) -> bytes:
                     f"{first or 'see its log'}. This is a bug in bnderive's LaTeX: please "
                     "report it with the .tex (--format tex)."
                 )
+            if not _RERUN.search((work / "report.log").read_text(errors="replace")):
+                break
         return (work / "report.pdf").read_bytes()
 
 
