@@ -140,6 +140,16 @@ def test_wrong_middle_line_golden(post_report):
     assert "$$\n\\frac{\\partial L}{\\partial \\sigma^{2}} = " in md
 
 
+def test_a_long_counterexample_value_is_shortened():
+    from bnderive.report.model import SHOWN, shorten
+
+    value = "[" + ", ".join(str(k) for k in range(4096)) + "]"
+    short = shorten(value)
+    assert short.startswith(value[:SHOWN]) and len(short) < SHOWN + 60
+    assert f"({len(value)} characters in all" in short
+    assert shorten("[1, 2]") == "[1, 2]"
+
+
 def test_named_mistake_in_an_implementation_golden(impl_report):
     md = markdown(
         with_command(impl_report, "bnderive report examples/layers_nogamma.py --format md")
@@ -185,7 +195,6 @@ def test_source_date_epoch_sets_the_date(tmp_path):
     [
         (["--format", "pdf"], "--format pdf writes a file"),
         (["-o", "x.md", "--format", "tex"], "contradicts"),
-        (["--stability", "staged"], "--stability is not available"),
         (["nonexistent-form"], "nonexistent-form"),
         (["--groups", "2"], "--groups 2 belongs to GroupNorm"),
     ],
@@ -277,6 +286,69 @@ def test_code_section_lists_the_verified_modules():
         text = pdf_text(tex)
         assert "def backward(dout, x, gamma, eps):" in text
         assert "Verified before it was listed" in text
+
+
+# -- the stability study ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class FakeStudy:
+    """The shape of ``bnderive.stability.StabilityStudy`` that the report reads, with made-up
+    numbers: the printers are tested here; the study's own numbers by its tests."""
+
+    dtypes: tuple = ("float32",)
+    candidates: tuple = ("staged", "compact", "one-pass σ²", "two-pass σ²")
+    means: tuple = (0.0, 1.0, 1e3, 1e6)
+    sizes: tuple = (4, 64, 4096)
+    m: int = 256
+    size_mean: float = 1e3
+    spread: float = 1.0
+    notes: tuple = ("inputs x = mean + spread·z <script>", "reference: exact $x$")
+
+    def series(self, sweep, dtype, candidate):
+        points = self.means if sweep == "mean" else self.sizes
+        k = self.candidates.index(candidate)
+        out = []
+        for n, p in enumerate(points):
+            error = (k + 1) * 10.0 ** (n - 8)
+            if candidate == "one-pass σ²" and n == len(points) - 1:
+                error = float("inf")
+            if candidate == "staged" and n == 0:
+                error = 0.0
+            out.append((float(p), error))
+        return out
+
+
+def test_stability_section_tables_and_figure():
+    from bnderive.report.model import stability_section
+
+    section = stability_section(FakeStudy())
+    assert [(t.dtype, t.sweep) for t in section.tables] == [("float32", "mean"), ("float32", "M")]
+    mean = section.tables[0]
+    assert mean.errors[0][0] == 0.0 and mean.errors[-1][2] == float("inf")
+    report = dataclasses.replace(build_report([], [], truth=False), stability=(section,))
+    md = markdown(report)
+    assert "## Stability: the relative error in floating point" in md
+    assert "| 1e+06 | 1.0e-05 | 2.0e-05 | overflow/NaN | 4.0e-05 |" in md
+    assert report.exit_code == 3 and "nothing was checked" in md  # a study is no verdict
+    assert "\\<script\\>" in md and "\\$x\\$" in md
+    tex = latex(report)
+    assert "\\usepackage{pgfplots}" in tex and "\\begin{loglogaxis}" in tex
+    # a log axis cannot show mean 0, error 0 or an overflow: those points are left out
+    assert "(0," not in tex.split("\\begin{loglogaxis}", 1)[1].split("\\end{loglogaxis}")[0]
+    if HAVE_TEX:
+        text = pdf_text(tex)
+        assert "Stability: the relative error in floating point" in text
+        assert "overflow/NaN" in text
+
+
+def test_cli_stability():
+    import importlib.util
+
+    result = run("staged", "--stability", "--mode", "per-activation")
+    if importlib.util.find_spec("bnderive.stability") is None:
+        assert result.exit_code == 2 and "--stability is not available" in result.output
+        return
+    assert result.exit_code == 0, result.output
+    assert "## Stability: the relative error in floating point" in result.stdout
 
 
 # -- hostile strings -----------------------------------------------------------------------------------

@@ -124,11 +124,7 @@ def report(
         forms = [f for f in builtin_forms() if f.order == 1 and f.norm is family]
         if not forms:
             raise BnderiveError(f"No built-in form is installed for {family.title}.")
-    if stability:
-        raise BnderiveError(
-            "--stability is not available in this version of bnderive: the stability study "
-            "has not been built yet. Leave --stability out."
-        )
+    stability_maker = _stability() if stability else None
     families = {f.norm for f in forms}
     if forms and len(families) == 1:
         family = families.pop()
@@ -141,6 +137,7 @@ def report(
         groups=g,
         jobs=jobs or default_jobs(),
         code=code,
+        stability=stability_maker,
         command=_command(inputs, fmt, mode, code, stability, norm, groups),
     )
     text = _render(result, fmt)
@@ -154,6 +151,25 @@ def report(
         err = console(stderr=True)
         err.print(f"wrote {safe(output)}: {safe(result.summary.verdict)}")
     sys.exit(result.exit_code)
+
+
+def _stability() -> Any:
+    """The stability study's section maker (``bnderive.stability``), or exit 2 without it."""
+    import importlib.util
+
+    if importlib.util.find_spec("bnderive.stability") is None:
+        raise BnderiveError(
+            "--stability is not available in this installation of bnderive: the stability "
+            "study (bnderive.stability) is not installed. Leave --stability out."
+        )
+
+    def make() -> Any:
+        from bnderive.report.model import stability_section
+        from bnderive.stability import study
+
+        return stability_section(study())
+
+    return make
 
 
 def _format(fmt: str | None, output: str | None) -> str:

@@ -18,6 +18,7 @@ numbered sections, display equations, booktabs tables).
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -34,8 +35,11 @@ from bnderive.report.model import (
     LineEntry,
     MistakeEntry,
     Report,
+    StabilitySection,
+    StabilityTable,
     Summary,
     TruthSection,
+    error_text,
     row_title,
 )
 from bnderive.report.printers import ReportPrinter
@@ -165,6 +169,10 @@ PREAMBLE = r"""\documentclass[10pt,a4paper]{article}
 """
 
 
+#: Only a report with the stability study loads pgfplots (texlive-pictures), for its figures.
+PGFPLOTS = "\n\\usepackage{pgfplots}\n\\pgfplotsset{compat=1.18}"
+
+
 class LatexReport(ReportPrinter):
     """``doprint(report)``: the whole report as a LaTeX document."""
 
@@ -199,7 +207,7 @@ class LatexReport(ReportPrinter):
         date = self.text(report.summary.date) if report.summary.date else ""
         version = dict(report.summary.versions).get("bnderive", "")
         parts = [
-            PREAMBLE.rstrip(),
+            PREAMBLE.rstrip() + (PGFPLOTS if report.stability else ""),
             f"\\title{{{self.text(report.title)}}}",
             f"\\author{{bnderive {self.text(version)}}}",
             f"\\date{{{date}}}",
@@ -464,6 +472,61 @@ class LatexReport(ReportPrinter):
                 "{\\ttfamily\\scriptsize\\raggedright",
                 listing,
                 "}",
+            ]
+        )
+
+    def _print_StabilitySection(self, section: StabilitySection) -> str:
+        lines = [
+            "\\section{Stability: the relative error in floating point}",
+            "$\\max|\\mathrm{got} - \\mathrm{exact}| / \\max|\\mathrm{exact}|$ of "
+            "$\\partial L/\\partial x$ for each form and emitted kernel (of $\\sigma^2$ for "
+            "the one-pass and two-pass variance), against the exact value at the same rounded "
+            "inputs; 0 is exact, -- not measured (the inputs do not fit the dtype). The figures "
+            "leave out the points a logarithmic axis cannot show (mean 0, error 0, overflow).",
+            self._itemize([self.text(n) for n in section.notes]),
+        ]
+        for table in section.tables:
+            lines.append(f"\\subsection{{{self.text(table.dtype)}: {self.text(table.title)}}}")
+            lines.append(self._figure(table))
+            width = f"{12.5 / max(1, len(table.candidates)):.2f}cm"
+            spec = "p{1.6cm}" + f"p{{{width}}}" * len(table.candidates)
+            header = [self.text(table.axis)] + [self.text(c) for c in table.candidates]
+            rows = [
+                [self.text(f"{point:g}")] + [self.text(error_text(e)) for e in errors]
+                for point, errors in zip(table.points, table.errors, strict=True)
+            ]
+            lines.append("{\\small " + self._table(spec, header, rows) + "}")
+        return "\n".join(lines)
+
+    def _figure(self, table: StabilityTable) -> str:
+        """A log-log plot (pgfplots) of each candidate's error along the sweep."""
+        marks = ["*", "square*", "triangle*", "diamond*", "o", "square", "triangle", "diamond"]
+        plots = []
+        for k, candidate in enumerate(table.candidates):
+            points = [
+                f"({point:.6g},{errors[k]:.6g})"
+                for point, errors in zip(table.points, table.errors, strict=True)
+                if point > 0 and math.isfinite(errors[k]) and errors[k] > 0
+            ]
+            if not points:
+                continue
+            plots.append(
+                f"\\addplot+[mark={marks[k % len(marks)]}] coordinates {{{' '.join(points)}}};"
+                f"\n\\addlegendentry{{{self.text(candidate)}}}"
+            )
+        if not plots:
+            return ""
+        return "\n".join(
+            [
+                "\\begin{center}",
+                "\\begin{tikzpicture}",
+                "\\begin{loglogaxis}[width=12cm, height=6.5cm, "
+                f"xlabel={{{self.text(table.axis)}}}, ylabel={{relative error}}, "
+                "legend pos=outer north east, legend style={font=\\scriptsize}]",
+                *plots,
+                "\\end{loglogaxis}",
+                "\\end{tikzpicture}",
+                "\\end{center}",
             ]
         )
 

@@ -27,8 +27,10 @@ from bnderive.report.model import (
     LineEntry,
     MistakeEntry,
     Report,
+    StabilitySection,
     Summary,
     TruthSection,
+    error_text,
     node_name,
     row_title,
 )
@@ -298,6 +300,25 @@ class MarkdownReport(ReportPrinter):
         ]
         lines += [f"- {self.text(v)}" for v in code.verified]
         lines += ["", self._code(code.source, "python")]
+        return "\n".join(lines)
+
+    def _print_StabilitySection(self, section: StabilitySection) -> str:
+        lines = ["## Stability: the relative error in floating point", ""]
+        lines.append(
+            "max|got − exact| / max|exact| of ∂L/∂x for each form and emitted kernel (of σ² for "
+            "the one-pass and two-pass variance), against the exact value at the same rounded "
+            "inputs; 0 is exact, – not measured (the inputs do not fit the dtype)."
+        )
+        lines.append("")
+        lines += [f"- {self.text(n)}" for n in section.notes]
+        for table in section.tables:
+            lines += ["", f"### {self.text(table.dtype)}: {self.text(table.title)}", ""]
+            header = [self.text(table.axis)] + [self.text(c) for c in table.candidates]
+            rows = [
+                [self.text(f"{point:g}")] + [self.text(error_text(e)) for e in errors]
+                for point, errors in zip(table.points, table.errors, strict=True)
+            ]
+            lines.append(self._table(header, rows))
         return "\n".join(lines)
 
 

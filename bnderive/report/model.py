@@ -15,10 +15,11 @@ line, each implementation, the emitted code, the stability study.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
@@ -227,10 +228,59 @@ class CodeSection:
 
 
 @dataclass(frozen=True)
-class StabilityNote:
-    """The stability study: an object of ``bnderive.stability`` when it is available."""
+class StabilityTable:
+    """One sweep of the stability study in one dtype: each candidate's error at each point."""
 
-    section: Any
+    dtype: str
+    sweep: str  # "mean" | "M"
+    title: str  # "as the input mean grows (M = 256, spread 1)"
+    axis: str  # "input mean" | "M"
+    candidates: tuple[str, ...]
+    points: tuple[float, ...]
+    errors: tuple[tuple[float, ...], ...]  # per point, per candidate (inf: overflow, nan: none)
+
+
+@dataclass(frozen=True)
+class StabilitySection:
+    """``bnderive.stability``'s study as tables (and, in LaTeX, a figure drawn from them)."""
+
+    notes: tuple[str, ...]
+    tables: tuple[StabilityTable, ...]
+    command: str = ""
+
+
+def stability_section(study: Any) -> StabilitySection:
+    """The study's measurements, sweep by sweep, from its own ``series``."""
+    tables = []
+    for dtype in study.dtypes:
+        for sweep, title, axis, points in (
+            (
+                "mean",
+                f"as the input mean grows (M = {study.m}, spread {study.spread:g})",
+                "input mean",
+                study.means,
+            ),
+            ("M", f"as M grows (input mean {study.size_mean:g})", "M", study.sizes),
+        ):
+            series = {c: dict(study.series(sweep, dtype, c)) for c in study.candidates}
+            errors = tuple(
+                tuple(series[c].get(float(p), math.nan) for c in study.candidates) for p in points
+            )
+            tables.append(
+                StabilityTable(
+                    dtype, sweep, title, axis, tuple(study.candidates), tuple(points), errors
+                )
+            )
+    return StabilitySection(tuple(study.notes), tuple(tables))
+
+
+def error_text(error: float) -> str:
+    """An error as a table shows it: 1.2e-07, 0 (exact), overflow/NaN, or – (not measured)."""
+    if math.isnan(error):
+        return "–"
+    if math.isinf(error):
+        return "overflow/NaN"
+    return "0" if error == 0 else f"{error:.1e}"
 
 
 @dataclass(frozen=True)
@@ -387,18 +437,29 @@ def method_rows(line: LineResult) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+#: How much of one value a report shows (a randomized counterexample has M = 4096 inputs).
+SHOWN = 300
+
+
+def shorten(value: str, limit: int = SHOWN) -> str:
+    """``value`` whole, or its first ``limit`` characters and how long it is."""
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}… ({len(value)} characters in all; --json gives them)"
+
+
 def counterexample_entry(v: Verdict, reference: str, mine: str) -> CounterexampleEntry | None:
     c = v.counterexample
     if c is None:
         return None
     return CounterexampleEntry(
         f"{c.spec.describe()}, {c.spec.set_label(c.channel)}",
-        tuple(c.inputs.items()),
+        tuple((k, shorten(val)) for k, val in c.inputs.items()),
         c.entry,
         reference,
-        c.truth,
+        shorten(c.truth),
         mine,
-        c.form,
+        shorten(c.form),
     )
 
 
@@ -737,7 +798,7 @@ def verdict_sentence(
         "undecided": "Undecided",
         "could not check": "Not everything could be checked",
     }[status]
-    return f"{head}: {'; '.join(parts)}." if parts else f"{head}."
+    return f"{head}: {'; '.join(parts)}." if parts else f"{head}: nothing was checked."
 
 
 def combined_exit(codes: Sequence[int]) -> int:
@@ -749,11 +810,3 @@ def combined_exit(codes: Sequence[int]) -> int:
 
 
 STATUS_OF_EXIT = {0: "holds", 1: "refuted", 2: "could not check", 3: "undecided"}
-
-
-@dataclass
-class Inputs:
-    """What a report is about: forms (built-in, files, documents) and implementations."""
-
-    forms: list[Form] = field(default_factory=list)
-    implementations: list[str] = field(default_factory=list)
