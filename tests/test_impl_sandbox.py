@@ -521,3 +521,19 @@ def test_every_file_gets_a_new_child_even_when_it_was_started_ahead(tmp_path, mo
     assert len(set(pids)) == count and len({where for _, where in records}) == count
     assert all_dead(pids)
     assert list(scratch.iterdir()) == [], "every child's directory, the spare's too, is removed"
+
+
+def test_the_timeout_counts_the_childs_time_not_bnderives(tmp_path):
+    """--timeout bounds the time spent waiting for the file's answers: bnderive's own work
+    between requests (slow on a loaded machine) does not make the file "did not finish", and
+    the file's own time still does."""
+    path = write(tmp_path, RIGHT + "\n\ndef slow():\n    import time\n    time.sleep(30)\n")
+    with Sandbox(1, 2048) as box:
+        box.request([{"op": "load", "file": str(path)}], [])
+        time.sleep(1.5)  # the parent computing, past the file's whole limit
+        steps = [{"op": "let", "name": "a", "value": {"lit": 3}},
+                 {"op": "send", "label": "a", "value": {"var": "a"}}]  # fmt: skip
+        assert box.request(steps, ["a"]).values["a"].value == 3
+        with pytest.raises(SandboxFailure) as failure:
+            box.request([{"op": "call", "fn": {"global": "slow"}, "args": []}], [])
+        assert failure.value.kind == "timeout"
