@@ -1,6 +1,6 @@
 """The package's folders are the architecture (docs/architecture.md): imports flow one way.
 
-    core → read → verify → usercode, emit → report, teach → cli
+    core → read → verify → usercode, emit → stability → report, teach → cli
 
 Every import between bnderive's modules is read from the source (module level and inside
 functions alike), and two rules hold: no module imports a subpackage further along the flow than
@@ -25,6 +25,7 @@ RANK = {
     "verify": 3,
     "usercode": 4,
     "emit": 4,
+    "stability": 4.5,  # the float study: uses core, read and emit; the report shows it
     "report": 5,
     "teach": 5,
     "cli": 6,

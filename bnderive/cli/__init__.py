@@ -21,6 +21,7 @@ from bnderive.cli.emit import bench, emit
 from bnderive.cli.explain import explain
 from bnderive.cli.parse import parse
 from bnderive.cli.report import report
+from bnderive.cli.stability import stability
 from bnderive.cli.teach import teach
 
 
@@ -49,6 +50,7 @@ def main(debug: bool) -> None:
       bnderive check --norm layer          LayerNorm's published forms (also instance, group, rms)
       bnderive conventions                 the frameworks' running statistics, side by side
       bnderive report examples/post.md -o post.pdf   a report: LaTeX/PDF or Markdown
+      bnderive stability                   float error of the forms and kernels, measured
 
     Exit codes: 0 everything checked holds, 1 something is refuted, 2 bad input or usage,
     3 undecided, 4 bnderive failed (a bug: run with --debug and report it), 130 interrupted
@@ -85,6 +87,7 @@ for _command in (
     teach,
     conventions,
     report,
+    stability,
 ):
     main.add_command(_command)
 for _command in (main, *main.commands.values()):

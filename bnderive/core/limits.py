@@ -130,6 +130,15 @@ BENCH_REPEATS = Cap(
 )
 TORCH_THREADS = Cap("--torch-threads", 256, "more threads than that is no machine's core count")
 
+# -- stability ----------------------------------------------------------------------------------------
+STABILITY_M = Cap(
+    "M for the stability study (--m, --max-m)",
+    65536,
+    "the exact reference is computed in rationals, which takes about 2 s per point at "
+    "M = 65536 and grows with M; the float results of a larger set add no new fact",
+    "The default M sweep goes to 4096.",
+)
+
 # -- readers ------------------------------------------------------------------------------------------
 FILE_BYTES = Cap(
     "The file's size",

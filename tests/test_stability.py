@@ -1,0 +1,277 @@
+"""The stability study (issue 14 item 4): the exact reference, the measured facts, the figure
+and the command.
+
+The facts asserted are the ones the default study measures (seed 0, M = 256, spread 1): each
+assertion says why it holds, and none is widened beyond what was measured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bnderive.cli import main
+from bnderive.core import notation as N
+from bnderive.core.derive import derive
+from bnderive.core.evaluate import SYMBOLIC, evaluate, rational
+from bnderive.core.points import point_env
+from bnderive.core.spec import Mode, Spec
+from bnderive.stability.exact import exact_dx, relative_error
+from bnderive.stability.floats import one_pass_variance, two_pass_variance
+from bnderive.stability.study import (
+    EMITTED_NUMPY,
+    FORMS,
+    ONE_PASS,
+    TWO_PASS,
+    measure_point,
+    sizes_up_to,
+    study,
+)
+
+
+@pytest.fixture(scope="module")
+def default() -> object:
+    """The study of the README's run in float32, float16 and float64 (M sweep to 64)."""
+    return study(("float32", "float16", "float64"), max_m=64)
+
+
+# -- the exact reference ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("x", "g", "gamma", "eps"),
+    [
+        # μ = 2, σ² = 3.5, ε = 0.5: √(σ² + ε) = 2 is rational, so the truth is an exact rational
+        ([0.0, 1.0, 2.0, 5.0], [3.0, -1.0, 2.0, 7.0], 1.5, 0.5),
+        # σ² + ε = 13427/9216 + 1/4 is not a square: the truth has an irrational root
+        ([0.5, 0.25, 3.0, -0.75, 1.0, 0.0], [1.0, 0.5, -2.0, 0.25, 3.0, -1.0], -0.75, 0.25),
+    ],
+)
+def test_the_reference_is_the_ground_truth(x, g, gamma, eps):
+    """A_i/√d is the ground truth of core.derive evaluated exactly (SymPy numbers, the root
+    kept exact): equal when √d is rational, else hi + lo agrees with it to 1e-30."""
+    import sympy as sp
+
+    spec = Spec(Mode.PER_ACTIVATION, n=len(x))
+    point = {"x": x, "g": g, "ggI": [0] * len(x), "gamma": gamma, "beta": 0, "eps": eps}
+    ref = exact_dx(np.array(x), np.array(g), gamma, eps)
+    truth = evaluate(derive(spec).inline("dx"), point_env(spec, 0, point, SYMBOLIC).env, N.i)
+    if ref.root is not None:
+        assert [a / rational(ref.root) for a in ref.numerators] == [
+            rational(sp.nsimplify(t)) for t in truth
+        ]
+        assert list(ref.hi) == [float(t) for t in truth] and not ref.lo.any()
+    else:
+        for t, hi, lo in zip(truth, ref.hi, ref.lo, strict=True):
+            got = sp.Rational(float(hi)) + sp.Rational(float(lo))
+            assert abs(sp.N(got - t, 80)) <= abs(sp.N(t, 80)) * sp.Rational(1, 10**30)
+            assert hi == float(sp.N(t, 40))  # hi is the correctly rounded value
+
+
+def test_relative_error_is_normwise_and_inf_for_overflow():
+    ref = exact_dx(np.array([0.0, 1.0, 2.0, 5.0]), np.array([3.0, -1.0, 2.0, 7.0]), 1.5, 0.5)
+    # the truth is (27, −33, −9, 15)/16; an error of 1/16 in one entry is 1/33 of max |dx|
+    got = np.array([27.0, -33.0, -9.0, 16.0]) / 16
+    assert relative_error(got, ref) == pytest.approx(1 / 33, rel=1e-15)
+    assert relative_error(ref.hi, ref) == 0.0
+    assert relative_error(np.array([np.inf, 0, 0, 0]), ref) == math.inf
+    assert relative_error(np.array([np.nan, 0, 0, 0]), ref) == math.inf
+
+
+# -- the measured facts ----------------------------------------------------------------------------
+def test_one_pass_variance_breaks_down_as_the_mean_grows(default):
+    """E[x²] − μ² subtracts two numbers of size mean² that agree in all but the last digits of
+    σ² ≈ 1: at mean 1e4 in float32, E[x²] ≈ 1e8 is held to a spacing of 8, so nothing of σ² is
+    left (measured: the one-pass σ² is exactly 0, error 1), while two-pass Σ(x − μ)²/M keeps
+    σ² to 7e-9 (measured)."""
+    one = dict(default.series("mean", "float32", ONE_PASS))
+    two = dict(default.series("mean", "float32", TWO_PASS))
+    assert one[1e4] == 1.0  # σ² came out exactly 0
+    assert two[1e4] < 1e-8
+    assert one[1e4] > 1e6 * two[1e4]
+    # from mean 1 on, every decade makes one-pass worse (1e-5, 7e-4, 9e-2, 1, 1e3, 7e4)
+    grows = [one[m] for m in (1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6)]
+    assert grows == sorted(grows) and len(set(grows)) == len(grows)
+    assert one[1e6] > 1e4  # far past 100%: the "variance" is garbage (measured 7.4e4)
+
+
+def test_two_pass_variance_is_exact_to_rounding_in_float64(default):
+    """Two-pass in float64 at M = 256: every point within 2^-52 of the exact σ² (measured 0 or
+    1.25e-16); one-pass at mean 1e6 loses 12 digits (measured 2.4e-4)."""
+    two = default.series("mean", "float64", TWO_PASS)
+    assert all(e <= 2.0**-52 for _, e in two)
+    assert default.error("mean", "float64", ONE_PASS, 1e6) > 1e-5
+
+
+def test_dx_error_comes_from_the_statistics_not_the_form(default):
+    """In float32 the error of ∂L/∂x grows with the mean (μ and σ² lose digits: x − μ is
+    computed from a μ rounded at the size of the mean) and from mean 1e3 on, the three forms and
+    the emitted kernel have the same error to within 2% (measured: equal to 4 digits at 1e4,
+    within 1.5% at 1e3); at mean 0 they differ by up to 1.8× (rounding of the form itself)."""
+    names = (*FORMS, EMITTED_NUMPY)
+    for mean in (1e3, 1e4, 1e5, 1e6):
+        errors = [default.error("mean", "float32", n, mean) for n in names]
+        assert max(errors) / min(errors) < 1.02, (mean, errors)
+    staged = dict(default.series("mean", "float32", "staged"))
+    assert staged[1e6] > 1e4 * staged[0.0]  # 1.2e-3 against 8.4e-8
+    at_zero = [default.error("mean", "float32", n, 0.0) for n in names]
+    assert max(at_zero) < 2e-7  # a few units of float32's 6e-8 rounding
+    assert max(at_zero) / min(at_zero) > 1.5
+
+
+def test_float16_overflows(default):
+    """float16's largest number is 65504: at mean 1e5 the inputs do not fit (NaN, noted), and at
+    mean 1e3 with M = 256 the sum Σx ≈ 2.6e5 of μ overflows (inf), in every candidate."""
+    for candidate in default.candidates:
+        row = next(
+            r
+            for r in default.rows
+            if r.sweep == "mean"
+            and r.dtype == "float16"
+            and r.mean == 1e5
+            and r.candidate == candidate
+        )
+        assert math.isnan(row.error) and "overflows float16" in row.note
+        assert default.error("mean", "float16", candidate, 1e3) == math.inf
+    assert default.error("mean", "float16", "compact", 1.0) < 1e-3
+
+
+def test_staged_zero_term_in_float16():
+    """The staged form's dμ keeps dσ²·Σ −2(x − μ)/M, zero in exact arithmetic. SymPy reads
+    −2(x − μ) as −2x + 2μ, so in float16 at M = 64, mean 1000 the sum Σ −2x (≈ −1.3e5) overflows
+    while the forms without that term do not (measured)."""
+    rows = {r.candidate: r.error for r in measure_point("M", "float16", 1e3, 64, 1.0, 0)}
+    assert rows["staged"] == math.inf
+    assert rows["kronecker"] < 2e-3 and rows["compact"] < 2e-3
+
+
+def test_variances_against_exact_values():
+    x = np.array([1e4 + 0.5, 1e4 - 0.5], dtype=np.float32)  # exact σ² = 0.25
+    assert float(two_pass_variance(x)) == 0.25
+    assert float(one_pass_variance(x)) == 0.0  # 1e8 + 1e4 + 0.25 rounds to a multiple of 8
+
+
+def test_the_study_is_deterministic():
+    a = study(("float32",), max_m=16, means=(0.0, 1e4))
+    b = study(("float32",), max_m=16, means=(0.0, 1e4))
+    assert a == b
+    assert a.sizes == (4, 16) and sizes_up_to(100) == (4, 16, 64, 100)
+    assert len(a.rows) == (2 + 2) * len(a.candidates)  # (2 means + 2 sizes) × candidates
+
+
+def test_rows_cover_every_point_and_candidate(default):
+    for dtype in default.dtypes:
+        for candidate in default.candidates:
+            assert [p for p, _ in default.series("mean", dtype, candidate)] == list(default.means)
+            assert [p for p, _ in default.series("M", dtype, candidate)] == [4.0, 16.0, 64.0]
+    data = default.as_dict()
+    json.dumps(data, allow_nan=False)  # non-finite errors are null
+    nulls = [r for r in data["rows"] if r["error"] is None]
+    assert nulls and all(r["note"] for r in nulls)
+
+
+# -- the figure ------------------------------------------------------------------------------------
+def test_figure_axes_and_lines(default):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from bnderive.stability.figure import DX_LABEL, VAR_LABEL, figure
+
+    fig = figure(default)
+    try:
+        axes = fig.axes
+        assert len(axes) == 3 * len(default.dtypes)
+        ax_mean, ax_m, ax_var = axes[:3]  # float32's row
+        assert ax_mean.get_ylabel() == DX_LABEL and ax_var.get_ylabel() == VAR_LABEL
+        assert ax_mean.get_xlabel() == "input mean (spread 1)"
+        assert ax_m.get_xlabel() == "M, elements of the reduction set (mean 1000)"
+        assert ax_mean.get_yscale() == "log" and ax_m.get_xscale() == "log"
+        lines = {line.get_label(): line for line in ax_mean.get_lines()}
+        assert set(lines) == {*FORMS, EMITTED_NUMPY}
+        x, y = lines["staged"].get_data()
+        want = default.series("mean", "float32", "staged")
+        assert list(x) == [p for p, _ in want] and list(y) == [e for _, e in want]
+        var_lines = {line.get_label(): line for line in ax_var.get_lines()}
+        assert set(var_lines) == {ONE_PASS, TWO_PASS}
+        assert var_lines[ONE_PASS].get_ydata()[5] == 1.0  # mean 1e4: σ² came out 0
+        # float16's overflowed points are gaps (NaN), not drawn values
+        f16 = {line.get_label(): line for line in axes[3].get_lines()}
+        assert np.isnan(f16["compact"].get_ydata()[4:]).all()
+    finally:
+        plt.close(fig)
+
+
+def test_save_figure_writes_a_png(default, tmp_path):
+    pytest.importorskip("matplotlib")
+    from bnderive.stability.figure import save_figure
+
+    path = tmp_path / "s.png"
+    save_figure(default, str(path))
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (1300, 360 * len(default.dtypes))
+
+
+# -- the command -------------------------------------------------------------------------------------
+def run(*args: str):
+    return CliRunner().invoke(main, ["stability", *args], env={"COLUMNS": "80"})
+
+
+def test_cli_table_fits_80_columns():
+    result = run("--max-m", "16")
+    assert result.exit_code == 0, result.output
+    assert "float32, as the mean grows (M = 256)" in result.output
+    assert "float32, as M grows (mean 1000)" in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    row = next(line for line in result.output.splitlines() if line.strip().startswith("10000"))
+    assert row.split()[-2:] == ["1.0e+00", "7.3e-09"]  # one-pass, two-pass σ² at mean 1e4
+
+
+def test_cli_json_and_several_dtypes():
+    result = run("--dtype", "float32", "float16", "--max-m", "4", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["dtypes"] == ["float32", "float16"] and data["sizes"] == [4]
+    assert {r["dtype"] for r in data["rows"]} == {"float32", "float16"}
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--dtype", "float8"), "float8"),
+        (("--dtype", "float32", "int8"), "int8"),
+        (("float32",), "--dtype"),
+        (("--max-m", "100000"), "above the cap of 65,536"),
+        (("--m", "2"), "--m"),
+    ],
+)
+def test_cli_bad_input_exit_2(args, words):
+    result = run(*args)
+    assert result.exit_code == 2 and words in result.output and "Traceback" not in result.output
+
+
+def test_cli_without_matplotlib_exit_2(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
+    result = run("-o", str(tmp_path / "s.png"))
+    assert result.exit_code == 2
+    assert "pip install 'bnderive[report]'" in result.output
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_cli_writes_the_figure(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "s.png"
+    result = run("--max-m", "4", "-o", str(path))
+    assert result.exit_code == 0 and f"wrote {path}" in result.output
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_help_has_examples():
+    result = run("--help")
+    assert result.exit_code == 0
+    assert result.output.rstrip().splitlines()[-1].strip().startswith("bnderive stability")
+    assert "Examples:" in result.output
