@@ -99,8 +99,8 @@ def stability(
 ) -> None:
     """Measure how far float results of the backward pass are from the exact ones.
 
-    The published forms (staged, kronecker, compact, each evaluated as written in the dtype,
-    after a forward pass in the dtype) and the kernel `bnderive emit` writes compute ∂L/∂x of
+    The published forms (staged, kronecker, compact, each evaluated in the dtype in the order
+    its equations are written, after a forward pass in the dtype) and the kernel `bnderive emit` writes compute ∂L/∂x of
     one reduction set from inputs x = mean + z (z standard normal, seeded), rounded to the dtype;
     each is compared with the exact ∂L/∂x at the same rounded inputs (rational arithmetic):
     the relative error max|dx − exact| / max|exact|. The mean goes from 0 to 1e6 at M = 256,
@@ -219,8 +219,7 @@ def _print(result: StabilityStudy) -> None:
                 )
             out.print(table)
     words = (
-        "staged, kronecker, compact: the published forms (SymPy's reading of them: a number "
-        "times a sum is distributed, −2(x − μ) is −2x + 2μ); numpy"
+        "staged, kronecker, compact: the published forms, evaluated as written; numpy"
         + (", numba" if "emitted numba" in result.candidates else "")
         + ": the emitted kernel; σ² 1-pass: E[x²] − μ², σ² 2-pass: Σ(x − μ)²/M; overflow: "
         "inf or NaN; —: x does not fit in the dtype."

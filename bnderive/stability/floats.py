@@ -1,11 +1,9 @@
 """The candidates of the study, evaluated in one float dtype with NumPy.
 
 * a published form (``derivations/``: staged, kronecker, compact): its equations evaluated in
-  order by ``core.evaluate`` with a backend whose every number and array is of the dtype, after
-  the forward stages (μ, σ², x̂) of ``core.graph`` evaluated the same way: a float forward pass
-  and the form as SymPy reads it: its canonical order, and a number times a sum distributed
-  (the staged form's Σ −2(x − μ) becomes Σ (−2x + 2μ), which cancels in float16 where
-  x − μ would not); nothing else is rearranged;
+  the order they are written (``written.WrittenEvaluator``), after the forward pass of DESIGN §1
+  (μ = Σx/M, σ² = Σ(x − μ)²/M, x̂ = (x − μ)/√(σ² + ε)) evaluated the same way: every operation in
+  the dtype;
 * an emitted kernel (``emit``: the verified NumPy module, and the numba one when asked): its
   ``backward(dout, x, gamma, eps)`` called on arrays of the dtype;
 * the variance alone, two ways: two-pass Σ(x − μ)²/M (what the graph and the kernels compute) and
@@ -14,95 +12,46 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import sympy as sp
 
-from bnderive.core import notation as N
-from bnderive.core.evaluate import Backend, Env, evaluate
-from bnderive.core.graph import Graph
-from bnderive.core.spec import Mode, Spec
 from bnderive.read.forms import Form
+from bnderive.stability.written import WrittenEvaluator
+
+#: The forward pass (core.graph's stages in training mode, biased variance, ε inside the root),
+#: written in the notation of the forms; ``tests/test_stability.py`` checks that each reads as
+#: the graph's stage.
+FORWARD = (
+    ("mu", None, "sum(x[k], k)/M"),
+    ("var", None, "sum((x[k] - mu)**2, k)/M"),
+    ("xhat", "i", "(x[i] - mu)/sqrt(var + eps)"),
+)
 
 
-def float_backend(dtype: np.dtype) -> Backend:
-    """``core.evaluate``'s backend for one float dtype: numbers are scalars of the dtype, sums
-    NumPy's (pairwise) sums in the dtype, powers and roots ``np.power`` in the dtype."""
-    kind = np.dtype(dtype).type
-
-    def number(r: sp.Rational) -> Any:
-        return kind(float(r))
-
-    def root(value: Any, exponent: sp.Rational) -> Any:
-        with np.errstate(all="ignore"):  # NaN and inf are results of the study, not errors
-            return np.power(value, kind(float(exponent)))
-
-    def power(value: Any, exponent: int) -> Any:
-        with np.errstate(all="ignore"):
-            return np.power(value, kind(exponent))
-
-    def quiet(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-        def run(a: Any, b: Any) -> Any:
-            with np.errstate(all="ignore"):
-                return op(a, b)
-
-        return run
-
-    def total(arr: np.ndarray) -> Any:
-        with np.errstate(all="ignore"):
-            return np.sum(arr, axis=-1, dtype=kind)
-
-    return Backend(
-        np.dtype(dtype).name,
-        number,
-        root,
-        total,
-        add=quiet(operator.add),
-        mul=quiet(operator.mul),
-        power=power,
-        full=lambda m, value: np.full(m, value, dtype=kind),
+def forward(x: np.ndarray, g: np.ndarray, gamma: Any, eps: Any, dtype: Any) -> WrittenEvaluator:
+    """One reduction set's inputs (read in ``dtype``) and its forward stages μ, σ², x̂,
+    evaluated in ``dtype`` as ``FORWARD`` writes them."""
+    x = np.asarray(x).ravel()
+    ev = WrittenEvaluator(
+        np.dtype(dtype), x.size, {"x": x, "g": np.asarray(g).ravel()}, {"gamma": gamma, "eps": eps}
     )
+    for name, index, text in FORWARD:
+        value = ev.line(text, index)
+        (ev.arrays if index else ev.scalars)[name] = value
+    return ev
 
 
-def forward_env(x: np.ndarray, g: np.ndarray, gamma: Any, eps: Any, dtype: np.dtype) -> Env:
-    """One reduction set's inputs (of ``dtype``) and its forward stages μ, σ², x̂, y evaluated
-    in ``dtype`` from the graph of ``core.graph`` (training mode, biased variance, ε inside)."""
-    kind = np.dtype(dtype).type
-    m = int(np.asarray(x).size)
-    env = Env(m, float_backend(dtype))
-    env.arrays["x"] = np.asarray(x, dtype=kind).ravel().copy()
-    env.arrays["g"] = np.asarray(g, dtype=kind).ravel().copy()
-    env.scalars.update(gamma=kind(gamma), beta=kind(0), eps=kind(eps))
-    graph = Graph.build(Spec(Mode.PER_ACTIVATION, n=m))
-    for stage in graph.stages:
-        if stage.name == "L":
-            continue
-        if stage.elementwise:
-            env.store(stage.name, evaluate(stage.at(N.i), env, N.i), True)
-        else:
-            env.store(stage.name, evaluate(stage.at(N.i), env), False)
-    return env
-
-
-def form_dx(form: Form, env: Env) -> np.ndarray:
-    """∂L/∂x by ``form``'s equations, in order, in the environment's dtype."""
-    local = env.child()
-    for eq in form.equations:
-        value = evaluate(eq.expr, local, eq.index)
-        local.store(eq.store_name, value, eq.elementwise)
-    return np.asarray(local.arrays["dx"])
+def form_dx(form: Form, ev: WrittenEvaluator) -> np.ndarray:
+    """∂L/∂x by ``form``'s equations, in order, as written, in the evaluator's dtype (the
+    forward values of ``ev`` are not changed)."""
+    local = WrittenEvaluator(ev.kind, ev.m, dict(ev.arrays), dict(ev.scalars))
+    return np.asarray(local.run(form)["dx"])
 
 
 def kernel_dx(
-    backward: Callable[..., Any],
-    x: np.ndarray,
-    g: np.ndarray,
-    gamma: Any,
-    eps: Any,
-    dtype: np.dtype,
+    backward: Callable[..., Any], x: np.ndarray, g: np.ndarray, gamma: Any, eps: Any, dtype: Any
 ) -> np.ndarray:
     """∂L/∂x by an emitted module's ``backward(dout, x, gamma, eps)`` on (M, 1) arrays."""
     kind = np.dtype(dtype).type

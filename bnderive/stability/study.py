@@ -27,13 +27,13 @@ import numpy as np
 from bnderive.stability.exact import exact_dx, exact_statistics, relative_error
 from bnderive.stability.floats import (
     form_dx,
-    forward_env,
+    forward,
     kernel_dx,
     one_pass_variance,
     two_pass_variance,
 )
 
-#: The published closed forms (derivations/), each evaluated as SymPy reads it (``floats``).
+#: The published closed forms (derivations/), each evaluated as written (``written``).
 FORMS = ("staged", "kronecker", "compact")
 #: The form ``bnderive emit`` writes by default, whose verified kernels are studied.
 KERNEL_FORM = "compact"
@@ -216,9 +216,9 @@ def measure_point(
     kind = np.dtype(dtype).type
     gamma, eps = kind(GAMMA), kind(EPS)
     reference = exact_dx(x, g, gamma, eps)
-    env = forward_env(x, g, gamma, eps, np.dtype(dtype))
+    ev = forward(x, g, gamma, eps, dtype)
     rows = [
-        Row(sweep, dtype, mean, m, form.name, "dx", relative_error(form_dx(form, env), reference))
+        Row(sweep, dtype, mean, m, form.name, "dx", relative_error(form_dx(form, ev), reference))
         for form in _forms()
     ]
     for target in kernels:
