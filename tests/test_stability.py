@@ -282,6 +282,8 @@ def test_cli_json_and_several_dtypes():
         (("float32",), "--dtype"),
         (("--max-m", "100000"), "above the cap of 65,536"),
         (("--m", "2"), "--m"),
+        (("--mean", "nan"), "--mean"),
+        (("--mean", "2e6"), "--mean"),
     ],
 )
 def test_cli_bad_input_exit_2(args, words):
@@ -295,6 +297,14 @@ def test_cli_without_matplotlib_exit_2(monkeypatch, tmp_path):
     assert result.exit_code == 2
     assert "pip install 'bnderive[report]'" in result.output
     assert not (tmp_path / "s.png").exists()
+
+
+def test_cli_without_numba_exit_2(monkeypatch):
+    import bnderive.emit.numba_module as numba_module
+
+    monkeypatch.setattr(numba_module, "numba_available", lambda: False)
+    result = run("--numba")
+    assert result.exit_code == 2 and "pip install 'bnderive[numba]'" in result.output
 
 
 def test_cli_writes_the_figure(tmp_path):

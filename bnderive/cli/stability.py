@@ -14,7 +14,7 @@ import click
 from rich.markup import escape
 
 from bnderive.cli.common import console, json_text, user_errors
-from bnderive.core.limits import STABILITY_M
+from bnderive.core.limits import STABILITY_M, check_float
 
 if TYPE_CHECKING:
     from bnderive.stability.study import StabilityStudy
@@ -67,7 +67,8 @@ _HEADS = {
     type=click.FloatRange(0, 1e6),
     default=1000.0,
     show_default=True,
-    help="The input mean of the M sweep.",
+    metavar="X",
+    help="The input mean of the M sweep (0 to 1e6).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the inputs.")
 @click.option(
@@ -122,6 +123,7 @@ def stability(
     from bnderive.errors import BnderiveError
 
     dtypes = _dtypes(dtypes, more)
+    check_float(size_mean, "--mean", 0.0, 1e6)  # click's FloatRange lets NaN through
     STABILITY_M.check(m)
     STABILITY_M.check(max_m)
     if numba:
