@@ -113,7 +113,8 @@ def test_dx_error_grows_with_the_mean_and_the_staged_form_is_best(default):
     within 1% (measured), and the staged form, evaluated as written, is 1.3-1.7× more accurate
     (measured 1.68, 1.67, 1.67, 1.35 at 1e3, 1e4, 1e5, 1e6): its dμ keeps dσ²·Σ −2(x − μ)/M,
     zero in exact arithmetic, which in floats is −2·Σ(x − μ̃) and corrects the first-order
-    error of the rounded μ̃ (DESIGN §7). The same holds in float64."""
+    error of the rounded μ̃ (DESIGN §7). The same holds in float64. (These are seed 0's
+    numbers; over seeds 0-19 the compact/staged ratio ranges from 0.7 to 8.8, median 1.2.)"""
     others = ("kronecker", "compact", EMITTED_NUMPY)
     for dtype in ("float32", "float64"):
         for mean in (1e3, 1e4, 1e5, 1e6):
