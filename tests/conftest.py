@@ -272,15 +272,20 @@ def layer_cls() -> type[Layer]:
 def independent():
     """The oracle that shares no code with bnderive (tests/oracle.py): ``independent(form)`` is
     {equation number: True (equal to the brute-force truth), False (different), None (the
-    oracle cannot tell)} for every line of a TOML form the truth knows, at float64 points."""
+    oracle cannot tell)} for every line of a TOML form the truth knows, at float64 points
+    (BatchNorm and InstanceNorm by ``conftest.Layer``; LayerNorm, GroupNorm and RMSNorm by
+    ``oracle.family_truth``)."""
     import oracle
 
     truths: dict[tuple, oracle.Truth] = {}
 
     def judge(form: Form, m: int | None = None, seed: int = 0) -> dict[int, bool | None]:
-        assert form.norm.value == "batch", "the oracle knows BatchNorm only"
         m = m or (4 if form.order == 2 else 5)
         key = (oracle.Conventions.of(form), form.order, m)
+        if key[0].per_set != "batch":  # LayerNorm, GroupNorm, RMSNorm: γ_k per element
+            if key not in truths:
+                truths[key] = oracle.family_truth(m, key[0])
+            return oracle.judge(form, truths[key], oracle.family_points(m, 3, seed))
         if key not in truths:
             truths[key] = oracle.brute_truth(Layer, m, key[0], form.order)
         return oracle.judge(form, truths[key], oracle.random_points(m, 3, seed))

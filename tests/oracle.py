@@ -38,10 +38,15 @@ class Conventions:
     unbiased: bool = False
     eps_inside: bool = True
     eps_zero: bool = False
+    #: "batch" (one γ, β per set: BatchNorm, InstanceNorm), "layer" (γ_k, β_k per element:
+    #: LayerNorm, GroupNorm) or "rms" (γ_k per element, x/√(mean(x²)+ε), no mean, no β)
+    per_set: str = "batch"
 
     @classmethod
     def of(cls, form: Any) -> Conventions:
-        return cls(form.training, form.unbiased, form.eps_inside, form.eps_zero)
+        norm = form.norm.value
+        per_set = "rms" if norm == "rms" else "layer" if norm in ("layer", "group") else "batch"
+        return cls(form.training, form.unbiased, form.eps_inside, form.eps_zero, per_set)
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,10 @@ def forward(point: dict[str, Any], m: int, c: Conventions, a: Arithmetic) -> dic
         "ggI": [a.number(v) for v in point.get("ggI", [0] * m)],
     }
     for name in ("gamma", "beta", "eps", "ggG", "ggB"):
-        values[name] = a.number(point.get(name, 0))
+        raw = point.get(name, 0)
+        values[name] = [a.number(v) for v in raw] if isinstance(raw, list) else a.number(raw)
+    if c.per_set != "batch":
+        return _family_forward(values, x, m, c, a)
     if c.training:
         mu = sum(x, start=a.number(0)) / m
         squares = sum(((v - mu) ** 2 for v in x), start=a.number(0))
@@ -152,6 +160,30 @@ def forward(point: dict[str, Any], m: int, c: Conventions, a: Arithmetic) -> dic
     values.update(mu=mu, var=var, M=a.number(m))
     values["xhat"] = [(v - mu) / scale for v in x]
     values["y"] = [values["gamma"] * h + values["beta"] for h in values["xhat"]]
+    return values
+
+
+def _family_forward(
+    values: dict[str, Any], x: list[Any], m: int, c: Conventions, a: Arithmetic
+) -> dict[str, Any]:
+    """LayerNorm (γ_k, β_k per element) or RMSNorm (x/√(mean(x²)+ε)·γ_k, no mean, no β): one
+    sample's set, as Ba et al. and Zhang & Sennrich define them."""
+    if c.per_set == "rms":
+        ms = sum((v * v for v in x), start=a.number(0)) / m
+        scale = a.sqrt(ms + values["eps"]) if c.eps_inside else a.sqrt(ms) + values["eps"]
+        values.update(ms=ms, M=a.number(m))
+        values["xhat"] = [v / scale for v in x]
+        values["y"] = [gk * h for gk, h in zip(values["gamma"], values["xhat"], strict=True)]
+        return values
+    mu = sum(x, start=a.number(0)) / m
+    var = sum(((v - mu) ** 2 for v in x), start=a.number(0)) / m
+    scale = a.sqrt(var + values["eps"]) if c.eps_inside else a.sqrt(var) + values["eps"]
+    values.update(mu=mu, var=var, M=a.number(m))
+    values["xhat"] = [(v - mu) / scale for v in x]
+    values["y"] = [
+        gk * h + bk
+        for gk, h, bk in zip(values["gamma"], values["xhat"], values["beta"], strict=True)
+    ]
     return values
 
 
@@ -248,6 +280,57 @@ def brute_truth(layer_cls: type, m: int, c: Conventions, order: int = 1) -> Trut
         else:
             functions[name] = sp.lambdify(symbols, expr, "math")
     return Truth(m, c, functions, inputs, elementwise)
+
+
+def family_truth(m: int, c: Conventions) -> Truth:
+    """LayerNorm's or RMSNorm's set of M elements, by brute force: L = Σ g_k·y_k written out over
+    explicit symbols and differentiated with ``sympy.diff`` (per element: dγ_i = ∂L/∂γ_i,
+    dβ_i = ∂L/∂β_i, the sample's part of the sums over the batch)."""
+    xs = sp.symbols(f"X_0:{m}", real=True)
+    gs = sp.symbols(f"G_0:{m}", real=True)
+    gammas = sp.symbols(f"W_0:{m}", real=True)
+    betas = sp.symbols(f"B_0:{m}", real=True)
+    eps = sp.Symbol("EPS", positive=True)
+    if c.per_set == "rms":
+        stat = sum(v * v for v in xs) / m
+        centred = list(xs)
+        betas_used = [sp.Integer(0)] * m
+    else:
+        mu = sum(xs) / m
+        centred = [v - mu for v in xs]
+        stat = sum(v**2 for v in centred) / m
+        betas_used = list(betas)
+    scale = sp.sqrt(stat + eps) if c.eps_inside else sp.sqrt(stat) + eps
+    ys = [w * v / scale + b for w, v, b in zip(gammas, centred, betas_used, strict=True)]
+    loss = sum(g * y for g, y in zip(gs, ys, strict=True))
+    exprs: dict[str, Any] = {
+        "dx": [sp.diff(loss, v) for v in xs],
+        "dgamma": [sp.diff(loss, w) for w in gammas],
+        "dxhat": [g * w for g, w in zip(gs, gammas, strict=True)],
+        "out": ys,
+    }
+    if c.per_set != "rms":
+        exprs["dbeta"] = [sp.diff(loss, b) for b in betas]
+    symbols = [*xs, *gs, *gammas, *betas, eps]
+
+    def inputs(point: dict[str, Any]) -> list[Any]:
+        beta = point.get("beta", [0.0] * m)
+        return [*point["x"], *point["g"], *point["gamma"], *beta, point["eps"]]
+
+    functions = {
+        name: [sp.lambdify(symbols, e, "math") for e in expr] for name, expr in exprs.items()
+    }
+    return Truth(m, c, functions, inputs, {name: True for name in exprs})
+
+
+def family_points(m: int, count: int, seed: int) -> list[dict[str, Any]]:
+    """``random_points`` with one γ_k and β_k per element (γ far from ±1 and not constant)."""
+    rng = np.random.default_rng(seed + 1000)
+    out = random_points(m, count, seed)
+    for point in out:
+        point["gamma"] = list(rng.uniform(1.5, 3.0, m) * rng.choice([-1.0, 1.0], m))
+        point["beta"] = list(rng.normal(0.0, 1.0, m))
+    return out
 
 
 def random_points(m: int, count: int, seed: int) -> list[dict[str, Any]]:

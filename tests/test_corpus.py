@@ -44,6 +44,8 @@ def test_the_corpus_is_large_enough_and_every_mistake_is_used():
     assert {m.name for m in book.mistakes} - used <= impl_only
     forms = {m.base for m in book.mutants}
     assert {"staged", "compact", "kronecker", "eval", "kronecker-chain"} <= forms
+    # the family's: LayerNorm and RMSNorm forms (GroupNorm's sets share LayerNorm's mutants)
+    assert {"layernorm-levykramer", "layernorm-llmc", "rmsnorm-paper", "rmsnorm-rstd"} <= forms
     assert len({m.id for m in book.mutants}) == len(book.mutants)
 
 
@@ -73,7 +75,9 @@ def test_every_mutant_is_refuted_exactly(mutant, mode, independent):
 
 
 def test_every_mutant_is_refuted_at_a_large_random_point(mutant, independent):
-    verdicts = random_check(mutant.form, large_spec(Mode.PER_ACTIVATION, 64), trials=2)
+    # one reduction set of M = 64 in the form's family (a LayerNorm set is one sample's row)
+    spec = large_spec(mutant.form.modes[0], 64, mutant.form.norm)
+    verdicts = random_check(mutant.form, spec, trials=2)
     agrees_with_the_oracle(verdicts, independent(mutant.form))
     (verdict, *_) = [
         v for v in verdicts if v.status is not Status.UNCHECKED and v.status is not Status.HOLDS

@@ -86,6 +86,10 @@ def test_a_user_form_is_read_as_the_family_norm_gives(tmp_path: Path):
     assert result.exit_code == 1, result.output
     assert "counterexample: layer 1×3" in result.output and "sample 0" in result.output
     assert "γ = [" in result.output  # one γ per element
+    # γ_i outside the sums: the family corpus names the mistake (bnderive/read/corpus)
+    assert "known mistake: γ taken out of the sums over the set (gamma-outside-sum)" in (
+        result.output
+    )
     # without --norm the same file is a BatchNorm form, where gamma[i] has no meaning
     result = run("check", "--form", str(path), "--no-timing")
     assert result.exit_code == 2
@@ -135,3 +139,41 @@ def test_shapes_are_read_in_the_forms_family():
     result = run("check", "layernorm-pytorch", "--method", "exact", "--shape", "2,4", "--no-timing")
     assert result.exit_code == 0, result.output
     assert "exact: per-activation M = 4" in result.output
+
+
+# -- the family's known mistakes (bnderive/read/corpus/mistakes.toml) -------------------------------
+def test_groupnorm_is_named_by_the_layernorm_mutant(tmp_path: Path):
+    # GroupNorm's per-set mathematics is LayerNorm's (γ per element): its mutants name the mistake
+    path = tmp_path / "gn.toml"
+    path.write_text(
+        LN_WRONG.replace('name = "ln-gamma-outside"', 'name = "gn"\nmodes = ["spatial"]'),
+        encoding="utf-8",
+    )
+    result = run(
+        "check", "--form", str(path), "--norm", "group", "--groups", "2", "--method", "exact",
+        "--no-timing",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "counterexample: group" in result.output
+    assert "(as layernorm-levykramer/gamma-outside-sum)" in result.output
+
+
+def test_rmsnorm_mistakes_are_named_and_listed():
+    result = run("check", "rmsnorm-rstd/gamma-missing", "--method", "exact", "--no-timing")
+    assert result.exit_code == 1, result.output
+    assert "known mistake: γ missing (gamma-missing); your dxhat[i] equals" in result.output
+    result = run("check", "rmsnorm-paper/eps-outside", "--method", "exact", "--no-timing")
+    assert result.exit_code == 1, result.output
+    assert "known mistake: ε outside the root (eps-outside)" in result.output
+    listed = run("mutants", "gamma-outside-sum")
+    assert listed.exit_code == 0
+    for ident in (
+        "rmsnorm-paper/gamma-outside-sum",
+        "layernorm-levykramer/gamma-outside-sum",
+        "layernorm-llmc/gamma-outside-sum",
+    ):
+        assert ident in listed.output
+    assert "chrisjob1021/transformer-examples" in listed.output
+    # the right forms of the family name nothing
+    right = run("check", "--norm", "rms", "--method", "exact", "--no-timing")
+    assert right.exit_code == 0 and "known mistake" not in right.output

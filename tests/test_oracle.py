@@ -72,13 +72,28 @@ def test_exact_arithmetic_gives_exact_values():
     assert value[0] == sp.Rational(-7, 9)
 
 
-def test_every_builtin_batchnorm_form_is_right(independent):
-    # The oracle knows BatchNorm only (the relatives have their own brute force: test_norms.py).
+def test_every_builtin_form_is_right(independent):
+    # BatchNorm's and InstanceNorm's by conftest.Layer, LayerNorm's, GroupNorm's and RMSNorm's
+    # by oracle.family_truth (its own brute force, γ_k per element).
+    families = set()
     for form in builtin_forms():
-        if form.norm.value != "batch":
-            continue
         verdicts = independent(form)
         assert verdicts and set(verdicts.values()) == {True}, (form.name, verdicts)
+        families.add(form.norm.value)
+    assert families == {"batch", "layer", "instance", "group", "rms"}
+
+
+def test_the_family_oracle_says_wrong_of_a_gamma_outside_the_sum(tmp_path, independent):
+    # γ_i·Σ_k g_k(…) instead of Σ_k g_k·γ_k(…): wrong for LayerNorm (γ per element), and the
+    # oracle sees it only because its γ_k differ from element to element.
+    right = "g[i]*gamma[i]/sqrt(var + eps) - sum(g[k]*gamma[k]/M*(1/sqrt(var + eps) + (x[k] - mu)*(x[i] - mu)/(var + eps)**(3/2)), k)"
+    wrong = right.replace("sum(g[k]*gamma[k]/M*", "gamma[i]*sum(g[k]/M*")
+    for text, expected in ((right, True), (wrong, False)):
+        path = tmp_path / "ln.toml"
+        path.write_text(
+            f'name = "ln"\nnorm = "layer"\n[[equations]]\ndefines = "dx[i]"\nexpr = "{text}"\n'
+        )
+        assert independent(load_form(path)) == {1: expected}
 
 
 def test_the_forms_the_soundness_tests_call_right_or_wrong_are(tmp_path, independent):

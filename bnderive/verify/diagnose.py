@@ -70,11 +70,21 @@ class Match:
 
 # -- the points --------------------------------------------------------------------------------------
 def diagnosis_specs(mode: Mode, form: Form) -> list[Spec]:
-    """Two reduction sets of different size; the form's conventions."""
-    if mode is Mode.PER_ACTIVATION:
-        bases = [Spec(mode, n=5), Spec(mode, n=4)]
+    """Two reduction sets of different size; the form's conventions and family.  A BatchNorm
+    set runs over the batch (n), one of LayerNorm's, RMSNorm's, InstanceNorm's or GroupNorm's
+    over one sample's features or positions (n = 1)."""
+    if form.norm is Norm.BATCH:
+        if mode is Mode.PER_ACTIVATION:
+            bases = [Spec(mode, n=5), Spec(mode, n=4)]
+        else:
+            bases = [Spec(mode, n=2, c=1, h=1, w=3), Spec(mode, n=3, c=1, h=1, w=2)]
+    elif mode is Mode.PER_ACTIVATION:
+        bases = [Spec(mode, n=1, c=5, norm=form.norm), Spec(mode, n=1, c=4, norm=form.norm)]
     else:
-        bases = [Spec(mode, n=2, c=1, h=1, w=3), Spec(mode, n=3, c=1, h=1, w=2)]
+        bases = [
+            Spec(mode, n=1, c=1, h=2, w=3, norm=form.norm),
+            Spec(mode, n=1, c=1, h=2, w=2, norm=form.norm),
+        ]
     return [form.spec(b) for b in bases]
 
 
@@ -89,10 +99,13 @@ def diagnosis_point(spec: Spec, seed: int) -> dict[str, Any]:
 
 
 def _with_statistics(point: dict[str, Any], spec: Spec) -> dict[str, Any]:
-    """The point's statistics: its running ones (eval mode), else the batch's."""
+    """The point's statistics: its running ones (eval mode), else the batch's (RMSNorm's mean
+    square stands for σ², as in the forward graph)."""
     if "mu" in point:
         return point
     x, m = point["x"], len(point["x"])
+    if not spec.norm.centred:
+        return {**point, "var": sum(Fraction(v) ** 2 for v in x) / m}
     divisor = m - 1 if spec.unbiased else m
     mean = Fraction(sum(x), m)
     return {**point, "mu": mean, "var": sum((Fraction(v) - mean) ** 2 for v in x) / divisor}
@@ -215,13 +228,17 @@ def candidates(quantity: str, order: int, layer: Spec) -> list[Candidate]:
     """Every known mistake that yields a value for ``quantity`` for a layer with ``layer``'s
     conventions (training or eval, biased or unbiased variance, ε inside or outside)."""
     book = corpus()
-    conventions = (order, layer.unbiased, layer.eps_inside, layer.training)
+    conventions = (order, layer.unbiased, layer.eps_inside, layer.training, layer.norm.per_set)
     found: list[Candidate] = []
     for mutant in book.mutants:
         m = mutant.form
-        if (m.order, m.unbiased, m.eps_inside, m.training) != conventions or quantity not in {
-            eq.name for eq in m.equations
-        }:
+        if (
+            m.order,
+            m.unbiased,
+            m.eps_inside,
+            m.training,
+            m.norm.per_set,
+        ) != conventions or quantity not in {eq.name for eq in m.equations}:
             continue
         line = mutant.edited_line(quantity)
         found.append(
@@ -235,6 +252,8 @@ def candidates(quantity: str, order: int, layer: Spec) -> list[Candidate]:
         )
     if order == 1 and quantity in ("dx", "dgamma", "dbeta", "dxhat", "dvar", "dmu"):
         for field_name, when_true, when_false in _SWAPS:
+            if layer.norm is not Norm.BATCH and field_name != "eps_inside":
+                continue  # the other families have no eval mode; RMSNorm no variance
             held = getattr(layer, field_name)
             mistake = book.mistake(when_true if held else when_false)
 
@@ -259,9 +278,8 @@ def diagnose_line(
     form: Form, eq: Equation, mode: Mode, seeds: Sequence[int] = (11, 12)
 ) -> list[Match]:
     """The known mistakes whose value of ``eq``'s quantity equals the line's at every point.
-    The corpus is BatchNorm's: a form of another family has no known mistakes (yet)."""
-    if form.norm is not Norm.BATCH:
-        return []
+    A form of another family is compared with the mutants of its per-set mathematics (a
+    GroupNorm form with LayerNorm's, an InstanceNorm form with BatchNorm's)."""
     truth_defs = derive if form.order == 1 else second_order_truth
     specs = diagnosis_specs(mode, form)
     points = [(s, diagnosis_point(s, seed)) for s in specs for seed in seeds[:1]] + [
