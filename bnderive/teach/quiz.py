@@ -32,9 +32,10 @@ class QuizError(ArithmeticError):
 
 @cache
 def quiz_pool() -> tuple[Mutant, ...]:
-    """The mutants a quiz can be drawn from: a first-order published form of ``derivations/``
-    with lines edited (not a change of the declared conventions, which no line shows)."""
-    published = {f.name for f in builtin_forms() if f.order == 1}
+    """The mutants a quiz can be drawn from: a first-order published BatchNorm form of
+    ``derivations/`` with lines edited (not a change of the declared conventions, which no line
+    shows).  The lesson is BatchNorm's: the family's mutants (LayerNorm, RMSNorm) are not drawn."""
+    published = {f.name for f in builtin_forms() if f.order == 1 and f.norm.value == "batch"}
     return tuple(m for m in corpus().mutants if m.edited and m.base in published)
 
 
