@@ -474,13 +474,14 @@ def uniform_gradient_trap(batch: Batch) -> Trap:
 
 
 def dx_mutants(spec: Spec) -> list[Mutant]:
-    """The corpus's first-order mutants with this layer's conventions that compute dx."""
+    """The corpus's first-order mutants with this layer's conventions and per-set mathematics
+    (BatchNorm's one γ per set, LayerNorm's γ per element, RMSNorm's) that compute dx."""
     return [
         m
         for m in corpus().mutants
         if m.form.order == 1
-        and (m.form.training, m.form.unbiased, m.form.eps_inside)
-        == (spec.training, spec.unbiased, spec.eps_inside)
+        and (m.form.training, m.form.unbiased, m.form.eps_inside, m.form.norm.per_set)
+        == (spec.training, spec.unbiased, spec.eps_inside, spec.norm.per_set)
         and any(eq.name == "dx" for eq in m.form.equations)
     ]
 
