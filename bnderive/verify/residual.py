@@ -39,6 +39,10 @@ class _CentredReducer(SumRewriter):
 
     def reduction(self, summand: sp.Expr, index: sp.Symbol) -> sp.Expr:
         summand = summand.xreplace({index: _K})
+        if not self.spec.norm.centred:  # RMSNorm: no μ; its statistic is ms = (1/M) Σ x²
+            if summand == N.x[_K] ** 2:
+                return N.M * (N.ms if self.spec.eps_inside else _R**2)
+            return sp.Sum(summand, (_K, 1, N.M))
         if self.spec.training:
             if summand == _U[_K]:
                 return sp.Integer(0)
@@ -50,8 +54,10 @@ class _CentredReducer(SumRewriter):
         return sp.Sum(summand, (_K, 1, N.M))
 
 
-def _centre(expr: sp.Expr) -> sp.Expr:
-    """x_k → u_k + μ for every x in ``expr``."""
+def _centre(expr: sp.Expr, spec: Spec) -> sp.Expr:
+    """x_k → u_k + μ for every x in ``expr`` (RMSNorm, which has no μ, keeps x)."""
+    if not spec.norm.centred:
+        return expr
     return expr.replace(
         lambda e: isinstance(e, sp.Indexed) and e.base == N.x,
         lambda e: _U[e.indices] + N.mu,
@@ -61,9 +67,10 @@ def _centre(expr: sp.Expr) -> sp.Expr:
 def _radical_out(expr: sp.Expr, spec: Spec) -> sp.Expr:
     """ε = r² − σ² (ε inside the root) or σ² = r² (ε outside, or ε = 0): the root becomes a
     symbol."""
+    stat = N.var if spec.norm.centred else N.ms  # RMSNorm's root is √(ms + ε)
     if spec.eps_zero:
-        return expr.xreplace({N.var: _R**2, N.eps: sp.Integer(0)})
-    return expr.xreplace({N.eps: _R**2 - N.var} if spec.eps_inside else {N.var: _R**2})
+        return expr.xreplace({stat: _R**2, N.eps: sp.Integer(0)})
+    return expr.xreplace({N.eps: _R**2 - stat} if spec.eps_inside else {stat: _R**2})
 
 
 def _factored(expr: sp.Expr) -> sp.Expr:
@@ -94,12 +101,13 @@ def index_residual(form: Form, eq: Equation, base: Spec | None = None) -> sp.Exp
     if reference is None:
         return None
     try:
-        diff = _radical_out(_centre(reference - inline(eq.expr, defs)), spec)
+        diff = _radical_out(_centre(reference - inline(eq.expr, defs), spec), spec)
         reduced = _radical_out(_CentredReducer(spec).rewrite(diff), spec)
     except (ValueError, TypeError):
         return None
     leftover = _factored(sp.cancel(sp.together(reduced)))
-    root = sp.sqrt(N.var + N.eps) if spec.eps_inside and not spec.eps_zero else sp.sqrt(N.var)
+    stat = N.var if spec.norm.centred else N.ms
+    root = sp.sqrt(stat + N.eps) if spec.eps_inside and not spec.eps_zero else sp.sqrt(stat)
     return leftover.replace(
         lambda e: isinstance(e, sp.Indexed) and e.base == _U,
         lambda e: N.x[e.indices] - N.mu,
