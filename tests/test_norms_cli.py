@@ -187,3 +187,49 @@ def test_rmsnorm_mistakes_are_named_and_listed():
     # the right forms of the family name nothing
     right = run("check", "--norm", "rms", "--method", "exact", "--no-timing")
     assert right.exit_code == 0 and "known mistake" not in right.output
+
+
+def test_derive_composite_exits_3_when_a_chain_line_is_not_proved(monkeypatch):
+    # Thorey's chain with the path through σ² dropped (a mutant of the corpus): the every-M
+    # engine does not prove its lines, and the command must not exit 0 after printing them
+    import bnderive.verify.chain as chain
+
+    monkeypatch.setattr(chain, "CHAIN", "kronecker-chain/variance-path-dropped")
+    for extra in ((), ("--latex",)):
+        result = run("derive", "--composite", "linear-bn-relu", *extra)
+        assert result.exit_code == 3, result.output
+        assert "of kronecker-chain/variance-path-dropped not proved for every M" in result.output
+    assert "? undecided for every M" in run("derive", "--composite", "linear-bn-relu").output
+
+
+def test_derive_composite_exits_1_when_a_chain_line_is_refuted(monkeypatch):
+    import dataclasses
+
+    import bnderive.verify.chain as chain
+    from bnderive.verify.verdict import Status
+
+    real = chain.prove_chain
+
+    def refuted() -> chain.ChainProof:
+        proof = real()
+        first = min(proof.verdicts)
+        verdicts = dict(proof.verdicts)
+        verdicts[first] = dataclasses.replace(verdicts[first], status=Status.REFUTED)
+        return chain.ChainProof(proof.form, verdicts)
+
+    monkeypatch.setattr(chain, "prove_chain", refuted)
+    result = run("derive", "--composite", "linear-bn-relu")
+    assert result.exit_code == 1, result.output
+    assert "line(s) 1 of kronecker-chain refuted" in result.output
+
+
+def test_derive_composite_exits_3_when_db_is_not_proved_zero(monkeypatch):
+    # the fact dL/db ≡ 0 computed from a sum that is not zero: the eval-mode truth's
+    import bnderive.verify.composite as composite
+
+    real = composite.bias_gradient
+    monkeypatch.setattr(composite, "bias_gradient", lambda training=True: real(training=False))
+    for extra in ((), ("--latex",)):
+        result = run("derive", "--composite", "linear-bn-relu", *extra)
+        assert result.exit_code == 3, result.output
+        assert "the fact(s) bias-gradient about b not proved for every M" in result.output

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -217,8 +218,13 @@ def _derive_composite(n: int, d: int, eval_mode: bool, as_latex: bool) -> None:
             "--composite linear-bn-relu derives the training-mode layer (batch statistics); "
             "leave --eval out. (In eval mode ∂L/∂b = γ·Σ g/√(running σ²+ε) is not zero.)"
         )
+    from bnderive.verify.chain import prove_chain
+    from bnderive.verify.composite import bias_cancels, bias_gradient
+
     steps = chain()
     values = example_instance(n, d)  # before anything is printed: sizes it cannot take are errors
+    proof = prove_chain()
+    facts = [*bias_cancels(), bias_gradient(training=True)]
     if as_latex:
         import sympy as sp
 
@@ -227,23 +233,51 @@ def _derive_composite(n: int, d: int, eval_mode: bool, as_latex: bool) -> None:
         rows = [(lhs, rhs) for _, lhs, rhs, _ in steps] + [(bias_sum(), sp.Integer(0))]
         title = f"bnderive {__version__}: Linear → BatchNorm → ReLU, every M"
         click.echo(align_latex(chain_align(title, rows)))
+    else:
+        out = console()
+        out.print("[bold]Linear → BatchNorm → ReLU for every batch size (training mode)[/]")
+        out.print(
+            "[dim]Feature j of h = XW + b is one BatchNorm reduction set: k, i run over the N "
+            "samples (M = N), p over the inputs.[/]"
+        )
+        _print_chain(out, steps, proof)
+        _print_bias(out, facts)
+        _print_composite_instance(out, n, d, values)
+    _exit_unless_proved(proof, facts)
+
+
+def _exit_unless_proved(proof: Any, facts: Sequence[Any]) -> None:
+    """The composite's output claims every line of the chain and every fact about b for every
+    M: exit 1 when a line is refuted, 3 when a line or a fact is not proved (the every-M engine
+    cannot refute a fact: its leftover may hide a zero), saying which on stderr."""
+    from bnderive.cli.common import EXIT_REFUTED, EXIT_UNDECIDED
+    from bnderive.verify.verdict import Status
+
+    refuted = [n for n, v in proof.verdicts.items() if v.status is Status.REFUTED]
+    open_lines = [n for n, v in proof.verdicts.items() if v.status is not Status.HOLDS]
+    open_facts = [f.name for f in facts if not f.holds]
+    if not open_lines and not open_facts:
         return
-    out = console()
-    out.print("[bold]Linear → BatchNorm → ReLU for every batch size (training mode)[/]")
-    out.print(
-        "[dim]Feature j of h = XW + b is one BatchNorm reduction set: k, i run over the N samples "
-        "(M = N), p over the inputs.[/]"
+    parts = []
+    if open_lines:
+        lines = ", ".join(str(n) for n in sorted(open_lines))
+        parts.append(
+            f"line(s) {lines} of {proof.form.name} " + ("refuted" if refuted else "not proved")
+        )
+    if open_facts:
+        parts.append(f"the fact(s) {', '.join(open_facts)} about b not proved")
+    click.echo(
+        f"Error: {'; '.join(parts)} for every M: the output above claims less than it shows "
+        "(exit 1 refuted, 3 not proved).",
+        err=True,
     )
-    _print_chain(out, steps)
-    _print_bias(out)
-    _print_composite_instance(out, n, d, values)
+    sys.exit(EXIT_REFUTED if refuted else EXIT_UNDECIDED)
 
 
-def _print_chain(out: Console, steps: Sequence[Any]) -> None:
+def _print_chain(out: Console, steps: Sequence[Any], proof: Any) -> None:
     """The composite's forward and backward, then ∂L/∂h through BatchNorm: Thorey's Kronecker
-    chain, each line with its every-M verdict."""
+    chain (``proof``: ``verify.chain.prove_chain``), each line with its every-M verdict."""
     from bnderive.core.printing import unicode
-    from bnderive.verify.chain import prove_chain
 
     for kind, title in (("forward", "Forward"), ("backward", "Backward")):
         out.print(f"\n[bold underline]{title}[/]")
@@ -253,9 +287,9 @@ def _print_chain(out: Console, steps: Sequence[Any]) -> None:
                     f"[bold cyan]{escape(unicode(lhs))}[/] = {escape(unicode(rhs))}   "
                     f"[dim]# {escape(meaning)}[/]"
                 )
-    proof = prove_chain()
     out.print(f"\n[bold underline]∂L/∂hᵢⱼ through BatchNorm: {escape(proof.form.title)}[/]")
-    out.print(f"[dim]{escape(proof.form.sources[0])}[/]")
+    for source in proof.form.sources[:1]:
+        out.print(f"[dim]{escape(source)}[/]")
     for eq in proof.form.equations:
         text, style = STATUS_STYLE[proof.verdicts[eq.number].status.value]
         out.print(
@@ -264,13 +298,13 @@ def _print_chain(out: Console, steps: Sequence[Any]) -> None:
     out.print("[dim](g is ∂L/∂y: dout where y > 0, from the ReLU above; x stands for h.)[/]")
 
 
-def _print_bias(out: Console) -> None:
-    """The facts about the bias b, proved for every M (``verify.composite``)."""
+def _print_bias(out: Console, facts: Sequence[Any]) -> None:
+    """The facts about the bias b (``verify.composite``), each with what the every-M proof found."""
     from bnderive.core.printing import unicode
-    from bnderive.verify.composite import bias_cancels, bias_gradient
+    from bnderive.verify.composite import bias_gradient
 
     out.print("\n[bold underline]The bias b[/]")
-    for fact in [*bias_cancels(), bias_gradient(training=True)]:
+    for fact in facts:
         text, style = STATUS_STYLE["holds" if fact.holds else "undecided"]
         out.print(f"{escape(fact.statement)}   [{style}]{text} for every M[/]")
     in_eval = bias_gradient(training=False)
