@@ -147,6 +147,13 @@ FILE_BYTES = Cap(
     "was tried on has 11 kB); a larger file is not one",
     unit="1 MiB",
 )
+SOURCE_BYTES = Cap(
+    "The file's size",
+    1_000_000,
+    "a BatchNorm layer is a few kilobytes of Python (the longest real implementation bnderive "
+    "was tried on has 9 kB); a larger file is not one",
+    unit="1 MB",
+)
 NOTEBOOK_BYTES = Cap(
     "The notebook's size",
     16 << 20,

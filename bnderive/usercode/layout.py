@@ -13,10 +13,12 @@ import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bnderive.errors import BnderiveError
+from bnderive.core.limits import SOURCE_BYTES
+from bnderive.errors import BnderiveError, InputFileError, LimitError
+from bnderive.read.files import read_bytes
 
 #: The largest file check-impl reads: a BatchNorm layer is a few kilobytes.
-MAX_SOURCE_BYTES = 1_000_000
+MAX_SOURCE_BYTES = SOURCE_BYTES.limit
 #: What to do about a file that is not Python source.
 GIVE_PY = "give the path of the .py file that defines the BatchNorm functions"
 
@@ -101,25 +103,16 @@ def read_source(path: str | Path) -> Source:
         )
     if not file.exists():
         raise ImplementationError(f"{path}: no such file; give the path of a Python file.")
-    if not file.is_file():
-        raise ImplementationError(
-            f"{path} is not a regular file (a device, a FIFO or a socket); {GIVE_PY}."
-        )
     if file.suffix != ".py":
         raise ImplementationError(
             f"{name} is not a Python file: check-impl imports it as a module, which needs the "
             f"suffix .py; {GIVE_PY}."
         )
     try:
-        with file.open("rb") as f:
-            data = f.read(MAX_SOURCE_BYTES + 1)
-    except OSError as exc:
-        raise ImplementationError(f"{name} cannot be read ({exc.strerror}); {GIVE_PY}.") from None
-    if len(data) > MAX_SOURCE_BYTES:
-        raise ImplementationError(
-            f"{name} is larger than {MAX_SOURCE_BYTES // 1000:,} kB, far more than a BatchNorm "
-            f"layer; {GIVE_PY}."
-        )
+        # a regular file only, opened without blocking, at most the cap read (read/files.py)
+        data = read_bytes(file, "the .py file that defines the BatchNorm functions", SOURCE_BYTES)
+    except (InputFileError, LimitError) as exc:
+        raise ImplementationError(str(exc)) from None
     if b"\0" in data:
         raise ImplementationError(f"{name} is a binary file (it has NUL bytes); {GIVE_PY}.")
     try:

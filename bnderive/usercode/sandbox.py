@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bnderive.core import supervisor
-from bnderive.errors import BnderiveError
+from bnderive.errors import LimitError  # a --timeout or --memory that is not usable (exit 2)
 
 CHILD = str(Path(__file__).with_name("child.py"))
 
@@ -60,10 +60,6 @@ ANSWER_LIMIT = 64 * 1024 * 1024
 SHOWN = 1500
 #: The environment variable that marks every process of a sandbox (``supervisor.sweep``).
 TOKEN = supervisor.TOKEN
-
-
-class LimitError(BnderiveError):
-    """A --timeout or --memory value that is not usable (exit 2)."""
 
 
 def check_limits(timeout: float, memory_mb: float) -> tuple[float, int]:
