@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 #: The dtypes --dtype accepts (NumPy's float types).
 DTYPE_CHOICES = ("float16", "float32", "float64")
+#: The most draws per point --trials takes (each draw costs one exact reference per point).
+TRIALS_CAP = 100
 #: Short column heads, so that a table fits 80 columns.
 _HEADS = {
     "staged": "staged",
@@ -70,7 +72,22 @@ _HEADS = {
     metavar="X",
     help="The input mean of the M sweep (0 to 1e6).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the inputs.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the inputs (0 or more).",
+)
+@click.option(
+    "--trials",
+    type=click.IntRange(1, TRIALS_CAP),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Draws of the inputs per point (seeds S, S+1, …): the table shows the median error, "
+    f"--json also the smallest and largest (at most {TRIALS_CAP}).",
+)
 @click.option(
     "--numba",
     is_flag=True,
@@ -94,6 +111,7 @@ def stability(
     max_m: int,
     size_mean: float,
     seed: int,
+    trials: int,
     numba: bool,
     output: str | None,
     as_json: bool,
@@ -105,7 +123,9 @@ def stability(
     one reduction set from inputs x = mean + z (z standard normal, seeded), rounded to the dtype;
     each is compared with the exact ∂L/∂x at the same rounded inputs (rational arithmetic):
     the relative error max|dx − exact| / max|exact|. The mean goes from 0 to 1e6 at M = 256,
-    then M from 4 up at mean 1000. The variance alone is computed two ways, two-pass Σ(x − μ)²/M
+    then M from 4 up at mean 1000. Each point is one draw of the inputs; the errors, and which
+    form is the most accurate, change from draw to draw: --trials N shows the median of N
+    draws. The variance alone is computed two ways, two-pass Σ(x − μ)²/M
     and one-pass E[x²] − μ², against the exact σ². "overflow" marks a result that overflowed
     or is NaN, "—" inputs that do not fit in the dtype (float16 above 65504).
 
@@ -114,6 +134,7 @@ def stability(
       bnderive stability
       bnderive stability --dtype float32 float16
       bnderive stability --dtype float64 --max-m 65536
+      bnderive stability --trials 20
       bnderive stability -o stability.png
       bnderive stability --json
 
@@ -141,7 +162,13 @@ def stability(
     from bnderive.stability.study import study
 
     result = study(
-        dtypes or ("float32",), m=m, max_m=max_m, size_mean=size_mean, seed=seed, numba=numba
+        dtypes or ("float32",),
+        m=m,
+        max_m=max_m,
+        size_mean=size_mean,
+        seed=seed,
+        numba=numba,
+        trials=trials,
     )
     if as_json:
         click.echo(json_text(result.as_dict()))
@@ -187,10 +214,16 @@ def _print(result: StabilityStudy) -> None:
 
     out = console()
     out.print("[bold]Relative error of ∂L/∂x and σ²[/] against the exact value at the same")
+    draws = (
+        f"one draw (seed {result.seed}; --trials N: the median of N draws)"
+        if result.trials == 1
+        else f"the median of {result.trials} draws (seeds {result.seed} to "
+        f"{result.seed + result.trials - 1}; --json: the range)"
+    )
     setting = (
         f"float inputs: max|got − exact| / max|exact|; x = mean + z (spread "
-        f"{result.spread:g}), g random (seed {result.seed}), γ = {result.gamma:g}, "
-        f"ε = {result.eps:g}."
+        f"{result.spread:g}), g random, γ = {result.gamma:g}, ε = {result.eps:g}; each point "
+        f"is {draws}."
     )
     for line in textwrap.wrap(setting, width=78):
         out.print(f"[dim]{escape(line)}[/]")

@@ -3,7 +3,8 @@
 Panels: (a) ∂L/∂x's relative error against the input mean, one line per candidate; (b) the
 same against M; (c) σ²'s relative error against the mean, one-pass and two-pass.  Errors are on
 a log scale (an error of exactly 0 is not drawn); a point where the result overflowed is not
-drawn either (the table and JSON say so).  matplotlib is optional (``pip install
+drawn either (the table and JSON say so).  With several draws per point (``trials``) a line is
+the median and a shaded band the range of the draws.  matplotlib is optional (``pip install
 'bnderive[report]'``); ``figure`` raises ``MatplotlibMissingError`` (exit code 2) without it.
 """
 
@@ -47,6 +48,18 @@ def _finite(values: list[tuple[float, float]]) -> tuple[list[float], list[float]
     return xs, ys
 
 
+def _band(ax: Any, study: StabilityStudy, sweep: str, dtype: str, candidate: str) -> None:
+    """With several draws per point: the range of the draws, shaded around the median line."""
+    if study.trials == 1:
+        return
+    points = study.ranges(sweep, dtype, candidate)
+    xs = [p for p, _, _ in points]
+    low = [lo if lo is not None and math.isfinite(lo) else math.nan for _, lo, _ in points]
+    high = [hi if hi is not None and math.isfinite(hi) else math.nan for _, _, hi in points]
+    color = ax.get_lines()[-1].get_color()  # the median line just drawn
+    ax.fill_between(xs, low, high, color=color, alpha=0.15, linewidth=0)
+
+
 def figure(study: StabilityStudy) -> Any:
     """The study's figure (a ``matplotlib.figure.Figure``; close it with ``plt.close``)."""
     plt = _pyplot()
@@ -60,11 +73,14 @@ def figure(study: StabilityStudy) -> Any:
             ax_mean.plot(
                 *_finite(study.series("mean", dtype, candidate)), marker="o", label=candidate
             )
+            _band(ax_mean, study, "mean", dtype, candidate)
             ax_m.plot(*_finite(study.series("M", dtype, candidate)), marker="o", label=candidate)
+            _band(ax_m, study, "M", dtype, candidate)
         for candidate in (ONE_PASS, TWO_PASS):
             ax_var.plot(
                 *_finite(study.series("mean", dtype, candidate)), marker="o", label=candidate
             )
+            _band(ax_var, study, "mean", dtype, candidate)
         for ax in (ax_mean, ax_var):
             ax.set_xscale("symlog", linthresh=1.0)  # the sweep starts at mean 0
             ax.set_xlabel(MEAN_LABEL.format(spread=study.spread))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +59,9 @@ class Row:
     point (input mean, size M of the reduction set); ``quantity`` is "dx" (∂L/∂x, error
     max|dx − dx*| / max|dx*|) or "var" (σ², error |σ² − σ²*| / σ²*).  ``error`` is ``math.inf``
     when the candidate's result overflowed or is NaN, ``math.nan`` when the inputs themselves
-    cannot be held in the dtype (``note`` says which)."""
+    cannot be held in the dtype (``note`` says which).  With several draws per point
+    (``study(trials=N)``) ``error`` is their median and ``low``, ``high`` the smallest and the
+    largest; with one draw they are None."""
 
     sweep: str
     dtype: str
@@ -68,6 +71,8 @@ class Row:
     quantity: str
     error: float
     note: str = ""
+    low: float | None = None
+    high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,7 @@ class StabilityStudy:
     seed: int
     rows: tuple[Row, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    trials: int = 1  # draws of the inputs per point (seeds seed, seed + 1, …)
 
     @property
     def dx_candidates(self) -> tuple[str, ...]:
@@ -101,6 +107,17 @@ class StabilityStudy:
         """(point, error) along ``sweep`` ("mean": the mean; "M": M) for one candidate."""
         return [
             (r.mean if sweep == "mean" else float(r.m), r.error)
+            for r in self.rows
+            if r.sweep == sweep and r.dtype == dtype and r.candidate == candidate
+        ]
+
+    def ranges(
+        self, sweep: str, dtype: str, candidate: str
+    ) -> list[tuple[float, float | None, float | None]]:
+        """(point, smallest, largest error over the draws) along ``sweep``; None, None with
+        one draw per point."""
+        return [
+            (r.mean if sweep == "mean" else float(r.m), r.low, r.high)
             for r in self.rows
             if r.sweep == sweep and r.dtype == dtype and r.candidate == candidate
         ]
@@ -125,7 +142,14 @@ class StabilityStudy:
             "gamma": self.gamma,
             "eps": self.eps,
             "seed": self.seed,
-            "error": "max|got − exact| / max|exact|, at the same float inputs",
+            "trials": self.trials,
+            "error": "max|got − exact| / max|exact|, at the same float inputs"
+            + (
+                f"; the median of {self.trials} draws (seeds {self.seed} to "
+                f"{self.seed + self.trials - 1}), low and high the smallest and largest"
+                if self.trials > 1
+                else ""
+            ),
             "rows": [
                 {
                     "sweep": r.sweep,
@@ -137,10 +161,19 @@ class StabilityStudy:
                     "error": r.error if math.isfinite(r.error) else None,
                     "note": r.note or _default_note(r.error),
                 }
+                | (
+                    {"low": _finite_or_none(r.low), "high": _finite_or_none(r.high)}
+                    if self.trials > 1
+                    else {}
+                )
                 for r in self.rows
             ],
             "notes": list(self.notes),
         }
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _default_note(error: float) -> str:
@@ -204,8 +237,43 @@ def measure_point(
     spread: float,
     seed: int,
     kernels: Sequence[str] = ("numpy",),
+    trials: int = 1,
 ) -> list[Row]:
-    """Every candidate's rows at one point (mean, M) in one dtype."""
+    """Every candidate's rows at one point (mean, M) in one dtype: one draw of the inputs
+    (``seed``), or the median of ``trials`` draws (seeds ``seed`` … ``seed + trials − 1``)
+    with the smallest and largest error."""
+    draws = [_measure_draw(sweep, dtype, mean, m, spread, seed + t, kernels) for t in range(trials)]
+    if trials == 1:
+        return draws[0]
+    return [_median_row([draw[k] for draw in draws]) for k in range(len(draws[0]))]
+
+
+def _median_row(rows: Sequence[Row]) -> Row:
+    """One candidate's draws at one point as one row: the median error, its range.  A draw
+    whose inputs do not fit the dtype (NaN) makes the point not measured."""
+    errors = [r.error for r in rows]
+    first = rows[0]
+    if any(math.isnan(e) for e in errors):
+        note = next(r.note for r in rows if math.isnan(r.error))
+        return Row(first.sweep, first.dtype, first.mean, first.m, first.candidate,
+                   first.quantity, math.nan, note, math.nan, math.nan)  # fmt: skip
+    median = statistics.median(sorted(errors))  # an overflow (inf) counts as the largest
+    notes = sorted({r.note for r in rows if r.note})
+    note = ", ".join(f"{n} in {sum(r.note == n for r in rows)} of {len(rows)} draws" for n in notes)
+    return Row(first.sweep, first.dtype, first.mean, first.m, first.candidate, first.quantity,
+               median, note, min(errors), max(errors))  # fmt: skip
+
+
+def _measure_draw(
+    sweep: str,
+    dtype: str,
+    mean: float,
+    m: int,
+    spread: float,
+    seed: int,
+    kernels: Sequence[str] = ("numpy",),
+) -> list[Row]:
+    """Every candidate's rows at one point (mean, M) in one dtype, one draw of the inputs."""
     names = [*FORMS, *(f"emitted {k}" for k in kernels), ONE_PASS, TWO_PASS]
     quantity = {ONE_PASS: "var", TWO_PASS: "var"}
     drawn = _inputs(dtype, mean, m, spread, seed)
@@ -253,26 +321,40 @@ def study(
     seed: int = 0,
     numba: bool = False,
     means: Sequence[float] = MEANS,
+    trials: int = 1,
 ) -> StabilityStudy:
     """Measure the study: the mean sweep at M = ``m``, the M sweep (4, 16, … ``max_m``) at mean
     ``size_mean``, in each of ``dtypes``; ``numba`` adds the emitted numba kernel (compiling
-    it takes tens of seconds).  The caps on ``m`` and ``max_m`` are the caller's
-    (``core.limits.STABILITY_M``)."""
+    it takes tens of seconds).  Each point is one draw of the inputs (``seed``), or with
+    ``trials`` N the median of N draws (seeds ``seed`` … ``seed + N − 1``; each row keeps the
+    range): the ratios between candidates change from draw to draw.  The caps on ``m`` and
+    ``max_m`` are the caller's (``core.limits.STABILITY_M``)."""
     for dtype in dtypes:
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}: one of {', '.join(DTYPES)}")
+    if trials < 1:
+        raise ValueError("trials must be at least 1")
     kernels = ("numpy", "numba") if numba else ("numpy",)
     sizes = sizes_up_to(max_m)
     rows: list[Row] = []
     for dtype in dtypes:
         for mean in means:
-            rows += measure_point("mean", dtype, float(mean), m, spread, seed, kernels)
+            rows += measure_point("mean", dtype, float(mean), m, spread, seed, kernels, trials)
         for size in sizes:
-            rows += measure_point("M", dtype, float(size_mean), size, spread, seed, kernels)
+            rows += measure_point("M", dtype, float(size_mean), size, spread, seed, kernels, trials)
     candidates = (*FORMS, *(f"emitted {k}" for k in kernels), ONE_PASS, TWO_PASS)
+    draws = (
+        f"each point is one draw of the inputs (seed {seed}): the errors, and which candidate "
+        "is the most accurate, change from draw to draw (`bnderive stability --trials N`: the "
+        "median of N draws)"
+        if trials == 1
+        else f"each point is the median of {trials} draws of the inputs (seeds {seed} to "
+        f"{seed + trials - 1}); the smallest and largest error of each point are in the JSON"
+    )
     notes = (
         "inputs x = mean + spread·z, g: standard normal (seeded), rounded to the dtype; "
         f"γ = {GAMMA:g}, ε = {EPS:g} in the dtype",
+        draws,
         "reference: the exact ∂L/∂x and σ² at the same rounded inputs (rationals; 1/√(σ²+ε) "
         "to 128 bits)",
         "NumPy computes in the dtype (its sums are pairwise); the emitted kernels are those "
@@ -291,4 +373,5 @@ def study(
         seed,
         tuple(rows),
         notes,
+        trials,
     )
