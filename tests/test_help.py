@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -52,3 +55,61 @@ def test_help_examples_parse_and_their_files_exist(name):
         for word in words:
             if word.startswith("examples/"):
                 assert (ROOT / word).is_file(), f"{example}: {word} is not in the repository"
+
+
+def test_the_command_list_says_what_each_command_says_of_itself():
+    """`bnderive --help` lists each command from ``COMMANDS`` without importing it: each summary
+    must be what click would show of the command's own docstring."""
+    from bnderive.cli import COMMANDS
+
+    for name in COMMANDS:
+        summary = click.Command(name, help=main.commands.summary(name))
+        for limit in (45, 80, 1000):
+            assert summary.get_short_help_str(limit) == main.commands[name].get_short_help_str(
+                limit
+            )
+
+
+#: What no --help may import: the mathematics and the parser (seconds of start-up together).
+HEAVY = ("sympy", "numpy", "lark", "symengine", "gmpy2", "matplotlib")
+
+_IMPORTED_BY_HELP = """
+import json, sys
+from bnderive.cli import main
+try:
+    main(sys.argv[1:] + ["--help"], prog_name="bnderive")
+except SystemExit as stop:
+    assert stop.code == 0, stop.code
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def imported_by_help(*args: str) -> set[str]:
+    """The modules a fresh interpreter has imported after `bnderive ARGS --help`."""
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORTED_BY_HELP, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("name", ["", *COMMANDS])
+def test_help_imports_neither_the_mathematics_nor_the_parser(name):
+    modules = imported_by_help(*([name] if name else []))
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
+    assert not heavy, f"`bnderive {name} --help` imports {heavy[:5]}"
+    library = sorted(
+        m
+        for m in modules
+        if m.startswith("bnderive.") and m.split(".")[1] not in ("cli", "errors")
+        and m not in ("bnderive.core", "bnderive.core.limits")  # the caps, shown in help texts
+    )  # fmt: skip
+    assert not library, f"`bnderive {name} --help` imports the library: {library}"
+    commands = {m for m in modules if m.startswith("bnderive.cli.")} - {"bnderive.cli.common"}
+    if not name:  # the list of commands is read from COMMANDS, not from the commands' modules
+        assert not commands, commands
+    else:
+        assert commands == {main.commands[name].callback.__module__}, commands

@@ -1,7 +1,9 @@
 """The command line: click commands over the library, rich for output, no mathematics here.
 
-One module per command (or small group of commands); each imports the library only inside its
-command, so that ``bnderive --help`` starts fast.
+One module per command (or small group of commands), imported only when its command runs or
+shows its help (``COMMANDS``); each imports the library only inside its command, so that
+``bnderive --help`` starts fast (SymPy, NumPy, lark and rich's heavy parts are never imported by
+a ``--help``: ``tests/test_help.py``).
 """
 
 from __future__ import annotations
@@ -11,18 +13,66 @@ import inspect
 import click
 
 from bnderive import __version__
-from bnderive.cli.catalogue import forms, mutants
-from bnderive.cli.check import check
-from bnderive.cli.check_impl import check_impl
-from bnderive.cli.common import Group
-from bnderive.cli.conventions import conventions
-from bnderive.cli.derive import derive
-from bnderive.cli.emit import bench, emit
-from bnderive.cli.explain import explain
-from bnderive.cli.parse import parse
-from bnderive.cli.report import report
-from bnderive.cli.stability import stability
-from bnderive.cli.teach import teach
+from bnderive.cli.common import Group, LazyCommands
+
+#: Every command: its name → (where it is defined, the first sentence of its docstring, which
+#: ``bnderive --help`` lists without importing the command's module).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": (
+        "bnderive.cli.emit:bench",
+        "Time the emitted backward against hand NumPy, numba, PyTorch and the memory bound.",
+    ),
+    "check": (
+        "bnderive.cli.check:check",
+        "Check derivations of the backward pass against the ground truth.",
+    ),
+    "check-impl": (
+        "bnderive.cli.check_impl:check_impl",
+        "Check NumPy implementations of BatchNorm: the forward output (training and eval mode), "
+        "the running statistics, and dx, dgamma, dbeta of every backward, one row each.",
+    ),
+    "conventions": (
+        "bnderive.cli.conventions:conventions",
+        "Run the frameworks' running-statistics conventions on the same batches and show how far "
+        "their running μ, σ² and eval-mode outputs drift apart.",
+    ),
+    "derive": (
+        "bnderive.cli.derive:derive",
+        "Print the ground truth: each forward stage and its adjoint, stage by stage.",
+    ),
+    "emit": (
+        "bnderive.cli.emit:emit",
+        "Write a proven form as a NumPy module, verified before it is written.",
+    ),
+    "explain": (
+        "bnderive.cli.explain:explain",
+        "Explain why a gradient test of BatchNorm can lie: what in its setup hides mistakes.",
+    ),
+    "forms": (
+        "bnderive.cli.catalogue:forms",
+        "List the known forms with their sources, or show one form's equations.",
+    ),
+    "mutants": (
+        "bnderive.cli.catalogue:mutants",
+        "List the corpus of known mistakes, or show one mistake and its mutants.",
+    ),
+    "parse": (
+        "bnderive.cli.parse:parse",
+        "Show how bnderive reads a LaTeX derivation (.md, .tex or .ipynb), line by line.",
+    ),
+    "report": (
+        "bnderive.cli.report:report",
+        "Write a report of what was checked: LaTeX (and PDF) for a handout, Markdown for a post.",
+    ),
+    "stability": (
+        "bnderive.cli.stability:stability",
+        "Measure how far float results of the backward pass are from the exact ones.",
+    ),
+    "teach": (
+        "bnderive.cli.teach:teach",
+        "Teach the backward pass of BatchNorm on a tiny batch, every number exact.",
+    ),
+}
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,21 +124,5 @@ def examples_last(command: click.Command) -> None:
             return
 
 
-for _command in (
-    check,
-    derive,
-    forms,
-    mutants,
-    check_impl,
-    parse,
-    emit,
-    bench,
-    explain,
-    teach,
-    conventions,
-    report,
-    stability,
-):
-    main.add_command(_command)
-for _command in (main, *main.commands.values()):
-    examples_last(_command)
+main.commands = LazyCommands(COMMANDS, prepare=examples_last)
+examples_last(main)

@@ -4,9 +4,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.markup import escape
 
-from bnderive.cli.common import console, user_errors
+from bnderive.cli.common import console, escape, user_errors
 from bnderive.errors import BnderiveError
 
 if TYPE_CHECKING:

@@ -5,13 +5,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
 
 from bnderive.cli.common import (
     STATUS_STYLE,
     checked_groups,
     console,
     document,
+    escape,
     json_text,
     norm_options,
     user_errors,

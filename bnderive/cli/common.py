@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import errno
 import functools
-import json
+import importlib
 import os
 import re
 import signal
 import sys
 import threading
-import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -74,15 +73,23 @@ def clean(text: object) -> str:
     return _CONTROL.sub("", str(text))
 
 
+def escape(text: str) -> str:
+    """rich's markup escape (``[`` → ``\\[``), imported when first used: ``rich.markup`` pulls in
+    ``rich.text``, ``rich.style`` and the colour tables, which ``--help`` does not need."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 def safe(text: object) -> str:
     """User text for a rich markup string: control sequences removed, ``[`` escaped."""
-    from rich.markup import escape
-
     return escape(clean(text))
 
 
 def json_text(payload: Any) -> str:
     """``payload`` as indented JSON; characters a terminal would act on are written as \\uXXXX."""
+    import json  # here, not at the top: --help does not need it
+
     text = json.dumps(payload, indent=2, ensure_ascii=False)
     return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
@@ -221,12 +228,79 @@ def guarded(run: Callable[[], Any], *, debug: bool = False, as_json: bool = Fals
 
 def _internal(exc: BaseException, debug: bool, as_json: bool) -> NoReturn:
     if debug:
+        import traceback
+
         traceback.print_exception(exc, file=sys.stderr)
     error_exit(internal_message(exc), EXIT_INTERNAL, as_json)
 
 
+class LazyCommands(MutableMapping[str, click.Command]):
+    """A group's commands, each imported when first asked for (click's "lazily loading
+    subcommands" pattern): ``bnderive derive --help`` imports the derive command's module only,
+    and ``bnderive --help`` none of them (it lists each command's ``summary``).
+
+    ``registry`` maps a command's name to ``("module:attribute", summary)``; the summary is the
+    first sentence of the command's docstring, which is all ``bnderive --help`` shows of it
+    (``tests/test_help.py`` checks they agree).  ``prepare`` runs once on each loaded command."""
+
+    def __init__(
+        self,
+        registry: dict[str, tuple[str, str]],
+        prepare: Callable[[click.Command], None] = lambda command: None,
+    ) -> None:
+        self.registry = registry
+        self.prepare = prepare
+        self.loaded: dict[str, click.Command] = {}
+
+    def summary(self, name: str) -> str:
+        return self.registry[name][1]
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self.loaded:
+            if name not in self.registry:
+                raise KeyError(name)
+            module, _, attribute = self.registry[name][0].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            self.prepare(command)
+            self.loaded[name] = command
+        return self.loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self.loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        self.loaded.pop(name, None)
+        self.registry.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self.registry.keys() | self.loaded.keys()))
+
+    def __len__(self) -> int:
+        return len(self.registry.keys() | self.loaded.keys())
+
+
 class Group(click.Group):
-    """The ``bnderive`` group: every subcommand runs ``guarded``."""
+    """The ``bnderive`` group: every subcommand runs ``guarded``; with ``LazyCommands``, a
+    command's module is imported only when that command runs or shows its help."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's list of commands, without importing a lazy command to read its summary."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if isinstance(self.commands, LazyCommands) and name not in self.commands.loaded:
+                # the same shortening click applies to a loaded command's help
+                shown = click.Command(name, help=self.commands.summary(name))
+            else:
+                shown = self.commands[name]
+            if not shown.hidden:
+                rows.append((name, shown.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["bnderive.args"] = list(args)

@@ -8,9 +8,8 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
 
-from bnderive.cli.common import console, user_errors
+from bnderive.cli.common import console, escape, user_errors
 from bnderive.errors import BnderiveError
 
 if TYPE_CHECKING:

@@ -5,9 +5,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
 
-from bnderive.cli.common import STATUS_STYLE, checked_groups, console, norm_options, user_errors
+from bnderive.cli.common import (
+    STATUS_STYLE,
+    checked_groups,
+    console,
+    escape,
+    norm_options,
+    user_errors,
+)
 from bnderive.errors import BnderiveError
 
 if TYPE_CHECKING:

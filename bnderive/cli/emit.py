@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
 
 from bnderive.cli.common import (
     EXIT_INTERNAL,
     EXIT_REFUTED,
     checked_groups,
     console,
+    escape,
     norm_options,
     user_errors,
 )

@@ -3,9 +3,8 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.markup import escape
 
-from bnderive.cli.common import console, json_text, user_errors
+from bnderive.cli.common import console, escape, json_text, user_errors
 from bnderive.errors import BnderiveError
 
 

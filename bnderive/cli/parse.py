@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import click
-from rich.markup import escape
 
-from bnderive.cli.common import console, document, user_errors
+from bnderive.cli.common import console, document, escape, user_errors
 from bnderive.errors import BnderiveError
 
 #: What a kind of line is checked against, in words (``parse`` shows it per line).

@@ -11,9 +11,8 @@ import textwrap
 from typing import TYPE_CHECKING
 
 import click
-from rich.markup import escape
 
-from bnderive.cli.common import console, json_text, user_errors
+from bnderive.cli.common import console, escape, json_text, user_errors
 from bnderive.core.limits import STABILITY_M, check_float
 
 if TYPE_CHECKING:
