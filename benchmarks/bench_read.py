@@ -25,6 +25,8 @@ if a verdict is wrong.
 from __future__ import annotations
 
 import argparse
+import collections
+import re
 import statistics
 import sys
 import time
@@ -58,6 +60,18 @@ def check_time(source: Path, repeats: int) -> float | None:
     return statistics.median(times)
 
 
+#: Out of scope by issue 12's own definition: matrix forms (a pmatrix, bmatrix, … environment).
+OUT_OF_SCOPE = re.compile(r"an? (pmatrix|bmatrix|vmatrix|Bmatrix|matrix|array) environment")
+
+
+def reason_key(reason: str) -> str:
+    """A reason without its place and the post's own words: lines grouped by why."""
+    reason = re.sub(r"^.*?line \d+(, column \d+)?: ", "", reason.split("; ")[0])
+    reason = re.sub(r"^member \d+ not checked: |^the right side not checked: ", "", reason)
+    reason = re.sub(r"'[^']*'|`[^`]*`", "'…'", reason)
+    return reason[:90]
+
+
 def _zero() -> dict[str, int]:
     keys = ("files", "read", "values", "checked", "definition", "unchecked", "unread", "missing")
     return dict.fromkeys((*keys, "wrong"), 0)
@@ -85,6 +99,8 @@ def main() -> int:
     header = f"{'file':32} {'read':>5} {'value':>5} {'chk':>4} {'def':>4} {'n.chk':>5} {'n.read':>6} {'n.fnd':>5} {'wrong':>5} {'check s':>8}"
     print(header)
     totals = {family: _zero() for family in ("batch", "layer")}
+    reasons: collections.Counter[str] = collections.Counter()
+    out_of_scope = collections.Counter()
     seconds = []
     for stem, source, expected in catalogue():
         result = judge_file(stem, source, expected, methods=methods)
@@ -101,6 +117,14 @@ def main() -> int:
             missing=result.count("not found"),
             wrong=len(result.wrong),
         )
+        for j in result.judged:
+            if j.expected.states_value and j.status not in ("checked", "definition"):
+                if family == "batch":
+                    reasons[
+                        f"{j.status}: {reason_key(j.reason) or '(no maths bnderive reads)'}"
+                    ] += 1
+                if OUT_OF_SCOPE.search(j.reason):
+                    out_of_scope[family] += 1
         t = totals[family]
         t["files"] += 1
         t["read"] += result.read
@@ -124,6 +148,17 @@ def main() -> int:
             every[key] += value
         _summary(title, totals[family])
     _summary("All", every)
+    for family, title in (("batch", "BatchNorm"), ("layer", "LayerNorm")):
+        values = totals[family]["values"]
+        share = out_of_scope[family] / values if values else 0.0
+        print(
+            f"{title} value lines out of scope by issue 12 (matrix environments such as pmatrix): "
+            f"{out_of_scope[family]} ({share:.0%}); not counted as checked"
+        )
+    if reasons:
+        print("\nBatchNorm value lines not checked, by reason (count):")
+        for reason, count in reasons.most_common():
+            print(f"  {count:3d}  {reason}")
     if seconds:
         typical = statistics.median(seconds)
         print(

@@ -66,6 +66,7 @@ from bnderive.core.limits import FILE_BYTES, NOTEBOOK_BYTES
 from bnderive.core.printing import unicode
 from bnderive.core.spec import Mode, Norm, Spec
 from bnderive.errors import FormError
+from bnderive.read.code_lines import CodeReader, code_rows
 from bnderive.read.files import read_text
 from bnderive.read.forms import Equation, Form, bounded_equation
 from bnderive.read.latex_reader import (
@@ -312,6 +313,14 @@ def _blank(text: str, start: int, end: int) -> str:
 
 def _strip_tex_comments(text: str) -> str:
     return re.sub(r"(?<!\\)%[^\n]*", lambda m: " " * len(m.group(0)), text)
+
+
+def _code_rows(text: str) -> list[tuple[int, str]]:
+    """The assignments of a Markdown page's code blocks that read as a derivation
+    (``code_lines.code_rows``), positions in ``text``; front matter and HTML comments are not
+    the page's code."""
+    _, body_start = _md_front_matter(text)
+    return code_rows(_mask_html_comments(_blank(text, 0, body_start)))
 
 
 def _mask_code_fences(text: str) -> str:
@@ -839,6 +848,9 @@ class _Builder:
         if read.kind == "prose":
             return "prose", (), read.reason, []
         continuation = read.lhs is None
+        if read.kind == "node" and read.reason and read.defines and read.rhs[0] is not None:
+            # (code) not checked, but later lines use it as the post computed it
+            self.add(read.defines, read.index, self.resolve(read.rhs[0], []), latex, "definition")
         if read.kind == "none" or read.reason:
             self.chain = _Chain(("none", None, None))
             return "not checked", (), read.reason, []
@@ -883,6 +895,12 @@ class _Builder:
             return "not checked", (), reason, notes
         if read.kind == "adjoint" and not read.per_element and read.defines:
             self.defined.add(read.defines)
+        if read.kind == "node":
+            where = ", ".join(str(n) for n in read.uses)
+            notes.append(
+                f"∂L/∂{read.defines} is worked out in the post's own graph (its forward lines "
+                f"{where} as written, and the true gradients of x̂, σ², μ)"
+            )
         if read.kind == "name" and read.defines:
             self.names[read.defines] = read.index is not None
             if len(numbers) == 1 and not continuation:
@@ -900,6 +918,8 @@ class _Builder:
         number = self.add(name, read.index, expr, latex, "checked")
         assert reference is not None
         self.references.append((reference, number))
+        if read.stores and first:  # code: later lines use the value as the post computed it
+            self.add(read.stores, read.index, expr, latex, "definition")
         return number
 
     def reference(self, read: LineRead, chain: _Chain, latex: str, notes: list[str]) -> int | None:
@@ -910,6 +930,10 @@ class _Builder:
         kind, name = read.kind, read.defines
         if kind == "adjoint" and not read.per_element:
             return None
+        if kind == "node":  # the gradient of a node of the post's own, in the post's graph
+            assert name is not None and read.value is not None
+            text = f"the true ∂L/∂{name} in the post's graph"
+            return self.add(name, read.index, name_bound(read.value), text, "reference")
         if kind == "adjoint":
             assert name is not None
             truth = self.truth.inline(name)
@@ -983,6 +1007,11 @@ class _Builder:
                 total = not paths  # ∂(x_k/√(σ²+ε))/∂x_i: μ and σ² follow x
             self.last_total = total
         return partial_value(of, wrt, self.spec, total)
+
+    def true_adjoint(self, name: str, index: sp.Expr) -> sp.Expr:
+        """The true ∂L/∂(a node of the layer) at ``index`` (for the gradients of a post's own
+        nodes)."""
+        return at_index(self.truth.inline(name), index)
 
     def expand_names(self, expr: sp.Expr) -> sp.Expr:
         """A name's definition where a local derivative needs what the name is."""
@@ -1080,7 +1109,10 @@ def _read(
     norm = _normalization(meta, at, _blank_spans(body, [(a, b) for a, b, _ in spans]), where)
     if norm is Norm.BATCH and "norm" not in meta and _layer_maths(maths):
         norm = Norm.LAYER
-    if not spans:
+    code = _code_rows(text) if markdown and norm is Norm.BATCH else []
+    if code:
+        maths = "\n".join([maths, *(line for _, line in code)])
+    if not spans and not code:
         raise FormError(
             "line 1: no display math found: expected \\begin{align} … \\end{align} (or align*, "
             "eqnarray, equation" + (", $$ … $$" if markdown else ", \\[ … \\]") + ")"
@@ -1093,8 +1125,15 @@ def _read(
         notes.append(_layer_note(family))
     builder = _Builder(spec)
     reading = _Reading(builder, body, cells or [], sigma, modes == (Mode.SPATIAL,), family)
-    for offset, piece in rows:
-        reading.row(offset, piece)
+    if code:
+        reading.code = CodeReader.for_rows([line for _, line in code], builder.true_adjoint)
+    for offset, piece, is_code in sorted(
+        [(o, p, False) for o, p in rows] + [(o, p, True) for o, p in code]
+    ):
+        if is_code:
+            reading.code_row(offset, piece)
+        else:
+            reading.row(offset, piece)
     _something_to_check(builder.equations, reading.lines)
     sources = meta.get("sources") or meta.get("source") or meta.get("citation") or []
     if isinstance(sources, str):
@@ -1218,6 +1257,7 @@ class _Reading:
     spatial: bool
     family: Family
     lines: list[DocLine] = field(default_factory=list)
+    code: CodeReader | None = None  # the assignments of the post's code blocks, when it has any
 
     def row(self, offset: int, piece: str) -> None:
         """One row of a block: each of its equations ("A = B, \\qquad C = D" is two)."""
@@ -1261,6 +1301,25 @@ class _Reading:
         )  # fmt: skip
         if side:
             builder.chain = chain
+
+    def code_row(self, offset: int, text: str) -> None:
+        """One assignment of a code block (``code_lines``): a line of its own, never a chain's."""
+        assert self.code is not None
+        at = _position(self.body, offset)
+        place = _cell_of(at[0], self.cells) if self.cells else ""
+        self.builder.chain = None
+        try:
+            read = self.code.read(text, *at)
+        except LatexError as exc:
+            self.lines.append(DocLine(*at, text, None, (), str(exc), "not read", (), place))
+            self.builder.chain = _Chain(("none", None, None))
+            return
+        status, numbers, reason, notes = self.builder.line(read, text)
+        self.lines.append(
+            DocLine(*at, text, read, numbers, reason, status, tuple(notes), place,
+                    tuple(self.builder.members))
+        )  # fmt: skip
+        self.builder.chain = _Chain(("none", None, None))
 
     def unread(self, exc: LatexError, equation: str, chain: _Chain | None, side: bool) -> None:
         """What a row not read leaves for the rows that continue it."""

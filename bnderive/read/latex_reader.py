@@ -2232,6 +2232,13 @@ class LineRead:
     cross: tuple[str, str] | None = None
     #: ∂y_k/∂x_i: the index k (as written) the line is contracted over, for its continuations.
     contract_over: sp.Expr | None = None
+    #: ``node`` (the gradient of a node of the post's own, read from code): its true value,
+    #: worked out in the post's graph, and the lines of that graph it went through.
+    value: sp.Expr | None = None
+    uses: tuple[int, ...] = ()
+    #: code: the name later lines know this line's value by (``dxnorm_dmean = …`` is checked as
+    #: ∂x̂_i/∂μ and then used as the post computed it)
+    stores: str | None = None
 
     @property
     def lhs(self) -> sp.Expr | None:

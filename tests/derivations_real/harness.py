@@ -62,6 +62,7 @@ class Judged:
     #: bnderive refutes the line only because it uses an earlier wrong line's value, and says
     #: it holds with the true value (``verify.mistakes``): judged on its own, it holds
     inherits: bool = False
+    reason: str = ""  # bnderive's reason for a line not read or not checked
 
     @property
     def own(self) -> str | None:
@@ -230,6 +231,8 @@ def _quantity_of(line: Any, form: Any, number: int) -> str:
         return "identity"
     if read.kind == "name":
         return "definition"
+    if read.kind == "node":  # the gradient of the post's own node: the transcriber names it
+        return "identity"
     if name == "dxhat_dx":
         return "dxhat_dx" if read.contracted else "dxhat_dx_direct"
     return name
@@ -254,7 +257,7 @@ def judge_file(
         form = load_document(source)
     except BnderiveError as exc:
         result.refused = str(exc)
-        result.judged = [Judged(e, "refused") for e in expected]
+        result.judged = [Judged(e, "refused", reason=str(exc)) for e in expected]
         result.seconds = time.perf_counter() - started
         return result
     verdicts = []
@@ -279,11 +282,12 @@ def judge_file(
         used.add((id(line), member))
         status = line.status
         if status in ("not read", "not checked", "prose"):
-            result.judged.append(Judged(e, status, line=line.line))
+            result.judged.append(Judged(e, status, line=line.line, reason=line.reason))
             continue
         number = line.members[member] if member < len(line.members) else None
         if number is None:
-            result.judged.append(Judged(e, "not checked", line=line.line))
+            reason = "; ".join(n for n in line.notes if "not checked" in n) or line.reason
+            result.judged.append(Judged(e, "not checked", line=line.line, reason=reason))
             continue
         eq = form.equations[number - 1]
         if eq.kind == "definition":

@@ -1,0 +1,549 @@
+"""Derivations written as NumPy code in a post: the assignments of a fenced code block, read as
+the lines of a derivation (data only: parsed by Python's ``ast`` and walked through an
+allow-list, never compiled or run).
+
+Many posts derive the backward pass as staged NumPy (Kratzert 2016, CS231n notes): ``mu =
+1./N * np.sum(x, axis=0)``, ``xmu = x - mu``, ``dvar = 0.5 * 1. / np.sqrt(var + eps) * dsqrtvar``.
+Each assignment ``name = expression`` is one line of the derivation, in the (N, D) layout of
+the per-activation mode (``axis=0`` is the batch):
+
+* the left side says what the line states, as the LaTeX reader's left sides do
+  (``LineRead.kind``): a forward quantity (``mu``/``mean``, ``var``, ``xhat``/``x_norm``,
+  ``out``/``y``), a gradient (``dx``, ``dgamma``, ``dbeta``, ``dxhat``, ``dvar``, ``dmu``; or
+  ``grad_x``, … in a post that writes ``grad_``), a local derivative (``dvar_dx``, ``dxnorm_dmean``:
+  ∂σ²/∂x_i, ∂x̂_i/∂μ), the gradient of a node of the post's own (``dsq`` after ``sq = xmu ** 2``:
+  ``node``), or a name of the post's own (``xmu``, ``ivar``, ``dxmu1``: a definition);
+* the right side is NumPy array arithmetic, read at element i: ``x`` is x_i, ``dout`` g_i,
+  ``np.sum(e, axis=0)`` Σ_k e_k, ``np.mean``, ``np.sqrt``, ``np.ones((N, D))``, ``x.shape[0]`` M.
+
+The gradient of a post's own node is worked out in the post's own graph (its forward lines, as
+written): ∂L/∂v = Σ over the lines that use v of ∂L/∂(that line's node) · ∂(its right side)/∂v,
+down to the layer's nodes x̂, y, σ², μ, whose gradients are the true ones.  A line that uses v but
+could not be read leaves the gradient of v unknown: not checked, never guessed.
+
+Block comments in the style of the posts this reads (Kratzert's staged forward/backward, the
+CS231n notes); the code here is bnderive's own.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from bnderive.core import notation as N
+from bnderive.read.latex_reader import LatexError, LineRead
+
+#: Forward quantities of the layer, by the names code gives them.
+FORWARD = {
+    "mu": "mu",
+    "mean": "mu",
+    "sample_mean": "mu",
+    "batch_mean": "mu",
+    "var": "var",
+    "variance": "var",
+    "sample_var": "var",
+    "batch_var": "var",
+    "xhat": "xhat",
+    "x_hat": "xhat",
+    "x_norm": "xhat",
+    "xnorm": "xhat",
+    "x_normalized": "xhat",
+    "x_normed": "xhat",
+    "out": "y",
+    "y": "y",
+}
+#: The upstream gradient ∂L/∂y.
+UPSTREAM = ("dout", "dy", "grad_y", "grad_out", "dldy", "upstream_grad")
+#: The layer's nodes a gradient or a local derivative may be taken with respect to.
+_NODES = {**FORWARD, "x": "x", "X": "x", "gamma": "gamma", "beta": "beta", "sigma2": "var"}
+_ADJOINTS = {
+    "x": "dx",
+    "xhat": "dxhat",
+    "var": "dvar",
+    "mu": "dmu",
+    "gamma": "dgamma",
+    "beta": "dbeta",
+}
+_SIZES = ("N", "m", "M")
+#: Names the index notation gives a meaning of its own: a post's name never takes one of them.
+_RESERVED = {"x", "g", "y", "xhat", "mu", "var", "gamma", "beta", "eps", "M", "ms"} | set(
+    N.QUANTITIES
+)
+_FENCE = re.compile(r"^[ \t]*(```|~~~)([^\n]*)\n(.*?)^[ \t]*\1[^\n]*$", re.M | re.S)
+_LANGUAGES = ("", "python", "py", "python3", "ipython", "numpy", "text", "plain")
+
+
+def code_rows(text: str) -> list[tuple[int, str]]:
+    """(offset, line) of every assignment in the fenced code blocks of ``text`` that read as a
+    derivation: a block counts when one of its assignments states a quantity of the layer (a
+    forward quantity or a gradient), so that a post's unrelated code is left alone."""
+    rows: list[tuple[int, str]] = []
+    for match in _FENCE.finditer(text):
+        if match.group(2).strip().lower() not in _LANGUAGES:
+            continue
+        start = match.start(3)
+        block: list[tuple[int, str]] = []
+        for line in match.group(3).splitlines(keepends=True):
+            stripped = line.strip()
+            if _ASSIGNMENT.match(stripped) and not _packing(stripped):
+                block.append((start + len(line) - len(line.lstrip()), stripped))
+            start += len(line)
+        if any(_states_quantity(target(row)) for _, row in block):
+            rows.extend(block)
+    return rows
+
+
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*\s*=(?!=)")
+
+
+def _packing(line: str) -> bool:
+    """``cache = (xhat, gamma, xmu)``: values packed for later, no arithmetic."""
+    try:
+        tree = ast.parse(line)
+    except SyntaxError:
+        return False
+    value = getattr(tree.body[0], "value", None) if len(tree.body) == 1 else None
+    return isinstance(value, ast.Tuple | ast.List | ast.Dict)
+
+
+def target(line: str) -> str:
+    return line.split("=", 1)[0].strip()
+
+
+def _states_quantity(name: str) -> bool:
+    if name in FORWARD and name != "y":
+        return True
+    for prefix in ("d", "grad_"):
+        if name.startswith(prefix) and name[len(prefix) :] in _NODES:
+            return True
+    return False
+
+
+@dataclass
+class _Node:
+    """A node of the post's own forward graph: its internal name, per element or not, and its
+    right side as written (the names it uses as symbols)."""
+
+    name: str
+    elementwise: bool
+    expr: sp.Expr
+    line: int
+
+
+@dataclass
+class CodeReader:
+    """The assignments of one document, in order (names carry from line to line).
+
+    ``truth`` gives the true gradient of a layer node (``dxhat``, ``dvar``, ``dmu``) at an
+    index, for the gradients of the post's own nodes."""
+
+    truth: Callable[[str, sp.Expr], sp.Expr]
+    prefix: str = "d"
+    names: dict[str, tuple[str, bool]] = field(
+        default_factory=dict
+    )  # post name → (symbol, per element)
+    nodes: dict[str, _Node] = field(default_factory=dict)  # internal name → node
+    layer: list[tuple[str, sp.Expr, int]] = field(default_factory=list)  # x̂, y, σ², μ lines
+    unread: list[tuple[str, str, int]] = field(default_factory=list)  # (target, text, line)
+
+    @classmethod
+    def for_rows(cls, rows: list[str], truth: Callable[[str, sp.Expr], sp.Expr]) -> CodeReader:
+        """A post that writes ``grad_x`` names its gradients ``grad_…``; its ``d…`` names are
+        its own (Calvin Feng's ``dvar`` is ∂x̂/∂σ² next to ``grad_var``)."""
+        grad = any(target(r).startswith("grad_") for r in rows)
+        return cls(truth, "grad_" if grad else "d")
+
+    # -- one line ---------------------------------------------------------------------------------
+    def read(self, text: str, line: int, column: int) -> LineRead:
+        try:
+            tree = ast.parse(text, mode="exec")
+        except SyntaxError as exc:
+            self.unread.append((target(text), text, line))
+            raise LatexError(
+                f"not a Python assignment ({exc.msg}); code is read one assignment a line",
+                line,
+                column + max((exc.offset or 1) - 1, 0),
+            ) from None
+        statement = tree.body[0] if len(tree.body) == 1 else None
+        if not isinstance(statement, ast.Assign) or len(statement.targets) != 1:
+            self.unread.append((target(text), text, line))
+            raise LatexError("one assignment a line (name = expression) is read", line, column)
+        name_node = statement.targets[0]
+        assert isinstance(name_node, ast.Name)  # code_rows keeps `name = …` lines only
+        name = name_node.id
+        try:
+            value, elementwise = _Expr(self, line, column).read(statement.value)
+        except LatexError:
+            self.unread.append((name, text, line))
+            raise
+        return self.left(name, value, elementwise, line, text)
+
+    def left(self, name: str, value: sp.Expr, elementwise: bool, line: int, text: str) -> LineRead:
+        index = N.i if elementwise else None
+        if name in UPSTREAM:
+            return _none(f"{name} is the upstream gradient ∂L/∂y, an input")
+        node = _NODES.get(name)
+        if name in FORWARD and node in ("mu", "var", "xhat", "y"):
+            self.layer.append((node, value, line))
+            lhs = getattr(N, node) if node in ("mu", "var") else sp.IndexedBase(node)[N.i]
+            index = N.i if node in ("xhat", "y") else None
+            return LineRead((lhs, value), node, index, index, kind="forward")
+        local = _local_name(name)
+        if local is not None:
+            of, wrt = local
+            read = self.local(name, of, wrt, value)
+            own = self.own(name, value, read.index is not None, 0)  # later lines use it
+            assert own.defines is not None
+            self.nodes.pop(own.defines, None)
+            return dataclasses.replace(read, stores=own.defines)
+        if name.startswith(self.prefix):
+            rest = name[len(self.prefix) :]
+            if rest in _NODES and _NODES[rest] in _ADJOINTS:
+                canonical = _ADJOINTS[_NODES[rest]]
+                per = N.QUANTITIES[canonical]
+                lhs = sp.IndexedBase(canonical)[N.i] if per else sp.Symbol(canonical)
+                return LineRead((lhs, value), canonical, N.i if per else None, N.i if per else None)
+            if rest in self.names or any(t == rest for t, _, _ in self.unread):
+                return self.node_adjoint(name, rest, value, elementwise)
+        return self.own(name, value, elementwise, line)
+
+    def local(self, name: str, of: str, wrt: str, value: sp.Expr) -> LineRead:
+        """``dvar_dx``: ∂σ²/∂x_i; ``dxnorm_dmean``: ∂x̂_i/∂μ (x̂ and y at element i)."""
+        if of in ("xhat", "y"):
+            of_value: sp.Expr = sp.IndexedBase(of)[N.i]
+        elif of in ("mu", "var"):
+            of_value = getattr(N, of)
+        else:
+            return _none(f"{name}: a derivative of {of}, which is an input of the layer")
+        wrt_value = N.x[N.i] if wrt == "x" else getattr(N, wrt)
+        per = of in ("xhat", "y") or wrt == "x"
+        index = N.i if per else None
+        lhs = N.Partial(of_value, wrt_value, sp.Integer(0))
+        return LineRead((lhs, value), f"d{of}_d{wrt}", index, index, kind="local")
+
+    def own(self, name: str, value: sp.Expr, elementwise: bool, line: int) -> LineRead:
+        """A name of the post's own: a definition (a new symbol each time it is assigned); a
+        forward one is a node of the post's graph."""
+        symbol = name
+        while symbol in _RESERVED or symbol in self.nodes or _taken(self.names, symbol):
+            symbol += "'"
+        self.names[name] = (symbol, elementwise)
+        if not _backward(value):
+            self.nodes[symbol] = _Node(symbol, elementwise, value, line)
+        lhs = sp.IndexedBase(symbol)[N.i] if elementwise else sp.Symbol(symbol)
+        index = N.i if elementwise else None
+        return LineRead((lhs, value), symbol, index, index, kind="name")
+
+    # -- the gradient of a node of the post's own ---------------------------------------------------
+    def node_adjoint(self, name: str, node: str, value: sp.Expr, elementwise: bool) -> LineRead:
+        if node not in self.names:
+            return _none(f"∂L/∂{node}: the line that defines {node} could not be read")
+        symbol, per = self.names[node]
+        if symbol not in self.nodes:
+            return _none(f"∂L/∂{node}: {node} is not a node of the forward pass")
+        index = N.i if elementwise else None
+        own = self.own(name, value, elementwise, 0)  # later lines use it as the post computed it
+        lhs = own.lhs
+        assert lhs is not None and own.defines is not None
+        self.nodes.pop(own.defines, None)
+        try:
+            true, uses = self.adjoint_of(symbol, set())
+        except _Unknown as exc:
+            return LineRead((lhs, value), own.defines, index, index, f"∂L/∂{node}: {exc}", "node")
+        if per != elementwise and not per:
+            return LineRead(
+                (lhs, value), own.defines, index, index,
+                f"∂L/∂{node} is one number ({node} is), but this line computes one per element",
+                "node",
+            )  # fmt: skip
+        index = N.i if per else None
+        return LineRead(
+            (lhs, value), own.defines, index, index, kind="node", value=true, uses=uses,
+            stores=own.defines,
+        )  # fmt: skip
+
+    def adjoint_of(self, symbol: str, seen: set[str]) -> tuple[sp.Expr, tuple[int, ...]]:
+        """∂L/∂symbol in the post's graph (at element i when it is per element), and the lines
+        of the graph it was worked out through."""
+        if symbol in seen:  # pragma: no cover - a forward graph has no cycle
+            raise _Unknown("the post's graph has a cycle")
+        node = self.nodes[symbol]
+        post = [n for n in self.nodes.values() if n.line > node.line]
+        layer = [(name, expr, line) for name, expr, line in self.layer if line > node.line]
+        for target_name, text, line in self.unread:
+            if line > node.line and re.search(rf"(?<![\w.]){re.escape(symbol)}(?!\w)", text):
+                raise _Unknown(f"line {line} ({target_name} = …) uses it and could not be read")
+        total = sp.Integer(0)
+        lines: list[int] = []
+        used = False
+        for consumer in post:
+            if not _uses(consumer.expr, symbol):
+                continue
+            outer, more = self.adjoint_of(consumer.name, seen | {symbol})
+            total += _contribution(
+                outer, consumer.expr, consumer.elementwise, symbol, node.elementwise
+            )
+            lines += [consumer.line, *more]
+            used = True
+        for name, expr, line in layer:
+            if not _uses(expr, symbol):
+                continue
+            per = name in ("xhat", "y")
+            outer = N.g[N.i] if name == "y" else self.truth("d" + name, N.i)
+            total += _contribution(outer, expr, per, symbol, node.elementwise)
+            lines.append(line)
+            used = True
+        if not used:
+            raise _Unknown("no later line of the forward pass uses it, so its gradient is not said")
+        return total, tuple(sorted(set(lines)))
+
+
+class _Unknown(Exception):
+    """The gradient of a post's node cannot be worked out: why."""
+
+
+def _taken(names: dict[str, tuple[str, bool]], symbol: str) -> bool:
+    return any(s == symbol for s, _ in names.values())
+
+
+def _none(reason: str) -> LineRead:
+    return LineRead((sp.Integer(0), sp.Integer(0)), None, None, None, reason, kind="none")
+
+
+def _local_name(name: str) -> tuple[str, str] | None:
+    """``dvar_dx`` → (var, x), ``dxnorm_dmean`` → (xhat, mu): d<of>_d<wrt> of the layer's nodes."""
+    match = re.fullmatch(r"d([A-Za-z_]+?)_d([A-Za-z_]+)", name)
+    if match is None:
+        return None
+    of, wrt = _NODES.get(match.group(1)), _NODES.get(match.group(2))
+    if of is None or wrt is None:
+        return None
+    return of, wrt
+
+
+def _backward(expr: sp.Expr) -> bool:
+    """Does a right side use the upstream gradient or a gradient (then it is no forward node)?"""
+    labels = {str(a.base.label) for a in expr.atoms(sp.Indexed)}
+    symbols = {s.name for s in expr.free_symbols if isinstance(s, sp.Symbol)}
+    adjoints = set(_ADJOINTS.values())
+    return bool(labels & (adjoints | {"g"}) or symbols & adjoints)
+
+
+def _uses(expr: sp.Expr, symbol: str) -> bool:
+    if any(str(a.base.label) == symbol for a in expr.atoms(sp.Indexed)):
+        return True
+    return any(isinstance(s, sp.Symbol) and s.name == symbol for s in expr.free_symbols)
+
+
+def _contribution(
+    outer: sp.Expr, expr: sp.Expr, consumer_per: bool, symbol: str, per: bool
+) -> sp.Expr:
+    """∂L/∂u · ∂u/∂v for one consumer u (right side ``expr`` at element i, ∂L/∂u ``outer``) of
+    the node v: the chain rule in index notation, summed over u's elements when u is per
+    element; for a per-element v, worked out at a fresh element j (the δ_jk of ∂v_k/∂v_j
+    reduced) and written at element i."""
+    s = sp.Dummy("s", integer=True)
+    j = sp.Dummy("j", integer=True)
+    if consumer_per:
+        outer, expr = outer.xreplace({N.i: s}), expr.xreplace({N.i: s})
+    wrt = sp.IndexedBase(symbol)[j] if per else sp.Symbol(symbol)
+    term = outer * sp.diff(expr, wrt)
+    if consumer_per:
+        term = N.reduce_sum(term, s)
+    return _reduce_deltas(term).xreplace({j: N.i})
+
+
+def _reduce_deltas(expr: sp.Expr) -> sp.Expr:
+    """Σ_k δ_jk f(k) → f(j) wherever a term of a sum's body is a delta times something
+    (bottom up); any other term stays in the sum."""
+    if isinstance(expr, sp.Sum) and len(expr.limits) == 1:
+        body = _reduce_deltas(expr.function)
+        (k, low, high) = expr.limits[0]
+        out = sp.Integer(0)
+        kept = sp.Integer(0)
+        for term in sp.Add.make_args(sp.expand_mul(body)):
+            factors = sp.Mul.make_args(term)
+            delta = next(
+                (
+                    d
+                    for d in factors
+                    if isinstance(d, sp.KroneckerDelta)
+                    and k in d.free_symbols
+                    and len(d.free_symbols) == 2
+                ),
+                None,
+            )
+            if delta is None:
+                kept += term
+                continue
+            other = next(iter(delta.free_symbols - {k}))
+            rest = [f for f in factors if f is not delta]
+            out += sp.Mul(*rest).xreplace({k: other})
+        if kept != 0:
+            out += sp.Sum(kept, (k, low, high))
+        return out
+    if not expr.args:
+        return expr
+    return expr.func(*[_reduce_deltas(a) for a in expr.args])
+
+
+# -- the right side: NumPy arithmetic at element i -------------------------------------------------
+_BINARY = {ast.Add: sp.Add, ast.Sub: None, ast.Mult: sp.Mul, ast.Div: None, ast.Pow: sp.Pow}
+
+
+@dataclass
+class _Expr:
+    reader: CodeReader
+    line: int
+    column: int
+
+    def fail(self, node: ast.AST, message: str) -> LatexError:
+        return LatexError(message, self.line, self.column + getattr(node, "col_offset", 0))
+
+    def read(self, node: ast.AST) -> tuple[sp.Expr, bool]:
+        """(value at element i, is it one value per element)."""
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, int | float)
+            and not isinstance(node.value, bool)
+        ):
+            return sp.Rational(repr(node.value)), False
+        if isinstance(node, ast.Name):
+            return self.name(node)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            value, per = self.read(node.operand)
+            return (-value if isinstance(node.op, ast.USub) else value), per
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            (a, pa), (b, pb) = self.read(node.left), self.read(node.right)
+            op = type(node.op)
+            if op is ast.Pow and pb:
+                raise self.fail(node, "a power with a per-element exponent is not read")
+            value = {
+                ast.Add: lambda: a + b,
+                ast.Sub: lambda: a - b,
+                ast.Mult: lambda: a * b,
+                ast.Div: lambda: a / b,
+                ast.Pow: lambda: a**b,
+            }[op]()
+            return value, pa or pb
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        if isinstance(node, ast.Subscript):
+            return self.subscript(node)
+        raise self.fail(
+            node,
+            f"{_kind(node)} is not read in code (NumPy arithmetic, np.sum, np.mean, np.sqrt are)",
+        )
+
+    def name(self, node: ast.Name) -> tuple[sp.Expr, bool]:
+        name = node.id
+        reader = self.reader
+        if name in reader.names:
+            symbol, per = reader.names[name]
+            return (sp.IndexedBase(symbol)[N.i] if per else sp.Symbol(symbol)), per
+        if name in UPSTREAM:
+            return N.g[N.i], True
+        if name in ("x", "X"):
+            return N.x[N.i], True
+        if name == "sigma2":
+            return N.var, False
+        if name in FORWARD:
+            node_name = FORWARD[name]
+            if node_name in ("mu", "var"):
+                return getattr(N, node_name), False
+            return sp.IndexedBase(node_name)[N.i], True
+        if name in ("gamma", "beta"):
+            return getattr(N, name), False
+        if name in ("eps", "epsilon"):
+            return N.eps, False
+        if name in _SIZES:
+            return N.M, False
+        if name.startswith(reader.prefix) and name[len(reader.prefix) :] in _NODES:
+            canonical = _ADJOINTS.get(_NODES[name[len(reader.prefix) :]])
+            if canonical is not None:
+                per = N.QUANTITIES[canonical]
+                return (sp.IndexedBase(canonical)[N.i] if per else sp.Symbol(canonical)), per
+        raise self.fail(node, f"unknown name {name}: no earlier line defines it")
+
+    def call(self, node: ast.Call) -> tuple[sp.Expr, bool]:
+        func = node.func
+        if (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id in ("np", "numpy")
+        ):
+            name, args = func.attr, list(node.args)
+        elif isinstance(func, ast.Attribute) and func.attr in ("sum", "mean"):
+            name, args = func.attr, [func.value, *node.args]  # e.sum(axis=0)
+        elif isinstance(func, ast.Name) and func.id == "len" and len(node.args) == 1:
+            return N.M, False
+        else:
+            raise self.fail(
+                node,
+                "only NumPy's np.sum, np.mean, np.var, np.sqrt, np.square, np.ones are read in code",
+            )
+        keywords = {k.arg: k.value for k in node.keywords}
+        if name in ("sum", "mean", "var"):
+            return self.reduction(node, name, args, keywords)
+        if name in ("sqrt", "square", "exp", "abs") and len(args) == 1 and not keywords:
+            value, per = self.read(args[0])
+            return {"sqrt": sp.sqrt, "square": lambda v: v**2, "exp": sp.exp, "abs": sp.Abs}[name](
+                value
+            ), per
+        if name in ("ones", "ones_like"):
+            return sp.Integer(1), True
+        if name == "power" and len(args) == 2:
+            (a, pa), (b, pb) = self.read(args[0]), self.read(args[1])
+            if pb:
+                raise self.fail(node, "a power with a per-element exponent is not read")
+            return a**b, pa
+        raise self.fail(node, f"np.{name} is not read in code")
+
+    def reduction(
+        self, node: ast.Call, name: str, args: list[ast.expr], keywords: dict
+    ) -> tuple[sp.Expr, bool]:
+        axis = keywords.pop("axis", args[1] if len(args) > 1 else None)
+        keywords.pop("keepdims", None)
+        if not args or keywords or len(args) > 2:
+            raise self.fail(node, f"np.{name}(array, axis=0) is read")
+        if not (isinstance(axis, ast.Constant) and axis.value == 0):
+            raise self.fail(
+                node,
+                f"np.{name} over an axis other than 0: code is read in the (N, D) layout, the batch on axis 0",
+            )
+        value, per = self.read(args[0])
+        if not per:
+            raise self.fail(
+                node, f"np.{name} of one number per feature: a sum over the batch needs an array"
+            )
+        k = sp.Dummy("k", integer=True)
+        total = N.reduce_sum(value.xreplace({N.i: k}), k)
+        if name == "sum":
+            return total, False
+        mean = total / N.M
+        if name == "mean":
+            return mean, False
+        k2 = sp.Dummy("k", integer=True)
+        return N.reduce_sum((value.xreplace({N.i: k2}) - mean) ** 2, k2) / N.M, False
+
+    def subscript(self, node: ast.Subscript) -> tuple[sp.Expr, bool]:
+        value = node.value
+        if (
+            isinstance(value, ast.Attribute)
+            and value.attr == "shape"
+            and isinstance(node.slice, ast.Constant)
+            and node.slice.value == 0
+        ):
+            return N.M, False
+        raise self.fail(node, "indexing is not read in code, except x.shape[0] (the batch size)")
+
+
+def _kind(node: ast.AST) -> str:
+    return {ast.Compare: "a comparison", ast.Tuple: "a tuple", ast.Lambda: "a lambda"}.get(
+        type(node), f"a {type(node).__name__}"
+    )
