@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bnderive.cli.common import user_errors
+from bnderive.cli.common import NORMS, user_errors
 from bnderive.errors import BnderiveError
 
 if TYPE_CHECKING:
@@ -28,7 +28,8 @@ _TRAILING = re.compile(r"[ ]+((?:\x1b\[[0-9;]*m)*)$", re.M)
     default=3,
     show_default=True,
     type=int,
-    help="Batch size N (1 to 6): M = N values per feature, or M = 2N per channel in SPATIAL.",
+    help="Batch size N (1 to 6): M = N values per feature, or M = 2N per channel in SPATIAL; "
+    "with --norm, the size of the set's last axis (GroupNorm: M = 2N).",
 )
 @click.option(
     "--mode",
@@ -57,6 +58,15 @@ _TRAILING = re.compile(r"[ ]+((?:\x1b\[[0-9;]*m)*)$", re.M)
     metavar="FILE.ipynb",
     help="Write the lesson as a Jupyter notebook with an exercise and a check cell.",
 )
+@click.option(
+    "--norm",
+    type=click.Choice(NORMS),
+    default="batch",
+    show_default=True,
+    help="The family: batch (BatchNorm), or one set of layer (a (1, D) sample, D = --n), rms "
+    "(the same, no mean), instance (a (1, 1, 1, W) input, W = --n) or group (one group of two "
+    "channels of a (1, 4, 1, W) input, G = 2).",
+)
 @click.option("--quiz", is_flag=True, help="Find the wrong line of a derivation.")
 @click.option(
     "--answer",
@@ -73,6 +83,7 @@ def teach(
     step: bool,
     part: str,
     notebook: str | None,
+    norm: str,
     quiz: bool,
     answer: int | None,
 ) -> None:
@@ -90,6 +101,12 @@ def teach(
     pip install 'bnderive[teach]'). --quiz shows a published derivation with one known mistake
     of the corpus put in and asks for the wrong line; bnderive's exact checker decides it.
 
+    --norm teaches one of BatchNorm's relatives on one reduction set: the forward graph of a
+    sample (LayerNorm, RMSNorm), the same staged backward pass, the family's published forms,
+    and the family's known mistakes computed (γ taken out of a sum, RMSNorm's weight forgotten,
+    ε outside the root: each hidden by a test that γ = 1 or a small ε cannot fail); its quiz
+    draws from the family's forms and mutants.
+
     Exit codes: 0 the lesson ran (a quiz: the answer is right), 1 the quiz's answer is wrong,
     2 bad input or usage, 4 a computed claim of the lesson came out false (a bug to report).
 
@@ -102,6 +119,10 @@ def teach(
       bnderive teach --notebook lesson.ipynb
       bnderive teach --quiz --seed 3
       bnderive teach --quiz --seed 3 --answer 2
+      bnderive teach --norm layer --n 4
+      bnderive teach --norm rms --part traps
+      bnderive teach --norm layer --notebook layernorm.ipynb
+      bnderive teach --norm rms --quiz --seed 1
     """
     if answer is not None and not quiz:
         raise BnderiveError("--answer K answers a quiz: add --quiz, or leave --answer out.")
@@ -122,12 +143,17 @@ def teach(
             f"{' and '.join(given)} choose the walkthrough's batch; the quiz is chosen by "
             "--seed alone: leave them out."
         )
+    if norm != "batch" and _given("mode"):
+        raise BnderiveError(
+            f"--mode chooses BatchNorm's layout; the {norm} lesson has its own (see --norm in "
+            "--help): leave --mode out."
+        )
     if quiz:
-        _quiz(seed, answer)
+        _quiz(seed, answer, norm)
         return
     from bnderive.teach.lesson import build_lesson
 
-    lesson = build_lesson(n, mode, seed)
+    lesson = build_lesson(n, mode, seed, norm)
     if notebook:
         from bnderive.teach.notebook import write_notebook
 
@@ -214,11 +240,11 @@ def _fail_if_false(lesson: Any) -> None:
 
 
 # -- quiz -----------------------------------------------------------------------------------------
-def _quiz(seed: int, answer: int | None) -> None:
+def _quiz(seed: int, answer: int | None, norm: str = "batch") -> None:
     from bnderive.teach.quiz import grade, make_quiz
     from bnderive.teach.quiz_view import explanation, question
 
-    quiz = make_quiz(seed)
+    quiz = make_quiz(seed, norm)
     out = teach_console()
     show(out, question(quiz))
     count = len(quiz.lines)

@@ -1,4 +1,4 @@
-"""Teaching: the backward pass of BatchNorm on a tiny batch, with every number exact.
+"""Teaching: the backward pass of BatchNorm (and of its relatives, one set) on a tiny batch, every number exact.
 
 * ``batch``: a tiny batch of small rationals chosen so that √(σ²+ε) is rational;
 * ``lesson``: the forward pass, the backward pass (each adjoint with its chain-rule product), the

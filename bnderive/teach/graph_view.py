@@ -33,6 +33,7 @@ NODE_NAMES = {
     "eps": "ε",
     "mu": "μ",
     "var": "σ²",
+    "ms": "ms",
     "xhat": "x̂",
     "y": "y",
     "L": "L",

@@ -19,6 +19,7 @@ each adjoint as the sum over the stages that read the node: ∂L/∂v = Σ_u ∂
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -32,11 +33,16 @@ from bnderive.core.derive import Adjoint, Term, derive
 from bnderive.core.evaluate import RATIONAL, Env, evaluate
 from bnderive.core.graph import Graph, to_index_notation
 from bnderive.core.points import exact_env, point_env
-from bnderive.core.spec import Mode, Spec
+from bnderive.core.spec import Mode, Norm, Spec
 from bnderive.read.catalogue import find_form
 from bnderive.read.corpus import Mutant, corpus
 from bnderive.read.forms import Equation, Form
-from bnderive.teach.batch import Batch, choose_batch
+from bnderive.teach.batch import (
+    Batch,
+    choose_batch,
+    choose_family_batch,
+    square_mean_square,
+)
 from bnderive.teach.printers import Chain, ChainProduct, Value
 from bnderive.verify.lines import Outcome, form_definitions, run_lines
 from bnderive.verify.zero_test import Zero, decide_zero
@@ -175,8 +181,15 @@ class Lesson:
         return out
 
 
-def build_lesson(n: int = 3, mode: Mode | str = Mode.PER_ACTIVATION, seed: int = 0) -> Lesson:
-    """The whole lesson for a seeded batch of size ``n``."""
+def build_lesson(
+    n: int = 3,
+    mode: Mode | str = Mode.PER_ACTIVATION,
+    seed: int = 0,
+    norm: Norm | str = Norm.BATCH,
+) -> Lesson:
+    """The whole lesson for a seeded batch of size ``n`` (a family's: ``family_lesson``)."""
+    if Norm.parse(norm) is not Norm.BATCH:
+        return family_lesson(n, norm, seed)
     batch = choose_batch(n, mode, seed)
     graph = Graph.build(batch.spec)
     forward, env = forward_pass(batch, graph)
@@ -195,6 +208,43 @@ def build_lesson(n: int = 3, mode: Mode | str = Mode.PER_ACTIVATION, seed: int =
     return Lesson(batch, graph, tuple(forward), tuple(backward), forms, traps)
 
 
+def family_lesson(n: int, norm: Norm | str, seed: int = 0) -> Lesson:
+    """The lesson of one of BatchNorm's relatives: the same staged forward and backward pass on
+    set 0 of ``family_spec(n, norm)``, the family's published forms, and its traps.
+
+    InstanceNorm's set is BatchNorm's mathematics (one γ, the mean subtracted): its traps are
+    BatchNorm's, computed at its set.  LayerNorm's, GroupNorm's and RMSNorm's traps are the
+    family's known mistakes of the corpus (``family_traps``)."""
+    batch = choose_family_batch(n, norm, seed)
+    graph = Graph.build(batch.spec)
+    forward, env = forward_pass(batch, graph)
+    backward = backward_pass(graph, env)
+    truth = {s.name: s.value for s in backward}
+    forms = tuple(run_form(form, env, truth) for form in family_forms(batch.spec.norm))
+    if batch.spec.norm.per_set == "batch":
+        big = batch if batch.m >= 3 else choose_family_batch(3, norm, seed)
+        big_forward = forward if big is batch else forward_pass(big, Graph.build(big.spec))[0]
+        traps: tuple[Trap, ...] = (
+            zero_term_trap(batch, backward),
+            _at(uniform_gradient_trap(big), big, batch),
+            _at(gamma_sigma_trap(big, big_forward), big, batch),
+            degenerate_trap(seed),
+        )
+    else:  # M < 3 hides them (one element: γ outside a sum is γ inside it): a set of three
+        big = batch if batch.m >= 3 else choose_family_batch(3, norm, seed)
+        traps = tuple(_at(t, big, batch) for t in family_traps(big, seed))
+    return Lesson(batch, graph, tuple(forward), tuple(backward), forms, traps)
+
+
+def family_forms(norm: Norm) -> list[Form]:
+    """The family's published first-order forms of ``derivations/``, by name."""
+    from bnderive.read.derivations import builtin_forms
+
+    return sorted(
+        (f for f in builtin_forms() if f.order == 1 and f.norm is norm), key=lambda f: f.name
+    )
+
+
 def _at(trap: Trap, used: Batch, lesson: Batch) -> Trap:
     """A trap computed at a batch of three because the lesson's is degenerate: say so."""
     if used is lesson:
@@ -203,10 +253,16 @@ def _at(trap: Trap, used: Batch, lesson: Batch) -> Trap:
     def listed(values: tuple[Fraction, ...]) -> str:
         return "[" + ", ".join(map(exact_text, values)) + "]"
 
+    gamma = listed(used.gamma) if isinstance(used.gamma, tuple) else exact_text(used.gamma)
+    later = (
+        "is degenerate, see the last trap"
+        if lesson.spec.norm.per_set == "batch"
+        else "is too small for the mistake to show"
+    )
     where = (
-        f" (At a batch of M={used.m}: x = {listed(used.x)}, g = {listed(used.g)}, "
-        f"γ = {exact_text(used.gamma)}, ε = {exact_text(used.eps)}; the lesson's M={lesson.m} "
-        "is degenerate, see the last trap.)"
+        f" (At a {'batch' if lesson.spec.norm is Norm.BATCH else 'set'} of M={used.m}: "
+        f"x = {listed(used.x)}, g = {listed(used.g)}, γ = {gamma}, ε = {exact_text(used.eps)}; "
+        f"the lesson's M={lesson.m} {later}.)"
     )
     return replace(trap, setup=trap.setup + where, at=used)
 
@@ -255,7 +311,7 @@ _LHS = {
     "mu": sp.Symbol("mu"),
     "xmu": sp.IndexedBase("x")[_I] - sp.Symbol("mu"),
     "var": sp.Symbol("var"),
-    "root": sp.sqrt(sp.Symbol("var") + sp.Symbol("eps")),
+    "ms": sp.Symbol("ms"),
     "xhat": sp.IndexedBase("xhat")[_I],
     "y": sp.IndexedBase("y")[_I],
     "L": sp.Symbol("L"),
@@ -264,35 +320,41 @@ _LHS = {
 
 def forward_pass(batch: Batch, graph: Graph) -> tuple[list[ForwardStep], Env]:
     """Each stage of the graph at the batch, with x − μ and √(σ²+ε) (the numerator and the
-    denominator of the x̂ stage) as steps of their own, as a student computes them."""
+    denominator of the x̂ stage) as steps of their own, as a student computes them (RMSNorm's
+    numerator is x itself: only its root √(ms+ε) is a step)."""
     env = batch_env(batch)
     centred, root = sp.fraction(graph.stage("xhat").definition)
-    pieces = {
-        "xmu": (to_index_notation(centred, _I), True, "centre: the deviation from the mean"),
-        "root": (to_index_notation(root, _I), False, "the standard deviation, ε inside the root"),
-    }
+    pieces = {"root": (to_index_notation(root, _I), False, _ROOT_MEANING[graph.radicand])}
+    if graph.spec.norm.centred:
+        pieces["xmu"] = (
+            to_index_notation(centred, _I),
+            True,
+            "centre: the deviation from the mean",
+        )
     steps: list[ForwardStep] = []
     for stage in graph.stages:
         if stage.name == "xhat":
             for name, (formula, elementwise, meaning) in pieces.items():
-                if name == "root":  # σ² comes first: the root needs it
-                    continue
                 steps.append(_forward_step(name, formula, elementwise, meaning, env))
-        if stage.name == "xhat":
-            formula, elementwise, meaning = pieces["root"]
-            steps.append(_forward_step("root", formula, elementwise, meaning, env))
         steps.append(_forward_step(stage.name, stage.at(_I), stage.elementwise, stage.meaning, env))
-    # x − μ is computed before σ², which is built from it: move it up.
-    order = ["mu", "xmu", "var", "root", "xhat", "y", "L"]
+    # x − μ is computed before σ², which is built from it; the root after σ² (or ms): in order.
+    order = ["mu", "xmu", "var", "ms", "root", "xhat", "y", "L"]
     steps.sort(key=lambda s: order.index(s.name))
     return steps, env
+
+
+_ROOT_MEANING = {
+    "var": "the standard deviation, ε inside the root",
+    "ms": "the root mean square, ε inside the root",
+}
 
 
 def _forward_step(
     name: str, formula: sp.Expr, elementwise: bool, meaning: str, env: Env
 ) -> ForwardStep:
     value = exact_value(evaluate(formula, env, _I if elementwise else None))
-    return ForwardStep(name, _LHS[name], formula, value, meaning)
+    lhs = formula if name == "root" else _LHS[name]  # √(σ² + ε), √(ms + ε): named by itself
+    return ForwardStep(name, lhs, formula, value, meaning)
 
 
 # -- the backward pass --------------------------------------------------------------------------------
@@ -300,10 +362,17 @@ _MEANING = {
     "dy": "the upstream gradient g, given",
     "dxhat": "y reads x̂",
     "dvar": "x̂ reads σ² (x and μ held fixed)",
+    "dms": "x̂ reads ms (x held fixed)",
     "dmu": "x̂ and σ² read μ",
     "dx": "μ, σ² and x̂ read x",
     "dgamma": "every y reads γ",
     "dbeta": "every y reads β",
+}
+#: Where γ and β are one per element (LayerNorm, GroupNorm, RMSNorm): this set's part.
+_MEANING_PER_ELEMENT = {
+    "dx": "x̂ and the statistics read x",
+    "dgamma": "yᵢ reads γᵢ: this set's part of ∂L/∂γᵢ",
+    "dbeta": "yᵢ reads βᵢ: this set's part of ∂L/∂βᵢ",
 }
 
 
@@ -338,11 +407,19 @@ def backward_pass(graph: Graph, env: Env) -> list[BackwardStep]:
                 adj.expr,
                 paths,
                 value,
-                _MEANING.get(adj.name, ""),
+                _meaning(graph, adj.name),
                 _total([p.value for p in paths]) == value,
             )
         )
     return steps
+
+
+def _meaning(graph: Graph, name: str) -> str:
+    if graph.spec.norm.affine_per_element and name in _MEANING_PER_ELEMENT:
+        return _MEANING_PER_ELEMENT[name]
+    if not graph.spec.norm.centred and name == "dx":
+        return "ms and x̂ read x"
+    return _MEANING.get(name, "")
 
 
 def _total(values: Sequence[Value]) -> Value:
@@ -353,7 +430,9 @@ def _total(values: Sequence[Value]) -> Value:
 
 def _node(graph: Graph, name: str, index: sp.Symbol) -> sp.Expr:
     """A node of the graph as a derivation writes it: x̂ₖ for an elementwise node, σ² otherwise."""
-    elementwise = name in ("x", "g") or (name in graph.names and graph.stage(name).elementwise)
+    elementwise = name in graph.elementwise_leaves or (
+        name in graph.names and graph.stage(name).elementwise
+    )
     return sp.IndexedBase(name)[index] if elementwise else sp.Symbol(name)
 
 
@@ -575,6 +654,148 @@ def degenerate_trap(seed: int) -> Trap:
     )
 
 
+# -- the family's traps: its known mistakes, computed ---------------------------------------------
+#: The family's mistakes about the weight γᵢ: invisible when every γᵢ is 1 (the initial weight of
+#: PyTorch's nn.LayerNorm, nn.GroupNorm and nn.RMSNorm).
+WEIGHT_MISTAKES = ("gamma-outside-sum", "gamma-missing")
+#: ε added to the root instead of under it.
+EPS_OUTSIDE = "eps-outside"
+
+
+def family_traps(batch: Batch, seed: int) -> tuple[Trap, ...]:
+    """The known mistakes of the corpus put into forms of this set's mathematics (LayerNorm's
+    for LayerNorm and GroupNorm, RMSNorm's), each computed: the weight mistakes at the lesson's
+    set and at a test whose γᵢ are all 1; ε outside the root at two ε (``eps_outside_trap``)."""
+    mutants = [m for m in dx_mutants(batch.spec) if m.edited and m.form.norm is not Norm.BATCH]
+    out = []
+    for name in WEIGHT_MISTAKES:
+        chosen = [m for m in mutants if m.mistake.name == name]
+        if chosen:
+            out.append(weight_trap(batch, chosen))
+    chosen = [m for m in mutants if m.mistake.name == EPS_OUTSIDE]
+    if chosen:
+        out.append(eps_outside_trap(batch, chosen, seed))
+    return tuple(out)
+
+
+def _ones(batch: Batch) -> Batch:
+    """The same set with every γᵢ = 1: the layer as PyTorch initializes it."""
+    gamma = batch.gamma
+    ones = tuple(Fraction(1) for _ in gamma) if isinstance(gamma, tuple) else Fraction(1)
+    return batch.with_inputs(gamma=ones)
+
+
+def weight_trap(batch: Batch, mutants: Sequence[Mutant]) -> Trap:
+    """A mistake about γᵢ (taken out of a sum, or forgotten) gives the true dx when every γᵢ is
+    1, and not at the lesson's set, whose γᵢ differ: computed for each mutant."""
+    weak = _ones(batch)
+    truth = derive(batch.spec).definitions()
+    rows: list[TrapRow] = []
+    holds = True
+    for label, b in (("γᵢ = 1 for every i (the initial weight)", weak), ("the lesson's γ", batch)):
+        true_dx = latest(run_at(truth, b), "dx")
+        rows.append(TrapRow(f"{label}: true dx", true_dx))
+        for mutant in mutants:
+            dx = latest(run_at(form_definitions(mutant.form), b), "dx")
+            passes = dx == true_dx
+            rows.append(
+                TrapRow(
+                    f"{label}: {mutant.id} dx",
+                    dx,
+                    note="= the true dx: passes" if passes else "≠ the true dx: fails",
+                )
+            )
+            holds = holds and dx is not None and passes == (b is weak)
+    mistake = mutants[0].mistake
+    notes = "; ".join(f"{m.id}: {m.explanation}" for m in mutants)
+    return Trap(
+        mistake.name,
+        f"{_capital(mistake.title)}: invisible while every γᵢ is 1",
+        f"The corpus's mutants ({notes}) run at a test whose γᵢ are all 1, as PyTorch "
+        "initializes the layer, and at the lesson's set, whose γᵢ differ.",
+        tuple(rows),
+        f"{mistake.fix}. With every γᵢ = 1, γ outside a sum or γ forgotten multiplies by 1; a "
+        "gradient test of a freshly initialized layer cannot fail it. Test with γᵢ that differ "
+        "from each other and from 1.",
+        holds,
+        tuple(dict.fromkeys((*mistake.sources, *(s for m in mutants for s in m.sources)))),
+        batches=(weak,),
+    )
+
+
+def _capital(text: str) -> str:
+    """The first letter capitalized where it is a Latin one (γ stays γ, not Γ)."""
+    return text[:1].upper() + text[1:] if text[:1].isascii() else text
+
+
+#: The ε of PyTorch's layers, and the relative tolerance of a typical float gradient test.
+TORCH_EPS = Fraction(1, 10**5)
+FLOAT_TOLERANCE = Fraction(1, 10**4)
+
+
+def eps_outside_trap(batch: Batch, mutants: Sequence[Mutant], seed: int) -> Trap:
+    """x/(√ms + ε) for x/√(ms + ε): computed exactly at a set whose √ms is rational
+    (``square_mean_square``), at a large ε and at one near PyTorch's 10⁻⁵ (√(ms + ε) = √ms + 1/q
+    keeps both roots rational): the difference of dx shrinks with ε, and near 10⁻⁵ it is below
+    a float test's relative tolerance of 10⁻⁴."""
+    x = square_mean_square(batch.m, seed)
+    base = batch.with_inputs(x=x)
+    ms = base.statistic
+    root_ms = Fraction(math.isqrt(ms.numerator), math.isqrt(ms.denominator))
+    truth = derive(batch.spec).definitions()
+    rows: list[TrapRow] = [TrapRow("x (its mean square is a square)", x), TrapRow("√ms", root_ms)]
+    small_q = math.ceil(2 * root_ms / TORCH_EPS)  # ε = 2√ms/q + 1/q² ≈ 10⁻⁵
+    relative: list[Fraction] = []
+    used = []
+    for q in (2, small_q):
+        root = root_ms + Fraction(1, q)
+        at = base.with_inputs(eps=root * root - ms, root=root)
+        used.append(at)
+        true_dx = latest(run_at(truth, at), "dx")
+        large = q == 2
+        eps_text = f"ε = {exact_text(at.eps)}" if large else f"ε ≈ {float(at.eps):.4g}"
+        if large:
+            rows.append(TrapRow(f"{eps_text}: true dx", true_dx))
+        for mutant in mutants:
+            dx = latest(run_at(form_definitions(mutant.form), at), "dx")
+            assert isinstance(dx, tuple) and isinstance(true_dx, tuple)
+            gap = max(abs(a - b) for a, b in zip(dx, true_dx, strict=True))
+            rel = gap / max(abs(v) for v in true_dx)
+            relative.append(rel)
+            if large:
+                rows.append(TrapRow(f"{eps_text}: {mutant.id} dx", dx))
+            passes = rel < FLOAT_TOLERANCE
+            rows.append(
+                TrapRow(
+                    f"{eps_text}: max |difference| / max |true dx|",
+                    None,
+                    note=f"≈ {float(rel):.3g}: "
+                    + (
+                        "below 10⁻⁴, a float test passes it"
+                        if passes
+                        else "above 10⁻⁴: a float test catches it"
+                    ),
+                )
+            )
+    n = len(mutants)
+    first, second = relative[:n], relative[n:]
+    mistake = mutants[0].mistake
+    return Trap(
+        mistake.name,
+        "ε outside the root: a difference that shrinks with ε",
+        "The corpus's mutant with ε added to the root mean square, run beside the chain rule at "
+        "a set whose √ms is rational (so that √ms + ε is exact), at a large ε and at ε near "
+        "PyTorch's 10⁻⁵.",
+        tuple(rows),
+        f"{mistake.fix}. The two layers differ by O(ε): near PyTorch's ε = 10⁻⁵ a float test "
+        "with a relative tolerance of 10⁻⁴ passes the wrong one. Compare exactly, or with a "
+        "large ε.",
+        all(a >= FLOAT_TOLERANCE > b > 0 for a, b in zip(first, second, strict=True)),
+        tuple(dict.fromkeys((*mistake.sources, *(s for m in mutants for s in m.sources)))),
+        batches=tuple(used),
+    )
+
+
 def _zero_note(zero: bool) -> str:
     return "decided exactly, in symbols" if zero else "NOT identically 0"
 
@@ -591,5 +812,8 @@ __all__ = [
     "build_lesson",
     "chain_product",
     "dx_mutants",
+    "family_forms",
+    "family_lesson",
+    "family_traps",
     "exact_value",
 ]

@@ -164,7 +164,25 @@ class NumPyPrinter(PythonCodePrinter):
     def _print_Sum(self, expr: sp.Sum) -> str:
         if len(expr.limits) != 1:
             raise ValueError(f"one Σ at a time: {expr}")
-        return f"np.sum({self._print(expr.function)})"
+        (k, *_bounds), *_ = expr.limits
+        outside = [
+            a for a in expr.free_symbols - {k} if isinstance(a, sp.Symbol) and _element_of(expr, a)
+        ]
+        if not outside:
+            return f"np.sum({self._print(expr.function)})"
+        # An element xᵢ inside Σₖ (LayerNorm's Σₖ (xₖ − μ)(xᵢ − μ)…) is printed as the array x,
+        # like xₖ: the sum would mix the two.  Split the summand into terms and take out of each
+        # the factors that do not depend on k: Σₖ a·f(k) = a·Σₖ f(k), exactly.
+        parts = []
+        for term in sp.Add.make_args(sp.expand(expr.function, deep=False)):
+            fixed, summed = term.as_independent(k, as_Add=False)
+            parts.append(sp.Mul(fixed, sp.Function("_reduce")(summed), evaluate=False))
+        return "(" + " + ".join(self._print(p) for p in parts) + ")"
+
+    def _print_Function(self, expr: sp.Function) -> str:
+        if expr.func.__name__ == "_reduce":
+            return f"np.sum({self._print(expr.args[0])})"
+        return super()._print_Function(expr)
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
         base, exp = expr.args
@@ -182,6 +200,11 @@ class NumPyPrinter(PythonCodePrinter):
 
     def _print_KroneckerDelta(self, expr: sp.KroneckerDelta) -> str:
         raise ValueError("δ has no 1-D NumPy form; the lesson's code uses the reduced forms")
+
+
+def _element_of(expr: sp.Sum, index: sp.Symbol) -> bool:
+    """Does ``expr`` read an element at ``index`` (an Indexed x[index])?"""
+    return any(i.indices == (index,) for i in expr.atoms(sp.Indexed))
 
 
 def _short_decimal(value: float) -> str:

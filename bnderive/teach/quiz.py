@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from functools import cache
 from random import Random
 
-from bnderive.core.spec import Mode
+from bnderive.core.spec import Mode, Norm
+from bnderive.errors import SpecError
 from bnderive.read.corpus import Mutant, corpus
 from bnderive.read.derivations import builtin_forms
 from bnderive.read.forms import Equation, Form
@@ -31,11 +32,13 @@ class QuizError(ArithmeticError):
 
 
 @cache
-def quiz_pool() -> tuple[Mutant, ...]:
-    """The mutants a quiz can be drawn from: a first-order published BatchNorm form of
-    ``derivations/`` with lines edited (not a change of the declared conventions, which no line
-    shows).  The lesson is BatchNorm's: the family's mutants (LayerNorm, RMSNorm) are not drawn."""
-    published = {f.name for f in builtin_forms() if f.order == 1 and f.norm.value == "batch"}
+def quiz_pool(norm: Norm | str = Norm.BATCH) -> tuple[Mutant, ...]:
+    """The mutants a quiz can be drawn from: a first-order published form of ``derivations/``
+    of the family ``norm`` with lines edited (not a change of the declared conventions, which
+    no line shows).  BatchNorm's pool holds BatchNorm's forms only (the family's mutants are
+    not drawn into its quizzes, whose seeds stay as they were); a family's, its own forms'."""
+    norm = Norm.parse(norm)
+    published = {f.name for f in builtin_forms() if f.order == 1 and f.norm is norm}
     return tuple(m for m in corpus().mutants if m.edited and m.base in published)
 
 
@@ -77,9 +80,19 @@ class Quiz:
         return tuple(seen)
 
 
-def make_quiz(seed: int = 0) -> Quiz:
-    """The quiz of a seed: a mutant drawn from the pool, decided line by line by the checker."""
-    pool = quiz_pool()
+def make_quiz(seed: int = 0, norm: Norm | str = Norm.BATCH) -> Quiz:
+    """The quiz of a seed: a mutant drawn from the family's pool, decided line by line by the
+    checker."""
+    norm = Norm.parse(norm)
+    pool = quiz_pool(norm)
+    if not pool:
+        others = ", ".join(
+            f"--norm {n.value}" for n in Norm if n is not Norm.BATCH and quiz_pool(n)
+        )
+        raise SpecError(
+            f"The corpus has no known mistake put into {norm.title}'s published forms, so "
+            f"there is no {norm.title} quiz: try {others}, or the lesson without --quiz."
+        )
     mutant = pool[Random(seed).randrange(len(pool))]
     base = next(f for f in builtin_forms() if f.name == mutant.base)
     verdicts = tuple(

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bnderive.core.notation import reference
+from bnderive.core.spec import Norm
 from bnderive.teach.graph_view import LEAVES, pad, picture
 from bnderive.teach.lesson import BackwardStep, FormRun, ForwardStep, Lesson, Trap
 from bnderive.teach.printers import Value, decimal, exact, is_exact_decimal, unicode
@@ -34,7 +35,8 @@ GOOD = "green"
 BAD = "bold red"
 WARN = "yellow"
 
-_NODE_WORDS = {"xhat": "x̂", "var": "σ²", "mu": "μ", "y": "y", "L": "L"}
+_NODE_WORDS = {"xhat": "x̂", "var": "σ²", "ms": "ms", "mu": "μ", "y": "y", "L": "L"}
+_COUNT = {1: "One closed form", 2: "Two closed forms", 3: "Three closed forms"}
 
 
 def steps(lesson: Lesson, parts: Sequence[str] = PARTS) -> Iterator[RenderableType]:
@@ -104,7 +106,13 @@ def _intro(text: str) -> Text:
 # -- header ---------------------------------------------------------------------------------------
 def header(lesson: Lesson) -> RenderableType:
     b = lesson.batch
-    title = Text("BatchNorm's backward pass on a tiny batch, every number exact", style="bold")
+    norm = b.spec.norm
+    if norm is Norm.BATCH:
+        title = Text("BatchNorm's backward pass on a tiny batch, every number exact", style="bold")
+    else:
+        title = Text(
+            f"{norm.title}'s backward pass on a tiny set, every number exact", style="bold"
+        )
     layout = Text(f"{b.spec.describe()}, seed {b.seed}", style=DIM)
     shown = b.positions()[: min(3, b.m)]
     where = ", ".join("x[" + ",".join(map(str, p)) + "]" for p in shown)
@@ -113,15 +121,29 @@ def header(lesson: Lesson) -> RenderableType:
         _input_row("x", exact(b.x), f"the reduction set: {where}"),
         _input_row("g", exact(b.g), "∂L/∂y, the upstream gradient"),
     ]
-    scalars = Text("γ = ")
-    scalars.append(exact(b.gamma), VALUE)
-    scalars.append(",  β = ")
-    scalars.append(exact(b.beta), VALUE)
-    scalars.append(",  ε = ")
+    radicand = "σ²" if norm.centred else "ms"
+    if isinstance(b.gamma, tuple):  # one γᵢ (and βᵢ) per element of the set
+        rows.append(_input_row("γ", exact(b.gamma), _AFFINE[norm]))
+        if b.beta is not None:
+            rows.append(_input_row("β", exact(b.beta), _AFFINE[norm].replace("scale", "shift")))
+        scalars = Text("ε = ")
+    else:
+        scalars = Text("γ = ")
+        scalars.append(exact(b.gamma), VALUE)
+        scalars.append(",  β = ")
+        scalars.append(exact(b.beta), VALUE)  # type: ignore[arg-type]
+        scalars.append(",  ε = ")
     scalars.append(exact(b.eps), VALUE)
-    scalars.append(f"   chosen so that √(σ² + ε) = {exact(b.root)} is rational", DIM)
+    scalars.append(f"   chosen so that √({radicand} + ε) = {exact(b.root)} is rational", DIM)
     rows.append(scalars)
     return Group(title, layout, Text(""), _indent(Group(*rows), 2))
+
+
+_AFFINE = {
+    Norm.LAYER: "the scale, one per feature",
+    Norm.RMS: "the weight, one per feature (no shift)",
+    Norm.GROUP: "the scale of each element's channel",
+}
 
 
 def _input_row(name: str, value: str, comment: str) -> Text:
@@ -209,7 +231,8 @@ def forms(lesson: Lesson, number: int = 3) -> Iterator[RenderableType]:
         "batch, every line with the form's own earlier lines; ✓: equal to the chain rule's "
         "value, exactly."
     )
-    yield Group(Text(""), _section(number, "Three closed forms, the same numbers"), intro)
+    count = _COUNT.get(len(lesson.forms), f"{len(lesson.forms)} closed forms")
+    yield Group(Text(""), _section(number, f"{count}, the same numbers"), intro)
     for k, run in enumerate(lesson.forms, start=1):
         yield form_run(f"{number}.{k}", run)
 
