@@ -10,6 +10,7 @@ its own, and the modules form no import cycle.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import bnderive
@@ -100,3 +101,48 @@ def test_no_import_cycles():
     # the package root imports its API lazily and every module is inside it: not a cycle
     cycles = [c for c in cycles if not c.startswith("bnderive →") and "→ bnderive →" not in c]
     assert not cycles, "\n".join(cycles)
+
+
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
+
+
+def folder_paragraphs() -> dict[str, str]:
+    """docs/architecture.md's paragraphs that describe a folder: **`bnderive/FOLDER/`** …"""
+    found = {}
+    for paragraph in ARCHITECTURE.read_text(encoding="utf-8").split("\n\n"):
+        head = re.match(r"\*\*`bnderive/([\w/]+)/`\*\*", paragraph)
+        if head:
+            found[head.group(1)] = paragraph
+    return found
+
+
+def test_the_architecture_page_describes_every_folder_and_module():
+    """A new folder or module is described in docs/architecture.md, in its folder's paragraph
+    (a sub-folder, like read/corpus, in its parent's), or this test fails."""
+    paragraphs = folder_paragraphs()
+    missing = []
+    for folder in sorted({p.parent for p in PACKAGE.rglob("*.py")} - {PACKAGE}):
+        name = folder.relative_to(PACKAGE).as_posix()
+        paragraph = paragraphs.get(name) or paragraphs.get(name.split("/")[0])
+        if paragraph is None:
+            missing.append(f"bnderive/{name}/ has no paragraph **`bnderive/{name}/`**")
+            continue
+        if "/" in name and f"{name.split('/', 1)[1]}/" not in paragraph:
+            missing.append(f"bnderive/{name}/ is not named in bnderive/{name.split('/')[0]}/'s")
+        for module in sorted(folder.glob("*.py")):
+            if module.stem != "__init__" and not re.search(rf"`{module.stem}[`+/ ]", paragraph):
+                missing.append(f"bnderive/{name}/{module.name} is not named in its paragraph")
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    for module in sorted(PACKAGE.glob("*.py")):
+        if f"`bnderive/{module.name}`" not in text:
+            missing.append(f"bnderive/{module.name} is not named (as `bnderive/{module.name}`)")
+    assert not missing, "docs/architecture.md:\n" + "\n".join(missing)
+
+
+def test_every_place_in_the_flow_is_on_the_architecture_page():
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    names = {
+        place: (f"`{place}`", f"`bnderive/{place}.py`", f"`bnderive/{place}/`") for place in RANK
+    }
+    absent = [place for place, spelled in names.items() if not any(s in text for s in spelled)]
+    assert not absent, absent
