@@ -449,8 +449,11 @@ def check_impl(
         with Sandbox(timeout, memory_mb) as box:
             provide = _unbound_numpy(source)
             load(box, source, stubs=stubs.modules, provide=provide)
+            fixed: dict[str, Fraction] = {}  # forward → the ε a code that takes none fixes
             for m, calls, t in plans:
-                sections.append(_check_section(box, source, calls, m, t, running, seed, len(plans)))
+                sections.append(
+                    _check_section(box, source, calls, m, t, running, seed, len(plans), fixed)
+                )
     except SandboxFailure as exc:
         message = _failure_message(source.path, exc.message, exc.trace, exc.output)
         if not sections:
@@ -589,6 +592,12 @@ def _describe_calls(plans: list[Any], sections: list[_Section]) -> list[str]:
                 texts = [t for t in texts if not t.startswith(f".{calls.layer.backward}(")]
             if calls.layout == "nhwc":
                 texts[-1] += "; x and dout given channel-last (N, H, W, C)"
+            if calls.layout == "flat" and mode is Mode.SPATIAL:
+                texts[-1] += (
+                    "; x given as (N, C, H, W), which the layer flattens to (N, C·H·W): γ, β and "
+                    "the running statistics given per activation (each channel's value at its "
+                    "H·W positions), dγ and dβ summed per channel"
+                )
         elif calls.api == "cs231n":
             forward = calls.forward
             roles = [r for r in calls.forward_args if r != "default"]
@@ -624,10 +633,24 @@ def _check_section(
     running: str,
     seed: int,
     count: int,
+    fixed: dict[str, Fraction] | None = None,
+    at_eps: Fraction | None = None,
 ) -> _Section:
-    """Every function of one mode, training or eval, at the default shapes."""
+    """Every function of one mode, training or eval, at the default shapes.
+
+    Code that takes no ε (a layer whose constructor has no eps, a forward without eps or
+    bn_param['eps']) is BatchNorm at the ε it fixes itself: when its forward is refuted at the
+    default shapes and normalizes with one ε everywhere (``detect_eps``, exactly), the whole
+    section is checked again at that ε (``at_eps``, on ``eps_case`` inputs) and those rows are
+    its verdicts; the ε found in training (``fixed``, by forward) is the one its eval mode must
+    use too."""
     label = _label(mode, training, count)
     section = _Section(label)
+    fixed = {} if fixed is None else fixed
+    own = None if takes_eps(source, calls_) else calls_.forward
+    inherited = own is not None and at_eps is None and own in fixed
+    if inherited:
+        at_eps = fixed[own]
     momentum = None if running == "auto" else _text(RUNNING_CONVENTIONS[running].momentum)
     layer = calls_.layer
     passed: Fraction | None = None  # the momentum given to a layer's constructor under auto
@@ -643,6 +666,14 @@ def _check_section(
         make_case(spec, seed * 7919 + k + 1)
         for k, spec in enumerate(default_shapes(mode, training))
     ]
+    if at_eps is not None:
+        # σ² of a few ε at the last shape (every shape in eval mode, whose ε is the question):
+        # a backward or an eval mode with another ε is then off by far more than rounding
+        specs = eps_specs(mode, training)
+        cases = [
+            eps_case(spec, at_eps, seed * 7919 + 101 + k, small=not training or k == len(specs) - 1)
+            for k, spec in enumerate(specs)
+        ]
     no_affine = (calls_.api == "cs231n" and "gamma" not in calls_.forward_args) or (
         layer is not None and layer.gamma is None
     )
@@ -721,7 +752,23 @@ def _check_section(
     section.diagnoses = diagnoses(verdicts, cases, runs)
     out_row = next((v for v in verdicts if v.quantity == "out"), None)
     if out_row is not None and out_row.status is Status.REFUTED:
-        _own_eps(caller, section, calls, cases, runs, momentum, source)
+        if own is not None and at_eps is None:
+            eps = _one_eps(calls["forward"], cases, runs)
+            if eps is not None:
+                again = _check_section(
+                    box, source, calls_, mode, training, running, seed, count, fixed, eps
+                )
+                if _holds(again, calls["forward"], "out"):
+                    fixed[own] = eps
+                    return again
+        _own_eps(caller, section, calls, cases, runs, momentum, source, at_eps)
+    if at_eps is not None:
+        section.notes.insert(0, _fixed_note(calls_, source, at_eps, inherited))
+    if calls_.layout == "flat" and mode is Mode.SPATIAL:
+        section.notes.append(
+            f"{calls_.forward} flattens (N, C, H, W) to (N, C·H·W) and keeps its running "
+            "statistics per activation (C·H·W of them), not per channel: they were not compared"
+        )
     for v in verdicts:
         key = (v.form, v.quantity)
         if v.status is Status.REFUTED and v.quantity == "dx":
@@ -1093,10 +1140,12 @@ _PATTERN = (
 )
 
 
-def eps_case(spec: Spec, eps: Fraction, seed: int) -> Case:
+def eps_case(spec: Spec, eps: Fraction, seed: int, small: bool = False) -> Case:
     """Exact inputs at a given ε with √(σ²+ε) rational: x = μ + s·d with d of variance 1, and
     s, r rational with r² − s² = ε (r = (ε/t + t)/2, s = |ε/t − t|/2), so σ² + ε = s² + ε = r².
-    M must be 4 or 6 (the pattern's lengths)."""
+    M must be 4 or 6 (the pattern's lengths).  ``small``: s of the order of √ε (σ² a few ε),
+    so that out depends on ε to first order and code that normalizes with another ε is off by
+    far more than rounding (an eval mode with its own ε next to training's)."""
     rng = Random(seed)
     c, m = spec.c, spec.m
     if m not in (4, 6):
@@ -1107,12 +1156,14 @@ def eps_case(spec: Spec, eps: Fraction, seed: int) -> Case:
     roots, squares = [], []
     for channel in range(c):
         target = Fraction(rng.choice([3, 4, 5, 6]) + channel)  # s ≈ target/2
+        unit = Fraction(f"{math.sqrt(eps):.1g}") if small and eps else Fraction(1)
+        target *= unit  # the mean scaled alike: x − μ keeps its relative precision
         t = target if eps == 0 else eps / target
         r = (eps / t + t) / 2 if eps else target / 2
         s = abs(eps / t - t) / 2 if eps else target / 2
         roots.append(r)
         squares.append(s * s)  # eval mode: running_var = s², so running_var + ε = r² too
-        offset = rng.randint(20, 60) * rng.choice((-1, 1))
+        offset = rng.randint(20, 60) * rng.choice((-1, 1)) * unit
         order = list(pattern)
         rng.shuffle(order)
         while True:
@@ -1142,6 +1193,85 @@ def eps_specs(mode: Mode, training: bool) -> list[Spec]:
     ]
 
 
+def takes_eps(source: Any, calls: Any) -> bool:
+    """Whether the caller can give the code its ε: a layer constructor's eps parameter, a
+    forward's eps parameter, a bn_param whose eps key the forward reads, a functional backward's
+    eps.  Read from the syntax tree (nothing runs)."""
+    import ast
+
+    if calls.api == "functional":
+        return True
+    if calls.api == "class":
+        return any(role == "eps" for _k, role in calls.layer.init)
+    if "eps" in calls.forward_args:
+        return True
+    if "param" not in calls.forward_args:
+        return False
+    f = next(
+        (n for n in ast.walk(source.tree)
+         if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == calls.forward),
+        None,
+    )  # fmt: skip
+    if f is None:
+        return True
+    keys = {"eps", "epsilon", calls.param_keys.get("eps", "eps")}
+    for n in ast.walk(f):
+        if isinstance(n, ast.Subscript) and isinstance(n.slice, ast.Constant):
+            if n.slice.value in keys:
+                return True
+        if isinstance(n, ast.Call) and getattr(n.func, "attr", "") in ("get", "setdefault", "pop"):
+            if n.args and isinstance(n.args[0], ast.Constant) and n.args[0].value in keys:
+                return True
+    return False
+
+
+def _shown(eps: Fraction) -> str:
+    return "0" if eps == 0 else f"{float(eps):g}"
+
+
+def _one_eps(forward: str, cases: list[Case], runs: list[dict[str, Any]]) -> Fraction | None:
+    """The one ε the forward normalized with at every case (``detect_eps``), or None."""
+    found: set[Fraction | None] = set()
+    for case, run in zip(cases, runs, strict=True):
+        out = run["float"].get(forward, {}).get("out")
+        found.add(None if out is None else detect_eps(case, np.asarray(out, dtype=float)))
+    if len(found) != 1 or None in found:
+        return None
+    return found.pop()
+
+
+def _holds(section: _Section, forward: str, quantity: str) -> bool:
+    row = next((v for v in section.verdicts if (v.form, v.quantity) == (forward, quantity)), None)
+    return row is not None and row.status is Status.HOLDS
+
+
+def _fixed_note(calls: Any, source: Any, eps: Fraction, inherited: bool) -> str:
+    """What a section checked at the code's own ε says."""
+    shown = _shown(eps)
+    who = calls.layer.cls if calls.layer is not None else calls.forward
+    how = (
+        "its constructor has no eps parameter"
+        if calls.layer is not None
+        else "its forward has no eps parameter and reads no eps from bn_param"
+    )
+    zero = (
+        " (ε = 0, or one below float64's resolution: a feature constant over the batch divides "
+        "by zero)"
+        if eps == 0
+        else ""
+    )
+    if not inherited:
+        return (
+            f"{who} takes no ε ({how}): it normalizes with ε = {shown}{zero}, found exactly from "
+            f"its output; every row of this section was checked at ε = {shown}, on inputs where "
+            f"√(σ²+{shown}) is rational"
+        )
+    return (
+        f"{who} takes no ε ({how}): it normalizes with ε = {shown}{zero} where it was first "
+        "checked (training); every row of this section was checked at that ε"
+    )
+
+
 def _own_eps(
     caller: Caller,
     section: _Section,
@@ -1150,19 +1280,15 @@ def _own_eps(
     runs: list[dict[str, Any]],
     momentum: str | None,
     source: Any,
+    fixed: Fraction | None = None,
 ) -> None:
     """A forward refuted because it normalizes with its own ε: find that ε exactly, check the
     forward and every backward again at it, and say which case the file is (the forward is BN
     with a fixed ε and the backward its gradient, or the backward disagrees with its forward)."""
     forward = calls["forward"]
-    found: set[Fraction | None] = set()
-    for case, run in zip(cases, runs, strict=True):
-        out = run["float"].get(forward, {}).get("out")
-        found.add(None if out is None else detect_eps(case, np.asarray(out, dtype=float)))
-    if len(found) != 1 or None in found:
+    eps = _one_eps(forward, cases, runs)
+    if eps is None:
         return
-    eps = found.pop()
-    assert eps is not None
     training = cases[0].spec.training
     specs = eps_specs(cases[0].spec.mode, training)
     try:
@@ -1176,19 +1302,24 @@ def _own_eps(
     }
     verdicts, _ = _compare(source.name, checked, own, own_runs)
     at = {(v.form, v.quantity): v for v in verdicts}
-    shown = "0" if eps == 0 else f"{float(eps):g}"
+    shown = _shown(eps)
     what = (
         "σ is taken without ε (np.std, or the eps it is given is never used)"
         if eps == 0
         else f"ε is fixed at {shown} inside the code (the eps it is given is never used)"
     )
+    if fixed is not None:  # the code takes no ε: its training forward fixed one, this mode another
+        what = (
+            f"here it normalizes with ε = {shown}, its training forward with ε = "
+            f"{_shown(fixed)} (the code takes no ε; every mode must use the same one)"
+        )
     out = at.get((forward, "out"))
     if out is None or out.status is not Status.HOLDS:
         return
     how = f"{out.method} at {out.scope.rsplit(' ', 1)[0]}, inputs where √(σ²+{shown}) is rational"
+    tail = "" if fixed is not None else "; it is wrong only where the caller's ε is not that"
     section.diagnoses[(forward, "out")] = [
-        f"{what}: with ε = {shown} the forward is BatchNorm ({how}); it is wrong only where the "
-        "caller's ε is not that",
+        f"{what}: with ε = {shown} the forward is BatchNorm ({how}){tail}",
         *section.diagnoses.get((forward, "out"), []),
     ]
     for v in section.verdicts:

@@ -617,13 +617,22 @@ def _reductions(node: ast.AST) -> set[tuple[int, ...]]:
     return out
 
 
+#: ``x.reshape(x.shape[0], -1)`` or ``x.reshape(N, -1)``: a 4-D input flattened to (N, C·H·W)
+FLATTEN = re.compile(r"reshape\(\s*\w+(\.shape\[0\]|\.shape\[\s*0\s*\])?\s*,\s*-1\s*\)")
+
+
 def spatial_layout(node: ast.AST) -> tuple[tuple[str, ...], str]:
-    """The modes a piece of code handles and its SPATIAL layout, from its reductions."""
+    """The modes a piece of code handles and its SPATIAL layout, from its reductions: "nchw",
+    "nhwc" (channel-last), or "flat" for a layer that flattens a 4-D input to (N, C·H·W) and
+    normalizes that per activation (the textbook layer's ``x.reshape(x.shape[0], -1)``): it is
+    checked as SPATIAL BatchNorm too, which is what a 4-D input to a BatchNorm layer asks."""
     axes = _reductions(node)
     text = ast.unparse(node)
     nhwc = (0, 1, 2) in axes
     nchw = (0, 2, 3) in axes or re.search(r"transpose\(\s*0\s*,\s*2\s*,\s*3\s*,\s*1\s*\)", text)
     if not (nhwc or nchw):
+        if FLATTEN.search(text):
+            return ("per-activation", "spatial"), "flat"
         return ("per-activation",), "nchw"
     both = re.search(r"\.ndim\b|len\(\s*\w+\.shape\s*\)", text) is not None
     modes = ("per-activation", "spatial") if both else ("spatial",)

@@ -10,6 +10,7 @@ never a skip.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -419,6 +420,7 @@ class _Point:
     has_running: bool
     momentum: str | None
     nhwc: bool
+    flat: int = 0  # positions per channel of a flattening layer (0: not one)
 
     def take(self, who: str, name: str, raw: Raw, want: tuple[int, ...]) -> None:
         """A value read back, checked (``to_array``) and stored under ``who``/``name``."""
@@ -433,6 +435,8 @@ class _Point:
             values, dtype, reason = to_array(who, name, raw, want, self.kind)
         if self.nhwc and name in ("out", "dx") and values.size:
             values = values.transpose(0, 3, 1, 2)
+        if self.flat and name in ("dgamma", "dbeta") and values.size:
+            values = values.reshape(-1, self.flat).sum(axis=1)  # per activation → per channel
         self.run.values.setdefault(who, {})[name] = values
         self.run.dtypes[f"{who}/{name}"] = dtype
         if reason:
@@ -490,7 +494,7 @@ class Caller:
             assert calls.layer is not None
             self._layer(
                 calls.layer, point.run, point.take, point.training, momentum,
-                point.has_running, point.shape, case.spec.c, kind,
+                point.has_running, point.shape, point.channels[0], kind, read=not point.flat,
             )  # fmt: skip
         elif calls.api == "cs231n":
             self._cs231n(point)
@@ -510,27 +514,38 @@ class Caller:
         if nhwc:  # channel-last code: given (N, H, W, C), read back and turned to (N, C, H, W)
             x, dout = x.transpose(0, 2, 3, 1), dout.transpose(0, 2, 3, 1)
             shape = tuple(x.shape)
+        # A layer that flattens (N, C, H, W) to (N, C·H·W) keeps one γ, β and running statistic
+        # per activation: each channel's value is given at its H·W positions, and its dγ, dβ are
+        # summed back over them (``_Point.take``).
+        flat = math.prod(shape[2:]) if self.calls.layout == "flat" and len(shape) == 4 else 0
+
+        def per_channel(values: Any) -> np.ndarray:
+            arr = np.array(values, dtype=object)
+            return np.repeat(arr, flat) if flat else arr
+
         inputs = [
             {"op": "reset"},
             {"op": "numpy", "exact": kind == "exact"},
             _array_step("x", x, kind),
             _array_step("dout", dout, kind),
-            _array_step("gamma", _affine(case.gamma, self.calls.gamma4), kind),
-            _array_step("beta", _affine(case.beta, self.calls.gamma4), kind),
+            _array_step("gamma", _affine(per_channel(case.gamma), self.calls.gamma4), kind),
+            _array_step("beta", _affine(per_channel(case.beta), self.calls.gamma4), kind),
             _scalar_step("eps", case.eps, kind),
         ]
         has_running = bool(case.running_mean)
         if has_running:
             inputs += [
-                _array_step("running_mean", np.array(case.running_mean, dtype=object), kind),
-                _array_step("running_var", np.array(case.running_var, dtype=object), kind),
+                _array_step("running_mean", per_channel(case.running_mean), kind),
+                _array_step("running_var", per_channel(case.running_var), kind),
             ]
         if momentum is not None:
             inputs.append(_scalar_step("momentum", Fraction(momentum), kind))
         self.request(inputs, [])
+        channels = (spec.c * flat,) if flat else (spec.c,)
         return _Point(
-            Run(), self.calls, kind, shape, (spec.c,), spec.training, has_running, momentum, nhwc
-        )
+            Run(), self.calls, kind, shape, channels, spec.training, has_running, momentum, nhwc,
+            flat,
+        )  # fmt: skip
 
     def _cs231n(self, point: _Point) -> None:
         """A forward/backward pair: for each backward, the forward (which makes its cache),
@@ -697,9 +712,12 @@ class Caller:
         shape: tuple[int, ...],
         c: int,
         kind: str,
+        read: bool = True,
     ) -> None:
         """A layer class: build it, set γ, β and the running statistics where the plan found
-        them, call forward (and backward in training), read the gradients where they are."""
+        them, call forward (and backward in training), read the gradients where they are.
+        ``read`` False: the running statistics are set but not read back (a flattening layer
+        keeps them per activation, not per channel)."""
         layer = _var("layer")
         kwargs: dict[str, Any] = {}
         for keyword, role in plan.init:
@@ -783,6 +801,7 @@ class Caller:
                       "what": who})  # fmt: skip
         steps.append({"op": "send", "label": "forward", "value": _var("forward"), "what": who})
         labels = ["forward"]
+        has_running = has_running and read
         if has_running and plan.running:
             for role, ref in plan.running.items():
                 steps.append({"op": "send", "label": role, "value": get(ref), "what": who})
