@@ -19,6 +19,7 @@ import nbclient
 import nbformat
 import pytest
 from click.testing import CliRunner
+from rich.cells import cell_len
 
 from bnderive.cli import main
 from bnderive.read.corpus import corpus
@@ -204,6 +205,26 @@ def test_family_quiz_draws_from_the_familys_forms():
     other = next(k for k in range(1, len(quiz.lines) + 1) if k != quiz.wrong_line)
     wrong = run("--norm", "rms", "--quiz", "--seed", "1", "--answer", str(other))
     assert wrong.exit_code == 1, wrong.output
+
+
+@pytest.mark.parametrize("norm", FAMILIES)
+@pytest.mark.parametrize("n", [1, 2, 6])
+def test_every_family_lesson_runs_and_fits_80_columns(norm, n):
+    result = run("--norm", norm, "--n", str(n), "--seed", "1")
+    assert result.exit_code == 0, result.output
+    assert max(cell_len(line) for line in result.stdout.splitlines()) <= 80
+    small = build_lesson(n, seed=1, norm=norm).batch.m < 3
+    words = " ".join(result.stdout.split())
+    if norm != "instance":  # M < 3 hides the family's mistakes: computed at a set of three
+        assert ("is too small for the mistake to show" in words) == small
+
+
+def test_quiz_names_the_adjoint_of_the_refuted_entry():
+    # the counterexample of a dx̂ line is ∂L/∂x̂ at that element (it was labelled ∂L/∂x)
+    result = run("--norm", "layer", "--quiz", "--seed", "0", "--answer", "1")
+    assert result.exit_code == 0, result.output
+    assert "dxhat[1] = ∂L/∂x̂[0, 0]: truth 12, this line 3" in result.stdout
+    assert "bnderive's exact check (M = 3 and 4)" in result.stdout
 
 
 # -- the notebooks, executed ------------------------------------------------------------------------

@@ -76,7 +76,8 @@ def explanation(quiz: Quiz, result: Grade) -> RenderableType:
         body.append(Text(""))
         body.append(
             Text(
-                f"bnderive's exact check (N = {sizes}) refutes line {quiz.wrong_line}, and "
+                f"bnderive's exact check ({_size_name(quiz)} = {sizes}) refutes line "
+                f"{quiz.wrong_line}, and "
                 "every line before it holds:",
                 style="bold",
             )
@@ -88,6 +89,11 @@ def explanation(quiz: Quiz, result: Grade) -> RenderableType:
         body.append(Text("Sources:", style="bold"))
         body += [_indent(Text(f"- {s}", style=DIM)) for s in quiz.sources]
     return Group(Text(""), head, Text(""), _indent(Group(*body)))
+
+
+def _size_name(quiz: Quiz) -> str:
+    """BatchNorm's quiz sizes are batch sizes N; a family's are the sizes M of one set."""
+    return "N" if quiz.form.norm.value == "batch" else "M"
 
 
 __all__ = ["explanation", "question"]

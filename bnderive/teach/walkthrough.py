@@ -226,9 +226,10 @@ def backward_step(label: str, step: BackwardStep) -> RenderableType:
 
 # -- 3. closed forms ------------------------------------------------------------------------------
 def forms(lesson: Lesson, number: int = 3) -> Iterator[RenderableType]:
+    where = "batch" if lesson.batch.spec.norm is Norm.BATCH else "set"
     intro = _intro(
         "The published closed forms (derivations/), each evaluated line by line at the same "
-        "batch, every line with the form's own earlier lines; ✓: equal to the chain rule's "
+        f"{where}, every line with the form's own earlier lines; ✓: equal to the chain rule's "
         "value, exactly."
     )
     count = _COUNT.get(len(lesson.forms), f"{len(lesson.forms)} closed forms")

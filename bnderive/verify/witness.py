@@ -38,9 +38,13 @@ def entry_label(eq: Equation, spec: Spec, channel: int, position: int) -> str:
         return f"{eq.name}[{position + 1}] = the part of ∂L/∂{param}[{index}] from x[{at}]"
     if eq.kind == "quantity" and eq.name == "out":
         return f"out[{position + 1}] = y[{at}]"
-    if eq.kind != "quantity" or eq.name not in ("dx", "dxhat", "dy"):
+    if eq.kind != "quantity" or eq.name not in _ADJOINT_OF:
         return f"{eq.name}[{position + 1}] at x[{at}]"
-    return f"{eq.name}[{position + 1}] = ∂L/∂x[{at}]"
+    return f"{eq.name}[{position + 1}] = ∂L/∂{_ADJOINT_OF[eq.name]}[{at}]"
+
+
+#: The node an elementwise adjoint is the gradient with respect to (dxhat is ∂L/∂x̂, not ∂L/∂x).
+_ADJOINT_OF = {"dx": "x", "dxhat": "x̂", "dy": "y"}
 
 
 def in_x(expr: Any, inputs: dict[str, Any]) -> Any:
