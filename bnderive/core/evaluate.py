@@ -297,7 +297,8 @@ class _Walker:
         return values.reshape(shape)
 
     def _indexed(self, expr: sp.Indexed, scope: Mapping[sp.Symbol, int]) -> Any:
-        name = str(expr.base.label)
+        label = expr.base.label  # a Symbol's name: str() would run SymPy's printer
+        name = label.name if isinstance(label, sp.Symbol) else str(label)
         if name not in self.env.arrays:
             raise EvaluationError(f"{name}[…] has no value here: define it on an earlier line.")
         if len(expr.indices) != 1:

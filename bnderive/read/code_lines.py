@@ -241,17 +241,17 @@ class CodeReader:
 
     # -- the gradient of a node of the post's own ---------------------------------------------------
     def node_adjoint(self, name: str, node: str, value: sp.Expr, elementwise: bool) -> LineRead:
-        if node not in self.names:
-            return _none(f"∂L/∂{node}: the line that defines {node} could not be read")
-        symbol, per = self.names[node]
-        if symbol not in self.nodes:
-            return _none(f"∂L/∂{node}: {node} is not a node of the forward pass")
         index = N.i if elementwise else None
         own = self.own(name, value, elementwise, 0)  # later lines use it as the post computed it
         lhs = own.lhs
         assert lhs is not None and own.defines is not None
         self.nodes.pop(own.defines, None)
         try:
+            if node not in self.names or self.names[node][0] == own.defines:
+                raise _Unknown(f"the line that defines {node} is not read")
+            symbol, per = self.names[node]
+            if symbol not in self.nodes:
+                raise _Unknown(f"{node} is not a node of the forward pass")
             true, uses = self.adjoint_of(symbol, set())
         except _Unknown as exc:
             return LineRead((lhs, value), own.defines, index, index, f"∂L/∂{node}: {exc}", "node")
@@ -468,6 +468,11 @@ class _Expr:
             if canonical is not None:
                 per = N.QUANTITIES[canonical]
                 return (sp.IndexedBase(canonical)[N.i] if per else sp.Symbol(canonical)), per
+        unread = [line for target_name, _, line in reader.unread if target_name == name]
+        if unread:
+            raise self.fail(
+                node, f"{name}: the line that defines it (line {unread[-1]}) is not read"
+            )
         raise self.fail(node, f"unknown name {name}: no earlier line defines it")
 
     def call(self, node: ast.Call) -> tuple[sp.Expr, bool]:
