@@ -82,7 +82,9 @@ def test_a_staged_code_derivation_is_read_and_holds(tmp_path):
     for name in ("dr", "ds", "dc2", "dc"):
         assert status[name] == "checked", name
         line = next(line for line in form.lines if line.latex.startswith(name + " "))
-        assert any("post's own graph" in note for note in line.notes)
+        assert any(f"∂L/∂{name[1:]} in the post's own graph" in note for note in line.notes)
+    # code is the (N, D) layout: the per-activation mode
+    assert form.modes == (Mode.PER_ACTIVATION,)
     found = verdicts_by_line(form)
     assert found and all(s == {Status.HOLDS} for s in found.values()), found
 
@@ -168,3 +170,9 @@ def test_check_command_on_a_code_derivation(tmp_path):
     result = CliRunner().invoke(main, ["check", str(write(tmp_path, STAGED))])
     assert result.exit_code == 0, result.output
     assert "holds" in result.output
+
+
+def test_code_is_not_read_in_spatial_mode(tmp_path):
+    """np.sum(…, axis=0) sums the batch of an (N, D) array, not a channel's N·H·W elements."""
+    with pytest.raises(FormError, match="no display math"):
+        load_document(write(tmp_path, "---\nmode: spatial\n---\n" + STAGED))

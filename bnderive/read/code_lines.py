@@ -264,7 +264,7 @@ class CodeReader:
         index = N.i if per else None
         return LineRead(
             (lhs, value), own.defines, index, index, kind="node", value=true, uses=uses,
-            stores=own.defines,
+            stores=own.defines, node=node,
         )  # fmt: skip
 
     def adjoint_of(self, symbol: str, seen: set[str]) -> tuple[sp.Expr, tuple[int, ...]]:

@@ -897,9 +897,10 @@ class _Builder:
             self.defined.add(read.defines)
         if read.kind == "node":
             where = ", ".join(str(n) for n in read.uses)
+            lines = "line" if len(read.uses) == 1 else "lines"
             notes.append(
-                f"∂L/∂{read.defines} is worked out in the post's own graph (its forward lines "
-                f"{where} as written, and the true gradients of x̂, σ², μ)"
+                f"checked against ∂L/∂{read.node} in the post's own graph (through its forward "
+                f"{lines} {where} as written, and the true gradients of x̂, σ², μ, y)"
             )
         if read.kind == "name" and read.defines:
             self.names[read.defines] = read.index is not None
@@ -1109,7 +1110,12 @@ def _read(
     norm = _normalization(meta, at, _blank_spans(body, [(a, b) for a, b, _ in spans]), where)
     if norm is Norm.BATCH and "norm" not in meta and _layer_maths(maths):
         norm = Norm.LAYER
+    # code is read in the (N, D) layout of the per-activation mode (axis 0 the batch)
     code = _code_rows(text) if markdown and norm is Norm.BATCH else []
+    if code and "mode" not in meta:
+        modes = (Mode.PER_ACTIVATION,)
+    elif modes == (Mode.SPATIAL,):
+        code = []
     if code:
         maths = "\n".join([maths, *(line for _, line in code)])
     if not spans and not code:

@@ -2239,6 +2239,8 @@ class LineRead:
     #: code: the name later lines know this line's value by (``dxnorm_dmean = …`` is checked as
     #: ∂x̂_i/∂μ and then used as the post computed it)
     stores: str | None = None
+    #: ``node``: the post's own node whose gradient the line states, as written (sq for dsq)
+    node: str = ""
 
     @property
     def lhs(self) -> sp.Expr | None:
