@@ -85,6 +85,16 @@ def _number(text: str, option: str) -> float:
 @click.option(
     "--csv", "csv_path", default=None, metavar="FILE", help="Write the folder summary as CSV."
 )
+@click.option(
+    "--norm",
+    type=click.Choice(["batch", "layer", "instance", "group", "rms"]),
+    default="batch",
+    show_default=True,
+    help="The normalization the file implements: layer, instance, group (with --groups) or "
+    "rms are checked against that family's exact truth (CS231n's layernorm_forward/backward, "
+    "spatial_groupnorm_forward/backward, or a functional backward), training mode.",
+)
+@click.option("--groups", type=int, default=None, metavar="G", help="GroupNorm's number of groups.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 @user_errors
 def check_impl(
@@ -100,6 +110,8 @@ def check_impl(
     memory_mb: str,
     jobs: int,
     csv_path: str | None,
+    norm: str,
+    groups: int | None,
     as_json: bool,
 ) -> None:
     r"""Check NumPy implementations of BatchNorm: the forward output (training and eval mode),
@@ -134,6 +146,7 @@ def check_impl(
       bnderive check-impl layers.py --class BatchNormalization
       bnderive check-impl mybn.py --function bn_backward_eval --eval --json
       bnderive check-impl submissions/ --jobs 2 --csv grades.csv
+      bnderive check-impl layers.py --norm group --groups 2
 
     Exit codes: 0 all hold, 1 something refuted, 2 a file or function could not be checked
     (nothing refuted), 3 undecided.
@@ -158,6 +171,8 @@ def check_impl(
         "timeout": seconds,
         "memory_mb": mib,
         "running": running,
+        "norm": norm,
+        "groups": groups,
     }
     from pathlib import Path
 
@@ -166,9 +181,9 @@ def check_impl(
     with interrupts(), warm(seconds, mib, keep=folder):
         if folder:
             _folder(files, jobs, csv_path, as_json, options)
-        from bnderive.usercode.check_impl import check_impl as run_check
+        from bnderive.usercode.norm_impl import check_any
 
-        report = run_check(files[0], **options)
+        report = check_any(files[0], **options)
     _print_report(report, as_json)
     sys.exit(report.exit_code)
 

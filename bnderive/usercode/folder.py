@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from bnderive.errors import BnderiveError
-from bnderive.usercode.check_impl import Report, check_impl
+from bnderive.usercode.check_impl import Report
 from bnderive.usercode.layout import ImplementationError
+from bnderive.usercode.norm_impl import check_any
 
 #: Directories never searched for submissions.
 SKIPPED_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", ".ipynb_checkpoints"}
@@ -129,7 +130,7 @@ def check_many(
     progress: Callable[[FileResult, int, int], None] | None = None,
     **options: Any,
 ) -> list[FileResult]:
-    """Check every file (``check_impl`` with ``options``), ``jobs`` at a time; the results in
+    """Check every file (``norm_impl.check_any`` with ``options``), ``jobs`` at a time; the results in
     the order of ``files``, whatever order they finished in."""
     if not 1 <= jobs <= MAX_JOBS:
         raise ImplementationError(f"--jobs {jobs}: give a number from 1 to {MAX_JOBS}.")
@@ -137,7 +138,7 @@ def check_many(
     def one(file: Path) -> FileResult:
         started = time.perf_counter()
         try:
-            report = check_impl(file, **options)
+            report = check_any(file, **options)
             return FileResult(str(file), report, None, time.perf_counter() - started)
         except BnderiveError as exc:
             return FileResult(str(file), None, str(exc), time.perf_counter() - started)

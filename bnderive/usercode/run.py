@@ -60,6 +60,10 @@ class Calls:
     #: the SPATIAL input layout: "nchw", or "nhwc" for channel-last code (x and dout are given
     #: as (N, H, W, C), out and dx read back in that layout)
     layout: str = "nchw"
+    #: what a backward returns, in order (RMSNorm has no β: dx, dgamma)
+    grads: tuple[str, ...] = ("dx", "dgamma", "dbeta")
+    #: GroupNorm's G, for a forward parameter G (``check-impl --norm group``)
+    groups: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -321,10 +325,18 @@ def _stem(name: str) -> str:
     return low.strip("_")
 
 
+#: CS231n's Linear → BatchNorm → ReLU pair (``composite_impl``): not a BatchNorm pair
+COMPOSITE = re.compile(r"^(affine|fc|linear|dense)_?(bn|batch_?norm)_?relu_(forward|backward)$")
+
+
 def find_pair(source: Source, mode: str) -> Calls | None:
     """A forward/backward pair under other names (bn_forward/bn_backward, batch_norm_forward/…,
     np_batch_norm_2d/np_batch_norm_2d_backward), matched by the stem of their names."""
-    functions = [f for n, f in source.functions.items() if not n.startswith("_")]
+    functions = [
+        f
+        for n, f in source.functions.items()
+        if not n.startswith("_") and not COMPOSITE.match(n.lower())
+    ]
     backwards = [f for f in functions if re.search(r"backward|_bwd|grad", f.name.lower())]
     forwards = [
         f for f in functions
@@ -542,6 +554,8 @@ class Caller:
             inputs.append(_scalar_step("momentum", Fraction(momentum), kind))
         self.request(inputs, [])
         channels = (spec.c * flat,) if flat else (spec.c,)
+        if getattr(case, "affine", ()):  # a family's γ (LayerNorm's per element): its shape
+            channels = tuple(case.affine)
         return _Point(
             Run(), self.calls, kind, shape, channels, spec.training, has_running, momentum, nhwc,
             flat,
@@ -610,6 +624,8 @@ class Caller:
                 role = "bn_param"
             elif role == "mode":
                 args.append({"lit": "train" if point.training else "test"})
+            elif role == "groups":
+                args.append({"lit": self.calls.groups})
             elif role == "flag":
                 args.append({"lit": point.training})
             shown.append(role)
@@ -667,10 +683,11 @@ class Caller:
             if got.t in ("array", "big"):
                 point.take(name, "dx", got, point.shape)  # a backward that returns dx alone
             else:
-                dx, dgamma, dbeta = unpack(name, got, ("dx", "dgamma", "dbeta"))
-                point.take(name, "dx", dx, point.shape)
-                point.take(name, "dgamma", dgamma, point.channels)
-                point.take(name, "dbeta", dbeta, point.channels)
+                grads = unpack(name, got, self.calls.grads)
+                for quantity, raw in zip(self.calls.grads, grads, strict=True):
+                    point.take(
+                        name, quantity, raw, point.shape if quantity == "dx" else point.channels
+                    )
         except UserFailure as exc:  # this backward only: the others are still checked
             point.fail(name, exc)
 
@@ -678,10 +695,11 @@ class Caller:
         """f(x, gamma, beta, dout, eps) -> (dx, dgamma, dbeta), with the running statistics
         after eps in eval mode."""
         name = self.calls.backward[0]
-        args = [_copy("x"), _copy("gamma"), _copy("beta"), _copy("dout"), _var("eps")]
+        beta = [_copy("beta")] if "dbeta" in self.calls.grads else []
+        args = [_copy("x"), _copy("gamma"), *beta, _copy("dout"), _var("eps")]
         if point.has_running and not point.training:
             args += [_copy("running_mean"), _copy("running_var")]
-        signature = "x, gamma, beta, dout, eps" + (
+        signature = ("x, gamma, beta, dout, eps" if beta else "x, gamma, dout, eps") + (
             ", running_mean, running_var" if not point.training else ""
         )
         who = f"{name}({signature})"
@@ -694,10 +712,9 @@ class Caller:
                 ],
                 ["result"],
             )  # fmt: skip
-            dx, dgamma, dbeta = unpack(name, values["result"], ("dx", "dgamma", "dbeta"))
-            point.take(name, "dx", dx, point.shape)
-            point.take(name, "dgamma", dgamma, point.channels)
-            point.take(name, "dbeta", dbeta, point.channels)
+            grads = unpack(name, values["result"], self.calls.grads)
+            for quantity, raw in zip(self.calls.grads, grads, strict=True):
+                point.take(name, quantity, raw, point.shape if quantity == "dx" else point.channels)
         except UserFailure as exc:
             point.fail(name, exc)
 

@@ -1,0 +1,486 @@
+"""check-impl --norm layer|instance|group|rms: a user's LayerNorm, InstanceNorm, GroupNorm or
+RMSNorm implementation checked against the family's exact truth.
+
+The family is core/spec's (statistics over a reduction set, γ and β indexed as the family
+indexes them); the truth of the whole layer at explicit inputs is ``core.layer.layer_truth`` and
+the inputs ``core.layer.exact_point``: one ε for the layer with every √(σ²+ε) rational, so the
+code, run on exact rationals in the child (as for BatchNorm), is compared with the truth
+exactly.  The functions are found by name (CS231n's ``layernorm_forward(x, gamma, beta,
+ln_param)``/``layernorm_backward(dout, cache)``, ``spatial_groupnorm_forward(x, gamma, beta, G,
+gn_param)``, other names with the family's word in them) or a functional backward
+``f(x, gamma, beta, dout, eps)`` (RMSNorm: ``f(x, gamma, dout, eps)``).  The family keeps no
+running statistics: training mode only.
+
+Where the code cannot run exactly, its float64 results are reported but not decided: the
+derived rounding bounds are BatchNorm's (``precision``), not yet the family's, so such a row is
+undecided with its largest relative error, never "holds".
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bnderive.core.layer import exact_point, layer_truth
+from bnderive.core.spec import Mode, Norm, Spec
+from bnderive.usercode.layout import ImplementationError, Source, read_source
+from bnderive.usercode.run import Caller, Calls, UserFailure, load
+from bnderive.usercode.sandbox import Sandbox, SandboxFailure, check_limits
+from bnderive.verify.verdict import Counterexample, Status, Verdict
+
+#: The words a family's function names carry.
+WORDS = {
+    Norm.LAYER: r"layer_?norm|(^|_)ln(_|$)",
+    Norm.INSTANCE: r"instance_?norm|(^|_)in(_|$)",
+    Norm.GROUP: r"group_?norm|(^|_)gn(_|$)",
+    Norm.RMS: r"rms_?norm|(^|_)rms(_|$)",
+}
+GROUPS = ("G", "groups", "num_groups", "n_groups", "group", "ngroups")
+EPS = ("eps", "epsilon")
+
+
+@dataclass(frozen=True)
+class FamilyCase:
+    """One exact input point of a family's layer (``exact_point``), as ``run.Caller`` reads it:
+    γ and β shaped like the family's affine (``Spec.affine_shape``); no running statistics."""
+
+    spec: Spec
+    x: np.ndarray
+    g: np.ndarray
+    gamma: np.ndarray
+    beta: np.ndarray
+    eps: Fraction
+    root: Fraction
+    running_mean: tuple = ()
+    running_var: tuple = ()
+    affine: tuple[int, ...] = ()
+
+    def inputs(self) -> dict[str, str]:
+        out = {"x": _nested(self.x), "dout": _nested(self.g), "γ": _nested(self.gamma)}
+        if self.spec.norm.has_beta:
+            out["β"] = _nested(self.beta)
+        out["ε"] = _text(self.eps)
+        out["√(σ²+ε)" if self.spec.norm.centred else "√(mean(x²)+ε)"] = _text(self.root)
+        return out
+
+
+def _text(v: Any) -> str:
+    q = Fraction(v)
+    return str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"
+
+
+def _nested(arr: Any) -> str:
+    """Nested lists of exact numbers, written as numbers (no quotes)."""
+    value = np.asarray(arr, dtype=object)
+    if value.ndim == 0:
+        return _text(value.item())
+    return "[" + ", ".join(_nested(v) for v in value) + "]"
+
+
+def family_specs(norm: Norm, mode: Mode, groups: int) -> list[Spec]:
+    """The shapes checked: two or three, one with several sets and channels so that a mix-up
+    between them shows."""
+    if mode is Mode.PER_ACTIVATION:
+        sizes = [(3, 4), (2, 5), (4, 3)]
+        return [Spec(mode, n=n, c=c, norm=norm) for n, c in sizes]
+    if norm is Norm.GROUP:
+        sizes = [(2, 2 * groups, 1, 2), (1, groups, 2, 2), (2, 2 * groups, 2, 1)]
+        return [Spec(mode, n=n, c=c, h=h, w=w, norm=norm, groups=groups) for n, c, h, w in sizes]
+    sizes = [(2, 2, 2, 2), (1, 3, 1, 3), (3, 2, 2, 1)]
+    return [Spec(mode, n=n, c=c, h=h, w=w, norm=norm) for n, c, h, w in sizes]
+
+
+def make_family_case(spec: Spec, seed: int) -> FamilyCase:
+    p = exact_point(spec, seed)
+    beta = p["beta"] if p["beta"] is not None else np.zeros(spec.affine_shape, dtype=object)
+    return FamilyCase(spec, p["x"], p["g"], p["gamma"], beta, p["eps"], p["r"],
+                      affine=tuple(spec.affine_shape))  # fmt: skip
+
+
+# -- which functions, and how they are called --------------------------------------------------------
+def _bind(f: Any, norm: Norm) -> tuple[str, ...] | None:
+    """What each parameter of a family forward gets, by name, then by place for γ and β."""
+    out: list[str] = []
+    for k, name in enumerate(f.params):
+        low = name.lower()
+        if k == 0:
+            out.append("x")
+        elif name in GROUPS or low in ("groups", "num_groups", "n_groups", "ngroups"):
+            out.append("groups")
+        elif low in EPS:
+            out.append("eps")
+        elif "param" in low:
+            out.append("param")
+        elif low in ("gamma", "g", "weight", "w", "scale") or (k == 1 and "gamma" not in out):
+            out.append("gamma")
+        elif norm.has_beta and (low in ("beta", "b", "bias", "shift") or k == 2):
+            out.append("beta")
+        elif k >= f.required:
+            out.append("default")
+        else:
+            return None
+    return tuple(out)
+
+
+def _reshapes(source: Source, name: str) -> bool:
+    node = next(
+        (n for n in ast.walk(source.tree) if isinstance(n, ast.FunctionDef) and n.name == name),
+        None,
+    )
+    if node is None:
+        return True
+    text = ast.unparse(node)
+    return bool(re.search(r"gamma\s*(\.reshape|\[\s*(None|np\.newaxis|:))", text))
+
+
+def resolve_family(source: Source, norm: Norm, mode: Mode, function: str | None) -> Calls:
+    """A forward/backward pair with the family's word in their names, or a functional
+    backward f(x, gamma, beta, dout, eps) (RMSNorm: f(x, gamma, dout, eps))."""
+    from bnderive.usercode.run import bind_backward, param_keys
+
+    grads = ("dx", "dgamma", "dbeta") if norm.has_beta else ("dx", "dgamma")
+    functions = {n: f for n, f in source.functions.items() if not n.startswith("_")}
+    if function is not None:
+        if function not in functions:
+            raise ImplementationError(
+                f"{source.name}: the file defines no function {function!r} (functions found: "
+                f"{source.listing()})."
+            )
+        return Calls("functional", None, [function], grads=grads)
+    word = re.compile(WORDS[norm])
+    named = [f for f in functions.values() if word.search(f.name.lower())]
+    backwards = [f for f in named if re.search(r"backward|_bwd|grad", f.name.lower())]
+    forwards = [f for f in named if f not in backwards]
+    for b in backwards:
+        if b.params and b.params[0].lower() in ("x", "inputs", "z"):
+            return Calls("functional", None, [b.name], grads=grads)
+        for f in forwards:
+            args = _bind(f, norm)
+            if args is None:
+                continue
+            spatial = mode is Mode.SPATIAL
+            return Calls(
+                "cs231n", f.name, [b.name], "eps" in args and "param" not in args, args,
+                param_keys(source, f.name), {b.name: bind_backward(source, f.name, b)},
+                spatial and not _reshapes(source, f.name), grads=grads,
+            )  # fmt: skip
+    listing = source.listing()
+    raise ImplementationError(
+        f"{source.name}: no {norm.title} functions found: check-impl --norm {norm.value} looks "
+        f"for a forward/backward pair whose names say {norm.value}norm (CS231n's "
+        f"{'spatial_groupnorm' if norm is Norm.GROUP else norm.value + 'norm'}_forward/_backward), "
+        f"or a functional backward given with --function NAME (functions found: {listing})."
+    )
+
+
+# -- comparing ----------------------------------------------------------------------------------------
+@dataclass
+class _Row:
+    who: str
+    quantity: str
+    exact: int = 0
+    inexact: list[str] = field(default_factory=list)
+    worst: float = 0.0
+    refuted: Verdict | None = None
+
+
+def _compare(rows: dict[tuple[str, str], _Row], case: FamilyCase, run: dict[str, Any]) -> None:
+    truth = layer_truth(case.spec, case.x, case.g, case.gamma,
+                       case.beta if case.spec.norm.has_beta else None, case.eps)  # fmt: skip
+    for (who, quantity), row in rows.items():
+        if row.refuted is not None:
+            continue
+        want = truth[quantity]
+        exact = run["exact"]
+        if exact is not None and who in exact and quantity in exact[who]:
+            mine = np.asarray(exact[who][quantity], dtype=object).reshape(want.shape)
+            diff = [(i, m, t) for i, (m, t) in enumerate(zip(mine.flat, want.flat, strict=True))
+                    if Fraction(m) != Fraction(t)]  # fmt: skip
+            if not diff:
+                row.exact += 1
+                continue
+            if run["binary"]:
+                row.inexact.append(f"{_shape(case)}: a float constant was read at its binary value")
+                continue
+            at, m, t = diff[0]
+            where = tuple(int(i) for i in np.unravel_index(at, want.shape))
+            row.refuted = Verdict(
+                who, quantity, None, Status.REFUTED, "exact", f"{_shape(case)} exact",
+                f"differs from {case.spec.norm.title}'s truth at {_shape(case)} in exact rational "
+                "arithmetic",
+                Counterexample(case.spec, 0, f"{quantity}[{', '.join(map(str, where))}]",
+                               case.inputs(), _text(t), _text(m)),
+                mode=case.spec.mode,
+            )  # fmt: skip
+            continue
+        floats = run["float"].get(who, {}).get(quantity)
+        if floats is None:
+            continue
+        arr = np.asarray(floats, dtype=float).reshape(want.shape)
+        ref = want.astype(float)
+        scale = max(1.0, float(np.max(np.abs(ref))))
+        row.worst = max(row.worst, float(np.max(np.abs(arr - ref))) / scale)
+        row.inexact.append(f"{_shape(case)}: {run['why'] or 'no exact run'}")
+
+
+def _shape(case: FamilyCase) -> str:
+    return "×".join(map(str, case.spec.shape))
+
+
+def _verdict(row: _Row, specs: list[Spec]) -> Verdict:
+    if row.refuted is not None:
+        return row.refuted
+    scope = ", ".join("×".join(map(str, s.shape)) for s in specs)
+    mode = specs[0].mode
+    if not row.inexact:
+        return Verdict(row.who, row.quantity, None, Status.HOLDS, "exact", f"{scope} exact",
+                       "equal to the truth in exact rational arithmetic at every shape",
+                       mode=mode)  # fmt: skip
+    return Verdict(
+        row.who, row.quantity, None, Status.UNDECIDED, "numeric", f"{scope} numeric",
+        f"no exact run at {len(row.inexact)} of {len(specs)} shapes ({row.inexact[0]}); the "
+        f"float64 results differ from the exact truth by at most {row.worst:.2g} of its scale, "
+        f"but {specs[0].norm.title} has no derived rounding bound yet, so this is not decided: "
+        "let the code run on exact numbers (no astype(float), math.sqrt or float constants "
+        "that are no short decimal)",
+        mode=mode,
+    )  # fmt: skip
+
+
+def _run(caller: Caller, case: FamilyCase) -> dict[str, Any]:
+    floats = caller.run(case, "float", None)
+    try:
+        exact = caller.run(case, "exact", None)
+        why = "; ".join(exact.reasons + [e.message for e in exact.failures.values()]) or None
+        binary = any(
+            how != "fraction" and how != "decimal" for _v, how in exact.conversions.values()
+        )
+    except UserFailure as exc:
+        exact, why, binary = None, exc.message, False
+    return {
+        "float": floats.values,
+        "exact": exact.values if exact is not None and why is None else None,
+        "why": why,
+        "binary": binary,
+        "failures": floats.failures,
+        "quantity_failures": floats.quantity_failures,
+    }
+
+
+def check_norm_impl(
+    path: str | Path,
+    norm: Norm | str,
+    groups: int | None = None,
+    function: str | None = None,
+    mode: Mode | str | None = None,
+    timeout: float = 20.0,
+    memory_mb: int = 2048,
+    seed: int = 0,
+) -> Any:
+    """Check a LayerNorm, InstanceNorm, GroupNorm or RMSNorm implementation (module docstring);
+    a ``check_impl.Report``."""
+    from bnderive.usercode.check_impl import Failure, Report, _failure_message
+    from bnderive.usercode.imports import stub_imports
+
+    timeout, memory_mb = check_limits(timeout, memory_mb)
+    family = Norm.parse(norm)
+    if family is Norm.BATCH:
+        raise ImplementationError("check_norm_impl checks the other families; use check_impl.")
+    if family is Norm.GROUP:
+        if groups is None or groups < 1:
+            raise ImplementationError(
+                "--norm group needs the number of groups: give --groups G (a whole number of at "
+                "least 1; the check's shapes have C a multiple of G)."
+            )
+    elif groups is not None:
+        raise ImplementationError(f"--groups belongs to --norm group, not --norm {family.value}.")
+    chosen = Mode.parse(mode) if mode is not None else None
+    if family in (Norm.INSTANCE, Norm.GROUP):
+        if chosen is Mode.PER_ACTIVATION:
+            raise ImplementationError(
+                f"{family.title} takes (N, C, H, W) input only: leave --mode out or use --mode "
+                "spatial."
+            )
+        chosen = Mode.SPATIAL
+    chosen = chosen or Mode.PER_ACTIVATION
+    source = read_source(path)
+    calls = resolve_family(source, family, chosen, function)
+    calls.groups = groups or 0
+    names = ([calls.forward] if calls.forward else []) + list(calls.backward)
+    stubs = stub_imports(source, names)
+    specs = family_specs(family, chosen, groups or 1)
+    cases = [make_family_case(s, seed * 7919 + k + 1) for k, s in enumerate(specs)]
+    label = f"{chosen.value} training"
+    started = time.perf_counter()
+    runs = []
+    try:
+        with Sandbox(timeout, memory_mb) as box:
+            load(box, source, stubs=stubs.modules)
+            caller = Caller(box, calls, chosen.value)
+            for case in cases:
+                runs.append(_run(caller, case))
+    except (SandboxFailure, UserFailure) as exc:
+        trace = getattr(exc, "trace", "")
+        raise ImplementationError(
+            _failure_message(source.path, exc.message, trace, getattr(exc, "output", ""))
+        ) from None
+    failures: list[Failure] = []
+    failed: set[str] = set()
+    for run in runs:
+        for name, exc in run["failures"].items():
+            if name not in failed:
+                failed.add(name)
+                failures.append(Failure(name, calls.grads, label, _failure_message(
+                    source.path, exc.message, exc.trace, exc.output)))  # fmt: skip
+        for (name, q), exc in run["quantity_failures"].items():
+            failures.append(Failure(name, (q,), label, _failure_message(
+                source.path, exc.message, exc.trace, exc.output)))  # fmt: skip
+            failed.add(f"{name}/{q}")
+    rows: dict[tuple[str, str], _Row] = {}
+    if calls.forward:
+        rows[(calls.forward, "out")] = _Row(calls.forward, "out")
+    for b in calls.backward:
+        if b in failed:
+            continue
+        for q in calls.grads:
+            if f"{b}/{q}" not in failed and all(q in r["float"].get(b, {}) for r in runs):
+                rows[(b, q)] = _Row(b, q)
+    for case, run in zip(cases, runs, strict=True):
+        _compare(rows, case, run)
+    verdicts = [_verdict(row, specs) for row in rows.values()]
+    described = _describe(calls, family, chosen)
+    report = Report(str(path), calls.api, names, verdicts, stubs.notes, 0.0, "")
+    report.sections = [label] * len(verdicts)
+    report.failures = failures
+    report.calls = described
+    report.notes.append(
+        f"checked as {family.title}"
+        + (f" with G = {groups}" if family is Norm.GROUP else "")
+        + " (no running statistics: training mode only), against core.layer's truth at "
+        + ", ".join("×".join(map(str, s.shape)) for s in specs)
+    )
+    report.seconds = time.perf_counter() - started
+    if failures and not verdicts:
+        raise ImplementationError("\n".join(dict.fromkeys(f.message for f in failures)))
+    return report
+
+
+def _describe(calls: Calls, norm: Norm, mode: Mode) -> list[str]:
+    grads = ", ".join(calls.grads)
+    if calls.api == "functional":
+        beta = ", beta" if norm.has_beta else ""
+        return [
+            f"{calls.backward[0]}(x, gamma{beta}, dout, eps) -> ({grads}) [{mode.value}, training]"
+        ]
+    roles = ", ".join(r for r in calls.forward_args if r != "default")
+    lines = [f"{calls.forward}({roles}) -> (out, cache) [{mode.value}, training]"]
+    for b in calls.backward:
+        args = ", ".join(calls.backward_args.get(b, ("cache",)))
+        lines.append(f"{b}(dout, {args}) -> ({grads}) [{mode.value}, training]")
+    return lines
+
+
+def check_any(
+    path: str | Path, norm: Norm | str = "batch", groups: int | None = None, **options: Any
+) -> Any:
+    """check-impl for any family: BatchNorm by ``check_impl.check_impl`` (every layout, the
+    running statistics, eval mode), the others by ``check_norm_impl``."""
+
+    family = Norm.parse(norm)
+    if family is Norm.BATCH:
+        if groups is not None:
+            raise ImplementationError("--groups belongs to --norm group (GroupNorm's G).")
+        return _batch(path, options)
+    given = [
+        name
+        for name, value, default in (
+            ("--api", options.get("api"), None),
+            ("--class", options.get("layer_class"), None),
+            ("--eval/--train", options.get("training"), None),
+            ("--running", options.get("running", "auto"), "auto"),
+        )
+        if value != default
+    ]
+    if given:
+        raise ImplementationError(
+            f"{', '.join(given)} belong to BatchNorm's check; --norm {family.value} checks a "
+            f"{family.title} forward/backward pair or functional backward in training mode "
+            "(the family keeps no running statistics): leave them out."
+        )
+    return check_norm_impl(
+        path, family, groups, options.get("function"), options.get("mode"),
+        options.get("timeout", 20.0), options.get("memory_mb", 2048), options.get("seed", 0),
+    )  # fmt: skip
+
+
+def _batch(path: str | Path, options: dict[str, Any]) -> Any:
+    """BatchNorm's check, and the file's affine_bn_relu pair when it has one (its rows after
+    BatchNorm's; the pair alone when the file has no other BatchNorm code)."""
+    from bnderive.usercode.check_impl import check_impl
+    from bnderive.usercode.composite_impl import check_composite_impl, composite_pair
+
+    chosen = {k: options.get(k) for k in ("api", "function", "layer_class")}
+    source = read_source(path) if not any(chosen.values()) else None
+    pair = composite_pair(source) if source is not None else None
+    if pair is None:
+        return check_impl(path, **options)
+    skipped = options.get("training") is False or options.get("mode") not in (
+        None, Mode.PER_ACTIVATION, "per-activation",
+    )  # fmt: skip
+    composite = None
+    if not skipped:
+        composite = check_composite_impl(
+            source, pair, options.get("timeout", 20.0), options.get("memory_mb", 2048),
+            options.get("seed", 0),
+        )  # fmt: skip
+    if not _has_batchnorm(source, set(pair)):
+        if composite is None:
+            raise ImplementationError(
+                f"{source.name}: its {pair[0]}/{pair[1]} pair is checked in training mode on "
+                "(N, D) input only: leave out --eval and --mode spatial."
+            )
+        return composite
+    report = check_impl(path, **options)
+    if composite is None:
+        report.notes.append(
+            f"{pair[0]}/{pair[1]} not checked: the pair is checked in training mode on (N, D) "
+            "input only"
+        )
+        return report
+    report.functions += [n for n in composite.functions if n not in report.functions]
+    report.verdicts += composite.verdicts
+    report.sections += composite.sections
+    report.failures += composite.failures
+    report.calls += composite.calls
+    report.notes += composite.notes
+    report.seconds += composite.seconds
+    return report
+
+
+def _has_batchnorm(source: Source, composite: set[str]) -> bool:
+    """Whether the file has BatchNorm code of its own besides the composite pair: CS231n's
+    names, a pair under other names, a functional backward or a layer class."""
+    from bnderive.usercode.layer import layer_plans
+    from bnderive.usercode.run import CS231N, find_pair
+
+    names = {n for triple in CS231N.values() for n in triple if n}
+    if names & set(source.functions):
+        return True
+    for mode in ("per-activation", "spatial"):
+        pair = find_pair(source, mode)  # by names: affine_forward/affine_backward is not one
+        if pair is not None and re.search(r"bn|batch_?norm", (pair.forward or "").lower()):
+            return True
+    if layer_plans(source):
+        return True
+    return any(
+        len(f.params) >= 5 and f.params[0].lower() in ("x", "inputs")
+        for n, f in source.functions.items()
+        if n not in composite and not n.startswith("_")
+    )

@@ -1,0 +1,112 @@
+"""check-impl --norm layer|instance|group|rms (issue 16 item 1): an implementation of another
+member of the family is checked against that family's exact truth (``core.layer``), found by
+its CS231n names (layernorm_forward/backward, spatial_groupnorm_forward/backward) or as a
+functional backward.  The files in tests/impls_family/ are written by the project in the styles
+their headers name; each says what is expected of it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bnderive.cli import main
+from bnderive.usercode.layout import ImplementationError
+from bnderive.usercode.norm_impl import check_any, check_norm_impl
+
+FAMILY = Path(__file__).parent / "impls_family"
+
+
+def rows(report) -> dict[tuple[str, str], tuple[str, str]]:
+    return {(v.form, v.quantity): (v.status.value, v.method) for v in report.verdicts}
+
+
+def test_a_cs231n_layernorm_holds_exactly():
+    report = check_norm_impl(FAMILY / "cs231n_layernorm.py", "layer")
+    assert report.exit_code == 0
+    assert rows(report) == {
+        ("layernorm_forward", "out"): ("holds", "exact"),
+        ("layernorm_backward", "dx"): ("holds", "exact"),
+        ("layernorm_backward", "dgamma"): ("holds", "exact"),
+        ("layernorm_backward", "dbeta"): ("holds", "exact"),
+    }
+
+
+def test_a_layernorm_backward_that_divides_by_the_batch_size_is_refuted_with_a_witness():
+    report = check_norm_impl(FAMILY / "cs231n_layernorm_count_n.py", "layer")
+    found = rows(report)
+    assert found[("layernorm_backward", "dx")] == ("refuted", "exact")
+    assert found[("layernorm_backward", "dgamma")] == ("holds", "exact")
+    dx = next(v for v in report.verdicts if v.quantity == "dx")
+    c = dx.counterexample
+    assert c is not None and c.truth != c.form
+    assert report.exit_code == 1
+
+
+def test_the_same_layernorm_is_not_batchnorm():
+    # checked as BatchNorm (the default; the pair is found by its names), a LayerNorm is wrong
+    report = check_any(FAMILY / "cs231n_layernorm.py")
+    assert rows(report)[("layernorm_forward", "out")][0] == "refuted"
+
+
+def test_a_cs231n_groupnorm_with_gamma_of_shape_1c11_holds():
+    report = check_norm_impl(FAMILY / "cs231n_groupnorm.py", "group", groups=2)
+    assert report.exit_code == 0, rows(report)
+    assert set(rows(report).values()) == {("holds", "exact")}
+    assert any(
+        "spatial_groupnorm_forward(x, gamma, beta, groups, param)" in c for c in report.calls
+    )
+
+
+def test_groupnorm_checked_with_the_wrong_groups_is_refuted():
+    report = check_norm_impl(FAMILY / "cs231n_groupnorm.py", "group", groups=1)
+    # G is passed to the code too, so the code is right for G = 1 as well
+    assert report.exit_code == 0
+    # ... but as InstanceNorm (one channel per set), its G must be C: not what it gets
+    with pytest.raises(ImplementationError, match="no InstanceNorm functions found"):
+        check_norm_impl(FAMILY / "cs231n_groupnorm.py", "instance")
+
+
+def test_rmsnorm_functional_and_the_weight_forgotten():
+    assert check_norm_impl(FAMILY / "rmsnorm_functional.py", "rms").exit_code == 0
+    report = check_norm_impl(FAMILY / "rmsnorm_weight_forgotten.py", "rms")
+    assert rows(report) == {
+        ("rmsnorm_backward", "dx"): ("refuted", "exact"),
+        ("rmsnorm_backward", "dgamma"): ("holds", "exact"),
+    }
+
+
+def test_the_cli_and_its_options():
+    runner = CliRunner()
+    result = runner.invoke(
+        main,
+        ["check-impl", str(FAMILY / "cs231n_groupnorm.py"), "--norm", "group", "--groups", "2"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "checked as GroupNorm with G = 2" in result.output
+    result = runner.invoke(
+        main, ["check-impl", str(FAMILY / "cs231n_layernorm_count_n.py"), "--norm", "layer"]
+    )
+    assert result.exit_code == 1 and "dx differs from LayerNorm's truth" in result.output
+    bad = [
+        (["--norm", "group"], "needs the number of groups"),
+        (["--norm", "layer", "--groups", "2"], "--groups belongs to --norm group"),
+        (["--norm", "layer", "--eval"], "belong to BatchNorm's check"),
+        (["--groups", "2"], "--groups belongs to --norm group"),
+    ]
+    for options, message in bad:
+        result = runner.invoke(main, ["check-impl", str(FAMILY / "cs231n_layernorm.py"), *options])
+        assert result.exit_code == 2 and message in result.output, (options, result.output)
+
+
+def test_a_folder_of_layernorm_submissions():
+    result = CliRunner().invoke(
+        main,
+        ["check-impl", str(FAMILY / "cs231n_layernorm.py"),
+         str(FAMILY / "cs231n_layernorm_count_n.py"), "--norm", "layer", "--json"],
+    )  # fmt: skip
+    payload = json.loads(result.output)
+    assert [f["status"] for f in payload["files"]] == ["holds", "refuted"]
+    assert result.exit_code == 1
