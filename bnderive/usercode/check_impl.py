@@ -982,6 +982,11 @@ def diagnoses(
 
     found: dict[tuple[str, str], list[str]] = {}
     for v in verdicts:
+        if v.status is Status.REFUTED and v.quantity == "out":
+            named = forward_slips(v.form, cases, runs)
+            if named:
+                found[(v.form, "out")] = named
+            continue
         if v.status is not Status.REFUTED or v.quantity not in ("dx", "dgamma", "dbeta"):
             continue
         mine = [
@@ -1029,6 +1034,128 @@ def diagnoses(
                     f"no known mistake matches; at every shape with M ≥ 4, {where.pop()}"
                 ]
     return found
+
+
+# -- naming a wrong forward --------------------------------------------------------------------------
+#: The forward's known slips, one choice per kind (the first of each is BatchNorm's own).
+SLIPS: dict[str, dict[str, str]] = {
+    "eps": {"outside": "ε outside the root (σ + ε)", "none": "no ε (√σ², or np.std)"},
+    "var": {"bessel": "Bessel's variance (÷(M−1)) in the normalization"},
+    "root": {"none": "σ² written for σ (the root dropped)"},
+    "affine": {
+        "no_gamma": "γ left out",
+        "no_beta": "β left out",
+        "none": "γ and β left out (x̂ returned)",
+        "beta_inside": "β inside the scaling, γ(x − μ + β)/σ",
+    },
+    "paren": {"misplaced": "misplaced parentheses, x − μ/σ for (x − μ)/σ"},
+    "stats": {"batch": "batch statistics in eval mode (the running ones ignored)"},
+    "axes": {
+        "position": "statistics per (c, h, w) over N, not per channel (a 4-D input flattened)",
+        "no_transpose": "x reshaped to (N·H·W, C) without the transpose to channel-last",
+    },
+}
+
+
+def _slip_sets(case: Case, axes: str | None) -> list[tuple[list[tuple[int, ...]], int]]:
+    """The reduction sets a forward with the ``axes`` slip normalizes over: (positions, the
+    index of its γ, β and running statistics)."""
+    spec = case.spec
+    if axes is None or spec.mode is not Mode.SPATIAL:
+        return [(spec.positions(c), c) for c in range(spec.c)]
+    n, c, h, w = spec.shape
+    if axes == "position":
+        return [([(k, ch, a, b) for k in range(n)], ch)
+                for ch in range(c) for a in range(h) for b in range(w)]  # fmt: skip
+    everything = list(np.ndindex(*spec.shape))  # C order: x.reshape(-1, C) takes them in turn
+    return [(everything[j::c], j) for j in range(c)]
+
+
+def slipped_out(case: Case, slips: dict[str, str]) -> np.ndarray:
+    """The forward's output (float64) with the given slips (``SLIPS``), at ``case``."""
+    spec = case.spec
+    out = np.zeros(spec.shape)
+    for positions, k in _slip_sets(case, slips.get("axes")):
+        xs = np.array([float(case.x[p]) for p in positions])
+        if spec.training or slips.get("stats") == "batch":
+            mu = float(np.mean(xs))
+            m = len(xs)
+            var = float(np.var(xs)) * (m / (m - 1) if slips.get("var") == "bessel" and m > 1 else 1)
+        else:
+            mu, var = float(case.running_mean[k]), float(case.running_var[k])
+        eps = float(case.eps)
+        if slips.get("root") == "none":
+            root = var + (0.0 if slips.get("eps") == "none" else eps)
+        elif slips.get("eps") == "outside":
+            root = math.sqrt(var) + eps
+        elif slips.get("eps") == "none":
+            root = math.sqrt(var)
+        else:
+            root = math.sqrt(var + eps)
+        if root == 0:
+            return np.full(spec.shape, np.inf)
+        gamma, beta = float(case.gamma[k]), float(case.beta[k])
+        affine = slips.get("affine")
+        g = 1.0 if affine in ("no_gamma", "none") else gamma
+        b = 0.0 if affine in ("no_beta", "none") else beta
+        if slips.get("paren") == "misplaced":
+            y = g * (xs - mu / root) + b
+        elif affine == "beta_inside":
+            y = g * (xs - mu + b) / root
+        else:
+            y = g * (xs - mu) / root + b
+        for p, value in zip(positions, y, strict=True):
+            out[p] = value
+    return out
+
+
+def _slip_choices(case: Case) -> list[dict[str, str]]:
+    """One or two slips of different kinds (those that can happen at this case)."""
+    kinds = [k for k in SLIPS if not (k == "stats" and case.spec.training)]
+    kinds = [k for k in kinds if not (k == "axes" and case.spec.mode is not Mode.SPATIAL)]
+    single = [{k: v} for k in kinds for v in SLIPS[k]]
+    pairs = [
+        {a: va, b: vb}
+        for i, a in enumerate(kinds) for b in kinds[i + 1:]
+        for va in SLIPS[a] for vb in SLIPS[b]
+    ]  # fmt: skip
+    return single + pairs
+
+
+def forward_slips(forward: str, cases: list[Case], runs: list[dict[str, Any]]) -> list[str]:
+    """A refuted forward named: the one or two known slips (``SLIPS``) whose output equals the
+    code's at every case, within float32's rounding bound of BatchNorm's output (a name, not a
+    verdict: the row is refuted by the comparison with the truth).  One slip is preferred to
+    two; nothing is named when the first size of matches is not one."""
+    mine = []
+    for case, run in zip(cases, runs, strict=True):
+        value = run["float"].get(forward, {}).get("out")
+        if value is None:
+            return []
+        mine.append(np.asarray(value, dtype=float).reshape(case.spec.shape))
+    tolerances = [2 * case_bounds(case, INSIDE)["out"] for case in cases]
+    for size in (1, 2):
+        matches = []
+        for choice in _slip_choices(cases[0]):
+            if len(choice) != size:
+                continue
+            if all(
+                np.all(np.abs(m - (s := slipped_out(case, choice))) <= tol + 1e-12 * np.abs(s))
+                for case, m, tol in zip(cases, mine, tolerances, strict=True)
+            ):
+                matches.append(choice)
+        if len(matches) == 1:
+            names = [SLIPS[k][v] for k, v in matches[0].items()]
+            tags = "+".join(f"{k}-{v}" for k, v in matches[0].items())
+            if size == 1:
+                head = f"known mistake: {names[0]} ({tags})"
+            else:
+                head = f"known mistakes, two at once: {names[0]} AND {names[1]} ({tags})"
+            return [head + "; your out equals the forward with it at every shape (float64, "
+                    "within float32's rounding bound)"]  # fmt: skip
+        if matches:
+            return []  # several slips fit: none is named
+    return []
 
 
 def _times_gamma(case: Case, data: Any) -> Any:
