@@ -9,6 +9,7 @@ them with BNDERIVE_UPDATE_GOLDEN=1 after a deliberate change, and read the diff.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import shutil
@@ -140,6 +141,40 @@ def test_wrong_middle_line_golden(post_report):
     assert "$$\n\\frac{\\partial L}{\\partial \\sigma^{2}} = " in md
 
 
+def test_a_line_with_a_member_not_checked_says_so():
+    """calvinfeng's notebook, line 45: y_i = β + γx̂_i = (a member not read). The checked member
+    holds; the verdict beside the line and the summary say the other was not checked, and a
+    line not checked says why once (not again as a note)."""
+    import bnderive
+
+    path = "tests/derivations_real/calvinfeng_bn_derivations.ipynb"
+    result = bnderive.check(path, methods=["exact"], modes=["per-activation"])
+    report = build_report(check_result=result, truth=False)
+    (form,) = report.forms
+    line = next(e for e in form.lines if e.place.startswith("line 45 "))
+    assert line.status == "holds" and line.unchecked == (2,)
+    assert line.verdict.endswith("; member 2 not checked (not covered by the verdict)")
+    assert "1 with a member not checked" in report.summary.verdict
+    md = markdown(report)
+    assert "member 2 not checked (not covered by the verdict) |" in md
+    unchecked = next(e for e in form.lines if e.place.startswith("line 146 "))
+    assert unchecked.status == "not checked" and unchecked.reason
+    assert unchecked.reason not in unchecked.notes
+    assert md.count(markdown_text(unchecked.reason)) == 1
+
+
+def test_check_reads_a_notebook_as_report_does():
+    from bnderive.cli import main as cli
+
+    path = "tests/derivations_real/calvinfeng_bn_derivations.ipynb"
+    result = CliRunner().invoke(cli, ["check", path, "--method", "exact", "--no-timing"])
+    assert result.exit_code == 0, result.output
+    assert "not valid TOML" not in result.output and "calvinfeng_bn_derivations" in result.output
+    from bnderive.read import catalogue, documents
+
+    assert catalogue.DOCUMENT_SUFFIXES == documents.SUFFIXES
+
+
 def test_a_long_counterexample_value_is_shortened():
     from bnderive.report.model import SHOWN, shorten
 
@@ -262,14 +297,16 @@ def test_pdf_is_byte_identical():
 
 
 # -- emitted code --------------------------------------------------------------------------------------
-def test_code_section_lists_the_verified_modules():
+def test_code_section_lists_the_default_form_and_says_why():
+    """No form that can be emitted was given (a derivation document is checked, not emitted):
+    the report lists what `bnderive emit` writes without --form, and says so."""
     import importlib.util
 
     from bnderive.core.spec import Mode
-    from bnderive.read.catalogue import find_form
 
+    post = load_document("examples/post.md")
     report = build_report(
-        [find_form("compact")], modes=[Mode.PER_ACTIVATION], code=True, truth=False
+        [post], modes=[Mode.PER_ACTIVATION], code=True, code_forms=[post], truth=False
     )
     targets = ["numpy"] + (["numba"] if importlib.util.find_spec("numba") else [])
     assert [(c.form, c.mode, c.target) for c in report.code] == [
@@ -278,14 +315,48 @@ def test_code_section_lists_the_verified_modules():
     for section in report.code:
         assert "def backward(dout, x, gamma, eps):" in section.source
         assert any(v.startswith("exact rationals") for v in section.verified)
+    head, *rest = report.code_notes
+    assert head.startswith(
+        "Listed: what bnderive emit writes without --form for BatchNorm, from the compact form, "
+        f"one of the published forms proven above ({' and '.join(targets)}; per-activation)"
+    )
+    assert "no form given could be emitted" in head
+    assert rest[0] == (
+        "post is not listed: a derivation document is checked, not emitted (write it as a form "
+        "file)."
+    )
     md = markdown(report)
     assert "## Emitted code" in md and "```python\n" in md
+    assert "- Listed: what bnderive emit writes without --form for BatchNorm" in md
     tex = latex(report)
     assert "\\section{Emitted code}" in tex
     if HAVE_TEX:
         text = pdf_text(tex)
         assert "def backward(dout, x, gamma, eps):" in text
         assert "Verified before it was listed" in text
+        assert "Listed: what bnderive emit writes without --form for BatchNorm" in text
+
+
+def test_code_section_lists_the_forms_given_that_hold():
+    """`report staged examples/nogamma.toml --code`: staged's module is listed, the refuted
+    form file is not (and the report says why)."""
+    from bnderive.core.spec import Mode
+    from bnderive.read.catalogue import find_form
+    from bnderive.read.forms import load_form
+
+    forms = [find_form("staged"), load_form("examples/nogamma.toml")]
+    report = build_report(
+        forms, modes=[Mode.PER_ACTIVATION], code=True, code_forms=forms, truth=False
+    )
+    assert {c.form for c in report.code} == {"staged"}
+    assert all("from the form 'staged'" in c.source for c in report.code)
+    assert report.code_notes[0].startswith("Listed: what bnderive emit --form staged writes (")
+    nogamma = next(f for f in report.forms if f.path == "examples/nogamma.toml")
+    assert nogamma.status == "refuted"
+    assert (
+        f"{nogamma.name} is not listed: it does not hold (refuted); only a proven form is "
+        "emitted." in report.code_notes
+    )
 
 
 # -- the stability study ----------------------------------------------------------------------------------
@@ -340,6 +411,78 @@ def test_stability_section_tables_and_figure():
         assert "overflow/NaN" in text
 
 
+@pytest.fixture(scope="module")
+def small_study():
+    """The real study with small, fast settings (M = 64, M sweep to 16, three means)."""
+    from bnderive.stability import study
+
+    return study(("float32",), m=64, max_m=16, means=(0.0, 1e3, 1e6))
+
+
+def test_the_real_study_in_the_report(small_study):
+    """The section's tables and the LaTeX figure's coordinates are the study's own numbers,
+    read back from the Markdown table and the pgfplots coordinates; the PDF shows them."""
+    from bnderive.report.model import error_text, stability_section
+
+    section = stability_section(small_study)
+    report = dataclasses.replace(build_report([], [], truth=False), stability=(section,))
+    md = markdown(report)
+    assert "one draw of the inputs (seed 0)" in md
+    tex = latex(report)
+    plots = tex.count("\\begin{loglogaxis}")
+    assert plots == 2  # one per sweep
+    for sweep, title, points in (
+        ("mean", "### float32: as the input mean grows (M = 64, spread 1)", small_study.means),
+        ("M", "### float32: as M grows (input mean 1000)", small_study.sizes),
+    ):
+        table = md.split(title, 1)[1].split("\n\n", 2)[1]
+        rows = [line.strip("|").split("|") for line in table.splitlines()[2:]]
+        assert [float(r[0]) for r in rows] == [float(p) for p in points]
+        for k, candidate in enumerate(small_study.candidates, 1):
+            want = [error_text(e) for _, e in small_study.series(sweep, "float32", candidate)]
+            assert [markdown_text(w) for w in want] == [r[k].strip() for r in rows], candidate
+    figures = tex.split("\\begin{loglogaxis}")[1:]
+    for figure, sweep in zip(figures, ("mean", "M"), strict=True):
+        body = figure.split("\\end{loglogaxis}")[0]
+        for candidate in small_study.candidates:
+            drawn = [
+                (p, e)
+                for p, e in small_study.series(sweep, "float32", candidate)
+                if p > 0 and math.isfinite(e) and e > 0
+            ]
+            coords = "".join(f"({p:.6g},{e:.6g})" for p, e in drawn).replace(")(", ") (")
+            assert f"coordinates {{{coords}}};" in body, (sweep, candidate)
+    if HAVE_TEX:
+        text = pdf_text(tex)
+        assert "Stability: the relative error in floating point" in text
+        assert "float32: as the input mean grows (M = 64, spread 1)" in text
+        compact = small_study.error("mean", "float32", "compact", 1e6)
+        assert error_text(compact) in text
+
+
+def test_markdown_report_links_the_stability_figure(tmp_path):
+    """-o FILE.md --stability writes FILE.stability.png beside it and links it; the PNG is the
+    study's figure (the same bytes as the figure drawn here from the same study)."""
+    pytest.importorskip("matplotlib")
+    from bnderive.emit.numba_module import numba_available
+    from bnderive.stability import study
+    from bnderive.stability.figure import save_figure
+
+    out = tmp_path / "post report.md"
+    result = run("staged", "--mode", "per-activation", "--stability", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    png = tmp_path / "post report.stability.png"
+    md = out.read_text("utf-8")
+    assert "](post%20report.stability.png)" in md
+    assert md.count("![The stability study") == 1
+    save_figure(study(numba=numba_available()), str(tmp_path / "again.png"))
+    assert png.read_bytes() == (tmp_path / "again.png").read_bytes()
+    if numba_available():
+        assert "| emitted numpy | emitted numba |" in md
+    else:
+        assert "the emitted numba kernel is not studied: numba is not installed" in md
+
+
 def test_cli_stability():
     import importlib.util
 
@@ -349,6 +492,10 @@ def test_cli_stability():
         return
     assert result.exit_code == 0, result.output
     assert "## Stability: the relative error in floating point" in result.stdout
+    # printed, the Markdown has no file beside it for the PNG: it says so, and how to get one
+    assert "No figure: a Markdown report printed on the terminal has no file beside it" in (
+        result.stdout
+    )
 
 
 # -- hostile strings -----------------------------------------------------------------------------------

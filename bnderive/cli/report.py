@@ -38,9 +38,17 @@ FORMATS = ("md", "tex", "pdf")
     help="PER_ACTIVATION (N,D) statistics per feature, SPATIAL (N,C,H,W) per channel over N,H,W.",
 )
 @click.option(
-    "--code", is_flag=True, help="Add the emitted NumPy module (and numba's, when installed)."
+    "--code",
+    is_flag=True,
+    help="Add the modules `bnderive emit` writes from the forms given that hold (none given: "
+    "the family's default form), NumPy and numba (when installed), verified.",
 )
-@click.option("--stability", is_flag=True, help="Add the floating-point stability study.")
+@click.option(
+    "--stability",
+    is_flag=True,
+    help="Add the floating-point stability study: tables and figures (pgfplots in LaTeX; in "
+    "Markdown a PNG written beside -o FILE.md as FILE.stability.png).",
+)
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
@@ -70,7 +78,9 @@ def report(
     ground truth stage by stage and the published forms proven for every M; each derivation
     line by line with its verdict and method, counterexamples, the known mistake and where it
     comes in; each implementation's table, diagnoses and counterexamples; with --code the
-    emitted, verified NumPy (and numba) code.
+    module `bnderive emit` writes from each form given that holds (without forms, the default
+    form), NumPy and numba, verified; with --stability the float study (`bnderive stability`'s
+    default run, with the numba kernel when numba is installed) as tables and figures.
 
     Everything taken from the inputs is escaped, and a derivation's formulas are printed again
     from what was read, never copied: a report cannot run TeX commands from its inputs. The
@@ -124,7 +134,8 @@ def report(
         forms = [f for f in builtin_forms() if f.order == 1 and f.norm is family]
         if not forms:
             raise BnderiveError(f"No built-in form is installed for {family.title}.")
-    stability_maker = _stability() if stability else None
+    figure = _figure_path(output) if stability and fmt == "md" else None
+    stability_maker = _stability(figure) if stability else None
     families = {f.norm for f in forms}
     if forms and len(families) == 1:
         family = families.pop()
@@ -137,6 +148,7 @@ def report(
         groups=g,
         jobs=jobs or default_jobs(),
         code=code,
+        code_forms=forms if inputs else [],
         stability=stability_maker,
         command=_command(inputs, fmt, mode, code, stability, norm, groups),
     )
@@ -153,8 +165,22 @@ def report(
     sys.exit(result.exit_code)
 
 
-def _stability() -> Any:
-    """The stability study's section maker (``bnderive.stability``), or exit 2 without it."""
+def _figure_path(output: str | None) -> str | None:
+    """Where a Markdown report's stability figure goes: FILE.stability.png beside -o FILE.md
+    (None when the report is printed: there is no file to put it beside)."""
+    if output is None:
+        return None
+    from pathlib import Path
+
+    path = Path(output)
+    return str(path.with_name(f"{path.stem}.stability.png"))
+
+
+def _stability(figure: str | None) -> Any:
+    """The stability study's section maker (``bnderive.stability``), or exit 2 without it.
+    The study is ``bnderive stability``'s default (float32, one draw per point), with the
+    emitted numba kernel when numba is installed; ``figure``: the PNG a Markdown report links
+    to, written beside it (LaTeX draws its figures from the tables)."""
     import importlib.util
 
     if importlib.util.find_spec("bnderive.stability") is None:
@@ -164,12 +190,35 @@ def _stability() -> Any:
         )
 
     def make() -> Any:
+        from bnderive.emit.numba_module import numba_available
         from bnderive.report.model import stability_section
         from bnderive.stability import study
 
-        return stability_section(study())
+        numba = numba_available()
+        found = study(numba=numba)
+        notes = [] if numba else ["the emitted numba kernel is not studied: numba is not installed"]
+        return stability_section(found, *_draw(found, figure), notes=notes)
 
     return make
+
+
+def _draw(found: Any, figure: str | None) -> tuple[str, str]:
+    """(the figure's file name beside the report, "") or ("", why there is no figure)."""
+    from pathlib import Path
+
+    from bnderive.stability.figure import MatplotlibMissingError, save_figure
+
+    if figure is None:
+        return "", (
+            "a Markdown report printed on the terminal has no file beside it for the PNG: write "
+            "it with -o FILE.md (the figure goes to FILE.stability.png), or draw the study with "
+            "bnderive stability -o FILE.png."
+        )
+    try:
+        save_figure(found, figure)
+    except MatplotlibMissingError:
+        return "", "matplotlib is not installed (pip install 'bnderive[report]')."
+    return Path(figure).name, ""
 
 
 def _format(fmt: str | None, output: str | None) -> str:

@@ -15,6 +15,10 @@ from bnderive.errors import FormError
 from bnderive.read.derivations import builtin_document_paths, builtin_forms
 from bnderive.read.forms import Form, load_form
 
+#: A derivation document's suffixes: ``read.documents.SUFFIXES`` (not imported here: building
+#: the LaTeX reader's grammar costs every command start-up time).
+DOCUMENT_SUFFIXES = (".md", ".markdown", ".tex", ".ipynb")
+
 
 @cache
 def builtin_documents() -> tuple[Form, ...]:
@@ -30,7 +34,7 @@ def find_form(name_or_path: str) -> Form:
         if form.name == name_or_path:
             return form
     path = Path(name_or_path)
-    if path.suffix.lower() in (".md", ".markdown", ".tex"):  # a derivation as a post writes it
+    if path.suffix.lower() in DOCUMENT_SUFFIXES:  # a derivation as a post or notebook writes it
         from bnderive.read.documents import load_document
 
         return load_document(path)
@@ -49,5 +53,5 @@ def find_form(name_or_path: str) -> Form:
         f"({', '.join(f.name for f in builtin_forms())}), a shipped LaTeX derivation "
         f"({', '.join(f.name for f in builtin_documents())}), a mutant or rewrite of the corpus "
         "(`bnderive mutants`, `bnderive mutants --rewrites`), or the path of a form file "
-        "(.toml) or a derivation (.md, .tex); `bnderive forms` lists them."
+        "(.toml) or a derivation (.md, .tex, .ipynb); `bnderive forms` lists them."
     )

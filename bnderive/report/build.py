@@ -77,6 +77,7 @@ def build_report(
     groups: int = 1,
     jobs: int = 1,
     code: bool = False,
+    code_forms: Sequence[Form] = (),
     stability: StabilityMaker | None = None,
     command: str = "",
     title: str = "",
@@ -85,7 +86,9 @@ def build_report(
     impl_reports: Sequence[Any] = (),
 ) -> Report:
     """Check ``forms`` (every method, every mode) and ``implementations`` (check-impl), and
-    gather the report's sections.  ``check_result`` and ``impl_reports`` are results computed
+    gather the report's sections.  ``code``: the emitted modules of ``code_forms`` that hold
+    (none: the family's default form, as ``bnderive emit`` writes it).  ``check_result`` and
+    ``impl_reports`` are results computed
     already (a notebook's ``bnderive.check(...)``); ``truth`` False leaves the graph and the
     ground truth out (a notebook view of one result)."""
     from bnderive.verify.check import check_forms
@@ -128,7 +131,9 @@ def build_report(
             spec = forms[0].spec(spec)  # the conventions of the form checked (eval mode, …)
         graphs.append(graph_section(spec, modes))
         truths.append(truth_section(spec, proven, modes))
-    code_sections = _code(norm, modes, groups) if code else []
+    code_sections, code_notes = (
+        _code(norm, modes, groups, code_forms, form_sections) if code else ([], [])
+    )
     stability_sections = []
     if stability is not None:
         made = stability()
@@ -163,6 +168,7 @@ def build_report(
         tuple(code_sections),
         tuple(stability_sections),
         exit_code,
+        tuple(code_notes),
     )
 
 
@@ -216,27 +222,90 @@ def _proven(published: Sequence[Form], result: Any, jobs: int, groups: int) -> l
     return proven_forms(published, lines)
 
 
-def _code(norm: Norm, modes: Sequence[Mode], groups: int) -> list[CodeSection]:
-    """The family's default form emitted for each mode (and numba for BatchNorm when it is
-    installed), each verified by ``emit`` before it is listed."""
+def _code(
+    norm: Norm,
+    modes: Sequence[Mode],
+    groups: int,
+    given: Sequence[Form],
+    sections: Sequence[FormSection],
+) -> tuple[list[CodeSection], list[str]]:
+    """The modules ``bnderive emit`` writes from each form given that holds (a built-in form or
+    a form file), or from the family's default form when none is given or none can be emitted;
+    each mode, NumPy (and numba for BatchNorm, when installed), each verified by ``emit``
+    before it is listed.  The notes say which forms were listed and why those."""
+    from bnderive.read.catalogue import find_form
+
+    status = {s.name: s.status for s in sections}
+    notes: list[str] = []
+    listed: list[CodeSection] = []
+    for form in given:
+        why = _not_emitted(form, status.get(form.name, "undecided"), norm)
+        if why:
+            notes.append(f"{form.name} is not listed: {why}.")
+            continue
+        try:
+            listed += _emitted(form, norm, modes, groups)
+        except BnderiveError as exc:
+            notes.append(f"{form.name} is not listed: bnderive emit cannot write it. {exc}")
+    if listed:
+        names = list(dict.fromkeys(c.form for c in listed))
+        commands = ", ".join(f"bnderive emit --form {name}" for name in names)
+        notes.insert(0, f"Listed: what {commands} writes{_what(listed)}.")
+    else:
+        default = CODE_FORMS[norm]
+        listed = _emitted(find_form(default), norm, modes, groups)
+        proven = ", one of the published forms proven above" if default in PUBLISHED else ""
+        notes.insert(
+            0,
+            f"Listed: what bnderive emit writes without --form for {norm.title}, from the "
+            f"{default} form{proven}{_what(listed)}; "
+            + (
+                "no form given could be emitted (below)."
+                if given
+                else "give a form (bnderive report staged --code) to list its module instead."
+            ),
+        )
+    if norm is not Norm.BATCH:
+        notes.append("numba kernels are emitted for BatchNorm only.")
+    elif importlib.util.find_spec("numba") is None:
+        notes.append("No numba kernel: numba is not installed (pip install numba).")
+    return listed, notes
+
+
+def _what(listed: Sequence[CodeSection]) -> str:
+    """' (numpy and numba; per-activation, spatial)': the targets and modes listed."""
+    targets = " and ".join(dict.fromkeys(c.target for c in listed))
+    modes = ", ".join(dict.fromkeys(c.mode for c in listed))
+    return f" ({targets}; {modes})"
+
+
+def _not_emitted(form: Form, status: str, norm: Norm) -> str:
+    """Why ``form`` is not emitted, or "" when it is."""
+    if hasattr(form, "lines"):
+        return "a derivation document is checked, not emitted (write it as a form file)"
+    if status != "holds":
+        return f"it does not hold ({status}); only a proven form is emitted"
+    if form.norm is not norm:
+        return f"it is a {form.norm.title} form in a {norm.title} report"
+    return ""
+
+
+def _emitted(form: Form, norm: Norm, modes: Sequence[Mode], groups: int) -> list[CodeSection]:
     from bnderive import __version__
     from bnderive.emit.emitter import emit
     from bnderive.emit.family_module import Layout
-    from bnderive.read.catalogue import find_form
 
-    form = find_form(CODE_FORMS[norm])
-    targets = ["numpy"]
-    if norm is Norm.BATCH and importlib.util.find_spec("numba") is not None:
-        targets.append("numba")
-    out = []
     if norm is not Norm.BATCH:
         emitted = emit(form, Mode.SPATIAL, __version__, layout=Layout(norm, groups))
         return [_code_section(emitted, norm.title)]
-    for mode in modes:
-        for target in targets:
-            emitted = emit(form, mode, __version__, target=target)
-            out.append(_code_section(emitted, mode.value))
-    return out
+    targets = ["numpy"]
+    if importlib.util.find_spec("numba") is not None:
+        targets.append("numba")
+    return [
+        _code_section(emit(form, mode, __version__, target=target), mode.value)
+        for mode in modes
+        for target in targets
+    ]
 
 
 def _code_section(emitted: Any, where: str) -> CodeSection:

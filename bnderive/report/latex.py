@@ -221,6 +221,7 @@ class LatexReport(ReportPrinter):
         parts += [self._print(i) for i in report.implementations]
         if report.code:
             parts.append("\\section{Emitted code}")
+            parts.append(self._itemize([self.text(n) for n in report.code_notes]))
             parts += [self._print(c) for c in report.code]
         parts += [self._print(s) for s in report.stability]
         parts.append("\\end{document}")

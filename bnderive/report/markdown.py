@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from urllib.parse import quote
 
 import sympy as sp
 
@@ -40,6 +41,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u206
 #: What could start markup in a line of Markdown text: emphasis, code, links, HTML, entities,
 #: table cells, strikethrough, a heading, maths (GitHub's $).
 _PUNCTUATION = re.compile(r"([\\`*_{}\[\]<>#|$&~])")
+#: The stability figure's alternative text (the PNG beside the report).
+FIGURE_ALT = (
+    "The stability study: relative error of dL/dx against the input mean and against M, and "
+    "of the one-pass and two-pass variance"
+)
 _STATUS_WORDS = {
     "holds": "✓ holds",
     "refuted": "✗ refuted",
@@ -87,6 +93,7 @@ class MarkdownReport(ReportPrinter):
         parts += [self._print(i) for i in report.implementations]
         if report.code:
             parts.append("## Emitted code")
+            parts += ["\n".join(f"- {self.text(n)}" for n in report.code_notes)]
             parts += [self._print(c) for c in report.code]
         parts += [self._print(s) for s in report.stability]
         return "\n\n".join(p for p in parts if p) + "\n"
@@ -311,6 +318,10 @@ class MarkdownReport(ReportPrinter):
         )
         lines.append("")
         lines += [f"- {self.text(n)}" for n in section.notes]
+        if section.figure:
+            lines += ["", f"![{FIGURE_ALT}]({quote(section.figure)})"]
+        elif section.figure_note:
+            lines += ["", f"No figure: {self.text(section.figure_note)}"]
         for table in section.tables:
             lines += ["", f"### {self.text(table.dtype)}: {self.text(table.title)}", ""]
             header = [self.text(table.axis)] + [self.text(c) for c in table.candidates]

@@ -154,6 +154,7 @@ class LineEntry:
     residual: sp.Basic | None = None  # truth − line, in index notation
     mistakes: tuple[MistakeEntry, ...] = ()
     unexplained: tuple[str, ...] = ()  # why an open line is open
+    unchecked: tuple[int, ...] = ()  # the members (right sides) of a checked line not checked
 
     @property
     def how(self) -> str:
@@ -242,15 +243,22 @@ class StabilityTable:
 
 @dataclass(frozen=True)
 class StabilitySection:
-    """``bnderive.stability``'s study as tables (and, in LaTeX, a figure drawn from them)."""
+    """``bnderive.stability``'s study as tables, and a figure: in LaTeX drawn from the tables
+    (pgfplots); in Markdown the PNG ``figure`` (a file name beside the report) when one was
+    written, else ``figure_note`` says why there is none and how to get it."""
 
     notes: tuple[str, ...]
     tables: tuple[StabilityTable, ...]
     command: str = ""
+    figure: str = ""
+    figure_note: str = ""
 
 
-def stability_section(study: Any) -> StabilitySection:
-    """The study's measurements, sweep by sweep, from its own ``series``."""
+def stability_section(
+    study: Any, figure: str = "", figure_note: str = "", notes: Sequence[str] = ()
+) -> StabilitySection:
+    """The study's measurements, sweep by sweep, from its own ``series``; ``figure`` the file
+    name of its PNG beside a Markdown report, ``notes`` said after the study's own."""
     tables = []
     for dtype in study.dtypes:
         for sweep, title, axis, points in (
@@ -271,7 +279,9 @@ def stability_section(study: Any) -> StabilitySection:
                     dtype, sweep, title, axis, tuple(study.candidates), tuple(points), errors
                 )
             )
-    return StabilitySection(tuple(study.notes), tuple(tables))
+    return StabilitySection(
+        (*study.notes, *notes), tuple(tables), figure=figure, figure_note=figure_note
+    )
 
 
 def error_text(error: float) -> str:
@@ -294,6 +304,7 @@ class Report:
     code: tuple[CodeSection, ...] = ()
     stability: tuple[Any, ...] = ()
     exit_code: int = 0
+    code_notes: tuple[str, ...] = ()  # which modules --code lists, and why those
 
 
 # -- building -----------------------------------------------------------------------------------------
@@ -614,7 +625,7 @@ def _entry(
             status,
             status if status != "definition" else "a definition: used by later lines",
             reason=reason,
-            notes=tuple(doc.notes) if doc is not None else (),
+            notes=_notes(doc, reason),
         )
     status = _worst([line.status.value for line in own])
     if all(line.status is Status.UNCHECKED for line in own):
@@ -627,7 +638,7 @@ def _entry(
             "not checked",
             "not checked: " + (details[0] if details else "nothing compares it with a truth"),
             reason=doc.reason if doc is not None else "",
-            notes=tuple(doc.notes) if doc is not None else (),
+            notes=_notes(doc, doc.reason if doc is not None else ""),
         )
     if len(own) == 1:
         verdict = line_verdict_words(own[0])
@@ -637,6 +648,13 @@ def _entry(
             f"member {k}: {line_verdict_words(line)}" for k, line in enumerate(own, 1)
         )
         methods = tuple(row for line in own for row in method_rows(line))
+    unchecked = _unchecked_members(doc)
+    if unchecked:
+        which = ", ".join(str(k) for k in unchecked)
+        verdict += (
+            f"; member{'s' if len(unchecked) > 1 else ''} {which} not checked (not covered "
+            "by the verdict)"
+        )
     steps = []
     counterexamples: list[CounterexampleEntry] = []
     mistakes: list[MistakeEntry] = []
@@ -686,12 +704,28 @@ def _entry(
         methods,
         "; ".join(s for s in steps if s),
         doc.reason if doc is not None else "",
-        tuple(doc.notes) if doc is not None else (),
+        _notes(doc, doc.reason if doc is not None else ""),
         tuple(counterexamples),
         residual,
         tuple(mistakes),
         tuple(unexplained),
+        unchecked,
     )
+
+
+def _notes(doc: Any, reason: str) -> tuple[str, ...]:
+    """A document line's notes, without the one its reason already says."""
+    if doc is None:
+        return ()
+    return tuple(n for n in doc.notes if n != reason)
+
+
+def _unchecked_members(doc: Any) -> tuple[int, ...]:
+    """The right sides (members) of a document line with several that were not checked."""
+    members = getattr(doc, "members", ()) if doc is not None else ()
+    if len(members) < 2:
+        return ()
+    return tuple(k for k, number in enumerate(members, 1) if number is None)
 
 
 # -- an implementation as a section ---------------------------------------------------------------------
@@ -771,6 +805,7 @@ def verdict_sentence(
         open_ = [e for e in counted if e.status == "undecided"]
         unread = sum(e.status == "not read" for e in section.lines)
         unchecked = sum(e.status == "not checked" for e in section.lines)
+        partly = sum(bool(e.unchecked) for e in counted)
         held = len(counted) - len(refuted) - len(open_)
         text = f"{section.name}: {held} of {len(counted)} lines hold"
         if refuted:
@@ -781,7 +816,9 @@ def verdict_sentence(
             text += f", {unread} not read"
         if unchecked:
             text += f", {unchecked} not checked"
-        if unread or unchecked:
+        if partly:
+            text += f", {partly} with a member not checked"
+        if unread or unchecked or partly:
             text += " (not covered by the verdict)"
         parts.append(text)
     for impl in impls:
