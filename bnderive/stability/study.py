@@ -345,7 +345,7 @@ def study(
     candidates = (*FORMS, *(f"emitted {k}" for k in kernels), ONE_PASS, TWO_PASS)
     draws = (
         f"each point is one draw of the inputs (seed {seed}): the errors, and which candidate "
-        "is the most accurate, change from draw to draw (`bnderive stability --trials N`: the "
+        "is the most accurate, change from draw to draw (bnderive stability --trials N: the "
         "median of N draws)"
         if trials == 1
         else f"each point is the median of {trials} draws of the inputs (seeds {seed} to "
@@ -358,7 +358,7 @@ def study(
         "reference: the exact ∂L/∂x and σ² at the same rounded inputs (rationals; 1/√(σ²+ε) "
         "to 128 bits)",
         "NumPy computes in the dtype (its sums are pairwise); the emitted kernels are those "
-        f"`bnderive emit` writes from the {KERNEL_FORM} form, verified",
+        f"bnderive emit writes from the {KERNEL_FORM} form, verified",
     )
     return StabilityStudy(
         tuple(dtypes),
