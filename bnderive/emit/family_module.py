@@ -343,15 +343,60 @@ def plan_family(form: Form, layout: Layout) -> FamilyPlan:
             f"{form.name} is a derivation for {form.norm.title}; {norm.title} needs a form of "
             f"its own per-set mathematics (emit --norm {form.norm.value} writes this one)."
         )
-    spec = layout.plan_spec(form)
-    graph = Graph.build(spec)
+    definitions, borrowed = _family_definitions(form, layout)
+    divisor = M_SYM - 1 if form.unbiased else M_SYM
+    lowering = _Lowering(form, layout, definitions, divisor if norm.centred else M_SYM)
+    centred, statistic, _ = layout.symbols
+    dx = lowering.lower(N.reference("dx", N.i))
+    index = N.i if norm.affine_per_element else None
+    dgamma = sp.expand(lowering.lower(N.reference("dgamma", index)))
+    dbeta = sp.expand(lowering.lower(N.reference("dbeta", index))) if norm.has_beta else None
+    if not norm.affine_per_element:
+        for value in (dgamma, dbeta):
+            if value is not None and (value.has(DOUT) or value.has(centred)):
+                raise FormError(f"{form.name}: dγ and dβ must be sums, one value per set")
+    dx, lead, coefficients = _affine_in_lead(dx, layout)
+    per_set_outputs = [] if norm.affine_per_element else [dgamma, dbeta]
+    per_set, coeffs, dx_elementwise, rest = _shared_subexpressions(
+        dx, coefficients, [v for v in per_set_outputs if v is not None]
+    )
+    if coeffs is None:
+        lead = DOUT
+    if not norm.affine_per_element:
+        dgamma = rest[0]
+        dbeta = rest[1] if len(rest) > 1 else None
+    reductions = lowering.rewriter.reductions
+    everything = [e for _, e in per_set] + [
+        e for e in (*(coeffs or ()), dx_elementwise, dgamma, dbeta) if e is not None
+    ]
+    return FamilyPlan(
+        reductions=reductions,
+        per_set=per_set,
+        coefficients=coeffs,
+        dx=dx_elementwise,
+        dgamma=dgamma,
+        dbeta=dbeta,
+        needs_statistic=any(e.has(statistic) for e in everything),
+        uses_dxhat=lead is DXHAT
+        or any(e.has(DXHAT) for e in reductions.values())
+        or any(e.has(DXHAT) for e in everything),
+        borrowed=tuple(borrowed),
+    )
+
+
+def _family_definitions(
+    form: Form, layout: Layout
+) -> tuple[dict[str, tuple[bool, sp.Expr]], list[str]]:
+    """What a name in the form's lines stands for (name → (elementwise, expression)): the forward
+    stages, the form's own lines, and the truth's dγ/dβ where the form leaves them out (the
+    names it borrows, returned second)."""
+    graph = Graph.build(layout.plan_spec(form))
     truth = derive(graph)
-    centred, statistic, inv_root = layout.symbols
     definitions: dict[str, tuple[bool, sp.Expr]] = {}
     for stage in graph.stages:
         if stage.elementwise:
             definitions[stage.name] = (True, stage.at(N.i))
-    wanted = ("dgamma", "dbeta") if norm.has_beta else ("dgamma",)
+    wanted = ("dgamma", "dbeta") if layout.norm.has_beta else ("dgamma",)
     borrowed = [n for n in wanted if not any(eq.name == n for eq in form.equations)]
     for name in borrowed:
         definitions[name] = (truth[name].elementwise, truth[name].expr)
@@ -360,13 +405,28 @@ def plan_family(form: Form, layout: Layout) -> FamilyPlan:
     if borrowed:  # the truth's adjoints refer to its own earlier adjoints by name
         for adj in truth.adjoints:
             definitions.setdefault(adj.name, (adj.elementwise, adj.expr))
+    return definitions, borrowed
 
-    divisor = M_SYM - 1 if form.unbiased else M_SYM
-    rewriter = _FamilyRewriter(layout, divisor if norm.centred else M_SYM)
-    stat_symbol = N.var if norm.centred else N.ms
 
-    def lower(expr: sp.Expr) -> sp.Expr:
-        expr = inline(expr, definitions)
+class _Lowering:
+    """A quantity of the form, inlined and written in the emitted module's per-set symbols:
+    sums become named reductions, x, g, γ at i the view's arrays, ε the reciprocal root."""
+
+    def __init__(
+        self,
+        form: Form,
+        layout: Layout,
+        definitions: dict[str, tuple[bool, sp.Expr]],
+        divisor: sp.Expr,
+    ) -> None:
+        self.form, self.layout, self.definitions = form, layout, definitions
+        self.rewriter = _FamilyRewriter(layout, divisor)
+
+    def lower(self, expr: sp.Expr) -> sp.Expr:
+        norm, form = self.layout.norm, self.form
+        centred, statistic, inv_root = self.layout.symbols
+        stat_symbol = N.var if norm.centred else N.ms
+        expr = inline(expr, self.definitions)
         mapping: dict[sp.Basic, sp.Expr] = {}
         for node in expr.atoms(sp.Indexed):
             base, index = str(node.base.label), node.indices[0]
@@ -378,7 +438,7 @@ def plan_family(form: Form, layout: Layout) -> FamilyPlan:
                 mapping[node] = _GAMMA_BASE[index]
             else:
                 raise FormError(f"{form.name}: {node} cannot be emitted (unknown array)")
-        expr = rewriter.rewrite(expr.xreplace(mapping))
+        expr = self.rewriter.rewrite(expr.xreplace(mapping))
         expr = expr.xreplace(
             {_XMU_BASE[N.i]: centred, _DOUT_BASE[N.i]: DOUT, _GAMMA_BASE[N.i]: GAMMA, N.M: M_SYM}
         )
@@ -388,16 +448,15 @@ def plan_family(form: Form, layout: Layout) -> FamilyPlan:
         expr = expr.xreplace({N.eps: inv_root**-2 - stat_symbol})
         return expr.xreplace({N.mu: MU, stat_symbol: statistic, N.gamma: GAMMA, N.beta: BETA})
 
-    dx = lower(N.reference("dx", N.i))
-    index = N.i if norm.affine_per_element else None
-    dgamma = sp.expand(lower(N.reference("dgamma", index)))
-    dbeta = sp.expand(lower(N.reference("dbeta", index))) if norm.has_beta else None
-    if not norm.affine_per_element:
-        for value in (dgamma, dbeta):
-            if value is not None and (value.has(DOUT) or value.has(centred)):
-                raise FormError(f"{form.name}: dγ and dβ must be sums, one value per set")
 
-    # dx = c1·a + c2·centred + c3 with a = dout (one γ per set) or dxhat = γ·dout (γ per element).
+def _affine_in_lead(
+    dx: sp.Expr, layout: Layout
+) -> tuple[sp.Expr, sp.Expr, tuple[sp.Expr, sp.Expr, sp.Expr] | None]:
+    """(dx, lead, (c1, c2, c3)) with dx = c1·lead + c2·centred + c3, lead = dout (one γ per
+    set) or dxhat = γ·dout (γ per element), and per-set coefficients; (…, None) when dx is not
+    affine in them."""
+    norm = layout.norm
+    centred = layout.symbols[0]
     lead = DOUT
     if norm.affine_per_element:
         swapped = sp.expand(dx.xreplace({DOUT: DXHAT / GAMMA}))
@@ -409,23 +468,33 @@ def plan_family(form: Form, layout: Layout) -> FamilyPlan:
     affine = not any(c.has(*arrays) for c in (c1, c2, c3)) and (
         sp.expand(dx - (c1 * lead + c2 * centred + c3)) == 0
     )
-    per_set_outputs = [] if norm.affine_per_element else [dgamma, dbeta]
-    if affine:
-        coefficients = [sp.factor_terms(sp.expand(c)) for c in (c1, c2, c3)]
-        items = coefficients + [sp.factor_terms(v) for v in per_set_outputs if v is not None]
+    return dx, lead, (c1, c2, c3) if affine else None
+
+
+def _shared_subexpressions(
+    dx: sp.Expr,
+    coefficients: tuple[sp.Expr, sp.Expr, sp.Expr] | None,
+    per_set_outputs: list[sp.Expr],
+) -> tuple[
+    list[tuple[sp.Symbol, sp.Expr]],
+    tuple[sp.Expr, sp.Expr, sp.Expr] | None,
+    sp.Expr | None,
+    list[sp.Expr],
+]:
+    """Common subexpressions of the per-set values, named t0, t1, …: (the per-set statements,
+    the coefficients of dx or None, the elementwise dx when it is not affine or None, the
+    per-set outputs).  A subexpression of M alone (1/M) would be a Python float: it is put back
+    into its uses."""
+    if coefficients is not None:
+        items = [sp.factor_terms(sp.expand(c)) for c in coefficients]
+        items += [sp.factor_terms(v) for v in per_set_outputs]
         replacements, reduced = sp.cse(items, symbols=sp.numbered_symbols("t"), optimizations=None)
         coeffs: tuple[sp.Expr, sp.Expr, sp.Expr] | None = tuple(reduced[:3])  # type: ignore[assignment]
-        rest = reduced[3:]
-        dx_elementwise = None
+        dx_elementwise, rest = None, reduced[3:]
     else:
-        lead = DOUT
-        items = [dx] + [v for v in per_set_outputs if v is not None]
+        items = [dx, *per_set_outputs]
         replacements, reduced = sp.cse(items, symbols=sp.numbered_symbols("t"))
         coeffs, dx_elementwise, rest = None, reduced[0], reduced[1:]
-    if not norm.affine_per_element:
-        dgamma = rest[0]
-        dbeta = rest[1] if len(rest) > 1 else None
-    # A subexpression of M alone (1/M) would be a Python float: put it back into its uses.
     back: dict[sp.Symbol, sp.Expr] = {}
     kept = []
     for name, value in replacements:
@@ -434,28 +503,11 @@ def plan_family(form: Form, layout: Layout) -> FamilyPlan:
             back[name] = value
         else:
             kept.append((name, value))
-
-    def put_back(e: sp.Expr | None) -> sp.Expr | None:
-        return None if e is None else e.xreplace(back)
-
     if coeffs is not None:
         coeffs = tuple(c.xreplace(back) for c in coeffs)  # type: ignore[assignment]
-    everything = [e for _, e in kept] + [
-        e for e in (*(coeffs or ()), dx_elementwise, dgamma, dbeta) if e is not None
-    ]
-    return FamilyPlan(
-        reductions=rewriter.reductions,
-        per_set=kept,
-        coefficients=coeffs,
-        dx=put_back(dx_elementwise),
-        dgamma=put_back(dgamma),  # type: ignore[arg-type]
-        dbeta=put_back(dbeta),
-        needs_statistic=any(e.has(statistic) for e in everything),
-        uses_dxhat=lead is DXHAT
-        or any(e.has(DXHAT) for e in rewriter.reductions.values())
-        or any(e.has(DXHAT) for e in everything),
-        borrowed=tuple(borrowed),
-    )
+    if dx_elementwise is not None:
+        dx_elementwise = dx_elementwise.xreplace(back)
+    return kept, coeffs, dx_elementwise, [e.xreplace(back) for e in rest]
 
 
 # -- the module ----------------------------------------------------------------------------------------
@@ -551,17 +603,35 @@ def _conventions(form: Form, norm: Norm) -> str:
 
 
 def build_family_module(form: Form, layout: Layout, version: str) -> Module:
-    norm = layout.norm
     plan = plan_family(form, layout)
     divisor = M_SYM - 1 if form.unbiased else M_SYM
-    centred, statistic, inv_root = layout.symbols
+    functions = (
+        _family_forward(layout, divisor),
+        _family_backward(plan, layout, divisor),
+        _family_backward_cached(plan, layout, divisor),
+    )
+    return Module(tuple(_family_header(form, layout, plan, version)), functions)
+
+
+def _cache_of(layout: Layout) -> tuple[sp.Symbol, ...]:
+    """What forward returns for backward_cached."""
+    return (XMU, MU, INV_STD) if layout.norm.centred else (X, INV_RMS)
+
+
+def _gamma_shape(layout: Layout) -> list[Any]:
+    return [Assign(GAMMA_SHAPE, ShapeOf(GAMMA), "γ's shape, for dγ and dβ")] if layout.rows else []
+
+
+def _family_forward(layout: Layout, divisor: sp.Expr) -> FunctionDef:
+    norm = layout.norm
+    centred, _, inv_root = layout.symbols
     beta = norm.has_beta
-    cache = (XMU, MU, INV_STD) if norm.centred else (X, INV_RMS)
+    cache = _cache_of(layout)
     affine = [Assign(GAMMA, GammaView(GAMMA), "γ against the view")]
     if beta:
         affine.append(Assign(BETA, GammaView(BETA)))
     y = GAMMA * XHAT + BETA if beta else GAMMA * XHAT
-    forward = FunctionDef(
+    return FunctionDef(
         "forward",
         ("x", "gamma", "beta", "eps") if beta else ("x", "gamma", "eps"),
         f"{norm.title} forward: out = γ·x̂{' + β' if beta else ''}, every set by its own "
@@ -579,40 +649,51 @@ def build_family_module(form: Form, layout: Layout, version: str) -> Module:
             ]
         ),
     )
-    gamma_shape = (
-        [Assign(GAMMA_SHAPE, ShapeOf(GAMMA), "γ's shape, for dγ and dβ")] if layout.rows else []
-    )
-    grads = "∂L/∂x, ∂L/∂γ" + (", ∂L/∂β" if beta else "")
-    backward = FunctionDef(
+
+
+def _family_backward(plan: FamilyPlan, layout: Layout, divisor: sp.Expr) -> FunctionDef:
+    grads = "∂L/∂x, ∂L/∂γ" + (", ∂L/∂β" if layout.norm.has_beta else "")
+    return FunctionDef(
         "backward",
         ("dout", "x", "gamma", "eps"),
         f"{grads} from the upstream gradient dout = ∂L/∂y and the input x.",
         tuple(
             _head(layout, X, view=True)
-            + gamma_shape
+            + _gamma_shape(layout)
             + _statistics(layout, divisor)
             + [Assign(DOUT, ViewLike(DOUT, X), "dout in the same view")]
-            + _backward_body(plan, layout, own=norm.centred)
+            + _backward_body(plan, layout, own=layout.norm.centred)
         ),
     )
+
+
+def _family_backward_cached(plan: FamilyPlan, layout: Layout, divisor: sp.Expr) -> FunctionDef:
+    centred = layout.symbols[0]
+    cache = _cache_of(layout)
     cached: list[Any] = [Assign(cache, sp.Symbol("cache"), "from forward")]
     cached += _head(layout, centred, view=False)
-    cached += gamma_shape
+    cached += _gamma_shape(layout)
     cached.append(Assign(DOUT, ViewLike(DOUT, centred), "dout in the cache's view"))
     if plan.needs_statistic:
-        if norm.centred:
+        if layout.norm.centred:
             cached.append(Assign(VAR, Reduce(XMU**2) / divisor, "σ², used by this form"))
         else:
             cached.append(Assign(MS, Reduce(X**2) / M_SYM, "ms, used by this form"))
-    backward_cached = FunctionDef(
+    return FunctionDef(
         "backward_cached",
         ("dout", "cache", "gamma"),
         f"The same gradients from forward's cache ({', '.join(map(str, cache))}); the cache "
         "is not modified.",
         tuple(cached + _backward_body(plan, layout, own=False)),
     )
+
+
+def _family_header(form: Form, layout: Layout, plan: FamilyPlan, version: str) -> list[DocLine]:
+    """The module's docstring: the form (its text as user text), conventions, layout, lines."""
     from bnderive.core import printing as display
 
+    norm = layout.norm
+    beta = norm.has_beta
     where = form.path or form.name
     groups = f" (G = {layout.groups})" if norm is Norm.GROUP else ""
     header: list[DocLine] = [
@@ -641,7 +722,7 @@ def build_family_module(form: Form, layout: Layout, version: str) -> Module:
         "random inputs, against the ground truth of the whole layer. dtype is preserved",
         "(float32 in, float32 out); pass eps as a Python float.",
     ]
-    return Module(tuple(header), (forward, backward, backward_cached))
+    return header
 
 
 def _affine_words(layout: Layout) -> str:
