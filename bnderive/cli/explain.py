@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -147,40 +148,15 @@ def explain(
     Exit codes: 0 no weakness found, 1 a weakness found (the test can lie) or a difference the
     setup does not explain, 2 bad input.
     """
-    from rich.table import Table
-
-    from bnderive.core.limits import parse_decimal
-    from bnderive.core.spec import Mode, layer_sizes
+    from bnderive.core.spec import Mode
     from bnderive.usercode import explain as explainer
-    from bnderive.usercode.sandbox import DEFAULT_MEMORY_MB, check_limits
 
-    spatial = mode == "spatial"
-    if not spatial and (h not in (None, 1) or w not in (None, 1)):
-        raise BnderiveError(
-            "--h and --w belong to SPATIAL (N,C,H,W) input: add --mode spatial, or leave them out."
-        )
-    if file is None and (against != "truth" or function or ref_function):
-        raise BnderiveError(
-            "--against, --function and --ref-function compare an implementation: give its FILE "
-            "first (bnderive explain FILE --against torch ...)."
-        )
-    _check_sizes(n, c, h if spatial else 1, w if spatial else 1, spatial)
-    _, height, width = layer_sizes(spatial, c, h, w)
     numbers = {"--gamma": gamma, "--beta": beta, "--x-mean": x_mean, "--x-std": x_std,
                "--x-var": x_var, "--eps": eps, "--ref-eps": ref_eps,
                "--running-mean": running_mean, "--running-var": running_var, "--rtol": rtol}  # fmt: skip
-    for option, text in numbers.items():  # bounded before anything builds the number
-        for part in (text or "").split(",") if text is not None else ():
-            parse_decimal(part, option)
-    if not 0 <= seed < 2**63:
-        raise BnderiveError(f"--seed {seed} is not usable: give a whole number from 0 to 2^63 - 1.")
-    if file is not None:
-        from bnderive.read.files import check_regular_file
-
-        check_regular_file(file, "a Python file")
-        if against not in ("truth", "torch"):
-            check_regular_file(against, "a Python file, or truth or torch")
-        timeout, _ = check_limits(timeout, DEFAULT_MEMORY_MB)
+    height, width, timeout = _checked_options(
+        file, against, function, ref_function, mode, (n, c, h, w), numbers, seed, timeout
+    )
     setup = explainer.Setup(
         n=n,
         features=c,
@@ -208,6 +184,61 @@ def explain(
     if as_json:
         click.echo(json_text(result.to_dict()))
         sys.exit(result.exit_code)
+    _print_findings(setup, result)
+    sys.exit(result.exit_code)
+
+
+def _checked_options(
+    file: str | None,
+    against: str,
+    function: str | None,
+    ref_function: str | None,
+    mode: str,
+    sizes: tuple[int, int, int | None, int | None],
+    numbers: dict[str, str | None],
+    seed: int,
+    timeout: float,
+) -> tuple[int, int, float]:
+    """Options that contradict each other or are out of bounds are an error before anything
+    runs; returns (H, W) of the layer and the child's timeout."""
+    from bnderive.core.limits import parse_decimal
+    from bnderive.core.spec import layer_sizes
+    from bnderive.usercode.sandbox import DEFAULT_MEMORY_MB, check_limits
+
+    n, c, h, w = sizes
+    spatial = mode == "spatial"
+    if not spatial and (h not in (None, 1) or w not in (None, 1)):
+        raise BnderiveError(
+            "--h and --w belong to SPATIAL (N,C,H,W) input: add --mode spatial, or leave them out."
+        )
+    if file is None and (against != "truth" or function or ref_function):
+        raise BnderiveError(
+            "--against, --function and --ref-function compare an implementation: give its FILE "
+            "first (bnderive explain FILE --against torch ...)."
+        )
+    _check_sizes(n, c, h if spatial else 1, w if spatial else 1, spatial)
+    _, height, width = layer_sizes(spatial, c, h, w)
+    for option, text in numbers.items():  # bounded before anything builds the number
+        for part in (text or "").split(",") if text is not None else ():
+            parse_decimal(part, option)
+    if not 0 <= seed < 2**63:
+        raise BnderiveError(f"--seed {seed} is not usable: give a whole number from 0 to 2^63 - 1.")
+    if file is not None:
+        from bnderive.read.files import check_regular_file
+
+        check_regular_file(file, "a Python file")
+        if against not in ("truth", "torch"):
+            check_regular_file(against, "a Python file, or truth or torch")
+        timeout, _ = check_limits(timeout, DEFAULT_MEMORY_MB)
+    return height, width, timeout
+
+
+def _print_findings(setup: Any, result: Any) -> None:
+    """The setup, a table of the checks, each weakness with its evidence, the comparison."""
+    from rich.table import Table
+
+    from bnderive.usercode import explain as explainer
+
     out = console()
     out.print(f"[bold]setup:[/] {escape(setup.describe())}")
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -237,4 +268,3 @@ def explain(
     if result.comparison is not None and not result.comparison.explained:
         summary += " [bold red]The difference is not the setup's alone.[/]"
     out.print(summary)
-    sys.exit(result.exit_code)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from bnderive.cli.common import console, document, escape, user_errors
@@ -76,7 +78,6 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
       bnderive parse --expr '\\frac{\\partial L}{\\partial x_i}'
       bnderive parse --expr '\\sum_{n,h,w} \\delta y[n][c][h][w]' --spatial
     """
-    from bnderive.core.notation import reference
     from bnderive.core.printing import latex, unicode
     from bnderive.read.latex_reader import parse_latex
 
@@ -103,7 +104,6 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
             f"{file}: expected a .md, .tex or .ipynb derivation (a form file is TOML)."
         )
     form = reader.load_document(file)
-    references = {checked: ref for ref, checked in form.references}
     out.print(f"[bold]{escape(form.name)}[/]: {escape(form.title)}")
     modes = ", ".join(m.value for m in form.modes)
     out.print(escape(f"{form.conventions()}; modes: {modes}"))
@@ -111,40 +111,9 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
         out.print(f"  [dim]source:[/] {escape(source)}")
     for note in form.notes:
         out.print(f"  [yellow]note:[/] {escape(note)}")
+    references = {checked: ref for ref, checked in form.references}
     for line in form.lines:
-        out.print(
-            f"\n[bold]{escape(line.place)}[/] [dim](column {line.column})[/]  {escape(line.latex)}"
-        )
-        read = line.read
-        if read is not None and read.sides:
-            lhs = read.lhs
-            if read.kind in ("adjoint",) and read.lhs is not None and read.defines:
-                lhs = reference(read.defines, read.index)
-            shown = [lhs, *read.rhs]
-            text = " = ".join("…" if s is None else unicode(s) for s in shown)
-            tex = " = ".join("…" if s is None else latex(s) for s in shown)
-            if lhs is None:
-                text, tex = text.removeprefix("… "), tex.removeprefix("… ")
-            out.print(f"  [cyan]read:[/]  {escape(text)}")
-            out.print(f"  [cyan]LaTeX:[/] {escape(tex)}")
-        if line.status == "checked":
-            numbers = ", ".join(str(n) for n in line.equations)
-            ref = references.get(line.equations[0]) if line.equations else None
-            against = (
-                form.equations[ref - 1].text
-                if ref is not None
-                else _AGAINST.get(read.kind if read else "", "the truth")
-            )
-            out.print(
-                f"  [green]checked as {escape(line.defines)}: against {escape(against)}[/] "
-                f"[dim](equation {numbers})[/]"
-            )
-        elif line.status == "definition":
-            out.print(f"  [green]defines {escape(line.defines)}[/] (a name for later lines)")
-        else:
-            out.print(f"  [dim]· {escape(line.status)}: {escape(line.reason)}[/]")
-        for note in line.notes:
-            out.print(f"  [yellow]note:[/] {escape(note)}")
+        _print_line(out, form, line, references)
     counts = form.counts()
     out.print(
         f"\n{len(form.lines)} line(s): {counts['checked']} checked, "
@@ -152,3 +121,51 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
         f"{counts['not read']} not read, {counts['prose']} prose. "
         f"Check them with: bnderive check {escape(file)}"
     )
+
+
+def _print_line(out: Any, form: Any, line: Any, references: dict[int, int]) -> None:
+    """One line of a document: where it is, its LaTeX, what was read, what it is checked
+    against (or why not), its notes."""
+    out.print(
+        f"\n[bold]{escape(line.place)}[/] [dim](column {line.column})[/]  {escape(line.latex)}"
+    )
+    read = line.read
+    if read is not None and read.sides:
+        text, tex = _read_sides(read)
+        out.print(f"  [cyan]read:[/]  {escape(text)}")
+        out.print(f"  [cyan]LaTeX:[/] {escape(tex)}")
+    if line.status == "checked":
+        numbers = ", ".join(str(n) for n in line.equations)
+        ref = references.get(line.equations[0]) if line.equations else None
+        against = (
+            form.equations[ref - 1].text
+            if ref is not None
+            else _AGAINST.get(read.kind if read else "", "the truth")
+        )
+        out.print(
+            f"  [green]checked as {escape(line.defines)}: against {escape(against)}[/] "
+            f"[dim](equation {numbers})[/]"
+        )
+    elif line.status == "definition":
+        out.print(f"  [green]defines {escape(line.defines)}[/] (a name for later lines)")
+    else:
+        out.print(f"  [dim]· {escape(line.status)}: {escape(line.reason)}[/]")
+    for note in line.notes:
+        out.print(f"  [yellow]note:[/] {escape(note)}")
+
+
+def _read_sides(read: Any) -> tuple[str, str]:
+    """What was read of a line, in Unicode and in LaTeX: its sides joined by '=', '…' for a
+    side that was not read (an adjoint's left side named by what it defines)."""
+    from bnderive.core.notation import reference
+    from bnderive.core.printing import latex, unicode
+
+    lhs = read.lhs
+    if read.kind in ("adjoint",) and read.lhs is not None and read.defines:
+        lhs = reference(read.defines, read.index)
+    shown = [lhs, *read.rhs]
+    text = " = ".join("…" if s is None else unicode(s) for s in shown)
+    tex = " = ".join("…" if s is None else latex(s) for s in shown)
+    if lhs is None:
+        text, tex = text.removeprefix("… "), tex.removeprefix("… ")
+    return text, tex
