@@ -32,6 +32,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sympy as sp
 
@@ -159,7 +160,6 @@ def load_form(path: str | Path, text: str | None = None, norm: Norm | None = Non
 def form_from_dict(data: dict, where: str, norm: Norm | None = None) -> Form:
     """A form from the parsed TOML table ``data``; ``where`` names it in error messages.
     ``norm``: see ``load_form``."""
-    expected = norm
 
     def need(key: str, kind: type) -> object:
         if key not in data:
@@ -176,6 +176,50 @@ def form_from_dict(data: dict, where: str, norm: Norm | None = None) -> Form:
     description = _text(data, "description", "", where)
     sources = _texts(data, "sources", where)
     notes = _texts(data, "notes", where)
+    variance, epsilon, training, family = _conventions_and_family(data, where, norm)
+    modes = _modes(data, where, family, norm)
+    order = data.get("order", 1)
+    if order not in (1, 2) or isinstance(order, bool):
+        raise FormError(f"{where}: order = {order!r}; use 1 (backward) or 2 (double backward).")
+    if order == 2 and family is not Norm.BATCH:
+        raise FormError(f"{where}: the double backward (order = 2) is derived for BatchNorm only.")
+    raw_equations = need("equations", list)
+    if not raw_equations:
+        raise FormError(f"{where}: the form has no equations; add [[equations]] tables.")
+    if len(raw_equations) > EQUATIONS.limit:
+        raise FormError(f"{where}: " + EQUATIONS.message(f"{len(raw_equations):,}"))
+    equations: list[Equation] = []
+    defined: dict[str, sp.Basic] = {}
+    known = N.quantities(family.affine_per_element, family.centred)
+    degrees: dict[object, float] = {}
+    for number, entry in enumerate(raw_equations, start=1):
+        at = f"{where}, equation {number}"
+        eq = _equation(number, entry, at, family, known, defined)
+        bounded_equation(number, eq.name, eq.index, eq.expr, eq.text, degrees, at)
+        equations.append(eq)
+        defined[eq.name] = sp.IndexedBase(eq.name) if eq.index is not None else sp.Symbol(eq.name)
+    return Form(
+        name=name,
+        title=title,
+        sources=sources,
+        equations=tuple(equations),
+        unbiased=variance == "unbiased",
+        eps_inside=epsilon == "inside",
+        training=training,
+        modes=modes,
+        description=description,
+        path=where,
+        notes=notes,
+        order=order,
+        norm=family,
+    )
+
+
+def _conventions_and_family(
+    data: dict, where: str, expected: Norm | None
+) -> tuple[str, str, bool, Norm]:
+    """(variance, epsilon, training, the family) of a form's table; ``expected`` is the family
+    the caller expects (``load_form``'s ``norm``)."""
     conventions = data.get("conventions", {})
     if not isinstance(conventions, dict):
         raise FormError(f"{where}: [conventions] must be a table.")
@@ -209,6 +253,11 @@ def form_from_dict(data: dict, where: str, norm: Norm | None = None) -> Form:
         )
     if norm is Norm.RMS and variance == "unbiased":
         raise FormError(f"{where}: RMSNorm has no variance; conventions.variance does not apply.")
+    return variance, epsilon, training, norm
+
+
+def _modes(data: dict, where: str, norm: Norm, expected: Norm | None) -> tuple[Mode, ...]:
+    """The layouts a form is checked in (InstanceNorm and GroupNorm: SPATIAL only)."""
     # InstanceNorm and GroupNorm take (N, C, H, W) input only.
     spatial_only = norm in (Norm.INSTANCE, Norm.GROUP)
     modes_raw = data.get("modes", ["spatial"] if spatial_only else ["per-activation", "spatial"])
@@ -222,97 +271,72 @@ def form_from_dict(data: dict, where: str, norm: Norm | None = None) -> Form:
         modes = (Mode.SPATIAL,)
     if spatial_only and Mode.PER_ACTIVATION in modes:
         raise FormError(f'{where}: {norm.title} takes (N, C, H, W) input: modes = ["spatial"].')
+    return modes
 
-    order = data.get("order", 1)
-    if order not in (1, 2) or isinstance(order, bool):
-        raise FormError(f"{where}: order = {order!r}; use 1 (backward) or 2 (double backward).")
-    if order == 2 and norm is not Norm.BATCH:
-        raise FormError(f"{where}: the double backward (order = 2) is derived for BatchNorm only.")
-    raw_equations = need("equations", list)
-    if not raw_equations:
-        raise FormError(f"{where}: the form has no equations; add [[equations]] tables.")
-    if len(raw_equations) > EQUATIONS.limit:
-        raise FormError(f"{where}: " + EQUATIONS.message(f"{len(raw_equations):,}"))
-    equations: list[Equation] = []
-    defined: dict[str, sp.Basic] = {}
-    known = N.quantities(norm.affine_per_element, norm.centred)
-    degrees: dict[object, float] = {}
-    for number, entry in enumerate(raw_equations, start=1):
-        at = f"{where}, equation {number}"
-        if not isinstance(entry, dict) or "defines" not in entry or "expr" not in entry:
-            raise FormError(f"{at}: each [[equations]] table needs 'defines' and 'expr'.")
-        _known_keys(entry, _EQUATION_KEYS, at, "key", "")
-        if not isinstance(entry["expr"], str) or not isinstance(entry.get("latex", ""), str):
-            raise FormError(f'{at}: expr (and latex) must be a string, e.g. expr = "sum(g[k], k)".')
-        match = _DEFINES.match(str(entry["defines"]))
-        if not match:
-            raise FormError(
-                f"{at}: defines = {entry['defines']!r}; write a name, with [i] when the quantity "
-                "has one value per element (e.g. 'dx[i]', 'dvar')."
-            )
-        qname, index_name = match.group(1), match.group(2)
-        index = sp.Symbol(index_name, integer=True) if index_name else None
-        if qname in known and known[qname] != (index is not None):
-            want = f"{qname}[i]" if known[qname] else qname
-            raise FormError(
-                f"{at}: {qname} is {'per element' if known[qname] else 'one value per channel'}; write defines = {want!r}."
-            )
-        inputs = {"x", "g", "xhat", "y", "mu", "var", "gamma", "beta", "eps", "M", "ms"}
-        # The double backward's inputs too: the evaluator memoizes sums over inputs, so a line
-        # that redefined ggB would make later sums read a stale value (a false "holds").
-        inputs |= {"ggI", "ggG", "ggB"}
-        if qname in inputs:
-            raise FormError(
-                f"{at}: {qname} is an input or a forward stage and cannot be redefined."
-            )
-        if qname in _RESERVED:
-            raise FormError(
-                f"{at}: {qname} is {'an index letter' if len(qname) == 1 else 'a name of the notation'}"
-                " and cannot be defined; choose another name."
-            )
-        expr = N.parse(
-            str(entry["expr"]),
-            where=at,
-            extra=defined,
-            per_element_affine=norm.affine_per_element,
-            centred=norm.centred,
+
+def _equation(
+    number: int,
+    entry: Any,
+    at: str,
+    norm: Norm,
+    known: dict[str, bool],
+    defined: dict[str, sp.Basic],
+) -> Equation:
+    """One [[equations]] table, read as data: the quantity it defines (and its index) and its
+    expression, which may use the quantities ``defined`` by the lines before it."""
+    if not isinstance(entry, dict) or "defines" not in entry or "expr" not in entry:
+        raise FormError(f"{at}: each [[equations]] table needs 'defines' and 'expr'.")
+    _known_keys(entry, _EQUATION_KEYS, at, "key", "")
+    if not isinstance(entry["expr"], str) or not isinstance(entry.get("latex", ""), str):
+        raise FormError(f'{at}: expr (and latex) must be a string, e.g. expr = "sum(g[k], k)".')
+    match = _DEFINES.match(str(entry["defines"]))
+    if not match:
+        raise FormError(
+            f"{at}: defines = {entry['defines']!r}; write a name, with [i] when the quantity "
+            "has one value per element (e.g. 'dx[i]', 'dvar')."
         )
-        if index is not None and index != N.i:
-            if N.i in expr.atoms(sp.Symbol):  # renaming would clash with (or capture into) i
-                raise FormError(
-                    f"{at}: the line defines {qname}[{index}] but also uses i; write the free "
-                    "index as i, or rename the other index."
-                )
-            expr = expr.xreplace({index: N.i})
-            index = N.i
-        free = sorted(str(s) for s in expr.free_symbols if s in _INDICES and s != index)
-        if free:
-            raise FormError(
-                f"{at}: the index {', '.join(free)} in {entry['expr']!r} is neither summed over "
-                f"(sum(…, {free[0]})) nor the element the line defines"
-                + (f" ({qname}[i])" if index is not None else f" ({qname} has none)")
-                + "."
-            )
-        bounded_equation(number, qname, index, expr, str(entry["expr"]), degrees, at)
-        equations.append(
-            Equation(number, qname, index, expr, str(entry["expr"]), str(entry.get("latex", "")))
+    qname, index_name = match.group(1), match.group(2)
+    index = sp.Symbol(index_name, integer=True) if index_name else None
+    if qname in known and known[qname] != (index is not None):
+        want = f"{qname}[i]" if known[qname] else qname
+        raise FormError(
+            f"{at}: {qname} is {'per element' if known[qname] else 'one value per channel'}; write defines = {want!r}."
         )
-        defined[qname] = sp.IndexedBase(qname) if index is not None else sp.Symbol(qname)
-    return Form(
-        name=name,
-        title=title,
-        sources=sources,
-        equations=tuple(equations),
-        unbiased=variance == "unbiased",
-        eps_inside=epsilon == "inside",
-        training=training,
-        modes=modes,
-        description=description,
-        path=where,
-        notes=notes,
-        order=order,
-        norm=norm,
+    inputs = {"x", "g", "xhat", "y", "mu", "var", "gamma", "beta", "eps", "M", "ms"}
+    # The double backward's inputs too: the evaluator memoizes sums over inputs, so a line
+    # that redefined ggB would make later sums read a stale value (a false "holds").
+    inputs |= {"ggI", "ggG", "ggB"}
+    if qname in inputs:
+        raise FormError(f"{at}: {qname} is an input or a forward stage and cannot be redefined.")
+    if qname in _RESERVED:
+        raise FormError(
+            f"{at}: {qname} is {'an index letter' if len(qname) == 1 else 'a name of the notation'}"
+            " and cannot be defined; choose another name."
+        )
+    expr = N.parse(
+        str(entry["expr"]),
+        where=at,
+        extra=defined,
+        per_element_affine=norm.affine_per_element,
+        centred=norm.centred,
     )
+    if index is not None and index != N.i:
+        if N.i in expr.atoms(sp.Symbol):  # renaming would clash with (or capture into) i
+            raise FormError(
+                f"{at}: the line defines {qname}[{index}] but also uses i; write the free "
+                "index as i, or rename the other index."
+            )
+        expr = expr.xreplace({index: N.i})
+        index = N.i
+    free = sorted(str(s) for s in expr.free_symbols if s in _INDICES and s != index)
+    if free:
+        raise FormError(
+            f"{at}: the index {', '.join(free)} in {entry['expr']!r} is neither summed over "
+            f"(sum(…, {free[0]})) nor the element the line defines"
+            + (f" ({qname}[i])" if index is not None else f" ({qname} has none)")
+            + "."
+        )
+    return Equation(number, qname, index, expr, str(entry["expr"]), str(entry.get("latex", "")))
 
 
 _KEYS = (
