@@ -2,6 +2,7 @@
 
     python benchmarks/bench_check.py            # full run, a few minutes
     python benchmarks/bench_check.py --quick    # N = 4 and the cheap items only (CI smoke run)
+    python benchmarks/bench_check.py --cli-only --baseline DIR   # `bnderive check` against DIR
 
 Timed, in this process unless noted:
 
@@ -14,7 +15,11 @@ Timed, in this process unless noted:
   every entry i (DESIGN.md §7: the approach bnderive replaces).  One run per size;
 * the randomized exact method at M = 4096 (``random_check`` with ``large_spec``), both modes;
 * the default plan in-process: ``check_form`` for every built-in form, both modes, exact + random;
-* ``bnderive check`` and ``bnderive --version`` as subprocesses (wall time, imports included).
+* ``bnderive check`` and ``bnderive --version`` as subprocesses (wall time, imports included),
+  and their CPU time, worker processes included (the steadier number on a shared machine);
+  with ``--baseline DIR`` (a checkout of another commit) also DIR's ``bnderive check``
+  (``python -m bnderive`` run in DIR), interleaved, so a change is measured against its
+  baseline in the same run; ``--cli-only`` times only these.
 
 Runs are interleaved round by round and medians reported: the machine is shared and noisy.
 Timing never fails the script; it exits 1 only when a verdict is wrong (a published form not
@@ -232,14 +237,20 @@ def find_cli() -> str | None:
 #: CPU seconds (user + sys, its worker processes included) of each ``bnderive ARGS`` run: on a
 #: shared machine the wall time mostly measures the load, the CPU time much less so.
 CLI_CPU: dict[tuple[str, ...], list[float]] = {}
+#: As a user runs it: with Python's bytecode cache (an installed bnderive has it).
+CLI_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def run_cli(cli: str, *args: str) -> None:
+def run_cli(cli: str, *args: str, baseline: str | None = None) -> None:
+    """``bnderive ARGS``; with ``baseline``, the bnderive of that checkout (run in it)."""
+    command = [sys.executable, "-m", "bnderive", *args] if baseline else [cli, *args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([cli, *args], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, cwd=baseline, env=CLI_ENV
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    CLI_CPU.setdefault(args, []).append(cpu)
+    CLI_CPU.setdefault((baseline or "", *args), []).append(cpu)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
         raise BenchError(
@@ -254,6 +265,12 @@ def main() -> int:
         "--quick", action="store_true", help="N = 4 and the cheap items only (CI smoke run)"
     )
     parser.add_argument("--repeats", type=int, default=3, help="rounds for the medians (default 3)")
+    parser.add_argument(
+        "--baseline", metavar="DIR", help="also time `bnderive check` of this checkout"
+    )
+    parser.add_argument(
+        "--cli-only", action="store_true", help="time only the `bnderive` subprocesses"
+    )
     parser.add_argument(
         "--naive-timeout",
         type=float,
@@ -311,8 +328,18 @@ def main() -> int:
                 lambda: ours_plan(("general", "exact", "random")),
             )
         )
+    if args.cli_only:
+        items = []
     if cli:
         items.append(("cli", "`bnderive check` (subprocess, wall)", lambda: run_cli(cli, "check")))
+        if args.baseline:
+            items.append(
+                (
+                    "cli-baseline",
+                    "  baseline: `bnderive check` of --baseline",
+                    lambda: run_cli(cli, "check", baseline=args.baseline),
+                )
+            )
         items.append(
             (
                 "cli-version",
@@ -320,6 +347,11 @@ def main() -> int:
                 lambda: run_cli(cli, "--version"),
             )
         )
+        for key in ("cli", "cli-baseline", "cli-version"):  # untimed: the bytecode cache
+            for item in items:
+                if item[0] == key:
+                    item[2]()
+        CLI_CPU.clear()
 
     samples: dict[str, list[float]] = {key: [] for key, _, _ in items}
     naive_results: dict[int, dict] = {}
@@ -418,8 +450,16 @@ def main() -> int:
             f"  `bnderive check` under {TARGET_CLI_SECONDS:.0f} s wall: "
             f"{'MET' if met else 'NOT MET'} ({fmt(med['cli'])} median, of which "
             f"{fmt(med['cli-version'])} is startup; CPU, workers included: "
-            f"{fmt(statistics.median(CLI_CPU[('check',)]))} median)"
+            f"{fmt(statistics.median(CLI_CPU[('', 'check')]))} median)"
         )
+        if "cli-baseline" in med:
+            base_cpu = statistics.median(CLI_CPU[(args.baseline, "check")])
+            cpu = statistics.median(CLI_CPU[("", "check")])
+            print(
+                f"  against the baseline {args.baseline}: wall {fmt(med['cli'])} vs "
+                f"{fmt(med['cli-baseline'])} ({med['cli'] / med['cli-baseline']:.2f}×), CPU "
+                f"{fmt(cpu)} vs {fmt(base_cpu)} ({cpu / base_cpu:.2f}×)"
+            )
     else:
         print(f"  `bnderive check` under {TARGET_CLI_SECONDS:.0f} s wall: not measured (no CLI)")
     print(f"load average {_load()} at the end")

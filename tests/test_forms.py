@@ -245,3 +245,23 @@ def test_free_index_clash_is_an_error(tmp_path):
     text = 'name = "x"\n[[equations]]\ndefines = "dx[j]"\nexpr = "g[j]*g[i]"\n'
     message = form_error(write(tmp_path, text))
     assert "free index" in message
+
+
+def test_the_built_in_forms_of_one_order_and_family_are_read_alone():
+    """`bnderive check` asks for the forms of one order and family: they are the ones the full
+    list holds, in its order, and only their files are read (parsed and bounded)."""
+    from bnderive.core.spec import Norm
+    from bnderive.read import derivations
+
+    derivations._builtin_form.cache_clear()
+    try:
+        chosen = derivations.builtin_forms(order=1, norm=Norm.BATCH)
+        assert derivations._builtin_form.cache_info().currsize == len(chosen)
+        everything = derivations.builtin_forms()
+        assert len(everything) > len(chosen) > 3
+        for order in (1, 2):
+            for norm in Norm:
+                expected = [f for f in everything if f.order == order and f.norm is norm]
+                assert derivations.builtin_forms(order=order, norm=norm) == expected
+    finally:
+        derivations._builtin_form.cache_clear()

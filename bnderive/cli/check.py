@@ -260,7 +260,7 @@ def _chosen_forms(
             )
         )
     if not chosen:
-        chosen = [f for f in builtin_forms() if f.order == order and f.norm is family]
+        chosen = builtin_forms(order=order, norm=family)
         if not chosen:
             raise BnderiveError(
                 f"No built-in form of order {order} is installed"
@@ -329,13 +329,22 @@ def _run_with_progress(
     groups: int,
     quiet: bool,
 ) -> CheckResult:
-    """``check_forms`` with a progress bar on a terminal's stderr (one step per unit)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+    """``check_forms`` with a progress bar on a terminal's stderr (one step per unit); without
+    a terminal (or with --quiet) no bar is drawn, and rich's progress machinery is not imported."""
     from bnderive.verify.check import check_forms
     from bnderive.verify.plan import Plan, default_jobs
 
+    def run(done: Any = None) -> CheckResult:
+        return check_forms(
+            chosen, modes, methods, n_values, shapes, m_random, trials,
+            jobs or default_jobs(), done, groups=groups,
+        )  # fmt: skip
+
     err = console(stderr=True)
+    if not err.is_terminal or quiet:
+        return run()
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -343,17 +352,11 @@ def _run_with_progress(
         TimeElapsedColumn(),
         console=err,
         transient=True,
-        disable=not err.is_terminal or quiet,
     )
     units = Plan(tuple(chosen), tuple(modes), tuple(methods)).units()
     with progress:
         task = progress.add_task("checking", total=len(units))
-        return check_forms(
-            chosen, modes, methods, n_values, shapes, m_random, trials,
-            jobs or default_jobs(),
-            lambda unit: progress.update(task, advance=1, description=unit.label),
-            groups=groups,
-        )  # fmt: skip
+        return run(lambda unit: progress.update(task, advance=1, description=unit.label))
 
 
 def _json_payload(

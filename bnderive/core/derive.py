@@ -82,8 +82,10 @@ class Truth:
 
     def inline(self, name: str) -> sp.Expr:
         """The adjoint with every reference to an earlier adjoint and to x̂, y substituted
-        (memoized: the every-M proof and the randomized degree bound of every form ask for it)."""
-        return _inline_truth(self, name)
+        (memoized: the every-M proof and the randomized degree bound of every form ask for it).
+        The memo is keyed by what the definitions say, not by the spec: the truths of one set of
+        conventions at different sizes or layouts (M is a symbol) share it."""
+        return _inline_truth(self[name].expr, _definitions_key(self))
 
     def definitions(self) -> list[tuple[str, bool, sp.Expr]]:
         """(name, elementwise, expression) in the order a backward pass computes them, then the
@@ -100,9 +102,16 @@ class Truth:
         return defs
 
 
+@lru_cache(maxsize=64)
+def _definitions_key(truth: Truth) -> tuple[tuple[str, tuple[bool, sp.Expr]], ...]:
+    return tuple(truth._definitions().items())
+
+
 @lru_cache(maxsize=256)
-def _inline_truth(truth: Truth, name: str) -> sp.Expr:
-    return inline(truth[name].expr, truth._definitions())
+def _inline_truth(
+    expr: sp.Expr, definitions: tuple[tuple[str, tuple[bool, sp.Expr]], ...]
+) -> sp.Expr:
+    return inline(expr, dict(definitions))
 
 
 def derive(spec: Spec | Graph) -> Truth:

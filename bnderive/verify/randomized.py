@@ -378,24 +378,40 @@ def _degrees(form: Form, truth: Truth | SecondOrderTruth) -> dict[int, int | Non
     deg(t) ≤ p/q and deg(f) ≤ p'/q', t − f = (t·q' − f·q)/(q·q') has a numerator of degree
     ≤ max(p + q', p' + q).  (Memoized: ``random_check`` and its rational point ask for the same
     form twice.)"""
-    definitions: dict[str, tuple[bool, sp.Expr]] = {}
-    for stage in truth.graph.stages:
-        if stage.elementwise:
-            definitions[stage.name] = (True, stage.at(N.i))
+    compared = [eq for eq in form.equations if eq.kind == "quantity" and eq.name in truth]
+    own = _form_degrees(form, _stage_definitions(truth), tuple(eq.number for eq in compared))
     out: dict[int, int | None] = {}
-    form_defs = dict(definitions)
+    for eq in compared:
+        true, mine = _truth_degree(truth, eq.name), own[eq.number]
+        if true is None or mine is None:
+            out[eq.number] = None
+        else:
+            out[eq.number] = max(true[0] + mine[1], mine[0] + true[1])
+    return out
+
+
+@lru_cache(maxsize=256)
+def _stage_definitions(truth: Truth | SecondOrderTruth) -> tuple[tuple[str, sp.Expr], ...]:
+    """The truth's elementwise forward stages, at index i (what a form's line may refer to)."""
+    return tuple((s.name, s.at(N.i)) for s in truth.graph.stages if s.elementwise)
+
+
+@lru_cache(maxsize=256)
+def _form_degrees(
+    form: Form, stages: tuple[tuple[str, sp.Expr], ...], numbers: tuple[int, ...]
+) -> dict[int, tuple[int, int] | None]:
+    """(p, q) of the form's lines ``numbers`` inlined (``degree_bound``), None where none is known.
+    It depends on the forward stages only, which are the same in both modes: inlining a form's
+    lines is computed once per form, not once per mode."""
+    form_defs: dict[str, tuple[bool, sp.Expr]] = {name: (True, expr) for name, expr in stages}
+    out: dict[int, tuple[int, int] | None] = {}
     for eq in form.equations:
         form_defs[eq.store_name] = (eq.elementwise, eq.expr)
-        if eq.kind == "quantity" and eq.name in truth:
-            true = _truth_degree(truth, eq.name)
+        if eq.number in numbers:
             try:
-                mine = degree_bound(inline(eq.expr, form_defs))
+                out[eq.number] = degree_bound(inline(eq.expr, form_defs))
             except ValueError:
-                mine = None
-            if true is None or mine is None:
                 out[eq.number] = None
-                continue
-            out[eq.number] = max(true[0] + mine[1], mine[0] + true[1])
     return out
 
 
@@ -404,7 +420,14 @@ def _truth_degree(truth: Truth | SecondOrderTruth, name: str) -> tuple[int, int]
     """(p, q) of the truth of ``name`` inlined (``degree_bound``), None when none is known.
     Shared by every form compared with this truth: inlining the staged adjoints is the costly
     part of ``_degrees``."""
+    return _expression_degree(truth.inline(name))
+
+
+@lru_cache(maxsize=256)
+def _expression_degree(expr: sp.Expr) -> tuple[int, int] | None:
+    """``degree_bound`` of an inlined truth, once per expression: the truths of both modes
+    inline to the same expression (``Truth.inline`` shares it)."""
     try:
-        return degree_bound(truth.inline(name))
+        return degree_bound(expr)
     except ValueError:
         return None
