@@ -601,8 +601,13 @@ def _describe_calls(plans: list[Any], sections: list[_Section]) -> list[str]:
         elif calls.api == "cs231n":
             forward = calls.forward
             roles = [r for r in calls.forward_args if r != "default"]
-            text = f"{forward}({', '.join('bn_param' if r == 'param' else r for r in roles)})"
-            text += " -> (out, cache)"
+            shown = {"param": "bn_param", "running": "(running_mean, running_var)"}
+            text = f"{forward}({', '.join(shown.get(r, r) for r in roles)})"
+            text += (
+                " -> (out, cache, running_mean, running_var)"
+                if "running" in roles
+                else " -> (out, cache)"
+            )
             if "param" in roles:
                 keys = calls.param_keys or {}
                 named = [keys.get(k, k) for k in ("eps", "running_mean", "running_var")]
@@ -727,6 +732,14 @@ def _check_section(
         section.failures.append(Failure(name, (q,), label, text))
         for run in runs:
             run["float"].get(name, {}).pop(q, None)
+    reshaped: dict[tuple[str, str], tuple[int, ...]] = {}
+    for run in runs:
+        reshaped.update(run.get("reshaped", {}))
+    for (name, q), shape in reshaped.items():
+        section.notes.append(
+            f"{name} returned {q} with shape {shape}, one value per feature/channel (as "
+            "keepdims=True leaves it): accepted as a vector"
+        )
     calls["backward"] = [n for n in calls["backward"] if n not in failed]
     calls, skipped = _without_skipped_backward(calls, runs)
     section.called = ([calls["forward"]] if calls["forward"] else []) + list(calls["backward"])
@@ -929,6 +942,7 @@ def _run_case(caller: Caller, case: Case, momentum: str | None) -> dict[str, Any
         "backward_skipped": floats.skipped,
         "failures": floats.failures,
         "quantity_failures": floats.quantity_failures,
+        "reshaped": floats.reshaped,
     }
 
 

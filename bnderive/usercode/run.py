@@ -64,6 +64,9 @@ class Calls:
     grads: tuple[str, ...] = ("dx", "dgamma", "dbeta")
     #: GroupNorm's G, for a forward parameter G (``check-impl --norm group``)
     groups: int = 0
+    #: the forward's parameter names, in order: a role after one left at its default is given
+    #: by keyword (bn_forward(X, gamma, beta, cache, momentum=.9, train=True): train=False)
+    forward_names: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -179,6 +182,9 @@ GAMMA = ("gamma", "g", "weight", "w", "scale", "bw")
 BETA = ("beta", "b", "bias", "shift", "bb", "delta")
 EPS = ("eps", "epsilon")
 FLAG = ("train", "training", "is_training", "train_flg", "train_mode")
+#: a forward parameter that takes the running statistics as a pair (hipsternet's
+#: bn_forward(X, gamma, beta, cache, momentum, train) -> (out, cache, running_mean, running_var))
+RUNNING_IN = ("cache", "running", "stats", "running_stats", "bn_cache", "moving")
 PARAM_KEYS = {
     "eps": ("eps", "epsilon"),
     "momentum": ("momentum", "decay"),
@@ -204,6 +210,8 @@ def bind_forward(source: Source, f: Function) -> tuple[str, ...] | None:
             out.append("eps")
         elif "param" in low:
             out.append("param")
+        elif low in RUNNING_IN and k >= 3:
+            out.append("running")  # (running_mean, running_var) in, returned updated
         elif low == "mode":
             out.append("mode")
         elif low in FLAG:
@@ -359,6 +367,7 @@ def find_pair(source: Source, mode: str) -> Calls | None:
                     "cs231n", f.name, [b.name], "eps" in args and "param" not in args, args,
                     param_keys(source, f.name), {b.name: bind_backward(source, f.name, b)},
                     mode == "spatial" and not _reshapes_gamma(source, f.name),
+                    forward_names=tuple(f.params),
                 )  # fmt: skip
     return None
 
@@ -417,6 +426,9 @@ class Run:
     failures: dict[str, UserFailure] = field(default_factory=dict)
     #: (backward, dgamma|dbeta) that came back unusable while the rest of it did not
     quantity_failures: dict[tuple[str, str], UserFailure] = field(default_factory=dict)
+    #: (function, quantity) that came back in another shape holding one value per feature,
+    #: such as (1, D) from keepdims=True: the shape it had (accepted, and noted)
+    reshaped: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -436,6 +448,9 @@ class _Point:
 
     def take(self, who: str, name: str, raw: Raw, want: tuple[int, ...]) -> None:
         """A value read back, checked (``to_array``) and stored under ``who``/``name``."""
+        if raw.t == "array" and raw.shape is not None and tuple(raw.shape) != tuple(want):
+            if len(want) == 1 and int(np.prod(raw.shape)) == want[0]:
+                self.run.reshaped[(who, name)] = tuple(raw.shape)
         if who in self.calls.backward and name != "dx":
             # a wrong dγ or dβ (a (D, D) dγ) is its own failure row: dx is still checked
             try:
@@ -580,6 +595,8 @@ class Caller:
             out, cache, tupled = _forward_result(forward, values["forward"])
             if number == 0:
                 point.take(forward, "out", out, point.shape)
+                if point.has_running and "running" in calls.forward_args:
+                    self._returned_running(point, values["forward"])
                 if point.has_running and "param" in values:
                     run = point.run
                     run.running, reasons, run.running_dtypes = take_running(
@@ -593,6 +610,28 @@ class Caller:
                 break
             self._call_backward(point, name, cache, tupled)
 
+    def _returned_running(self, point: _Point, returned: Raw) -> None:
+        """The running statistics a forward that takes them as a pair returns after its cache:
+        (out, cache, running_mean, running_var)."""
+        forward = self.calls.forward
+        if returned.t not in ("tuple", "list") or returned.items is None or len(returned.items) < 4:
+            raise UserFailure(
+                "arity",
+                f"{forward} takes the running statistics as a pair and must return them after "
+                f"its cache, (out, cache, running_mean, running_var); it returned "
+                f"{returned.describe()}",
+            )
+        run = point.run
+        out, reasons, dtypes = {}, [], {}
+        for k, role in ((2, "running_mean"), (3, "running_var")):
+            arr, dtype, reason = to_array(
+                forward, f"the returned {role}", returned.items[k], point.channels, point.kind
+            )
+            out[role], dtypes[role] = arr, dtype
+            reasons += [reason] if reason else []
+        run.running, run.running_dtypes = out, dtypes
+        run.running_reasons += reasons
+
     def _call_forward(self, point: _Point, keys: dict[str, str]) -> dict[str, Raw]:
         """Call the forward with the arguments its signature asks for (bn_param built from
         the keys it reads); its result and, with bn_param, the dict after the call."""
@@ -601,9 +640,16 @@ class Caller:
         args: list[dict[str, Any]] = []
         labels = ["forward"]
         shown: list[str] = []
-        for role in self.calls.forward_args:
+        kwargs: dict[str, Any] = {}
+        names = self.calls.forward_names
+        skipped = False
+        for k, role in enumerate(self.calls.forward_args):
             if role == "default":
-                break  # the rest keep their defaults
+                skipped = True  # left at its default
+                continue
+            if skipped and k >= len(names):
+                break  # no name to give it by: the rest keep their defaults
+            n = len(args)
             if role in ("x", "gamma", "beta"):
                 args.append(_copy(role))
             elif role == "eps":
@@ -626,11 +672,21 @@ class Caller:
                 args.append({"lit": "train" if point.training else "test"})
             elif role == "groups":
                 args.append({"lit": self.calls.groups})
+            elif role == "running":
+                args.append(
+                    {"tuple": [_copy("running_mean"), _copy("running_var")]}
+                    if point.has_running
+                    else {"lit": None}
+                )
             elif role == "flag":
                 args.append({"lit": point.training})
+            if skipped and len(args) > n:
+                kwargs[names[k]] = args.pop()
+                shown.append(f"{names[k]}={role}")
+                continue
             shown.append(role)
         who = f"{forward}({', '.join(shown)})"
-        steps.append({"op": "call", "fn": {"global": forward}, "args": args,
+        steps.append({"op": "call", "fn": {"global": forward}, "args": args, "kwargs": kwargs,
                       "to": "forward", "what": who})  # fmt: skip
         steps.append({"op": "send", "label": "forward", "value": _var("forward"), "what": who})
         if "param" in labels:
@@ -834,6 +890,9 @@ class Caller:
                 where = f"self.{ref[1]}" if ref[0] == "attr" else f"self.{ref[1]}[{ref[2]!r}]"
                 arr, dtype, reason = to_array(forward, where, values[role], (c,), kind)
                 out[role], dtypes[role] = arr, dtype
+                got = values[role]
+                if got.t == "array" and got.shape is not None and tuple(got.shape) != (c,):
+                    run.reshaped[(forward, where)] = tuple(got.shape)
                 reasons += [reason] if reason else []
             run.running, run.running_reasons, run.running_dtypes = out, reasons, dtypes
         name = plan.backward_name
@@ -970,10 +1029,21 @@ def to_array(
     if got != shape:
         vector = len(shape) == 1 and len(flat) == want and max(got, default=1) in (want, 1)
         if not vector:
+            square = len(shape) == 1 and got == (shape[0], shape[0]) and shape[0] > 1
             raise UserFailure(
                 "shape",
                 f"{who} returned {name} with shape {got}; expected {shape}"
-                + (" (one value per feature/channel)" if len(shape) == 1 else " (the shape of x)"),
+                + (" (one value per feature/channel)" if len(shape) == 1 else " (the shape of x)")
+                + (
+                    f": a ({shape[0]}, {shape[0]}) matrix, as an outer product such as "
+                    "dout.T @ x_hat gives; the gradient is its diagonal, one sum over the batch "
+                    "per feature (np.sum(dout * x_hat, axis=0))"
+                    if square and name == "dgamma"
+                    else f": a ({shape[0]}, {shape[0]}) matrix; one sum over the batch per "
+                    "feature is wanted (np.sum(..., axis=0))"
+                    if square
+                    else ""
+                ),
             )
     if kind == "float":
         if any(isinstance(v, Opaque) for v in flat):
