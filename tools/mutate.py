@@ -674,7 +674,10 @@ class _Session:
             mutant, tests = job
             if mutant is not None:
                 name = mutant.path.removesuffix(".py").replace("/", ".")
-                _patch(sys.modules[name], mutated_code(mutant))
+                # a module the tests import only when needed (check.py, residual.py) is
+                # imported here, so that the test that later imports it gets the mutant
+                module = sys.modules.get(name) or importlib.import_module(name)
+                _patch(module, mutated_code(mutant))
             chosen = [items[t] for t in tests if t in items] or list(items.values())
             for k, item in enumerate(chosen):
                 after = chosen[k + 1] if k + 1 < len(chosen) else None
