@@ -1,0 +1,218 @@
+"""What ``check`` adds to the methods' verdicts, each path reached by an input made for it
+(issue 10, item 11; the survivors of ``tools/mutate.py`` on verify/check.py, verify/mistakes.py
+and verify/residual.py).
+
+* ``CheckResult.final_status``/``final_exit_code``: ``--strict`` turns "holds" into "undecided"
+  when a line of a document was not read or not checked, and nothing else.
+* ``find_mistakes``: refuted lines grouped into independent mistakes: a faithful step from a wrong
+  line, the right formula applied to a wrong value, or a mistake of its own.  The verdicts are
+  written by hand (each status where the grouping turns on it); whether a line is right given
+  the true values is decided by the exact method, as in ``check``.
+* ``index_residual``: truth − line in index notation.  Each line is the true dx plus a term whose
+  value is known by construction (c·(x_i − μ), Σ_k x_k / M = μ, Σ_k (x_k − μ)²/M = σ², …), so the
+  residual must be minus that term, written in the centred variables the module promises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import sympy as sp
+
+from bnderive.core import notation as N
+from bnderive.read.forms import load_form
+from bnderive.verify.check import CheckResult
+from bnderive.verify.mistakes import Mistake, find_mistakes
+from bnderive.verify.residual import index_residual
+from bnderive.verify.verdict import Status, Verdict
+
+H, R, U = Status.HOLDS, Status.REFUTED, Status.UNDECIDED
+
+
+def verdict(status: Status, equation: int | None = 1, form: str = "f", **kw) -> Verdict:
+    return Verdict(form, "dx", equation, status, "exact", "M = 2..4 exact", **kw)
+
+
+def document(*statuses: str) -> SimpleNamespace:
+    """A form read from a document: its lines' statuses ("holds", "not read", "not checked")."""
+    return SimpleNamespace(name="doc", lines=[SimpleNamespace(status=s) for s in statuses])
+
+
+# -- check.py: --strict -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("statuses", "lines", "lenient", "strict"),
+    [
+        ((H,), ("holds", "not checked"), (H, 0), (U, 3)),
+        ((H,), ("holds", "not read"), (H, 0), (U, 3)),
+        ((H,), ("holds", "holds"), (H, 0), (H, 0)),
+        ((R, H), ("holds", "not checked"), (R, 1), (R, 1)),
+        ((U, H), ("holds", "not checked"), (U, 3), (U, 3)),
+        ((H,), (), (H, 0), (H, 0)),
+    ],
+)
+def test_strict_turns_holds_into_undecided_only_where_a_line_was_left_out(
+    statuses, lines, lenient, strict
+):
+    """Every condition of ``final_status``/``final_exit_code`` (``strict and status is HOLDS
+    and any(left_out)``): a refuted or undecided result stays what it is; a holds with every
+    line checked stays holds; the default is lenient."""
+    result = CheckResult((document(*lines),), [verdict(s) for s in statuses])
+    assert (result.final_status(), result.final_exit_code()) == lenient
+    assert (result.final_status(strict=False), result.final_exit_code(strict=False)) == lenient
+    assert (result.final_status(strict=True), result.final_exit_code(strict=True)) == strict
+
+
+def test_a_toml_form_has_no_lines_left_out():
+    result = CheckResult((SimpleNamespace(name="f"),), [verdict(H)])
+    assert result.left_out() == {}
+    assert result.final_exit_code(strict=True) == 0
+    assert result.to_dict()["status"] == "holds" and result.to_dict()["exit_code"] == 0
+
+
+# -- mistakes.py: where mistakes come in --------------------------------------------------------------
+#: The staged form's dσ², dμ, dx (derivations/staged.toml).
+DVAR = "sum(dxhat[k]*(x[k] - mu), k) * (-1/2) * (var + eps)**(-3/2)"
+DMU = "sum(dxhat[k] * (-1)/sqrt(var + eps), k) + dvar * sum(-2*(x[k] - mu), k)/M"
+DX = "dxhat[i]/sqrt(var + eps) + dvar*2*(x[i] - mu)/M + dmu/M"
+
+
+def form_of(tmp_path: Path, *lines: tuple[str, str], conventions: str = "", name: str = "f"):
+    text = f"name = '{name}'\n" + (f"[conventions]\n{conventions}\n" if conventions else "")
+    text += "".join(
+        f"[[equations]]\ndefines = '{defines}'\nexpr = '{expr}'\n" for defines, expr in lines
+    )
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_form(path)
+
+
+def staged(tmp_path: Path, dvar: str = DVAR, dmu: str = DMU, dx: str = DX):
+    """Lines 1 dx̂, 2 dσ², 3 dμ, 4 dx."""
+    return form_of(
+        tmp_path, ("dxhat[i]", "g[i]*gamma"), ("dvar", dvar), ("dmu", dmu), ("dx[i]", dx)
+    )
+
+
+HALF_LOST = DVAR.replace("(-1/2)", "(-1)")  # the factor ½ of dσ² lost
+
+
+def test_a_line_right_given_a_wrong_value_inherits_its_mistake(tmp_path):
+    """dσ² wrong; dμ and dx the right formulas, so wrong only through dσ² (dx through dμ too):
+    one mistake, at line 2, inherited by lines 3 and 4 (the last wrong line a line uses)."""
+    form = staged(tmp_path, dvar=HALF_LOST)
+    verdicts = [verdict(R, n) for n in (2, 3, 4)] + [verdict(H, 1)]
+    assert find_mistakes(form, verdicts) == [Mistake(2, follows=[], inherits=[3, 4])]
+
+
+def test_a_line_wrong_given_the_true_values_is_a_mistake_of_its_own(tmp_path):
+    """dx with γ's factor 2 lost in its first term is wrong even with the true dσ² and dμ in
+    place: a second mistake, named although an earlier one exists."""
+    form = staged(tmp_path, dvar=HALF_LOST, dx=DX.replace("dxhat[i]/", "2*dxhat[i]/"))
+    verdicts = [verdict(R, n) for n in (2, 3, 4)]
+    assert find_mistakes(form, verdicts) == [Mistake(2, inherits=[3]), Mistake(4)]
+
+
+def test_a_faithful_step_from_a_wrong_line_follows_it(tmp_path):
+    """A step verdict that holds (line 3 follows from line 2) makes line 3 a faithful step of
+    line 2's mistake, whatever the values; a step refuted by one method does not."""
+    form = staged(tmp_path, dvar=HALF_LOST, dmu=DMU + " + 1")  # dμ wrong of its own too
+    step = verdict(H, 3, follows=2)
+    verdicts = [verdict(R, 2), verdict(R, 3), step]
+    assert find_mistakes(form, verdicts) == [Mistake(2, follows=[3])]
+    refuted_step = verdict(R, 3, follows=2)
+    assert find_mistakes(form, [*verdicts, refuted_step]) == [Mistake(2), Mistake(3)]
+    undecided_step = verdict(U, 3, follows=2)  # neither holds nor refutes: not shown to follow
+    assert find_mistakes(form, [verdict(R, 2), verdict(R, 3), undecided_step]) == [
+        Mistake(2),
+        Mistake(3),
+    ]
+
+
+def test_only_the_forms_own_refuted_lines_count(tmp_path):
+    form = staged(tmp_path, dvar=HALF_LOST)
+    assert find_mistakes(form, [verdict(H, n) for n in (1, 2, 3, 4)]) == []
+    assert find_mistakes(form, [verdict(R, 2, form="other"), verdict(R, None)]) == []
+    assert find_mistakes(form, [verdict(U, 2), verdict(R, 4)]) == [Mistake(4)]
+
+
+def test_a_line_that_uses_no_wrong_value_is_its_own_mistake(tmp_path):
+    """dx̂ wrong (γ lost) and dσ² wrong of its own: dσ² uses dx̂, but with the true dx̂ it is
+    still wrong: two mistakes.  And dβ, which uses no earlier line, never inherits."""
+    form = form_of(
+        tmp_path,
+        ("dxhat[i]", "g[i]"),
+        ("dvar", HALF_LOST),
+        ("dbeta", "sum(g[k], k) + 1"),
+    )
+    verdicts = [verdict(R, n) for n in (1, 2, 3)]
+    assert find_mistakes(form, verdicts) == [Mistake(1), Mistake(2), Mistake(3)]
+    right_dvar = form_of(tmp_path, ("dxhat[i]", "g[i]"), ("dvar", DVAR), name="g")
+    assert find_mistakes(right_dvar, [verdict(R, 1, form="g"), verdict(R, 2, form="g")]) == [
+        Mistake(1, inherits=[2])
+    ]
+
+
+# -- residual.py: truth − line in index notation ------------------------------------------------------
+CAFFE = "gamma/sqrt(var+eps)*(g[i] - sum(g[k],k)/M - xhat[i]*sum(g[k]*xhat[k],k)/M)"
+_NAMES = {"x": N.x, "k": sp.Symbol("k", integer=True), "mu": N.mu, "var": N.var, "eps": N.eps}
+I = sp.Symbol("i", integer=True)  # the free index of an elementwise line
+_NAMES |= {"M": N.M, "ms": N.ms, "i": I}
+
+
+def residual_of(tmp_path: Path, line: str, conventions: str = "") -> sp.Expr:
+    """The residual of dx = ``line``; ``conventions`` "eps_zero": ε = 0 (a post that never
+    writes ε; documents only, so set on the form here)."""
+    if conventions == "eps_zero":
+        form = dataclasses.replace(form_of(tmp_path, ("dx[i]", line)), eps_zero=True)
+    else:
+        form = form_of(tmp_path, ("dx[i]", line), conventions=conventions)
+    result = index_residual(form, form.equations[0])
+    assert result is not None
+    return result
+
+
+@pytest.mark.parametrize(
+    ("extra", "value", "conventions"),
+    [
+        ("3*(x[i] - mu)", "3*x[i] - 3*mu", ""),  # x_i = u_i + μ and back
+        ("sum(x[k], k)/M", "mu", ""),  # Σ u = 0: Σ x = Mμ
+        ("sum((x[k] - mu)**2, k)/M", "var", ""),  # Σ u² = Mσ²
+        ("sum(x[k]**2, k)", "M*(mu**2 + var)", ""),  # Σ (u + μ)² = Mσ² + Mμ²
+        ("sum((x[k] - mu)**3, k)", "Sum((x[k] - mu)**3, (k, 1, M))", ""),  # kept as a sum
+        ("1/sqrt(var + eps)", "1/sqrt(var + eps)", ""),  # the root named back
+        ("sum((x[k] - mu)**2, k)", "(M - 1)*var", 'variance = "unbiased"'),  # Bessel
+        ("sum(x[k], k)/M", "mu", 'variance = "unbiased"'),
+        ("1/sqrt(var)", "1/sqrt(var)", 'epsilon = "outside"'),  # σ² = r²
+        ("sum((x[k] - mu)**2, k)/M", "var", 'epsilon = "outside"'),
+        ("sum((x[k] - mu)**2, k)/M", "var", "eps_zero"),
+        ("1/sqrt(var)", "1/sqrt(var)", "eps_zero"),
+    ],
+)
+def test_a_term_added_to_a_line_is_subtracted_from_its_residual(
+    tmp_path, extra, value, conventions
+):
+    """truth − (line + t) = (truth − line) − t: the residual of the line with ``extra`` added
+    minus that of the line alone is minus the term's value, which is known by construction (the
+    reductions Σu = 0, Σu² = Mσ² or (M − 1)σ², the root eliminated and named back)."""
+    base = residual_of(tmp_path, CAFFE, conventions)
+    more = residual_of(tmp_path, f"{CAFFE} + {extra}", conventions)
+    want = sp.sympify(value, locals=_NAMES)
+    assert sp.simplify(more - base + want) == 0, (more, base)
+
+
+def test_the_residual_of_a_right_line_is_zero_and_of_a_wrong_one_in_centred_form(tmp_path):
+    assert residual_of(tmp_path, CAFFE) == 0
+    assert residual_of(tmp_path, f"{CAFFE} + 3*(x[i] - mu)") == 3 * N.mu - 3 * N.x[I]
+    assert residual_of(tmp_path, f"{CAFFE} + sum(x[k], k)/M") == -N.mu
+    assert residual_of(tmp_path, f"{CAFFE} - 1/sqrt(var + eps)") == 1 / sp.sqrt(N.var + N.eps)
+    half = residual_of(tmp_path, f"{CAFFE} + gamma*g[i]/sqrt(var + eps)")
+    assert half == -N.gamma * N.g[I] / sp.sqrt(N.var + N.eps)
+
+
+def test_a_line_without_a_truth_has_no_residual(tmp_path):
+    form = form_of(tmp_path, ("t", "1/sqrt(var + eps)"), ("dx[i]", f"{CAFFE} + t"))
+    assert index_residual(form, form.equations[0]) is None
+    assert sp.simplify(index_residual(form, form.equations[1]) + 1 / sp.sqrt(N.var + N.eps)) == 0
