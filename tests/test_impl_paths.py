@@ -16,6 +16,7 @@ run takes at its binary value must hold, numerically (``if not float_ok`` forced
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -105,15 +106,19 @@ def test_exact_equality_at_every_case_holds_exactly():
 
 
 def test_an_exact_difference_with_the_float_result_outside_its_bound_is_refuted_exactly():
-    """A dx wrong by 1/1000 at one entry of the second case (and its float result with it):
-    refuted in exact arithmetic at that entry, with both exact values.  Kills ``len(differs) ==
+    """A dx wrong by 1/1000 at two entries of the second case (and its float result at the
+    first): refuted in exact arithmetic at the first, with both exact values (``differs[0]`` →
+    ``differs[-1]`` named the second).  Kills ``len(differs) ==
     0`` flipped, the exact branch deleted, and ``if not float_ok`` deleted (which let the wrong
     result fall through to the numeric comparison)."""
     all_cases = cases()
     runs = [run_at(c) for c in all_cases]
+    wrong_at_2_and_3 = [
+        at(e, lambda v, b: v + Fraction(1, 1000), exact=True) for e in ((2, 0), (3, 0))
+    ]
     runs[1] = run_at(
         all_cases[1],
-        exact={"dx": at((2, 0), lambda v, b: v + Fraction(1, 1000), exact=True)},
+        exact={"dx": lambda t, tf, b: wrong_at_2_and_3[1](wrong_at_2_and_3[0](t, tf, b), tf, b)},
         floats={"dx": at((2, 0), lambda v, b: v + 1e-3)},
     )
     v = decide(runs)["dx"]
@@ -167,6 +172,13 @@ def test_float64_within_its_bound_holds_as_evidence():
     assert v.status is Status.HOLDS and v.method == "numeric"
     assert v.scope == "3×1, 4×1, 5×1, 3×2 numeric"
     assert "exact evaluation was impossible" in v.detail and "float64 agrees" in v.detail
+    assert "the largest error is 0 of the bound" in v.detail
+    # half the bound off at one entry: the largest error is stated as that share of the bound
+    # (``error / bound`` → ``error * bound`` stated 10⁻³⁰)
+    half = {"dx": at((1, 0), lambda v, b: v + b / 2)}
+    v = decide([run_at(c, no_exact="an irrational root", floats=half) for c in cases()])["dx"]
+    worst = float(re.search(r"the largest error is (\S+) of the bound", v.detail).group(1))
+    assert v.status is Status.HOLDS and 0.4 < worst < 0.6, v.detail
     mixed = [
         run_at(c, no_exact="an irrational root") if k else run_at(c) for k, c in enumerate(cases())
     ]
@@ -193,6 +205,16 @@ def test_float64_just_outside_its_bound_but_within_float32s_is_undecided():
     assert v.status is Status.UNDECIDED and v.method == "numeric"
     assert "by no more than float32 rounding can" in v.detail
     assert all_cases[2].spec.describe() in v.detail
+    # two such cases: the first is named (``tally.rounding[0]`` → ``[-1]`` named the last)
+    runs[3] = run_at(
+        all_cases[3],
+        no_exact="an irrational root",
+        floats={"dx": at((0, 1), lambda v, b: v + 3 * b)},
+    )
+    v = decide(runs)["dx"]
+    assert v.status is Status.UNDECIDED
+    assert all_cases[2].spec.describe() in v.detail
+    assert all_cases[3].spec.describe() not in v.detail
 
 
 def test_float64_outside_float32s_bound_is_refuted_at_the_worst_entry():
@@ -233,6 +255,30 @@ def test_a_float32_result_outside_float32s_bound_is_refuted_not_undecided():
     v = decide(runs)["dx"]
     assert v.status is Status.REFUTED and v.method == "numeric"
     assert v.counterexample is not None and v.counterexample.spec == all_cases[0].spec
+
+
+def test_an_error_where_the_bound_is_zero_is_the_counterexample():
+    """In eval mode dx = γ·g/√(σ²+ε) is exactly 0 where g = 0, and so is its rounding bound.  A
+    dx off only there is refuted at that entry: its error is infinitely many bounds (it was
+    counted as 0 of them, and the counterexample named entry [0, 0, 0, 0], where the result is
+    right); ``np.where(bound > 0, …)`` with 0 → −1 divided 0 by 0 and named the first zero."""
+    specs = default_shapes(Mode.SPATIAL, training=False)
+    eval_cases = [make_case(spec, k + 1) for k, spec in enumerate(specs)]
+    case = eval_cases[1]
+    zero = tuple(int(i) for i in np.argwhere(case_bounds(case, "float64")["dx"] == 0)[0])
+    assert truth_at(case)["dx"][zero] == 0 and zero != (0, 0, 0, 0)
+    runs = [run_at(c, no_exact="an irrational root") for c in eval_cases]
+    runs[1] = run_at(
+        case, no_exact="an irrational root", floats={"dx": at(zero, lambda v, b: 1e-3)}
+    )
+    v = decide(runs, eval_cases)["dx"]
+    assert v.status is Status.REFUTED and v.counterexample is not None
+    assert v.counterexample.entry == f"dx[{', '.join(map(str, zero))}]"
+    assert v.counterexample.form == "0.001"
+    # and right results there (0) with an error elsewhere: the counterexample is that entry
+    runs[1] = run_at(case, no_exact="no", floats={"dx": at((2, 0, 1, 1), lambda v, b: v + 1)})
+    v = decide(runs, eval_cases)["dx"]
+    assert v.counterexample is not None and v.counterexample.entry == "dx[2, 0, 1, 1]"
 
 
 def test_a_float32_result_within_its_bound_holds_with_its_dtype_named():
@@ -312,11 +358,12 @@ def test_the_notes_name_the_shapes_without_an_exact_run_and_every_float_constant
     all_cases = cases()
     runs = [run_at(c) for c in all_cases]
     runs[1] = run_at(all_cases[1], no_exact="an irrational root")
+    runs[3] = run_at(all_cases[3], no_exact="a float16 result")
     runs[0]["conversions"] = {"0.9999999999999998": ("9007199254740991/9007199254740992", "binary")}
     runs[2]["conversions"] = {"0.3333333333333333": ("1/3", "fraction")}
     verdicts, notes = _compare("f.py", CALLS, all_cases, runs)
     assert notes == [
-        "no exact run at 1 of 4 shapes, float64 used there; first: 4×1: an irrational root",
+        "no exact run at 2 of 4 shapes, float64 used there; first: 4×1: an irrational root",
         "the float constant 0.3333333333333333 was read as the fraction 1/3",
         "the float constant 0.9999999999999998 is no short decimal or simple fraction; its exact "
         "binary value was used",

@@ -1610,7 +1610,9 @@ def _compare_one(
         )
     tally.numeric += 1
     tally.dtypes.add(dtype)
-    share = error / np.where(bound > 0, bound, np.inf)
+    # the error as a share of the bound; where the bound is 0 (the truth is exactly 0 there and
+    # so is every rounding: dx where g = 0 in eval mode) any error at all is infinitely far out
+    share = np.divide(error, bound, out=np.where(error > 0, np.inf, 0.0), where=bound > 0)
     tally.worst = max(tally.worst, float(np.max(share)))
     if float_ok:
         near = nearest_mistake(case, quantity, bound)
