@@ -23,6 +23,7 @@ import pytest
 import sympy as sp
 
 from bnderive.core import notation as N
+from bnderive.core.spec import Mode
 from bnderive.read.forms import load_form
 from bnderive.verify.check import CheckResult
 from bnderive.verify.mistakes import Mistake, find_mistakes
@@ -79,8 +80,11 @@ DMU = "sum(dxhat[k] * (-1)/sqrt(var + eps), k) + dvar * sum(-2*(x[k] - mu), k)/M
 DX = "dxhat[i]/sqrt(var + eps) + dvar*2*(x[i] - mu)/M + dmu/M"
 
 
-def form_of(tmp_path: Path, *lines: tuple[str, str], conventions: str = "", name: str = "f"):
-    text = f"name = '{name}'\n" + (f"[conventions]\n{conventions}\n" if conventions else "")
+def form_of(
+    tmp_path: Path, *lines: tuple[str, str], conventions: str = "", name: str = "f", norm: str = ""
+):
+    text = f"name = '{name}'\n" + (f"norm = '{norm}'\n" if norm else "")
+    text += f"[conventions]\n{conventions}\n" if conventions else ""
     text += "".join(
         f"[[equations]]\ndefines = '{defines}'\nexpr = '{expr}'\n" for defines, expr in lines
     )
@@ -159,7 +163,7 @@ def test_a_line_that_uses_no_wrong_value_is_its_own_mistake(tmp_path):
 CAFFE = "gamma/sqrt(var+eps)*(g[i] - sum(g[k],k)/M - xhat[i]*sum(g[k]*xhat[k],k)/M)"
 _NAMES = {"x": N.x, "k": sp.Symbol("k", integer=True), "mu": N.mu, "var": N.var, "eps": N.eps}
 I = sp.Symbol("i", integer=True)  # the free index of an elementwise line
-_NAMES |= {"M": N.M, "ms": N.ms, "i": I}
+_NAMES |= {"M": N.M, "ms": N.ms, "i": I, "g": N.g, "gamma": N.gamma}
 
 
 def residual_of(tmp_path: Path, line: str, conventions: str = "") -> sp.Expr:
@@ -216,3 +220,56 @@ def test_a_line_without_a_truth_has_no_residual(tmp_path):
     form = form_of(tmp_path, ("t", "1/sqrt(var + eps)"), ("dx[i]", f"{CAFFE} + t"))
     assert index_residual(form, form.equations[0]) is None
     assert sp.simplify(index_residual(form, form.equations[1]) + 1 / sp.sqrt(N.var + N.eps)) == 0
+
+
+#: RMSNorm's dx through r = 1/√(ms + ε) (derivations/rmsnorm_rstd.toml, rinv inlined).
+RMS_DX = "(ms + eps)**(-1/2)*g[i]*gamma[i] - (ms + eps)**(-3/2)/M*x[i]*sum(g[k]*gamma[k]*x[k], k)"
+
+
+@pytest.mark.parametrize(
+    ("extra", "value", "conventions"),
+    [
+        ("sum(x[k]**2, k)", "M*ms", ""),  # RMSNorm's statistic: Σ x² = M·ms
+        ("sum(x[k]**2, k)", "M*ms", 'epsilon = "outside"'),
+        ("sum(x[k]**3, k)", "Sum(x[k]**3, (k, 1, M))", ""),  # kept as a sum
+        ("3*x[i]", "3*x[i]", ""),  # x is not centred: RMSNorm has no μ
+    ],
+)
+def test_rmsnorm_residuals_are_in_its_own_terms(tmp_path, extra, value, conventions):
+    base = form_of(tmp_path, ("dx[i]", RMS_DX), conventions=conventions, norm="rms")
+    more = form_of(
+        tmp_path, ("dx[i]", f"{RMS_DX} + {extra}"), conventions=conventions, norm="rms", name="g"
+    )
+    difference = index_residual(more, more.equations[0]) - index_residual(base, base.equations[0])
+    assert sp.simplify(difference + sp.sympify(value, locals=_NAMES)) == 0, difference
+    assert N.mu not in difference.free_symbols
+
+
+# -- check.py: check_forms adds diagnoses and residuals ----------------------------------------------
+def test_check_forms_diagnoses_the_refuted_lines_and_writes_their_residuals(tmp_path):
+    """dσ² with its ½ lost (a known mistake), dμ off by 1 (no known mistake), dx wrong through
+    both: the three are refuted, dσ² alone is diagnosed, and each wrong line has its residual
+    (dμ's is exactly −1: its dσ² term multiplies Σ(x − μ) = 0).  A right form gets neither."""
+    from bnderive.verify.check import check_forms
+
+    form = staged(tmp_path, dvar=HALF_LOST, dmu=DMU + " + 1")
+    result = check_forms([form], (Mode.PER_ACTIVATION,), ("exact",), n_values=(2, 3))
+    assert [(v.equation, v.status) for v in result.verdicts] == [(1, H), (2, R), (3, R), (4, R)]
+    assert result.status is R and result.exit_code == 1
+    assert list(result.diagnoses) == [("f", 2, "dvar")]
+    assert [m.by for m in result.diagnoses[("f", 2, "dvar")]] == [("staged/half-doubled",)]
+    assert list(result.residuals) == [("f", 2), ("f", 3), ("f", 4)]
+    assert result.residuals[("f", 3)] == -1
+    lost = "gamma*Sum((x[k] - mu)*g[k], (k, 1, M))/(2*(eps + var)**(3/2))"
+    assert sp.simplify(result.residuals[("f", 2)] - sp.sympify(lost, locals=_NAMES)) == 0
+    for number in (2, 4):
+        want = index_residual(form, form.equations[number - 1])
+        assert sp.simplify(result.residuals[("f", number)] - want) == 0
+    data = result.to_dict()
+    assert data["status"] == "refuted" and data["exit_code"] == 1
+    assert [(d["equation"], d["quantity"]) for d in data["diagnoses"]] == [(2, "dvar")]
+    assert [r["equation"] for r in data["residuals"]] == [2, 3, 4]
+    assert data["residuals"][1]["truth_minus_line"] == "-1"
+
+    right = check_forms([staged(tmp_path)], (Mode.PER_ACTIVATION,), ("exact",), n_values=(2, 3))
+    assert right.status is H and right.diagnoses == {} and right.residuals == {}
