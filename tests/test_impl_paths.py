@@ -275,6 +275,11 @@ def test_an_error_where_the_bound_is_zero_is_the_counterexample():
     assert v.status is Status.REFUTED and v.counterexample is not None
     assert v.counterexample.entry == f"dx[{', '.join(map(str, zero))}]"
     assert v.counterexample.form == "0.001"
+    # right results everywhere: no error at all, 0 of the bound, also where the bound is 0
+    # (an entry with neither error nor bound counted as 1 bound, 0.0 → 1.0, stated 1)
+    runs[1] = run_at(case, no_exact="an irrational root")
+    v = decide(runs, eval_cases)["dx"]
+    assert v.status is Status.HOLDS and "the largest error is 0 of the bound" in v.detail
     # and right results there (0) with an error elsewhere: the counterexample is that entry
     runs[1] = run_at(case, no_exact="no", floats={"dx": at((2, 0, 1, 1), lambda v, b: v + 1)})
     v = decide(runs, eval_cases)["dx"]
