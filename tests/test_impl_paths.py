@@ -16,6 +16,7 @@ run takes at its binary value must hold, numerically (``if not float_ok`` forced
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from fractions import Fraction
@@ -27,10 +28,13 @@ import numpy as np
 from bnderive.core.spec import Mode
 from bnderive.usercode.check_impl import (
     INSIDE,
+    RUNNING_CONVENTIONS,
     Case,
     _compare,
+    _running_bounds,
     case_bounds,
     check_impl,
+    check_running,
     default_shapes,
     make_case,
     nearest_mistake,
@@ -411,3 +415,56 @@ def test_right_code_whose_float_constant_is_not_read_exactly_holds_numerically(t
         "binary value was used"
     ) in report.notes
     assert report.exit_code == 0
+
+
+# -- the running statistics: a rival hypothesis within rounding ---------------------------------------
+def running_run(case: Case, stored: dict[str, np.ndarray], dtypes: dict[str, str]) -> dict:
+    """A run whose forward stored ``stored`` (float values, no exact run) in ``dtypes``."""
+    return {
+        "running": {
+            "float": {name: [float(v) for v in values] for name, values in stored.items()},
+            "exact": None,
+            "bound": _running_bounds(case, dtypes),
+            "dtypes": dtypes,
+        }
+    }
+
+
+def test_running_statistics_within_rounding_of_two_hypotheses_are_undecided():
+    """Each case's running μ set 1/1000 from its batch μ: CS231n's update moves it by a tenth
+    of that, less than float16 can resolve.  A running_mean stored in float16 agrees with the
+    update and with "unchanged" alike: undecided, never holds (the rival branch deleted, or
+    its UNDECIDED made HOLDS, held; no other test reached it).  running_var, in float64, is
+    far from every rival: it holds, as evidence."""
+    cs231n = RUNNING_CONVENTIONS["cs231n"]
+    all_cases = []
+    for k, spec in enumerate(default_shapes(Mode.PER_ACTIVATION)):
+        case = make_case(spec, k + 1)
+        means = [
+            sum((case.x[p] for p in spec.positions(c)), Fraction(0)) / spec.m for c in range(spec.c)
+        ]
+        all_cases.append(
+            dataclasses.replace(case, running_mean=tuple(m + Fraction(1, 1000) for m in means))
+        )
+    dtypes = {"running_mean": "float16", "running_var": "float64"}
+    runs = []
+    for case in all_cases:
+        want = cs231n.update(case, cs231n.momentum)
+        stored = {
+            "running_mean": np.array([np.float16(float(v)) for v in want["running_mean"]]),
+            "running_var": np.array([float(v) for v in want["running_var"]]),
+        }
+        unchanged = np.array([float(v) for v in case.running_mean])
+        assert np.all(
+            np.abs(stored["running_mean"] - unchanged)
+            <= _running_bounds(case, dtypes)["running_mean"]
+        )
+        runs.append(running_run(case, stored, dtypes))
+    verdicts, _, found = check_running("bn_forward", all_cases, runs, running="cs231n")
+    mean, var = verdicts
+    assert mean.quantity == "running_mean" and mean.status is Status.UNDECIDED
+    assert "too little precision to tell them apart" in mean.detail
+    assert "the running statistics left unchanged" in mean.detail
+    assert var.status is Status.HOLDS and var.method == "numeric"
+    assert "evidence, not a proof" in var.detail
+    assert found is None
