@@ -200,6 +200,59 @@ def test_ctrl_c_exits_130_and_stops_the_workers():
     assert_group_gone(proc.pid)
 
 
+#: Ctrl-C in the instant between a worker's start and the pool's note of it (forced: the pool's
+#: _spawn_process starts the second worker and is interrupted).  That worker was unknown to
+#: ``plan._stop``, and Python's exit waited for it forever: the hang the test above met under load.
+INTERRUPTED_START = """
+import sys
+import concurrent.futures.process as cfp
+from bnderive.core.spec import Mode
+from bnderive.read.catalogue import find_form
+from bnderive.verify.check import check_forms
+
+spawn, started = cfp.ProcessPoolExecutor._spawn_process, []
+
+
+def interrupted(self):
+    started.append(1)
+    if len(started) < 2:
+        return spawn(self)
+    worker = self._mp_context.Process(
+        target=cfp._process_worker,
+        args=(self._call_queue, self._result_queue, self._initializer, self._initargs,
+              self._max_tasks_per_child),
+    )
+    worker.start()
+    raise KeyboardInterrupt
+
+
+cfp.ProcessPoolExecutor._spawn_process = interrupted
+try:
+    forms = [find_form("staged"), find_form("compact")]
+    check_forms(forms, (Mode.PER_ACTIVATION,), ("exact",), (30, 31, 32), jobs=2)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_while_the_workers_start_stops_them_all(tmp_path):
+    script = tmp_path / "interrupted_start.py"
+    script.write_text(INTERRUPTED_START, encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=HANG)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("bnderive waited forever for a worker it started as Ctrl-C came")
+    assert proc.returncode == 130, err
+    assert_group_gone(proc.pid)
+
+
 def test_sigterm_stops_the_workers_too():
     proc = subprocess.Popen(
         [sys.executable, "-m", "bnderive", *LONG_CHECK],

@@ -185,8 +185,12 @@ def _worker() -> None:
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
-    """Terminate the pool's workers now (``shutdown`` alone waits for the running units)."""
+    """Terminate the pool's workers now (``shutdown`` alone waits for the running units), and
+    every other worker this process started: a Ctrl-C between a worker's start and the pool's
+    note of it leaves one the pool does not know, which Python's exit would then wait for
+    forever (it waits for its children, and the worker waits for work)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    processes += [p for p in multiprocessing.active_children() if p not in processes]
     for process in processes:
         process.terminate()
     pool.shutdown(wait=False, cancel_futures=True)
