@@ -468,3 +468,98 @@ def test_running_statistics_within_rounding_of_two_hypotheses_are_undecided():
     assert var.status is Status.HOLDS and var.method == "numeric"
     assert "evidence, not a proof" in var.detail
     assert found is None
+
+
+def cs231n_cases() -> list[Case]:
+    return [make_case(spec, k + 1) for k, spec in enumerate(default_shapes(Mode.PER_ACTIVATION))]
+
+
+def exact_running_run(case: Case, stored: dict[str, list[Fraction]]) -> dict:
+    """A run whose forward stored ``stored`` exactly (the exact run and float64 agree)."""
+    dtypes = {"running_mean": "float64", "running_var": "float64"}
+    run = running_run(
+        case, {k: np.array([float(v) for v in vs]) for k, vs in stored.items()}, dtypes
+    )
+    run["running"]["exact"] = {k: [str(v) for v in vs] for k, vs in stored.items()}
+    return run
+
+
+def test_exact_running_statistics_hold_exactly_and_a_wrong_one_is_refuted_where_it_differs():
+    """CS231n's update stored exactly: holds, exactly, scope "… exact" (the scope's ``{0:
+    "exact"}`` with 0 → ±1 said "exact/numeric").  running_var wrong at the third case's only
+    channel: refuted in exact arithmetic there, the counterexample's truth the expected value at
+    that case and channel (``expected.values[where[0]][name][where[1]]`` with an index changed
+    named another case's); in float64 alone the same mistake is refuted "in floating point"
+    (``how == "exact"`` flipped said exact)."""
+    cs231n = RUNNING_CONVENTIONS["cs231n"]
+    all_cases = cs231n_cases()
+    wants = [cs231n.update(c, cs231n.momentum) for c in all_cases]
+    runs = [
+        exact_running_run(c, {k: list(v) for k, v in w.items()})
+        for c, w in zip(all_cases, wants, strict=True)
+    ]
+    verdicts, _, found = check_running("bn_forward", all_cases, runs, running="cs231n")
+    assert [(v.quantity, v.status, v.method) for v in verdicts] == [
+        ("running_mean", Status.HOLDS, "exact"),
+        ("running_var", Status.HOLDS, "exact"),
+    ]
+    assert [v.scope for v in verdicts] == ["3×1, 4×1, 5×1, 3×2 exact"] * 2
+    assert found == "cs231n"
+
+    wrong = list(wants[2]["running_var"])
+    wrong[0] += 1
+    runs[2] = exact_running_run(
+        all_cases[2], {"running_mean": list(wants[2]["running_mean"]), "running_var": wrong}
+    )
+    _, var = check_running("bn_forward", all_cases, runs, running="cs231n")[0]
+    assert var.status is Status.REFUTED and var.method == "exact"
+    assert "in exact rational arithmetic" in var.detail
+    assert var.counterexample is not None and var.counterexample.spec == all_cases[2].spec
+    assert var.counterexample.entry == "running_var[0]"
+    truth = wants[2]["running_var"][0]
+    assert var.counterexample.truth == str(truth) and var.counterexample.form == str(truth + 1)
+    runs[2]["running"]["exact"] = None
+    _, var = check_running("bn_forward", all_cases, runs, running="cs231n")[0]
+    assert var.status is Status.REFUTED and var.method == "numeric"
+    assert "in floating point beyond the derived rounding bound" in var.detail
+
+
+def test_exact_agreement_holds_even_when_a_rival_is_within_float_rounding():
+    """The rival test above with an exact run that equals CS231n's update: the exact values
+    decide, holds (``if numeric`` forced true looked for a rival anyway and said undecided:
+    right code rejected)."""
+    cs231n = RUNNING_CONVENTIONS["cs231n"]
+    all_cases = []
+    for k, spec in enumerate(default_shapes(Mode.PER_ACTIVATION)):
+        case = make_case(spec, k + 1)
+        means = [
+            sum((case.x[p] for p in spec.positions(c)), Fraction(0)) / spec.m for c in range(spec.c)
+        ]
+        all_cases.append(
+            dataclasses.replace(case, running_mean=tuple(m + Fraction(1, 1000) for m in means))
+        )
+    dtypes = {"running_mean": "float16", "running_var": "float64"}
+    runs = []
+    for case in all_cases:
+        want = cs231n.update(case, cs231n.momentum)
+        stored = {
+            "running_mean": np.array([np.float16(float(v)) for v in want["running_mean"]]),
+            "running_var": np.array([float(v) for v in want["running_var"]]),
+        }
+        run = running_run(case, stored, dtypes)
+        run["running"]["exact"] = {k: [str(v) for v in vs] for k, vs in want.items()}
+        runs.append(run)
+    mean, var = check_running("bn_forward", all_cases, runs, running="cs231n")[0]
+    assert (mean.status, mean.method) == (Status.HOLDS, "exact")
+    assert (var.status, var.method) == (Status.HOLDS, "exact")
+
+
+def test_a_forward_without_running_statistics_has_no_running_rows():
+    """A run without running statistics (a functional forward, a layer that keeps none): no
+    rows, no notes, no convention (the guard deleted or its ``or`` made ``and`` went on and
+    crashed)."""
+    all_cases = cs231n_cases()
+    runs = [exact_running_run(c, {"running_mean": [], "running_var": []}) for c in all_cases]
+    runs[1]["running"] = None
+    assert check_running("bn_forward", all_cases, runs) == ([], [], None)
+    assert check_running("bn_forward", all_cases, []) == ([], [], None)
