@@ -273,3 +273,18 @@ def test_check_forms_diagnoses_the_refuted_lines_and_writes_their_residuals(tmp_
 
     right = check_forms([staged(tmp_path)], (Mode.PER_ACTIVATION,), ("exact",), n_values=(2, 3))
     assert right.status is H and right.diagnoses == {} and right.residuals == {}
+
+
+def test_a_form_whose_every_line_is_refuted_is_diagnosed_too(tmp_path):
+    """One line, refuted: the early returns of ``_diagnoses`` and ``_residuals`` (nothing
+    refuted, nothing to explain) must not fire (``is`` → ``is not``, or REFUTED → HOLDS in their
+    test, returned nothing when no line held)."""
+    from bnderive.verify.check import check_forms
+
+    dvar = HALF_LOST.replace("dxhat[k]", "g[k]*gamma")
+    form = form_of(tmp_path, ("dvar", dvar))
+    result = check_forms([form], (Mode.PER_ACTIVATION,), ("exact",), n_values=(2, 3))
+    assert [v.status for v in result.verdicts] == [R]
+    assert [m.by for m in result.diagnoses[("f", 1, "dvar")]] == [("staged/half-doubled",)]
+    lost = "gamma*Sum((x[k] - mu)*g[k], (k, 1, M))/(2*(eps + var)**(3/2))"
+    assert sp.simplify(result.residuals[("f", 1)] - sp.sympify(lost, locals=_NAMES)) == 0
