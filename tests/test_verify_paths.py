@@ -192,6 +192,9 @@ def residual_of(tmp_path: Path, line: str, conventions: str = "") -> sp.Expr:
         ("1/sqrt(var)", "1/sqrt(var)", 'epsilon = "outside"'),  # σ² = r²
         ("sum((x[k] - mu)**2, k)/M", "var", 'epsilon = "outside"'),
         ("sum((x[k] - mu)**2, k)/M", "var", "eps_zero"),
+        # eval mode: μ and σ² are the running statistics, Σ(x − μ) is no longer 0
+        ("sum(x[k], k)/M", "Sum(x[k] - mu, (k, 1, M))/M + mu", "training = false"),
+        ("sum((x[k] - mu)**2, k)", "Sum((x[k] - mu)**2, (k, 1, M))", "training = false"),
         ("1/sqrt(var)", "1/sqrt(var)", "eps_zero"),
     ],
 )
