@@ -220,9 +220,13 @@ def test_the_residual_of_a_right_line_is_zero_and_of_a_wrong_one_in_centred_form
 
 
 def test_a_line_without_a_truth_has_no_residual(tmp_path):
-    form = form_of(tmp_path, ("t", "1/sqrt(var + eps)"), ("dx[i]", f"{CAFFE} + t"))
+    """A name of the form's own has no truth: no residual.  A line that uses such names has
+    every line before it inlined (``if line is eq: break`` forced true, or flipped, stopped
+    after line 1 and left t in the residual)."""
+    form = form_of(tmp_path, ("s", "var + eps"), ("t", "1/sqrt(s)"), ("dx[i]", f"{CAFFE} + t"))
     assert index_residual(form, form.equations[0]) is None
-    assert sp.simplify(index_residual(form, form.equations[1]) + 1 / sp.sqrt(N.var + N.eps)) == 0
+    assert index_residual(form, form.equations[1]) is None
+    assert sp.simplify(index_residual(form, form.equations[2]) + 1 / sp.sqrt(N.var + N.eps)) == 0
 
 
 #: RMSNorm's dx through r = 1/√(ms + ε) (derivations/rmsnorm_rstd.toml, rinv inlined).

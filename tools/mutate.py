@@ -476,6 +476,10 @@ ALLOWED[(_RS, "if reference is None:", "if-branch deleted")] = (
     "without a reference `reference - …` raises TypeError, which the `except (ValueError, "
     "TypeError)` below turns into the same None"
 )
+ALLOWED[(_RS, "if line is eq:", "if-branch deleted")] = (
+    "the lines after ``eq`` inlined too: a line uses only names defined before it, so they add "
+    "definitions ``eq`` does not use"
+)
 ALLOWED[(_RS, "if spec.eps_zero:", "if-branch deleted")] = (
     "ε = 0 eliminated as ε = r² − σ² instead of σ² = r², ε = 0: the root is written back as "
     "√σ² either way (r → √σ² gives ε = σ² − σ² = 0), so the same residual, in SymPy's "
