@@ -135,6 +135,32 @@ def test_a_faithful_step_from_a_wrong_line_follows_it(tmp_path):
     ]
 
 
+def test_a_line_inherits_from_the_wrong_line_it_uses_not_the_last_wrong_line(tmp_path):
+    """dσ² wrong (line 2), dβ wrong of its own (line 3), dx right given the true values (line
+    5): dx inherits dσ²'s mistake, the last wrong line it uses, not dβ's, the last wrong line
+    before it (``_uses`` made always true by a mutant: ``if any(…)`` forced, ``and`` → ``or``,
+    ``==`` → ``!=``, attributed dx to dβ)."""
+    form = form_of(
+        tmp_path,
+        ("dxhat[i]", "g[i]*gamma"),
+        ("dvar", HALF_LOST),
+        ("dbeta", "sum(g[k], k) + 1"),
+        ("dmu", DMU),
+        ("dx[i]", DX),
+    )
+    verdicts = [verdict(R, n) for n in (2, 3, 5)] + [verdict(H, n) for n in (1, 4)]
+    assert find_mistakes(form, verdicts) == [Mistake(2, inherits=[5]), Mistake(3)]
+
+
+def test_a_step_from_a_line_that_holds_is_no_faithful_step(tmp_path):
+    """Line 3 follows from line 1 (a step that holds), but line 1 is right: line 3's mistake is
+    its own (``before is not None and before in owner`` with ``or`` looked line 1 up among the
+    mistakes and crashed)."""
+    form = staged(tmp_path, dmu=DMU + " + 1")
+    verdicts = [verdict(H, 1), verdict(R, 3), verdict(H, 3, follows=1)]
+    assert find_mistakes(form, verdicts) == [Mistake(3)]
+
+
 def test_only_the_forms_own_refuted_lines_count(tmp_path):
     form = staged(tmp_path, dvar=HALF_LOST)
     assert find_mistakes(form, [verdict(H, n) for n in (1, 2, 3, 4)]) == []
