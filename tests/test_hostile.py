@@ -185,12 +185,21 @@ def wait_for_workers(proc: subprocess.Popen, count: int = 2) -> None:
     pytest.fail(f"bnderive started no {count} workers within {HANG} s")
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C's default action in the child, as in a terminal's foreground job.  A test runner
+    started in the background of a script (``cmd &`` without job control) ignores SIGINT, its
+    children inherit that, and Python then never turns SIGINT into KeyboardInterrupt: bnderive
+    would rightly ignore the Ctrl-C and the test would wait for it forever."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_130_and_stops_the_workers():
     proc = subprocess.Popen(
         [sys.executable, "-m", "bnderive", *LONG_CHECK],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=_as_from_a_terminal,
     )
     wait_for_workers(proc)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's whole foreground group
