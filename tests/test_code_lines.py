@@ -176,3 +176,15 @@ def test_code_is_not_read_in_spatial_mode(tmp_path):
     """np.sum(…, axis=0) sums the batch of an (N, D) array, not a channel's N·H·W elements."""
     with pytest.raises(FormError, match="no display math"):
         load_document(write(tmp_path, "---\nmode: spatial\n---\n" + STAGED))
+
+
+def test_a_node_whose_consumer_is_computed_twice_is_not_checked(tmp_path):
+    """σ² computed twice from c2: the gradient flows through one of them, and which is not said
+    (summing both would count it twice)."""
+    text = STAGED.replace(
+        "var = np.sum(c2, axis=0) / N", "var = np.sum(c2, axis=0) / N\nvar = np.mean(c2, axis=0)"
+    )
+    form = load_document(write(tmp_path, text))
+    dc2 = next(line for line in form.lines if line.latex.startswith("dc2 ="))
+    assert dc2.status == "not checked"
+    assert "σ² is computed more than once" in dc2.reason

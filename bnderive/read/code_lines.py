@@ -70,6 +70,7 @@ _ADJOINTS = {
     "beta": "dbeta",
 }
 _SIZES = ("N", "m", "M")
+_WORDS = {"mu": "μ", "var": "σ²", "xhat": "x̂", "y": "y"}
 #: Names the index notation gives a meaning of its own: a post's name never takes one of them.
 _RESERVED = {"x", "g", "y", "xhat", "mu", "var", "gamma", "beta", "eps", "M", "ms"} | set(
     N.QUANTITIES
@@ -275,6 +276,13 @@ class CodeReader:
         node = self.nodes[symbol]
         post = [n for n in self.nodes.values() if n.line > node.line]
         layer = [(name, expr, line) for name, expr, line in self.layer if line > node.line]
+        twice = {name for name, _, _ in layer if [n for n, _, _ in layer].count(name) > 1}
+        if twice:
+            which = ", ".join(sorted(_WORDS[n] for n in twice))
+            raise _Unknown(
+                f"{which} is computed more than once after it, so which one the gradient flows "
+                "through is not said"
+            )
         for target_name, text, line in self.unread:
             if line > node.line and re.search(rf"(?<![\w.]){re.escape(symbol)}(?!\w)", text):
                 raise _Unknown(f"line {line} ({target_name} = …) uses it and could not be read")
