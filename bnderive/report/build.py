@@ -262,7 +262,7 @@ def _code(
             + (
                 "no form given could be emitted (below)."
                 if given
-                else "give a form (bnderive report staged --code) to list its module instead."
+                else "give a form (bnderive report FORM --code) to list its module instead."
             ),
         )
     if norm is not Norm.BATCH:
