@@ -1089,36 +1089,8 @@ class _Meaning:
             return self.word_value(it)
         if it.kind == "macro":
             return self.macro_value(it)
-        if it.kind == "kron" and it.upper is not None:
-            upper, lower = self.index_names(it.upper), self.index_names(it.sub)
-            if (
-                len(upper) != len(lower)
-                or len(upper) not in (1, 3)
-                or any(n == "B" or n.isdigit() for n, _ in upper + lower)
-            ):
-                raise self.error(
-                    "a Kronecker delta with upper and lower indices compares two elements: "
-                    "\\delta^{n,h,w}_{N,H,W} (or \\delta^{i}_{k}); for two indices write "
-                    "\\delta_{ik}",
-                    it.pos,
-                )
-            return sp.KroneckerDelta(
-                self.element_symbol([n for n, _ in upper], upper[0][1]),
-                self.element_symbol([n for n, _ in lower], lower[0][1]),
-            )
         if it.kind == "kron":
-            names = self.index_names(it.sub)
-            if len(names) != 2 or any(n == "B" for n, _ in names):
-                raise self.error(
-                    "Kronecker's delta takes two indices, as in \\delta_{ik}", it.sub.pos
-                )
-            args = []
-            for name, _ in names:
-                if name.isdigit():
-                    args.append(sp.Integer(int(name)))
-                else:
-                    args.append(sp.Symbol(name, integer=True))
-            return self.power(sp.KroneckerDelta(*args), it)
+            return self.kron_value(it)
         if it.kind == "bracket":
             self.no_sub(it, "a bracket")
             return self.power(self.value(it.node.inner), it)
@@ -1148,20 +1120,55 @@ class _Meaning:
         if isinstance(node, Relation):
             return self.power(self.iverson(node), it)
         if isinstance(node, Mean):  # x̄: the mean of the set, μ
-            inner = self.item(node.arg)
-            if inner.kind != "letter" or inner.name not in ("x", "h", "X") or inner.node.font:
-                raise self.error(
-                    f"\\overline{{{_describe(node.arg)}}}: only x̄ (the mean of x) is understood",
-                    node.pos,
-                )
-            if inner.sub is not None:  # \overline{x_k}: the mean of feature k
-                for name, pos in self.index_names(inner.sub):
-                    self.feature(name, pos)
-            return self.power(N.mu, it)
+            return self.power(self.overline_value(node), it)
         if isinstance(node, Signed):  # a · −b
             value = self.value(node.term)
             return -value if node.sign in ("-", "−") else value
         raise self.error(f"{_describe(node)} is not understood here", node.pos)  # pragma: no cover
+
+    def kron_value(self, it: _Item) -> sp.Expr:
+        """Kronecker's delta: two indices (\\delta_{ik}), or upper and lower ones comparing two
+        elements (\\delta^{n,h,w}_{N,H,W}, \\delta^{i}_{k})."""
+        if it.upper is not None:
+            upper, lower = self.index_names(it.upper), self.index_names(it.sub)
+            if (
+                len(upper) != len(lower)
+                or len(upper) not in (1, 3)
+                or any(n == "B" or n.isdigit() for n, _ in upper + lower)
+            ):
+                raise self.error(
+                    "a Kronecker delta with upper and lower indices compares two elements: "
+                    "\\delta^{n,h,w}_{N,H,W} (or \\delta^{i}_{k}); for two indices write "
+                    "\\delta_{ik}",
+                    it.pos,
+                )
+            return sp.KroneckerDelta(
+                self.element_symbol([n for n, _ in upper], upper[0][1]),
+                self.element_symbol([n for n, _ in lower], lower[0][1]),
+            )
+        names = self.index_names(it.sub)
+        if len(names) != 2 or any(n == "B" for n, _ in names):
+            raise self.error("Kronecker's delta takes two indices, as in \\delta_{ik}", it.sub.pos)
+        args = []
+        for name, _ in names:
+            if name.isdigit():
+                args.append(sp.Integer(int(name)))
+            else:
+                args.append(sp.Symbol(name, integer=True))
+        return self.power(sp.KroneckerDelta(*args), it)
+
+    def overline_value(self, node: Mean) -> sp.Expr:
+        """x̄: the mean of the set, μ (\\overline{x_k}: the mean of feature k)."""
+        inner = self.item(node.arg)
+        if inner.kind != "letter" or inner.name not in ("x", "h", "X") or inner.node.font:
+            raise self.error(
+                f"\\overline{{{_describe(node.arg)}}}: only x̄ (the mean of x) is understood",
+                node.pos,
+            )
+        if inner.sub is not None:
+            for name, pos in self.index_names(inner.sub):
+                self.feature(name, pos)
+        return N.mu
 
     def letter_value(self, it: _Item) -> sp.Expr:
         name, font = it.name, it.node.font
