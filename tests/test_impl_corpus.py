@@ -115,13 +115,6 @@ GAPS: dict[str, set[str]] = {
         "batchnorm_forward_alt eval_out",
         "batchnorm_forward_alt out",
     },
-    # a forward without a cache (bn_apply) beside a functional backward
-    "functional_api.py": {
-        "bn_apply out",
-        "bn_backward dbeta",
-        "bn_backward dgamma",
-        "bn_backward dx",
-    },
 }
 
 #: Files whose code takes no ε (no eps parameter in the constructor or the forward, no eps read

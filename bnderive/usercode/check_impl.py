@@ -414,6 +414,8 @@ def check_impl(
             calls = resolve_api(source, api, function, m.value)
         except ImplementationError:
             several = _functional_plans(source, m, training) if not (api or function) else []
+            if not several and not (api or function):
+                several = _forward_beside_functional(source, m, training)
             if not several:
                 if layers:
                     continue  # the file's layer classes are what it implements
@@ -548,6 +550,32 @@ def _functional_plans(source: Any, mode: Mode, training: bool | None) -> list[An
     return plans if len({p[1].backward[0] for p in plans}) > 1 else []
 
 
+def _forward_beside_functional(source: Any, mode: Mode, training: bool | None) -> list[Any]:
+    """One functional backward f(x, gamma, beta, dout, eps) beside a forward f(x, gamma, beta,
+    eps) -> out that keeps no cache (a helper such as bn_apply): both checked, the forward for
+    its out, the backward as the functional API, in training mode."""
+    from bnderive.usercode.run import Calls
+
+    if mode is not Mode.PER_ACTIVATION or training is False:
+        return []
+    functions = [f for n, f in source.functions.items() if not n.startswith("_")]
+    backwards = [
+        f for f in functions if len(f.params) >= 5 and f.params[0].lower() in ("x", "inputs")
+    ]
+    forwards = [
+        f for f in functions
+        if f not in backwards and len(f.params) == 4 and f.params[3].lower() in ("eps", "epsilon")
+        and f.params[0].lower() in ("x", "inputs", "z")
+    ]  # fmt: skip
+    if len(backwards) != 1 or len(forwards) != 1:
+        return []
+    forward = forwards[0].name
+    return [
+        (mode, Calls("cs231n", forward, [], True, ("x", "gamma", "beta", "eps")), True),
+        (mode, Calls("functional", None, [backwards[0].name]), True),
+    ]
+
+
 def _unbound_numpy(source: Any) -> list[str]:
     """``np`` (or ``numpy``) used in the file but never imported or assigned: a snippet copied
     from a post, whose numpy the child provides (parsing only; nothing is run)."""
@@ -607,6 +635,8 @@ def _describe_calls(plans: list[Any], sections: list[_Section]) -> list[str]:
                 " -> (out, cache, running_mean, running_var)"
                 if "running" in roles
                 else " -> (out, cache)"
+                if calls.backward
+                else " -> out"
             )
             if "param" in roles:
                 keys = calls.param_keys or {}

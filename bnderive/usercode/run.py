@@ -590,7 +590,8 @@ class Caller:
                 "statistics"
             )
         keys = calls.param_keys or {r: n[0] for r, n in PARAM_KEYS.items()}
-        for number, name in enumerate(calls.backward):
+        # a forward without a backward of its own (out alone) is called once
+        for number, name in enumerate(calls.backward or [None]):
             values = self._call_forward(point, keys)
             out, cache, tupled = _forward_result(forward, values["forward"])
             if number == 0:
@@ -608,7 +609,8 @@ class Caller:
                 # returns no cache says so, and its backward is not called.
                 point.run.skipped = True
                 break
-            self._call_backward(point, name, cache, tupled)
+            if name is not None:
+                self._call_backward(point, name, cache, tupled)
 
     def _returned_running(self, point: _Point, returned: Raw) -> None:
         """The running statistics a forward that takes them as a pair returns after its cache:
