@@ -62,3 +62,22 @@ def test_a_wrong_forward_that_is_no_known_slip_gets_no_name(tmp_path):
     row = next(v for v in report.verdicts if v.quantity == "out")
     assert row.status.value == "refuted"
     assert not report.diagnoses.get(("batchnorm_forward", "out"))
+
+
+def test_a_reshape_without_transpose_is_named_in_the_backward_too():
+    report = check_impl(REAL / "cs231n_spatial_no_transpose.py", training=True, mode="spatial")
+    for quantity in ("dx", "dgamma", "dbeta"):
+        lines = report.diagnoses[("spatial_batchnorm_backward", quantity)]
+        assert lines[0].startswith(
+            "known mistake: x reshaped to (N·H·W, C) without the transpose to channel-last"
+        ), quantity
+
+
+def test_a_right_spatial_backward_is_not_an_axes_slip():
+    from bnderive.usercode.check_impl import slipped_grads
+
+    case = make_case(Spec(Mode.SPATIAL, n=2, c=2, h=2, w=2), seed=5)
+    truth = {k: v.astype(float) for k, v in truth_at(case).items()}
+    for axes in ("position", "no_transpose"):
+        wrong = slipped_grads(case, axes)
+        assert not np.allclose(wrong["dx"], truth["dx"]), axes

@@ -1067,6 +1067,14 @@ def diagnoses(
                     "  what is right: multiply by γ, and " + lines[2].split(": ", 1)[1],
                 ]
                 continue
+        axes = _axes_slip(v.form, v.quantity, cases, runs)
+        if axes is not None:
+            found[(v.form, v.quantity)] = [
+                f"known mistake: {SLIPS['axes'][axes]} (axes-{axes}); your {v.quantity} equals "
+                "BatchNorm's backward over those sets at every shape (float64, within float32's "
+                "rounding bound)"
+            ]
+            continue
         if v.quantity == "dx" and all(val.exact for val in values) and cases[0].spec.training:
             where = {  # M ≥ 4: below that, any residual fits the three terms
                 _stage_of_error(case, val.data)
@@ -1151,6 +1159,52 @@ def slipped_out(case: Case, slips: dict[str, str]) -> np.ndarray:
         for p, value in zip(positions, y, strict=True):
             out[p] = value
     return out
+
+
+def slipped_grads(case: Case, axes: str) -> dict[str, np.ndarray]:
+    """dx, dγ, dβ (float64) of BatchNorm computed over the wrong sets of an ``axes`` slip
+    (training mode): what a backward that reshapes without the transpose, or normalizes per
+    position, returns."""
+    spec = case.spec
+    dx = np.zeros(spec.shape)
+    dgamma, dbeta = np.zeros(spec.c), np.zeros(spec.c)
+    for positions, k in _slip_sets(case, axes):
+        xs = np.array([float(case.x[p]) for p in positions])
+        gs = np.array([float(case.g[p]) for p in positions])
+        r = math.sqrt(float(np.var(xs)) + float(case.eps))
+        xhat = (xs - float(np.mean(xs))) / r
+        gamma = float(case.gamma[k])
+        values = gamma / r * (gs - gs.mean() - xhat * float(np.mean(gs * xhat)))
+        for p, value in zip(positions, values, strict=True):
+            dx[p] = value
+        dgamma[k] += float(np.sum(gs * xhat))
+        dbeta[k] += float(np.sum(gs))
+    return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
+
+
+def _axes_slip(
+    who: str, quantity: str, cases: list[Case], runs: list[dict[str, Any]]
+) -> str | None:
+    """The SPATIAL ``axes`` slip (``SLIPS``) whose backward equals the code's at every case, or
+    None (training mode, SPATIAL only; exactly one slip must fit)."""
+    if cases[0].spec.mode is not Mode.SPATIAL or not cases[0].spec.training:
+        return None
+    fits = []
+    for axes in SLIPS["axes"]:
+        ok = True
+        for case, run in zip(cases, runs, strict=True):
+            value = run["float"].get(who, {}).get(quantity)
+            if value is None:
+                return None
+            want = slipped_grads(case, axes)[quantity]
+            mine = np.asarray(value, dtype=float).reshape(want.shape)
+            tol = 2 * case_bounds(case, INSIDE)[quantity].reshape(want.shape)
+            if not np.all(np.abs(mine - want) <= tol + 1e-12 * np.abs(want)):
+                ok = False
+                break
+        if ok:
+            fits.append(axes)
+    return fits[0] if len(fits) == 1 else None
 
 
 def _slip_choices(case: Case) -> list[dict[str, str]]:
