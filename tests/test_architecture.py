@@ -146,3 +146,21 @@ def test_every_place_in_the_flow_is_on_the_architecture_page():
     }
     absent = [place for place, spelled in names.items() if not any(s in text for s in spelled)]
     assert not absent, absent
+
+
+def test_the_public_api_resolves_and_the_docs_use_only_it():
+    """``from bnderive import …`` (item 9 of issue 11): every name of ``__all__`` resolves to
+    an object of the module the lazy table names, and the README and docs import only those."""
+    import importlib
+
+    for name in bnderive.__all__:
+        value = getattr(bnderive, name)
+        if name in bnderive._API:
+            assert value is getattr(importlib.import_module(bnderive._API[name]), name), name
+    texts = [PACKAGE.parent / "README.md", *(PACKAGE.parent / "docs").glob("*.md")]
+    imported = set()
+    for path in texts:
+        for names in re.findall(r"^from bnderive import (.+)$", path.read_text(), re.M):
+            imported |= {n.strip() for n in names.split(",")}
+    assert imported, "the README shows the API with `from bnderive import …`"
+    assert imported <= set(bnderive.__all__), sorted(imported - set(bnderive.__all__))
