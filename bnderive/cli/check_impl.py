@@ -3,9 +3,8 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.markup import escape
 
-from bnderive.cli.common import STATUS_STYLE, console, json_text, safe, user_errors
+from bnderive.cli.common import STATUS_STYLE, console, escape, json_text, safe, user_errors
 
 
 def _number(text: str, option: str) -> float:
