@@ -35,7 +35,15 @@ from bnderive.usercode.imports import stub_imports
 from bnderive.usercode.layer import layer_plans
 from bnderive.usercode.layout import ImplementationError, read_source
 from bnderive.usercode.precision import rounding_bounds, running_bound
-from bnderive.usercode.run import Caller, Run, UserFailure, load, resolve_api
+from bnderive.usercode.run import (
+    Caller,
+    Run,
+    UserFailure,
+    exact_text,
+    load,
+    nested_text,
+    resolve_api,
+)
 from bnderive.usercode.sandbox import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT,
@@ -69,7 +77,9 @@ class Case:
 
     def to_job(self) -> dict[str, Any]:
         def text(values: Any) -> Any:
-            return np.vectorize(_text, otypes=[object])(np.asarray(values, dtype=object)).tolist()
+            return np.vectorize(exact_text, otypes=[object])(
+                np.asarray(values, dtype=object)
+            ).tolist()
 
         job = {
             "shape": list(self.spec.shape),
@@ -77,7 +87,7 @@ class Case:
             "dout": text(self.g),
             "gamma": text(self.gamma),
             "beta": text(self.beta),
-            "eps": _text(self.eps),
+            "eps": exact_text(self.eps),
             "training": self.spec.training,
         }
         if self.running_mean:
@@ -105,28 +115,17 @@ class Case:
 
     def inputs(self) -> dict[str, str]:
         out = {
-            "x": _nested(self.x),
-            "dout": _nested(self.g),
-            "γ": _nested(np.array(self.gamma, dtype=object)),
-            "β": _nested(np.array(self.beta, dtype=object)),
+            "x": nested_text(self.x),
+            "dout": nested_text(self.g),
+            "γ": nested_text(np.array(self.gamma, dtype=object)),
+            "β": nested_text(np.array(self.beta, dtype=object)),
         }
         if not self.spec.training:
-            out["running μ"] = _nested(np.array(self.running_mean, dtype=object))
-            out["running σ²"] = _nested(np.array(self.running_var, dtype=object))
-        out["ε"] = _text(self.eps)
-        out["√(σ²+ε)"] = _nested(np.array(self.roots, dtype=object))
+            out["running μ"] = nested_text(np.array(self.running_mean, dtype=object))
+            out["running σ²"] = nested_text(np.array(self.running_var, dtype=object))
+        out["ε"] = exact_text(self.eps)
+        out["√(σ²+ε)"] = nested_text(np.array(self.roots, dtype=object))
         return out
-
-
-def _text(value: Any) -> str:
-    q = Fraction(value)
-    return str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"
-
-
-def _nested(arr: Any) -> str:
-    if not isinstance(arr, np.ndarray):
-        return _text(arr)
-    return "[" + ", ".join(_nested(a) for a in arr) + "]"
 
 
 def default_shapes(mode: Mode, training: bool = True) -> list[Spec]:
@@ -686,7 +685,7 @@ def _check_section(
     inherited = own is not None and at_eps is None and own in fixed
     if inherited:
         at_eps = fixed[own]
-    momentum = None if running == "auto" else _text(RUNNING_CONVENTIONS[running].momentum)
+    momentum = None if running == "auto" else exact_text(RUNNING_CONVENTIONS[running].momentum)
     layer = calls_.layer
     passed: Fraction | None = None  # the momentum given to a layer's constructor under auto
     if layer is not None and running == "auto" and any(r == "momentum" for _k, r in layer.init):
@@ -696,7 +695,7 @@ def _check_section(
         passed = (
             Fraction(1, 5) if default is not None and default < Fraction(1, 2) else Fraction(4, 5)
         )
-        momentum = _text(passed)
+        momentum = exact_text(passed)
     cases = [
         make_case(spec, seed * 7919 + k + 1)
         for k, spec in enumerate(default_shapes(mode, training))
@@ -1685,7 +1684,7 @@ def _compare_one(
         if not float_ok:
             where = tuple(int(i) for i in differs[0])
             tally.refuted = _refutation(
-                who, quantity, case, where, truth[where], _text(mine[where]), "exact"
+                who, quantity, case, where, truth[where], exact_text(mine[where]), "exact"
             )
             return
         tally.reasons.append(
@@ -1833,7 +1832,7 @@ def _refutation(
     tolerance_text: str = "",
 ) -> Verdict:
     channel = where[1] if len(where) > 1 else where[0]
-    truth_text = _text(truth) + ("" if method == "exact" else f" ≈ {float(truth)!r}")
+    truth_text = exact_text(truth) + ("" if method == "exact" else f" ≈ {float(truth)!r}")
     cex = Counterexample(
         case.spec, channel, _entry(quantity, where), case.inputs(), truth_text, mine
     )
@@ -1953,8 +1952,8 @@ class RunningConvention:
         side = "old" if self.momentum_weighs_old else "new"
         var = "the unbiased M/(M−1)·σ²" if self.unbiased else "the biased σ²"
         return (
-            f"{self.title}'s update running ← {_text(1 - w)}·running + {_text(w)}·batch "
-            f"(momentum {_text(momentum)} on the {side} value; running_var from {var})"
+            f"{self.title}'s update running ← {exact_text(1 - w)}·running + {exact_text(w)}·batch "
+            f"(momentum {exact_text(momentum)} on the {side} value; running_var from {var})"
         )
 
     def update(self, case: Case, momentum: Fraction) -> dict[str, np.ndarray]:
@@ -2023,7 +2022,7 @@ def _agreement(want: Fraction, run: dict[str, Any], name: str, channel: int) -> 
 def _stored_text(run: dict[str, Any], name: str, channel: int) -> tuple[str, str]:
     stored = run["running"]
     if stored["exact"] is not None:
-        return _text(Fraction(stored["exact"][name][channel])), "exact"
+        return exact_text(Fraction(stored["exact"][name][channel])), "exact"
     return repr(float(stored["float"][name][channel])), "numeric"
 
 
@@ -2057,12 +2056,12 @@ def _running_inputs(case: Case, momentum: Fraction | None) -> dict[str, str]:
     out = case.inputs()
     if case.spec.training:
         means, variances = _batch_statistics(case)
-        out["running μ before"] = _nested(np.array(case.running_mean, dtype=object))
-        out["running σ² before"] = _nested(np.array(case.running_var, dtype=object))
-        out["batch μ"] = _nested(_objects(means))
-        out["batch σ²"] = _nested(_objects(variances))
+        out["running μ before"] = nested_text(np.array(case.running_mean, dtype=object))
+        out["running σ² before"] = nested_text(np.array(case.running_var, dtype=object))
+        out["batch μ"] = nested_text(_objects(means))
+        out["batch σ²"] = nested_text(_objects(variances))
     out["bn_param['momentum']"] = (
-        _text(momentum) if momentum is not None else "not given (the code's default)"
+        exact_text(momentum) if momentum is not None else "not given (the code's default)"
     )
     return out
 
@@ -2198,7 +2197,7 @@ class _RunningCheck:
     @staticmethod
     def value(expected: _Expected, name: str, where: _Where) -> str:
         value = expected.values[where[0]][name][where[1]]
-        return _text(value) + ("" if where[3] == "exact" else f" ≈ {float(value)!r}")
+        return exact_text(value) + ("" if where[3] == "exact" else f" ≈ {float(value)!r}")
 
     def eval_rows(self) -> list[Verdict]:
         rows = []
@@ -2232,7 +2231,7 @@ class _RunningCheck:
             ]  # fmt: skip
         if self.default is not None and self.auto_momentum not in (None, self.default):
             variants.insert(0, (
-                f"the momentum it is given is ignored (it uses its default {_text(self.default)})",
+                f"the momentum it is given is ignored (it uses its default {exact_text(self.default)})",
                 lambda v, eps, r: v,
             ))  # fmt: skip
         for text, stat in variants:

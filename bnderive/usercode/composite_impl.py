@@ -34,6 +34,8 @@ from bnderive.usercode.run import (
     UserFailure,
     _array_step,
     _scalar_step,
+    exact_text,
+    nested_text,
     to_array,
     unpack,
 )
@@ -93,18 +95,6 @@ def _solve_upper(a: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     for j in range(d):
         y[:, j] = rhs[:, j] - sum((y[:, i] * a[i, j] for i in range(j)), np.zeros(n, dtype=object))
     return y
-
-
-def _text(v: Any) -> str:
-    q = Fraction(v)
-    return str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"
-
-
-def _nested(arr: Any) -> str:
-    value = np.asarray(arr, dtype=object)
-    if value.ndim == 0:
-        return _text(value.item())
-    return "[" + ", ".join(_nested(v) for v in value) + "]"
 
 
 def _run(caller: Caller, forward: str, backward: str, case: dict[str, Any], kind: str) -> dict:
@@ -218,10 +208,10 @@ def _verdict(who: str, q: str, cases: list[dict], results: list[tuple[dict, dict
                 continue
             if not exact["binary"]:
                 at = tuple(int(i) for i in np.unravel_index(diff[0], truth.shape))
-                inputs = {k: _nested(case[k]) for k in ("x", "w", "b", "gamma", "beta", "dout")}
+                inputs = {k: nested_text(case[k]) for k in ("x", "w", "b", "gamma", "beta", "dout")}
                 inputs["ε"], inputs["√(σ²+ε) of h = xW + b"] = (
-                    _text(case["eps"]),
-                    _text(case["root"]),
+                    exact_text(case["eps"]),
+                    exact_text(case["root"]),
                 )
                 n, d = case["dout"].shape
                 spec = Spec(Mode.PER_ACTIVATION, n=n, c=d)
@@ -232,7 +222,7 @@ def _verdict(who: str, q: str, cases: list[dict], results: list[tuple[dict, dict
                     "differs from the exact gradient of Linear → BatchNorm → ReLU in exact "
                     f"rational arithmetic{why}",
                     Counterexample(spec, 0, f"{q}[{', '.join(map(str, at))}]", inputs,
-                                   _text(truth[at]), _text(mine[at])),
+                                   exact_text(truth[at]), exact_text(mine[at])),
                     mode=Mode.PER_ACTIVATION,
                 )  # fmt: skip
             inexact.append("a float constant was read at its binary value")

@@ -31,7 +31,7 @@ import numpy as np
 from bnderive.core.layer import exact_point, layer_truth
 from bnderive.core.spec import Mode, Norm, Spec
 from bnderive.usercode.layout import ImplementationError, Source, read_source
-from bnderive.usercode.run import Caller, Calls, UserFailure, load
+from bnderive.usercode.run import Caller, Calls, UserFailure, exact_text, load, nested_text
 from bnderive.usercode.sandbox import Sandbox, SandboxFailure, check_limits
 from bnderive.verify.verdict import Counterexample, Status, Verdict
 
@@ -63,25 +63,12 @@ class FamilyCase:
     affine: tuple[int, ...] = ()
 
     def inputs(self) -> dict[str, str]:
-        out = {"x": _nested(self.x), "dout": _nested(self.g), "γ": _nested(self.gamma)}
+        out = {"x": nested_text(self.x), "dout": nested_text(self.g), "γ": nested_text(self.gamma)}
         if self.spec.norm.has_beta:
-            out["β"] = _nested(self.beta)
-        out["ε"] = _text(self.eps)
-        out["√(σ²+ε)" if self.spec.norm.centred else "√(mean(x²)+ε)"] = _text(self.root)
+            out["β"] = nested_text(self.beta)
+        out["ε"] = exact_text(self.eps)
+        out["√(σ²+ε)" if self.spec.norm.centred else "√(mean(x²)+ε)"] = exact_text(self.root)
         return out
-
-
-def _text(v: Any) -> str:
-    q = Fraction(v)
-    return str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"
-
-
-def _nested(arr: Any) -> str:
-    """Nested lists of exact numbers, written as numbers (no quotes)."""
-    value = np.asarray(arr, dtype=object)
-    if value.ndim == 0:
-        return _text(value.item())
-    return "[" + ", ".join(_nested(v) for v in value) + "]"
 
 
 def family_specs(norm: Norm, mode: Mode, groups: int) -> list[Spec]:
@@ -216,7 +203,7 @@ def _compare(rows: dict[tuple[str, str], _Row], case: FamilyCase, run: dict[str,
                 f"differs from {case.spec.norm.title}'s truth at {_shape(case)} in exact rational "
                 "arithmetic",
                 Counterexample(case.spec, 0, f"{quantity}[{', '.join(map(str, where))}]",
-                               case.inputs(), _text(t), _text(m)),
+                               case.inputs(), exact_text(t), exact_text(m)),
                 mode=case.spec.mode,
             )  # fmt: skip
             continue

@@ -383,18 +383,31 @@ def _copy(name: str) -> dict[str, Any]:
 
 def _array_step(name: str, values: Any, kind: str) -> dict[str, Any]:
     arr = np.asarray(values, dtype=object)
-    data = [_text(v) for v in arr.reshape(-1)]
+    data = [exact_text(v) for v in arr.reshape(-1)]
     return {"op": "let", "name": name,
             "value": {"array": {"kind": kind, "shape": list(arr.shape), "data": data}}}  # fmt: skip
 
 
 def _scalar_step(name: str, value: Any, kind: str) -> dict[str, Any]:
-    return {"op": "let", "name": name, "value": {"scalar": {"kind": kind, "value": _text(value)}}}
+    return {
+        "op": "let",
+        "name": name,
+        "value": {"scalar": {"kind": kind, "value": exact_text(value)}},
+    }
 
 
-def _text(value: Any) -> str:
+def exact_text(value: Any) -> str:
+    """An exact number as the messages write it: ``3`` or ``-7/9``."""
     q = Fraction(value)
     return str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"
+
+
+def nested_text(arr: Any) -> str:
+    """Nested lists of exact numbers, written as numbers (no quotes): ``[[1, -1/2], [0, 3]]``."""
+    value = np.asarray(arr, dtype=object)
+    if value.ndim == 0:
+        return exact_text(value.item())
+    return "[" + ", ".join(nested_text(v) for v in value) + "]"
 
 
 def load(box: Sandbox, source: Source, stubs: list[str] = (), provide: list[str] = ()) -> None:  # type: ignore[assignment]
