@@ -565,6 +565,24 @@ def dx_mutants(spec: Spec) -> list[Mutant]:
     ]
 
 
+def _mutants_at(
+    label: str, truth: Any, mutants: Sequence[Mutant | None], b: Batch, rows: list[TrapRow]
+) -> list[tuple[Any, bool]]:
+    """The true dx at one test and each mutant's dx there, as rows (a mutant "passes" the test
+    when its dx equals the true dx); returns each mutant's (dx, passes)."""
+    true_dx = latest(run_at(truth, b), "dx")
+    rows.append(TrapRow(f"{label}: true dx", true_dx))
+    outcomes = []
+    for mutant in mutants:
+        assert isinstance(mutant, Mutant)
+        dx = latest(run_at(form_definitions(mutant.form), b), "dx")
+        passes = dx == true_dx
+        note = "= the true dx: passes" if passes else "≠ the true dx: fails"
+        rows.append(TrapRow(f"{label}: {mutant.id} dx", dx, note=note))
+        outcomes.append((dx, passes))
+    return outcomes
+
+
 def gamma_sigma_trap(batch: Batch, forward: Sequence[ForwardStep]) -> Trap:
     """γ = 1 and σ² + ε = 1 hide the γ-missing and σ-for-σ² mutants: at a weak test (γ = 1, the
     input already normalized: x̂ with ε/(σ²+ε), so that σ² + ε = 1) they give the true dx
@@ -583,19 +601,7 @@ def gamma_sigma_trap(batch: Batch, forward: Sequence[ForwardStep]) -> Trap:
         setting = "γ = 1, x = x̂ of the batch" if b is weak else "the lesson's batch"
         root = weak_root if b is weak else batch.root
         rows.append(TrapRow(f"{label} ({setting}), √(σ² + ε)", root))
-        true_dx = latest(run_at(truth, b), "dx")
-        rows.append(TrapRow(f"{label}: true dx", true_dx))
-        for mutant in mutants:
-            assert isinstance(mutant, Mutant)
-            dx = latest(run_at(form_definitions(mutant.form), b), "dx")
-            passes = dx == true_dx
-            rows.append(
-                TrapRow(
-                    f"{label}: {mutant.id} dx",
-                    dx,
-                    note="= the true dx: passes" if passes else "≠ the true dx: fails",
-                )
-            )
+        for _dx, passes in _mutants_at(label, truth, mutants, b, rows):
             holds = holds and passes == (b is weak)
     return Trap(
         "gamma-sigma",
@@ -693,18 +699,7 @@ def weight_trap(batch: Batch, mutants: Sequence[Mutant]) -> Trap:
     rows: list[TrapRow] = []
     holds = True
     for label, b in (("γᵢ = 1 for every i (the initial weight)", weak), ("the lesson's γ", batch)):
-        true_dx = latest(run_at(truth, b), "dx")
-        rows.append(TrapRow(f"{label}: true dx", true_dx))
-        for mutant in mutants:
-            dx = latest(run_at(form_definitions(mutant.form), b), "dx")
-            passes = dx == true_dx
-            rows.append(
-                TrapRow(
-                    f"{label}: {mutant.id} dx",
-                    dx,
-                    note="= the true dx: passes" if passes else "≠ the true dx: fails",
-                )
-            )
+        for dx, passes in _mutants_at(label, truth, mutants, b, rows):
             holds = holds and dx is not None and passes == (b is weak)
     mistake = mutants[0].mistake
     notes = "; ".join(f"{m.id}: {m.explanation}" for m in mutants)
