@@ -262,6 +262,63 @@ def test_ctrl_c_while_the_workers_start_stops_them_all(tmp_path):
     assert_group_gone(proc.pid)
 
 
+#: Ctrl-C while bnderive starts (forced: SIGINT arrives as ``bnderive.cli`` and click are
+#: imported, before any command runs).  It printed a traceback, or click's "Aborted!" with exit
+#: code 1 ("refuted"); there is nothing to clean up yet, so the process ends at once with 130.
+INTERRUPTED_IMPORT = """
+import builtins, os, signal, sys
+import bnderive.__main__
+
+real_import = builtins.__import__
+
+
+def interrupting_import(name, *args, **kwargs):
+    if name == "bnderive.cli":
+        os.kill(os.getpid(), signal.SIGINT)
+    return real_import(name, *args, **kwargs)
+
+
+builtins.__import__ = interrupting_import
+sys.argv = ["bnderive", "check"]
+bnderive.__main__.run()
+"""
+
+
+def test_ctrl_c_while_bnderive_starts_exits_130_quietly(tmp_path):
+    script = tmp_path / "interrupted_import.py"
+    script.write_text(INTERRUPTED_IMPORT, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        timeout=HANG,
+        preexec_fn=_as_from_a_terminal,
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stdout == b"" and proc.stderr == b""
+
+
+def test_ctrl_c_after_start_is_a_keyboard_interrupt_again(monkeypatch):
+    """Once the command runs, Ctrl-C must unwind (workers stopped, files removed): the quiet
+    start-up handler is replaced by Python's own before the command's code runs."""
+    import bnderive.__main__ as entry
+    from bnderive.cli import main as group
+
+    seen = []
+
+    def main(prog_name):
+        group.main(["forms", "--help"], prog_name=prog_name, standalone_mode=False)
+        seen.append(signal.getsignal(signal.SIGINT))
+
+    monkeypatch.setattr("bnderive.cli.main", main)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        entry.run()
+        assert seen == [signal.default_int_handler]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_sigterm_stops_the_workers_too():
     proc = subprocess.Popen(
         [sys.executable, "-m", "bnderive", *LONG_CHECK],

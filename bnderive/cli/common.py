@@ -317,6 +317,9 @@ class Group(click.Group):
         run = functools.partial(super().invoke, ctx)
         if threading.current_thread() is not threading.main_thread():
             return guarded(run, debug=debug, as_json="--json" in args)
+        if getattr(signal.getsignal(signal.SIGINT), "bnderive_startup", False):
+            # the command starts: Ctrl-C is a KeyboardInterrupt again (bnderive/__main__.py)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         previous = signal.signal(signal.SIGTERM, _terminated)
         try:
             return guarded(run, debug=debug, as_json="--json" in args)
