@@ -19,7 +19,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sympy as sp
@@ -540,14 +540,13 @@ def form_section(form: Form, result: Any, mistakes: Sequence[Any]) -> FormSectio
             own = [by_equation[n] for n in doc.equations if n in by_equation]
             sides = doc.read.sides if doc.read is not None else ()
             entries.append(
-                _entry(form, result, doc.place, doc.defines, sides, doc.latex, own, comes_in, doc)
+                _entry(result, doc.place, doc.defines, sides, doc.latex, own, comes_in, doc)
             )
     else:
         for eq in form.equations:
             own = [by_equation[eq.number]] if eq.number in by_equation else []
             entries.append(
                 _entry(
-                    form,
                     result,
                     f"equation {eq.number}",
                     eq.label,
@@ -602,7 +601,6 @@ def _worst(statuses: Sequence[str]) -> str:
 
 
 def _entry(
-    form: Form,
     result: Any,
     place: str,
     quantity: str,
@@ -612,105 +610,191 @@ def _entry(
     comes_in: dict[int, str],
     doc: Any,
 ) -> LineEntry:
+    """One line of a derivation as an entry: ``own`` are the line's results (several for a
+    line with several right sides, none for a line nothing checked), ``doc`` the document's
+    line (None for a form file's equation), ``comes_in`` where each known mistake comes in."""
     if not own:
-        status = doc.status if doc is not None else "not checked"
-        if status == "checked":
-            status = "not checked"
-        reason = doc.reason if doc is not None else ""
-        return LineEntry(
-            place,
-            quantity,
-            tuple(sides),
-            raw if status == "not read" else "",
-            status,
-            status if status != "definition" else "a definition: used by later lines",
-            reason=reason,
-            notes=_notes(doc, reason),
-        )
-    status = _worst([line.status.value for line in own])
+        return _line_without_results(place, quantity, sides, raw, doc)
     if all(line.status is Status.UNCHECKED for line in own):
-        details = [v.detail for line in own for v in line.verdicts() if v.detail]
-        return LineEntry(
-            place,
-            quantity or own[0].quantity,
-            tuple(sides),
-            "",
-            "not checked",
-            "not checked: " + (details[0] if details else "nothing compares it with a truth"),
-            reason=doc.reason if doc is not None else "",
-            notes=_notes(doc, doc.reason if doc is not None else ""),
-        )
+        return _line_not_compared(place, quantity, sides, own, doc)
+    return _checked_line(result, place, quantity, sides, own, comes_in, doc)
+
+
+def _line_without_results(
+    place: str, quantity: str, sides: Sequence[sp.Basic | None], raw: str, doc: Any
+) -> LineEntry:
+    """A line no method ran on: a definition, a line that could not be read (shown as
+    written, as plain text), or one not checked; the document says why."""
+    status = doc.status if doc is not None else "not checked"
+    if status == "checked":
+        status = "not checked"
+    reason = doc.reason if doc is not None else ""
+    return LineEntry(
+        place,
+        quantity,
+        tuple(sides),
+        raw if status == "not read" else "",
+        status,
+        status if status != "definition" else "a definition: used by later lines",
+        reason=reason,
+        notes=_notes(doc, reason),
+    )
+
+
+def _line_not_compared(
+    place: str,
+    quantity: str,
+    sides: Sequence[sp.Basic | None],
+    own: Sequence[LineResult],
+    doc: Any,
+) -> LineEntry:
+    """A line that was read and run, but that nothing compared with a truth: "not checked",
+    with the first method's word on why."""
+    details = [v.detail for line in own for v in line.verdicts() if v.detail]
+    return LineEntry(
+        place,
+        quantity or own[0].quantity,
+        tuple(sides),
+        "",
+        "not checked",
+        "not checked: " + (details[0] if details else "nothing compares it with a truth"),
+        reason=doc.reason if doc is not None else "",
+        notes=_notes(doc, doc.reason if doc is not None else ""),
+    )
+
+
+def _checked_line(
+    result: Any,
+    place: str,
+    quantity: str,
+    sides: Sequence[sp.Basic | None],
+    own: Sequence[LineResult],
+    comes_in: dict[int, str],
+    doc: Any,
+) -> LineEntry:
+    """A line a method decided: its verdict (the worst of its members'), the methods' rows
+    and what the results found besides (steps, counterexamples, mistakes, the residual)."""
+    unchecked = _unchecked_members(doc)
+    found = _line_findings(result, place, own, comes_in, in_document=doc is not None)
+    return LineEntry(
+        place,
+        quantity or own[0].quantity,
+        tuple(sides),
+        "",
+        _worst([line.status.value for line in own]),
+        _members_verdict(own, unchecked),
+        _members_methods(own),
+        "; ".join(s for s in found.steps if s),
+        doc.reason if doc is not None else "",
+        _notes(doc, doc.reason if doc is not None else ""),
+        tuple(found.counterexamples),
+        found.residual,
+        tuple(found.mistakes),
+        tuple(found.unexplained),
+        unchecked,
+    )
+
+
+def _members_verdict(own: Sequence[LineResult], unchecked: tuple[int, ...]) -> str:
+    """The verdict in words: the one result's, or each member's in turn ("member 2: ..."),
+    saying which members were not checked (the verdict does not cover them)."""
     if len(own) == 1:
         verdict = line_verdict_words(own[0])
-        methods = method_rows(own[0])
     else:
         verdict = "; ".join(
             f"member {k}: {line_verdict_words(line)}" for k, line in enumerate(own, 1)
         )
-        methods = tuple(row for line in own for row in method_rows(line))
-    unchecked = _unchecked_members(doc)
     if unchecked:
         which = ", ".join(str(k) for k in unchecked)
         verdict += (
             f"; member{'s' if len(unchecked) > 1 else ''} {which} not checked (not covered "
             "by the verdict)"
         )
-    steps = []
-    counterexamples: list[CounterexampleEntry] = []
-    mistakes: list[MistakeEntry] = []
-    unexplained: list[str] = []
-    residual = None
+    return verdict
+
+
+def _members_methods(own: Sequence[LineResult]) -> tuple[tuple[str, str], ...]:
+    """The (method, what it found) rows of every member, in order."""
+    if len(own) == 1:
+        return method_rows(own[0])
+    return tuple(row for line in own for row in method_rows(line))
+
+
+@dataclass
+class _LineFindings:
+    """What a checked line's results found besides the verdict, gathered member by member."""
+
+    steps: list[str] = field(default_factory=list)
+    counterexamples: list[CounterexampleEntry] = field(default_factory=list)
+    mistakes: list[MistakeEntry] = field(default_factory=list)
+    unexplained: list[str] = field(default_factory=list)
+    residual: sp.Basic | None = None
+
+
+def _line_findings(
+    result: Any,
+    place: str,
+    own: Sequence[LineResult],
+    comes_in: dict[int, str],
+    in_document: bool,
+) -> _LineFindings:
+    """For each member: whether it follows from the line before (and a counterexample where
+    it does not), its counterexample against the truth and the known mistake it makes when
+    refuted, why it is open when undecided, and the first residual found."""
+    found = _LineFindings()
     for line in own:
-        step = line.step_status
-        if step is not None:
-            before = (
-                f"line {line.follows_line}" if doc is not None else f"equation {line.follows_line}"
-            )
-            steps.append(
-                {
-                    Status.HOLDS: f"follows from {before}",
-                    Status.REFUTED: f"does not follow from {before}",
-                    Status.UNDECIDED: f"not shown to follow from {before}",
-                    Status.UNCHECKED: "",
-                }[step]
-            )
-            bad = line.first_step(Status.REFUTED)
-            if bad is not None:
-                entry = counterexample_entry(bad, before, place)
-                if entry is not None:
-                    counterexamples.append(entry)
+        _add_step(found, line, place, in_document)
         if line.status is Status.REFUTED:
-            v = line.first(Status.REFUTED)
-            entry = counterexample_entry(v, "truth", "form") if v is not None else None
-            if entry is not None:
-                counterexamples.append(entry)
-            matches = result.diagnoses.get((line.form, line.equation, line.quantity), [])
-            mistakes += mistake_entries(matches, line.quantity, comes_in.get(line.equation, ""))
+            _add_refutation(found, line, result, comes_in)
         if line.status is Status.UNDECIDED:
-            for method in line.methods.values():
-                unexplained += [
-                    f"{v.method_words()}: {v.detail}"
-                    for v in method.verdicts
-                    if v.status is Status.UNDECIDED
-                ]
-        residual = residual or result.residuals.get((line.form, line.equation))
-    return LineEntry(
-        place,
-        quantity or own[0].quantity,
-        tuple(sides),
-        "",
-        status,
-        verdict,
-        methods,
-        "; ".join(s for s in steps if s),
-        doc.reason if doc is not None else "",
-        _notes(doc, doc.reason if doc is not None else ""),
-        tuple(counterexamples),
-        residual,
-        tuple(mistakes),
-        tuple(unexplained),
-        unchecked,
+            found.unexplained += _open_reasons(line)
+        found.residual = found.residual or result.residuals.get((line.form, line.equation))
+    return found
+
+
+def _add_step(found: _LineFindings, line: LineResult, place: str, in_document: bool) -> None:
+    """Whether ``line`` follows from the line it follows (in words), and the counterexample
+    to the step where it does not."""
+    step = line.step_status
+    if step is None:
+        return
+    before = f"line {line.follows_line}" if in_document else f"equation {line.follows_line}"
+    found.steps.append(
+        {
+            Status.HOLDS: f"follows from {before}",
+            Status.REFUTED: f"does not follow from {before}",
+            Status.UNDECIDED: f"not shown to follow from {before}",
+            Status.UNCHECKED: "",
+        }[step]
     )
+    bad = line.first_step(Status.REFUTED)
+    if bad is not None:
+        entry = counterexample_entry(bad, before, place)
+        if entry is not None:
+            found.counterexamples.append(entry)
+
+
+def _add_refutation(
+    found: _LineFindings, line: LineResult, result: Any, comes_in: dict[int, str]
+) -> None:
+    """A refuted member's counterexample against the truth and the known mistakes it matches
+    (with where each comes in)."""
+    v = line.first(Status.REFUTED)
+    entry = counterexample_entry(v, "truth", "form") if v is not None else None
+    if entry is not None:
+        found.counterexamples.append(entry)
+    matches = result.diagnoses.get((line.form, line.equation, line.quantity), [])
+    found.mistakes += mistake_entries(matches, line.quantity, comes_in.get(line.equation, ""))
+
+
+def _open_reasons(line: LineResult) -> list[str]:
+    """Why an undecided member is open: each undecided verdict's method and detail."""
+    return [
+        f"{v.method_words()}: {v.detail}"
+        for method in line.methods.values()
+        for v in method.verdicts
+        if v.status is Status.UNDECIDED
+    ]
 
 
 def _notes(doc: Any, reason: str) -> tuple[str, ...]:
