@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import shlex
 import sys
-from typing import Any
 
 import click
 
-from bnderive.cli.common import checked_groups, console, document, norm_options, safe, user_errors
+from bnderive.cli.common import checked_groups, console, norm_options, safe, user_errors
 from bnderive.errors import BnderiveError
 
 FORMATS = ("md", "tex", "pdf")
@@ -100,10 +98,15 @@ def report(
       bnderive report --norm layer -o layernorm.md
     """
     from bnderive.core.spec import Mode, Norm
-    from bnderive.read.catalogue import find_form
-    from bnderive.read.derivations import builtin_forms
-    from bnderive.read.forms import load_form
     from bnderive.report.build import build_report
+    from bnderive.report.files import (
+        figure_path,
+        read_inputs,
+        render,
+        report_command,
+        stability_maker,
+        write_report,
+    )
     from bnderive.verify.plan import default_jobs
 
     fmt = _format(fmt, output)
@@ -113,115 +116,33 @@ def report(
     g = checked_groups(norm, groups)
     explicit = click.get_current_context().get_parameter_source("norm")
     expected = family if explicit is not click.core.ParameterSource.DEFAULT else None
-    forms: list[Any] = []
-    implementations: list[str] = []
-    for name in inputs:
-        lower = name.lower()
-        if lower.endswith(".py"):
-            implementations.append(name)
-        elif document().is_document(name):
-            if expected not in (None, Norm.BATCH):
-                raise BnderiveError(
-                    f"{name}: LaTeX derivations are read as BatchNorm derivations; --norm "
-                    f'{norm} applies to built-in forms and TOML form files (norm = "{norm}").'
-                )
-            forms.append(document().load_document(name))
-        elif lower.endswith(".toml"):
-            forms.append(load_form(name, norm=expected))
-        else:
-            forms.append(find_form(name))
-    if not inputs:
-        forms = [f for f in builtin_forms() if f.order == 1 and f.norm is family]
-        if not forms:
-            raise BnderiveError(f"No built-in form is installed for {family.title}.")
-    figure = _figure_path(output) if stability and fmt == "md" else None
-    stability_maker = _stability(figure) if stability else None
-    families = {f.norm for f in forms}
-    if forms and len(families) == 1:
-        family = families.pop()
-    modes = [Mode.PER_ACTIVATION, Mode.SPATIAL] if mode == "both" else [Mode.parse(mode)]
+    read = read_inputs(inputs, family, expected)
+    figure = figure_path(output) if stability and fmt == "md" else None
     result = build_report(
-        forms,
-        implementations,
-        modes=modes,
-        norm=family,
+        read.forms,
+        read.implementations,
+        modes=[Mode.PER_ACTIVATION, Mode.SPATIAL] if mode == "both" else [Mode.parse(mode)],
+        norm=read.family,
         groups=g,
         jobs=jobs or default_jobs(),
         code=code,
-        code_forms=forms if inputs else [],
-        stability=stability_maker,
-        command=_command(inputs, fmt, mode, code, stability, norm, groups),
+        code_forms=read.forms if inputs else [],
+        stability=stability_maker(figure) if stability else None,
+        command=report_command(inputs, fmt, mode, code, stability, norm, groups),
     )
-    text = _render(result, fmt)
+    text = render(result, fmt)
     if output is None:
         click.echo(text, nl=False)
     else:
-        from bnderive.report.pdf import compile_pdf
-
-        data = compile_pdf(text) if fmt == "pdf" else text.encode("utf-8")
-        _write(output, data, inputs)
+        write_report(output, text, fmt, inputs)
         err = console(stderr=True)
         err.print(f"wrote {safe(output)}: {safe(result.summary.verdict)}")
     sys.exit(result.exit_code)
 
 
-def _figure_path(output: str | None) -> str | None:
-    """Where a Markdown report's stability figure goes: FILE.stability.png beside -o FILE.md
-    (None when the report is printed: there is no file to put it beside)."""
-    if output is None:
-        return None
-    from pathlib import Path
-
-    path = Path(output)
-    return str(path.with_name(f"{path.stem}.stability.png"))
-
-
-def _stability(figure: str | None) -> Any:
-    """The stability study's section maker (``bnderive.stability``), or exit 2 without it.
-    The study is ``bnderive stability``'s default (float32, one draw per point), with the
-    emitted numba kernel when numba is installed; ``figure``: the PNG a Markdown report links
-    to, written beside it (LaTeX draws its figures from the tables)."""
-    import importlib.util
-
-    if importlib.util.find_spec("bnderive.stability") is None:
-        raise BnderiveError(
-            "--stability is not available in this installation of bnderive: the stability "
-            "study (bnderive.stability) is not installed. Leave --stability out."
-        )
-
-    def make() -> Any:
-        from bnderive.emit.numba_module import numba_available
-        from bnderive.report.model import stability_section
-        from bnderive.stability import study
-
-        numba = numba_available()
-        found = study(numba=numba)
-        notes = [] if numba else ["the emitted numba kernel is not studied: numba is not installed"]
-        return stability_section(found, *_draw(found, figure), notes=notes)
-
-    return make
-
-
-def _draw(found: Any, figure: str | None) -> tuple[str, str]:
-    """(the figure's file name beside the report, "") or ("", why there is no figure)."""
-    from pathlib import Path
-
-    from bnderive.stability.figure import MatplotlibMissingError, save_figure
-
-    if figure is None:
-        return "", (
-            "a Markdown report printed on the terminal has no file beside it for the PNG: write "
-            "it with -o FILE.md (the figure goes to FILE.stability.png), or draw the study with "
-            "bnderive stability -o FILE.png."
-        )
-    try:
-        save_figure(found, figure)
-    except MatplotlibMissingError:
-        return "", "matplotlib is not installed (pip install 'bnderive[report]')."
-    return Path(figure).name, ""
-
-
 def _format(fmt: str | None, output: str | None) -> str:
+    """--format, else the one -o's suffix names, else md; a --format that contradicts the
+    suffix is a usage error."""
     suffix = (output or "").rsplit(".", 1)[-1].lower() if output and "." in output else ""
     if fmt is None:
         return suffix if suffix in FORMATS else "md"
@@ -230,66 +151,3 @@ def _format(fmt: str | None, output: str | None) -> str:
             f"--format {fmt} contradicts -o {output}: give a .{fmt} file, or leave --format out."
         )
     return fmt
-
-
-def _render(result: Any, fmt: str) -> str:
-    if fmt == "md":
-        from bnderive.report.markdown import markdown
-
-        return markdown(result)
-    from bnderive.report.latex import latex
-
-    return latex(result)
-
-
-def _command(
-    inputs: tuple[str, ...],
-    fmt: str,
-    mode: str,
-    code: bool,
-    stability: bool,
-    norm: str,
-    groups: int | None,
-) -> str:
-    """The command that writes this report again (-o left out: where it goes is not what)."""
-    words = ["bnderive", "report", *inputs, "--format", fmt]
-    if mode != "both":
-        words += ["--mode", mode]
-    if norm != "batch":
-        words += ["--norm", norm]
-    if groups is not None:
-        words += ["--groups", str(groups)]
-    if code:
-        words.append("--code")
-    if stability:
-        words.append("--stability")
-    return shlex.join(words)
-
-
-def _write(output: str, data: bytes, inputs: tuple[str, ...]) -> None:
-    """Replace ``output`` whole (never an input of the report)."""
-    import contextlib
-    import os
-    import tempfile
-    from pathlib import Path
-
-    target = Path(os.path.realpath(output))
-    for name in inputs:
-        if Path(name).exists() and Path(os.path.realpath(name)) == target:
-            raise BnderiveError(f"-o {output} is an input of the report: choose another file.")
-    if not target.parent.is_dir():
-        raise BnderiveError(f"-o {output}: the directory {target.parent} does not exist.")
-    handle = tempfile.NamedTemporaryFile(
-        "wb", dir=target.parent, prefix=f".{target.name}.", delete=False
-    )
-    try:
-        with handle:
-            handle.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(handle.name, 0o666 & ~umask)
-        os.replace(handle.name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(handle.name)
-        raise
