@@ -110,3 +110,89 @@ def test_a_folder_of_layernorm_submissions():
     payload = json.loads(result.output)
     assert [f["status"] for f in payload["files"]] == ["holds", "refuted"]
     assert result.exit_code == 1
+
+
+# -- naming the family's known mistakes (issue 16 item 1 with issue 13 item 4) ----------------------
+def named(report, form: str, quantity: str) -> list[str]:
+    return report.diagnoses.get((form, quantity), [])
+
+
+def test_the_weight_forgotten_in_rmsnorms_reduction_is_named_with_its_source():
+    report = check_norm_impl(FAMILY / "rmsnorm_weight_forgotten.py", "rms")
+    lines = named(report, "rmsnorm_backward", "dx")
+    assert lines[0].startswith(
+        "known mistake: γ missing (gamma-missing); your dx equals the result"
+    )
+    assert "exactly (as rmsnorm-rstd/gamma-missing#correction-sum)" in lines[0]
+    assert any(
+        line.startswith("  what is wrong: the weight is applied in the direct") for line in lines
+    )
+    assert any(line.startswith("  what is right: multiply by γ") for line in lines)
+    assert any("seen in: karpathy/llm.c pull request #763" in line for line in lines)
+    assert set(report.diagnoses) == {("rmsnorm_backward", "dx")}  # dγ holds: nothing to name
+
+
+def test_the_weight_forgotten_everywhere_is_the_other_rmsnorm_mutant(tmp_path):
+    text = (FAMILY / "rmsnorm_weight_forgotten.py").read_text(encoding="utf-8")
+    assert "dxhat = dout * gamma" in text
+    path = tmp_path / "rms_no_weight.py"
+    path.write_text(text.replace("dxhat = dout * gamma", "dxhat = dout"), encoding="utf-8")
+    lines = named(check_norm_impl(path, "rms"), "rmsnorm_backward", "dx")
+    assert "(as rmsnorm-rstd/gamma-missing)" in lines[0]
+
+
+def test_batchnorms_compact_form_carried_over_to_layernorm_is_gamma_outside_sum():
+    report = check_norm_impl(FAMILY / "layernorm_compact_gamma_outside.py", "layer")
+    assert rows(report) == {
+        ("layernorm_forward", "out"): ("holds", "exact"),
+        ("layernorm_backward", "dx"): ("refuted", "exact"),
+        ("layernorm_backward", "dgamma"): ("holds", "exact"),
+        ("layernorm_backward", "dbeta"): ("holds", "exact"),
+    }
+    lines = named(report, "layernorm_backward", "dx")
+    assert lines[0].startswith(
+        "known mistake: γ taken out of the sums over the set (gamma-outside-sum); your dx equals "
+        "the result with it, exactly"
+    )
+    assert "  what is right: keep γ inside every sum over the set" in "\n".join(lines)
+    assert any(line.startswith("  seen in: ") for line in lines)
+
+
+def test_gamma_outside_the_sums_of_a_groupnorm_is_named_with_layernorms_mutants(tmp_path):
+    # GroupNorm's per-set mathematics is LayerNorm's (γ per element of a set): the same mutants
+    text = (FAMILY / "cs231n_groupnorm.py").read_text(encoding="utf-8")
+    assert "dxhat = (dout * gamma).reshape" in text
+    wrong = text.replace("dxhat = (dout * gamma).reshape", "dxhat = dout.reshape").replace(
+        "return dx.reshape(N, C, H, W), dgamma", "return gamma * dx.reshape(N, C, H, W), dgamma"
+    )
+    path = tmp_path / "groupnorm_gamma_outside.py"
+    path.write_text(wrong, encoding="utf-8")
+    report = check_norm_impl(path, "group", groups=2)
+    assert rows(report)[("spatial_groupnorm_backward", "dx")] == ("refuted", "exact")
+    lines = named(report, "spatial_groupnorm_backward", "dx")
+    assert "(gamma-outside-sum)" in lines[0]
+
+
+def test_a_mistake_that_matches_no_mutant_stays_refuted_without_a_name():
+    # the mean of dx̂ divided by the batch size N: no mutant of LayerNorm's mathematics has it
+    report = check_norm_impl(FAMILY / "cs231n_layernorm_count_n.py", "layer")
+    assert rows(report)[("layernorm_backward", "dx")] == ("refuted", "exact")
+    assert report.diagnoses == {}
+    result = CliRunner().invoke(
+        main, ["check-impl", str(FAMILY / "cs231n_layernorm_count_n.py"), "--norm", "layer"]
+    )
+    assert result.exit_code == 1 and "known mistake" not in result.output
+
+
+def test_the_cli_prints_the_name_and_json_carries_it():
+    path = str(FAMILY / "layernorm_compact_gamma_outside.py")
+    result = CliRunner().invoke(main, ["check-impl", path, "--norm", "layer"])
+    assert result.exit_code == 1
+    assert (
+        "known mistake: γ taken out of the sums over the set (gamma-outside-sum)" in result.output
+    )
+    payload = json.loads(
+        CliRunner().invoke(main, ["check-impl", path, "--norm", "layer", "--json"]).output
+    )
+    text = json.dumps(payload, ensure_ascii=False)
+    assert "gamma-outside-sum" in text

@@ -342,9 +342,11 @@ def check_norm_impl(
     for case, run in zip(cases, runs, strict=True):
         _compare(rows, case, run)
     verdicts = [_verdict(row, specs) for row in rows.values()]
+    diagnosed = family_diagnoses(verdicts, cases, runs)
     described = _describe(calls, family, chosen)
     report = Report(str(path), calls.api, names, verdicts, stubs.notes, 0.0, "")
     report.sections = [label] * len(verdicts)
+    report.diagnoses = diagnosed
     report.failures = failures
     report.calls = described
     report.notes.append(
@@ -357,6 +359,38 @@ def check_norm_impl(
     if failures and not verdicts:
         raise ImplementationError("\n".join(dict.fromkeys(f.message for f in failures)))
     return report
+
+
+def family_diagnoses(
+    verdicts: list[Verdict], cases: list[FamilyCase], runs: list[dict[str, Any]]
+) -> dict[tuple[str, str], list[str]]:
+    """For each refuted dx, dγ, dβ: the known mistake of the family's per-set mathematics
+    (``verify.diagnose.diagnose_sets``) whose values equal the code's, exactly, at every case;
+    what is wrong, what is right and where the mistake was seen.  A refuted row whose values
+    equal no mutant is left without a name."""
+    from bnderive.verify.diagnose import Value, diagnose_sets
+
+    found: dict[tuple[str, str], list[str]] = {}
+    for v in verdicts:
+        if v.status is not Status.REFUTED or v.quantity not in ("dx", "dgamma", "dbeta"):
+            continue
+        mine = []
+        for case, run in zip(cases, runs, strict=True):
+            exact = run["exact"]
+            if exact is None or v.quantity not in exact.get(v.form, {}):
+                break
+            shape = case.spec.shape if v.quantity == "dx" else case.spec.affine_shape
+            data = np.asarray(exact[v.form][v.quantity], dtype=object).reshape(shape)
+            mine.append(Value(np.vectorize(Fraction, otypes=[object])(data), True))
+        else:
+            matches = diagnose_sets(v.quantity, cases, mine)
+            if matches:
+                found[(v.form, v.quantity)] = [
+                    line
+                    for m in matches
+                    for line in [*m.lines(v.quantity), *(f"  seen in: {s}" for s in m.sources())]
+                ]
+    return found
 
 
 def _describe(calls: Calls, norm: Norm, mode: Mode) -> list[str]:

@@ -28,7 +28,8 @@ import numpy as np
 from bnderive.core.derive import derive
 from bnderive.core.double_backward import second_order_truth
 from bnderive.core.evaluate import FLOAT, RATIONAL, Backend, Env
-from bnderive.core.points import point_env, random_point
+from bnderive.core.layer import set_point
+from bnderive.core.points import affine_arrays, point_env, random_point
 from bnderive.core.spec import Mode, Norm, Spec
 from bnderive.read.corpus import Mistake, corpus
 from bnderive.read.forms import Equation, Form
@@ -57,6 +58,11 @@ class Match:
             f"  what is wrong: {wrong}",
             f"  what is right: {self.mistake.fix}",
         ]
+
+    def sources(self) -> list[str]:
+        """Where the mistake was seen: the matching mutants' sources, else the mistake's."""
+        found = [s for label in self.by for s in getattr(corpus().find(label), "sources", ())]
+        return list(dict.fromkeys(found or self.mistake.sources))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -260,7 +266,8 @@ def candidates(quantity: str, order: int, layer: Spec) -> list[Candidate]:
             def other(s: Spec, name: str = field_name, held: bool = held) -> Spec:
                 return replace(s, **{name: not held})
 
-            probe = other(replace(layer, n=2, c=1, h=1, w=1))
+            one_set = {"groups": 1} if layer.norm is Norm.GROUP else {}  # one channel: G = 1
+            probe = other(replace(layer, n=2, c=1, h=1, w=1, **one_set))
             found.append(
                 Candidate(
                     f"the truth for {probe.describe().split('(')[-1].split(';', 1)[1].strip(' )')}",
@@ -328,6 +335,50 @@ def diagnose_layer(quantity: str, cases: Sequence[Any], mine: Sequence[Value]) -
             [_columns_candidate(quantity)], len(cases), mine, _column_value(cases, quantity)
         )
     return matches
+
+
+def diagnose_sets(quantity: str, cases: Sequence[Any], mine: Sequence[Value]) -> list[Match]:
+    """For code of the normalization family (check-impl --norm layer|instance|group|rms): the
+    known mistakes whose ``quantity`` equals the code's at every case.  A case holds ``spec``
+    and the whole layer's inputs ``x``, ``g``, ``gamma``, ``beta`` (None without one) and
+    ``eps``; each candidate of the family's per-set mathematics is evaluated set by set and put
+    back together as ``core.layer.layer_truth`` puts the truth (dx per element; dγ, dβ shaped
+    like γ), so that ``mine`` (the code's arrays in those shapes) compares entry by entry."""
+
+    def value_at(cand: Candidate, k: int) -> Value | None:
+        case = cases[k]
+        return _layer_value(quantity, case, cand.definitions, cand.spec_of(case.spec), cand.pick)
+
+    return _matches(candidates(quantity, 1, cases[0].spec), len(cases), mine, value_at)
+
+
+def _layer_value(
+    quantity: str, case: Any, definitions: list, spec: Spec, pick: Callable
+) -> Value | None:
+    """One candidate's ``quantity`` over a whole layer of the family (``diagnose_sets``)."""
+    beta = case.beta if spec.norm.has_beta else None
+    per_element = "gamma" in affine_arrays(spec)
+    out = np.zeros(spec.shape if quantity == "dx" else spec.affine_shape, dtype=object)
+    exact = True
+    for index in range(spec.sets):
+        positions = spec.positions(index)
+        point = set_point(spec, index, case.x, case.g, case.gamma, beta, case.eps)
+        value = value_of(definitions, spec, point, pick)
+        if value is None:
+            return None
+        exact = exact and value.exact
+        data = value.data
+        if quantity == "dx":
+            for k, p in enumerate(positions):
+                out[p] = data[k]
+        elif per_element:
+            for k, p in enumerate(positions):
+                a = spec.affine_index(p)
+                out[a] = out[a] + data[k]
+        else:
+            a = spec.affine_index(positions[0])
+            out[a] = out[a] + data
+    return Value(out if exact else out.astype(float), exact)
 
 
 def candidate_values(quantity: str, case: Any) -> list[tuple[str, np.ndarray]]:
@@ -481,4 +532,12 @@ def _exact_fit(basis: list[list[Fraction]], target: list[Fraction]) -> list[Frac
     return coeffs if fitted == list(target) else None
 
 
-__all__ = ["Match", "candidates", "diagnose_layer", "diagnose_line", "localise", "same"]
+__all__ = [
+    "Match",
+    "candidates",
+    "diagnose_layer",
+    "diagnose_line",
+    "diagnose_sets",
+    "localise",
+    "same",
+]

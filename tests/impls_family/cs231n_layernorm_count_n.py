@@ -3,7 +3,8 @@
 #           https://github.com/zlotus/cs231n and https://github.com/AnirudhM1/CS231n-2022-Solutions (statistics per
 #           sample over the features, computed on the transpose so that the batchnorm code's axis=0 is reused)
 # layout: CS231n names for LayerNorm; eps from ln_param; gamma, beta per feature (D,)
-# expected: --norm layer: out, dgamma, dbeta hold; dx refuted (the mean of dx̂ taken with the batch size N, a batchnorm habit)
+# expected: --norm layer: out, dgamma, dbeta hold; dx refuted (the mean of dx̂ taken with the batch size N, a batchnorm
+#           habit), with no name: no mutant of LayerNorm's mathematics has it
 import numpy as np
 
 

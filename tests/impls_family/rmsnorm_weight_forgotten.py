@@ -2,7 +2,8 @@
 #           https://github.com/karpathy/llm.c/pull/763 and its NumPy checks): x / sqrt(mean(x**2) + eps) * weight,
 #           one functional backward that recomputes the statistics
 # layout: functional f(x, gamma, dout, eps) -> (dx, dgamma); no beta
-# expected: --norm rms: dgamma holds; dx refuted (the weight forgotten in the correction term, as in llm.c #763)
+# expected: --norm rms: dgamma holds; dx refuted and named gamma-missing
+#           (rmsnorm-rstd/gamma-missing#correction-sum: the weight forgotten in the correction term, llm.c #763)
 import numpy as np
 
 
