@@ -324,3 +324,65 @@ def test_a_line_off_by_a_constant_is_refuted(tmp_path, offset):
     )
     (verdict,) = exact_check(load_form(path), SMALL)
     assert verdict.status is Status.REFUTED
+
+
+#: Wrong dβ lines, each zero under one wrong elimination of the root in the every-M proof (the
+#: elimination must be the same change of variables everywhere: σ² in the line and the Σ(x − μ)²
+#: = Mσ² of the reduction alike).  ε outside the root: σ² = r²; ε inside: ε = r² − σ².
+WRONG_ELIMINATIONS = [
+    ('epsilon = "outside"', "sum((x[k] - mu)**2, k) - M*var**2/4"),  # σ² = 2r, Σu² = Mr²
+    ('epsilon = "outside"', "sum((x[k] - mu)**2, k) - M*var**2"),  # σ² = r
+    ('epsilon = "outside"', "sum((x[k] - mu)**2, k) - M*var**(2/3)"),  # σ² = r³
+    # σ² = r²⁰⁰: σ^(1/8) = r^(25/2) = (Σu²/M)^(25/4) within the reader's caps on powers
+    (
+        'epsilon = "outside"',
+        "sqrt(sqrt(sqrt(sqrt(var)))) - ((sum((x[k] - mu)**2, k)/M)**(5/2))**(5/2)",
+    ),
+    ('epsilon = "outside"', "sum((x[k] - mu)**2, k) - M*(var + eps)"),  # ε = r² − σ² there
+    ("", "gamma*(1/sqrt(var + eps) - 1/sqrt(var))"),  # ε = 0 where ε is not 0
+]
+
+
+@pytest.mark.parametrize(("conventions", "term"), WRONG_ELIMINATIONS)
+def test_every_m_never_holds_a_line_wrong_only_under_another_elimination(
+    tmp_path, conventions, term
+):
+    path = tmp_path / "f.toml"
+    path.write_text(
+        f"name='f'\n[conventions]\n{conventions}\n"
+        f"[[equations]]\ndefines='dbeta'\nexpr='sum(g[k], k) + {term}'\n",
+        encoding="utf-8",
+    )
+    form = load_form(path)
+    (exact,) = exact_check(form, SMALL)
+    assert exact.status is Status.REFUTED  # the line is wrong
+    (general,) = general_check(form)
+    assert general.status is Status.UNDECIDED, general.detail
+
+
+def eps_none_document(tmp_path: Path, extra: str):
+    """A document declaring ε = 0 (``epsilon: none``) whose dβ line still writes ε."""
+    text = (
+        "---\nname: eps-none\nmode: per-activation\nepsilon: none\n---\n$$\n"
+        r"\frac{\partial L}{\partial \beta} = \sum_i \frac{\partial L}{\partial y_i} "
+        f"{extra}\n$$\n"
+    )
+    path = tmp_path / "eps_none.md"
+    path.write_text(text, encoding="utf-8")
+    return load_document(path)
+
+
+@pytest.mark.parametrize("extra", [r"+ \epsilon - 1", r"+ \epsilon + 1", r"- 1"])
+def test_every_m_reads_eps_as_zero_where_the_document_says_so(tmp_path, extra):
+    """ε = 0 is substituted in the line, not ε = ±1: a line right at ε = ±1 only is wrong."""
+    form = eps_none_document(tmp_path, extra)
+    (exact,) = [v for v in exact_check(form, SMALL) if v.quantity == "dbeta"]
+    assert exact.status is Status.REFUTED
+    (general,) = [v for v in general_check(form) if v.quantity == "dbeta"]
+    assert general.status is Status.UNDECIDED, general.detail
+
+
+def test_every_m_proves_a_line_that_writes_eps_where_eps_is_zero(tmp_path):
+    form = eps_none_document(tmp_path, r"+ 3\epsilon")
+    assert {v.status for v in exact_check(form, SMALL)} == {Status.HOLDS}
+    assert {v.status for v in general_check(form)} == {Status.HOLDS}

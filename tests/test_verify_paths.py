@@ -321,3 +321,80 @@ def test_a_form_whose_every_line_is_refuted_is_diagnosed_too(tmp_path):
     assert [m.by for m in result.diagnoses[("f", 1, "dvar")]] == [("staged/half-doubled",)]
     lost = "gamma*Sum((x[k] - mu)*g[k], (k, 1, M))/(2*(eps + var)**(3/2))"
     assert sp.simplify(result.residuals[("f", 1)] - sp.sympify(lost, locals=_NAMES)) == 0
+
+
+# -- check.py: which lines get a residual, and in which mode a line is diagnosed ---------------------
+def test_residuals_are_written_for_refuted_and_undecided_lines_only(tmp_path):
+    """The statuses are written by hand: a wrong line only undecided (every-M not proved, no
+    size refutes it) still gets its residual; a line that holds at the sizes checked gets none,
+    even where its index form differs; an undecided line whose residual is 0 (a right line) or
+    cannot be written (a name of the form's own) gets none either."""
+    from bnderive.verify.check import _residuals
+    from bnderive.verify.summary import line_results
+
+    wrong = form_of(tmp_path, ("dx[i]", f"{CAFFE} + 3*(x[i] - mu)"), name="wrong")
+    right = form_of(tmp_path, ("dx[i]", CAFFE), name="right")
+    own = form_of(tmp_path, ("s", "var + eps + 1"), name="own")
+    forms = [wrong, right, own]
+    assert index_residual(right, right.equations[0]) == 0
+    assert index_residual(own, own.equations[0]) is None
+
+    def residuals(*verdicts: Verdict) -> dict:
+        return _residuals(forms, line_results(list(verdicts)))
+
+    only_undecided = residuals(verdict(U, 1, form="wrong"))
+    assert only_undecided == {("wrong", 1): 3 * N.mu - 3 * N.x[I]}
+    assert residuals(verdict(R, 1, form="wrong")) == only_undecided
+    assert residuals(verdict(H, 1, form="wrong"), verdict(U, 1, form="right")) == {}
+    assert residuals(verdict(U, 1, form="own"), verdict(H, 1, form="right")) == {}
+    assert residuals(verdict(H, 1, form="right")) == {}
+
+
+def test_a_wrong_line_every_m_cannot_decide_has_its_residual(tmp_path):
+    """check with the every-M method alone: the wrong dx is not proved and not refuted (the
+    method never refutes), so the form is undecided, and its residual is written."""
+    from bnderive.verify.check import check_forms
+
+    form = form_of(tmp_path, ("dx[i]", f"{CAFFE} + 3*(x[i] - mu)"))
+    result = check_forms([form], (Mode.PER_ACTIVATION,), ("general",))
+    assert [line.status for line in result.lines] == [U]
+    assert result.status is U and result.exit_code == 3
+    assert result.residuals == {("f", 1): 3 * N.mu - 3 * N.x[I]}
+    assert result.diagnoses == {}
+
+
+def _dvar(status: Status, mode: Mode | None, equation: int | None = 1, form: str = "f") -> Verdict:
+    return Verdict(form, "dvar", equation, status, "exact", "M = 2..4 exact", mode=mode)
+
+
+def test_a_refuted_line_is_diagnosed_in_the_mode_it_was_refuted_in(tmp_path):
+    """dσ² with its ½ lost, plus a term that vanishes at exactly the per-activation diagnosis
+    sizes: it equals the known mistake there and not at the spatial sizes.  Diagnosed in the
+    verdict's mode (the form's first mode when the verdict names none), never in another."""
+    from bnderive.verify.check import _diagnoses
+    from bnderive.verify.diagnose import diagnosis_specs
+
+    plain = form_of(tmp_path, ("dvar", "1"), name="plain")
+    per = [s.m for s in diagnosis_specs(Mode.PER_ACTIVATION, plain)]
+    spatial = [s.m for s in diagnosis_specs(Mode.SPATIAL, plain)]
+    assert not set(per) & set(spatial)  # the term below is nonzero at every spatial size
+    vanishing = "*".join(f"(M - {m})" for m in per)
+    dvar = HALF_LOST.replace("dxhat[k]", "g[k]*gamma") + f" + {vanishing}*gamma"
+    form = form_of(tmp_path, ("dvar", dvar))
+    assert form.modes == (Mode.PER_ACTIVATION, Mode.SPATIAL)
+
+    named = _diagnoses([form], [_dvar(R, Mode.PER_ACTIVATION)])
+    assert [m.by for m in named[("f", 1, "dvar")]] == [("staged/half-doubled",)]
+    assert _diagnoses([form], [_dvar(R, None)]) == named  # the form's first mode
+    assert _diagnoses([form], [_dvar(R, Mode.SPATIAL)]) == {}
+
+
+def test_a_refuted_verdict_without_a_line_of_a_given_form_is_not_diagnosed(tmp_path):
+    """A refuted verdict that names no equation (as check-impl's do), or a form that was not
+    given, has nothing to diagnose: no diagnosis, and no error."""
+    from bnderive.verify.check import _diagnoses
+
+    form = form_of(tmp_path, ("dvar", HALF_LOST.replace("dxhat[k]", "g[k]*gamma")))
+    assert _diagnoses([form], [_dvar(R, Mode.PER_ACTIVATION, equation=None)]) == {}
+    assert _diagnoses([form], [_dvar(R, Mode.PER_ACTIVATION, form="other")]) == {}
+    assert list(_diagnoses([form], [_dvar(R, Mode.PER_ACTIVATION)])) == [("f", 1, "dvar")]
