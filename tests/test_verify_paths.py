@@ -398,3 +398,40 @@ def test_a_refuted_verdict_without_a_line_of_a_given_form_is_not_diagnosed(tmp_p
     assert _diagnoses([form], [_dvar(R, Mode.PER_ACTIVATION, equation=None)]) == {}
     assert _diagnoses([form], [_dvar(R, Mode.PER_ACTIVATION, form="other")]) == {}
     assert list(_diagnoses([form], [_dvar(R, Mode.PER_ACTIVATION)])) == [("f", 1, "dvar")]
+
+
+# -- residual.py: a document's checked lines, and ε = 0 ------------------------------------------------
+def document_of(tmp_path: Path, front: str, *lines: str):
+    from bnderive.read.documents import load_document
+
+    body = " \\\\\n".join(lines)
+    text = f"---\nname: doc\nmode: per-activation\n{front}---\n$$\n\\begin{{aligned}}\n{body}\n"
+    path = tmp_path / "doc.md"
+    path.write_text(text + "\\end{aligned}\n$$\n", encoding="utf-8")
+    return load_document(path)
+
+
+DVAR_DX = r"\frac{\partial \sigma^2}{\partial x_i} &= \frac{2(x_i-\mu)}{N%s}"
+
+
+def test_a_local_derivative_s_residual_is_taken_against_its_reference(tmp_path):
+    """A document's ∂σ²/∂x_i is checked against the graph's (its reference line): the residual
+    of Bessel's 1/(N − 1) in a biased file is 2u/M − 2u/(M − 1) = −2u/(M(M − 1)); the right
+    one's is 0, and a line with no reference and no truth has none."""
+    form = document_of(tmp_path, "", DVAR_DX % "", DVAR_DX % "-1")
+    checked = [eq for eq in form.equations if eq.kind == "checked"]
+    assert len(checked) == 2
+    assert index_residual(form, checked[0]) == 0
+    want = -2 * (N.x[I] - N.mu) / (N.M * (N.M - 1))
+    assert sp.simplify(index_residual(form, checked[1]) - want) == 0
+    (reference, *_) = [eq for eq in form.equations if eq.kind == "reference"]
+    assert index_residual(form, reference) is None
+
+
+@pytest.mark.parametrize(("extra", "residual"), [(r"+ 3\epsilon", 0), (r"+ \epsilon - 1", 1)])
+def test_a_document_with_eps_zero_reads_its_eps_as_zero(tmp_path, extra, residual):
+    """``epsilon: none`` (ε = 0) with a line that still writes ε: ε is 0 in the residual."""
+    line = r"\frac{\partial L}{\partial \beta} &= \sum_i \frac{\partial L}{\partial y_i} " + extra
+    form = document_of(tmp_path, "epsilon: none\n", line)
+    (dbeta,) = [eq for eq in form.equations if eq.name == "dbeta"]
+    assert index_residual(form, dbeta) == residual

@@ -529,6 +529,22 @@ ALLOWED[(_RS, "if spec.eps_zero:", "if-branch deleted")] = (
     "arrangement; a description, never a verdict"
 )
 
+ALLOWED[(_RS, "N.var if self.spec.eps_inside and not self.spec.eps_zero else _R**2", "and → or")] = (
+    "σ² instead of r² where ε is outside the root or 0: the reduced expression goes through "
+    "``_radical_out`` again, which writes σ² = r² in exactly those cases: the same residual"
+)  # fmt: skip
+ALLOWED[(_MS, 'if eq.kind != "quantity":', "if-branch deleted")] = (
+    "a refuted local derivative (the only other kind a method refutes) searched for an "
+    "inherited mistake too: ∂σ²/∂x_i, ∂μ/∂x_i, ∂x̂/∂σ², ∂x̂/∂μ are written in x, μ, σ², ε and "
+    "N, never in a gradient, so ``_uses`` finds no wrong value and the same None comes back"
+)
+ALLOWED[(_MS, 'wrong = {e.name: e for e in earlier if e.kind == "quantity" and e.stored}',
+         "and → or")] = (
+    "``stored`` is kind in (quantity, definition), so the mutant adds only definitions, and "
+    "``earlier`` holds refuted lines only: a definition is auxiliary (not compared, never "
+    "refuted), so the same lines"
+)  # fmt: skip
+
 ENUMS = {
     "Status": ("HOLDS", "REFUTED", "UNDECIDED", "UNCHECKED"),
     "Zero": ("ZERO", "NONZERO", "UNDEFINED"),
