@@ -196,3 +196,47 @@ def test_the_cli_prints_the_name_and_json_carries_it():
     )
     text = json.dumps(payload, ensure_ascii=False)
     assert "gamma-outside-sum" in text
+
+
+def test_rmsnorm_with_eps_outside_the_root_runs_exactly_and_is_named():
+    # OLMo #281's x / (rms_x + eps): the inputs make √mean(x²) rational too, so the code runs on
+    # exact numbers (before, every row was left undecided) and is refuted and named exactly
+    report = check_norm_impl(FAMILY / "rmsnorm_eps_outside_root.py", "rms")
+    assert rows(report) == {
+        ("rmsnorm_forward", "out"): ("refuted", "exact"),
+        ("rmsnorm_backward", "dx"): ("refuted", "exact"),
+        ("rmsnorm_backward", "dgamma"): ("refuted", "exact"),
+    }
+    for quantity in ("dx", "dgamma"):
+        lines = named(report, "rmsnorm_backward", quantity)
+        assert lines[0].startswith(
+            f"known mistake: ε outside the root (eps-outside); your {quantity}"
+        )
+        assert any("seen in: allenai/OLMo issue #281" in line for line in lines)
+    assert named(report, "rmsnorm_forward", "out") == []
+
+
+def test_exact_points_with_the_sets_own_root_rational_too():
+    from fractions import Fraction
+
+    from bnderive.core.layer import _set_variance, _square, exact_point
+    from bnderive.core.spec import Mode, Norm, Spec
+
+    for spec in (
+        Spec(Mode.PER_ACTIVATION, n=3, c=4, norm=Norm.RMS),
+        Spec(Mode.PER_ACTIVATION, n=2, c=5, norm=Norm.LAYER),
+        Spec(Mode.SPATIAL, n=2, c=4, h=1, w=2, norm=Norm.GROUP, groups=2),
+    ):
+        p = exact_point(spec, 5, root_too=True)
+        for s in range(spec.sets):
+            values = [int(p["x"][q]) for q in spec.positions(s)]
+            var = _set_variance(spec, values)
+            assert _square(var) and _square(var + p["eps"]), (spec, s, var)
+    # three centred integers never have a rational √σ² (a² + ab + b² = 6u² has no solution):
+    # the point is still exact for √(σ²+ε)
+    spec = Spec(Mode.PER_ACTIVATION, n=4, c=3, norm=Norm.LAYER)
+    p = exact_point(spec, 5, root_too=True)
+    assert p["r"] ** 2 == p["eps"] + _set_variance(
+        spec, [int(p["x"][q]) for q in spec.positions(0)]
+    )
+    assert isinstance(p["r"], Fraction)

@@ -145,7 +145,9 @@ def _run(definitions: list[tuple[str, bool, Any]], base: Env) -> tuple[dict[str,
     return values, ""
 
 
-def exact_point(spec: Spec, seed: int = 0, spread: int = 5) -> dict[str, Any]:
+def exact_point(
+    spec: Spec, seed: int = 0, spread: int = 5, root_too: bool = False
+) -> dict[str, Any]:
     """Adversarial exact inputs for a whole layer with one ε and every √(σ²+ε) rational.
 
     Every reduction set holds the same multiset of centred values, permuted and shifted by its
@@ -153,12 +155,18 @@ def exact_point(spec: Spec, seed: int = 0, spread: int = 5) -> dict[str, Any]:
     the same σ² and ε = r² − σ² with an integer r makes all the roots r.  The sets still differ
     (their order, their means), γ avoids 0 and ±1 and varies, and g is uneven.  Returns x, g
     (the input's shape), gamma, beta (``spec.affine_shape``; beta None for RMSNorm), eps and r,
-    all ``Fraction``."""
+    all ``Fraction``.
+
+    ``root_too``: the sets' √σ² (RMSNorm: √mean(x²)) rational as well, when such values are
+    found among the first few thousand draws, so that code that adds ε outside the root runs
+    exactly too (and is refuted exactly, not left undecided)."""
     rng = Random(seed)
     m = spec.m
-    while True:
+    for attempt in range(1000):
         base = [rng.randint(-spread, spread) for _ in range(m)]
-        if m < 2 or len(set(base)) > 1:
+        if m >= 2 and len(set(base)) < 2:
+            continue
+        if not root_too or _square(_set_variance(spec, base)) or attempt == 999:
             break
     x = np.empty(spec.shape, dtype=object)
     g = np.empty(spec.shape, dtype=object)
@@ -173,12 +181,7 @@ def exact_point(spec: Spec, seed: int = 0, spread: int = 5) -> dict[str, Any]:
         for p, v in zip(spec.positions(channel), values, strict=True):
             x[p] = Fraction(v)
             g[p] = Fraction(rng.randint(-spread, spread))
-    if spec.norm.centred:
-        divisor = m - 1 if spec.unbiased else m
-        mean = Fraction(sum(base), m)
-        var = sum((Fraction(v) - mean) ** 2 for v in base) / divisor
-    else:
-        var = Fraction(sum(v * v for v in base), m)
+    var = _set_variance(spec, base)
     r = math.isqrt(math.ceil(var)) + 1 + rng.randint(0, 3)
     eps = r * r - var
     size = math.prod(spec.affine_shape)
@@ -193,6 +196,22 @@ def exact_point(spec: Spec, seed: int = 0, spread: int = 5) -> dict[str, Any]:
         "eps": eps,
         "r": Fraction(r),
     }
+
+
+def _set_variance(spec: Spec, base: Sequence[int]) -> Fraction:
+    """σ² of one set's values (RMSNorm: their mean square)."""
+    m = len(base)
+    if not spec.norm.centred:
+        return Fraction(sum(v * v for v in base), m)
+    divisor = m - 1 if spec.unbiased else m
+    mean = Fraction(sum(base), m)
+    return sum((Fraction(v) - mean) ** 2 for v in base) / divisor
+
+
+def _square(value: Fraction) -> bool:
+    """Is ``value`` the square of a rational?"""
+    p, q = value.numerator, value.denominator
+    return p >= 0 and math.isqrt(p) ** 2 == p and math.isqrt(q) ** 2 == q
 
 
 def as_fractions(values: Sequence[Any] | np.ndarray) -> np.ndarray:

@@ -85,7 +85,7 @@ def family_specs(norm: Norm, mode: Mode, groups: int) -> list[Spec]:
 
 
 def make_family_case(spec: Spec, seed: int) -> FamilyCase:
-    p = exact_point(spec, seed)
+    p = exact_point(spec, seed, root_too=True)  # ε outside the root runs exactly too
     beta = p["beta"] if p["beta"] is not None else np.zeros(spec.affine_shape, dtype=object)
     return FamilyCase(spec, p["x"], p["g"], p["gamma"], beta, p["eps"], p["r"],
                       affine=tuple(spec.affine_shape))  # fmt: skip
@@ -365,7 +365,9 @@ def family_diagnoses(
     verdicts: list[Verdict], cases: list[FamilyCase], runs: list[dict[str, Any]]
 ) -> dict[tuple[str, str], list[str]]:
     """For each refuted dx, dγ, dβ: the known mistake of the family's per-set mathematics
-    (``verify.diagnose.diagnose_sets``) whose values equal the code's, exactly, at every case;
+    (``verify.diagnose.diagnose_sets``) whose values equal the code's, exactly, at every case
+    where it ran exactly (two at least: ε outside the root runs exactly only where the sets'
+    √σ² is rational, and three centred values never have one);
     what is wrong, what is right and where the mistake was seen.  A refuted row whose values
     equal no mutant is left without a name."""
     from bnderive.verify.diagnose import Value, diagnose_sets
@@ -374,16 +376,17 @@ def family_diagnoses(
     for v in verdicts:
         if v.status is not Status.REFUTED or v.quantity not in ("dx", "dgamma", "dbeta"):
             continue
-        mine = []
+        at, mine = [], []  # the cases where the code ran exactly (every one, as a rule)
         for case, run in zip(cases, runs, strict=True):
             exact = run["exact"]
             if exact is None or v.quantity not in exact.get(v.form, {}):
-                break
+                continue
             shape = case.spec.shape if v.quantity == "dx" else case.spec.affine_shape
             data = np.asarray(exact[v.form][v.quantity], dtype=object).reshape(shape)
+            at.append(case)
             mine.append(Value(np.vectorize(Fraction, otypes=[object])(data), True))
-        else:
-            matches = diagnose_sets(v.quantity, cases, mine)
+        if len(at) >= 2:
+            matches = diagnose_sets(v.quantity, at, mine)
             if matches:
                 found[(v.form, v.quantity)] = [
                     line
