@@ -93,86 +93,122 @@ def _takes_eps(forward: Function | None) -> bool:
 
 def resolve_api(source: Source, api: str | None, function: str | None, mode: str) -> Calls:
     """Which functions to call, decided from the file as written (nothing is imported)."""
-    defined = source.functions
-    listing = source.listing()
-    forward, backward, alt = CS231N[mode]
+    _refuse_spatial_only(source, function, mode)
+    methods = module_level_methods(source)  # def forward(self, x) at module level
+    public = [n for n in source.functions if not n.startswith("_") and n not in methods]
+    if api is None:
+        guessed = _guess_api(source, function, mode, public)
+        if isinstance(guessed, Calls):
+            return guessed
+        api, function = guessed
+    if api == "cs231n":
+        return _cs231n_calls(source, mode)
+    return _functional_calls(source, function, public)
 
-    def has(name: str | None) -> bool:
-        return name is not None and (name in defined or name in source.classes)
 
-    if mode == "per-activation" and not has(forward) and not function:
-        spatial = [n for n in CS231N["spatial"] if n and has(n)]
+def _defines(source: Source, name: str | None) -> bool:
+    """Whether the file defines ``name`` as a function or a class."""
+    return name is not None and (name in source.functions or name in source.classes)
+
+
+def _refuse_spatial_only(source: Source, function: str | None, mode: str) -> None:
+    """A file with CS231n's SPATIAL functions and not its PER_ACTIVATION forward, checked in
+    per-activation mode without --function: a usage error that says to add --mode spatial."""
+    forward = CS231N[mode][0]
+    if mode == "per-activation" and not _defines(source, forward) and not function:
+        spatial = [n for n in CS231N["spatial"] if n and _defines(source, n)]
         if spatial:
             raise ImplementationError(
                 f"{source.name}: the file defines {' and '.join(spatial)} but not {forward}: add "
                 "--mode spatial to check the SPATIAL (N,C,H,W) functions."
             )
-    methods = module_level_methods(source)  # def forward(self, x) at module level
-    public = [n for n in defined if not n.startswith("_") and n not in methods]
-    if api is None:
-        if function:
-            api = "functional"
-        elif has(forward):
-            api = "cs231n"
-        elif backward in defined and len(defined[backward].params) >= 5:
-            api, function = "functional", backward  # backward(x, gamma, beta, dout, eps)
-        elif has(backward):
-            api = "cs231n"
-        elif (pair := find_pair(source, mode)) is not None:
-            return pair
-        elif len(public) == 1 and public[0] in defined:
-            api, function = "functional", public[0]
-        elif layers := [
-            c.name for c in source.classes.values()
-            if {"forward", "backward"} & set(c.methods) or "__call__" in c.methods
-        ]:  # fmt: skip
-            raise ImplementationError(
-                f"{source.name}: the file defines the layer class {', '.join(layers)}; check-impl "
-                "does not call layer classes yet (their constructors, the cache on self and "
-                "dγ, dβ stored as attributes vary from library to library). Wrap the layer in "
-                "functions batchnorm_forward(x, gamma, beta, bn_param) -> (out, cache) and "
-                "batchnorm_backward(dout, cache) -> (dx, dgamma, dbeta), and check those."
-            )
-        else:
-            raise ImplementationError(
-                f"{source.name}: cannot tell which API the file implements: it defines no "
-                f"{forward}/{backward} pair (the CS231n API) and not exactly one function "
-                f"(functions found: {listing}). Name the function with --function NAME, or use "
-                "--api."
-            )
-    if api == "cs231n":
-        names = [n for n in (backward, alt) if has(n)]
-        missing = [n for n in (forward,) if not has(n)]
-        if not names:
-            missing.append(backward)
-        if missing:
-            raise ImplementationError(
-                f"{source.name}: the CS231n API in {mode} mode needs {forward} and {backward}"
-                + (f" (or {alt})" if alt else "")
-                + f"; the file does not define {' and '.join(missing)} (functions found: "
-                f"{listing})."
-            )
-        takes_eps = _takes_eps(defined.get(forward))
-        args = ("x", "gamma", "beta", "eps") if takes_eps else ("x", "gamma", "beta", "param")
-        f = defined.get(forward)
-        if f is not None and not takes_eps:
-            args = bind_forward(source, f) or args
-        return Calls(
-            "cs231n", forward, names, takes_eps, args,
-            param_keys(source, forward),
-            {n: bind_backward(source, forward, defined[n]) for n in names if n in defined},
-        )  # fmt: skip
+
+
+def _guess_api(
+    source: Source, function: str | None, mode: str, public: list[str]
+) -> Calls | tuple[str, str | None]:
+    """The API the file implements when --api is not given, as (api, function), or the calls
+    of a forward/backward pair found under other names: a --function given means functional;
+    CS231n's forward, or its backward, means cs231n (a backward(x, gamma, beta, dout, eps) is
+    functional); else a pair; else the one public function.  A layer class, or nothing to go
+    by, is a usage error saying what to do."""
+    defined = source.functions
+    forward, backward, _ = CS231N[mode]
+    if function:
+        return "functional", function
+    if _defines(source, forward):
+        return "cs231n", function
+    if backward in defined and len(defined[backward].params) >= 5:
+        return "functional", backward  # backward(x, gamma, beta, dout, eps)
+    if _defines(source, backward):
+        return "cs231n", function
+    if (pair := find_pair(source, mode)) is not None:
+        return pair
+    if len(public) == 1 and public[0] in defined:
+        return "functional", public[0]
+    if layers := [
+        c.name for c in source.classes.values()
+        if {"forward", "backward"} & set(c.methods) or "__call__" in c.methods
+    ]:  # fmt: skip
+        raise ImplementationError(
+            f"{source.name}: the file defines the layer class {', '.join(layers)}; check-impl "
+            "does not call layer classes yet (their constructors, the cache on self and "
+            "dγ, dβ stored as attributes vary from library to library). Wrap the layer in "
+            "functions batchnorm_forward(x, gamma, beta, bn_param) -> (out, cache) and "
+            "batchnorm_backward(dout, cache) -> (dx, dgamma, dbeta), and check those."
+        )
+    raise ImplementationError(
+        f"{source.name}: cannot tell which API the file implements: it defines no "
+        f"{forward}/{backward} pair (the CS231n API) and not exactly one function "
+        f"(functions found: {source.listing()}). Name the function with --function NAME, or "
+        "use --api."
+    )
+
+
+def _cs231n_calls(source: Source, mode: str) -> Calls:
+    """CS231n's API in ``mode``: the forward and the backward (or the alternative backward)
+    the file defines, how the forward takes eps (a parameter, as posts write it, or in
+    bn_param) and what each backward is given; a missing function is a usage error."""
+    defined = source.functions
+    forward, backward, alt = CS231N[mode]
+    names = [n for n in (backward, alt) if _defines(source, n)]
+    missing = [n for n in (forward,) if not _defines(source, n)]
+    if not names:
+        missing.append(backward)
+    if missing:
+        raise ImplementationError(
+            f"{source.name}: the CS231n API in {mode} mode needs {forward} and {backward}"
+            + (f" (or {alt})" if alt else "")
+            + f"; the file does not define {' and '.join(missing)} (functions found: "
+            f"{source.listing()})."
+        )
+    takes_eps = _takes_eps(defined.get(forward))
+    args = ("x", "gamma", "beta", "eps") if takes_eps else ("x", "gamma", "beta", "param")
+    f = defined.get(forward)
+    if f is not None and not takes_eps:
+        args = bind_forward(source, f) or args
+    return Calls(
+        "cs231n", forward, names, takes_eps, args,
+        param_keys(source, forward),
+        {n: bind_backward(source, forward, defined[n]) for n in names if n in defined},
+    )  # fmt: skip
+
+
+def _functional_calls(source: Source, function: str | None, public: list[str]) -> Calls:
+    """The functional API: the function named (without a name, the file's one public
+    function); a name the file does not define, or no name and not one function, is a usage
+    error."""
     if not function:
         if len(public) != 1:
             raise ImplementationError(
                 f"{source.name}: the functional API needs the function's name: give --function "
-                f"NAME (functions found: {listing})."
+                f"NAME (functions found: {source.listing()})."
             )
         function = public[0]
-    if not has(function):
+    if not _defines(source, function):
         raise ImplementationError(
             f"{source.name}: the file defines no function {function!r} (functions found: "
-            f"{listing})."
+            f"{source.listing()})."
         )
     return Calls("functional", None, [function])
 
@@ -806,7 +842,19 @@ class Caller:
         them, call forward (and backward in training), read the gradients where they are.
         ``read`` False: the running statistics are set but not read back (a flattening layer
         keeps them per activation, not per channel)."""
-        layer = _var("layer")
+        self._construct_layer(plan, momentum, has_running, c)
+        narrow = self._parameter_dtype(plan) if kind == "float" else None
+        steps, fkwargs = _layer_setup(plan, training, has_running, c, narrow)
+        read_running = bool(has_running and read and plan.running)
+        self._layer_forward(plan, run, take, steps, fkwargs, read_running, shape, c, kind)
+        self._layer_backward(plan, run, take, shape, c)
+
+    def _construct_layer(
+        self, plan: LayerPlan, momentum: str | None, has_running: bool, c: int
+    ) -> None:
+        """The child's ``layer``: the class called with the constructor keywords the plan
+        found, each given its role's value (momentum left out where the run uses the
+        constructor's default; running statistics None where the case has none)."""
         kwargs: dict[str, Any] = {}
         for keyword, role in plan.init:
             if role in ("gamma", "beta"):
@@ -826,60 +874,43 @@ class Caller:
             [{"op": "call", "fn": {"global": plan.cls}, "args": [], "kwargs": kwargs,
               "to": "layer", "what": built}], [],
         )  # fmt: skip
-        steps: list[dict[str, Any]] = []
-        # A layer that keeps its parameters in float32 (a library-wide dtype) gets γ, β and the
-        # running statistics in that dtype in the float run, as its own would be.
-        narrow = None
+
+    def _parameter_dtype(self, plan: LayerPlan) -> str | None:
+        """The dtype the built layer keeps γ (or a running statistic) in when it is float16 or
+        float32 (a library-wide dtype): the float run gives it γ, β and the running statistics
+        in that dtype, as its own would be.  None: float64, or nothing to probe, or not set
+        yet (lazy initialisation)."""
         probe = plan.gamma or next(iter(plan.running.values()), None)
-        if kind == "float" and probe is not None:
-            try:
-                raw = self.request(
-                    [{"op": "send", "label": "probe",
-                      "value": {"attr": [layer, probe[1]]} if probe[0] == "attr" else
-                      {"item": [{"attr": [layer, probe[1]]}, probe[2]]}, "what": "probing"}],
-                    ["probe"],
-                )["probe"]  # fmt: skip
-                if raw.t == "array" and raw.dtype in ("float16", "float32"):
-                    narrow = raw.dtype
-            except UserFailure:
-                pass  # not set yet (lazy initialisation): float64
+        if probe is None:
+            return None
+        try:
+            raw = self.request(
+                [{"op": "send", "label": "probe", "value": _layer_ref(probe),
+                  "what": "probing"}],
+                ["probe"],
+            )["probe"]  # fmt: skip
+        except UserFailure:
+            return None  # not set yet (lazy initialisation): float64
+        if raw.t == "array" and raw.dtype in ("float16", "float32"):
+            return raw.dtype
+        return None
 
-        def put(ref: tuple[str, ...], value: dict[str, Any], what: str) -> None:
-            if ref[0] == "attr":
-                steps.append({"op": "setattr", "obj": layer, "name": ref[1], "value": value,
-                              "what": what})  # fmt: skip
-            else:
-                steps.append({"op": "setitem", "obj": {"attr": [layer, ref[1]]}, "key": ref[2],
-                              "value": value, "what": what})  # fmt: skip
-
-        def get(ref: tuple[str, ...]) -> dict[str, Any]:
-            if ref[0] == "attr":
-                return {"attr": [layer, ref[1]]}
-            return {"item": [{"attr": [layer, ref[1]]}, ref[2]]}
-
-        def given(role: str) -> dict[str, Any]:
-            return _copy(role) if narrow is None else {"astype": [_var(role), narrow]}
-
-        for role in ("gamma", "beta"):
-            ref = getattr(plan, role)
-            if ref is not None:
-                put(ref, given(role), f"setting the layer's {role}")
-        if has_running:
-            for role, ref in plan.running.items():
-                put(ref, given(role), f"setting the layer's {role}")
-        for name, what in plan.guards:
-            put(("attr", name), {"lit": True} if what == "true" else {"lit": c}, "setting " + name)
-        for role, where in plan.grads.items():
-            if where[0] == "recorder":
-                put(("attr", where[1]), {"recorder": True}, f"giving the layer a {where[1]}")
-            elif where[2] == "add":
-                put(where[1], {"lit": 0}, f"setting the layer's {role} accumulator to 0")
-        flag_value = training if plan.flag is None else (training == plan.flag[2])
-        fkwargs: dict[str, Any] = {}
-        if plan.flag is not None and plan.flag[0] == "attr":
-            put(("attr", plan.flag[1]), {"lit": flag_value}, f"setting {plan.flag[1]}")
-        elif plan.flag is not None:
-            fkwargs[plan.flag[1]] = {"lit": flag_value}
+    def _layer_forward(
+        self,
+        plan: LayerPlan,
+        run: Run,
+        take: Any,
+        steps: list[dict[str, Any]],
+        fkwargs: dict[str, Any],
+        read_running: bool,
+        shape: tuple[int, ...],
+        c: int,
+        kind: str,
+    ) -> None:
+        """Run the setting ``steps``, then forward(x) (with the training flag's keyword,
+        where it is one); take its output and, with ``read_running``, the running statistics
+        the forward left on the layer."""
+        layer = _var("layer")
         forward = plan.forward_name
         fn = {"global": plan.forward} if plan.forward_global else {"attr": [layer, plan.forward]}
         args = [layer, _copy("x")] if plan.forward_global else [_copy("x")]
@@ -889,30 +920,29 @@ class Caller:
                       "what": who})  # fmt: skip
         steps.append({"op": "send", "label": "forward", "value": _var("forward"), "what": who})
         labels = ["forward"]
-        has_running = has_running and read
-        if has_running and plan.running:
+        if read_running:
             for role, ref in plan.running.items():
-                steps.append({"op": "send", "label": role, "value": get(ref), "what": who})
+                steps.append({"op": "send", "label": role, "value": _layer_ref(ref), "what": who})
                 labels.append(role)
         values = self.request(steps, labels)
         returned = values["forward"]
         if returned.t in ("tuple", "list") and returned.items:
             returned = returned.items[0]  # forward -> (out, cache)
         take(forward, "out", returned, shape)
-        if has_running and plan.running:
-            out, reasons, dtypes = {}, [], {}
-            for role, ref in plan.running.items():
-                where = f"self.{ref[1]}" if ref[0] == "attr" else f"self.{ref[1]}[{ref[2]!r}]"
-                arr, dtype, reason = to_array(forward, where, values[role], (c,), kind)
-                out[role], dtypes[role] = arr, dtype
-                got = values[role]
-                if got.t == "array" and got.shape is not None and tuple(got.shape) != (c,):
-                    run.reshaped[(forward, where)] = tuple(got.shape)
-                reasons += [reason] if reason else []
-            run.running, run.running_reasons, run.running_dtypes = out, reasons, dtypes
+        if read_running:
+            _take_running(plan, run, forward, values, c, kind)
+
+    def _layer_backward(
+        self, plan: LayerPlan, run: Run, take: Any, shape: tuple[int, ...], c: int
+    ) -> None:
+        """backward(dout), when the layer has one and the run calls it: dx from what it
+        returns, dγ and dβ from the returned triple or from where the plan found them (an
+        attribute, an accumulator, a recorder's argument).  A failure is the backward's
+        (recorded in ``run.failures``), except the child's output, exit and memory limits."""
         name = plan.backward_name
         if name is None or name not in self.calls.backward:
             return
+        layer = _var("layer")
         who = f"{name}(dout)"
         steps = [
             {"op": "call", "fn": {"attr": [layer, plan.backward]}, "args": [_copy("dout")],
@@ -924,7 +954,7 @@ class Caller:
             if where[0] == "recorder":
                 value = {"item": [{"attr": [{"attr": [layer, where[1]]}, "args"]}, where[2]]}
             else:
-                value = get(where[1])
+                value = _layer_ref(where[1])
             steps.append({"op": "send", "label": role, "value": value,
                           "what": f"reading {name}'s {role}"})  # fmt: skip
             labels.append(role)
@@ -948,6 +978,86 @@ class Caller:
                 raise
             run.failures[name] = exc
             run.values.pop(name, None)
+
+
+def _layer_ref(ref: tuple[str, ...]) -> dict[str, Any]:
+    """Where a plan's reference points on the child's ``layer``: ("attr", name) is
+    ``layer.name``, ("item", name, key) is ``layer.name[key]``."""
+    if ref[0] == "attr":
+        return {"attr": [_var("layer"), ref[1]]}
+    return {"item": [{"attr": [_var("layer"), ref[1]]}, ref[2]]}
+
+
+def _set_on_layer(ref: tuple[str, ...], value: dict[str, Any], what: str) -> dict[str, Any]:
+    """The step that stores ``value`` where ``ref`` points on the child's ``layer``."""
+    if ref[0] == "attr":
+        return {"op": "setattr", "obj": _var("layer"), "name": ref[1], "value": value,
+                "what": what}  # fmt: skip
+    return {"op": "setitem", "obj": {"attr": [_var("layer"), ref[1]]}, "key": ref[2],
+            "value": value, "what": what}  # fmt: skip
+
+
+def _layer_setup(
+    plan: LayerPlan, training: bool, has_running: bool, c: int, narrow: str | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The steps that prepare the built layer for forward: γ, β and (where the case has them)
+    the running statistics set where the plan found them (in ``narrow``, the layer's own
+    dtype, when it has one), the guards set, the gradient recorders and accumulators put in
+    place, and the training flag set; with the forward's keywords (the flag, where it is a
+    parameter of forward)."""
+
+    def given(role: str) -> dict[str, Any]:
+        return _copy(role) if narrow is None else {"astype": [_var(role), narrow]}
+
+    steps: list[dict[str, Any]] = []
+    for role in ("gamma", "beta"):
+        ref = getattr(plan, role)
+        if ref is not None:
+            steps.append(_set_on_layer(ref, given(role), f"setting the layer's {role}"))
+    if has_running:
+        for role, ref in plan.running.items():
+            steps.append(_set_on_layer(ref, given(role), f"setting the layer's {role}"))
+    for name, what in plan.guards:
+        value = {"lit": True} if what == "true" else {"lit": c}
+        steps.append(_set_on_layer(("attr", name), value, "setting " + name))
+    for role, where in plan.grads.items():
+        if where[0] == "recorder":
+            steps.append(
+                _set_on_layer(
+                    ("attr", where[1]), {"recorder": True}, f"giving the layer a {where[1]}"
+                )
+            )
+        elif where[2] == "add":
+            steps.append(
+                _set_on_layer(where[1], {"lit": 0}, f"setting the layer's {role} accumulator to 0")
+            )
+    flag_value = training if plan.flag is None else (training == plan.flag[2])
+    fkwargs: dict[str, Any] = {}
+    if plan.flag is not None and plan.flag[0] == "attr":
+        steps.append(
+            _set_on_layer(("attr", plan.flag[1]), {"lit": flag_value}, f"setting {plan.flag[1]}")
+        )
+    elif plan.flag is not None:
+        fkwargs[plan.flag[1]] = {"lit": flag_value}
+    return steps, fkwargs
+
+
+def _take_running(
+    plan: LayerPlan, run: Run, forward: str, values: dict[str, Raw], c: int, kind: str
+) -> None:
+    """The running statistics read back after forward, as (C,) arrays in ``run`` with their
+    dtypes and the reasons any could not be read (a shape other than (C,) is recorded in
+    ``run.reshaped``)."""
+    out, reasons, dtypes = {}, [], {}
+    for role, ref in plan.running.items():
+        where = f"self.{ref[1]}" if ref[0] == "attr" else f"self.{ref[1]}[{ref[2]!r}]"
+        arr, dtype, reason = to_array(forward, where, values[role], (c,), kind)
+        out[role], dtypes[role] = arr, dtype
+        got = values[role]
+        if got.t == "array" and got.shape is not None and tuple(got.shape) != (c,):
+            run.reshaped[(forward, where)] = tuple(got.shape)
+        reasons += [reason] if reason else []
+    run.running, run.running_reasons, run.running_dtypes = out, reasons, dtypes
 
 
 def _affine(values: Any, four: bool) -> np.ndarray:
