@@ -293,3 +293,50 @@ def test_cs231n_eval_refutes_a_forward_that_moves_the_running_statistics(tmp_pat
     assert found["running_var"]["detail"].startswith("changed in eval (test) mode")
     cex = found["running_var"]["counterexample"]
     assert cex["truth"] == cex["inputs"]["running σ²"][1:-1].split(",")[0]
+
+
+def test_auto_states_a_row_that_matches_one_convention_against_that_one(tmp_path):
+    """The running mean replaced by the batch mean (neither convention), the running variance
+    PyTorch's: the variance row matches PyTorch's alone and holds, stated against it (the first
+    and only matching convention); the mean row is refuted."""
+    path = variant(
+        tmp_path,
+        "running_pytorch.py",
+        (
+            'bn_param["running_mean"] = (1 - momentum) * bn_param["running_mean"] + momentum * mu',
+            'bn_param["running_mean"] = mu',
+        ),
+    )
+    result = run(path, "--json")
+    assert result.exit_code == 1, result.output
+    found = rows(result)
+    assert found["running_mean"]["status"] == "refuted"
+    assert found["running_var"]["status"] == "holds"
+    assert "PyTorch" in found["running_var"]["detail"]
+    assert "CS231n" not in found["running_var"]["detail"].split(";")[0]
+
+
+def test_auto_shows_an_entry_that_differs_from_both_conventions(tmp_path):
+    """A running variance that follows PyTorch's update in channel 0 and is replaced by the
+    batch variance elsewhere: the row matches neither convention, and the entry shown is one
+    that differs from both (not channel 0, which equals PyTorch's)."""
+    path = variant(
+        tmp_path,
+        "running_pytorch.py",
+        (
+            'bn_param["running_var"] = (1 - momentum) * bn_param["running_var"] + momentum * unbiased',
+            "new = (1 - momentum) * bn_param['running_var'] + momentum * unbiased\n"
+            "        new[1:] = var[1:]\n"
+            "        bn_param['running_var'] = new",
+        ),
+    )
+    result = run(path, "--json")
+    assert result.exit_code == 1, result.output
+    found = rows(result)
+    assert found["running_mean"]["status"] == "holds"
+    refuted = found["running_var"]
+    assert refuted["status"] == "refuted", refuted
+    cex = refuted["counterexample"]
+    ours, theirs = cex["truth"].removesuffix(" (PyTorch)").split(" (CS231n) or ")
+    code = Fraction(cex["form"])
+    assert code not in (Fraction(ours), Fraction(theirs)), cex

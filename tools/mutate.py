@@ -545,6 +545,13 @@ ALLOWED[(_MS, 'wrong = {e.name: e for e in earlier if e.kind == "quantity" and e
     "refuted), so the same lines"
 )  # fmt: skip
 
+ALLOWED[(_CI, 'rows.append(self.holds(name, f"equal to {labels}", matching[0]))', "0 → -1 (-1)")] = (
+    "the last of the matching conventions instead of the first: one match is the same one; two "
+    "with equal values (the running mean at the default momenta) give the same row (``rival`` "
+    "skips an equal hypothesis); two with different values both within rounding make the row "
+    "undecided either way, naming the other one as the rival: text, never a status"
+)  # fmt: skip
+
 ENUMS = {
     "Status": ("HOLDS", "REFUTED", "UNDECIDED", "UNCHECKED"),
     "Zero": ("ZERO", "NONZERO", "UNDEFINED"),
