@@ -513,68 +513,16 @@ def _init_roles(
     """The constructor's keywords and what each gets; the momentum's default; a problem."""
     if init is None:
         return (), None, None
-    a = init.args
-    params = (a.posonlyargs + a.args)[1:]
-    defaults = [None] * (len(params) - len(a.defaults)) + list(a.defaults)
-    params += a.kwonlyargs
-    defaults += list(a.kw_defaults)
-    me = _self_name(init)
-    # where each parameter goes: self.<attr> = … param …
-    goes: dict[str, set[str]] = {}
-    sized: set[str] = set()
-    for node in ast.walk(init):
-        if isinstance(node, ast.Assign):
-            for t in node.targets:
-                targets = t.elts if isinstance(t, ast.Tuple) else [t]
-                values = (
-                    node.value.elts
-                    if isinstance(node.value, ast.Tuple) and isinstance(t, ast.Tuple)
-                    else [node.value] * len(targets)
-                )
-                for target, value in zip(targets, values, strict=False):
-                    if (
-                        isinstance(target, ast.Attribute)
-                        and isinstance(target.value, ast.Name)
-                        and target.value.id == me
-                    ):
-                        direct = _direct(value)
-                        if direct is not None:
-                            goes.setdefault(direct, set()).add(target.attr)
-        if isinstance(node, ast.Call):
-            f = node.func
-            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
-            if name in ("ones", "zeros", "empty", "full", "rand", "randn", "normal", "uniform"):
-                for n in ast.walk(node):
-                    if isinstance(n, ast.Name):
-                        sized.add(n.id)
+    params, defaults = _init_params(init)
+    goes = _where_params_go(init)
+    sized = _sized_names(init)
     attr = {role: ref[1] for role, ref in (("gamma", gamma), ("beta", beta)) if ref}
     attr.update({role: ref[1] for role, ref in running.items()})
     roles: list[tuple[str, str]] = []
     momentum_default = None
     for p, default in zip(params, defaults, strict=True):
-        low = p.arg.lower()
-        places = goes.get(p.arg, set())
-        role = None
-        for r in ("gamma", "beta", "running_mean", "running_var"):
-            if r in attr and attr[r] in places:
-                role = r
-        if role is None:
-            if low in GAMMA:
-                role = "gamma"
-            elif low in BETA:
-                role = "beta"
-            elif low in MOMENTUM:
-                role = "momentum"
-                momentum_default = _literal(default)
-            elif low in EPS:
-                role = "eps"
-            elif low in RUNNING_MEAN:
-                role = "running_mean"
-            elif low in RUNNING_VAR:
-                role = "running_var"
-            elif low in FEATURES or p.arg in sized:
-                role = "features"
-        if role in ("momentum",) and momentum_default is None:
+        role = _param_role(p.arg, goes.get(p.arg, set()), attr, sized)
+        if role == "momentum":
             momentum_default = _literal(default)
         if role is None:
             if default is None:
@@ -590,6 +538,91 @@ def _init_roles(
             continue
         roles.append((p.arg, role))
     return tuple(roles), momentum_default, None
+
+
+def _init_params(init: ast.FunctionDef) -> tuple[list[ast.arg], list[ast.expr | None]]:
+    """The constructor's parameters after self (positional, then keyword-only), each with its
+    default (None: it has none)."""
+    a = init.args
+    params = (a.posonlyargs + a.args)[1:]
+    defaults: list[ast.expr | None] = [None] * (len(params) - len(a.defaults)) + list(a.defaults)
+    params += a.kwonlyargs
+    defaults += list(a.kw_defaults)
+    return params, defaults
+
+
+def _where_params_go(init: ast.FunctionDef) -> dict[str, set[str]]:
+    """Where each parameter goes: the attributes ``self.<attr> = … param …`` assigns it to
+    (a tuple assignment item by item)."""
+    me = _self_name(init)
+    goes: dict[str, set[str]] = {}
+    for node in ast.walk(init):
+        if not isinstance(node, ast.Assign):
+            continue
+        for t in node.targets:
+            targets = t.elts if isinstance(t, ast.Tuple) else [t]
+            values = (
+                node.value.elts
+                if isinstance(node.value, ast.Tuple) and isinstance(t, ast.Tuple)
+                else [node.value] * len(targets)
+            )
+            for target, value in zip(targets, values, strict=False):
+                if (
+                    isinstance(target, ast.Attribute)
+                    and isinstance(target.value, ast.Name)
+                    and target.value.id == me
+                ):
+                    direct = _direct(value)
+                    if direct is not None:
+                        goes.setdefault(direct, set()).add(target.attr)
+    return goes
+
+
+#: The array constructors whose arguments are a size (``np.ones(num_features)``).
+_SIZED_BY = ("ones", "zeros", "empty", "full", "rand", "randn", "normal", "uniform")
+
+
+def _sized_names(init: ast.FunctionDef) -> set[str]:
+    """The names the constructor sizes an array with (``np.ones(n)``: n is the number of
+    features)."""
+    sized: set[str] = set()
+    for node in ast.walk(init):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            if name in _SIZED_BY:
+                for n in ast.walk(node):
+                    if isinstance(n, ast.Name):
+                        sized.add(n.id)
+    return sized
+
+
+def _param_role(name: str, places: set[str], attr: dict[str, str], sized: set[str]) -> str | None:
+    """What a constructor parameter is: the role of the attribute it is stored in (γ, β, a
+    running statistic), else what its name says, else "features" when it sizes an array;
+    None: check-impl cannot tell."""
+    role = None
+    for r in ("gamma", "beta", "running_mean", "running_var"):
+        if r in attr and attr[r] in places:
+            role = r
+    if role is not None:
+        return role
+    low = name.lower()
+    if low in GAMMA:
+        return "gamma"
+    if low in BETA:
+        return "beta"
+    if low in MOMENTUM:
+        return "momentum"
+    if low in EPS:
+        return "eps"
+    if low in RUNNING_MEAN:
+        return "running_mean"
+    if low in RUNNING_VAR:
+        return "running_var"
+    if low in FEATURES or name in sized:
+        return "features"
+    return None
 
 
 def _direct(value: ast.expr) -> str | None:
