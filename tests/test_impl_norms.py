@@ -213,7 +213,28 @@ def test_rmsnorm_with_eps_outside_the_root_runs_exactly_and_is_named():
             f"known mistake: ε outside the root (eps-outside); your {quantity}"
         )
         assert any("seen in: allenai/OLMo issue #281" in line for line in lines)
-    assert named(report, "rmsnorm_forward", "out") == []
+    assert named(report, "rmsnorm_forward", "out") == [
+        "known mistake: ε outside the root (σ + ε) (eps-outside); your out equals the forward "
+        "with it, exactly, at every shape where the code ran exactly (3 of 3)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "slip"),
+    [
+        ("out = gamma * xhat + beta", "out = xhat + beta", "affine-no_gamma"),
+        ("std = np.sqrt(var + eps)", "std = np.sqrt(var)", "eps-none"),
+    ],
+)
+def test_a_layernorm_forward_slip_is_named(tmp_path, old, new, slip):
+    text = (FAMILY / "cs231n_layernorm.py").read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "layernorm_slip.py"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    report = check_norm_impl(path, "layer")
+    assert rows(report)[("layernorm_forward", "out")] == ("refuted", "exact")
+    lines = named(report, "layernorm_forward", "out")
+    assert len(lines) == 1 and f"({slip}); your out equals the forward with it, exactly" in lines[0]
 
 
 def test_exact_points_with_the_sets_own_root_rational_too():

@@ -343,6 +343,13 @@ def check_norm_impl(
         _compare(rows, case, run)
     verdicts = [_verdict(row, specs) for row in rows.values()]
     diagnosed = family_diagnoses(verdicts, cases, runs)
+    if calls.forward and any(
+        v.form == calls.forward and v.quantity == "out" and v.status is Status.REFUTED
+        for v in verdicts
+    ):
+        slips = family_forward_slips(calls.forward, cases, runs)
+        if slips:
+            diagnosed[(calls.forward, "out")] = slips
     described = _describe(calls, family, chosen)
     report = Report(str(path), calls.api, names, verdicts, stubs.notes, 0.0, "")
     report.sections = [label] * len(verdicts)
@@ -394,6 +401,60 @@ def family_diagnoses(
                     for line in [*m.lines(v.quantity), *(f"  seen in: {s}" for s in m.sources())]
                 ]
     return found
+
+
+def family_forward_slips(
+    forward: str, cases: list[FamilyCase], runs: list[dict[str, Any]]
+) -> list[str]:
+    """A refuted forward named: the one known slip (check_impl's ``SLIPS``: ε outside the root or
+    none, γ or β left out) whose output, ``core.layer``'s forward under that slip, equals the
+    code's exactly at every shape where the code ran exactly (two at least); nothing when none
+    or several do."""
+    from dataclasses import replace
+
+    from bnderive.errors import EvaluationError
+    from bnderive.usercode.check_impl import SLIPS
+
+    spec0 = cases[0].spec
+    # (Bessel's variance is no slip here: core.derive writes the family with the biased σ² only)
+    slips: list[tuple[str, str]] = [("eps", "outside"), ("eps", "none"), ("affine", "no_gamma")]
+    if spec0.norm.has_beta:
+        slips += [("affine", "no_beta"), ("affine", "none")]
+    mine = [
+        (case, np.vectorize(Fraction, otypes=[object])(
+            np.asarray(run["exact"][forward]["out"], dtype=object).reshape(case.spec.shape)))
+        for case, run in zip(cases, runs, strict=True)
+        if run["exact"] is not None and "out" in run["exact"].get(forward, {})
+    ]  # fmt: skip
+    if len(mine) < 2:
+        return []
+    matched = []
+    for kind, choice in slips:
+        for case, out in mine:
+            spec, eps = case.spec, case.eps
+            gamma, beta = case.gamma, case.beta if case.spec.norm.has_beta else None
+            if kind == "eps":
+                spec = replace(spec, eps_inside=False) if choice == "outside" else spec
+                eps = eps if choice == "outside" else Fraction(0)
+            if kind == "affine" and choice in ("no_gamma", "none"):
+                gamma = np.full(spec.affine_shape, Fraction(1), dtype=object)
+            if kind == "affine" and choice in ("no_beta", "none"):
+                beta = np.full(spec.affine_shape, Fraction(0), dtype=object)
+            try:
+                theirs = layer_truth(spec, case.x, case.g, gamma, beta, eps)["out"]
+            except (EvaluationError, ArithmeticError):
+                break
+            if any(Fraction(a) != Fraction(b) for a, b in zip(out.flat, theirs.flat, strict=True)):
+                break
+        else:
+            matched.append((kind, choice))
+    if len(matched) != 1:
+        return []
+    kind, choice = matched[0]
+    return [
+        f"known mistake: {SLIPS[kind][choice]} ({kind}-{choice}); your out equals the forward "
+        f"with it, exactly, at every shape where the code ran exactly ({len(mine)} of {len(cases)})"
+    ]
 
 
 def _describe(calls: Calls, norm: Norm, mode: Mode) -> list[str]:

@@ -4,8 +4,7 @@
 #           the backward derived consistently for that forward (written by the project, not copied)
 # layout: rmsnorm_forward(x, weight, eps) -> (out, cache), rmsnorm_backward(dout, cache) -> (dx, dweight)
 # expected: --norm rms: out, dx and dgamma refuted; dx and dgamma named eps-outside (ε added to the root mean
-#           square instead of inside the root); the forward refuted without a name (the family's forward
-#           slips are not named yet)
+#           square instead of inside the root); the forward named eps-outside too
 import numpy as np
 
 
