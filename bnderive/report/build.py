@@ -92,54 +92,90 @@ def build_report(
     already (a notebook's ``bnderive.check(...)``); ``truth`` False leaves the graph and the
     ground truth out (a notebook view of one result)."""
     from bnderive.verify.check import check_forms
-    from bnderive.verify.mistakes import find_mistakes
-    from bnderive.verify.verdict import Status
 
     modes = _modes_for(forms, modes, norm)
     result = check_result
     if result is None and forms:
         result = check_forms(list(forms), modes, jobs=jobs, groups=groups)
-    form_sections: list[FormSection] = []
-    codes: list[int] = []
-    if result is not None:
-        codes.append(result.exit_code)
-        refuted = any(v.status is Status.REFUTED for v in result.verdicts)
-        for form in result.forms:
-            mistakes = (
-                find_mistakes(form, result.verdicts) if refuted and hasattr(form, "lines") else []
-            )
-            form_sections.append(form_section(form, result, mistakes))
-    impls: list[ImplSection] = []
+    form_sections = _form_sections(result)
     reports = list(impl_reports)
     if implementations:
         from bnderive.usercode.check_impl import check_impl
 
         reports += [check_impl(path) for path in implementations]
-    for found in reports:
-        codes.append(found.exit_code)
-        impls.append(impl_section(found))
+    impls = [impl_section(found) for found in reports]
     if not forms and reports:  # an implementation alone: the modes its functions ran in
         seen = {v.mode for found in reports for v in found.verdicts if v.mode is not None}
         modes = [m for m in modes if m in seen] or list(modes)
-    graphs: list[GraphSection] = []
-    truths: list[TruthSection] = []
-    if truth:
-        published = published_forms(norm)
-        proven = _proven(published, result, jobs, groups)
-        spec = base_spec(modes[0], norm, groups)
-        if forms and forms[0].norm is norm:
-            spec = forms[0].spec(spec)  # the conventions of the form checked (eval mode, …)
-        graphs.append(graph_section(spec, modes))
-        truths.append(truth_section(spec, proven, modes))
+    graphs, truths = _truth(forms, result, modes, norm, groups, jobs) if truth else ([], [])
     code_sections, code_notes = (
         _code(norm, modes, groups, code_forms, form_sections) if code else ([], [])
     )
-    stability_sections = []
-    if stability is not None:
-        made = stability()
-        if made is not None:
-            stability_sections.append(made)
-    exit_code = combined_exit(codes)  # nothing checked is undecided, never "holds"
+    made = stability() if stability is not None else None
+    codes = [result.exit_code] if result is not None else []
+    # nothing checked is undecided, never "holds"
+    exit_code = combined_exit(codes + [found.exit_code for found in reports])
+    return Report(
+        title or _title(form_sections, impls, norm),
+        _summary(form_sections, impls, norm, result, exit_code, command),
+        tuple(graphs),
+        tuple(truths),
+        tuple(form_sections),
+        tuple(impls),
+        tuple(code_sections),
+        (made,) if made is not None else (),
+        exit_code,
+        tuple(code_notes),
+    )
+
+
+def _form_sections(result: Any) -> list[FormSection]:
+    """Each checked form as a section, with the independent mistakes of a document whose
+    lines were refuted (none: nothing was checked)."""
+    from bnderive.verify.mistakes import find_mistakes
+    from bnderive.verify.verdict import Status
+
+    if result is None:
+        return []
+    refuted = any(v.status is Status.REFUTED for v in result.verdicts)
+    return [
+        form_section(
+            form,
+            result,
+            find_mistakes(form, result.verdicts) if refuted and hasattr(form, "lines") else [],
+        )
+        for form in result.forms
+    ]
+
+
+def _truth(
+    forms: Sequence[Form],
+    result: Any,
+    modes: Sequence[Mode],
+    norm: Norm,
+    groups: int,
+    jobs: int,
+) -> tuple[list[GraphSection], list[TruthSection]]:
+    """The forward graph and the ground truth stage by stage with the published forms proven
+    for every M, at the conventions of the first form checked when it is of ``norm`` (eval
+    mode, …), else the family's defaults."""
+    proven = _proven(published_forms(norm), result, jobs, groups)
+    spec = base_spec(modes[0], norm, groups)
+    if forms and forms[0].norm is norm:
+        spec = forms[0].spec(spec)  # the conventions of the form checked (eval mode, …)
+    return [graph_section(spec, modes)], [truth_section(spec, proven, modes)]
+
+
+def _summary(
+    form_sections: Sequence[FormSection],
+    impls: Sequence[ImplSection],
+    norm: Norm,
+    result: Any,
+    exit_code: int,
+    command: str,
+) -> Summary:
+    """What was checked (nothing: the family's ground truth), under which conventions, the
+    status of ``exit_code`` in one sentence, the command, the versions and the methods."""
     status = STATUS_OF_EXIT[exit_code]
     checked = [f"{s.kind} {s.path or s.name}: {s.title}" for s in form_sections] + [
         f"implementation {i.path} ({i.api} API)" for i in impls
@@ -147,28 +183,15 @@ def build_report(
     if not checked:
         checked = [f"the ground truth of {norm.title}"]
     conventions = list(dict.fromkeys(s.conventions for s in form_sections))
-    methods = _methods(result)
-    summary = Summary(
+    return Summary(
         tuple(checked),
         tuple(conventions),
         status,
         verdict_sentence(form_sections, impls, status),
         command,
         versions(),
-        tuple(methods),
+        tuple(_methods(result)),
         report_date(),
-    )
-    return Report(
-        title or _title(form_sections, impls, norm),
-        summary,
-        tuple(graphs),
-        tuple(truths),
-        tuple(form_sections),
-        tuple(impls),
-        tuple(code_sections),
-        tuple(stability_sections),
-        exit_code,
-        tuple(code_notes),
     )
 
 
