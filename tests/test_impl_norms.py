@@ -261,3 +261,16 @@ def test_exact_points_with_the_sets_own_root_rational_too():
         spec, [int(p["x"][q]) for q in spec.positions(0)]
     )
     assert isinstance(p["r"], Fraction)
+
+
+def test_a_folder_of_family_submissions_names_the_mistake_per_file(tmp_path):
+    files = [FAMILY / "layernorm_compact_gamma_outside.py", FAMILY / "cs231n_layernorm_count_n.py"]
+    out = tmp_path / "grades.csv"
+    result = CliRunner().invoke(
+        main, ["check-impl", *map(str, files), "--norm", "layer", "--csv", str(out)]
+    )
+    assert result.exit_code == 1, result.output
+    text = out.read_text(encoding="utf-8")
+    first, second = (line for line in text.splitlines()[1:] if line)
+    assert "γ taken out of the sums over the set (gamma-outside-sum)" in first
+    assert "gamma-outside-sum" not in second and "known" not in second
