@@ -274,3 +274,15 @@ def test_a_folder_of_family_submissions_names_the_mistake_per_file(tmp_path):
     first, second = (line for line in text.splitlines()[1:] if line)
     assert "γ taken out of the sums over the set (gamma-outside-sum)" in first
     assert "gamma-outside-sum" not in second and "known" not in second
+
+
+def test_an_instancenorm_is_named_with_batchnorms_mutants():
+    report = check_norm_impl(FAMILY / "instancenorm_gamma_missing.py", "instance")
+    assert rows(report) == {
+        ("instancenorm_forward", "out"): ("holds", "exact"),
+        ("instancenorm_backward", "dx"): ("refuted", "exact"),
+        ("instancenorm_backward", "dgamma"): ("holds", "exact"),
+        ("instancenorm_backward", "dbeta"): ("holds", "exact"),
+    }
+    lines = named(report, "instancenorm_backward", "dx")
+    assert lines[0].startswith("known mistake: γ missing (gamma-missing); your dx equals")
