@@ -507,65 +507,17 @@ def _lhs(eq: Equation) -> sp.Basic:
 def form_section(form: Form, result: Any, mistakes: Sequence[Any]) -> FormSection:
     """One form of a ``CheckResult`` (``result``) line by line; ``mistakes`` from
     ``verify.mistakes.find_mistakes``."""
-    lines = [line for line in result.lines if line.form == form.name]
-    by_equation = {line.equation: line for line in lines}
     comes_in: dict[int, str] = {}
     said: list[str] = []
     for m in mistakes:
-        where = _where(form, m.equation)
-        text = f"the mistake comes in at {where}"
-        if m.follows:
-            text += (
-                "; "
-                + ", ".join(_where(form, n) for n in m.follows)
-                + (" follows" if len(m.follows) == 1 else " follow")
-                + " from it"
-            )
-        if m.inherits:
-            text += (
-                "; "
-                + ", ".join(_where(form, n) for n in m.inherits)
-                + (" uses" if len(m.inherits) == 1 else " use")
-                + " its value (right given it, wrong because it is)"
-            )
+        text = _mistake_words(form, m)
         said.append(text)
         for n in (m.equation, *m.follows, *m.inherits):
             comes_in[n] = text
-    entries: list[LineEntry] = []
-    doc_lines = getattr(form, "lines", None)
-    if doc_lines is not None:
-        for doc in doc_lines:
-            if not doc.states_value:
-                continue
-            own = [by_equation[n] for n in doc.equations if n in by_equation]
-            sides = doc.read.sides if doc.read is not None else ()
-            entries.append(
-                _entry(result, doc.place, doc.defines, sides, doc.latex, own, comes_in, doc)
-            )
-    else:
-        for eq in form.equations:
-            own = [by_equation[eq.number]] if eq.number in by_equation else []
-            entries.append(
-                _entry(
-                    result,
-                    f"equation {eq.number}",
-                    eq.label,
-                    (_lhs(eq), eq.expr),
-                    "",
-                    own,
-                    comes_in,
-                    None,
-                )
-            )
+    entries = _line_entries(form, result, comes_in)
     status = _worst([e.status for e in entries if e.status in ("holds", "refuted", "undecided")])
     counts = tuple(form.counts().items()) if hasattr(form, "counts") else ()
-    kind = (
-        "derivation document"
-        if doc_lines is not None
-        else "form file"
-        if form.path and not _builtin(form)
-        else "built-in form"
-    )
+    kind = _form_kind(form)
     return FormSection(
         form.name,
         form.title,
@@ -579,6 +531,68 @@ def form_section(form: Form, result: Any, mistakes: Sequence[Any]) -> FormSectio
         counts,
         tuple(form.notes),
     )
+
+
+def _mistake_words(form: Form, m: Any) -> str:
+    """Where an independent mistake comes in, the lines that follow from it and the lines that
+    use its value (right given it, wrong because it is)."""
+    text = f"the mistake comes in at {_where(form, m.equation)}"
+    if m.follows:
+        text += (
+            "; "
+            + ", ".join(_where(form, n) for n in m.follows)
+            + (" follows" if len(m.follows) == 1 else " follow")
+            + " from it"
+        )
+    if m.inherits:
+        text += (
+            "; "
+            + ", ".join(_where(form, n) for n in m.inherits)
+            + (" uses" if len(m.inherits) == 1 else " use")
+            + " its value (right given it, wrong because it is)"
+        )
+    return text
+
+
+def _line_entries(form: Form, result: Any, comes_in: dict[int, str]) -> list[LineEntry]:
+    """The form's lines as entries: a document's lines that state a value (as written, with
+    what was read from them), or a form file's equations, each with its own results."""
+    by_equation = {line.equation: line for line in result.lines if line.form == form.name}
+    entries: list[LineEntry] = []
+    doc_lines = getattr(form, "lines", None)
+    if doc_lines is not None:
+        for doc in doc_lines:
+            if not doc.states_value:
+                continue
+            own = [by_equation[n] for n in doc.equations if n in by_equation]
+            sides = doc.read.sides if doc.read is not None else ()
+            entries.append(
+                _entry(result, doc.place, doc.defines, sides, doc.latex, own, comes_in, doc)
+            )
+        return entries
+    for eq in form.equations:
+        own = [by_equation[eq.number]] if eq.number in by_equation else []
+        entries.append(
+            _entry(
+                result,
+                f"equation {eq.number}",
+                eq.label,
+                (_lhs(eq), eq.expr),
+                "",
+                own,
+                comes_in,
+                None,
+            )
+        )
+    return entries
+
+
+def _form_kind(form: Form) -> str:
+    """A derivation document, a form file, or a built-in form (a file among the shipped
+    ones)."""
+    if getattr(form, "lines", None) is not None:
+        return "derivation document"
+    return "form file" if form.path and not _builtin(form) else "built-in form"
 
 
 def _builtin(form: Form) -> bool:
