@@ -67,8 +67,37 @@ def _free_names(nodes: list[ast.AST]) -> dict[str, int]:
 def stub_imports(source: Source, used: list[str]) -> Stubs:
     """The stand-ins the file needs, given the names of the functions and classes that will be
     called (``used``); an ImplementationError when the BatchNorm code uses a missing import."""
-    folder = str(source.path.resolve().parent)
     out = Stubs()
+    missing, star = _missing_imports(source, out)
+    if not out.modules:
+        return out
+    uses = _uses_of_missing(source, used, missing, star)
+    if uses:
+        name, line = next(iter(uses.items()))
+        where = missing.get(name) or ", ".join(star)
+        what = name if where == name else f"{name} from {where}"
+        raise ImplementationError(
+            f"{source.name} imports {what}, which cannot be found here, and its "
+            f"BatchNorm code uses it (line {line}): put that module beside the file (or on "
+            "PYTHONPATH), or copy what the BatchNorm code needs from it into the file."
+        )
+    shown_modules = sorted(
+        {m for m in missing.values()} | set(star), key=lambda m: (m.startswith("."), m)
+    )
+    out.notes.append(
+        f"{source.name} imports {', '.join(shown_modules)}, which cannot be found here (a file "
+        "copied out of its package); its BatchNorm code does not use them, so they were replaced "
+        "by empty stand-ins"
+    )
+    return out
+
+
+def _missing_imports(source: Source, out: Stubs) -> tuple[dict[str, str], list[str]]:
+    """The imports that cannot be found beside the file (or on the path), each module added
+    to ``out`` to be stood in for (relative imports under a package of stand-ins as deep as
+    the deepest ``from ..``); returns the names they bind (name → the module it is from, as
+    written) and the modules imported with ``*``."""
+    folder = str(source.path.resolve().parent)
     missing: dict[str, str] = {}  # name bound → the module it is from
     star: list[str] = []
     depth = max(
@@ -101,8 +130,15 @@ def stub_imports(source: Source, used: list[str]) -> Stubs:
                     star.append(shown)
                 else:
                     missing[alias.asname or alias.name] = shown
-    if not out.modules:
-        return out
+    return missing, star
+
+
+def _uses_of_missing(
+    source: Source, used: list[str], missing: dict[str, str], star: list[str]
+) -> dict[str, int]:
+    """The names from missing imports that the code which runs uses (the module's top level
+    and the functions and classes in ``used``), with the line of the first use; with nothing
+    else to go by, a name nothing binds may come from a star import."""
     nodes: list[ast.AST] = []
     for node in source.tree.body:
         name = getattr(node, "name", None)
@@ -123,24 +159,7 @@ def stub_imports(source: Source, used: list[str]) -> Stubs:
     if not uses and star:
         # a name nothing else binds may come from the star import
         uses = {k: v for k, v in free.items() if k not in imported and k not in ("np", "numpy")}
-    if uses:
-        name, line = next(iter(uses.items()))
-        where = missing.get(name) or ", ".join(star)
-        what = name if where == name else f"{name} from {where}"
-        raise ImplementationError(
-            f"{source.name} imports {what}, which cannot be found here, and its "
-            f"BatchNorm code uses it (line {line}): put that module beside the file (or on "
-            "PYTHONPATH), or copy what the BatchNorm code needs from it into the file."
-        )
-    shown_modules = sorted(
-        {m for m in missing.values()} | set(star), key=lambda m: (m.startswith("."), m)
-    )
-    out.notes.append(
-        f"{source.name} imports {', '.join(shown_modules)}, which cannot be found here (a file "
-        "copied out of its package); its BatchNorm code does not use them, so they were replaced "
-        "by empty stand-ins"
-    )
-    return out
+    return uses
 
 
 def _add(out: Stubs, module: str) -> None:
