@@ -649,3 +649,18 @@ def test_check_expr_from_an_endless_stdin_is_bounded():
     err = proc.stderr.decode()
     assert proc.returncode == 2, err
     assert "above the cap of 1 MiB" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("exponent", "said"),
+    [
+        ("x^{100}", "the exponent is 100, above the cap of 16"),
+        ("x^{1/100}", "the denominator of the exponent 1/100 is 100, above the cap of 16"),
+        ("x^{100/3}", "the numerator of the exponent 100/3 is 100, above the cap of 16"),
+    ],
+)
+def test_a_refused_exponent_says_which_part_is_too_large(exponent, said):
+    """'the exponent's size is 1/100, above the cap of 16' read as if 1/100 were above 16."""
+    result = CliRunner().invoke(main, ["parse", "--expr", exponent])
+    assert result.exit_code == 2
+    assert said in result.output

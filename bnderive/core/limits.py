@@ -200,7 +200,7 @@ SUM_NESTING = Cap(
     "each nested sum multiplies the work by M; published derivations nest at most 2",
 )
 EXPONENT = Cap(
-    "The exponent's size",
+    "The exponent's numerator or denominator",
     16,
     "the derivations use powers such as 2, 3, -1/2 and -3/2; a power is expanded when an "
     "expression is checked, and a large one never finishes",
@@ -309,7 +309,15 @@ def power_problem(base: object, exponent: object) -> str | None:
     if not exponent.is_Rational:
         return f"the exponent {exponent} is not an exact number"
     if abs(int(exponent.p)) > EXPONENT.limit or int(exponent.q) > EXPONENT.limit:
-        return EXPONENT.message(str(exponent))
+        # say which part is too large ("size 1/100, above the cap of 16" read as if 1/100 > 16)
+        p, q = abs(int(exponent.p)), int(exponent.q)
+        if q == 1:
+            head = f"the exponent is {exponent}"
+        elif p > EXPONENT.limit:
+            head = f"the numerator of the exponent {exponent} is {p}"
+        else:
+            head = f"the denominator of the exponent {exponent} is {q}"
+        return f"{head}, above the cap of {EXPONENT.shown}: {EXPONENT.why}"
     if isinstance(base, sp.Basic) and base.is_Rational:
         if _bits(base) * abs(exponent) > _RESULT_BITS:
             return (
