@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bnderive.cli.common import STATUS_STYLE, console, escape, json_text, safe, user_errors
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 
 def _number(text: str, option: str) -> float:
@@ -188,10 +193,8 @@ def check_impl(
 
 
 def _print_report(report: object, as_json: bool) -> None:
-    from rich.table import Table
-
-    from bnderive.verify.verdict import Status
-
+    """check-impl's result: as JSON, or the file and its calls, the table of verdicts, what
+    each refuted, approximate or open row found, the failures, the notes and the totals."""
     code = report.exit_code  # type: ignore[attr-defined]
     if as_json:
         payload = {"status": report.status, "exit_code": code}  # type: ignore[attr-defined]
@@ -199,21 +202,38 @@ def _print_report(report: object, as_json: bool) -> None:
         click.echo(json_text(payload))
         return
     out = console()
-    r = report
-    out.print(f"[bold]{escape(r.file)}[/]: {r.api} API, {escape(', '.join(r.functions))}")  # type: ignore[attr-defined]
-    for line in r.calls:  # type: ignore[attr-defined]
+    r: Any = report
+    out.print(f"[bold]{escape(r.file)}[/]: {r.api} API, {escape(', '.join(r.functions))}")
+    for line in r.calls:
         out.print(f"[dim]called: {escape(line)}[/]")
+    out.print(_verdict_table(r))
+    _print_findings(out, r)
+    for f in r.failures:
+        out.print(
+            f"\n[bold magenta]Error: {escape(f.function)} {escape(', '.join(f.quantities))} "
+            f"({escape(f.section)})[/] could not be checked: {escape(f.message)}"
+        )
+    for note in r.notes:
+        out.print(f"[dim]note: {escape(note)}[/]")
+    _print_totals(out, r, code)
+
+
+def _verdict_table(r: Any) -> Table:
+    """One row per verdict (function, quantity, mode, method, verdict), then one per function
+    that could not be checked."""
+    from rich.table import Table
+
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for column in ("function", "quantity", "mode", "method", "verdict"):
         table.add_column(column, no_wrap=True)
-    sections = r.sections  # type: ignore[attr-defined]
-    for k, v in enumerate(r.verdicts):  # type: ignore[attr-defined]
+    sections = r.sections
+    for k, v in enumerate(r.verdicts):
         text, style = STATUS_STYLE[v.status.value]
         mode_text = sections[k] if k < len(sections) else (v.mode.value if v.mode else "")
         table.add_row(
             safe(v.form), safe(v.quantity), mode_text, safe(v.scope), f"[{style}]{text}[/]"
         )
-    for f in r.failures:  # type: ignore[attr-defined]
+    for f in r.failures:
         table.add_row(
             safe(f.function),
             safe(", ".join(f.quantities)),
@@ -221,9 +241,18 @@ def _print_report(report: object, as_json: bool) -> None:
             "",
             "[bold magenta]! could not check[/]",
         )
-    out.print(table)
+    return table
+
+
+def _print_findings(out: Console, r: Any) -> None:
+    """Under the table, each refuted row with its counterexample (and its diagnosis, once per
+    function and quantity), each row that holds only numerically, and each open row, with
+    the mode where the verdicts span several."""
+    from bnderive.verify.verdict import Status
+
+    sections = r.sections
     told: set[tuple[str, str]] = set()  # a diagnosis is printed once, under its first row
-    for k, v in enumerate(r.verdicts):  # type: ignore[attr-defined]
+    for k, v in enumerate(r.verdicts):
         where = f" ({sections[k]})" if len({*sections}) > 1 and k < len(sections) else ""
         head = f"{escape(v.form)}: {escape(v.quantity)}{escape(where)}"
         if v.status is Status.REFUTED and v.counterexample is not None:
@@ -234,7 +263,7 @@ def _print_report(report: object, as_json: bool) -> None:
             out.print(f"    {escape(c.entry)}: truth {escape(c.truth)}, yours {escape(c.form)}")
             lines = (
                 [] if (v.form, v.quantity) in told else r.diagnoses.get((v.form, v.quantity), [])
-            )  # type: ignore[attr-defined]
+            )
             told.add((v.form, v.quantity))
             for j, text in enumerate(lines):
                 out.print(f"  [bold]{escape(text)}[/]" if j == 0 else f"  {escape(text)}")
@@ -242,24 +271,24 @@ def _print_report(report: object, as_json: bool) -> None:
             out.print(f"\n[yellow]~ {head}[/] {escape(v.detail)}")
         elif v.status is Status.UNDECIDED:
             out.print(f"\n[yellow]? {head}[/] {escape(v.detail)}")
-    for f in r.failures:  # type: ignore[attr-defined]
-        out.print(
-            f"\n[bold magenta]Error: {escape(f.function)} {escape(', '.join(f.quantities))} "
-            f"({escape(f.section)})[/] could not be checked: {escape(f.message)}"
-        )
-    for note in r.notes:  # type: ignore[attr-defined]
-        out.print(f"[dim]note: {escape(note)}[/]")
-    counts = {s: sum(1 for v in r.verdicts if v.status is s) for s in Status}  # type: ignore[attr-defined]
+
+
+def _print_totals(out: Console, r: Any, code: int) -> None:
+    """The last line: the overall status, how many rows hold, are refuted or open, how many
+    functions could not be checked, and the time taken."""
+    from bnderive.verify.verdict import Status
+
+    counts = {s: sum(1 for v in r.verdicts if v.status is s) for s in Status}
     parts = [f"{counts[Status.HOLDS]} hold"] + [
         f"{counts[s]} {s.value}" for s in (Status.REFUTED, Status.UNDECIDED) if counts[s]
     ]
-    if r.failures:  # type: ignore[attr-defined]
-        parts.append(f"{len(r.failures)} function(s) could not be checked")  # type: ignore[attr-defined]
+    if r.failures:
+        parts.append(f"{len(r.failures)} function(s) could not be checked")
     text, style = {
         0: STATUS_STYLE["holds"], 1: STATUS_STYLE["refuted"], 3: STATUS_STYLE["undecided"],
         2: ("! could not check", "bold magenta"),
     }[code]  # fmt: skip
-    out.print(f"\n[{style}]{text}[/]: {', '.join(parts)} in {r.seconds:.1f} s.")  # type: ignore[attr-defined]
+    out.print(f"\n[{style}]{text}[/]: {', '.join(parts)} in {r.seconds:.1f} s.")
 
 
 def _folder(
