@@ -286,3 +286,20 @@ def test_an_instancenorm_is_named_with_batchnorms_mutants():
     }
     lines = named(report, "instancenorm_backward", "dx")
     assert lines[0].startswith("known mistake: γ missing (gamma-missing); your dx equals")
+
+
+def test_a_row_without_a_result_at_some_shape_is_never_holds():
+    """Exact equality at 2 of 3 shapes and nothing at the third (a result that went missing) is
+    undecided, not "holds": a verdict covers only what was compared."""
+    from bnderive.core.spec import Mode, Norm
+    from bnderive.usercode.norm_impl import _Row, _verdict, family_specs
+    from bnderive.verify.verdict import Status
+
+    specs = family_specs(Norm.LAYER, Mode.PER_ACTIVATION, 1)
+    assert len(specs) == 3
+    seen_everywhere = _Row("layernorm_backward", "dx", exact=3)
+    assert _verdict(seen_everywhere, specs).status is Status.HOLDS
+    seen_twice = _Row("layernorm_backward", "dx", exact=2)
+    verdict = _verdict(seen_twice, specs)
+    assert verdict.status is Status.UNDECIDED
+    assert "no result to compare at 1 of 3 shapes" in verdict.detail

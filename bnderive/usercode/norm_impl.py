@@ -226,6 +226,12 @@ def _verdict(row: _Row, specs: list[Spec]) -> Verdict:
         return row.refuted
     scope = ", ".join("×".join(map(str, s.shape)) for s in specs)
     mode = specs[0].mode
+    missing = len(specs) - row.exact - len(row.inexact)
+    if missing > 0:  # no result to compare at some shape: never "holds" for what was not seen
+        return Verdict(
+            row.who, row.quantity, None, Status.UNDECIDED, "exact", f"{scope} exact",
+            f"no result to compare at {missing} of {len(specs)} shapes", mode=mode,
+        )  # fmt: skip
     if not row.inexact:
         return Verdict(row.who, row.quantity, None, Status.HOLDS, "exact", f"{scope} exact",
                        "equal to the truth in exact rational arithmetic at every shape",
