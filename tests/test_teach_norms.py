@@ -187,9 +187,6 @@ def test_teach_norm_rms_traps():
 def test_teach_norm_usage_errors():
     bad = run("--norm", "layer", "--mode", "spatial")
     assert bad.exit_code == 2 and "--mode chooses BatchNorm's layout" in bad.stderr
-    bad = run("--norm", "group", "--quiz")
-    assert bad.exit_code == 2 and "no GroupNorm quiz" in bad.stderr
-    assert "--norm layer, --norm rms" in bad.stderr
     assert run("--norm", "rms", "--n", "9").exit_code == 2
 
 
@@ -205,6 +202,21 @@ def test_family_quiz_draws_from_the_familys_forms():
     other = next(k for k in range(1, len(quiz.lines) + 1) if k != quiz.wrong_line)
     wrong = run("--norm", "rms", "--quiz", "--seed", "1", "--answer", str(other))
     assert wrong.exit_code == 1, wrong.output
+
+
+@pytest.mark.parametrize(("norm", "base"), [("group", "groupnorm-"), ("instance", "instancenorm-")])
+def test_group_and_instance_quizzes_draw_from_their_own_forms(norm, base):
+    # issue 16: these two families had no mutant, so --quiz exited 2
+    pool = quiz_pool(norm)
+    assert len(pool) >= 4 and all(m.base.startswith(base) for m in pool)
+    for seed in range(3):
+        quiz = make_quiz(seed, norm)
+        args = ("--norm", norm, "--quiz", "--seed", str(seed), "--answer")
+        right = run(*args, str(quiz.wrong_line))
+        assert right.exit_code == 0, right.output
+        other = next(k for k in range(1, len(quiz.lines) + 1) if k != quiz.wrong_line)
+        wrong = run(*args, str(other))
+        assert wrong.exit_code == 1, wrong.output
 
 
 @pytest.mark.parametrize("norm", FAMILIES)

@@ -554,11 +554,14 @@ def uniform_gradient_trap(batch: Batch) -> Trap:
 
 def dx_mutants(spec: Spec) -> list[Mutant]:
     """The corpus's first-order mutants with this layer's conventions and per-set mathematics
-    (BatchNorm's one γ per set, LayerNorm's γ per element, RMSNorm's) that compute dx."""
+    (BatchNorm's one γ per set, LayerNorm's γ per element, RMSNorm's) that compute dx.  A
+    mutant of a GroupNorm or InstanceNorm form is a quiz's only (its lines are written per
+    channel, not per set): the lessons' traps run the forms of the per-set mathematics."""
     return [
         m
         for m in corpus().mutants
         if m.form.order == 1
+        and m.form.norm.value == m.form.norm.per_set
         and (m.form.training, m.form.unbiased, m.form.eps_inside, m.form.norm.per_set)
         == (spec.training, spec.unbiased, spec.eps_inside, spec.norm.per_set)
         and any(eq.name == "dx" for eq in m.form.equations)

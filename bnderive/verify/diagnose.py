@@ -246,6 +246,8 @@ def candidates(quantity: str, order: int, layer: Spec) -> list[Candidate]:
             m.norm.per_set,
         ) != conventions or quantity not in {eq.name for eq in m.equations}:
             continue
+        if m.norm.value != m.norm.per_set and m.norm is not layer.norm:
+            continue  # a GroupNorm or InstanceNorm form's mutant names its own family's lines
         line = mutant.edited_line(quantity)
         found.append(
             Candidate(
@@ -308,7 +310,9 @@ def diagnose_line(
         spec, point = points[k]
         return value_of(cand.definitions, cand.spec_of(spec), point, cand.pick)
 
-    found = candidates(eq.name, form.order, form.spec(Spec()))
+    # the layer of the form's own family: an InstanceNorm form (BatchNorm's per-set mathematics)
+    # has no eval mode, so BatchNorm's training/eval and Bessel swaps are not its candidates
+    found = candidates(eq.name, form.order, specs[0])
     return _matches(found, len(points), mine, value_at)
 
 
