@@ -44,8 +44,10 @@ def test_the_corpus_is_large_enough_and_every_mistake_is_used():
     assert {m.name for m in book.mistakes} - used <= impl_only
     forms = {m.base for m in book.mutants}
     assert {"staged", "compact", "kronecker", "eval", "kronecker-chain"} <= forms
-    # the family's: LayerNorm and RMSNorm forms (GroupNorm's sets share LayerNorm's mutants)
+    # the family's: LayerNorm and RMSNorm forms, and PyTorch's GroupNorm and InstanceNorm forms
+    # (their quizzes draw from these: issue 16)
     assert {"layernorm-levykramer", "layernorm-llmc", "rmsnorm-paper", "rmsnorm-rstd"} <= forms
+    assert {"groupnorm-pytorch", "instancenorm-pytorch"} <= forms
     assert len({m.id for m in book.mutants}) == len(book.mutants)
 
 
