@@ -166,19 +166,6 @@ _SUBSTITUTION = (
 )
 for _change in ("2 → 3 (+1)", "2 → 1 (-1)", "2 → 200 (×100)", "** → *", "- → +"):
     ALLOWED[(_EM, "diff = diff.xreplace({N.eps: _R**2 - stat})", _change)] = _SUBSTITUTION
-_NO_EPS_LEFT = (
-    "the second elimination finds no ε: with ε inside it was eliminated before the reduction "
-    "(which brings in only M, μ and σ²), with ε = 0 it was set to 0; with ε outside (forced "
-    "true, and → or) ε ↦ r² − σ² with σ² a symbol the expression no longer has (σ² = r² "
-    "before the reduction) is a change of a free variable: the same identities either way"
-)
-for _change in ("2 → 3 (+1)", "2 → 1 (-1)", "2 → 200 (×100)", "** → *", "- → +"):
-    ALLOWED[(_EM, "reduced = reduced.xreplace({N.eps: _R**2 - stat})", _change)] = _NO_EPS_LEFT
-_AGAIN = (
-    "if spec.eps_inside and not spec.eps_zero:  # an ε the reduction brought in (none does now)"
-)
-for _change in ("if-branch deleted", "if-condition → True", "and → or", "not dropped"):
-    ALLOWED[(_EM, _AGAIN, _change)] = _NO_EPS_LEFT
 for _change in ("if-branch deleted", "else-branch deleted", "not dropped"):
     ALLOWED[(_EM, "if spec.eps_inside and not spec.eps_zero:", _change)] = (
         "not equivalent, but sound: the first elimination skipped (or the other one taken), σ² "

@@ -108,8 +108,6 @@ def prove(truth_expr: sp.Expr, form_expr: sp.Expr, spec: Spec) -> GeneralResult:
         diff = diff.xreplace({stat: _R**2})
     reducer = _Reducer(spec)
     reduced = reducer.rewrite(diff)
-    if spec.eps_inside and not spec.eps_zero:  # an ε the reduction brought in (none does now)
-        reduced = reduced.xreplace({N.eps: _R**2 - stat})
     leftover = sp.cancel(sp.together(reduced))
     return GeneralResult(leftover == 0, leftover, dict(reducer.opaque))
 
