@@ -8,7 +8,9 @@ reading changes the order too (−2(x − μ) is distributed to −2x + 2μ).  A
 follow the text: this module walks the Python syntax tree of an equation's text (``ast.parse``
 runs nothing) with the allow-list of ``core.notation.parse`` (numbers, names, + − × / and
 powers, subscripts ``x[k]``, ``sqrt`` and ``sum(expr, k)``) and computes every operation in the
-dtype, left to right as written; ``sum`` is NumPy's sum over the summation index in the dtype.
+dtype, left to right as written; ``sum`` is NumPy's sum over the summation index in the dtype;
+a power is computed wider and rounded once into the dtype (``WrittenEvaluator._power``: NumPy's
+own float power differs between CPUs).
 Only forms that ``notation.parse`` has already read come here (``Form`` objects); anything
 outside the allow-list is an error, never evaluated.
 """
@@ -87,7 +89,7 @@ class WrittenEvaluator:
             if isinstance(node.op, ast.Div):
                 return left / right
             if isinstance(node.op, ast.Pow):
-                return np.power(left, right)
+                return self._power(left, right)
         if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
             return self._element(node.value.id, node.slice, scope)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
@@ -99,6 +101,20 @@ class WrittenEvaluator:
             f"{ast.dump(node)[:60]} is outside what the float evaluation reads (numbers, names, "
             "+ - * / **, x[k], sqrt, sum)"
         )
+
+    def _power(self, base: Any, exponent: Any) -> Any:
+        """``base ** exponent`` computed in NumPy's long double and rounded once into the dtype.
+
+        NumPy's own float32 and float64 ``power`` is not the same function on every CPU: on
+        AVX-512 machines it runs SIMD routines (Intel's SVML) whose last bits differ from the C
+        library's ``pow``, so the study's errors (and the README's table) changed with the
+        machine (the Kronecker form's (σ² + ε)^(−3/2) in float32 at M = 256: 1.0e-07 on one
+        machine, 9.0e-08 on another).  The long double power (the C library's ``powl``; 64-bit
+        significand on x86-64) rounded to the dtype is the correctly rounded power in all but
+        the rarest halfway cases: the IEEE model of one operation, on every CPU.  A power of
+        a value that does not fit the dtype stays inf or NaN as before."""
+        wide = np.power(np.asarray(base, dtype=np.longdouble), np.longdouble(exponent))
+        return np.asarray(wide).astype(self.kind) if np.ndim(wide) else self.kind(wide)
 
     def _element(self, name: str, index: ast.AST, scope: dict[str, int]) -> np.ndarray:
         if name not in self.arrays or not isinstance(index, ast.Name) or index.id not in scope:
