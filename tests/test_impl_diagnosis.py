@@ -67,3 +67,42 @@ def test_cli_prints_and_serialises_the_diagnosis():
     (entry,) = payload["diagnoses"]
     assert entry["function"] == "batchnorm_backward" and entry["quantity"] == "dx"
     assert "(gamma-missing)" in entry["lines"][0]
+
+
+# -- the four real mistakes of tests/impls_real that had no name (issue 13, item 4) ---------------
+REAL = Path(__file__).parent / "impls_real"
+
+
+def _cli(path: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["check-impl", str(path)])
+    return result.exit_code, result.output
+
+
+def _finding(output: str, head: str) -> str:
+    """The block printed under the refuted row that starts with ``head``, up to the next row."""
+    start = output.index(head)
+    ends = [output.find(mark, start + 1) for mark in ("\n✗ ", "\n~ ", "\n? ", "\nnote:")]
+    return output[start : min((i for i in ends if i > 0), default=len(output))]
+
+
+def test_a_cache_in_the_wrong_order_is_named_under_dgamma_too(tmp_path):
+    code, output = _cli(REAL / "cache_order.py")
+    assert code == 1
+    for quantity in ("dx", "dgamma"):
+        block = _finding(output, f"✗ bn_backward: {quantity} differs")
+        assert (
+            "the cache unpacked in the wrong order: with the forward's cache entries x_hat "
+            "and x_mu (positions 0 and 1) swapped" in block
+        ), block
+        assert "right at every shape (exactly)" in block
+    # the near miss: the same file with the cache unpacked in the order it is packed holds
+    right = tmp_path / "cache_order_fixed.py"
+    right.write_text(
+        (REAL / "cache_order.py")
+        .read_text(encoding="utf-8")
+        .replace("x_mu, x_hat, inv_var, gamma = cache", "x_hat, x_mu, inv_var, gamma = cache"),
+        encoding="utf-8",
+    )
+    code, output = _cli(right)
+    assert code == 0, output
+    assert "wrong order" not in output

@@ -811,15 +811,31 @@ def _check_section(
             f"{calls_.forward} flattens (N, C, H, W) to (N, C·H·W) and keeps its running "
             "statistics per activation (C·H·W of them), not per channel: they were not compared"
         )
-    for v in verdicts:
-        key = (v.form, v.quantity)
-        if v.status is Status.REFUTED and v.quantity == "dx":
-            # the more specific cause goes first: a mistake the wrong order happens to equal
-            # stays listed after it
-            swapped = _cache_order(caller, v.form, cases, momentum, source, calls_)
-            if swapped:
-                section.diagnoses[key] = [swapped, *section.diagnoses.get(key, [])]
+    _name_cache_order(section, caller, cases, momentum, source, calls_)
     return section
+
+
+def _name_cache_order(
+    section: _Section,
+    caller: Caller,
+    cases: list[Case],
+    momentum: str | None,
+    source: Any,
+    calls: Any,
+) -> None:
+    """Every refuted dx, dγ, dβ of a backward that is right with two cache entries swapped gets
+    that cause first (a mistake the wrong order happens to equal stays listed after it)."""
+    refuted: dict[str, list[Verdict]] = {}
+    for v in section.verdicts:
+        if v.status is Status.REFUTED and v.quantity in ("dx", "dgamma", "dbeta"):
+            refuted.setdefault(v.form, []).append(v)
+    for name, rows in refuted.items():
+        if name not in calls.backward:
+            continue
+        swapped = _cache_order(caller, name, cases, momentum, source, calls)
+        for v in rows if swapped else []:
+            key = (v.form, v.quantity)
+            section.diagnoses[key] = [swapped, *section.diagnoses.get(key, [])]
 
 
 def _cache_order(
@@ -842,19 +858,54 @@ def _cache_order(
             caller.swap = pair
             if all(_right(caller.run(c, "float", momentum), name, c, t) for c, t in
                    zip(cases, truths, strict=True)):  # fmt: skip
+                exact = _swapped_exactly(caller, name, cases, truths, momentum)
+                if exact is None:
+                    continue  # within rounding, but an exact run says otherwise
                 names = _cache_names(source, calls.forward) or []
                 i, j = pair
                 what = f"{names[i]} and {names[j]}" if len(names) > max(pair) else f"{i} and {j}"
+                how = (
+                    "exactly" if exact == len(cases) else
+                    f"exactly at {exact} of {len(cases)} shapes, within float64's derived "
+                    "rounding bound at the others"
+                )  # fmt: skip
                 return (
                     f"the cache unpacked in the wrong order: with the forward's cache entries "
-                    f"{what} (positions {i} and {j}) swapped, {name} is right at every shape; "
-                    "unpack the cache in the order the forward packs it"
+                    f"{what} (positions {i} and {j}) swapped, {name}'s dx, dγ and dβ are right "
+                    f"at every shape ({how}); unpack the cache in the order the forward packs it"
                 )
     except (UserFailure, SandboxFailure):
         return None
     finally:
         caller.swap = None
     return None
+
+
+def _swapped_exactly(
+    caller: Caller,
+    name: str,
+    cases: list[Case],
+    truths: list[dict[str, np.ndarray]],
+    momentum: str | None,
+) -> int | None:
+    """At how many cases the backward with the cache swapped (``caller.swap``) equals the truth
+    in exact arithmetic; None when an exact run differs (the float agreement was rounding)."""
+    exact = 0
+    for case, truth in zip(cases, truths, strict=True):
+        try:
+            run = caller.run(case, "exact", momentum)
+        except UserFailure:
+            continue  # the exact number type failed here: float64 decided this case
+        got = run.values.get(name, {})
+        if run.reasons or run.failures or "dx" not in got:
+            continue
+        for q, values in got.items():
+            want = truth[q].reshape(-1)
+            mine = np.asarray(values, dtype=object).reshape(-1)
+            if any(Fraction(a) != b for a, b in zip(mine, want, strict=True)):
+                return None
+        exact += 1
+    return exact
 
 
 def _right(run: Run, name: str, case: Case, truth: dict[str, np.ndarray]) -> bool:
