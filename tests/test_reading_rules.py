@@ -80,6 +80,11 @@ RULES = [
         r"\frac{\partial L}{\partial \gamma} = \Sigma^{N}_{i=1} g_i x_i",
     ),
     (
+        "a sum from 0 to N is over the whole set (an off-by-one limit of a 0-based index)",
+        r"\sigma^2 = \frac{1}{N}\sum \limits_{i = 0}^{N}(x_i-\mu)^2 = \frac{1}{m}\sum_{i=0}^{m} x_i^2 - \mu^2",
+        r"\sigma^2 = \frac{1}{N}\sum_{i = 0}^{N}(x_i-\mu)^2 + \frac{1}{N}\sum_{i=0}^{N} x_i^2",
+    ),
+    (
         "a sum over the first elements only is what it says",
         r"\frac{\partial L}{\partial \beta} = \sum_{i=1}^{N} g_i",
         r"\frac{\partial L}{\partial \beta} = \sum_{i=1}^{2} g_i",
@@ -148,6 +153,24 @@ def test_a_reading_rule_never_excuses_a_wrong_line(tmp_path, rule, right, wrong)
     got = verdicts(form)
     assert got.get(1) == "holds", (rule, got, [ln.reason for ln in form.lines])
     assert got.get(3) == "refuted", (rule, got, [ln.reason for ln in form.lines])
+
+
+def test_a_sum_from_0_to_n_says_how_it_was_read(tmp_path):
+    """Σ_{i=0}^{N} has N + 1 terms in a set of N: read over the whole set, and the line says so;
+    a sum from 0 that stops earlier (N − 2) is still not read."""
+    form = doc(
+        tmp_path,
+        lines(
+            r"\mu = \frac{1}{N}\sum_{i = 0}^{N} x_i"
+            + "\n"
+            + r"\mu = \frac{1}{N}\sum_{i=0}^{N-2} x_i"
+        ),
+    )
+    first, second = form.lines
+    assert first.status == "checked"
+    assert any("Σ from 0 to N read as the sum over the whole set" in n for n in first.notes)
+    assert verdicts(form) == {1: "holds"}
+    assert second.status == "not read" and "N-1 for a sum from 0" in second.reason
 
 
 def test_names_a_post_defines(tmp_path):
@@ -239,7 +262,7 @@ def test_a_post_that_says_what_its_sigma_is(tmp_path):
             "also the line's element",
         ),
         (r"\sigma^2 = \frac{1}{N} R^T R", "transpose"),
-        (r"\frac{\partial L}{\partial \beta} = \sum_{i=0}^{N} g_i", "N-1 for a sum from 0"),
+        (r"\frac{\partial L}{\partial \beta} = \sum_{i=0}^{N-2} g_i", "N-1 for a sum from 0"),
     ],
 )
 def test_what_cannot_be_read_one_way_is_not_read(tmp_path, text, message):

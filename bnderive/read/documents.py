@@ -853,8 +853,8 @@ class _Builder:
             self.add(read.defines, read.index, self.resolve(read.rhs[0], []), latex, "definition")
         if read.kind == "none" or read.reason:
             self.chain = _Chain(("none", None, None))
-            return "not checked", (), read.reason, []
-        notes: list[str] = []
+            return "not checked", (), read.reason, list(read.notes)
+        notes: list[str] = list(read.notes)
         chain = self.chain if continuation and self.chain is not None else None
         if chain is None or chain.per_element != read.per_element:
             chain = _Chain(read.continues, per_element=read.per_element)

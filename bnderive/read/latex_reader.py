@@ -579,6 +579,8 @@ class _Meaning:
         self.size_n = False
         self.target_feature: str | None = None  # the feature of the last target() read
         self.new_name: tuple[str, sp.Expr | None] | None = None
+        #: What the reading assumed, said with the line (Σ_{i=0}^{N} read over the whole set).
+        self.notes: list[str] = []
 
     # -- errors and positions --------------------------------------------------------------------
     def at(self, pos: Pos) -> tuple[int, int]:
@@ -1755,6 +1757,15 @@ class _Meaning:
             upper = self.value(top)
             if upper == N.M - 1 + lower:
                 return None
+            if lower == 0 and upper == N.M:
+                # Σ_{i=0}^{N}: N + 1 terms of a set of N; the post means the whole set (the
+                # same sum with 1/N is its mean), so it is read so, and the line says it
+                top_text = _render(top)
+                self.notes.append(
+                    f"Σ from 0 to {top_text} read as the sum over the whole set (a sum from 0 "
+                    f"ends at {top_text}−1)"
+                )
+                return None
             if lower == 1 and upper.is_Integer and 1 <= int(upper) <= 8:
                 return int(upper)
         raise self.error(
@@ -2248,6 +2259,8 @@ class LineRead:
     stores: str | None = None
     #: ``node``: the post's own node whose gradient the line states, as written (sq for dsq)
     node: str = ""
+    #: What the reading assumed, for the output (Σ_{i=0}^{N} read over the whole set).
+    notes: tuple[str, ...] = ()
 
     @property
     def lhs(self) -> sp.Expr | None:
@@ -2361,6 +2374,7 @@ class _LineState:
             tuple(self.member_errors),
             self.cross,
             self.contract_over if self.contracted else None,
+            notes=tuple(dict.fromkeys(meaning.notes)),
         )
 
 
