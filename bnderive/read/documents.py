@@ -77,6 +77,7 @@ from bnderive.read.latex_reader import (
     name_bound,
     parse_equation_line,
 )
+from bnderive.read.macros import Macro, MacroError, expand, find_definitions
 
 SUFFIXES = (".md", ".markdown", ".tex", ".ipynb")
 
@@ -419,6 +420,15 @@ def _blocks(text: str, markdown: bool) -> list[tuple[int, int, bool]]:
         if _has_top_level_eq(match.group(1)):  # $k = 1$: an equation; $x$ alone is prose
             spans.append((match.start(1), match.end(1), True))
     return sorted(spans)
+
+
+def _expanded(piece: str, macros: dict[str, Macro]) -> str:
+    """A row with the document's macros expanded, for what the whole maths says (which σ, is
+    there an ε); a row whose expansion fails is taken as written (its line says why)."""
+    try:
+        return expand(piece, macros)
+    except MacroError:
+        return piece
 
 
 def _blank_spans(text: str, spans: Sequence[tuple[int, int]]) -> str:
@@ -1099,6 +1109,8 @@ def _read(
     their rows, the conventions and the normalization the maths implies, each row read and
     turned into equations, and the form."""
     meta, at, body = _front_and_body(text, markdown, where, extra)
+    macros, definitions = find_definitions(body)  # the post's own macros: data, expanded
+    body = _blank_spans(body, definitions)
     modes = _modes(meta.get("mode", "both"), at.get("mode", 1))
     spans, bare = _maths_spans(body, markdown)
     rows = [
@@ -1106,7 +1118,7 @@ def _read(
         for start, end, _inline in spans
         for offset, piece in _lines(body, start, end, bare)
     ]
-    maths = "\n".join(piece for _, piece in rows)
+    maths = "\n".join(_expanded(piece, macros) for _, piece in rows)
     norm = _normalization(meta, at, _blank_spans(body, [(a, b) for a, b, _ in spans]), where)
     if norm is Norm.BATCH and "norm" not in meta and _layer_maths(maths):
         norm = Norm.LAYER
@@ -1131,6 +1143,7 @@ def _read(
         notes.append(_layer_note(family))
     builder = _Builder(spec)
     reading = _Reading(builder, body, cells or [], sigma, modes == (Mode.SPATIAL,), family)
+    reading.macros = macros
     if code:
         reading.code = CodeReader.for_rows([line for _, line in code], builder.true_adjoint)
     for offset, piece, is_code in sorted(
@@ -1264,6 +1277,7 @@ class _Reading:
     family: Family
     lines: list[DocLine] = field(default_factory=list)
     code: CodeReader | None = None  # the assignments of the post's code blocks, when it has any
+    macros: dict[str, Macro] = field(default_factory=dict)  # the document's own (``macros``)
 
     def row(self, offset: int, piece: str) -> None:
         """One row of a block: each of its equations ("A = B, \\qquad C = D" is two)."""
@@ -1285,7 +1299,7 @@ class _Reading:
             builder.chain = None
         try:
             read = parse_equation_line(
-                equation,
+                self.expanded(equation, at),
                 sigma=self.sigma,
                 spatial=self.spatial,
                 line=at[0],
@@ -1295,9 +1309,8 @@ class _Reading:
                 family=self.family,
             )
         except LatexError as exc:
-            self.lines.append(
-                DocLine(*at, equation, None, (), _unread(exc, equation), "not read", (), place)
-            )
+            reason = _unread(exc, equation) + self.as_expanded(equation, exc)
+            self.lines.append(DocLine(*at, equation, None, (), reason, "not read", (), place))
             self.unread(exc, equation, chain, side)
             return
         status, numbers, reason, notes = builder.line(read, equation)
@@ -1307,6 +1320,28 @@ class _Reading:
         )  # fmt: skip
         if side:
             builder.chain = chain
+
+    def expanded(self, equation: str, at: tuple[int, int]) -> str:
+        """The equation with the document's own macros expanded (``macros.expand``); a use
+        that cannot be expanded is a line not read, at the macro."""
+        try:
+            return expand(equation, self.macros)
+        except MacroError as exc:
+            head = equation[: exc.offset]
+            line = at[0] + head.count("\n")
+            column = (at[1] if "\n" not in head else 1) + len(head.rsplit("\n", 1)[-1])
+            raise LatexError(str(exc), line, column) from None
+
+    def as_expanded(self, equation: str, exc: LatexError) -> str:
+        """What a line not read was read as, when the document's macros changed it (the
+        column of the message is in that text)."""
+        try:
+            text = expand(equation, self.macros)
+        except MacroError:
+            return ""
+        if text == equation:
+            return ""
+        return f" (the line as read, its macros expanded: {' '.join(text.split())})"
 
     def code_row(self, offset: int, text: str) -> None:
         """One assignment of a code block (``code_lines``): a line of its own, never a chain's."""

@@ -1304,8 +1304,10 @@ class _Meaning:
         if name == "sum":  # pragma: no cover - the grammar makes \sum a BigSum
             raise self.error("\\sum without a body", it.pos)
         raise self.error(
-            f"unknown macro \\{name}: expected one of \\mu \\sigma \\epsilon \\varepsilon "
-            "\\gamma \\beta \\hat \\frac \\sqrt \\sum \\partial \\delta \\cdot \\times \\left \\right",
+            f"unknown macro \\{name}, and this file does not define it (a \\newcommand or "
+            "\\def in the file is expanded; a macro the post defines elsewhere is not): expected "
+            "one of \\mu \\sigma \\epsilon \\varepsilon \\gamma \\beta \\hat \\frac \\sqrt \\sum "
+            "\\partial \\delta \\cdot \\times \\left \\right",
             it.pos,
         )
 

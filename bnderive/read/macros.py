@@ -1,0 +1,223 @@
+r"""A document's own macros: ``\newcommand``, ``\renewcommand``, ``\providecommand``, ``\def`` and
+``\DeclareMathOperator`` definitions, read as data and expanded in the maths before it is read.
+
+Posts and notes define shorthands (``\newcommand{\pdiv}[1]{\partial #1}``,
+``\def\R{\mathbb{R}}``, ``\DeclareMathOperator{\istd}{istd}``), in a preamble or in a maths block
+of their own (MathJax and KaTeX read ``$$\newcommand…$$``).  Expansion is what TeX does with
+them, and only that: the body's text with ``#1`` … ``#9`` replaced by the arguments, read again
+for further macros.  Nothing is executed; the expansion is bounded (``MACRO_DEPTH`` nested
+expansions, ``MACRO_OUTPUT`` characters), so a macro that calls itself or doubles at each level
+is refused with a message, never followed.  A macro a file uses without defining it (defined in
+a class or a separate macros file) reaches the reader as an unknown macro, which says so.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: nested expansions of one use (a macro whose body uses a macro whose body uses …)
+MACRO_DEPTH = 16
+#: characters one equation may grow to by expansion (a derivation's line is a few hundred)
+MACRO_OUTPUT = 20_000
+
+_DEFINITION = re.compile(
+    r"\\(?:(newcommand|renewcommand|providecommand)\*?|(DeclareMathOperator)\*?|(def))"
+    r"(?![a-zA-Z])"
+)
+_NAME = re.compile(r"\s*(?:\{\s*(\\[a-zA-Z]+|\\.)\s*\}|(\\[a-zA-Z]+|\\.))")
+
+
+@dataclass(frozen=True)
+class Macro:
+    """One definition: ``\\name`` takes ``params`` arguments (the first optional, with
+    ``default``, when the definition gives one) and stands for ``body``."""
+
+    name: str
+    params: int
+    body: str
+    default: str | None = None
+
+
+class MacroError(Exception):
+    """A use of a macro that cannot be expanded (too deep, too large, an argument missing)."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+def _group(text: str, k: int, open_: str = "{", close: str = "}") -> int | None:
+    """The index after the group that opens at ``text[k]`` (braces balanced, ``\\{`` skipped),
+    or None when it never closes."""
+    depth = 0
+    while k < len(text):
+        c = text[k]
+        if c == "\\":
+            k += 2
+            continue
+        if c == open_:
+            depth += 1
+        elif c == close:
+            depth -= 1
+            if depth == 0:
+                return k + 1
+        k += 1
+    return None
+
+
+def _skip_space(text: str, k: int) -> int:
+    while k < len(text) and text[k] in " \t\n":
+        k += 1
+    return k
+
+
+def _definition(text: str, match: re.Match) -> tuple[Macro, int] | None:
+    """The macro a definition at ``match`` defines and where the definition ends; None when it
+    is not one bnderive can take as data (unbalanced, a delimited \\def)."""
+    name = _NAME.match(text, match.end())
+    if name is None:
+        return None
+    macro_name = (name.group(1) or name.group(2))[1:]
+    k = name.end()
+    if match.group(2):  # \DeclareMathOperator{\name}{text}: an upright operator name
+        k = _skip_space(text, k)
+        end = _group(text, k) if k < len(text) and text[k] == "{" else None
+        if end is None:
+            return None
+        return Macro(macro_name, 0, "\\mathrm{" + text[k + 1 : end - 1].strip() + "}"), end
+    params, default = 0, None
+    if match.group(3):  # \def\name#1#2{body}: undelimited parameters only
+        spec = re.match(r"((?:#[1-9])*)\s*\{", text[k:])
+        if spec is None:
+            return None
+        params = len(spec.group(1)) // 2
+        k += spec.end() - 1
+    else:
+        k = _skip_space(text, k)
+        if k < len(text) and text[k] == "[":
+            end = text.find("]", k)
+            if end < 0 or not text[k + 1 : end].strip().isdigit():
+                return None
+            params, k = int(text[k + 1 : end]), _skip_space(text, end + 1)
+            if k < len(text) and text[k] == "[":
+                end = _group(text, k, "[", "]")
+                if end is None:
+                    return None
+                default, k = text[k + 1 : end - 1], _skip_space(text, end)
+    if k >= len(text) or text[k] != "{":
+        return None
+    end = _group(text, k)
+    if end is None or not 0 <= params <= 9:
+        return None
+    return Macro(macro_name, params, text[k + 1 : end - 1], default), end
+
+
+def find_definitions(text: str) -> tuple[dict[str, Macro], list[tuple[int, int]]]:
+    """The macros ``text`` defines (a later definition of a name replaces an earlier one, as in
+    TeX) and the spans of the definitions (to blank: a definition is no equation)."""
+    macros: dict[str, Macro] = {}
+    spans: list[tuple[int, int]] = []
+    for match in _DEFINITION.finditer(text):
+        if spans and match.start() < spans[-1][1]:
+            continue  # a definition inside another's body
+        found = _definition(text, match)
+        if found is None:
+            continue
+        macro, end = found
+        spans.append((match.start(), end))
+        if match.group(1) != "providecommand" or macro.name not in macros:
+            macros[macro.name] = macro  # \providecommand defines only what is not defined
+    return macros, spans
+
+
+def _argument(text: str, k: int, name: str, at: int) -> tuple[str, int]:
+    """One undelimited argument at ``k``: a braced group (without its braces), a control
+    sequence, or one character."""
+    k = _skip_space(text, k)
+    if k >= len(text):
+        raise MacroError(f"\\{name} is missing an argument", at)
+    if text[k] == "{":
+        end = _group(text, k)
+        if end is None:
+            raise MacroError(f"\\{name}: an argument's brace is never closed", at)
+        return text[k + 1 : end - 1], end
+    word = re.match(r"\\([a-zA-Z]+|.)", text[k:])
+    if word:
+        return word.group(0), k + word.end()
+    return text[k], k + 1
+
+
+def _substitute(macro: Macro, args: list[str]) -> str:
+    out, k, body = [], 0, macro.body
+    while k < len(body):
+        if body[k] == "#" and k + 1 < len(body):
+            if body[k + 1] == "#":
+                out.append("#")
+                k += 2
+                continue
+            if body[k + 1].isdigit() and 1 <= int(body[k + 1]) <= len(args):
+                out.append(args[int(body[k + 1]) - 1])
+                k += 2
+                continue
+        out.append(body[k])
+        k += 1
+    return "".join(out)
+
+
+def expand(text: str, macros: dict[str, Macro]) -> str:
+    """``text`` with every use of ``macros`` expanded (recursively, within the bounds)."""
+    if not macros or "\\" not in text:
+        return text
+    return _expand(text, macros, 0, [0], 0)
+
+
+def _expand(text: str, macros: dict[str, Macro], depth: int, size: list[int], at: int) -> str:
+    out: list[str] = []
+    k = 0
+    for match in re.finditer(r"\\([a-zA-Z]+|.)", text):
+        if match.start() < k:
+            continue
+        macro = macros.get(match.group(1))
+        if macro is None:
+            continue
+        where = at if depth else match.start()
+        if depth >= MACRO_DEPTH:
+            raise MacroError(
+                f"\\{macro.name} expands more than {MACRO_DEPTH} levels deep (a macro that "
+                "uses itself?): not expanded",
+                where,
+            )
+        out.append(text[k : match.start()])
+        k = match.end()
+        args: list[str] = []
+        params = macro.params
+        if macro.default is not None:
+            j = _skip_space(text, k)
+            if j < len(text) and text[j] == "[":
+                end = _group(text, j, "[", "]")
+                if end is None:
+                    raise MacroError(
+                        f"\\{macro.name}: its optional argument is never closed", where
+                    )
+                args.append(text[j + 1 : end - 1])
+                k = end
+            else:
+                args.append(macro.default)
+            params -= 1
+        for _ in range(params):
+            arg, k = _argument(text, k, macro.name, where)
+            args.append(arg)
+        replaced = _expand(_substitute(macro, args), macros, depth + 1, size, where)
+        size[0] += len(replaced)
+        if size[0] > MACRO_OUTPUT:
+            raise MacroError(
+                f"\\{macro.name} expands to more than {MACRO_OUTPUT:,} characters: not expanded",
+                where,
+            )
+        # a control word followed by a letter must stay apart from it (\mu x, not \mux)
+        if re.search(r"\\[a-zA-Z]+$", replaced) and text[k : k + 1].isalpha():
+            replaced += " "
+        out.append(replaced)
+    out.append(text[k:])
+    return "".join(out)

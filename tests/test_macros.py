@@ -1,0 +1,112 @@
+"""A document's own macros (\\newcommand, \\renewcommand, \\providecommand, \\def,
+\\DeclareMathOperator) expanded as data before the maths is read (issue 12): a line written with
+them gets the verdict of the same line written out, a wrong one is refuted, and a macro that
+cannot be expanded (it uses itself, it grows without end, it is defined elsewhere) leaves its
+line not read with a reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bnderive.read.documents import load_document
+from bnderive.read.macros import MACRO_DEPTH, MacroError, expand, find_definitions
+from tests.test_reading_rules import verdicts
+
+DEFINITIONS = r"""$$\newcommand{\pd}[2]{\frac{\partial #1}{\partial #2}}
+\renewcommand{\pd}[2]{\frac{\partial #1}{\partial #2}}
+\providecommand{\pd}[2]{\mathrm{wrong}}
+\def\istd{\ensuremath{(\sigma^2+\epsilon)^{-1/2}}}
+\def\dy#1{\pd{L}{y_#1}}
+\newcommand\grad[2][L]{\frac{\partial #1}{\partial #2}}
+\DeclareMathOperator{\Var}{Var}$$
+"""
+
+
+def doc(tmp_path: Path, body: str) -> object:
+    path = tmp_path / "post.md"
+    path.write_text(DEFINITIONS + body, encoding="utf-8")
+    return load_document(path)
+
+
+def line_status(form) -> dict[int, tuple[str, str]]:
+    return {d.line: (d.status, d.reason) for d in form.lines}
+
+
+def test_a_line_written_with_the_posts_macros_is_checked(tmp_path):
+    form = doc(
+        tmp_path,
+        "\n$$ \\pd{L}{\\hat{x}_i} = \\gamma \\dy{i} $$\n"  # line 9
+        "\n$$ \\grad{\\beta} = \\sum_i \\grad[L]{y_i} $$\n"  # line 11
+        "\n$$ \\pd{L}{\\gamma} = \\sum_i \\dy{i} (x_i-\\mu) \\istd $$\n",  # line 13
+    )
+    assert verdicts(form) == {9: "holds", 11: "holds", 13: "holds"}
+    assert all(d.status != "not read" for d in form.lines)  # the definitions are no line
+
+
+def test_a_wrong_line_written_with_the_posts_macros_is_refuted(tmp_path):
+    form = doc(
+        tmp_path,
+        "\n$$ \\pd{L}{\\hat{x}_i} = \\dy{i} $$\n"  # γ forgotten
+        "\n$$ \\pd{L}{\\gamma} = \\sum_i \\dy{i} (x_i-\\mu) \\istd^{2} $$\n".replace(
+            "\\istd^{2}", "\\istd \\istd"
+        ),
+    )
+    assert verdicts(form) == {9: "refuted", 11: "refuted"}
+
+
+def test_the_line_keeps_its_text_as_written(tmp_path):
+    form = doc(tmp_path, "\n$$ \\pd{L}{\\hat{x}_i} = \\gamma \\dy{i} $$\n")
+    assert [d.latex for d in form.lines if d.line == 9] == [r"\pd{L}{\hat{x}_i} = \gamma \dy{i}"]
+
+
+def test_a_macro_that_uses_itself_is_not_followed(tmp_path):
+    path = tmp_path / "post.md"
+    path.write_text(
+        "$$\\newcommand{\\loop}{\\loop x}$$\n\n$$ \\mu = \\frac{1}{N}\\sum_i x_i $$\n\n"
+        "$$ \\sigma^2 = \\loop $$\n",
+        encoding="utf-8",
+    )
+    status = line_status(load_document(path))
+    assert status[5][0] == "not read"
+    assert f"more than {MACRO_DEPTH} levels deep" in status[5][1]
+    assert status[3][0] == "checked"
+
+
+def test_a_macro_that_doubles_at_each_level_is_refused():
+    macros, _ = find_definitions(
+        "".join(
+            f"\\def\\m{c}{{\\m{chr(ord(c) + 1)}\\m{chr(ord(c) + 1)}}}" for c in "abcdefghijklmno"
+        )
+        + "\\def\\mp{xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx}"
+    )
+    with pytest.raises(MacroError, match="more than 20,000 characters"):
+        expand(r"\ma", macros)
+
+
+def test_expansion_is_substitution_only():
+    macros, spans = find_definitions(
+        r"\newcommand{\s}[1]{\sum_{#1}}\def\m{\mu}\newcommand{\hash}{##}"
+        r"\DeclareMathOperator*{\E}{E}"
+    )
+    assert len(spans) == 4
+    assert expand(r"\s{i} x_i - \m x", macros) == r"\sum_{i} x_i - \mu x"
+    assert expand(r"\m_B", macros) == r"\mu_B"
+    assert expand(r"\mx", macros) == r"\mx"  # a longer control word is another macro
+    assert expand(r"\s i", macros) == r"\sum_{i}"
+    assert expand(r"\E[x]", macros) == r"\mathrm{E}[x]"
+    assert expand(r"\hash", macros) == "#"
+    with pytest.raises(MacroError, match="missing an argument"):
+        expand(r"\s", macros)
+
+
+def test_a_macro_defined_elsewhere_says_so(tmp_path):
+    path = tmp_path / "post.md"
+    path.write_text(
+        "$$ \\mu = \\frac{1}{N}\\sum_i x_i $$\n\n$$ \\pdiv{L}{\\beta} = \\sum_i g_i $$\n",
+        encoding="utf-8",
+    )
+    status, reason = line_status(load_document(path))[3]
+    assert status == "not read"
+    assert "unknown macro \\pdiv, and this file does not define it" in reason
