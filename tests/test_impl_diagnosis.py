@@ -106,3 +106,55 @@ def test_a_cache_in_the_wrong_order_is_named_under_dgamma_too(tmp_path):
     code, output = _cli(right)
     assert code == 0, output
     assert "wrong order" not in output
+
+
+MOMENTUM = REAL / "cs231n_momentum_inverted.py"
+TEST_MODE = "out = gamma * (x_hat - running_mean) / np.sqrt(running_var + eps) + beta"
+
+
+def test_a_test_mode_that_normalizes_twice_is_named_exactly(tmp_path):
+    code, output = _cli(MOMENTUM)
+    assert code == 1
+    block = _finding(output, "✗ batchnorm_forward: out (per-activation eval) differs")
+    assert (
+        "known mistakes, two at once: misplaced parentheses, x − μ/σ for (x − μ)/σ AND x̂ "
+        "normalized a second time, (x̂ − μ)/σ (paren-misplaced+twice-again); your out equals "
+        "the forward with it exactly, at every shape" in block
+    ), block
+    assert "what is right: subtract the mean before dividing" in block
+    # near misses: the misplaced parenthesis alone is that one slip, and a right test mode holds
+    once = tmp_path / "paren_only.py"
+    once.write_text(
+        MOMENTUM.read_text(encoding="utf-8").replace(TEST_MODE, "out = gamma * x_hat + beta"),
+        encoding="utf-8",
+    )
+    code, output = _cli(once)
+    block = _finding(output, "✗ batchnorm_forward: out (per-activation eval) differs")
+    assert "known mistake: misplaced parentheses, x − μ/σ for (x − μ)/σ (paren-misplaced)" in block
+    assert "twice" not in block and "second time" not in output
+    right = tmp_path / "test_mode_right.py"
+    right.write_text(
+        MOMENTUM.read_text(encoding="utf-8")
+        .replace("x_hat = (x - running_mean / np.sqrt(running_var + eps))", "x_hat = x")
+        .replace(
+            TEST_MODE, "out = gamma * (x_hat - running_mean) / np.sqrt(running_var + eps) + beta"
+        ),  # fmt: skip
+        encoding="utf-8",
+    )
+    code, output = _cli(right)
+    assert code == 1  # the inverted momentum is still there
+    assert "out (per-activation eval) differs" not in output
+    assert "misplaced" not in output and "second time" not in output
+
+
+def test_each_section_keeps_its_own_diagnosis():
+    report = check_impl(REAL / "cs231n_spatial_no_transpose.py", mode=Mode.SPATIAL)
+    rows = [k for k, v in enumerate(report.verdicts) if v.form == "spatial_batchnorm_forward"
+            and v.quantity == "out"]  # fmt: skip
+    assert [report.sections[k] for k in rows] == ["spatial training", "spatial eval"]
+    for k in rows:
+        assert report.diagnosis(k)[0].startswith("known mistake: x reshaped to (N·H·W, C)")
+    # eval mode runs exactly at every shape: its own line says so
+    assert "exactly, at every shape" in report.diagnosis(rows[1])[0]
+    entries = report.to_dict()["diagnoses"]
+    assert {"spatial training", "spatial eval"} <= {e["section"] for e in entries}

@@ -53,10 +53,10 @@ def measure(path: Path) -> dict:
     except ImplementationError:
         return {"file": path.name, "want": wanted(path), "got": "could not check", "unnamed": []}
     unnamed = [
-        f"{v.form}.{v.quantity}"
-        for v in report.verdicts
+        f"{v.form}.{v.quantity}" + (" (eval)" if report.sections[k].endswith(" eval") else "")
+        for k, v in enumerate(report.verdicts)
         if v.status.value == "refuted"
-        and not report.diagnoses.get((v.form, v.quantity))
+        and not report.diagnosis(k)
         and not any(w in v.detail for w in SLIP_WORDS)
     ]
     return {"file": path.name, "want": wanted(path), "got": report.status, "unnamed": unnamed}

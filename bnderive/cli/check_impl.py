@@ -251,7 +251,7 @@ def _print_findings(out: Console, r: Any) -> None:
     from bnderive.verify.verdict import Status
 
     sections = r.sections
-    told: set[tuple[str, str]] = set()  # a diagnosis is printed once, under its first row
+    told: set[tuple[str, str, tuple[str, ...]]] = set()  # a diagnosis once, under its first row
     for k, v in enumerate(r.verdicts):
         where = f" ({sections[k]})" if len({*sections}) > 1 and k < len(sections) else ""
         head = f"{escape(v.form)}: {escape(v.quantity)}{escape(where)}"
@@ -261,10 +261,9 @@ def _print_findings(out: Console, r: Any) -> None:
             inputs = "; ".join(f"{k} = {val}" for k, val in c.inputs.items())
             out.print(f"    {escape(inputs)}")
             out.print(f"    {escape(c.entry)}: truth {escape(c.truth)}, yours {escape(c.form)}")
-            lines = (
-                [] if (v.form, v.quantity) in told else r.diagnoses.get((v.form, v.quantity), [])
-            )
-            told.add((v.form, v.quantity))
+            diagnosis = r.diagnosis(k)
+            lines = [] if (v.form, v.quantity, tuple(diagnosis)) in told else diagnosis
+            told.add((v.form, v.quantity, tuple(diagnosis)))
             for j, text in enumerate(lines):
                 out.print(f"  [bold]{escape(text)}[/]" if j == 0 else f"  {escape(text)}")
         elif v.method == "numeric" and v.status is Status.HOLDS:

@@ -835,7 +835,7 @@ def impl_section(report: Any) -> ImplSection:
         section = report.sections[k] if k < len(report.sections) else ""
         rows.append(ImplRow(v.form, v.quantity, section, v.scope, v.status.value))
         if v.status in (Status.REFUTED, Status.UNDECIDED):
-            diagnosis = tuple(report.diagnoses.get((v.form, v.quantity), []))
+            diagnosis = tuple(report.diagnosis(k))
             findings.append(
                 ImplFinding(
                     v.form,

@@ -63,14 +63,14 @@ def verdict_text(report: Any) -> str:
     lines: list[str] = []
     for v in report.verdicts:
         lines.append(f"{v.form} {v.quantity}: {_MARK[v.status]} ({v.scope})")
-    for v in report.verdicts:
+    for k, v in enumerate(report.verdicts):
         if v.status is Status.REFUTED and v.counterexample is not None:
             c = v.counterexample
             lines.append("")
             lines.append(f"✗ {v.quantity} {v.detail}")
             lines.append("    " + "; ".join(f"{k} = {val}" for k, val in c.inputs.items()))
             lines.append(f"    {c.entry}: truth {c.truth}, yours {c.form}")
-            for text in report.diagnoses.get((v.form, v.quantity), []):
+            for text in report.diagnosis(k):
                 lines.append(f"  {text}")
         elif v.status is Status.UNDECIDED:
             lines.append("")

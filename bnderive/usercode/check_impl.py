@@ -290,11 +290,21 @@ class Report:
     seconds: float = 0.0
     output: str = ""
     running: str | None = None  # the running-statistics convention the forward follows
-    #: For each refuted (function, quantity): the known mistake it equals, or where it is wrong.
+    #: For each refuted (function, quantity): the known mistake it equals, or where it is wrong
+    #: (in the first section that names one).
     diagnoses: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     sections: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)  # how each function was called
+    #: The same per (section, function, quantity): a row of eval mode may have its own cause.
+    section_diagnoses: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+
+    def diagnosis(self, index: int) -> list[str]:
+        """The diagnosis of verdict ``index``: its section's, else its function's and quantity's."""
+        v = self.verdicts[index]
+        section = self.sections[index] if index < len(self.sections) else ""
+        found = self.section_diagnoses.get((section, v.form, v.quantity))
+        return found if found is not None else self.diagnoses.get((v.form, v.quantity), [])
 
     @property
     def exit_code(self) -> int:
@@ -330,6 +340,10 @@ class Report:
             "failures": [f.to_dict() for f in self.failures],
             "running_convention": self.running,
             "diagnoses": [
+                {"function": who, "quantity": quantity, "section": section, "lines": lines}
+                for (section, who, quantity), lines in self.section_diagnoses.items()
+            ]
+            or [
                 {"function": who, "quantity": quantity, "lines": lines}
                 for (who, quantity), lines in self.diagnoses.items()
             ],
@@ -484,6 +498,7 @@ def check_impl(
         report.failures += section.failures
         for key, lines in section.diagnoses.items():
             report.diagnoses.setdefault(key, lines)
+            report.section_diagnoses[(section.label, *key)] = lines
     report.calls = _describe_calls(plans, sections)
     report.notes[0:0] = stubs.notes
     skipped_layers = [f"{p.cls}: {p.problem}" for p in layers if p.problem]
@@ -1151,11 +1166,33 @@ SLIPS: dict[str, dict[str, str]] = {
         "beta_inside": "β inside the scaling, γ(x − μ + β)/σ",
     },
     "paren": {"misplaced": "misplaced parentheses, x − μ/σ for (x − μ)/σ"},
+    "twice": {"again": "x̂ normalized a second time, (x̂ − μ)/σ"},
     "stats": {"batch": "batch statistics in eval mode (the running ones ignored)"},
     "axes": {
         "position": "statistics per (c, h, w) over N, not per channel (a 4-D input flattened)",
         "no_transpose": "x reshaped to (N·H·W, C) without the transpose to channel-last",
     },
+}
+
+
+#: What is right, for each slip (``SLIPS``): one line a student reads.
+SLIP_FIXES: dict[str, str] = {
+    "eps-outside": "keep ε inside the root: divide by √(σ² + ε)",
+    "eps-none": "add ε inside the root, √(σ² + ε) (np.std(x) has none: use np.sqrt(np.var(x) + eps))",
+    "var-bessel": "normalize with the batch variance Σ(x − μ)²/M (np.var, ddof=0); Bessel's "
+    "M/(M−1) belongs only in PyTorch's running_var",
+    "root-none": "divide by the standard deviation √(σ² + ε), not by the variance",
+    "affine-no_gamma": "scale by γ: out = γ·x̂ + β",
+    "affine-no_beta": "shift by β: out = γ·x̂ + β",
+    "affine-none": "scale and shift: out = γ·x̂ + β",
+    "affine-beta_inside": "add β after the scaling: out = γ·(x − μ)/√(σ² + ε) + β",
+    "paren-misplaced": "subtract the mean before dividing: x̂ = (x − μ)/√(σ² + ε)",
+    "twice-again": "normalize once: x̂ = (x − μ)/√(σ² + ε), then out = γ·x̂ + β (not "
+    "γ·(x̂ − μ)/√(σ² + ε) + β)",
+    "stats-batch": "in eval (test) mode normalize with running_mean and running_var",
+    "axes-position": "normalize each channel over N, H and W: reduce over the axes (0, 2, 3)",
+    "axes-no_transpose": "move the channels last before the reshape, x.transpose(0, 2, 3, "
+    "1).reshape(-1, C), and transpose the result back",
 }
 
 
@@ -1175,39 +1212,69 @@ def _slip_sets(case: Case, axes: str | None) -> list[tuple[list[tuple[int, ...]]
 
 def slipped_out(case: Case, slips: dict[str, str]) -> np.ndarray:
     """The forward's output (float64) with the given slips (``SLIPS``), at ``case``."""
+    out = _slipped(case, slips, exact=False)
+    assert out is not None  # float64 always has a value (inf where a root is zero)
+    return out
+
+
+def slipped_out_exact(case: Case, slips: dict[str, str]) -> np.ndarray | None:
+    """The same output in exact rationals (Fraction objects), or None where a root the slips
+    take is irrational (or zero) at ``case``."""
+    return _slipped(case, slips, exact=True)
+
+
+def _exact_root(value: Fraction) -> Fraction | None:
+    """√value when it is rational, else None."""
+    if value < 0:
+        return None
+    p, q = math.isqrt(value.numerator), math.isqrt(value.denominator)
+    return Fraction(p, q) if p * p == value.numerator and q * q == value.denominator else None
+
+
+def _slipped(case: Case, slips: dict[str, str], exact: bool) -> np.ndarray | None:
+    """``slipped_out`` in float64, or in exact rationals (None when a root is irrational)."""
     spec = case.spec
-    out = np.zeros(spec.shape)
+    num: Callable[[Any], Any] = Fraction if exact else float
+    out = np.empty(spec.shape, dtype=object) if exact else np.zeros(spec.shape)
+
+    def root_of(value: Any) -> Any:
+        return _exact_root(value) if exact else math.sqrt(value)
+
     for positions, k in _slip_sets(case, slips.get("axes")):
-        xs = np.array([float(case.x[p]) for p in positions])
+        xs = [num(case.x[p]) for p in positions]
+        m = len(xs)
         if spec.training or slips.get("stats") == "batch":
-            mu = float(np.mean(xs))
-            m = len(xs)
-            var = float(np.var(xs)) * (m / (m - 1) if slips.get("var") == "bessel" and m > 1 else 1)
+            mu = sum(xs, num(0)) / m
+            var = sum(((v - mu) ** 2 for v in xs), num(0)) / m
+            if slips.get("var") == "bessel" and m > 1:
+                var = var * m / (m - 1)
         else:
-            mu, var = float(case.running_mean[k]), float(case.running_var[k])
-        eps = float(case.eps)
+            mu, var = num(case.running_mean[k]), num(case.running_var[k])
+        eps = num(case.eps)
         if slips.get("root") == "none":
-            root = var + (0.0 if slips.get("eps") == "none" else eps)
-        elif slips.get("eps") == "outside":
-            root = math.sqrt(var) + eps
-        elif slips.get("eps") == "none":
-            root = math.sqrt(var)
+            root = var + (0 if slips.get("eps") == "none" else eps)
+        elif slips.get("eps") in ("outside", "none"):
+            root = root_of(var)
+            if root is not None and slips.get("eps") == "outside":
+                root = root + eps
         else:
-            root = math.sqrt(var + eps)
+            root = root_of(var + eps)
+        if root is None or (exact and root == 0):
+            return None
         if root == 0:
             return np.full(spec.shape, np.inf)
-        gamma, beta = float(case.gamma[k]), float(case.beta[k])
         affine = slips.get("affine")
-        g = 1.0 if affine in ("no_gamma", "none") else gamma
-        b = 0.0 if affine in ("no_beta", "none") else beta
-        if slips.get("paren") == "misplaced":
-            y = g * (xs - mu / root) + b
-        elif affine == "beta_inside":
-            y = g * (xs - mu + b) / root
-        else:
-            y = g * (xs - mu) / root + b
-        for p, value in zip(positions, y, strict=True):
-            out[p] = value
+        g = num(1) if affine in ("no_gamma", "none") else num(case.gamma[k])
+        b = num(0) if affine in ("no_beta", "none") else num(case.beta[k])
+        for p, v in zip(positions, xs, strict=True):
+            # x̂, with the parentheses where the code put them, normalized once more or not
+            xhat = v - mu / root if slips.get("paren") == "misplaced" else (v - mu) / root
+            if slips.get("twice") == "again":
+                xhat = (xhat - mu) / root
+            if affine == "beta_inside" and not (slips.get("paren") or slips.get("twice")):
+                out[p] = g * (v - mu + b) / root
+            else:
+                out[p] = g * xhat + b
     return out
 
 
@@ -1272,9 +1339,11 @@ def _slip_choices(case: Case) -> list[dict[str, str]]:
 
 def forward_slips(forward: str, cases: list[Case], runs: list[dict[str, Any]]) -> list[str]:
     """A refuted forward named: the one or two known slips (``SLIPS``) whose output equals the
-    code's at every case, within float32's rounding bound of BatchNorm's output (a name, not a
-    verdict: the row is refuted by the comparison with the truth).  One slip is preferred to
-    two; nothing is named when the first size of matches is not one."""
+    code's at every case (a name, not a verdict: the row is refuted by the comparison with the
+    truth): exactly where both the code's run and the slip's output are exact, else within
+    float32's rounding bound of BatchNorm's output; an exact difference anywhere rules a slip
+    out.  One slip is preferred to two; nothing is named when the first size of matches is not
+    one.  The lines say what is right."""
     mine = []
     for case, run in zip(cases, runs, strict=True):
         value = run["float"].get(forward, {}).get("out")
@@ -1291,19 +1360,53 @@ def forward_slips(forward: str, cases: list[Case], runs: list[dict[str, Any]]) -
                 np.all(np.abs(m - (s := slipped_out(case, choice))) <= tol + 1e-12 * np.abs(s))
                 for case, m, tol in zip(cases, mine, tolerances, strict=True)
             ):
-                matches.append(choice)
+                exact = _exactly_slipped(forward, cases, runs, choice)
+                if exact is not None:
+                    matches.append((choice, exact))
         if len(matches) == 1:
-            names = [SLIPS[k][v] for k, v in matches[0].items()]
-            tags = "+".join(f"{k}-{v}" for k, v in matches[0].items())
-            if size == 1:
-                head = f"known mistake: {names[0]} ({tags})"
-            else:
-                head = f"known mistakes, two at once: {names[0]} AND {names[1]} ({tags})"
-            return [head + "; your out equals the forward with it at every shape (float64, "
-                    "within float32's rounding bound)"]  # fmt: skip
+            return _slip_lines(*matches[0], len(cases))
         if matches:
             return []  # several slips fit: none is named
     return []
+
+
+def _exactly_slipped(
+    forward: str, cases: list[Case], runs: list[dict[str, Any]], choice: dict[str, str]
+) -> int | None:
+    """At how many cases the code's exact out equals the slipped forward's exact output; None
+    when they differ at one (the float agreement was rounding, or a neighbour of the slip)."""
+    exact = 0
+    for case, run in zip(cases, runs, strict=True):
+        got = (run["exact"] or {}).get(forward, {}).get("out")
+        want = slipped_out_exact(case, choice) if got is not None else None
+        if want is None:
+            continue
+        mine = np.asarray(got, dtype=object).reshape(-1)
+        if any(Fraction(a) != b for a, b in zip(mine, want.reshape(-1), strict=True)):
+            return None
+        exact += 1
+    return exact
+
+
+def _slip_lines(choice: dict[str, str], exact: int, count: int) -> list[str]:
+    """The diagnosis of a forward slip (or two): what it is, how it was matched, the fix."""
+    names = [SLIPS[k][v] for k, v in choice.items()]
+    tags = [f"{k}-{v}" for k, v in choice.items()]
+    if len(choice) == 1:
+        head = f"known mistake: {names[0]} ({tags[0]})"
+    else:
+        head = f"known mistakes, two at once: {names[0]} AND {names[1]} ({'+'.join(tags)})"
+    if exact == count:
+        how = "exactly, at every shape"
+    elif exact:
+        how = (
+            f"at every shape (exactly at {exact} of {count}; float64 within float32's rounding "
+            "bound at the others)"
+        )
+    else:
+        how = "at every shape (float64, within float32's rounding bound)"
+    fixes = "; and ".join(SLIP_FIXES[t] for t in tags)
+    return [f"{head}; your out equals the forward with it {how}", f"  what is right: {fixes}"]
 
 
 def _times_gamma(case: Case, data: Any) -> Any:

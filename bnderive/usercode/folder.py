@@ -68,7 +68,8 @@ class FileResult:
         if self.report is None:
             return []
         found: list[str] = []
-        for lines in self.report.diagnoses.values():
+        named = self.report.section_diagnoses or self.report.diagnoses
+        for lines in named.values():
             for line in lines:
                 if line.startswith("known mistake: "):
                     name = line.removeprefix("known mistake: ").split(";")[0]
