@@ -188,3 +188,94 @@ def test_a_node_whose_consumer_is_computed_twice_is_not_checked(tmp_path):
     dc2 = next(line for line in form.lines if line.latex.startswith("dc2 ="))
     assert dc2.status == "not checked"
     assert "σ² is computed more than once" in dc2.reason
+
+
+# ASCII maths typed in a code block next to the code (the style of the CS231n notes of GitHub
+# user zbgzbg2007: quotients dA/dB of the code's names, index suffixes _ij, sum_i, chains broken
+# after a trailing '='); the rows and names here are our own.
+ASCII = """# Backward in plain text
+
+```
+mu = np.mean(x, axis = 0)
+var = np.var(x, axis = 0)
+xn = (x - mu) / np.sqrt(var + eps)
+out = gamma * xn + beta
+```
+
+```
+dxn_ij/dvar_j = -0.5 * (x_ij - mu_j) * (var_j + eps) ** (-1.5)
+dout/dvar_j = sum_i dout/dxn_ij * dxn_ij/dvar_j =
+  -0.5 * gamma_j * (var_j + eps) ** (-1.5) * sum_i dout_ij * (x_ij - mu_j)
+dmu_j/dx_ij = 1. / N
+da = dxn/dx * dout * gamma = dout * gamma / np.sqrt(var + eps)
+db = dout/dvar_j * dvar_j/dx_ij = dout/dvar_j * 2 * (x - mu) / N
+dc = dout/dmu_j * dmu_j/dx_ij
+dx = da + db + dc = gamma / N / np.sqrt(var + eps) * (N * dout - np.sum(dout, axis = 0) - xn * np.sum(dout * xn, axis = 0))
+```
+"""
+
+
+def test_ascii_maths_in_a_code_block_is_read_and_holds(tmp_path):
+    form = load_document(write(tmp_path, ASCII))
+    status = {line.line: line.status for line in form.lines}
+    assert all(s in ("checked", "definition") for s in status.values()), [
+        (line.line, line.reason) for line in form.lines
+    ]
+    by_text = {line.latex.split(" =")[0]: line for line in form.lines}
+    # the chain broken after "=" is one row: ∂L/∂σ² = member 1 = member 2
+    chain = by_text["dout/dvar_j"]
+    assert chain.read is not None and chain.read.defines == "dvar" and len(chain.read.rhs) == 2
+    assert any("dout/dvar read as ∂L/∂var" in note for note in chain.notes)
+    assert by_text["dmu_j/dx_ij"].read.defines == "dmu_dx"
+    found = verdicts_by_line(form)
+    assert found and all(s == {Status.HOLDS} for s in found.values()), found
+
+
+ASCII_MUTANTS = [
+    # the -0.5 of the power lost
+    ("dxn_ij/dvar_j = -0.5 *", "dxn_ij/dvar_j = 0.5 *"),
+    # the sum's body cut short: sum_i binds the rest of its term only, so the (x - mu) is outside
+    ("sum_i dout_ij * (x_ij - mu_j)", "sum_i dout_ij + 0 * (x_ij - mu_j)"),
+    # the factor 2 of the square lost
+    ("dout/dvar_j * 2 * (x - mu) / N", "dout/dvar_j * (x - mu) / N"),
+    # ∂x̂/∂x as the direct path needs the other two; dropping one is wrong
+    ("dx = da + db + dc =", "dx = da + db ="),
+]
+
+
+@pytest.mark.parametrize(("right", "wrong"), ASCII_MUTANTS, ids=[m[1] for m in ASCII_MUTANTS])
+def test_a_wrong_ascii_row_is_refuted(tmp_path, right, wrong):
+    assert right in ASCII
+    form = load_document(write(tmp_path, ASCII.replace(right, wrong, 1)))
+    found = verdicts_by_line(form)
+    row = next(latex for latex in found if wrong in latex)
+    assert Status.REFUTED in found[row], found
+
+
+def test_ascii_notation_made_explicit():
+    from bnderive.read.ascii_maths import explicit_quotients, explicit_sums, members
+
+    assert explicit_sums("a * sum_i b_i * c_i - d") == "a * sum_i( b_i * c_i )- d"
+    assert (
+        explicit_sums("sum_i sum_k x_i * 1e-5 * x_k + 2") == "sum_i( sum_k( x_i * 1e-5 * x_k ))+ 2"
+    )
+    assert explicit_quotients("dout/dn_ij * dn_ij/dv_j") == "(dout/dn_ij) * (dn_ij/dv_j)"
+    assert explicit_quotients("a / dx/dy") == "a / dx/dy"
+    assert members("dx = np.sum(a, axis = 0) = b == c") == ["dx", "np.sum(a, axis = 0)", "b == c"]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("dq = dxn_kj/dx_ij * dout = 0", "bound by no sum"),
+        ("dq = sum_j dout_ij = 0", "binds a new letter"),
+        ("dq = dout_j * 2 = 0", "feature index alone"),
+        ("dq = mu_ij * 2 = 0", "with an element index"),
+        ("dq = dout/dout = 0", "not a derivative bnderive knows"),
+    ],
+)
+def test_ascii_rows_that_cannot_be_read(tmp_path, row, message):
+    text = ASCII.replace("dmu_j/dx_ij = 1. / N", row)
+    form = load_document(write(tmp_path, text))
+    line = next(line for line in form.lines if line.latex.startswith("dq"))
+    assert line.status == "not read" and message in line.reason, line.reason

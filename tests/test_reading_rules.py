@@ -173,6 +173,20 @@ def test_a_sum_from_0_to_n_says_how_it_was_read(tmp_path):
     assert second.status == "not read" and "N-1 for a sum from 0" in second.reason
 
 
+def test_a_name_defined_by_a_chain_checks_the_chain(tmp_path):
+    """t = A = B: A defines t and B is compared with it (B was left undecided before)."""
+    form = doc(
+        tmp_path,
+        lines(
+            r"t = \frac{1}{\sqrt{\sigma^2+\epsilon}} = (\sigma^2+\epsilon)^{-1/2}"
+            "\n"
+            r"v = \frac{1}{\sqrt{\sigma^2+\epsilon}} = (\sigma^2+\epsilon)^{-3/2}"
+        ),
+    )
+    assert [line.status for line in form.lines] == ["checked", "checked"]
+    assert verdicts(form) == {1: "holds", 3: "refuted"}
+
+
 def test_names_a_post_defines(tmp_path):
     body = lines(
         r"""

@@ -89,17 +89,30 @@ def code_rows(text: str) -> list[tuple[int, str]]:
             continue
         start = match.start(3)
         block: list[tuple[int, str]] = []
+        joined = False  # the row before ends with '=': this one continues it (ASCII maths)
         for line in match.group(3).splitlines(keepends=True):
             stripped = line.strip()
-            if _ASSIGNMENT.match(stripped) and not _packing(stripped):
-                block.append((start + len(line) - len(line.lstrip()), stripped))
             start += len(line)
+            if joined and not stripped:
+                continue
+            if joined:
+                offset, before = block[-1]
+                block[-1] = (offset, f"{before} {stripped}")
+            elif (_ASSIGNMENT.match(stripped) or MATHS_LEFT.match(stripped)) and not _packing(
+                stripped
+            ):
+                block.append((start - len(line.lstrip()), stripped))
+            else:
+                continue
+            joined = block[-1][1].endswith("=")
         if any(_states_quantity(target(row)) for _, row in block):
             rows.extend(block)
     return rows
 
 
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*\s*=(?!=)")
+#: ASCII maths: a row whose left side is a derivative quotient (``dnorm_ij/dvar_j = …``).
+MATHS_LEFT = re.compile(r"^d[A-Za-z_0-9]*\s*/\s*d[A-Za-z_0-9]*\s*=(?!=)")
 
 
 def _packing(line: str) -> bool:

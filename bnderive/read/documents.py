@@ -66,6 +66,7 @@ from bnderive.core.limits import FILE_BYTES, NOTEBOOK_BYTES
 from bnderive.core.printing import unicode
 from bnderive.core.spec import Mode, Norm, Spec
 from bnderive.errors import FormError
+from bnderive.read.ascii_maths import read_row
 from bnderive.read.code_lines import CodeReader, code_rows
 from bnderive.read.files import read_text
 from bnderive.read.forms import Equation, Form, bounded_equation
@@ -893,7 +894,15 @@ class _Builder:
                 notes.append(f"{where} not checked: {exc}")
                 chain.last = None
                 continue
-            number = self.member(read, expr, latex, reference, k == 1 and not continuation)
+            first = k == 1 and not continuation
+            if read.kind == "name" and reference is None and not first:
+                notes.append(f"{where} not checked: the name's definition (member 1) is not read")
+                chain.last = None
+                continue
+            number = self.member(read, expr, latex, reference, first)
+            if read.kind == "name" and reference is None:
+                # the members after a name's definition are compared with it, once it is known
+                reference = chain.reference = self.name_reference(read)
             self.members[k - 1] = number
             if chain.last is not None:
                 self.steps.append((chain.last, number))
@@ -956,10 +965,9 @@ class _Builder:
             text = f"{_FORWARD_WORDS[name]} of the forward graph"
             return self.add(name, read.index, value, text, "reference")
         if kind == "name":
-            if read.lhs is None:  # a name's chain continues: compare with the name
-                assert name is not None
-            value = sp.IndexedBase(name)[N.i] if read.index is not None else sp.Symbol(name)
-            return self.add(f"{name}", read.index, value, f"its definition ({name})", "reference")
+            if read.lhs is not None:  # t = A = B: A defines t, then B is compared with it
+                return None
+            return self.name_reference(read)  # a name's chain continues: compare with the name
         assert read.lhs is not None
         written = unicode(read.lhs)
         self.total = self.last_total = None
@@ -969,6 +977,13 @@ class _Builder:
             self.total = self.last_total
         text = f"the true {written}" if kind == "local" else f"the left side {written}"
         return self.add(read.defines or "identity", read.index, lhs, text, "reference")
+
+    def name_reference(self, read: LineRead) -> int:
+        """A name as the value its definition gave it (added after that definition)."""
+        name = read.defines
+        assert name is not None
+        value = sp.IndexedBase(name)[N.i] if read.index is not None else sp.Symbol(name)
+        return self.add(f"{name}", read.index, value, f"its definition ({name})", "reference")
 
     # -- giving a member its value ------------------------------------------------------------
     def resolve(self, expr: sp.Expr, notes: list[str]) -> sp.Expr:
@@ -1350,7 +1365,7 @@ class _Reading:
         place = _cell_of(at[0], self.cells) if self.cells else ""
         self.builder.chain = None
         try:
-            read = self.code.read(text, *at)
+            read = read_row(self.code, text, *at)
         except LatexError as exc:
             self.lines.append(DocLine(*at, text, None, (), str(exc), "not read", (), place))
             self.builder.chain = _Chain(("none", None, None))

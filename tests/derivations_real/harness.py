@@ -302,6 +302,10 @@ def judge_file(
             else "undecided"
         )
         quantity = _quantity_of(line, form, number)
+        if quantity == "definition" and member > 0:
+            # t = A = B: B is checked against the name's definition A, so it states what the
+            # transcriber says the name is (its verdict is established for that quantity)
+            quantity = "identity"
         reading = e.quantity if quantity in ("identity",) else quantity
         result.judged.append(
             Judged(

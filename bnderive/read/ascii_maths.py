@@ -1,0 +1,412 @@
+"""Maths written in ASCII inside a code block: the rows of a post's code that are not Python but
+a derivation typed with the keyboard (issue 12), read as data like the code around them (parsed
+by Python's ``ast`` after the notation below is made explicit, never compiled or run).
+
+Posts that derive the backward pass in plain text next to their NumPy code (the CS231n notes of
+GitHub user zbgzbg2007, 2017) write it in the names of that code:
+
+* a chain ``dx1 = dnorm/dx * dnorm = dnorm * (var + eps) ** (-0.5)``, broken across rows after
+  a trailing ``=``: every member is read, and each must equal the left side;
+* derivative quotients ``dA/dB`` of two names (``dnorm_ij/dvar_j``, ``dmu_j/dx_ij``): the local
+  derivative of A with respect to B.  A layer node (``mu``, ``var``) is differentiated as the
+  layer defines it; a node of the post's own graph (``norm = (x - mu) / np.sqrt(var + eps)``)
+  as its line is written, the other names of that line held fixed, as a staged graph computes
+  it.  The upstream gradient's name without an index (``dout/dvar_j``) is the loss's
+  differential: ``dout`` names ∂L/∂out, and ``out`` without an element is not one element of the
+  output, so ``dout/dvar_j`` is ∂L/∂σ² (the line says so);
+* index suffixes ``x_ij``, ``mu_j``, ``dout_ij``: i is the element of the line (or of the sum
+  that binds it), j the feature, dropped as the LaTeX reader drops it;
+* ``sum_i`` before a product: the sum over the elements i of the rest of the term
+  (``sum_i a_i * b_i + c`` is (Σ a b) + c), as ``\\sum_i`` reads in LaTeX.
+
+Anything else in such a row is not read, with the reason; a row not read leaves its name
+unknown to the rows after it, as a code row does.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from bnderive.core import notation as N
+from bnderive.read.code_lines import (
+    _NODES,
+    FORWARD,
+    MATHS_LEFT,
+    UPSTREAM,
+    CodeReader,
+    _Expr,
+    _local_name,
+    _Unknown,
+)
+from bnderive.read.latex_reader import LatexError, LineRead
+
+_SUM = re.compile(r"\bsum_([a-z])\b")
+_SUFFIX = re.compile(r"([A-Za-z][A-Za-z0-9]*?)_([a-z]{1,2})")
+_SUFFIXED = re.compile(r"\b[A-Za-z][A-Za-z0-9]*_[ij]{1,2}\b")
+#: The element letters of index suffixes (the row's element, or a sum's); j is the feature.
+_ELEMENT = "iklmnpq"
+_FEATURE = "j"
+
+
+def members(text: str) -> list[str]:
+    """The members of a row, cut at each '=' outside brackets (not ==, <=, >=, !=)."""
+    out, depth, start = [], 0, 0
+    for k, c in enumerate(text):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif (
+            c == "="
+            and depth == 0
+            and text[k + 1 : k + 2] != "="
+            and text[k - 1 : k] not in ("=", "<", ">", "!")
+        ):
+            out.append(text[start:k])
+            start = k + 1
+    out.append(text[start:])
+    return [m.strip() for m in out]
+
+
+def is_maths_row(text: str) -> bool:
+    """A code row that is ASCII maths: a chain ``a = b = c`` or a quotient on the left."""
+    return len(members(text)) > 2 or bool(MATHS_LEFT.match(text.strip()))
+
+
+def read_row(code: CodeReader, text: str, line: int, column: int) -> LineRead:
+    """One row of a code block: ASCII maths when it is a chain or states a quotient; else
+    Python, and ASCII maths only when Python cannot read it and the row writes its notation
+    (``dout/dmu_j * dmu_j/dx_ij``: two quotients, not a division of arrays)."""
+    if is_maths_row(text):
+        return AsciiReader(code).read(text, line, column)
+    try:
+        return code.read(text, line, column)
+    except LatexError as exc:
+        if not (_QUOTIENT.search(text) or _SUM.search(text) or _SUFFIXED.search(text)):
+            raise
+        code.unread.pop()  # the row is tried as ASCII maths, which says if it is not read
+        try:
+            return AsciiReader(code).read(text, line, column)
+        except LatexError:
+            raise exc from None
+
+
+def explicit_sums(text: str) -> str:
+    """``sum_i a * b + c`` → ``sum_i(a * b) + c``: the body of ``sum_i`` is the rest of its
+    term (up to a '+' or '−' between terms, or the bracket that closes around it)."""
+    match = _SUM.search(text)
+    if match is None:
+        return text
+    start = match.end()
+    depth, k, end = 0, start, len(text)
+    while k < len(text):
+        c = text[k]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            if depth == 0:
+                end = k
+                break
+            depth -= 1
+        elif c in "+-" and depth == 0 and _binary(text, k, start):
+            end = k
+            break
+        k += 1
+    body = explicit_sums(text[start:end])
+    return text[: match.end()] + "(" + body + ")" + explicit_sums(text[end:])
+
+
+_QUOTIENT = re.compile(r"(?<![\w.])(d[A-Za-z_0-9]*)\s*/\s*(d[A-Za-z_0-9]*)\b")
+
+
+def explicit_quotients(text: str) -> str:
+    """``dout/dnorm_ij * dnorm_ij/dvar_j`` → ``(dout/dnorm_ij) * (dnorm_ij/dvar_j)``: a
+    quotient of two d-names is one factor (Python would read ((a/b)·c)/d)."""
+
+    def wrap(match: re.Match[str]) -> str:
+        before = text[: match.start()].rstrip()
+        if before.endswith("/"):  # a / dA / dB: left as Python reads it
+            return match.group(0)
+        return f"({match.group(1)}/{match.group(2)})"
+
+    return _QUOTIENT.sub(wrap, text)
+
+
+def _binary(text: str, k: int, start: int) -> bool:
+    """Is the sign at ``k`` between two terms (not a sign, not an exponent's 1e-5)?"""
+    before = text[start:k].rstrip()
+    if not before:
+        return False
+    last = before[-1]
+    if last in "*/(+-,":
+        return False
+    return not re.search(r"\d[eE]$", before)
+
+
+@dataclass
+class AsciiReader:
+    """The ASCII maths rows of a document, read with its code's names (``CodeReader``)."""
+
+    code: CodeReader
+    notes: list[str] = field(default_factory=list)
+
+    def read(self, text: str, line: int, column: int) -> LineRead:
+        self.notes = []
+        parts = members(text)
+        try:
+            read = self.read_members(parts, line, column)
+        except LatexError:
+            left = parts[0].split("/")[0].strip()
+            self.code.unread.append((left, text, line))
+            raise
+        return _with_notes(read, self.notes)
+
+    def read_members(self, parts: list[str], line: int, column: int) -> LineRead:
+        values = []
+        for part in parts[1:]:
+            if not part:
+                raise LatexError("a member of the chain is empty", line, column)
+            values.append(self.value(part, line, column))
+        left = parts[0]
+        if re.fullmatch(r"[A-Za-z_][A-Za-z_0-9]*", left):
+            value, per = values[0]
+            read = self.code.left(left, value, per, line, left + " = " + parts[1])
+            return _replace_sides(read, [read.sides[0], *(v for v, _ in values)])
+        quotient = self.expression(left, line, column)
+        if not isinstance(quotient, ast.BinOp) or not isinstance(quotient.op, ast.Div):
+            raise LatexError(
+                "the left side of an ASCII maths row is a name or a quotient dA/dB", line, column
+            )
+        return self.quotient_line(quotient, [v for v, _ in values], line, column)
+
+    def expression(self, text: str, line: int, column: int) -> ast.expr:
+        try:
+            tree = ast.parse(explicit_quotients(explicit_sums(text)), mode="eval")
+        except SyntaxError as exc:
+            raise LatexError(
+                f"ASCII maths not read ({exc.msg}): expected NumPy arithmetic, dA/dB "
+                "quotients, sum_i and index suffixes (x_ij)",
+                line,
+                column + max((exc.offset or 1) - 1, 0),
+            ) from None
+        return tree.body
+
+    def value(self, text: str, line: int, column: int) -> tuple[sp.Expr, bool]:
+        return _Ascii(self.code, line, column, self).read(self.expression(text, line, column))
+
+    def quotient_line(
+        self, quotient: ast.BinOp, values: list[sp.Expr], line: int, column: int
+    ) -> LineRead:
+        """``dout/dvar_j = …`` states ∂L/∂σ²; ``dnorm_ij/dvar_j = …`` a local derivative."""
+        reader = _Ascii(self.code, line, column, self)
+        num, den = reader.differential(quotient.left), reader.differential(quotient.right)
+        if num is None or den is None:
+            raise LatexError(
+                "the left side of an ASCII maths row is a quotient dA/dB", line, column
+            )
+        value, per = reader.derivative(num, den, quotient)
+        index = N.i if per else None
+        if num.loss and den.layer and den.node in _ADJOINT_OF:
+            name = _ADJOINT_OF[den.node]
+            lhs = sp.IndexedBase(name)[N.i] if per else sp.Symbol(name)
+            return LineRead((lhs, *values), name, index, index)
+        if not num.loss and num.layer and den.layer:
+            return LineRead(
+                (value, *values), f"d{num.node}_d{den.node}", index, index, kind="local"
+            )
+        return LineRead((value, *values), None, index, index, kind="identity")
+
+
+_ADJOINT_OF = {"x": "dx", "var": "dvar", "mu": "dmu", "gamma": "dgamma", "beta": "dbeta"}
+_ADJOINT_OF["xhat"] = "dxhat"
+
+
+@dataclass
+class _Differential:
+    """dA of a quotient: the loss (``dout``), a layer node or a node of the post's graph."""
+
+    name: str  # as written, without its suffix
+    node: str  # the layer's node (x, mu, var, xhat, y, gamma, beta) or the post's symbol
+    layer: bool
+    loss: bool
+    value: sp.Expr | None
+    per: bool
+
+
+class _Ascii(_Expr):
+    """One member of an ASCII maths row: NumPy arithmetic (``_Expr``) with suffixes, sums and
+    quotients."""
+
+    def __init__(self, code: CodeReader, line: int, column: int, owner: AsciiReader) -> None:
+        super().__init__(code, line, column)
+        self.owner = owner
+        self.bound: dict[str, sp.Symbol] = {}  # a sum's letter → its element
+
+    def element(self, letter: str | None) -> sp.Expr:
+        """The element a suffix letter (or a bare name, None) stands for."""
+        if letter is None:
+            return list(self.bound.values())[-1] if self.bound else N.i
+        if letter in self.bound:
+            return self.bound[letter]
+        if letter == "i":
+            return N.i
+        raise LatexError(f"the element index {letter} is bound by no sum", self.line, self.column)
+
+    def name(self, node: ast.Name) -> tuple[sp.Expr, bool]:
+        base, letters = _split(node.id, self.reader)
+        plain = ast.Name(id=base, ctx=ast.Load())
+        ast.copy_location(plain, node)
+        value, per = super().name(plain)
+        element = [c for c in letters if c in _ELEMENT]
+        if per:
+            if letters and not element:
+                raise self.fail(
+                    node, f"{node.id}: an array per element with the feature index alone"
+                )
+            value = value.xreplace({N.i: self.element(element[0] if element else None)})
+        elif element:
+            raise self.fail(node, f"{node.id}: one number per feature with an element index")
+        return value, per
+
+    def read(self, node: ast.AST) -> tuple[sp.Expr, bool]:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            num, den = self.differential(node.left), self.differential(node.right)
+            if num is not None and den is not None:
+                return self.derivative(num, den, node)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and re.fullmatch(r"sum_[a-z]", node.func.id)
+        ):
+            return self.sum(node)
+        return super().read(node)
+
+    def sum(self, node: ast.Call) -> tuple[sp.Expr, bool]:
+        assert isinstance(node.func, ast.Name)
+        letter = node.func.id[-1]
+        if letter == _FEATURE or letter in self.bound or len(node.args) != 1:
+            raise self.fail(node, f"sum_{letter}: a sum over the elements binds a new letter")
+        k = sp.Dummy(letter, integer=True)
+        self.bound[letter] = k
+        try:
+            body, per = self.read(node.args[0])
+        finally:
+            del self.bound[letter]
+        if not per:
+            raise self.fail(node, f"sum_{letter} of one number per feature")
+        return N.reduce_sum(body, k), False
+
+    # -- quotients ---------------------------------------------------------------------------
+    def differential(self, node: ast.AST) -> _Differential | None:
+        if not isinstance(node, ast.Name) or not node.id.startswith("d") or len(node.id) < 2:
+            return None
+        base, letters = _split(node.id[1:], self.reader, quotient=True)
+        element = [c for c in letters if c in _ELEMENT]
+        if ("d" + base) in UPSTREAM and not letters:
+            return _Differential(base, "loss", False, True, None, False)
+        forward = {**FORWARD, "x": "x", "X": "x", "gamma": "gamma", "beta": "beta"}
+        if base in self.reader.names:
+            symbol, per = self.reader.names[base]
+            if symbol not in self.reader.nodes:
+                return None  # a name of the post's own that is no node of its forward graph
+            value = sp.IndexedBase(symbol)[N.i] if per else sp.Symbol(symbol)
+            return self._indexed(_Differential(base, symbol, False, False, value, per), element)
+        if base in forward:
+            node_name = forward[base]
+            per = node_name in ("x", "xhat", "y")
+            value = sp.IndexedBase(node_name)[N.i] if per else getattr(N, node_name)
+            return self._indexed(_Differential(base, node_name, True, False, value, per), element)
+        return None
+
+    def _indexed(self, d: _Differential, element: list[str]) -> _Differential:
+        if d.per and d.value is not None:
+            d.value = d.value.xreplace({N.i: self.element(element[0] if element else None)})
+        return d
+
+    def derivative(
+        self, num: _Differential, den: _Differential, node: ast.AST
+    ) -> tuple[sp.Expr, bool]:
+        if den.loss or den.value is None:
+            raise self.fail(node, f"d{num.name}/d{den.name} is not a derivative bnderive knows")
+        if num.loss:
+            return self.loss_gradient(den, node)
+        if num.per and den.per and num.value.indices != den.value.indices:  # type: ignore[union-attr]
+            raise self.fail(
+                node, f"d{num.name}/d{den.name} between two elements: a Jacobian is not read here"
+            )
+        per = num.per or den.per
+        element = _element_of(num) if num.per else _element_of(den) if den.per else N.i
+        assert num.value is not None
+        of, wrt = _at(num.value, N.i), _at(den.value, N.i)
+        if num.layer:
+            if not den.layer:
+                raise self.fail(
+                    node, f"d{num.name}/d{den.name}: {den.name} is not a node of the layer"
+                )
+            return N.Partial(of, wrt, sp.Integer(0)).xreplace({N.i: element}), per
+        # a node of the post's graph: its line as written, the other names held fixed
+        value = sp.diff(self.reader.nodes[num.node].expr, wrt)
+        return value.xreplace({N.i: element}), per
+
+    def loss_gradient(self, den: _Differential, node: ast.AST) -> tuple[sp.Expr, bool]:
+        """``dout/dZ``: ∂L/∂Z (the line says it read dout so)."""
+        self.owner.notes.append(
+            f"dout/d{den.name} read as ∂L/∂{den.name}: dout names ∂L/∂out, and out without an "
+            "element is not one element of the output"
+        )
+        if den.layer and den.node in _ADJOINT_OF:
+            name = _ADJOINT_OF[den.node]
+            if den.per:
+                return sp.IndexedBase(name)[den.value.indices[0]], True  # type: ignore[union-attr]
+            return sp.Symbol(name), False
+        if den.layer:
+            raise self.fail(
+                node, f"dout/d{den.name}: ∂L/∂{den.name} is not a gradient bnderive checks"
+            )
+        try:
+            true, _ = self.reader.adjoint_of(den.node, set())
+        except _Unknown as exc:
+            raise self.fail(node, f"dout/d{den.name}: ∂L/∂{den.name}: {exc}") from None
+        if den.per:
+            true = true.xreplace({N.i: den.value.indices[0]})  # type: ignore[union-attr]
+        return true, den.per
+
+
+def _element_of(d: _Differential) -> sp.Expr:
+    assert isinstance(d.value, sp.Indexed)
+    return d.value.indices[0]
+
+
+def _at(value: sp.Expr, index: sp.Expr) -> sp.Expr:
+    return value.xreplace({value.indices[0]: index}) if isinstance(value, sp.Indexed) else value
+
+
+def _split(name: str, reader: CodeReader, quotient: bool = False) -> tuple[str, str]:
+    """``x_ij`` → (x, ij), ``var_j`` → (var, j); a name the code knows as a whole (``x_hat``,
+    ``dvar_dx``) keeps its underscore."""
+    if _known(name, reader) or (not quotient and _local_name(name) is not None):
+        return name, ""
+    match = _SUFFIX.fullmatch(name)
+    if match is None or not all(c in _ELEMENT + _FEATURE for c in match.group(2)):
+        return name, ""
+    return match.group(1), match.group(2)
+
+
+def _known(name: str, reader: CodeReader) -> bool:
+    return name in reader.names or name in FORWARD or name in _NODES or name in UPSTREAM
+
+
+def _replace_sides(read: LineRead, sides: list[sp.Expr]) -> LineRead:
+    import dataclasses
+
+    return dataclasses.replace(read, sides=tuple(sides))
+
+
+def _with_notes(read: LineRead, notes: list[str]) -> LineRead:
+    import dataclasses
+
+    return dataclasses.replace(read, notes=tuple(dict.fromkeys([*read.notes, *notes])))
