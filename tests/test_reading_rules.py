@@ -573,3 +573,16 @@ def test_an_operator_differentiates_the_whole_product_after_it(tmp_path):
     path.write_text(f"$$ {right} $$\n\n$$ {wrong} $$\n", encoding="utf-8")
     got = verdicts(load_document(path))
     assert [got[line] for line in sorted(got)] == ["holds", "refuted"]
+
+
+def test_inline_maths_within_a_paragraph_spans_lines(tmp_path):
+    """$…$ in Markdown ends at its '$' within the paragraph (a line break inside is a space, as
+    in a list item that continues on the next line); a blank line ends the paragraph."""
+    body = (
+        "1. Scale and shift: $y_i = \\gamma \\hat{x}_i + \\beta \\\\\n"
+        "   y_i = \\gamma \\hat{x}_i + 2\\beta$\n\n"
+        "It costs $5 = a\n\nprice$ here.\n\n$\\frac{\\partial L}{\\partial \\beta} = \\sum_i g_i$\n"
+    )
+    form = doc(tmp_path, body)
+    assert [ln.line for ln in form.lines] == [1, 2, 8]
+    assert verdicts(form) == {1: "holds", 2: "refuted", 8: "holds"}

@@ -350,7 +350,8 @@ def _mask_html_comments(text: str) -> str:
 
 
 #: Inline maths of a Markdown page or a TeX file, read when it holds an equation.
-_INLINE = re.compile(r"(?<![\\$])\$(?!\$)((?:\\.|[^$\\\n])+?)\$(?!\$)")
+#: Inline maths: within one paragraph (a line break inside is a space, a blank line ends it).
+_INLINE = re.compile(r"(?<![\\$])\$(?!\$)((?:\\.|[^$\\\n]|\n(?![ \t]*\n))+?)\$(?!\$)")
 _SCRIPT = re.compile(r"<script\s+type=\"math/tex[^\"]*\"\s*>(.*?)</script>", re.S)
 
 
