@@ -40,7 +40,9 @@ def test_the_corpus_is_large_enough_and_every_mistake_is_used():
     assert len(book.mutants) >= 40
     assert len(book.rewrites) >= 15
     used = {m.mistake.name for m in book.mutants}
-    impl_only = {"per-activation-axes"}  # a layout mistake: only code can make it
+    # only code makes these: a layout mistake, and x̂ from the unbiased variance (÷(M−1)) under
+    # BatchNorm's 1/M backward (a form's lines read the layer's own statistics)
+    impl_only = {"per-activation-axes", "unbiased-statistics"}
     assert {m.name for m in book.mistakes} - used <= impl_only
     forms = {m.base for m in book.mutants}
     assert {"staged", "compact", "kronecker", "eval", "kronecker-chain"} <= forms

@@ -158,3 +158,71 @@ def test_each_section_keeps_its_own_diagnosis():
     assert "exactly, at every shape" in report.diagnosis(rows[1])[0]
     entries = report.to_dict()["diagnoses"]
     assert {"spatial training", "spatial eval"} <= {e["section"] for e in entries}
+
+
+UNBIASED = REAL / "unbiased_normalize.py"
+
+
+def test_unbiased_statistics_with_the_biased_backward_are_named(tmp_path):
+    code, output = _cli(UNBIASED)
+    assert code == 1
+    block = _finding(output, "✗ batchnorm_backward: dx differs")
+    assert (
+        "known mistake: x̂ from the unbiased variance (÷(M−1)), with BatchNorm's 1/M backward "
+        "(unbiased-statistics); your dx equals the result with it, exactly at 3 of 4 points"
+    ) in block, block
+    assert "what is right: compute the batch variance with ÷M" in block
+    # dγ = Σ dy·x̂ has no 1/M: its x̂ from the unbiased variance is the unbiased layer's dγ
+    dgamma = _finding(output, "✗ batchnorm_backward: dgamma differs")
+    assert "(unbiased-for-biased)" in dgamma and "unbiased-statistics" not in dgamma
+    # near miss: the same forward with the backward of its own (unbiased) variance, 1/(N−1) in
+    # the path through σ², is the unbiased layer's truth: named so, not unbiased-statistics
+    text = UNBIASED.read_text(encoding="utf-8")
+    own = tmp_path / "unbiased_self_consistent.py"
+    own.write_text(
+        text.replace("dsq = 1. / N * np.ones", "dsq = 1. / (N - 1) * np.ones"), encoding="utf-8"
+    )
+    code, output = _cli(own)
+    block = _finding(output, "✗ batchnorm_backward: dx differs")
+    assert "(unbiased-for-biased)" in block and "unbiased-statistics" not in output, block
+    # and with the biased variance the file is BatchNorm: nothing to name
+    right = tmp_path / "biased.py"
+    right.write_text(text.replace("ddof = 1 if N > 1 else 0", "ddof = 0"), encoding="utf-8")
+    code, output = _cli(right)
+    assert code == 0, output
+    assert "known mistake" not in output
+
+
+def test_a_functional_backward_with_ddof_1_is_named_in_dx():
+    report = check_impl(IMPLS / "wrong_bessel.py", function="bn_backward", training=True)
+    text = named(report, "bn_backward", "dx")
+    assert "(unbiased-statistics)" in text and "exactly at 3 of 4 points" in text
+
+
+NO_TRANSPOSE = REAL / "cs231n_spatial_no_transpose.py"
+WITHOUT = "batchnorm_forward(np.reshape(x, (N * H * W, C)), gamma, beta, bn_param)"
+WITH = "batchnorm_forward(x.transpose(0, 2, 3, 1).reshape(-1, C), gamma, beta, bn_param)"
+
+
+def test_running_statistics_of_a_reshape_without_transpose_are_named(tmp_path):
+    code, output = _cli(NO_TRANSPOSE)
+    assert code == 1
+    for name in ("running_mean", "running_var"):
+        block = _finding(output, f"✗ spatial_batchnorm_forward: {name} (spatial training)")
+        assert (
+            "x reshaped to (N·H·W, C) without the transpose to channel-last: the running "
+            "statistics average the mean and variance of those sets, not of each channel over "
+            "N, H and W: it matches CS231n's update with that slip (float64 within the derived "
+            "rounding bound at 2 of 2 shapes"
+        ) in block, block
+    # near miss: the forward with the transpose keeps the right running statistics (its out is
+    # still wrong: the result is not transposed back), and nothing is said of the sets
+    fixed = tmp_path / "transposed.py"
+    text = NO_TRANSPOSE.read_text(encoding="utf-8")
+    assert WITHOUT in text
+    fixed.write_text(text.replace(WITHOUT, WITH), encoding="utf-8")
+    report = check_impl(fixed, mode=Mode.SPATIAL, training=True)
+    rows = {v.quantity: v for v in report.verdicts if v.form == "spatial_batchnorm_forward"}
+    assert rows["running_mean"].status.value == "holds"
+    assert rows["running_var"].status.value == "holds"
+    assert all("without the transpose" not in v.detail for v in report.verdicts)

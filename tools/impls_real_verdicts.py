@@ -2,7 +2,8 @@
 ``# expected:`` lines imply (holds, refuted, could not check) against bnderive's, and for the
 files with a real mistake whether every refuted row gets a named cause (a diagnosis line: a
 known mistake, two at once, the cache order, the file's own ε, the stage of the chain; or a
-running-statistics slip named in the row).  Run from the repository root:
+running-statistics slip named in the row), each row with its own section's diagnosis (an eval
+row is "(eval)" in the list).  Run from the repository root:
 
     python tools/impls_real_verdicts.py [--json OUT]
 

@@ -2139,11 +2139,12 @@ def _objects(values: Any) -> np.ndarray:
     return arr
 
 
-def _batch_statistics(case: Case) -> tuple[list[Fraction], list[Fraction]]:
-    """μ_c and the biased σ_c² of every feature/channel c at the case, exactly."""
+def _batch_statistics(case: Case, axes: str | None = None) -> tuple[list[Fraction], list[Fraction]]:
+    """μ_c and the biased σ_c² of every feature/channel c at the case, exactly; with ``axes``
+    (one set per channel: ``no_transpose``) over the sets of that SPATIAL slip instead."""
     means, variances = [], []
-    for channel in range(case.spec.c):
-        xs = [case.x[p] for p in case.spec.positions(channel)]
+    for positions, _channel in _slip_sets(case, axes):
+        xs = [case.x[p] for p in positions]
         mu = sum(xs, Fraction(0)) / len(xs)
         means.append(mu)
         variances.append(sum(((v - mu) ** 2 for v in xs), Fraction(0)) / len(xs))
@@ -2369,26 +2370,35 @@ class _RunningCheck:
 
     def slip(self, name: str) -> str | None:
         """A common slip the stored values match exactly (or within rounding): running_var that
-        averages σ² + ε or the standard deviation √(σ²+ε) instead of σ², or the momentum
-        applied to the new batch instead of the old value (inverted)."""
-        variants: list[tuple[str, Callable[[Fraction, Fraction, Fraction], Fraction]]] = [
-            ("the momentum inverted (it weighs the new batch)", lambda v, eps, r: v),
+        averages σ² + ε or the standard deviation √(σ²+ε) instead of σ², the momentum applied
+        to the new batch instead of the old value (inverted), or in SPATIAL mode the statistics
+        of x reshaped to (N·H·W, C) without the transpose (the sets its forward normalized)."""
+        Stat = Callable[[Fraction, Fraction, Fraction], Fraction]
+        plain: Stat = lambda v, eps, r: v  # noqa: E731
+        variants: list[tuple[str, Stat, str | None]] = [
+            ("the momentum inverted (it weighs the new batch)", plain, None),
         ]
         if name == "running_var":
             variants += [
-                ("running_var includes ε (it averages σ² + ε)", lambda v, eps, r: v + eps),
+                ("running_var includes ε (it averages σ² + ε)", lambda v, eps, r: v + eps, None),
                 ("running_var averages the standard deviation √(σ²+ε), not σ²",
-                 lambda v, eps, r: r),
+                 lambda v, eps, r: r, None),
                 # √σ² is irrational here: its double, compared within rounding
                 ("running_var averages the standard deviation √σ² (np.std), not σ²",
-                 lambda v, eps, r: Fraction(math.sqrt(float(v)))),
+                 lambda v, eps, r: Fraction(math.sqrt(float(v))), None),
             ]  # fmt: skip
+        if self.cases[0].spec.mode is Mode.SPATIAL:
+            variants.append((
+                f"{SLIPS['axes']['no_transpose']}: the running statistics average the mean and "
+                "variance of those sets, not of each channel over N, H and W",
+                plain, "no_transpose",
+            ))  # fmt: skip
         if self.default is not None and self.auto_momentum not in (None, self.default):
             variants.insert(0, (
                 f"the momentum it is given is ignored (it uses its default {exact_text(self.default)})",
-                lambda v, eps, r: v,
+                plain, None,
             ))  # fmt: skip
-        for text, stat in variants:
+        for text, stat, axes in variants:
             for convention in RUNNING_CONVENTIONS.values():
                 momentum = self.auto_momentum or convention.momentum
                 if text.startswith("the momentum it is given is ignored"):
@@ -2396,30 +2406,44 @@ class _RunningCheck:
                 w = convention.weight(momentum)
                 if text.startswith("the momentum inverted"):
                     w = 1 - w
-                values = []
-                for case in self.cases:
-                    m = case.spec.m
-                    means, variances = _batch_statistics(case)
-                    if name == "running_mean":
-                        batch = means
-                    else:
-                        factor = Fraction(m, m - 1) if convention.unbiased else Fraction(1)
-                        batch = [
-                            stat(v * factor, case.eps, root)
-                            for v, root in zip(variances, case.roots, strict=True)
-                        ]
-                    old = case.running_mean if name == "running_mean" else case.running_var
-                    values.append(
-                        {
-                            name: _objects(
-                                (1 - w) * o + w * b for o, b in zip(old, batch, strict=True)
-                            )
-                        }
-                    )
+                values = [
+                    {name: self._slipped_update(name, case, convention, w, stat, axes)}
+                    for case in self.cases
+                ]
                 hypothesis = _Expected(f"{convention.title}'s update with {text}", values)
                 if self.matches(hypothesis, name):
-                    return f"{text}: it matches {convention.title}'s update with that slip"
+                    numeric = _numeric_cases(hypothesis, self.runs, name)
+                    how = "exactly" if not numeric else (
+                        f"float64 within the derived rounding bound at {numeric} of "
+                        f"{len(self.runs)} shapes, where the run was not exact or a float constant of "
+                        "the code was not read exactly"
+                    )  # fmt: skip
+                    return f"{text}: it matches {convention.title}'s update with that slip ({how})"
         return None
+
+    @staticmethod
+    def _slipped_update(
+        name: str,
+        case: Case,
+        convention: RunningConvention,
+        w: Fraction,
+        stat: Callable[[Fraction, Fraction, Fraction], Fraction],
+        axes: str | None,
+    ) -> np.ndarray:
+        """One case's running statistic under a slip: the batch statistic through ``stat``
+        (over the sets of the ``axes`` slip when one is given), averaged with weight ``w``."""
+        m = case.spec.m
+        means, variances = _batch_statistics(case, axes)
+        if name == "running_mean":
+            batch = means
+        else:
+            factor = Fraction(m, m - 1) if convention.unbiased else Fraction(1)
+            batch = [
+                stat(v * factor, case.eps, root)
+                for v, root in zip(variances, case.roots, strict=True)
+            ]
+        old = case.running_mean if name == "running_mean" else case.running_var
+        return _objects((1 - w) * o + w * b for o, b in zip(old, batch, strict=True))
 
     def declared_rows(
         self, declared: RunningConvention

@@ -46,10 +46,17 @@ class Match:
     mistake: Mistake
     exact: bool  # compared in exact rationals at every point (else float64 somewhere)
     by: tuple[str, ...]  # the candidates that matched (mutant ids, or "truth: …")
+    exact_at: int = 0  # at how many of the ``points`` the comparison was exact
+    points: int = 0
 
     def lines(self, quantity: str) -> list[str]:
         """What to tell the user: the mistake, how the match was found, what is wrong and right."""
         how = "exactly" if self.exact else "in floating point"
+        if not self.exact and self.exact_at:
+            how = (
+                f"exactly at {self.exact_at} of {self.points} points, in floating point (within "
+                "rounding) at the others"
+            )
         mutant = corpus().find(self.by[0])  # None for the truth under another convention
         wrong = getattr(mutant, "explanation", None) or self.mistake.explanation
         return [
@@ -282,6 +289,26 @@ def candidates(quantity: str, order: int, layer: Spec) -> list[Candidate]:
     return found
 
 
+def code_candidates(quantity: str, layer: Spec) -> list[Candidate]:
+    """The mistakes only code makes, for check-impl: a BatchNorm training layer with the biased
+    variance whose x̂ and √(σ²+ε) come from the unbiased variance (a forward that divides by
+    M − 1, np.var(x, ddof=1)) while the backward formula keeps the layer's 1/M, that is
+    BatchNorm's own backward evaluated at the unbiased statistics.  dx only: dγ = Σ dy·x̂ has no
+    1/M, so a dγ from that x̂ is also the unbiased layer's own (``unbiased-for-biased``)."""
+    if quantity != "dx" or layer.norm is not Norm.BATCH or not layer.training or layer.unbiased:
+        return []
+    probe = replace(layer, n=2, c=1, h=1, w=1)
+    return [
+        Candidate(
+            "BatchNorm's backward at the unbiased statistics",
+            corpus().mistake("unbiased-statistics"),
+            derive(probe).definitions(),
+            lambda s: replace(s, unbiased=True),
+            _latest(quantity),
+        )
+    ]
+
+
 # -- diagnosis -------------------------------------------------------------------------------------
 def diagnose_line(
     form: Form, eq: Equation, mode: Mode, seeds: Sequence[int] = (11, 12)
@@ -332,7 +359,7 @@ def diagnose_layer(quantity: str, cases: Sequence[Any], mine: Sequence[Value]) -
         ]
         return _assemble(quantity, case, parts, cand.pick)
 
-    found = candidates(quantity, 1, layer)
+    found = candidates(quantity, 1, layer) + code_candidates(quantity, layer)
     matches = _matches(found, len(cases), mine, value_at)
     if layer.mode is Mode.SPATIAL and quantity in ("dx", "dgamma", "dbeta"):
         matches += _matches(
@@ -391,7 +418,7 @@ def candidate_values(quantity: str, case: Any) -> list[tuple[str, np.ndarray]]:
     check-impl's question whether a result's rounding can tell the truth from a mistake."""
     layer = case.spec
     found = []
-    for cand in candidates(quantity, 1, layer):
+    for cand in candidates(quantity, 1, layer) + code_candidates(quantity, layer):
         spec = cand.spec_of(layer)
         parts = [(c, layer.positions(c), cand.definitions, spec) for c in range(layer.c)]
         value = _assemble(quantity, case, parts, cand.pick)
@@ -464,9 +491,9 @@ def _matches(
     value_at: Callable[[Candidate, int], Value | None],
 ) -> list[Match]:
     """The mistakes with a candidate equal to ``mine`` at all ``count`` points, in corpus order."""
-    by_mistake: dict[str, tuple[Mistake, bool, list[str]]] = {}
+    by_mistake: dict[str, tuple[Mistake, int, list[str]]] = {}
     for cand in found:
-        exact = True
+        exact = 0
         for k in range(count):
             theirs = value_at(cand, k)
             if theirs is None:
@@ -474,12 +501,15 @@ def _matches(
             equal, how = same(mine[k], theirs)
             if not equal:
                 break
-            exact = exact and how
+            exact += how
         else:
             name = cand.mistake.name
-            _, was_exact, labels = by_mistake.get(name, (cand.mistake, True, []))
-            by_mistake[name] = (cand.mistake, was_exact and exact, [*labels, cand.label])
-    return [Match(m, exact, tuple(labels)) for m, exact, labels in by_mistake.values()]
+            _, was_exact, labels = by_mistake.get(name, (cand.mistake, count, []))
+            by_mistake[name] = (cand.mistake, min(was_exact, exact), [*labels, cand.label])
+    return [
+        Match(m, exact == count, tuple(labels), exact, count)
+        for m, exact, labels in by_mistake.values()
+    ]
 
 
 # -- localisation ----------------------------------------------------------------------------------
