@@ -85,6 +85,11 @@ RULES = [
         r"\sigma^2 = \frac{1}{N}\sum_{i = 0}^{N}(x_i-\mu)^2 + \frac{1}{N}\sum_{i=0}^{N} x_i^2",
     ),
     (
+        "BN_{γ,β}(x_i) is the output y_i (Ioffe & Szegedy's name of the transform)",
+        r"y_i = \gamma\hat{x}_i + \beta = BN_{\gamma, \beta}(x_i)",
+        r"\mathrm{BN}_{\gamma,\beta}(x_i) = \gamma\hat{x}_i",
+    ),
+    (
         "a sum over the first elements only is what it says",
         r"\frac{\partial L}{\partial \beta} = \sum_{i=1}^{N} g_i",
         r"\frac{\partial L}{\partial \beta} = \sum_{i=1}^{2} g_i",
@@ -276,6 +281,7 @@ def test_a_post_that_says_what_its_sigma_is(tmp_path):
             "also the line's element",
         ),
         (r"\sigma^2 = \frac{1}{N} R^T R", "transpose"),
+        (r"\hat{x}_i = BN(x_i)", "unknown symbol B"),
         (r"\frac{\partial L}{\partial \beta} = \sum_{i=0}^{N-2} g_i", "N-1 for a sum from 0"),
     ],
 )

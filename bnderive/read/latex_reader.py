@@ -856,10 +856,15 @@ class _Meaning:
 
     def applications(self, items: list[_Item]) -> list[_Item]:
         """μ(x), σ²(x): the statistic of x, written as a function of the input (the group holds
-        the bare array x alone); anything else in the parentheses is a product, as usual."""
+        the bare array x alone); anything else in the parentheses is a product, as usual.
+        BN_{γ,β}(x_i) is y_i (Ioffe & Szegedy's name of the transform with its parameters)."""
         out: list[_Item] = []
         for it in items:
             prev = out[-1] if out else None
+            output = self.transform_output(out, it)
+            if output is not None:
+                out[len(out) - (2 if out[-1].name == "N" else 1) :] = [output]
+                continue
             if (
                 prev is not None
                 and prev.kind == "macro"
@@ -876,6 +881,39 @@ class _Meaning:
                 continue  # μ(x) is μ
             out.append(it)
         return out
+
+    def transform_output(self, before: list[_Item], it: _Item) -> _Item | None:
+        """``BN_{\\gamma,\\beta}(x_i)`` (also ``\\mathrm{BN}_{\\gamma,\\beta}``): the output y_i of
+        the transform the paper names so.  Without the subscript γ, β the name is not the
+        output's (a post may write BN(y) for the normalization alone): not read as y."""
+        if not (
+            it.kind == "node"
+            and isinstance(it.node, Group)
+            and it.node.kind == "paren"
+            and it.sub is None
+            and it.sup is None
+            and before
+        ):
+            return None
+        name = before[-1]
+        if name.name == "N" and len(before) > 1 and before[-2].name == "B":
+            first = before[-2]
+            if first.sub is not None or first.sup is not None or first.node.font:  # type: ignore[union-attr]
+                return None
+        elif name.name != "BN":
+            return None
+        if name.kind != "letter" or name.sup is not None or name.sub is None:
+            return None
+        params = [a for a, b in name.sub.items if b is None and isinstance(a, Macro)]
+        if len(name.sub.items) != 2 or {m.name for m in params} != {"gamma", "beta"}:
+            return None
+        inner = it.node.inner
+        sub = None
+        if isinstance(inner, Scripted) and inner.sup is None:
+            inner, sub = inner.base, inner.sub
+        if not (isinstance(inner, Letter) and inner.name in ("x", "X", "h") and not inner.font):
+            return None
+        return _Item("letter", name.pos, "y", Letter(inner.pos, "y"), sub, None)
 
     def expectations(self, items: list[_Item]) -> list[_Item]:
         """E[x], \\mathbb{E}[x], \\mathrm{E}[x]: the mean over the batch (the reduction set)."""
