@@ -75,6 +75,11 @@ RULES = [
         r"\sigma^2 = \mathbb{E}[x^2]",
     ),
     (
+        "\\operatorname{Var}[x], \\mathrm{Var}(x) as the set's variance, \\operatorname{E}[x]",
+        r"\hat{x}_i = \frac{x_i - \operatorname{E}[x]}{\sqrt{\operatorname{Var}[x] + \epsilon}} = \frac{x_i - \mu}{\sqrt{\mathrm{Var}(x - \mu) + \epsilon}}",
+        r"\hat{x}_i = \frac{x_i - \operatorname{E}[x]}{\sqrt{\operatorname{Var}[2x] + \epsilon}}",
+    ),
+    (
         "sums from 0 to N-1, \\Sigma as a sum",
         r"\frac{\partial L}{\partial \beta} = \sum_{i=0}^{N-1} \frac{\partial L}{\partial y_i} = \Sigma^N_{i=1} g_i",
         r"\frac{\partial L}{\partial \gamma} = \Sigma^{N}_{i=1} g_i x_i",

@@ -483,6 +483,9 @@ QUANTITY_LATEX = {
     "dbeta": r"\frac{\partial L}{\partial \beta}",
 }
 _ELEMENTWISE_ADJOINT = {"x": "dx", "xhat": "dxhat"}
+#: The fonts of E in E[x] (the mean) and of a word such as Var in \\operatorname{Var}[x].
+_MEAN_FONTS = ("", "mathbb", "mathrm", "operatorname")
+_WORD_FONTS = ("mathrm", "operatorname")
 _SCALAR_ADJOINT = {"var": "dvar", "mu": "dmu", "gamma": "dgamma", "beta": "dbeta"}
 #: The nodes of the graph a local derivative ∂A/∂B may name, and their symbols (by target kind).
 _NODE_BASE = {"x": N.x, "xhat": N.xhat, "y": N.y}
@@ -493,7 +496,7 @@ _NODE_SCALAR = {"mu": N.mu, "var": N.var, "gamma": N.gamma, "beta": N.beta}
 class _Item:
     """One factor of a product while its meaning is being worked out."""
 
-    kind: str  # letter | macro | word | bracket | node | op | diff | kron | size
+    kind: str  # letter | macro | word | bracket | node | op | diff | kron | size | mean | variance
     pos: Pos
     name: str = ""
     node: Node | None = None
@@ -916,22 +919,27 @@ class _Meaning:
         return _Item("letter", name.pos, "y", Letter(inner.pos, "y"), sub, None)
 
     def expectations(self, items: list[_Item]) -> list[_Item]:
-        """E[x], \\mathbb{E}[x], \\mathrm{E}[x]: the mean over the batch (the reduction set)."""
+        """E[x], \\mathbb{E}[x], \\mathrm{E}[x], \\operatorname{E}[x]: the mean over the set;
+        \\mathrm{Var}[x], \\operatorname{Var}[x] (or with parentheses, which after the word
+        are unambiguous): its variance E[(x − E[x])²], the mean of the squared deviations."""
         out: list[_Item] = []
         for it in items:
             prev = out[-1] if out else None
             if (
-                it.kind == "bracket"
-                and it.sub is None
+                it.sub is None
                 and prev is not None
                 and prev.kind == "letter"
-                and prev.name == "E"
-                and prev.node.font in ("", "mathbb", "mathrm")
                 and prev.sup is None
                 and not prev.brackets
             ):
-                out[-1] = _Item("mean", prev.pos, "E", it.node, prev.sub, it.sup)
-                continue
+                font = prev.node.font
+                if it.kind == "bracket" and prev.name == "E" and font in _MEAN_FONTS:
+                    out[-1] = _Item("mean", prev.pos, "E", it.node, prev.sub, it.sup)
+                    continue
+                paren = it.kind == "node" and isinstance(it.node, Group) and it.node.kind == "paren"
+                if prev.name == "Var" and font in _WORD_FONTS and (it.kind == "bracket" or paren):
+                    out[-1] = _Item("variance", prev.pos, "Var", it.node, prev.sub, it.sup)
+                    continue
             out.append(it)
         return out
 
@@ -1120,6 +1128,8 @@ class _Meaning:
     def item_value(self, it: _Item) -> sp.Expr | _Operator:
         if it.kind == "mean":
             return self.power(self.mean_value(it), it)
+        if it.kind == "variance":
+            return self.power(self.variance_value(it), it)
         if it.kind == "size":
             self.no_sub(it, "the size N H W")
             return self.power(N.M, it)
@@ -1652,6 +1662,17 @@ class _Meaning:
             bound = [(n, p) for n, p in self.index_names(it.sub) if n != "B"]
         body = self.value(it.node.inner)
         return self.sum_value(body, bound, it.pos, [], None) / N.M
+
+    def variance_value(self, it: _Item) -> sp.Expr:
+        """Var[x]: the mean of the squared deviations from the mean, (1/M) Σ_k (x_k − E[x])²
+        (the variance of the set's values, the biased σ²; Var_i names the summed index as
+        E_i does)."""
+        bound: list[tuple[str, Pos]] = []
+        if it.sub is not None:
+            bound = [(n, p) for n, p in self.index_names(it.sub) if n != "B"]
+        body = self.value(it.node.inner)
+        mean = self.sum_value(body, bound, it.pos, [], None) / N.M
+        return self.sum_value((body - mean) ** 2, bound, it.pos, [], None) / N.M
 
     def sum_value(
         self,
