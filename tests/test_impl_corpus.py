@@ -106,16 +106,7 @@ def test_the_oracle_confirms_every_expectation(path, oracle, capsys):
 # -- bnderive against the expectations ----------------------------------------------------------------
 #: What bnderive does not check yet, per file: (function, quantity, section) triples of the
 #: expectations without a "with …" condition.  Reason per file in the comment.
-GAPS: dict[str, set[str]] = {
-    # the alt backward needs batchnorm_forward_alt's cache: pairs by name are not tried
-    "cs231n_forward_alt.py": {
-        "batchnorm_backward_alt dbeta",
-        "batchnorm_backward_alt dgamma",
-        "batchnorm_backward_alt dx",
-        "batchnorm_forward_alt eval_out",
-        "batchnorm_forward_alt out",
-    },
-}
+GAPS: dict[str, set[str]] = {}  # none: the alt pair is called by name (run.pair_by_name)
 
 #: Files whose code takes no ε (no eps parameter in the constructor or the forward, no eps read
 #: from bn_param): BatchNorm at the ε it fixes, so "holds (eps fixed at E)" is holds.  The others

@@ -42,6 +42,7 @@ from bnderive.usercode.run import (
     exact_text,
     load,
     nested_text,
+    pair_by_name,
     resolve_api,
 )
 from bnderive.usercode.sandbox import (
@@ -445,7 +446,12 @@ def check_impl(
             trainings = [True, False]
         else:
             trainings = [True]
-        plans += [(m, calls, t) for t in trainings]
+        plans += [
+            (m, c, t)
+            for c in pair_by_name(source, calls)
+            for t in trainings
+            if t or c.has_eval or training is False
+        ]
     plans += _layer_plans(layers, mode, training, running)
     if not plans:
         problems = [f"{p.cls}: {p.problem}" for p in layers if p.problem]
@@ -624,8 +630,12 @@ def _label(mode: Mode, training: bool, count: int) -> str:
 
 
 def _describe_calls(plans: list[Any], sections: list[_Section]) -> list[str]:
-    """How each function was called: one line per function and mode."""
+    """How each function was called: one line per function and mode; where a mode has more
+    than one backward, each says on which forward's cache it was called (``pair_by_name``)."""
     lines: dict[str, list[str]] = {}
+    backwards: dict[Mode, set[str]] = {}
+    for mode, calls, _training in plans:
+        backwards.setdefault(mode, set()).update(calls.backward)
     for (mode, calls, training), section in zip(plans, sections, strict=False):
         when = "training" if training else "eval"
         if calls.api == "class":
@@ -657,9 +667,10 @@ def _describe_calls(plans: list[Any], sections: list[_Section]) -> list[str]:
                 named = [keys.get(k, k) for k in ("eps", "running_mean", "running_var")]
                 text += f"; bn_param holds mode ('train' or 'test'), {', '.join(named)}"
             texts = [text]
+            paired = f" on {forward}'s cache" if len(backwards[mode]) > 1 else ""
             texts += [
                 f"{b}(dout, {', '.join(calls.backward_args.get(b, ('cache',)))}) -> "
-                "(dx, dgamma, dbeta)"
+                f"(dx, dgamma, dbeta){paired}"
                 for b in calls.backward
                 if b in section.called or not section.called
             ]
@@ -1710,13 +1721,14 @@ def _own_eps(
             line = (
                 f"your {v.quantity} is the gradient of your own forward: it holds at ε = {shown} "
                 f"({mine.method}); {what}, so backward and forward agree, and both miss BatchNorm "
-                "at the ε passed"
+                f"at the ε passed (the forward: {forward}, whose cache it was called on)"
             )
         else:
             line = (
                 f"your {v.quantity} is not the gradient of your own forward either: at ε = "
                 f"{shown}, where the forward is BatchNorm, it is {mine.status.value} too (backward "
-                "and forward disagree beyond the fixed ε)"
+                f"and forward disagree beyond the fixed ε; the forward: {forward}, whose cache it "
+                "was called on)"
             )
         section.diagnoses[(v.form, v.quantity)] = [
             line,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -169,7 +169,6 @@ def _cs231n_calls(source: Source, mode: str) -> Calls:
     """CS231n's API in ``mode``: the forward and the backward (or the alternative backward)
     the file defines, how the forward takes eps (a parameter, as posts write it, or in
     bn_param) and what each backward is given; a missing function is a usage error."""
-    defined = source.functions
     forward, backward, alt = CS231N[mode]
     names = [n for n in (backward, alt) if _defines(source, n)]
     missing = [n for n in (forward,) if not _defines(source, n)]
@@ -182,15 +181,48 @@ def _cs231n_calls(source: Source, mode: str) -> Calls:
             + f"; the file does not define {' and '.join(missing)} (functions found: "
             f"{source.listing()})."
         )
+    return _cs231n_pair(source, forward, names)
+
+
+def pair_by_name(source: Source, calls: Calls) -> list[Calls]:
+    """The forward each backward of a CS231n pair is called after, made explicit: a backward
+    whose name has a forward of its own in the file (batchnorm_backward_alt and
+    batchnorm_forward_alt, which keeps the short cache that backward unpacks) gets that forward,
+    as its own pair; the others keep the pair's forward.  A forward named like the pair's with
+    "_alt" and no backward of its own is checked alone (out, running statistics, eval), so that
+    no forward of the file goes unchecked.  Other APIs are returned as they are."""
+    if calls.api != "cs231n" or calls.forward is None:
+        return [calls]
+    keep, pairs = [], []
+    for b in calls.backward:
+        f = b.replace("backward", "forward")
+        if f != calls.forward and "backward" in b and _defines(source, f):
+            pairs.append(_cs231n_pair(source, f, [b]))
+        else:
+            keep.append(b)
+    alt = f"{calls.forward}_alt"
+    if _defines(source, alt) and all(p.forward != alt for p in pairs):
+        pairs.append(_cs231n_pair(source, alt, []))
+    if not pairs:
+        return [calls]
+    main = replace(
+        calls, backward=keep, backward_args={b: calls.backward_args[b] for b in keep
+                                             if b in calls.backward_args},
+    )  # fmt: skip
+    return [main, *pairs]
+
+
+def _cs231n_pair(source: Source, forward: str, backward: list[str]) -> Calls:
+    """A CS231n pair of the given names (``pair_by_name``), bound as ``_cs231n_calls`` binds."""
+    defined = source.functions
     takes_eps = _takes_eps(defined.get(forward))
     args = ("x", "gamma", "beta", "eps") if takes_eps else ("x", "gamma", "beta", "param")
     f = defined.get(forward)
     if f is not None and not takes_eps:
         args = bind_forward(source, f) or args
     return Calls(
-        "cs231n", forward, names, takes_eps, args,
-        param_keys(source, forward),
-        {n: bind_backward(source, forward, defined[n]) for n in names if n in defined},
+        "cs231n", forward, backward, takes_eps, args, param_keys(source, forward),
+        {n: bind_backward(source, forward, defined[n]) for n in backward if n in defined},
     )  # fmt: skip
 
 
