@@ -95,6 +95,11 @@ RULES = [
         r"\mathrm{BN}_{\gamma,\beta}(x_i) = \gamma\hat{x}_i",
     ),
     (
+        "x̄ in a derivative is μ, and a derivative of a sum is the sum's derivative",
+        r"\frac{d\overline{x_k}}{dx_{lk}} = \frac{1}{N} = \frac{1}{N}\frac{\partial \sum_i x_i}{\partial x_l}",
+        r"\frac{\partial \sigma^2}{\partial x_j} = \frac{1}{N}\frac{\partial \sum_{i=1}^{N}(x_i-\mu)^2}{\partial x_j} = \frac{1}{N}(x_j - \mu)",
+    ),
+    (
         "a sum over the first elements only is what it says",
         r"\frac{\partial L}{\partial \beta} = \sum_{i=1}^{N} g_i",
         r"\frac{\partial L}{\partial \beta} = \sum_{i=1}^{2} g_i",
@@ -597,3 +602,27 @@ def test_inline_maths_within_a_paragraph_spans_lines(tmp_path):
     form = doc(tmp_path, body)
     assert [ln.line for ln in form.lines] == [1, 2, 8]
     assert verdicts(form) == {1: "holds", 2: "refuted", 8: "holds"}
+
+
+def test_a_member_with_a_stray_index_is_not_read_and_the_others_are(tmp_path):
+    """A chain member that leaves a sum's index dangling after it (Σ_i a_i δ_ij + b_i) is not
+    read, with the index as written; the members around it are still checked, and a wrong one
+    is refuted."""
+    row = (
+        r"\frac{\partial \sigma^2}{\partial x_j} = \frac{2}{N}\sum_{i=1}^{N}(x_i-\mu)\delta_{ij}"
+        r" = \frac{2}{N}\sum_{i=1}^{N}(x_i-\mu)\delta_{ij} + \frac{2}{N}(x_i-\mu) = LAST"
+    )
+    form = doc(
+        tmp_path,
+        lines(
+            row.replace("LAST", r"\frac{2}{N}(x_j-\mu)")
+            + "\n"
+            + row.replace("LAST", r"\frac{1}{N}(x_j-\mu)")
+        ),
+    )
+    first = form.lines[0]
+    assert first.status == "checked"
+    assert any(
+        "the free index i on the right side" in n and "element index j" in n for n in first.notes
+    )
+    assert verdicts(form) == {1: "holds", 3: "refuted"}

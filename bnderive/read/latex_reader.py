@@ -1458,7 +1458,14 @@ class _Meaning:
             index, self.target_feature = self.array_index(inner)
             value = self.hat_value(t)
             return ("xhat" if t.sup is None else "expr"), index, self.power(value, t)
-        if t.kind in ("node", "bracket") and isinstance(t.node, Group | Bracket | Frac | Sqrt):
+        if t.kind == "node" and isinstance(t.node, Mean) and t.sub is None:
+            # ∂x̄_k/∂x_{lk}: the mean of the set is μ
+            value = self.item_value(t)
+            return ("mu" if t.sup is None else "expr"), None, value
+        if t.kind in ("node", "bracket") and isinstance(
+            t.node, Group | Bracket | Frac | Sqrt | BigSum
+        ):
+            # ∂(γx̂ + β)/∂x̂_k, ∂ Σ_i (x_i − μ)²/∂x_j: an expression, differentiated as written
             return "expr", None, self.item_value(t)
         return "other", None, None
 
@@ -2048,6 +2055,8 @@ def _render(node: Node | ScriptArg | None) -> str:
         return "\\mathbf{1}"
     if isinstance(node, Hat):
         return f"\\hat{{{_render(node.arg)}}}"
+    if isinstance(node, Mean):
+        return f"\\overline{{{_render(node.arg)}}}"
     if isinstance(node, Frac):
         return f"\\frac{{{_render(node.num)}}}{{{_render(node.den)}}}"
     if isinstance(node, Sqrt):
@@ -2594,21 +2603,32 @@ def _no_other_free_index(state: _LineState, meaning: _Meaning) -> None:
     """An elementwise line's members have no free index but i (and a Jacobian's k)."""
     if not (state.elementwise or state.per_element) or state.kind == "none":
         return
-    for node, s in zip(state.rhs_nodes, state.sides[1:], strict=True):
+    members = list(zip(state.rhs_nodes, state.sides[1:], strict=True))
+    written = {v: k for k, v in state.rename.items()}  # the indices as the line writes them
+    line_index = written.get(N.i, N.i)
+    for k, (node, s) in enumerate(members, start=1):
         extra = meaning.element_indices(s) - {N.i} if s is not None else set()
         if state.contracted and state.contract_over is not None:
             extra -= {state.rename.get(state.contract_over, state.contract_over)}
         if extra:
             names_text = ", ".join(
                 sorted(
-                    "(an element written without index)" if e == _BARE else str(e) for e in extra
+                    "(an element written without index)" if e == _BARE else str(written.get(e, e))
+                    for e in extra
                 )
             )
-            raise meaning.error(
+            shown = "i" if line_index == _BARE else str(line_index)
+            error = meaning.error(
                 f"the free index {names_text} on the right side: the left side has only "
-                "the element index i",
+                f"the element index {shown}",
                 node.pos,
             )
+            if len(members) == 1:
+                raise error
+            # one member of a chain with a stray index (a sum's index left dangling after
+            # it): that member is not read, the others are
+            state.sides[k] = None
+            state.member_errors[k - 1] = str(error)
 
 
 def _contract_jacobian(state: _LineState, meaning: _Meaning) -> None:
