@@ -458,8 +458,8 @@ def test_a_scalar_with_a_per_element_right_side():
 def test_equation_line_errors():
     with pytest.raises(LatexError, match="free index j"):
         parse_equation_line(r"\frac{\partial L}{\partial x_i} = g_j")
-    with pytest.raises(LatexError, match="transpose"):
-        parse_equation_line(r"\sigma^2 = \frac{1}{N} R^T R")
+    with pytest.raises(LatexError, match="transpose"):  # a sum's body is index notation
+        parse_equation_line(r"\sigma^2 = \frac{1}{N} \sum_k x_k^T x_k")
 
 
 def test_truth_renders_back_to_itself():

@@ -155,6 +155,21 @@ RULES = [
         r"\boxed{\frac{\partial L}{\partial \beta} = \sum_i \underbrace{\frac{\partial L}{\partial y_i}\gamma}_{\text{upstream}}}",
     ),
     (
+        "matrix notation: a row vector times a column is the sum over the batch",
+        r"\frac{\partial L}{\partial \gamma} = \hat{X}^T \frac{\partial L}{\partial Y} \quad\text{and}\quad \frac{\partial L}{\partial \beta} = \mathbf{1}_N^\top \frac{\partial L}{\partial Y}",
+        r"\frac{\partial L}{\partial \gamma} = \frac{\partial L}{\partial Y}^T \frac{\partial L}{\partial Y}",
+    ),
+    (
+        "matrix notation: I, the matrix of ones \\mathbf{1}, outer products u v^T",
+        r"\frac{\partial L}{\partial X} = (\sigma^2 + \epsilon)^{-1/2} \left[-\frac{1}{N} \hat{X} \hat{X}^T + I - \frac{1}{N} \mathbf{1} \right] \frac{\partial L}{\partial \hat{X}}",
+        r"\frac{\partial L}{\partial X} = (\sigma^2 + \epsilon)^{-1/2} \left[\frac{1}{N} \hat{X} \hat{X}^T + I - \frac{1}{N} \mathbf{1} \right] \frac{\partial L}{\partial \hat{X}}",
+    ),
+    (
+        "matrix notation: (I - 1/N 1) X centres X, X^T X is a sum of squares",
+        r"\sigma^2 = \frac{1}{N} \left(\left(I - \frac{1}{N}\mathbf{1}\right) X\right)^T \left(I - \frac{1}{N}\mathbf{1}\right) X",
+        r"\sigma^2 = \frac{1}{N} X^T \left(I - \frac{1}{N}\mathbf{1}\right) X + \mu",
+    ),
+    (
         "a sign right after \\cdot (a · −b)",
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -1",
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -2",
@@ -283,14 +298,14 @@ def test_a_post_that_says_what_its_sigma_is(tmp_path):
     [
         (r"\frac{\partial L}{\partial \beta} = \sum_i {g_i - \mu} x_i", "braces"),
         (
-            r"\frac{\partial L}{\partial \beta} = \mathbf{1} \frac{\partial L}{\partial y}",
+            r"\frac{\partial L}{\partial \beta} = \sum_k \mathbf{1} \frac{\partial L}{\partial y_k}",
             "vector of ones or the matrix",
         ),
         (
             r"\frac{\partial L}{\partial x_i} = \sum_{i=1}^N (g_i x_i) \frac{2}{N}(x_i - \mu)",
             "also the line's element",
         ),
-        (r"\sigma^2 = \frac{1}{N} R^T R", "transpose"),
+        (r"\sigma^2 = \frac{1}{N} \sum_k x_k^T x_k - \mu^2", "transpose"),
         (r"\hat{x}_i = BN(x_i)", "unknown symbol B"),
         (r"\frac{\partial L}{\partial \beta} = \sum_{i=0}^{N-2} g_i", "N-1 for a sum from 0"),
     ],
@@ -382,14 +397,14 @@ def test_a_chain_goes_on_past_a_row_that_is_not_read(tmp_path):
 $$
 \begin{align}
 \frac{\partial L}{\partial \beta} &= \sum_i g_i \\
-&= \mathbf{1}^T g \\
+&= \sum_k \alpha g_k \\
 &= \sum_k \frac{\partial L}{\partial y_k} \\
 &= \sum_k g_k x_k
 \end{align}
 $$
 $$
 \begin{align}
-\frac{\partial L}{\partial \gamma} &= g^T \hat{x} \\
+\frac{\partial L}{\partial \gamma} &= \sum_i \alpha g_i \hat{x}_i \\
 &= \sum_i g_i \hat{x}_i \\
 &= \sum_i g_i
 \end{align}

@@ -60,6 +60,7 @@ from bnderive.core.limits import expression_problem, power_problem
 from bnderive.core.notation import Partial
 from bnderive.errors import FormError
 from bnderive.read.latex_bounds import tree_problem
+from bnderive.read.matrix import MatrixAlgebra, Shaped, ShapeError
 
 
 class LatexError(FormError):
@@ -582,6 +583,11 @@ class _Meaning:
         self.size_n = False
         self.target_feature: str | None = None  # the feature of the last target() read
         self.new_name: tuple[str, sp.Expr | None] | None = None
+        #: matrix notation: how \\mathbf{1} alone is being read ("m" matrix, "c" vector), and
+        #: whether the notation being read has one
+        self.ones_as = "m"
+        self.plain_ones = False
+        self.in_sum = 0  # inside the body of a Σ (no matrix notation there)
         #: What the reading assumed, said with the line (Σ_{i=0}^{N} read over the whole set).
         self.notes: list[str] = []
 
@@ -724,6 +730,8 @@ class _Meaning:
         return delta if node.op == "eq" else 1 - delta
 
     def value_or_diff(self, node: Node) -> sp.Expr | _Diff | _Operator:
+        if self.matrix_notation(node):  # R^T R, (I - \frac{1}{N}\mathbf{1}) X: ``matrix``
+            return self.matrix_value(node)
         if isinstance(node, Group) and node.kind == "brace":
             return self.value_or_diff(node.inner)  # {{\\partial L}}: braces only group
         if isinstance(node, Relation):
@@ -742,6 +750,136 @@ class _Meaning:
         if isinstance(node, BigSum):
             return self.bigsum(node)
         return self.product([node])
+
+    # -- matrix notation over the batch (``matrix``) ----------------------------------------------
+    def matrix_notation(self, node: Node) -> bool:
+        """Does ``node`` write matrix notation: a transpose (X^T, \\hat{X}^\\top), the identity I
+        (a letter no line defined), or the matrix of ones \\mathbf{1} (not the indicator
+        \\mathbf{1}[i = k])?  Sums keep index notation: their bodies are not looked into."""
+        if self.in_sum:
+            return False
+        if isinstance(node, Scripted):
+            return _transposes(node) or self.matrix_notation(node.base)
+        if isinstance(node, Letter):
+            return node.name == "I" and not (node.font or self.define_ok or "I" in self.names)
+        if isinstance(node, Ones):
+            return not node.vector
+        if isinstance(node, Product):
+            items = node.items
+            return any(
+                self.matrix_notation(n)
+                and not (
+                    isinstance(n, Ones)
+                    and k + 1 < len(items)
+                    and isinstance(items[k + 1], Relation)
+                )
+                for k, n in enumerate(items)
+            )
+        children: tuple[Node, ...] = ()
+        if isinstance(node, (Group, Bracket)):
+            children = (node.inner,)
+        elif isinstance(node, SumExpr):
+            children = tuple(term for _, term in node.terms)
+        elif isinstance(node, Signed):
+            children = (node.term,)
+        elif isinstance(node, Frac):
+            children = (node.num, node.den)
+        return any(self.matrix_notation(n) for n in children)
+
+    def matrix_value(self, node: Node) -> sp.Expr:
+        """The value of matrix notation in index form (``matrix.MatrixAlgebra``); notation whose
+        shapes do not decide its meaning is understood but not checked.  \\mathbf{1} alone is
+        the matrix of ones in one post and a vector of ones (a column, or a row) in another:
+        each reading is tried, and the notation is read only when those with a meaning agree."""
+        start = self.fresh
+
+        def fresh() -> sp.Symbol:
+            self.fresh += 1
+            return sp.Symbol(f"_b{self.fresh}", integer=True)
+
+        algebra = MatrixAlgebra(_BARE, fresh)
+        readings: list[sp.Expr] = []
+        problems: list[str] = []
+        self.plain_ones = False
+        for ones in ("m", "c", "r"):
+            self.fresh, self.ones_as = start, ones
+            try:
+                readings.append(algebra.value(self.shaped(node, algebra)))
+            except ShapeError as exc:
+                problems.append(str(exc))
+            if not self.plain_ones:
+                break
+        self.fresh = start + 3 * (self.fresh - start) + 1  # fresh past every reading
+        if not readings:
+            raise self.error(f"matrix notation: {problems[0]}", node.pos, NotCheckable)
+        if any(sp.expand(r - readings[0]) != 0 for r in readings[1:]):
+            raise self.error(
+                "matrix notation: \\mathbf{1} read as the matrix of ones and as a vector of ones "
+                "gives different values; write \\mathbf{1}_N for the vector, Σ for the sum",
+                node.pos,
+                NotCheckable,
+            )
+        return readings[0]
+
+    def shaped(self, node: Node, algebra: MatrixAlgebra) -> Shaped:
+        """One part of matrix notation with its shape: what holds none is read as usual (an
+        element at the bare index is a column, the rest a number per channel)."""
+        if _ones_vector(node):
+            return algebra.ones("c")
+        if not self.matrix_notation(node):
+            expr = self.value(node)
+            if self.element_indices(expr) - {_BARE}:
+                raise ShapeError(
+                    f"{_describe(node)} has an index of its own: an element, not a vector"
+                )
+            return algebra.leaf(expr)
+        if isinstance(node, (Group, Bracket)):
+            return self.shaped(node.inner, algebra)
+        if isinstance(node, SumExpr):
+            total: Shaped | None = None
+            for sign, term in node.terms:
+                v = self.shaped(term, algebra)
+                v = Shaped(v.kind, -v.expr) if sign in ("-", "−") else v
+                total = v if total is None else algebra.add(total, v)
+            assert total is not None
+            return total
+        if isinstance(node, Signed):
+            v = self.shaped(node.term, algebra)
+            return Shaped(v.kind, -v.expr) if node.sign in ("-", "−") else v
+        if isinstance(node, Product):
+            return self.shaped_product(node, algebra)
+        if isinstance(node, Frac):
+            return algebra.divide(self.shaped(node.num, algebra), self.shaped(node.den, algebra))
+        if isinstance(node, Scripted) and _transposes(node):
+            inner = Scripted(node.pos, node.base, node.sub, None) if node.sub else node.base
+            return algebra.transpose(self.shaped(inner, algebra))
+        if isinstance(node, Scripted) and node.sub is None and node.sup is not None:
+            return algebra.power(self.shaped(node.base, algebra), self.exponent(node.sup))
+        if isinstance(node, Letter):
+            return algebra.identity()
+        if isinstance(node, Ones):  # \\mathbf{1} alone: both readings (``matrix_value``)
+            self.plain_ones = True
+            return algebra.ones(self.ones_as)
+        raise ShapeError(f"{_describe(node)} is not understood in matrix notation")
+
+    def shaped_product(self, node: Product, algebra: MatrixAlgebra) -> Shaped:
+        """Factors side by side (or with \\cdot, *, /): the matrix product, left to right."""
+        out: Shaped | None = None
+        divide = False
+        for item in node.items:
+            if isinstance(item, Op):
+                divide = item.op == "/"
+                continue
+            if isinstance(item, Relation):
+                raise ShapeError("an indicator [i = k] among matrices")
+            v = self.shaped(item, algebra)
+            if out is None:
+                out = v
+            else:
+                out = algebra.divide(out, v) if divide else algebra.multiply(out, v)
+            divide = False
+        assert out is not None
+        return out
 
     def product(self, nodes: list[Node]) -> sp.Expr | _Diff | _Operator:
         self.invisible_braces(nodes)
@@ -1619,6 +1757,13 @@ class _Meaning:
 
     # -- sums -------------------------------------------------------------------------------------
     def bigsum(self, node: BigSum) -> sp.Expr:
+        self.in_sum += 1  # a sum's body is index notation: no matrix notation inside
+        try:
+            return self.bigsum_value(node)
+        finally:
+            self.in_sum -= 1
+
+    def bigsum_value(self, node: BigSum) -> sp.Expr:
         bound, excluded = self.sum_indices(node)
         self.shadowing(node, bound)
         explicit = self.check_limits(node)
@@ -1908,6 +2053,24 @@ class _Meaning:
             and s != N.M
             and not _PLACEHOLDER.fullmatch(s.name)
         }
+
+
+def _transposes(node: Scripted) -> bool:
+    """X^T, X^\\top, X^{\\mathsf{T}}, X^\\intercal: a transpose."""
+    sup = node.sup
+    if sup is None or len(sup.items) != 1 or sup.items[0][1] is not None:
+        return False
+    mark = sup.items[0][0]
+    if isinstance(mark, Letter):
+        return mark.name == "T" and mark.font in ("", "mathsf", "mathrm")
+    return isinstance(mark, Macro) and mark.name in ("top", "intercal")
+
+
+def _ones_vector(node: Node) -> bool:
+    """\\mathbf{1}_N, \\vec{1}: the vector of ones (a column)."""
+    if isinstance(node, Scripted) and node.sup is None:
+        return isinstance(node.base, Ones) and node.sub is not None
+    return isinstance(node, Ones) and node.vector
 
 
 def _is_member(node: Node) -> bool:

@@ -1,0 +1,120 @@
+"""Matrix notation over the batch (issue 12; Yeh 2017 writes the backward pass this way): read in
+index form only where the shapes decide its meaning, with exact results, a wrong variant
+refuted, and notation with no certain meaning left "not checked" with the reason."""
+
+from __future__ import annotations
+
+import pytest
+import sympy as sp
+
+from bnderive.core import notation as N
+from bnderive.read.latex_reader import parse_latex
+from bnderive.read.matrix import COL, MatrixAlgebra, Shaped, ShapeError
+from tests.test_reading_rules import doc, lines, verdicts
+
+i = N.i
+
+
+def test_products_by_shape():
+    counter = iter(range(1, 100))
+    algebra = MatrixAlgebra(i, lambda: sp.Symbol(f"_b{next(counter)}", integer=True))
+    x = algebra.leaf(N.x[i])
+    g = algebra.leaf(N.g[i])
+    k = sp.Symbol("_b1", integer=True)
+    inner = algebra.multiply(algebra.transpose(x), g)  # x^T g
+    assert inner == Shaped("s", N.reduce_sum(N.x[k] * N.g[k], k))
+    outer = algebra.multiply(x, algebra.transpose(g))  # x g^T
+    assert outer == Shaped("m", N.x[i] * N.g[COL])
+    assert algebra.multiply(algebra.identity(), g) == g  # I g
+    centred = algebra.multiply(algebra.add(algebra.identity(), Shaped("m", -1 / N.M)), x)
+    k2 = sp.Symbol("_b2", integer=True)
+    assert centred == Shaped("c", N.x[i] - N.reduce_sum(N.x[k2], k2) / N.M)
+    assert algebra.add(x, algebra.leaf(-N.mu)) == Shaped("c", N.x[i] - N.mu)  # X − μ
+    for a, b in (
+        (x, g),
+        (algebra.transpose(x), algebra.transpose(g)),
+        (algebra.identity(), algebra.transpose(x)),
+    ):
+        with pytest.raises(ShapeError, match="not a matrix product"):
+            algebra.multiply(a, b)
+    with pytest.raises(ShapeError, match="do not add"):
+        algebra.add(algebra.identity(), algebra.leaf(1 / N.M))  # I − 1/N
+    with pytest.raises(ShapeError, match="division"):
+        algebra.divide(x, g)
+    with pytest.raises(ShapeError, match="a matrix"):
+        algebra.value(outer)
+
+
+@pytest.mark.parametrize(
+    ("latex", "value"),
+    [
+        (r"\frac{1}{N} (X-\mu)^T (X-\mu)", "Sum((x[k] - mu)**2, (k, 1, M))/M"),
+        (r"\hat{X}^\top \frac{\partial L}{\partial Y}", "Sum(xhat[k]*g[k], (k, 1, M))"),
+        (r"\mathbf{1}_N^T \frac{\partial L}{\partial Y}", "Sum(g[k], (k, 1, M))"),
+        (r"\left(I - \frac{1}{N} \mathbf{1} \right) \cdot X", "x[i] - Sum(x[k], (k, 1, M))/M"),
+        (r"X - \frac{1}{N} \mathbf{1} X", "x[i] - Sum(x[k], (k, 1, M))/M"),
+        (
+            r"\left[I - \frac{1}{N}\hat{X}\hat{X}^T\right] \frac{\partial L}{\partial \hat{X}}",
+            "dxhat[i] - xhat[i]*Sum(xhat[k]*dxhat[k], (k, 1, M))/M",
+        ),
+    ],
+)
+def test_matrix_notation_in_index_form(latex, value):
+    got = parse_latex(latex)
+    k = sp.Symbol("k", integer=True)
+    want = sp.sympify(
+        value,
+        locals={
+            "x": N.x, "g": N.g, "xhat": N.xhat, "dxhat": sp.IndexedBase("dxhat"), "mu": N.mu,
+            "M": N.M, "i": i, "k": k, "Sum": sp.Sum,
+        },
+    )  # fmt: skip
+    assert sp.simplify((got - want).doit()) == 0 or sp.srepr(got) == sp.srepr(want), got
+
+
+def test_the_matrix_form_of_the_backward_pass_and_a_wrong_one(tmp_path):
+    """Yeh's consolidated dJ/dX holds; with the outer product's sign flipped it is refuted;
+    so are γ's and β's matrix forms with the wrong vector."""
+    form = doc(
+        tmp_path,
+        lines(
+            r"""
+\frac{\partial J}{\partial X} = \gamma (\sigma^2 + \epsilon)^{-1/2} \left[-\frac{1}{N} \hat{X} \hat{X}^T \frac{\partial J}{\partial Y} + \frac{\partial J}{\partial Y} - \frac{1}{N} \mathbf{1} \frac{\partial J}{\partial Y} \right]
+\frac{\partial J}{\partial X} = \gamma (\sigma^2 + \epsilon)^{-1/2} \left[-\frac{1}{N} \hat{X} \hat{X}^T \frac{\partial J}{\partial Y} + \frac{\partial J}{\partial Y} + \frac{1}{N} \mathbf{1} \frac{\partial J}{\partial Y} \right]
+\frac{\partial J}{\partial \gamma} = \mathbf{1}_N^T \frac{\partial J}{\partial Y}
+\frac{\partial J}{\partial \beta} = \hat{X}^T \frac{\partial J}{\partial Y}
+"""
+        ),
+    )
+    assert verdicts(form) == {1: "holds", 3: "refuted", 5: "refuted", 7: "refuted"}
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (r"\sigma^2 = \frac{1}{N} (X-\mu)(X-\mu)^T", "the expression is a matrix"),
+        (r"\sigma^2 = \frac{1}{N} (X-\mu)^T (X-\mu)^T", "a row vector times a row vector"),
+        (
+            r"\frac{\partial L}{\partial X} = (I - \frac{1}{N}) \frac{\partial L}{\partial \hat{X}}",
+            "do not add",
+        ),
+        (
+            r"\frac{\partial L}{\partial \beta} = \frac{1}{N} \mathbf{1}\mathbf{1}^T \frac{\partial L}{\partial Y}",
+            "different values",
+        ),
+        (r"\frac{\partial L}{\partial \beta} = X^T g_i", "an index of its own"),
+    ],
+)
+def test_notation_the_shapes_do_not_decide_is_not_checked(tmp_path, text, reason):
+    form = doc(tmp_path, lines(text + "\n" + r"\frac{\partial L}{\partial \beta} = \sum_i g_i"))
+    first = form.lines[0]
+    assert first.status == "not checked" and reason in first.reason, first.reason
+    assert form.lines[1].status == "checked"
+
+
+def test_a_letter_I_a_post_defines_is_its_own(tmp_path):
+    form = doc(
+        tmp_path,
+        lines(r"I = \frac{1}{\sqrt{\sigma^2+\epsilon}}" + "\n" + r"\hat{x}_i = (x_i - \mu) I"),
+    )
+    assert verdicts(form) == {3: "holds"}
