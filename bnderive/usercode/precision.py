@@ -44,6 +44,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bnderive.core.spec import Spec
+
 #: The bound is this many times the first-order propagation (see the module docstring).
 FACTOR = 2.0
 
@@ -71,6 +73,7 @@ class Bounds:
     dbeta: float
     mean: float
     var: float
+    xhat: np.ndarray | None = None  # x̂ per element (for sums across sets: ``layer_bounds``)
 
 
 def rounding_bounds(
@@ -84,13 +87,15 @@ def rounding_bounds(
     training: bool = True,
     running_mean: float = 0.0,
     running_var: float = 1.0,
+    g_error: np.ndarray | None = None,
 ) -> Bounds:
-    """The bounds of one reduction set (x and g over its M elements) computed in ``dtype``."""
+    """The bounds of one reduction set (x and g over its M elements) computed in ``dtype``;
+    ``g_error``: the error of g when it is itself computed (else u·|g|, rounded on entry)."""
     u = unit_roundoff(dtype)
     x, g = np.asarray(x, dtype=float), np.asarray(g, dtype=float)
     m = len(x)
     ax, ag = np.abs(x), np.abs(g)
-    e_x, e_g = u * ax, u * ag
+    e_x, e_g = u * ax, (u * ag if g_error is None else np.asarray(g_error, dtype=float))
     e_gamma, e_beta, e_eps = u * abs(gamma), u * abs(beta), u * abs(eps)
     if training:
         mu = float(np.mean(x))
@@ -145,7 +150,73 @@ def rounding_bounds(
         FACTOR * e_dbeta,
         FACTOR * e_mu,
         FACTOR * e_var,
+        FACTOR * e_xh,
     )
+
+
+def layer_bounds(
+    spec: Spec,
+    x: np.ndarray,
+    g: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray | None,
+    eps: float,
+    dtype: str,
+) -> dict[str, np.ndarray] | None:
+    """The bounds of out, dx (shaped like x), dγ and dβ (shaped like γ) of a LayerNorm,
+    InstanceNorm or GroupNorm layer (training) computed in ``dtype``; None for RMSNorm, whose
+    chain (no mean) is not derived here.
+
+    Each reduction set is BatchNorm's chain with dx̂ = γ ⊙ dy in the place of dy and γ = 1:
+    dx = (dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))/√(σ²+ε), the family's truth, where the product
+    h = γ·g enters with e_h = u|h| + |γ|·u|g| + |g|·u|γ| = 3u|h| (γ per element, or one per
+    set: the same bound, looser for one γ).  out = γ·x̂ + β per element with BatchNorm's
+    formula at that element's γ and β.  dγ_k = Σ g·x̂ and dβ_k = Σ g over every element that
+    shares γ_k (across sets): Σ(e_g|x̂| + |g|e_x̂ + u|g x̂|) + (K − 1)·u·Σ|g x̂| and
+    Σ u|g| + (K − 1)·u·Σ|g| for K terms summed in any order.  FACTOR times the first order, as
+    for BatchNorm."""
+    if not spec.norm.centred:
+        return None
+    u = unit_roundoff(dtype)
+    xf, gf = np.asarray(x, dtype=float), np.asarray(g, dtype=float)
+    gam = np.asarray(gamma, dtype=float)
+    bet = np.zeros(gam.shape) if beta is None else np.asarray(beta, dtype=float)
+    out, dx = np.zeros(spec.shape), np.zeros(spec.shape)
+    dgamma, dbeta = np.zeros(spec.affine_shape), np.zeros(spec.affine_shape)
+    terms_g, terms_b = np.zeros(spec.affine_shape), np.zeros(spec.affine_shape)
+    count = np.zeros(spec.affine_shape)
+    for index in range(spec.sets):
+        positions = spec.positions(index)
+        at = [spec.affine_index(p) for p in positions]
+        xs = np.array([xf[p] for p in positions])
+        gs = np.array([gf[p] for p in positions])
+        gk = np.array([gam[a] for a in at])
+        bk = np.array([bet[a] for a in at])
+        h = gk * gs
+        b = rounding_bounds(xs, h, 1.0, 0.0, eps, dtype, g_error=3 * u * np.abs(h))
+        assert b.xhat is not None
+        e_xh = b.xhat / FACTOR
+        xh = (xs - xs.mean()) / math.sqrt(float(np.mean((xs - xs.mean()) ** 2)) + eps)
+        e_out = (
+            np.abs(gk) * e_xh + u * np.abs(gk * xh) + u * np.abs(bk)
+            + 2 * u * (np.abs(gk * xh) + np.abs(bk))
+        )  # fmt: skip
+        gx = gs * xh
+        e_gx = u * np.abs(gs) * np.abs(xh) + np.abs(gs) * e_xh + u * np.abs(gx)
+        for k, (p, a) in enumerate(zip(positions, at, strict=True)):
+            out[p], dx[p] = FACTOR * e_out[k], b.dx[k]
+            dgamma[a] += e_gx[k]
+            terms_g[a] += abs(gx[k])
+            dbeta[a] += u * abs(gs[k])
+            terms_b[a] += abs(gs[k])
+            count[a] += 1
+    sums = np.maximum(count - 1, 0) * u
+    return {
+        "out": out,
+        "dx": dx,
+        "dgamma": FACTOR * (dgamma + sums * terms_g),
+        "dbeta": FACTOR * (dbeta + sums * terms_b),
+    }
 
 
 def running_bound(old: float, batch: float, e_batch: float, dtype: str) -> float:

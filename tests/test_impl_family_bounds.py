@@ -1,0 +1,160 @@
+"""The family's derived rounding bound (``precision.layer_bounds``): LayerNorm, InstanceNorm and
+GroupNorm results that cannot run exactly are decided in float within it, as BatchNorm's are
+(issue 13); RMSNorm, whose chain has no bound derived, stays undecided."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bnderive.cli import main
+from bnderive.core.layer import exact_point, layer_truth
+from bnderive.core.spec import Mode, Norm, Spec
+from bnderive.usercode.norm_impl import check_norm_impl
+from bnderive.usercode.precision import layer_bounds
+
+FAMILY = Path(__file__).parent / "impls_family"
+ENV = {"COLUMNS": "200", "FORCE_COLOR": None, "TERM": "dumb", "NO_COLOR": "1"}
+SPECS = [
+    Spec(Mode.PER_ACTIVATION, n=3, c=6, norm=Norm.LAYER),
+    Spec(Mode.SPATIAL, n=2, c=4, h=2, w=2, norm=Norm.GROUP, groups=2),
+    Spec(Mode.SPATIAL, n=2, c=3, h=2, w=3, norm=Norm.INSTANCE),
+]
+
+
+def reference(spec: Spec, x, g, gamma, beta, eps, dtype, one_pass: bool) -> dict[str, np.ndarray]:
+    """A plain implementation of the family in ``dtype`` (two-pass or one-pass variance), set by
+    set, written apart from bnderive's truth."""
+    t = np.dtype(dtype).type
+    x, g, gamma, beta = (np.asarray(a, dtype=float).astype(dtype) for a in (x, g, gamma, beta))
+    eps = t(eps)
+    out, dx = np.zeros(spec.shape, dtype), np.zeros(spec.shape, dtype)
+    dgamma, dbeta = np.zeros(spec.affine_shape, dtype), np.zeros(spec.affine_shape, dtype)
+    for s in range(spec.sets):
+        pos = spec.positions(s)
+        at = [spec.affine_index(p) for p in pos]
+        xs, gs = np.array([x[p] for p in pos]), np.array([g[p] for p in pos])
+        gk, bk = np.array([gamma[a] for a in at]), np.array([beta[a] for a in at])
+        mu = xs.mean()
+        var = (xs * xs).mean() - mu * mu if one_pass else ((xs - mu) ** 2).mean()
+        inv = t(1) / np.sqrt(var + eps)
+        xh = (xs - mu) * inv
+        h = gs * gk
+        d = inv * (h - h.mean() - xh * (h * xh).mean())
+        for k, (p, a) in enumerate(zip(pos, at, strict=True)):
+            out[p], dx[p] = gk[k] * xh[k] + bk[k], d[k]
+            dgamma[a] += gs[k] * xh[k]
+            dbeta[a] += gs[k]
+    return {"out": out, "dx": dx, "dgamma": dgamma, "dbeta": dbeta}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.norm.value for s in SPECS])
+def test_rounding_stays_within_the_bound_and_mistakes_do_not(spec):
+    """float32 and float64 results of two algorithms, at inputs with a large mean (one-pass
+    cancellation), stay within the bound; γ left out of dx̂ (a mistake) is far outside it."""
+    worst = 0.0
+    for seed in range(12):
+        p = exact_point(spec, seed)
+        for offset in (0, 300, 2000):  # the variance is shift-invariant: the roots stay rational
+            x = p["x"] + offset
+            truth = layer_truth(spec, x, p["g"], p["gamma"], p["beta"], p["eps"])
+            for dtype in ("float32", "float64"):
+                bound = layer_bounds(spec, x, p["g"], p["gamma"], p["beta"], float(p["eps"]), dtype)
+                for one_pass in (False, True):
+                    got = reference(spec, x, p["g"], p["gamma"], p["beta"], p["eps"], dtype,
+                                    one_pass)  # fmt: skip
+                    for q in ("out", "dx", "dgamma", "dbeta"):
+                        error = np.abs(got[q].astype(float) - truth[q].astype(float))
+                        assert np.all(error <= bound[q]), (spec.norm, seed, offset, dtype, q)
+                        worst = max(worst, float(np.max(error / np.maximum(bound[q], 1e-300))))
+            ones = np.ones(spec.affine_shape)
+            wrong = layer_truth(spec, x, p["g"], ones, p["beta"], p["eps"], "float")["dx"]
+            gap = np.abs(wrong.astype(float) - truth["dx"].astype(float))
+            b64 = layer_bounds(spec, x, p["g"], p["gamma"], p["beta"], float(p["eps"]), "float64")
+            assert np.any(gap > 2 * b64["dx"])
+    assert worst > 1e-3  # the bound is not vacuous: rounding reaches a visible share of it
+
+
+def test_rmsnorm_has_no_bound():
+    spec = Spec(Mode.PER_ACTIVATION, n=3, c=4, norm=Norm.RMS)
+    p = exact_point(spec, 1)
+    assert layer_bounds(spec, p["x"], p["g"], p["gamma"], None, float(p["eps"]), "float64") is None
+
+
+def _floats_only(tmp_path: Path, name: str, text: str) -> Path:
+    """The file with x made float64 on entry (the code then never runs on exact numbers)."""
+    path = tmp_path / name
+    path.write_text(
+        text.replace(
+            'eps = ln_param.get("eps", 1e-5)\n',
+            'eps = ln_param.get("eps", 1e-5)\n    x = x.astype(float)\n',
+        ),  # fmt: skip
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_a_float_only_layernorm_is_decided_within_the_bound(tmp_path):
+    text = (FAMILY / "cs231n_layernorm.py").read_text(encoding="utf-8")
+    path = _floats_only(tmp_path, "ln_float.py", text)
+    report = check_norm_impl(path, "layer")
+    for v in report.verdicts:
+        assert (v.status.value, v.method) == ("holds", "numeric"), (v.quantity, v.detail)
+        assert "within the derived rounding bound of LayerNorm" in v.detail
+        assert "evidence, not a proof" in v.detail
+    result = CliRunner().invoke(main, ["check-impl", str(path), "--norm", "layer"], env=ENV)
+    assert result.exit_code == 0, result.output
+    assert "✓ holds: 4 hold" in result.output
+
+
+def test_a_float_result_beyond_the_bound_is_refuted_and_one_within_it_agrees():
+    from bnderive.usercode.norm_impl import _bounded, _Row, make_family_case
+
+    spec = Spec(Mode.PER_ACTIVATION, n=3, c=4, norm=Norm.LAYER)
+    case = make_family_case(spec, 5)
+    want = layer_truth(spec, case.x, case.g, case.gamma, case.beta, case.eps)["dx"]
+    truth = want.astype(float)
+    b64 = layer_bounds(spec, case.x, case.g, case.gamma, case.beta, float(case.eps), "float64")
+    b32 = layer_bounds(spec, case.x, case.g, case.gamma, case.beta, float(case.eps), "float32")
+    for shift, outcome in ((0.5 * b64["dx"], "agrees"), (3 * b32["dx"], "refuted"),
+                           (3 * b64["dx"], "open")):  # fmt: skip
+        row = _Row("layernorm_backward", "dx")
+        run = {"float": {"layernorm_backward": {"dx": truth + shift}}, "dtypes": {}}
+        decided = _bounded(row, case, "dx", want, run, "no exact run")
+        got = "refuted" if row.refuted else "agrees" if row.numeric else "open"
+        assert (got, decided) == (outcome, outcome != "open"), shift
+        if row.refuted:
+            assert row.refuted.method == "numeric"
+            assert "beyond the derived rounding bound of float32" in row.refuted.detail
+
+
+ROOT = 'eps = ln_param.get("eps", 1e-5)\n'
+ROOT32 = 'eps = ln_param.get("eps", 1e-5)\n    x = x.astype(np.float32)\n'  # x rounded to float32
+
+
+def test_float32_rounding_beyond_float64s_bound_is_not_decided(tmp_path):
+    """The right LayerNorm with x rounded to float32 on entry: beyond float64's bound, within
+    float32's, so neither holds nor refuted."""
+    text = (FAMILY / "cs231n_layernorm.py").read_text(encoding="utf-8")
+    assert ROOT in text
+    path = tmp_path / "ln_float32_x.py"
+    path.write_text(text.replace(ROOT, ROOT32), encoding="utf-8")
+    rows = {v.quantity: v for v in check_norm_impl(path, "layer").verdicts}
+    assert rows["out"].status.value == "undecided", rows["out"].detail
+    assert "beyond float64's rounding bound but within float32's" in rows["out"].detail
+    assert rows["dbeta"].status.value == "holds"  # Σ dy does not see x
+
+
+def test_a_float_only_rmsnorm_stays_undecided(tmp_path):
+    text = (FAMILY / "rmsnorm_functional.py").read_text(encoding="utf-8")
+    root = "rstd = 1 / np.sqrt(ms + eps)"
+    assert root in text
+    path = tmp_path / "rms_float.py"  # the root in float32: no exact run reaches the truth
+    path.write_text(text.replace(root, "rstd = 1 / np.sqrt(ms + eps).astype(np.float32)"),
+                    encoding="utf-8")  # fmt: skip
+    report = check_norm_impl(path, "rms")
+    assert {v.status.value for v in report.verdicts} == {"undecided"}
+    assert all("RMSNorm has no derived rounding bound yet" in v.detail for v in report.verdicts)
