@@ -641,3 +641,37 @@ def test_a_member_with_a_stray_index_is_not_read_and_the_others_are(tmp_path):
         "the free index i on the right side" in n and "element index j" in n for n in first.notes
     )
     assert verdicts(form) == {1: "holds", 3: "refuted"}
+
+
+LABELLED = r"""
+x^{\text{bn}}_{i} = \gamma \frac{x_{i}-\overline{x}}{\sqrt{\sigma^2 + \epsilon}} + \beta \quad , \quad i\in\{1,\dots,N\}
+\frac{dout}{d\beta} = \sum_{j=1}^N \frac{dout}{dx^{\text{bn}}_{j}}
+\frac{dout}{d\gamma} = \sum_{j=1}^N \frac{dout}{dx^{\text{bn}}_{j}} \frac{dx^{\text{bn}}_{j}}{d\gamma} = \sum_{j} \frac{dout}{dx^{\text{bn}}_{j}} (x_j - \mu)
+"""
+
+
+def test_a_labelled_letter_defined_as_the_output_is_the_output(tmp_path):
+    """x^{\\text{bn}} is a name of the post's own; defined exactly as γx̂ + β (SymPy shows the
+    difference is 0) it is y in later derivatives (∂L/∂x^{bn}_j is ∂L/∂y_j); an unindexed dout
+    over a differential is the loss's (dout names ∂L/∂out); ", i \\in \\{1,…,N\\}" is an
+    annotation.  A wrong member is refuted."""
+    form = doc(tmp_path, lines(LABELLED))
+    first = form.lines[0]
+    assert first.status == "definition"
+    assert any("x^bn is the output y" in n for n in first.notes), first.notes
+    assert any("dout/d" in n and "read as ∂L/∂" in n for n in form.lines[1].notes)
+    assert verdicts(form) == {3: "holds", 5: "refuted"}
+    assert form.lines[2].members[0] is not None  # its first member holds, only the last is wrong
+
+
+def test_a_labelled_letter_defined_otherwise_is_a_name_only(tmp_path):
+    wrong = LABELLED.replace(r"+ \beta \quad", r"+ 2\beta \quad")
+    form = doc(tmp_path, lines(wrong + r"\frac{\partial L}{\partial \beta} = \sum_i g_i"))
+    assert form.lines[0].status == "definition"
+    assert not any("is the output y" in n for n in form.lines[0].notes)
+    assert form.lines[1].status == "not checked" and "not a node" in form.lines[1].reason
+    # defined as x̂ it is x̂: dout/dx^{bn} is ∂L/∂x̂, and Σ_j ∂L/∂x̂_j is not ∂L/∂β
+    xhat = LABELLED.replace(r"\gamma \frac", r"\frac").replace(r"+ \beta \quad", r"\quad")
+    form = doc(tmp_path, lines(xhat), "xhat.md")
+    assert any("x^bn is x̂" in n for n in form.lines[0].notes)
+    assert verdicts(form).get(3) == "refuted"

@@ -336,3 +336,13 @@ def partial_value(of: sp.Expr, wrt: sp.Expr, spec: Spec, total: bool) -> sp.Expr
             break
         expr = _expand_node(expr, graph, name)
     return sp.diff(expr, wrt)
+
+
+def forward_definition(spec: Spec, name: str) -> sp.Expr | None:
+    """y_i or x̂_i at element i in terms of x_i, μ, σ², ε, γ, β (x̂ written out in y), as the
+    spec's graph defines it; None where the graph has no such stage."""
+    graph = Graph.build(spec)
+    expr = _node_definition(graph, name, N.i)
+    if expr is None:
+        return None
+    return _expand_node(expr, graph, "xhat")

@@ -61,7 +61,7 @@ from urllib.parse import unquote
 import sympy as sp
 
 from bnderive.core import notation as N
-from bnderive.core.derive import at_index, derive, inline, partial_value
+from bnderive.core.derive import at_index, derive, forward_definition, inline, partial_value
 from bnderive.core.limits import FILE_BYTES, NOTEBOOK_BYTES
 from bnderive.core.printing import unicode
 from bnderive.core.spec import Mode, Norm, Spec
@@ -837,6 +837,8 @@ class _Builder:
     steps: list[tuple[int, int]] = field(default_factory=list)
     references: list[tuple[int, int]] = field(default_factory=list)
     names: dict[str, bool] = field(default_factory=dict)  # for the reader: elementwise or not
+    #: for the reader: names whose definition is exactly the layer's y or x̂ (that node)
+    aliases: dict[str, str] = field(default_factory=dict)
     defined: set[str] = field(default_factory=set)  # gradients earlier lines define
     chain: _Chain | None = None
 
@@ -924,6 +926,8 @@ class _Builder:
             )
         if read.kind == "name" and read.defines:
             self.names[read.defines] = read.index is not None
+            if not continuation:
+                self.alias(read, self.equations[numbers[0] - 1].expr, notes)
             if len(numbers) == 1 and not continuation:
                 return "definition", tuple(numbers), "", notes
         return "checked", tuple(numbers), "", notes
@@ -978,6 +982,25 @@ class _Builder:
             self.total = self.last_total
         text = f"the true {written}" if kind == "local" else f"the left side {written}"
         return self.add(read.defines or "identity", read.index, lhs, text, "reference")
+
+    def alias(self, read: LineRead, definition: sp.Expr, notes: list[str]) -> None:
+        """A name defined per element as exactly the layer's y or x̂ (x^{bn}_i = γx̂_i + β, as
+        SymPy shows the difference is 0) is that node in later derivatives; any other
+        definition (or a new one) is a name only."""
+        name = read.defines
+        assert name is not None
+        self.aliases.pop(name, None)
+        if read.index is None or definition.has(sp.Sum):
+            return
+        for node, words in (("y", "the output y"), ("xhat", "x̂")):
+            value = forward_definition(self.spec, node)
+            if value is not None and sp.simplify(definition - value) == 0:
+                self.aliases[name] = node
+                notes.append(
+                    f"{name} is {words} (its definition here is exactly that): ∂L/∂{name} and "
+                    f"∂{name}/∂x are those of {words}"
+                )
+                return
 
     def name_reference(self, read: LineRead) -> int:
         """A name as the value its definition gave it (added after that definition)."""
@@ -1323,6 +1346,7 @@ class _Reading:
                 continues=builder.chain.continues if builder.chain is not None else None,
                 names=builder.names,
                 family=self.family,
+                aliases=builder.aliases,
             )
         except LatexError as exc:
             reason = _unread(exc, equation) + self.as_expanded(equation, exc)

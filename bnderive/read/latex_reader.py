@@ -365,6 +365,15 @@ class _ToTree(Transformer):
     def font_arg(self, c: list) -> ScriptArg:
         return ScriptArg(_pos(c[0]), ((self.font(c), None),), False)
 
+    def text_arg(self, c: list) -> ScriptArg:
+        """x^{\\text{bn}}: the label, kept as a Letter in the font "text"."""
+        token = next(t for t in c if t.type == "TEXT")
+        label = re.sub(r"^\\[a-z]+\s*\{|\}$", "", str(token)).strip()
+        return ScriptArg(_pos(token), ((Letter(_pos(token), label, "text"), None),), False)
+
+    def range_tail(self, c: list) -> Token:
+        return c[0]  # ", k \in \{1,\dots,D\}": where an index runs, an annotation
+
     def script_list(self, c: list) -> list:
         return [x for x in c if not isinstance(x, Token)]
 
@@ -561,8 +570,12 @@ class _Meaning:
         column: int,
         names: dict[str, bool] | None = None,
         family: Family = BATCH,
+        aliases: dict[str, str] | None = None,
     ) -> None:
         self.sigma = sigma
+        #: Names whose definition (checked equal to it when read) is the layer's y or x̂: in a
+        #: derivative they are that node (∂L/∂x^{bn}_j is ∂L/∂y_j).
+        self.aliases: dict[str, str] = dict(aliases or {})
         self.family = family
         #: LayerNorm: the line is about ∂L/∂γ_i or ∂L/∂β_i, whose sums over the batch are this
         #: sample's term
@@ -1097,6 +1110,12 @@ class _Meaning:
         if isinstance(base, Op):
             return _Item("op", base.pos, base.op)
         if isinstance(base, Letter):
+            label = _label(sup)
+            if label is not None and not base.font:
+                # x^{\text{bn}}: a quantity of its own, named with its label (a name a line of
+                # the post defines before it is used, as any name of the post's own)
+                name = f"{base.name}^{label}"
+                return _Item("letter", base.pos, name, Letter(base.pos, name), sub, None)
             return _Item("letter", base.pos, base.name, base, sub, sup)
         if isinstance(base, Macro):
             return _Item("macro", base.pos, base.name, base, sub, sup)
@@ -1569,6 +1588,13 @@ class _Meaning:
                 self.no_transpose(t)
                 index, self.target_feature = self.array_index(t)
                 return "y", index, self.power(N.y[index], t)
+            if t.name in self.aliases and not font:
+                # a name the post defined as the layer's y (or x̂), as the line that defines it
+                # was checked to say: that node
+                node = self.aliases[t.name]
+                index, self.target_feature = self.array_index(t)
+                base = N.y if node == "y" else N.xhat
+                return node, index, self.power(base[index], t)
             if t.name in self.names and not font:
                 return "name", None, self.letter_value(t)
         if t.kind == "macro":
@@ -1735,6 +1761,13 @@ class _Meaning:
     def frac_value(self, node: Frac) -> sp.Expr | _Operator:
         num = self.differential(node.num)
         den = self.differential(node.den)
+        if num is None and den is not None and _is_word(node.num, "dout"):
+            # \frac{dout}{dx_{lk}}: dout names ∂L/∂out; over a differential, and without an
+            # element of out, it is the loss's differential (as in code, dout/dvar_j)
+            self.notes.append(
+                f"dout/d{den.text} read as ∂L/∂{den.text}: dout names the derivative of the loss"
+            )
+            num = _Diff("d", "loss", None, "out", node.num.pos)
         if num is not None and den is not None:
             return self.derivative(num, den)
         if (
@@ -2175,6 +2208,30 @@ def _name_bound(expr: sp.Expr, taken: set[str]) -> sp.Expr:
     return expr.func(*[_name_bound(a, taken) for a in expr.args])
 
 
+def _is_word(node: Node, word: str) -> bool:
+    """Is ``node`` the letters of ``word`` side by side, with no script (dout)?"""
+    while isinstance(node, Group) and node.kind == "brace":
+        node = node.inner
+    items = list(node.items) if isinstance(node, Product) else [node]
+    return len(items) == len(word) and all(
+        isinstance(n, Letter) and not n.font and n.name == c
+        for n, c in zip(items, word, strict=True)
+    )
+
+
+def _label(sup: ScriptArg | None) -> str | None:
+    """The label of x^{\\text{bn}} (also x^{\\mathrm{bn}}: a word, not a power): bn."""
+    if sup is None or len(sup.items) != 1 or sup.items[0][1] is not None:
+        return None
+    node = sup.items[0][0]
+    if isinstance(node, Letter) and (
+        node.font == "text" or node.font == "mathrm" and len(node.name) > 1
+    ):
+        if re.fullmatch(r"[A-Za-z]+", node.name):
+            return node.name
+    return None
+
+
 def _describe(node: Node) -> str:
     if isinstance(node, Letter):
         return f"\\{node.font}{{{node.name}}}" if node.font else node.name
@@ -2531,6 +2588,7 @@ def parse_equation_line(
     continues: tuple | None = None,
     names: dict[str, bool] | None = None,
     family: Family = BATCH,
+    aliases: dict[str, str] | None = None,
 ) -> LineRead:
     """One line of an align block: ``LHS = RHS [= RHS ...]`` or ``= RHS`` (an ``&=``
     continuation: ``continues`` is ``LineRead.continues`` of the line before; the older pair
@@ -2553,7 +2611,7 @@ def parse_equation_line(
         return LineRead(
             (), None, None, None, "an expression without '=': it states no value", "prose"
         )
-    meaning = _Meaning(sigma, spatial, line, column, names, family)
+    meaning = _Meaning(sigma, spatial, line, column, names, family, aliases)
     meaning.size_n = not _uses_index(tree, "n")
     state = _LineState(tree, list(tree.sides[1:]))
     _read_left(state, meaning, continues, line, column)
