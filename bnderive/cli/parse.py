@@ -60,6 +60,8 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
                 (t = 1/\\sqrt{\\sigma^2+\\epsilon}, also written 1/\\sqrt{…} = t)
       sums      \\sum_{i=1}^{N} \\sum_i \\sum_{i=0}^{N-1} \\Sigma \\sum_{j \\ne i}
                 \\sum_{j=1, j\\ne i}^{N} (j ≠ i left out) \\sum_{i=1}^{2} (elements 1, 2)
+                Einstein's convention (no Σ written, 1_h x_{bh}; or `summation: einstein`):
+                an index repeated in a term and not free on the left side is summed
       deltas    \\delta_{ik} \\delta^{n,h,w}_{N,H,W} [k = i] 1(k == i) \\mathbb{1}[k=i]
       products  \\cdot \\times \\odot * / juxtaposition; "a \\cdot -b"; \\vec{1} \\mathbf{1}_N
       gradients \\frac{\\partial L}{\\partial x_i} (L ℓ J E f C l \\mathcal{L} \\L; d, \\part,

@@ -40,12 +40,14 @@ comment lines in a ``.tex`` file) says what the post assumes::
     epsilon: inside              # or outside: √σ² + ε; or none: ε = 0
     training: true               # false: eval mode
     sigma: std                   # what a bare σ means: std (√σ²) or var (the variance)
-    norm: batch                  # the normalization: only batch is modelled
+    norm: batch                  # the normalization: batch or layer
+    summation: einstein          # repeated indices are summed (or explicit)
 
 Without ``epsilon``, a post whose maths never writes ε (and writes σ) is read with ε = 0; without
 ``sigma``, a post that writes both σ² and a bare σ means the standard deviation by σ (both with a
-note).  A document about another normalization (Layer Normalization, ...) is refused with a
-message naming it.
+note); without ``summation``, a post that writes no Σ and contracts with ones tensors (1_h x_{bh})
+sums repeated indices as Einstein does (a note says so).  A document about another normalization
+(Instance, Group, RMS Normalization) is refused with a message naming it.
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ _KEYS = {
     "training",
     "sigma",
     "norm",
+    "summation",
     "conventions",
 }
 
@@ -788,15 +791,54 @@ def _layer_maths(maths: str) -> bool:
     return bool(_feature_sizes(maths))
 
 
-def _family(norm: Norm, maths: str) -> Family:
+#: A sum written anywhere: Σ, \sum, \Sigma (then repeated indices are never summed silently).
+_ANY_SUM = re.compile(r"\\(sum|Sigma)(?![a-zA-Z])|[∑Σ]")
+#: A ones tensor with an index, 1_h (a size is upper case: \mathbf{1}_N is a vector of ones).
+_ONES_TENSOR = re.compile(r"\\mathbf\s*\{\s*1\s*\}\s*_\s*(\{\s*[a-z]\s*\}|[a-z])")
+#: x_{bh}, y_{p q}, \mu_{b,h}: two index letters under a symbol (sample, then feature in
+#: LayerNorm's notation).
+_TWO_INDICES = re.compile(r"_\s*\{\s*([a-z])\s*,?\s*([a-z])\s*\}")
+
+
+def _einstein(meta: dict[str, Any], at: dict[str, int], maths: str) -> tuple[bool, list[str]]:
+    """Does the document sum repeated indices as Einstein does?  Its front matter says so
+    (``summation: einstein``, or ``explicit``), or it writes no Σ at all and contracts with
+    ones tensors (1_h x_{bh} means Σ_h x_{bh} only under the convention); a note says so."""
+    declared = str(meta.get("summation", "")).strip().lower()
+    if declared not in ("", "einstein", "explicit"):
+        raise FormError(
+            f"line {at.get('summation', 1)}: summation: {meta['summation']!r}; use einstein "
+            "(an index repeated in a term and not free on the left side is summed) or explicit"
+        )
+    if declared:
+        return declared == "einstein", []
+    if _ANY_SUM.search(maths) or not _ONES_TENSOR.search(maths):
+        return False, []
+    return True, [
+        "repeated indices are summed (Einstein's convention): the post writes no Σ and "
+        "contracts with ones tensors 1_h, so an index written twice in a term and not free on "
+        "the left side is summed over the set (declare `summation: explicit` otherwise)"
+    ]
+
+
+def _samples(maths: str) -> frozenset[str]:
+    """LayerNorm: the letters the maths writes first of two indices (x_{bh}'s b, the sample)
+    and never second (a feature)."""
+    pairs = _TWO_INDICES.findall(maths)
+    return frozenset({a for a, _ in pairs} - {b for _, b in pairs})
+
+
+def _family(norm: Norm, maths: str, einstein: bool = False) -> Family:
     """How the notation reads under ``norm`` (``latex_reader.Family``): for LayerNorm the
-    letters of the number of features, and N the batch size when the post writes another."""
+    letters of the number of features, and N the batch size when the post writes another;
+    whether repeated indices are summed (``_einstein``)."""
     if norm is not Norm.LAYER:
-        return BATCH
+        return Family(einstein=einstein) if einstein else BATCH
     written = _feature_sizes(maths)
+    samples = _samples(maths)
     if written:
-        return Family(True, frozenset(written | {"M"}), "N")
-    return Family(True, frozenset({"N", "m", "M", "D", "H", "C"}), None)
+        return Family(True, frozenset(written | {"M"}), "N", einstein, samples)
+    return Family(True, frozenset({"N", "m", "M", "D", "H", "C"}), None, einstein, samples)
 
 
 # -- from lines to equations ---------------------------------------------------------------------------
@@ -1177,7 +1219,9 @@ def _read(
     if norm is Norm.LAYER:
         modes = (Mode.PER_ACTIVATION,)  # one sample's features: the layout is (N, D)
     spec, sigma, notes = _conventions(meta, at, maths, norm)
-    family = _family(norm, maths)
+    einstein, said = _einstein(meta, at, maths)
+    notes += said
+    family = _family(norm, maths, einstein)
     if norm is Norm.LAYER:
         notes.append(_layer_note(family))
     builder = _Builder(spec)

@@ -468,6 +468,8 @@ def _ascii(token: Token) -> Token:
 
 
 # -- meaning ------------------------------------------------------------------------------------------
+_OWN_MU = "μ"  # LayerNorm's μ_{bh} that a post defines as its own (``_Meaning.own_mu``)
+_ONES = "_ones"  # the base of a ones tensor 1_h while a line is read (Einstein's notation)
 _BARE = sp.Symbol("_bare", integer=True)  # an element written without index (x̂, δy)
 _AFFINE = ("gamma", "beta")
 _OVER_BATCH = -1  # check_limits: a LayerNorm sum up to the batch size (over the samples)
@@ -556,6 +558,12 @@ class Family:
     layer: bool = False
     sizes: frozenset[str] = frozenset({"N", "m", "M"})
     batch: str | None = None
+    #: The document writes sums as Einstein does: an index repeated in a term of a side and
+    #: not free on the left side is summed over the set (``_Meaning.side_value``).
+    einstein: bool = False
+    #: LayerNorm: the letters the document writes as the sample of x_{bh} (never as a
+    #: feature): a lone subscript b (m_b, v_b) names the sample, which is dropped.
+    samples: frozenset[str] = frozenset()
 
 
 BATCH = Family()
@@ -603,6 +611,8 @@ class _Meaning:
         self.in_sum = 0  # inside the body of a Σ (no matrix notation there)
         #: What the reading assumed, said with the line (Σ_{i=0}^{N} read over the whole set).
         self.notes: list[str] = []
+        #: Einstein's convention: the indices free on the left side, as written (never summed).
+        self.keep: set[str] = set()
 
     # -- errors and positions --------------------------------------------------------------------
     def at(self, pos: Pos) -> tuple[int, int]:
@@ -691,6 +701,14 @@ class _Meaning:
             item.pos,
         )
 
+    def sample_subscript(self, sub: ScriptArg) -> bool:
+        """LayerNorm's m_b: the subscript is a letter the document writes as the sample of
+        x_{bh} (``Family.samples``), so the name is one number per sample."""
+        if not self.family.layer:
+            return False
+        names = self.index_names(sub)
+        return len(names) == 1 and names[0][0] in self.family.samples
+
     def feature(self, name: str, pos: Pos) -> None:
         if name.isdigit():
             raise self.error("a feature or channel written as a number is not understood", pos)
@@ -723,6 +741,43 @@ class _Meaning:
                 got.pos,
             )
         return got
+
+    def side_value(self, node: Node) -> sp.Expr:
+        """One side of an equation.  Under Einstein's convention (``Family.einstein``) each of its
+        terms is summed over every index it writes twice or more that is not free on the left
+        side (``keep``): an element index over the set, a sample index (LayerNorm's b of
+        x_{bh}) by the δ that picks the sample; then the ones tensors 1_h are ones."""
+        if not self.family.einstein:
+            return self.value(node)
+        terms = node.terms if isinstance(node, SumExpr) else (("+", node),)
+        total = sp.Integer(0)
+        for sign, term in terms:
+            value = self.einstein_term(term, self.value(term))
+            total = total + (-value if sign in ("-", "−") else value)
+        return total.replace(_is_ones, lambda _: sp.Integer(1))
+
+    def einstein_term(self, term: Node, value: sp.Expr) -> sp.Expr:
+        counts = _index_counts(term)
+        summed = []
+        for name in sorted(counts):
+            if counts[name] < 2 or name in self.keep:
+                continue
+            role = self.roles.get(name, ("",))[0]
+            symbol = sp.Symbol(name, integer=True)
+            if role == "element" and symbol in value.free_symbols:
+                value = self.sum_value(value, [(name, term.pos)], term.pos, [], None)
+                summed.append(name)
+            elif role == "feature" and self.family.layer:
+                deltas = [d for d in value.atoms(sp.KroneckerDelta) if symbol in d.args]
+                if deltas:
+                    value = self.collapse_feature(value, name, term.pos)
+                    summed.append(name)
+        if summed:
+            self.notes.append(
+                "repeated indices summed (Einstein's convention: the document writes no Σ): "
+                + ", ".join(f"Σ_{n}" for n in summed)
+            )
+        return value
 
     def iverson(self, node: Relation) -> sp.Expr:
         """[k = i], 1(k == i), \\mathbb{1}[k = i]: Kronecker's δ_ki; [k \\ne i]: 1 − δ_ki."""
@@ -1305,6 +1360,8 @@ class _Meaning:
         if isinstance(node, Hat):
             return self.power(self.hat_value(it), it)
         if isinstance(node, Ones):
+            if it.sub is not None and self.family.einstein and not self.is_size(it.sub):
+                return self.power(self.ones_tensor(it.sub), it)
             if it.sub is not None:  # \mathbf{1}_N: the vector of N ones
                 self.size_subscript(it.sub)
             return self.power(sp.Integer(1), it)
@@ -1403,12 +1460,16 @@ class _Meaning:
                 return self.power(sp.IndexedBase(name)[index], it)
             self.stat_subscripts(it)
             return self.power(sp.Symbol(name), it)
-        if self.define_ok and not font and name not in _RESERVED and not it.brackets:
+        if self.define_ok and not font and not self.reserved(name) and not it.brackets:
             # the left side names something of its own: t = 1/√(σ²+ε), R_i = x_i − μ
             self.define_ok = False
             if it.sup is not None:
                 raise self.error(f"a name with an exponent ({name}^…) cannot be defined", it.pos)
-            index = self.array_index(it)[0] if it.sub is not None else None
+            if it.sub is not None and self.sample_subscript(it.sub):
+                self.stat_subscripts(it)  # m_b, v_b: one number per sample b (LayerNorm)
+                index = None
+            else:
+                index = self.array_index(it)[0] if it.sub is not None else None
             self.new_name = (name, index)
             return sp.IndexedBase(name)[index] if index is not None else sp.Symbol(name)
         if name == self.family.batch and not font:
@@ -1446,6 +1507,33 @@ class _Meaning:
             it.pos,
         )
 
+    def reserved(self, name: str) -> bool:
+        """A letter that cannot be a name of the post's own; m is BatchNorm's size, but a
+        LayerNorm post that writes its size otherwise (1/H) may name its mean m_b."""
+        if name == "m" and self.family.layer and "m" not in self.family.sizes:
+            return False
+        return name in _RESERVED
+
+    def own_mu(self, it: _Item) -> sp.Expr | None:
+        """LayerNorm's μ_{bh}: μ with a sample and an element index is not the mean (one
+        number per sample) but a post's own name (Levy-Kramer's centred input x_{bh} − m_b),
+        defined by a line μ_{bh} = … and used after it as written."""
+        if not self.family.layer or it.sub is None or len(self.index_names(it.sub)) != 2:
+            return None
+        if self.define_ok:
+            self.define_ok = False
+            index, _ = self.array_index(it)
+            self.new_name = (_OWN_MU, index)
+            return sp.IndexedBase(_OWN_MU)[index]
+        if self.names.get(_OWN_MU):
+            index, _ = self.array_index(it)
+            return self.power(sp.IndexedBase(_OWN_MU)[index], it)
+        raise self.error(
+            f"{_item_text(it)}: μ with an element index is not the mean (one number per "
+            "sample); a name of the post's own needs the line that defines it first (μ_{bh} = …)",
+            it.pos,
+        )
+
     def no_transpose(self, it: _Item) -> None:
         sup = it.sup
         if (
@@ -1459,6 +1547,26 @@ class _Meaning:
                 "sums with indices (Σ_k a_k b_k)",
                 it.pos,
             )
+
+    def is_size(self, sub: ScriptArg) -> bool:
+        return (
+            len(sub.items) == 1
+            and isinstance(sub.items[0][0], Letter)
+            and not sub.items[0][0].font
+            and (sub.items[0][0].name in ("N", "m", "M") or sub.items[0][0].name.isupper())
+        )
+
+    def ones_tensor(self, sub: ScriptArg) -> sp.Expr:
+        """\\mathbf{1}_h in Einstein's notation: ones indexed by h, which broadcast (1_h m_b) or,
+        with h repeated, sum (1_h x_{bh} = Σ_h x_{bh}); 1_b over LayerNorm's samples is 1."""
+        names = self.index_names(sub)
+        if len(names) != 1 or names[0][0] == "B" or names[0][0].isdigit():
+            raise self.error("a ones tensor takes one index, as in \\mathbf{1}_h", sub.pos)
+        name, pos = names[0]
+        if self.family.layer and name in self.family.samples:
+            self.feature(name, pos)
+            return sp.Integer(1)
+        return sp.IndexedBase(_ONES)[self.element_symbol([name], pos)]
 
     def size_subscript(self, sub: ScriptArg) -> None:
         """\\mathbf{1}_N: the subscript of a vector of ones is the size of the set."""
@@ -1486,6 +1594,9 @@ class _Meaning:
         name = it.name
         if name in ("gamma", "beta") and self.family.layer:
             return self.power(self.affine_value(it), it)
+        own = self.own_mu(it) if name == "mu" else None
+        if own is not None:
+            return own
         if name in _STATS:
             self.stat_subscripts(it)
             return self.power(getattr(N, _STATS[name]), it)
@@ -1494,7 +1605,7 @@ class _Meaning:
             exponent = self.exponent(it.sup) if it.sup is not None else None
             if exponent != 2 and "sigma" in self.names:  # σ as a line of the post defined it
                 return self.power(sp.Symbol("sigma"), it)
-            if self.define_ok and it.sup is None and self.sigma == "std":
+            if self.define_ok and it.sup is None and self.sigma in ("std", None):
                 # σ = √(σ² + ε): the post says what its σ is; a name from here on
                 self.define_ok = False
                 self.new_name = ("sigma", None)
@@ -2155,6 +2266,39 @@ def _uses_index(node: Any, name: str) -> bool:
     return False
 
 
+def _index_counts(node: Any) -> dict[str, int]:
+    """How many times each index letter is written in the subscripts of a syntax tree (x_{bh},
+    δ_{hq}, \\mathbf{1}_h): what Einstein's convention sums over when it is written twice."""
+    counts: dict[str, int] = {}
+
+    def visit(n: Any) -> None:
+        if isinstance(n, Scripted):
+            if n.sub is not None:
+                for item, _ in n.sub.items:
+                    parts = item.items if isinstance(item, Product) else (item,)
+                    for part in parts:
+                        if isinstance(part, Letter) and not part.font and part.name.isalpha():
+                            counts[part.name] = counts.get(part.name, 0) + 1
+            visit(n.base)
+            return
+        if isinstance(n, Node):
+            for f in ("inner", "arg", "num", "den", "body", "term", "lhs", "rhs"):
+                child = getattr(n, f, None)
+                if child is not None:
+                    visit(child)
+            for f in ("items", "terms"):
+                for child in getattr(n, f, ()) or ():
+                    visit(child[1] if isinstance(child, tuple) else child)
+
+    visit(node)
+    return counts
+
+
+def _is_ones(expr: sp.Expr) -> bool:
+    """1_h, the ones tensor of Einstein's notation, while a line is read (then it is 1)."""
+    return isinstance(expr, sp.Indexed) and str(expr.base.label) == _ONES
+
+
 def _letters(node: Any, name: str) -> bool:
     if isinstance(node, Letter):
         return node.name == name or (len(node.name) > 1 and name in node.name)
@@ -2551,6 +2695,8 @@ class LineRead:
     node: str = ""
     #: What the reading assumed, for the output (Σ_{i=0}^{N} read over the whole set).
     notes: tuple[str, ...] = ()
+    #: Einstein's convention: the indices free on the left side, for the rows that continue it.
+    keep: tuple[str, ...] = ()
 
     @property
     def lhs(self) -> sp.Expr | None:
@@ -2569,7 +2715,7 @@ class LineRead:
         """What an `&= …` line after this one continues: (kind, quantity, element index, the
         two features of a two-feature line or None)."""
         kind = self.kind if not self.reason else "none"
-        return (kind, self.defines, self.source_index, self.cross, self.contract_over)
+        return (kind, self.defines, self.source_index, self.cross, self.contract_over, self.keep)
 
 
 _QUANTITY_OF_BASE = {"dx": "dx", "dxhat": "dxhat", "g": "dy", "dgamma": "dgamma", "dbeta": "dbeta"}
@@ -2646,6 +2792,7 @@ class _LineState:
     contracted: bool = False
     elementwise: bool = False
     rename: dict[sp.Expr, sp.Expr] = field(default_factory=dict)
+    keep: tuple[str, ...] = ()  # Einstein's convention: the left side's free indices
 
     def result(self, meaning: _Meaning) -> LineRead:
         pos = self.tree.pos
@@ -2666,6 +2813,7 @@ class _LineState:
             self.cross,
             self.contract_over if self.contracted else None,
             notes=tuple(dict.fromkeys(meaning.notes)),
+            keep=self.keep,
         )
 
 
@@ -2687,6 +2835,7 @@ def _read_left(
         state.kind, state.defines, state.source = continues[:3]
         state.cross = continues[3] if len(continues) > 3 else None
         state.contract_over = continues[4] if len(continues) > 4 else None
+        meaning.keep = set(continues[5]) if len(continues) > 5 else set()
         if state.cross is not None:
             for name in state.cross:
                 meaning.feature(name, tree.pos)
@@ -2706,7 +2855,7 @@ def _read_left(
         base = lhs_node.base if isinstance(lhs_node, Scripted) else lhs_node
         meaning.define_ok = isinstance(base, Letter | Macro)
         try:
-            lhs = meaning.value(lhs_node)
+            lhs = meaning.side_value(lhs_node)
         except NotCheckable as exc:
             state.reason = exc.reason
         else:
@@ -2714,6 +2863,9 @@ def _read_left(
             state.kind, state.defines, state.source, state.reason = _classify(lhs, meaning)
         meaning.define_ok = False
     meaning.batch_sum_ok = meaning.family.layer and state.defines in ("dgamma", "dbeta")
+    if lhs_node is not None:  # Einstein's convention: the indices free on the left side
+        meaning.keep = {n for n, c in _index_counts(lhs_node).items() if c == 1}
+    state.keep = tuple(sorted(meaning.keep))
     source = state.source
     if isinstance(source, sp.Symbol) and source != _BARE and state.kind in ("adjoint", "forward"):
         meaning.line_element = source.name
@@ -2726,7 +2878,7 @@ def _read_right(state: _LineState, meaning: _Meaning) -> LatexError | None:
     returned: raised once the left side is known)."""
     for node in state.rhs_nodes:
         try:
-            value = meaning.value(node)
+            value = meaning.side_value(node)
             if state.cross is not None:
                 value = _same_feature(value, state.cross, meaning, node.pos)
             state.sides.append(value)
@@ -2902,7 +3054,7 @@ def _same_feature(value: sp.Expr, cross: tuple[str, str], meaning: _Meaning, pos
 
 def _first_error(nodes: list[Node], meaning: _Meaning) -> LatexError | None:
     try:
-        meaning.value(nodes[0])
+        meaning.side_value(nodes[0])
     except LatexError as exc:
         return exc
     return None

@@ -1,0 +1,155 @@
+"""Einstein's convention and LayerNorm's tensor notation as posts write them (issue 12): repeated
+indices summed, ones tensors 1_h, a sample index b (x_{bh}, m_b), a σ and a μ_{bh} that the post
+defines.  Each reading is tested both ways: the right line holds and a wrong line in the same
+notation is refuted (a reading rule that could make a wrong line hold is the worst bug there is).
+
+The notation is Levy-Kramer's (robotchinwag.com, "Layer Normalization, Deriving the Gradient for
+the Backward Pass", 2024; tests/derivations_real/levykramer_layernorm_2024.md): m_b the mean,
+μ_{bh} = x_{bh} − 1_h m_b the centred input, v_b the variance, σ_b = √(v_b + ε)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bnderive.core.spec import Mode, Norm
+from bnderive.read.documents import load_document
+from bnderive.verify.every_m import general_check
+from bnderive.verify.exact import check_exact_mode
+from bnderive.verify.verdict import Status
+
+
+def verdicts(form) -> dict[int, str]:
+    """Each checked line's verdict: refuted if any method refutes it, holds if one holds."""
+    found: dict[int, set[Status]] = {}
+    for v in check_exact_mode(form, Mode.PER_ACTIVATION, [3, 4]) + general_check(form):
+        if v.follows is None and v.source_line is not None:
+            found.setdefault(v.source_line, set()).add(v.status)
+    return {
+        line: "refuted" if Status.REFUTED in s else "holds" if Status.HOLDS in s else "undecided"
+        for line, s in found.items()
+    }
+
+
+def doc(tmp_path: Path, rows: list[str], head: str = "# Layer normalization\n\n") -> object:
+    """One $$ block per row: row k (from 0) is on line ``start + 2k`` of the file."""
+    path = tmp_path / "post.md"
+    path.write_text(head + "\n".join(f"$$ {r} $$\n" for r in rows), encoding="utf-8")
+    return load_document(path)
+
+
+def line_of(form, text: str) -> int:
+    return next(ln.line for ln in form.lines if ln.latex.strip() == text.strip())
+
+
+_DEFINITIONS = [
+    r"m_{b} =\frac{1}{H} \mathbf{1}_{h} x_{b h}",
+    r"\mu_{b h} =x_{b h}-\mathbf{1}_{h} m_{b}",
+    r"v_{b} =\frac{1}{H} \mathbf{1}_{h}\left(x_{b h}-\mathbf{1}_{h} m_{b}\right)^{2}",
+    r"\sigma_{b} =\sqrt{v_{b}+\epsilon}",
+]
+
+#: (what is read, a right line, a wrong line in the same notation)
+_CASES = [
+    (
+        "the forward pass through the post's own names",
+        r"y_{b h} =\frac{\mu_{b h}}{\sigma_{b}} \gamma_{h}+\mathbf{1}_{b} \beta_{h}",
+        r"y_{b h} =\frac{\mu_{b h}}{\sigma_{b}^{2}} \gamma_{h}+\mathbf{1}_{b} \beta_{h}",
+    ),
+    (
+        "a variance through the ones tensor (Σ_h over the repeated h)",
+        r"v_{b} =\frac{1}{H} \mathbf{1}_{h} \mu_{b h}^{2}",
+        r"v_{b} =\frac{1}{H} \mathbf{1}_{h} \mu_{b h}",
+    ),
+    (
+        "a chain rule summed over the repeated h, with a Jacobian",
+        r"\frac{\partial l}{\partial \gamma_{q}} =\frac{\partial l}{\partial y_{b h}} \frac{\partial y_{b h}}{\partial \gamma_{q}}",
+        r"\frac{\partial l}{\partial \gamma_{q}} =\frac{2}{H} \frac{\partial l}{\partial y_{b h}} \frac{\partial y_{b h}}{\partial \gamma_{q}}",
+    ),
+    (
+        "a Jacobian with δ_hq and 1_b",
+        r"\frac{\partial y_{b h}}{\partial \beta_{q}}=\mathbf{1}_{b} \delta_{h q}",
+        r"\frac{\partial y_{b h}}{\partial \beta_{q}}=\mathbf{1}_{b} \mathbf{1}_{h}",
+    ),
+    (
+        "1_h 1_h = H, an identity whose left side is summed",
+        r"\mathbf{1}_{h} \mu_{p h} =\mathbf{1}_{h} x_{p h}-\mathbf{1}_{h} \mathbf{1}_{h} m_{p} = H m_{p}-H m_{p} = 0",
+        r"\mathbf{1}_{h} \mu_{p h} =\mathbf{1}_{h} x_{p h}- \mathbf{1}_{h} m_{p}",
+    ),
+    (
+        "the gradient of x: an h summed inside a bracket that also holds the free q",
+        r"\frac{\partial l}{\partial x_{p q}}=\frac{\partial l}{\partial y_{p q}} \frac{\gamma_{q}}{\sigma_{p}}-\frac{\partial l}{\partial y_{p h}} \frac{\gamma_{h}}{H}\left(\frac{\mathbf{1}_{q}}{\sigma_{p}}+\frac{\mu_{p h} \mu_{p q}}{\sigma_{p}^{3}}\right)",
+        r"\frac{\partial l}{\partial x_{p q}}=\frac{\partial l}{\partial y_{p q}} \frac{\gamma_{q}}{\sigma_{p}}-\frac{\partial l}{\partial y_{p h}} \frac{\gamma_{h}}{H}\left(\frac{\mathbf{1}_{q}}{\sigma_{p}}+\frac{\mu_{p h} \mu_{p q}}{\sigma_{p}^{2}}\right)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "right", "wrong"), _CASES, ids=[c[0] for c in _CASES])
+def test_einstein_lines_hold_and_their_wrong_variants_are_refuted(tmp_path, case, right, wrong):
+    form = doc(tmp_path, [*_DEFINITIONS, right, wrong])
+    assert form.norm is Norm.LAYER
+    got = verdicts(form)
+    reasons = [(ln.line, ln.status, ln.reason) for ln in form.lines]
+    assert got.get(line_of(form, right)) == "holds", (case, got, reasons)
+    assert got.get(line_of(form, wrong)) == "refuted", (case, got, reasons)
+    assert any("Einstein" in n for n in form.notes), form.notes
+    statuses = {ln.line: ln.status for ln in form.lines}
+    assert [statuses[line_of(form, d)] for d in _DEFINITIONS] == ["definition"] * 4
+
+
+def test_a_post_that_writes_a_sum_is_not_read_as_einstein(tmp_path):
+    """The convention is the document's: one that writes Σ anywhere sums only where it says so,
+    and a repeated index it does not sum stays a free index (not read)."""
+    rows = [
+        r"\mu = \frac{1}{D}\sum_{i=1}^{D} x_i",
+        r"\frac{\partial l}{\partial \gamma_{q}} =\frac{\partial l}{\partial y_{b h}} \frac{\partial y_{b h}}{\partial \gamma_{q}}",
+    ]
+    form = doc(tmp_path, rows)
+    assert not any("Einstein" in n for n in form.notes)
+    assert form.lines[-1].status == "not read" and "free index h" in form.lines[-1].reason
+
+
+@pytest.mark.parametrize(
+    ("head", "summed"),
+    [("---\nsummation: einstein\n---\n", True), ("---\nsummation: explicit\n---\n", False)],
+    ids=["declared", "declared explicit"],
+)
+def test_front_matter_declares_the_convention(tmp_path, head, summed):
+    """`summation: einstein` makes a BatchNorm post's repeated i a sum (∂L/∂γ = g_i x̂_i holds,
+    the same without x̂ is refuted); `summation: explicit` turns the convention off, and then
+    the same line is the claim for every i that the BatchNorm reader makes of it (refuted)."""
+    rows = [
+        r"\frac{\partial L}{\partial \gamma} = \frac{\partial L}{\partial y_i} \hat{x}_i",
+        r"\frac{\partial L}{\partial \beta} = \frac{\partial L}{\partial y_i} \hat{x}_i",
+        r"\frac{\partial L}{\partial \beta} = \mathbf{1}_i \frac{\partial L}{\partial y_i}",
+    ]
+    form = doc(
+        tmp_path,
+        rows,
+        head
+        + "# BatchNorm\n\n$$ \\hat{x}_i = \\frac{x_i - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}} $$\n\n",
+    )
+    got = verdicts(form)
+    gamma, wrong, ones = (line_of(form, r) for r in rows)
+    assert got.get(wrong) == "refuted"
+    if summed:
+        assert got.get(gamma) == "holds" and got.get(ones) == "holds", got
+    else:
+        assert got.get(gamma) == "refuted", got
+        assert {ln.line: ln.status for ln in form.lines}[ones] == "not read"
+
+
+def test_mu_with_an_element_index_needs_its_definition(tmp_path):
+    """μ_{bh} is not the mean (one number per sample): without the post's line that defines it,
+    a line using it is not read, and says why."""
+    form = doc(
+        tmp_path,
+        [
+            r"m_{b} =\frac{1}{H} \mathbf{1}_{h} x_{b h}",
+            r"v_{b} =\frac{1}{H} \mathbf{1}_{h} \mu_{b h}^{2}",
+            r"\frac{\partial y_{b h}}{\partial \beta_{q}}=\mathbf{1}_{b} \delta_{h q}",
+        ],
+    )
+    last = form.lines[1]
+    assert last.status == "not read" and "not the mean" in last.reason, last.reason
