@@ -826,6 +826,8 @@ class _Meaning:
         \\mathbf{1}[i = k])?  Sums keep index notation: their bodies are not looked into."""
         if self.in_sum:
             return False
+        if isinstance(node, Scripted) and self.einstein_ones(node):
+            return False  # 1_h under Einstein's convention: index notation (``ones_tensor``)
         if isinstance(node, Scripted):
             return _transposes(node) or self.matrix_notation(node.base)
         if isinstance(node, Letter):
@@ -1554,6 +1556,16 @@ class _Meaning:
             and isinstance(sub.items[0][0], Letter)
             and not sub.items[0][0].font
             and (sub.items[0][0].name in ("N", "m", "M") or sub.items[0][0].name.isupper())
+        )
+
+    def einstein_ones(self, node: Scripted) -> bool:
+        """\\mathbf{1}_h with an index under Einstein's convention (not \\mathbf{1}_N, a size)."""
+        return (
+            self.family.einstein
+            and isinstance(node.base, Ones)
+            and node.sub is not None
+            and node.sup is None
+            and not self.is_size(node.sub)
         )
 
     def ones_tensor(self, sub: ScriptArg) -> sp.Expr:
