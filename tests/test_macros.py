@@ -110,3 +110,13 @@ def test_a_macro_defined_elsewhere_says_so(tmp_path):
     status, reason = line_status(load_document(path))[3]
     assert status == "not read"
     assert "unknown macro \\pdiv, and this file does not define it" in reason
+
+
+def test_latex_own_macros_are_not_said_to_be_defined_elsewhere(tmp_path):
+    path = tmp_path / "post.md"
+    path.write_text(
+        "$$ \\mu = \\frac{1}{N}\\sum_i x_i $$\n\n$$ \\frac{\\partial L}{\\partial \\beta} = \\alpha $$\n",
+        encoding="utf-8",
+    )
+    status, reason = line_status(load_document(path))[3]
+    assert status == "not read" and "unknown macro \\alpha: expected" in reason

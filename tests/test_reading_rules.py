@@ -361,6 +361,24 @@ $$
     assert not any("12" in ln.latex for ln in form.lines)
 
 
+def test_spacing_around_an_equals_sign_is_no_separator(tmp_path):
+    """A \\;=\\; B \\;=\\; C (Koonce's blueprint) is one chain: the ';' of \\; is spacing, not a
+    semicolon between two equations; a wrong member is refuted."""
+    body = r"""
+\[
+\frac{\partial}{\partial x_i} \frac{1}{\sqrt{\sigma^2 + \varepsilon}}
+\;=\; -\frac{1}{(\sigma^2 + \varepsilon)^{3/2}} \cdot \frac{x_i - \mu}{n}
+\;=\; -\frac{1}{(\sigma^2 + \varepsilon)^{3/2}} \cdot \frac{x_i - \mu}{n^2}
+\]
+"""
+    form = doc(tmp_path, body, "note.tex")
+    (line,) = form.lines
+    assert line.status == "checked" and len(line.equations) == 2
+    assert verdicts(form) == {3: "refuted"}
+    steps = {v.status.value for v in check_exact_mode(form, Mode.PER_ACTIVATION, [3])}
+    assert steps == {"holds", "refuted"}
+
+
 def test_remarks_in_the_middle_of_a_line_and_rows_that_only_remark(tmp_path):
     r"""``= x̂_i \text{ from } y_i = …`` states the line and, apart, the remark's equation; a row
     whose first column is empty and whose remark says ``\text{and } A = B`` is that remark only:

@@ -552,6 +552,9 @@ def _split_equations(text: str) -> list[tuple[int, str]]:
             depth += 1 if text[k + 1] == "{" else -1
             k += 2
             continue
+        if c == "\\" and k + 1 < len(text) and text[k + 1] in ",;:!":
+            k += 2  # \; \, are spacing (A \;=\; B), never a separator between equations
+            continue
         if c in "{([":
             depth += 1
         elif c in "})]":

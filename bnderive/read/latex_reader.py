@@ -479,6 +479,14 @@ _LOSS_LETTERS = {"L", "E", "J", "f"}  # f: posts that write ∂f/∂x̂ (CS231n 
 #: Letters that name the loss in ∂C/∂x, ∂l/∂y (a cost C, a loss l): only as what ∂ acts on.
 _LOSS_TARGETS = _LOSS_LETTERS | {"C", "l"}
 _STATS = {"mu": "mu", "gamma": "gamma", "beta": "beta", "epsilon": "eps", "varepsilon": "eps"}
+#: LaTeX's own macros (not a post's): an unknown one is not said to be defined elsewhere.
+_LATEX_OWN = frozenset(
+    "text textrm textit textbf mbox operatorname mathrm mathbf mathit alpha zeta eta theta "
+    "iota kappa lambda nu xi pi rho tau upsilon phi chi psi omega Gamma Delta Theta Lambda Xi "
+    "Pi Phi Psi Omega varphi vartheta in notin dots ldots cdots vdots ddots infty to mapsto "
+    "rightarrow Rightarrow leftarrow forall exists langle rangle log ln exp max min sin cos "
+    "tanh le leq ge geq approx sim propto nabla circ star pm mp lim int prod".split()
+)
 #: Multi-letter names of code-style posts, read as one symbol (longest first).
 _WORDS = ("dxhat", "dgamma", "dbeta", "dout", "dmu", "dvar", "NHW", "eps")
 #: Index names of the bound sums, in order of preference (i is the line's own element).
@@ -1631,9 +1639,16 @@ class _Meaning:
             )
         if name == "sum":  # pragma: no cover - the grammar makes \sum a BigSum
             raise self.error("\\sum without a body", it.pos)
+        own = (
+            ""
+            if name in _LATEX_OWN
+            else (
+                ", and this file does not define it (a \\newcommand or \\def in the file is "
+                "expanded; a macro the post defines elsewhere is not)"
+            )
+        )
         raise self.error(
-            f"unknown macro \\{name}, and this file does not define it (a \\newcommand or "
-            "\\def in the file is expanded; a macro the post defines elsewhere is not): expected "
+            f"unknown macro \\{name}{own}: expected "
             "one of \\mu \\sigma \\epsilon \\varepsilon \\gamma \\beta \\hat \\frac \\sqrt \\sum "
             "\\partial \\delta \\cdot \\times \\left \\right",
             it.pos,
