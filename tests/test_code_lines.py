@@ -253,7 +253,12 @@ def test_a_wrong_ascii_row_is_refuted(tmp_path, right, wrong):
 
 
 def test_ascii_notation_made_explicit():
-    from bnderive.read.ascii_maths import explicit_quotients, explicit_sums, members
+    from bnderive.read.ascii_maths import (
+        explicit_quotients,
+        explicit_sums,
+        is_maths_row,
+        members,
+    )
 
     assert explicit_sums("a * sum_i b_i * c_i - d") == "a * sum_i( b_i * c_i )- d"
     assert (
@@ -262,6 +267,10 @@ def test_ascii_notation_made_explicit():
     assert explicit_quotients("dout/dn_ij * dn_ij/dv_j") == "(dout/dn_ij) * (dn_ij/dv_j)"
     assert explicit_quotients("a / dx/dy") == "a / dx/dy"
     assert members("dx = np.sum(a, axis = 0) = b == c") == ["dx", "np.sum(a, axis = 0)", "b == c"]
+    # a chained assignment that is Python is code (two names set), not a claim they are equal
+    assert not is_maths_row("dgamma = dbeta = 0")
+    assert is_maths_row("dx1 = dnorm/dx * dnorm = dnorm")
+    assert is_maths_row("dmu_j/dx_ij = 1. / N")
 
 
 @pytest.mark.parametrize(

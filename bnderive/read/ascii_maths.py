@@ -73,8 +73,18 @@ def members(text: str) -> list[str]:
 
 
 def is_maths_row(text: str) -> bool:
-    """A code row that is ASCII maths: a chain ``a = b = c`` or a quotient on the left."""
-    return len(members(text)) > 2 or bool(MATHS_LEFT.match(text.strip()))
+    """A code row that is ASCII maths: a chain ``a = b = c`` that is not Python (Python's
+    ``dW = db = 0`` is code: two names set to 0, no claim that they are equal) or a quotient on
+    the left."""
+    if MATHS_LEFT.match(text.strip()):
+        return True
+    if len(members(text)) <= 2:
+        return False
+    try:
+        ast.parse(text)
+    except SyntaxError:
+        return True
+    return False
 
 
 def read_row(code: CodeReader, text: str, line: int, column: int) -> LineRead:
