@@ -154,3 +154,36 @@ def test_mu_with_an_element_index_needs_its_definition(tmp_path):
     )
     last = form.lines[1]
     assert last.status == "not read" and "not the mean" in last.reason, last.reason
+
+
+def test_a_name_at_one_sample_differentiated_at_another_needs_its_delta(tmp_path):
+    """∂m_b/∂x_{pq} is zero unless b = p (samples never mix): a right side with δ_bp is read at
+    b = p (right: holds, a wrong coefficient: refuted); one without δ_bp says nothing about
+    b ≠ p, so it is not checked."""
+    rows = [
+        _DEFINITIONS[0],
+        r"\frac{\partial m_{b}}{\partial x_{p q}} = \frac{\mathbf{1}_{q}}{H} \delta_{b p}",
+        r"\frac{\partial m_{b}}{\partial x_{p q}} = \frac{2}{H} \delta_{b p}",
+        r"\frac{\partial m_{b}}{\partial x_{p q}} = \frac{1}{H}",
+    ]
+    form = doc(tmp_path, rows)
+    got = verdicts(form)
+    right, wrong, without = (line_of(form, r) for r in rows[1:])
+    assert got.get(right) == "holds" and got.get(wrong) == "refuted", got
+    assert without not in got
+    assert "b ≠ p" in next(ln.reason for ln in form.lines if ln.line == without)
+
+
+def test_a_name_defined_through_another_name_is_not_differentiated_by_guess(tmp_path):
+    """∂μ_{bh}/∂x_{pq} with μ_{bh} = x_{bh} − 1_h m_b: with m held fixed (δ_bp δ_hq, as the
+    post means it) or through m (δ_hq − 1/H)?  Either reading would give one of the two posts
+    a wrong verdict, so it is not checked, and says why."""
+    rows = [
+        *_DEFINITIONS[:2],
+        r"\frac{\partial \mu_{b h}}{\partial x_{p q}} = \delta_{b p} \delta_{h q}",
+        r"\frac{\partial y_{b h}}{\partial \beta_{q}}=\mathbf{1}_{b} \delta_{h q}",
+    ]
+    form = doc(tmp_path, rows)
+    line = next(ln for ln in form.lines if ln.line == line_of(form, rows[2]))
+    assert line.status == "not checked" and "held fixed" in line.reason, line.reason
+    assert line.line not in verdicts(form)

@@ -1085,6 +1085,7 @@ class _Builder:
 
     def partial(self, p: N.Partial, paths: bool) -> sp.Expr:
         of, wrt = p.of, p.wrt
+        self.no_hidden_path(of, wrt)
         if not self.spec.training and (of in (N.mu, N.var) or wrt in (N.mu, N.var)):
             raise _Unresolved(
                 "in eval mode μ and σ² are running statistics, not stages of the graph"
@@ -1103,6 +1104,23 @@ class _Builder:
             self.last_total = total
         return partial_value(of, wrt, self.spec, total)
 
+    def no_hidden_path(self, of: sp.Expr, wrt: sp.Expr) -> None:
+        """∂μ_{bh}/∂x_{pq} of a name the post defines through another of its names (μ_{bh} =
+        x_{bh} − 1_h m_b): with m held fixed (the local derivative of the post's graph) or
+        through m (the total one)?  The notation does not say, so it is not checked."""
+        if not (isinstance(wrt, sp.Indexed) and str(wrt.base.label) == "x"):
+            return
+        defs = {eq.name: eq.expr for eq in self.equations if eq.kind == "definition"}
+        for name in _names_in(of) & set(defs):
+            inner = _names_in(defs[name]) & set(defs)
+            if inner:
+                raise _Unresolved(
+                    f"∂{name}/∂x: {name} is defined through {', '.join(sorted(inner))}, which "
+                    "depends on x too: is the derivative taken with it held fixed (the local "
+                    "one of the post's graph) or through it (the total one)? The notation does "
+                    "not say"
+                )
+
     def true_adjoint(self, name: str, index: sp.Expr) -> sp.Expr:
         """The true ∂L/∂(a node of the layer) at ``index`` (for the gradients of a post's own
         nodes)."""
@@ -1114,6 +1132,12 @@ class _Builder:
             eq.name: (eq.elementwise, eq.expr) for eq in self.equations if eq.kind == "definition"
         }
         return inline(expr, defs) if defs else expr
+
+
+def _names_in(expr: sp.Expr) -> set[str]:
+    """The symbols and array bases an expression names (m, μ of μ[h])."""
+    out = {s.name for s in expr.free_symbols if isinstance(s, sp.Symbol)}
+    return out | {str(a.base.label) for a in expr.atoms(sp.Indexed)}
 
 
 def _replace_partials(expr: sp.Expr, builder: _Builder, paths: bool) -> sp.Expr:

@@ -1524,6 +1524,26 @@ class _Meaning:
             return False
         return name in _RESERVED
 
+    def name_sample(self, it: _Item) -> str | None:
+        """The sample a name of the post's own is written at (m_b: b; μ_{bh}: b), so that
+        ∂m_b/∂x_{pq} carries δ_bp as ∂y_{bh}/∂x_{pq} does (LayerNorm's samples never mix)."""
+        if it.sub is None or not self.family.layer:
+            return None
+        names = self.index_names(it.sub)
+        if len(names) == 1 and names[0][0] in self.family.samples:
+            return names[0][0]
+        if len(names) == 2:
+            return names[0][0]
+        return None
+
+    def own_mu_written(self, it: _Item) -> bool:
+        return (
+            self.family.layer
+            and it.sub is not None
+            and len(self.index_names(it.sub)) == 2
+            and bool(self.names.get(_OWN_MU))
+        )
+
     def own_mu(self, it: _Item) -> sp.Expr | None:
         """LayerNorm's μ_{bh}: μ with a sample and an element index is not the mean (one
         number per sample) but a post's own name (Levy-Kramer's centred input x_{bh} − m_b),
@@ -1734,7 +1754,13 @@ class _Meaning:
                 base = N.y if node == "y" else N.xhat
                 return node, index, self.power(base[index], t)
             if t.name in self.names and not font:
+                self.target_feature = self.name_sample(t)
                 return "name", None, self.letter_value(t)
+        if t.kind == "macro" and t.name == "mu" and self.own_mu_written(t):
+            # ∂μ_{pq} of the post's own μ_{bh}: its sample p is the feature of the derivative
+            value = self.macro_value(t)
+            index, self.target_feature = self.array_index(t)
+            return "name", None, value
         if t.kind == "macro":
             if t.name in ("ell", "L"):  # \ell, and \L as posts define it (\mathcal{L})
                 return "loss", None, None
