@@ -226,3 +226,42 @@ def test_running_statistics_of_a_reshape_without_transpose_are_named(tmp_path):
     assert rows["running_mean"].status.value == "holds"
     assert rows["running_var"].status.value == "holds"
     assert all("without the transpose" not in v.detail for v in report.verdicts)
+
+
+SECTIONS = """import numpy as np
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    eps = bn_param.get("eps", 1e-5)
+    momentum = bn_param.get("momentum", 0.9)
+    rm, rv = bn_param["running_mean"], bn_param["running_var"]
+    if bn_param["mode"] == "train":
+        mu, var = x.mean(axis=0), x.var(axis=0)
+        out = gamma * (x - mu) / (np.sqrt(var) + eps) + beta
+        bn_param["running_mean"] = momentum * rm + (1 - momentum) * mu
+        bn_param["running_var"] = momentum * rv + (1 - momentum) * var
+        return out, (x, gamma, eps)
+    return 3 * gamma * (x - rm) / np.sqrt(rv + eps) / 2 + beta, None
+
+
+def batchnorm_backward(dout, cache):
+    x, gamma, eps = cache
+    xhat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps)
+    dx = gamma / np.sqrt(x.var(axis=0) + eps) * (
+        dout - dout.mean(axis=0) - xhat * (dout * xhat).mean(axis=0))
+    return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+"""
+
+
+def test_an_eval_row_never_shows_the_training_rows_cause(tmp_path):
+    path = tmp_path / "two_causes.py"
+    path.write_text(SECTIONS, encoding="utf-8")
+    report = check_impl(path, mode=Mode.PER_ACTIVATION)
+    out = {report.sections[k]: k for k, v in enumerate(report.verdicts) if v.quantity == "out"}
+    for k in out.values():
+        assert report.verdicts[k].status.value == "refuted"
+    assert "(eps-outside)" in report.diagnosis(out["per-activation training"])[0]
+    assert report.diagnosis(out["per-activation eval"]) == []  # 3/2·γ·x̂ + β: no known slip
+    code, output = _cli(path)
+    block = _finding(output, "✗ batchnorm_forward: out (per-activation eval) differs")
+    assert "known mistake" not in block, block

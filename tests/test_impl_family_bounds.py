@@ -4,6 +4,7 @@ GroupNorm results that cannot run exactly are decided in float within it, as Bat
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,92 @@ def test_a_float_only_rmsnorm_stays_undecided(tmp_path):
     report = check_norm_impl(path, "rms")
     assert {v.status.value for v in report.verdicts} == {"undecided"}
     assert all("RMSNorm has no derived rounding bound yet" in v.detail for v in report.verdicts)
+
+
+# -- it is the documented propagation ------------------------------------------------------------
+def _chain(xs, hs, eh, eps, u):
+    """BatchNorm's table (precision's docstring) for one set with h = γ·g in the place of g and
+    γ = 1, transcribed element by element: x̂, its first-order error, and dx's bound."""
+    m = len(xs)
+    ex = [u * abs(v) for v in xs]
+    mu = sum(xs) / m
+    e_mu = (m + 1) * u * sum(abs(v) for v in xs) / m + sum(ex) / m
+    xc = [v - mu for v in xs]
+    e_xc = [ex[k] + e_mu + u * (abs(xs[k]) + abs(mu)) for k in range(m)]
+    var = sum(c * c for c in xc) / m
+    two_pass = sum(2 * abs(xc[k]) * e_xc[k] for k in range(m)) / m + (m + 2) * u * var
+    one_pass = (
+        (m + 2) * u * sum(v * v for v in xs) / m
+        + 2 * sum(abs(xs[k]) * ex[k] for k in range(m)) / m
+        + 2 * abs(mu) * e_mu
+        + 2 * u * mu * mu
+    )
+    s = var + eps
+    e_s = max(two_pass, one_pass) + u * abs(eps) + u * s
+    r = math.sqrt(s)
+    e_ir = (e_s / (2 * r) + u * r) / r**2 + u / r
+    xh = [c / r for c in xc]
+    e_xh = [e_xc[k] / r + abs(xc[k]) * e_ir + u * abs(xh[k]) for k in range(m)]
+    dbeta, dgamma = sum(hs), sum(hs[k] * xh[k] for k in range(m))
+    e_dbeta = sum(eh) + m * u * sum(abs(v) for v in hs)
+    e_dgamma = sum(
+        eh[k] * abs(xh[k]) + abs(hs[k]) * e_xh[k] + u * abs(hs[k] * xh[k]) for k in range(m)
+    ) + m * u * sum(abs(hs[k] * xh[k]) for k in range(m))
+    dx = []
+    for k in range(m):
+        a = hs[k] - dbeta / m - xh[k] * dgamma / m
+        e_a = (
+            eh[k]
+            + e_dbeta / m
+            + (e_xh[k] * abs(dgamma) + abs(xh[k]) * e_dgamma) / m
+            + 3 * u * (abs(hs[k]) + abs(dbeta) / m + abs(xh[k] * dgamma) / m)
+        )
+        e = (u / r + e_ir) * abs(a) + e_a / r
+        dx.append(2 * (e + 2 * u * abs(a / r)))
+    return xh, e_xh, dx
+
+
+def documented(spec, x, g, gamma, beta, eps, u):
+    """``layer_bounds``' docstring, transcribed: each set's chain, out per element, dγ and dβ
+    summed over the elements sharing γ (K terms: (K − 1)·u·Σ|term| for the sum)."""
+    out, dx = {}, {}
+    dgamma, dbeta, terms_g, terms_b, count = {}, {}, {}, {}, {}
+    for s in range(spec.sets):
+        pos = spec.positions(s)
+        at = [spec.affine_index(p) for p in pos]
+        xs = [float(x[p]) for p in pos]
+        gs = [float(g[p]) for p in pos]
+        gk = [float(gamma[a]) for a in at]
+        bk = [float(beta[a]) for a in at]
+        hs = [gk[k] * gs[k] for k in range(len(pos))]
+        xh, e_xh, e_dx = _chain(xs, hs, [3 * u * abs(h) for h in hs], eps, u)
+        for k, (p, a) in enumerate(zip(pos, at, strict=True)):
+            e = (abs(gk[k]) * e_xh[k] + u * abs(gk[k] * xh[k]) + u * abs(bk[k])
+                 + 2 * u * (abs(gk[k] * xh[k]) + abs(bk[k])))  # fmt: skip
+            out[p], dx[p] = 2 * e, e_dx[k]
+            term = u * abs(gs[k]) * abs(xh[k]) + abs(gs[k]) * e_xh[k] + u * abs(gs[k] * xh[k])
+            dgamma[a] = dgamma.get(a, 0.0) + term
+            terms_g[a] = terms_g.get(a, 0.0) + abs(gs[k] * xh[k])
+            dbeta[a] = dbeta.get(a, 0.0) + u * abs(gs[k])
+            terms_b[a] = terms_b.get(a, 0.0) + abs(gs[k])
+            count[a] = count.get(a, 0) + 1
+    return {
+        "out": out,
+        "dx": dx,
+        "dgamma": {a: 2 * (dgamma[a] + (count[a] - 1) * u * terms_g[a]) for a in dgamma},
+        "dbeta": {a: 2 * (dbeta[a] + (count[a] - 1) * u * terms_b[a]) for a in dbeta},
+    }
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("spec", SPECS, ids=[s.norm.value for s in SPECS])
+def test_the_bound_is_the_documented_propagation(spec, dtype):
+    u = {"float16": 2.0**-11, "float32": 2.0**-24, "float64": 2.0**-53}[dtype]
+    for seed in (3, 8):
+        p = exact_point(spec, seed)
+        x = p["x"] + 40 * seed  # a mean away from 0
+        got = layer_bounds(spec, x, p["g"], p["gamma"], p["beta"], float(p["eps"]), dtype)
+        want = documented(spec, x, p["g"], p["gamma"], p["beta"], float(p["eps"]), u)
+        for q in ("out", "dx", "dgamma", "dbeta"):
+            for where, value in want[q].items():
+                assert math.isclose(got[q][where], value, rel_tol=1e-12), (q, where)

@@ -301,11 +301,14 @@ class Report:
     section_diagnoses: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
 
     def diagnosis(self, index: int) -> list[str]:
-        """The diagnosis of verdict ``index``: its section's, else its function's and quantity's."""
+        """The diagnosis of verdict ``index``: its section's (never another section's: an eval
+        row is not named by its training row's cause); a report kept without sections (the
+        family's, the composite's) by function and quantity."""
         v = self.verdicts[index]
         section = self.sections[index] if index < len(self.sections) else ""
-        found = self.section_diagnoses.get((section, v.form, v.quantity))
-        return found if found is not None else self.diagnoses.get((v.form, v.quantity), [])
+        if self.section_diagnoses:
+            return self.section_diagnoses.get((section, v.form, v.quantity), [])
+        return self.diagnoses.get((v.form, v.quantity), [])
 
     @property
     def exit_code(self) -> int:
