@@ -305,7 +305,7 @@ def test_feature_index_is_dropped_consistently():
         (r"x_i +", "unexpected end", 6),
         (r"i + x_i", "index i is used as a value", 1),
         (r"\mathcal{Q}", r"\\mathcal\{Q\} is not understood", 1),
-        (r"\text{and}", r"unknown macro \\text", 1),
+        (r"\text{and}", r"and: a name written as a word that no earlier line defines", 1),
         (r"\hat{y}_i", r"only \\hat\{x\}", 1),
         (r"x \# y", "not understood", 3),
         (r"α^2", "unexpected character 'α'", 1),

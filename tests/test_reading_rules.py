@@ -693,3 +693,24 @@ def test_a_labelled_letter_defined_otherwise_is_a_name_only(tmp_path):
     form = doc(tmp_path, lines(xhat), "xhat.md")
     assert any("x^bn is x̂" in n for n in form.lines[0].notes)
     assert verdicts(form).get(3) == "refuted"
+
+
+def test_a_name_written_as_a_word(tmp_path):
+    """\\text{rstd} = … and \\mathrm{istd} = … define names of the post's own (then used as
+    \\text{rstd}, \\mathrm{istd}); a word no line defined is not read, and says so."""
+    body = lines(
+        r"""
+\text{rstd} = \frac{1}{\sqrt{\sigma^2 + \epsilon}}
+\hat{x}_j = (x_j - \mu) \cdot \text{rstd}
+\mathrm{istd} = (\sigma^2 + \epsilon)^{-1/2}
+\frac{\partial L}{\partial \mu} = -\mathrm{istd} \, \gamma \sum_i g_i
+\frac{\partial L}{\partial \mu} = -\mathrm{istd}^2 \, \gamma \sum_i g_i
+\frac{\partial L}{\partial \beta} = \mathrm{invstd} \sum_i g_i
+"""
+    )
+    form = doc(tmp_path, body)
+    status = [ln.status for ln in form.lines]
+    assert status[:5] == ["definition", "checked", "definition", "checked", "checked"], status
+    assert verdicts(form) == {3: "holds", 7: "holds", 9: "refuted"}
+    last = form.lines[5]
+    assert last.status == "not read" and "invstd: a name written as a word" in last.reason

@@ -220,9 +220,15 @@ class _ToTree(Transformer):
             ):
                 # \text{rstd} = …: the text is the left side (a name written as text), not a
                 # remark before a row that continues the line above
+                word = re.fullmatch(
+                    r"\\(?:text|textrm|mbox)\s*\{\s*([A-Za-z][A-Za-z0-9]*)\s*\}", str(before)
+                )
+                if word is not None:
+                    name = Letter(_pos(before), word.group(1), "text")
+                    return LineNode(found[0].pos, (name, *found[0].sides[1:]))
                 raise LatexError(
-                    f"{before} = …: a left side written in \\text{{…}} (a name of the post's "
-                    "own) is not understood; write the name as a letter (r = …)",
+                    f"{before} = …: a left side written in \\text{{…}} is a name of the post's "
+                    "own only when it is one word (\\text{rstd} = …)",
                     *_pos(before),
                 )
             return found[0]
@@ -963,6 +969,7 @@ class _Meaning:
         self.invisible_braces(nodes)
         self.ambiguous_ones(nodes)
         items = [self.item(n) for n in nodes]
+        items = self.text_words(items)
         items = self.words(items)
         items = self.attach_brackets(items)
         items = self.feature_superscripts(items)
@@ -1187,6 +1194,32 @@ class _Meaning:
         if isinstance(base, Bracket):
             return _Item("bracket", base.pos, "", base, sub, sup)
         return _Item("node", base.pos, "", base, sub, sup)
+
+    def text_words(self, items: list[_Item]) -> list[_Item]:
+        """\\text{rstd} inside maths (\\text then the braced word, as the grammar reads it in a
+        product): one word, a name of the post's own (``word_name``)."""
+        out: list[_Item] = []
+        for it in items:
+            prev = out[-1] if out else None
+            if (
+                prev is not None
+                and prev.kind == "macro"
+                and prev.name in ("text", "textrm", "mbox", "operatorname")
+                and prev.sub is None
+                and prev.sup is None
+                and it.kind == "node"
+                and isinstance(it.node, Group)
+                and it.node.kind == "brace"
+            ):
+                inner = it.node.inner
+                letters = list(inner.items) if isinstance(inner, Product) else [inner]
+                if all(isinstance(n, Letter) and not n.font for n in letters):
+                    word = "".join(n.name for n in letters if isinstance(n, Letter))
+                    node = Letter(prev.pos, word, "text")
+                    out[-1] = _Item("letter", prev.pos, word, node, it.sub, it.sup)
+                    continue
+            out.append(it)
+        return out
 
     def words(self, items: list[_Item]) -> list[_Item]:
         """dout, dgamma, NHW, ...: runs of letters that name one thing."""
@@ -1446,6 +1479,8 @@ class _Meaning:
 
     def letter_value(self, it: _Item) -> sp.Expr:
         name, font = it.name, it.node.font
+        if _word_font(font, name):
+            return self.word_name(it)
         if font and len(name) > 1:
             raise self.error(
                 f"\\{font}{{{name}}}: only one letter is understood in \\{font}{{…}} "
@@ -1561,6 +1596,28 @@ class _Meaning:
         raise self.error(
             f"{_item_text(it)}: μ with an element index is not the mean (one number per "
             "sample); a name of the post's own needs the line that defines it first (μ_{bh} = …)",
+            it.pos,
+        )
+
+    def word_name(self, it: _Item) -> sp.Expr:
+        """\\text{rstd}, \\mathrm{istd}: a name of the post's own written as a word, defined by a
+        line before it is used (as a one-letter name is)."""
+        name = it.name
+        self.no_transpose(it)
+        if name in self.names:
+            if self.names[name]:
+                index, _ = self.array_index(it)
+                return self.power(sp.IndexedBase(name)[index], it)
+            self.stat_subscripts(it)
+            return self.power(sp.Symbol(name), it)
+        if self.define_ok and not it.brackets and it.sup is None:
+            self.define_ok = False
+            index = self.array_index(it)[0] if it.sub is not None else None
+            self.new_name = (name, index)
+            return sp.IndexedBase(name)[index] if index is not None else sp.Symbol(name)
+        raise self.error(
+            f"{name}: a name written as a word that no earlier line defines "
+            f"(\\{it.node.font}{{{name}}} = … before it is used; prose goes outside the maths)",
             it.pos,
         )
 
@@ -1753,7 +1810,7 @@ class _Meaning:
                 index, self.target_feature = self.array_index(t)
                 base = N.y if node == "y" else N.xhat
                 return node, index, self.power(base[index], t)
-            if t.name in self.names and not font:
+            if t.name in self.names and (not font or _word_font(font, t.name)):
                 self.target_feature = self.name_sample(t)
                 return "name", None, self.letter_value(t)
         if t.kind == "macro" and t.name == "mu" and self.own_mu_written(t):
@@ -2403,6 +2460,11 @@ def _name_bound(expr: sp.Expr, taken: set[str]) -> sp.Expr:
     if not expr.args or not expr.has(sp.Sum):
         return expr
     return expr.func(*[_name_bound(a, taken) for a in expr.args])
+
+
+def _word_font(font: str, name: str) -> bool:
+    """\\text{rstd}, \\mathrm{istd}: a word in an upright font, a name (\\mathrm{d} is a letter)."""
+    return font in ("text", "mathrm") and len(name) > 1 and name.isalnum()
 
 
 def _is_word(node: Node, word: str) -> bool:
