@@ -19,6 +19,7 @@ from bnderive.core.printing import latex
 from bnderive.core.spec import Spec
 from bnderive.errors import FormError
 from bnderive.read.latex_reader import (
+    DSTD,
     LatexError,
     NotCheckable,
     Partial,
@@ -257,8 +258,8 @@ def test_declared_sigma():
     assert same(parse_latex(r"\sigma^{-3}", sigma="std"), var ** sp.Rational(-3, 2))
     assert same(parse_latex(r"(\sigma+\epsilon)^{-1/2}", sigma="var"), (var + eps) ** -sp.S.Half)
     assert same(parse_latex(r"\frac{\partial L}{\partial \sigma}", sigma="var"), dvar)
-    with pytest.raises(NotCheckable, match="standard deviation"):
-        parse_latex(r"\frac{\partial L}{\partial \sigma}", sigma="std")
+    # σ = √σ²: ∂L/∂σ is its own quantity (2σ ∂L/∂σ², given its value by ``documents``)
+    assert parse_latex(r"\frac{\partial L}{\partial \sigma}", sigma="std") == DSTD
 
 
 def test_spatial_mode_refuses_a_lone_n_and_accepts_nhw():

@@ -170,6 +170,11 @@ RULES = [
         r"\sigma^2 = \frac{1}{N} X^T \left(I - \frac{1}{N}\mathbf{1}\right) X + \mu",
     ),
     (
+        "∂L/∂σ with σ the standard deviation √σ² (Costa's graph node): 2σ ∂L/∂σ², its true value",
+        r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \sigma} \cdot \frac{\partial \sigma}{\partial \sigma^2} = \frac{\partial L}{\partial \sigma} \cdot \frac{1}{2\sigma}",
+        r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \sigma} \cdot \frac{1}{\sigma}",
+    ),
+    (
         "a sign right after \\cdot (a · −b)",
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -1",
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -2",

@@ -74,6 +74,7 @@ from bnderive.read.files import read_text
 from bnderive.read.forms import Equation, Form, bounded_equation
 from bnderive.read.latex_reader import (
     BATCH,
+    DSTD,
     Family,
     LatexError,
     LineRead,
@@ -857,6 +858,7 @@ _ADJOINT_WORDS = {
     "dx": "∂L/∂x",
     "dgamma": "∂L/∂γ",
     "dbeta": "∂L/∂β",
+    DSTD.name: "∂L/∂σ (σ = √σ²: 2σ·∂L/∂σ²)",
 }
 _FORWARD_WORDS = {"mu": "μ", "var": "σ²", "xhat": "x̂_i", "y": "y_i"}
 
@@ -1071,6 +1073,10 @@ class _Builder:
                 if sym.name not in self.defined:
                     mapping2[sym] = self.truth.inline(sym.name)
                     assumed.append(sym.name)
+            if sym == DSTD:
+                # σ = √σ² feeds x̂ only through σ²: ∂L/∂σ = ∂L/∂σ² · dσ²/dσ = 2σ ∂L/∂σ²
+                mapping2[sym] = 2 * sp.sqrt(N.var) * self.truth.inline("dvar")
+                assumed.append(DSTD.name)
         for node in expr.atoms(sp.Indexed):
             label = str(node.base.label)
             if label in ("dxhat", "dx", "dgamma", "dbeta") and label not in self.defined:

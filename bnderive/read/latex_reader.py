@@ -476,7 +476,9 @@ def _ascii(token: Token) -> Token:
 # -- meaning ------------------------------------------------------------------------------------------
 _OWN_MU = "μ"  # LayerNorm's μ_{bh} that a post defines as its own (``_Meaning.own_mu``)
 _ONES = "_ones"  # the base of a ones tensor 1_h while a line is read (Einstein's notation)
-_BARE = sp.Symbol("_bare", integer=True)  # an element written without index (x̂, δy)
+_BARE = sp.Symbol("_bare", integer=True)
+#: ∂L/∂σ with σ = √σ² (named so that no code variable, such as a post's dstd, is taken for it)
+DSTD = sp.Symbol("∂L/∂σ")  # an element written without index (x̂, δy)
 _AFFINE = ("gamma", "beta")
 _OVER_BATCH = -1  # check_limits: a LayerNorm sum up to the batch size (over the samples)
 _PLACEHOLDER = re.compile(r"_b\d+")  # a sum's index until the line is read
@@ -1916,13 +1918,8 @@ class _Meaning:
             return sp.IndexedBase(_SCALAR_ADJOINT[d.target])[d.index]
         if d.target in _SCALAR_ADJOINT:
             return sp.Symbol(_SCALAR_ADJOINT[d.target])
-        if d.target == "std":
-            raise self.error(
-                f"∂L/∂{d.text} with σ the standard deviation is not one of the quantities "
-                "bnderive checks (∂L/∂σ² is)",
-                d.pos,
-                NotCheckable,
-            )
+        if d.target == "std":  # σ = √σ²: its gradient is 2σ ∂L/∂σ² (``documents``)
+            return DSTD
         if d.target in ("other", "expr", "name"):
             raise self.error(
                 f"∂L/∂{d.text}: a gradient with respect to {d.text}, which is not a node of "
@@ -3283,6 +3280,7 @@ __all__ = [
     "Partial",
     "name_bound",
     "NotCheckable",
+    "DSTD",
     "parse_equation_line",
     "parse_latex",
 ]
