@@ -408,14 +408,7 @@ def check_impl(
     (only it is then checked).
     """
     timeout, memory_mb = check_limits(timeout, memory_mb)
-    if api is not None and api not in ("cs231n", "functional"):
-        raise ImplementationError(f"Unknown API {api!r}: use cs231n or functional.")
-    if running not in RUNNING_CHOICES:
-        raise ImplementationError(
-            f"Unknown running-statistics convention {running!r}: use auto, cs231n or pytorch."
-        )
-    if api == "functional" and running != "auto":
-        raise ImplementationError(_functional_running(running))
+    _check_options(api, running)
     source = read_source(path)
     layers = [] if (api or function) else layer_plans(source, layer_class)
     if layer_class is not None and not layers:
@@ -424,37 +417,52 @@ def check_impl(
             f"{source.name}: no BatchNorm layer class {layer_class!r} (a class with a forward "
             f"method that computes batch statistics); classes found: {names}."
         )
+    plans = _plans(source, api, function, mode, training, running, layers, layer_class)
+    used = [n for _m, calls, _t in plans for n in _names(calls)]
+    used += [calls.layer.cls for _m, calls, _t in plans if calls.layer is not None]
+    stubs = stub_imports(source, [n.split(".")[0] for n in used])
+    started = time.perf_counter()
+    sections, provide = _run_sections(source, plans, stubs.modules, timeout, memory_mb,
+                                      running, seed)  # fmt: skip
+    report = _report(path, source, plans, sections, layers, stubs.notes, provide)
+    report.seconds = time.perf_counter() - started
+    if report.failures and not report.verdicts:
+        # nothing could be checked: one error, as for a file that does not import
+        messages = list(dict.fromkeys(f.message for f in report.failures))
+        raise ImplementationError("\n".join(messages))
+    return report
+
+
+def _check_options(api: str | None, running: str) -> None:
+    """The error of an unknown ``api`` or ``running``, or of a running-statistics convention
+    declared for the functional API (whose backward keeps no running statistics to update)."""
+    if api is not None and api not in ("cs231n", "functional"):
+        raise ImplementationError(f"Unknown API {api!r}: use cs231n or functional.")
+    if running not in RUNNING_CHOICES:
+        raise ImplementationError(
+            f"Unknown running-statistics convention {running!r}: use auto, cs231n or pytorch."
+        )
+    if api == "functional" and running != "auto":
+        raise ImplementationError(_functional_running(running))
+
+
+def _plans(
+    source: Any,
+    api: str | None,
+    function: str | None,
+    mode: Mode | str | None,
+    training: bool | None,
+    running: str,
+    layers: list[Any],
+    layer_class: str | None,
+) -> list[Any]:
+    """(mode, calls, training) for everything to check: each mode's functions (none when a
+    layer class is named: only it is checked), then the layer classes; or the error that the
+    file has nothing to check."""
     modes = [Mode.parse(mode)] if mode is not None else _modes_of(source, api, function)
     plans = []
     for m in modes if layer_class is None else []:
-        try:
-            calls = resolve_api(source, api, function, m.value)
-        except ImplementationError:
-            several = _functional_plans(source, m, training) if not (api or function) else []
-            if not several and not (api or function):
-                several = _forward_beside_functional(source, m, training)
-            if not several:
-                if layers:
-                    continue  # the file's layer classes are what it implements
-                raise
-            plans += several
-            continue
-        if calls.api == "functional" and running != "auto":
-            raise ImplementationError(_functional_running(running))
-        if training is not None:
-            trainings = [training]
-        elif calls.api == "cs231n" and calls.has_eval:
-            trainings = [True, False]
-        elif calls.api == "functional" and _takes_running(source, calls):
-            trainings = [True, False]
-        else:
-            trainings = [True]
-        plans += [
-            (m, c, t)
-            for c in pair_by_name(source, calls)
-            for t in trainings
-            if t or c.has_eval or training is False
-        ]
+        plans += _mode_plans(source, api, function, m, training, running, bool(layers))
     plans += _layer_plans(layers, mode, training, running)
     if not plans:
         problems = [f"{p.cls}: {p.problem}" for p in layers if p.problem]
@@ -463,16 +471,68 @@ def check_impl(
             + ("; ".join(problems) or "no BatchNorm code found")
             + "."
         )
-    used = [n for _m, calls, _t in plans for n in _names(calls)]
-    used += [calls.layer.cls for _m, calls, _t in plans if calls.layer is not None]
-    stubs = stub_imports(source, [n.split(".")[0] for n in used])
-    started = time.perf_counter()
+    return plans
+
+
+def _mode_plans(
+    source: Any,
+    api: str | None,
+    function: str | None,
+    mode: Mode,
+    training: bool | None,
+    running: str,
+    has_layers: bool,
+) -> list[Any]:
+    """(mode, calls, training) for one mode's functions: the API's pair (or functional
+    backward) in training and, where the API has one, eval mode.  A file without them may hold
+    several functional backwards or a forward beside one (when no API or function was asked
+    for); a file with layer classes may have only those (no plans: they are checked instead)."""
+    try:
+        calls = resolve_api(source, api, function, mode.value)
+    except ImplementationError:
+        several = _functional_plans(source, mode, training) if not (api or function) else []
+        if not several and not (api or function):
+            several = _forward_beside_functional(source, mode, training)
+        if not several and not has_layers:
+            raise
+        return several  # none: the file's layer classes are what it implements
+    if calls.api == "functional" and running != "auto":
+        raise ImplementationError(_functional_running(running))
+    if training is not None:
+        trainings = [training]
+    elif calls.api == "cs231n" and calls.has_eval:
+        trainings = [True, False]
+    elif calls.api == "functional" and _takes_running(source, calls):
+        trainings = [True, False]
+    else:
+        trainings = [True]
+    return [
+        (mode, c, t)
+        for c in pair_by_name(source, calls)
+        for t in trainings
+        if t or c.has_eval or training is False
+    ]
+
+
+def _run_sections(
+    source: Any,
+    plans: list[Any],
+    stubs: list[str],
+    timeout: float,
+    memory_mb: int,
+    running: str,
+    seed: int,
+) -> tuple[list[_Section], list[str]]:
+    """Every plan checked in one guarded child (``_check_section``), and the names of numpy the
+    child provided (``_unbound_numpy``).  A child that dies after some sections leaves those
+    standing and the rest as failures; one that dies before any, or a file that does not
+    import, is one error for the whole file."""
     sections: list[_Section] = []
-    output = ""
+    provide: list[str] = []
     try:
         with Sandbox(timeout, memory_mb) as box:
             provide = _unbound_numpy(source)
-            load(box, source, stubs=stubs.modules, provide=provide)
+            load(box, source, stubs=stubs, provide=provide)
             fixed: dict[str, Fraction] = {}  # forward → the ε a code that takes none fixes
             for m, calls, t in plans:
                 sections.append(
@@ -492,12 +552,27 @@ def check_impl(
         raise ImplementationError(
             _failure_message(source.path, exc.message, exc.trace, exc.output)
         ) from None
+    return sections, provide
+
+
+def _report(
+    path: str | Path,
+    source: Any,
+    plans: list[Any],
+    sections: list[_Section],
+    layers: list[Any],
+    stub_notes: list[str],
+    provide: list[str],
+) -> Report:
+    """The sections as one report: their rows in order, each note once, the first diagnosis of
+    each row; the notes on what the child was given (stubs, numpy) and on the layer classes
+    that were not called first."""
     first_calls = plans[0][1]
     functions: list[str] = []
     for _m, calls, _t in plans:
         functions += [n for n in _names(calls) if n not in functions]
     report = Report(
-        str(path), first_calls.api, functions, [], [], 0.0, output[:500],
+        str(path), first_calls.api, functions, [], [], 0.0, "",
         next((s.running for s in sections if s.running), None),
     )  # fmt: skip
     for section in sections:
@@ -509,7 +584,7 @@ def check_impl(
             report.diagnoses.setdefault(key, lines)
             report.section_diagnoses[(section.label, *key)] = lines
     report.calls = _describe_calls(plans, sections)
-    report.notes[0:0] = stubs.notes
+    report.notes[0:0] = stub_notes
     skipped_layers = [f"{p.cls}: {p.problem}" for p in layers if p.problem]
     if skipped_layers:
         report.notes.insert(0, "not called: " + "; ".join(skipped_layers))
@@ -519,11 +594,6 @@ def check_impl(
             f"{source.name} uses {', '.join(provide)} without importing it (a snippet from a "
             "post): numpy was provided as " + ", ".join(provide),
         )
-    report.seconds = time.perf_counter() - started
-    if report.failures and not report.verdicts:
-        # nothing could be checked: one error, as for a file that does not import
-        messages = list(dict.fromkeys(f.message for f in report.failures))
-        raise ImplementationError("\n".join(messages))
     return report
 
 
@@ -714,110 +784,24 @@ def _check_section(
     inherited = own is not None and at_eps is None and own in fixed
     if inherited:
         at_eps = fixed[own]
-    momentum = None if running == "auto" else exact_text(RUNNING_CONVENTIONS[running].momentum)
-    layer = calls_.layer
-    passed: Fraction | None = None  # the momentum given to a layer's constructor under auto
-    if layer is not None and running == "auto" and any(r == "momentum" for _k, r in layer.init):
-        # A momentum of our choosing, on the side of the constructor's default (weighing the old
-        # value or the new one): a layer that ignores what it is given shows.
-        default = layer.momentum_default
-        passed = (
-            Fraction(1, 5) if default is not None and default < Fraction(1, 2) else Fraction(4, 5)
-        )
-        momentum = exact_text(passed)
-    cases = [
-        make_case(spec, seed * 7919 + k + 1)
-        for k, spec in enumerate(default_shapes(mode, training))
-    ]
-    if at_eps is not None:
-        # σ² of a few ε at the last shape (every shape in eval mode, whose ε is the question):
-        # a backward or an eval mode with another ε is then off by far more than rounding
-        specs = eps_specs(mode, training)
-        cases = [
-            eps_case(spec, at_eps, seed * 7919 + 101 + k, small=not training or k == len(specs) - 1)
-            for k, spec in enumerate(specs)
-        ]
-    no_affine = (calls_.api == "cs231n" and "gamma" not in calls_.forward_args) or (
-        layer is not None and layer.gamma is None
-    )
-    if no_affine:
-        # normalization without γ and β (affine=False): BatchNorm with γ = 1, β = 0
-        from dataclasses import replace
-
-        cases = [
-            replace(c, gamma=(Fraction(1),) * c.spec.c, beta=(Fraction(0),) * c.spec.c)
-            for c in cases
-        ]
-        section.notes.append(
-            f"{calls_.forward} takes no gamma and beta (no affine step): checked as BatchNorm "
-            "with γ = 1 and β = 0"
-        )
+    momentum, passed = _momentum_given(calls_.layer, running)
+    cases = _with_unit_affine(calls_, _section_cases(mode, training, seed, at_eps), section.notes)
     caller = Caller(box, calls_, mode.value)
     runs = []
     try:
         for case in cases:
             runs.append(_run_case(caller, case, momentum))
     except UserFailure as exc:  # the forward failed: nothing of this section can be checked
-        message = exc.message
-        if running == "auto" and "KeyError: 'momentum'" in message:
-            message += (
-                " (with --running auto, bn_param carries no momentum so that the code's own "
-                "default shows which convention it follows: read it with "
-                "bn_param.get('momentum', 0.9), or declare --running cs231n or --running pytorch)"
-            )
-        text = _failure_message(source.path, message, exc.trace, exc.output)
-        section.failures = [
-            Failure(name, _quantities(calls_, name), label, text) for name in _names(calls_)
-        ]
+        section.failures = _forward_failures(source, calls_, label, running, exc)
         return section
     calls = calls_.to_dict()
-    failed: dict[str, str] = {}
-    for run in runs:
-        for name, exc in run.get("failures", {}).items():
-            failed.setdefault(
-                name, _failure_message(source.path, exc.message, exc.trace, exc.output)
-            )
-    for name, text in failed.items():
-        section.failures.append(Failure(name, _quantities(calls_, name), label, text))
-    failed_q: dict[tuple[str, str], str] = {}
-    for run in runs:
-        for (name, q), exc in run.get("quantity_failures", {}).items():
-            if name not in failed:
-                failed_q.setdefault(
-                    (name, q), _failure_message(source.path, exc.message, exc.trace, exc.output)
-                )
-    for (name, q), text in failed_q.items():
-        section.failures.append(Failure(name, (q,), label, text))
-        for run in runs:
-            run["float"].get(name, {}).pop(q, None)
-    reshaped: dict[tuple[str, str], tuple[int, ...]] = {}
-    for run in runs:
-        reshaped.update(run.get("reshaped", {}))
-    for (name, q), shape in reshaped.items():
-        section.notes.append(
-            f"{name} returned {q} with shape {shape}, one value per feature/channel (as "
-            "keepdims=True leaves it): accepted as a vector"
-        )
+    failed = _record_run_failures(section, source, calls_, runs)
     calls["backward"] = [n for n in calls["backward"] if n not in failed]
     calls, skipped = _without_skipped_backward(calls, runs)
     section.called = ([calls["forward"]] if calls["forward"] else []) + list(calls["backward"])
-    verdicts, notes = _compare(source.name, calls, cases, runs)
-    if calls["forward"]:
-        extra, more_notes, section.running = check_running(
-            calls["forward"], cases, runs, running, passed,
-            layer.momentum_default if layer is not None else None,
-        )  # fmt: skip
-        at = next((k + 1 for k, v in enumerate(verdicts) if v.quantity == "out"), 0)
-        verdicts[at:at] = extra
-        notes = more_notes + notes
-    notes = skipped + notes
-    if calls.get("forward_eps"):
-        roles = ", ".join(r for r in calls_.forward_args if r != "default")
-        notes.append(
-            f"{calls['forward']} takes eps instead of CS231n's bn_param (as in posts that walk "
-            f"the graph): it was called as {calls['forward']}({roles}), and it keeps no running "
-            "statistics to check"
-        )
+    verdicts, notes, section.running = _section_verdicts(
+        source, calls_, calls, cases, runs, running, passed, skipped
+    )
     section.verdicts = verdicts
     section.notes = section.notes + notes
     section.diagnoses = diagnoses(verdicts, cases, runs)
@@ -842,6 +826,152 @@ def _check_section(
         )
     _name_cache_order(section, caller, cases, momentum, source, calls_)
     return section
+
+
+def _momentum_given(layer: Any, running: str) -> tuple[str | None, Fraction | None]:
+    """The momentum the forward is given (exact text; None under ``auto``, so that the code's
+    own default shows which convention it follows), and the one given to a layer's constructor
+    under ``auto`` (None when there is none)."""
+    momentum = None if running == "auto" else exact_text(RUNNING_CONVENTIONS[running].momentum)
+    passed: Fraction | None = None  # the momentum given to a layer's constructor under auto
+    if layer is not None and running == "auto" and any(r == "momentum" for _k, r in layer.init):
+        # A momentum of our choosing, on the side of the constructor's default (weighing the old
+        # value or the new one): a layer that ignores what it is given shows.
+        default = layer.momentum_default
+        passed = (
+            Fraction(1, 5) if default is not None and default < Fraction(1, 2) else Fraction(4, 5)
+        )
+        momentum = exact_text(passed)
+    return momentum, passed
+
+
+def _section_cases(mode: Mode, training: bool, seed: int, at_eps: Fraction | None) -> list[Case]:
+    """The section's exact inputs: one per default shape, or, at the ε a code that takes none
+    fixes (``at_eps``), ``eps_case`` inputs on which √(σ²+ε) is rational at that ε."""
+    cases = [
+        make_case(spec, seed * 7919 + k + 1)
+        for k, spec in enumerate(default_shapes(mode, training))
+    ]
+    if at_eps is not None:
+        # σ² of a few ε at the last shape (every shape in eval mode, whose ε is the question):
+        # a backward or an eval mode with another ε is then off by far more than rounding
+        specs = eps_specs(mode, training)
+        cases = [
+            eps_case(spec, at_eps, seed * 7919 + 101 + k, small=not training or k == len(specs) - 1)
+            for k, spec in enumerate(specs)
+        ]
+    return cases
+
+
+def _with_unit_affine(calls: Any, cases: list[Case], notes: list[str]) -> list[Case]:
+    """The cases, with γ = 1 and β = 0 when the code has no affine step (a CS231n forward
+    without gamma, a layer without γ), and a note that says so."""
+    layer = calls.layer
+    no_affine = (calls.api == "cs231n" and "gamma" not in calls.forward_args) or (
+        layer is not None and layer.gamma is None
+    )
+    if no_affine:
+        # normalization without γ and β (affine=False): BatchNorm with γ = 1, β = 0
+        from dataclasses import replace
+
+        cases = [
+            replace(c, gamma=(Fraction(1),) * c.spec.c, beta=(Fraction(0),) * c.spec.c)
+            for c in cases
+        ]
+        notes.append(
+            f"{calls.forward} takes no gamma and beta (no affine step): checked as BatchNorm "
+            "with γ = 1 and β = 0"
+        )
+    return cases
+
+
+def _forward_failures(
+    source: Any, calls: Any, label: str, running: str, exc: UserFailure
+) -> list[Failure]:
+    """The forward failed at a case: every function of the section fails with its message
+    (with the fix when --running auto's bn_param, which carries no momentum, was the cause)."""
+    message = exc.message
+    if running == "auto" and "KeyError: 'momentum'" in message:
+        message += (
+            " (with --running auto, bn_param carries no momentum so that the code's own "
+            "default shows which convention it follows: read it with "
+            "bn_param.get('momentum', 0.9), or declare --running cs231n or --running pytorch)"
+        )
+    text = _failure_message(source.path, message, exc.trace, exc.output)
+    return [Failure(name, _quantities(calls, name), label, text) for name in _names(calls)]
+
+
+def _record_run_failures(
+    section: _Section, source: Any, calls: Any, runs: list[dict[str, Any]]
+) -> dict[str, str]:
+    """Into the section: a failure row for each function that failed at some case (the first
+    message), and for each quantity a function could not give (whose float values are then
+    dropped from every run: never compared where a case lacks them); a note for each result
+    accepted as a vector from a keepdims shape.  Returns the failed functions' messages."""
+    label = section.label
+    failed: dict[str, str] = {}
+    for run in runs:
+        for name, exc in run.get("failures", {}).items():
+            failed.setdefault(
+                name, _failure_message(source.path, exc.message, exc.trace, exc.output)
+            )
+    for name, text in failed.items():
+        section.failures.append(Failure(name, _quantities(calls, name), label, text))
+    failed_q: dict[tuple[str, str], str] = {}
+    for run in runs:
+        for (name, q), exc in run.get("quantity_failures", {}).items():
+            if name not in failed:
+                failed_q.setdefault(
+                    (name, q), _failure_message(source.path, exc.message, exc.trace, exc.output)
+                )
+    for (name, q), text in failed_q.items():
+        section.failures.append(Failure(name, (q,), label, text))
+        for run in runs:
+            run["float"].get(name, {}).pop(q, None)
+    reshaped: dict[tuple[str, str], tuple[int, ...]] = {}
+    for run in runs:
+        reshaped.update(run.get("reshaped", {}))
+    for (name, q), shape in reshaped.items():
+        section.notes.append(
+            f"{name} returned {q} with shape {shape}, one value per feature/channel (as "
+            "keepdims=True leaves it): accepted as a vector"
+        )
+    return failed
+
+
+def _section_verdicts(
+    source: Any,
+    calls_: Any,
+    calls: dict[str, Any],
+    cases: list[Case],
+    runs: list[dict[str, Any]],
+    running: str,
+    passed: Fraction | None,
+    skipped: list[str],
+) -> tuple[list[Verdict], list[str], str | None]:
+    """The rows of the functions that ran (``_compare``) with the running statistics' rows
+    right after the forward's out (``check_running``); the notes; and the running-statistics
+    convention the forward follows (None without a forward)."""
+    verdicts, notes = _compare(source.name, calls, cases, runs)
+    convention = None
+    if calls["forward"]:
+        layer = calls_.layer
+        extra, more_notes, convention = check_running(
+            calls["forward"], cases, runs, running, passed,
+            layer.momentum_default if layer is not None else None,
+        )  # fmt: skip
+        at = next((k + 1 for k, v in enumerate(verdicts) if v.quantity == "out"), 0)
+        verdicts[at:at] = extra
+        notes = more_notes + notes
+    notes = skipped + notes
+    if calls.get("forward_eps"):
+        roles = ", ".join(r for r in calls_.forward_args if r != "default")
+        notes.append(
+            f"{calls['forward']} takes eps instead of CS231n's bn_param (as in posts that walk "
+            f"the graph): it was called as {calls['forward']}({roles}), and it keeps no running "
+            "statistics to check"
+        )
+    return verdicts, notes, convention
 
 
 def _name_cache_order(

@@ -388,10 +388,46 @@ def check_norm_impl(
 ) -> Any:
     """Check a LayerNorm, InstanceNorm, GroupNorm or RMSNorm implementation (module docstring);
     a ``check_impl.Report``."""
-    from bnderive.usercode.check_impl import Failure, Report, _failure_message
     from bnderive.usercode.imports import stub_imports
 
     timeout, memory_mb = check_limits(timeout, memory_mb)
+    family, chosen = _family_and_mode(norm, groups, mode)
+    source = read_source(path)
+    calls = resolve_family(source, family, chosen, function)
+    calls.groups = groups or 0
+    names = ([calls.forward] if calls.forward else []) + list(calls.backward)
+    stubs = stub_imports(source, names)
+    specs = family_specs(family, chosen, groups or 1)
+    cases = [make_family_case(s, seed * 7919 + k + 1) for k, s in enumerate(specs)]
+    label = f"{chosen.value} training"
+    started = time.perf_counter()
+    runs = _run_in_child(source, calls, stubs.modules, chosen, cases, timeout, memory_mb)
+    failures, failed = _run_failures(source, calls, label, runs)
+    rows = _rows_to_compare(calls, runs, failed)
+    for case, run in zip(cases, runs, strict=True):
+        _compare(rows, case, run)
+    verdicts = [_verdict(row, specs) for row in rows.values()]
+    report = _family_report(path, calls, names, verdicts, stubs.notes, label, cases, runs)
+    report.failures = failures
+    report.calls = _describe(calls, family, chosen)
+    report.notes.append(
+        f"checked as {family.title}"
+        + (f" with G = {groups}" if family is Norm.GROUP else "")
+        + " (no running statistics: training mode only), against core.layer's truth at "
+        + ", ".join("×".join(map(str, s.shape)) for s in specs)
+    )
+    report.seconds = time.perf_counter() - started
+    if failures and not verdicts:
+        raise ImplementationError("\n".join(dict.fromkeys(f.message for f in failures)))
+    return report
+
+
+def _family_and_mode(
+    norm: Norm | str, groups: int | None, mode: Mode | str | None
+) -> tuple[Norm, Mode]:
+    """The family asked for and the mode it is checked in, or the error of options that do not
+    fit it: GroupNorm needs G (and only it takes one); InstanceNorm and GroupNorm normalize over
+    H·W, so they are SPATIAL only."""
     family = Norm.parse(norm)
     if family is Norm.BATCH:
         raise ImplementationError("check_norm_impl checks the other families; use check_impl.")
@@ -411,21 +447,27 @@ def check_norm_impl(
                 "spatial."
             )
         chosen = Mode.SPATIAL
-    chosen = chosen or Mode.PER_ACTIVATION
-    source = read_source(path)
-    calls = resolve_family(source, family, chosen, function)
-    calls.groups = groups or 0
-    names = ([calls.forward] if calls.forward else []) + list(calls.backward)
-    stubs = stub_imports(source, names)
-    specs = family_specs(family, chosen, groups or 1)
-    cases = [make_family_case(s, seed * 7919 + k + 1) for k, s in enumerate(specs)]
-    label = f"{chosen.value} training"
-    started = time.perf_counter()
+    return family, chosen or Mode.PER_ACTIVATION
+
+
+def _run_in_child(
+    source: Source,
+    calls: Calls,
+    stubs: list[str],
+    mode: Mode,
+    cases: list[FamilyCase],
+    timeout: float,
+    memory_mb: int,
+) -> list[dict[str, Any]]:
+    """The file loaded in one guarded child and run at every case (``_run``); a child or an
+    import that fails is one error for the whole file, as nothing of it could be checked."""
+    from bnderive.usercode.check_impl import _failure_message
+
     runs = []
     try:
         with Sandbox(timeout, memory_mb) as box:
-            load(box, source, stubs=stubs.modules)
-            caller = Caller(box, calls, chosen.value)
+            load(box, source, stubs=stubs)
+            caller = Caller(box, calls, mode.value)
             for case in cases:
                 runs.append(_run(caller, case))
     except (SandboxFailure, UserFailure) as exc:
@@ -433,6 +475,16 @@ def check_norm_impl(
         raise ImplementationError(
             _failure_message(source.path, exc.message, trace, getattr(exc, "output", ""))
         ) from None
+    return runs
+
+
+def _run_failures(
+    source: Source, calls: Calls, label: str, runs: list[dict[str, Any]]
+) -> tuple[list[Any], set[str]]:
+    """A row for each function that raised (once, at its first case) and each quantity it could
+    not give; and what failed (a function's name, or ``name/quantity``), which gets no row."""
+    from bnderive.usercode.check_impl import Failure, _failure_message
+
     failures: list[Failure] = []
     failed: set[str] = set()
     for run in runs:
@@ -445,6 +497,14 @@ def check_norm_impl(
             failures.append(Failure(name, (q,), label, _failure_message(
                 source.path, exc.message, exc.trace, exc.output)))  # fmt: skip
             failed.add(f"{name}/{q}")
+    return failures, failed
+
+
+def _rows_to_compare(
+    calls: Calls, runs: list[dict[str, Any]], failed: set[str]
+) -> dict[tuple[str, str], _Row]:
+    """One row for the forward's out and one per gradient of each backward that ran, and only
+    for a gradient every case returned: a quantity not seen at some shape gets no verdict."""
     rows: dict[tuple[str, str], _Row] = {}
     if calls.forward:
         rows[(calls.forward, "out")] = _Row(calls.forward, "out")
@@ -454,9 +514,23 @@ def check_norm_impl(
         for q in calls.grads:
             if f"{b}/{q}" not in failed and all(q in r["float"].get(b, {}) for r in runs):
                 rows[(b, q)] = _Row(b, q)
-    for case, run in zip(cases, runs, strict=True):
-        _compare(rows, case, run)
-    verdicts = [_verdict(row, specs) for row in rows.values()]
+    return rows
+
+
+def _family_report(
+    path: str | Path,
+    calls: Calls,
+    names: list[str],
+    verdicts: list[Verdict],
+    notes: list[str],
+    label: str,
+    cases: list[FamilyCase],
+    runs: list[dict[str, Any]],
+) -> Any:
+    """The verdicts as a ``check_impl.Report``, with the known mistakes each refuted row equals:
+    the backward's (``family_diagnoses``) and, for a refuted out, the forward's slips."""
+    from bnderive.usercode.check_impl import Report
+
     diagnosed = family_diagnoses(verdicts, cases, runs)
     if calls.forward and any(
         v.form == calls.forward and v.quantity == "out" and v.status is Status.REFUTED
@@ -465,21 +539,9 @@ def check_norm_impl(
         slips = family_forward_slips(calls.forward, cases, runs)
         if slips:
             diagnosed[(calls.forward, "out")] = slips
-    described = _describe(calls, family, chosen)
-    report = Report(str(path), calls.api, names, verdicts, stubs.notes, 0.0, "")
+    report = Report(str(path), calls.api, names, verdicts, notes, 0.0, "")
     report.sections = [label] * len(verdicts)
     report.diagnoses = diagnosed
-    report.failures = failures
-    report.calls = described
-    report.notes.append(
-        f"checked as {family.title}"
-        + (f" with G = {groups}" if family is Norm.GROUP else "")
-        + " (no running statistics: training mode only), against core.layer's truth at "
-        + ", ".join("×".join(map(str, s.shape)) for s in specs)
-    )
-    report.seconds = time.perf_counter() - started
-    if failures and not verdicts:
-        raise ImplementationError("\n".join(dict.fromkeys(f.message for f in failures)))
     return report
 
 
