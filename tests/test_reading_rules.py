@@ -719,3 +719,24 @@ def test_a_name_written_as_a_word(tmp_path):
     assert verdicts(form) == {3: "holds", 7: "holds", 9: "refuted"}
     last = form.lines[5]
     assert last.status == "not read" and "invstd: a name written as a word" in last.reason
+
+
+def test_a_function_the_post_defines_with_its_argument(tmp_path):
+    """Yeh's c(R) = (σ² + ε)^{-1/2}: a name written with its argument; later uses with the same
+    argument are that name (a wrong power refuted); with another argument it is no such name."""
+    form = doc(
+        tmp_path,
+        lines(
+            r"""
+R = X - \mu
+c(R) = (\sigma^2 + \epsilon)^{-1/2} = \left(\frac{1}{N} R^T R + \epsilon\right)^{-1/2}
+\hat{X} = c(R) \cdot R
+\hat{X} = c(R)^2 \cdot R
+\hat{X} = c(D) \cdot R
+"""
+        ),
+    )
+    status = {ln.line: (ln.status, ln.reason) for ln in form.lines}
+    assert status[3][0] == "checked"
+    assert verdicts(form) == {3: "holds", 5: "holds", 7: "refuted"}
+    assert status[9][0] == "not read" and "the index c is used as a value" in status[9][1]

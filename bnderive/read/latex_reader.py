@@ -952,7 +952,12 @@ class _Meaning:
         """Factors side by side (or with \\cdot, *, /): the matrix product, left to right."""
         out: Shaped | None = None
         divide = False
-        for item in node.items:
+        items = list(node.items)
+        for k in range(len(items) - 1, 0, -1):  # c(R) I: the name c(R) is one factor
+            name = _function_name(items[k - 1], items[k])
+            if name is not None and name in self.names:
+                items[k - 1 : k + 1] = [Letter(items[k - 1].pos, name)]
+        for item in items:
             if isinstance(item, Op):
                 divide = item.op == "/"
                 continue
@@ -976,6 +981,7 @@ class _Meaning:
         items = self.attach_brackets(items)
         items = self.feature_superscripts(items)
         items = self.applications(items)
+        items = self.functions(items)
         items = self.expectations(items)
         items = self.prefixes(items)
         items = self.sizes(items)
@@ -1107,6 +1113,30 @@ class _Meaning:
                 and not it.node.inner.font
             ):
                 continue  # μ(x) is μ
+            out.append(it)
+        return out
+
+    def functions(self, items: list[_Item]) -> list[_Item]:
+        """c(R): a name of the post's own written with its argument (Yeh's c(R) = (σ²+ε)^{-1/2}).
+        A left side that defines it, and later uses with the same argument, read it as one
+        name ``c(R)``; with another argument (c(D)), or for a name defined without one (t(R) is
+        t·R), it stays a product."""
+        out: list[_Item] = []
+        for it in items:
+            prev = out[-1] if out else None
+            name = _function_name(prev.node if prev else None, it.node) if prev else None
+            if (
+                name is not None
+                and prev is not None
+                and prev.kind == "letter"
+                and prev.sub is None
+                and prev.sup is None
+                and not prev.brackets
+                and it.sub is None
+                and (name in self.names or self.define_ok and prev.name not in self.names)
+            ):
+                out[-1] = _Item("letter", prev.pos, name, Letter(prev.pos, name), None, it.sup)
+                continue
             out.append(it)
         return out
 
@@ -2306,6 +2336,22 @@ class _Meaning:
         }
 
 
+def _function_name(head: Node | None, arg: Node | None) -> str | None:
+    """``c(R)`` for a letter c (not an array, the loss or a size) followed by one letter in
+    parentheses: the name of a function of the post's own, with its argument."""
+    if not (
+        isinstance(head, Letter)
+        and not head.font
+        and head.name not in _RESERVED
+        and isinstance(arg, Group)
+        and arg.kind == "paren"
+        and isinstance(arg.inner, Letter)
+        and not arg.inner.font
+    ):
+        return None
+    return f"{head.name}({arg.inner.name})"
+
+
 def _transposes(node: Scripted) -> bool:
     """X^T, X^\\top, X^{\\mathsf{T}}, X^\\intercal: a transpose."""
     sup = node.sup
@@ -2965,7 +3011,11 @@ def _read_left(
         # a name is defined by a left side that is a lone symbol (t, R_i, σ), never by a symbol
         # inside an expression (∂((x − μ)/σ)/∂x_j uses σ, it does not define it)
         base = lhs_node.base if isinstance(lhs_node, Scripted) else lhs_node
-        meaning.define_ok = isinstance(base, Letter | Macro)
+        meaning.define_ok = isinstance(base, Letter | Macro) or (
+            isinstance(lhs_node, Product)
+            and len(lhs_node.items) == 2
+            and _function_name(*lhs_node.items) is not None
+        )
         try:
             lhs = meaning.side_value(lhs_node)
         except NotCheckable as exc:
