@@ -100,6 +100,11 @@ RULES = [
         r"\frac{\partial \sigma^2}{\partial x_j} = \frac{1}{N}\frac{\partial \sum_{i=1}^{N}(x_i-\mu)^2}{\partial x_j} = \frac{1}{N}(x_j - \mu)",
     ),
     (
+        "x_j next to μ_j with no other index: the column of feature j, read elementwise",
+        r"\hat{x}_{j} = \frac{x_{j} - \mu_j}{\sqrt{\sigma_j^2 + \epsilon}}",
+        r"\hat{x}_{j} = \frac{x_{j} - \mu_j}{\sigma_j^2 + \epsilon}",
+    ),
+    (
         "a sum over the first elements only is what it says",
         r"\frac{\partial L}{\partial \beta} = \sum_{i=1}^{N} g_i",
         r"\frac{\partial L}{\partial \beta} = \sum_{i=1}^{2} g_i",
@@ -312,6 +317,10 @@ def test_a_post_that_says_what_its_sigma_is(tmp_path):
         ),
         (r"\sigma^2 = \frac{1}{N} \sum_k x_k^T x_k - \mu^2", "transpose"),
         (r"\hat{x}_i = BN(x_i)", "unknown symbol B"),
+        (
+            r"\hat{x}_j = \frac{x_{ij} - \mu_j}{\sqrt{\sigma_j^2 + \epsilon}}",
+            "used as feature here",
+        ),
         (r"\frac{\partial L}{\partial \beta} = \sum_{i=0}^{N-2} g_i", "N-1 for a sum from 0"),
     ],
 )

@@ -627,6 +627,8 @@ class _Meaning:
         self.in_sum = 0  # inside the body of a Σ (no matrix notation there)
         #: What the reading assumed, said with the line (Σ_{i=0}^{N} read over the whole set).
         self.notes: list[str] = []
+        #: Letters that are a column's feature on this line (x̂_j = (x_j − μ_j)/…: ``_columns``).
+        self.columns: set[str] = set()
         #: Einstein's convention: the indices free on the left side, as written (never summed).
         self.keep: set[str] = set()
 
@@ -699,6 +701,15 @@ class _Meaning:
             raise self.error("the subscript B (the batch) belongs to μ_B and σ_B²", item.pos)
         if not names:
             return _BARE, None
+        if len(names) == 1 and names[0][0] in self.columns:
+            # x_j next to μ_j on a line with no other index: the column of feature j (its
+            # element is the line's, written bare)
+            self.feature(*names[0])
+            self.notes.append(
+                f"{names[0][0]} read as the feature: an array with it as its only index is that "
+                f"feature's column (a statistic subscripted {names[0][0]} has no element)"
+            )
+            return _BARE, names[0][0]
         if len(names) == 1:
             return self.element_symbol([names[0][0]], names[0][1]), None
         if len(names) == 2:  # x_{ij}: sample i, feature j (LayerNorm x_{bh}: sample b, feature h)
@@ -2505,6 +2516,50 @@ def _name_bound(expr: sp.Expr, taken: set[str]) -> sp.Expr:
     return expr.func(*[_name_bound(a, taken) for a in expr.args])
 
 
+def _columns(tree: Node) -> set[str]:
+    """The letters j of a line that writes a statistic μ_j, σ_j², γ_j, β_j of feature j and an
+    array with j as its only index (x_j, \\hat{x}_j, y_j: the column of feature j, as a post writes
+    "for each feature x_j"), when no array of the line has an element index of its own: there
+    j can only be the feature (a statistic has no element), and the arrays are whole columns,
+    read elementwise."""
+    stats: set[str] = set()
+    arrays: list[tuple[str, ...]] = []
+
+    def single(sub: ScriptArg | None) -> tuple[str, ...]:
+        """The index letters of a subscript: {ij} and {i,j} are two, j one."""
+        if sub is None:
+            return ()
+        out: list[str] = []
+        for item, _ in sub.items:
+            parts = item.items if isinstance(item, Product) else (item,)
+            out += [_render(part) for part in parts]
+        return tuple(out)
+
+    def walk(node: Any, outer: ScriptArg | None = None) -> None:
+        if isinstance(node, Scripted):
+            base = node.base
+            if isinstance(base, Macro) and base.name in ("mu", "sigma", "gamma", "beta"):
+                stats.update(single(node.sub))
+            elif isinstance(base, Letter) and base.name in _ARRAY_LETTERS and not base.font:
+                arrays.append(single(node.sub))
+            elif isinstance(base, Hat):
+                walk(base.arg, node.sub)
+                return
+        elif isinstance(node, Letter) and node.name in _ARRAY_LETTERS and not node.font:
+            arrays.append(single(outer))
+            return
+        if isinstance(node, Node) or isinstance(node, tuple | list):
+            children = node if isinstance(node, tuple | list) else vars(node).values()
+            for child in children:
+                if isinstance(child, Node | tuple | list):
+                    walk(child)
+
+    walk(tree)
+    if any(len(a) != 1 for a in arrays if a) or not arrays:
+        return set()
+    return {a[0] for a in arrays if a} & stats
+
+
 def _word_font(font: str, name: str) -> bool:
     """\\text{rstd}, \\mathrm{istd}: a word in an upright font, a name (\\mathrm{d} is a letter)."""
     return font in ("text", "mathrm") and len(name) > 1 and name.isalnum()
@@ -2917,6 +2972,8 @@ def parse_equation_line(
         )
     meaning = _Meaning(sigma, spatial, line, column, names, family, aliases)
     meaning.size_n = not _uses_index(tree, "n")
+    if not family.layer:
+        meaning.columns = _columns(tree)
     state = _LineState(tree, list(tree.sides[1:]))
     _read_left(state, meaning, continues, line, column)
     unread = _read_right(state, meaning)
