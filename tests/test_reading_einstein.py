@@ -187,3 +187,63 @@ def test_a_name_defined_through_another_name_is_not_differentiated_by_guess(tmp_
     line = next(ln for ln in form.lines if ln.line == line_of(form, rows[2]))
     assert line.status == "not checked" and "held fixed" in line.reason, line.reason
     assert line.line not in verdicts(form)
+
+
+_FORWARD = r"y_{b h} =\frac{\mu_{b h}}{\sigma_{b}} \gamma_{h}+\mathbf{1}_{b} \beta_{h}"
+
+#: Gradients and local derivatives with respect to the post's own names, in its graph.
+_GRAPH_CASES = [
+    (
+        "∂l/∂σ_p through y",
+        r"\frac{\partial l}{\partial \sigma_{p}} =-\frac{\partial l}{\partial y_{p h}} \mu_{p h} \sigma_{p}^{-2} \gamma_{h}",
+        r"\frac{\partial l}{\partial \sigma_{p}} =-\frac{\partial l}{\partial y_{p h}} \mu_{p h} \sigma_{p}^{-1} \gamma_{h}",
+    ),
+    (
+        "∂l/∂v_p through σ",
+        r"\frac{\partial l}{\partial v_{p}} =-\frac{\partial l}{\partial y_{p h}} \frac{\mu_{p h} \gamma_{h}}{2 \sigma_{p}^{3}}",
+        r"\frac{\partial l}{\partial v_{p}} =-\frac{\partial l}{\partial y_{p h}} \frac{\mu_{p h} \gamma_{h}}{\sigma_{p}^{3}}",
+    ),
+    (
+        "∂l/∂m_p through μ and v (whose path vanishes)",
+        r"\frac{\partial l}{\partial m_{p}}=-\frac{\partial l}{\partial y_{p h}} \frac{\gamma_{h}}{\sigma_{p}}",
+        r"\frac{\partial l}{\partial m_{p}}=\frac{\partial l}{\partial y_{p h}} \frac{\gamma_{h}}{\sigma_{p}}",
+    ),
+    (
+        "∂σ_b/∂v_p, v held as a node",
+        r"\frac{\partial \sigma_{b}}{\partial v_{p}} =\frac{\delta_{b p}}{2 \sigma_{b}}",
+        r"\frac{\partial \sigma_{b}}{\partial v_{p}} =\frac{\delta_{b p}}{\sigma_{b}}",
+    ),
+    (
+        "a chain through a gradient with respect to a name",
+        r"\frac{\partial l}{\partial v_{p}} =\frac{\partial l}{\partial \sigma_{b}} \frac{\partial \sigma_{b}}{\partial v_{p}}",
+        r"\frac{\partial l}{\partial v_{p}} =\frac{\partial l}{\partial \sigma_{b}} \frac{\partial \sigma_{b}}{\partial v_{p}} \sigma_{p}",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "right", "wrong"), _GRAPH_CASES, ids=[c[0] for c in _GRAPH_CASES])
+def test_gradients_with_respect_to_the_posts_own_names(tmp_path, case, right, wrong):
+    """∂l/∂σ_p, ∂l/∂v_p, ∂σ_b/∂v_p in the post's graph (its forward lines as written, the true
+    gradient of y): the right line holds, a wrong coefficient or power is refuted."""
+    # p is a sample where the post writes it first of two indices (y_{ph}); a p never written
+    # so would be an element, and ∂σ_b/∂v_p's δ_bp a free index (not read)
+    sample_p = r"\frac{\partial y_{p h}}{\partial \beta_{q}}=\mathbf{1}_{p} \delta_{h q}"
+    form = doc(tmp_path, [*_DEFINITIONS, _FORWARD, sample_p, right, wrong])
+    got = verdicts(form)
+    reasons = [(ln.line, ln.status, ln.reason) for ln in form.lines]
+    assert got.get(line_of(form, right)) == "holds", (case, got, reasons)
+    assert got.get(line_of(form, wrong)) == "refuted", (case, got, reasons)
+
+
+def test_a_gradient_in_the_posts_graph_is_never_guessed(tmp_path):
+    """Two y lines after σ (which one the gradient flows through is not said), or a row after
+    the definition that uses σ and is not read (a path might be missing): not checked."""
+    grad = r"\frac{\partial l}{\partial \sigma_{p}} =-\frac{\partial l}{\partial y_{p h}} \mu_{p h} \sigma_{p}^{-2} \gamma_{h}"
+    twice = doc(
+        tmp_path, [*_DEFINITIONS, _FORWARD, _FORWARD.replace("\\beta_{h}", "\\beta_{h} "), grad]
+    )
+    line = next(ln for ln in twice.lines if ln.line == line_of(twice, grad))
+    assert line.status == "not checked" and "more than once" in line.reason, line.reason
+    unread = doc(tmp_path, [*_DEFINITIONS, r"w_{b} = \sigma_{b} \alpha", _FORWARD, grad])
+    line = next(ln for ln in unread.lines if ln.line == line_of(unread, grad))
+    assert line.status == "not checked" and "was not read" in line.reason, line.reason

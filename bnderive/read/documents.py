@@ -75,6 +75,7 @@ from bnderive.read.forms import Equation, Form, bounded_equation
 from bnderive.read.latex_reader import (
     BATCH,
     DSTD,
+    OWN_ADJOINT,
     Family,
     LatexError,
     LineRead,
@@ -82,6 +83,7 @@ from bnderive.read.latex_reader import (
     parse_equation_line,
 )
 from bnderive.read.macros import Macro, MacroError, expand, find_definitions
+from bnderive.read.own_graph import LAYER_NODES, GraphUnknown, OwnGraph
 
 SUFFIXES = (".md", ".markdown", ".tex", ".ipynb")
 
@@ -801,7 +803,7 @@ _ANY_SUM = re.compile(r"\\(sum|Sigma)(?![a-zA-Z])|[∑Σ]")
 _ONES_TENSOR = re.compile(r"\\mathbf\s*\{\s*1\s*\}\s*_\s*(\{\s*[a-z]\s*\}|[a-z])")
 #: x_{bh}, y_{p q}, \mu_{b,h}: two index letters under a symbol (sample, then feature in
 #: LayerNorm's notation).
-_TWO_INDICES = re.compile(r"_\s*\{\s*([a-z])\s*,?\s*([a-z])\s*\}")
+_TWO_INDICES = re.compile(r"(\\[a-zA-Z]+|[a-zA-Z])\s*_\s*\{\s*([a-z])\s*,?\s*([a-z])\s*\}")
 
 
 def _einstein(meta: dict[str, Any], at: dict[str, int], maths: str) -> tuple[bool, list[str]]:
@@ -827,8 +829,8 @@ def _einstein(meta: dict[str, Any], at: dict[str, int], maths: str) -> tuple[boo
 
 def _samples(maths: str) -> frozenset[str]:
     """LayerNorm: the letters the maths writes first of two indices (x_{bh}'s b, the sample)
-    and never second (a feature)."""
-    pairs = _TWO_INDICES.findall(maths)
+    and never second (a feature); δ_{bp}'s two indices are no pair of that kind."""
+    pairs = [(a, b) for symbol, a, b in _TWO_INDICES.findall(maths) if symbol != "\\delta"]
     return frozenset({a for a, _ in pairs} - {b for _, b in pairs})
 
 
@@ -888,6 +890,8 @@ class _Builder:
     aliases: dict[str, str] = field(default_factory=dict)
     defined: set[str] = field(default_factory=set)  # gradients earlier lines define
     chain: _Chain | None = None
+    #: the forward graph the post writes with its own names (``own_graph``)
+    graph: OwnGraph = field(default_factory=OwnGraph)
 
     def __post_init__(self) -> None:
         self.truth = derive(self.spec)
@@ -914,6 +918,7 @@ class _Builder:
             self.add(read.defines, read.index, self.resolve(read.rhs[0], []), latex, "definition")
         if read.kind == "none" or read.reason:
             self.chain = _Chain(("none", None, None))
+            self.graph.gap(len(self.equations), latex)
             return "not checked", (), read.reason, list(read.notes)
         notes: list[str] = list(read.notes)
         chain = self.chain if continuation and self.chain is not None else None
@@ -971,6 +976,8 @@ class _Builder:
                 f"checked against ∂L/∂{read.node} in the post's own graph (through its forward "
                 f"{lines} {where} as written, and the true gradients of x̂, σ², μ, y)"
             )
+        if not continuation:
+            self.in_graph(read)
         if read.kind == "name" and read.defines:
             self.names[read.defines] = read.index is not None
             if not continuation:
@@ -978,6 +985,23 @@ class _Builder:
             if len(numbers) == 1 and not continuation:
                 return "definition", tuple(numbers), "", notes
         return "checked", tuple(numbers), "", notes
+
+    def in_graph(self, read: LineRead) -> None:
+        """A line that defines a node of the post's graph (a name, again a name, a forward
+        line of the layer's node) adds it, with its first member as written."""
+        if not self.members or self.members[0] is None:
+            return
+        first = self.equations[self.members[0] - 1]
+        lhs = read.lhs
+        label = str(lhs.base.label) if isinstance(lhs, sp.Indexed) else getattr(lhs, "name", None)
+        if read.kind == "name" and read.defines:
+            self.graph.add(read.defines, first.expr, read.index is not None, first.number, False)
+        elif read.kind == "forward" and read.defines in LAYER_NODES:
+            per = LAYER_NODES[read.defines]
+            self.graph.add(read.defines, first.expr, per, first.number, True)
+        elif read.kind == "identity" and label is not None and label in self.names:
+            # v_b = … again: a new node of the post's graph by the same name
+            self.graph.add(label, first.expr, self.names[label], first.number, False)
 
     def member(
         self, read: LineRead, expr: sp.Expr, latex: str, reference: int | None, first: bool
@@ -1082,6 +1106,7 @@ class _Builder:
             if label in ("dxhat", "dx", "dgamma", "dbeta") and label not in self.defined:
                 mapping2[node] = at_index(self.truth.inline(label), node.indices[0])
                 assumed.append(label)
+        mapping2.update(self.own_adjoints(expr, notes))
         if mapping2:
             expr = expr.xreplace(mapping2)
         if assumed:
@@ -1089,8 +1114,39 @@ class _Builder:
             notes.append(f"uses {words} as its true value (no earlier line defines it)")
         return name_bound(expr)
 
+    def own_adjoints(self, expr: sp.Expr, notes: list[str]) -> dict[sp.Expr, sp.Expr]:
+        """∂L/∂σ, ∂L/∂v_p, ∂L/∂μ_{pq} of the post's own names: their values in its graph."""
+        marks: list[sp.Expr] = [s for s in expr.free_symbols if isinstance(s, sp.Symbol)]
+        marks += list(expr.atoms(sp.Indexed))
+        marks = [m for m in marks if _label(m).startswith(OWN_ADJOINT)]
+        if not marks:
+            return {}
+        truth = {
+            "dxhat": self.true_adjoint("dxhat", N.i),
+            "dvar": self.truth.inline("dvar"),
+            "dmu": self.truth.inline("dmu"),
+        }
+        found: dict[sp.Expr, sp.Expr] = {}
+        for mark in marks:
+            name = _label(mark)[len(OWN_ADJOINT) :]
+            index = mark.indices[0] if isinstance(mark, sp.Indexed) else None
+            try:
+                found[mark] = self.graph.adjoint(name, index, truth)
+            except GraphUnknown as exc:
+                raise _Unresolved(str(exc)) from None
+            notes.append(
+                f"uses ∂L/∂{name} as worked out in the post's own graph (its forward lines as "
+                "written, the true gradients of y, x̂, σ², μ)"
+            )
+        return found
+
     def partial(self, p: N.Partial, paths: bool) -> sp.Expr:
         of, wrt = p.of, p.wrt
+        if self.graph.owns(_label(wrt)):  # ∂σ_b/∂v_p: the other nodes of the post's graph held
+            try:
+                return self.graph.partial(of, wrt, len(self.equations) + 1)
+            except GraphUnknown as exc:
+                raise _Unresolved(str(exc)) from None
         self.no_hidden_path(of, wrt)
         if not self.spec.training and (of in (N.mu, N.var) or wrt in (N.mu, N.var)):
             raise _Unresolved(
@@ -1138,6 +1194,13 @@ class _Builder:
             eq.name: (eq.elementwise, eq.expr) for eq in self.equations if eq.kind == "definition"
         }
         return inline(expr, defs) if defs else expr
+
+
+def _label(expr: sp.Expr) -> str:
+    """The name of a symbol (σ) or of an array's element (μ[h]); '' for anything else."""
+    if isinstance(expr, sp.Indexed):
+        return str(expr.base.label)
+    return expr.name if isinstance(expr, sp.Symbol) else ""
 
 
 def _names_in(expr: sp.Expr) -> set[str]:
@@ -1426,6 +1489,7 @@ class _Reading:
                 aliases=builder.aliases,
             )
         except LatexError as exc:
+            self.builder.graph.gap(len(self.builder.equations), equation)
             reason = _unread(exc, equation) + self.as_expanded(equation, exc)
             self.lines.append(DocLine(*at, equation, None, (), reason, "not read", (), place))
             self.unread(exc, equation, chain, side)

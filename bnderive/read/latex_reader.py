@@ -1872,6 +1872,10 @@ class _Meaning:
                 self.target_feature = self.stat_subscripts(t)
                 value = self.macro_value(t)
                 return (t.name if t.sup is None else "expr"), None, value
+            if t.name == "sigma" and t.sup is None and "sigma" in self.names:
+                # ∂σ_p of the post's own σ (σ_b = √(v_b + ε)): a name, at sample p
+                self.target_feature = self.stat_subscripts(t)
+                return "name", None, sp.Symbol("sigma")
             if t.name == "sigma":
                 self.target_feature = self.stat_subscripts(t)
                 exp = self.exponent(t.sup) if t.sup is not None else None
@@ -1961,6 +1965,11 @@ class _Meaning:
             return sp.Symbol(_SCALAR_ADJOINT[d.target])
         if d.target == "std":  # σ = √σ²: its gradient is 2σ ∂L/∂σ² (``documents``)
             return DSTD
+        own = _own_node(d.value) if d.target == "name" else None
+        if own is not None:  # ∂L/∂σ_p of the post's σ: worked out in the post's graph
+            if isinstance(own, sp.Indexed):
+                return sp.IndexedBase(OWN_ADJOINT + str(own.base.label))[own.indices[0]]
+            return sp.Symbol(OWN_ADJOINT + own.name)
         if d.target in ("other", "expr", "name"):
             raise self.error(
                 f"∂L/∂{d.text}: a gradient with respect to {d.text}, which is not a node of "
@@ -2010,6 +2019,9 @@ class _Meaning:
                 # ∂(γx̂ + β)/∂x̂_k: what is differentiated is about the element k
                 of = of.xreplace({_BARE: wrt.indices[0]})
             return N.Partial(of, wrt, sp.Integer(0))
+        own = _own_node(den.value) if den.target == "name" else None
+        if own is not None:  # ∂σ_b/∂v_p: in the post's graph (``documents``), v held as a node
+            return N.Partial(of, own, sp.Integer(0))
         raise self.error(
             f"∂{text}/∂{den.text}: a derivative with respect to {den.text}, which is not a node "
             "of the layer's graph (x, μ, σ², x̂, y, γ, β)",
@@ -2456,6 +2468,20 @@ def _index_counts(node: Any) -> dict[str, int]:
 
     visit(node)
     return counts
+
+
+#: ∂L/∂v for a name v of the post's own (σ_b, v_b, μ_{bh}) while a line is read: its value is
+#: worked out in the post's graph (``documents._Builder.own_adjoint``).
+OWN_ADJOINT = "∂L/∂"
+
+
+def _own_node(value: sp.Expr | None) -> sp.Expr | None:
+    """A name of the post's own as a node: the symbol (σ) or the element (μ[h]), not a power."""
+    if isinstance(value, sp.Symbol) and not value.is_integer:
+        return value
+    if isinstance(value, sp.Indexed) and len(value.indices) == 1:
+        return value
+    return None
 
 
 def _is_ones(expr: sp.Expr) -> bool:
