@@ -2472,7 +2472,7 @@ def _index_counts(node: Any) -> dict[str, int]:
 
 #: ∂L/∂v for a name v of the post's own (σ_b, v_b, μ_{bh}) while a line is read: its value is
 #: worked out in the post's graph (``documents._Builder.own_adjoint``).
-OWN_ADJOINT = "∂L/∂"
+OWN_ADJOINT = "own:∂L/∂"  # (DSTD is ∂L/∂σ of the layer's own σ = √σ²)
 
 
 def _own_node(value: sp.Expr | None) -> sp.Expr | None:
