@@ -13,10 +13,10 @@ running statistics: training mode only.
 
 Where the code cannot run exactly, its float results are compared with the truth within the
 family's derived rounding bound (``precision.layer_bounds``: BatchNorm's chain with dx̂ = γ ⊙ dy,
-and dγ, dβ summed across the sets that share γ), as check-impl compares BatchNorm's: within it,
-with every known mistake of the family farther than twice the bound, the row holds numerically
-("evidence, not a proof"); beyond float32's bound it is refuted; in between, or for RMSNorm (no
-bound derived for its chain), it is undecided with its largest relative error, never "holds".
+without the mean for RMSNorm, and dγ, dβ summed across the sets that share γ), as check-impl
+compares BatchNorm's: within it, with every known mistake of the family farther than twice the
+bound, the row holds numerically ("evidence, not a proof"); beyond float32's bound it is
+refuted; in between it is undecided with its largest relative error, never "holds".
 """
 
 from __future__ import annotations
@@ -200,6 +200,7 @@ def _compare(rows: dict[tuple[str, str], _Row], case: FamilyCase, run: dict[str,
                 continue
             if run["binary"]:
                 why = "a float constant was read at its binary value"
+                _note_worst(row, quantity, want, run)
                 if not _bounded(row, case, quantity, want, run, why):
                     row.inexact.append(f"{_shape(case)}: {why}")
                 continue
@@ -214,33 +215,37 @@ def _compare(rows: dict[tuple[str, str], _Row], case: FamilyCase, run: dict[str,
                 mode=case.spec.mode,
             )  # fmt: skip
             continue
-        floats = run["float"].get(who, {}).get(quantity)
-        if floats is None:
+        if run["float"].get(who, {}).get(quantity) is None:
             continue
-        arr = np.asarray(floats, dtype=float).reshape(want.shape)
-        ref = want.astype(float)
-        scale = max(1.0, float(np.max(np.abs(ref))))
-        row.worst = max(row.worst, float(np.max(np.abs(arr - ref))) / scale)
+        _note_worst(row, quantity, want, run)
         why = run["why"] or "no exact run"
         if not _bounded(row, case, quantity, want, run, why):
             row.inexact.append(f"{_shape(case)}: {why}")
 
 
+def _note_worst(row: _Row, quantity: str, want: np.ndarray, run: dict[str, Any]) -> None:
+    """The largest error of the float result, as a share of max(1, the truth's largest entry)."""
+    arr = np.asarray(run["float"][row.who][quantity], dtype=float).reshape(want.shape)
+    ref = want.astype(float)
+    scale = max(1.0, float(np.max(np.abs(ref))))
+    row.worst = max(row.worst, float(np.max(np.abs(arr - ref))) / scale)
+
+
 def _bounded(
     row: _Row, case: FamilyCase, quantity: str, want: np.ndarray, run: dict[str, Any], why: str
 ) -> bool:
-    """A float result decided by the family's derived rounding bound (``precision.layer_bounds``,
-    LayerNorm, InstanceNorm and GroupNorm; RMSNorm has none): within it, and every known mistake
+    """A float result decided by the family's derived rounding bound (``precision.layer_bounds``):
+    within it, and every known mistake
     farther than twice the bound somewhere, counts as agreeing (numeric); beyond float32's bound
-    (which covers code that computes in float32 inside) it is refuted.  False when undecided (no
-    bound, a mistake as near as rounding, or an error between float64's and float32's bound)."""
+    (which covers code that computes in float32 inside) it is refuted.  False when undecided (a
+    mistake as near as rounding, or an error between float64's and float32's bound)."""
     from bnderive.usercode.precision import layer_bounds
 
     floats = run["float"].get(row.who, {}).get(quantity)
     dtype = run.get("dtypes", {}).get(f"{row.who}/{quantity}", "float64")
     spec, beta = case.spec, case.beta if case.spec.norm.has_beta else None
     bounds = layer_bounds(spec, case.x, case.g, case.gamma, beta, float(case.eps), dtype)
-    if floats is None or bounds is None:
+    if floats is None:
         return False
     arr = np.asarray(floats, dtype=float).reshape(want.shape)
     truth = want.astype(float)
@@ -248,14 +253,12 @@ def _bounded(
     error = np.abs(arr - truth)
     if np.all(error <= bound):
         visible = layer_bounds(spec, case.x, case.g, case.gamma, beta, float(case.eps), "float64")
-        assert visible is not None
         if _mistake_within(case, quantity, truth, bound, visible[quantity].reshape(want.shape)):
             return False
         row.numeric += 1
         row.dtypes.add(dtype)
         return True
     loose = layer_bounds(spec, case.x, case.g, case.gamma, beta, float(case.eps), "float32")
-    assert loose is not None
     inside = np.maximum(loose[quantity].reshape(want.shape), bound)
     if np.all(error <= inside):
         return False  # beyond float64's rounding, within float32's: not decided
@@ -335,15 +338,14 @@ def _verdict(row: _Row, specs: list[Spec]) -> Verdict:
             row.who, row.quantity, None, Status.HOLDS, "numeric", f"{scope} numeric",
             f"{dtypes} agrees with the exact truth within the derived rounding bound of "
             f"{specs[0].norm.title} at {row.numeric} of {len(specs)} shapes, where the code did "
-            "not run exactly (every known mistake lies beyond twice the bound there); exactly "
-            f"equal at the other {row.exact}: evidence, not a proof",
+            "not run exactly (every known mistake lies beyond twice the bound there)"
+            + (f"; exactly equal at the other {row.exact}" if row.exact else "")
+            + ": evidence, not a proof",
             mode=mode,
         )  # fmt: skip
     reason = (
-        f"{specs[0].norm.title} has no derived rounding bound yet"
-        if not specs[0].norm.centred
-        else "it is within rounding of a known mistake too, or beyond float64's rounding bound "
-        "but within float32's"
+        "it is within rounding of a known mistake too, or beyond float64's rounding bound but "
+        "within float32's"
     )
     return Verdict(
         row.who, row.quantity, None, Status.UNDECIDED, "numeric", f"{scope} numeric",

@@ -88,9 +88,12 @@ def rounding_bounds(
     running_mean: float = 0.0,
     running_var: float = 1.0,
     g_error: np.ndarray | None = None,
+    centred: bool = True,
 ) -> Bounds:
     """The bounds of one reduction set (x and g over its M elements) computed in ``dtype``;
-    ``g_error``: the error of g when it is itself computed (else u·|g|, rounded on entry)."""
+    ``g_error``: the error of g when it is itself computed (else u·|g|, rounded on entry).
+    ``centred`` False is RMSNorm's chain (training): no mean (μ = 0 without error, σ² the mean
+    square) and dx = γ/r·(g − x̂·dγ/M), the same table without the dβ term."""
     u = unit_roundoff(dtype)
     x, g = np.asarray(x, dtype=float), np.asarray(g, dtype=float)
     m = len(x)
@@ -98,8 +101,8 @@ def rounding_bounds(
     e_x, e_g = u * ax, (u * ag if g_error is None else np.asarray(g_error, dtype=float))
     e_gamma, e_beta, e_eps = u * abs(gamma), u * abs(beta), u * abs(eps)
     if training:
-        mu = float(np.mean(x))
-        e_mu = (m + 1) * u * float(np.mean(ax)) + float(np.mean(e_x))
+        mu = float(np.mean(x)) if centred else 0.0
+        e_mu = (m + 1) * u * float(np.mean(ax)) + float(np.mean(e_x)) if centred else 0.0
         xc = x - mu
         e_xc = e_x + e_mu + u * (ax + abs(mu))
         var = float(np.mean(xc * xc))
@@ -134,9 +137,11 @@ def rounding_bounds(
     e_gx = e_g * np.abs(xh) + ag * e_xh + u * np.abs(gx)
     e_dgamma = float(np.sum(e_gx)) + m * u * float(np.sum(np.abs(gx)))
     if training:
-        a = g - dbeta / m - xh * dgamma / m
-        terms = ag + abs(dbeta) / m + np.abs(xh * dgamma) / m
-        e_a = e_g + e_dbeta / m + (e_xh * abs(dgamma) + np.abs(xh) * e_dgamma) / m + 3 * u * terms
+        mean_term = dbeta / m if centred else 0.0  # RMSNorm's dx has no mean of g
+        a = g - mean_term - xh * dgamma / m
+        terms = ag + abs(mean_term) + np.abs(xh * dgamma) / m
+        e_mean = e_dbeta / m if centred else 0.0
+        e_a = e_g + e_mean + (e_xh * abs(dgamma) + np.abs(xh) * e_dgamma) / m + 3 * u * terms
         dx = gamma * ir * a
         e_dx = (e_gamma * ir + abs(gamma) * e_ir) * np.abs(a) + abs(gamma) * ir * e_a
     else:
@@ -162,10 +167,10 @@ def layer_bounds(
     beta: np.ndarray | None,
     eps: float,
     dtype: str,
-) -> dict[str, np.ndarray] | None:
-    """The bounds of out, dx (shaped like x), dγ and dβ (shaped like γ) of a LayerNorm,
-    InstanceNorm or GroupNorm layer (training) computed in ``dtype``; None for RMSNorm, whose
-    chain (no mean) is not derived here.
+) -> dict[str, np.ndarray]:
+    """The bounds of out, dx (shaped like x), dγ and dβ (shaped like γ; RMSNorm has no β) of
+    a LayerNorm, InstanceNorm, GroupNorm or RMSNorm layer (training) computed in ``dtype``
+    (RMSNorm: ``rounding_bounds``' chain without the mean, ``centred`` False).
 
     Each reduction set is BatchNorm's chain with dx̂ = γ ⊙ dy in the place of dy and γ = 1:
     dx = (dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))/√(σ²+ε), the family's truth, where the product
@@ -175,8 +180,7 @@ def layer_bounds(
     shares γ_k (across sets): Σ(e_g|x̂| + |g|e_x̂ + u|g x̂|) + (K − 1)·u·Σ|g x̂| and
     Σ u|g| + (K − 1)·u·Σ|g| for K terms summed in any order.  FACTOR times the first order, as
     for BatchNorm."""
-    if not spec.norm.centred:
-        return None
+    centred = spec.norm.centred
     u = unit_roundoff(dtype)
     xf, gf = np.asarray(x, dtype=float), np.asarray(g, dtype=float)
     gam = np.asarray(gamma, dtype=float)
@@ -193,10 +197,11 @@ def layer_bounds(
         gk = np.array([gam[a] for a in at])
         bk = np.array([bet[a] for a in at])
         h = gk * gs
-        b = rounding_bounds(xs, h, 1.0, 0.0, eps, dtype, g_error=3 * u * np.abs(h))
+        b = rounding_bounds(xs, h, 1.0, 0.0, eps, dtype, g_error=3 * u * np.abs(h), centred=centred)
         assert b.xhat is not None
         e_xh = b.xhat / FACTOR
-        xh = (xs - xs.mean()) / math.sqrt(float(np.mean((xs - xs.mean()) ** 2)) + eps)
+        xc = xs - xs.mean() if centred else xs
+        xh = xc / math.sqrt(float(np.mean(xc**2)) + eps)
         e_out = (
             np.abs(gk) * e_xh + u * np.abs(gk * xh) + u * np.abs(bk)
             + 2 * u * (np.abs(gk * xh) + np.abs(bk))
@@ -211,12 +216,10 @@ def layer_bounds(
             terms_b[a] += abs(gs[k])
             count[a] += 1
     sums = np.maximum(count - 1, 0) * u
-    return {
-        "out": out,
-        "dx": dx,
-        "dgamma": FACTOR * (dgamma + sums * terms_g),
-        "dbeta": FACTOR * (dbeta + sums * terms_b),
-    }
+    found = {"out": out, "dx": dx, "dgamma": FACTOR * (dgamma + sums * terms_g)}
+    if spec.norm.has_beta:
+        found["dbeta"] = FACTOR * (dbeta + sums * terms_b)
+    return found
 
 
 def running_bound(old: float, batch: float, e_batch: float, dtype: str) -> float:
