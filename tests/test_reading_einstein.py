@@ -214,6 +214,11 @@ _GRAPH_CASES = [
         r"\frac{\partial \sigma_{b}}{\partial v_{p}} =\frac{\delta_{b p}}{\sigma_{b}}",
     ),
     (
+        "the operator ∂/∂v_p on what is at sample b: δ_bp times the derivative",
+        r"\frac{\partial \sigma_{b}}{\partial v_{p}} =\frac{\partial}{\partial v_{p}}\left[\left(v_{b}+\epsilon\right)^{0.5}\right]",
+        r"\frac{\partial \sigma_{b}}{\partial v_{p}} =\frac{\partial}{\partial v_{p}}\left[\left(v_{b}+\epsilon\right)^{1.5}\right]",
+    ),
+    (
         "a chain through a gradient with respect to a name",
         r"\frac{\partial l}{\partial v_{p}} =\frac{\partial l}{\partial \sigma_{b}} \frac{\partial \sigma_{b}}{\partial v_{p}}",
         r"\frac{\partial l}{\partial v_{p}} =\frac{\partial l}{\partial \sigma_{b}} \frac{\partial \sigma_{b}}{\partial v_{p}} \sigma_{p}",

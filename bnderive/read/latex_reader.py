@@ -1001,6 +1001,7 @@ class _Meaning:
         operator: _Operator | None = None
         operand = 0  # where the factors the operator acts on begin in ``pieces``
         operand_text = ""
+        operand_nodes: list[Node] = []
         for it in items:
             if it.kind == "op":
                 if it.name == "/":
@@ -1021,6 +1022,8 @@ class _Meaning:
                 continue
             if operator is not None and len(pieces) == operand:
                 operand_text = _describe(it.node) if it.node else it.name
+            if operator is not None and it.node is not None:
+                operand_nodes.append(it.node)
             if divide:
                 last = pieces[-1]
                 if isinstance(last, _Diff) and isinstance(v, _Diff):
@@ -1042,10 +1045,28 @@ class _Meaning:
             # (of f·g, not f alone), as ∂/∂x (f g) reads
             of = sp.Mul(*[self.plain(p) for p in pieces[operand:]])
             text = operand_text + (" …" if len(pieces) - operand > 1 else "")
-            pieces = [*pieces[:operand], self.local(of, text, operator.wrt, operator.pos)]
+            local = self.local(of, text, operator.wrt, operator.pos)
+            pieces = [*pieces[:operand], self.operator_sample(local, operator, operand_nodes)]
         if len(pieces) == 1:
             return pieces[0]
         return sp.Mul(*[self.plain(p) for p in pieces])
+
+    def operator_sample(self, local: sp.Expr, operator: _Operator, operand: list[Node]) -> sp.Expr:
+        """LayerNorm's \\frac{\\partial}{\\partial \\sigma_p}(… σ_b …): what is differentiated is
+        at one sample b and the derivative is taken at sample p, so it is δ_bp times the
+        derivative within one sample (samples never mix), as ∂y_{bh}/∂σ_p is.  Only when the
+        operand writes a single sample index."""
+        wrt = operator.wrt.feature
+        if not self.family.layer or wrt is None:
+            return local
+        written = {n for node in operand for n in _index_counts(node) if n in self.family.samples}
+        if len(written) != 1 or wrt in written:
+            return local
+        (sample,) = written
+        self.feature(sample, operator.pos)
+        return (
+            sp.KroneckerDelta(sp.Symbol(sample, integer=True), sp.Symbol(wrt, integer=True)) * local
+        )
 
     def feature_superscripts(self, items: list[_Item]) -> list[_Item]:
         """x^{(k)}, \\gamma^{(k)}, \\widehat{x}^{(k)}: the paper's feature index k, as a
