@@ -750,3 +750,27 @@ c(R) = (\sigma^2 + \epsilon)^{-1/2} = \left(\frac{1}{N} R^T R + \epsilon\right)^
     assert status[3][0] == "checked"
     assert verdicts(form) == {3: "holds", 5: "holds", 7: "refuted"}
     assert status[9][0] == "not read" and "the index c is used as a value" in status[9][1]
+
+
+def test_a_name_whose_first_member_is_not_read_is_defined_by_the_next(tmp_path):
+    """Koonce's s := istd(x, ε) = 1/√(σ²(x) + ε): istd(x, ε) (a function of two arguments) is
+    not read, so the member after it says what s is; a wrong use of s is refuted."""
+    form = doc(
+        tmp_path,
+        lines(
+            r"""
+s := \mathrm{istd}(x, \varepsilon) = 1/\sqrt{\sigma^2(x) + \varepsilon}
+\hat{x}_i = (x_i - \mu) \cdot s
+\hat{x}_i = (x_i - \mu) \cdot s^2
+"""
+        ),
+    )
+    first = form.lines[0]
+    assert first.status == "definition", first
+    assert any("s is defined by member 2" in n for n in first.notes)
+    assert verdicts(form) == {3: "holds", 5: "refuted"}
+    args = doc(
+        tmp_path,
+        lines(r"\mu = 2 (x, \varepsilon) \quad \text{and} \quad \mu = \frac{1}{N}\sum_i x_i"),
+    )
+    assert args.lines[0].status == "not read" and "several variables" in args.lines[0].reason

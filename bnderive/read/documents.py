@@ -950,7 +950,12 @@ class _Builder:
                 chain.last = None
                 continue
             first = k == 1 and not continuation
-            if read.kind == "name" and reference is None and not first:
+            if read.kind == "name" and reference is None and not first and not continuation:
+                # s := istd(x, ε) = 1/√(σ²+ε): the first member not read, the first one read
+                # says what the post defines the name as
+                first = True
+                notes.append(f"{read.defines} is defined by {where} (member 1 is not read)")
+            elif read.kind == "name" and reference is None and not first:
                 notes.append(f"{where} not checked: the name's definition (member 1) is not read")
                 chain.last = None
                 continue

@@ -129,6 +129,11 @@ class Group(Node):  # {…}, (…): grouping only
 
 
 @dataclass(frozen=True)
+class Arguments(Node):  # (x, \varepsilon): the arguments of a function of several variables
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
 class Bracket(Node):  # […]: grouping, or an index after an array (x[n])
     inner: Node
 
@@ -425,6 +430,9 @@ class _ToTree(Transformer):
 
     def paren(self, c: list) -> Group:
         return Group(_pos(c[0]), c[1], "paren")
+
+    def arguments(self, c: list) -> Arguments:
+        return Arguments(_pos(c[0]), tuple(n for n in c[1:-1] if isinstance(n, Node)))
 
     def bracket(self, c: list) -> Bracket:
         return Bracket(_pos(c[0]), c[1])
@@ -1495,6 +1503,12 @@ class _Meaning:
         if isinstance(node, Signed):  # a · −b
             value = self.value(node.term)
             return -value if node.sign in ("-", "−") else value
+        if isinstance(node, Arguments):
+            raise self.error(
+                "(a, b): the arguments of a function of several variables (istd(x, ε)), which "
+                "bnderive does not read; write the function's value",
+                node.pos,
+            )
         raise self.error(f"{_describe(node)} is not understood here", node.pos)  # pragma: no cover
 
     def kron_value(self, it: _Item) -> sp.Expr:
