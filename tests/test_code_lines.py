@@ -281,6 +281,7 @@ def test_ascii_notation_made_explicit():
         ("dq = dout_j * 2 = 0", "feature index alone"),
         ("dq = mu_ij * 2 = 0", "with an element index"),
         ("dq = dout/dout = 0", "not a derivative bnderive knows"),
+        ("dq = dout * sum_i dout_ij * x_ij = 0", "sum_i on a row about element i"),
     ],
 )
 def test_ascii_rows_that_cannot_be_read(tmp_path, row, message):

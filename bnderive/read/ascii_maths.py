@@ -184,6 +184,7 @@ class AsciiReader:
         left = parts[0]
         if re.fullmatch(r"[A-Za-z_][A-Za-z_0-9]*", left):
             value, per = values[0]
+            _no_shadowed_sum(per, parts, line, column)
             read = self.code.left(left, value, per, line, left + " = " + parts[1])
             return _replace_sides(read, [read.sides[0], *(v for v, _ in values)])
         quotient = self.expression(left, line, column)
@@ -191,7 +192,9 @@ class AsciiReader:
             raise LatexError(
                 "the left side of an ASCII maths row is a name or a quotient dA/dB", line, column
             )
-        return self.quotient_line(quotient, [v for v, _ in values], line, column)
+        read = self.quotient_line(quotient, [v for v, _ in values], line, column)
+        _no_shadowed_sum(read.index is not None, parts, line, column)
+        return read
 
     def expression(self, text: str, line: int, column: int) -> ast.expr:
         try:
@@ -384,6 +387,18 @@ class _Ascii(_Expr):
         if den.per:
             true = true.xreplace({N.i: den.value.indices[0]})  # type: ignore[union-attr]
         return true, den.per
+
+
+def _no_shadowed_sum(per: bool, parts: list[str], line: int, column: int) -> None:
+    """A row about element i with ``sum_i`` in it: is a factor after the sum's first that uses
+    i inside the sum or the row's i?  The notation does not say (as for \\sum_i in LaTeX)."""
+    if per and any(re.search(r"\bsum_i\b", part) for part in parts[1:]):
+        raise LatexError(
+            "sum_i on a row about element i: whether a factor after the sum's first is inside "
+            "the sum or the row's i cannot be told; write the sum over another letter (sum_k)",
+            line,
+            column,
+        )
 
 
 def _element_of(d: _Differential) -> sp.Expr:
