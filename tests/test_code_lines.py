@@ -252,6 +252,19 @@ def test_a_wrong_ascii_row_is_refuted(tmp_path, right, wrong):
     assert Status.REFUTED in found[row], found
 
 
+def test_a_row_broken_after_an_equals_sign_continues_on_the_next_line_only(tmp_path):
+    from bnderive.read.code_lines import code_rows
+
+    text = "```\nmu = np.mean(x, axis=0)\ndx = dout =\n  dout * 1\ndy =\n\nvar = np.var(x, axis=0)\n```\n"
+    rows = [row for _, row in code_rows(text)]
+    assert rows == [
+        "mu = np.mean(x, axis=0)",
+        "dx = dout = dout * 1",
+        "dy =",
+        "var = np.var(x, axis=0)",
+    ]
+
+
 def test_ascii_notation_made_explicit():
     from bnderive.read.ascii_maths import (
         explicit_quotients,

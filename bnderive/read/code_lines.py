@@ -93,7 +93,8 @@ def code_rows(text: str) -> list[tuple[int, str]]:
         for line in match.group(3).splitlines(keepends=True):
             stripped = line.strip()
             start += len(line)
-            if joined and not stripped:
+            if not stripped:
+                joined = False  # a row broken after '=' continues on the next line only
                 continue
             if joined:
                 offset, before = block[-1]
