@@ -265,3 +265,49 @@ def test_an_eval_row_never_shows_the_training_rows_cause(tmp_path):
     code, output = _cli(path)
     block = _finding(output, "✗ batchnorm_forward: out (per-activation eval) differs")
     assert "known mistake" not in block, block
+
+
+def test_test_modes_that_never_read_the_running_statistics_are_named(tmp_path):
+    # bn_std_no_eps.py keeps a running *std* under a key the caller does not pass: test mode
+    # divides by its default of ones
+    code, output = _cli(REAL / "bn_std_no_eps.py")
+    assert code == 1
+    block = _finding(output, "✗ batchnorm_forward: out (per-activation eval) differs")
+    assert "known mistake: the running variance never reaches test mode: it divides by 1" in block
+    assert "(stats-unit); your out equals the forward with it exactly, at every shape" in block
+    # spatial_wrong_axes_loop.py calls the vanilla forward without the running statistics
+    code, output = _cli(REAL / "spatial_wrong_axes_loop.py")
+    spatial = _finding(output, "✗ spatial_batchnorm_forward: out (spatial eval) differs")
+    assert "(affine-none+stats-zero)" in spatial, spatial
+    # near miss: the vanilla test mode of the same file reads its running statistics and only
+    # leaves γ and β out
+    vanilla = _finding(output, "✗ batchnorm_forward: out (per-activation eval) differs")
+    assert "(affine-none);" in vanilla and "never reach" not in vanilla, vanilla
+
+
+BETA_INSIDE = REAL / "cs231n_beta_inside.py"
+TEST_OUT = "        tmp = x - running_mean + beta\n        out = tmp / running_var * gamma\n"
+
+
+def test_three_slips_at_once_are_named_and_a_right_test_mode_is_not(tmp_path):
+    code, output = _cli(BETA_INSIDE)
+    assert code == 1
+    block = _finding(output, "✗ batchnorm_forward: out (per-activation eval) differs")
+    assert (
+        "known mistakes, three at once: no ε (√σ², or np.std) AND σ² written for σ (the root "
+        "dropped) AND β inside the scaling, γ(x − μ + β)/σ (eps-none+root-none+affine-beta_inside)"
+        "; your out equals the forward with it exactly, at every shape"
+    ) in block, block
+    text = BETA_INSIDE.read_text(encoding="utf-8")
+    assert TEST_OUT in text
+    right = tmp_path / "test_mode_right.py"
+    right.write_text(
+        text.replace(
+            TEST_OUT,
+            "        out = (x - running_mean) / np.sqrt(running_var + eps) * gamma + beta\n",
+        ),
+        encoding="utf-8",
+    )
+    code, output = _cli(right)
+    assert "out (per-activation eval) differs" not in output, output
+    assert "three at once" not in output

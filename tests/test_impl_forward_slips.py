@@ -1,7 +1,8 @@
-"""A refuted forward is named when its output equals BatchNorm's with one or two known slips
-(``check_impl.SLIPS``: ε outside the root or missing, Bessel's variance, the root dropped, γ or β
-left out or β inside the scaling, misplaced parentheses, batch statistics in eval mode, and in
-SPATIAL mode per-position statistics or a reshape without the transpose) at every shape."""
+"""A refuted forward is named when its output equals BatchNorm's with one, two or three known
+slips (``check_impl.SLIPS``: ε outside the root or missing, Bessel's variance, the root dropped, γ
+or β left out or β inside the scaling, misplaced parentheses, x̂ normalized twice, batch
+statistics or none in eval mode, and in SPATIAL mode per-position statistics or a reshape
+without the transpose) at every shape."""
 
 from __future__ import annotations
 

@@ -1311,7 +1311,13 @@ SLIPS: dict[str, dict[str, str]] = {
     },
     "paren": {"misplaced": "misplaced parentheses, x − μ/σ for (x − μ)/σ"},
     "twice": {"again": "x̂ normalized a second time, (x̂ − μ)/σ"},
-    "stats": {"batch": "batch statistics in eval mode (the running ones ignored)"},
+    "stats": {
+        "batch": "batch statistics in eval mode (the running ones ignored)",
+        "zero": "the running statistics never reach test mode: it normalizes with μ = 0 and "
+        "σ² = 0, the defaults of statistics it was not given",
+        "unit": "the running variance never reaches test mode: it divides by 1, the default of a "
+        "statistic bn_param does not hold",
+    },
     "axes": {
         "position": "statistics per (c, h, w) over N, not per channel (a 4-D input flattened)",
         "no_transpose": "x reshaped to (N·H·W, C) without the transpose to channel-last",
@@ -1334,6 +1340,9 @@ SLIP_FIXES: dict[str, str] = {
     "twice-again": "normalize once: x̂ = (x − μ)/√(σ² + ε), then out = γ·x̂ + β (not "
     "γ·(x̂ − μ)/√(σ² + ε) + β)",
     "stats-batch": "in eval (test) mode normalize with running_mean and running_var",
+    "stats-zero": "in test mode read the running_mean and running_var the caller passes in "
+    "bn_param (and keep updating those in training)",
+    "stats-unit": "in test mode divide by √(running_var + ε), from the running_var bn_param holds",
     "axes-position": "normalize each channel over N, H and W: reduce over the axes (0, 2, 3)",
     "axes-no_transpose": "move the channels last before the reshape, x.transpose(0, 2, 3, "
     "1).reshape(-1, C), and transpose the result back",
@@ -1392,10 +1401,14 @@ def _slipped(case: Case, slips: dict[str, str], exact: bool) -> np.ndarray | Non
             var = sum(((v - mu) ** 2 for v in xs), num(0)) / m
             if slips.get("var") == "bessel" and m > 1:
                 var = var * m / (m - 1)
+        elif slips.get("stats") == "zero":
+            mu, var = num(0), num(0)
         else:
             mu, var = num(case.running_mean[k]), num(case.running_var[k])
         eps = num(case.eps)
-        if slips.get("root") == "none":
+        if slips.get("stats") == "unit" and not spec.training:
+            root = num(1)  # divided by a default standard deviation of ones
+        elif slips.get("root") == "none":
             root = var + (0 if slips.get("eps") == "none" else eps)
         elif slips.get("eps") in ("outside", "none"):
             root = root_of(var)
@@ -1469,24 +1482,25 @@ def _axes_slip(
 
 
 def _slip_choices(case: Case) -> list[dict[str, str]]:
-    """One or two slips of different kinds (those that can happen at this case)."""
+    """One, two or three slips of different kinds (those that can happen at this case)."""
+    from itertools import combinations, product
+
     kinds = [k for k in SLIPS if not (k == "stats" and case.spec.training)]
     kinds = [k for k in kinds if not (k == "axes" and case.spec.mode is not Mode.SPATIAL)]
-    single = [{k: v} for k in kinds for v in SLIPS[k]]
-    pairs = [
-        {a: va, b: vb}
-        for i, a in enumerate(kinds) for b in kinds[i + 1:]
-        for va in SLIPS[a] for vb in SLIPS[b]
-    ]  # fmt: skip
-    return single + pairs
+    return [
+        dict(zip(chosen, values, strict=True))
+        for size in (1, 2, 3)
+        for chosen in combinations(kinds, size)
+        for values in product(*(SLIPS[k] for k in chosen))
+    ]
 
 
 def forward_slips(forward: str, cases: list[Case], runs: list[dict[str, Any]]) -> list[str]:
-    """A refuted forward named: the one or two known slips (``SLIPS``) whose output equals the
+    """A refuted forward named: the one, two or three known slips (``SLIPS``) whose output equals the
     code's at every case (a name, not a verdict: the row is refuted by the comparison with the
     truth): exactly where both the code's run and the slip's output are exact, else within
     float32's rounding bound of BatchNorm's output; an exact difference anywhere rules a slip
-    out.  One slip is preferred to two; nothing is named when the first size of matches is not
+    out.  Fewer slips are preferred to more; nothing is named when the first size of matches is not
     one.  The lines say what is right."""
     mine = []
     for case, run in zip(cases, runs, strict=True):
@@ -1495,13 +1509,14 @@ def forward_slips(forward: str, cases: list[Case], runs: list[dict[str, Any]]) -
             return []
         mine.append(np.asarray(value, dtype=float).reshape(case.spec.shape))
     tolerances = [2 * case_bounds(case, INSIDE)["out"] for case in cases]
-    for size in (1, 2):
+    for size in (1, 2, 3):
         matches = []
         for choice in _slip_choices(cases[0]):
             if len(choice) != size:
                 continue
             if all(
-                np.all(np.abs(m - (s := slipped_out(case, choice))) <= tol + 1e-12 * np.abs(s))
+                np.all(np.isfinite(s := slipped_out(case, choice)))  # a zero root: no output
+                and np.all(np.abs(m - s) <= tol + 1e-12 * np.abs(s))
                 for case, m, tol in zip(cases, mine, tolerances, strict=True)
             ):
                 exact = _exactly_slipped(forward, cases, runs, choice)
@@ -1539,7 +1554,8 @@ def _slip_lines(choice: dict[str, str], exact: int, count: int) -> list[str]:
     if len(choice) == 1:
         head = f"known mistake: {names[0]} ({tags[0]})"
     else:
-        head = f"known mistakes, two at once: {names[0]} AND {names[1]} ({'+'.join(tags)})"
+        count_word = {2: "two", 3: "three"}[len(choice)]
+        head = f"known mistakes, {count_word} at once: {' AND '.join(names)} ({'+'.join(tags)})"
     if exact == count:
         how = "exactly, at every shape"
     elif exact:
