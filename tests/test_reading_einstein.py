@@ -252,3 +252,21 @@ def test_a_gradient_in_the_posts_graph_is_never_guessed(tmp_path):
     unread = doc(tmp_path, [*_DEFINITIONS, r"w_{b} = \sigma_{b} \alpha", _FORWARD, grad])
     line = next(ln for ln in unread.lines if ln.line == line_of(unread, grad))
     assert line.status == "not checked" and "was not read" in line.reason, line.reason
+
+
+def test_sums_over_the_batch_and_a_sequence(tmp_path):
+    """Σ_{b=1}^{N} Σ_{s=1}^{L} dy_{b,s,i} (yueyiming's tokens of a sequence): L is no size of
+    the set (its features are D), so s runs over the samples as b does, and dy_{b,s,i} is sample
+    (b, s)'s feature i.  ∂L/∂γ_i is this sample's term (right: holds, x̂ left out: refuted);
+    any other quantity summed over the samples is not read (it needs a δ picking one)."""
+    rows = [
+        r"\mu = \frac{1}{D}\sum_{i=1}^{D} x_i",
+        r"d\gamma_i = \sum_{b=1}^{N}\sum_{s=1}^{L} dy_{b,s,i}\cdot\hat{x}_{b,s,i}",
+        r"d\gamma_i = \sum_{b=1}^{N}\sum_{s=1}^{L} dy_{b,s,i}",
+        r"d\hat{x}_i = \sum_{s=1}^{L} dy_{b,s,i} \gamma_i",
+    ]
+    form = doc(tmp_path, rows)
+    got = verdicts(form)
+    right, wrong, other = (line_of(form, r) for r in rows[1:])
+    assert got.get(right) == "holds" and got.get(wrong) == "refuted", got
+    assert {ln.line: ln.status for ln in form.lines}[other] == "not read"

@@ -726,6 +726,10 @@ class _Meaning:
                 (e, epos), (f, fpos) = (f, fpos), (e, epos)
             self.feature(f, fpos)
             return self.element_symbol([e], epos), f
+        if len(names) == 3 and self.family.layer:  # dy_{b,s,i}: sample (b, s), feature i
+            for name, pos in names[:2]:
+                self.feature(name, pos)
+            return self.element_symbol([names[2][0]], names[2][1]), names[0][0]
         if len(names) == 4:  # x[n][c][h][w]: element (n, h, w), channel c
             (n, npos), (c, cpos), (h, _), (w, _) = names
             self.feature(c, cpos)
@@ -2306,6 +2310,13 @@ class _Meaning:
                 and lower == 1
             ):
                 return _OVER_BATCH
+            if self.other_batch_size(top, lower):
+                # Σ_{s=1}^{L} over a sequence (dy_{b,s,i}): another dimension of the samples
+                self.notes.append(
+                    f"Σ up to {top.name} read as a sum over the samples (the set's size is "
+                    f"{', '.join(sorted(self.family.sizes - {'M'}))})"
+                )
+                return _OVER_BATCH
             upper = self.value(top)
             if upper == N.M - 1 + lower:
                 return None
@@ -2324,6 +2335,22 @@ class _Meaning:
             "the upper limit of a sum must be the size of the reduction set (N, m, M, NHW, or "
             "N,H,W; N-1 for a sum from 0): only sums over the whole set are understood",
             node.sup.pos,
+        )
+
+    def other_batch_size(self, top: Node, lower: int) -> bool:
+        """LayerNorm's Σ_{s=1}^{L} next to Σ_{b=1}^{N}: an upper-case letter that is no size
+        of the set (the post writes its features' number otherwise, 1/D) is a dimension of the
+        samples, as the batch is (a sequence's length L, time T); its index must then name the
+        sample in what is summed (x_{b,s,i}: a role the reader checks)."""
+        return (
+            self.family.layer
+            and lower == 1
+            and isinstance(top, Letter)
+            and not top.font
+            and len(top.name) == 1
+            and top.name.isupper()
+            and top.name not in self.family.sizes
+            and self.family.batch is not None
         )
 
     def lower_limit(self, node: BigSum) -> int:
