@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sympy as sp
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bnderive import find_form
@@ -368,6 +368,7 @@ def test_parse_command_expr_and_usage():
         max_size=14,
     ).map("".join)
 )
+@example(text="\\delta\\beta\\delta\\beta&=x_i\\\\&=\\delta\\beta")  # a continuation with no value
 def test_document_reader_raises_nothing_but_form_errors(text):
     for suffix in ("md", "tex"):
         try:

@@ -774,3 +774,22 @@ s := \mathrm{istd}(x, \varepsilon) = 1/\sqrt{\sigma^2(x) + \varepsilon}
         lines(r"\mu = 2 (x, \varepsilon) \quad \text{and} \quad \mu = \frac{1}{N}\sum_i x_i"),
     )
     assert args.lines[0].status == "not read" and "several variables" in args.lines[0].reason
+
+
+def test_an_identity_between_two_index_entries_is_checked_entry_by_entry(tmp_path):
+    """δ_ij + (−1/n)·1 = δ_ij − 1/n (Koonce's proof step): two free indices, contracted with g
+    over the first as a Jacobian's line is; a wrong entry is refuted; three indices are not
+    checked."""
+    form = doc(
+        tmp_path,
+        lines(
+            r"""
+\delta_{ij} + (-\tfrac{1}{n}) \cdot 1 = \delta_{ij} - 1/n
+\hat{x}_i \hat{x}_j - \delta_{ij} = \hat{x}_j \hat{x}_i - \delta_{ji} + \delta_{ij}/n
+\hat{x}_i \hat{x}_j \hat{x}_k = \hat{x}_k \hat{x}_j \hat{x}_i
+"""
+        ),
+    )
+    assert verdicts(form) == {1: "holds", 3: "refuted"}
+    third = form.lines[2]
+    assert third.status == "not checked" and "free indices" in third.reason

@@ -1049,7 +1049,8 @@ class _Builder:
             if read.lhs is not None:  # t = A = B: A defines t, then B is compared with it
                 return None
             return self.name_reference(read)  # a name's chain continues: compare with the name
-        assert read.lhs is not None
+        if read.lhs is None:  # "&= …" after a row whose chain left nothing to compare with
+            raise _Unresolved("continues a line whose value could not be kept for its next rows")
         written = unicode(read.lhs)
         self.total = self.last_total = None
         lhs = self.resolve(read.lhs, notes)

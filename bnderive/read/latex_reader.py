@@ -3219,10 +3219,15 @@ def _element_index(state: _LineState, meaning: _Meaning) -> None:
         else:
             state.source = of_index if of_index is not None else wrt_index
         state.elementwise = state.source is not None
-    elif state.kind == "local" and state.contract_over is not None:
-        state.contracted = True  # the continuation of a Jacobian's line
+    elif state.kind in ("local", "identity") and state.contract_over is not None:
+        state.contracted = True  # the continuation of a Jacobian's (a two-index) line
     if state.kind == "identity" and lhs is not None:
         free = sorted(meaning.element_indices(lhs), key=str)
+        if len(free) == 2:
+            # δ_ij − 1/n = …: two free indices, a matrix entry; contracted over the first as a
+            # Jacobian's line is (equal for every g exactly when equal entry by entry)
+            state.contracted = True
+            state.contract_over, free = free[0], free[1:]
         if len(free) > 1:
             state.kind = "none"
             state.reason = state.reason or (
