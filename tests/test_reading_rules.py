@@ -105,6 +105,11 @@ RULES = [
         r"\hat{x}_{j} = \frac{x_{j} - \mu_j}{\sigma_j^2 + \epsilon}",
     ),
     (
+        "xi typed for x_i (an index is never a value)",
+        r"\frac{\partial \hat{x}_i}{\partial \mu} = \frac{-1}{\sqrt{\sigma^2+\epsilon}} = \frac{\partial}{\partial \mu}\frac{xi - \mu}{\sqrt{\sigma^2+\epsilon}}",
+        r"\frac{\partial \hat{x}_i}{\partial \sigma^2} = \frac{-(xi - \mu)}{\sqrt{\sigma^2+\epsilon}^3}",
+    ),
+    (
         "a sum over the first elements only is what it says",
         r"\frac{\partial L}{\partial \beta} = \sum_{i=1}^{N} g_i",
         r"\frac{\partial L}{\partial \beta} = \sum_{i=1}^{2} g_i",
@@ -793,3 +798,24 @@ def test_an_identity_between_two_index_entries_is_checked_entry_by_entry(tmp_pat
     assert verdicts(form) == {1: "holds", 3: "refuted"}
     third = form.lines[2]
     assert third.status == "not checked" and "free indices" in third.reason
+
+
+def test_a_row_that_is_an_expression_alone_is_the_left_side_of_the_rows_after_it(tmp_path):
+    """ "& A \\ &= B \\ &= C": A (no '=') is the chain's left side; B and C are checked against
+    it (a wrong one refuted); an expression alone that nothing continues is prose."""
+    body = r"""
+$$
+\begin{align}
+& \sum_i g_i (x_i - \mu) \cdot \frac{1}{\sigma^2+\epsilon} \\
+&= \sum_i g_i \hat{x}_i \frac{1}{\sqrt{\sigma^2+\epsilon}} \\
+&= \sum_i g_i \hat{x}_i \frac{1}{\sigma^2+\epsilon}
+\end{align}
+$$
+
+$$ \sum_i g_i \hat{x}_i $$
+"""
+    form = doc(tmp_path, body)
+    first, second, alone = form.lines
+    assert first.read is not None and len(first.read.sides) == 2 and first.read.kind == "identity"
+    assert alone.status == "prose"
+    assert verdicts(form) == {4: "holds", 6: "refuted"}

@@ -1462,6 +1462,9 @@ class _Reading:
     family: Family
     lines: list[DocLine] = field(default_factory=list)
     code: CodeReader | None = None  # the assignments of the post's code blocks, when it has any
+    #: the row just read when it is an expression without '=' (its text, place, index in
+    #: ``lines``): an `&= …` row right after it makes it the left side of a chain
+    pending: tuple[str, tuple[int, int], int] | None = None
     macros: dict[str, Macro] = field(default_factory=dict)  # the document's own (``macros``)
 
     def row(self, offset: int, piece: str) -> None:
@@ -1479,6 +1482,13 @@ class _Reading:
         """One equation: read, then turned into equations of the form; a remark's equation
         (``side``) is no part of the row's chain."""
         builder = self.builder
+        pending, self.pending = self.pending, None
+        if pending is not None and not side and _continuation(equation):
+            # "& A \\ &= B": the row A, an expression alone, is the chain's left side
+            text, at, index = pending
+            del self.lines[index]
+            equation = f"{text}\n{equation}"
+            builder.chain = None
         chain = builder.chain
         if side:
             builder.chain = None
@@ -1505,6 +1515,8 @@ class _Reading:
             DocLine(*at, equation, read, numbers, reason, status, tuple(notes), place,
                     tuple(builder.members))
         )  # fmt: skip
+        if read.kind == "prose" and read.reason.startswith("an expression without"):
+            self.pending = (equation, at, len(self.lines) - 1)
         if side:
             builder.chain = chain
 
@@ -1533,6 +1545,7 @@ class _Reading:
     def code_row(self, offset: int, text: str) -> None:
         """One assignment of a code block (``code_lines``): a line of its own, never a chain's."""
         assert self.code is not None
+        self.pending = None
         at = _position(self.body, offset)
         place = _cell_of(at[0], self.cells) if self.cells else ""
         self.builder.chain = None

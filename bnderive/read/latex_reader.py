@@ -1000,6 +1000,7 @@ class _Meaning:
         self.ambiguous_ones(nodes)
         items = [self.item(n) for n in nodes]
         items = self.text_words(items)
+        items = self.index_typed_after(items)
         items = self.words(items)
         items = self.attach_brackets(items)
         items = self.feature_superscripts(items)
@@ -1270,6 +1271,36 @@ class _Meaning:
         if isinstance(base, Bracket):
             return _Item("bracket", base.pos, "", base, sub, sup)
         return _Item("node", base.pos, "", base, sub, sup)
+
+    def index_typed_after(self, items: list[_Item]) -> list[_Item]:
+        """``xi`` typed for x_i (Costa 2016): an index letter right after an array letter that has
+        no index of its own.  An index is never a value, so x·i means nothing and the post's x_i
+        is the only reading; the line says so."""
+        out: list[_Item] = []
+        for it in items:
+            prev = out[-1] if out else None
+            if (
+                prev is not None
+                and prev.kind == "letter"
+                and prev.name in ("x", "h", "X")
+                and not prev.node.font  # type: ignore[union-attr]
+                and prev.sub is None
+                and prev.sup is None
+                and not prev.brackets
+                and it.kind == "letter"
+                and it.name in ("i", "j", "k")
+                and not it.node.font  # type: ignore[union-attr]
+                and it.sub is None
+                and it.name not in self.names
+            ):
+                sub = ScriptArg(it.pos, ((Letter(it.pos, it.name), None),), False)
+                out[-1] = _Item("letter", prev.pos, prev.name, prev.node, sub, it.sup)
+                self.notes.append(
+                    f"{prev.name}{it.name} read as {prev.name}_{it.name} (an index is never a value)"
+                )
+                continue
+            out.append(it)
+        return out
 
     def text_words(self, items: list[_Item]) -> list[_Item]:
         """\\text{rstd} inside maths (\\text then the braced word, as the grammar reads it in a

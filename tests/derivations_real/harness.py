@@ -280,6 +280,10 @@ def judge_file(
             continue
         line, member = found
         used.add((id(line), member))
+        if member == -1:
+            reason = "the left side of its line: the members after it are checked against it"
+            result.judged.append(Judged(e, "not checked", line=line.line, reason=reason))
+            continue
         status = line.status
         if status in ("not read", "not checked", "prose"):
             result.judged.append(Judged(e, status, line=line.line, reason=line.reason))
@@ -343,6 +347,8 @@ def _search(
         rhs = sides[1:]  # a continuation "&= X" has an empty left side
         candidates = [k for k, s in enumerate(rhs) if s and s == want]
         candidates = candidates or [k for k, s in enumerate(rhs) if s and want in s]
+        if e.member == 0 and sides and sides[0] == want and not candidates:
+            return line, -1  # the left side of its line (A in "A &= B"): no member of its own
         if e.member is None or e.member == 0:
             member = 0 if e.member is None else None
             if e.member == 0 or not candidates:
