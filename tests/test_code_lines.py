@@ -302,3 +302,12 @@ def test_ascii_rows_that_cannot_be_read(tmp_path, row, message):
     form = load_document(write(tmp_path, text))
     line = next(line for line in form.lines if line.latex.startswith("dq"))
     assert line.status == "not read" and message in line.reason, line.reason
+
+
+def test_a_node_whose_user_was_not_read_says_so(tmp_path):
+    """s = np.sqrt(var + eps) then r = 1. / sqrt (a typo, not read): the gradient of s is not
+    said, and the reason names the line not read rather than claiming nothing uses s."""
+    form = load_document(write(tmp_path, STAGED.replace("r = 1. / s", "r = 1. / sqrt")))
+    ds = next(line for line in form.lines if line.latex.startswith("ds ="))
+    assert ds.status == "not checked"
+    assert "could not be read" in ds.reason, ds.reason

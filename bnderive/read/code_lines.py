@@ -321,6 +321,12 @@ class CodeReader:
             lines.append(line)
             used = True
         if not used:
+            later = [line for _, _, line in self.unread if line > node.line]
+            if later:  # the line meant to use it may be the one not read (inv = 1/sqrt)
+                raise _Unknown(
+                    "no later line that was read uses it, and line "
+                    f"{later[0]} after it could not be read, so its gradient is not said"
+                )
             raise _Unknown("no later line of the forward pass uses it, so its gradient is not said")
         return total, tuple(sorted(set(lines)))
 
