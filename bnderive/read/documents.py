@@ -969,6 +969,12 @@ class _Builder:
             chain.last = number
             numbers.append(number)
         self.chain = chain
+        return self.line_status(read, numbers, notes, continuation)
+
+    def line_status(
+        self, read: LineRead, numbers: list[int], notes: list[str], continuation: bool
+    ) -> tuple[str, tuple[int, ...], str, list[str]]:
+        """A line's status once its members are equations: what it defines, for later lines."""
         if not numbers:
             reason = "; ".join(n for n in notes if "not checked" in n) or "no member could be read"
             return "not checked", (), reason, notes
