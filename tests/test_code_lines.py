@@ -311,3 +311,54 @@ def test_a_node_whose_user_was_not_read_says_so(tmp_path):
     ds = next(line for line in form.lines if line.latex.startswith("ds ="))
     assert ds.status == "not checked"
     assert "could not be read" in ds.reason, ds.reason
+
+
+# LayerNorm in PyTorch as llm.c's tutorial writes it (Karpathy 2024, doc/layernorm: B,T,C, the
+# set the last axis, weight and bias w, b); the backward lines here are our own.
+LAYER = """# Layer normalization
+
+```python
+eps = 1e-5
+mean = x.sum(-1, keepdim=True) / C
+xshift = x - mean
+var = (xshift**2).sum(-1, keepdim=True) / C
+rstd = (var + eps) ** -0.5
+norm = xshift * rstd
+out = norm * w + b
+db = dout.sum((0, 1))
+dw = (dout * norm).sum((0, 1))
+dx = dout * w * rstd
+dx -= (dout * w).mean(-1, keepdim=True) * rstd
+```
+"""
+
+
+@pytest.mark.parametrize(
+    ("right", "wrong"),
+    [
+        ("dw = (dout * norm).sum((0, 1))", "dw = (dout * xshift).sum((0, 1))"),
+        ("var = (xshift**2).sum(-1, keepdim=True) / C", "var = (xshift**2).sum(-1, keepdim=True)"),
+        ("out = norm * w + b", "out = norm * w + b * w"),
+    ],
+)
+def test_layernorm_code_is_read_with_the_set_last(tmp_path, right, wrong):
+    """A LayerNorm post's PyTorch: Σ over axis -1 is over the set (keepdim=True), Σ over (0, 1)
+    is over the samples and only ∂L/∂γ_i, ∂L/∂β_i take it (this sample's term), w and b are γ_i
+    and β_i, ``eps = 1e-5`` is ε's value (ε stays a symbol); a name changed in place later
+    (dx -= …) is not checked where it is first assigned.  Right holds, wrong is refuted."""
+    form = load_document(write(tmp_path, LAYER.replace(right, wrong)))
+    statuses = {ln.latex: ln.status for ln in form.lines}
+    assert "dx = dout * w * rstd" not in statuses
+    got = verdicts_by_line(form)
+    assert Status.REFUTED in got[wrong], got
+    form = load_document(write(tmp_path, LAYER, "right.md"))
+    got = verdicts_by_line(form)
+    assert all(Status.REFUTED not in s and Status.HOLDS in s for s in got.values()), got
+    assert sum(ln.status == "checked" for ln in form.lines) == 5
+
+
+def test_layernorm_code_sums_over_the_samples_only_for_the_parameters(tmp_path):
+    text = LAYER.replace("dx = dout * w * rstd", "dxhat = (dout * w).sum((0, 1))")
+    form = load_document(write(tmp_path, text))
+    line = next(ln for ln in form.lines if ln.latex.startswith("dxhat"))
+    assert line.status == "not read" and "only ∂L/∂γ and ∂L/∂β" in line.reason

@@ -79,11 +79,11 @@ def test_how_much_is_read_and_checked():
 
 def test_how_much_of_the_layernorm_posts_is_read_and_checked():
     """The LayerNorm posts as pasted (Einstein's convention, ones tensors, a post's own σ and
-    μ_{bh}, gradients in its own graph): a floor so that a regression shows (71% on 2026-12-02;
-    the target is 0.9)."""
+    μ_{bh}, gradients in its own graph, PyTorch code): a floor so that a regression shows (77%
+    on 2026-12-02; the target is 0.9)."""
     layer = [judge_file(*f, methods=()) for f in FILES]
     layer = [r for r in layer if r.norm == "layer"]
     values = sum(r.value_lines for r in layer)
     checked = sum(r.count("checked") + r.count("definition") for r in layer)
-    assert sum(r.read for r in layer) >= 5
-    assert checked / values >= 0.70
+    assert sum(r.read for r in layer) >= 6
+    assert checked / values >= 0.76

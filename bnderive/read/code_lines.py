@@ -70,6 +70,8 @@ _ADJOINTS = {
     "beta": "dbeta",
 }
 _SIZES = ("N", "m", "M")
+#: LayerNorm code's parameters by PyTorch's names (nn.LayerNorm.weight, .bias; w, b in llm.c).
+_LAYER_PARAMETERS = {"weight": "gamma", "w": "gamma", "bias": "beta", "b": "beta"}
 _WORDS = {"mu": "μ", "var": "σ²", "xhat": "x̂", "y": "y"}
 #: Names the index notation gives a meaning of its own: a post's name never takes one of them.
 _RESERVED = {"x", "g", "y", "xhat", "mu", "var", "gamma", "beta", "eps", "M", "ms"} | set(
@@ -107,8 +109,19 @@ def code_rows(text: str) -> list[tuple[int, str]]:
                 continue
             joined = block[-1][1].endswith("=")
         if any(_states_quantity(target(row)) for _, row in block):
-            rows.extend(block)
+            rows.extend(_final_values(block, match.group(3)))
     return rows
+
+
+_AUGMENTED = re.compile(r"^[ \t]*([A-Za-z_][A-Za-z_0-9]*)\s*(?:[-+*/@]|\*\*|//)=(?!=)", re.M)
+
+
+def _final_values(block: list[tuple[int, str]], code: str) -> list[tuple[int, str]]:
+    """A name the block changes in place later (``dx *= rstd``, ``dval += …``) holds no final
+    value where it is assigned: its assignments are left out (checked as the quantity, Karpathy's
+    unscaled ``dx = dnorm - …`` would be refuted though his dx is right)."""
+    changed = set(_AUGMENTED.findall(code))
+    return [(offset, row) for offset, row in block if target(row) not in changed]
 
 
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*\s*=(?!=)")
@@ -165,13 +178,30 @@ class CodeReader:
     nodes: dict[str, _Node] = field(default_factory=dict)  # internal name → node
     layer: list[tuple[str, sp.Expr, int]] = field(default_factory=list)  # x̂, y, σ², μ lines
     unread: list[tuple[str, str, int]] = field(default_factory=list)  # (target, text, line)
+    #: LayerNorm (``for_rows``): the set is the last axis, the letters of its size, γ_i, β_i
+    per_feature: bool = False
+    set_sizes: frozenset[str] = frozenset()
 
     @classmethod
-    def for_rows(cls, rows: list[str], truth: Callable[[str, sp.Expr], sp.Expr]) -> CodeReader:
+    def for_rows(
+        cls,
+        rows: list[str],
+        truth: Callable[[str, sp.Expr], sp.Expr],
+        layer: bool = False,
+        sizes: frozenset[str] = frozenset(),
+    ) -> CodeReader:
         """A post that writes ``grad_x`` names its gradients ``grad_…``; its ``d…`` names are
-        its own (Calvin Feng's ``dvar`` is ∂x̂/∂σ² next to ``grad_var``)."""
+        its own (Calvin Feng's ``dvar`` is ∂x̂/∂σ² next to ``grad_var``).  ``layer``: a
+        LayerNorm post's code (``_Expr.reduction``; γ, β and their gradients per feature)."""
         grad = any(target(r).startswith("grad_") for r in rows)
-        return cls(truth, "grad_" if grad else "d")
+        return cls(truth, "grad_" if grad else "d", per_feature=layer, set_sizes=sizes)
+
+    def node_of(self, name: str) -> str | None:
+        """The layer's node a code name stands for (``_NODES``); in LayerNorm code also
+        PyTorch's names of its parameters, weight and bias (w, b), γ and β."""
+        if self.per_feature and name in _LAYER_PARAMETERS:
+            return _LAYER_PARAMETERS[name]
+        return _NODES.get(name)
 
     # -- one line ---------------------------------------------------------------------------------
     def read(self, text: str, line: int, column: int) -> LineRead:
@@ -191,17 +221,29 @@ class CodeReader:
         name_node = statement.targets[0]
         assert isinstance(name_node, ast.Name)  # code_rows keeps `name = …` lines only
         name = name_node.id
+        reader = _Expr(self, line, column)
         try:
-            value, elementwise = _Expr(self, line, column).read(statement.value)
+            value, elementwise = reader.read(statement.value)
         except LatexError:
             self.unread.append((name, text, line))
             raise
-        return self.left(name, value, elementwise, line, text)
+        read = self.left(name, value, elementwise, line, text)
+        if reader.over_samples and read.defines not in ("dgamma", "dbeta"):
+            self.unread.append((name, text, line))
+            raise LatexError(
+                "a sum over the samples (axis 0, or (0, 1)) in LayerNorm code: only ∂L/∂γ and "
+                "∂L/∂β sum over them; every other quantity is one sample's",
+                line,
+                column,
+            )
+        return read
 
     def left(self, name: str, value: sp.Expr, elementwise: bool, line: int, text: str) -> LineRead:
         index = N.i if elementwise else None
         if name in UPSTREAM:
             return _none(f"{name} is the upstream gradient ∂L/∂y, an input")
+        if name in ("eps", "epsilon") and value.is_number:
+            return _none(f"{name} = {value}: ε's value; the check keeps ε a symbol")
         node = _NODES.get(name)
         if name in FORWARD and node in ("mu", "var", "xhat", "y"):
             self.layer.append((node, value, line))
@@ -218,9 +260,10 @@ class CodeReader:
             return dataclasses.replace(read, stores=own.defines)
         if name.startswith(self.prefix):
             rest = name[len(self.prefix) :]
-            if rest in _NODES and _NODES[rest] in _ADJOINTS:
-                canonical = _ADJOINTS[_NODES[rest]]
-                per = N.QUANTITIES[canonical]
+            node_name = self.node_of(rest)
+            if node_name is not None and node_name in _ADJOINTS:
+                canonical = _ADJOINTS[node_name]
+                per = N.quantities(self.per_feature)[canonical]
                 lhs = sp.IndexedBase(canonical)[N.i] if per else sp.Symbol(canonical)
                 return LineRead((lhs, value), canonical, N.i if per else None, N.i if per else None)
             if rest in self.names or any(t == rest for t, _, _ in self.unread):
@@ -429,6 +472,7 @@ class _Expr:
     reader: CodeReader
     line: int
     column: int
+    over_samples: bool = False  # LayerNorm: a sum over the samples was read (∂L/∂γ, ∂L/∂β)
 
     def fail(self, node: ast.AST, message: str) -> LatexError:
         return LatexError(message, self.line, self.column + getattr(node, "col_offset", 0))
@@ -485,16 +529,22 @@ class _Expr:
             if node_name in ("mu", "var"):
                 return getattr(N, node_name), False
             return sp.IndexedBase(node_name)[N.i], True
+        node = reader.node_of(name)
+        if node in ("gamma", "beta") and reader.per_feature:  # LayerNorm: one per feature
+            return sp.IndexedBase(node)[N.i], True
         if name in ("gamma", "beta"):
             return getattr(N, name), False
         if name in ("eps", "epsilon"):
             return N.eps, False
-        if name in _SIZES:
+        if name in _SIZES or (reader.per_feature and name in reader.set_sizes):
             return N.M, False
-        if name.startswith(reader.prefix) and name[len(reader.prefix) :] in _NODES:
-            canonical = _ADJOINTS.get(_NODES[name[len(reader.prefix) :]])
+        rest = (
+            reader.node_of(name[len(reader.prefix) :]) if name.startswith(reader.prefix) else None
+        )
+        if rest is not None:
+            canonical = _ADJOINTS.get(rest)
             if canonical is not None:
-                per = N.QUANTITIES[canonical]
+                per = N.quantities(reader.per_feature)[canonical]
                 return (sp.IndexedBase(canonical)[N.i] if per else sp.Symbol(canonical)), per
         unread = [line for target_name, _, line in reader.unread if target_name == name]
         if unread:
@@ -540,10 +590,13 @@ class _Expr:
     def reduction(
         self, node: ast.Call, name: str, args: list[ast.expr], keywords: dict
     ) -> tuple[sp.Expr, bool]:
-        axis = keywords.pop("axis", args[1] if len(args) > 1 else None)
+        axis = keywords.pop("axis", keywords.pop("dim", args[1] if len(args) > 1 else None))
         keywords.pop("keepdims", None)
+        keywords.pop("keepdim", None)  # PyTorch's
         if not args or keywords or len(args) > 2:
             raise self.fail(node, f"np.{name}(array, axis=0) is read")
+        if self.reader.per_feature:
+            return self.layer_reduction(node, name, args[0], axis)
         if not (isinstance(axis, ast.Constant) and axis.value == 0):
             raise self.fail(
                 node,
@@ -563,6 +616,34 @@ class _Expr:
             return mean, False
         k2 = sp.Dummy("k", integer=True)
         return N.reduce_sum((value.xreplace({N.i: k2}) - mean) ** 2, k2) / N.M, False
+
+    def layer_reduction(
+        self, node: ast.Call, name: str, array: ast.expr, axis: ast.expr | None
+    ) -> tuple[sp.Expr, bool]:
+        """LayerNorm code (Karpathy's llm.c, B,T,C): the set is the last axis (-1), so
+        ``x.sum(-1, keepdim=True)`` is Σ_k x_k; a sum over the leading axes (0, (0, 1)) runs
+        over the samples, whose term for this sample is what ∂L/∂γ_i and ∂L/∂β_i add
+        (``CodeReader.read`` refuses it anywhere else)."""
+        value, per = self.read(array)
+        if not per:
+            raise self.fail(node, f"{name} of one number per sample: a sum needs an array")
+        try:
+            axes = ast.literal_eval(axis) if axis is not None else None
+        except ValueError:
+            axes = None
+        leading = axes == 0 or (isinstance(axes, tuple) and axes == tuple(range(len(axes))))
+        if leading and name == "sum":
+            self.over_samples = True
+            return value, True
+        if axes != -1 or name == "var":
+            raise self.fail(
+                node,
+                f"{name} over an axis other than -1 (the features) or the leading ones (the "
+                "samples, for ∂L/∂γ and ∂L/∂β): LayerNorm code is read with the set last",
+            )
+        k = sp.Dummy("k", integer=True)
+        total = N.reduce_sum(value.xreplace({N.i: k}), k)
+        return (total if name == "sum" else total / N.M), False
 
     def subscript(self, node: ast.Subscript) -> tuple[sp.Expr, bool]:
         value = node.value

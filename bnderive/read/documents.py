@@ -1312,7 +1312,7 @@ def _read(
     if norm is Norm.BATCH and "norm" not in meta and _layer_maths(maths):
         norm = Norm.LAYER
     # code is read in the (N, D) layout of the per-activation mode (axis 0 the batch)
-    code = _code_rows(text) if markdown and norm is Norm.BATCH else []
+    code = _code_rows(text) if markdown else []
     if code and "mode" not in meta:
         modes = (Mode.PER_ACTIVATION,)
     elif modes == (Mode.SPATIAL,):
@@ -1336,7 +1336,9 @@ def _read(
     reading = _Reading(builder, body, cells or [], sigma, modes == (Mode.SPATIAL,), family)
     reading.macros = macros
     if code:
-        reading.code = CodeReader.for_rows([line for _, line in code], builder.true_adjoint)
+        reading.code = CodeReader.for_rows(
+            [line for _, line in code], builder.true_adjoint, family.layer, family.sizes
+        )
     for offset, piece, is_code in sorted(
         [(o, p, False) for o, p in rows] + [(o, p, True) for o, p in code]
     ):
