@@ -118,3 +118,16 @@ def test_a_letter_I_a_post_defines_is_its_own(tmp_path):
         lines(r"I = \frac{1}{\sqrt{\sigma^2+\epsilon}}" + "\n" + r"\hat{x}_i = (x_i - \mu) I"),
     )
     assert verdicts(form) == {3: "holds"}
+
+
+def test_a_product_that_would_expand_without_end_is_refused_quickly():
+    """25 factors (I − 1/N 1 + X̂X̂^T) would expand into 2^25 terms: refused at the bound."""
+    import time
+
+    from bnderive.read.latex_reader import NotCheckable
+
+    text = r"\left(I - \frac{1}{N}\mathbf{1} + \hat{X}\hat{X}^T\right)" * 25 + " X"
+    start = time.perf_counter()
+    with pytest.raises(NotCheckable, match="too large to write in index form"):
+        parse_latex(text)
+    assert time.perf_counter() - start < 10

@@ -27,6 +27,9 @@ from bnderive.core import notation as N
 
 #: a row vector's element, a matrix's second (column) index
 COL = sp.Symbol("_col", integer=True)
+#: the largest value one step may build (nodes of the expression): a derivation's matrix
+#: expression is small, and a hostile product of 25 sums must not expand into 2^25 terms
+MATRIX_NODES = 4000
 
 SHAPE_WORDS = {"s": "a scalar", "c": "a column vector", "r": "a row vector", "m": "a matrix"}
 
@@ -47,6 +50,8 @@ def _terms_with_delta(expr: sp.Expr, k: sp.Symbol) -> list[sp.Expr]:
     """``expr`` as a sum of terms, distributed only over the sums that hold a δ of ``k``
     ((δ_ik − 1/M) f_k is δ_ik f_k − f_k/M); everything else keeps its form."""
     out: list[sp.Expr] = []
+    if len(sp.Add.make_args(expr)) > MATRIX_NODES // 20:
+        raise ShapeError(_TOO_LARGE)
     for term in sp.Add.make_args(expr):
         factors = sp.Mul.make_args(term)
         split = next(
@@ -64,7 +69,20 @@ def _terms_with_delta(expr: sp.Expr, k: sp.Symbol) -> list[sp.Expr]:
         rest = sp.Mul(*[f for f in factors if f is not split])
         for part in sp.Add.make_args(split):
             out += _terms_with_delta(rest * part, k)
+            if len(out) > MATRIX_NODES // 20:
+                raise ShapeError(_TOO_LARGE)
     return out
+
+
+_TOO_LARGE = f"too large to write in index form (beyond {MATRIX_NODES:,} nodes)"
+
+
+def bounded(a: Shaped) -> Shaped:
+    """``a``, or ShapeError when its expression has more than MATRIX_NODES nodes."""
+    for count, _ in enumerate(sp.preorder_traversal(a.expr)):
+        if count > MATRIX_NODES:
+            raise ShapeError(_TOO_LARGE)
+    return a
 
 
 def _sum_term(term: sp.Expr, k: sp.Symbol) -> sp.Expr:
@@ -120,6 +138,9 @@ class MatrixAlgebra:
         return sp.Add(*[_sum_term(term, k) for term in _terms_with_delta(body, k)])
 
     def multiply(self, a: Shaped, b: Shaped) -> Shaped:
+        return bounded(self._multiply(a, b))
+
+    def _multiply(self, a: Shaped, b: Shaped) -> Shaped:
         if a.kind == "s" or b.kind == "s":
             return Shaped(b.kind if a.kind == "s" else a.kind, a.expr * b.expr)
         if a.kind == "c" and b.kind == "r":
@@ -134,6 +155,9 @@ class MatrixAlgebra:
         return Shaped(kind, self.contract(a.expr, b.expr))
 
     def add(self, a: Shaped, b: Shaped) -> Shaped:
+        return bounded(self._add(a, b))
+
+    def _add(self, a: Shaped, b: Shaped) -> Shaped:
         """a + b: the same shapes, or a vector and a number per channel (X − μ broadcasts μ,
         as every post means it); a matrix and a scalar (I − 1/N) has no certain meaning."""
         if a.kind == b.kind:
