@@ -9,6 +9,7 @@ them with BNDERIVE_UPDATE_GOLDEN=1 after a deliberate change, and read the diff.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -141,36 +142,83 @@ def test_wrong_middle_line_golden(post_report):
     assert "$$\n\\frac{\\partial L}{\\partial \\sigma^{2}} = " in md
 
 
-def test_a_line_with_a_member_not_checked_says_so():
-    """calvinfeng's notebook, line 45: y_i = β + γx̂_i = (a member not read). The checked member
-    holds; the verdict beside the line and the summary say the other was not checked, and a
-    line not checked says why once (not again as a note)."""
+#: A derivation whose line 9 has a member that cannot be checked on principle: a free index k on
+#: the right side where the left side has only i (which element is meant, the notation does not say).
+MEMBER_NOT_CHECKED = r"""# A derivation
+
+$$\mu = \frac{1}{m}\sum_{i=1}^m x_i$$
+
+$$\sigma^2 = \frac{1}{m}\sum_{i=1}^m (x_i-\mu)^2$$
+
+$$\hat{x}_i = \frac{x_i-\mu}{\sqrt{\sigma^2+\epsilon}}$$
+
+$$y_i = \gamma \hat{x}_i + \beta = \gamma \hat{x}_k + \beta$$
+
+$$\frac{\partial L}{\partial \beta} = \sum_{i=1}^m \frac{\partial L}{\partial y_i}$$
+"""
+
+
+def _notebook(markdown_text: str) -> str:
+    """A Jupyter notebook (nbformat 4) with the text as one Markdown cell after a code cell."""
+    cells = [
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+         "source": ["import numpy as np\n"]},
+        {"cell_type": "markdown", "metadata": {}, "source": markdown_text.splitlines(True)},
+    ]  # fmt: skip
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+def test_a_line_with_a_member_not_checked_says_so(tmp_path: Path):
+    """y_i = γx̂_i + β = (a member not checked): the checked member holds; the verdict beside
+    the line and the summary say the other was not checked.  And a line not checked
+    (calvinfeng's notebook, line 146) says why once (not again as a note)."""
     import bnderive
 
-    path = "tests/derivations_real/calvinfeng_bn_derivations.ipynb"
-    result = bnderive.check(path, methods=["exact"], modes=["per-activation"])
+    path = tmp_path / "post.md"
+    path.write_text(MEMBER_NOT_CHECKED, encoding="utf-8")
+    result = bnderive.check(str(path), methods=["exact"], modes=["per-activation"])
     report = build_report(check_result=result, truth=False)
     (form,) = report.forms
-    line = next(e for e in form.lines if e.place.startswith("line 45 "))
+    line = next(e for e in form.lines if e.place.startswith("line 9"))
     assert line.status == "holds" and line.unchecked == (2,)
     assert line.verdict.endswith("; member 2 not checked (not covered by the verdict)")
     assert "1 with a member not checked" in report.summary.verdict
     md = markdown(report)
     assert "member 2 not checked (not covered by the verdict) |" in md
+
+    path = "tests/derivations_real/calvinfeng_bn_derivations.ipynb"
+    result = bnderive.check(path, methods=["exact"], modes=["per-activation"])
+    report = build_report(check_result=result, truth=False)
+    (form,) = report.forms
+    md = markdown(report)
     unchecked = next(e for e in form.lines if e.place.startswith("line 146 "))
     assert unchecked.status == "not checked" and unchecked.reason
     assert unchecked.reason not in unchecked.notes
     assert md.count(markdown_text(unchecked.reason)) == 1
 
 
-def test_check_reads_a_notebook_as_report_does():
+def test_check_reads_a_notebook_as_report_does(tmp_path: Path):
+    """A notebook's Markdown cells are read; a line with a member not checked is said beside
+    the line and in the summary, and --strict makes it exit code 3 (not shown to hold)."""
     from bnderive.cli import main as cli
 
-    path = "tests/derivations_real/calvinfeng_bn_derivations.ipynb"
-    result = CliRunner().invoke(cli, ["check", path, "--method", "exact", "--no-timing"])
-    assert result.exit_code in (0, 1), result.output  # a verdict on the notebook's lines
+    path = tmp_path / "post.ipynb"
+    path.write_text(_notebook(MEMBER_NOT_CHECKED), encoding="utf-8")
+    args = ["check", str(path), "--method", "exact", "--no-timing"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output  # everything checked holds
     assert "not valid TOML" not in result.output
-    assert "line 45 (cell 4, line 22) (y[i]): member 2 not checked" in result.output
+    assert "line 9 (cell 2, line 9) (y[i]): member 2 not checked" in result.output
+    assert "1 with a member not checked, not covered by the verdict (line 9: member 2" in (
+        " ".join(result.output.split())
+    )
+    strict = CliRunner().invoke(cli, [*args, "--strict"])
+    assert strict.exit_code == 3, strict.output
+    result = CliRunner().invoke(
+        cli, ["check", "tests/derivations_real/calvinfeng_bn_derivations.ipynb", "--method",
+              "exact", "--no-timing"]
+    )  # fmt: skip
+    assert result.exit_code in (0, 1), result.output  # a verdict on a real notebook's lines
     from bnderive.read import catalogue, documents
 
     assert catalogue.DOCUMENT_SUFFIXES == documents.SUFFIXES

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -116,8 +116,9 @@ if TYPE_CHECKING:
 @click.option(
     "--strict",
     is_flag=True,
-    help="A line of a derivation that was not read or not checked makes the result undecided "
-    "(exit code 3), even when everything checked holds.",
+    help="A line of a derivation that was not read or not checked, or a member of a line "
+    "(A = B = C) that was not checked, makes the result undecided (exit code 3), even when "
+    "everything checked holds.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 @click.option("--no-timing", is_flag=True, help="Leave the time column out (stable output).")
@@ -165,7 +166,7 @@ def check(
     and a shape with several sets; GroupNorm's --groups G sets the groups.
 
     Exit codes: 0 all hold, 1 something refuted, 2 bad input, 3 undecided (with --strict, also
-    when a line was not read or not checked).
+    when a line, or a member of one, was not read or not checked).
 
     \b
     Examples:
@@ -625,6 +626,7 @@ def _summary(result: CheckResult, timing: bool, strict: bool = False) -> str:
         parts.append(f"{len(steps)} step(s) that do not follow")
     status = result.final_status(strict)
     skipped = [line for found in result.left_out().values() for line in found]
+    partly = [line for found in result.partly_checked().values() for line in found]
     text, style = STATUS_STYLE[status.value]
     took = f" in {result.seconds:.1f} s" if timing else ""
     names = ", ".join(f.name for f in result.forms)
@@ -633,7 +635,7 @@ def _summary(result: CheckResult, timing: bool, strict: bool = False) -> str:
         f"\n[{style}]{text}[/]: {len(result.forms)} form(s) ({escape(names)}), "
         f"{len(lines)} {noun}: {', '.join(parts)}{took}."
     )
-    if skipped:
+    if skipped or partly:
         unread = [line for line in skipped if line.status == "not read"]
         unchecked = [line for line in skipped if line.status == "not checked"]
         said = []
@@ -641,13 +643,27 @@ def _summary(result: CheckResult, timing: bool, strict: bool = False) -> str:
             said.append(f"{len(unread)} line(s) not read ({_first_reasons(unread)})")
         if unchecked:
             said.append(f"{len(unchecked)} not checked ({_first_reasons(unchecked)})")
+        if partly:
+            said.append(
+                f"{len(partly)} with a member not checked, not covered by the verdict "
+                f"({_first_reasons(partly, why=_member_reason)})"
+            )
         tail = "--strict: undecided (exit code 3)" if strict else "--strict makes them exit code 3"
         out += f"\n  not everything was checked: {'; '.join(said)}; {tail}."
     return out
 
 
-def _first_reasons(lines: Sequence[Any], limit: int = 3) -> str:
-    shown = "; ".join(f"line {line.line}: {_short(line.reason)}" for line in lines[:limit])
+def _member_reason(line: Any) -> str:
+    """What a partly checked line says of its first member not checked (its note)."""
+    said = [n for n in line.notes if n.startswith("member ") and " not checked" in n]
+    k = line.members.index(None) + 1
+    return said[0] if said else f"member {k} not checked"
+
+
+def _first_reasons(
+    lines: Sequence[Any], limit: int = 3, why: Callable[[Any], str] = lambda line: line.reason
+) -> str:
+    shown = "; ".join(f"line {line.line}: {_short(why(line))}" for line in lines[:limit])
     more = f"; … {len(lines) - limit} more" if len(lines) > limit else ""
     return escape(shown + more)
 

@@ -53,19 +53,37 @@ class CheckResult:
             if hasattr(f, "lines")
         }
 
+    def partly_checked(self) -> dict[str, list[Any]]:
+        """Per document, its checked lines with a member not checked (a chain ``A = B = C`` whose
+        ``C`` could not be compared): the line's verdict covers only the members compared."""
+        return {
+            f.name: [
+                line
+                for line in f.lines
+                if line.status == "checked" and len(line.members) > 1 and None in line.members
+            ]
+            for f in self.forms
+            if hasattr(f, "lines")
+        }
+
+    def incomplete(self) -> bool:
+        """Was a line of a document not read, not checked, or checked only in part?"""
+        return any(self.left_out().values()) or any(self.partly_checked().values())
+
     def final_status(self, strict: bool = False) -> Status:
         """The overall status; with ``strict`` (--strict), a line of a document that was not
-        read or not checked turns "holds" into "undecided": it was not shown to hold."""
+        read or not checked, or a member of a line that was not checked, turns "holds" into
+        "undecided": it was not shown to hold."""
         status = self.status
-        if strict and status is Status.HOLDS and any(self.left_out().values()):
+        if strict and status is Status.HOLDS and self.incomplete():
             return Status.UNDECIDED
         return status
 
     def final_exit_code(self, strict: bool = False) -> int:
         """``exit_code``; with ``strict``, 3 where everything checked holds but a line of a
-        document was not read or not checked."""
+        document was not read or not checked, or a member of one was not checked."""
         code = self.exit_code
-        if strict and code == 0 and any(self.left_out().values()):
+        if strict and code == 0 and self.incomplete():
             return 3
         return code
 
