@@ -734,6 +734,17 @@ def test_a_name_written_as_a_word(tmp_path):
     assert verdicts(form) == {3: "holds", 7: "holds", 9: "refuted"}
     last = form.lines[5]
     assert last.status == "not read" and "invstd: a name written as a word" in last.reason
+    # a word written as a function of the input: \mathrm{bn}(x) = γx̂ + β defines bn(x)
+    func = doc(
+        tmp_path,
+        lines(
+            r"\mathrm{bn}(x) = \gamma \hat{x} + \beta"
+            + "\n"
+            + r"\frac{\partial L}{\partial \beta} = \sum_i g_i"
+        ),
+        "func.md",
+    )
+    assert func.lines[0].status == "definition", func.lines[0].reason
 
 
 def test_a_function_the_post_defines_with_its_argument(tmp_path):

@@ -2457,7 +2457,7 @@ def _function_name(head: Node | None, arg: Node | None) -> str | None:
     parentheses: the name of a function of the post's own, with its argument."""
     if not (
         isinstance(head, Letter)
-        and not head.font
+        and (not head.font or _word_font(head.font, head.name))
         and head.name not in _RESERVED
         and isinstance(arg, Group)
         and arg.kind == "paren"
