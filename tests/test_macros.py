@@ -120,3 +120,14 @@ def test_latex_own_macros_are_not_said_to_be_defined_elsewhere(tmp_path):
     )
     status, reason = line_status(load_document(path))[3]
     assert status == "not read" and "unknown macro \\alpha: expected" in reason
+
+
+def test_many_unclosed_definitions_are_read_quickly():
+    """An unclosed \\def body is not scanned to the end of a large file, once per definition."""
+    import time
+
+    text = "\\def\\a{x " * 20_000
+    start = time.perf_counter()
+    macros, spans = find_definitions(text)
+    assert macros == {} and spans == []
+    assert time.perf_counter() - start < 5

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 MACRO_DEPTH = 16
 #: characters one equation may grow to by expansion (a derivation's line is a few hundred)
 MACRO_OUTPUT = 20_000
+#: the longest definition body read (a shorthand is short; an unclosed brace is not scanned on)
+MACRO_BODY = 2_000
 
 _DEFINITION = re.compile(
     r"\\(?:(newcommand|renewcommand|providecommand)\*?|(DeclareMathOperator)\*?|(def))"
@@ -47,11 +49,14 @@ class MacroError(Exception):
         self.offset = offset
 
 
-def _group(text: str, k: int, open_: str = "{", close: str = "}") -> int | None:
+def _group(
+    text: str, k: int, open_: str = "{", close: str = "}", limit: int | None = None
+) -> int | None:
     """The index after the group that opens at ``text[k]`` (braces balanced, ``\\{`` skipped),
-    or None when it never closes."""
+    or None when it does not close (within ``limit`` characters, when given)."""
     depth = 0
-    while k < len(text):
+    end = len(text) if limit is None else min(len(text), k + limit)
+    while k < end:
         c = text[k]
         if c == "\\":
             k += 2
@@ -72,7 +77,29 @@ def _skip_space(text: str, k: int) -> int:
     return k
 
 
-def _definition(text: str, match: re.Match) -> tuple[Macro, int] | None:
+def _closing(text: str) -> dict[int, int]:
+    """For each '{' of ``text`` that closes, the index after its '}' (one pass: a file with many
+    unclosed definitions is not scanned again for each)."""
+    out: dict[int, int] = {}
+    stack: list[int] = []
+    k = 0
+    while k < len(text):
+        c = text[k]
+        if c == "\\":
+            k += 2
+            continue
+        if c == "{":
+            stack.append(k)
+        elif c == "}" and stack:
+            out[stack.pop()] = k + 1
+        k += 1
+    return out
+
+
+_PARAMS = re.compile(r"((?:#[1-9])*)\s*\{")
+
+
+def _definition(text: str, match: re.Match, closing: dict[int, int]) -> tuple[Macro, int] | None:
     """The macro a definition at ``match`` defines and where the definition ends; None when it
     is not one bnderive can take as data (unbalanced, a delimited \\def)."""
     name = _NAME.match(text, match.end())
@@ -82,33 +109,33 @@ def _definition(text: str, match: re.Match) -> tuple[Macro, int] | None:
     k = name.end()
     if match.group(2):  # \DeclareMathOperator{\name}{text}: an upright operator name
         k = _skip_space(text, k)
-        end = _group(text, k) if k < len(text) and text[k] == "{" else None
+        end = closing.get(k)
         if end is None:
             return None
         return Macro(macro_name, 0, "\\mathrm{" + text[k + 1 : end - 1].strip() + "}"), end
     params, default = 0, None
     if match.group(3):  # \def\name#1#2{body}: undelimited parameters only
-        spec = re.match(r"((?:#[1-9])*)\s*\{", text[k:])
+        spec = _PARAMS.match(text, k)
         if spec is None:
             return None
         params = len(spec.group(1)) // 2
-        k += spec.end() - 1
+        k = spec.end() - 1
     else:
         k = _skip_space(text, k)
         if k < len(text) and text[k] == "[":
-            end = text.find("]", k)
+            end = text.find("]", k, k + 8)
             if end < 0 or not text[k + 1 : end].strip().isdigit():
                 return None
             params, k = int(text[k + 1 : end]), _skip_space(text, end + 1)
             if k < len(text) and text[k] == "[":
-                end = _group(text, k, "[", "]")
+                end = _group(text, k, "[", "]", MACRO_BODY)
                 if end is None:
                     return None
                 default, k = text[k + 1 : end - 1], _skip_space(text, end)
     if k >= len(text) or text[k] != "{":
         return None
-    end = _group(text, k)
-    if end is None or not 0 <= params <= 9:
+    end = closing.get(k)
+    if end is None or end - k > MACRO_BODY or not 0 <= params <= 9:
         return None
     return Macro(macro_name, params, text[k + 1 : end - 1], default), end
 
@@ -118,10 +145,11 @@ def find_definitions(text: str) -> tuple[dict[str, Macro], list[tuple[int, int]]
     TeX) and the spans of the definitions (to blank: a definition is no equation)."""
     macros: dict[str, Macro] = {}
     spans: list[tuple[int, int]] = []
+    closing = _closing(text) if _DEFINITION.search(text) else {}
     for match in _DEFINITION.finditer(text):
         if spans and match.start() < spans[-1][1]:
             continue  # a definition inside another's body
-        found = _definition(text, match)
+        found = _definition(text, match, closing)
         if found is None:
             continue
         macro, end = found
