@@ -249,6 +249,11 @@ def test_a_gradient_in_the_posts_graph_is_never_guessed(tmp_path):
     )
     line = next(ln for ln in twice.lines if ln.line == line_of(twice, grad))
     assert line.status == "not checked" and "more than once" in line.reason, line.reason
+    # the path through m left out: ∂μ_{bh}/∂x_{pq} held m fixed or not? not checked
+    no_m = r"\frac{\partial l}{\partial x_{p q}} =\frac{\partial l}{\partial \mu_{b h}} \frac{\partial \mu_{b h}}{\partial x_{p q}}"
+    form = doc(tmp_path, [*_DEFINITIONS, _FORWARD, no_m], "# Layer normalization\n\n")
+    line = next(ln for ln in form.lines if ln.line == line_of(form, no_m))
+    assert line.status == "not checked" and "held fixed" in line.reason, line.reason
     unread = doc(tmp_path, [*_DEFINITIONS, r"w_{b} = \sigma_{b} \alpha", _FORWARD, grad])
     line = next(ln for ln in unread.lines if ln.line == line_of(unread, grad))
     assert line.status == "not checked" and "was not read" in line.reason, line.reason
@@ -270,3 +275,24 @@ def test_sums_over_the_batch_and_a_sequence(tmp_path):
     right, wrong, other = (line_of(form, r) for r in rows[1:])
     assert got.get(right) == "holds" and got.get(wrong) == "refuted", got
     assert {ln.line: ln.status for ln in form.lines}[other] == "not read"
+
+
+def test_a_chain_that_spells_out_the_path_through_m_takes_the_local_derivative(tmp_path):
+    """∂l/∂x_{pq} = ∂l/∂m_b ∂m_b/∂x_{pq} + ∂l/∂μ_{bh} ∂μ_{bh}/∂x_{pq} (Levy-Kramer's, with v_b
+    written through μ_{bh}): the path through m is in the line, so ∂μ_{bh}/∂x_{pq} is the local
+    derivative, m held (δ_bp δ_hq), and the line holds; a wrong factor is refuted.  With v_b
+    written through x and m instead, the line misses the path x → v and is refuted too."""
+    right = r"\frac{\partial l}{\partial x_{p q}} =\frac{\partial l}{\partial m_{b}} \frac{\partial m_{b}}{\partial x_{p q}}+\frac{\partial l}{\partial \mu_{b h}} \frac{\partial \mu_{b h}}{\partial x_{p q}}"
+    wrong = right.replace(
+        "=\\frac{\\partial l}{\\partial m_{b}}", "=2 \\frac{\\partial l}{\\partial m_{b}}"
+    )
+    assert wrong != right
+    through_mu = r"v_{b} =\frac{1}{H} \mathbf{1}_{h} \mu_{b h}^{2}"
+    defs = [_DEFINITIONS[0], _DEFINITIONS[1], through_mu, _DEFINITIONS[3]]
+    sample_p = r"\frac{\partial y_{p h}}{\partial \beta_{q}}=\mathbf{1}_{p} \delta_{h q}"
+    form = doc(tmp_path, [*defs, _FORWARD, sample_p, right, wrong])
+    got = verdicts(form)
+    assert got.get(line_of(form, right)) == "holds", got
+    assert got.get(line_of(form, wrong)) == "refuted", got
+    form = doc(tmp_path, [*_DEFINITIONS, _FORWARD, sample_p, right])
+    assert verdicts(form).get(line_of(form, right)) == "refuted"

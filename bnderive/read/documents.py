@@ -892,6 +892,8 @@ class _Builder:
     chain: _Chain | None = None
     #: the forward graph the post writes with its own names (``own_graph``)
     graph: OwnGraph = field(default_factory=OwnGraph)
+    #: the post's names whose gradients the member being resolved spells out (∂l/∂m_b ·…)
+    held: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.truth = derive(self.spec)
@@ -1097,6 +1099,9 @@ class _Builder:
         """``expr`` with its local derivatives replaced by their values and the gradients no
         earlier line defines by their true values (each said in ``notes``)."""
         if expr.has(N.Partial):
+            # ∂l/∂m_b ∂m_b/∂x + ∂l/∂μ_{bh} ∂μ_{bh}/∂x: the path through m is spelled out, so
+            # ∂μ/∂x is the local one, m held (``no_hidden_path``)
+            self.held = {_label(m)[len(OWN_ADJOINT) :] for m in _own_marks(expr)}
             expr = _replace_partials(expr, self, _other_paths(expr))
             notes.append("local derivatives replaced by their true values")
         # A gradient no earlier line defines stands for its true value; one an earlier line
@@ -1128,9 +1133,7 @@ class _Builder:
 
     def own_adjoints(self, expr: sp.Expr, notes: list[str]) -> dict[sp.Expr, sp.Expr]:
         """∂L/∂σ, ∂L/∂v_p, ∂L/∂μ_{pq} of the post's own names: their values in its graph."""
-        marks: list[sp.Expr] = [s for s in expr.free_symbols if isinstance(s, sp.Symbol)]
-        marks += list(expr.atoms(sp.Indexed))
-        marks = [m for m in marks if _label(m).startswith(OWN_ADJOINT)]
+        marks = _own_marks(expr)
         if not marks:
             return {}
         truth = {
@@ -1159,7 +1162,11 @@ class _Builder:
                 return self.graph.partial(of, wrt, len(self.equations) + 1)
             except GraphUnknown as exc:
                 raise _Unresolved(str(exc)) from None
-        self.no_hidden_path(of, wrt)
+        if self.no_hidden_path(of, wrt):
+            try:
+                return self.graph.partial(of, wrt, len(self.equations) + 1)
+            except GraphUnknown as exc:
+                raise _Unresolved(str(exc)) from None
         if not self.spec.training and (of in (N.mu, N.var) or wrt in (N.mu, N.var)):
             raise _Unresolved(
                 "in eval mode μ and σ² are running statistics, not stages of the graph"
@@ -1178,22 +1185,28 @@ class _Builder:
             self.last_total = total
         return partial_value(of, wrt, self.spec, total)
 
-    def no_hidden_path(self, of: sp.Expr, wrt: sp.Expr) -> None:
+    def no_hidden_path(self, of: sp.Expr, wrt: sp.Expr) -> bool:
         """∂μ_{bh}/∂x_{pq} of a name the post defines through another of its names (μ_{bh} =
         x_{bh} − 1_h m_b): with m held fixed (the local derivative of the post's graph) or
-        through m (the total one)?  The notation does not say, so it is not checked."""
+        through m (the total one)?  The notation does not say, so it is not checked, unless
+        the line spells out the path through m (∂l/∂m_b ∂m_b/∂x_{pq} + …): then it is the local
+        one (True)."""
         if not (isinstance(wrt, sp.Indexed) and str(wrt.base.label) == "x"):
-            return
+            return False
         defs = {eq.name: eq.expr for eq in self.equations if eq.kind == "definition"}
+        local = False
         for name in _names_in(of) & set(defs):
             inner = _names_in(defs[name]) & set(defs)
-            if inner:
+            if inner and inner <= self.held:
+                local = True
+            elif inner:
                 raise _Unresolved(
                     f"∂{name}/∂x: {name} is defined through {', '.join(sorted(inner))}, which "
                     "depends on x too: is the derivative taken with it held fixed (the local "
                     "one of the post's graph) or through it (the total one)? The notation does "
                     "not say"
                 )
+        return local
 
     def true_adjoint(self, name: str, index: sp.Expr) -> sp.Expr:
         """The true ∂L/∂(a node of the layer) at ``index`` (for the gradients of a post's own
@@ -1213,6 +1226,13 @@ def _label(expr: sp.Expr) -> str:
     if isinstance(expr, sp.Indexed):
         return str(expr.base.label)
     return expr.name if isinstance(expr, sp.Symbol) else ""
+
+
+def _own_marks(expr: sp.Expr) -> list[sp.Expr]:
+    """The gradients with respect to a post's own names in ``expr`` (``OWN_ADJOINT``)."""
+    marks: list[sp.Expr] = [s for s in expr.free_symbols if isinstance(s, sp.Symbol)]
+    marks += list(expr.atoms(sp.Indexed))
+    return [m for m in marks if _label(m).startswith(OWN_ADJOINT)]
 
 
 def _names_in(expr: sp.Expr) -> set[str]:
