@@ -73,7 +73,7 @@ def test_how_much_is_read_and_checked():
     values = sum(r.value_lines for r in batch)
     checked = sum(r.count("checked") + r.count("definition") for r in batch)
     assert read / len(batch) >= 0.8  # issue 12's target
-    assert checked / values >= 0.78  # the target is 0.9: see the report of bench_read.py
+    assert checked / values >= 0.80  # the target is 0.9: see the report of bench_read.py
     assert np.isfinite(values)
 
 
