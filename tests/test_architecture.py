@@ -164,3 +164,24 @@ def test_the_public_api_resolves_and_the_docs_use_only_it():
             imported |= {n.strip() for n in names.split(",")}
     assert imported, "the README shows the API with `from bnderive import …`"
     assert imported <= set(bnderive.__all__), sorted(imported - set(bnderive.__all__))
+
+
+def test_every_python_parse_takes_the_parse_lock():
+    """``check-impl DIR`` checks files on threads, and CPython 3.11's AST constructor is not
+    safe to run in two threads at once (python/cpython#106905: "SystemError: AST constructor
+    recursion depth mismatch" lost files of a folder now and then): every ``ast.parse`` of
+    the package goes through ``core.python_syntax.parse``, which holds one lock."""
+    raw = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "python_syntax.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "parse"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "ast"
+            ):
+                raw.append(f"{module_name(path)}:{node.lineno}")
+    assert raw == [], f"ast.parse outside core.python_syntax: {raw}"

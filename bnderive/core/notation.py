@@ -23,6 +23,7 @@ from typing import Any
 
 import sympy as sp
 
+from bnderive.core import python_syntax
 from bnderive.errors import BnderiveError, FormError
 
 # -- scalars of one reduction set -----------------------------------------------------------------
@@ -228,7 +229,7 @@ def read_expression(
     if len(text) > limits.EXPRESSION_CHARACTERS.limit:
         raise FormError(f"{where}: " + limits.EXPRESSION_CHARACTERS.message(f"{len(text):,}"))
     try:
-        tree = ast.parse(text.replace("^", "**"), mode="eval")
+        tree = python_syntax.parse(text.replace("^", "**"), mode="eval")
     except SyntaxError as exc:
         raise FormError(
             f"{where}: cannot read {text!r}: {exc.msg} at column {exc.offset}. Write it in the "

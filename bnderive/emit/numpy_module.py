@@ -36,6 +36,7 @@ from sympy.printing.precedence import precedence
 from sympy.printing.pycode import PythonCodePrinter
 
 from bnderive.core import notation as N
+from bnderive.core import python_syntax
 from bnderive.core.derive import derive, inline
 from bnderive.core.graph import Graph
 from bnderive.core.spec import Mode, Spec
@@ -372,7 +373,7 @@ def _char_name(char: str) -> str:
 def _check_structure(source: str, node: Module) -> None:
     """The printed module, parsed back: exactly its docstring, its imports and its functions at
     the top level, nothing else (a last guard: no text can have become a statement)."""
-    tree = ast.parse(source)
+    tree = python_syntax.parse(source)
     want = ["docstring", *(f"import {m}" for m in node.imports)]
     want += [f"def {_name(f)}" for f in node.functions]
     got = []

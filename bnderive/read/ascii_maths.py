@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from bnderive.core import notation as N
+from bnderive.core import python_syntax
 from bnderive.read.code_lines import (
     _NODES,
     FORWARD,
@@ -81,7 +82,7 @@ def is_maths_row(text: str) -> bool:
     if len(members(text)) <= 2:
         return False
     try:
-        ast.parse(text)
+        python_syntax.parse(text)
     except SyntaxError:
         return True
     return False
@@ -198,7 +199,7 @@ class AsciiReader:
 
     def expression(self, text: str, line: int, column: int) -> ast.expr:
         try:
-            tree = ast.parse(explicit_quotients(explicit_sums(text)), mode="eval")
+            tree = python_syntax.parse(explicit_quotients(explicit_sums(text)), mode="eval")
         except SyntaxError as exc:
             raise LatexError(
                 f"ASCII maths not read ({exc.msg}): expected NumPy arithmetic, dA/dB "

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from bnderive.core import notation as N
+from bnderive.core import python_syntax
 from bnderive.read.latex_reader import LatexError, LineRead
 
 #: Forward quantities of the layer, by the names code gives them.
@@ -132,7 +133,7 @@ MATHS_LEFT = re.compile(r"^d[A-Za-z_0-9]*\s*/\s*d[A-Za-z_0-9]*\s*=(?!=)")
 def _packing(line: str) -> bool:
     """``cache = (xhat, gamma, xmu)``: values packed for later, no arithmetic."""
     try:
-        tree = ast.parse(line)
+        tree = python_syntax.parse(line)
     except SyntaxError:
         return False
     value = getattr(tree.body[0], "value", None) if len(tree.body) == 1 else None
@@ -206,7 +207,7 @@ class CodeReader:
     # -- one line ---------------------------------------------------------------------------------
     def read(self, text: str, line: int, column: int) -> LineRead:
         try:
-            tree = ast.parse(text, mode="exec")
+            tree = python_syntax.parse(text, mode="exec")
         except SyntaxError as exc:
             self.unread.append((target(text), text, line))
             raise LatexError(

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from bnderive.core import python_syntax
 from bnderive.errors import EvaluationError
 from bnderive.read.forms import Form
 
@@ -47,7 +48,7 @@ class WrittenEvaluator:
 
     def line(self, text: str, index: str | None) -> Any:
         """One equation's right side: an array over ``index`` when given, else a scalar."""
-        tree = ast.parse(text.replace("^", "**"), mode="eval")
+        tree = python_syntax.parse(text.replace("^", "**"), mode="eval")
         scope = {index: 0} if index is not None else {}
         with np.errstate(all="ignore"):  # inf and NaN are results of the study
             value = self._walk(tree.body, scope)

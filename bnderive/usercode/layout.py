@@ -13,6 +13,7 @@ import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bnderive.core import python_syntax
 from bnderive.core.limits import SOURCE_BYTES
 from bnderive.errors import BnderiveError, InputFileError, LimitError
 from bnderive.read.files import read_bytes
@@ -123,7 +124,7 @@ def read_source(path: str | Path) -> Source:
             f"Python source; {GIVE_PY}."
         ) from None
     try:
-        tree = ast.parse(text, filename=str(file))
+        tree = python_syntax.parse(text, filename=str(file))
     except SyntaxError as exc:
         where = f"line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
         line = (exc.text or "").rstrip("\n")
