@@ -103,13 +103,13 @@ CORPUS = corpus()
 
 @pytest.fixture(params=CORPUS.mutants, ids=[m.id for m in CORPUS.mutants])
 def mutant(request: pytest.FixtureRequest) -> Mutant:
-    """A correct form with one known mistake put in (bnderive/corpus/mistakes.toml)."""
+    """A correct form with one known mistake put in (bnderive/read/corpus/mistakes.toml)."""
     return request.param
 
 
 @pytest.fixture(params=CORPUS.rewrites, ids=[r.name for r in CORPUS.rewrites])
 def rewrite(request: pytest.FixtureRequest) -> Rewrite:
-    """A right form written differently (bnderive/corpus/rewrites.toml)."""
+    """A right form written differently (bnderive/read/corpus/rewrites.toml)."""
     return request.param
 
 

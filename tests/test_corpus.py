@@ -1,6 +1,6 @@
 """The mutation corpus (DESIGN.md §5, issue 5): every mutant refuted and named, every rewrite holds.
 
-Driven by the catalogue in ``bnderive/corpus/`` (fixtures ``mutant`` and ``rewrite`` in
+Driven by the catalogue in ``bnderive/read/corpus/`` (fixtures ``mutant`` and ``rewrite`` in
 conftest.py): adding an entry there adds its tests here.
 """
 

@@ -64,3 +64,21 @@ def test_the_contents_list_every_section_and_command():
     for heading in re.findall(r"^#{2,3} (.*)$", README, re.M):  # sections and commands
         if heading != "Contents":
             assert f"(#{_slug(heading)})" in contents, heading
+
+
+#: A repository path as the README and docs/ name one: a top-level folder, then a file or folder.
+REPO_PATH = re.compile(
+    r"\b(?:bnderive|tests|benchmarks|examples|derivations|tools|docs)/[A-Za-z0-9_./-]*[A-Za-z0-9_]"
+)
+
+
+def test_every_repository_path_the_docs_name_exists():
+    """A path the README or docs/ names (``bnderive/read/corpus/mistakes.toml``) is in the
+    repository; a placeholder in capitals (``derivations/NAME.toml``) is a pattern, not a path.
+    (After the layout of issue 11 the README still sent readers to ``bnderive/corpus/``.)"""
+    root = Path(__file__).parent.parent
+    texts = [README] + [p.read_text(encoding="utf-8") for p in sorted((root / "docs").glob("*.md"))]
+    texts.append((root / "benchmarks" / "README.md").read_text(encoding="utf-8"))
+    named = {m.group(0) for text in texts for m in REPO_PATH.finditer(text)}
+    missing = sorted(p for p in named if "NAME" not in p and not (root / p).exists())
+    assert missing == []
