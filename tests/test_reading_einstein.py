@@ -296,3 +296,17 @@ def test_a_chain_that_spells_out_the_path_through_m_takes_the_local_derivative(t
     assert got.get(line_of(form, wrong)) == "refuted", got
     form = doc(tmp_path, [*_DEFINITIONS, _FORWARD, sample_p, right])
     assert verdicts(form).get(line_of(form, right)) == "refuted"
+
+
+def test_einstein_never_sums_batchnorm_features_silently(tmp_path):
+    """A BatchNorm post that declares the convention and repeats a feature index j that is not
+    on the left side would sum over features (mixing them, which BatchNorm never does): the
+    line is not read, rather than read as one feature's term."""
+    rows = [
+        r"\frac{\partial L}{\partial \gamma_{k}} = \frac{\partial L}{\partial y_{i k}} \hat{x}_{i k}",
+        r"\frac{\partial L}{\partial \beta} = \frac{\partial L}{\partial y_{i j}} \gamma_{j}",
+    ]
+    form = doc(tmp_path, rows, "---\nsummation: einstein\nnorm: batch\n---\n")
+    line = next(ln for ln in form.lines if ln.line == line_of(form, rows[1]))
+    assert line.status == "not read" and "feature" in line.reason, line.reason
+    assert verdicts(form).get(line_of(form, rows[0])) == "holds"

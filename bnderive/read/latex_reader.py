@@ -811,6 +811,9 @@ class _Meaning:
                 if deltas:
                     value = self.collapse_feature(value, name, term.pos)
                     summed.append(name)
+            elif role == "feature":  # BatchNorm: Σ_j over features would mix them
+                value = self.collapse_feature(value, name, term.pos)
+                summed.append(name)
         if summed:
             self.notes.append(
                 "repeated indices summed (Einstein's convention: the document writes no Σ): "
