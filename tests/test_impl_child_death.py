@@ -139,6 +139,7 @@ def test_the_file_as_written_holds(tmp_path):
     assert result.exit_code == 0, result.output
     printed = table(result)
     assert all(v == {"✓ holds"} for v in printed.values()), result.output
+    assert "(not completed)" not in result.output
     assert {k[1] for k in printed} == {
         "per-activation training", "per-activation eval", "spatial training", "spatial eval",
     }  # fmt: skip
@@ -192,6 +193,13 @@ def test_dying_in_eval_mode_leaves_only_training_checked(tmp_path):
     assert ("spatial_batchnorm_backward", "spatial training") in later
     assert all(v == {"! could not check"} for v in later.values()), result.output
     assert "could not check: 6 hold, 6 function(s)" in result.output
+    # the called lines do not claim that eval mode or the spatial layer ran
+    called = [line for line in result.output.splitlines() if line.startswith("called: ")]
+    assert any(
+        line.endswith("[per-activation, training and eval (not completed)]") for line in called
+    )
+    assert all("spatial, training (not completed) and eval (not completed)]" in line
+               for line in called if line.startswith("called: spatial_")), called  # fmt: skip
 
 
 def test_dying_in_the_first_section_is_one_error_for_the_file(tmp_path):

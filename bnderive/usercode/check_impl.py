@@ -704,13 +704,17 @@ def _label(mode: Mode, training: bool, count: int) -> str:
 
 def _describe_calls(plans: list[Any], sections: list[_Section]) -> list[str]:
     """How each function was called: one line per function and mode; where a mode has more
-    than one backward, each says on which forward's cache it was called (``pair_by_name``)."""
+    than one backward, each says on which forward's cache it was called (``pair_by_name``).  A
+    section that did not complete (its forward failed, or the child died or timed out in it or
+    before it) lists what it would call, marked "(not completed)": its rows say why."""
     lines: dict[str, list[str]] = {}
     backwards: dict[Mode, set[str]] = {}
     for mode, calls, _training in plans:
         backwards.setdefault(mode, set()).update(calls.backward)
     for (mode, calls, training), section in zip(plans, sections, strict=False):
         when = "training" if training else "eval"
+        if not section.called:  # the section failed or the child died: what it would call
+            when += " (not completed)"
         if calls.api == "class":
             texts = calls.layer.describe()
             if not calls.backward:
