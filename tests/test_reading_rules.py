@@ -830,3 +830,42 @@ $$ \sum_i g_i \hat{x}_i $$
     assert first.read is not None and len(first.read.sides) == 2 and first.read.kind == "identity"
     assert alone.status == "prose"
     assert verdicts(form) == {4: "holds", 6: "refuted"}
+
+
+def test_a_row_that_only_gives_epsilon_a_value_does_not_decide_where_it_is(tmp_path):
+    # issue 12 (held-out post): the derivation writes √σ², the prose says the code adds ε
+    lines_ = [
+        r"$$y_i = \gamma \frac{x_i - \mu}{\sqrt{\sigma^2}} + \beta$$",
+        r"$$\frac{\partial y_i}{\partial \gamma} = \frac{x_i-\mu}{\sqrt{\sigma^2}}$$",
+    ]
+    for value in (r"\epsilon = 1E-5", r"\epsilon = 10^{-5}", r"\varepsilon = 1\times 10^{-8}"):
+        text = "\n".join([*lines_, f"The code adds ${value}$ to avoid dividing by zero."])
+        form = doc(tmp_path, text)
+        assert form.eps_zero, value
+        assert any("only gives ε a value" in n and "ε = 0" in n for n in form.notes)
+        assert verdicts(form) == {1: "holds", 2: "holds"}
+    # a wrong line is still refuted under ε = 0
+    wrong = doc(
+        tmp_path,
+        lines_[0]
+        + "\n"
+        + lines_[1].replace(r"{\sqrt{\sigma^2}}", r"{\sigma^2}")
+        + "\nThe code adds $\\epsilon = 1E-5$.",
+        "wrong.md",
+    )
+    assert verdicts(wrong) == {1: "holds", 2: "refuted"}
+    # ε in a derivation line decides: ε inside, and an ε-free x̂ is refuted (with a note why)
+    uses = doc(
+        tmp_path,
+        "\n".join(
+            [
+                r"$$\hat{x}_i = \frac{x_i - \mu}{\sqrt{\sigma^2 + \epsilon}}$$",
+                r"$$\hat{x}_i = \frac{x_i - \mu}{\sqrt{\sigma^2}}$$",
+                r"where $\epsilon = 10^{-5}$.",
+            ]
+        ),
+        "uses.md",
+    )
+    assert not uses.eps_zero and uses.eps_inside
+    assert any("ε inside the root" in n for n in uses.notes)
+    assert verdicts(uses) == {1: "holds", 2: "refuted"}

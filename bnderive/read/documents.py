@@ -706,6 +706,32 @@ _EPSILON = re.compile(
 _SIGMA = re.compile(r"\\sigma(?![a-zA-Z])|σ")
 
 
+#: a row that only gives ε a value: ε = 1E-5, \epsilon = 10^{-5}, eps = 0.001, ϵ \approx 1e-8
+_EPSILON_VALUE = re.compile(
+    r"\s*(?:" + _EPSILON.pattern + r")\s*(?:=|:=|\\approx|\\sim)\s*"
+    r"[-+0-9.,eE{}^\s]*(?:(?:\\times|\\cdot)\s*10\s*\^\s*\{?\s*[-−]?\s*\d+\s*\}?)?"
+    r"[\s.,;]*$"
+)
+
+
+def _epsilon_zero_note(valued: list[int]) -> str:
+    if not valued:
+        return "ε = 0: the post never writes ε (declare `epsilon: inside` if it means √(σ²+ε))"
+    where = ", ".join(map(str, valued))
+    return (
+        f"ε = 0: the post's derivation lines never write ε (line {where} only gives ε a value, "
+        "as its code does); declare `epsilon: inside` if its lines mean √(σ²+ε)"
+    )
+
+
+def _epsilon_inside_note(valued: list[int]) -> str:
+    where = ", ".join(map(str, valued))
+    return (
+        f"ε inside the root, √(σ²+ε): the post's derivation lines write ε (line {where} only "
+        "gives it a value); declare `epsilon: outside` or `epsilon: none` otherwise"
+    )
+
+
 def _sigma_forms(maths: str) -> tuple[bool, bool]:
     """(σ² written, a bare σ written): σ followed by ^2 (or ², after a subscript) is the
     variance; σ with no exponent, or another one, is σ itself."""
@@ -1328,6 +1354,10 @@ def _read(
         for offset, piece in _lines(body, start, end, bare)
     ]
     maths = "\n".join(_expanded(piece, macros) for _, piece in rows)
+    # ε's convention is the derivation's: a row that only gives ε a value (the code adds
+    # $\epsilon = 10^{-5}$) says what ε is in the code, not where the lines put it
+    valued = [o for o, piece in rows if _EPSILON_VALUE.match(_expanded(piece, macros))]
+    eps_maths = "\n".join(_expanded(p, macros) for o, p in rows if o not in valued)
     norm = _normalization(meta, at, _blank_spans(body, [(a, b) for a, b, _ in spans]), where)
     if norm is Norm.BATCH and "norm" not in meta and _layer_maths(maths):
         norm = Norm.LAYER
@@ -1339,6 +1369,7 @@ def _read(
         code = []
     if code:
         maths = "\n".join([maths, *(line for _, line in code)])
+        eps_maths = "\n".join([eps_maths, *(line for _, line in code)])
     if not spans and not code:
         raise FormError(
             "line 1: no display math found: expected \\begin{align} … \\end{align} (or align*, "
@@ -1346,7 +1377,8 @@ def _read(
         )
     if norm is Norm.LAYER:
         modes = (Mode.PER_ACTIVATION,)  # one sample's features: the layout is (N, D)
-    spec, sigma, notes = _conventions(meta, at, maths, norm)
+    valued_lines = [body.count("\n", 0, o) + 1 for o in valued]
+    spec, sigma, notes = _conventions(meta, at, maths, norm, (eps_maths, valued_lines))
     einstein, said = _einstein(meta, at, maths)
     notes += said
     family = _family(norm, maths, einstein)
@@ -1422,10 +1454,15 @@ def _maths_spans(body: str, markdown: bool) -> tuple[list[tuple[int, int, bool]]
 
 
 def _conventions(
-    meta: dict[str, Any], at: dict[str, int], maths: str, norm: Norm
+    meta: dict[str, Any],
+    at: dict[str, int],
+    maths: str,
+    norm: Norm,
+    eps: tuple[str, list[int]] | None = None,
 ) -> tuple[Spec, str | None, list[str]]:
     """The spec the document is checked against, what a bare σ means, and the notes on what the
-    maths implied (σ the standard deviation, ε = 0)."""
+    maths implied (σ the standard deviation, where ε is). ``eps``: the maths that decides ε
+    (the rows that do more than give ε a value) and the lines of those that only do that."""
     notes: list[str] = []
     sigma = meta.get("sigma") or None
     if sigma not in (None, "std", "var"):
@@ -1446,11 +1483,12 @@ def _conventions(
             f"line {at.get('epsilon', 1)}: epsilon: {meta['epsilon']!r}; use inside, outside "
             "or none (ε = 0)"
         )
-    if not epsilon and not _EPSILON.search(maths) and (squared or bare):
+    eps_maths, valued = eps if eps is not None else (maths, [])
+    if not epsilon and not _EPSILON.search(eps_maths) and (squared or bare):
         epsilon = "none"
-        notes.append(
-            "ε = 0: the post never writes ε (declare `epsilon: inside` if it means √(σ²+ε))"
-        )
+        notes.append(_epsilon_zero_note(valued))
+    elif not epsilon and valued:
+        notes.append(_epsilon_inside_note(valued))
     training = _choice(meta, at, "training", {"true": True, "false": False}, True)
     if norm is Norm.LAYER and not training:
         raise FormError(
@@ -1501,6 +1539,12 @@ class _Reading:
         line, _ = _position(self.body, offset + lead)
         latex = piece.strip()
         place = _cell_of(line, self.cells) if self.cells else ""
+        if _EPSILON_VALUE.match(_expanded(latex, self.macros)):
+            # ε = 10^{-5}: the code's constant; the check keeps ε a symbol (every ε > 0)
+            at = _position(self.body, offset + lead)
+            reason = "gives ε a value: ε is kept a symbol (every ε > 0), so a value is not checked"
+            self.lines.append(DocLine(*at, latex, None, (), reason, "not checked", (), place))
+            return
         for shift, equation, side in _equations(latex):
             lead2 = len(equation) - len(equation.lstrip())
             at = _position(self.body, offset + lead + shift + lead2)
