@@ -79,7 +79,7 @@ def reason_key(reason: str) -> str:
 
 def _zero() -> dict[str, int]:
     keys = ("files", "read", "values", "checked", "definition", "unchecked", "unread", "missing")
-    return dict.fromkeys((*keys, "wrong"), 0)
+    return dict.fromkeys((*keys, "wrong", "no_oracle"), 0)
 
 
 def _summary(title: str, t: dict[str, int]) -> None:
@@ -91,7 +91,8 @@ def _summary(title: str, t: dict[str, int]) -> None:
         f"{TARGET_READ:.0%}); value lines: {t['values']}; checked {t['checked']} + definitions "
         f"{t['definition']} = {checked_share:.0%} (target {TARGET_CHECKED:.0%}; checked alone "
         f"{strict_share:.0%}); not checked {t['unchecked']}, not read {t['unread']}, not found "
-        f"{t['missing']}; wrong verdicts: {t['wrong']} (target 0)"
+        f"{t['missing']}; wrong verdicts: {t['wrong']} (target 0); checked lines with no oracle to "
+        f"judge them: {t['no_oracle']} (target 0)"
     )
 
 
@@ -121,6 +122,8 @@ def main() -> int:
             unread=result.count("not read") + result.count("refused"),
             missing=result.count("not found"),
             wrong=len(result.wrong),
+            # a checked line the harness cannot judge: a wrong verdict there would go unseen
+            no_oracle=sum(1 for j in result.judged if j.status == "checked" and j.oracle is None),
         )
         for j in result.judged:
             if j.expected.states_value and j.status not in ("checked", "definition"):

@@ -6,7 +6,9 @@ of the line (or of one member of a chain ``A = B = C``), the quantity it states,
 rendering of its right side as the post means it, and (``member = k``) which member it is.  The
 expected verdict is *established here*, numerically: the NumPy expression against
 ``reference.values`` (our own float64 truth, independent of bnderive) at four adversarial points,
-relative error below 1e-9 at all of them or refuted.  bnderive's verdict for the same member is
+relative error below 1e-9 at all of them or refuted (a ``truth`` expression may compute the true value
+itself, e.g. ``jac(lambda x: ...)``: the finite-difference Jacobian of the forward definition of
+what the line differentiates, see ``jacobian``).  bnderive's verdict for the same member is
 then compared with it; where bnderive reads the line as another quantity than the transcriber
 (``xhat`` for a toy model's ``xmu``), the expected verdict is established for bnderive's reading.
 """
@@ -27,6 +29,15 @@ from . import reference
 
 HERE = Path(__file__).parent
 TOLERANCE = 1e-9
+#: Step of ``jacobian`` relative to the spread (std) of x: the five-point stencil's truncation
+#: error is O(h⁴) and its rounding error O(ε_mach/h), both ~1e-12 relative at this step, so a
+#: finite-difference truth is held to the same TOLERANCE as every other (measured by
+#: ``test_the_finite_difference_jacobian_is_accurate``: below 1e-10 at every point).
+FD_STEP = 1e-3
+#: bnderive's readings of a line as the derivative of the expression the line itself writes
+#: (``∂(x_j − μ)/∂x_i``, ``∂σ/∂x_j``, ``∂x_k/∂x_i``): no name of the reference, so the line's
+#: ``truth`` (that derivative, computed from the expression's forward definition) is the quantity.
+LOCAL_READINGS = frozenset({"d(expr)_dx", "dsigma_dx", "dx_dx"})
 #: What the corpus's NumPy expressions may call besides NumPy (NumPy's methods import lazily).
 _BUILTINS = {"__import__": __import__, "abs": abs, "len": len, "sum": sum, "range": range}
 
@@ -144,7 +155,8 @@ def oracle(line: Expected, quantity: str, conventions: dict[str, str]) -> str | 
         names = dict(env)
         names.update(np=np, x=x, g=g, gamma=gamma, beta=beta, eps=eps, M=len(x))
         names.update(eye=np.eye(len(x)), ones=np.ones(len(x)), sqrt=np.sqrt)
-        if line.truth is not None and quantity == line.quantity:
+        names.update(jac=lambda f, at=x: jacobian(f, at))
+        if line.truth is not None and (quantity == line.quantity or quantity in LOCAL_READINGS):
             true = _evaluate(line.truth, names)
         elif quantity in env:
             true = env[quantity]
@@ -159,8 +171,24 @@ def oracle(line: Expected, quantity: str, conventions: dict[str, str]) -> str | 
 
 
 def _evaluate(text: str, names: dict[str, Any]) -> Any:
+    # the names are globals so that a lambda in the text (``jac(lambda x: ...)``) sees them
     with np.errstate(all="ignore"):
-        return eval(text, {"__builtins__": _BUILTINS}, names)  # noqa: S307 - the corpus own data
+        return eval(text, {**names, "__builtins__": _BUILTINS})  # noqa: S307 - the corpus own data
+
+
+def jacobian(f: Any, x: np.ndarray) -> np.ndarray:
+    """∂f/∂x at ``x`` by five-point central differences in float64: shape f(x).shape + (M,), so
+    [k, i] = ∂f_k/∂x_i for a vector f and the gradient for a scalar one.  Independent of the
+    reference's hand-written chain rule: it differentiates the forward definition it is given."""
+    x = np.asarray(x, dtype=float)
+    h = FD_STEP * float(np.std(x))
+    columns = []
+    for i in range(len(x)):
+        step = np.zeros_like(x)
+        step[i] = h
+        at = [np.asarray(f(x + k * step), dtype=float) for k in (-2, -1, 1, 2)]
+        columns.append((at[0] - 8 * at[1] + 8 * at[2] - at[3]) / (12 * h))
+    return np.stack(columns, axis=-1)
 
 
 def _error(claim: Any, true: Any, mask: str | None) -> float:
