@@ -304,6 +304,89 @@ def test_ascii_rows_that_cannot_be_read(tmp_path, row, message):
     assert line.status == "not read" and message in line.reason, line.reason
 
 
+# ASCII maths that happens to parse as Python (issue 12, a held-out example: sum_i (…) is a call,
+# ^ is XOR, x_i a name): no code line defines its suffixed names, so it is maths; the rows here are
+# our own, in the plain-text style of the block above.
+PYTHONISH = """# Backward in plain text
+
+```
+mu = 1/N * sum_i x_i
+var = 1/N * sum_i (x_i - mu)^2
+xhat_i = (x_i - mu) / sqrt(var + eps)
+y_i = gamma * xhat_i + beta
+dbeta = sum_i dy_i
+dgamma = sum_i dy_i * xhat_i
+dxhat_i = dy_i * gamma
+```
+"""
+
+
+def test_ascii_maths_that_parses_as_python_is_read_as_maths(tmp_path):
+    form = load_document(write(tmp_path, PYTHONISH))
+    lines = {line.latex: line for line in form.lines}
+    assert all(line.status == "checked" for line in lines.values()), [
+        (line.line, line.status, line.reason) for line in form.lines
+    ]
+    note = "read as ASCII maths though it parses as Python"
+    var = lines["var = 1/N * sum_i (x_i - mu)^2"]
+    assert any(note in n and "^ is a power" in n for n in var.notes), var.notes
+    assert any(note in n and "x_i" in n for n in lines["dxhat_i = dy_i * gamma"].notes)
+    assert not any(note in n for n in lines["mu = 1/N * sum_i x_i"].notes)  # not Python
+    assert lines["xhat_i = (x_i - mu) / sqrt(var + eps)"].read.defines == "xhat"
+    assert lines["dxhat_i = dy_i * gamma"].read.defines == "dxhat"
+    found = verdicts_by_line(form)
+    assert len(found) == 7 and all(s == {Status.HOLDS} for s in found.values()), found
+
+
+PYTHONISH_MUTANTS = [
+    ("var = 1/N * sum_i (x_i - mu)^2", "var = 1/N * sum_i (x_i - mu)^3"),
+    # ^ binds tighter than * and - (as in maths, not as Python's XOR): E[x²] − μ² is right …
+    ("var = 1/N * sum_i (x_i - mu)^2", "var = 1/N * sum_i x_i^2 - mu^2"),
+    # … and E[x²] − μ is not
+    ("var = 1/N * sum_i (x_i - mu)^2", "var = 1/N * sum_i x_i^2 - mu"),
+    ("/ sqrt(var + eps)", "/ (var + eps)"),
+    ("y_i = gamma * xhat_i + beta", "y_i = gamma * x_i + beta"),
+    ("dgamma = sum_i dy_i * xhat_i", "dgamma = sum_i dy_i * x_i"),
+    ("dxhat_i = dy_i * gamma", "dxhat_i = dy_i"),
+]
+
+
+@pytest.mark.parametrize(
+    ("right", "wrong"), PYTHONISH_MUTANTS, ids=[m[1] for m in PYTHONISH_MUTANTS]
+)
+def test_a_wrong_pythonish_ascii_row_is_refuted(tmp_path, right, wrong):
+    assert right in PYTHONISH
+    form = load_document(write(tmp_path, PYTHONISH.replace(right, wrong, 1)))
+    found = verdicts_by_line(form)
+    row = next(latex for latex in found if wrong in latex)
+    if wrong.endswith("- mu^2"):
+        assert found[row] == {Status.HOLDS}, found
+    else:
+        assert Status.REFUTED in found[row] and Status.HOLDS not in found[row], found
+
+
+@pytest.mark.parametrize("wrong", [False, True])
+def test_code_whose_names_are_defined_stays_code(tmp_path, wrong):
+    """``x_i = x - mu`` is a name of the code: the rows that use it are code, not maths, and
+    ``^`` in a code row is a power (no BatchNorm code means XOR), with the note."""
+    over = "" if wrong else " / N"
+    text = (
+        "```python\nmu = np.mean(x, axis=0)\nx_i = x - mu\n"
+        f"var = np.sum(x_i ** 2, axis=0){over}\nvar2 = np.sum((x - mu)^2, axis=0){over}\n"
+        "dq = var2 - var\n```\n"
+    )
+    form = load_document(write(tmp_path, text))
+    lines = {line.latex.split(" =")[0]: line for line in form.lines}
+    assert not any("ASCII" in n for n in lines["var"].notes), lines["var"].notes
+    assert any("^ is a power" in n for n in lines["var2"].notes), lines["var2"].notes
+    found = verdicts_by_line(form)
+    row = next(latex for latex in found if latex.startswith("var ="))
+    if wrong:
+        assert Status.REFUTED in found[row] and Status.HOLDS not in found[row], found
+    else:
+        assert found[row] == {Status.HOLDS}, found
+
+
 def test_a_node_whose_user_was_not_read_says_so(tmp_path):
     """s = np.sqrt(var + eps) then r = 1. / sqrt (a typo, not read): the gradient of s is not
     said, and the reason names the line not read rather than claiming nothing uses s."""

@@ -91,19 +91,53 @@ def is_maths_row(text: str) -> bool:
 def read_row(code: CodeReader, text: str, line: int, column: int) -> LineRead:
     """One row of a code block: ASCII maths when it is a chain or states a quotient; else
     Python, and ASCII maths only when Python cannot read it and the row writes its notation
-    (``dout/dmu_j * dmu_j/dx_ij``: two quotients, not a division of arrays)."""
+    (``dout/dmu_j * dmu_j/dx_ij``: two quotients, not a division of arrays; ``x_i``, ``sum_i``,
+    ``^``).  A row can be both: ``var = 1/N * sum_i (x_i - mu)^2`` parses as Python (a call of
+    ``sum_i``, ``^`` its XOR), but names no code line defines, in the index-suffix form, and
+    ``^`` (no BatchNorm code means XOR) say it is maths; it is read so, with a note.  A row
+    whose names the code defines is read as code, whatever they look like."""
     if is_maths_row(text):
         return AsciiReader(code).read(text, line, column)
     try:
         return code.read(text, line, column)
     except LatexError as exc:
-        if not (_QUOTIENT.search(text) or _SUM.search(text) or _SUFFIXED.search(text)):
+        if not (
+            _QUOTIENT.search(text) or _SUM.search(text) or _SUFFIXED.search(text) or "^" in text
+        ):
             raise
         code.unread.pop()  # the row is tried as ASCII maths, which says if it is not read
         try:
-            return AsciiReader(code).read(text, line, column)
+            read = AsciiReader(code).read(text, line, column)
         except LatexError:
             raise exc from None
+        why = _python_but_maths(code, text)
+        return _with_notes(read, [why]) if why else read
+
+
+def _python_but_maths(code: CodeReader, text: str) -> str | None:
+    """The note for a row that parses as Python and was read as ASCII maths: what says so."""
+    try:
+        tree = python_syntax.parse(text)
+    except SyntaxError:
+        return None  # not Python: plainly maths, no note needed
+    names = dict.fromkeys(
+        node.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and (_SUM.fullmatch(node.id) or _split(node.id, code)[1])
+    )
+    reasons = []
+    if names:
+        reasons.append(
+            f"{', '.join(names)}: no code line defines them, and they have the form of index "
+            "suffixes (x_i) and sums (sum_i)"
+        )
+    if "^" in text:
+        reasons.append(
+            "^ is a power in ASCII maths (in Python it is XOR, which no BatchNorm code means)"
+        )
+    if not reasons:
+        return None
+    return "read as ASCII maths though it parses as Python: " + "; ".join(reasons)
 
 
 def explicit_sums(text: str) -> str:
@@ -186,7 +220,8 @@ class AsciiReader:
         if re.fullmatch(r"[A-Za-z_][A-Za-z_0-9]*", left):
             value, per = values[0]
             _no_shadowed_sum(per, parts, line, column)
-            read = self.code.left(left, value, per, line, left + " = " + parts[1])
+            name = self.left_name(left, per, line, column)
+            read = self.code.left(name, value, per, line, left + " = " + parts[1])
             return _replace_sides(read, [read.sides[0], *(v for v, _ in values)])
         quotient = self.expression(left, line, column)
         if not isinstance(quotient, ast.BinOp) or not isinstance(quotient.op, ast.Div):
@@ -197,9 +232,30 @@ class AsciiReader:
         _no_shadowed_sum(read.index is not None, parts, line, column)
         return read
 
+    def left_name(self, left: str, per: bool, line: int, column: int) -> str:
+        """``xhat_i`` → xhat, ``dx_i`` → dx, ``dbeta_j`` → dbeta: a suffix on the left side is
+        the row's element i (or the feature j), so the row states the quantity the name
+        stands for; a name the code knows whole (``x_hat``) keeps its underscore."""
+        base, letters = _split(left, self.code)
+        element = [c for c in letters if c in _ELEMENT]
+        if element and element != ["i"]:
+            raise LatexError(
+                f"{left}: the element index of a row's left side is i (the row's element)",
+                line,
+                column,
+            )
+        if element and not per and base not in _ADJOINT_OF.values():
+            raise LatexError(
+                f"{left}: one element, but its right side is one number per feature",
+                line,
+                column,
+            )
+        return base
+
     def expression(self, text: str, line: int, column: int) -> ast.expr:
         try:
-            tree = python_syntax.parse(explicit_quotients(explicit_sums(text)), mode="eval")
+            maths = explicit_quotients(explicit_sums(text.replace("^", "**")))
+            tree = python_syntax.parse(maths, mode="eval")
         except SyntaxError as exc:
             raise LatexError(
                 f"ASCII maths not read ({exc.msg}): expected NumPy arithmetic, dA/dB "
@@ -291,12 +347,12 @@ class _Ascii(_Expr):
             num, den = self.differential(node.left), self.differential(node.right)
             if num is not None and den is not None:
                 return self.derivative(num, den, node)
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and re.fullmatch(r"sum_[a-z]", node.func.id)
-        ):
-            return self.sum(node)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if re.fullmatch(r"sum_[a-z]", node.func.id):
+                return self.sum(node)
+            if node.func.id == "sqrt" and len(node.args) == 1 and not node.keywords:
+                value, per = self.read(node.args[0])  # sqrt(var + eps): √, as np.sqrt
+                return sp.sqrt(value), per
         return super().read(node)
 
     def sum(self, node: ast.Call) -> tuple[sp.Expr, bool]:
