@@ -185,6 +185,13 @@ RULES = [
         r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \sigma} \cdot \frac{1}{\sigma}",
     ),
     (
+        # Xiyun Song's 2020 post (coolgpu), written in MathType: \mathop \sum \limits, and the
+        # letter after each ∂ in braces of its own
+        "MathType: \\mathop \\sum \\limits_{…}^{…}, \\partial {x_i} with its braces",
+        r"\frac{ {\partial L} }{ {\partial \beta } } = \mathop \sum \limits_{i = 1}^{ N } \frac{ {\partial L} }{ {\partial {y_{i} } } }\frac{ {\partial {y_{i} } } }{ {\partial {\beta} } } = \mathop \sum \limits_{i = 1}^{ N } \frac{ {\partial L} }{ {\partial {y_{i} } } }",
+        r"\frac{ {\partial L} }{ {\partial \beta } } = \frac{1}{N}\mathop \sum \limits_{i = 1}^{ N } \frac{ {\partial L} }{ {\partial {y_{i} } } }",
+    ),
+    (
         "a sign right after \\cdot (a · −b)",
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -1",
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -2",

@@ -341,9 +341,11 @@ class _ToTree(Transformer):
 
     def bigsum(self, c: list) -> BigSum:
         sub = sup = None
+        first = c[0]  # \mathop before \sum: the sum starts there
+        c = [item for item in c if not (isinstance(item, Token) and item.type == "MATHOP")]
         if len(c) == 3:
             sub, sup = c[1]
-        return BigSum(_pos(c[0]), sub, sup, c[-1])
+        return BigSum(_pos(first), sub, sup, c[-1])
 
     def sum_limits(self, c: list) -> tuple[ScriptArg | None, ScriptArg | None]:
         return self.script(c)
@@ -1997,6 +1999,15 @@ class _Meaning:
         else:
             return None
         rest = nodes[1:]
+        if len(rest) == 1:  # ∂{x_{c,i}}, as MathType braces what follows the ∂: the braces group
+            while isinstance(rest[0], Group) and rest[0].kind == "brace":
+                rest = (
+                    list(rest[0].inner.items)
+                    if isinstance(rest[0].inner, Product)
+                    else [rest[0].inner]
+                )
+                if len(rest) != 1:
+                    break
         if not rest:
             return _Diff(prefix, "none", None, "", first.pos)
         text = " ".join(_render(n) for n in rest)
