@@ -876,3 +876,38 @@ def test_a_row_that_only_gives_epsilon_a_value_does_not_decide_where_it_is(tmp_p
     assert not uses.eps_zero and uses.eps_inside
     assert any("ε inside the root" in n for n in uses.notes)
     assert verdicts(uses) == {1: "holds", 2: "refuted"}
+
+
+def test_a_diagonal_derivative_is_read_as_the_total_or_the_partial_its_value_is(tmp_path):
+    # issue 12: ∂y_i/∂x_i is written both for the Jacobian's diagonal (Xiyun Song 2020, eq. 20)
+    # and for the partial with μ, σ² held (eq. 24); a value equal to neither is refuted
+    total = r"\frac{(N-1)(\sigma^2+\epsilon) - (x_i-\mu)^2}{N(\sigma^2+\epsilon)^{3/2}}"
+    body = lines(
+        rf"""
+y_i = \gamma \hat{{x}}_i + \beta
+\frac{{\partial y_i}}{{\partial x_i}} = \gamma{total}
+\frac{{\partial \hat{{x}}_i}}{{\partial x_i}} = \frac{{1}}{{\sqrt{{\sigma^2+\epsilon}}}}
+\frac{{\partial y_i}}{{\partial x_i}} = \gamma{total.replace("(N-1)", "N")}
+\frac{{\partial \hat{{x}}_i}}{{\partial x_i}} = \frac{{2}}{{\sqrt{{\sigma^2+\epsilon}}}}
+"""
+    )
+    form = doc(tmp_path, body)
+    assert verdicts(form) == {1: "holds", 3: "holds", 5: "holds", 7: "refuted", 9: "refuted"}
+    said = {ln.line: ln for ln in form.lines}
+    assert said[3].derivative == "total" and said[5].derivative == "held"
+    assert any("total derivative" in n and "its value is that one" in n for n in said[3].notes)
+    assert any("μ, σ² held" in n and "its value is that one" in n for n in said[5].notes)
+    assert all(any("its value is neither" in n for n in said[k].notes) for k in (7, 9))
+
+
+def test_a_bracket_group_right_after_an_operator_is_its_argument(tmp_path):
+    # the quotient rule's f'g as dsse_bn_backprop_doubts writes it: ∂/∂x_i (x_i − μ) s is
+    # (∂(x_i − μ)/∂x_i)·s, read here as the total derivative (its value is that one)
+    quotient = (
+        r"\frac{\partial \hat{x}_i}{\partial x_i} = \frac{1}{\sigma^2+\epsilon}\left["
+        r"\frac{\partial}{\partial x_i} (x_i-\mu)\sqrt{\sigma^2+\epsilon} - (x_i - \mu)"
+        r"\frac{\partial}{\partial x_i} \sqrt{\sigma^2+\epsilon} \right]"
+    )
+    form = doc(tmp_path, lines(quotient + "\n" + quotient.replace("(x_i - \\mu)", "2(x_i - \\mu)")))
+    assert verdicts(form) == {1: "holds", 3: "refuted"}
+    assert form.lines[0].derivative == "total"

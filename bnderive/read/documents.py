@@ -107,6 +107,8 @@ class DocLine:
     notes: tuple[str, ...] = ()  # what was assumed: true values used, local derivatives replaced
     where: str = ""  # for a notebook: "cell 4, line 2"
     members: tuple[int | None, ...] = ()  # per right side: its equation, or None (not checked)
+    #: how its ∂x̂_i/∂x_i (∂y_i/∂x_i) was read: "total" (μ, σ² follow x_i), "held", or ""
+    derivative: str = ""
 
     @property
     def checked(self) -> bool:
@@ -926,6 +928,9 @@ class _Builder:
         self.degrees: dict[object, float] = {}  # of each quantity defined so far (limits)
         self.total: bool | None = None  # the members of a local derivative's line: as it is
         self.last_total: bool | None = None  # the decision taken for the last ∂/∂x_i
+        self.diagonal = False  # the last ∂/∂x_i was ∂x̂_i/∂x_i or ∂y_i/∂x_i (either reading)
+        self.diagonal_context: bool | None = None  # the reading a post's earlier lines showed
+        self.derivative = ""  # the reading of the line's ∂x̂_i/∂x_i: "total", "held" or ""
 
     # -- equations ----------------------------------------------------------------------------
     def add(self, name: str, index: sp.Symbol | None, expr: sp.Expr, text: str, kind: str) -> int:
@@ -938,6 +943,8 @@ class _Builder:
         """(status, equation numbers, reason, notes) of one read line; ``self.members`` is set
         to each right side's equation number (None where it is not checked)."""
         self.members: list[int | None] = [None] * len(read.rhs)
+        if read.lhs is not None:
+            self.derivative = ""
         if read.kind == "prose":
             return "prose", (), read.reason, []
         continuation = read.lhs is None
@@ -1087,12 +1094,58 @@ class _Builder:
             raise _Unresolved("continues a line whose value could not be kept for its next rows")
         written = unicode(read.lhs)
         self.total = self.last_total = None
+        self.diagonal = False
         lhs = self.resolve(read.lhs, notes)
+        if kind == "local" and self.diagonal and self.last_total is False:
+            lhs = self.diagonal_reading(read, lhs, written, notes)
         if kind == "local":
             # the members of ∂x̂_i/∂x_i = ∂/∂x_i[…] = …: the same derivative as the left side
             self.total = self.last_total
         text = f"the true {written}" if kind == "local" else f"the left side {written}"
         return self.add(read.defines or "identity", read.index, lhs, text, "reference")
+
+    def diagonal_reading(
+        self, read: LineRead, held: sp.Expr, written: str, notes: list[str]
+    ) -> sp.Expr:
+        """∂x̂_i/∂x_i (∂y_i/∂x_i) is written both for the partial with μ and σ² held and for the
+        total derivative (the Jacobian's diagonal): the line is read the way its value (its last
+        member) is, exactly; a value that is neither is compared with the reading the post's
+        earlier lines showed (else the partial), and says so.  Only the reading is chosen here:
+        whether the line holds under it is the verifier's."""
+        self.total = True
+        total = self.resolve(read.lhs, [])
+        last = next((m for m in reversed(read.rhs) if m is not None), None)
+        chosen = None
+        for reading, value in ((False, held), (True, total)):
+            self.total = reading
+            try:
+                member = None if last is None else self.resolve(last, [])
+            except _Unresolved:
+                member = None
+            if member is not None and _same_value(member, value, self.spec.unbiased):
+                chosen = reading
+                break
+        found = chosen is not None
+        if chosen is None:
+            chosen = bool(self.diagonal_context)
+        else:
+            self.diagonal_context = chosen
+        self.total = self.last_total = chosen
+        self.derivative = "total" if chosen else "held"
+        words = (
+            "the total derivative: μ and σ² vary with x_i (the Jacobian's diagonal)"
+            if chosen
+            else "the partial with μ, σ² held"
+        )
+        why = (
+            "its value is that one"
+            if found
+            else "its value is neither; compared with "
+            + ("the reading of the post's earlier lines" if self.diagonal_context is not None
+               else "the partial, the reader's default")
+        )  # fmt: skip
+        notes.append(f"{written} read as {words}: the notation is used both ways, {why}")
+        return total if chosen else held
 
     def alias(self, read: LineRead, definition: sp.Expr, notes: list[str]) -> None:
         """A name defined per element as exactly the layer's y or x̂ (x^{bn}_i = γx̂_i + β, as
@@ -1201,11 +1254,15 @@ class _Builder:
         total = False
         if isinstance(wrt, sp.Indexed) and str(wrt.base.label) == "x":
             if self.total is not None:  # a member of a local derivative's line: as its left side
-                total = self.total
+                # ∂x̂_i/∂x_i = ∂x̂_i/∂x_i + ∂x̂_i/∂μ ∂μ/∂x_i + …: the x̂ (y) it adds the paths to
+                # is the direct one
+                node = isinstance(of, sp.Indexed) and str(of.base.label) in ("xhat", "y")
+                total = self.total and not (paths and node)
             elif isinstance(of, sp.Indexed) and str(of.base.label) in ("xhat", "y"):
                 # ∂x̂_i/∂x_i: the direct path (μ, σ² held); ∂x̂_k/∂x_i: the full Jacobian,
                 # unless the line adds the paths through μ and σ² itself
                 total = of.indices[0] != wrt.indices[0] and not paths
+                self.diagonal = not total and not paths
             elif of not in (N.mu, N.var) and not isinstance(of, sp.Indexed):
                 total = not paths  # ∂(x_k/√(σ²+ε))/∂x_i: μ and σ² follow x
             self.last_total = total
@@ -1275,6 +1332,36 @@ def _replace_partials(expr: sp.Expr, builder: _Builder, paths: bool) -> sp.Expr:
     if not expr.args or not expr.has(N.Partial):
         return expr
     return expr.func(*[_replace_partials(a, builder, paths) for a in expr.args])
+
+
+def _same_value(a: sp.Expr, b: sp.Expr, unbiased: bool) -> bool:
+    """Do ``a`` and ``b`` agree at a few batches (M = 4, 5, 6 rational elements, μ and σ² their
+    statistics, every other symbol a positive rational; 40 digits)?  Only to choose between two
+    readings of a notation: whether the line holds is the verifier's, for the reading chosen."""
+    diff = a - b
+    if diff.has(N.Partial):
+        return False
+    for point in range(3):
+        m = 4 + point
+        xs = [sp.Rational(1 + (7 * k + 3 * point) % 11, 2 + point) for k in range(m + 1)]
+        mu = sum(xs[1:], sp.Integer(0)) / m
+        var = sum(((v - mu) ** 2 for v in xs[1:]), sp.Integer(0)) / (m - 1 if unbiased else m)
+        value = diff.xreplace({N.M: sp.Integer(m), N.mu: mu, N.var: var})
+        indices = {
+            s for e in value.atoms(sp.Indexed) for s in e.indices if isinstance(s, sp.Symbol)
+        }
+        value = value.xreplace({s: sp.Integer(2) for s in indices & value.free_symbols}).doit()
+        value = value.xreplace(
+            {e: xs[int(e.indices[0])] for e in value.atoms(sp.Indexed) if e.indices[0].is_Integer}
+        )
+        symbols = sorted(value.free_symbols, key=str)
+        value = value.xreplace(
+            {s: sp.Rational(3 + (5 * k + 2 * point) % 13, 2 + point) for k, s in enumerate(symbols)}
+        )
+        number = sp.N(value, 40)
+        if not number.is_number or number.has(sp.nan, sp.zoo) or abs(number) > 1e-25:
+            return False
+    return True
 
 
 def _other_paths(expr: sp.Expr) -> bool:
@@ -1585,7 +1672,7 @@ class _Reading:
         status, numbers, reason, notes = builder.line(read, equation)
         self.lines.append(
             DocLine(*at, equation, read, numbers, reason, status, tuple(notes), place,
-                    tuple(builder.members))
+                    tuple(builder.members), builder.derivative)
         )  # fmt: skip
         if read.kind == "prose" and read.reason.startswith("an expression without"):
             self.pending = (equation, at, len(self.lines) - 1)

@@ -1020,6 +1020,7 @@ class _Meaning:
         operand = 0  # where the factors the operator acts on begin in ``pieces``
         operand_text = ""
         operand_nodes: list[Node] = []
+        grouped = False  # the operand begins with a bracket group: (x_i − μ) in ∂/∂x_i (x_i − μ) s
         for it in items:
             if it.kind == "op":
                 if it.name == "/":
@@ -1040,6 +1041,9 @@ class _Meaning:
                 continue
             if operator is not None and len(pieces) == operand:
                 operand_text = _describe(it.node) if it.node else it.name
+                grouped = isinstance(it.node, Bracket) or (
+                    isinstance(it.node, Group) and it.node.kind == "paren"
+                )
             if operator is not None and it.node is not None:
                 operand_nodes.append(it.node)
             if divide:
@@ -1060,11 +1064,16 @@ class _Meaning:
                     operator.pos,
                 )
             # \frac{\partial}{\partial x_i} f g: the derivative of the whole product that follows
-            # (of f·g, not f alone), as ∂/∂x (f g) reads
-            of = sp.Mul(*[self.plain(p) for p in pieces[operand:]])
-            text = operand_text + (" …" if len(pieces) - operand > 1 else "")
+            # (of f·g, not f alone), as ∂/∂x (f g) reads; a bracket group right after the
+            # operator is its argument, as a function's is: ∂/∂x_i (x_i − μ) s is (∂(x_i − μ)/∂x_i)·s
+            # (the quotient rule's f'g, as the post dsse_bn_backprop_doubts writes it)
+            end = operand + 1 if grouped else len(pieces)
+            of = sp.Mul(*[self.plain(p) for p in pieces[operand:end]])
+            text = operand_text + (" …" if end - operand > 1 else "")
             local = self.local(of, text, operator.wrt, operator.pos)
-            pieces = [*pieces[:operand], self.operator_sample(local, operator, operand_nodes)]
+            nodes = operand_nodes[:1] if grouped else operand_nodes
+            sample = self.operator_sample(local, operator, nodes)
+            pieces = [*pieces[:operand], sample, *pieces[end:]]
         if len(pieces) == 1:
             return pieces[0]
         return sp.Mul(*[self.plain(p) for p in pieces])

@@ -252,7 +252,7 @@ def _sides(text: str) -> list[str]:
 
 def _quantity_of(line: Any, form: Any, number: int) -> str:
     """bnderive's reading of a member as a name of the reference (dxhat_dx: the direct partial
-    unless the line is a Jacobian's)."""
+    unless the line is a Jacobian's; ∂x̂_i/∂x_i and ∂y_i/∂x_i as the line says it read them)."""
     read = line.read
     name = read.defines if read is not None else None
     if read is None or name is None:
@@ -261,6 +261,9 @@ def _quantity_of(line: Any, form: Any, number: int) -> str:
         return "definition"
     if read.kind == "node":  # the gradient of the post's own node: the transcriber names it
         return "identity"
+    if name in ("dxhat_dx", "dy_dx") and not read.contracted and line.derivative:
+        # ∂x̂_i/∂x_i, ∂y_i/∂x_i: the reading bnderive states for the line (total or held)
+        return f"{name}_total" if line.derivative == "total" else f"{name}_direct"
     if name == "dxhat_dx":
         return "dxhat_dx" if read.contracted else "dxhat_dx_direct"
     return name

@@ -74,6 +74,8 @@ def values(x, g, gamma, beta, eps, epsilon="inside", variance="biased"):
     jac = dxmu_dx / s + np.outer(xmu, 2 * xmu / mv) * (-ds_dvar / s**2)
     dy_dx = np.asarray(gamma)[..., None] * jac if layer else gamma * jac  # row k times γ_k
     v.update(dxmu_dx=dxmu_dx, dxhat_dx=jac, dy_dx=dy_dx, dxk_dxi=eye)
+    # ∂x̂_i/∂x_i, ∂y_i/∂x_i: the total derivative (the diagonal) or the partial, μ and σ² held
+    v.update(dxhat_dx_total=np.diag(jac), dy_dx_total=np.diag(dy_dx), dy_dx_direct=gamma * ones / s)
     return v
 
 
