@@ -338,6 +338,12 @@ def partial_value(of: sp.Expr, wrt: sp.Expr, spec: Spec, total: bool) -> sp.Expr
     return sp.diff(expr, wrt)
 
 
+def stage_definition(spec: Spec, name: str) -> sp.Expr | None:
+    """A node's own definition one level deep (y = γx̂_i + β, x̂ = (x_i − μ)/√(σ²+ε), σ², μ with
+    their sums), at element i for y and x̂; None for a leaf (μ, σ² in eval mode)."""
+    return _node_definition(Graph.build(spec), name, N.i)
+
+
 def forward_definition(spec: Spec, name: str) -> sp.Expr | None:
     """y_i or x̂_i at element i in terms of x_i, μ, σ², ε, γ, β (x̂ written out in y), as the
     spec's graph defines it; None where the graph has no such stage."""

@@ -122,6 +122,29 @@ class Partial(sp.Function):
         raise TypeError("a Partial is resolved before anything is differentiated")
 
 
+class ExprNode(sp.Function):
+    """A sub-expression of the forward pass taken as a node, as a derivation writes it in a
+    denominator (∂y_i/∂(γx̂_i)): ``read.expr_nodes`` finds it in the forward graph and works out
+    derivatives with respect to it; nothing evaluates it itself (issue 12)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, expr: sp.Expr) -> None:  # noqa: ARG003
+        return None
+
+
+class ExprAdjoint(sp.Function):
+    """∂L/∂E for a sub-expression E of the forward pass (∂C/∂(γx̂_i)), before its value is
+    worked out in the forward graph (``read.expr_nodes``)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, expr: sp.Expr) -> None:  # noqa: ARG003
+        return None
+
+
 def reduce_sum(expr: sp.Expr, index: sp.Symbol) -> sp.Sum:
     """Σ over the reduction set: ``Sum(expr, (index, 1, M))``."""
     return sp.Sum(expr, (index, 1, M))

@@ -135,6 +135,12 @@ class UnicodePrinter(StrPrinter):
     def _print_Positive(self, expr: sp.Expr) -> str:  # ReLU's derivative (core.composite)
         return f"[{self._print(expr.args[0])} > 0]"
 
+    def _print_ExprNode(self, expr: sp.Expr) -> str:  # a sub-expression as a node (issue 12)
+        return f"({self._print(expr.args[0])})"
+
+    def _print_ExprAdjoint(self, expr: sp.Expr) -> str:
+        return f"∂L/∂({self._print(expr.args[0])})"
+
     def _print_Max(self, expr: sp.Expr) -> str:
         return f"max({', '.join(self._print(a) for a in expr.args)})"
 
@@ -171,6 +177,12 @@ class TexPrinter(LatexPrinter):
 
     def _print_Positive(self, expr: sp.Expr) -> str:  # ReLU's derivative (core.composite)
         return rf"\mathbb{{1}}\left[{self._print(expr.args[0])} > 0\right]"
+
+    def _print_ExprNode(self, expr: sp.Expr) -> str:  # a sub-expression as a node (issue 12)
+        return rf"\left({self._print(expr.args[0])}\right)"
+
+    def _print_ExprAdjoint(self, expr: sp.Expr) -> str:
+        return rf"\frac{{\partial L}}{{\partial \left({self._print(expr.args[0])}\right)}}"
 
     def _print_Indexed(self, expr: sp.Indexed) -> str:
         name = str(expr.base.label)

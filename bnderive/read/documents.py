@@ -70,6 +70,7 @@ from bnderive.core.spec import Mode, Norm, Spec
 from bnderive.errors import FormError
 from bnderive.read.ascii_maths import read_row
 from bnderive.read.code_lines import CodeReader, code_rows
+from bnderive.read.expr_nodes import expression_adjoint, expression_partial, forward_lines
 from bnderive.read.files import read_text
 from bnderive.read.forms import Equation, Form, bounded_equation
 from bnderive.read.latex_reader import (
@@ -1203,6 +1204,7 @@ class _Builder:
                 mapping2[node] = at_index(self.truth.inline(label), node.indices[0])
                 assumed.append(label)
         mapping2.update(self.own_adjoints(expr, notes))
+        mapping2.update(self.expression_adjoints(expr, notes))
         if mapping2:
             expr = expr.xreplace(mapping2)
         if assumed:
@@ -1234,8 +1236,35 @@ class _Builder:
             )
         return found
 
+    def expression_adjoints(self, expr: sp.Expr, notes: list[str]) -> dict[sp.Expr, sp.Expr]:
+        """∂L/∂(γx̂_i) of a sub-expression of the forward pass: the gradient of that node once
+        the forward graph is rewritten with it as one (``expr_nodes``)."""
+        marks = expr.atoms(N.ExprAdjoint)
+        if not marks:
+            return {}
+        truth = {
+            "dxhat": self.true_adjoint("dxhat", N.i),
+            "dvar": self.truth.inline("dvar"),
+            "dmu": self.truth.inline("dmu"),
+        }
+        lines = forward_lines(self.spec, self.graph)
+        found: dict[sp.Expr, sp.Expr] = {}
+        for mark in marks:
+            try:
+                found[mark], note = expression_adjoint(mark.args[0], lines, truth)
+            except GraphUnknown as exc:
+                raise _Unresolved(str(exc)) from None
+            notes.append(note)
+        return found
+
     def partial(self, p: N.Partial, paths: bool) -> sp.Expr:
         of, wrt = p.of, p.wrt
+        if isinstance(wrt, N.ExprNode):  # ∂y_i/∂(γx̂_i): the sub-expression as a node
+            try:
+                lines = forward_lines(self.spec, self.graph)
+                return expression_partial(of, wrt.args[0], lines)
+            except GraphUnknown as exc:
+                raise _Unresolved(str(exc)) from None
         if self.graph.owns(_label(wrt)):  # ∂σ_b/∂v_p: the other nodes of the post's graph held
             try:
                 return self.graph.partial(of, wrt, len(self.equations) + 1)

@@ -2063,6 +2063,9 @@ class _Meaning:
             if isinstance(own, sp.Indexed):
                 return sp.IndexedBase(OWN_ADJOINT + str(own.base.label))[own.indices[0]]
             return sp.Symbol(OWN_ADJOINT + own.name)
+        if d.target == "expr" and d.value is not None:
+            # ∂C/∂(γx̂_i): a sub-expression of the forward pass as a node (``expr_nodes``)
+            return N.ExprAdjoint(d.value)
         if d.target in ("other", "expr", "name"):
             raise self.error(
                 f"∂L/∂{d.text}: a gradient with respect to {d.text}, which is not a node of "
@@ -2115,6 +2118,9 @@ class _Meaning:
         own = _own_node(den.value) if den.target == "name" else None
         if own is not None:  # ∂σ_b/∂v_p: in the post's graph (``documents``), v held as a node
             return N.Partial(of, own, sp.Integer(0))
+        if den.target == "expr" and den.value is not None:
+            # ∂y_i/∂(γx̂_i): with respect to a sub-expression of the forward pass (``expr_nodes``)
+            return N.Partial(of, N.ExprNode(den.value), sp.Integer(0))
         raise self.error(
             f"∂{text}/∂{den.text}: a derivative with respect to {den.text}, which is not a node "
             "of the layer's graph (x, μ, σ², x̂, y, γ, β)",
