@@ -387,6 +387,48 @@ def test_code_whose_names_are_defined_stays_code(tmp_path, wrong):
         assert found[row] == {Status.HOLDS}, found
 
 
+# The same in per-feature suffixes only (x_ij, mu_j): no left side is a bare name, yet the block
+# states the layer's quantities (var_j, dgamma_j) and is read; the rows are our own.
+SUFFIXED = """```
+mu_j = 1/N * sum_i x_ij
+var_j = 1/N * sum_i (x_ij - mu_j)^2
+xhat_ij = (x_ij - mu_j) / sqrt(var_j + eps)
+dgamma_j = sum_i dy_ij * xhat_ij
+dx_i = gamma / sqrt(var + eps) * (dy_i - 1/N * sum_k dy_k - xhat_i / N * sum_k dy_k * xhat_k)
+```
+"""
+
+
+@pytest.mark.parametrize(
+    ("right", "wrong"),
+    [
+        ("", ""),
+        ("dgamma_j = sum_i dy_ij * xhat_ij", "dgamma_j = sum_i dy_ij"),
+        ("xhat_i / N * sum_k", "xhat_i * sum_k"),
+        ("(x_ij - mu_j)^2", "(x_ij - mu_j)^2 / 2"),
+    ],
+)
+def test_a_block_of_suffixed_ascii_rows_is_read(tmp_path, right, wrong):
+    form = load_document(write(tmp_path, SUFFIXED.replace(right, wrong, 1)))
+    assert [ln.status for ln in form.lines] == ["checked"] * 5, [
+        (ln.line, ln.reason) for ln in form.lines
+    ]
+    found = verdicts_by_line(form)
+    for latex, statuses in found.items():
+        if wrong and wrong in latex:
+            assert Status.REFUTED in statuses and Status.HOLDS not in statuses, found
+        else:
+            assert statuses == {Status.HOLDS}, found
+
+
+def test_a_pythonish_ascii_row_not_read_says_why_as_maths(tmp_path):
+    """``xhat_k = x_k`` parses as Python; it is maths by its names, so the reason is the ASCII
+    reading's (k is bound by no sum), not "unknown name x_k"."""
+    form = load_document(write(tmp_path, SUFFIXED.replace("dgamma_j", "xhat_k = x_k\ndgamma_j")))
+    line = next(ln for ln in form.lines if ln.latex == "xhat_k = x_k")
+    assert line.status == "not read" and "bound by no sum" in line.reason, line.reason
+
+
 def test_a_node_whose_user_was_not_read_says_so(tmp_path):
     """s = np.sqrt(var + eps) then r = 1. / sqrt (a typo, not read): the gradient of s is not
     said, and the reason names the line not read rather than claiming nothing uses s."""

@@ -51,6 +51,8 @@ _SUFFIXED = re.compile(r"\b[A-Za-z][A-Za-z0-9]*_[ij]{1,2}\b")
 #: The element letters of index suffixes (the row's element, or a sum's); j is the feature.
 _ELEMENT = "iklmnpq"
 _FEATURE = "j"
+#: The suffixes that make a Python name ASCII maths (x_i, mu_j, x_ij); ``x_in`` is not one.
+_ONE_INDEX = re.compile(r"[iklmnpq]j?|j")
 
 
 def members(text: str) -> list[str]:
@@ -101,16 +103,16 @@ def read_row(code: CodeReader, text: str, line: int, column: int) -> LineRead:
     try:
         return code.read(text, line, column)
     except LatexError as exc:
-        if not (
-            _QUOTIENT.search(text) or _SUM.search(text) or _SUFFIXED.search(text) or "^" in text
-        ):
+        why = _python_but_maths(code, text)
+        if not (why or _QUOTIENT.search(text) or _SUM.search(text) or _SUFFIXED.search(text)):
             raise
         code.unread.pop()  # the row is tried as ASCII maths, which says if it is not read
         try:
             read = AsciiReader(code).read(text, line, column)
         except LatexError:
+            if why:  # maths by its names or ^: the ASCII reading says why it is not read
+                raise
             raise exc from None
-        why = _python_but_maths(code, text)
         return _with_notes(read, [why]) if why else read
 
 
@@ -123,7 +125,8 @@ def _python_but_maths(code: CodeReader, text: str) -> str | None:
     names = dict.fromkeys(
         node.id
         for node in ast.walk(tree)
-        if isinstance(node, ast.Name) and (_SUM.fullmatch(node.id) or _split(node.id, code)[1])
+        if isinstance(node, ast.Name)
+        and (_SUM.fullmatch(node.id) or _ONE_INDEX.fullmatch(_split(node.id, code)[1]))
     )
     reasons = []
     if names:

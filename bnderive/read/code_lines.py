@@ -145,6 +145,11 @@ def target(line: str) -> str:
 
 
 def _states_quantity(name: str) -> bool:
+    """``var``, ``dx``, ``grad_gamma``; in ASCII maths also with an index suffix (``var_j``,
+    ``xhat_ij``, ``dx_i``: the element i, the feature j)."""
+    suffixed = re.fullmatch(r"(\w+?)_[ij]{1,2}", name)
+    if suffixed is not None and name not in FORWARD:
+        name = suffixed.group(1)
     if name in FORWARD and name != "y":
         return True
     for prefix in ("d", "grad_"):
