@@ -192,6 +192,18 @@ RULES = [
         r"\frac{ {\partial L} }{ {\partial \beta } } = \frac{1}{N}\mathop \sum \limits_{i = 1}^{ N } \frac{ {\partial L} }{ {\partial {y_{i} } } }",
     ),
     (
+        # the same post: γ written w_c (its forward line y = w_c·(x − μ_c)/σ_c + β_c), the
+        # channel first (x_{c,i}: channel c of μ_c, element i), N_i the number of i, {\rm{i}}
+        "a letter of the post's own for γ (w_c), x_{c,i} channel first, N_i, {\\rm{i}}",
+        r"y_{c,i} = {w_c} \cdot \frac{ {x_{c,i}} - {\mu _c} }{\sqrt{\sigma _c^2 + \epsilon}} + {\beta _c} \quad\text{and}\quad \frac{\partial L}{\partial {w_c}} = \sum_{i=1}^{N_i} \frac{\partial L}{\partial y_{c,{\rm{i}}}} \frac{ y_{c,i} - \beta_c }{w_c}",
+        r"\frac{\partial L}{\partial {w_c}} = \frac{1}{N_i}\sum_{i=1}^{N_i} \frac{\partial L}{\partial y_{c,i}} \frac{ y_{c,i} - \beta_c }{w_c}",
+    ),
+    (
+        "x_{c,i} channel first in the statistics, summed up to N_i",
+        r"\mu_c = \frac{1}{N_i}\sum_{i=1}^{N_i} x_{c,i} \quad\text{and}\quad \sigma_c^2 = \frac{1}{N_i}\sum_{i=1}^{N_i} (x_{c,i} - \mu_c)^2",
+        r"\sigma_c^2 = \frac{1}{N_i - 1}\sum_{i=1}^{N_i} (x_{c,i} - \mu_c)^2 + \epsilon",
+    ),
+    (
         "a sign right after \\cdot (a · −b)",
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -1",
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -2",
@@ -911,3 +923,31 @@ def test_a_bracket_group_right_after_an_operator_is_its_argument(tmp_path):
     form = doc(tmp_path, lines(quotient + "\n" + quotient.replace("(x_i - \\mu)", "2(x_i - \\mu)")))
     assert verdicts(form) == {1: "holds", 3: "refuted"}
     assert form.lines[0].derivative == "total"
+
+
+def test_a_letter_for_gamma_and_a_subscripted_size_need_the_post_to_say_so(tmp_path):
+    """w is γ only when the post's forward line writes y = w·(x − μ)/σ + β (a note says so);
+    N_s is the set's size only when s is an index of the arrays: otherwise neither is read."""
+    said = doc(
+        tmp_path,
+        lines(
+            r"y_i = w \cdot \frac{x_i - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta"
+            "\n"
+            r"\frac{\partial L}{\partial w} = \sum_{i=1}^{N_i} \frac{\partial L}{\partial y_i} \hat{x}_i"
+        ),
+    )
+    assert [line.status for line in said.lines] == ["checked", "checked"]
+    assert any("w read as γ" in n for n in said.notes)
+    unsaid = doc(
+        tmp_path,
+        lines(
+            r"\frac{\partial L}{\partial w} = \sum_{i=1}^{N} \frac{\partial L}{\partial y_i} \hat{x}_i"
+            "\n"
+            r"\mu = \frac{1}{N_s}\sum_{i=1}^{N} x_i"
+            "\n"
+            r"\mu = \frac{1}{N}\sum_{i=1}^{N} x_i"
+        ),
+        "other.md",
+    )
+    assert [line.status for line in unsaid.lines] == ["not checked", "not read", "checked"]
+    assert "size N takes no subscript" in unsaid.lines[1].reason

@@ -74,7 +74,6 @@ from bnderive.read.expr_nodes import expression_adjoint, expression_partial, for
 from bnderive.read.files import read_text
 from bnderive.read.forms import Equation, Form, bounded_equation
 from bnderive.read.latex_reader import (
-    BATCH,
     DSTD,
     OWN_ADJOINT,
     Family,
@@ -863,12 +862,49 @@ def _samples(maths: str) -> frozenset[str]:
     return frozenset({a for a, _ in pairs} - {b for _, b in pairs})
 
 
+#: μ_c, \sigma _c^2, β_{c}: a statistic (or β, γ) subscripted with one letter.
+_STAT_SUBSCRIPT = re.compile(r"\\(mu|sigma|beta|gamma)\s*_\s*(?:\{\s*([a-z])\s*\}|([a-z]))")
+#: x_i, {y_{k}}, g_j: an array with one index (not the first of two: x_{c,i}).
+_ONE_INDEX = re.compile(r"(?<![a-zA-Z\\])[xyghXY]\s*_\s*(?:\{\s*([a-z])\s*\}|([a-z]))")
+
+
+#: y_{c,i} = {w_c} \cdot \frac{…}{…} + {\beta _c}: the forward line of y, written with a letter of
+#: the post's own where γ stands (Xiyun Song's 2020 post writes γ as the weight w_c).
+_SCALE_LETTER = re.compile(
+    r"(?<![a-zA-Z\\])y\s*_[^=\n]*=\s*\{?\s*([a-zA-Z])\s*(?:_\s*(?:\{\s*[a-z]\s*\}|[a-z]))?\s*\}?\s*"
+    r"(?:\\cdot|\\times|\\frac|\\left\s*\(|\()[^=\n]*\+\s*\{?\s*\\beta(?![a-zA-Z])"
+)
+
+
+def _scale_letter(maths: str) -> str | None:
+    """The letter a post writes for γ, the scale: the first factor of its forward line
+    y = w·(x − μ)/σ + β, when that letter means nothing else to the reader."""
+    found = {m.group(1) for m in _SCALE_LETTER.finditer(maths)}
+    found -= set("xyghXYNMmHWdLEJfTiDC")
+    return found.pop() if len(found) == 1 else None
+
+
+def _channels(maths: str) -> tuple[frozenset[str], frozenset[str]]:
+    """BatchNorm: the channel letters (``Family.channels``: the subscript of a statistic, first
+    of two indices and never second, as x_{c,i} writes it) and the element letters
+    (``Family.elements``: an array's one index, or the other of a pair with a channel)."""
+    stats = {a or b for _, a, b in _STAT_SUBSCRIPT.findall(maths)}
+    pairs = [(a, b) for symbol, a, b in _TWO_INDICES.findall(maths) if symbol != "\\delta"]
+    channels = frozenset({a for a, _ in pairs} & stats - {b for _, b in pairs})
+    elements = {a or b for a, b in _ONE_INDEX.findall(maths)} | {
+        b for a, b in pairs if a in channels
+    }
+    return channels, frozenset(elements - channels)
+
+
 def _family(norm: Norm, maths: str, einstein: bool = False) -> Family:
     """How the notation reads under ``norm`` (``latex_reader.Family``): for LayerNorm the
     letters of the number of features, and N the batch size when the post writes another;
     whether repeated indices are summed (``_einstein``)."""
     if norm is not Norm.LAYER:
-        return Family(einstein=einstein) if einstein else BATCH
+        channels, elements = _channels(maths)
+        scale = _scale_letter(maths)
+        return Family(einstein=einstein, channels=channels, elements=elements, scale=scale)
     written = _feature_sizes(maths)
     samples = _samples(maths)
     if written:
@@ -1498,8 +1534,7 @@ def _read(
     einstein, said = _einstein(meta, at, maths)
     notes += said
     family = _family(norm, maths, einstein)
-    if norm is Norm.LAYER:
-        notes.append(_layer_note(family))
+    notes.extend(_family_notes(family))
     builder = _Builder(spec)
     reading = _Reading(builder, body, cells or [], sigma, modes == (Mode.SPATIAL,), family)
     reading.macros = macros
@@ -1620,6 +1655,18 @@ def _conventions(
         norm=norm,
     )
     return spec, sigma, notes
+
+
+def _family_notes(family: Family) -> list[str]:
+    """What the notation was read as, said with the document: LayerNorm's sizes, a letter of
+    the post's own for γ."""
+    notes = [_layer_note(family)] if family.layer else []
+    if family.scale is not None:
+        notes.append(
+            f"{family.scale} read as γ, the scale: the post's forward line writes "
+            f"y = {family.scale}·(x − μ)/σ + β"
+        )
+    return notes
 
 
 def _layer_note(family: Family) -> str:

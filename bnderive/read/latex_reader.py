@@ -590,6 +590,14 @@ class Family:
     #: LayerNorm: the letters the document writes as the sample of x_{bh} (never as a
     #: feature): a lone subscript b (m_b, v_b) names the sample, which is dropped.
     samples: frozenset[str] = frozenset()
+    #: BatchNorm: the letters the document writes as the channel of its statistics (μ_c, σ_c²)
+    #: and first of an array's two indices, never second: x_{c,i} is channel c, element i.
+    channels: frozenset[str] = frozenset()
+    #: The letters the document writes as an element of an array (x_i, x_{c,i}'s i): N_i, the
+    #: number of values i takes, is the size of the set.
+    elements: frozenset[str] = frozenset()
+    #: The letter the document writes for γ (its forward line y = w·x̂ + β), if not γ.
+    scale: str | None = None
 
 
 BATCH = Family()
@@ -686,6 +694,8 @@ class _Meaning:
                 raise self.error("'=' in an index: only sums take i=1", eq.pos)
             parts = node.items if isinstance(node, Product) else (node,)
             for part in parts:
+                while isinstance(part, Group) and part.kind == "brace":
+                    part = part.inner  # y_{c,{\rm{i}}}: MathType braces an upright index
                 if isinstance(part, Letter) and not part.font:
                     out.append((part.name, part.pos))
                 elif isinstance(part, Num) and part.text.isdigit():
@@ -724,7 +734,8 @@ class _Meaning:
             return self.element_symbol([names[0][0]], names[0][1]), None
         if len(names) == 2:  # x_{ij}: sample i, feature j (LayerNorm x_{bh}: sample b, feature h)
             (e, epos), (f, fpos) = names
-            if self.family.layer:
+            if self.family.layer or (e in self.family.channels and f not in self.family.channels):
+                # LayerNorm's x_{bh}: sample b, feature h; a channel first, x_{c,i}: channel c
                 (e, epos), (f, fpos) = (f, fpos), (e, epos)
             self.feature(f, fpos)
             return self.element_symbol([e], epos), f
@@ -1272,6 +1283,9 @@ class _Meaning:
             base, sub, sup = node.base, node.sub, node.sup
         if isinstance(base, Op):
             return _Item("op", base.pos, base.op)
+        if isinstance(base, Letter) and base.name == self.family.scale and not base.font:
+            # the post's own letter for γ (w_c): γ, its channel subscript and all
+            return _Item("macro", base.pos, "gamma", Macro(base.pos, "gamma"), sub, sup)
         if isinstance(base, Letter):
             label = _label(sup)
             if label is not None and not base.font:
@@ -1652,6 +1666,8 @@ class _Meaning:
                 it.pos,
             )
         if name in self.family.sizes or (name == "n" and self.size_n):
+            if it.sub is not None and self.counts_elements(it.sub):
+                return self.power(N.M, it)  # N_i: how many values i takes, the set's size
             self.no_sub(it, f"the size {name}")
             if name == "N" and self.spatial:
                 raise self.error(
@@ -1761,6 +1777,18 @@ class _Meaning:
                 "sums with indices (Σ_k a_k b_k)",
                 it.pos,
             )
+
+    def counts_elements(self, sub: ScriptArg) -> bool:
+        """N_i: a size subscripted with a letter the document writes as an element index
+        (``Family.elements``) and that is no feature on this line."""
+        if len(sub.items) != 1 or sub.items[0][1] is not None:
+            return False
+        node = sub.items[0][0]
+        while isinstance(node, Group) and node.kind == "brace":
+            node = node.inner
+        if not isinstance(node, Letter) or node.font or node.name not in self.family.elements:
+            return False
+        return self.roles.get(node.name, ("element",))[0] == "element"
 
     def is_size(self, sub: ScriptArg) -> bool:
         return (
