@@ -120,3 +120,41 @@ def test_a_degree_not_small_against_the_sample_proves_nothing(tmp_path, monkeypa
         (verdict,) = check(form, large_spec(Mode.PER_ACTIVATION, 64), trials=2)
         assert verdict.status is Status.UNDECIDED, verdict.detail
         assert "degree" in verdict.detail
+
+
+#: Σ_k Σ_p over two summation indices in a per-element line: at M = 4096 a summand over i, k and
+#: p would be 4096³ entries (it ran for minutes and took gigabytes); the plan evaluates such a
+#: form at a smaller M, and says so in the verdict's scope.
+DOUBLE_SUM = r"""
+$$\mu = \frac{1}{N}\sum_{i=1}^N x_i, \quad \sigma^2 = \frac{1}{N}\sum_{i=1}^N (x_i-\mu)^2, \quad \hat{x}_i = \frac{x_i-\mu}{\sqrt{\sigma^2+\epsilon}}, \quad y_i = \gamma\hat{x}_i + \beta$$
+
+$$\frac{\partial L}{\partial x_i} = \frac{\gamma}{\sqrt{\sigma^2+\epsilon}} \sum_k \sum_p \frac{\partial L}{\partial y_k} \left(\delta_{kp} - \frac{\hat{x}_k \hat{x}_p}{N}\right)\left(\delta_{ip} - \frac{1}{N}\right)$$
+"""
+
+
+@pytest.mark.parametrize(("wrong", "status"), [(False, Status.HOLDS), (True, Status.REFUTED)])
+def test_a_double_sum_is_checked_at_a_smaller_m_and_says_so(tmp_path, wrong, status):
+    import bnderive
+
+    text = DOUBLE_SUM.replace(r"\frac{1}{N}\right)", r"\frac{2}{N}\right)") if wrong else DOUBLE_SUM
+    path = tmp_path / "post.md"
+    path.write_text(text, encoding="utf-8")
+    result = bnderive.check(str(path), methods=["random"], modes=["per-activation"])
+    (dx,) = [v for v in result.verdicts if v.quantity == "dx[i]"]
+    assert dx.status is status, dx
+    assert dx.scope == "M = 256 randomized", dx.scope
+
+
+def test_the_entry_budget_stops_a_reduction_over_too_many_indices():
+    from bnderive.core import notation as N
+    from bnderive.core.evaluate import TooLarge, entry_budget, evaluate
+
+    expr = N.parse("sum(x[k]/(x[i]**2 + x[k]**2 + 1), k)")  # no split: a summand over i and k
+    (i,) = [s for s in expr.free_symbols if s.name == "i"]
+    spec = large_spec(Mode.PER_ACTIVATION, 64)
+    env = modular_point_env(spec, 1).env
+    evaluate(expr, env, i)  # no budget: evaluated
+    with entry_budget(64 * 63), pytest.raises(TooLarge):
+        evaluate(expr, env, i)
+    with entry_budget(64 * 64):
+        evaluate(expr, env, i)  # within the budget

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache, reduce
@@ -31,6 +33,27 @@ except ImportError:  # pragma: no cover - gmpy2 is a dependency; this is the fal
 
 class NotRational(ArithmeticError):
     """A root of a rational that is not a perfect power: no exact rational value."""
+
+
+#: The most entries one reduction may build (an array over every index its summand depends on),
+#: when the caller sets a budget (``entry_budget``); None: no limit (the exact method at its
+#: sizes, check-impl).
+_BUDGET: ContextVar[int | None] = ContextVar("entry_budget", default=None)
+
+
+@contextmanager
+def entry_budget(entries: int) -> Iterator[None]:
+    """Evaluate with at most ``entries`` entries per reduction; beyond, ``TooLarge``."""
+    token = _BUDGET.set(entries)
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+class TooLarge(ArithmeticError):
+    """A sum whose summand depends on more indices than the ``entry_budget`` allows at this M:
+    the caller evaluates at a smaller M (``verify.plan``) instead of running for minutes."""
 
 
 @dataclass(frozen=True)
@@ -341,6 +364,12 @@ class _Walker:
     # -- reductions -------------------------------------------------------------------------------
     def _sum(self, expr: sp.Sum, scope: Mapping[sp.Symbol, int]) -> Any:
         summand, *limits = expr.args
+        if len(limits) > 1:
+            # Σ_k Σ_p f as Σ_k (Σ_p f): the inner sum is then reduced with k in scope, where
+            # its δ_kp and δ_ip collapse (``_reduce_plan``), instead of an array over i, k and p
+            # (M³ entries: minutes and gigabytes at the randomized method's M = 4096)
+            inner = sp.Sum(summand, *limits[:-1])
+            return self._reduce(inner, [limits[-1]], scope)
         return self._reduce(summand, list(limits), scope)
 
     def _reduce(self, summand: sp.Expr, limits: list, scope: Mapping[sp.Symbol, int]) -> Any:
@@ -372,6 +401,13 @@ class _Walker:
         if general is not None:
             inner = dict(scope)
             inner[index] = len(scope)
+            axes = sum(1 for s in inner if s in general.free_symbols)
+            budget = _BUDGET.get()
+            if budget is not None and self.env.m**axes > budget:
+                raise TooLarge(
+                    f"Σ over {index} of a summand over {axes} indices at M = {self.env.m}: "
+                    f"{self.env.m}^{axes} entries"
+                )
             body = self._reduce(general, inner_limits, inner)
             count = self.backend.number(sp.Integer(self.env.m))
             add, mul = self.backend.add, self.backend.mul

@@ -39,7 +39,7 @@ import sympy as sp
 from bnderive.core import notation as N
 from bnderive.core.derive import Truth, inline
 from bnderive.core.double_backward import SecondOrderTruth
-from bnderive.core.evaluate import RATIONAL, NotRational
+from bnderive.core.evaluate import RATIONAL, NotRational, entry_budget
 from bnderive.core.finite_field import P
 from bnderive.core.points import Instance, modular_point_env, point_env, random_point
 from bnderive.core.spec import Mode, Norm, Spec
@@ -63,6 +63,12 @@ from bnderive.verify.witness import describe_point, entry_label, fmt
 #: (Rational arithmetic with 62-bit inputs costs about 10% more than with 20-bit ones.)
 SPREAD = 2**62
 _SPREAD_TEXT = "2⁶²"  # SPREAD, as the verdicts print it
+#: The most entries one reduction may build (``core.evaluate.entry_budget``): in F_p, vectorized
+#: machine integers, 2²⁴ = 4096² (a summand over two indices at M = 4096); in exact rationals,
+#: about a microsecond an entry, 2¹⁶.  Beyond, ``TooLarge``, and the plan evaluates the form at
+#: a smaller M (Σ_k Σ_p f(i, k, p) at M = 4096 ran for minutes and took gigabytes).
+FIELD_ENTRIES = 2**24
+RATIONAL_ENTRIES = 2**16
 
 
 def form_seed(forms: Sequence[Form], seed: int = 0) -> int:
@@ -118,11 +124,13 @@ def random_check(
     truth = truth_of(form.order, spec)
     scope = scope or f"M = {spec.m} randomized"
     started = time.perf_counter()
-    screen = _modular_screen(form, spec, truth, trials, seed)
-    if screen is None:
-        return random_rational_check(form, spec, trials, seed, scope)
-    agreed, differs = screen
-    rational = {v.equation: v for v in random_rational_check(form, spec, 1, seed, scope)}
+    with entry_budget(FIELD_ENTRIES):
+        screen = _modular_screen(form, spec, truth, trials, seed)
+    with entry_budget(RATIONAL_ENTRIES):
+        if screen is None:
+            return random_rational_check(form, spec, trials, seed, scope)
+        agreed, differs = screen
+        rational = {v.equation: v for v in random_rational_check(form, spec, 1, seed, scope)}
     share = (time.perf_counter() - started) / max(1, len(form.equations))
     degrees = _degrees(form, truth)
     out = []
