@@ -951,3 +951,23 @@ def test_a_letter_for_gamma_and_a_subscripted_size_need_the_post_to_say_so(tmp_p
     )
     assert [line.status for line in unsaid.lines] == ["not checked", "not read", "checked"]
     assert "size N takes no subscript" in unsaid.lines[1].reason
+
+
+def test_a_jacobian_the_post_sums_over_k_not_i_is_read_off_its_diagonal(tmp_path):
+    """A post that writes Σ_{k≠i} ∂L/∂x̂_k ∂x̂_k/∂x_i (Xiyun Song 2020, with its diagonal term
+    apart) states ∂x̂_k/∂x_i for k ≠ i: the off-diagonal value holds, a wrong one is refuted,
+    and the line says how it was read.  Without such a sum the same value, missing δ_ki/σ,
+    is refuted as the full Jacobian."""
+    right = r"\frac{\partial \hat{x}_k}{\partial x_i} = -\frac{1 + \hat{x}_k \hat{x}_i}{N\sqrt{\sigma^2 + \epsilon}}"
+    wrong = r"\frac{\partial \hat{x}_k}{\partial x_i} = -\frac{1 - \hat{x}_k \hat{x}_i}{N\sqrt{\sigma^2 + \epsilon}}"
+    apart = (
+        r"\frac{\partial L}{\partial x_i} = \frac{\partial L}{\partial \hat{x}_i}"
+        r"\frac{\partial \hat{x}_i}{\partial x_i} + \sum_{k \ne i} \frac{\partial L}"
+        r"{\partial \hat{x}_k}\frac{\partial \hat{x}_k}{\partial x_i}"
+    )
+    form = doc(tmp_path, lines("\n".join([apart, right, wrong])))
+    got = verdicts(form)
+    assert got.get(3) == "holds" and got.get(5) == "refuted", got
+    assert any("read for k ≠ i only" in n for n in form.lines[1].notes)
+    full = doc(tmp_path, lines(right), "full.md")
+    assert verdicts(full) == {1: "refuted"}

@@ -876,6 +876,18 @@ _SCALE_LETTER = re.compile(
 )
 
 
+#: Σ_{k ≠ i}, \mathop \sum \limits_{k \ne {\rm{i}}}: a sum over all k but i.
+_SUM_APART = re.compile(
+    r"(?:\\sum|\\Sigma|∑|Σ)(?:\s*\\(?:limits|nolimits))?\s*_\s*\{\s*([a-z])\s*"
+    r"(?:\\neq?(?![a-zA-Z])|≠)[\s{]*(?:\\rm(?![a-zA-Z])[\s{]*)?([a-z])[\s}]*\}"
+)
+
+
+def _apart(maths: str) -> frozenset[tuple[str, str]]:
+    """The (k, i) of every Σ_{k≠i} the document writes (``Family.apart``)."""
+    return frozenset((m.group(1), m.group(2)) for m in _SUM_APART.finditer(maths))
+
+
 def _scale_letter(maths: str) -> str | None:
     """The letter a post writes for γ, the scale: the first factor of its forward line
     y = w·(x − μ)/σ + β, when that letter means nothing else to the reader."""
@@ -904,7 +916,13 @@ def _family(norm: Norm, maths: str, einstein: bool = False) -> Family:
     if norm is not Norm.LAYER:
         channels, elements = _channels(maths)
         scale = _scale_letter(maths)
-        return Family(einstein=einstein, channels=channels, elements=elements, scale=scale)
+        return Family(
+            einstein=einstein,
+            channels=channels,
+            elements=elements,
+            scale=scale,
+            apart=_apart(maths),
+        )
     written = _feature_sizes(maths)
     samples = _samples(maths)
     if written:

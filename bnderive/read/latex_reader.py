@@ -596,6 +596,9 @@ class Family:
     #: The letters the document writes as an element of an array (x_i, x_{c,i}'s i): N_i, the
     #: number of values i takes, is the size of the set.
     elements: frozenset[str] = frozenset()
+    #: (k, i) when the document sums over k ≠ i (Σ_{k≠i}): its ∂y_k/∂x_i lines are read for
+    #: k ≠ i, the diagonal written apart.
+    apart: frozenset[tuple[str, str]] = frozenset()
     #: The letter the document writes for γ (its forward line y = w·x̂ + β), if not γ.
     scale: str | None = None
 
@@ -3410,6 +3413,19 @@ def _contract_jacobian(state: _LineState, meaning: _Meaning) -> None:
         return
     assert state.contract_over is not None
     over = state.rename.get(state.contract_over, state.contract_over)
+    written = (str(state.contract_over), str(state.source))
+    if written in meaning.family.apart and state.source is not None:
+        # the post sums ∂y_k/∂x_i over k ≠ i only (Σ_{k≠i}, the diagonal apart): its k ≠ i
+        # entries are what it states, so they are compared, and the line says so
+        element = state.rename.get(state.source, state.source)
+        state.sides = [
+            (1 - sp.KroneckerDelta(over, element)) * s if s is not None else None
+            for s in state.sides
+        ]
+        meaning.notes.append(
+            f"read for {written[0]} ≠ {written[1]} only: the post sums this Jacobian over "
+            f"{written[0]} ≠ {written[1]} (Σ_{{{written[0]}≠{written[1]}}}) and its diagonal apart"
+        )
     sides = _contract(state.sides, meaning, over)
     if isinstance(sides, str):
         state.kind, state.reason = "none", sides
