@@ -199,9 +199,9 @@ RULES = [
         r"\frac{\partial L}{\partial {w_c}} = \frac{1}{N_i}\sum_{i=1}^{N_i} \frac{\partial L}{\partial y_{c,i}} \frac{ y_{c,i} - \beta_c }{w_c}",
     ),
     (
-        "x_{c,i} channel first in the statistics, summed up to N_i",
-        r"\mu_c = \frac{1}{N_i}\sum_{i=1}^{N_i} x_{c,i} \quad\text{and}\quad \sigma_c^2 = \frac{1}{N_i}\sum_{i=1}^{N_i} (x_{c,i} - \mu_c)^2",
-        r"\sigma_c^2 = \frac{1}{N_i - 1}\sum_{i=1}^{N_i} (x_{c,i} - \mu_c)^2 + \epsilon",
+        "x_{c,i} channel first in the statistics, summed up to N_i, {\\sigma ^2}_c",
+        r"\mu_c = \frac{1}{N_i}\sum_{i=1}^{N_i} x_{c,i} \quad\text{and}\quad {\sigma ^2}_c = \frac{1}{N_i}\sum_{i=1}^{N_i} (x_{c,i} - \mu_c)^2",
+        r"{\sigma ^2}_c = \frac{1}{N_i - 1}\sum_{i=1}^{N_i} (x_{c,i} - \mu_c)^2 + \epsilon",
     ),
     (
         "a sign right after \\cdot (a · −b)",

@@ -1280,6 +1280,17 @@ class _Meaning:
         return self.diff_value(v) if isinstance(v, _Diff) else v
 
     def item(self, node: Node) -> _Item:
+        if (
+            isinstance(node, Scripted)
+            and node.sup is None
+            and isinstance(node.base, Group)
+            and node.base.kind == "brace"
+            and isinstance(node.base.inner, Scripted)
+            and node.base.inner.sub is None
+        ):
+            # {\sigma ^2}_c (MathType): braces do not print, so it is \sigma_c^2
+            inner = node.base.inner
+            node = Scripted(node.pos, inner.base, node.sub, inner.sup)
         sub = sup = None
         base = node
         if isinstance(node, Scripted):
