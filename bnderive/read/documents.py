@@ -1266,16 +1266,21 @@ class _Builder:
             notes.append(f"uses {words} as its true value (no earlier line defines it)")
         return name_bound(expr)
 
+    def _true_stage_adjoints(self) -> dict[str, sp.Expr]:
+        """∂L/∂x̂_i, ∂L/∂σ², ∂L/∂μ at their true values: where the post's own graph (its names,
+        its written sub-expressions) meets the layer's."""
+        return {
+            "dxhat": self.true_adjoint("dxhat", N.i),
+            "dvar": self.truth.inline("dvar"),
+            "dmu": self.truth.inline("dmu"),
+        }
+
     def own_adjoints(self, expr: sp.Expr, notes: list[str]) -> dict[sp.Expr, sp.Expr]:
         """∂L/∂σ, ∂L/∂v_p, ∂L/∂μ_{pq} of the post's own names: their values in its graph."""
         marks = _own_marks(expr)
         if not marks:
             return {}
-        truth = {
-            "dxhat": self.true_adjoint("dxhat", N.i),
-            "dvar": self.truth.inline("dvar"),
-            "dmu": self.truth.inline("dmu"),
-        }
+        truth = self._true_stage_adjoints()
         found: dict[sp.Expr, sp.Expr] = {}
         for mark in marks:
             name = _label(mark)[len(OWN_ADJOINT) :]
@@ -1296,11 +1301,7 @@ class _Builder:
         marks = expr.atoms(N.ExprAdjoint)
         if not marks:
             return {}
-        truth = {
-            "dxhat": self.true_adjoint("dxhat", N.i),
-            "dvar": self.truth.inline("dvar"),
-            "dmu": self.truth.inline("dmu"),
-        }
+        truth = self._true_stage_adjoints()
         lines = forward_lines(self.spec, self.graph)
         found: dict[sp.Expr, sp.Expr] = {}
         for mark in marks:
