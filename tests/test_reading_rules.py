@@ -18,6 +18,7 @@ from bnderive.cli import main
 from bnderive.core.spec import Mode
 from bnderive.errors import FormError
 from bnderive.read.documents import load_document, load_expression
+from bnderive.read.latex_reader import LatexError
 from bnderive.verify.every_m import general_check
 from bnderive.verify.exact import check_exact_mode
 from bnderive.verify.verdict import Status
@@ -202,6 +203,12 @@ RULES = [
         "x_{c,i} channel first in the statistics, summed up to N_i, {\\sigma ^2}_c",
         r"\mu_c = \frac{1}{N_i}\sum_{i=1}^{N_i} x_{c,i} \quad\text{and}\quad {\sigma ^2}_c = \frac{1}{N_i}\sum_{i=1}^{N_i} (x_{c,i} - \mu_c)^2",
         r"{\sigma ^2}_c = \frac{1}{N_i - 1}\sum_{i=1}^{N_i} (x_{c,i} - \mu_c)^2 + \epsilon",
+    ),
+    (
+        # Sinai 2022 writes ^l (or ^{(l)}) on every symbol of its layer: a label, not a power
+        "a layer label ^l, ^{(l)} on the layer's symbols",
+        r"\frac{\partial L}{\partial \hat{x}_i^{(l)}} = \gamma^l \frac{\partial L}{\partial y_i^l} \quad\text{and}\quad \mu^l = \frac{1}{N}\sum_{k=1}^{N} x_k^l",
+        r"\frac{\partial L}{\partial \gamma^{(l)}} = \sum_{i=1}^{N} \frac{\partial L}{\partial y_i^l} (x_i^l - \mu^l)",
     ),
     (
         "a sign right after \\cdot (a · −b)",
@@ -971,3 +978,21 @@ def test_a_jacobian_the_post_sums_over_k_not_i_is_read_off_its_diagonal(tmp_path
     assert any("read for k ≠ i only" in n for n in form.lines[1].notes)
     full = doc(tmp_path, lines(right), "full.md")
     assert verdicts(full) == {1: "refuted"}
+
+
+def test_a_layer_label_is_read_only_where_it_cannot_be_a_power(tmp_path):
+    """^l on the layer's symbols is dropped with a note; x^2 and σ^2 beside it stay powers (a
+    wrong square is refuted), and a letter also used as an index or written once is no label."""
+    body = lines(
+        r"\mu^l = \frac{1}{N}\sum_{i=1}^{N} x_i^l" + "\n"
+        r"\sigma^2 = \frac{1}{N}\sum_{i=1}^{N} (x_i^l - \mu^l)^2 + 0\epsilon" + "\n"
+        r"\frac{\partial L}{\partial \beta} = \sum_{i=1}^{N} \frac{\partial L}{\partial y_i} x_i^2"
+    )
+    form = doc(tmp_path, body)
+    assert any("^l read as a layer label" in n for n in form.lines[0].notes), form.lines[0].notes
+    got = verdicts(form)
+    assert got.get(3) == "holds" and got.get(5) == "refuted", got
+    # l also an index (Σ_l): not a label, so x^l is not read
+    used = lines(r"\mu^l = \frac{1}{N}\sum_{l=1}^{N} x_l^l" + "\n" + r"\beta^l = \sum_i g_i")
+    with pytest.raises(LatexError, match="the index l is used as a value"):
+        doc(tmp_path, used, "index.md")

@@ -909,6 +909,38 @@ def _channels(maths: str) -> tuple[frozenset[str], frozenset[str]]:
     return channels, frozenset(elements - channels)
 
 
+#: A letter (or macro) with a superscript letter, its subscript first or not: μ^l, x_r^{l},
+#: a^{(l)}.  The base is kept to tell labelled symbols apart.
+_LETTER_SUP = re.compile(
+    r"(\\[a-zA-Z]+|(?<![a-zA-Z\\])[a-zA-Z])\s*(?:_\s*(?:\{[^{}]*\}|\\[a-zA-Z]+|[a-zA-Z0-9])\s*)?"
+    r"\^\s*(?:\{\s*\(?\s*([a-z])\s*\)?\s*\}|([a-z])(?![a-zA-Z]))"
+)
+#: Bases whose superscript is a limit or an exponent, never a label.
+_LIMIT_BASES = {"\\sum", "\\prod", "\\Sigma", "\\int", "\\left", "\\right", "e"}
+
+
+def _layer_labels(maths: str, sizes: frozenset[str]) -> frozenset[str]:
+    """Letters the maths writes as a layer label (Sinai 2022: Z^l, μ^l, x_r^l): a superscript on
+    two or more different symbols and nowhere else, neither in a subscript, a limit, a value nor
+    a power of a group.  Such a letter is no number and no size, so it cannot be an exponent the
+    reader could evaluate: the symbols are read without it (``Family.labels``)."""
+    bases: dict[str, set[str]] = {}
+    for m in _LETTER_SUP.finditer(maths):
+        letter = m.group(2) or m.group(3)
+        bases.setdefault(letter, set()).add(m.group(1))
+    out = set()
+    for letter, on in bases.items():
+        if letter in sizes or letter in "nxyghdei" or on & _LIMIT_BASES or len(on) < 2:
+            continue
+        written = re.findall(rf"(?<![a-zA-Z\\]){letter}(?![a-zA-Z])", maths)
+        as_label = sum(
+            1 for m in _LETTER_SUP.finditer(maths) if (m.group(2) or m.group(3)) == letter
+        )
+        if len(written) == as_label:
+            out.add(letter)
+    return frozenset(out)
+
+
 def _family(norm: Norm, maths: str, einstein: bool = False) -> Family:
     """How the notation reads under ``norm`` (``latex_reader.Family``): for LayerNorm the
     letters of the number of features, and N the batch size when the post writes another;
@@ -922,12 +954,19 @@ def _family(norm: Norm, maths: str, einstein: bool = False) -> Family:
             elements=elements,
             scale=scale,
             apart=_apart(maths),
+            labels=_layer_labels(maths, Family().sizes),
         )
     written = _feature_sizes(maths)
     samples = _samples(maths)
-    if written:
-        return Family(True, frozenset(written | {"M"}), "N", einstein, samples)
-    return Family(True, frozenset({"N", "m", "M", "D", "H", "C"}), None, einstein, samples)
+    sizes = frozenset(written | {"M"}) if written else frozenset({"N", "m", "M", "D", "H", "C"})
+    return Family(
+        True,
+        sizes,
+        "N" if written else None,
+        einstein,
+        samples,
+        labels=_layer_labels(maths, sizes),
+    )
 
 
 # -- from lines to equations ---------------------------------------------------------------------------

@@ -601,6 +601,10 @@ class Family:
     apart: frozenset[tuple[str, str]] = frozenset()
     #: The letter the document writes for γ (its forward line y = w·x̂ + β), if not γ.
     scale: str | None = None
+    #: Letters the document writes only as a superscript on its layer's symbols (Z^l, μ^{(l)}):
+    #: a layer label, never a power (the letter is no number, size or index anywhere else), so
+    #: x_r^l is x_r (``documents._layer_labels``).
+    labels: frozenset[str] = frozenset()
 
 
 BATCH = Family()
@@ -1295,6 +1299,13 @@ class _Meaning:
         base = node
         if isinstance(node, Scripted):
             base, sub, sup = node.base, node.sub, node.sup
+        label = _layer_label(sup, self.family.labels)
+        if label is not None and isinstance(base, (Letter, Macro)):
+            # μ^l, x_r^{(l)}: the layer the post labels its symbols with, not a power
+            sup = None
+            self.notes.append(
+                f"^{label} read as a layer label (the post writes it on every symbol)"
+            )
         if isinstance(base, Op):
             return _Item("op", base.pos, base.op)
         if isinstance(base, Letter) and base.name == self.family.scale and not base.font:
@@ -2764,6 +2775,18 @@ def _is_word(node: Node, word: str) -> bool:
         isinstance(n, Letter) and not n.font and n.name == c
         for n, c in zip(items, word, strict=True)
     )
+
+
+def _layer_label(sup: ScriptArg | None, labels: frozenset[str]) -> str | None:
+    """The letter of ^l, ^{l} or ^{(l)} when the document writes it as a layer label."""
+    if not labels or sup is None or len(sup.items) != 1 or sup.items[0][1] is not None:
+        return None
+    node = sup.items[0][0]
+    if isinstance(node, Group) and node.kind == "paren":
+        node = node.inner
+    if isinstance(node, Letter) and not node.font and node.name in labels:
+        return node.name
+    return None
 
 
 def _label(sup: ScriptArg | None) -> str | None:
