@@ -487,3 +487,123 @@ def test_layernorm_code_sums_over_the_samples_only_for_the_parameters(tmp_path):
     form = load_document(write(tmp_path, text))
     line = next(ln for ln in form.lines if ln.latex.startswith("dxhat"))
     assert line.status == "not read" and "only ∂L/∂γ and ∂L/∂β" in line.reason
+
+
+# A C kernel in the style of llm.c's layernorm_backward (Karpathy 2024, doc/layernorm: loops over
+# b, t, a pointer to the sample's row, two loops over the set C); the kernel is our own.
+KERNEL = (
+    LAYER.split("db = ")[0]
+    + """```
+
+```c
+void ln_backward(float* dinp, float* dweight, float* dbias, float* dout, float* inp,
+                 float* weight, float* mean, float* rstd, int B, int T, int C) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            float* g_bt = dout + b * T * C + t * C;
+            float* x_bt = inp + (b * T + t) * C;
+            float* dx_bt = dinp + b * T * C + t * C;
+            float m = mean[b * T + t];
+            float s = rstd[b * T + t];
+            float acc1 = 0.0f;
+            float acc2 = 0.0f;
+            for (int i = 0; i < C; i++) {
+                float n = (x_bt[i] - m) * s;
+                float dn = weight[i] * g_bt[i];
+                acc1 += dn; // sum
+                acc2 += dn * n;
+            }
+            acc1 = acc1 / C;
+            acc2 = acc2 / C;
+            for (int i = 0; i < C; i++) {
+                float n = (x_bt[i] - m) * s;
+                float dn = weight[i] * g_bt[i];
+                dbias[i] += g_bt[i];
+                dweight[i] += n * g_bt[i];
+                float v = dn;
+                v -= acc1;
+                v -= n * acc2;
+                v *= s;
+                dx_bt[i] += v;
+            }
+        }
+    }
+}
+```
+"""
+)
+
+C_MUTANTS = [
+    ("v -= acc1;", "v -= 0.0f;", "dx_bt[i] += v;"),  # the mean of ∂L/∂x̂ left out
+    ("acc1 = acc1 / C;", "acc1 = acc1 / (C - 1);", "dx_bt[i] += v;"),  # a wrong divisor
+    ("acc2 += dn * n;", "acc2 += dn;", "dx_bt[i] += v;"),  # the x̂ of the second sum lost
+    ("v *= s;", "v *= s * s;", "dx_bt[i] += v;"),  # a wrong final scale
+    ("dweight[i] += n * g_bt[i];", "dweight[i] += g_bt[i];", "dweight[i] += g_bt[i];"),
+]
+
+
+def test_a_c_kernel_is_read_and_holds(tmp_path):
+    """A ```c block: sums over the set by += in the loop over it, a mean by / C after it,
+    element lines by a[i] += e; dbias, dweight, dinp are checked as ∂L/∂β, ∂L/∂γ, ∂L/∂x."""
+    form = load_document(write(tmp_path, KERNEL))
+    checked = {ln.latex.split("# read from C: ")[-1]: ln for ln in form.lines}
+    for row, quantity in [
+        ("dbias[i] += g_bt[i];", "dbeta"),
+        ("dweight[i] += n * g_bt[i];", "dgamma"),
+        ("dx_bt[i] += v;", "dx"),
+    ]:
+        assert checked[row].status == "checked", (row, checked[row].reason)
+        assert checked[row].read.defines == quantity
+        assert any(note.startswith("read from C as") for note in checked[row].notes)
+    acc = next(ln.latex for ln in form.lines if ln.latex.endswith("acc1 += dn; // sum"))
+    assert acc.startswith("acc1 = acc1 + np.sum(dn, axis=-1)"), acc
+    got = verdicts_by_line(form)
+    assert sum(1 for t in got if "read from C" in t) == 3, got
+    assert all(s == {Status.HOLDS} for s in got.values()), got
+
+
+@pytest.mark.parametrize(("right", "wrong", "refuted"), C_MUTANTS, ids=[m[1] for m in C_MUTANTS])
+def test_a_wrong_c_kernel_is_refuted(tmp_path, right, wrong, refuted):
+    assert right in KERNEL
+    form = load_document(write(tmp_path, KERNEL.replace(right, wrong)))
+    got = verdicts_by_line(form)
+    line = next(t for t in got if t.endswith("# read from C: " + refuted))
+    assert Status.REFUTED in got[line], got
+
+
+@pytest.mark.parametrize(
+    ("right", "wrong", "why"),
+    [
+        ("acc1 += dn; // sum", "if (i > 0) { acc1 += dn; }", "not a C assignment"),
+        ("float* g_bt = dout + b * T * C + t * C;", "float* g_bt = dout + t;", "pointer"),
+        ("acc1 = acc1 / C;", "acc1 = acc1 * (1 / C);", "division of two ints"),
+        ("acc2 += dn * n;", "acc2 *= dn * n;", "only += and -="),
+        ("float m = mean[b * T + t];", "float m = mean[b];", "the sample's entry"),
+        ("v -= acc1;", "v -= (float)acc1;", "not C arithmetic"),
+        ("acc2 += dn * n;", "acc2 = dn * n;", "declared before it"),
+        ("dx_bt[i] += v;", "dx_bt[i] += v;\n                dx_bt[i] += v;", "a second write"),
+    ],
+)
+def test_c_outside_the_subset_is_not_read(tmp_path, right, wrong, why):
+    """Branches, other pointer arithmetic and indexing, C's integer division, a product over the
+    loop, casts, a plain = over the loop, a second write to an element: the statement is not read, with its reason; what uses it is not checked."""
+    assert right in KERNEL
+    form = load_document(write(tmp_path, KERNEL.replace(right, wrong)))
+    key = wrong.split("{")[0].splitlines()[-1].strip()
+    line = [ln for ln in form.lines if key in ln.latex][-1]
+    assert line.status == "not read" and why in line.reason, (line.status, line.reason)
+    got = verdicts_by_line(form)
+    assert all(Status.REFUTED not in s for s in got.values()), got
+
+
+def test_a_loop_inside_the_loop_over_the_set_is_not_read(tmp_path):
+    text = KERNEL.replace(
+        "                v -= acc1;\n",
+        "                for (int k = 0; k < C; k++) {\n                    v -= acc1 / C;\n"
+        "                }\n",
+    )
+    form = load_document(write(tmp_path, text))
+    line = next(ln for ln in form.lines if "v -= acc1 / C;" in ln.latex)
+    assert line.status == "not read" and "a loop inside the loop over the set" in line.reason
+    dx = next(ln for ln in form.lines if ln.latex.endswith("dx_bt[i] += v;"))
+    assert dx.status != "checked"

@@ -33,6 +33,7 @@ import sympy as sp
 
 from bnderive.core import notation as N
 from bnderive.core import python_syntax
+from bnderive.read.c_code import READ_FROM, refusal
 from bnderive.read.code_lines import (
     _NODES,
     FORWARD,
@@ -98,11 +99,13 @@ def read_row(code: CodeReader, text: str, line: int, column: int) -> LineRead:
     ``sum_i``, ``^`` its XOR), but names no code line defines, in the index-suffix form, and
     ``^`` (no BatchNorm code means XOR) say it is maths; it is read so, with a note.  A row
     whose names the code defines is read as code, whatever they look like."""
-    if is_maths_row(text):
+    if is_maths_row(text) and refusal(text) is None and READ_FROM not in text:
         return AsciiReader(code).read(text, line, column)
     try:
         return code.read(text, line, column)
     except LatexError as exc:
+        if refusal(text) is not None or READ_FROM in text:
+            raise  # C, translated: never ASCII maths
         why = _python_but_maths(code, text)
         if not (why or _QUOTIENT.search(text) or _SUM.search(text) or _SUFFIXED.search(text)):
             raise

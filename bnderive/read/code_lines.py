@@ -37,6 +37,7 @@ import sympy as sp
 
 from bnderive.core import notation as N
 from bnderive.core import python_syntax
+from bnderive.read.c_code import C_LANGUAGES, READ_FROM, c_rows, c_targets, refusal
 from bnderive.read.latex_reader import LatexError, LineRead
 
 #: Forward quantities of the layer, by the names code gives them.
@@ -72,7 +73,8 @@ _ADJOINTS = {
 }
 _SIZES = ("N", "m", "M")
 #: LayerNorm code's parameters by PyTorch's names (nn.LayerNorm.weight, .bias; w, b in llm.c).
-_LAYER_PARAMETERS = {"weight": "gamma", "w": "gamma", "bias": "beta", "b": "beta"}
+_LAYER_PARAMETERS = {"weight": "gamma", "w": "gamma", "bias": "beta", "b": "beta", "inp": "x"}
+#: (llm.c's C kernel names the input ``inp``, its gradient ``dinp``.)
 _WORDS = {"mu": "μ", "var": "σ²", "xhat": "x̂", "y": "y"}
 #: Names the index notation gives a meaning of its own: a post's name never takes one of them.
 _RESERVED = {"x", "g", "y", "xhat", "mu", "var", "gamma", "beta", "eps", "M", "ms"} | set(
@@ -88,6 +90,11 @@ def code_rows(text: str) -> list[tuple[int, str]]:
     forward quantity or a gradient), so that a post's unrelated code is left alone."""
     rows: list[tuple[int, str]] = []
     for match in _FENCE.finditer(text):
+        if match.group(2).strip().lower() in C_LANGUAGES:
+            block = c_rows(match.group(3), match.start(3))
+            if any(_states_quantity(target(row)) for _, row in block if refusal(row) is None):
+                rows.extend(block)  # in place changes are read as new names (c_code)
+            continue
         if match.group(2).strip().lower() not in _LANGUAGES:
             continue
         start = match.start(3)
@@ -152,6 +159,8 @@ def _states_quantity(name: str) -> bool:
         name = suffixed.group(1)
     if name in FORWARD and name != "y":
         return True
+    if name.startswith("d") and name[1:] in _LAYER_PARAMETERS and len(name) > 2:
+        return True  # dweight, dbias, dinp (LayerNorm code's names)
     for prefix in ("d", "grad_"):
         if name.startswith(prefix) and name[len(prefix) :] in _NODES:
             return True
@@ -209,12 +218,23 @@ class CodeReader:
             return _LAYER_PARAMETERS[name]
         return _NODES.get(name)
 
+    def not_read(self, name: str, text: str, line: int) -> None:
+        """A line assigning ``name`` was not read: later lines that use the name say so (its
+        earlier value, or a size letter such as m, is no longer what it means)."""
+        self.unread.append((name, text, line))
+        self.names.pop(name, None)
+
     # -- one line ---------------------------------------------------------------------------------
     def read(self, text: str, line: int, column: int) -> LineRead:
+        why = refusal(text)
+        if why is not None:  # a C statement outside the subset c_code reads
+            for name in c_targets(text):
+                self.not_read(name, text, line)
+            raise LatexError(f"C not read: {why}", line, column)
         try:
             tree = python_syntax.parse(text, mode="exec")
         except SyntaxError as exc:
-            self.unread.append((target(text), text, line))
+            self.not_read(target(text), text, line)
             raise LatexError(
                 f"not a Python assignment ({exc.msg}); code is read one assignment a line",
                 line,
@@ -222,7 +242,7 @@ class CodeReader:
             ) from None
         statement = tree.body[0] if len(tree.body) == 1 else None
         if not isinstance(statement, ast.Assign) or len(statement.targets) != 1:
-            self.unread.append((target(text), text, line))
+            self.not_read(target(text), text, line)
             raise LatexError("one assignment a line (name = expression) is read", line, column)
         name_node = statement.targets[0]
         assert isinstance(name_node, ast.Name)  # code_rows keeps `name = …` lines only
@@ -231,17 +251,20 @@ class CodeReader:
         try:
             value, elementwise = reader.read(statement.value)
         except LatexError:
-            self.unread.append((name, text, line))
+            self.not_read(name, text, line)
             raise
         read = self.left(name, value, elementwise, line, text)
         if reader.over_samples and read.defines not in ("dgamma", "dbeta"):
-            self.unread.append((name, text, line))
+            self.not_read(name, text, line)
             raise LatexError(
                 "a sum over the samples (axis 0, or (0, 1)) in LayerNorm code: only ∂L/∂γ and "
                 "∂L/∂β sum over them; every other quantity is one sample's",
                 line,
                 column,
             )
+        if READ_FROM in text:
+            python = text.split(READ_FROM)[0]
+            read = dataclasses.replace(read, notes=(*read.notes, f"read from C as {python}"))
         return read
 
     def left(self, name: str, value: sp.Expr, elementwise: bool, line: int, text: str) -> LineRead:
@@ -524,6 +547,11 @@ class _Expr:
         if name in reader.names:
             symbol, per = reader.names[name]
             return (sp.IndexedBase(symbol)[N.i] if per else sp.Symbol(symbol)), per
+        unread = [line for target_name, _, line in reader.unread if target_name == name]
+        if unread:  # before the fixed meanings: a post's m is its own, not the size
+            raise self.fail(
+                node, f"{name}: the line that defines it (line {unread[-1]}) is not read"
+            )
         if name in UPSTREAM:
             return N.g[N.i], True
         if name in ("x", "X"):
@@ -538,6 +566,8 @@ class _Expr:
         node = reader.node_of(name)
         if node in ("gamma", "beta") and reader.per_feature:  # LayerNorm: one per feature
             return sp.IndexedBase(node)[N.i], True
+        if node == "x":  # llm.c's inp
+            return N.x[N.i], True
         if name in ("gamma", "beta"):
             return getattr(N, name), False
         if name in ("eps", "epsilon"):
@@ -552,11 +582,6 @@ class _Expr:
             if canonical is not None:
                 per = N.quantities(reader.per_feature)[canonical]
                 return (sp.IndexedBase(canonical)[N.i] if per else sp.Symbol(canonical)), per
-        unread = [line for target_name, _, line in reader.unread if target_name == name]
-        if unread:
-            raise self.fail(
-                node, f"{name}: the line that defines it (line {unread[-1]}) is not read"
-            )
         raise self.fail(node, f"unknown name {name}: no earlier line defines it")
 
     def call(self, node: ast.Call) -> tuple[sp.Expr, bool]:
