@@ -996,3 +996,21 @@ def test_a_layer_label_is_read_only_where_it_cannot_be_a_power(tmp_path):
     used = lines(r"\mu^l = \frac{1}{N}\sum_{l=1}^{N} x_l^l" + "\n" + r"\beta^l = \sum_i g_i")
     with pytest.raises(LatexError, match="the index l is used as a value"):
         doc(tmp_path, used, "index.md")
+
+
+def test_epsilon_added_to_the_standard_deviation_is_outside_the_root(tmp_path):
+    """Sinai 2022 writes σ + ε (σ the standard deviation, σ² written too) and ε nowhere else: ε
+    is outside the root, said in a note; (x − μ)/(σ + ε) holds and a wrong ∂σ/∂x_i is refuted.
+    One √(σ² + ε) anywhere keeps ε inside (then the same line is refuted)."""
+    right = (
+        r"\frac{\partial L}{\partial \gamma} = \sum_{i=1}^{N} g_i \frac{x_i - \mu}{\sigma + \epsilon}"
+        r" \quad\text{and}\quad \frac{\partial \sigma}{\partial x_i} = \frac{x_i - \mu}{N\sigma}"
+    )
+    wrong = r"\frac{\partial \sigma}{\partial x_i} = \frac{x_i - \mu}{N\sigma^2}"
+    form = doc(tmp_path, lines(right + "\n" + wrong))
+    assert any("ε outside the root" in n for n in form.notes), form.notes
+    assert verdicts(form) == {1: "holds", 3: "refuted"}
+    inside = r"\frac{\partial L}{\partial \beta} = \sum_{i=1}^{N} g_i \frac{1}{\sqrt{\sigma^2 + \epsilon}}"
+    form = doc(tmp_path, lines(right + "\n" + inside), "inside.md")
+    assert not any("ε outside the root" in n for n in form.notes)
+    assert verdicts(form).get(1) == "refuted"

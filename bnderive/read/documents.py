@@ -734,6 +734,24 @@ def _epsilon_inside_note(valued: list[int]) -> str:
     )
 
 
+#: σ + ε, \sigma_B + \epsilon: ε added to a bare σ (no exponent but a layer label), not under a
+#: root of its own; LABEL stands for the document's layer labels (σ^l + ε is σ + ε)
+_SIGMA_PLUS_EPSILON = (
+    r"(?<!\\sqrt\{)(?<!\\sqrt \{)(?:\\sigma(?![a-zA-Z])|σ)\s*(?:_\s*(?:\{[^{}^]*\}|[a-zA-Z]))?"
+    r"LABEL\s*\+\s*(?:" + _EPSILON.pattern + r")"
+)
+
+
+def _epsilon_beside_sigma(maths: str, labels: frozenset[str] = frozenset()) -> bool:
+    """Does the maths write ε only as σ + ε (a bare σ, the standard deviation, plus ε)?"""
+    letters = "".join(sorted(labels))
+    label = ""
+    if letters:
+        label = rf"(?:\s*\^\s*(?:\{{\s*\(?\s*[{letters}]\s*\)?\s*\}}|[{letters}](?![a-zA-Z])))?"
+    beside = len(re.findall(_SIGMA_PLUS_EPSILON.replace("LABEL", label), maths))
+    return beside > 0 and beside == len(_EPSILON.findall(maths))
+
+
 def _sigma_forms(maths: str) -> tuple[bool, bool]:
     """(σ² written, a bare σ written): σ followed by ^2 (or ², after a subscript) is the
     variance; σ with no exponent, or another one, is σ itself."""
@@ -1588,10 +1606,11 @@ def _read(
     if norm is Norm.LAYER:
         modes = (Mode.PER_ACTIVATION,)  # one sample's features: the layout is (N, D)
     valued_lines = [body.count("\n", 0, o) + 1 for o in valued]
-    spec, sigma, notes = _conventions(meta, at, maths, norm, (eps_maths, valued_lines))
     einstein, said = _einstein(meta, at, maths)
-    notes += said
     family = _family(norm, maths, einstein)
+    eps = (eps_maths, valued_lines)
+    spec, sigma, notes = _conventions(meta, at, maths, norm, eps, family.labels)
+    notes += said
     notes.extend(_family_notes(family))
     builder = _Builder(spec)
     reading = _Reading(builder, body, cells or [], sigma, modes == (Mode.SPATIAL,), family)
@@ -1668,10 +1687,12 @@ def _conventions(
     maths: str,
     norm: Norm,
     eps: tuple[str, list[int]] | None = None,
+    labels: frozenset[str] = frozenset(),
 ) -> tuple[Spec, str | None, list[str]]:
     """The spec the document is checked against, what a bare σ means, and the notes on what the
     maths implied (σ the standard deviation, where ε is). ``eps``: the maths that decides ε
-    (the rows that do more than give ε a value) and the lines of those that only do that."""
+    (the rows that do more than give ε a value) and the lines of those that only do that;
+    ``labels`` the document's layer labels (σ^l + ε is σ + ε)."""
     notes: list[str] = []
     sigma = meta.get("sigma") or None
     if sigma not in (None, "std", "var"):
@@ -1696,6 +1717,13 @@ def _conventions(
     if not epsilon and not _EPSILON.search(eps_maths) and (squared or bare):
         epsilon = "none"
         notes.append(_epsilon_zero_note(valued))
+    elif not epsilon and sigma == "std" and _epsilon_beside_sigma(eps_maths, labels):
+        # Sinai 2022: Z = a(X − μ)/(σ + ε) + b, σ the standard deviation
+        epsilon = "outside"
+        notes.append(
+            "ε outside the root, σ + ε: the post adds ε only to the standard deviation σ "
+            "(declare `epsilon: inside` if it means √(σ²+ε))"
+        )
     elif not epsilon and valued:
         notes.append(_epsilon_inside_note(valued))
     training = _choice(meta, at, "training", {"true": True, "false": False}, True)
