@@ -607,3 +607,21 @@ def test_a_loop_inside_the_loop_over_the_set_is_not_read(tmp_path):
     assert line.status == "not read" and "a loop inside the loop over the set" in line.reason
     dx = next(ln for ln in form.lines if ln.latex.endswith("dx_bt[i] += v;"))
     assert dx.status != "checked"
+
+
+def test_a_name_changed_in_place_later_is_reported_not_skipped(tmp_path):
+    """``dx = dc + dmu / N`` then ``dx *= 1`` (a name changed in place later: Karpathy's
+    ``dx *= rstd``): the assignment holds no final value, so it is not checked, and the output
+    and the summary say so (it was left out silently, and --strict exited 0)."""
+    text = STAGED.replace("dx = dc + dmu / N\n", "dx = dc + dmu / N\ndx *= 1\n")
+    path = write(tmp_path, text)
+    form = load_document(path)
+    (line,) = [d for d in form.lines if d.latex.startswith("dx = dc")]
+    assert line.status == "not read"
+    assert "dx is changed in place later in the block (dx *= …)" in line.reason
+    runner = CliRunner()
+    result = runner.invoke(main, ["check", str(path), "--method", "exact", "--no-timing"])
+    assert result.exit_code == 0, result.output
+    assert "changed in place later" in result.output
+    strict = runner.invoke(main, ["check", str(path), "--method", "exact", "--strict"])
+    assert strict.exit_code == 3, strict.output

@@ -121,15 +121,23 @@ def code_rows(text: str) -> list[tuple[int, str]]:
     return rows
 
 
-_AUGMENTED = re.compile(r"^[ \t]*([A-Za-z_][A-Za-z_0-9]*)\s*(?:[-+*/@]|\*\*|//)=(?!=)", re.M)
-
-
 def _final_values(block: list[tuple[int, str]], code: str) -> list[tuple[int, str]]:
     """A name the block changes in place later (``dx *= rstd``, ``dval += …``) holds no final
-    value where it is assigned: its assignments are left out (checked as the quantity, Karpathy's
-    unscaled ``dx = dnorm - …`` would be refuted though his dx is right)."""
-    changed = set(_AUGMENTED.findall(code))
-    return [(offset, row) for offset, row in block if target(row) not in changed]
+    value where it is assigned: its assignments are marked (``IN_PLACE``) and reported as not
+    read with that reason (checked as the quantity, Karpathy's unscaled ``dx = dnorm - …`` would
+    be refuted though his dx is right; left out, they vanished from the output and from the
+    summary's count of lines not checked)."""
+    changed = {name: f"{name} {op}= …" for name, op in _AUGMENTED_OPS.findall(code)}
+    return [
+        (offset, row + IN_PLACE + changed[target(row)] if target(row) in changed else row)
+        for offset, row in block
+    ]
+
+
+#: The mark ``_final_values`` leaves on a row whose name the block changes in place later (a
+#: Python comment: the row still parses): ``CodeReader.read`` reports it, never skips it.
+IN_PLACE = "  # changed in place later: "
+_AUGMENTED_OPS = re.compile(r"^[ \t]*([A-Za-z_][A-Za-z_0-9]*)\s*([-+*/@]|\*\*|//)=(?!=)", re.M)
 
 
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*\s*=(?!=)")
@@ -226,6 +234,15 @@ class CodeReader:
 
     # -- one line ---------------------------------------------------------------------------------
     def read(self, text: str, line: int, column: int) -> LineRead:
+        if IN_PLACE in text:
+            code, later = text.split(IN_PLACE, 1)
+            self.not_read(target(code), code, line)
+            raise LatexError(
+                f"{target(code)} is changed in place later in the block ({later}): the value "
+                "assigned here is not its final one, so the line states no value to check",
+                line,
+                column,
+            )
         why = refusal(text)
         if why is not None:  # a C statement outside the subset c_code reads
             for name in c_targets(text):
