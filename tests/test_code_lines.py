@@ -582,6 +582,7 @@ def test_a_wrong_c_kernel_is_refuted(tmp_path, right, wrong, refuted):
         ("v -= acc1;", "v -= (float)acc1;", "not C arithmetic"),
         ("acc2 += dn * n;", "acc2 = dn * n;", "declared before it"),
         ("dx_bt[i] += v;", "dx_bt[i] += v;\n                dx_bt[i] += v;", "a second write"),
+        ("dbias[i] += g_bt[i];", "dbias[i] = g_bt[i];", "each sample overwrites the last"),
     ],
 )
 def test_c_outside_the_subset_is_not_read(tmp_path, right, wrong, why):
@@ -625,3 +626,31 @@ def test_a_name_changed_in_place_later_is_reported_not_skipped(tmp_path):
     assert "changed in place later" in result.output
     strict = runner.invoke(main, ["check", str(path), "--method", "exact", "--strict"])
     assert strict.exit_code == 3, strict.output
+
+
+def test_layernorm_code_states_dgamma_and_dbeta_summed_over_the_samples(tmp_path):
+    """LayerNorm code whose dβ is dout itself (no sum over the batch: one sample's term, an
+    (N, D) array for a (D,) gradient) is not read; with the sum it holds."""
+    text = """---
+norm: layer
+---
+```python
+mean = x.mean(-1, keepdims=True)
+var = x.var(-1, keepdims=True)
+xhat = (x - mean) / np.sqrt(var + eps)
+dbeta = dout.sum(0)
+```
+"""
+    form = load_document(write(tmp_path, text))
+    assert verdicts_by_line(form)["dbeta = dout.sum(0)"] == {Status.HOLDS}
+    form = load_document(write(tmp_path, text.replace("dout.sum(0)", "dout"), "bare.md"))
+    (line,) = [d for d in form.lines if d.latex == "dbeta = dout"]
+    assert line.status == "not read" and "without a sum over the samples" in line.reason
+
+
+def test_a_write_into_part_of_an_array_later_is_a_change_in_place(tmp_path):
+    text = STAGED.replace("dbeta = dout.sum(axis=0)\n", "dbeta = dout.sum(axis=0)\ndbeta[0] *= 2\n")
+    (line,) = [
+        d for d in load_document(write(tmp_path, text)).lines if d.latex.startswith("dbeta =")
+    ]
+    assert line.status == "not read" and "dbeta[0] *= …" in line.reason

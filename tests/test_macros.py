@@ -131,3 +131,19 @@ def test_many_unclosed_definitions_are_read_quickly():
     macros, spans = find_definitions(text)
     assert macros == {} and spans == []
     assert time.perf_counter() - start < 5
+
+
+def test_a_name_defined_twice_with_different_bodies_is_not_expanded(tmp_path):
+    """\\renewcommand holds from its place on in TeX: with one table for the file, the line
+    before it would have read the later body (σ for σ², a wrong line read as right)."""
+    text = (
+        "\\newcommand{\\s}{\\sigma^2}\n$$\\mu = \\frac{1}{m}\\sum_{i=1}^m x_i$$\n\n"
+        "$$\\s = \\frac{1}{m}\\sum_{i=1}^m (x_i-\\mu)^2$$\n\n\\renewcommand{\\s}{\\sigma}\n"
+    )
+    path = tmp_path / "post.md"
+    path.write_text(text, encoding="utf-8")
+    (line,) = [d for d in load_document(path).lines if d.latex.startswith("\\s =")]
+    assert line.status == "not read"
+    assert "defined twice with different bodies" in line.reason
+    macros, _ = find_definitions("\\newcommand{\\s}{x}\\renewcommand{\\s}{x}")
+    assert macros["s"].conflict is None  # the same body again: no conflict

@@ -1014,3 +1014,43 @@ def test_epsilon_added_to_the_standard_deviation_is_outside_the_root(tmp_path):
     form = doc(tmp_path, lines(right + "\n" + inside), "inside.md")
     assert not any("ε outside the root" in n for n in form.notes)
     assert verdicts(form).get(1) == "refuted"
+
+
+def test_a_column_index_beside_an_element_index_is_not_merged(tmp_path):
+    """∂σ_j²/∂x_j = 2/m (x_i − μ_j): x_i has an element index of its own, so j is not read as
+    the feature column (that reading made the line the right (x_j − μ_j) one)."""
+    text = (
+        "$$\\mu_j = \\frac{1}{m}\\sum_{i=1}^m x_{ij}$$\n\n"
+        "$$\\sigma_j^2 = \\frac{1}{m}\\sum_{i=1}^m (x_{ij}-\\mu_j)^2$$\n\n"
+        "$$\\frac{\\partial \\sigma_j^2}{\\partial x_j} = \\frac{2}{m}(x_i - \\mu_j)$$\n"
+    )
+    path = tmp_path / "post.md"
+    path.write_text(text, encoding="utf-8")
+    (line,) = [d for d in load_document(path).lines if "x_i - " in d.latex]
+    assert line.status == "not read", line
+
+
+def test_check_json_strict_status_is_not_holds_when_a_member_is_not_checked(tmp_path):
+    text = (
+        "$$\\mu = \\frac{1}{m}\\sum_{i=1}^m x_i$$\n\n"
+        "$$y_i = \\gamma \\hat{x}_i + \\beta = \\gamma \\hat{x}_k + \\beta$$\n"
+    )
+    path = tmp_path / "post.md"
+    path.write_text(text, encoding="utf-8")
+    args = ["check", str(path), "--method", "exact", "--json"]
+    plain = json.loads(CliRunner().invoke(main, args).output)
+    strict = json.loads(CliRunner().invoke(main, [*args, "--strict"]).output)
+    assert (plain["status"], plain["exit_code"]) == ("holds", 0)
+    assert (strict["status"], strict["exit_code"]) == ("undecided", 3)
+
+
+def test_a_sum_over_k_not_i_of_something_else_does_not_make_jacobians_off_diagonal(tmp_path):
+    """Σ_{k≠i} over a variance's terms says nothing of the post's ∂x̂_k/∂x_i line: that line,
+    missing δ_ki/σ, is compared on the diagonal too and refuted."""
+    variance = (
+        r"\frac{\partial \sigma^2}{\partial x_i} = \frac{1}{N}\left(\frac{-2}{N}"
+        r"\sum_{k \ne i}(x_k - \mu) + 2(x_i-\mu)\left(1-\frac{1}{N}\right)\right)"
+    )
+    right = r"\frac{\partial \hat{x}_k}{\partial x_i} = -\frac{1 + \hat{x}_k \hat{x}_i}{N\sqrt{\sigma^2 + \epsilon}}"
+    form = doc(tmp_path, lines("\n".join([variance, right])))
+    assert verdicts(form).get(3) == "refuted", verdicts(form)

@@ -199,7 +199,7 @@ def check(
     code = result.final_exit_code(strict)
     mistakes = _mistakes(chosen, result.verdicts)
     if as_json:
-        click.echo(json_text(_json_payload(result, chosen, mistakes, code)))
+        click.echo(json_text(_json_payload(result, chosen, mistakes, code, strict)))
         sys.exit(code)
     out = console()
     print_result(out, result, timing=not no_timing)
@@ -361,10 +361,16 @@ def _run_with_progress(
 
 
 def _json_payload(
-    result: CheckResult, chosen: Sequence[Form], mistakes: dict[str, list[Any]], code: int
+    result: CheckResult,
+    chosen: Sequence[Form],
+    mistakes: dict[str, list[Any]],
+    code: int,
+    strict: bool = False,
 ) -> dict[str, Any]:
     payload = result.to_dict()
     payload["exit_code"] = code
+    # with --strict, a line (or a member) not read or not checked makes "holds" undecided
+    payload["status"] = result.final_status(strict).value
     payload["documents"] = [
         _document_json(f, mistakes.get(f.name, [])) for f in chosen if hasattr(f, "lines")
     ]

@@ -212,6 +212,11 @@ def _assignment(
             return _not_read(
                 text, "an element is written only as a[i] = e or a[i] += e in the loop over the set"
             )
+        if op == "=" and name not in kernel.aliases and _in_sample_loops(kernel):
+            return _not_read(
+                text, f"{name}[i] = … inside the loops over the samples: each sample overwrites "
+                "the last (a buffer the samples share takes +=)",
+            )  # fmt: skip
         base = _base(kernel, name, loop)
         if base in kernel.written:
             return _not_read(text, f"a second write to {name}[i]: its value is the sum of parts")
@@ -223,6 +228,15 @@ def _assignment(
             return _not_read(text, f"{name} = … in the loop over the set, declared before it")
         return f"{name} = {rhs}"
     symbol = op[0]
+    if (
+        outer
+        and _in_sample_loops(kernel)
+        and not any(name in f.declared for f in kernel.frames if f.kind == "sample")
+    ):
+        return _not_read(
+            text, f"{name} {op} … is declared outside the loops over the samples: it adds up "
+            "every sample's terms, not this sample's",
+        )  # fmt: skip
     if outer:
         if symbol not in "+-":
             return _not_read(
@@ -230,6 +244,10 @@ def _assignment(
             )
         return f"{name} = {name} {symbol} np.sum({rhs}, axis=-1)"
     return f"{name} = {name} {symbol} ({rhs})"
+
+
+def _in_sample_loops(kernel: CKernel) -> bool:
+    return any(f.kind == "sample" for f in kernel.frames)
 
 
 def _base(kernel: CKernel, name: str, loop: _Frame) -> str:

@@ -128,6 +128,7 @@ def _final_values(block: list[tuple[int, str]], code: str) -> list[tuple[int, st
     be refuted though his dx is right; left out, they vanished from the output and from the
     summary's count of lines not checked)."""
     changed = {name: f"{name} {op}= …" for name, op in _AUGMENTED_OPS.findall(code)}
+    changed |= {name: f"{name}[{at}] {op}= …" for name, at, op in _ELEMENT_WRITES.findall(code)}
     return [
         (offset, row + IN_PLACE + changed[target(row)] if target(row) in changed else row)
         for offset, row in block
@@ -138,6 +139,10 @@ def _final_values(block: list[tuple[int, str]], code: str) -> list[tuple[int, st
 #: Python comment: the row still parses): ``CodeReader.read`` reports it, never skips it.
 IN_PLACE = "  # changed in place later: "
 _AUGMENTED_OPS = re.compile(r"^[ \t]*([A-Za-z_][A-Za-z_0-9]*)\s*([-+*/@]|\*\*|//)=(?!=)", re.M)
+#: ``dbeta[0] *= 2``, ``dx[:, 0] = …``: a write into part of an array changes it in place too.
+_ELEMENT_WRITES = re.compile(
+    r"^[ \t]*([A-Za-z_][A-Za-z_0-9]*)\s*\[([^\]\n]*)\]\s*([-+*/@]|\*\*|//)?=(?!=)", re.M
+)
 
 
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*\s*=(?!=)")
@@ -276,6 +281,20 @@ class CodeReader:
             raise LatexError(
                 "a sum over the samples (axis 0, or (0, 1)) in LayerNorm code: only ∂L/∂γ and "
                 "∂L/∂β sum over them; every other quantity is one sample's",
+                line,
+                column,
+            )
+        if (
+            self.per_feature
+            and read.defines in ("dgamma", "dbeta")
+            and not reader.over_samples
+            and READ_FROM not in text  # C: a[i] += e in the sample loops adds the samples up
+        ):
+            self.not_read(name, text, line)
+            raise LatexError(
+                f"{name} in LayerNorm code without a sum over the samples (dout.sum(0), "
+                "sum((0, 1))): ∂L/∂γ and ∂L/∂β add up every sample's term, and one sample's "
+                "term is not what the code's array holds",
                 line,
                 column,
             )

@@ -902,8 +902,24 @@ _SUM_APART = re.compile(
 
 
 def _apart(maths: str) -> frozenset[tuple[str, str]]:
-    """The (k, i) of every Σ_{k≠i} the document writes (``Family.apart``)."""
-    return frozenset((m.group(1), m.group(2)) for m in _SUM_APART.finditer(maths))
+    """The (k, i) of every Σ_{k≠i} the document writes over a Jacobian ∂·_k/∂x_i
+    (``Family.apart``): its summand, up to the next = or the end of its line, has a ∂ of
+    something indexed by k.  A Σ_{k≠i} over anything else (a variance's terms) says nothing of
+    the post's ∂y_k/∂x_i lines, which are then compared on the diagonal too."""
+    found = set()
+    for m in _SUM_APART.finditer(maths):
+        summand = re.split(r"=|\\\)|\\\]|\$\$|\n", maths[m.end() :], maxsplit=1)[0]
+        if re.search(_JACOBIAN_OF % ((re.escape(m.group(1)),) * 2), summand):
+            found.add((m.group(1), m.group(2)))
+    return frozenset(found)
+
+
+#: ∂ of something whose subscript holds the index ``%s`` (\partial {y_{c,k} }, \partial y_k,
+#: \partial \hat{x}_k).
+_JACOBIAN_OF = (
+    r"\\partial\s*\{?\s*(?:\\[A-Za-z]+\s*\{\s*[A-Za-z]+\s*\}|\\?[A-Za-z]+)\s*_\s*"
+    r"(?:\{[^{}]*\b%s\b[^{}]*\}|%s\b)"
+)
 
 
 def _scale_letter(maths: str) -> str | None:

@@ -2756,9 +2756,10 @@ def _columns(tree: Node) -> set[str]:
                     walk(child)
 
     walk(tree)
-    if any(len(a) != 1 for a in arrays if a) or not arrays:
-        return set()
-    return {a[0] for a in arrays if a} & stats
+    indexed = [a for a in arrays if a]
+    if not arrays or any(len(a) != 1 or a[0] not in stats for a in indexed):
+        return set()  # an array with an element index of its own (x_i beside x_j, μ_j)
+    return {a[0] for a in indexed}
 
 
 def _word_font(font: str, name: str) -> bool:

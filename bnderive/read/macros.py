@@ -14,7 +14,7 @@ a class or a separate macros file) reaches the reader as an unknown macro, which
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: nested expansions of one use (a macro whose body uses a macro whose body uses …)
 MACRO_DEPTH = 16
@@ -39,6 +39,8 @@ class Macro:
     params: int
     body: str
     default: str | None = None
+    #: why a use cannot be expanded (a name defined twice with different bodies), or None
+    conflict: str | None = None
 
 
 class MacroError(Exception):
@@ -141,8 +143,10 @@ def _definition(text: str, match: re.Match, closing: dict[int, int]) -> tuple[Ma
 
 
 def find_definitions(text: str) -> tuple[dict[str, Macro], list[tuple[int, int]]]:
-    """The macros ``text`` defines (a later definition of a name replaces an earlier one, as in
-    TeX) and the spans of the definitions (to blank: a definition is no equation)."""
+    """The macros ``text`` defines and the spans of the definitions (to blank: a definition is
+    no equation).  A name defined again with the same body keeps it; with another body, a use
+    is refused (``Macro.conflict``): in TeX a redefinition holds from its place on, and a line
+    before it meant the first body."""
     macros: dict[str, Macro] = {}
     spans: list[tuple[int, int]] = []
     closing = _closing(text) if _DEFINITION.search(text) else {}
@@ -154,8 +158,17 @@ def find_definitions(text: str) -> tuple[dict[str, Macro], list[tuple[int, int]]
             continue
         macro, end = found
         spans.append((match.start(), end))
-        if match.group(1) != "providecommand" or macro.name not in macros:
-            macros[macro.name] = macro  # \providecommand defines only what is not defined
+        earlier = macros.get(macro.name)
+        if match.group(1) == "providecommand" and earlier is not None:
+            continue  # \providecommand defines only what is not defined
+        if earlier is not None and (earlier.params, earlier.body) != (macro.params, macro.body):
+            # TeX's meaning depends on where a use stands, which these maths-only pieces do
+            # not keep: a use of either body would be a guess
+            macro = replace(macro, conflict=(
+                f"\\{macro.name} is defined twice with different bodies, so what a use means "
+                "depends on where it stands; give the two definitions different names"
+            ))  # fmt: skip
+        macros[macro.name] = macro
     return macros, spans
 
 
@@ -210,6 +223,8 @@ def _expand(text: str, macros: dict[str, Macro], depth: int, size: list[int], at
         if macro is None:
             continue
         where = at if depth else match.start()
+        if macro.conflict is not None:
+            raise MacroError(macro.conflict, where)
         if depth >= MACRO_DEPTH:
             raise MacroError(
                 f"\\{macro.name} expands more than {MACRO_DEPTH} levels deep (a macro that "

@@ -1029,6 +1029,7 @@ def _cache_order(
                 what = f"{names[i]} and {names[j]}" if len(names) > max(pair) else f"{i} and {j}"
                 how = (
                     "exactly" if exact == len(cases) else
+                    "within float64's derived rounding bound at every shape" if exact == 0 else
                     f"exactly at {exact} of {len(cases)} shapes, within float64's derived "
                     "rounding bound at the others"
                 )  # fmt: skip

@@ -133,9 +133,7 @@ class Plan:
         theirs."""
         m, reason = self.m_random, ""
         while True:
-            spec = self.large(form, mode) if m == self.m_random else large_spec(
-                mode, m, form.norm, self.groups
-            )  # fmt: skip
+            spec = large_spec(mode, m, form.norm, self.groups)
             try:
                 verdicts = random_check(form, spec, self.trials, self.seed)
             except TooLarge as exc:
