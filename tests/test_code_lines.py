@@ -438,6 +438,66 @@ def test_a_node_whose_user_was_not_read_says_so(tmp_path):
     assert "could not be read" in ds.reason, ds.reason
 
 
+# A post's own names defined through each other (avg, then cen = x - avg), with ASCII quotients
+# of them below (the plain-text style of zbgzbg2007's CS231n notes; the rows are our own).
+THROUGH = """# Backward by hand
+
+```
+avg = np.mean(x, axis = 0)
+cen = x - avg
+var = np.mean(cen ** 2, axis = 0)
+xn = cen / np.sqrt(var + eps)
+out = gamma * xn + beta
+```
+
+```
+dxhat = dout * gamma
+dx = dout/dcen_ij * dcen_ij/dx_ij + dout/davg_j * davg_j/dx_ij
+```
+"""
+HIDDEN = "∂xn/∂x: xn is defined through cen, which depends on x too"
+
+
+@pytest.mark.parametrize("row", ["dxn_ij/dx_ij = 0", "dxn_ij/dx_ij = 1 / np.sqrt(var + eps)"])
+def test_an_ascii_quotient_through_a_name_that_depends_on_x_is_not_checked(tmp_path, row):
+    """dxn/dx with xn = cen / √(var + ε) and cen = x − avg: with cen held fixed it is 0, through
+    cen it is not; the notation does not say which, as ∂μ_{bh}/∂x_{pq} in LaTeX
+    (``no_hidden_path``): not checked, with the same question, never read as 0."""
+    form = load_document(
+        write(tmp_path, THROUGH.replace("dxhat = dout * gamma", row + "\ndxhat = dout * gamma"))
+    )
+    line = next(ln for ln in form.lines if ln.latex == row)
+    assert line.status == "not checked" and HIDDEN in line.reason, line.reason
+    assert "held fixed (the local one of the post's graph) or through it" in line.reason
+
+
+def test_an_ascii_member_through_a_name_that_depends_on_x_is_not_checked(tmp_path):
+    """A chain's member with the ambiguous quotient is not checked (its reason in the notes);
+    a row whose only member it is states nothing checkable."""
+    rows = "dq = dxn/dx * 2 = 0\ndx = dout/dcen_ij * dcen_ij/dx_ij\ndxhat = dout * gamma"
+    form = load_document(write(tmp_path, THROUGH.replace("dxhat = dout * gamma", rows)))
+    dq = next(ln for ln in form.lines if ln.latex.startswith("dq"))
+    assert any(note.startswith("member 1 not checked: " + HIDDEN) for note in dq.notes), dq.notes
+    dx = next(ln for ln in form.lines if ln.latex == "dx = dout/dcen_ij * dcen_ij/dx_ij")
+    assert dx.status == "not checked", dx.status
+    assert "∂cen/∂x: cen is defined through avg, which depends on x too" in dx.reason
+
+
+def test_an_ascii_row_that_spells_out_the_path_reads_the_local_derivative(tmp_path):
+    """dout/dcen · dcen/dx + dout/davg · davg/dx writes the path through avg itself, so dcen/dx
+    is the local one (avg held, a note says so), and the row holds; a wrong weight on the path
+    is refuted."""
+    form = load_document(write(tmp_path, THROUGH))
+    found = verdicts_by_line(form)
+    dx = next(ln for ln in form.lines if ln.latex.startswith("dx ="))
+    assert dx.status == "checked" and found[dx.latex] == {Status.HOLDS}, found
+    assert any("dcen/dx with avg held fixed" in note for note in dx.notes), dx.notes
+    wrong = THROUGH.replace("+ dout/davg_j", "+ 2 * dout/davg_j")
+    found = verdicts_by_line(load_document(write(tmp_path, wrong)))
+    row = next(latex for latex in found if "2 * dout/davg_j" in latex)
+    assert Status.REFUTED in found[row], found
+
+
 # LayerNorm in PyTorch as llm.c's tutorial writes it (Karpathy 2024, doc/layernorm: B,T,C, the
 # set the last axis, weight and bias w, b); the backward lines here are our own.
 LAYER = """# Layer normalization

@@ -11,7 +11,9 @@ GitHub user zbgzbg2007, 2017) write it in the names of that code:
   derivative of A with respect to B.  A layer node (``mu``, ``var``) is differentiated as the
   layer defines it; a node of the post's own graph (``norm = (x - mu) / np.sqrt(var + eps)``)
   as its line is written, the other names of that line held fixed, as a staged graph computes
-  it.  The upstream gradient's name without an index (``dout/dvar_j``) is the loss's
+  it; when one of those names depends on B too (``xn = cen * inv``, ``cen = x - avg``: dxn/dx),
+  held fixed or through it is not said, and the quotient is not checked (the LaTeX reader's
+  rule), unless the member writes the path through that name (``dout/dcen_ij * …``).  The upstream gradient's name without an index (``dout/dvar_j``) is the loss's
   differential: ``dout`` names ∂L/∂out, and ``out`` without an element is not one element of the
   output, so ``dout/dvar_j`` is ∂L/∂σ² (the line says so);
 * index suffixes ``x_ij``, ``mu_j``, ``dout_ij``: i is the element of the line (or of the sum
@@ -26,6 +28,7 @@ unknown to the rows after it, as a code row does.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -42,9 +45,11 @@ from bnderive.read.code_lines import (
     CodeReader,
     _Expr,
     _local_name,
+    _Node,
     _Unknown,
 )
-from bnderive.read.latex_reader import LatexError, LineRead
+from bnderive.read.latex_reader import LatexError, LineRead, NotCheckable
+from bnderive.read.own_graph import hidden_path
 
 _SUM = re.compile(r"\bsum_([a-z])\b")
 _SUFFIX = re.compile(r"([A-Za-z][A-Za-z0-9]*?)_([a-z]{1,2})")
@@ -204,6 +209,8 @@ class AsciiReader:
 
     code: CodeReader
     notes: list[str] = field(default_factory=list)
+    #: the post's nodes whose loss gradient the member being read spells out (dout/dxmu_ij)
+    held: set[str] = field(default_factory=set)
 
     def read(self, text: str, line: int, column: int) -> LineRead:
         self.notes = []
@@ -217,26 +224,44 @@ class AsciiReader:
         return _with_notes(read, self.notes)
 
     def read_members(self, parts: list[str], line: int, column: int) -> LineRead:
-        values = []
+        """Each member of the row; one that is understood but not checkable (``NotCheckable``)
+        is None with its reason, as in a LaTeX line, and the others are read."""
+        values: list[tuple[sp.Expr, bool] | None] = []
+        errors: list[str] = []
         for part in parts[1:]:
             if not part:
                 raise LatexError("a member of the chain is empty", line, column)
-            values.append(self.value(part, line, column))
+            try:
+                values.append(self.value(part, line, column))
+                errors.append("")
+            except NotCheckable as exc:
+                values.append(None)
+                errors.append(exc.reason)
+        sides = [v[0] if v is not None else None for v in values]
         left = parts[0]
         if re.fullmatch(r"[A-Za-z_][A-Za-z_0-9]*", left):
-            value, per = values[0]
+            first = next((k for k, v in enumerate(values) if v is not None), None)
+            if first is None:  # understood, but no member says what the name's value is
+                self.code.not_read(_split(left, self.code)[0], " = ".join(parts), line)
+                return LineRead((sp.Integer(0), sp.Integer(0)), None, None, None, errors[0], "none")
+            value, per = values[first]  # type: ignore[misc]
             _no_shadowed_sum(per, parts, line, column)
             name = self.left_name(left, per, line, column)
-            read = self.code.left(name, value, per, line, left + " = " + parts[1])
-            return _replace_sides(read, [read.sides[0], *(v for v, _ in values)])
+            read = self.code.left(name, value, per, line, left + " = " + parts[1 + first])
+            read = _replace_sides(read, [read.sides[0], *sides])
+            return dataclasses.replace(read, member_errors=tuple(errors))
         quotient = self.expression(left, line, column)
         if not isinstance(quotient, ast.BinOp) or not isinstance(quotient.op, ast.Div):
             raise LatexError(
-                "the left side of an ASCII maths row is a name or a quotient dA/dB", line, column
+                "the left side of an ASCII maths row is a quotient dA/dB", line, column
             )
-        read = self.quotient_line(quotient, [v for v, _ in values], line, column)
+        self.held = set()
+        try:
+            read = self.quotient_line(quotient, sides, line, column)
+        except NotCheckable as exc:  # the left side: understood, but which derivative?
+            return LineRead((sp.Integer(0), sp.Integer(0)), None, None, None, exc.reason, "none")
         _no_shadowed_sum(read.index is not None, parts, line, column)
-        return read
+        return dataclasses.replace(read, member_errors=tuple(errors))
 
     def left_name(self, left: str, per: bool, line: int, column: int) -> str:
         """``xhat_i`` → xhat, ``dx_i`` → dx, ``dbeta_j`` → dbeta: a suffix on the left side is
@@ -272,7 +297,10 @@ class AsciiReader:
         return tree.body
 
     def value(self, text: str, line: int, column: int) -> tuple[sp.Expr, bool]:
-        return _Ascii(self.code, line, column, self).read(self.expression(text, line, column))
+        tree = self.expression(text, line, column)
+        reader = _Ascii(self.code, line, column, self)
+        self.held = reader.spelled_out(tree)
+        return reader.read(tree)
 
     def quotient_line(
         self, quotient: ast.BinOp, values: list[sp.Expr], line: int, column: int
@@ -377,6 +405,21 @@ class _Ascii(_Expr):
         return N.reduce_sum(body, k), False
 
     # -- quotients ---------------------------------------------------------------------------
+    def spelled_out(self, tree: ast.AST) -> set[str]:
+        """The post's nodes Z whose loss gradient ``dout/dZ`` a member writes: it spells out
+        the path through Z (``hidden_paths``)."""
+        found: set[str] = set()
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)):
+                continue
+            try:
+                num, den = self.differential(node.left), self.differential(node.right)
+            except LatexError:
+                continue  # an index bound by a sum around it: read (or refused) in place
+            if num is not None and num.loss and den is not None and not den.layer:
+                found.add(den.node)
+        return found
+
     def differential(self, node: ast.AST) -> _Differential | None:
         if not isinstance(node, ast.Name) or not node.id.startswith("d") or len(node.id) < 2:
             return None
@@ -424,9 +467,34 @@ class _Ascii(_Expr):
                     node, f"d{num.name}/d{den.name}: {den.name} is not a node of the layer"
                 )
             return N.Partial(of, wrt, sp.Integer(0)).xreplace({N.i: element}), per
-        # a node of the post's graph: its line as written, the other names held fixed
-        value = sp.diff(self.reader.nodes[num.node].expr, wrt)
+        # a node of the post's graph: its line as written, the other names held fixed, when
+        # none of them depends on the denominator too (``hidden_paths``)
+        expr = self.reader.nodes[num.node].expr
+        self.hidden_paths(num, den, expr)
+        value = sp.diff(expr, wrt)
         return value.xreplace({N.i: element}), per
+
+    def hidden_paths(self, num: _Differential, den: _Differential, expr: sp.Expr) -> None:
+        """``dxn/dx`` with ``xn = xmu * inv``: held fixed, xmu and inv (which depend on x too)
+        give the local derivative of the post's graph; through them, the total one.  The
+        notation does not say which, so it is not checked (the LaTeX reader's rule,
+        ``documents._Builder.no_hidden_path``), unless the member spells out the path through
+        each of them (``dout/dxmu_ij * dxn_ij/dx_ij + …``): then it is the local one."""
+        nodes = self.reader.nodes
+        through = [
+            name
+            for name in sorted(_names(expr) & set(nodes))
+            if name != den.node and _depends(nodes, name, den.node, set())
+        ]
+        if not through:
+            return
+        words = [_written(self.reader, name) for name in through]
+        if not set(through) <= self.owner.held:
+            raise NotCheckable(hidden_path(num.name, words, den.name), self.line, self.column)
+        self.owner.notes.append(
+            f"d{num.name}/d{den.name} with {', '.join(words)} held fixed: the row spells out "
+            "the path through each (dout/d…)"
+        )
 
     def loss_gradient(self, den: _Differential, node: ast.AST) -> tuple[sp.Expr, bool]:
         """``dout/dZ``: ∂L/∂Z (the line says it read dout so)."""
@@ -489,12 +557,36 @@ def _known(name: str, reader: CodeReader) -> bool:
 
 
 def _replace_sides(read: LineRead, sides: list[sp.Expr]) -> LineRead:
-    import dataclasses
-
     return dataclasses.replace(read, sides=tuple(sides))
 
 
 def _with_notes(read: LineRead, notes: list[str]) -> LineRead:
-    import dataclasses
-
     return dataclasses.replace(read, notes=tuple(dict.fromkeys([*read.notes, *notes])))
+
+
+_DEPEND_ON = {"x": {"mu", "var", "xhat", "y"}, "mu": {"xhat", "y"}, "var": {"xhat", "y"}}
+_DEPEND_ON["xhat"] = {"y"}
+"""The layer's nodes that depend on another of its nodes (a post's name using them does too)."""
+
+
+def _names(expr: sp.Expr) -> set[str]:
+    """The symbols and array bases ``expr`` names."""
+    out = {s.name for s in expr.free_symbols if isinstance(s, sp.Symbol)}
+    return out | {str(a.base.label) for a in expr.atoms(sp.Indexed)}
+
+
+def _depends(nodes: dict[str, _Node], name: str, on: str, seen: set[str]) -> bool:
+    """Whether the post's node ``name`` depends on the node ``on`` (a layer's node or the
+    post's), through the lines that define it."""
+    node = nodes.get(name)
+    if node is None or name in seen:
+        return False
+    used = _names(node.expr)
+    if on in used or used & _DEPEND_ON.get(on, set()):
+        return True
+    return any(_depends(nodes, other, on, seen | {name}) for other in used & set(nodes))
+
+
+def _written(reader: CodeReader, symbol: str) -> str:
+    """The name a post wrote for one of its nodes (a symbol may carry primes)."""
+    return next((name for name, (s, _) in reader.names.items() if s == symbol), symbol)

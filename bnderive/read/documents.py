@@ -83,7 +83,7 @@ from bnderive.read.latex_reader import (
     parse_equation_line,
 )
 from bnderive.read.macros import Macro, MacroError, expand, find_definitions
-from bnderive.read.own_graph import LAYER_NODES, GraphUnknown, OwnGraph
+from bnderive.read.own_graph import LAYER_NODES, GraphUnknown, OwnGraph, hidden_path
 
 SUFFIXES = (".md", ".markdown", ".tex", ".ipynb")
 
@@ -1440,12 +1440,7 @@ class _Builder:
             if inner and inner <= self.held:
                 local = True
             elif inner:
-                raise _Unresolved(
-                    f"∂{name}/∂x: {name} is defined through {', '.join(sorted(inner))}, which "
-                    "depends on x too: is the derivative taken with it held fixed (the local "
-                    "one of the post's graph) or through it (the total one)? The notation does "
-                    "not say"
-                )
+                raise _Unresolved(hidden_path(name, sorted(inner), "x"))
         return local
 
     def true_adjoint(self, name: str, index: sp.Expr) -> sp.Expr:

@@ -29,6 +29,18 @@ from bnderive.read.code_lines import _contribution, _reduce_deltas
 LAYER_NODES = {"y": True, "xhat": True, "mu": False, "var": False}
 
 
+def hidden_path(name: str, through: list[str], wrt: str) -> str:
+    """Why ∂name/∂wrt is not checked when ``name`` is defined through other names of the post
+    that depend on ``wrt`` too (μ_{bh} = x_{bh} − 1_h m_b; ``xn = xmu * inv``): the local
+    derivative (them held fixed) and the total one (through them) differ, and the notation
+    does not say which.  One message for the LaTeX and the ASCII reader."""
+    return (
+        f"∂{name}/∂{wrt}: {name} is defined through {', '.join(through)}, which depends on "
+        f"{wrt} too: is the derivative taken with it held fixed (the local one of the post's "
+        "graph) or through it (the total one)? The notation does not say"
+    )
+
+
 class GraphUnknown(Exception):
     """A gradient or a local derivative in the post's graph cannot be worked out: why."""
 
