@@ -101,6 +101,32 @@ def test_expansion_is_substitution_only():
         expand(r"\s", macros)
 
 
+def test_a_control_word_never_runs_on_into_a_letter():
+    """TeX ends a control word at the first non-letter when it reads a body, so \\partial#1
+    used with x is \\partial then x, never \\partialx; joined as text, a space keeps them
+    apart (and \\in + t must not become \\int)."""
+    macros, _ = find_definitions(
+        r"\newcommand{\pd}[1]{\partial#1}\newcommand{\after}[1]{#1t}\def\T{t}"
+        r"\newcommand{\lit}[1]{\#1}"
+    )
+    assert expand(r"\pd{x}", macros) == r"\partial x"  # a body's word, then an argument
+    assert expand(r"\after{\in}", macros) == r"\in t"  # an argument's word, then the body
+    assert expand(r"\in\T", macros) == r"\in t"  # the text's word, then an expansion
+    assert expand(r"\pd{\mu}x", macros) == r"\partial\mu x"  # an expansion, then the text
+    assert expand(r"\\\T", macros) == r"\\t"  # \\ (a line break) is no control word
+    assert expand(r"\lit{a}", macros) == r"\#1"  # \# is a control symbol: #1 is no parameter
+
+
+def test_a_line_whose_macro_ends_in_a_control_word_before_a_letter_is_read(tmp_path):
+    path = tmp_path / "post.md"
+    path.write_text(
+        "$$\\newcommand{\\pd}[1]{\\partial#1}$$\n\n"
+        "$$ \\frac{\\pd L}{\\pd\\beta} = \\sum_i \\frac{\\pd L}{\\pd y_i} $$\n",
+        encoding="utf-8",
+    )
+    assert verdicts(load_document(path)) == {3: "holds"}
+
+
 def test_a_macro_defined_elsewhere_says_so(tmp_path):
     path = tmp_path / "post.md"
     path.write_text(

@@ -5,9 +5,10 @@ Posts and notes define shorthands (``\newcommand{\pdiv}[1]{\partial #1}``,
 ``\def\R{\mathbb{R}}``, ``\DeclareMathOperator{\istd}{istd}``), in a preamble or in a maths block
 of their own (MathJax and KaTeX read ``$$\newcommand…$$``).  Expansion is what TeX does with
 them, and only that: the body's text with ``#1`` … ``#9`` replaced by the arguments, read again
-for further macros.  Nothing is executed; the expansion is bounded (``MACRO_DEPTH`` nested
-expansions, ``MACRO_OUTPUT`` characters), so a macro that calls itself or doubles at each level
-is refused with a message, never followed.  A macro a file uses without defining it (defined in
+for further macros, a control word kept apart from a letter that follows it (TeX's tokens:
+``\partial#1`` with ``x`` is ``\partial x``, not ``\partialx``).  Nothing is executed; the
+expansion is bounded (``MACRO_DEPTH`` nested expansions, ``MACRO_OUTPUT`` characters), so a
+macro that calls itself or doubles at each level is refused with a message, never followed.  A macro a file uses without defining it (defined in
 a class or a separate macros file) reaches the reader as an unknown macro, which says so.
 """
 
@@ -189,21 +190,50 @@ def _argument(text: str, k: int, name: str, at: int) -> tuple[str, int]:
     return text[k], k + 1
 
 
-def _substitute(macro: Macro, args: list[str]) -> str:
-    out, k, body = [], 0, macro.body
-    while k < len(body):
-        if body[k] == "#" and k + 1 < len(body):
-            if body[k + 1] == "#":
-                out.append("#")
-                k += 2
-                continue
-            if body[k + 1].isdigit() and 1 <= int(body[k + 1]) <= len(args):
-                out.append(args[int(body[k + 1]) - 1])
-                k += 2
-                continue
-        out.append(body[k])
-        k += 1
+#: a control sequence of a body (kept whole: ``\\#1`` is ``\\#`` then 1), or a parameter
+_BODY_TOKEN = re.compile(r"\\(?:[a-zA-Z]+|.)|#(#|[1-9])", re.S)
+_CONTROL_WORD_END = re.compile(r"(\\+)[a-zA-Z]+$")
+
+
+def _ends_in_control_word(text: str) -> bool:
+    """``…\\mu``, not ``…\\\\mu`` (a line break, then the letters mu)."""
+    match = _CONTROL_WORD_END.search(text)
+    return match is not None and len(match.group(1)) % 2 == 1
+
+
+def _glue(pieces: list[str]) -> str:
+    """The pieces joined, a space put where a control word would run on into a letter that
+    follows it (``\\partial`` then ``x``: ``\\partial x``, not ``\\partialx``): TeX reads a
+    control word up to the first non-letter when the body is defined, so a use never glues
+    it to what comes after; text joined as strings must keep them apart."""
+    out: list[str] = []
+    tail = ""
+    for piece in pieces:
+        if not piece:
+            continue
+        if piece[0].isalpha() and _ends_in_control_word(tail):
+            out.append(" ")
+        out.append(piece)
+        tail = piece
     return "".join(out)
+
+
+def _substitute(macro: Macro, args: list[str]) -> str:
+    pieces, k, body = [], 0, macro.body
+    for match in _BODY_TOKEN.finditer(body):
+        pieces.append(body[k : match.start()])
+        k = match.end()
+        number = match.group(1)
+        if number is None:  # a control sequence, whole
+            pieces.append(match.group(0))
+        elif number == "#":
+            pieces.append("#")
+        elif int(number) <= len(args):
+            pieces.append(args[int(number) - 1])
+        else:
+            pieces.append(match.group(0))
+    pieces.append(body[k:])
+    return _glue(pieces)
 
 
 def expand(text: str, macros: dict[str, Macro]) -> str:
@@ -258,9 +288,6 @@ def _expand(text: str, macros: dict[str, Macro], depth: int, size: list[int], at
                 f"\\{macro.name} expands to more than {MACRO_OUTPUT:,} characters: not expanded",
                 where,
             )
-        # a control word followed by a letter must stay apart from it (\mu x, not \mux)
-        if re.search(r"\\[a-zA-Z]+$", replaced) and text[k : k + 1].isalpha():
-            replaced += " "
         out.append(replaced)
     out.append(text[k:])
-    return "".join(out)
+    return _glue(out)  # a control word before or at the end of an expansion: apart
