@@ -441,19 +441,53 @@ def test_a_scalar_with_a_per_element_right_side():
         r"\frac{\partial L}{\partial \gamma} = \frac{\partial L}{\partial y_i}\frac{\partial y_i}{\partial \gamma}"
     )
     assert each.kind == "adjoint" and each.per_element and each.index == i
-    # the same with vectors written without an index is ambiguous (a dot product?): not checked
-    bare = parse_equation_line(
-        r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \hat{x}} \cdot \frac{\partial \hat{x}}{\partial \sigma^2}"
-    )
-    assert bare.rhs == (None,) and "dot product" in bare.member_errors[0]
-    assert "∂L/∂σ²" in bare.member_errors[0]  # the name as written, not dvar
-    # one such member leaves the others checked: ∂L/∂σ² = ∂L/∂x̂·∂x̂/∂σ² = Σ_k …
+    # the same with vectors written without an index, side by side (or with *), is ambiguous
+    # (a dot product, or a Σ forgotten?): not checked
+    for op in ("", "*"):
+        bare = parse_equation_line(
+            r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \hat{x}} "
+            + op
+            + r" \frac{\partial \hat{x}}{\partial \sigma^2}"
+        )
+        assert bare.rhs == (None,) and "dot product" in bare.member_errors[0]
+        assert "∂L/∂σ²" in bare.member_errors[0]  # the name as written, not dvar
+    # one such member leaves the others checked: ∂L/∂σ² = ∂L/∂x̂ ∂x̂/∂σ² = Σ_k …
     chain = parse_equation_line(
-        r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \hat{x}} \cdot "
+        r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \hat{x}} "
         r"\frac{\partial \hat{x}}{\partial \sigma^2} = \sum_k \frac{\partial L}{\partial "
         r"\hat{x}_k} \frac{\partial \hat{x}_k}{\partial \sigma^2}"
     )
     assert chain.rhs[0] is None and chain.rhs[1] is not None and not chain.per_element
+
+
+def test_a_dot_between_two_unindexed_vectors_on_a_scalar_line():
+    """a · b with a, b per-element vectors written without an index is Σ_i a_i b_i, as linear
+    algebra writes the dot product: read so only where the left side is one number per set (an
+    elementwise product there would be a vector), and the line says so."""
+    dot = parse_equation_line(
+        r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \hat{x}} \cdot "
+        r"\frac{\partial \hat{x}}{\partial \sigma^2} = \sum_k \frac{\partial L}{\partial "
+        r"\hat{x}_k} \frac{\partial \hat{x}_k}{\partial \sigma^2}"
+    )
+    assert same(dot.rhs[0], dot.rhs[1]) and not dot.per_element
+    assert any("read as a dot product" in n for n in dot.notes)
+    # on a line about every element, · stays the elementwise product it was
+    each = parse_equation_line(
+        r"\frac{\partial L}{\partial x} = \frac{\partial L}{\partial \hat{x}} \cdot "
+        r"\frac{\partial \hat{x}}{\partial x}"
+    )
+    assert each.rhs[0] == dxhat[i] * Partial(xhat[i], x[i], 0) and not each.notes
+    # three vectors, a Jacobian ∂x̂/∂x, \times (a cross product) or \odot (elementwise): no dot
+    # product, and so not checked
+    for text in (
+        r"\hat{x} \cdot \hat{x} \cdot \frac{\partial L}{\partial y}",
+        r"\frac{\partial L}{\partial \hat{x}} \cdot \frac{\partial \hat{x}}{\partial x}",
+        r"\frac{\partial L}{\partial y} \times \hat{x}",
+        r"\frac{\partial L}{\partial y} \odot \hat{x}",
+        r"\frac{\partial L}{\partial y} \cdot \hat{x} + \hat{x}",
+    ):
+        line = parse_equation_line(r"\frac{\partial L}{\partial \gamma} = " + text)
+        assert line.rhs == (None,) and "dot product" in line.member_errors[0], text
 
 
 def test_equation_line_errors():

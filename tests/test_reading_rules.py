@@ -211,6 +211,17 @@ RULES = [
         r"\frac{\partial L}{\partial \gamma^{(l)}} = \sum_{i=1}^{N} \frac{\partial L}{\partial y_i^l} (x_i^l - \mu^l)",
     ),
     (
+        # calvinfeng's notebook, zakka 2016, kaixih's README: ∂L/∂μ = ∂L/∂x̂ · ∂x̂/∂μ + …
+        "a · b of two vectors written without an index, on a line about one number: Σ_i a_i b_i",
+        r"\frac{\partial L}{\partial \mu} = \frac{\partial L}{\partial \hat{x}} \cdot \frac{\partial \hat{x}}{\partial \mu} + \frac{\partial L}{\partial \sigma^{2}} \cdot \frac{\partial \sigma^{2}}{\partial \mu}",
+        r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \hat{x}} \cdot \frac{\partial \hat{x}}{\partial \mu}",
+    ),
+    (
+        "a dot product in a forward line, a scalar factor before it",
+        r"\sigma^2 = \frac{1}{m} (x - \mu) \cdot (x - \mu)",
+        r"\sigma^2 = \frac{1}{m} (x - \mu) \cdot \hat{x}",
+    ),
+    (
         "a sign right after \\cdot (a · −b)",
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -1",
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -2",
@@ -365,15 +376,32 @@ def test_what_cannot_be_read_one_way_is_not_read(tmp_path, text, message):
 
 
 def test_a_scalar_equal_to_an_unindexed_vector_is_not_checked(tmp_path):
+    """Side by side (or with *), two vectors written without an index on a line about one number
+    are a dot product or a Σ forgotten: not checked.  With \\cdot they are the dot product (a
+    note says so), but not inside a Σ, where they are the summed element's."""
     form = doc(
         tmp_path,
         lines(
+            r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \hat{x}} \frac{\partial \hat{x}}{\partial \sigma^2}"
+            "\n"
+            r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \hat{x}} * \frac{\partial \hat{x}}{\partial \sigma^2}"
+            "\n"
             r"\frac{\partial L}{\partial \sigma^2} = \frac{\partial L}{\partial \hat{x}} \cdot \frac{\partial \hat{x}}{\partial \sigma^2}"
             "\n"
-            r"\frac{\partial L}{\partial \beta} = \sum_i g_i"
+            r"\frac{\partial L}{\partial \beta} = \sum_i \frac{\partial L}{\partial y} \cdot 1"
+            "\n"
+            r"\frac{\partial L}{\partial \gamma} = \sum_i \frac{\partial L}{\partial y} \cdot \hat{x}"
+            "\n"
+            r"\frac{\partial L}{\partial \gamma} = \frac{1}{m}\sum_i \frac{\partial L}{\partial y} \cdot \hat{x}"
         ),
     )
-    assert form.lines[0].status == "not checked" and "dot product" in form.lines[0].reason
+    first, second, third = form.lines[:3]
+    for line in (first, second):
+        assert line.status == "not checked" and "dot product" in line.reason
+    assert third.status == "checked"
+    assert any("read as a dot product Σ_i" in n for n in third.notes)
+    assert verdicts(form) == {5: "holds", 7: "holds", 9: "holds", 11: "refuted"}
+    assert not any("dot product" in n for line in form.lines[3:] for n in line.notes)
 
 
 def test_layout_is_layout(tmp_path):

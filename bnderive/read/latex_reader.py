@@ -154,6 +154,7 @@ class Scripted(Node):
 @dataclass(frozen=True)
 class Op(Node):
     op: str  # "*" or "/"
+    dot: bool = False  # written \cdot (·, ⋅): between two vectors, their dot product
 
 
 @dataclass(frozen=True)
@@ -336,8 +337,8 @@ class _ToTree(Transformer):
         return c[0] if len(c) == 1 and not isinstance(c[0], Op) else Product(c[0].pos, tuple(c))
 
     def mulop(self, c: list) -> Op:
-        text = str(c[0])
-        return Op(_pos(c[0]), "/" if text == "/" else "*")
+        text = str(c[0]).strip()
+        return Op(_pos(c[0]), "/" if text == "/" else "*", text in ("\\cdot", "·", "⋅"))
 
     def bigsum(self, c: list) -> BigSum:
         sub = sup = None
@@ -530,6 +531,29 @@ _NODE_BASE = {"x": N.x, "xhat": N.xhat, "y": N.y}
 _NODE_SCALAR = {"mu": N.mu, "var": N.var, "gamma": N.gamma, "beta": N.beta}
 
 
+class Dotted(sp.Function):
+    """a · b for two per-element vectors written without an index (``_Meaning.dot_product``):
+    ``elementwise`` is a_i b_i, ``summed`` Σ_i a_i b_i.  The line decides (``undot``)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, elementwise: sp.Expr, summed: sp.Expr) -> None:  # noqa: ARG003
+        return None  # stays as written until the line decides
+
+
+def undot(expr: sp.Expr, summed: bool = False) -> sp.Expr:
+    """``expr`` with every ``Dotted`` read elementwise, or as the dot product (``summed``)."""
+    if not expr.has(Dotted):
+        return expr
+    return expr.replace(lambda e: isinstance(e, Dotted), lambda e: e.args[1 if summed else 0])
+
+
+def _is_matrix(piece: sp.Expr) -> bool:
+    """∂x̂/∂x written without an index: a Jacobian (a matrix), no vector of a dot product."""
+    return any(_BARE in p.args[1].free_symbols for p in piece.atoms(Partial))
+
+
 @dataclass
 class _Item:
     """One factor of a product while its meaning is being worked out."""
@@ -543,6 +567,7 @@ class _Item:
     brackets: list[Bracket] = field(default_factory=list)
     target: _Item | None = None  # for diff: what is differentiated
     upper: ScriptArg | None = None  # for kron: the upper element of \delta^{n,h,w}_{N,H,W}
+    dot: bool = False  # for op: written \cdot
 
 
 @dataclass(frozen=True)
@@ -652,6 +677,7 @@ class _Meaning:
         self.in_sum = 0  # inside the body of a Σ (no matrix notation there)
         #: What the reading assumed, said with the line (Σ_{i=0}^{N} read over the whole set).
         self.notes: list[str] = []
+        self.dot_texts: dict[sp.Expr, str] = {}  # each ``Dotted`` as the line writes it
         #: Letters that are a column's feature on this line (x̂_j = (x_j − μ_j)/…: ``_columns``).
         self.columns: set[str] = set()
         #: Einstein's convention: the indices free on the left side, as written (never summed).
@@ -1039,8 +1065,10 @@ class _Meaning:
         operand_text = ""
         operand_nodes: list[Node] = []
         grouped = False  # the operand begins with a bracket group: (x_i − μ) in ∂/∂x_i (x_i − μ) s
+        dots: set[int] = set()  # the pieces written right after a \cdot
         for it in items:
             if it.kind == "op":
+                dots.add(len(pieces) if it.dot else -1 if it.name == "/" else -2)  # -1: a quotient
                 if it.name == "/":
                     if not pieces or divide or len(pieces) == operand and operator is not None:
                         raise self.error("'/' needs something on each side", it.pos)
@@ -1089,12 +1117,40 @@ class _Meaning:
             of = sp.Mul(*[self.plain(p) for p in pieces[operand:end]])
             text = operand_text + (" …" if end - operand > 1 else "")
             local = self.local(of, text, operator.wrt, operator.pos)
-            nodes = operand_nodes[:1] if grouped else operand_nodes
-            sample = self.operator_sample(local, operator, nodes)
+            sample = self.operator_sample(
+                local, operator, operand_nodes[:1] if grouped else operand_nodes
+            )
             pieces = [*pieces[:operand], sample, *pieces[end:]]
         if len(pieces) == 1:
             return pieces[0]
-        return sp.Mul(*[self.plain(p) for p in pieces])
+        plain = [self.plain(p) for p in pieces]
+        return self.dot_product(plain, dots if operator is None else {-1}, nodes)
+
+    def dot_product(self, pieces: list[sp.Expr], dots: set[int], nodes: list[Node]) -> sp.Expr:
+        """∂L/∂x̂ · ∂x̂/∂μ: two per-element vectors written without an index (x[_BARE]) side by
+        side, joined by \\cdot and with no other vector in the product (``dots``: the pieces
+        written after a \\cdot; -1 there, a quotient or an operator), are the dot product
+        Σ_i a_i b_i of linear algebra's notation when the line is about one number per set
+        (``_scalar_line``); on any other line the product is read elementwise, as before.  The
+        product is ``Dotted(elementwise, summed)`` until the line decides.  A quotient, an
+        operator's operand, *, \\times, \\odot and juxtaposition are never read as a dot
+        product (\\times is the cross product, \\odot the elementwise one)."""
+        value = sp.Mul(*pieces)
+        bare = [k for k, p in enumerate(pieces) if _BARE in p.free_symbols]
+        if (
+            -1 in dots
+            or self.in_sum
+            or len(bare) != 2
+            or bare[1] != bare[0] + 1
+            or bare[1] not in dots
+            or self.element_indices(value) != {_BARE}
+            or any(_is_matrix(pieces[k]) for k in bare)
+        ):
+            return value
+        summed = self.sum_value(value, [], nodes[0].pos, [], None)
+        dotted = Dotted(value, summed)
+        self.dot_texts[dotted] = " ".join(_render(n) for n in nodes)
+        return dotted
 
     def operator_sample(self, local: sp.Expr, operator: _Operator, operand: list[Node]) -> sp.Expr:
         """LayerNorm's \\frac{\\partial}{\\partial \\sigma_p}(… σ_b …): what is differentiated is
@@ -1307,7 +1363,7 @@ class _Meaning:
                 f"^{label} read as a layer label (the post writes it on every symbol)"
             )
         if isinstance(base, Op):
-            return _Item("op", base.pos, base.op)
+            return _Item("op", base.pos, base.op, dot=base.dot)
         if isinstance(base, Letter) and base.name == self.family.scale and not base.font:
             # the post's own letter for γ (w_c): γ, its channel subscript and all
             return _Item("macro", base.pos, "gamma", Macro(base.pos, "gamma"), sub, sup)
@@ -2081,7 +2137,7 @@ class _Meaning:
         if all(isinstance(n, Letter) and not n.font for n in rest):
             word = "".join(n.name for n in rest)  # a word: istd, xcorrected
             return _Diff(prefix, "other", None, word, first.pos)
-        value = self.value(Product(rest[0].pos, tuple(rest)))
+        value = undot(self.value(Product(rest[0].pos, tuple(rest))))
         return _Diff(prefix, "expr", None, text, first.pos, value)
 
     def diff_value(self, d: _Diff) -> sp.Expr:
@@ -2153,6 +2209,8 @@ class _Meaning:
     def local(self, of: sp.Expr | None, text: str, den: _Diff, pos: Pos) -> sp.Expr:
         """∂(of)/∂(den): a local derivative, left as ``Partial`` until its value is worked out
         (``derive.partial_value``) with the document's conventions."""
+        if of is not None:
+            of = undot(of)  # ∂(a · b)/∂x̂_k: a, b at the element ∂ names
         if of is None:
             raise self.error(
                 f"∂{text}/∂{den.text}: bnderive does not know {text}; the nodes of the graph are "
@@ -2238,7 +2296,7 @@ class _Meaning:
             raise self.error("a sum over the batch leaves no sample out", node.pos)
         for name, pos in bound:
             self.feature(name, pos)
-        body = self.value(node.body)
+        body = undot(self.value(node.body))
         if self.batch_sum_ok:
             return body
         for name, _ in bound:
@@ -2293,6 +2351,7 @@ class _Meaning:
         """Σ over the reduction set of ``body``, over the ``bound`` indices (an element, or the
         spatial triple); ``excluded`` elements left out (Σ_{j≠i} f(j) = Σ_j f(j) − f(i));
         ``explicit``: the sum runs over the elements 1..explicit only, written out."""
+        body = undot(body)  # Σ_i (a · b): a and b are the summed element's, not vectors
         features = [n for n, _ in bound if self.roles.get(n, ("",))[0] == "feature"]
         elements = [(n, p) for n, p in bound if n not in features]
         for name in features:
@@ -2506,7 +2565,9 @@ class _Meaning:
 
     # -- the end of a line ------------------------------------------------------------------------
     def finish(self, expr: sp.Expr, pos: Pos) -> sp.Expr:
-        """Feature deltas resolved, bound indices named k, p, q, ... (never a free index)."""
+        """Feature deltas resolved, bound indices named k, p, q, ... (never a free index); a
+        dot product the line did not decide on is read elementwise (``undot``)."""
+        expr = undot(expr)
         for d in list(expr.atoms(sp.KroneckerDelta)):
             roles = [self.roles.get(str(a), ("element",))[0] for a in d.args]
             if "feature" in roles:
@@ -3381,7 +3442,7 @@ def _element_index(state: _LineState, meaning: _Meaning) -> None:
     else:
         _scalar_line(state, meaning)
         rename[_BARE] = N.i
-    state.sides = [s.xreplace(rename) if s is not None else None for s in state.sides]
+    state.sides = [undot(s).xreplace(rename) if s is not None else None for s in state.sides]
 
 
 def _scalar_line(state: _LineState, meaning: _Meaning) -> None:
@@ -3394,6 +3455,7 @@ def _scalar_line(state: _LineState, meaning: _Meaning) -> None:
         return
     if kind in ("adjoint", "local", "forward"):
         per_set = "sample" if meaning.family.layer else "channel"
+        _dot_products(state, meaning, per_set)
         for k, s in enumerate(state.sides[1:], start=1):
             if s is not None and _BARE in meaning.element_indices(s):
                 state.sides[k] = None
@@ -3408,6 +3470,26 @@ def _scalar_line(state: _LineState, meaning: _Meaning) -> None:
     if free_rhs:
         state.per_element = True  # a claim for every i
         state.index = N.i
+
+
+def _dot_products(state: _LineState, meaning: _Meaning, per_set: str) -> None:
+    """On a line about one number per set, a member whose vectors written without an index are
+    all in dot products (∂L/∂x̂ · ∂x̂/∂μ, ``_Meaning.dot_product``) is read with them summed,
+    and says so; a member with any other such vector keeps them all elementwise (and is not
+    checked: ``_scalar_line``)."""
+    for k, s in enumerate(state.sides[1:], start=1):
+        if s is None or not s.has(Dotted):
+            continue
+        summed = undot(s, summed=True)
+        if _BARE in meaning.element_indices(summed):
+            continue
+        state.sides[k] = summed
+        for dotted in sorted(s.atoms(Dotted), key=str):
+            written = meaning.dot_texts.get(dotted, "a · b")
+            meaning.notes.append(
+                f"{written} read as a dot product Σ_i: · between two per-element vectors "
+                f"written without an index, on a line about one number per {per_set}"
+            )
 
 
 def _no_other_free_index(state: _LineState, meaning: _Meaning) -> None:
