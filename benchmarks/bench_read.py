@@ -9,7 +9,8 @@ notebooks, each with the expected verdict of its value lines), per file and in t
 * read: the file gave verdicts (not exit code 2); LayerNorm posts (``norm = "layer"`` in
   their expected file) are read as LayerNorm and counted apart, then with the rest;
 * value lines (lines that state a value: a gradient, a forward quantity, a local derivative, a
-  named sub-expression), of them: checked (a verdict), definitions (a name of the post's own:
+  named sub-expression), of them: checked (a verdict; the summary says how many of those are
+  not decided: a method left them open, or a scope read two ways holds under one only), definitions (a name of the post's own:
   true by definition, then used), not checked (understood; the reason is printed by ``check``),
   not read, not found (the line is not in any maths bnderive reads: code, ASCII maths);
 * wrong: a verdict that differs from the one established in float64 by the test's own
@@ -79,6 +80,7 @@ def reason_key(reason: str) -> str:
 
 def _zero() -> dict[str, int]:
     keys = ("files", "read", "values", "checked", "definition", "unchecked", "unread", "missing")
+    keys += ("undecided",)
     return dict.fromkeys((*keys, "wrong", "no_oracle"), 0)
 
 
@@ -90,7 +92,7 @@ def _summary(title: str, t: dict[str, int]) -> None:
         f"{title} files: {t['files']}; read as pasted: {t['read']} ({read_share:.0%}; target "
         f"{TARGET_READ:.0%}); value lines: {t['values']}; checked {t['checked']} + definitions "
         f"{t['definition']} = {checked_share:.0%} (target {TARGET_CHECKED:.0%}; checked alone "
-        f"{strict_share:.0%}); not checked {t['unchecked']}, not read {t['unread']}, not found "
+        f"{strict_share:.0%}; of the checked, not decided {t['undecided']}); not checked {t['unchecked']}, not read {t['unread']}, not found "
         f"{t['missing']}; wrong verdicts: {t['wrong']} (target 0); checked lines with no oracle to "
         f"judge them: {t['no_oracle']} (target 0)"
     )
@@ -121,6 +123,12 @@ def main() -> int:
             unchecked=result.count("not checked") + result.count("prose"),
             unread=result.count("not read") + result.count("refused"),
             missing=result.count("not found"),
+            # checked, and not decided (a method left it open, or its readings disagree)
+            undecided=sum(
+                1
+                for j in result.judged
+                if j.expected.states_value and j.status == "checked" and j.bnderive == "undecided"
+            ),
             wrong=len(result.wrong),
             # a checked line the harness cannot judge: a wrong verdict there would go unseen
             no_oracle=sum(1 for j in result.judged if j.status == "checked" and j.oracle is None),

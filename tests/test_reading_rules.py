@@ -353,10 +353,6 @@ def test_a_post_that_says_what_its_sigma_is(tmp_path):
             r"\frac{\partial L}{\partial \beta} = \sum_k \mathbf{1} \frac{\partial L}{\partial y_k}",
             "vector of ones or the matrix",
         ),
-        (
-            r"\frac{\partial L}{\partial x_i} = \sum_{i=1}^N (g_i x_i) \frac{2}{N}(x_i - \mu)",
-            "also the line's element",
-        ),
         (r"\sigma^2 = \frac{1}{N} \sum_k x_k^T x_k - \mu^2", "transpose"),
         (r"\hat{x}_i = BN(x_i)", "unknown symbol B"),
         (
@@ -367,8 +363,9 @@ def test_a_post_that_says_what_its_sigma_is(tmp_path):
     ],
 )
 def test_what_cannot_be_read_one_way_is_not_read(tmp_path, text, message):
-    """Notation with two readings (braces that do not print, \\mathbf{1} as vector or matrix, a
-    sum whose index is the line's own) is "not read", with the reason: never guessed."""
+    """Notation with two readings that cannot both be checked (braces that do not print whose
+    readings are not the same kind of line, \\mathbf{1} as vector or matrix) is "not read", with
+    the reason: never guessed.  (Readings that can each be checked: ``test_reading_scopes``.)"""
     form = doc(tmp_path, lines(text + "\n" + r"\frac{\partial L}{\partial \beta} = \sum_i g_i"))
     first = form.lines[0]
     assert first.status == "not read" and message in first.reason, first.reason
@@ -947,16 +944,20 @@ y_i = \gamma \hat{{x}}_i + \beta
     assert all(any("its value is neither" in n for n in said[k].notes) for k in (7, 9))
 
 
-def test_a_bracket_group_right_after_an_operator_is_its_argument(tmp_path):
+def test_a_bracket_group_right_after_an_operator_is_read_both_ways(tmp_path):
     # the quotient rule's f'g as dsse_bn_backprop_doubts writes it: ∂/∂x_i (x_i − μ) s is
-    # (∂(x_i − μ)/∂x_i)·s, read here as the total derivative (its value is that one)
+    # (∂(x_i − μ)/∂x_i)·s, or ∂((x_i − μ) s)/∂x_i: right under the first reading only, so not
+    # decided (read as the total derivative: its value is that one); with 2(x_i − μ) in the
+    # second term it is right under the second reading only (∂(fg) − 2f∂g = f'g − f∂g)
     quotient = (
         r"\frac{\partial \hat{x}_i}{\partial x_i} = \frac{1}{\sigma^2+\epsilon}\left["
         r"\frac{\partial}{\partial x_i} (x_i-\mu)\sqrt{\sigma^2+\epsilon} - (x_i - \mu)"
         r"\frac{\partial}{\partial x_i} \sqrt{\sigma^2+\epsilon} \right]"
     )
-    form = doc(tmp_path, lines(quotient + "\n" + quotient.replace("(x_i - \\mu)", "2(x_i - \\mu)")))
-    assert verdicts(form) == {1: "holds", 3: "refuted"}
+    twice = quotient.replace("(x_i - \\mu)", "2(x_i - \\mu)")
+    wrong = quotient.replace("- (x_i - \\mu)", "+ (x_i - \\mu)")
+    form = doc(tmp_path, lines("\n".join([quotient, twice, wrong])))
+    assert verdicts(form) == {1: "undecided", 3: "undecided", 5: "refuted"}
     assert form.lines[0].derivative == "total"
 
 

@@ -72,13 +72,14 @@ from bnderive.read.ascii_maths import read_row
 from bnderive.read.code_lines import CodeReader, code_rows
 from bnderive.read.expr_nodes import expression_adjoint, expression_partial, forward_lines
 from bnderive.read.files import read_text
-from bnderive.read.forms import Equation, Form, bounded_equation
+from bnderive.read.forms import Equation, Form, ReadingGroup, bounded_equation
 from bnderive.read.latex_reader import (
     DSTD,
     OWN_ADJOINT,
     Family,
     LatexError,
     LineRead,
+    Readings,
     name_bound,
     parse_equation_line,
 )
@@ -142,6 +143,8 @@ class DocumentForm(Form):
     # (reference, equation): lines checked against a reference (μ of the forward graph, a true
     # local derivative, an identity's left side, a name's definition) instead of a truth by name.
     references: tuple[tuple[int, int], ...] = ()
+    #: members read more than one way: the equations of their readings (``verify.readings``)
+    readings: tuple[ReadingGroup, ...] = ()
 
     def line_of(self, equation: int) -> DocLine | None:
         for line in self.lines:
@@ -1050,6 +1053,8 @@ class _Builder:
     graph: OwnGraph = field(default_factory=OwnGraph)
     #: the post's names whose gradients the member being resolved spells out (∂l/∂m_b ·…)
     held: set[str] = field(default_factory=set)
+    #: the members read more than one way, with the equation of each reading
+    readings: list[ReadingGroup] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.truth = derive(self.spec)
@@ -1106,6 +1111,15 @@ class _Builder:
                 notes.append(f"{where} not checked: {error}")
                 chain.last = None
                 continue
+            readings = read.readings[k - 1] if k <= len(read.readings) else None
+            if readings is not None:
+                # no step to or from it: which reading the next member follows is not said
+                chain.last = None
+                found = self.every_reading(read, readings, latex, reference, where, notes)
+                if found:
+                    self.members[k - 1] = found[0]
+                    numbers.extend(found)
+                continue
             try:
                 expr = self.resolve(member, notes)
             except _Unresolved as exc:
@@ -1141,7 +1155,8 @@ class _Builder:
         if not numbers:
             reason = "; ".join(n for n in notes if "not checked" in n) or "no member could be read"
             return "not checked", (), reason, notes
-        if read.kind == "adjoint" and not read.per_element and read.defines:
+        stored = any(self.equations[n - 1].kind == "quantity" for n in numbers)
+        if read.kind == "adjoint" and not read.per_element and read.defines and stored:
             self.defined.add(read.defines)
         if read.kind == "node":
             where = ", ".join(str(n) for n in read.uses)
@@ -1165,6 +1180,8 @@ class _Builder:
         line of the layer's node) adds it, with its first member as written."""
         if not self.members or self.members[0] is None:
             return
+        if read.readings and read.readings[0] is not None:
+            return  # its value depends on how it is read: no node of the post's graph
         first = self.equations[self.members[0] - 1]
         lhs = read.lhs
         label = str(lhs.base.label) if isinstance(lhs, sp.Indexed) else getattr(lhs, "name", None)
@@ -1176,6 +1193,72 @@ class _Builder:
         elif read.kind == "identity" and label is not None and label in self.names:
             # v_b = … again: a new node of the post's graph by the same name
             self.graph.add(label, first.expr, self.names[label], first.number, False)
+
+    def every_reading(
+        self,
+        read: LineRead,
+        readings: Readings,
+        latex: str,
+        reference: int | None,
+        where: str,
+        notes: list[str],
+    ) -> list[int]:
+        """A member that reads more than one way: one equation per reading, each compared with
+        the line's reference (the truth of a gradient, a local derivative's true value, a left
+        side), grouped so that the line holds only if every reading does (``ReadingGroup``).
+        None of them is a value later lines use.  A reading not read, or a name defined by it,
+        leaves the member not checked, with the question."""
+        said = f"is read {len(readings.labels)} ways ({readings.question}?)"
+        missing = [
+            f"{label}: not read ({error or 'no value'})"
+            for label, value, error in zip(
+                readings.labels, readings.values, readings.errors, strict=True
+            )
+            if value is None
+        ]
+        if missing:
+            notes.append(
+                f"{where} not checked: it {said}, and {'; '.join(missing)}. {readings.fix}"
+            )
+            return []
+        if read.kind == "name" and reference is None:
+            notes.append(f"{where} not checked: it {said}; a name's definition must read one way")
+            return []
+        if reference is None:
+            reference = self.truth_reference(read)
+        if reference is None:
+            notes.append(f"{where} not checked: it {said}; no truth to compare it with")
+            return []
+        said_notes: list[str] = []
+        try:
+            values = [self.resolve(v, said_notes) for v in readings.values if v is not None]
+        except _Unresolved as exc:
+            notes.append(f"{where} not checked: {exc}")
+            return []
+        numbers = []
+        for value in values:
+            number = self.add(read.defines or "identity", read.index, value, latex, "checked")
+            self.references.append((reference, number))
+            numbers.append(number)
+        self.readings.append(
+            ReadingGroup(tuple(numbers), readings.question, readings.labels, readings.fix)
+        )
+        notes.extend(dict.fromkeys(said_notes))
+        notes.append(
+            f"{where} {said}, each checked: "
+            + "; ".join(f"({k}) {label}" for k, label in enumerate(readings.labels, start=1))
+        )
+        return numbers
+
+    def truth_reference(self, read: LineRead) -> int | None:
+        """The true value of the gradient a line states (per element when it is), as the
+        reference its readings are compared with."""
+        name = read.defines
+        if read.kind != "adjoint" or name is None or name not in self.truth:
+            return None
+        truth = self.truth.inline(name)
+        text = f"the true {_ADJOINT_WORDS.get(name, name)}"
+        return self.add(name, read.index, name_bound(truth), text, "reference")
 
     def member(
         self, read: LineRead, expr: sp.Expr, latex: str, reference: int | None, first: bool
@@ -1242,16 +1325,22 @@ class _Builder:
         whether the line holds under it is the verifier's."""
         self.total = True
         total = self.resolve(read.lhs, [])
-        last = next((m for m in reversed(read.rhs) if m is not None), None)
+        last = next((k for k in range(len(read.rhs) - 1, -1, -1) if read.rhs[k] is not None), None)
+        # a last member read more than one way (``Readings``): any of its readings may say it
+        ways = read.readings[last] if last is not None and last < len(read.readings) else None
+        values = [] if last is None else [read.rhs[last]] if ways is None else list(ways.values)
         chosen = None
         for reading, value in ((False, held), (True, total)):
             self.total = reading
-            try:
-                member = None if last is None else self.resolve(last, [])
-            except _Unresolved:
-                member = None
-            if member is not None and _same_value(member, value, self.spec.unbiased):
-                chosen = reading
+            for candidate in values:
+                try:
+                    member = None if candidate is None else self.resolve(candidate, [])
+                except _Unresolved:
+                    member = None
+                if member is not None and _same_value(member, value, self.spec.unbiased):
+                    chosen = reading
+                    break
+            if chosen is not None:
                 break
         found = chosen is not None
         if chosen is None:
@@ -1658,6 +1747,7 @@ def _read(
         lines=tuple(reading.lines),
         steps=tuple(builder.steps),
         references=tuple(builder.references),
+        readings=tuple(builder.readings),
     )
 
 
@@ -2006,6 +2096,7 @@ def line_notes(form: Form, verdicts: Sequence[Any] = (), mistakes: Sequence[Any]
         elif line.status in ("checked", "definition"):
             out += [f"  {line.place} ({line.defines}): {note}" for note in line.notes
                     if not note.startswith("local derivatives")]  # fmt: skip
+    out += _every_reading_holds(form, verdicts)
     refuted = sorted(
         {v.equation for v in verdicts if v.form == form.name and v.status.value == "refuted"
          and v.follows is None and v.equation is not None}
@@ -2037,6 +2128,22 @@ def line_notes(form: Form, verdicts: Sequence[Any] = (), mistakes: Sequence[Any]
             out.append(
                 f"  the mistake comes in at line {where.line if where else '?'}; "
                 + "; ".join(parts)
+            )
+    return out
+
+
+def _every_reading_holds(form: DocumentForm, verdicts: Sequence[Any]) -> list[str]:
+    """A member read more than one way that holds (every method's verdict on it holds): it
+    holds under each reading, which the output says with the question."""
+    out = []
+    for group in form.readings:
+        found = [v for v in verdicts if v.form == form.name and v.follows is None
+                 and v.equation == group.equations[0]]  # fmt: skip
+        line = form.line_of(group.equations[0])
+        if found and line is not None and all(v.status.value == "holds" for v in found):
+            out.append(
+                f"  {line.place} ({line.defines}): holds under each of its "
+                f"{len(group.labels)} readings ({group.question}?)"
             )
     return out
 

@@ -86,6 +86,20 @@ class Equation:
 
 
 @dataclass(frozen=True)
+class ReadingGroup:
+    """A member of a document's line that reads more than one way (a scope its notation leaves
+    open: the Σ's body, braces around a sum, what ∂/∂x_i applies to): the equation of each
+    reading, in the order of ``labels`` (each reading in words), the ``question`` and how to
+    write the line so that it reads one way (``fix``).  Its verdict is that of every reading
+    (``verify.readings``): holds only if each holds, refuted only if each is refuted."""
+
+    equations: tuple[int, ...]
+    question: str
+    labels: tuple[str, ...]
+    fix: str
+
+
+@dataclass(frozen=True)
 class Form:
     name: str
     title: str

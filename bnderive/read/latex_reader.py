@@ -40,7 +40,7 @@ What the notation means (one reduction set at a time, DESIGN.md §1):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -82,6 +82,47 @@ class NotCheckable(LatexError):
 
 
 Pos = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Ambiguity:
+    """A scope the notation leaves open, found while reading (the Σ's body, braces around a
+    sum, what \\frac{\\partial}{\\partial x_i} applies to): the question, each reading in
+    words, how to write it so that it reads one way.  ``blanks``: per reading, the places in the
+    text (its braces) that reading does without: it is the text read again without them, the
+    other readings are chosen at ``(kind, pos)`` (``_Meaning.choose``)."""
+
+    kind: str
+    pos: Pos
+    question: str
+    labels: tuple[str, ...]
+    fix: str
+    blanks: tuple[tuple[Pos, ...], ...] = ()
+
+    @property
+    def message(self) -> str:
+        return f"{self.question}? {self.fix}"
+
+
+class Ambiguous(LatexError):
+    """A scope met while reading that has more than one reading (``Ambiguity``):
+    ``parse_equation_line`` reads the line once per reading."""
+
+    def __init__(self, ambiguity: Ambiguity, line: int, column: int) -> None:
+        super().__init__(ambiguity.message, line, column)
+        self.ambiguity = ambiguity
+
+
+@dataclass(frozen=True)
+class Readings:
+    """A member of a line that reads more than one way: its value under each reading (None:
+    not read that way, ``errors`` says why), each reading in words, the question and the fix."""
+
+    question: str
+    labels: tuple[str, ...]
+    values: tuple[sp.Expr | None, ...]
+    errors: tuple[str, ...]
+    fix: str
 
 
 # -- the syntax tree --------------------------------------------------------------------------------
@@ -126,6 +167,7 @@ class Sqrt(Node):
 class Group(Node):  # {…}, (…): grouping only
     inner: Node
     kind: str  # "brace" | "paren"
+    close: Pos | None = None  # where a plain {…} closes (its braces do not print)
 
 
 @dataclass(frozen=True)
@@ -178,6 +220,7 @@ class BigSum(Node):
     sub: ScriptArg | None
     sup: ScriptArg | None
     body: Node
+    scoped: bool = False  # its body is one reading of an open scope (``sum_scope``)
 
 
 @dataclass(frozen=True)
@@ -429,7 +472,7 @@ class _ToTree(Transformer):
         return Sqrt(_pos(c[0]), c[1])
 
     def group(self, c: list) -> Group:
-        return Group(_pos(c[0]), c[1], "brace")
+        return Group(_pos(c[0]), c[1], "brace", _pos(c[2]))
 
     def paren(self, c: list) -> Group:
         return Group(_pos(c[0]), c[1], "paren")
@@ -682,6 +725,9 @@ class _Meaning:
         self.columns: set[str] = set()
         #: Einstein's convention: the indices free on the left side, as written (never summed).
         self.keep: set[str] = set()
+        #: The reading taken at each open scope met so far ((kind, pos) → reading): set by
+        #: ``parse_equation_line``, which reads a line once per reading (``Ambiguity``).
+        self.choices: dict[tuple[str, Pos], int] = {}
 
     # -- errors and positions --------------------------------------------------------------------
     def at(self, pos: Pos) -> tuple[int, int]:
@@ -690,6 +736,14 @@ class _Meaning:
 
     def error(self, message: str, pos: Pos, kind: type[LatexError] = LatexError) -> LatexError:
         return kind(message, *self.at(pos))
+
+    def choose(self, ambiguity: Ambiguity) -> int:
+        """The reading to take at an open scope: the one chosen for this reading of the line,
+        else ``Ambiguous`` (the line is then read once per reading)."""
+        chosen = self.choices.get((ambiguity.kind, ambiguity.pos))
+        if chosen is None:
+            raise Ambiguous(ambiguity, *self.at(ambiguity.pos))
+        return chosen
 
     # -- index roles ------------------------------------------------------------------------------
     def role(self, name: str, role: str, pos: Pos) -> None:
@@ -1063,7 +1117,7 @@ class _Meaning:
         operator: _Operator | None = None
         operand = 0  # where the factors the operator acts on begin in ``pieces``
         operand_text = ""
-        operand_nodes: list[Node] = []
+        operand_items: list[_Item] = []  # what the operator acts on, written as nodes
         grouped = False  # the operand begins with a bracket group: (x_i − μ) in ∂/∂x_i (x_i − μ) s
         dots: set[int] = set()  # the pieces written right after a \cdot
         for it in items:
@@ -1091,7 +1145,7 @@ class _Meaning:
                     isinstance(it.node, Group) and it.node.kind == "paren"
                 )
             if operator is not None and it.node is not None:
-                operand_nodes.append(it.node)
+                operand_items.append(it)
             if divide:
                 last = pieces[-1]
                 if isinstance(last, _Diff) and isinstance(v, _Diff):
@@ -1110,16 +1164,15 @@ class _Meaning:
                     operator.pos,
                 )
             # \frac{\partial}{\partial x_i} f g: the derivative of the whole product that follows
-            # (of f·g, not f alone), as ∂/∂x (f g) reads; a bracket group right after the
-            # operator is its argument, as a function's is: ∂/∂x_i (x_i − μ) s is (∂(x_i − μ)/∂x_i)·s
-            # (the quotient rule's f'g, as the post dsse_bn_backprop_doubts writes it)
+            # (of f·g, not f alone), as ∂/∂x (f g) reads; a group right after it: ``operator_scope``
+            if grouped and len(pieces) > operand + 1:
+                grouped = self.operator_scope(operator, operand_items) == 0
             end = operand + 1 if grouped else len(pieces)
             of = sp.Mul(*[self.plain(p) for p in pieces[operand:end]])
             text = operand_text + (" …" if end - operand > 1 else "")
             local = self.local(of, text, operator.wrt, operator.pos)
-            sample = self.operator_sample(
-                local, operator, operand_nodes[:1] if grouped else operand_nodes
-            )
+            acted = [it.node for it in operand_items[: 1 if grouped else None] if it.node]
+            sample = self.operator_sample(local, operator, acted)
             pieces = [*pieces[:operand], sample, *pieces[end:]]
         if len(pieces) == 1:
             return pieces[0]
@@ -1151,6 +1204,26 @@ class _Meaning:
         dotted = Dotted(value, summed)
         self.dot_texts[dotted] = " ".join(_render(n) for n in nodes)
         return dotted
+
+    def operator_scope(self, operator: _Operator, operand: list[_Item]) -> int:
+        """∂/∂x_i (x_i − μ) s: a bracket group right after the operator, and more factors after
+        it.  The group may be its argument, as a function's is ((∂(x_i − μ)/∂x_i)·s, the quotient
+        rule's f'g as the post dsse_bn_backprop_doubts writes it: 0), or the operator may act
+        on the whole product, as ∂/∂x (f g) reads (1): both are readings (``Ambiguity``)."""
+        group = _short(_item_text(operand[0]))
+        whole = _short(" ".join(_item_text(it) for it in operand))
+        wrt = operator.wrt.text
+        return self.choose(
+            Ambiguity(
+                "operator",
+                operator.pos,
+                f"∂/∂{wrt} followed by a group and more factors: does it apply to the group "
+                "alone or to the whole product after it",
+                (f"∂/∂{wrt} applies to {group} alone", f"∂/∂{wrt} applies to {whole}"),
+                f"Write \\frac{{\\partial}}{{\\partial {wrt}}} inside the bracket it applies to, "
+                "or a bracket around the whole product",
+            )
+        )
 
     def operator_sample(self, local: sp.Expr, operator: _Operator, operand: list[Node]) -> sp.Expr:
         """LayerNorm's \\frac{\\partial}{\\partial \\sigma_p}(… σ_b …): what is differentiated is
@@ -1205,21 +1278,37 @@ class _Meaning:
     def invisible_braces(self, nodes: list[Node]) -> None:
         """Braces do not print: `{a - b} c` shows as a − b c, which means a − (b·c), while the
         braces group a − b.  A braced sum next to another factor (or under an exponent) has the
-        two readings; bnderive takes neither and asks for parentheses."""
+        two readings (``Ambiguity``): the braces' grouping, and the line as printed (read again
+        without the braces).  Braces that print (\\boxed{…}) are grouping only."""
         for node in nodes:
             base, sup = (node.base, node.sup) if isinstance(node, Scripted) else (node, None)
-            if (
+            if not (
                 isinstance(base, Group)
                 and base.kind == "brace"
                 and isinstance(base.inner, SumExpr)
                 and (len(nodes) > 1 or sup is not None)
             ):
-                raise self.error(
-                    "braces {…} around a sum next to another factor: braces do not print, so "
-                    "`{a - b} c` reads as a − b·c on the page but groups a − b here; write "
-                    "parentheses (or \\left( … \\right)) for the grouping you mean",
-                    base.pos,
-                )
+                continue
+            message = (
+                "braces {…} around a sum next to another factor: braces do not print, so "
+                "`{a - b} c` reads as a − b·c on the page but groups a − b here"
+            )
+            fix = "write parentheses (or \\left( … \\right)) for the grouping you mean"
+            if base.close is None:  # pragma: no cover - \\boxed, \\mathop print or are no group
+                raise self.error(f"{message}; {fix}", base.pos)
+            inner = _short(_render(base.inner))
+            ambiguity = Ambiguity(
+                "braces",
+                base.pos,
+                message,
+                (
+                    f"the braces group {inner}",
+                    f"as printed, without the braces around {inner}",
+                ),
+                fix[0].upper() + fix[1:],
+                ((), (base.pos, base.close)),
+            )
+            self.choose(ambiguity)  # the printed reading is the text without the braces
 
     def applications(self, items: list[_Item]) -> list[_Item]:
         """μ(x), σ²(x): the statistic of x, written as a function of the input (the group holds
@@ -2271,6 +2360,9 @@ class _Meaning:
 
     # -- sums -------------------------------------------------------------------------------------
     def bigsum(self, node: BigSum) -> sp.Expr:
+        narrow = self.sum_scope(node)
+        if narrow is not None:  # the sum covers its first factor only: Σ(…) · the rest
+            return self.value(narrow)
         self.in_sum += 1  # a sum's body is index notation: no matrix notation inside
         try:
             return self.bigsum_value(node)
@@ -2279,7 +2371,6 @@ class _Meaning:
 
     def bigsum_value(self, node: BigSum) -> sp.Expr:
         bound, excluded = self.sum_indices(node)
-        self.shadowing(node, bound)
         explicit = self.check_limits(node)
         if explicit == _OVER_BATCH:
             return self.batch_sum(node, bound, excluded)
@@ -2303,22 +2394,57 @@ class _Meaning:
             body = self.collapse_feature(body, name, node.pos)
         return body
 
-    def shadowing(self, node: BigSum, bound: list[tuple[str, Pos]]) -> None:
+    def sum_scope(self, node: BigSum) -> Product | None:
         """\\sum_{i=1}^m (g_i (x_i - μ)) \\frac{2}{m}(x_i - μ) on a line about x_i: the sum's
-        index is the line's own element, and whether the last factor is inside the sum (as
-        the notation reads) or is the line's x_i (as the author may mean) cannot be told."""
-        if self.line_element is None or not isinstance(node.body, Product):
-            return
-        if not any(name == self.line_element for name, _ in bound):
-            return
-        later = [n for n in node.body.items[1:] if not isinstance(n, Op)]
-        if any(_uses_index(n, self.line_element) for n in later):
-            raise self.error(
-                f"the sum's index {self.line_element} is also the line's element "
-                f"{self.line_element}, and a factor after the first uses it: is it inside the sum "
-                f"or the line's {self.line_element}? Rename the sum's index, or group its body",
-                node.pos,
+        index is the line's own element, and a factor after the first uses it.  Whether that
+        factor is inside the sum (as the notation reads: the body is the rest of the product)
+        or is the line's x_i cannot be told: each is a reading (``Ambiguity``), the sum covering
+        all of the product, or its factors up to one of them (each place after which a factor
+        uses i).  A reading of the second kind is returned as the product Σ(first ones) · rest."""
+        if (
+            self.line_element is None
+            or not isinstance(node.body, Product)
+            or node.sub is None
+            or node.scoped
+        ):
+            return None
+        element = self.line_element
+        if element not in {n for n, _ in self.sum_indices(node)[0]}:
+            return None
+        items = node.body.items
+        factors = [k for k, n in enumerate(items) if not isinstance(n, Op)]
+        cuts = [
+            k
+            for k in factors[1:]
+            if any(_uses_index(n, element) for n in items[k:] if not isinstance(n, Op))
+        ]
+        if not cuts:
+            return None
+        labels = [f"the sum covers {_short(_render(node.body))} (its {element} throughout)"]
+        for k in cuts:
+            head = [n for n in items[:k] if not isinstance(n, Op) or n is not items[k - 1]]
+            labels.append(
+                f"the sum covers {_short(_render(Product(node.pos, tuple(head))))} only, and "
+                f"{_short(_render(Product(items[k].pos, items[k:])))} after it is the line's "
+                f"{element}"
             )
+        ambiguity = Ambiguity(
+            "sum",
+            node.pos,
+            f"the sum's index {element} is also the line's element {element}, and a factor "
+            f"after the first uses it: is it inside the sum or the line's {element}",
+            tuple(labels),
+            "Rename the sum's index, or group its body",
+        )
+        chosen = self.choose(ambiguity)
+        if chosen == 0:
+            return None
+        k = cuts[chosen - 1]
+        if isinstance(items[k - 1], Op):
+            k -= 1  # Σ a \\cdot b, Σ a / b: the operator joins the sum to what follows
+        body = items[0] if k == 1 else Product(items[0].pos, items[:k])
+        inner = BigSum(node.pos, node.sub, node.sup, body, scoped=True)
+        return Product(node.pos, (inner, *items[k:]))
 
     def mean_value(self, it: _Item) -> sp.Expr:
         """E[x] over the batch: (1/M) Σ, the element inside written bare or with the index of
@@ -2888,6 +3014,12 @@ def _describe(node: Node) -> str:
     return "an expression"
 
 
+def _short(text: str, most: int = 64) -> str:
+    """A rendered piece of a line for a message: whole when short, else its start and end."""
+    text = " ".join(text.split())
+    return text if len(text) <= most else f"{text[: most // 2 - 2]} … {text[-(most // 2 - 2) :]}"
+
+
 def _render(node: Node | ScriptArg | None) -> str:
     """A node as LaTeX, close to how it was written: for messages that quote a name
     ("∂y_{kl}/∂h_{ij}"), never re-parsed."""
@@ -3185,6 +3317,9 @@ class LineRead:
     notes: tuple[str, ...] = ()
     #: Einstein's convention: the indices free on the left side, for the rows that continue it.
     keep: tuple[str, ...] = ()
+    #: Per member, its readings when it reads more than one way (``Readings``; None for one
+    #: that reads one way); empty when every member does.
+    readings: tuple[Readings | None, ...] = ()
 
     @property
     def lhs(self) -> sp.Expr | None:
@@ -3236,7 +3371,37 @@ def parse_equation_line(
     understood raises ``LatexError``; something understood but not checkable (∂L/∂(γx̂_i), a
     derivative with respect to a name bnderive does not know) leaves ``reason`` set; a member
     of the right side that cannot be read or checked is None, with its reason.
+
+    A scope the notation leaves open (``Ambiguity``: the Σ's body, braces around a sum, what
+    ∂/∂x_i applies to) is read every way: a member whose value differs between the readings
+    holds each of them (``LineRead.readings``), to be checked each, and the line holds only if
+    every reading does.
     """
+    options = dict(
+        sigma=sigma, spatial=spatial, line=line, column=column, continues=continues,
+        names=names, family=family, aliases=aliases,
+    )  # fmt: skip
+    try:
+        return _parse_line(text, {}, **options)
+    except Ambiguous as exc:
+        return _read_every_way(text, exc, options)
+
+
+def _parse_line(
+    text: str,
+    choices: dict[tuple[str, Pos], int],
+    *,
+    sigma: str | None,
+    spatial: bool,
+    line: int,
+    column: int,
+    continues: tuple | None,
+    names: dict[str, bool] | None,
+    family: Family,
+    aliases: dict[str, str] | None,
+) -> LineRead:
+    """One reading of a line (``parse_equation_line``), the open scopes met taken as
+    ``choices`` says; one it does not say is ``Ambiguous``."""
     tree = _tree(text, "line", line, column)
     assert isinstance(tree, LineNode)
     if not tree.sides:
@@ -3246,6 +3411,7 @@ def parse_equation_line(
             (), None, None, None, "an expression without '=': it states no value", "prose"
         )
     meaning = _Meaning(sigma, spatial, line, column, names, family, aliases)
+    meaning.choices = choices
     meaning.size_n = not _uses_index(tree, "n")
     if not family.layer:
         meaning.columns = _columns(tree)
@@ -3260,6 +3426,118 @@ def parse_equation_line(
         unread.partial = read  # what the left side says: the rows that continue it
         raise unread
     return read
+
+
+#: At most this many readings of one line; a line with more is not read, with the first
+#: scope's question.
+_MOST_READINGS = 6
+
+
+def _read_every_way(text: str, first: Ambiguous, options: dict[str, Any]) -> LineRead:
+    """The line read once per reading of each open scope it has (nested ones too), merged into
+    one ``LineRead`` (``_merged``)."""
+    done: list[tuple[tuple[str, ...], LineRead | LatexError]] = []
+    met = [first.ambiguity]
+    pending: list[tuple[str, dict, tuple[str, ...], Ambiguity]] = [(text, {}, (), first.ambiguity)]
+    while pending:
+        source, choices, labels, ambiguity = pending.pop(0)
+        for k, label in enumerate(ambiguity.labels):
+            blanks = ambiguity.blanks[k] if ambiguity.blanks else ()
+            chosen = dict(choices)
+            if blanks:
+                variant = _blanked(source, blanks)
+            else:
+                variant = source
+                chosen[(ambiguity.kind, ambiguity.pos)] = k
+            try:
+                read: LineRead | LatexError = _parse_line(variant, chosen, **options)
+            except Ambiguous as nested:
+                pending.append((variant, chosen, (*labels, label), nested.ambiguity))
+                met.append(nested.ambiguity)
+                continue
+            except LatexError as exc:
+                read = exc
+            done.append(((*labels, label), read))
+        if len(done) + 2 * len(pending) > _MOST_READINGS:
+            raise LatexError(first.reason, first.line, first.column) from None
+    return _merged(done, first, met)
+
+
+def _blanked(text: str, places: tuple[Pos, ...]) -> str:
+    """``text`` with the one character at each (line, column) replaced by a space (a reading
+    without those braces; every other position stays where it was)."""
+    lines = text.split("\n")
+    for row, column in places:
+        chars = lines[row - 1]
+        lines[row - 1] = chars[: column - 1] + " " + chars[column:]
+    return "\n".join(lines)
+
+
+def _line_shape(read: LineRead) -> tuple:
+    """What a line is apart from its members: readings of a line must agree on it."""
+    return (
+        read.lhs, read.defines, read.index, read.source_index, read.reason, read.kind,
+        read.per_element, read.contracted, read.cross, read.contract_over, read.keep,
+        len(read.rhs),
+    )  # fmt: skip
+
+
+def _merged(
+    done: list[tuple[tuple[str, ...], LineRead | LatexError]],
+    first: Ambiguous,
+    met: list[Ambiguity],
+) -> LineRead:
+    """One ``LineRead`` of the readings of a line: each member the same in every reading is
+    that value; one that differs is its ``Readings``.  A line that no reading reads, or whose
+    readings differ in what the line is (its left side, its kind), is not read: the first
+    scope's question (or the one reason every reading gives)."""
+    errors = [r for _, r in done if isinstance(r, LatexError)]
+    if len(errors) == len(done) and len({e.reason for e in errors}) == 1:
+        raise errors[0]  # not read, whichever way the scope is read
+    question = "; ".join(dict.fromkeys(a.question for a in met))
+    fix = " ".join(dict.fromkeys(a.fix for a in met))
+    unread = LatexError(f"{question}? {fix}", first.line, first.column)
+    reads = [r if isinstance(r, LineRead) else r.partial for _, r in done]
+    known = [r for r in reads if r is not None]
+    if not known or any(_line_shape(r) != _line_shape(known[0]) for r in known):
+        raise unread
+    if len(errors) == len(done):
+        unread.partial = known[0]
+        raise unread
+    base = known[0]
+    sides: list[sp.Expr | None] = [base.lhs]
+    member_errors: list[str] = []
+    readings: list[Readings | None] = []
+    for k in range(len(base.rhs)):
+        values: list[sp.Expr | None] = []
+        why: list[str] = []
+        for r, (_, raw) in zip(reads, done, strict=True):
+            values.append(r.rhs[k] if r is not None else None)
+            error = r.member_errors[k] if r is not None and k < len(r.member_errors) else ""
+            why.append(error or (str(raw) if isinstance(raw, LatexError) else ""))
+        if all(v is None for v in values):
+            sides.append(None)
+            member_errors.append(next((w for w in why if w), unread.reason))
+            readings.append(None)
+        elif all(v is not None for v in values) and all(v == values[0] for v in values):
+            sides.append(values[0])
+            member_errors.append("")
+            readings.append(None)
+        else:
+            words = tuple("; ".join(labels) for labels, _ in done)
+            sides.append(next(v for v in values if v is not None))
+            member_errors.append("")
+            readings.append(Readings(question, words, tuple(values), tuple(why), fix))
+    notes = [n for r in known for n in r.notes]
+    if not any(readings):
+        notes.append(f"{question}: read each way, the line says the same")
+    return replace(
+        base,
+        sides=tuple(sides),
+        member_errors=tuple(member_errors),
+        notes=tuple(dict.fromkeys(notes)),
+        readings=tuple(readings) if any(readings) else (),
+    )
 
 
 @dataclass
@@ -3377,6 +3655,8 @@ def _read_right(state: _LineState, meaning: _Meaning) -> LatexError | None:
                 value = _same_feature(value, state.cross, meaning, node.pos)
             state.sides.append(value)
             state.member_errors.append("")
+        except Ambiguous:
+            raise  # the line is read once per reading (``parse_equation_line``)
         except LatexError as exc:
             state.sides.append(None)
             state.member_errors.append(

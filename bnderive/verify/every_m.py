@@ -31,6 +31,7 @@ from bnderive.core.double_backward import SecondOrderTruth
 from bnderive.core.spec import Mode, Spec
 from bnderive.core.sums import SumRewriter
 from bnderive.read.forms import Equation, Form
+from bnderive.verify.readings import combined
 
 if TYPE_CHECKING:
     from bnderive.verify.verdict import Verdict
@@ -120,6 +121,7 @@ def definitions_of(form: Form, truth: Truth | SecondOrderTruth) -> dict[str, tup
     return defs
 
 
+@combined
 def general_check(form: Form, base: Spec | None = None, mode: Mode | None = None):
     """Every checkable line of ``form`` proved (or not) for all M.
 

@@ -30,6 +30,7 @@ from bnderive.verify.lines import (
     run_lines,
     truth_of,
 )
+from bnderive.verify.readings import combined
 from bnderive.verify.verdict import (
     AUXILIARY,
     Counterexample,
@@ -353,6 +354,7 @@ def exact_plan(
     return [Spec(Mode.SPATIAL, n=n, c=1, h=2, w=2) for n in n_values]
 
 
+@combined
 def check_exact_mode(
     form: Form,
     mode: Mode,

@@ -47,6 +47,7 @@ from bnderive.errors import BnderiveError
 from bnderive.read.forms import Equation, Form
 from bnderive.verify.degree_bound import degree_bound
 from bnderive.verify.lines import Outcome, checkable, entries, form_definitions, run_lines, truth_of
+from bnderive.verify.readings import combined
 from bnderive.verify.verdict import (
     AUXILIARY,
     Counterexample,
@@ -106,6 +107,7 @@ def large_spec(mode: Mode, m: int = 4096, norm: Norm = Norm.BATCH, groups: int =
     return Spec(Mode.SPATIAL, n=1, c=rest, h=side, w=side, norm=norm)
 
 
+@combined
 def random_check(
     form: Form, spec: Spec, trials: int = 3, seed: int | None = None, scope: str = ""
 ) -> list[Verdict]:
