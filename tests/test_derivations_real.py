@@ -127,8 +127,14 @@ def test_no_wrong_verdict(stem, source, expected):
     ]
     # a verdict nothing here judges could be wrong unseen: give the entry a numpy (and a truth)
     assert not unjudged, "checked lines with no oracle:\n" + "\n".join(unjudged)
-    undecided = [j for j in result.judged if j.bnderive == "undecided"]
-    assert not undecided, [(j.line, j.expected.latex[:60]) for j in undecided]
+    # not decided only where the notation leaves a scope open (read every way) and the readings
+    # disagree, one of them being the line as the transcriber reads it
+    undecided = [
+        j
+        for j in result.judged
+        if j.bnderive == "undecided" and not (len(set(j.readings)) > 1 and j.oracle in j.readings)
+    ]
+    assert not undecided, [(j.line, j.expected.latex[:60], j.readings) for j in undecided]
 
 
 def test_how_much_is_read_and_checked():

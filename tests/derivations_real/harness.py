@@ -74,6 +74,9 @@ class Judged:
     #: it holds with the true value (``verify.mistakes``): judged on its own, it holds
     inherits: bool = False
     reason: str = ""  # bnderive's reason for a line not read or not checked
+    #: a member bnderive read more than one way (an open scope): its verdict under each reading
+    #: (the exact method's), whose agreement or not made the line's verdict
+    readings: tuple[str, ...] = ()
 
     @property
     def own(self) -> str | None:
@@ -299,6 +302,7 @@ def judge_file(
     result.seconds = time.perf_counter() - started
     result.read = True
     inherited = {n for m in find_mistakes(form, verdicts) for n in m.inherits}
+    each = _each_reading(form, methods)
     by_equation: dict[int, set[Status]] = {}
     for v in verdicts:
         if v.follows is None and v.equation is not None:
@@ -345,10 +349,38 @@ def judge_file(
         result.judged.append(
             Judged(
                 e, "checked", verdict, quantity, oracle(e, reading, conventions), line.line,
-                inherits=number in inherited,
+                inherits=number in inherited, readings=each.get(number, ()),
             )
         )  # fmt: skip
     return result
+
+
+def _each_reading(form: Any, methods) -> dict[int, tuple[str, ...]]:
+    """For each member read more than one way (its first reading's equation), the exact
+    method's verdict under each reading, before ``verify.readings`` makes them one."""
+    from bnderive.core.spec import Mode
+    from bnderive.verify.exact import check_exact_mode
+    from bnderive.verify.verdict import Status
+
+    groups = getattr(form, "readings", ())
+    if not groups or "exact" not in methods:
+        return {}
+    raw = check_exact_mode.__wrapped__(form, Mode.PER_ACTIVATION, [3, 4, 5])
+    found: dict[int, set] = {}
+    for v in raw:
+        if v.follows is None and v.equation is not None:
+            found.setdefault(v.equation, set()).add(v.status)
+    words = {Status.REFUTED: "refuted", Status.HOLDS: "holds"}
+    out = {}
+    for group in groups:
+        out[group.equations[0]] = tuple(
+            next(
+                (words[s] for s in (Status.REFUTED, Status.HOLDS) if s in found.get(n, ())),
+                "undecided",
+            )
+            for n in group.equations
+        )
+    return out
 
 
 def _find(form: Any, e: Expected, used: set[tuple[int, int]]) -> tuple[Any, int] | None:
