@@ -42,3 +42,69 @@ def test_a_forward_that_takes_eps_and_ignores_it_is_refuted_not_excused():
     assert found[("batchnorm_backward", "per-activation training", "dx")] == "refuted"
     notes = json.loads(result.output)["notes"]
     assert not any("takes no ε" in n for n in notes)
+
+
+STAGED = IMPLS / "cs231n_staged.py"
+
+
+def staged(tmp_path: Path, name: str, *edits: tuple[str, str]) -> Path:
+    """tests/impls/cs231n_staged.py (a right CS231n pair) with ``edits`` made, each one a
+    (text, replacement) that must be found."""
+    text = STAGED.read_text(encoding="utf-8")
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+#: The CS231n forward's ε read from bn_param and its two uses (training, eval).
+READ = 'eps = bn_param.get("eps", 1e-5)'
+USES = (("np.sqrt(var + eps)", "np.sqrt(var + 1e-5)"),
+        ("np.sqrt(running_var + eps)", "np.sqrt(running_var + 1e-5)"))  # fmt: skip
+
+
+def test_a_forward_that_reads_bn_param_eps_by_subscript_and_ignores_it_is_not_excused(tmp_path):
+    """``eps = bn_param["eps"]``, then a literal 1e-5: given an ε, so refuted at the ε passed.
+    Killed: takes_eps's subscript test deleted, negated (``in`` → ``not in``), which took the
+    forward for one that reads no ε and excused it (holds at its own 1e-5, exit 0)."""
+    path = staged(tmp_path, "subscript_ignored.py", (READ, 'eps = bn_param["eps"]'), *USES)
+    result = run(str(path), "--json")
+    assert result.exit_code == 1, result.output
+    found = rows(result)
+    assert found[("batchnorm_forward", "per-activation training", "out")] == "refuted"
+    assert found[("batchnorm_forward", "per-activation eval", "out")] == "refuted"
+    assert not any("takes no ε" in n for n in json.loads(result.output)["notes"])
+
+
+def test_a_forward_whose_bn_param_holds_no_eps_it_reads_is_checked_at_its_own(tmp_path):
+    """A bn_param forward that reads mode and momentum (``bn_param["mode"]``, ``.get``) but no
+    ε, and normalizes with a local 1e-5: it takes no ε, so it is BatchNorm at 1e-5 and holds.
+    Killed: takes_eps's last ``return False`` made True, its subscript or ``.get`` test forced
+    true or widened (``and`` → ``or``), ``f is None`` negated: each said it takes an ε and
+    refuted a right forward."""
+    path = staged(tmp_path, "no_eps_read.py", (READ, "eps = 1e-5"))
+    result = run(str(path), "--json")
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.output)["notes"]
+    assert any(n.startswith("batchnorm_forward takes no ε (its forward has no eps parameter and "
+                            "reads no eps from bn_param): it normalizes with ε = 1e-05, found "
+                            "exactly") for n in notes), notes  # fmt: skip
+
+
+def test_a_forward_bound_by_assignment_is_taken_to_take_its_eps(tmp_path):
+    """``batchnorm_forward = _forward``: no ``def`` of that name to read, so takes_eps cannot
+    tell whether bn_param's ε is read and says it is (the file is then never excused); this one
+    ignores it and is refuted.  Killed: ``if f is None: return True`` made False (excused: it
+    held at its own 1e-5) or deleted (a crash)."""
+    path = staged(
+        tmp_path, "alias.py",
+        ("def batchnorm_forward(x, gamma, beta, bn_param):", "def _forward(x, gamma, beta, bn_param):"),
+        (READ, 'eps = bn_param["eps"]'), *USES,
+    )  # fmt: skip
+    path.write_text(path.read_text(encoding="utf-8") + "\n\nbatchnorm_forward = _forward\n")
+    result = run(str(path), "--json")
+    assert result.exit_code == 1, result.output
+    assert rows(result)[("batchnorm_forward", "per-activation training", "out")] == "refuted"
+    assert not any("takes no ε" in n for n in json.loads(result.output)["notes"])
