@@ -752,6 +752,38 @@ def test_a_labelled_letter_defined_as_the_output_is_the_output(tmp_path):
     assert form.lines[2].members[0] is not None  # its first member holds, only the last is wrong
 
 
+RANGED = r"""
+\frac{\partial L}{\partial \hat{x}_{j}} = \frac{\partial L}{\partial y_{j}} \gamma \quad , \quad j\in\{1,\dots,N\}
+\frac{\partial L}{\partial \hat{x}_{ik}} = \frac{\partial L}{\partial y_{ik}} \gamma_k , \quad k\in\{1,\dots,D\}
+\frac{\partial L}{\partial \hat{x}_{i}} = \frac{\partial L}{\partial y_{i}} \gamma , \quad i\in\{0, \ldots, m-1\}
+\frac{\partial L}{\partial \hat{x}_{i}} = \frac{\partial L}{\partial y_{i}} \gamma , \quad i\in\{2,\dots,N\}
+\frac{\partial L}{\partial \hat{x}_{i}} = \frac{\partial L}{\partial y_{i}} , \quad i\in\{1,\dots,N-1\}
+\frac{\partial L}{\partial \hat{x}_{ik}} = \frac{\partial L}{\partial y_{ik}} \gamma_k , \quad k\in\{1,\dots,N\}
+\frac{\partial L}{\partial \beta} = \sum_{j=1}^N \frac{\partial L}{\partial y_j} \quad , \quad i\in\{2,\dots,N\}
+"""
+
+
+def test_a_range_after_an_equation_is_read_or_the_line_is_not_checked(tmp_path):
+    """ ", k \\in \\{1,\\dots,D\\}" after an equation says where k runs.  The whole range as
+    the check reads it (an element over the set's size, 1..N or 0..m−1; a feature over D) is
+    said with a note and the line is checked; any other range (2..N, 1..N−1, a feature up to
+    the set's size) restricts the claim in a way the check does not model: not checked, with
+    the range named, never dropped (a wrong line true for those values only would be
+    refuted, a right one said to hold for values the line does not speak of)."""
+    form = doc(tmp_path, lines(RANGED))
+    status = [(ln.status, ln.reason) for ln in form.lines]
+    assert [s for s, _ in status] == ["checked"] * 3 + ["not checked"] * 3 + ["checked"], status
+    assert any("j ∈ {1,\\dots,N}: the whole set" in n for n in form.lines[0].notes)
+    assert any("k ∈ {1,\\dots,D}: every k up to D" in n for n in form.lines[1].notes)
+    assert any("i ∈ {0, \\ldots, m-1}: the whole set" in n for n in form.lines[2].notes)
+    written_ranges = ("i ∈ {2,\\dots,N}", "i ∈ {1,\\dots,N-1}", "k ∈ {1,")
+    for line, written in zip(form.lines[3:6], written_ranges, strict=True):
+        assert line.reason.startswith(written) and "does not model" in line.reason, line.reason
+    # a letter the line does not use restricts nothing
+    assert any("i ∈ {2,\\dots,N}: i is in none of its members" in n for n in form.lines[6].notes)
+    assert verdicts(form) == {1: "holds", 3: "holds", 5: "holds", 13: "holds"}
+
+
 def test_a_labelled_letter_defined_otherwise_is_a_name_only(tmp_path):
     wrong = LABELLED.replace(r"+ \beta \quad", r"+ 2\beta \quad")
     form = doc(tmp_path, lines(wrong + r"\frac{\partial L}{\partial \beta} = \sum_i g_i"))

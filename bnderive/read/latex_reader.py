@@ -241,8 +241,19 @@ class Ones(Node):  # \mathbb{1}, \mathbf{1}_N, \vec{1}: one (the indicator, or a
 
 
 @dataclass(frozen=True)
+class Range:
+    """``, k \\in \\{1,\\dots,D\\}`` after an equation: where the index ``letter`` runs, as
+    written (``body``, the text between the braces); ``_index_ranges`` says what it means."""
+
+    pos: Pos
+    letter: str
+    body: str
+
+
+@dataclass(frozen=True)
 class LineNode(Node):
     sides: tuple[Node | None, ...]  # the first is None for an `&= …` continuation; () for prose
+    ranges: tuple[Range, ...] = ()  # the `, k \in \{…\}` written after it
 
 
 def _pos(token: Token) -> Pos:
@@ -252,6 +263,10 @@ def _pos(token: Token) -> Pos:
 class _ToTree(Transformer):
     """lark tree → syntax tree (no meaning yet: a letter is a letter)."""
 
+    def __init__(self, text: str = "") -> None:
+        super().__init__()
+        self.text = text  # the line, for the ranges written after it (``range_tail``)
+
     def expression(self, c: list) -> Node:
         return c[0]
 
@@ -259,8 +274,12 @@ class _ToTree(Transformer):
         # annotations, then [lhs] = rhs [= rhs ...], then , . ? or \text{…}: the equation, or
         # nothing (a prose line, \text{…} alone).
         found = [item for item in c if isinstance(item, LineNode)]
+        ranges = tuple(item for item in c if isinstance(item, Range))
         if found:
-            before = c[c.index(found[0]) - 1] if c.index(found[0]) > 0 else None
+            at = c.index(found[0])
+            before = c[at - 1] if at > 0 else None
+            if ranges:
+                found[0] = replace(found[0], ranges=ranges)
             if (
                 found[0].sides
                 and found[0].sides[0] is None
@@ -274,7 +293,7 @@ class _ToTree(Transformer):
                 )
                 if word is not None:
                     name = Letter(_pos(before), word.group(1), "text")
-                    return LineNode(found[0].pos, (name, *found[0].sides[1:]))
+                    return LineNode(found[0].pos, (name, *found[0].sides[1:]), ranges)
                 raise LatexError(
                     f"{before} = …: a left side written in \\text{{…}} is a name of the post's "
                     "own only when it is one word (\\text{rstd} = …)",
@@ -428,8 +447,11 @@ class _ToTree(Transformer):
         label = re.sub(r"^\\[a-z]+\s*\{|\}$", "", str(token)).strip()
         return ScriptArg(_pos(token), ((Letter(_pos(token), label, "text"), None),), False)
 
-    def range_tail(self, c: list) -> Token:
-        return c[0]  # ", k \in \{1,\dots,D\}": where an index runs, an annotation
+    def range_tail(self, c: list) -> Range:
+        """``, k \\in \\{1,\\dots,D\\}``: where an index runs (read by ``_index_ranges``)."""
+        letter, opening, closing = c[1], c[2], c[-1]
+        body = self.text[opening.end_pos : closing.start_pos] if self.text else "?"
+        return Range(_pos(letter), str(letter), body)
 
     def script_list(self, c: list) -> list:
         return [x for x in c if not isinstance(x, Token)]
@@ -3217,7 +3239,7 @@ def _tree(text: str, start: str, line: int, column: int) -> Node:
     try:
         tree = _parser().parse(text, start=start)
         _bounded(tree, line, column)
-        return _ToTree().transform(tree)
+        return _ToTree(text).transform(tree)
     except UnexpectedInput as exc:
         raise _lark_error(exc, text, line, column) from None
     except VisitError as exc:
@@ -3420,6 +3442,7 @@ def _parse_line(
     unread = _read_right(state, meaning)
     _element_index(state, meaning)
     _no_other_free_index(state, meaning)
+    _index_ranges(state, meaning)
     _contract_jacobian(state, meaning)
     read = state.result(meaning)
     if unread is not None:
@@ -3769,6 +3792,43 @@ def _dot_products(state: _LineState, meaning: _Meaning, per_set: str) -> None:
             meaning.notes.append(
                 f"{written} read as a dot product Σ_i: · between two per-element vectors "
                 f"written without an index, on a line about one number per {per_set}"
+            )
+
+
+_WHOLE_RANGE = re.compile(
+    r"(?:1,(?:2,)?(?:DOTS),(?P<top>[A-Za-z]+)|0,(?:1,)?(?:DOTS),(?P<last>[A-Za-z]+)-1)".replace(
+        "DOTS", r"\\[lc]?dots|\.\.\.|…"
+    )
+)
+
+
+def _index_ranges(state: _LineState, meaning: _Meaning) -> None:
+    """``, k \\in \\{1,\\dots,D\\}`` after the equation.  The whole range of an index, as the
+    check reads it, is said with a note: an element index over the set's size (N, m, M), or
+    a feature (a sample in LayerNorm) over a size that is not the set's.  Any other range
+    (``\\{1,\\dots,i-1\\}``, ``\\{2,\\dots,N\\}``, ``\\{1, 2\\}``) says the line holds for part
+    of the index's values only, which the check does not model: the line is not checked,
+    and says why (dropped, a wrong line true only there would be refuted for the rest).  A
+    letter the line does not use restricts nothing: a note."""
+    for written in state.tree.ranges:
+        letter, body = written.letter, written.body.strip()
+        text = re.sub(r"\\[,;:! ]|\s|~", "", body)
+        whole = _WHOLE_RANGE.fullmatch(text)
+        size = (whole.group("top") or whole.group("last")) if whole else None
+        role = meaning.roles.get(letter, ("",))[0]
+        the_set = size in meaning.family.sizes
+        if not role and letter not in meaning.family.samples:
+            meaning.notes.append(f"{letter} ∈ {{{body}}}: {letter} is in none of its members")
+        elif size is not None and role == "element" and the_set:
+            meaning.notes.append(f"{letter} ∈ {{{body}}}: the whole set, as {letter} is read")
+        elif size is not None and role != "element" and not the_set:
+            meaning.notes.append(
+                f"{letter} ∈ {{{body}}}: every {letter} up to {size}, each checked apart"
+            )
+        elif not state.reason:
+            state.reason = (
+                f"{letter} ∈ {{{body}}}: the line is said for these values of {letter} only, "
+                f"which the check does not model (it reads {letter} over its whole range)"
             )
 
 
