@@ -145,6 +145,43 @@ def test_a_double_sum_is_checked_at_a_smaller_m_and_says_so(tmp_path, wrong, sta
     assert dx.scope == "M = 256 randomized", dx.scope
 
 
+#: A line whose summand is over five indices that no split separates (Σ_k Σ_p Σ_q Σ_r Σ_s, zero
+#: by the symmetry k ↔ p): at M = 16, the smallest M the randomized method tries, one reduction
+#: in rational arithmetic is still 16⁵ entries, beyond its budget.
+FIVE_SUMS = r"""
+$$ \frac{\partial L}{\partial \beta} = \sum_i g_i + \sum_k \sum_p \sum_q \sum_r \sum_s (x_k - x_p)(x_k + x_p + x_q + x_r + x_s)^2 $$
+
+$$ \frac{\partial L}{\partial \gamma} = \sum_i g_i \hat{x}_i $$
+
+$$ \frac{\partial L}{\partial \gamma} = \sum_i g_i x_i $$
+"""
+
+
+def test_a_line_too_large_even_at_the_smallest_m_is_left_undecided(tmp_path):
+    """The randomized method leaves that line not decided, with the reason, and decides the
+    others: the run goes on (it stopped with an error, every other line of every form unsaid);
+    the summary counts it and the exit code is 3."""
+    import bnderive
+
+    path = tmp_path / "post.md"
+    path.write_text(FIVE_SUMS, encoding="utf-8")
+    result = bnderive.check(str(path), methods=["random"], modes=["per-activation"])
+    by_line = {v.source_line: v for v in result.verdicts}
+    assert by_line[2].status is Status.UNDECIDED, by_line[2]
+    assert "not decided: too large at M = 16" in by_line[2].detail, by_line[2].detail
+    assert by_line[4].status is Status.HOLDS and by_line[6].status is Status.REFUTED
+    out = CliRunner().invoke(
+        main, ["check", str(path), "--method", "random", "--mode", "per-activation"]
+    )
+    assert out.exit_code == 1, out.output  # the wrong line is still refuted
+    assert "1 refuted" in out.output and "1 undecided" in out.output, out.output
+    path.write_text(FIVE_SUMS.rsplit("$$ \\frac", 1)[0], encoding="utf-8")
+    out = CliRunner().invoke(
+        main, ["check", str(path), "--method", "random", "--mode", "per-activation"]
+    )
+    assert out.exit_code == 3 and "too large at M = 16" in out.output, out.output
+
+
 def test_the_entry_budget_stops_a_reduction_over_too_many_indices():
     from bnderive.core import notation as N
     from bnderive.core.evaluate import TooLarge, entry_budget, evaluate

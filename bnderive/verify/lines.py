@@ -7,7 +7,9 @@ with the line before it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +18,7 @@ import sympy as sp
 from bnderive.core import notation as N
 from bnderive.core.derive import Truth, derive
 from bnderive.core.double_backward import SecondOrderTruth, second_order_truth
-from bnderive.core.evaluate import Env, NotRational, evaluate
+from bnderive.core.evaluate import Env, NotRational, TooLarge, evaluate
 from bnderive.core.spec import Spec
 from bnderive.errors import BnderiveError
 from bnderive.read.forms import Equation, Form
@@ -37,6 +39,22 @@ def form_references(form: Form) -> list[tuple[Equation, Equation]]:
 
 
 # -- running a sequence of definitions --------------------------------------------------------------
+#: The M at which a line too large to evaluate (``TooLarge``) is left undecided rather than
+#: raised: the smallest M the randomized method tries (``verify.plan``); None, raised.
+_UNDECIDED_AT: ContextVar[int | None] = ContextVar("too_large_undecided", default=None)
+
+
+@contextmanager
+def too_large_undecided(m: int | None) -> Iterator[None]:
+    """Within: a line whose sum builds more entries than the budget allows even at M = ``m``
+    is recorded as a line error (its verdict: not decided), and the other lines go on."""
+    token = _UNDECIDED_AT.set(m)
+    try:
+        yield
+    finally:
+        _UNDECIDED_AT.reset(token)
+
+
 @dataclass
 class Outcome:
     values: dict[str, Any] = field(default_factory=dict)  # the latest value of each name
@@ -59,10 +77,19 @@ def run_lines(definitions: Iterable[tuple[str, bool, sp.Expr]], base: Env) -> Ou
     for name, elementwise, expr in definitions:
         try:
             value = evaluate(expr, env, N.i if elementwise else None)
-        except (BnderiveError, NotRational, ZeroDivisionError) as exc:
-            out.errors[name] = str(exc)
+        except (BnderiveError, NotRational, ZeroDivisionError, TooLarge) as exc:
+            message = str(exc)
+            if isinstance(exc, TooLarge):
+                m = _UNDECIDED_AT.get()
+                if m is None:
+                    raise  # the plan tries a smaller M
+                message = (
+                    f"not decided: too large at M = {m}, the smallest M the randomized method "
+                    f"tries ({exc}); --method exact,general checks it without this method"
+                )
+            out.errors[name] = message
             out.lines.append(None)
-            out.line_errors.append(str(exc))
+            out.line_errors.append(message)
             continue
         env.store(name, value, elementwise)
         out.values[name] = value
