@@ -222,6 +222,12 @@ RULES = [
         r"\sigma^2 = \frac{1}{m} (x - \mu) \cdot \hat{x}",
     ),
     (
+        # a LayerNorm note (layernorm_backprop_note.md) writes the indicator as a subscripted 1
+        "the indicator 1_{i = j}, \\mathbb{1}_{i=j} (and 1_{i \\ne j}) as Kronecker deltas",
+        r"\frac{\partial \hat{x}_i}{\partial x_j} = \left( 1_{i = j} - \frac{1}{N} \right) \frac{1}{\sqrt{\sigma^2 + \epsilon}} - \frac{\hat{x}_i \hat{x}_j}{N\sqrt{\sigma^2 + \epsilon}} = \frac{\mathbb{1}_{i=j} - 1/N - \hat{x}_i\hat{x}_j/N}{\sqrt{\sigma^2 + \epsilon}}",
+        r"\frac{\partial \hat{x}_i}{\partial x_j} = \left( 1_{i \ne j} - \frac{1}{N} \right) \frac{1}{\sqrt{\sigma^2 + \epsilon}} - \frac{\hat{x}_i \hat{x}_j}{N\sqrt{\sigma^2 + \epsilon}}",
+    ),
+    (
         "a sign right after \\cdot (a · −b)",
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -1",
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -2",
@@ -360,6 +366,10 @@ def test_a_post_that_says_what_its_sigma_is(tmp_path):
             "used as feature here",
         ),
         (r"\frac{\partial L}{\partial \beta} = \sum_{i=0}^{N-2} g_i", "N-1 for a sum from 0"),
+        (
+            r"\frac{\partial \hat{x}_i}{\partial x_j} = (1_{N} - \frac{1}{N}) \frac{1}{\sqrt{\sigma^2 + \epsilon}}",
+            "1 takes no subscript",
+        ),
     ],
 )
 def test_what_cannot_be_read_one_way_is_not_read(tmp_path, text, message):

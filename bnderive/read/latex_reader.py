@@ -992,6 +992,8 @@ class _Meaning:
             return False
         if isinstance(node, Scripted) and self.einstein_ones(node):
             return False  # 1_h under Einstein's convention: index notation (``ones_tensor``)
+        if isinstance(node, Scripted) and _indicator(node.base, node.sub) is not None:
+            return False  # \mathbb{1}_{i=j}: the indicator, not the matrix of ones
         if isinstance(node, Scripted):
             return _transposes(node) or self.matrix_notation(node.base)
         if isinstance(node, Letter):
@@ -1729,6 +1731,9 @@ class _Meaning:
         node = it.node
         if isinstance(node, Hat):
             return self.power(self.hat_value(it), it)
+        relation = _indicator(node, it.sub)
+        if relation is not None:  # 1_{i = j}, \mathbb{1}_{i=j}: the indicator, δ_ij
+            return self.power(self.iverson(relation), it)
         if isinstance(node, Ones):
             if it.sub is not None and self.family.einstein and not self.is_size(it.sub):
                 return self.power(self.ones_tensor(it.sub), it)
@@ -2757,6 +2762,21 @@ def _function_name(head: Node | None, arg: Node | None) -> str | None:
     ):
         return None
     return f"{head.name}({arg.inner.name})"
+
+
+def _indicator(base: Node, sub: ScriptArg | None) -> Relation | None:
+    """The comparison of an indicator written with a subscript, 1_{i = j}, \\mathbb{1}_{i=j},
+    1_{i \\ne j}: a one (the number, or the indicator's 1) whose subscript is one comparison of
+    two indices (Kronecker's δ_ij, or 1 − δ_ij); None for anything else (1_N is still refused)."""
+    is_one = (isinstance(base, Num) and base.text == "1") or isinstance(base, Ones)
+    if not is_one or sub is None or len(sub.items) != 1:
+        return None
+    lhs, rhs = sub.items[0]
+    if isinstance(lhs, Relation) and rhs is None:
+        return lhs
+    if rhs is not None and not isinstance(lhs, Relation):
+        return Relation(lhs.pos, lhs, "eq", rhs)
+    return None
 
 
 def _transposes(node: Scripted) -> bool:
