@@ -174,3 +174,11 @@ def test_a_line_whose_readings_differ_in_kind_is_not_read():
     # readings are not the same kind of line, so it is not read, with the question
     with pytest.raises(LatexError, match="braces do not print"):
         parse_equation_line(r"\frac{\partial L}{\partial \beta} = \sum_i {g_i - \mu} x_i")
+
+
+def test_parse_shows_the_value_of_each_reading(tmp_path):
+    path = post(tmp_path, BRACES_RIGHT)
+    result = CliRunner().invoke(main, ["parse", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "the right side, each reading:" in result.output
+    assert "(1) 2·Σₖ(gₖ) + 2" in result.output and "(2) Σₖ(gₖ)" in result.output

@@ -137,6 +137,7 @@ def _print_line(out: Any, form: Any, line: Any, references: dict[int, int]) -> N
         text, tex = _read_sides(read)
         out.print(f"  [cyan]read:[/]  {escape(text)}")
         out.print(f"  [cyan]LaTeX:[/] {escape(tex)}")
+        _print_readings(out, read)
     if line.status == "checked":
         numbers = ", ".join(str(n) for n in line.equations)
         ref = references.get(line.equations[0]) if line.equations else None
@@ -155,6 +156,21 @@ def _print_line(out: Any, form: Any, line: Any, references: dict[int, int]) -> N
         out.print(f"  [dim]· {escape(line.status)}: {escape(line.reason)}[/]")
     for note in line.notes:
         out.print(f"  [yellow]note:[/] {escape(note)}")
+
+
+def _print_readings(out: Any, read: Any) -> None:
+    """A member read more than one way (an open scope): its value under each reading, which
+    ``read:`` above shows the first of."""
+    from bnderive.core.printing import unicode
+
+    for k, ways in enumerate(read.readings, start=1):
+        if ways is None:
+            continue
+        where = f"member {k}" if len(read.rhs) > 1 else "the right side"
+        out.print(f"  [cyan]{where}, each reading:[/]")
+        for j, (label, value) in enumerate(zip(ways.labels, ways.values, strict=True), start=1):
+            shown = "not read" if value is None else unicode(value)
+            out.print(f"    ({j}) {escape(shown)}  [dim]{escape(label)}[/]")
 
 
 def _read_sides(read: Any) -> tuple[str, str]:
