@@ -1125,3 +1125,50 @@ def test_a_sum_over_k_not_i_of_something_else_does_not_make_jacobians_off_diagon
     right = r"\frac{\partial \hat{x}_k}{\partial x_i} = -\frac{1 + \hat{x}_k \hat{x}_i}{N\sqrt{\sigma^2 + \epsilon}}"
     form = doc(tmp_path, lines("\n".join([variance, right])))
     assert verdicts(form).get(3) == "refuted", verdicts(form)
+
+
+def test_an_element_of_two_letters_beside_a_channel(tmp_path):
+    """x_{s,c,k} beside μ_c (Xiyun Song 2020, coolgpu.github.io): c the channel (the statistics'
+    subscript), (s, k) the element; N_s × N_k is the set's size and Σ_{s=1}^{N_s} Σ_{k=1}^{N_k}
+    the sum over it.  A wrong line in the notation is refuted; N_s alone, a sum over s alone
+    or limits swapped are not read."""
+    form = doc(
+        tmp_path,
+        lines(
+            r"{y_{s,c,k} } = {w_c} \cdot \frac{ { {x_{s,c,k} } - {\mu _c} } }{ {\sqrt {\sigma _c^2 + \epsilon} } } + {\beta _c}"
+            "\n"
+            r"{\mu _c} = \frac{1}{ { {N_s} \times {N_k} } }\mathop \sum \limits_{s = 1}^{ {N_s} } \mathop \sum \limits_{k = 1}^{ {N_k} } {x_{s,c,k} }"
+            "\n"
+            r"\sigma _c^2 = \frac{1}{N_s N_k} \sum_{k=1}^{N_k} \sum_{s=1}^{N_s} (x_{s,c,k} - \mu_c)^2"
+            "\n"
+            r"\sigma _c^2 = \frac{1}{N_s \times N_k} \sum_{s=1}^{N_s} \sum_{k=1}^{N_k} x_{s,c,k}^2"
+            "\n"
+            r"\mu_c = \frac{1}{N_s}\sum_{s=1}^{N_s} \sum_{k=1}^{N_k} x_{s,c,k}"
+            "\n"
+            r"\mu_c = \frac{1}{N_s N_k}\sum_{s=1}^{N_s} x_{s,c,k}"
+            "\n"
+            r"\mu_c = \frac{1}{N_s N_k}\sum_{s=1}^{N_k} \sum_{k=1}^{N_s} x_{s,c,k}"
+            "\n"
+            r"N = {N_s} \times {N_k}"
+        ),
+    )
+    assert [line.status for line in form.lines[:4]] == ["checked"] * 4, [
+        line.reason for line in form.lines
+    ]
+    assert verdicts(form) == {1: "holds", 3: "holds", 5: "holds", 7: "refuted"}
+    reasons = [line.reason for line in form.lines[4:7]]
+    assert [line.status for line in form.lines[4:7]] == ["not read"] * 3, reasons
+    assert "size N takes no subscript" in reasons[0] and "size N takes no subscript" in reasons[1]
+    assert "from 1 to N_s only" in reasons[2]
+    # N = N_s × N_k is what the reading assumed (M = M): said, not checked as a tautology
+    sizes = form.lines[7]
+    assert sizes.status == "not checked" and "the set's size M" in sizes.reason, sizes.reason
+    # three indices with no channel the statistics name are not read
+    other = doc(
+        tmp_path,
+        lines(
+            r"\mu = \frac{1}{N}\sum_{i=1}^{N} x_{s,c,k}" "\n" r"\mu = \frac{1}{N}\sum_{i=1}^{N} x_i"
+        ),
+        "other.md",
+    )
+    assert other.lines[0].status == "not read" and "3 indices" in other.lines[0].reason

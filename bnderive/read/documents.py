@@ -933,17 +933,40 @@ def _scale_letter(maths: str) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
+#: x_{s,c,k}: three index letters under an array (sample, channel, position in Xiyun Song's
+#: 2020 post).
+_THREE_INDICES = re.compile(
+    r"(?<![a-zA-Z\\])[xyghXY]\s*_\s*\{\s*([a-z])\s*,\s*([a-z])\s*,\s*([a-z])\s*\}"
+)
+
+
 def _channels(maths: str) -> tuple[frozenset[str], frozenset[str]]:
     """BatchNorm: the channel letters (``Family.channels``: the subscript of a statistic, first
-    of two indices and never second, as x_{c,i} writes it) and the element letters
-    (``Family.elements``: an array's one index, or the other of a pair with a channel)."""
+    of two indices and never second, as x_{c,i} writes it, or the one statistic's subscript of
+    three, as x_{s,c,k} writes it) and the element letters (``Family.elements``: an array's one
+    index, or the other of a pair with a channel)."""
     stats = {a or b for _, a, b in _STAT_SUBSCRIPT.findall(maths)}
     pairs = [(a, b) for symbol, a, b in _TWO_INDICES.findall(maths) if symbol != "\\delta"]
-    channels = frozenset({a for a, _ in pairs} & stats - {b for _, b in pairs})
+    channels = {a for a, _ in pairs} & stats - {b for _, b in pairs}
+    for triple in _THREE_INDICES.findall(maths):
+        if len(set(triple)) == 3 and len(set(triple) & stats) == 1:
+            channels |= set(triple) & stats
     elements = {a or b for a, b in _ONE_INDEX.findall(maths)} | {
         b for a, b in pairs if a in channels
     }
-    return channels, frozenset(elements - channels)
+    return frozenset(channels), frozenset(elements - channels)
+
+
+def _parts(maths: str, channels: frozenset[str]) -> frozenset[tuple[str, str]]:
+    """BatchNorm: the two letters that together make an element of x_{s,c,k} beside its
+    channel c (``Family.parts``): the reduction set of a channel is every (s, k), so its size
+    is N_s × N_k and Σ_s Σ_k sums over it."""
+    found = set()
+    for triple in _THREE_INDICES.findall(maths):
+        rest = tuple(t for t in triple if t not in channels)
+        if len(set(triple)) == 3 and len(rest) == 2:
+            found.add(rest)
+    return frozenset(found)
 
 
 #: A letter (or macro) with a superscript letter, its subscript first or not: μ^l, x_r^{l},
@@ -989,6 +1012,7 @@ def _family(norm: Norm, maths: str, einstein: bool = False) -> Family:
             einstein=einstein,
             channels=channels,
             elements=elements,
+            parts=_parts(maths, channels),
             scale=scale,
             apart=_apart(maths),
             labels=_layer_labels(maths, Family().sizes),

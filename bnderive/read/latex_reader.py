@@ -614,6 +614,27 @@ def undot(expr: sp.Expr, summed: bool = False) -> sp.Expr:
     return expr.replace(lambda e: isinstance(e, Dotted), lambda e: e.args[1 if summed else 0])
 
 
+def _part_size(it: _Item) -> str | None:
+    """N_s (or {N_s}, as MathType braces it): the letter s of the size N_s; None otherwise."""
+    sub, node = it.sub, it.node
+    if it.kind == "node" and it.sub is None:
+        while isinstance(node, Group) and node.kind == "brace":
+            node = node.inner
+        if not isinstance(node, Scripted) or node.sup is not None:
+            return None
+        sub, node = node.sub, node.base
+    elif it.kind != "letter":
+        return None
+    if not (isinstance(node, Letter) and node.name == "N" and not node.font and sub is not None):
+        return None
+    if len(sub.items) != 1 or sub.items[0][1] is not None:
+        return None
+    index = sub.items[0][0]
+    if not isinstance(index, Letter) or index.font:
+        return None
+    return index.name
+
+
 def _is_matrix(piece: sp.Expr) -> bool:
     """∂x̂/∂x written without an index: a Jacobian (a matrix), no vector of a dot product."""
     return any(_BARE in p.args[1].free_symbols for p in piece.atoms(Partial))
@@ -686,6 +707,10 @@ class Family:
     #: The letters the document writes as an element of an array (x_i, x_{c,i}'s i): N_i, the
     #: number of values i takes, is the size of the set.
     elements: frozenset[str] = frozenset()
+    #: BatchNorm: the two letters (s, k) that with a channel c index the document's x_{s,c,k}
+    #: (``documents._parts``): an element is the pair (s, k), the set's size is N_s × N_k and
+    #: Σ_s Σ_k is the sum over the set.
+    parts: frozenset[tuple[str, str]] = frozenset()
     #: (k, i) when the document sums over k ≠ i (Σ_{k≠i}): its ∂y_k/∂x_i lines are read for
     #: k ≠ i, the diagonal written apart.
     apart: frozenset[tuple[str, str]] = frozenset()
@@ -852,13 +877,21 @@ class _Meaning:
             for name, pos in names[:2]:
                 self.feature(name, pos)
             return self.element_symbol([names[2][0]], names[2][1]), names[0][0]
+        if len(names) == 3 and not self.family.layer:
+            # x_{s,c,k}: channel c (a statistic's subscript), element (s, k) (``Family.parts``)
+            channel = [(n, p) for n, p in names if n in self.family.channels]
+            rest = tuple(n for n, _ in names if n not in self.family.channels)
+            if len(channel) == 1 and rest in self.family.parts:
+                self.feature(*channel[0])
+                return self.element_symbol(list(rest), names[0][1]), channel[0][0]
         if len(names) == 4:  # x[n][c][h][w]: element (n, h, w), channel c
             (n, npos), (c, cpos), (h, _), (w, _) = names
             self.feature(c, cpos)
             return self.element_symbol([n, h, w], npos), c
         raise self.error(
-            f"{len(names)} indices: expected one (x_i), two (x_{{ij}}: sample, feature) or four "
-            "(x[n][c][h][w])",
+            f"{len(names)} indices: expected one (x_i), two (x_{{ij}}: sample, feature), four "
+            "(x[n][c][h][w]) or three with a channel the statistics are subscripted with "
+            "(x_{s,c,k} beside μ_c)",
             item.pos,
         )
 
@@ -1660,6 +1693,11 @@ class _Meaning:
         k = 0
         while k < len(items):
             it = items[k]
+            got = self.part_sizes(items, k)
+            if got is not None:
+                out.append(got[0])
+                k = got[1]
+                continue
             if self.is_letter(it, "N"):
                 seq = [it]
                 j = k + 1
@@ -1678,6 +1716,23 @@ class _Meaning:
             out.append(it)
             k += 1
         return out
+
+    def part_sizes(self, items: list[_Item], k: int) -> tuple[_Item, int] | None:
+        """N_s × N_k (or N_s N_k, N_s \\cdot N_k), each maybe in braces, for the two letters
+        of an element (s, k) of x_{s,c,k} (``Family.parts``): the number of (s, k), the size
+        of the set; the item, and where the items after it begin.  N_s alone is no size."""
+        first = _part_size(items[k])
+        if first is None or not self.family.parts:
+            return None
+        j = k + 1
+        if j < len(items) and items[j].kind == "op" and items[j].name == "*":
+            j += 1
+        second = _part_size(items[j]) if j < len(items) else None
+        if second is None or (first, second) not in self.family.parts | {
+            (b, a) for a, b in self.family.parts
+        }:
+            return None
+        return _Item("size", items[k].pos, f"N_{first} N_{second}", sup=items[j].sup), j + 1
 
     @staticmethod
     def is_letter(it: _Item, name: str) -> bool:
@@ -2397,12 +2452,41 @@ class _Meaning:
             self.in_sum -= 1
 
     def bigsum_value(self, node: BigSum) -> sp.Expr:
+        both = self.part_sum(node)
+        if both is not None:
+            return both
         bound, excluded = self.sum_indices(node)
         explicit = self.check_limits(node)
         if explicit == _OVER_BATCH:
             return self.batch_sum(node, bound, excluded)
         body = self.value(node.body)
         return self.sum_value(body, bound, node.pos, excluded, explicit)
+
+    def part_sum(self, node: BigSum) -> sp.Expr | None:
+        """Σ_{s=1}^{N_s} Σ_{k=1}^{N_k} over the two letters of an element (s, k) of x_{s,c,k}
+        (``Family.parts``): one sum over the set, each index up to its own N; None for any
+        other sum."""
+        inner = node.body
+        if not self.family.parts or not isinstance(inner, BigSum):
+            return None
+        outer_bound, outer_out = self.sum_indices(node)
+        inner_bound, inner_out = self.sum_indices(inner)
+        if outer_out or inner_out or len(outer_bound) != 1 or len(inner_bound) != 1:
+            return None
+        pair = (outer_bound[0][0], inner_bound[0][0])
+        if pair not in self.family.parts and pair[::-1] not in self.family.parts:
+            return None
+        for one, (letter, _) in ((node, outer_bound[0]), (inner, inner_bound[0])):
+            top = one.sup.items[0][0] if one.sup is not None and len(one.sup.items) == 1 else None
+            limit = _part_size(_Item("node", one.pos, node=top)) if top is not None else None
+            if self.lower_limit(one) != 1 or limit != letter:
+                raise self.error(
+                    f"a sum over {letter}, a part of the element ({', '.join(pair)}), is "
+                    f"understood from 1 to N_{letter} only (the number of values {letter} takes)",
+                    one.pos,
+                )
+        body = self.value(inner.body)
+        return self.sum_value(body, outer_bound + inner_bound, node.pos, [], None)
 
     def batch_sum(
         self, node: BigSum, bound: list[tuple[str, Pos]], excluded: list[sp.Expr]
@@ -3460,6 +3544,7 @@ def _parse_line(
     state = _LineState(tree, list(tree.sides[1:]))
     _read_left(state, meaning, continues, line, column)
     unread = _read_right(state, meaning)
+    _sizes_only(state)
     _element_index(state, meaning)
     _no_other_free_index(state, meaning)
     _index_ranges(state, meaning)
@@ -3711,6 +3796,17 @@ def _read_right(state: _LineState, meaning: _Meaning) -> LatexError | None:
         if first is not None and not isinstance(first, NotCheckable):
             return first
     return None
+
+
+def _sizes_only(state: _LineState) -> None:
+    """N_i = N_s × N_k: every side read as the set's size M.  The line says how the post counts
+    the set, which is what the reading of its sizes assumed: nothing to check."""
+    if state.kind == "identity" and len(state.sides) > 1 and all(s == N.M for s in state.sides):
+        state.kind = "none"
+        state.reason = state.reason or (
+            "every side is read as the set's size M: the line says how the post counts the set, "
+            "which the reading of its sizes assumes, not a value to check"
+        )
 
 
 def _element_index(state: _LineState, meaning: _Meaning) -> None:
