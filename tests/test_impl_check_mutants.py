@@ -108,3 +108,71 @@ def test_a_forward_bound_by_assignment_is_taken_to_take_its_eps(tmp_path):
     assert result.exit_code == 1, result.output
     assert rows(result)[("batchnorm_forward", "per-activation training", "out")] == "refuted"
     assert not any("takes no ε" in n for n in json.loads(result.output)["notes"])
+
+
+# -- the file's own ε: what is said of it must be what was checked ----------------------------------
+#: A variance floored at 1e-3 before its ε: BatchNorm at 1e-5 wherever σ² ≥ 1e-3 (every default
+#: shape, whose x are integers), not where σ² is a few ε.
+CLAMP = ("std = np.sqrt(var + eps)", "std = np.sqrt(np.maximum(var, 1e-3) + eps)")
+
+
+def test_code_without_eps_that_is_not_batchnorm_at_the_eps_it_fixes_is_not_excused(tmp_path):
+    """A forward with a local ε = 1e-5 and a floored variance: 1e-5 is found from its output, and
+    the check again at 1e-5 (σ² of a few ε at one shape) refutes it, so the section stays at
+    bnderive's ε, refuted, with no note that it takes no ε and no diagnosis that it is BatchNorm
+    at 1e-5.  Killed: ``_holds`` widened (``and`` → ``or``, ``==`` → ``!=``) and
+    ``if _holds(again, …)`` forced true, which returned the check at 1e-5 as the section's
+    (with the note "it normalizes with ε = 1e-05, found exactly"); and, in ``_own_eps``, ``if out
+    is None or out.status is not Status.HOLDS: return`` deleted or made ``and``."""
+    path = staged(tmp_path, "floored_own.py", (READ, "eps = 1e-5"), CLAMP)
+    result = run(str(path), "--train", "--json")
+    assert result.exit_code == 1, result.output
+    payload = json.loads(result.output)
+    assert rows(result)[("batchnorm_forward", "per-activation training", "out")] == "refuted"
+    assert not any("takes no ε" in n for n in payload["notes"])
+    said = [line for d in payload["diagnoses"] for line in d["lines"]]
+    assert not any("the forward is BatchNorm" in line for line in said), said
+
+
+def test_code_that_ignores_its_eps_and_is_not_batchnorm_at_its_own_gets_no_fixed_eps_story(
+    tmp_path,
+):
+    """The same floored variance in a forward that reads bn_param's ε and ignores it: refuted,
+    and not told that it is BatchNorm at a fixed 1e-5 (it is not where σ² is a few ε).  Before,
+    ``_own_eps`` checked its story on inputs with σ² of a few units, where the floor never acts,
+    and said it."""
+    path = staged(
+        tmp_path, "floored_ignored.py",
+        ("std = np.sqrt(var + eps)", "std = np.sqrt(np.maximum(var, 1e-3) + 1e-5)"),
+    )  # fmt: skip
+    result = run(str(path), "--train", "--json")
+    assert result.exit_code == 1, result.output
+    said = [line for d in json.loads(result.output)["diagnoses"] for line in d["lines"]]
+    assert not any("ε is fixed at" in line or "your own forward" in line for line in said), said
+
+
+def test_code_whose_eps_is_subtracted_is_refuted_not_a_crash(tmp_path):
+    """√(σ² − 1e-5) in code that takes no ε: its output gives ε' = −1e-5, which is no ε (the
+    check at a negative ε would take √ε); refuted, exit 1.  Killed: ``value < 0`` dropped from
+    detect_eps's last line (``or`` → ``and``, ``0`` → ``-1``): a ValueError, no verdict."""
+    path = staged(
+        tmp_path, "minus_eps.py", (READ, "eps = 1e-5"),
+        ("std = np.sqrt(var + eps)", "std = np.sqrt(var - eps)"),
+    )  # fmt: skip
+    result = run(str(path), "--train", "--json")
+    assert result.exit_code == 1, result.output
+    assert rows(result)[("batchnorm_forward", "per-activation training", "out")] == "refuted"
+
+
+def test_a_forward_that_returns_beta_alone_is_refuted_not_a_crash(tmp_path):
+    """An unfinished forward, out = 0 + β: out − β is 0 where x ≠ μ, so no ε can be read from
+    it.  Killed: detect_eps's ``if y == 0: return None`` deleted (or 0 → ±1): a
+    ZeroDivisionError, no verdict."""
+    path = staged(
+        tmp_path, "beta_only.py",
+        ("out = gamma * xhat + beta\n        cache", "out = np.zeros_like(x) + beta\n        cache"),
+    )  # fmt: skip
+    result = run(str(path), "--train", "--json")
+    assert result.exit_code == 1, result.output
+    assert rows(result)[("batchnorm_forward", "per-activation training", "out")] == "refuted"
+    assert rows(result)[("batchnorm_backward", "per-activation training", "dx")] == "holds"
