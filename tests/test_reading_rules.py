@@ -794,6 +794,25 @@ def test_a_range_after_an_equation_is_read_or_the_line_is_not_checked(tmp_path):
     assert verdicts(form) == {1: "holds", 3: "holds", 5: "holds", 13: "holds"}
 
 
+def test_a_condition_written_in_text_with_the_equation_is_not_dropped(tmp_path):
+    """\\text{for $k \\neq i$} after ∂y_k/∂x_i's off-diagonal value is a condition: read as a
+    remark, the line was checked on the diagonal too and refuted though right there; it is
+    not checked, with the text.  A \\text{…} without a relation stays a remark."""
+    off = r"-\frac{\gamma}{N\sqrt{\sigma^2+\epsilon}}(1 + \hat{x}_k \hat{x}_i)"
+    form = doc(
+        tmp_path,
+        lines(
+            rf"\frac{{\partial y_k}}{{\partial x_i}} = {off} \quad \text{{for $k \neq i$}}"
+            + "\n"
+            + r"\frac{\partial L}{\partial \beta} = \sum_i g_i \quad \text{(the bias)}"
+        ),
+    )
+    first, second = form.lines
+    assert first.status == "not checked", (first.status, first.reason)
+    assert first.reason.startswith(r"\text{for $k \neq i$}: a condition"), first.reason
+    assert second.status == "checked" and verdicts(form) == {3: "holds"}
+
+
 def test_a_labelled_letter_defined_otherwise_is_a_name_only(tmp_path):
     wrong = LABELLED.replace(r"+ \beta \quad", r"+ 2\beta \quad")
     form = doc(tmp_path, lines(wrong + r"\frac{\partial L}{\partial \beta} = \sum_i g_i"))

@@ -254,10 +254,19 @@ class Range:
 class LineNode(Node):
     sides: tuple[Node | None, ...]  # the first is None for an `&= …` continuation; () for prose
     ranges: tuple[Range, ...] = ()  # the `, k \in \{…\}` written after it
+    #: a \text{…} written with it that states a relation (\text{for $k \neq i$}): a condition
+    conditions: tuple[str, ...] = ()
 
 
 def _pos(token: Token) -> Pos:
     return (token.line or 1, token.column or 1)
+
+
+#: A relation in a \text{…} written with an equation (for $k \neq i$, if k = i, for k < i): the
+#: text states a condition on the line, not a remark (``_index_ranges``).
+_RELATION = re.compile(
+    r"(?<![-<=])(?:=|<|>)(?![->])|[≠≤≥∈∉]|\\(?:ne|neq|le|leq|ge|geq|lt|gt|in|notin)(?![a-zA-Z])"
+)
 
 
 class _ToTree(Transformer):
@@ -278,8 +287,13 @@ class _ToTree(Transformer):
         if found:
             at = c.index(found[0])
             before = c[at - 1] if at > 0 else None
-            if ranges:
-                found[0] = replace(found[0], ranges=ranges)
+            conditions = tuple(
+                str(t)
+                for t in c
+                if isinstance(t, Token) and t.type == "TEXT" and _RELATION.search(str(t))
+            )
+            if ranges or conditions:
+                found[0] = replace(found[0], ranges=ranges, conditions=conditions)
             if (
                 found[0].sides
                 and found[0].sides[0] is None
@@ -293,7 +307,7 @@ class _ToTree(Transformer):
                 )
                 if word is not None:
                     name = Letter(_pos(before), word.group(1), "text")
-                    return LineNode(found[0].pos, (name, *found[0].sides[1:]), ranges)
+                    return replace(found[0], sides=(name, *found[0].sides[1:]))
                 raise LatexError(
                     f"{before} = …: a left side written in \\text{{…}} is a name of the post's "
                     "own only when it is one word (\\text{rstd} = …)",
@@ -3925,7 +3939,15 @@ def _index_ranges(state: _LineState, meaning: _Meaning) -> None:
     (``\\{1,\\dots,i-1\\}``, ``\\{2,\\dots,N\\}``, ``\\{1, 2\\}``) says the line holds for part
     of the index's values only, which the check does not model: the line is not checked,
     and says why (dropped, a wrong line true only there would be refuted for the rest).  A
-    letter the line does not use restricts nothing: a note."""
+    letter the line does not use restricts nothing: a note.  A ``\\text{…}`` with the equation
+    that states a relation (``\\text{for $k \\neq i$}``) is a condition of the same kind: not
+    checked, with the text."""
+    for text in state.tree.conditions:
+        if not state.reason:
+            state.reason = (
+                f"{text}: a condition written with the equation, which the check does not "
+                "model (it reads the line for every value of its indices)"
+            )
     for written in state.tree.ranges:
         letter, body = written.letter, written.body.strip()
         text = re.sub(r"\\[,;:! ]|\s|~", "", body)
