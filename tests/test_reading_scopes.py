@@ -182,3 +182,17 @@ def test_parse_shows_the_value_of_each_reading(tmp_path):
     assert result.exit_code == 0, result.output
     assert "the right side, each reading:" in result.output
     assert "(1) 2·Σₖ(gₖ) + 2" in result.output and "(2) Σₖ(gₖ)" in result.output
+
+
+@pytest.mark.parametrize(("kind", "right", "wrong", "question", "label"), KINDS)
+def test_the_command_line_on_each_kind(tmp_path, kind, right, wrong, question, label):
+    """Through ``bnderive check``: the right line alone is not decided (exit 3, with or without
+    --strict), with its readings; the wrong line alone is refuted (exit 1)."""
+    path = post(tmp_path, right, name="right.md")
+    result = CliRunner().invoke(main, ["check", "--method", "exact", "--strict", str(path)])
+    assert result.exit_code == 3, result.output
+    assert question in result.output and "holds if" in result.output and label in result.output
+    path = post(tmp_path, wrong, name="wrong.md")
+    result = CliRunner().invoke(main, ["check", "--method", "exact", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "refuted" in result.output
