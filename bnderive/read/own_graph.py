@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from bnderive.core import notation as N
-from bnderive.read.code_lines import _contribution, _reduce_deltas
+from bnderive.read.code_lines import _contribution, _reduce_deltas, _uses
 
 #: The layer's nodes a forward line of the post defines, and whether each is per element.
 LAYER_NODES = {"y": True, "xhat": True, "mu": False, "var": False}
@@ -146,12 +146,6 @@ def _label(expr: sp.Expr) -> str | None:
     if isinstance(expr, sp.Symbol) and not expr.is_integer:
         return expr.name
     return None
-
-
-def _uses(expr: sp.Expr, name: str) -> bool:
-    if any(str(a.base.label) == name for a in expr.atoms(sp.Indexed)):
-        return True
-    return any(isinstance(s, sp.Symbol) and s.name == name for s in expr.free_symbols)
 
 
 _WRITTEN = {"sigma": r"\\sigma|σ", "μ": r"\\mu|μ", "mu": r"\\mu|μ", "var": r"\\sigma|σ"}
