@@ -29,11 +29,10 @@ from bnderive.core import notation as N
 from bnderive.core.derive import stage_definition
 from bnderive.core.printing import unicode
 from bnderive.core.spec import Spec
-from bnderive.read.code_lines import _contribution, _reduce_deltas
+from bnderive.read.code_lines import _WORDS, _contribution, _reduce_deltas
 from bnderive.read.own_graph import LAYER_NODES, GraphUnknown, OwnGraph
 
 _U = "u·node"  # the anonymous node E becomes (a name no post writes)
-_WORDS = {"y": "y", "xhat": "x̂", "var": "σ²", "mu": "μ"}
 
 
 @dataclass(frozen=True)
