@@ -84,7 +84,7 @@ from bnderive.read.latex_reader import (
     parse_equation_line,
 )
 from bnderive.read.macros import Macro, MacroError, expand, find_definitions
-from bnderive.read.own_graph import LAYER_NODES, GraphUnknown, OwnGraph, hidden_path
+from bnderive.read.own_graph import LAYER_NODES, GraphUnknown, OwnGraph, hidden_path, label_of
 
 SUFFIXES = (".md", ".markdown", ".tex", ".ipynb")
 
@@ -1421,7 +1421,7 @@ class _Builder:
         if expr.has(N.Partial):
             # ∂l/∂m_b ∂m_b/∂x + ∂l/∂μ_{bh} ∂μ_{bh}/∂x: the path through m is spelled out, so
             # ∂μ/∂x is the local one, m held (``no_hidden_path``)
-            self.held = {_label(m)[len(OWN_ADJOINT) :] for m in _own_marks(expr)}
+            self.held = {(label_of(m) or "")[len(OWN_ADJOINT) :] for m in _own_marks(expr)}
             expr = _replace_partials(expr, self, _other_paths(expr))
             notes.append("local derivatives replaced by their true values")
         # A gradient no earlier line defines stands for its true value; one an earlier line
@@ -1469,7 +1469,7 @@ class _Builder:
         truth = self._true_stage_adjoints()
         found: dict[sp.Expr, sp.Expr] = {}
         for mark in marks:
-            name = _label(mark)[len(OWN_ADJOINT) :]
+            name = (label_of(mark) or "")[len(OWN_ADJOINT) :]
             index = mark.indices[0] if isinstance(mark, sp.Indexed) else None
             try:
                 found[mark] = self.graph.adjoint(name, index, truth)
@@ -1506,7 +1506,8 @@ class _Builder:
                 return expression_partial(of, wrt.args[0], lines)
             except GraphUnknown as exc:
                 raise _Unresolved(str(exc)) from None
-        if self.graph.owns(_label(wrt)):  # ∂σ_b/∂v_p: the other nodes of the post's graph held
+        # ∂σ_b/∂v_p: the other nodes of the post's graph held
+        if self.graph.owns(label_of(wrt) or ""):
             try:
                 return self.graph.partial(of, wrt, len(self.equations) + 1)
             except GraphUnknown as exc:
@@ -1569,18 +1570,11 @@ class _Builder:
         return inline(expr, defs) if defs else expr
 
 
-def _label(expr: sp.Expr) -> str:
-    """The name of a symbol (σ) or of an array's element (μ[h]); '' for anything else."""
-    if isinstance(expr, sp.Indexed):
-        return str(expr.base.label)
-    return expr.name if isinstance(expr, sp.Symbol) else ""
-
-
 def _own_marks(expr: sp.Expr) -> list[sp.Expr]:
     """The gradients with respect to a post's own names in ``expr`` (``OWN_ADJOINT``)."""
     marks: list[sp.Expr] = [s for s in expr.free_symbols if isinstance(s, sp.Symbol)]
     marks += list(expr.atoms(sp.Indexed))
-    return [m for m in marks if _label(m).startswith(OWN_ADJOINT)]
+    return [m for m in marks if (label_of(m) or "").startswith(OWN_ADJOINT)]
 
 
 def _names_in(expr: sp.Expr) -> set[str]:

@@ -129,18 +129,20 @@ class OwnGraph:
         """∂of/∂wrt with the other nodes held: ``of`` a node of the graph (its right side, the
         latest before ``before``) or an expression written out; ``wrt`` a name's symbol."""
         expr = of
-        label = _label(of)
+        label = label_of(of)
         if label is not None:
             node = self.latest(label, before)
             if node is None:
-                raise GraphUnknown(f"∂{label}/∂{_label(wrt)}: no line defines {label} before")
+                raise GraphUnknown(f"∂{label}/∂{label_of(wrt)}: no line defines {label} before")
             expr = node.expr
             if isinstance(of, sp.Indexed):
                 expr = expr.xreplace({N.i: of.indices[0]})
         return _reduce_deltas(sp.diff(expr, wrt))
 
 
-def _label(expr: sp.Expr) -> str | None:
+def label_of(expr: sp.Expr) -> str | None:
+    """The name of a symbol (σ) or of an array's element (μ[h]); None for anything else, an
+    index (i, an integer symbol) included."""
     if isinstance(expr, sp.Indexed):
         return str(expr.base.label)
     if isinstance(expr, sp.Symbol) and not expr.is_integer:
