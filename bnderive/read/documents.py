@@ -54,7 +54,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1035,6 +1036,15 @@ class _Unresolved(Exception):
     """A member that is understood but cannot be checked: the reason."""
 
 
+@contextmanager
+def _graph_answers() -> Iterator[None]:
+    """What the post's own graph cannot say (``GraphUnknown``) leaves the member unresolved."""
+    try:
+        yield
+    except GraphUnknown as exc:
+        raise _Unresolved(str(exc)) from None
+
+
 _ADJOINT_WORDS = {
     "dy": "∂L/∂y",
     "dxhat": "∂L/∂x̂",
@@ -1471,10 +1481,8 @@ class _Builder:
         for mark in marks:
             name = (label_of(mark) or "")[len(OWN_ADJOINT) :]
             index = mark.indices[0] if isinstance(mark, sp.Indexed) else None
-            try:
+            with _graph_answers():
                 found[mark] = self.graph.adjoint(name, index, truth)
-            except GraphUnknown as exc:
-                raise _Unresolved(str(exc)) from None
             notes.append(
                 f"uses ∂L/∂{name} as worked out in the post's own graph (its forward lines as "
                 "written, the true gradients of y, x̂, σ², μ)"
@@ -1491,32 +1499,22 @@ class _Builder:
         lines = forward_lines(self.spec, self.graph)
         found: dict[sp.Expr, sp.Expr] = {}
         for mark in marks:
-            try:
+            with _graph_answers():
                 found[mark], note = expression_adjoint(mark.args[0], lines, truth)
-            except GraphUnknown as exc:
-                raise _Unresolved(str(exc)) from None
             notes.append(note)
         return found
 
     def partial(self, p: N.Partial, paths: bool) -> sp.Expr:
         of, wrt = p.of, p.wrt
         if isinstance(wrt, N.ExprNode):  # ∂y_i/∂(γx̂_i): the sub-expression as a node
-            try:
+            with _graph_answers():
                 lines = forward_lines(self.spec, self.graph)
                 return expression_partial(of, wrt.args[0], lines)
-            except GraphUnknown as exc:
-                raise _Unresolved(str(exc)) from None
-        # ∂σ_b/∂v_p: the other nodes of the post's graph held
-        if self.graph.owns(label_of(wrt) or ""):
-            try:
+        # ∂σ_b/∂v_p (the other nodes of the post's graph held), or ∂μ_{bh}/∂x_{pq} of a name
+        # whose path through another is spelled out
+        if self.graph.owns(label_of(wrt) or "") or self.no_hidden_path(of, wrt):
+            with _graph_answers():
                 return self.graph.partial(of, wrt, len(self.equations) + 1)
-            except GraphUnknown as exc:
-                raise _Unresolved(str(exc)) from None
-        if self.no_hidden_path(of, wrt):
-            try:
-                return self.graph.partial(of, wrt, len(self.equations) + 1)
-            except GraphUnknown as exc:
-                raise _Unresolved(str(exc)) from None
         if not self.spec.training and (of in (N.mu, N.var) or wrt in (N.mu, N.var)):
             raise _Unresolved(
                 "in eval mode μ and σ² are running statistics, not stages of the graph"
