@@ -291,24 +291,31 @@ class Report:
     seconds: float = 0.0
     output: str = ""
     running: str | None = None  # the running-statistics convention the forward follows
-    #: For each refuted (function, quantity): the known mistake it equals, or where it is wrong
-    #: (in the first section that names one).
-    diagnoses: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     sections: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)  # how each function was called
-    #: The same per (section, function, quantity): a row of eval mode may have its own cause.
+    #: For each refuted (section, function, quantity): the known mistake it equals, or where it
+    #: is wrong (a row of eval mode may have its own cause); section "" in a report whose
+    #: diagnoses are kept without sections (the family's).
     section_diagnoses: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+
+    @property
+    def diagnoses(self) -> dict[tuple[str, str], list[str]]:
+        """The same per (function, quantity), in the first section that names one."""
+        found: dict[tuple[str, str], list[str]] = {}
+        for (_section, who, quantity), lines in self.section_diagnoses.items():
+            found.setdefault((who, quantity), lines)
+        return found
 
     def diagnosis(self, index: int) -> list[str]:
         """The diagnosis of verdict ``index``: its section's (never another section's: an eval
         row is not named by its training row's cause); a report kept without sections (the
-        family's, the composite's) by function and quantity."""
+        family's) by function and quantity."""
         v = self.verdicts[index]
         section = self.sections[index] if index < len(self.sections) else ""
-        if self.section_diagnoses:
-            return self.section_diagnoses.get((section, v.form, v.quantity), [])
-        return self.diagnoses.get((v.form, v.quantity), [])
+        return self.section_diagnoses.get(
+            (section, v.form, v.quantity)
+        ) or self.section_diagnoses.get(("", v.form, v.quantity), [])
 
     @property
     def exit_code(self) -> int:
@@ -344,12 +351,10 @@ class Report:
             "failures": [f.to_dict() for f in self.failures],
             "running_convention": self.running,
             "diagnoses": [
-                {"function": who, "quantity": quantity, "section": section, "lines": lines}
+                {"function": who, "quantity": quantity}
+                | ({"section": section} if section else {})
+                | {"lines": lines}
                 for (section, who, quantity), lines in self.section_diagnoses.items()
-            ]
-            or [
-                {"function": who, "quantity": quantity, "lines": lines}
-                for (who, quantity), lines in self.diagnoses.items()
             ],
         }
 
@@ -581,7 +586,6 @@ def _report(
         report.notes += [n for n in section.notes if n not in report.notes]
         report.failures += section.failures
         for key, lines in section.diagnoses.items():
-            report.diagnoses.setdefault(key, lines)
             report.section_diagnoses[(section.label, *key)] = lines
     report.calls = _describe_calls(plans, sections)
     report.notes[0:0] = stub_notes

@@ -68,8 +68,7 @@ class FileResult:
         if self.report is None:
             return []
         found: list[str] = []
-        named = self.report.section_diagnoses or self.report.diagnoses
-        for lines in named.values():
+        for lines in self.report.section_diagnoses.values():
             for line in lines:
                 if line.startswith("known mistake: "):
                     name = line.removeprefix("known mistake: ").split(";")[0]

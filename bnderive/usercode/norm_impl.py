@@ -543,7 +543,7 @@ def _family_report(
             diagnosed[(calls.forward, "out")] = slips
     report = Report(str(path), calls.api, names, verdicts, notes, 0.0, "")
     report.sections = [label] * len(verdicts)
-    report.diagnoses = diagnosed
+    report.section_diagnoses = {("", *key): lines for key, lines in diagnosed.items()}
     return report
 
 
