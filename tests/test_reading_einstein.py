@@ -310,3 +310,35 @@ def test_einstein_never_sums_batchnorm_features_silently(tmp_path):
     line = next(ln for ln in form.lines if ln.line == line_of(form, rows[1]))
     assert line.status == "not read" and "feature" in line.reason, line.reason
     assert verdicts(form).get(line_of(form, rows[0])) == "holds"
+
+
+def test_a_delta_with_one_index_up_and_one_down_is_tensor_notation(tmp_path):
+    """δ_j^i, one index up and one down (the Obsidian note on LayerNorm), is tensor notation,
+    whose repeated indices are summed even where the post writes Σs elsewhere: an index
+    written exactly twice in a term, and not on the left, is summed (a note says why); one
+    written three times is no contraction and stays a free index; the same lines beside a
+    δ_{ij} written with both indices down are claims for every i (refuted)."""
+    head = "# Batch normalization\n\n"
+    rows = [
+        r"\mu = \frac{1}{N}\sum_{i=1}^{N} x_i",
+        r"\frac{\partial L}{\partial \hat{x}_j} = \frac{\partial L}{\partial y_i} \gamma \delta_j^i",
+        r"\frac{\partial L}{\partial \hat{x}_j} = \frac{\partial L}{\partial y_i} \delta^i_j",
+        r"\frac{\partial L}{\partial \gamma} = \frac{\partial L}{\partial y_i} \hat{x}_i",
+        r"\frac{\partial L}{\partial \beta} = \frac{\partial L}{\partial y_i} \hat{x}_i",
+        r"\frac{\partial L}{\partial \hat{x}_j} = \frac{\partial L}{\partial y_i} \gamma \delta_j^i \hat{x}_i",
+    ]
+    form = doc(tmp_path, rows, head)
+    assert any("one index up and one down" in n for n in form.notes)
+    got = verdicts(form)
+    assert [got.get(line_of(form, r)) for r in rows[1:5]] == [
+        "holds",
+        "refuted",
+        "holds",
+        "refuted",
+    ], got
+    thrice = form.lines[-1]
+    assert thrice.status == "not read" and "free index i" in thrice.reason, thrice.reason
+    lower = [rows[0], r"\frac{\partial L}{\partial \hat{x}_j} = \gamma \delta_{ij} g_j", rows[3]]
+    plain = doc(tmp_path, lower, head)
+    assert not any("Einstein" in n for n in plain.notes)
+    assert verdicts(plain).get(line_of(plain, rows[3])) == "refuted"

@@ -856,10 +856,29 @@ _ONES_TENSOR = re.compile(r"\\mathbf\s*\{\s*1\s*\}\s*_\s*(\{\s*[a-z]\s*\}|[a-z])
 _TWO_INDICES = re.compile(r"(\\[a-zA-Z]+|[a-zA-Z])\s*_\s*\{\s*([a-z])\s*,?\s*([a-z])\s*\}")
 
 
-def _einstein(meta: dict[str, Any], at: dict[str, int], maths: str) -> tuple[bool, list[str]]:
+#: δ_k^i, \delta^{i}_{j}: Kronecker's δ with one upper and one lower index (tensor notation).
+_MIXED_DELTA = re.compile(
+    r"\\delta\s*(?:_\s*(?:\{\s*([a-z])\s*\}|([a-z]))\s*\^\s*(?:\{\s*([a-z])\s*\}|([a-z]))"
+    r"|\^\s*(?:\{\s*([a-z])\s*\}|([a-z]))\s*_\s*(?:\{\s*([a-z])\s*\}|([a-z])))"
+)
+
+
+def _mixed_delta(maths: str) -> bool:
+    """Does the maths write δ_k^i (δ^i_k), one index up and one down, two different letters?"""
+    for m in _MIXED_DELTA.finditer(maths):
+        letters = [g for g in m.groups() if g]
+        if len(letters) == 2 and letters[0] != letters[1]:
+            return True
+    return False
+
+
+def _einstein(meta: dict[str, Any], at: dict[str, int], maths: str) -> tuple[bool | str, list[str]]:
     """Does the document sum repeated indices as Einstein does?  Its front matter says so
     (``summation: einstein``, or ``explicit``), or it writes no Σ at all and contracts with
-    ones tensors (1_h x_{bh} means Σ_h x_{bh} only under the convention); a note says so."""
+    ones tensors (1_h x_{bh} means Σ_h x_{bh} only under the convention), or it writes
+    Kronecker's δ with one index up and one down (δ_k^i: tensor notation, whose repeated
+    indices are summed; its Σs elsewhere bind their own indices), and then only an index
+    written exactly twice in a term is summed ("pairs"); a note says so."""
     declared = str(meta.get("summation", "")).strip().lower()
     if declared not in ("", "einstein", "explicit"):
         raise FormError(
@@ -868,6 +887,13 @@ def _einstein(meta: dict[str, Any], at: dict[str, int], maths: str) -> tuple[boo
         )
     if declared:
         return declared == "einstein", []
+    if _mixed_delta(maths):
+        return "pairs", [
+            "repeated indices are summed (Einstein's convention): the post writes Kronecker's δ "
+            "with one index up and one down (δ_k^i), tensor notation, so an index written "
+            "exactly twice in a term and not free on the left side is summed over the set "
+            "(declare `summation: explicit` otherwise)"
+        ]
     if _ANY_SUM.search(maths) or not _ONES_TENSOR.search(maths):
         return False, []
     return True, [
@@ -1002,7 +1028,7 @@ def _layer_labels(maths: str, sizes: frozenset[str]) -> frozenset[str]:
     return frozenset(out)
 
 
-def _family(norm: Norm, maths: str, einstein: bool = False) -> Family:
+def _family(norm: Norm, maths: str, einstein: bool | str = False) -> Family:
     """How the notation reads under ``norm`` (``latex_reader.Family``): for LayerNorm the
     letters of the number of features, and N the batch size when the post writes another;
     whether repeated indices are summed (``_einstein``)."""
@@ -1010,7 +1036,8 @@ def _family(norm: Norm, maths: str, einstein: bool = False) -> Family:
         channels, elements = _channels(maths)
         scale = _scale_letter(maths)
         return Family(
-            einstein=einstein,
+            einstein=bool(einstein),
+            pairs=einstein == "pairs",
             channels=channels,
             elements=elements,
             parts=_parts(maths, channels),
@@ -1025,9 +1052,10 @@ def _family(norm: Norm, maths: str, einstein: bool = False) -> Family:
         True,
         sizes,
         "N" if written else None,
-        einstein,
+        bool(einstein),
         samples,
         labels=_layer_labels(maths, sizes),
+        pairs=einstein == "pairs",
     )
 
 

@@ -734,6 +734,9 @@ class Family:
     #: a layer label, never a power (the letter is no number, size or index anywhere else), so
     #: x_r^l is x_r (``documents._layer_labels``).
     labels: frozenset[str] = frozenset()
+    #: Einstein's convention read off tensor notation (δ_k^i): only an index written exactly
+    #: twice in a term is summed (three times is no contraction, and stays a free index).
+    pairs: bool = False
 
 
 BATCH = Family()
@@ -968,7 +971,7 @@ class _Meaning:
         counts = _index_counts(term)
         summed = []
         for name in sorted(counts):
-            if counts[name] < 2 or name in self.keep:
+            if counts[name] < 2 or name in self.keep or self.family.pairs and counts[name] != 2:
                 continue
             role = self.roles.get(name, ("",))[0]
             symbol = sp.Symbol(name, integer=True)
@@ -985,7 +988,7 @@ class _Meaning:
                 summed.append(name)
         if summed:
             self.notes.append(
-                "repeated indices summed (Einstein's convention: the document writes no Σ): "
+                "repeated indices summed (Einstein's convention): "
                 + ", ".join(f"Σ_{n}" for n in summed)
             )
         return value
@@ -2951,8 +2954,9 @@ def _index_counts(node: Any) -> dict[str, int]:
 
     def visit(n: Any) -> None:
         if isinstance(n, Scripted):
-            if n.sub is not None:
-                for item, _ in n.sub.items:
+            delta = isinstance(n.base, Macro) and n.base.name == "delta"
+            for script in (n.sub, n.sup if delta else None):  # δ_k^i: both are indices
+                for item, _ in script.items if script is not None else ():
                     parts = item.items if isinstance(item, Product) else (item,)
                     for part in parts:
                         if isinstance(part, Letter) and not part.font and part.name.isalpha():
