@@ -813,6 +813,28 @@ def test_a_condition_written_in_text_with_the_equation_is_not_dropped(tmp_path):
     assert second.status == "checked" and verdicts(form) == {3: "holds"}
 
 
+def test_a_relation_in_parentheses_after_an_expression_is_not_read(tmp_path):
+    """``… (1 + x̂_k x̂_i) \\quad (k \\neq i)`` was read as the indicator [k ≠ i] times the value,
+    so the right off-diagonal value was refuted on the diagonal (0 there); it may as well be the
+    condition "for k ≠ i".  Not read, with both readings named; [k \\ne i], 1(k == i) and
+    \\delta(i=k) stay the indicator."""
+    off = r"-\frac{\gamma}{N\sqrt{\sigma^2+\epsilon}}(1 + \hat{x}_k \hat{x}_i)"
+    form = doc(
+        tmp_path,
+        lines(
+            rf"\frac{{\partial y_k}}{{\partial x_i}} = {off} \quad (k \neq i)"
+            + "\n"
+            + rf"\frac{{\partial y_k}}{{\partial x_i}} = {off} [k \ne i] + "
+            + r"\frac{\gamma}{\sqrt{\sigma^2+\epsilon}}(1 - \frac{1}{N} - \frac{\hat{x}_i^2}{N})"
+            + r" 1(k == i)"
+        ),
+    )
+    first, second = form.lines
+    assert first.status == "not read", (first.status, first.reason)
+    assert "the indicator [k \\ne i] times it, or a condition of the line" in first.reason
+    assert verdicts(form) == {3: "holds"}
+
+
 def test_a_labelled_letter_defined_otherwise_is_a_name_only(tmp_path):
     wrong = LABELLED.replace(r"+ \beta \quad", r"+ 2\beta \quad")
     form = doc(tmp_path, lines(wrong + r"\frac{\partial L}{\partial \beta} = \sum_i g_i"))

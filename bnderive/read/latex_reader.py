@@ -228,6 +228,7 @@ class Relation(Node):  # k = i, k == i, k \ne i: an Iverson bracket [k = i] or a
     lhs: Node
     op: str  # "eq" | "ne"
     rhs: Node
+    bracket: str = ""  # the bracket written around it: LSQB [k = i], LPAR (k \ne i), LCURLY
 
 
 @dataclass(frozen=True)
@@ -396,7 +397,7 @@ class _ToTree(Transformer):
         return Relation(c[0].pos, c[0], op, c[2])
 
     def relation_group(self, c: list) -> Relation:
-        return c[1]
+        return replace(c[1], bracket=c[0].type)
 
     def sum_expr(self, c: list) -> Node:
         terms: list[tuple[str, Node]] = [("+", c[0])]
@@ -1175,6 +1176,7 @@ class _Meaning:
     def product(self, nodes: list[Node]) -> sp.Expr | _Diff | _Operator:
         self.invisible_braces(nodes)
         self.ambiguous_ones(nodes)
+        self.conditions_or_indicators(nodes)
         items = [self.item(n) for n in nodes]
         items = self.text_words(items)
         items = self.index_typed_after(items)
@@ -1334,6 +1336,30 @@ class _Meaning:
                 self.feature(inner.name, inner.pos)
                 it.sup = None
         return items
+
+    def conditions_or_indicators(self, nodes: list[Node]) -> None:
+        """``… (1 + x̂_k x̂_i) \\quad (k \\neq i)``: the indicator [k ≠ i] times what comes
+        before, or the condition "for k ≠ i" of the line?  Square brackets are Iverson's, and
+        ``1(k == i)``, ``\\mathbb{1}(k = i)``, ``\\delta(i = k)`` name the indicator; a relation
+        in round (or curly) brackets after anything else is not read."""
+        for k, node in enumerate(nodes):
+            if not isinstance(node, Relation) or node.bracket not in ("LPAR", "LCURLY"):
+                continue
+            before = nodes[k - 1] if k > 0 else None
+            named = (
+                (isinstance(before, Num) and before.text == "1")
+                or isinstance(before, Ones)
+                or (isinstance(before, Macro) and before.name == "delta")
+            )
+            if before is not None and not named:
+                op = "\\ne" if node.op == "ne" else "="
+                raise self.error(
+                    f"a relation in parentheses after an expression ({_render(node.lhs)} {op} "
+                    f"{_render(node.rhs)}): the indicator [{_render(node.lhs)} {op} "
+                    f"{_render(node.rhs)}] times it, or a condition of the line (for …)? Write "
+                    "[k \\ne i] for the indicator, \\text{for $k \\ne i$} for a condition",
+                    node.pos,
+                )
 
     def ambiguous_ones(self, nodes: list[Node]) -> None:
         """\\mathbf{1} alone is the vector of ones in one post and the matrix of ones (1 X is
