@@ -171,7 +171,8 @@ def _notebook(markdown_text: str) -> str:
 def test_a_line_with_a_member_not_checked_says_so(tmp_path: Path):
     """y_i = γx̂_i + β = (a member not checked): the checked member holds; the verdict beside
     the line and the summary say the other was not checked.  And a line not checked
-    (calvinfeng's notebook, line 146) says why once (not again as a note)."""
+    (costa's ∂l/∂istd, line 51: istd is a node only of the post's graph image) says why once
+    (not again as a note)."""
     import bnderive
 
     path = tmp_path / "post.md"
@@ -186,12 +187,12 @@ def test_a_line_with_a_member_not_checked_says_so(tmp_path: Path):
     md = markdown(report)
     assert "member 2 not checked (not covered by the verdict) |" in md
 
-    path = "tests/derivations_real/calvinfeng_bn_derivations.ipynb"
+    path = "tests/derivations_real/costa_2016_graph.md"
     result = bnderive.check(path, methods=["exact"], modes=["per-activation"])
     report = build_report(check_result=result, truth=False)
     (form,) = report.forms
     md = markdown(report)
-    unchecked = next(e for e in form.lines if e.place.startswith("line 146 "))
+    unchecked = next(e for e in form.lines if e.place.startswith("line 51"))
     assert unchecked.status == "not checked" and unchecked.reason
     assert unchecked.reason not in unchecked.notes
     assert md.count(markdown_text(unchecked.reason)) == 1
@@ -215,7 +216,7 @@ def test_check_reads_a_notebook_as_report_does(tmp_path: Path):
     strict = CliRunner().invoke(cli, [*args, "--strict"])
     assert strict.exit_code == 3, strict.output
     result = CliRunner().invoke(
-        cli, ["check", "tests/derivations_real/calvinfeng_bn_derivations.ipynb", "--method",
+        cli, ["check", "tests/derivations_real/costa_2016_graph.md", "--method",
               "exact", "--no-timing"]
     )  # fmt: skip
     assert result.exit_code in (0, 1), result.output  # a verdict on a real notebook's lines
