@@ -171,7 +171,7 @@ def _notebook(markdown_text: str) -> str:
 def test_a_line_with_a_member_not_checked_says_so(tmp_path: Path):
     """y_i = γx̂_i + β = (a member not checked): the checked member holds; the verdict beside
     the line and the summary say the other was not checked.  And a line not checked
-    (costa's ∂l/∂istd, line 51: istd is a node only of the post's graph image) says why once
+    (costa's ∂l/∂xsquarred, line 62: a node only of the post's graph image) says why once
     (not again as a note)."""
     import bnderive
 
@@ -192,7 +192,7 @@ def test_a_line_with_a_member_not_checked_says_so(tmp_path: Path):
     report = build_report(check_result=result, truth=False)
     (form,) = report.forms
     md = markdown(report)
-    unchecked = next(e for e in form.lines if e.place.startswith("line 51"))
+    unchecked = next(e for e in form.lines if e.place.startswith("line 62"))
     assert unchecked.status == "not checked" and unchecked.reason
     assert unchecked.reason not in unchecked.notes
     assert md.count(markdown_text(unchecked.reason)) == 1
