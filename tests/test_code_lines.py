@@ -227,6 +227,8 @@ def test_ascii_maths_in_a_code_block_is_read_and_holds(tmp_path):
     assert chain.read is not None and chain.read.defines == "dvar" and len(chain.read.rhs) == 2
     assert any("dout/dvar read as ∂L/∂var" in note for note in chain.notes)
     assert by_text["dmu_j/dx_ij"].read.defines == "dmu_dx"
+    # xn = (x - mu) / np.sqrt(var + eps): dxn/dx is its line's derivative, μ and σ² held, said
+    assert any("dxn/dx with μ, σ² held fixed" in note for note in by_text["da"].notes)
     found = verdicts_by_line(form)
     assert found and all(s == {Status.HOLDS} for s in found.values()), found
 

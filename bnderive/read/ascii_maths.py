@@ -486,6 +486,13 @@ class _Ascii(_Expr):
             for name in sorted(_names(expr) & set(nodes))
             if name != den.node and _depends(nodes, name, den.node, set())
         ]
+        layer = sorted(_names(expr) & _DEPEND_ON.get(den.node, set()))
+        if layer and not through:  # norm = (x - mu) / np.sqrt(var + eps): dnorm/dx, μ σ² held
+            self.owner.notes.append(
+                f"d{num.name}/d{den.name} with {', '.join(_LAYER_WORDS[n] for n in layer)} "
+                f"held fixed: the local derivative of the post's graph ({num.name}'s line as "
+                "written), not the total one"
+            )
         if not through:
             return
         words = [_written(self.reader, name) for name in through]
@@ -567,6 +574,9 @@ def _with_notes(read: LineRead, notes: list[str]) -> LineRead:
 _DEPEND_ON = {"x": {"mu", "var", "xhat", "y"}, "mu": {"xhat", "y"}, "var": {"xhat", "y"}}
 _DEPEND_ON["xhat"] = {"y"}
 """The layer's nodes that depend on another of its nodes (a post's name using them does too)."""
+
+
+_LAYER_WORDS = {"mu": "μ", "var": "σ²", "xhat": "x̂", "y": "y"}
 
 
 def _names(expr: sp.Expr) -> set[str]:
