@@ -176,3 +176,71 @@ def test_a_forward_that_returns_beta_alone_is_refuted_not_a_crash(tmp_path):
     assert result.exit_code == 1, result.output
     assert rows(result)[("batchnorm_forward", "per-activation training", "out")] == "refuted"
     assert rows(result)[("batchnorm_backward", "per-activation training", "dx")] == "holds"
+
+
+def test_code_without_one_eps_is_not_excused_at_either(tmp_path):
+    """A local ε that is 1e-3 for an even batch and 1e-5 for an odd one (a probe of the rule that
+    code which takes no ε must normalize with one ε): read back as 1e-3 at the even default
+    shape and 1e-5 at the odd ones, so no one ε, and the forward stays refuted.  The shapes of
+    the check at a code's own ε (M = 4, 6 and 4×2) are all even: excused at 1e-3, this code
+    would hold everywhere.  Killed: ``_one_eps``'s ``if len(found) != 1 or None in found:
+    return None`` deleted or made ``and`` (which ε a set of two gives first is CPython's set
+    order: 1e-3 here)."""
+    path = staged(tmp_path, "parity_eps.py", (READ, "eps = 1e-3 if x.shape[0] % 2 == 0 else 1e-5"))
+    result = run(str(path), "--train", "--json")
+    assert result.exit_code == 1, result.output
+    assert rows(result)[("batchnorm_forward", "per-activation training", "out")] == "refuted"
+    assert not any("takes no ε" in n for n in json.loads(result.output)["notes"])
+
+
+def test_code_without_eps_at_eps_zero_says_so_in_training_and_eval(tmp_path):
+    """A local ε = 0: BatchNorm at ε = 0 in training, and its eval mode checked at that ε.  The
+    training note says the ε was found from the output, with what ε = 0 means; the eval note
+    that it is the training forward's.  Killed: ``if eps == 0`` of ``_fixed_note`` made 1 or −1
+    (the meaning of ε = 0 lost) and ``if not inherited`` forced true or negated (one section's
+    note said of the other)."""
+    path = staged(tmp_path, "eps_zero.py", (READ, "eps = 0.0"))
+    result = run(str(path), "--json")
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.output)["notes"]
+    head = "batchnorm_forward takes no ε (its forward has no eps parameter and reads no eps from "
+    head += "bn_param): it normalizes with ε = 0 (ε = 0, or one below float64's resolution: a "
+    head += "feature constant over the batch divides by zero)"
+    found = [n for n in notes if n.startswith(head + ", found exactly from its output")]
+    inherited = [n for n in notes if n.startswith(head + " where it was first checked (training)")]
+    assert len(found) == 1 and len(inherited) == 1, notes
+    assert notes.index(found[0]) < notes.index(inherited[0])  # training's section comes first
+    assert not any("flattens" in n for n in notes)  # a layout note only for a flattening layer
+
+
+def test_an_eval_mode_with_its_own_eps_is_told_which_without_the_callers_eps(tmp_path):
+    """Training at a local 1e-5, eval at a literal 1e-6: the eval out is refuted, and its
+    diagnosis names both ε, says where the forward is BatchNorm at 1e-6 (the shapes, without
+    the method's word), and does not add "wrong only where the caller's ε is not that" (the code
+    takes no ε).  Killed: that tail's ``is not`` → ``is``, the scope's ``rsplit(' ', 1)[0]``
+    made ``[0]`` of no split."""
+    path = staged(
+        tmp_path, "eval_eps.py", (READ, "eps = 1e-5"),
+        ("np.sqrt(running_var + eps)", "np.sqrt(running_var + 1e-6)"),
+    )  # fmt: skip
+    result = run(str(path), "--json")
+    assert result.exit_code == 1, result.output
+    found = rows(result)
+    assert found[("batchnorm_forward", "per-activation training", "out")] == "holds"
+    assert found[("batchnorm_forward", "per-activation eval", "out")] == "refuted"
+    diagnoses = json.loads(result.output)["diagnoses"]
+    line = next(d["lines"][0] for d in diagnoses if d["section"] == "per-activation eval")
+    assert line == (
+        "here it normalizes with ε = 1e-06, its training forward with ε = 1e-05 (the code takes "
+        "no ε; every mode must use the same one): with ε = 1e-06 the forward is BatchNorm (exact "
+        "at 4×1, 6×1, 4×2, inputs where √(σ²+1e-06) is rational)"
+    ), line
+
+
+def test_a_spatial_file_that_keeps_its_layout_gets_no_flattening_note():
+    """spatial_batchnorm_* on (N, C, H, W): its running statistics are per channel and compared,
+    so no note says they were not.  Killed: the flattening note's ``and`` → ``or`` and
+    ``==`` → ``!=`` (said of every SPATIAL section)."""
+    result = run(str(IMPLS / "spatial.py"), "--train", "--json")
+    assert result.exit_code == 0, result.output
+    assert not any("flattens" in n for n in json.loads(result.output)["notes"])
