@@ -1056,7 +1056,7 @@ def test_a_letter_for_gamma_and_a_subscripted_size_need_the_post_to_say_so(tmp_p
         ),
     )
     assert [line.status for line in said.lines] == ["checked", "checked"]
-    assert any("w read as γ" in n for n in said.notes)
+    assert any("read w as γ" in n for n in said.notes)
     unsaid = doc(
         tmp_path,
         lines(

@@ -114,6 +114,16 @@ def test_one_radical_written_twice_is_one_symbol(screen_blind):
     assert decide_zero(identity, quick=False).outcome is Zero.ZERO
 
 
+def test_a_radical_of_a_multiple_of_another_radicand_shares_its_symbol(screen_blind):
+    # √(3·b) beside √b (Sinai's σ = √(Σ(x−μ)²/n) beside the truth's √(Σ(x−μ)²)): one symbol,
+    # √(3b) = √3·s, so an identity through both is zero, and a wrong factor is not.
+    b = x**2 + x * y + y**2
+    identity = 1 / (sp.sqrt(3 * b) + 1) - 1 / (sp.sqrt(3) * sp.sqrt(b) + 1)
+    assert decide_zero(identity, quick=False).outcome is Zero.ZERO
+    wrong = 1 / (sp.sqrt(3 * b) + 1) - 1 / (sp.sqrt(b) + 1)
+    assert decide_zero(wrong, quick=False).outcome is Zero.NONZERO
+
+
 def test_a_rational_identity_is_not_taken_for_a_laurent_polynomial(screen_blind):
     # 1/(x+1) + x/(x+1) − 1 expands to three terms but is zero: the shortcut "distinct
     # monomials are independent" holds only for monomial denominators.

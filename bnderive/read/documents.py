@@ -56,7 +56,7 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -84,6 +84,7 @@ from bnderive.read.latex_reader import (
     name_bound,
     parse_equation_line,
 )
+from bnderive.read.letters import headings, letter_roles
 from bnderive.read.macros import Macro, MacroError, expand, find_definitions
 from bnderive.read.own_graph import LAYER_NODES, GraphUnknown, OwnGraph, hidden_path, label_of
 
@@ -916,14 +917,6 @@ _STAT_SUBSCRIPT = re.compile(r"\\(mu|sigma|beta|gamma)\s*_\s*(?:\{\s*([a-z])\s*\
 _ONE_INDEX = re.compile(r"(?<![a-zA-Z\\])[xyghXY]\s*_\s*(?:\{\s*([a-z])\s*\}|([a-z]))")
 
 
-#: y_{c,i} = {w_c} \cdot \frac{…}{…} + {\beta _c}: the forward line of y, written with a letter of
-#: the post's own where γ stands (Xiyun Song's 2020 post writes γ as the weight w_c).
-_SCALE_LETTER = re.compile(
-    r"(?<![a-zA-Z\\])y\s*_[^=\n]*=\s*\{?\s*([a-zA-Z])\s*(?:_\s*(?:\{\s*[a-z]\s*\}|[a-z]))?\s*\}?\s*"
-    r"(?:\\cdot|\\times|\\frac|\\left\s*\(|\()[^=\n]*\+\s*\{?\s*\\beta(?![a-zA-Z])"
-)
-
-
 #: Σ_{k ≠ i}, \mathop \sum \limits_{k \ne {\rm{i}}}: a sum over all k but i.
 _SUM_APART = re.compile(
     r"(?:\\sum|\\Sigma|∑|Σ)(?:\s*\\(?:limits|nolimits))?\s*_\s*\{\s*([a-z])\s*"
@@ -950,14 +943,6 @@ _JACOBIAN_OF = (
     r"\\partial\s*\{?\s*(?:\\[A-Za-z]+\s*\{\s*[A-Za-z]+\s*\}|\\?[A-Za-z]+)\s*_\s*"
     r"(?:\{[^{}]*\b%s\b[^{}]*\}|%s\b)"
 )
-
-
-def _scale_letter(maths: str) -> str | None:
-    """The letter a post writes for γ, the scale: the first factor of its forward line
-    y = w·(x − μ)/σ + β, when that letter means nothing else to the reader."""
-    found = {m.group(1) for m in _SCALE_LETTER.finditer(maths)}
-    found -= set("xyghXYNMmHWdLEJfTiDC")
-    return found.pop() if len(found) == 1 else None
 
 
 #: x_{s,c,k}: three index letters under an array (sample, channel, position in Xiyun Song's
@@ -1034,14 +1019,12 @@ def _family(norm: Norm, maths: str, einstein: bool | str = False) -> Family:
     whether repeated indices are summed (``_einstein``)."""
     if norm is not Norm.LAYER:
         channels, elements = _channels(maths)
-        scale = _scale_letter(maths)
         return Family(
             einstein=bool(einstein),
             pairs=einstein == "pairs",
             channels=channels,
             elements=elements,
             parts=_parts(maths, channels),
-            scale=scale,
             apart=_apart(maths),
             labels=_layer_labels(maths, Family().sizes),
         )
@@ -1751,11 +1734,11 @@ def _read(
         modes = (Mode.PER_ACTIVATION,)  # one sample's features: the layout is (N, D)
     valued_lines = [body.count("\n", 0, o) + 1 for o in valued]
     einstein, said = _einstein(meta, at, maths)
-    family = _family(norm, maths, einstein)
+    family, lettered = _own_letters(_family(norm, maths, einstein), body, rows, macros)
     eps = (eps_maths, valued_lines)
     spec, sigma, notes = _conventions(meta, at, maths, norm, eps, family.labels)
     notes += said
-    notes.extend(_family_notes(family))
+    notes.extend(_family_notes(family) + lettered)
     builder = _Builder(spec)
     reading = _Reading(builder, body, cells or [], sigma, modes == (Mode.SPATIAL,), family)
     reading.macros = macros
@@ -1889,15 +1872,24 @@ def _conventions(
 
 
 def _family_notes(family: Family) -> list[str]:
-    """What the notation was read as, said with the document: LayerNorm's sizes, a letter of
-    the post's own for γ."""
-    notes = [_layer_note(family)] if family.layer else []
-    if family.scale is not None:
-        notes.append(
-            f"{family.scale} read as γ, the scale: the post's forward line writes "
-            f"y = {family.scale}·(x − μ)/σ + β"
-        )
-    return notes
+    """What the notation was read as, said with the document: LayerNorm's sizes."""
+    return [_layer_note(family)] if family.layer else []
+
+
+def _own_letters(
+    family: Family, body: str, rows: Sequence[tuple[int, str]], macros: dict[str, Macro]
+) -> tuple[Family, list[str]]:
+    """``family`` with the post's own letters for γ, β, y, x̂, x (``letters.letter_roles``,
+    learned from its forward lines), and the notes that say what was read or refused."""
+    equations = []
+    for offset, piece in rows:
+        lead = len(piece) - len(piece.lstrip())
+        for shift, equation, _side in _equations(_expanded(piece.strip(), macros)):
+            lead2 = len(equation) - len(equation.lstrip())
+            line, _ = _position(body, offset + lead + shift + lead2)
+            equations.append((line, equation.strip()))
+    letters, notes = letter_roles(equations, family, headings(body))
+    return replace(family, letters=letters), notes
 
 
 def _layer_note(family: Family) -> str:

@@ -571,6 +571,7 @@ _BARE = sp.Symbol("_bare", integer=True)
 #: ∂L/∂σ with σ = √σ² (named so that no code variable, such as a post's dstd, is taken for it)
 DSTD = sp.Symbol("∂L/∂σ")  # an element written without index (x̂, δy)
 _AFFINE = ("gamma", "beta")
+_ROLE_TEXT = {"gamma": "γ", "beta": "β", "y": "y", "xhat": "x̂", "x": "x"}
 _OVER_BATCH = -1  # check_limits: a LayerNorm sum up to the batch size (over the samples)
 _PLACEHOLDER = re.compile(r"_b\d+")  # a sum's index until the line is read
 _ARRAY_LETTERS = {"x": "x", "h": "x", "y": "y", "g": "g", "X": "x", "Y": "y"}
@@ -698,6 +699,24 @@ class _Operator:
 
 
 @dataclass(frozen=True)
+class LetterRole:
+    """A letter of the post's own that means a quantity of the layer (``role``: gamma, beta,
+    y, xhat, x) on the lines ``start`` ≤ line < ``end`` (``end`` None: to the end), as the
+    forward line at ``source`` writes it; ``role`` None: what it means there is not said
+    (``reason``), so a line that uses it is not read."""
+
+    letter: str
+    role: str | None
+    start: int
+    end: int | None
+    reason: str = ""
+    source: int = 0
+
+    def holds_at(self, line: int) -> bool:
+        return self.start <= line and (self.end is None or line < self.end)
+
+
+@dataclass(frozen=True)
 class Family:
     """What the document's normalization makes of the notation.  BatchNorm (the default): γ and
     β are one number per set, N, m, M are the set's size.  LayerNorm (``layer``): the set is the
@@ -729,8 +748,9 @@ class Family:
     #: (k, i) when the document sums over k ≠ i (Σ_{k≠i}): its ∂y_k/∂x_i lines are read for
     #: k ≠ i, the diagonal written apart.
     apart: frozenset[tuple[str, str]] = frozenset()
-    #: The letter the document writes for γ (its forward line y = w·x̂ + β), if not γ.
-    scale: str | None = None
+    #: The post's own letters for the layer's roles, learned from its forward line
+    #: (``letters.letter_roles``: Sinai's a, b, Z for γ, β, y), each over the lines it holds.
+    letters: tuple[LetterRole, ...] = ()
     #: Letters the document writes only as a superscript on its layer's symbols (Z^l, μ^{(l)}):
     #: a layer label, never a power (the letter is no number, size or index anywhere else), so
     #: x_r^l is x_r (``documents._layer_labels``).
@@ -1553,9 +1573,8 @@ class _Meaning:
             )
         if isinstance(base, Op):
             return _Item("op", base.pos, base.op, dot=base.dot)
-        if isinstance(base, Letter) and base.name == self.family.scale and not base.font:
-            # the post's own letter for γ (w_c): γ, its channel subscript and all
-            return _Item("macro", base.pos, "gamma", Macro(base.pos, "gamma"), sub, sup)
+        if isinstance(base, Letter) and not base.font:
+            base = self.own_letter(base)  # the post's a, b, Z for γ, β, y (Family.letters)
         if isinstance(base, Letter):
             label = _label(sup)
             if label is not None and not base.font:
@@ -1569,6 +1588,27 @@ class _Meaning:
         if isinstance(base, Bracket):
             return _Item("bracket", base.pos, "", base, sub, sup)
         return _Item("node", base.pos, "", base, sub, sup)
+
+    def own_letter(self, letter: Letter) -> Node:
+        """The node a letter of the post's own stands for on this line (``Family.letters``):
+        γ, β, y, x̂ or x; the letter itself when it has no such meaning here.  A letter whose
+        meaning on this line is not said (two forward lines give it two) is not read."""
+        for role in self.family.letters:
+            if role.letter != letter.name or not role.holds_at(self.line0):
+                continue
+            if role.role is None:
+                raise self.error(role.reason, letter.pos)
+            pos = letter.pos
+            if role.start > 0:
+                said = f"{letter.name} read as {_ROLE_TEXT[role.role]} (line {role.source})"
+                if said not in self.notes:
+                    self.notes.append(said)
+            if role.role in ("gamma", "beta"):
+                return Macro(pos, role.role)
+            if role.role == "xhat":
+                return Hat(pos, Letter(pos, "x"))
+            return Letter(pos, role.role)
+        return letter
 
     def index_typed_after(self, items: list[_Item]) -> list[_Item]:
         """``xi`` typed for x_i (Costa 2016): an index letter right after an array letter that has
@@ -2436,6 +2476,16 @@ class _Meaning:
             wrt = den.value
             if isinstance(wrt, sp.Pow):
                 wrt = wrt.base  # pragma: no cover - a node with an exponent is "expr"
+            if den.target == "x" and wrt == N.x[_BARE] and _BARE in of.free_symbols:
+                # Sinai's ∂z/∂x ∂L/∂z: the Jacobian (x̂_k and y_k depend on every x_i through
+                # μ and σ) times a vector, or each element's own derivative?
+                raise self.error(
+                    f"∂{text}/∂{den.text} between arrays written without an index: the "
+                    "Jacobian (a matrix, ∂·_k/∂x_i) or each element's own derivative "
+                    "∂·_i/∂x_i? The two differ; write the indices",
+                    pos,
+                    NotCheckable,
+                )
             if isinstance(wrt, sp.Indexed) and _BARE in of.free_symbols:
                 # ∂(γx̂ + β)/∂x̂_k: what is differentiated is about the element k
                 of = of.xreplace({_BARE: wrt.indices[0]})

@@ -69,12 +69,34 @@ def _normalize_radicals(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Symbol, i
             continue
         q = int(exponent.q)
         key = (base, q)
+        same = _proportional(base, q, rel_list)
+        if key not in relations and same is not None:
+            # √(c·b) beside √b (a post's σ = √(Σ(x−μ)²/n) and the truth's): one relation,
+            # √(c·b) = √c·s, or the reduction works with two radicals where one is needed
+            s, c = same
+            mapping[node] = c**exponent * s ** int(q * exponent)
+            continue
         if key not in relations:
             s = sp.Dummy(f"s{len(rel_list)}", positive=True)
             relations[key] = s
             rel_list.append((s, q, base))
         mapping[node] = relations[key] ** int(exponent.p)
     return (expr.xreplace(mapping) if mapping else expr), rel_list
+
+
+def _proportional(
+    base: sp.Expr, q: int, relations: list[tuple[sp.Symbol, int, sp.Expr]]
+) -> tuple[sp.Symbol, sp.Expr] | None:
+    """(s, c) of a square-root relation s² = b with ``base`` = c·b, c a positive rational."""
+    if q != 2:
+        return None
+    for s, q2, other in relations:
+        if q2 != 2:
+            continue
+        ratio = sp.cancel(base / other)
+        if ratio.is_Rational and ratio > 0:
+            return s, ratio
+    return None
 
 
 def _has_nonmonomial_denominator(expr: sp.Expr) -> bool:
