@@ -244,3 +244,51 @@ def test_a_spatial_file_that_keeps_its_layout_gets_no_flattening_note():
     result = run(str(IMPLS / "spatial.py"), "--train", "--json")
     assert result.exit_code == 0, result.output
     assert not any("flattens" in n for n in json.loads(result.output)["notes"])
+
+
+# -- the CLI: what is printed, and the exit code ---------------------------------------------------
+def test_an_undecided_file_prints_its_open_and_numeric_rows_and_exits_3():
+    """float32 arithmetic inside a float64 result: dx undecided, dγ and dβ numeric holds.  The
+    text output (every other exit-3 test reads --json) names the open row with "?", each
+    numeric row with "~", and totals them.  Killed: the style table's key 3 changed (a
+    KeyError at exit 3), the "~" and "?" branches deleted, forced or negated, the counts
+    (``sum(1 …)``, ``is`` → ``is not``) and the statuses they count swapped."""
+    result = run(str(IMPLS / "float32_inside.py"), "--train")
+    assert result.exit_code == 3, result.output
+    lines = result.output.splitlines()
+    assert sum(line.startswith("? bn_backward: dx float64 differs") for line in lines) == 1
+    assert sum(line.startswith("~ bn_backward: dgamma float32 agrees") for line in lines) == 1
+    assert sum(line.startswith("~ bn_backward: dbeta float32 agrees") for line in lines) == 1
+    assert not any(line.startswith(("✗", "? bn_backward: dgamma", "~ bn_backward: dx"))
+                   for line in lines)  # fmt: skip
+    assert lines[-1].startswith("? undecided: 2 hold, 1 undecided in "), lines[-1]
+
+
+def test_a_refuted_file_totals_its_rows():
+    """wrong_nogamma.py in both modes: eleven rows hold, dx is refuted.  Killed: the totals'
+    statuses swapped (``Status.HOLDS`` / ``Status.REFUTED`` / ``Status.UNDECIDED``)."""
+    result = run(str(IMPLS / "wrong_nogamma.py"))
+    assert result.exit_code == 1, result.output
+    last = result.output.splitlines()[-1]
+    assert last.startswith("✗ refuted: 11 hold, 1 refuted in "), last
+
+
+def test_eval_and_train_together_are_refused():
+    """--eval --train: each checks one mode, so both at once is an error (exit 2), not one of
+    them silently.  Killed (with ``--reimport``: the command's body): the check deleted, forced
+    or made ``or``."""
+    result = run(str(IMPLS / "wrong_nogamma.py"), "--eval", "--train")
+    assert result.exit_code == 2, result.output
+    assert "--eval and --train each check one mode only" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_one_file_with_csv_is_checked_as_a_folder(tmp_path):
+    """--csv asks for the folder summary even for one file: the summary table and the CSV row,
+    with the file's exit code.  Killed (``--reimport``): ``csv_path is not None`` negated or
+    the ``or`` made ``and``."""
+    out = tmp_path / "one.csv"
+    result = run(str(IMPLS / "wrong_nogamma.py"), "--csv", str(out))
+    assert result.exit_code == 1, result.output
+    assert "1 files: 0 hold, 1 refuted, 0 undecided, 0 could not be checked" in result.output
+    assert out.read_text(encoding="utf-8").splitlines()[1].split(",")[1:4] == ["refuted", "11", "1"]
