@@ -292,3 +292,28 @@ def test_one_file_with_csv_is_checked_as_a_folder(tmp_path):
     assert result.exit_code == 1, result.output
     assert "1 files: 0 hold, 1 refuted, 0 undecided, 0 could not be checked" in result.output
     assert out.read_text(encoding="utf-8").splitlines()[1].split(",")[1:4] == ["refuted", "11", "1"]
+
+
+# -- localise: the stage of a wrong dx that no known mistake names ---------------------------------
+def test_localise_names_exactly_the_terms_the_residual_has():
+    """Each term alone (coefficient 1, and 0 for the others) and all three: the stages named are
+    exactly those.  Killed: ``if c != 0`` made ``c != ±1`` or forced true (the path through μ
+    named for a residual without it, or dropped from one with it): the test of 2026-12-01 read
+    only the text between the first two "σ²"."""
+    from fractions import Fraction as F
+
+    from bnderive.verify.diagnose import localise
+
+    g = [F(v) for v in (3, -1, 2, 5, -4)]
+    u = [F(v) for v in (2, -3, 1, 4, -4)]
+    direct = "the direct term dx̂_i/√(σ²+ε) (the error is proportional to dy_i)"
+    var = "the path through σ², dσ²·2(x_i−μ)/M (proportional to x_i − μ)"
+    mean = "the path through μ, dμ/M (the same for every element)"
+    assert localise(g, g, u) == f"the error lies in {direct}"
+    assert localise(u, g, u) == f"the error lies in {var}"
+    assert localise([F(1)] * 5, g, u) == f"the error lies in {mean}"
+    assert localise([F(-1)] * 5, g, u) == f"the error lies in {mean}"
+    both = [a + b for a, b in zip(g, u, strict=True)]
+    assert localise(both, g, u) == f"the error lies in {direct}; and in {var}"
+    every = [a + b + 1 for a, b in zip(g, u, strict=True)]
+    assert localise(every, g, u) == f"the error lies in {direct}; and in {var}; and in {mean}"
