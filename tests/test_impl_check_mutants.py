@@ -317,3 +317,40 @@ def test_localise_names_exactly_the_terms_the_residual_has():
     assert localise(both, g, u) == f"the error lies in {direct}; and in {var}"
     every = [a + b + 1 for a, b in zip(g, u, strict=True)]
     assert localise(every, g, u) == f"the error lies in {direct}; and in {var}; and in {mean}"
+
+
+# -- candidate_values: the known mistakes a float16 result cannot be told from ------------------------
+#: A right functional backward computed in float16 (tests/test_impl_tolerance.py's HALVED16,
+#: mended): its dx and dγ agree with the truth within float16 rounding, and so could a known
+#: mistake of the corpus.
+RIGHT16 = """
+import numpy as np
+
+
+def bn_backward(x, gamma, beta, dout, eps):
+    x, dout, gamma = x.astype(np.float16), dout.astype(np.float16), gamma.astype(np.float16)
+    m = np.float16(x.shape[0])
+    inv = np.float16(1) / np.sqrt(x.var(0) + np.float16(eps))
+    xhat = (x - x.mean(0)) * inv
+    dgamma, dbeta = (dout * xhat).sum(0), dout.sum(0)
+    dx = gamma * inv / m * (m * dout - dbeta - xhat * dgamma)
+    return dx, dgamma, dbeta
+"""
+
+
+def test_a_float16_dgamma_near_a_mistake_of_the_corpus_is_undecided_and_names_it(tmp_path):
+    """dγ in float16 is within twice its rounding of "dγ = Σ dy (x̂ forgotten)", a mutant of the
+    corpus, and dx of "the path through σ² dropped": both undecided, naming them; dβ holds.
+    Killed: ``candidates(quantity, 1, …)`` in ``candidate_values`` given order 0, 2 or 100 (no
+    mutant of the corpus a candidate: dγ held), its ``if value is not None`` deleted or
+    negated (every candidate dropped: dγ held)."""
+    path = tmp_path / "right16.py"
+    path.write_text(RIGHT16, encoding="utf-8")
+    result = run(str(path), "--json")
+    assert result.exit_code == 3, result.output
+    verdicts = {v["quantity"]: v for v in json.loads(result.output)["verdicts"]}
+    assert verdicts["dgamma"]["status"] == "undecided"
+    assert "(dgamma-without-xhat)" in verdicts["dgamma"]["detail"]
+    assert verdicts["dx"]["status"] == "undecided"
+    assert "(variance-path-dropped)" in verdicts["dx"]["detail"]
+    assert verdicts["dbeta"]["status"] == "holds"
