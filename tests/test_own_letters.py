@@ -137,3 +137,18 @@ def test_two_arrays_written_without_an_index_are_not_taken_for_each_element(tmp_
     form = doc(tmp_path, blocks(line, DGAMMA.replace("a}", "\\gamma}").replace("z_", "y_")))
     assert form.lines[0].status == "not checked"
     assert "the Jacobian" in form.lines[0].reason
+
+
+def test_an_unindexed_partial_beside_the_other_paths_is_each_elements_own(tmp_path):
+    """Calvin Feng's ∂L/∂x = ∂L/∂x̂·∂x̂/∂x + ∂L/∂σ²·∂σ²/∂x + ∂L/∂μ·∂μ/∂x: beside the paths
+    through σ² and μ, ∂x̂/∂x is each element's own partial (μ, σ² held), as before; a wrong
+    path is refuted."""
+    right = (
+        r"\frac{\partial L}{\partial x} = \frac{\partial L}{\partial \hat{x}} \cdot "
+        r"\frac{\partial \hat{x}}{\partial x} + \frac{\partial L}{\partial \sigma^{2}} \cdot "
+        r"\frac{\partial \sigma^{2}}{\partial x} + \frac{\partial L}{\partial \mu} \cdot "
+        r"\frac{\partial \mu}{\partial x}"
+    )
+    wrong = right.replace(r"\frac{\partial \mu}{\partial x}", "2")
+    form = doc(tmp_path, blocks(right, wrong))
+    assert verdicts(form) == {1: "holds", 3: "refuted"}

@@ -1884,10 +1884,13 @@ def _own_letters(
     equations = []
     for offset, piece in rows:
         lead = len(piece) - len(piece.lstrip())
-        for shift, equation, _side in _equations(_expanded(piece.strip(), macros)):
+        for shift, equation, _side in _equations(piece.strip()):
             lead2 = len(equation) - len(equation.lstrip())
-            line, _ = _position(body, offset + lead + shift + lead2)
-            equations.append((line, equation.strip()))
+            at = _position(body, offset + lead + shift + lead2)
+            try:  # as ``_Reading.equation`` reads it, so that the line's tree is parsed once
+                equations.append((*at, expand(equation.strip(), macros)))
+            except MacroError:
+                continue
     letters, notes = letter_roles(equations, family, headings(body))
     return replace(family, letters=letters), notes
 

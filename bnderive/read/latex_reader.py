@@ -805,6 +805,8 @@ class _Meaning:
         self.in_sum = 0  # inside the body of a Σ (no matrix notation there)
         #: What the reading assumed, said with the line (Σ_{i=0}^{N} read over the whole set).
         self.notes: list[str] = []
+        #: ∂x̂/∂x, ∂y/∂x between arrays written without an index, met in the member being read
+        self.bare_jacobians: list[str] = []
         self.dot_texts: dict[sp.Expr, str] = {}  # each ``Dotted`` as the line writes it
         #: Letters that are a column's feature on this line (x̂_j = (x_j − μ_j)/…: ``_columns``).
         self.columns: set[str] = set()
@@ -2477,15 +2479,10 @@ class _Meaning:
             if isinstance(wrt, sp.Pow):
                 wrt = wrt.base  # pragma: no cover - a node with an exponent is "expr"
             if den.target == "x" and wrt == N.x[_BARE] and _BARE in of.free_symbols:
-                # Sinai's ∂z/∂x ∂L/∂z: the Jacobian (x̂_k and y_k depend on every x_i through
-                # μ and σ) times a vector, or each element's own derivative?
-                raise self.error(
-                    f"∂{text}/∂{den.text} between arrays written without an index: the "
-                    "Jacobian (a matrix, ∂·_k/∂x_i) or each element's own derivative "
-                    "∂·_i/∂x_i? The two differ; write the indices",
-                    pos,
-                    NotCheckable,
-                )
+                # ∂x̂/∂x between arrays without an index: beside the paths through σ² and μ
+                # (Calvin Feng's ∂L/∂x̂·∂x̂/∂x + ∂L/∂σ²·∂σ²/∂x + …) each element's own
+                # partial; alone (Sinai's ∂z/∂x ∂L/∂z) the Jacobian? (``_read_right``)
+                self.bare_jacobians.append(f"∂{text}/∂{den.text}")
             if isinstance(wrt, sp.Indexed) and _BARE in of.free_symbols:
                 # ∂(γx̂ + β)/∂x̂_k: what is differentiated is about the element k
                 of = of.xreplace({_BARE: wrt.indices[0]})
@@ -3431,6 +3428,13 @@ def _end_of(text: str) -> tuple[int, int]:
     return len(lines), len(lines[-1]) + 1
 
 
+@lru_cache(maxsize=4096)
+def line_tree(text: str, line: int, column: int) -> Node:
+    """The syntax tree of one line (``_tree``), kept: the reader and ``letters`` (which looks
+    for the post's forward line first) parse the same lines, and a tree is immutable."""
+    return _tree(text, "line", line, column)
+
+
 def _tree(text: str, start: str, line: int, column: int) -> Node:
     if not text.strip():
         raise LatexError("nothing to read: the text is empty", line, column)
@@ -3622,7 +3626,7 @@ def _parse_line(
 ) -> LineRead:
     """One reading of a line (``parse_equation_line``), the open scopes met taken as
     ``choices`` says; one it does not say is ``Ambiguous``."""
-    tree = _tree(text, "line", line, column)
+    tree = line_tree(text, line, column)
     assert isinstance(tree, LineNode)
     if not tree.sides:
         return LineRead((), None, None, None, "prose, not an equation", "prose")
@@ -3872,7 +3876,9 @@ def _read_right(state: _LineState, meaning: _Meaning) -> LatexError | None:
     returned: raised once the left side is known)."""
     for node in state.rhs_nodes:
         try:
+            meaning.bare_jacobians = []
             value = meaning.side_value(node)
+            _no_bare_jacobian(value, meaning, node.pos)
             if state.cross is not None:
                 value = _same_feature(value, state.cross, meaning, node.pos)
             state.sides.append(value)
@@ -3890,6 +3896,29 @@ def _read_right(state: _LineState, meaning: _Meaning) -> LatexError | None:
         if first is not None and not isinstance(first, NotCheckable):
             return first
     return None
+
+
+def _no_bare_jacobian(value: sp.Expr, meaning: _Meaning, pos: Pos) -> None:
+    """A member that writes ∂x̂/∂x (or ∂y/∂x) between arrays without an index and no path
+    through σ² or μ beside it (Sinai's ∂z/∂x ∂L/∂z): the Jacobian times a vector, or each
+    element's own partial?  The two differ, so it is not checked.  Beside ∂σ²/∂x or ∂μ/∂x the
+    post sums the paths of its graph, and ∂x̂/∂x is each element's own partial."""
+    if not meaning.bare_jacobians:
+        return
+    paths = {
+        p.args[0]
+        for p in value.atoms(N.Partial)
+        if isinstance(p.args[1], sp.Indexed) and p.args[1].base == N.x
+    }
+    if paths & {N.var, N.mu}:
+        return
+    raise meaning.error(
+        f"{meaning.bare_jacobians[0]} between arrays written without an index, and no path "
+        "through σ² or μ beside it: the Jacobian (a matrix, ∂·_k/∂x_i) or each element's own "
+        "derivative ∂·_i/∂x_i? The two differ; write the indices",
+        pos,
+        NotCheckable,
+    )
 
 
 def _sizes_only(state: _LineState) -> None:

@@ -48,7 +48,7 @@ from bnderive.read.latex_reader import (
     ScriptArg,
     Scripted,
     SumExpr,
-    _tree,
+    line_tree,
 )
 
 #: How a role is said in a note.
@@ -79,27 +79,29 @@ def headings(body: str) -> list[int]:
 
 
 def letter_roles(
-    equations: Sequence[tuple[int, str]], family: Family, starts: Sequence[int]
+    equations: Sequence[tuple[int, int, str]], family: Family, starts: Sequence[int]
 ) -> tuple[tuple[LetterRole, ...], list[str]]:
     """The post's own letters for the layer's roles (``LetterRole`` entries) and the notes that
-    say what was read and what was refused, from its equations ``(line, text)``; ``starts`` are
-    the lines where a section starts (``headings``)."""
+    say what was read and what was refused, from its equations ``(line, column, text)``;
+    ``starts`` are the lines where a section starts (``headings``)."""
     trees: list[tuple[int, str, LineNode | None]] = []
-    for line, text in equations:
+    for line, column, text in equations:
         try:
-            tree = _tree(text, "line", line, 1)
+            tree = line_tree(text, line, column)
         except LatexError:
             tree = None
         trees.append((line, text, tree if isinstance(tree, LineNode) else None))
     notes: list[str] = []
     bound: list[_Bound] = []
-    for line, text, tree in trees:
-        if tree is None:
-            continue
-        found = forward_roles(tree, family.labels)
-        if found is None:
-            continue
-        made, said = _admit(found, line, text, trees, family)
+    forward = [
+        (line, text, forward_roles(tree, family.labels)) for line, text, tree in trees if tree
+    ]
+    forward = [(line, text, found) for line, text, found in forward if found is not None]
+    if not forward:
+        return (), []
+    uses = _uses(trees, family, {line for line, _, _ in forward})
+    for line, text, found in forward:
+        made, said = _admit(found, line, text, uses, family)
         bound += made
         notes += said
     roles = _scoped(bound, trees, starts, notes)
@@ -232,12 +234,41 @@ def _walk(node: object) -> Iterator[Node]:
 
 
 # -- which bindings are admitted ------------------------------------------------------------------
+@dataclass
+class _Uses:
+    """What the maths makes of its letters besides a forward line, read once: the first line
+    that writes each as an index, or defines it (its line's left side), and every letter
+    written."""
+
+    index: dict[str, int]
+    defined: dict[str, int]
+    written: set[str]
+
+
+def _uses(
+    trees: Sequence[tuple[int, str, LineNode | None]], family: Family, forward: set[int]
+) -> _Uses:
+    uses = _Uses({}, {}, set())
+    for at, text, tree in trees:
+        if tree is None:  # a line not parsed: a letter alone in a subscript is an index
+            for m in re.finditer(r"_\s*\{([^{}]*)\}|_\s*([A-Za-z])", text):
+                for letter in re.findall(r"(?<![a-zA-Z\\])[A-Za-z](?![a-zA-Z])", m.group(0)[1:]):
+                    uses.index.setdefault(letter, at)
+            continue
+        for n in _walk(tree):
+            if isinstance(n, Letter) and not n.font:
+                uses.written.add(n.name)
+            for letter in _index_letters(n, family.sizes):
+                uses.index.setdefault(letter, at)
+        lhs = tree.sides[0] if tree.sides else None
+        letter = _letter(lhs, family.labels) if at not in forward else None
+        if letter is not None:
+            uses.defined.setdefault(letter, at)
+    return uses
+
+
 def _admit(
-    found: dict[str, str],
-    line: int,
-    text: str,
-    trees: Sequence[tuple[int, str, LineNode | None]],
-    family: Family,
+    found: dict[str, str], line: int, text: str, uses: _Uses, family: Family
 ) -> tuple[list[_Bound], list[str]]:
     """The bindings of one forward line that clash with nothing, and the notes: what each letter
     is read as, and each refused binding with its reason."""
@@ -245,7 +276,7 @@ def _admit(
     made: list[_Bound] = []
     notes: list[str] = []
     for letter, role in found.items():
-        clash = _clash(letter, line, trees, family)
+        clash = _clash(letter, uses, family)
         if clash is not None:
             notes.append(
                 f"{letter} is not read as {ROLE_TEXT[role]} although line {line} ({written}) "
@@ -255,14 +286,12 @@ def _admit(
         made.append(_Bound(letter, role, line, written))
         other = letter.swapcase()
         if role in ("y", "xhat", "x") and other != letter and other not in found:
-            if _clash(other, line, trees, family) is None and _written(other, trees):
+            if _clash(other, uses, family) is None and other in uses.written:
                 made.append(_Bound(other, role, line, written, partner=True))
     return made, notes
 
 
-def _clash(
-    letter: str, line: int, trees: Sequence[tuple[int, str, LineNode | None]], family: Family
-) -> str | None:
+def _clash(letter: str, uses: _Uses, family: Family) -> str | None:
     """Why ``letter`` cannot be read as a role of the layer: what else the maths makes of it."""
     if letter in _RESERVED or letter in _INDEX_LETTERS or letter in ("e", "l", "D"):
         return f"the reader reads {letter} as another quantity or an index"
@@ -272,51 +301,31 @@ def _clash(
         return f"{letter} is an index of this post (x_{letter})"
     if letter in family.labels:
         return f"{letter} is this post's layer label"
-    for at, text, tree in trees:
-        if tree is None:
-            if re.search(rf"_\s*\{{[^{{}}]*(?<![a-zA-Z\\]){letter}(?![a-zA-Z])|_\s*{letter}", text):
-                return f"line {at} writes {letter} in a subscript (an index)"
-            continue
-        if any(_in_index(n, letter, family.sizes) for n in _walk(tree)):
-            return f"line {at} writes {letter} as an index"
-        lhs = tree.sides[0] if tree.sides else None
-        if (
-            at != line
-            and lhs is not None
-            and _letter(lhs, family.labels) == letter
-            and forward_roles(tree, family.labels) is None
-        ):
-            return f"line {at} defines {letter} as a quantity of its own"
+    if letter in uses.index:
+        return f"line {uses.index[letter]} writes {letter} as an index"
+    if letter in uses.defined:
+        return f"line {uses.defined[letter]} defines {letter} as a quantity of its own"
     return None
 
 
-def _in_index(node: Node, letter: str, sizes: frozenset[str]) -> bool:
-    """``node`` puts ``letter`` in a subscript or a sum's limits (a size's subscript, N_{row}
+def _index_letters(node: Node, sizes: frozenset[str]) -> set[str]:
+    """The letters ``node`` puts in a subscript or a sum's limits (a size's subscript, N_{row}
     or N_i, names what it counts: no index of its own)."""
     args: list[ScriptArg | None] = []
     if isinstance(node, Scripted):
         base = _bare(node.base)
         if isinstance(base, Letter) and base.name in sizes | {"N", "M", "m", "n"}:
-            return False
+            return set()
         args = [node.sub]
     elif isinstance(node, BigSum):
         args = [node.sub, node.sup]
-    return any(
-        isinstance(n, Letter) and n.name == letter and not n.font
+    return {
+        n.name
         for arg in args
         if arg is not None
         for n in _walk(arg)
-    )
-
-
-def _written(letter: str, trees: Sequence[tuple[int, str, LineNode | None]]) -> bool:
-    """The maths writes ``letter`` as a letter of its own somewhere."""
-    return any(
-        isinstance(n, Letter) and n.name == letter and not n.font
-        for _, _, tree in trees
-        if tree is not None
-        for n in _walk(tree)
-    )
+        if isinstance(n, Letter) and not n.font
+    }
 
 
 # -- where each meaning holds ---------------------------------------------------------------------
