@@ -34,7 +34,7 @@ from bnderive.errors import BnderiveError
 from bnderive.usercode.imports import stub_imports
 from bnderive.usercode.layer import layer_plans
 from bnderive.usercode.layout import ImplementationError, read_source
-from bnderive.usercode.precision import rounding_bounds, running_bound
+from bnderive.usercode.precision import rounding_bounds, running_bound, visible_mistake
 from bnderive.usercode.run import (
     Caller,
     Run,
@@ -2117,14 +2117,11 @@ def mistake_values(case: Case, quantity: str) -> list[tuple[str, np.ndarray]]:
         from bnderive.verify.diagnose import candidate_values
 
         found = [(label, values) for label, values in candidate_values(quantity, case)]
-    # A mistake within float64 rounding of the truth at this case is not visible here at any
-    # precision (dγ = Σ g·x̂ = 0 at a point makes every factor in front of it vanish too).
     visible = case_bounds(case, "float64")[quantity].reshape(truth.shape)
     found = [
         (label, values)
         for label, v in found
-        if np.all(np.isfinite(values := np.asarray(v, dtype=float).reshape(truth.shape)))
-        and np.any(np.abs(values - truth) > visible)
+        if (values := visible_mistake(v, truth, visible)) is not None
     ]
     _MISTAKE_VALUES[key] = found
     return found

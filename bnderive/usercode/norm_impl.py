@@ -283,9 +283,11 @@ def _mistake_within(
     forward slip) lies within twice ``bound`` of the truth at every entry: then a result within
     rounding of the truth could be that mistake, and agreeing does not decide.  As for BatchNorm
     (``check_impl.mistake_values``), a mistake within float64's bound of the truth everywhere
-    (``visible``) is that truth at this shape (dβ does not depend on ε) and is left out here."""
+    (``visible``) is that truth at this shape (dβ does not depend on ε) and is left out here
+    (``precision.visible_mistake``)."""
     from dataclasses import replace
 
+    from bnderive.usercode.precision import visible_mistake
     from bnderive.verify.diagnose import _layer_value, candidates
 
     values: list[np.ndarray] = []
@@ -306,11 +308,8 @@ def _mistake_within(
             value = _layer_value(quantity, case, cand.definitions, cand.spec_of(spec), cand.pick)
             if value is not None:
                 values.append(value.floats())
-    gaps = [np.abs(np.asarray(v, dtype=float).reshape(truth.shape) - truth) for v in values]
-    return any(
-        np.all(np.isfinite(gap)) and np.any(gap > visible) and np.all(gap <= 2 * bound)
-        for gap in gaps
-    )
+    shown = [visible_mistake(v, truth, visible) for v in values]
+    return any(v is not None and np.all(np.abs(v - truth) <= 2 * bound) for v in shown)
 
 
 def _shape(case: FamilyCase) -> str:

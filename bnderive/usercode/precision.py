@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -229,3 +230,14 @@ def running_bound(old: float, batch: float, e_batch: float, dtype: str) -> float
     |batch|."""
     u = unit_roundoff(dtype)
     return FACTOR * (e_batch + u * abs(old) + 3 * u * (abs(old) + abs(batch)))
+
+
+def visible_mistake(value: Any, truth: np.ndarray, visible: np.ndarray) -> np.ndarray | None:
+    """A known mistake's value as floats shaped like ``truth``, or None where it is not finite
+    everywhere or lies within float64's bound (``visible``) of the truth at every entry: such a
+    mistake is that truth at this point, not visible at any precision (dγ = Σ g·x̂ = 0 at a
+    point makes every factor in front of it vanish too)."""
+    values = np.asarray(value, dtype=float).reshape(truth.shape)
+    if np.all(np.isfinite(values)) and np.any(np.abs(values - truth) > visible):
+        return values
+    return None
