@@ -114,7 +114,7 @@ def test_a_float_only_layernorm_is_decided_within_the_bound(tmp_path):
 
 
 def test_a_float_result_beyond_the_bound_is_refuted_and_one_within_it_agrees():
-    from bnderive.usercode.norm_impl import _bounded, _Row, make_family_case
+    from bnderive.usercode.norm_impl import _bounded, _Bounds, _Row, make_family_case
 
     spec = Spec(Mode.PER_ACTIVATION, n=3, c=4, norm=Norm.LAYER)
     case = make_family_case(spec, 5)
@@ -126,7 +126,7 @@ def test_a_float_result_beyond_the_bound_is_refuted_and_one_within_it_agrees():
                            (3 * b64["dx"], "open")):  # fmt: skip
         row = _Row("layernorm_backward", "dx")
         run = {"float": {"layernorm_backward": {"dx": truth + shift}}, "dtypes": {}}
-        decided = _bounded(row, case, "dx", want, run, "no exact run")
+        decided = _bounded(row, _Bounds(case), "dx", want, run, "no exact run")
         got = "refuted" if row.refuted else "agrees" if row.numeric else "open"
         assert (got, decided) == (outcome, outcome != "open"), shift
         if row.refuted:

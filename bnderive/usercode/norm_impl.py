@@ -183,7 +183,26 @@ class _Row:
     dtypes: set[str] = field(default_factory=set)
 
 
+@dataclass
+class _Bounds:
+    """``precision.layer_bounds`` at one case, each dtype's worked out once: every row of the
+    case asks for its dtype's, float64's and float32's."""
+
+    case: FamilyCase
+    found: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def __call__(self, dtype: str) -> dict[str, np.ndarray]:
+        from bnderive.usercode.precision import layer_bounds
+
+        if dtype not in self.found:
+            c = self.case
+            beta = c.beta if c.spec.norm.has_beta else None
+            self.found[dtype] = layer_bounds(c.spec, c.x, c.g, c.gamma, beta, float(c.eps), dtype)
+        return self.found[dtype]
+
+
 def _compare(rows: dict[tuple[str, str], _Row], case: FamilyCase, run: dict[str, Any]) -> None:
+    bounds = _Bounds(case)
     truth = layer_truth(case.spec, case.x, case.g, case.gamma,
                        case.beta if case.spec.norm.has_beta else None, case.eps)  # fmt: skip
     for (who, quantity), row in rows.items():
@@ -201,7 +220,7 @@ def _compare(rows: dict[tuple[str, str], _Row], case: FamilyCase, run: dict[str,
             if run["binary"]:
                 why = "a float constant was read at its binary value"
                 _note_worst(row, quantity, want, run)
-                if not _bounded(row, case, quantity, want, run, why):
+                if not _bounded(row, bounds, quantity, want, run, why):
                     row.inexact.append(f"{_shape(case)}: {why}")
                 continue
             at, m, t = diff[0]
@@ -219,7 +238,7 @@ def _compare(rows: dict[tuple[str, str], _Row], case: FamilyCase, run: dict[str,
             continue
         _note_worst(row, quantity, want, run)
         why = run["why"] or "no exact run"
-        if not _bounded(row, case, quantity, want, run, why):
+        if not _bounded(row, bounds, quantity, want, run, why):
             row.inexact.append(f"{_shape(case)}: {why}")
 
 
@@ -232,33 +251,30 @@ def _note_worst(row: _Row, quantity: str, want: np.ndarray, run: dict[str, Any])
 
 
 def _bounded(
-    row: _Row, case: FamilyCase, quantity: str, want: np.ndarray, run: dict[str, Any], why: str
+    row: _Row, bounds: _Bounds, quantity: str, want: np.ndarray, run: dict[str, Any], why: str
 ) -> bool:
     """A float result decided by the family's derived rounding bound (``precision.layer_bounds``):
     within it, and every known mistake
     farther than twice the bound somewhere, counts as agreeing (numeric); beyond float32's bound
     (which covers code that computes in float32 inside) it is refuted.  False when undecided (a
     mistake as near as rounding, or an error between float64's and float32's bound)."""
-    from bnderive.usercode.precision import layer_bounds
-
     floats = run["float"].get(row.who, {}).get(quantity)
     dtype = run.get("dtypes", {}).get(f"{row.who}/{quantity}", "float64")
-    spec, beta = case.spec, case.beta if case.spec.norm.has_beta else None
-    bounds = layer_bounds(spec, case.x, case.g, case.gamma, beta, float(case.eps), dtype)
+    case, spec = bounds.case, bounds.case.spec
     if floats is None:
         return False
     arr = np.asarray(floats, dtype=float).reshape(want.shape)
     truth = want.astype(float)
-    bound = bounds[quantity].reshape(want.shape)
+    bound = bounds(dtype)[quantity].reshape(want.shape)
     error = np.abs(arr - truth)
     if np.all(error <= bound):
-        visible = layer_bounds(spec, case.x, case.g, case.gamma, beta, float(case.eps), "float64")
-        if _mistake_within(case, quantity, truth, bound, visible[quantity].reshape(want.shape)):
+        visible = bounds("float64")[quantity].reshape(want.shape)
+        if _mistake_within(case, quantity, truth, bound, visible):
             return False
         row.numeric += 1
         row.dtypes.add(dtype)
         return True
-    loose = layer_bounds(spec, case.x, case.g, case.gamma, beta, float(case.eps), "float32")
+    loose = bounds("float32")
     inside = np.maximum(loose[quantity].reshape(want.shape), bound)
     if np.all(error <= inside):
         return False  # beyond float64's rounding, within float32's: not decided
