@@ -266,11 +266,19 @@ def test_an_undecided_file_prints_its_open_and_numeric_rows_and_exits_3():
 
 def test_a_refuted_file_totals_its_rows():
     """wrong_nogamma.py in both modes: eleven rows hold, dx is refuted.  Killed: the totals'
-    statuses swapped (``Status.HOLDS`` / ``Status.REFUTED`` / ``Status.UNDECIDED``)."""
+    statuses swapped (``Status.HOLDS`` / ``Status.REFUTED`` / ``Status.UNDECIDED``), the "?"
+    line's ``elif v.status is Status.UNDECIDED`` forced true (every exact row listed as open)."""
     result = run(str(IMPLS / "wrong_nogamma.py"))
     assert result.exit_code == 1, result.output
     last = result.output.splitlines()[-1]
     assert last.startswith("✗ refuted: 11 hold, 1 refuted in "), last
+    # under the table: the numeric rows (the running statistics) with "~", no open row
+    lines = result.output.splitlines()
+    assert not any(line.startswith("? ") for line in lines)
+    assert [line.split(" (")[0] for line in lines if line.startswith("~ ")] == [
+        "~ batchnorm_forward: running_mean",
+        "~ batchnorm_forward: running_var",
+    ]
 
 
 def test_eval_and_train_together_are_refused():
@@ -354,3 +362,27 @@ def test_a_float16_dgamma_near_a_mistake_of_the_corpus_is_undecided_and_names_it
     assert verdicts["dx"]["status"] == "undecided"
     assert "(variance-path-dropped)" in verdicts["dx"]["detail"]
     assert verdicts["dbeta"]["status"] == "holds"
+
+
+def test_eval_checks_the_eval_sections_only():
+    """--eval: every row is of an eval section.  Killed (``--reimport``): ``"training": False if
+    eval_mode`` made True (--eval checked training)."""
+    result = run(str(IMPLS / "wrong_nogamma.py"), "--eval", "--json")
+    sections = {v["section"] for v in json.loads(result.output)["verdicts"]}
+    assert sections == {"per-activation eval"}, sections
+
+
+def test_two_files_are_checked_as_a_folder(tmp_path):
+    """Two files: a summary row each (folder mode), the worst exit code.  Killed
+    (``--reimport``): ``len(files) > 1`` made ``> 2`` or ``> 100`` (the second file dropped)."""
+    result = run(str(IMPLS / "wrong_nogamma.py"), str(IMPLS / "spatial.py"), "--train")
+    assert result.exit_code == 1, result.output
+    assert "2 files: 1 hold, 1 refuted, 0 undecided, 0 could not be checked" in result.output
+
+
+def test_check_impl_without_a_file_is_a_usage_error():
+    """No FILE: click's usage error, exit 2.  Killed (``--reimport``): the argument's
+    ``required=True`` made False (an IndexError on ``files[0]``)."""
+    result = run()
+    assert result.exit_code == 2
+    assert "Missing argument" in result.output
