@@ -19,6 +19,15 @@ DBETA_WRONG = (
 )
 
 
+#: ∂L/∂x_i from ∂L/∂z with z = x̂ (right, and with N dropped from its first term: wrong)
+DX_RIGHT = (
+    r"\frac{\partial L}{\partial x_i} = \frac{1}{N\sqrt{\sigma^2+\epsilon}}\left(N "
+    r"\frac{\partial L}{\partial z_i} - \sum_{k=1}^{N} \frac{\partial L}{\partial z_k} - "
+    r"\hat{x}_i \sum_{k=1}^{N} \frac{\partial L}{\partial z_k}\hat{x}_k\right)"
+)
+DX_WRONG = DX_RIGHT.replace(r"\left(N ", r"\left(")
+
+
 def doc(tmp_path: Path, text: str, name: str = "post.md"):
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
@@ -86,10 +95,7 @@ def test_a_letter_defined_by_a_line_of_its_own_is_not_bound(tmp_path):
 def test_a_letter_redefined_in_a_new_section_means_the_new_thing_from_there_on(tmp_path):
     """z is y in the first section and x̂ from the forward line of the next (Sinai 2022):
     ∂L/∂z_i there is ∂L/∂x̂_i, and a wrong one is refuted."""
-    right = r"\frac{\partial L}{\partial x_i} = \frac{1}{N\sqrt{\sigma^2+\epsilon}}\left(N \frac{\partial L}{\partial z_i} - \sum_{k=1}^{N} \frac{\partial L}{\partial z_k} - \hat{x}_i \sum_{k=1}^{N} \frac{\partial L}{\partial z_k}\hat{x}_k\right)"
-    wrong = right.replace(
-        "N \\frac{\\partial L}{\\partial z_i}", "\\frac{\\partial L}{\\partial z_i}"
-    )
+    right, wrong = DX_RIGHT, DX_WRONG
     text = (
         "# Forward\n\n"
         + blocks(FORWARD, DGAMMA)
@@ -152,3 +158,32 @@ def test_an_unindexed_partial_beside_the_other_paths_is_each_elements_own(tmp_pa
     wrong = right.replace(r"\frac{\partial \mu}{\partial x}", "2")
     form = doc(tmp_path, blocks(right, wrong))
     assert verdicts(form) == {1: "holds", 3: "refuted"}
+
+
+def test_a_letter_the_reader_reads_otherwise_is_never_rebound(tmp_path):
+    """y written as the input, \\hat{y} = (y − μ)/σ (tfjgeorge 2019 normalizes a layer's y):
+    y stays the layer's output to the reader, so it is not read as x, and a note says why."""
+    line = r"\hat{y}_i = \frac{y_i - \mu}{\sqrt{\sigma^2 + \epsilon}}"
+    mean = r"\mu = \frac{1}{N}\sum_{i=1}^{N} x_i"
+    form = doc(tmp_path, blocks(line, mean))
+    assert any("y is not read as x" in n and "another quantity" in n for n in form.notes)
+    assert not any(n.startswith("read y") for n in form.notes)
+
+
+def test_a_latex_section_starts_a_new_meaning_too(tmp_path):
+    r"""\section{…} in a .tex file is a heading: z is y before it and x̂ after its forward line."""
+    body = "\n".join(
+        [
+            r"\section{Forward}",
+            r"\[ " + FORWARD + r" \]",
+            r"\[ " + DGAMMA + r" \]",
+            r"\section{Without a and b}",
+            r"\[ z_i = \frac{x_i - \mu}{\sqrt{\sigma^2 + \epsilon}} \]",
+            r"\[ " + DX_RIGHT + r" \]",
+            r"\[ " + DX_WRONG + r" \]",
+        ]
+    )
+    form = doc(tmp_path, body, "post.tex")
+    got = verdicts(form)
+    assert got[3] == "holds"  # ∂L/∂a with z as y
+    assert got[6] == "holds" and got[7] == "refuted", got  # ∂L/∂z is ∂L/∂x̂ there
