@@ -386,3 +386,27 @@ def test_check_impl_without_a_file_is_a_usage_error():
     result = run()
     assert result.exit_code == 2
     assert "Missing argument" in result.output
+
+
+def test_the_folder_summary_names_a_files_error_its_refuted_rows_and_its_progress():
+    """Three files: one that cannot import (its row's last column: the error's first line, cut
+    at 120 characters), one refuted with no known mistake (its refuted row named instead), one
+    with a known mistake; a progress line per file on stderr.  Killed: the error column's
+    ``if r.report is None and r.error`` deleted, negated or made ``or``, its line index and
+    cut changed (``[0]`` → ``[1]``, 120 → 12000), the refuted rows' ``or`` made ``and``, the
+    progress lines' ``if not as_json`` deleted."""
+    files = [IMPLS / name for name in ("bad_import.py", "wrong_dmu_tripled.py", "wrong_nogamma.py")]
+    result = run(*map(str, files), "--train")
+    assert result.exit_code == 1, result.output
+    table = result.stdout  # the summary; the progress lines go to stderr
+    assert (
+        "bad_import.py imports cs231n_layers_that_do_not_exist, which cannot be found here" in table
+    )
+    assert "put that module beside the file" not in table  # the error's first line, cut at 120
+    row = next(
+        line for line in table.splitlines() if "wrong_dmu_tripled.py" in line and "refuted" in line
+    )
+    assert row.rstrip().endswith("bn_backward.dx"), row
+    assert "γ missing (gamma-missing)" in table
+    assert "3 files: 0 hold, 2 refuted, 0 undecided, 1 could not be checked" in table
+    assert "[3/3]" in result.stderr
