@@ -187,3 +187,15 @@ def test_a_latex_section_starts_a_new_meaning_too(tmp_path):
     got = verdicts(form)
     assert got[3] == "holds"  # ∂L/∂a with z as y
     assert got[6] == "holds" and got[7] == "refuted", got  # ∂L/∂z is ∂L/∂x̂ there
+
+
+def test_a_letter_also_written_with_a_number_is_not_read_as_beta(tmp_path):
+    """b_1, b_2 elsewhere (Ouroboros 2021: a linear layer's biases beside BatchNorm's b) are
+    other quantities than β: b is not bound, and the note names the line."""
+    linear = r"\frac{\partial L}{\partial b_1} = \frac{\partial L}{\partial y_1}"
+    form = doc(tmp_path, blocks(FORWARD, linear, DGAMMA))
+    assert any(
+        "b is not read as β" in n and "line 3 writes b with a number" in n for n in form.notes
+    )
+    assert form.lines[0].status == "not read"  # its b is unknown
+    assert verdicts(form).get(5) == "holds"  # a is still γ

@@ -43,6 +43,7 @@ from bnderive.read.latex_reader import (
     LineNode,
     Macro,
     Node,
+    Num,
     Op,
     Product,
     ScriptArg,
@@ -243,12 +244,15 @@ class _Uses:
     index: dict[str, int]
     defined: dict[str, int]
     written: set[str]
+    #: letters written with a number for subscript outside the forward lines (b_1, b_2: a linear
+    #: layer's biases beside BatchNorm's b in Ouroboros 2021), with the first line
+    numbered: dict[str, int]
 
 
 def _uses(
     trees: Sequence[tuple[int, str, LineNode | None]], family: Family, forward: set[int]
 ) -> _Uses:
-    uses = _Uses({}, {}, set())
+    uses = _Uses({}, {}, set(), {})
     for at, text, tree in trees:
         if tree is None:  # a line not parsed: a letter alone in a subscript is an index
             for m in re.finditer(r"_\s*\{([^{}]*)\}|_\s*([A-Za-z])", text):
@@ -260,6 +264,8 @@ def _uses(
                 uses.written.add(n.name)
             for letter in _index_letters(n, family.sizes):
                 uses.index.setdefault(letter, at)
+            if at not in forward and _numbered(n) is not None:
+                uses.numbered.setdefault(_numbered(n), at)  # type: ignore[arg-type]
         lhs = tree.sides[0] if tree.sides else None
         letter = _letter(lhs, family.labels) if at not in forward else None
         if letter is not None:
@@ -277,6 +283,9 @@ def _admit(
     notes: list[str] = []
     for letter, role in found.items():
         clash = _clash(letter, uses, family)
+        if clash is None and role in ("gamma", "beta") and letter in uses.numbered:
+            # γ and β are one number (per set or per feature): b_1 is something else
+            clash = f"line {uses.numbered[letter]} writes {letter} with a number, {letter}_1"
         if clash is not None:
             notes.append(
                 f"{letter} is not read as {ROLE_TEXT[role]} although line {line} ({written}) "
@@ -305,6 +314,16 @@ def _clash(letter: str, uses: _Uses, family: Family) -> str | None:
         return f"line {uses.index[letter]} writes {letter} as an index"
     if letter in uses.defined:
         return f"line {uses.defined[letter]} defines {letter} as a quantity of its own"
+    return None
+
+
+def _numbered(node: Node) -> str | None:
+    """The letter of b_1, b_{12}: a plain letter whose subscript is a number."""
+    if not isinstance(node, Scripted) or node.sub is None or len(node.sub.items) != 1:
+        return None
+    base, mark = _bare(node.base), _bare(node.sub.items[0][0])
+    if isinstance(base, Letter) and not base.font and isinstance(mark, Num):
+        return base.name
     return None
 
 
