@@ -199,3 +199,24 @@ def test_a_letter_also_written_with_a_number_is_not_read_as_beta(tmp_path):
     )
     assert form.lines[0].status == "not read"  # its b is unknown
     assert verdicts(form).get(5) == "holds"  # a is still γ
+
+
+def test_a_left_side_that_names_a_function_of_the_input_is_the_output(tmp_path):
+    """llm.c's \\text{LayerNorm}(x) = w ⊙ (x − μ)/√(σ² + ε) + b: the left side is y (its right
+    side is the forward line), w is γ, b is β; with ε outside the root it is refuted."""
+    right = r"\text{LayerNorm}(x) = w \odot \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + b"
+    wrong = r"\mathrm{LN}(x_i) = w \odot \frac{x_i - \mu}{\sqrt{\sigma^2} + \epsilon} + b"
+    grad = (
+        r"\frac{\partial L}{\partial w} = \sum_{i=1}^{N} \frac{\partial L}{\partial y_i} \hat{x}_i"
+    )
+    form = doc(tmp_path, blocks(right, grad, wrong))
+    got = verdicts(form)
+    assert got[1] == "holds" and got[3] == "holds" and got[5] == "refuted", got
+    assert any("left side of line 1" in n and "read as y" in n for n in form.notes)
+    # a function of something else than the forward line's input is not the output
+    other = doc(
+        tmp_path,
+        blocks(r"\mathrm{LN}(h) = w \odot \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + b", grad),
+        "o.md",
+    )
+    assert not any("left side" in n for n in other.notes)

@@ -1891,8 +1891,8 @@ def _own_letters(
                 equations.append((*at, expand(equation.strip(), macros)))
             except MacroError:
                 continue
-    letters, notes = letter_roles(equations, family, headings(body))
-    return replace(family, letters=letters), notes
+    letters, outputs, notes = letter_roles(equations, family, headings(body))
+    return replace(family, letters=letters, outputs=outputs), notes
 
 
 def _layer_note(family: Family) -> str:

@@ -751,6 +751,9 @@ class Family:
     #: The post's own letters for the layer's roles, learned from its forward line
     #: (``letters.letter_roles``: Sinai's a, b, Z for γ, β, y), each over the lines it holds.
     letters: tuple[LetterRole, ...] = ()
+    #: (line, y or xhat): forward lines whose left side names the output as a function of the
+    #: input, \text{LayerNorm}(x) (``letters.forward_roles``).
+    outputs: tuple[tuple[int, str], ...] = ()
     #: Letters the document writes only as a superscript on its layer's symbols (Z^l, μ^{(l)}):
     #: a layer label, never a power (the letter is no number, size or index anywhere else), so
     #: x_r^l is x_r (``documents._layer_labels``).
@@ -1590,6 +1593,26 @@ class _Meaning:
         if isinstance(base, Bracket):
             return _Item("bracket", base.pos, "", base, sub, sup)
         return _Item("node", base.pos, "", base, sub, sup)
+
+    def output_side(self, lhs: Node) -> Node:
+        """The left side of a forward line that names the output as a function of the input
+        (``Family.outputs``: \\text{LayerNorm}(x) = w ⊙ … + b): y (or x̂) at the argument's
+        element."""
+        role = dict(self.family.outputs).get(self.line0)
+        if role is None:
+            return lhs
+        group = lhs.items[-1] if isinstance(lhs, Product) else lhs
+        if not isinstance(group, Group) or group.kind != "paren":
+            return lhs  # pragma: no cover - letters.forward_roles found this shape
+        arg = group.inner
+        sub = arg.sub if isinstance(arg, Scripted) else None
+        pos = lhs.pos
+        base: Node = Letter(pos, "y") if role == "y" else Hat(pos, Letter(pos, "x"))
+        self.notes.append(
+            f"its left side, a function of the input, read as {_ROLE_TEXT[role]} (the right "
+            "side is the layer's forward line)"
+        )
+        return Scripted(pos, base, sub, None) if sub is not None else base
 
     def own_letter(self, letter: Letter) -> Node:
         """The node a letter of the post's own stands for on this line (``Family.letters``):
@@ -3842,6 +3865,8 @@ def _read_left(
     ):
         # \frac{1}{\sqrt{\sigma^2+\epsilon}} = t: a name defined the other way round
         lhs_node, state.rhs_nodes = state.rhs_nodes[0], [lhs_node]
+    if lhs_node is not None:
+        lhs_node = meaning.output_side(lhs_node)
     state.lhs_node = lhs_node
     if lhs_node is not None:
         # a name is defined by a left side that is a lone symbol (t, R_i, σ), never by a symbol

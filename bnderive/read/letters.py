@@ -53,6 +53,8 @@ from bnderive.read.latex_reader import (
 )
 
 #: How a role is said in a note.
+#: The key of ``forward_roles`` for a left side F(V) that names the output as a function.
+OUTPUT = "()"
 ROLE_TEXT = {"gamma": "γ", "beta": "β", "y": "y", "xhat": "x̂", "x": "x"}
 #: Letters the reader reads as an index wherever they stand (never a quantity of the post's own).
 _INDEX_LETTERS = frozenset("ijknpqrstu")
@@ -81,9 +83,10 @@ def headings(body: str) -> list[int]:
 
 def letter_roles(
     equations: Sequence[tuple[int, int, str]], family: Family, starts: Sequence[int]
-) -> tuple[tuple[LetterRole, ...], list[str]]:
-    """The post's own letters for the layer's roles (``LetterRole`` entries) and the notes that
-    say what was read and what was refused, from its equations ``(line, column, text)``;
+) -> tuple[tuple[LetterRole, ...], tuple[tuple[int, str], ...], list[str]]:
+    """The post's own letters for the layer's roles (``LetterRole`` entries), the lines whose
+    left side names the output as a function of the input (line, role), and the notes that say
+    what was read and what was refused, from its equations ``(line, column, text)``;
     ``starts`` are the lines where a section starts (``headings``)."""
     trees: list[tuple[int, str, LineNode | None]] = []
     for line, column, text in equations:
@@ -95,24 +98,35 @@ def letter_roles(
     notes: list[str] = []
     bound: list[_Bound] = []
     forward = [
-        (line, text, forward_roles(tree, family.labels)) for line, text, tree in trees if tree
+        (line, text, forward_roles(tree, family.labels, text)) for line, text, tree in trees if tree
     ]
     forward = [(line, text, found) for line, text, found in forward if found is not None]
     if not forward:
-        return (), []
+        return (), (), []
+    outputs = tuple((line, found.pop(OUTPUT)) for line, _, found in forward if OUTPUT in found)
+    for line, text, _found in forward:
+        if line in dict(outputs):
+            role = ROLE_TEXT[dict(outputs)[line]]
+            notes.append(
+                f"the left side of line {line} ({' '.join(text.split())}) read as {role}: "
+                "it names a function of the input, and its right side is the layer's forward line"
+            )
     uses = _uses(trees, family, {line for line, _, _ in forward})
     for line, text, found in forward:
         made, said = _admit(found, line, text, uses, family)
         bound += made
         notes += said
     roles = _scoped(bound, trees, starts, notes)
-    return roles, notes
+    return roles, outputs, notes
 
 
-def forward_roles(tree: LineNode, labels: frozenset[str] = frozenset()) -> dict[str, str] | None:
+def forward_roles(
+    tree: LineNode, labels: frozenset[str] = frozenset(), text: str = ""
+) -> dict[str, str] | None:
     """{letter: role} of a forward line OUT = P·(V − μ)/D + Q (or (V − μ)/D alone): the letters
     as written (a role written with its usual symbol, γ, β, x, y, is left out); None when the
-    line has another shape, or gives one letter two roles."""
+    line has another shape, or gives one letter two roles.  A left side that names a function
+    of V (llm.c's \\text{LayerNorm}(x), \\mathrm{LN}(x_i)) is the output: key ``OUTPUT``."""
     if len(tree.sides) < 2 or tree.sides[0] is None:
         return None
     for rhs in tree.sides[1:]:
@@ -124,8 +138,11 @@ def forward_roles(tree: LineNode, labels: frozenset[str] = frozenset()) -> dict[
     scale, value, shift = shape
     out_role = "y" if scale is not None or shift is not None else "xhat"
     pairs: list[tuple[str | None, str]] = [(scale, "gamma"), (shift, "beta"), (value, "x")]
-    pairs.append((_letter(tree.sides[0], labels), out_role))
     roles: dict[str, str] = {}
+    if _function_of(tree.sides[0], text, labels) == value:
+        roles[OUTPUT] = out_role
+    else:
+        pairs.append((_letter(tree.sides[0], labels), out_role))
     for letter, role in pairs:
         if letter is None or letter in ("\\gamma", "\\beta"):
             continue
@@ -134,6 +151,28 @@ def forward_roles(tree: LineNode, labels: frozenset[str] = frozenset()) -> dict[
         roles[letter] = role
     usual = {"x": "x", "X": "x", "h": "x", "y": "y", "Y": "y"}
     return {k: v for k, v in roles.items() if usual.get(k) != v}
+
+
+def _function_of(lhs: Node, text: str, labels: frozenset[str]) -> str | None:
+    """V of a left side F(V) that names a function by a word: \\mathrm{LN}(x) (a word letter
+    and its argument), or \\text{LayerNorm}(x) (the grammar keeps no \\text{…}: the line's
+    text starts with it, and its left side is the argument in parentheses)."""
+    arg: Node | None = None
+    if (
+        isinstance(lhs, Product)
+        and len(lhs.items) == 2
+        and isinstance(lhs.items[0], Letter)
+        and lhs.items[0].font in ("mathrm", "operatorname", "text")
+        and len(lhs.items[0].name) > 1
+    ):
+        lhs, arg = lhs.items[1], None
+    elif not re.match(
+        r"\s*\\(text|mathrm|operatorname)\s*\{\s*[A-Za-z]{2,}\s*\}\s*(\\left)?\(", text
+    ):
+        return None
+    if isinstance(lhs, Group) and lhs.kind == "paren":
+        arg = lhs.inner
+    return _letter(arg, labels) if arg is not None else None
 
 
 def _shape(node: Node, labels: frozenset[str]) -> tuple[str | None, str, str | None] | None:
