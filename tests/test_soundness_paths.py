@@ -396,3 +396,22 @@ def test_every_m_proves_a_line_that_writes_eps_where_eps_is_zero(tmp_path):
     form = eps_none_document(tmp_path, r"+ 3\epsilon")
     assert {v.status for v in exact_check(form, SMALL)} == {Status.HOLDS}
     assert {v.status for v in general_check(form)} == {Status.HOLDS}
+
+
+def test_a_cube_root_identity_is_zero_after_reducing_its_powers(screen_blind):
+    # 1/(∛x − 1) = (∛x² + ∛x + 1)/(x − 1): the numerator is x − s³, zero only once s³ is
+    # replaced by x (the reduction modulo s³ = x); a wrong factor is not zero.
+    t = sp.cbrt(x)
+    identity = 1 / (t - 1) - (t**2 + t + 1) / (x - 1)
+    assert decide_zero(identity, quick=False).outcome is Zero.ZERO
+    wrong = 1 / (t - 1) - (t**2 + 1) / (x - 1)
+    assert decide_zero(wrong, quick=False).outcome is Zero.NONZERO
+
+
+def test_only_a_screened_nonzero_answer_can_change_with_the_exact_normal_form():
+    # exact.py asks again with quick=False only when the one-point screen answered: a NONZERO
+    # from the normal form itself would be computed twice for the same answer.
+    assert decide_zero(sp.sqrt(x + 1) - 1).screened
+    test = decide_zero(sp.sqrt(x + 1) - 1, quick=False)
+    assert test.outcome is Zero.NONZERO and not test.screened
+    assert not decide_zero(x / y - y / x).screened  # a Laurent polynomial: no screen needed

@@ -262,7 +262,7 @@ def _decide_pair(
         if test.outcome is Zero.UNDEFINED:
             return f"undefined at {spec.describe()} (division by zero)"
         cex = find_witness(form, eq, spec, channel, pair.before)
-        if cex is None and decide_zero(a - b, quick=False).outcome is Zero.ZERO:
+        if cex is None and test.screened and decide_zero(a - b, quick=False).outcome is Zero.ZERO:
             continue  # the one-point screen saw a value outside the inputs' domain
         residual = short(in_x(test.residual, inst.inputs))
         if cex is None:
