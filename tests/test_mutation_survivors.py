@@ -123,6 +123,8 @@ def test_an_undecided_line_names_its_normal_form(tmp_path, monkeypatch):
     assert verdict.status is Status.UNDECIDED
     assert verdict.detail.startswith("normal form of truth − form is not zero at ")
     assert verdict.detail.endswith("but no point was found where they differ; residual -1")
+    # the reason of the first size left open (M = 3), not of the last one the loop saw (M = 4)
+    assert SIZES[0].describe() in verdict.detail and SIZES[1].describe() not in verdict.detail
 
 
 def test_a_step_that_holds_says_it_follows(tmp_path):

@@ -194,7 +194,8 @@ def _decide(form: Form, pairs: Sequence[_Pair], specs: Sequence[Spec], scope: st
                 found = _decide_pair(form, pair, spec, channel, inst, true, mine)
                 seconds[number] += time.perf_counter() - t1 + shared
                 if isinstance(found, str):
-                    undecided[number] = found
+                    # the reason at the first size left open (the smallest M ≥ 3), not the last
+                    undecided.setdefault(number, found)
                 elif found is not None:
                     cex, residual = found
                     refuted[number] = pair_verdict(
