@@ -11,9 +11,11 @@ Real posts name the layer's roles with letters of their own: Sinai 2022 writes
 where μ is written ``\\mu`` and D mentions σ (or a variance): V is the input x, P is γ, Q is β,
 OUT is y (x̂ when there is neither P nor Q).  A letter is bound only when nothing else in the
 maths uses it (an index, a line that defines it, a letter the reader already reads as another
-quantity, two roles in one line); a refused binding is said in a note with the reason.  An
-output or input letter binds its other case too (Z and z, as the reader reads X as x), when that
-letter is free.
+quantity, two roles in one line, and for γ and β a letter also written with a number, b_1); a
+refused binding is said in a note with the reason.  An output or input letter binds its other
+case too (Z and z, as the reader reads X as x), when that letter is free.  A left side that
+names a function of V by a word (``\\text{LayerNorm}(x)``, ``\\mathrm{LN}(x_i)``) is OUT on
+that line (``Family.outputs``).
 
 A letter a later forward line binds to another role (Sinai's z: y at line 26 in one section,
 x̂ at line 59 in another) takes the new meaning from that line on when the line starts a new
@@ -22,7 +24,8 @@ that uses it is not read, with the reason.  A letter rebound from y to x̂ (the 
 and β) is x̂ only until a later line writes γ or β again (by any letter): from there on the
 letter may mean y again, and which one is not said, so it is not read.
 
-The result is ``latex_reader.LetterRole`` entries, which ``_Meaning.item`` applies to each line.
+The result is ``latex_reader.LetterRole`` entries, which ``_Meaning.item`` applies to each line
+(and ``_Meaning.output_side`` the outputs).
 """
 
 from __future__ import annotations
