@@ -16,6 +16,9 @@ and verify/residual.py).
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -243,6 +246,45 @@ def test_the_residual_of_a_right_line_is_zero_and_of_a_wrong_one_in_centred_form
     assert residual_of(tmp_path, f"{CAFFE} - 1/sqrt(var + eps)") == 1 / sp.sqrt(N.var + N.eps)
     half = residual_of(tmp_path, f"{CAFFE} + gamma*g[i]/sqrt(var + eps)")
     assert half == -N.gamma * N.g[I] / sp.sqrt(N.var + N.eps)
+
+
+#: Off by γ·u_i·(Σ_k u_k g_k − u_i Σ_k g_k)/(M r³), r = √(σ²+ε): two sums in one factor,
+#: so the factor is written with either one first (bn_part2_2023.md, line 166, is off by this).
+TWO_SUMS = f"{CAFFE} + gamma*(x[i]-mu)*(sum(g[k]*(x[k]-mu),k) - (x[i]-mu)*sum(g[k],k))" + (
+    "/(M*(var+eps)**(3/2))"
+)
+_PRINT_RESIDUAL = (
+    "import sys, sympy\n"
+    "from bnderive.read.forms import load_form\n"
+    "from bnderive.verify.residual import index_residual\n"
+    "form = load_form(sys.argv[1])\n"
+    "print(sympy.srepr(index_residual(form, form.equations[0])))\n"
+)
+
+
+def test_the_residual_is_written_the_same_way_whatever_the_hash_seed(tmp_path):
+    """``check`` printed −γ·u_i·(Σ u g − u_i Σ g)/… in one run and γ·u_i·(u_i Σ g − Σ u g)/…
+    in the next: the sums' stand-ins for ``factor`` were made in the order of a set of the sums,
+    which follows the string hashes, and ``factor`` chooses the sign by the stand-ins' order.
+    A fresh process per seed (the hashes are fixed for a process's life); with the stand-ins
+    made in set order, seeds 0 and 1 gave the two writings (SymPy 1.14), and six seeds make
+    a coincidence unlikely on another SymPy."""
+    form_of(tmp_path, ("dx[i]", TWO_SUMS))
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PRINT_RESIDUAL, str(tmp_path / "f.toml")],
+            env=os.environ | {"PYTHONHASHSEED": str(seed)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in range(6)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err for _, err in outputs]
+    printed = {out for out, _ in outputs}
+    assert len(printed) == 1, printed
+    assert "Sum" in printed.pop()  # a residual with the sums, not None or 0
 
 
 def test_a_line_without_a_truth_has_no_residual(tmp_path):

@@ -75,8 +75,15 @@ def _radical_out(expr: sp.Expr, spec: Spec) -> sp.Expr:
 
 def _factored(expr: sp.Expr) -> sp.Expr:
     """The numerator factored over the integers (sums as opaque generators), the denominator
-    kept: (γ − 1)·(…) rather than six terms."""
-    sums = {s: sp.Dummy() for s in expr.atoms(sp.Sum)}
+    kept: (γ − 1)·(…) rather than six terms.
+
+    Which way round a factor is written (−γ·(A − B) or γ·(B − A)) follows the order of the
+    generators, which SymPy sorts by name: the sums' stand-ins are named in the sums' own
+    canonical order (``default_sort_key``), never in the order of a set of them (which follows
+    the string hashes, so PYTHONHASHSEED) nor by a global counter (``Dummy()``'s Dummy_N, which
+    follows how many were made before)."""
+    ordered = sorted(expr.atoms(sp.Sum), key=sp.default_sort_key)
+    sums = {s: sp.Dummy(f"sum{n}") for n, s in enumerate(ordered)}
     back = {d: s for s, d in sums.items()}
     numerator, denominator = sp.fraction(expr.xreplace(sums))
     return (sp.factor(numerator) / sp.factor(denominator)).xreplace(back)
