@@ -4,7 +4,7 @@
 docs/soundness.md) left out; every test here kills a mutant that survived the check-impl tests
 of the time, and each says which.  Scores (killed of the mutants run, before → after): the own
 ε, ``takes_eps`` and ``_check_section`` of usercode/check_impl.py 158 → 199 of 236;
-cli/check_impl.py 22 of 101 → 99 of 123; verify/diagnose.py 204 → 264 of 407.  The survivors
+cli/check_impl.py 22 of 101 → 99 of 123; verify/diagnose.py 204 → 265 of 407.  The survivors
 that are equivalent or unreached, and the few left, are listed in docs/soundness.md
 ("check-impl's own ε, its CLI and the naming of a mistake").
 """
@@ -413,3 +413,20 @@ def test_the_folder_summary_names_a_files_error_its_refuted_rows_and_its_progres
     assert "γ missing (gamma-missing)" in table
     assert "3 files: 0 hold, 2 refuted, 0 undecided, 1 could not be checked" in table
     assert "[3/3]" in result.stderr
+
+
+def test_an_eval_mode_backward_is_diagnosed_at_the_running_statistics(tmp_path):
+    """eval_backward.py with γ dropped from its eval-mode dx: named "γ missing" by the corpus's
+    eval-mode mutant, evaluated at the case's running statistics.  Killed: diagnose.py's
+    ``if "mu" in point: return point`` deleted (every candidate evaluated at the batch's
+    statistics instead: nothing named)."""
+    text = (IMPLS / "eval_backward.py").read_text(encoding="utf-8")
+    path = tmp_path / "eval_nogamma.py"
+    path.write_text(text.replace("return gamma * inv * dout,", "return inv * dout,"), "utf-8")
+    result = run(str(path), "--eval", "--json")
+    assert result.exit_code == 1, result.output
+    (found,) = json.loads(result.output)["diagnoses"]
+    assert (found["function"], found["quantity"], found["section"]) == (
+        "batchnorm_backward", "dx", "per-activation eval",
+    )  # fmt: skip
+    assert found["lines"][0].startswith("known mistake: γ missing (gamma-missing); your dx equals")
