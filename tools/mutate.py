@@ -539,6 +539,97 @@ ALLOWED[(_CI, 'rows.append(self.holds(name, f"equal to {labels}", matching[0]))'
     "undecided either way, naming the other one as the rival: text, never a status"
 )  # fmt: skip
 
+_CANDIDATE = (
+    "the ε read back from a refuted forward is only a candidate: the section is checked again at "
+    "it (exactly, at three shapes) and that check decides, so how the candidate is found (the "
+    "spread test, its noise and tolerance, the digits searched) changes work, never a verdict"
+)
+for _line, _changes in (
+    ("if high - low > 1e-6 * max(abs(low), abs(high)) + noise:",
+     ("if-branch deleted", "1e-06 → 1.000001 (+1)", "1e-06 → 9.999999999999999e-05 (×100)")),
+    ("noise = 1e-13 * max(1.0, max(abs(e) for e in estimates) + float(case.eps))",
+     ("1e-13 → 1.0000000000000001e-11 (×100)", "1.0 → 2.0 (+1)", "1.0 → 0.0 (-1)",
+      "1.0 → 100.0 (×100)", "+ → -")),
+    ("for digits in range(1, 16):",
+     ("1 → 2 (+1)", "1 → 0 (-1)", "16 → 17 (+1)", "16 → 15 (-1)", "16 → 1600 (×100)")),
+    ("if abs(float(candidate) - middle) <= spread:", ("if-condition → True",)),
+):  # fmt: skip
+    for _change in _changes:
+        ALLOWED[(_CI, _line, _change)] = _CANDIDATE
+ALLOWED[(_CI, "if out_row is not None and out_row.status is Status.REFUTED:",
+         "if-condition → True")] = (
+    "a forward that holds reads back the ε it was given (detect_eps: None), a section without "
+    "a forward reads none: the own-ε checks then do nothing"
+)  # fmt: skip
+ALLOWED[(_CI, "if not estimates:", "if-branch deleted")] = _UNREACHED.format(
+    why="every case has an entry with x ≠ μ in every channel"
+)
+ALLOWED[(_CI, 'if "param" not in calls.forward_args:', "if-branch deleted")] = (
+    "the syntax search then runs on a forward without bn_param, which reads no eps key (unless "
+    "it subscripts another dict with the key 'eps'): the same False"
+)
+for _change in ("0 → 1 (+1)", "0 → -1 (-1)"):
+    ALLOWED[(_CI, "if n.args and isinstance(n.args[0], ast.Constant) and n.args[0].value in keys:",
+             _change)] = (
+        "the constant default of .get('eps', 1e-5) tested instead of its key: the same answer "
+        "for the calls the readers meet (the other index crashes, and is killed)"
+    )  # fmt: skip
+    ALLOWED[(_CI, 'return "0" if eps == 0 else f"{float(eps):g}"', _change)] = (
+        "f'{0.0:g}' is '0' too; only an ε of exactly 1 (or −1, which detect_eps refuses) differs"
+    )
+    ALLOWED[
+        (_CI, "section.notes.insert(0, _fixed_note(calls_, source, at_eps, inherited))", _change)
+    ] = "the place of the fixed-ε note among its section's notes (text order)"
+ALLOWED[(_CI, "for p, xv in zip(positions, xs, strict=True):", "True → False")] = (
+    "xs is made from positions: equal lengths, so `strict` never raises"
+)
+ALLOWED[(_CI, 'if calls_.layout == "flat" and mode is Mode.SPATIAL:', "is → is not")] = (
+    "a flattening layer has both modes, and the report lists a note once: the same notes"
+)
+
+_CL = "bnderive/cli/check_impl.py"
+_LOOK = "layout or style of the printed text (no word changes)"
+for _line, _changes in (
+    ("if TYPE_CHECKING:", ("if-branch deleted", "if-condition → True")),
+    ('table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)',
+     ("True → False", "False → True")),
+    ("table.add_column(column, no_wrap=True)", ("True → False",)),
+    ('out.print(f"  [bold]{escape(text)}[/]" if j == 0 else f"  {escape(text)}")',
+     ("== → !=", "0 → 1 (+1)", "0 → -1 (-1)")),
+    ("show_default=True,", ("True → False",)),
+):  # fmt: skip
+    for _change in _changes:
+        ALLOWED[(_CL, _line, _change)] = _LOOK
+for _change in ("2 → 3 (+1)", "2 → 1 (-1)", "True → False"):
+    ALLOWED[
+        (
+            _CL,
+            '"--jobs", default=2, show_default=True, type=int, help="Files checked at once '
+            '(folder mode)."',
+            _change,
+        )
+    ] = "how many files run at once (time) and --help's text"
+ALLOWED[(_CL, "report = check_any(files[0], **options)", "0 → -1 (-1)")] = (
+    "one file outside folder mode: the last is the first"
+)
+ALLOWED[
+    (
+        _CL,
+        "folder = len(files) > 1 or Path(files[0]).is_dir() or csv_path is not None",
+        "0 → -1 (-1)",
+    )
+] = "one file, or several (a folder already): the last is the first"
+ALLOWED[(_CL, "if v.status is Status.REFUTED and v.counterexample is not None:", "and → or")] = (
+    "every refuted row carries a counterexample and no other row does"
+)
+ALLOWED[(_CL, "if r.report is None and r.error:", "and → or")] = (
+    "a folder result has a report or an error, never both"
+)
+for _change in ("0 → -1 (-1)", "120 → 121 (+1)", "120 → 119 (-1)"):
+    ALLOWED[(_CL, "mistakes = r.error.splitlines()[0][:120]", _change)] = (
+        "an error is one line, cut at about 120 characters (its last line, one more or less)"
+    )
+
 ENUMS = {
     "Status": ("HOLDS", "REFUTED", "UNDECIDED", "UNCHECKED"),
     "Zero": ("ZERO", "NONZERO", "UNDEFINED"),
