@@ -24,6 +24,7 @@ from tests.derivations_real.harness import (
     jacobian,
     judge_file,
     load_expected,
+    misread,
     oracle,
 )
 
@@ -120,6 +121,14 @@ def test_no_wrong_verdict(stem, source, expected):
         for j in result.wrong
     ]
     assert not wrong, "\n".join(wrong)
+    # a line read as another quantity than the post means is judged for bnderive's reading, so
+    # a misreading would pass unseen: every difference is declared in the entry (read_as)
+    misreadings = [
+        f"line {j.line}: read as {j.quantity}, the post means {j.expected.quantity}"
+        for j in result.judged
+        if misread(j)
+    ]
+    assert not misreadings, "\n".join(misreadings)
     unjudged = [
         f"line {j.line} (read as {j.quantity}): {j.expected.latex[:60]!r}"
         for j in result.judged

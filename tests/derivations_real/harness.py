@@ -54,6 +54,9 @@ class Expected:
     member: int | None
     mask: str | None
     note: str = ""
+    #: what bnderive reads the line as, where the transcriber knows it differs from what the
+    #: post means (a toy model's xmu read as x̂): any other difference is a misreading
+    read_as: str | None = None
 
     @property
     def states_value(self) -> bool:
@@ -139,6 +142,7 @@ def load_expected(path: Path) -> tuple[dict[str, str], list[Expected]]:
                 entry.get("member"),
                 entry.get("mask"),
                 entry.get("note", ""),
+                entry.get("read_as"),
             )
         )
     return dict(data.get("conventions", {})), lines
@@ -270,6 +274,25 @@ def _quantity_of(line: Any, form: Any, number: int) -> str:
     if name == "dxhat_dx":
         return "dxhat_dx" if read.contracted else "dxhat_dx_direct"
     return name
+
+
+def _same_quantity(meant: str, read: str) -> bool:
+    """Does bnderive's reading name the quantity the transcriber says the line states?  Beside
+    equal names: the line's own derivative read from its expression (``d(expr)_dx``, ``dx_dx``,
+    ``dsigma_dx``, judged by the entry's ``truth``), and ∂x̂_i/∂x_i or ∂y_i/∂x_i read as the
+    total or the held partial (the output says which)."""
+    if read == meant or read in LOCAL_READINGS:
+        return True
+    return read.removesuffix("_total").removesuffix("_direct") == meant
+
+
+def misread(j: Judged) -> bool:
+    """A checked line bnderive reads as another quantity than the post means, not declared
+    (``read_as``) by the transcriber: its verdict, right or wrong, is about another claim, and
+    the oracle (established for bnderive's reading) cannot see that."""
+    if j.status != "checked" or j.quantity in (None, "identity", "definition"):
+        return False
+    return not _same_quantity(j.expected.quantity, j.quantity) and j.quantity != j.expected.read_as
 
 
 def judge_file(
