@@ -9,6 +9,9 @@ the Backward Pass", 2024; tests/derivations_real/levykramer_layernorm_2024.md): 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -342,3 +345,35 @@ def test_a_delta_with_one_index_up_and_one_down_is_tensor_notation(tmp_path):
     plain = doc(tmp_path, lower, head)
     assert not any("Einstein" in n for n in plain.notes)
     assert verdicts(plain).get(line_of(plain, rows[3])) == "refuted"
+
+
+_PRINT_NOTES = (
+    "import sys\n"
+    "from bnderive.read.documents import load_document\n"
+    "for line in load_document(sys.argv[1]).lines:\n"
+    "    print(line.line, line.notes)\n"
+)
+
+
+def test_the_notes_on_the_posts_own_gradients_come_in_one_order_whatever_the_hash_seed():
+    """Line 192 of Levy-Kramer's post uses ∂L/∂μ and ∂L/∂m of its own graph, and ``check``
+    printed the two notes in one order in one run and the other in the next: the gradients
+    were taken from a set of the line's symbols, whose order follows the string hashes.  A fresh
+    process per seed (a process's hashes are fixed); with the set's order, seeds 0 and 1 gave
+    the two orders (SymPy 1.14)."""
+    path = Path(__file__).parent / "derivations_real" / "levykramer_layernorm_2024.md"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PRINT_NOTES, str(path)],
+            env=os.environ | {"PYTHONHASHSEED": str(seed)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in range(4)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err for _, err in outputs]
+    printed = {out for out, _ in outputs}
+    assert len(printed) == 1, printed
+    assert "as worked out in the post's own graph" in printed.pop()

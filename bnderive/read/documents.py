@@ -1509,7 +1509,7 @@ class _Builder:
         truth = self._true_stage_adjoints()
         lines = forward_lines(self.spec, self.graph)
         found: dict[sp.Expr, sp.Expr] = {}
-        for mark in marks:
+        for mark in sorted(marks, key=sp.default_sort_key):  # a set: its notes in one order
             with _graph_answers():
                 found[mark], note = expression_adjoint(mark.args[0], lines, truth)
             notes.append(note)
@@ -1580,10 +1580,13 @@ class _Builder:
 
 
 def _own_marks(expr: sp.Expr) -> list[sp.Expr]:
-    """The gradients with respect to a post's own names in ``expr`` (``OWN_ADJOINT``)."""
+    """The gradients with respect to a post's own names in ``expr`` (``OWN_ADJOINT``), in
+    SymPy's canonical order: a set of them iterates in the order of the string hashes
+    (PYTHONHASHSEED), and the notes ``check`` prints follow this order."""
     marks: list[sp.Expr] = [s for s in expr.free_symbols if isinstance(s, sp.Symbol)]
     marks += list(expr.atoms(sp.Indexed))
-    return [m for m in marks if (label_of(m) or "").startswith(OWN_ADJOINT)]
+    own = [m for m in marks if (label_of(m) or "").startswith(OWN_ADJOINT)]
+    return sorted(own, key=sp.default_sort_key)
 
 
 def _names_in(expr: sp.Expr) -> set[str]:
