@@ -10,6 +10,9 @@ is the one that must refute, or say "undecided": never "holds".
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -415,3 +418,33 @@ def test_only_a_screened_nonzero_answer_can_change_with_the_exact_normal_form():
     test = decide_zero(sp.sqrt(x + 1) - 1, quick=False)
     assert test.outcome is Zero.NONZERO and not test.screened
     assert not decide_zero(x / y - y / x).screened  # a Laurent polynomial: no screen needed
+
+
+_PRINT_RADICALS = (
+    "import sympy as sp\n"
+    "from bnderive.verify.zero_test import _normalize_radicals\n"
+    "a, b, c = sp.symbols('a b c', positive=True)\n"
+    "expr = sp.sqrt(a + 1) + 2 * sp.sqrt(b + 1) + 3 * sp.sqrt(c + 1)\n"
+    "print([(str(s), q, str(base)) for s, q, base in _normalize_radicals(expr)[1]])\n"
+)
+
+
+def test_the_radicals_are_named_in_one_order_whatever_the_hash_seed():
+    """Three radicals of equal count_ops: their names s0, s1, s2 (and so a residual the exact
+    method prints) followed a set's order, the string hashes', until ties were broken by
+    SymPy's canonical order.  A fresh process per seed; the old order gave four different
+    namings for seeds 0-3 (SymPy 1.14)."""
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PRINT_RADICALS],
+            env=os.environ | {"PYTHONHASHSEED": str(seed)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in range(4)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err for _, err in outputs]
+    printed = {out for out, _ in outputs}
+    assert printed == {"[('_s0', 2, 'a + 1'), ('_s1', 2, 'b + 1'), ('_s2', 2, 'c + 1')]\n"}

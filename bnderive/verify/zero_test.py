@@ -59,7 +59,9 @@ def _normalize_radicals(expr: sp.Expr) -> tuple[sp.Expr, list[tuple[sp.Symbol, i
     relations: dict[sp.Expr, sp.Symbol] = {}
     rel_list: list[tuple[sp.Symbol, int, sp.Expr]] = []
     mapping: dict[sp.Expr, sp.Expr] = {}
-    for node in sorted(expr.atoms(sp.Pow), key=sp.count_ops):
+    # ties of count_ops broken by SymPy's canonical order, not by a set's (string-hash) order:
+    # the radicals' names s0, s1, … and so the residual a verdict prints do not vary by run
+    for node in sorted(expr.atoms(sp.Pow), key=lambda p: (sp.count_ops(p), sp.default_sort_key(p))):
         exponent = node.exp
         if not (isinstance(exponent, sp.Rational) and exponent.q != 1):
             continue
