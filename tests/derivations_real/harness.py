@@ -10,7 +10,8 @@ relative error below 1e-9 at all of them or refuted (a ``truth`` expression may 
 itself, e.g. ``jac(lambda x: ...)``: the finite-difference Jacobian of the forward definition of
 what the line differentiates, see ``jacobian``).  bnderive's verdict for the same member is
 then compared with it; where bnderive reads the line as another quantity than the transcriber
-(``xhat`` for a toy model's ``xmu``), the expected verdict is established for bnderive's reading.
+(``xhat`` for a toy model's ``xmu``), the expected verdict is established for bnderive's reading,
+and the entry must say so (``read_as``): any other difference is a misreading (``misread``).
 """
 
 from __future__ import annotations
