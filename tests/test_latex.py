@@ -15,18 +15,14 @@ from hypothesis import strategies as st
 
 from bnderive.core import notation as N
 from bnderive.core.derive import derive
+from bnderive.core.notation import Partial
 from bnderive.core.printing import latex
 from bnderive.core.spec import Spec
 from bnderive.errors import FormError
-from bnderive.read.latex_reader import (
-    DSTD,
-    LatexError,
-    NotCheckable,
-    Partial,
-    _parser,
-    parse_equation_line,
-    parse_latex,
-)
+from bnderive.read.latex_derivatives import DSTD
+from bnderive.read.latex_reader import parse_equation_line, parse_latex
+from bnderive.read.latex_results import LatexError, NotCheckable
+from bnderive.read.latex_syntax import _parser
 
 x, g, xhat, y = N.x, N.g, N.xhat, N.y
 i, j, k, n, p = N.i, N.j, N.k, N.n, N.p

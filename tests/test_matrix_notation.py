@@ -124,7 +124,7 @@ def test_a_product_that_would_expand_without_end_is_refused_quickly():
     """25 factors (I − 1/N 1 + X̂X̂^T) would expand into 2^25 terms: refused at the bound."""
     import time
 
-    from bnderive.read.latex_reader import NotCheckable
+    from bnderive.read.latex_results import NotCheckable
 
     text = r"\left(I - \frac{1}{N}\mathbf{1} + \hat{X}\hat{X}^T\right)" * 25 + " X"
     start = time.perf_counter()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bnderive.read.documents import load_document
-from bnderive.read.latex_reader import _tree
+from bnderive.read.latex_syntax import _tree
 from bnderive.read.letters import forward_roles
 from tests.test_reading_rules import verdicts
 

@@ -18,7 +18,7 @@ from bnderive.cli import main
 from bnderive.core.spec import Mode
 from bnderive.errors import FormError
 from bnderive.read.documents import load_document, load_expression
-from bnderive.read.latex_reader import LatexError
+from bnderive.read.latex_results import LatexError
 from bnderive.verify.every_m import general_check
 from bnderive.verify.exact import check_exact_mode
 from bnderive.verify.verdict import Status

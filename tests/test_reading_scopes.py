@@ -21,7 +21,8 @@ from click.testing import CliRunner
 from bnderive.cli import main
 from bnderive.core.spec import Mode
 from bnderive.read.documents import load_document
-from bnderive.read.latex_reader import LatexError, parse_equation_line
+from bnderive.read.latex_reader import parse_equation_line
+from bnderive.read.latex_results import LatexError
 from bnderive.verify.check import check_forms
 from bnderive.verify.every_m import general_check
 from bnderive.verify.exact import check_exact_mode

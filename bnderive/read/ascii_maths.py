@@ -48,7 +48,7 @@ from bnderive.read.code_lines import (
     _Node,
     _Unknown,
 )
-from bnderive.read.latex_reader import LatexError, LineRead, NotCheckable
+from bnderive.read.latex_results import LatexError, LineRead, NotCheckable
 from bnderive.read.own_graph import hidden_path
 
 _SUM = re.compile(r"\bsum_([a-z])\b")

@@ -38,7 +38,7 @@ import sympy as sp
 from bnderive.core import notation as N
 from bnderive.core import python_syntax
 from bnderive.read.c_code import C_LANGUAGES, READ_FROM, c_rows, c_targets, refusal
-from bnderive.read.latex_reader import LatexError, LineRead
+from bnderive.read.latex_results import LatexError, LineRead
 
 #: Forward quantities of the layer, by the names code gives them.
 FORWARD = {

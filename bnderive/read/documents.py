@@ -10,7 +10,7 @@ line bnderive cannot read is "not read" (with its line, column, token and what w
 and the others are checked.  A line whose right side continues on the next row (``… =\\\\`` then
 ``&= …``, or a row that starts with ``&+``/``&-``) is joined with it first.
 
-What a line is decides what it is checked against (``latex_reader.LineRead``):
+What a line is decides what it is checked against (``latex_results.LineRead``):
 
 * ``∂L/∂x̂_i = …`` (σ², μ, x, γ, β, and ∂L/∂y_i): an ``Equation`` of the form, checked against the
   truth; every further ``= …`` and each ``&= …`` continuation is the same quantity again, checked
@@ -74,16 +74,10 @@ from bnderive.read.code_lines import CodeReader, code_rows
 from bnderive.read.expr_nodes import expression_adjoint, expression_partial, forward_lines
 from bnderive.read.files import read_text
 from bnderive.read.forms import Equation, Form, ReadingGroup, bounded_equation
-from bnderive.read.latex_reader import (
-    DSTD,
-    OWN_ADJOINT,
-    Family,
-    LatexError,
-    LineRead,
-    Readings,
-    name_bound,
-    parse_equation_line,
-)
+from bnderive.read.latex_derivatives import DSTD, OWN_ADJOINT
+from bnderive.read.latex_reader import parse_equation_line
+from bnderive.read.latex_results import LatexError, LineRead, Readings
+from bnderive.read.latex_vocabulary import Family, name_bound
 from bnderive.read.letters import headings, letter_roles
 from bnderive.read.macros import Macro, MacroError, expand, find_definitions
 from bnderive.read.own_graph import LAYER_NODES, GraphUnknown, OwnGraph, hidden_path, label_of
@@ -1014,7 +1008,7 @@ def _layer_labels(maths: str, sizes: frozenset[str]) -> frozenset[str]:
 
 
 def _family(norm: Norm, maths: str, einstein: bool | str = False) -> Family:
-    """How the notation reads under ``norm`` (``latex_reader.Family``): for LayerNorm the
+    """How the notation reads under ``norm`` (``latex_vocabulary.Family``): for LayerNorm the
     letters of the number of features, and N the batch size when the post writes another;
     whether repeated indices are summed (``_einstein``)."""
     if norm is not Norm.LAYER:

@@ -3,7 +3,7 @@ built from it: a line of a derivation is small, and a hostile one must not make 
 recurse out of the stack (200 nested parentheses, 20000 signs) or build huge numbers.
 
 ``tree_problem`` walks the tree without recursion and returns the first bound a line breaks,
-with the token where it does (``latex_reader._tree`` turns it into a ``LatexError`` with that
+with the token where it does (``latex_syntax._tree`` turns it into a ``LatexError`` with that
 line and column).  Powers are bounded where they are built (``limits.power_problem``), and the
 finished expression by ``limits.expression_problem``; the caps are in ``core/limits.py``.
 """

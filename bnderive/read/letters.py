@@ -24,7 +24,7 @@ that uses it is not read, with the reason.  A letter rebound from y to x̂ (the 
 and β) is x̂ only until a later line writes γ or β again (by any letter): from there on the
 letter may mean y again, and which one is not said, so it is not read.
 
-The result is ``latex_reader.LetterRole`` entries, which ``_Meaning.item`` applies to each line
+The result is ``latex_vocabulary.LetterRole`` entries, which ``_Meaning.item`` applies to each line
 (and ``_Meaning.output_side`` the outputs).
 """
 
@@ -34,15 +34,12 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 
-from bnderive.read.latex_reader import (
-    _RESERVED,
+from bnderive.read.latex_results import LatexError
+from bnderive.read.latex_syntax import (
     BigSum,
-    Family,
     Frac,
     Group,
-    LatexError,
     Letter,
-    LetterRole,
     LineNode,
     Macro,
     Node,
@@ -54,6 +51,7 @@ from bnderive.read.latex_reader import (
     SumExpr,
     line_tree,
 )
+from bnderive.read.latex_vocabulary import _RESERVED, Family, LetterRole
 
 #: How a role is said in a note.
 #: The key of ``forward_roles`` for a left side F(V) that names the output as a function.
