@@ -176,8 +176,6 @@ def parse_latex(
 
 _QUANTITY_OF_BASE = {"dx": "dx", "dxhat": "dxhat", "g": "dy", "dgamma": "dgamma", "dbeta": "dbeta"}
 _FORWARD_BASE = {"xhat": "xhat", "y": "y"}
-_NODE_NAMES = {"x": "x", "xhat": "xhat", "y": "y", "mu": "mu", "var": "var", "gamma": "gamma"}
-_NODE_NAMES["beta"] = "beta"
 
 
 def parse_equation_line(

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from bnderive.core import notation as N
 from bnderive.core.notation import Partial
 from bnderive.read.latex_results import Pos
 from bnderive.read.latex_syntax import (
@@ -54,23 +53,9 @@ _WORDS = ("dxhat", "dgamma", "dbeta", "dout", "dmu", "dvar", "NHW", "eps")
 _POOL = ("k", "p", "q", "l", "n", "j", "r", "s", "t", "u", "v")
 #: Letters a line may not define as a name of its own: they mean something already.
 _RESERVED = set(_ARRAY_LETTERS) | _LOSS_TARGETS | {"N", "M", "m", "H", "W", "d", "i", "T"}
-QUANTITY_LATEX = {
-    "dy": r"\frac{\partial L}{\partial y_i}",
-    "dxhat": r"\frac{\partial L}{\partial \hat{x}_i}",
-    "dvar": r"\frac{\partial L}{\partial \sigma^2}",
-    "dmu": r"\frac{\partial L}{\partial \mu}",
-    "dx": r"\frac{\partial L}{\partial x_i}",
-    "dgamma": r"\frac{\partial L}{\partial \gamma}",
-    "dbeta": r"\frac{\partial L}{\partial \beta}",
-}
-
 #: The fonts of E in E[x] (the mean) and of a word such as Var in \\operatorname{Var}[x].
 _MEAN_FONTS = ("", "mathbb", "mathrm", "operatorname")
 _WORD_FONTS = ("mathrm", "operatorname")
-
-#: The nodes of the graph a local derivative ∂A/∂B may name, and their symbols (by target kind).
-_NODE_BASE = {"x": N.x, "xhat": N.xhat, "y": N.y}
-_NODE_SCALAR = {"mu": N.mu, "var": N.var, "gamma": N.gamma, "beta": N.beta}
 
 
 class Dotted(sp.Function):
