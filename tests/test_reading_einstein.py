@@ -9,9 +9,6 @@ the Backward Pass", 2024; tests/derivations_real/levykramer_layernorm_2024.md): 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from bnderive.read.documents import load_document
 from bnderive.verify.every_m import general_check
 from bnderive.verify.exact import check_exact_mode
 from bnderive.verify.verdict import Status
+from tests.hash_seeds import printed_under_seeds
 
 
 def verdicts(form) -> dict[int, str]:
@@ -362,18 +360,6 @@ def test_the_notes_on_the_posts_own_gradients_come_in_one_order_whatever_the_has
     process per seed (a process's hashes are fixed); with the set's order, seeds 0 and 1 gave
     the two orders (SymPy 1.14)."""
     path = Path(__file__).parent / "derivations_real" / "levykramer_layernorm_2024.md"
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _PRINT_NOTES, str(path)],
-            env=os.environ | {"PYTHONHASHSEED": str(seed)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for seed in range(4)
-    ]
-    outputs = [run.communicate(timeout=120) for run in runs]
-    assert all(run.returncode == 0 for run in runs), [err for _, err in outputs]
-    printed = {out for out, _ in outputs}
+    printed = printed_under_seeds(_PRINT_NOTES, [str(path)], 4)
     assert len(printed) == 1, printed
     assert "as worked out in the post's own graph" in printed.pop()

@@ -10,9 +10,6 @@ is the one that must refute, or say "undecided": never "holds".
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +30,7 @@ from bnderive.verify.exact import exact_check, exact_reference_check, exact_step
 from bnderive.verify.randomized import large_spec, random_check, random_rational_check
 from bnderive.verify.verdict import Status
 from bnderive.verify.zero_test import Zero, decide_zero
+from tests.hash_seeds import printed_under_seeds
 
 CAFFE = "gamma/sqrt(var+eps)*(g[i] - sum(g[k],k)/M - xhat[i]*sum(g[k]*xhat[k],k)/M)"
 NO_GAMMA = CAFFE.replace("gamma/", "1/")
@@ -434,17 +432,5 @@ def test_the_radicals_are_named_in_one_order_whatever_the_hash_seed():
     method prints) followed a set's order, the string hashes', until ties were broken by
     SymPy's canonical order.  A fresh process per seed; the old order gave four different
     namings for seeds 0-3 (SymPy 1.14)."""
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _PRINT_RADICALS],
-            env=os.environ | {"PYTHONHASHSEED": str(seed)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for seed in range(4)
-    ]
-    outputs = [run.communicate(timeout=120) for run in runs]
-    assert all(run.returncode == 0 for run in runs), [err for _, err in outputs]
-    printed = {out for out, _ in outputs}
+    printed = printed_under_seeds(_PRINT_RADICALS, [], 4)
     assert printed == {"[('_s0', 2, 'a + 1'), ('_s1', 2, 'b + 1'), ('_s2', 2, 'c + 1')]\n"}

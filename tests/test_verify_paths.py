@@ -16,9 +16,6 @@ and verify/residual.py).
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,6 +29,7 @@ from bnderive.verify.check import CheckResult
 from bnderive.verify.mistakes import Mistake, find_mistakes
 from bnderive.verify.residual import index_residual
 from bnderive.verify.verdict import Status, Verdict
+from tests.hash_seeds import printed_under_seeds
 
 H, R, U = Status.HOLDS, Status.REFUTED, Status.UNDECIDED
 
@@ -270,19 +268,7 @@ def test_the_residual_is_written_the_same_way_whatever_the_hash_seed(tmp_path):
     made in set order, seeds 0 and 1 gave the two writings (SymPy 1.14), and six seeds make
     a coincidence unlikely on another SymPy."""
     form_of(tmp_path, ("dx[i]", TWO_SUMS))
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _PRINT_RESIDUAL, str(tmp_path / "f.toml")],
-            env=os.environ | {"PYTHONHASHSEED": str(seed)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for seed in range(6)
-    ]
-    outputs = [run.communicate(timeout=120) for run in runs]
-    assert all(run.returncode == 0 for run in runs), [err for _, err in outputs]
-    printed = {out for out, _ in outputs}
+    printed = printed_under_seeds(_PRINT_RESIDUAL, [str(tmp_path / "f.toml")], 6)
     assert len(printed) == 1, printed
     assert "Sum" in printed.pop()  # a residual with the sums, not None or 0
 
