@@ -281,3 +281,26 @@ def test_python_m_bnderive_is_the_same_command():
     )
     assert done.returncode == 0
     assert done.stdout.strip() == f"bnderive, version {__import__('bnderive').__version__}"
+
+
+LINES_OUT_OF_ORDER = r"""# A derivation whose gradient line is checked by more methods than its forward lines
+
+$$\mu = \frac{1}{m}\sum_{i=1}^m x_i$$
+
+$$\sigma^2 = \frac{1}{m}\sum_{i=1}^m (x_i-\mu)^2$$
+
+$$\hat{x}_i = \frac{x_i-\mu}{\sqrt{\sigma^2+\epsilon}}$$
+
+$$\frac{\partial L}{\partial \beta} = \sum_{i=1}^m \frac{\partial L}{\partial y_i}$$
+"""
+
+
+def test_check_lists_the_lines_in_the_documents_order(tmp_path: Path):
+    """The table follows the document: the randomized method checks only the gradient line,
+    and its verdicts came first, so ∂L/∂β (line 9) was listed above μ (line 3)."""
+    path = tmp_path / "post.md"
+    path.write_text(LINES_OUT_OF_ORDER, encoding="utf-8")
+    result = run("check", str(path), "--no-timing")
+    assert result.exit_code == 0, result.output
+    rows = [line.split()[0] for line in result.output.splitlines() if line[:1].isdigit()]
+    assert rows == ["3", "5", "7", "9"], result.output

@@ -136,16 +136,21 @@ class LineResult:
 
 
 def line_results(verdicts: Iterable[Verdict]) -> list[LineResult]:
-    """The verdicts grouped into one result per (form, line), in the order the lines came."""
+    """The verdicts grouped into one result per (form, line): the forms in the order their
+    first verdict came, each form's lines in the document's order (the methods and their
+    parallel units finish in any order; a reader follows the document)."""
     groups: dict[tuple[str, int], dict[tuple[bool, str], list[Verdict]]] = {}
     first: dict[tuple[str, int], Verdict] = {}
+    forms: dict[str, int] = {}
     for v in verdicts:
         key = (v.form, v.equation or 0)
+        forms.setdefault(v.form, len(forms))
         groups.setdefault(key, {}).setdefault((v.step, v.method), []).append(v)
         if not v.step:
             first.setdefault(key, v)
     out = []
-    for key, by_method in groups.items():
+    for key in sorted(groups, key=lambda k: (forms[k[0]], k[1])):
+        by_method = groups[key]
         head = first.get(key) or next(iter(by_method.values()))[0]
         methods = {
             m: MethodResult(m, tuple(by_method[(False, m)]))
