@@ -27,6 +27,7 @@ from bnderive.read.latex_syntax import (
     _render,
     _short,
     _word_font,
+    unbraced,
 )
 from bnderive.read.latex_vocabulary import (
     _BARE,
@@ -190,8 +191,7 @@ class _DerivativeReading:
         """The numerator or denominator of a fraction when it is a differential: ∂L, dy_{kl},
         ∂x̂_k, ∂(γx̂ + β), ∂ \\frac{1}{m}\\sum x_i, a lone ∂ (an operator); None otherwise.
         What follows the ∂ (or d, δ) is all of it: ∂ istd is one unknown name, not ∂i·s·t·d."""
-        while isinstance(node, Group) and node.kind == "brace":
-            node = node.inner
+        node = unbraced(node)
         nodes = list(node.items) if isinstance(node, Product) else [node]
         first = nodes[0]
         if isinstance(first, Letter) and first.name == "d" and first.font in ("", "mathrm"):

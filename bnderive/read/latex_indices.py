@@ -11,7 +11,6 @@ import sympy as sp
 from bnderive.core import notation as N
 from bnderive.read.latex_results import Pos
 from bnderive.read.latex_syntax import (
-    Group,
     Letter,
     Node,
     Num,
@@ -23,6 +22,7 @@ from bnderive.read.latex_syntax import (
     SumExpr,
     _describe,
     _index_counts,
+    unbraced,
 )
 from bnderive.read.latex_vocabulary import _BARE, _ONES, _PLACEHOLDER, _is_ones, _Item, _part_size
 
@@ -65,8 +65,7 @@ class _IndexReading:
                 raise self.error("'=' in an index: only sums take i=1", eq.pos)
             parts = node.items if isinstance(node, Product) else (node,)
             for part in parts:
-                while isinstance(part, Group) and part.kind == "brace":
-                    part = part.inner  # y_{c,{\rm{i}}}: MathType braces an upright index
+                part = unbraced(part)  # y_{c,{\rm{i}}}: MathType braces an upright index
                 if isinstance(part, Letter) and not part.font:
                     out.append((part.name, part.pos))
                 elif isinstance(part, Num) and part.text.isdigit():
@@ -302,8 +301,7 @@ class _IndexReading:
         if len(sub.items) != 1 or sub.items[0][1] is not None:
             return False
         node = sub.items[0][0]
-        while isinstance(node, Group) and node.kind == "brace":
-            node = node.inner
+        node = unbraced(node)
         if not isinstance(node, Letter) or node.font or node.name not in self.family.elements:
             return False
         return self.roles.get(node.name, ("element",))[0] == "element"

@@ -595,10 +595,16 @@ def _word_font(font: str, name: str) -> bool:
     return font in ("text", "mathrm") and len(name) > 1 and name.isalnum()
 
 
-def _is_word(node: Node, word: str) -> bool:
-    """Is ``node`` the letters of ``word`` side by side, with no script (dout)?"""
+def unbraced(node: Node) -> Node:
+    """``node`` without the braces around it: ``{x}``, ``{{x}}`` are x (braces do not print)."""
     while isinstance(node, Group) and node.kind == "brace":
         node = node.inner
+    return node
+
+
+def _is_word(node: Node, word: str) -> bool:
+    """Is ``node`` the letters of ``word`` side by side, with no script (dout)?"""
+    node = unbraced(node)
     items = list(node.items) if isinstance(node, Product) else [node]
     return len(items) == len(word) and all(
         isinstance(n, Letter) and not n.font and n.name == c

@@ -23,6 +23,7 @@ from bnderive.read.latex_syntax import (
     Scripted,
     _render,
     _word_font,
+    unbraced,
 )
 
 # -- meaning ------------------------------------------------------------------------------------------
@@ -80,8 +81,7 @@ def _part_size(it: _Item) -> str | None:
     """N_s (or {N_s}, as MathType braces it): the letter s of the size N_s; None otherwise."""
     sub, node = it.sub, it.node
     if it.kind == "node" and it.sub is None:
-        while isinstance(node, Group) and node.kind == "brace":
-            node = node.inner
+        node = unbraced(node)
         if not isinstance(node, Scripted) or node.sup is not None:
             return None
         sub, node = node.sub, node.base

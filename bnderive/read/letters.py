@@ -105,9 +105,10 @@ def letter_roles(
     if not forward:
         return (), (), []
     outputs = tuple((line, found.pop(OUTPUT)) for line, _, found in forward if OUTPUT in found)
+    output_of = dict(outputs)
     for line, text, _found in forward:
-        if line in dict(outputs):
-            role = ROLE_TEXT[dict(outputs)[line]]
+        if line in output_of:
+            role = ROLE_TEXT[output_of[line]]
             notes.append(
                 f"the left side of line {line} ({' '.join(text.split())}) read as {role}: "
                 "it names a function of the input, and its right side is the layer's forward line"
@@ -199,7 +200,7 @@ def _shape(node: Node, labels: frozenset[str]) -> tuple[str | None, str, str | N
 def _scaled(node: Node, labels: frozenset[str]) -> tuple[str | None, str] | None:
     """(P, V) of P·(V − μ)/D, or (None, V) of (V − μ)/D."""
     node = _bare(node)
-    items = [n for n in (node.items if isinstance(node, Product) else (node,))]
+    items = node.items if isinstance(node, Product) else (node,)
     items = [_bare(n) for n in items if not (isinstance(n, Op) and n.op == "*")]
     fracs = [n for n in items if isinstance(n, Frac)]
     if len(fracs) != 1 or len(items) > 2:
