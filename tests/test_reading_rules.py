@@ -232,6 +232,12 @@ RULES = [
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -1",
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -2",
     ),
+    (
+        # Sinai (2022) writes "Consider z_1: z_1 = (x_1 − μ)/(σ + ε)" before the general z_k
+        "one entry named by its number, and no other, as every entry (permutation symmetry)",
+        r"\hat{x}_1 = \frac{x_1 - \mu}{\sqrt{\sigma^2 + \epsilon}} = \frac{x_1 - \frac{1}{N}\sum_r x_r}{\sqrt{\sigma^2 + \epsilon}}",
+        r"\frac{\partial \hat{x}_1}{\partial x_1} = \frac{1}{\sqrt{\sigma^2 + \epsilon}}\left(1 - \frac{1}{N}\right)",
+    ),
 ]
 
 
@@ -1213,3 +1219,31 @@ def test_an_element_of_two_letters_beside_a_channel(tmp_path):
         "other.md",
     )
     assert other.lines[0].status == "not read" and "3 indices" in other.lines[0].reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # two entries named by number: a claim about particular entries (the off-diagonal ones)
+        r"\frac{\partial \hat{x}_2}{\partial x_1} = \frac{-1}{N\sqrt{\sigma^2 + \epsilon}}",
+        # entry 1 on the left, entry 2 on the right: not the same entry
+        r"\hat{x}_1 = \frac{x_2 - \mu}{\sqrt{\sigma^2 + \epsilon}}",
+        # entry 1 beside a symbolic index: which entries i are meant?
+        r"\hat{x}_1 = \frac{x_1 - \mu}{\sqrt{\sigma^2 + \epsilon}} + \delta_{i1}",
+    ],
+)
+def test_an_entry_named_by_number_beside_another_entry_is_not_checked(tmp_path, text):
+    """Only a line about one numbered entry and no other says the same of every entry; a line
+    that names two entries (or a number beside an index) is about those entries: not checked,
+    with the reason, never read as the general element."""
+    form = doc(tmp_path, lines(text + "\n" + r"\frac{\partial L}{\partial \beta} = \sum_i g_i"))
+    first = form.lines[0]
+    assert first.status == "not checked", (first.status, first.reason)
+    assert "by number" in first.reason
+    assert not any("read as every entry" in note for note in first.notes)
+
+
+def test_a_numbered_entry_says_how_it_was_read(tmp_path):
+    form = doc(tmp_path, lines(r"\hat{x}_1 = \frac{x_1 - \mu}{\sqrt{\sigma^2 + \epsilon}}"))
+    assert verdicts(form) == {1: "holds"}
+    assert any("entry 1 read as every entry i" in n for n in form.lines[0].notes), form.lines[0]

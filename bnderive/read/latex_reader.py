@@ -575,6 +575,8 @@ def _element_index(state: _LineState, meaning: _Meaning) -> None:
         state.source = free[0] if free else None
         state.elementwise = state.source is not None
     if state.elementwise and not isinstance(state.source, sp.Symbol):
+        _numbered_entry(state, meaning)
+    if state.elementwise and not isinstance(state.source, sp.Symbol):
         state.kind = "none"
         state.reason = state.reason or "the left side names one entry by number; write x_i"
         state.elementwise = False
@@ -594,6 +596,50 @@ def _element_index(state: _LineState, meaning: _Meaning) -> None:
         _scalar_line(state, meaning)
         rename[_BARE] = N.i
     state.sides = [undot(s).xreplace(rename) if s is not None else None for s in state.sides]
+
+
+def _numbered_entry(state: _LineState, meaning: _Meaning) -> None:
+    """``z_1 = (x_1 − μ)/(σ + ε)``: a line about one entry named by its number, and no other
+    entry: by permutation symmetry it says the same of every entry.  The layer treats its
+    elements alike (μ and σ² are symmetric in them, and each output is the same function of its
+    own input and of them), so swapping entry 1 with entry i maps the line's claim for entry 1
+    onto the claim for entry i, and the number is read as the element index i.  Not when the
+    line names two entries (x_1 and x_2, or x_1 beside x_i), a Kronecker δ holds a number, or
+    an entry sits under a sum: those claims are about particular entries, left as they were."""
+    number = state.source
+    sides = [s for s in state.sides if s is not None]
+    numbers = {
+        index
+        for side in sides
+        for entry in side.atoms(sp.Indexed)
+        for index in entry.indices
+        if index.is_number
+    }
+    if (
+        numbers != {number}
+        or any(a.is_number for side in sides for d in side.atoms(sp.KroneckerDelta) for a in d.args)
+        or any(meaning.element_indices(side) for side in sides)
+        or any(
+            number in entry.indices
+            for side in sides
+            for total in side.atoms(sp.Sum)
+            for entry in total.function.atoms(sp.Indexed)
+        )
+    ):
+        return
+
+    def entry_i(entry: sp.Indexed) -> sp.Indexed:
+        return sp.Indexed(entry.base, *(N.i if k == number else k for k in entry.indices))
+
+    state.sides = [
+        s.replace(lambda e: isinstance(e, sp.Indexed), entry_i) if s is not None else None
+        for s in state.sides
+    ]
+    state.source = N.i
+    meaning.notes.append(
+        f"entry {number} read as every entry i: the line names no other entry, and the layer "
+        "treats its elements alike (permutation symmetry), so what holds of one holds of each"
+    )
 
 
 def _scalar_line(state: _LineState, meaning: _Meaning) -> None:
