@@ -46,7 +46,10 @@ comment lines in a ``.tex`` file) says what the post assumes::
 Without ``epsilon``, a post whose maths never writes ε (and writes σ) is read with ε = 0; without
 ``sigma``, a post that writes both σ² and a bare σ means the standard deviation by σ (both with a
 note); without ``summation``, a post that writes no Σ and contracts with ones tensors (1_h x_{bh})
-sums repeated indices as Einstein does (a note says so).  A document about another normalization
+sums repeated indices as Einstein does (a note says so); without ``variance``, a post whose
+forward lines compute σ² with Bessel's 1/(M − 1) (σ² = Σ(x_k − μ)²/(M − 1), or x̂ with it written
+out) and never with 1/M is read with the unbiased variance (a note names the lines; a post that
+writes both is read with the biased one, its 1/(M − 1) lines refuted, and a note says so).  A document about another normalization
 (Instance, Group, RMS Normalization) is refused with a message naming it.
 """
 
@@ -1751,6 +1754,17 @@ def _read(
         else:
             reading.row(offset, piece)
     _something_to_check(builder.equations, reading.lines)
+    if "variance" not in meta and spec.training:
+        biased, unbiased = _variance_written(builder, reading.lines)
+        if unbiased and not biased:
+            # the forward lines compute σ² with Bessel's 1/(M−1): the layer the post describes
+            # normalizes with it, so every line is read again against that layer's truth
+            again = _read(
+                text, markdown, where, stem, cells, {**(extra or {}), "variance": "unbiased"}
+            )
+            return replace(again, notes=(*again.notes, _unbiased_note(unbiased)))
+        if unbiased:
+            notes.append(_mixed_variance_note(biased, unbiased))
     sources = meta.get("sources") or meta.get("source") or meta.get("citation") or []
     if isinstance(sources, str):
         sources = [sources]
@@ -1866,6 +1880,61 @@ def _conventions(
         norm=norm,
     )
     return spec, sigma, notes
+
+
+def _variance_written(builder: _Builder, lines: Sequence[DocLine]) -> tuple[list[str], list[str]]:
+    """The places of the forward lines (σ² = …, x̂_i = …, y_i = …) whose value is the biased
+    variance's and not the unbiased one's, and those whose value is the unbiased variance's and
+    not the biased one's: σ² = Σ(x_k − μ)²/(M − 1), or x̂_i with that variance written out.  A
+    line that writes σ² by its symbol agrees with both and says nothing; a wrong line agrees
+    with neither.  Each member is compared at a few batches (``_same_value``), under each
+    convention with μ and σ² that convention's statistics."""
+    truths: dict[tuple[str, bool], sp.Expr | None] = {}  # built when a forward line needs one
+
+    def truth(name: str, unbiased: bool) -> sp.Expr | None:
+        if (name, unbiased) not in truths:
+            spec = replace(builder.spec, unbiased=unbiased)
+            truths[name, unbiased] = forward_definition(spec, name)
+        return truths[name, unbiased]
+
+    biased: list[str] = []
+    unbiased: list[str] = []
+    for doc in lines:
+        if doc.read is None or doc.read.kind != "forward" or doc.status != "checked":
+            continue
+        name = doc.read.defines
+        if name not in ("var", "xhat", "y"):
+            continue
+        for number in (n for n in doc.members if n is not None):
+            expr = builder.equations[number - 1].expr
+            agrees: dict[bool, bool] = {}
+            for u in (False, True):
+                value = truth(name, u)
+                agrees[u] = value is not None and _same_value(expr, value, u)
+            if agrees[False] != agrees[True]:
+                (unbiased if agrees[True] else biased).append(doc.place)
+    return list(dict.fromkeys(biased)), list(dict.fromkeys(unbiased))
+
+
+def _unbiased_note(places: list[str]) -> str:
+    return (
+        f"the unbiased variance σ² = Σ(x_k − μ)²/(M − 1): {_and(places)} "
+        f"{'writes' if len(places) == 1 else 'write'} it in the forward pass, so every line is "
+        "checked against the layer that normalizes with it (declare `variance: biased` if the "
+        "layer's x̂ uses 1/M)"
+    )
+
+
+def _mixed_variance_note(biased: list[str], unbiased: list[str]) -> str:
+    return (
+        f"the post writes the variance both ways: the biased 1/M ({_and(biased)}) and the "
+        f"unbiased 1/(M − 1) ({_and(unbiased)}); read with the biased variance, so the "
+        "1/(M − 1) lines are refuted (declare `variance: unbiased` if the layer's x̂ uses it)"
+    )
+
+
+def _and(places: list[str]) -> str:
+    return places[0] if len(places) == 1 else ", ".join(places[:-1]) + " and " + places[-1]
 
 
 def _family_notes(family: Family) -> list[str]:
