@@ -36,9 +36,10 @@ TOLERANCE = 1e-9
 #: ``test_the_finite_difference_jacobian_is_accurate``: below 1e-10 at every point).
 FD_STEP = 1e-3
 #: bnderive's readings of a line as the derivative of the expression the line itself writes
-#: (``∂(x_j − μ)/∂x_i``, ``∂σ/∂x_j``, ``∂x_k/∂x_i``): no name of the reference, so the line's
-#: ``truth`` (that derivative, computed from the expression's forward definition) is the quantity.
-LOCAL_READINGS = frozenset({"d(expr)_dx", "dsigma_dx", "dx_dx"})
+#: (``∂(x_j − μ)/∂x_i``, ``∂(s^{-1})/∂σ²``, ``∂σ/∂x_j``, ``∂x_k/∂x_i``): no name of the reference,
+#: so the line's ``truth`` (that derivative, computed from the expression's forward definition) is
+#: the quantity.
+LOCAL_READINGS = frozenset({"d(expr)_dx", "d(expr)_dvar", "d(expr)_dmu", "dsigma_dx", "dx_dx"})
 #: What the corpus's NumPy expressions may call besides NumPy (NumPy's methods import lazily).
 _BUILTINS = {"__import__": __import__, "abs": abs, "len": len, "sum": sum, "range": range}
 
