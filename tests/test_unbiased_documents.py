@@ -111,3 +111,25 @@ def test_both_variances_written_is_read_biased_with_the_unbiased_line_refuted(tm
 def test_a_line_that_writes_sigma_squared_by_its_symbol_decides_nothing(tmp_path):
     unbiased, _, notes = verdicts(document(tmp_path, MU, XHAT, DX_BIASED))
     assert not unbiased and not [n for n in notes if "variance" in n]
+
+
+def test_a_layernorm_post_keeps_the_biased_variance(tmp_path):
+    """LayerNorm is defined with the biased variance: a LayerNorm post is read (its nominal
+    spec has one element per set, which the unbiased layer cannot have: every LayerNorm post
+    was refused with "divides by M-1 = 0" when the detection ran on it), and a 1/(D − 1) forward
+    line in it is refuted like any wrong line, not taken as the post's convention."""
+    path = tmp_path / "post.md"
+    path.write_text(
+        "# Layer normalization\n\n$$\n\\begin{aligned}\n"
+        r"\mu &= \frac{1}{D}\sum_{k=1}^D x_k \\" + "\n"
+        r"\sigma^2 &= \frac{1}{D-1}\sum_{k=1}^D (x_k-\mu)^2 \\" + "\n"
+        r"\hat{x}_i &= \frac{x_i-\mu}{\sqrt{\sigma^2+\epsilon}}" + "\n"
+        "\\end{aligned}\n$$\n",
+        encoding="utf-8",
+    )
+    form = load_document(path)
+    assert not form.unbiased and any("Layer Normalization" in n for n in form.notes)
+    verdicts = {
+        v.source_line: v.status for v in check_exact_mode(form, Mode.PER_ACTIVATION, [3, 4])
+    }
+    assert verdicts[6] is Status.REFUTED and verdicts[5] is Status.HOLDS, verdicts

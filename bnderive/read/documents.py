@@ -1754,7 +1754,9 @@ def _read(
         else:
             reading.row(offset, piece)
     _something_to_check(builder.equations, reading.lines)
-    if "variance" not in meta and spec.training:
+    if "variance" not in meta and spec.training and spec.norm is Norm.BATCH:
+        # BatchNorm only: LayerNorm is defined with the biased variance (a post's 1/(D − 1)
+        # line is refuted as any wrong line), and its nominal spec has one element per set
         biased, unbiased = _variance_written(builder, reading.lines)
         if unbiased and not biased:
             # the forward lines compute σ² with Bessel's 1/(M−1): the layer the post describes
