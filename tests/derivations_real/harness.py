@@ -418,6 +418,16 @@ def _find(form: Any, e: Expected, used: set[tuple[int, int]]) -> tuple[Any, int]
     return None
 
 
+def _statement(text: str) -> str:
+    """A line's text without what bnderive appends to a code row after its statement (the C it
+    was read from, a stage's mark: comments, whose '=' are no sides of the line)."""
+    from bnderive.read.code_lines import CODE_MARKS
+
+    for mark in CODE_MARKS:
+        text = text.split(mark)[0]
+    return text
+
+
 def _search(
     form: Any, e: Expected, used: set[tuple[int, int]], exact: bool
 ) -> tuple[Any, int] | None:
@@ -425,7 +435,7 @@ def _search(
     if not want:
         return None
     for line in form.lines:
-        sides = [_norm(s) for s in _sides(line.latex)]
+        sides = [_norm(s) for s in _sides(_statement(line.latex))]
         text = _norm(line.latex)
         if exact and want != text and want not in sides:
             continue
