@@ -4,6 +4,7 @@ wrong line is refuted at that line; nothing in the code is run."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -514,8 +515,9 @@ norm = xshift * rstd
 out = norm * w + b
 db = dout.sum((0, 1))
 dw = (dout * norm).sum((0, 1))
-dx = dout * w * rstd
-dx -= (dout * w).mean(-1, keepdim=True) * rstd
+dx = dout * w - (dout * w).mean(-1, keepdim=True)
+dx -= norm * (dout * w * norm).mean(-1, keepdim=True)
+dx *= rstd
 ```
 """
 
@@ -532,20 +534,21 @@ def test_layernorm_code_is_read_with_the_set_last(tmp_path, right, wrong):
     """A LayerNorm post's PyTorch: Σ over axis -1 is over the set (keepdim=True), Σ over (0, 1)
     is over the samples and only ∂L/∂γ_i, ∂L/∂β_i take it (this sample's term), w and b are γ_i
     and β_i, ``eps = 1e-5`` is ε's value (ε stays a symbol); a name changed in place later
-    (dx -= …) is not checked where it is first assigned.  Right holds, wrong is refuted."""
+    (dx -= …, dx *= rstd) is a stage where it is first assigned, a definition, and its last
+    value is checked.  Right holds, wrong is refuted."""
     form = load_document(write(tmp_path, LAYER.replace(right, wrong)))
-    statuses = {ln.latex: ln.status for ln in form.lines}
-    assert "dx = dout * w * rstd" not in statuses
+    statuses = {ln.latex.split("  #")[0]: ln.status for ln in form.lines}
+    assert statuses["dx = dout * w - (dout * w).mean(-1, keepdim=True)"] == "definition"
     got = verdicts_by_line(form)
     assert Status.REFUTED in got[wrong], got
     form = load_document(write(tmp_path, LAYER, "right.md"))
     got = verdicts_by_line(form)
     assert all(Status.REFUTED not in s and Status.HOLDS in s for s in got.values()), got
-    assert sum(ln.status == "checked" for ln in form.lines) == 5
+    assert sum(ln.status == "checked" for ln in form.lines) == 6
 
 
 def test_layernorm_code_sums_over_the_samples_only_for_the_parameters(tmp_path):
-    text = LAYER.replace("dx = dout * w * rstd", "dxhat = (dout * w).sum((0, 1))")
+    text = LAYER.replace("dx = dout * w -", "dxhat = (dout * w).sum((0, 1)) -")
     form = load_document(write(tmp_path, text))
     line = next(ln for ln in form.lines if ln.latex.startswith("dxhat"))
     assert line.status == "not read" and "only ∂L/∂γ and ∂L/∂β" in line.reason
@@ -617,10 +620,15 @@ def test_a_c_kernel_is_read_and_holds(tmp_path):
         assert checked[row].status == "checked", (row, checked[row].reason)
         assert checked[row].read.defines == quantity
         assert any(note.startswith("read from C as") for note in checked[row].notes)
-    acc = next(ln.latex for ln in form.lines if ln.latex.endswith("acc1 += dn; // sum"))
+    acc = next(ln.latex for ln in form.lines if "read from C: acc1 += dn; // sum" in ln.latex)
     assert acc.startswith("acc1 = acc1 + np.sum(dn, axis=-1)"), acc
+    # the second loop's n = (x_bt[i] - m) * s is the first loop's n computed again: checked
+    # against it (the same value), and n keeps its place in the post's graph
+    (again,) = [ln for ln in form.lines if ln.read is not None and ln.read.kind == "identity"]
+    assert again.status == "checked" and again.latex.startswith("n = (inp - m) * s"), again
+    assert any(note.startswith("n is computed again with line") for note in again.notes)
     got = verdicts_by_line(form)
-    assert sum(1 for t in got if "read from C" in t) == 3, got
+    assert sum(1 for t in got if "read from C" in t) == 4, got
     assert all(s == {Status.HOLDS} for s in got.values()), got
 
 
@@ -672,22 +680,59 @@ def test_a_loop_inside_the_loop_over_the_set_is_not_read(tmp_path):
     assert dx.status != "checked"
 
 
-def test_a_name_changed_in_place_later_is_reported_not_skipped(tmp_path):
-    """``dx = dc + dmu / N`` then ``dx *= 1`` (a name changed in place later: Karpathy's
-    ``dx *= rstd``): the assignment holds no final value, so it is not checked, and the output
-    and the summary say so (it was left out silently, and --strict exited 0)."""
+def test_an_assignment_changed_in_place_later_is_a_stage_and_the_last_value_is_checked(tmp_path):
+    """``dx = dc + dmu / N`` then ``dx *= 1`` (Karpathy's ``dx = dnorm - …`` then ``dx *=
+    rstd``): the first value is a stage, a definition of the post's own (dx'), and ``dx *= 1``,
+    read as ``dx = dx * (1)``, states ∂L/∂x and is checked; a wrong scale is refuted there.  The
+    output says what each line was read as."""
     text = STAGED.replace("dx = dc + dmu / N\n", "dx = dc + dmu / N\ndx *= 1\n")
     path = write(tmp_path, text)
     form = load_document(path)
-    (line,) = [d for d in form.lines if d.latex.startswith("dx = dc")]
-    assert line.status == "not read"
-    assert "dx is changed in place later in the block (dx *= …)" in line.reason
-    runner = CliRunner()
-    result = runner.invoke(main, ["check", str(path), "--method", "exact", "--no-timing"])
+    (stage,) = [d for d in form.lines if d.latex.startswith("dx = dc")]
+    assert stage.status == "definition" and stage.read.defines == "dx'", stage
+    assert any("dx here is a stage" in note for note in stage.notes), stage.notes
+    (final,) = [d for d in form.lines if d.latex.startswith("dx = dx * (1)")]
+    assert final.status == "checked" and final.read.defines == "dx", final
+    assert verdicts_by_line(form)[final.latex] == {Status.HOLDS}
+    result = CliRunner().invoke(main, ["check", str(path), "--method", "exact", "--no-timing"])
     assert result.exit_code == 0, result.output
-    assert "changed in place later" in result.output
-    strict = runner.invoke(main, ["check", str(path), "--method", "exact", "--strict"])
+    assert "dx *= 1 read as dx = dx * (1): the value dx holds after it" in result.output
+    assert "dx here is a stage, read as a name of the post's own (dx')" in result.output
+    wrong = write(tmp_path, text.replace("dx *= 1", "dx *= 2"), "wrong.md")
+    got = verdicts_by_line(load_document(wrong))
+    assert Status.REFUTED in got[next(t for t in got if t.startswith("dx = dx * (2)"))], got
+    refuted = CliRunner().invoke(main, ["check", str(wrong), "--method", "exact", "--no-timing"])
+    assert refuted.exit_code == 1, refuted.output
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ("dx **= 1", "dx **= …"),  # an operator not read
+        ("for k in range(1):\n    dx += 0 * k", "dx += …"),  # an accumulation in a loop
+        ("dx[0] = 0", "dx[0] = …"),  # a write into part of the array
+    ],
+)
+def test_a_change_in_place_not_read_leaves_the_earlier_value_not_read(tmp_path, change, said):
+    """A change of dx that is not read (``**=``, ``+=`` in a loop, which adds once per pass, a
+    write to an element) leaves dx's earlier value not its final one: reported not read, never
+    checked as ∂L/∂x, and counted by --strict."""
+    text = STAGED.replace("dx = dc + dmu / N\n", f"dx = dc + dmu / N\n{change}\n")
+    path = write(tmp_path, text)
+    (line,) = [d for d in load_document(path).lines if d.latex.startswith("dx = dc")]
+    assert line.status == "not read", line
+    assert f"dx is changed in place later in the block ({said})" in line.reason
+    strict = CliRunner().invoke(main, ["check", str(path), "--method", "exact", "--strict"])
     assert strict.exit_code == 3, strict.output
+
+
+def test_an_in_place_change_of_a_name_not_assigned_in_the_block_is_not_read(tmp_path):
+    """``dx *= 1`` in a block that does not assign dx before: which value it changes (another
+    block's?) is not said, so it is no row (the earlier block's dx stays as it was checked)."""
+    text = STAGED.replace("```\n\nBackward", "dx *= 1\n```\n\nBackward")
+    form = load_document(write(tmp_path, text))
+    assert not [d for d in form.lines if "dx *= 1" in d.latex]
+    assert [d.status for d in form.lines if d.latex.startswith("dx = dc")] == ["checked"]
 
 
 def test_layernorm_code_states_dgamma_and_dbeta_summed_over_the_samples(tmp_path):
@@ -716,3 +761,140 @@ def test_a_write_into_part_of_an_array_later_is_a_change_in_place(tmp_path):
         d for d in load_document(write(tmp_path, text)).lines if d.latex.startswith("dbeta =")
     ]
     assert line.status == "not read" and "dbeta[0] *= …" in line.reason
+
+
+# A LayerNorm backward that recomputes the normalised input from the forward's cache, as llm.c's
+# PyTorch reference does (Karpathy 2024, doc/layernorm); the lines are our own.
+RECOMPUTED = (
+    LAYER.split("db = ")[0]
+    + """```
+
+```python
+norm = (x - mean) * rstd
+dnorm = dout * w
+dw = (dout * norm).sum((0, 1))
+dx = rstd * (dnorm - dnorm.mean(-1, keepdim=True) - norm * (dnorm * norm).mean(-1, keepdim=True))
+```
+"""
+)
+
+
+def test_a_forward_name_computed_again_keeps_its_place_in_the_graph(tmp_path):
+    """``norm = (x - mean) * rstd`` in the backward block is the forward's ``norm = xshift *
+    rstd`` written out: checked against it, and ``dnorm`` after it is ∂L/∂norm of the forward
+    graph (γ_i g_i), checked; a wrong dnorm is refuted."""
+    path = write(tmp_path, RECOMPUTED)
+    form = load_document(path)
+    again = next(ln for ln in form.lines if ln.latex == "norm = (x - mean) * rstd")
+    assert again.status == "checked" and again.read.kind == "identity", again
+    dnorm = next(ln for ln in form.lines if ln.latex == "dnorm = dout * w")
+    assert dnorm.status == "checked" and dnorm.read.kind == "node", dnorm
+    got = verdicts_by_line(form)
+    assert got[again.latex] == {Status.HOLDS} and got[dnorm.latex] == {Status.HOLDS}, got
+    result = CliRunner().invoke(main, ["check", str(path), "--method", "exact", "--no-timing"])
+    assert result.exit_code == 0, result.output
+    assert "norm is computed again with line" in result.output
+    wrong = load_document(
+        write(tmp_path, RECOMPUTED.replace("dout * w\n", "dout * w * 2\n"), "w.md")
+    )
+    assert Status.REFUTED in verdicts_by_line(wrong)["dnorm = dout * w * 2"]
+
+
+def test_a_forward_name_assigned_another_value_does_not_take_its_place(tmp_path):
+    """``norm = (x - mean) * rstd * 2`` is not the forward's norm: a new name of the post's own
+    (norm'), said in a note; ∂L/∂norm after it is that name's, which no forward line uses, so
+    dnorm is not checked (never checked against the forward norm's gradient), and dw, which
+    uses the new value, is refuted."""
+    text = RECOMPUTED.replace("norm = (x - mean) * rstd\n", "norm = (x - mean) * rstd * 2\n")
+    form = load_document(write(tmp_path, text))
+    other = next(ln for ln in form.lines if ln.latex == "norm = (x - mean) * rstd * 2")
+    assert other.status == "definition" and other.read.defines == "norm'", other
+    assert any("does not take the place of line" in note for note in other.notes), other.notes
+    dnorm = next(ln for ln in form.lines if ln.latex == "dnorm = dout * w")
+    assert dnorm.status == "not checked", dnorm
+    got = verdicts_by_line(form)
+    assert Status.REFUTED in got["dw = (dout * norm).sum((0, 1))"], got
+
+
+def test_a_name_computed_again_through_sums_is_the_same_value(tmp_path):
+    """Two Σ alike but for their letters are the same value: ``ssq = (xshift**2).sum(-1,
+    keepdim=True)`` computed again is checked against the first, not a new name."""
+    ssq = "ssq = (xshift**2).sum(-1, keepdim=True)\n"
+    text = RECOMPUTED.replace(
+        "var = (xshift**2).sum(-1, keepdim=True) / C\n", ssq + "var = ssq / C\n"
+    ).replace("norm = (x - mean) * rstd\n", ssq + "norm = (x - mean) * rstd\n")
+    form = load_document(write(tmp_path, text))
+    first, again = [ln for ln in form.lines if ln.latex == ssq.strip()]
+    assert first.status == "definition" and again.read.kind == "identity", again
+    assert verdicts_by_line(form)[again.latex] == {Status.HOLDS}
+
+
+@pytest.mark.parametrize(
+    ("divide", "verdict"), [("mean /= C", "holds"), ("mean /= 2 * C", "refuted")]
+)
+def test_a_forward_quantity_computed_in_stages(tmp_path, divide, verdict):
+    """``mean = x.sum(-1, keepdim=True)`` then ``mean /= C``: the sum is a stage (mean'), the
+    last value states μ and is checked; the lines after it use μ, not the stage."""
+    text = LAYER.replace(
+        "mean = x.sum(-1, keepdim=True) / C\n", f"mean = x.sum(-1, keepdim=True)\n{divide}\n"
+    )
+    form = load_document(write(tmp_path, text))
+    stage = next(ln for ln in form.lines if ln.latex.startswith("mean = x.sum"))
+    assert stage.status == "definition", stage
+    got = verdicts_by_line(form)
+    final = next(t for t in got if t.startswith("mean = mean /"))
+    assert Status(verdict) in got[final] and (verdict == "refuted" or len(got[final]) == 1), got
+    if verdict == "holds":  # xshift = x - mean used μ: everything after it holds
+        assert all(s == {Status.HOLDS} for s in got.values()), got
+
+
+def _element_suffixed(kernel: str) -> str:
+    """KERNEL with llm.c's element-suffixed name: ``float dnorm_i = weight[i] * g_bt[i];``."""
+    return re.sub(r"\bdn\b", "dnorm_i", kernel)
+
+
+def test_a_c_name_suffixed_with_the_loop_index_is_the_element(tmp_path):
+    """``float dnorm_i = weight[i] * g_bt[i];`` in the loop over i is dnorm at element i: by the
+    d-prefix convention ∂L/∂norm of the post's forward graph (γ_i g_i), checked in both loops,
+    with a note saying the suffix was read as the element; a wrong one is refuted there."""
+    text = _element_suffixed(KERNEL)
+    form = load_document(write(tmp_path, text))
+    rows = [ln for ln in form.lines if "float dnorm_i = " in ln.latex]
+    assert len(rows) == 2, rows
+    for row in rows:
+        assert row.status == "checked" and row.read.kind == "node", row
+        assert any(note.startswith("dnorm_i read as dnorm") for note in row.notes), row.notes
+    got = verdicts_by_line(form)
+    assert all(s == {Status.HOLDS} for t, s in got.items() if "dnorm_i" in t), got
+    wrong = text.replace("dnorm_i = weight[i] * g_bt[i];", "dnorm_i = 2 * weight[i] * g_bt[i];", 1)
+    got = verdicts_by_line(load_document(write(tmp_path, wrong, "wrong.md")))
+    line = next(t for t in got if "float dnorm_i = 2 * weight[i]" in t)
+    assert Status.REFUTED in got[line], got
+
+
+def test_a_c_suffixed_name_is_kept_when_the_kernel_uses_the_bare_name(tmp_path):
+    """A kernel that also names something ``dnorm``: ``dnorm_i`` keeps its suffix, a name of the
+    kernel's own (a definition), never taken for ∂L/∂norm."""
+    text = _element_suffixed(KERNEL).replace(
+        "float acc1 = 0.0f;", "float acc1 = 0.0f;\n            float dnorm = 0.0f;"
+    )
+    form = load_document(write(tmp_path, text))
+    rows = [ln for ln in form.lines if "float dnorm_i = " in ln.latex]
+    assert rows and all(row.status == "definition" for row in rows), rows
+    assert all(row.latex.startswith("dnorm_i = ") for row in rows), rows
+
+
+@pytest.mark.parametrize(("scale", "exit_code"), [("rstd", 0), ("rstd ** 2", 1), ("1 / rstd", 1)])
+def test_layernorm_dx_scaled_in_place_is_checked_at_the_scale(tmp_path, scale, exit_code):
+    """LayerNorm code whose dx is scaled in place last (``dx *= rstd``, as llm.c's reference
+    does): the scaled value is ∂L/∂x, checked; a wrong scale is refuted at that line."""
+    path = write(tmp_path, LAYER.replace("dx *= rstd\n", f"dx *= {scale}\n"))
+    form = load_document(path)
+    got = verdicts_by_line(form)
+    line = next(t for t in got if t.startswith(f"dx = dx * ({scale})"))
+    assert (Status.REFUTED in got[line]) == (exit_code == 1), got
+    result = CliRunner().invoke(main, ["check", str(path), "--method", "exact", "--no-timing"])
+    assert result.exit_code == exit_code, result.output
+    assert (
+        f"dx *= {scale} read as dx = dx * ({scale}): the value dx holds after it" in result.output
+    )

@@ -14,7 +14,10 @@ write each element (``dinp_bt[i] += dval;``).  The subset, one statement a line:
 * in a set loop, ``e[i]`` is element i; ``s += e;`` (``-=``) on a number declared outside the loop
   is a sum over the set (then ``s = s / C;`` after the loop is a mean); ``a[i] = e;`` and
   ``a[i] += e;`` state element i of ``a`` (a gradient buffer the kernel adds its part to);
-* ``x op= e;`` elsewhere is ``x = x op (e)``; ``0.0f`` is 0.0; ``sqrtf`` is np.sqrt.
+* ``x op= e;`` elsewhere is ``x = x op (e)`` (``in_place``, which reads Python's ``dx *= rstd``
+  too); ``0.0f`` is 0.0; ``sqrtf`` is np.sqrt;
+* a number declared in the set loop with the loop's letter as suffix (``float dnorm_i``) is read
+  without it (``dnorm``), the element's value, unless the kernel uses the bare name too.
 
 Anything else (a branch, a loop in a set loop, other pointer arithmetic or indexing, C's integer
 division, a cast) is a row "not read", with its reason.  Each row read is
@@ -65,6 +68,8 @@ class _Frame:
     bound: str = ""
     declared: set[str] = field(default_factory=set)
     why: str = ""
+    #: in the loop over the set: ``dnorm_i`` (declared here, i the loop's variable) → ``dnorm``
+    renamed: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,6 +82,7 @@ class CKernel:
     rows: list[tuple[int, str]] = field(default_factory=list)
     written: set[str] = field(default_factory=set)  # the element buffers a[i] written
     size: str | None = None  # the set's size: the bound of the first loop with no loop inside
+    words: set[str] = field(default_factory=set)  # every name the kernel writes
 
     def sample_index(self) -> sp.Expr | None:
         """The index of the sample the sample loops are at: ((b·T) + t) for b < B, t < T."""
@@ -104,7 +110,7 @@ def c_rows(code: str, start: int) -> list[tuple[int, str]]:
         lines.append((offset + len(line) - len(line.lstrip()), stripped, _code(stripped)))
         offset += len(line)
     nested, size = _loops([c for _, _, c in lines])
-    kernel = CKernel(size=size)
+    kernel = CKernel(size=size, words=set(re.findall(r"[A-Za-z_]\w*", _code(code))))
     for number, (at, written, text) in enumerate(lines):
         if not text:
             continue
@@ -189,6 +195,9 @@ def _statement(kernel: CKernel, text: str) -> str | None:
         kernel.frames[-1].declared.add(name)
         if "int" in match.group("type").split():
             kernel.ints.add(name)
+        elif not match.group("pointer"):
+            name = _element_name(kernel, name)
+    name = _renamed(kernel, name)
     try:
         value = python_syntax.parse(_FLOAT.sub(r"\1", match.group("expr")), mode="eval").body
     except SyntaxError:
@@ -243,7 +252,34 @@ def _assignment(
                 text, f"{op} over the loop on a number: only += and -= (a sum) are read"
             )
         return f"{name} = {name} {symbol} np.sum({rhs}, axis=-1)"
-    return f"{name} = {name} {symbol} ({rhs})"
+    return in_place(name, symbol, rhs)
+
+
+def in_place(name: str, op: str, rhs: str) -> str:
+    """``x op= e`` (C's, or Python's ``dx *= rstd``) as the assignment of x's new value,
+    ``x = x op (e)``: the right side in brackets, since ``x -= a + b`` subtracts all of a + b."""
+    return f"{name} = {name} {op} ({rhs})"
+
+
+def _element_name(kernel: CKernel, name: str) -> str:
+    """``float dnorm_i = …;`` declared in the loop over i: the suffix _i says the value is element
+    i's (as in ASCII maths, ``dx_i``), which every row read in the loop is, so the name is read
+    without it (``dnorm``: by the d-prefix convention ∂L/∂norm, where the post has a norm).  Kept
+    as written when the kernel uses the bare name too."""
+    loop = kernel.set_loop()
+    bare = name.removesuffix(f"_{loop.var}") if loop is not None else name
+    if loop is None or kernel.frames[-1] is not loop or not bare or bare == name:
+        return name
+    if bare in kernel.words:
+        return name
+    loop.renamed[name] = bare
+    loop.declared.add(bare)
+    return bare
+
+
+def _renamed(kernel: CKernel, name: str) -> str:
+    loop = kernel.set_loop()
+    return loop.renamed.get(name, name) if loop is not None else name
 
 
 def _in_sample_loops(kernel: CKernel) -> bool:
@@ -329,7 +365,7 @@ class _Translate(ast.NodeTransformer):
     def visit_Name(self, node: ast.Name) -> ast.expr:
         if node.id in self.kernel.aliases:
             raise _Refused(f"{node.id} is a pointer: only its elements {node.id}[i] are read")
-        return node
+        return ast.Name(_renamed(self.kernel, node.id), ast.Load())
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
         if isinstance(node.op, ast.Div) and self._int(node.left) and self._int(node.right):

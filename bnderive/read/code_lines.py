@@ -21,6 +21,10 @@ written): ∂L/∂v = Σ over the lines that use v of ∂L/∂(that line's node)
 down to the layer's nodes x̂, y, σ², μ, whose gradients are the true ones.  A line that uses v but
 could not be read leaves the gradient of v unknown: not checked, never guessed.
 
+A block is read as a sequence (``_stages``): ``dx *= rstd`` after ``dx = …`` is dx's next value
+(C's ``in_place``), the value it computes from a stage (a name of the post's own), and a forward
+name computed again with the same value keeps its place in the graph (``CodeReader.again``).
+
 Block comments in the style of the posts this reads (Kratzert's staged forward/backward, the
 CS231n notes); the code here is bnderive's own.
 """
@@ -37,7 +41,7 @@ import sympy as sp
 
 from bnderive.core import notation as N
 from bnderive.core import python_syntax
-from bnderive.read.c_code import C_LANGUAGES, READ_FROM, c_rows, c_targets, refusal
+from bnderive.read.c_code import C_LANGUAGES, READ_FROM, c_rows, c_targets, in_place, refusal
 from bnderive.read.latex_results import LatexError, LineRead
 
 #: Forward quantities of the layer, by the names code gives them.
@@ -93,55 +97,146 @@ def code_rows(text: str) -> list[tuple[int, str]]:
         if match.group(2).strip().lower() in C_LANGUAGES:
             block = c_rows(match.group(3), match.start(3))
             if any(_states_quantity(target(row)) for _, row in block if refusal(row) is None):
-                rows.extend(block)  # in place changes are read as new names (c_code)
+                rows.extend(_stages(block, [], text))  # a C row not read says so itself
             continue
         if match.group(2).strip().lower() not in _LANGUAGES:
             continue
-        start = match.start(3)
-        block: list[tuple[int, str]] = []
-        joined = False  # the row before ends with '=': this one continues it (ASCII maths)
-        for line in match.group(3).splitlines(keepends=True):
-            stripped = line.strip()
-            start += len(line)
-            if not stripped:
-                joined = False  # a row broken after '=' continues on the next line only
-                continue
-            if joined:
-                offset, before = block[-1]
-                block[-1] = (offset, f"{before} {stripped}")
-            elif (_ASSIGNMENT.match(stripped) or MATHS_LEFT.match(stripped)) and not _packing(
-                stripped
-            ):
-                block.append((start - len(line.lstrip()), stripped))
-            else:
-                continue
-            joined = block[-1][1].endswith("=")
+        block, changes = _python_block(match.group(3), match.start(3))
         if any(_states_quantity(target(row)) for _, row in block):
-            rows.extend(_final_values(block, match.group(3)))
+            rows.extend(_stages(block, changes, text))
     return rows
 
 
-def _final_values(block: list[tuple[int, str]], code: str) -> list[tuple[int, str]]:
-    """A name the block changes in place later (``dx *= rstd``, ``dval += …``) holds no final
-    value where it is assigned: its assignments are marked (``IN_PLACE``) and reported as not
-    read with that reason (checked as the quantity, Karpathy's unscaled ``dx = dnorm - …`` would
-    be refuted though his dx is right; left out, they vanished from the output and from the
-    summary's count of lines not checked)."""
-    changed = {name: f"{name} {op}= …" for name, op in _AUGMENTED_OPS.findall(code)}
-    changed |= {name: f"{name}[{at}] {op}= …" for name, at, op in _ELEMENT_WRITES.findall(code)}
-    return [
-        (offset, row + IN_PLACE + changed[target(row)] if target(row) in changed else row)
-        for offset, row in block
-    ]
+def _python_block(
+    code: str, start: int
+) -> tuple[list[tuple[int, str]], list[tuple[int, str, str]]]:
+    """The rows of one Python block, and the changes in place it makes that are not rows
+    (``(position in the block, name, as written)``: ``dbeta[0] *= 2``, ``dx **= 2``, an
+    accumulation ``dx += e`` inside a loop or a branch).  ``dx *= rstd`` after an assignment
+    of dx in the same block, outside any loop or branch, is a row: ``dx = dx * (rstd)`` (the
+    C reader's ``in_place``), marked ``FROM_PYTHON`` with the statement as written."""
+    block: list[tuple[int, str]] = []
+    changes: list[tuple[int, str, str]] = []
+    headers: list[tuple[int, bool]] = []  # the compound statements open: (indent, def/class?)
+    joined = False  # the row before ends with '=': this one continues it (ASCII maths)
+    for line in code.splitlines(keepends=True):
+        stripped = line.strip()
+        start += len(line)
+        if not stripped:
+            joined = False  # a row broken after '=' continues on the next line only
+            continue
+        offset = start - len(line.lstrip())
+        if joined:
+            before = block[-1][1]
+            block[-1] = (block[-1][0], f"{before} {stripped}")
+            joined = block[-1][1].endswith("=")
+            continue
+        indent = len(line) - len(line.lstrip())
+        while headers and indent <= headers[-1][0]:
+            headers.pop()
+        if _COMPOUND.match(stripped) and stripped.split("#")[0].rstrip().endswith(":"):
+            headers.append((indent, stripped.startswith(("def ", "class ", "async def "))))
+            continue
+        augmented = _AUGMENTED.match(stripped)
+        element = _ELEMENT_WRITES.match(stripped)
+        if augmented is not None:
+            name, op = augmented.groups()
+            row = _augmented_row(stripped) if all(f for _, f in headers) else None
+            if row is not None and any(target(r) == name for _, r in block):
+                block.append((offset, row + FROM_PYTHON + stripped))
+            else:
+                changes.append((len(block), name, f"{name} {op}= …"))
+            continue
+        if element is not None:
+            name, at, op = element.groups()
+            changes.append((len(block), name, f"{name}[{at}] {op or ''}= …"))
+            continue
+        if (_ASSIGNMENT.match(stripped) or MATHS_LEFT.match(stripped)) and not _packing(stripped):
+            block.append((offset, stripped))
+            joined = stripped.endswith("=")
+    return block, changes
 
 
-#: The mark ``_final_values`` leaves on a row whose name the block changes in place later (a
-#: Python comment: the row still parses): ``CodeReader.read`` reports it, never skips it.
+def _augmented_row(text: str) -> str | None:
+    """``dx *= rstd`` as ``dx = dx * (rstd)``, for + - * / (None for any other operator)."""
+    try:
+        tree = python_syntax.parse(text)
+    except SyntaxError:
+        return None
+    statement = tree.body[0] if len(tree.body) == 1 else None
+    if not isinstance(statement, ast.AugAssign) or not isinstance(statement.target, ast.Name):
+        return None
+    op = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}.get(type(statement.op))
+    if op is None:
+        return None
+    return in_place(statement.target.id, op, ast.unparse(statement.value))
+
+
+def _stages(
+    block: list[tuple[int, str]], changes: list[tuple[int, str, str]], text: str
+) -> list[tuple[int, str]]:
+    """Each row of a block as the value its name holds there (``text``: the document, for line
+    numbers).  A row whose name the next assignment of it computes from (``dx = dnorm - …``
+    then ``dx = dx * (rstd)``, read from ``dx *= rstd``; llm.c's ``dval -= …``) holds a stage
+    of it: marked ``STAGE`` (with the line of that assignment), it is read as a name of the
+    post's own, and the last stage says what the name states (∂L/∂x).  A row whose name a
+    Python line not read changes later (``dbeta[0] *= 2``, ``dx += e`` in a loop: ``changes``)
+    holds no value that is said: marked ``IN_PLACE``, reported not read (checked as the
+    quantity, its value would be compared with the final one; left out, it would vanish from
+    the output and from the count of lines not checked).  A C statement not read is a row, not
+    read with its reason, and the lines that use what it assigns are not checked."""
+    out: list[tuple[int, str]] = []
+    for position, (offset, row) in enumerate(block):
+        name = target(row)
+        if refusal(row) is not None:
+            out.append((offset, row))
+            continue
+        later = [said for at, n, said in changes if n == name and at > position]
+        after = next(((o, r) for o, r in block[position + 1 :] if name in _assigns(r)), None)
+        if later:
+            out.append((offset, row + IN_PLACE + later[0]))
+        elif after is not None and refusal(after[1]) is None and _reads(after[1], name):
+            out.append((offset, f"{row}{STAGE}{text.count(chr(10), 0, after[0]) + 1}"))
+        else:
+            out.append((offset, row))
+    return out
+
+
+def _assigns(row: str) -> list[str]:
+    return c_targets(row) if refusal(row) is not None else [target(row)]
+
+
+def _reads(row: str, name: str) -> bool:
+    """Does the assignment ``row`` (code, translated C) use ``name`` on its right side?"""
+    try:
+        tree = python_syntax.parse(row.split(READ_FROM)[0].split(FROM_PYTHON)[0])
+    except SyntaxError:
+        return False
+    statement = tree.body[0] if len(tree.body) == 1 else None
+    if not isinstance(statement, ast.Assign):
+        return False
+    return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(statement.value))
+
+
+#: The marks ``_stages`` leaves on a row (Python comments: the row still parses).  ``IN_PLACE``:
+#: its name is changed later in a way not read, so ``CodeReader.read`` reports it not read (never
+#: skips it); ``STAGE``: the next assignment of its name computes from it, so it is read as a
+#: name of the post's own.  ``FROM_PYTHON``: the row is read from ``x op= e``, written after it.
 IN_PLACE = "  # changed in place later: "
-_AUGMENTED_OPS = re.compile(r"^[ \t]*([A-Za-z_][A-Za-z_0-9]*)\s*([-+*/@]|\*\*|//)=(?!=)", re.M)
+STAGE = "  # a stage, its next value computed from it at line "
+FROM_PYTHON = "  # read from: "
+#: The name a C statement assigns, as written (``float dnorm_i = …;``: dnorm_i).
+_C_NAME = re.compile(r"^(?:(?:const\s+)?(?:float|double|int)\b\s*\*?\s*)?([A-Za-z_]\w*)")
+#: Every mark a code row may carry after its statement (C's included).
+CODE_MARKS = (READ_FROM, FROM_PYTHON, STAGE, IN_PLACE)
+_AUGMENTED = re.compile(r"^([A-Za-z_][A-Za-z_0-9]*)\s*(\*\*|//|>>|<<|[-+*/@%&|^])=(?!=)")
 #: ``dbeta[0] *= 2``, ``dx[:, 0] = …``: a write into part of an array changes it in place too.
 _ELEMENT_WRITES = re.compile(
-    r"^[ \t]*([A-Za-z_][A-Za-z_0-9]*)\s*\[([^\]\n]*)\]\s*([-+*/@]|\*\*|//)?=(?!=)", re.M
+    r"^([A-Za-z_][A-Za-z_0-9]*)\s*\[([^\]\n]*)\]\s*([-+*/@]|\*\*|//)?=(?!=)"
+)
+#: The compound statements: rows in a loop or a branch are not straight-line code.
+_COMPOUND = re.compile(
+    r"^(?:async\s+)?(?:def|class|for|while|if|elif|else|with|try|except|finally)\b"
 )
 
 
@@ -206,6 +301,8 @@ class CodeReader:
     nodes: dict[str, _Node] = field(default_factory=dict)  # internal name → node
     layer: list[tuple[str, sp.Expr, int]] = field(default_factory=list)  # x̂, y, σ², μ lines
     unread: list[tuple[str, str, int]] = field(default_factory=list)  # (target, text, line)
+    #: every symbol a name of the post's own was given: a new value never takes an old one's
+    symbols: set[str] = field(default_factory=set)
     #: LayerNorm (``for_rows``): the set is the last axis, the letters of its size, γ_i, β_i
     per_feature: bool = False
     set_sizes: frozenset[str] = frozenset()
@@ -248,6 +345,9 @@ class CodeReader:
                 line,
                 column,
             )
+        stage = None
+        if STAGE in text:
+            text, stage = text.split(STAGE, 1)
         why = refusal(text)
         if why is not None:  # a C statement outside the subset c_code reads
             for name in c_targets(text):
@@ -275,7 +375,10 @@ class CodeReader:
         except LatexError:
             self.not_read(name, text, line)
             raise
-        read = self.left(name, value, elementwise, line, text)
+        if stage is not None:
+            read = self.stage(name, value, elementwise, line, stage)
+        else:
+            read = self.left(name, value, elementwise, line, text)
         if reader.over_samples and read.defines not in ("dgamma", "dbeta"):
             self.not_read(name, text, line)
             raise LatexError(
@@ -299,9 +402,45 @@ class CodeReader:
                 column,
             )
         if READ_FROM in text:
-            python = text.split(READ_FROM)[0]
-            read = dataclasses.replace(read, notes=(*read.notes, f"read from C as {python}"))
+            python, statement = text.split(READ_FROM, 1)
+            notes = [f"read from C as {python}"]
+            written = _C_NAME.match(statement)
+            if written is not None and written.group(1).startswith(f"{name}_"):
+                suffix = written.group(1)[len(name) :]
+                notes.append(
+                    f"{written.group(1)} read as {name}: declared in the loop over the set, its "
+                    f"suffix {suffix} says it is the element's value, as every line read there is"
+                )
+            read = dataclasses.replace(read, notes=(*read.notes, *notes))
+        elif FROM_PYTHON in text:
+            python, statement = text.split(FROM_PYTHON, 1)
+            note = f"{statement} read as {python}: the value {name} holds after it"
+            read = dataclasses.replace(read, notes=(*read.notes, note))
         return read
+
+    def stage(
+        self, name: str, value: sp.Expr, elementwise: bool, line: int, later: str
+    ) -> LineRead:
+        """A value of ``name`` that its next assignment computes from (``dx = dnorm - …``
+        before ``dx *= rstd``): a stage, not what the name states, so a name of the post's own
+        (a new symbol: dx'), which that assignment uses; the last stage states the quantity."""
+        read = self.own(name, value, elementwise, line)
+        if not self.states(name):
+            return read  # a name of the post's own anyway (llm.c's dval): nothing to say
+        note = (
+            f"{name} here is a stage, read as a name of the post's own ({read.defines}): line "
+            f"{later} computes {name}'s next value from it, and the last assignment of {name} "
+            "says what it is"
+        )
+        return dataclasses.replace(read, notes=(*read.notes, note))
+
+    def states(self, name: str) -> bool:
+        """Does an assignment of ``name`` state a quantity (a forward one, a gradient, a local
+        derivative, the gradient of a node of the post's own)?"""
+        if name in FORWARD or _local_name(name) is not None:
+            return True
+        rest = name[len(self.prefix) :] if name.startswith(self.prefix) else None
+        return rest is not None and (self.node_of(rest) in _ADJOINTS or rest in self.names)
 
     def left(self, name: str, value: sp.Expr, elementwise: bool, line: int, text: str) -> LineRead:
         index = N.i if elementwise else None
@@ -311,6 +450,7 @@ class CodeReader:
             return _none(f"{name} = {value}: ε's value; the check keeps ε a symbol")
         node = _NODES.get(name)
         if name in FORWARD and node in ("mu", "var", "xhat", "y"):
+            self.names.pop(name, None)  # its stages (mean = …; mean /= N) end here
             self.layer.append((node, value, line))
             lhs = getattr(N, node) if node in ("mu", "var") else sp.IndexedBase(node)[N.i]
             index = N.i if node in ("xhat", "y") else None
@@ -330,10 +470,64 @@ class CodeReader:
                 canonical = _ADJOINTS[node_name]
                 per = N.quantities(self.per_feature)[canonical]
                 lhs = sp.IndexedBase(canonical)[N.i] if per else sp.Symbol(canonical)
+                self.names.pop(name, None)  # its stages (dx = …; dx *= rstd) end here
                 return LineRead((lhs, value), canonical, N.i if per else None, N.i if per else None)
             if rest in self.names or any(t == rest for t, _, _ in self.unread):
                 return self.node_adjoint(name, rest, value, elementwise)
-        return self.own(name, value, elementwise, line)
+        return self.again(name, value, elementwise, line) or self.own(
+            name, value, elementwise, line
+        )
+
+    def again(self, name: str, value: sp.Expr, elementwise: bool, line: int) -> LineRead | None:
+        """A node of the post's forward graph assigned again (llm.c's backward recomputes
+        ``norm = (x - mean) * rstd`` from the forward's cache).  The same value, once the post's
+        forward names are written out (SymPy: the difference is 0), is the same node: the name
+        keeps its place in the graph (``dnorm`` after it is ∂L/∂norm of the forward pass), and the
+        line is checked against the first definition.  Another value is a new name of the
+        post's own, as any reassignment, and a note says it does not take the first one's place.
+        None: the name is no forward node, or the new value is computed from the old one (a
+        new name, with nothing to say)."""
+        known = self.names.get(name)
+        node = self.nodes.get(known[0]) if known is not None else None
+        if node is None or self.backward(value) or _uses(value, node.name):
+            return None  # computed from its old value: its next stage (llm.c's s = s / C)
+        if node.elementwise == elementwise and _same_value(
+            self.written_out(node.expr), self.written_out(value)
+        ):
+            index = N.i if elementwise else None
+            lhs = sp.IndexedBase(node.name)[N.i] if elementwise else sp.Symbol(node.name)
+            note = (
+                f"{name} is computed again with line {node.line}'s value (the same once the "
+                f"post's names are written out): it keeps that line's place in the post's "
+                f"graph, ∂L/∂{name} after it is that node's gradient, and this line is checked "
+                f"against line {node.line}'s definition"
+            )
+            return LineRead((lhs, value), None, index, index, kind="identity", notes=(note,))
+        read = self.own(name, value, elementwise, line)
+        note = (
+            f"{name} is assigned another value than line {node.line}'s: a new name of the post's "
+            f"own here ({read.defines}), which does not take the place of line {node.line}'s "
+            f"{name} in the post's graph"
+        )
+        return dataclasses.replace(read, notes=(*read.notes, note))
+
+    def written_out(self, expr: sp.Expr) -> sp.Expr:
+        """``expr`` with the post's forward names replaced by their right sides, down to the
+        layer's names (x, μ, σ², γ, β, ε, M)."""
+        for _ in range(len(self.nodes) + 1):
+            swap: dict[sp.Expr, sp.Expr] = {}
+            for atom in expr.atoms(sp.Indexed):
+                node = self.nodes.get(str(atom.base.label))
+                if node is not None:
+                    swap[atom] = node.expr.xreplace({N.i: atom.indices[0]})
+            for atom in expr.free_symbols:
+                node = self.nodes.get(getattr(atom, "name", ""))
+                if node is not None and not node.elementwise and isinstance(atom, sp.Symbol):
+                    swap[atom] = node.expr
+            if not swap:
+                return expr
+            expr = expr.xreplace(swap)
+        return expr  # pragma: no cover - a forward graph has no cycle
 
     def local(self, name: str, of: str, wrt: str, value: sp.Expr) -> LineRead:
         """``dvar_dx``: ∂σ²/∂x_i; ``dxnorm_dmean``: ∂x̂_i/∂μ (x̂ and y at element i)."""
@@ -353,14 +547,25 @@ class CodeReader:
         """A name of the post's own: a definition (a new symbol each time it is assigned); a
         forward one is a node of the post's graph."""
         symbol = name
-        while symbol in _RESERVED or symbol in self.nodes or _taken(self.names, symbol):
+        while symbol in _RESERVED or symbol in self.symbols:
             symbol += "'"
+        self.symbols.add(symbol)
         self.names[name] = (symbol, elementwise)
-        if not _backward(value):
+        if not self.backward(value):
             self.nodes[symbol] = _Node(symbol, elementwise, value, line)
         lhs = sp.IndexedBase(symbol)[N.i] if elementwise else sp.Symbol(symbol)
         index = N.i if elementwise else None
         return LineRead((lhs, value), symbol, index, index, kind="name")
+
+    def backward(self, value: sp.Expr) -> bool:
+        """Does a right side use a gradient: the upstream one, one of the layer's, or a value of
+        the post's own that is no node of the forward graph (``dnorm`` after ``dnorm = dout * w``,
+        a local derivative)?  Then the line is no forward node (``dx = dnorm - …`` is none)."""
+        if _backward(value):
+            return True
+        symbols = {s for s, _ in self.names.values()} - set(self.nodes)
+        labels = {str(a.base.label) for a in value.atoms(sp.Indexed)}
+        return bool(symbols & (labels | {getattr(s, "name", "") for s in value.free_symbols}))
 
     # -- the gradient of a node of the post's own ---------------------------------------------------
     def node_adjoint(self, name: str, node: str, value: sp.Expr, elementwise: bool) -> LineRead:
@@ -443,10 +648,6 @@ class _Unknown(Exception):
     """The gradient of a post's node cannot be worked out: why."""
 
 
-def _taken(names: dict[str, tuple[str, bool]], symbol: str) -> bool:
-    return any(s == symbol for s, _ in names.values())
-
-
 def _none(reason: str) -> LineRead:
     return LineRead((sp.Integer(0), sp.Integer(0)), None, None, None, reason, kind="none")
 
@@ -492,6 +693,32 @@ def _contribution(
     if consumer_per:
         term = N.reduce_sum(term, s)
     return _reduce_deltas(term).xreplace({j: N.i})
+
+
+def _same_value(a: sp.Expr, b: sp.Expr) -> bool:
+    """Is ``a − b`` zero for SymPy, the letters of Σ renamed alike (Σ_k x_k is Σ_j x_j)?"""
+    try:
+        return sp.simplify(_bound_letters(a) - _bound_letters(b)) == 0
+    except (TypeError, ValueError, RecursionError):  # pragma: no cover - SymPy gave up
+        return False
+
+
+def _bound_letters(expr: sp.Expr) -> sp.Expr:
+    return _letters_by_height(expr)[0]
+
+
+def _letters_by_height(expr: sp.Expr) -> tuple[sp.Expr, int]:
+    """Each Σ's letter renamed by its height (1 + the most Σ nested in its body): two sums
+    alike but for their letters become equal, and a Σ inside another never shares its letter."""
+    if not expr.args:
+        return expr, 0
+    parts = [_letters_by_height(a) for a in expr.args]
+    height = max(h for _, h in parts)
+    if isinstance(expr, sp.Sum) and len(expr.limits) == 1:
+        letter, low, high = expr.limits[0]
+        named = sp.Symbol(f"_k{height}", integer=True)
+        return sp.Sum(parts[0][0].xreplace({letter: named}), (named, low, high)), height + 1
+    return expr.func(*[p for p, _ in parts]), height
 
 
 def _reduce_deltas(expr: sp.Expr) -> sp.Expr:
