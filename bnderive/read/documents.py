@@ -71,7 +71,7 @@ from bnderive.core.derive import at_index, derive, forward_definition, inline, p
 from bnderive.core.limits import FILE_BYTES, NOTEBOOK_BYTES
 from bnderive.core.printing import unicode
 from bnderive.core.spec import Mode, Norm, Spec
-from bnderive.errors import FormError
+from bnderive.errors import FormError, SpecError
 from bnderive.read.ascii_maths import read_row
 from bnderive.read.code_lines import CodeReader, code_rows
 from bnderive.read.expr_nodes import expression_adjoint, expression_partial, forward_lines
@@ -1895,8 +1895,12 @@ def _variance_written(builder: _Builder, lines: Sequence[DocLine]) -> tuple[list
 
     def truth(name: str, unbiased: bool) -> sp.Expr | None:
         if (name, unbiased) not in truths:
-            spec = replace(builder.spec, unbiased=unbiased)
-            truths[name, unbiased] = forward_definition(spec, name)
+            try:
+                spec = replace(builder.spec, unbiased=unbiased)
+            except SpecError:  # LayerNorm's spec: a set of one feature, M − 1 = 0
+                truths[name, unbiased] = None  # that convention says nothing here
+            else:
+                truths[name, unbiased] = forward_definition(spec, name)
         return truths[name, unbiased]
 
     biased: list[str] = []
