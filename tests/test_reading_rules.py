@@ -887,6 +887,35 @@ def test_a_name_written_as_a_word(tmp_path):
     assert func.lines[0].status == "definition", func.lines[0].reason
 
 
+def test_a_variance_named_with_its_exponent(tmp_path):
+    """s^2 = (1/N) Σ (x_k − x̄)² defines the name s^2, one symbol for the whole power: later
+    s^2 is that name (a right and a wrong line that use it get their verdicts, ∂L/∂s^2 in the
+    post's own graph); a bare s (or s^3) is not √ of it: not read, with the reason."""
+    body = lines(
+        r"""
+\overline{x} = \frac{1}{N}\sum_k x_k
+s^2 = \frac{1}{N}\sum_k (x_k - \overline{x})^2
+\hat{x}_i = \frac{x_i - \overline{x}}{\sqrt{s^2 + \epsilon}}
+\frac{\partial \hat{x}_i}{\partial s^2} = -\frac{1}{2}(x_i - \mu)(s^2 + \epsilon)^{-3/2}
+\frac{\partial L}{\partial s^2} = -\frac{1}{2}\sum_i \frac{\partial L}{\partial \hat{x}_i} (x_i - \mu)(s^2 + \epsilon)^{-1/2}
+\hat{x}_i = \frac{x_i - \overline{x}}{s^2 + \epsilon}
+\hat{x}_i = \frac{x_i - \overline{x}}{s}
+\hat{x}_i = (x_i - \overline{x}) s^{-3}
+"""
+    )
+    form = doc(tmp_path, body)
+    by_line = {ln.line: ln for ln in form.lines}
+    assert any("x̄ read as μ" in n for n in by_line[1].notes)
+    assert by_line[3].status == "definition"
+    assert verdicts(form) == {1: "holds", 5: "holds", 7: "holds", 9: "refuted", 11: "refuted"}
+    for bare in (13, 15):
+        assert by_line[bare].status == "not read"
+        assert "defines s^2 (a name for the whole power), not s" in by_line[bare].reason
+    # a name with another exponent, or a subscript, is still not a name a line can define
+    with pytest.raises(LatexError, match="cannot be defined"):
+        doc(tmp_path, lines(r"s^3 = \frac{1}{N}\sum_k x_k"), "cubed.md")
+
+
 def test_a_function_the_post_defines_with_its_argument(tmp_path):
     """Yeh's c(R) = (σ² + ε)^{-1/2}: a name written with its argument; later uses with the same
     argument are that name (a wrong power refuted); with another argument it is no such name."""

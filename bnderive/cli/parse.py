@@ -57,7 +57,8 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
                 \\widehat{X}; y_i Y; \\mu \\mu_B; \\sigma^2 \\sigma_B^2; \\epsilon; \\gamma \\beta;
                 N m M NHW; E[x] \\mathbb{E}[x] (a batch mean), \\operatorname{Var}[x] (its
                 variance); names a line defines
-                (t = 1/\\sqrt{\\sigma^2+\\epsilon}, also written 1/\\sqrt{…} = t)
+                (t = 1/\\sqrt{\\sigma^2+\\epsilon}, also written 1/\\sqrt{…} = t;
+                s^2 = … names the whole power s^2); \\overline{x} \\bar{x} (the mean)
       sums      \\sum_{i=1}^{N} \\sum_i \\sum_{i=0}^{N-1} \\Sigma \\sum_{j \\ne i}
                 \\sum_{j=1, j\\ne i}^{N} (j ≠ i left out) \\sum_{i=1}^{2} (elements 1, 2)
                 Einstein's convention (no Σ written, 1_h x_{bh}; or `summation: einstein`):

@@ -139,7 +139,11 @@ class _DerivativeReading:
                 index, self.target_feature = self.array_index(t)
                 base = N.y if node == "y" else N.xhat
                 return node, index, self.power(base[index], t)
-            if t.name in self.names and (not font or _word_font(font, t.name)):
+            if (
+                t.name in self.names
+                and (not font or _word_font(font, t.name))
+                or self.squared_name(t) is not None
+            ):
                 self.target_feature = self.name_sample(t)
                 return "name", None, self.letter_value(t)
         if t.kind == "macro" and t.name == "mu" and self.own_mu_written(t):

@@ -6,6 +6,8 @@ LayerNorm's μ_{bh} that a post defines as its own.
 
 from __future__ import annotations
 
+import dataclasses
+
 import sympy as sp
 
 from bnderive.core import notation as N
@@ -99,6 +101,9 @@ class _NameReading:
         if name in _ARRAY_LETTERS:
             index, _ = self.array_index(it)
             return self.power(sp.IndexedBase(_ARRAY_LETTERS[name])[index], it)
+        squared = self.squared_name(it)
+        if squared is not None:  # s^2, a name an earlier line defined for the whole power
+            return self.named_value(squared, dataclasses.replace(it, sup=None))
         if not font and name in self.names:  # a name an earlier line defined (t, v, R)
             if self.names[name]:
                 index, _ = self.array_index(it)
@@ -108,8 +113,18 @@ class _NameReading:
         if self.define_ok and not font and not self.reserved(name) and not it.brackets:
             # the left side names something of its own: t = 1/√(σ²+ε), R_i = x_i − μ
             self.define_ok = False
+            if it.sup is not None and self.exponent_is_two(it) and it.sub is None:
+                # s^2 = (1/N) Σ (x_k − x̄)²: a variance named with its exponent.  The name is the
+                # whole power s^2, one symbol: s itself is not defined (√ of it is not assumed)
+                squared = f"{name}^2"
+                self.new_name = (squared, None)
+                return sp.Symbol(squared)
             if it.sup is not None:
-                raise self.error(f"a name with an exponent ({name}^…) cannot be defined", it.pos)
+                raise self.error(
+                    f"a name with an exponent ({name}^…) cannot be defined (only a letter "
+                    "squared, with no subscript: s^2 = …, a name for the whole power)",
+                    it.pos,
+                )
             if it.sub is not None and self.sample_subscript(it.sub):
                 self.stat_subscripts(it)  # m_b, v_b: one number per sample b (LayerNorm)
                 index = None
@@ -117,6 +132,13 @@ class _NameReading:
                 index = self.array_index(it)[0] if it.sub is not None else None
             self.new_name = (name, index)
             return sp.IndexedBase(name)[index] if index is not None else sp.Symbol(name)
+        if not font and f"{name}^2" in self.names:
+            raise self.error(
+                f"{_item_text(it)}: the post defines {name}^2 (a name for the whole power), not "
+                f"{name}; {name} is not assumed to be √({name}^2): write {name}^2, or define "
+                f"{name} with a line of its own",
+                it.pos,
+            )
         if name == self.family.batch and not font:
             raise self.error(
                 f"{name}, the batch size, in a LayerNorm line: its statistics are over the "
@@ -153,6 +175,25 @@ class _NameReading:
             f"({name} = …)",
             it.pos,
         )
+
+    def exponent_is_two(self, it: _Item) -> bool:
+        """Is the item's exponent exactly 2 (s^2, s^{2})?"""
+        return it.sup is not None and self.exponent(it.sup) == 2
+
+    def squared_name(self, it: _Item) -> str | None:
+        """``s^2`` when the item is s^2 (no font) and an earlier line defined the name s^2."""
+        if it.node is None or it.node.font or f"{it.name}^2" not in self.names:
+            return None
+        return f"{it.name}^2" if self.exponent_is_two(it) else None
+
+    def named_value(self, name: str, it: _Item) -> sp.Expr:
+        """The value of a name an earlier line defined, at the item's element if it is one per
+        element (t, v_i, R_i, s^2)."""
+        if self.names[name]:
+            index, _ = self.array_index(it)
+            return self.power(sp.IndexedBase(name)[index], it)
+        self.stat_subscripts(it)
+        return self.power(sp.Symbol(name), it)
 
     def reserved(self, name: str) -> bool:
         """A letter that cannot be a name of the post's own; m is BatchNorm's size, but a

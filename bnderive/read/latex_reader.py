@@ -746,11 +746,14 @@ def _no_other_free_index(state: _LineState, meaning: _Meaning) -> None:
         if state.contracted and state.contract_over is not None:
             extra -= {state.rename.get(state.contract_over, state.contract_over)}
         if extra:
+            # which array an element written without index is of (a bare s^2 of a name that
+            # its definition made one per element: s^2 = (1/N) Σ_k (x_i − x̄)²)
+            bare = sorted({str(a.base.label) for a in s.atoms(sp.Indexed) if _BARE in a.indices})
+            without = "(an element written without index" + (
+                f": {', '.join(bare)})" if bare else ")"
+            )
             names_text = ", ".join(
-                sorted(
-                    "(an element written without index)" if e == _BARE else str(written.get(e, e))
-                    for e in extra
-                )
+                sorted(without if e == _BARE else str(written.get(e, e)) for e in extra)
             )
             shown = "i" if line_index == _BARE else str(line_index)
             error = meaning.error(

@@ -44,6 +44,9 @@ class _SumReading:
         if inner.sub is not None:
             for name, pos in self.index_names(inner.sub):
                 self.feature(name, pos)
+        said = "x̄ read as μ, the mean of the set (1/M) Σ_k x_k"
+        if said not in self.notes:
+            self.notes.append(said)
         return N.mu
 
     def bigsum(self, node: BigSum) -> sp.Expr:
