@@ -228,6 +228,12 @@ RULES = [
         r"\frac{\partial \hat{x}_i}{\partial x_j} = \left( 1_{i \ne j} - \frac{1}{N} \right) \frac{1}{\sqrt{\sigma^2 + \epsilon}} - \frac{\hat{x}_i \hat{x}_j}{N\sqrt{\sigma^2 + \epsilon}}",
     ),
     (
+        # Cross Validated 218601 writes ∂\mathcal{l}/∂x̂_i beside ∂l/∂σ²: one loss, two fonts
+        "the document's loss letter in another font (\\mathcal{l}, \\mathbf{l} beside ∂l)",
+        r"\frac{\partial l}{\partial \beta} = \sum_i \frac{\partial \mathcal{l}}{\partial y_i}",
+        r"\frac{\partial l}{\partial \gamma} = \sum_i \frac{\partial \mathbf{l}}{\partial y_i}",
+    ),
+    (
         "a sign right after \\cdot (a · −b)",
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -1",
         r"\frac{\partial \hat{x}_i}{\partial \mu} = (\sigma^2+\epsilon)^{-1/2} \cdot -2",
@@ -914,6 +920,22 @@ s^2 = \frac{1}{N}\sum_k (x_k - \overline{x})^2
     # a name with another exponent, or a subscript, is still not a name a line can define
     with pytest.raises(LatexError, match="cannot be defined"):
         doc(tmp_path, lines(r"s^3 = \frac{1}{N}\sum_k x_k"), "cubed.md")
+
+
+def test_a_loss_letter_in_another_font_only_beside_the_plain_one(tmp_path):
+    """\\mathcal{l} is the loss when the document's derivatives write l plainly as the loss (a
+    note says so); in a document whose loss is L, \\mathcal{l} (or \\mathbf{E}) is no loss."""
+    form = doc(
+        tmp_path,
+        lines(
+            r"\frac{\partial l}{\partial \beta} = \sum_i \frac{\partial \mathcal{l}}{\partial y_i}"
+        ),
+    )
+    assert any("\\mathcal{l} read as the loss l" in n for n in form.lines[0].notes)
+    for other in (r"\mathcal{l}", r"\mathbf{E}"):
+        text = rf"\frac{{\partial L}}{{\partial \beta}} = \sum_i \frac{{\partial {other}}}{{\partial y_i}}"
+        with pytest.raises(FormError, match="bnderive does not know"):
+            doc(tmp_path, lines(text), "other.md")
 
 
 def test_a_function_the_post_defines_with_its_argument(tmp_path):

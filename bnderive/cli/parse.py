@@ -65,7 +65,8 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
                 an index repeated in a term and not free on the left side is summed
       deltas    \\delta_{ik} \\delta^{n,h,w}_{N,H,W} [k = i] 1(k == i) \\mathbb{1}[k=i]
       products  \\cdot \\times \\odot * / juxtaposition; "a \\cdot -b"; \\vec{1} \\mathbf{1}_N
-      gradients \\frac{\\partial L}{\\partial x_i} (L ℓ J E f C l \\mathcal{L} \\L; d, \\part,
+      gradients \\frac{\\partial L}{\\partial x_i} (L ℓ J E f C l \\mathcal{L} \\L, and the
+                document's loss letter in another font: \\mathcal{l} beside \\partial l; d, \\part,
                 \\text{d}, \\mathrm{d}), \\delta y, dout; any ∂L/∂ of y x̂ σ² μ x γ β; a gradient
                 no earlier line defines stands for its true value (a note says so)
       local     \\frac{\\partial \\hat{x}_i}{\\partial \\sigma^2}, \\frac{\\partial y_k}{\\partial x_i},

@@ -80,7 +80,7 @@ from bnderive.read.forms import Equation, Form, ReadingGroup, bounded_equation
 from bnderive.read.latex_derivatives import DSTD, OWN_ADJOINT
 from bnderive.read.latex_reader import parse_equation_line
 from bnderive.read.latex_results import LatexError, LineRead, Readings
-from bnderive.read.latex_vocabulary import Family, name_bound
+from bnderive.read.latex_vocabulary import _LOSS_TARGETS, Family, name_bound
 from bnderive.read.letters import headings, letter_roles
 from bnderive.read.macros import Macro, MacroError, expand, find_definitions
 from bnderive.read.own_graph import LAYER_NODES, GraphUnknown, OwnGraph, hidden_path, label_of
@@ -1010,6 +1010,28 @@ def _layer_labels(maths: str, sizes: frozenset[str]) -> frozenset[str]:
     return frozenset(out)
 
 
+#: What ∂ (or a d that opens a fraction's numerator) acts on: a letter, \\ell or \\mathcal{L}.
+_DIFFERENTIATED = re.compile(
+    r"(?:\\partial|\\part(?![a-zA-Z])|\\frac\s*\{\s*d)\s*\{?\s*"
+    r"(\\ell(?![a-zA-Z])|\\mathcal\s*\{\s*L\s*\}|[A-Za-z](?![A-Za-z]))"
+)
+
+
+def _loss_letters(maths: str) -> frozenset[str]:
+    """The loss letters (L E J f C l; \\ell as l, \\mathcal{L} as L) the maths writes as what ∂
+    or d acts on: the document's loss, which it may also write in another font (Cross Validated
+    218601's \\mathcal{l} beside ∂l), ``Family.losses``."""
+    out = set()
+    for m in _DIFFERENTIATED.finditer(maths):
+        written = m.group(1)
+        letter = (
+            "l" if written.startswith("\\ell") else "L" if written.startswith("\\") else written
+        )
+        if letter in _LOSS_TARGETS:
+            out.add(letter)
+    return frozenset(out)
+
+
 def _family(norm: Norm, maths: str, einstein: bool | str = False) -> Family:
     """How the notation reads under ``norm`` (``latex_vocabulary.Family``): for LayerNorm the
     letters of the number of features, and N the batch size when the post writes another;
@@ -1024,6 +1046,7 @@ def _family(norm: Norm, maths: str, einstein: bool | str = False) -> Family:
             parts=_parts(maths, channels),
             apart=_apart(maths),
             labels=_layer_labels(maths, Family().sizes),
+            losses=_loss_letters(maths),
         )
     written = _feature_sizes(maths)
     samples = _samples(maths)
@@ -1036,6 +1059,7 @@ def _family(norm: Norm, maths: str, einstein: bool | str = False) -> Family:
         samples,
         labels=_layer_labels(maths, sizes),
         pairs=einstein == "pairs",
+        losses=_loss_letters(maths),
     )
 
 

@@ -33,6 +33,7 @@ from bnderive.read.latex_vocabulary import (
     _BARE,
     _LOSS_TARGETS,
     _WORDS,
+    LOSS_FONTS,
     _Diff,
     _Item,
     _item_text,
@@ -123,6 +124,17 @@ class _DerivativeReading:
             font = t.node.font
             if (t.name in _LOSS_TARGETS and not font) or (font == "mathcal" and t.name == "L"):
                 self.no_sub(t, "the loss")
+                return "loss", None, None
+            if font in LOSS_FONTS and t.name in self.family.losses:
+                # \mathcal{l} beside ∂l: the document's loss letter in another font, the same
+                # letter (a post's font slip, or its style for the loss in some lines)
+                self.no_sub(t, "the loss")
+                said = (
+                    f"\\{font}{{{t.name}}} read as the loss {t.name}, the letter the document's "
+                    "derivatives write for it (in another font)"
+                )
+                if said not in self.notes:
+                    self.notes.append(said)
                 return "loss", None, None
             if t.name in ("x", "h", "X") and not font:
                 self.no_transpose(t)

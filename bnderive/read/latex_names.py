@@ -30,6 +30,7 @@ from bnderive.read.latex_vocabulary import (
     _RESERVED,
     _ROLE_TEXT,
     _STATS,
+    LOSS_FONTS,
     _Item,
     _item_text,
 )
@@ -89,7 +90,14 @@ class _NameReading:
                 "(\\mathcal{L}, \\mathcal{B}, \\mathrm{d}, \\mathbf{x})",
                 it.pos,
             )
-        if font == "mathcal" and name == "L" or name in _LOSS_LETTERS and not font:
+        if (
+            font == "mathcal"
+            and name == "L"
+            or name in _LOSS_LETTERS
+            and not font
+            or font in LOSS_FONTS
+            and name in self.family.losses
+        ):
             raise self.error(
                 f"the loss {name} is only understood in a derivative, as in "
                 "\\frac{\\partial L}{\\partial x_i}",

@@ -39,6 +39,10 @@ _ARRAY_LETTERS = {"x": "x", "h": "x", "y": "y", "g": "g", "X": "x", "Y": "y"}
 _LOSS_LETTERS = {"L", "E", "J", "f"}  # f: posts that write ∂f/∂x̂ (CS231n notes)
 #: Letters that name the loss in ∂C/∂x, ∂l/∂y (a cost C, a loss l): only as what ∂ acts on.
 _LOSS_TARGETS = _LOSS_LETTERS | {"C", "l"}
+#: The fonts a post may write its loss letter in elsewhere (\\mathcal{l} beside ∂l, \\mathbf{L}
+#: beside ∂L): the same letter, so the same loss, when the document's derivatives write that
+#: letter plainly as the loss (``Family.losses``).  \\mathbb (sets) and \\operatorname are not.
+LOSS_FONTS = frozenset({"mathcal", "mathrm", "mathbf", "mathit", "boldsymbol", "bm", "mathsf"})
 _STATS = {"mu": "mu", "gamma": "gamma", "beta": "beta", "epsilon": "eps", "varepsilon": "eps"}
 #: LaTeX's own macros (not a post's): an unknown one is not said to be defined elsewhere.
 _LATEX_OWN = frozenset(
@@ -207,6 +211,10 @@ class Family:
     #: Einstein's convention read off tensor notation (δ_k^i): only an index written exactly
     #: twice in a term is summed (three times is no contraction, and stays a free index).
     pairs: bool = False
+    #: The loss letters the document's derivatives write plainly (∂l/∂x, dL/dx, ∂ℓ as l,
+    #: ∂\\mathcal{L} as L; ``documents._loss_letters``): the same letter in another font
+    #: (\\mathcal{l}, \\mathbf{L}) is that loss too.
+    losses: frozenset[str] = frozenset()
 
 
 BATCH = Family()
