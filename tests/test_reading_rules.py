@@ -871,7 +871,7 @@ def test_a_name_written_as_a_word(tmp_path):
 \mathrm{istd} = (\sigma^2 + \epsilon)^{-1/2}
 \frac{\partial L}{\partial \mu} = -\mathrm{istd} \, \gamma \sum_i g_i
 \frac{\partial L}{\partial \mu} = -\mathrm{istd}^2 \, \gamma \sum_i g_i
-\frac{\partial L}{\partial \beta} = \mathrm{invstd} \sum_i g_i
+\frac{\partial L}{\partial \beta} = \mathrm{scale} \sum_i g_i
 """
     )
     form = doc(tmp_path, body)
@@ -879,7 +879,7 @@ def test_a_name_written_as_a_word(tmp_path):
     assert status[:5] == ["definition", "checked", "definition", "checked", "checked"], status
     assert verdicts(form) == {3: "holds", 7: "holds", 9: "refuted"}
     last = form.lines[5]
-    assert last.status == "not read" and "invstd: a name written as a word" in last.reason
+    assert last.status == "not read" and "scale: a name written as a word" in last.reason
     # a word written as a function of the input: \mathrm{bn}(x) = γx̂ + β defines bn(x)
     func = doc(
         tmp_path,
@@ -936,6 +936,62 @@ def test_a_loss_letter_in_another_font_only_beside_the_plain_one(tmp_path):
         text = rf"\frac{{\partial L}}{{\partial \beta}} = \sum_i \frac{{\partial {other}}}{{\partial y_i}}"
         with pytest.raises(FormError, match="bnderive does not know"):
             doc(tmp_path, lines(text), "other.md")
+
+
+def test_the_inverse_standard_deviation_by_its_conventional_name(tmp_path):
+    """istd, rstd, invstd used and defined by no line: 1/√(σ²+ε) (the document's ε), a name
+    of the post's graph, said in a note; right and wrong lines about it get their verdicts
+    (∂istd/∂σ², ∂L/∂istd through the post's x̂ = (x − μ)·istd).  A post that defines the name
+    keeps its own meaning; a word that is no such convention is still not read."""
+    body = lines(
+        r"""
+\hat{x}_i = (x_i - \mu) \cdot \mathrm{istd}
+\frac{\partial \mathrm{istd}}{\partial \sigma^2} = -\frac{1}{2} \mathrm{istd}^3
+\frac{\partial \mathrm{istd}}{\partial \sigma^2} = -\frac{1}{2} \mathrm{istd}^2
+\frac{\partial L}{\partial \mathrm{istd}} = \sum_i \frac{\partial L}{\partial \hat{x}_i} (x_i - \mu)
+\frac{\partial L}{\partial \mathrm{istd}} = \sum_i \frac{\partial L}{\partial \hat{x}_i} \hat{x}_i
+\frac{\partial L}{\partial \mu} = -\mathrm{istd} \sum_i \frac{\partial L}{\partial \hat{x}_i} + \epsilon - \epsilon
+"""
+    )
+    form = doc(tmp_path, body)
+    said = "istd read as 1/√(σ²+ε), the inverse standard deviation: no line defines it"
+    assert any(said in n for n in form.notes), form.notes
+    assert verdicts(form) == {
+        1: "holds", 3: "holds", 5: "refuted", 7: "holds", 9: "refuted", 11: "holds"
+    }  # fmt: skip
+    # the document's ε convention: ε outside the root makes it 1/(√σ² + ε)
+    outside = doc(tmp_path, "---\nepsilon: outside\n---\n" + body, "outside.md")
+    assert any("rstd" not in n and "1/(√σ²+ε)" in n for n in outside.notes)
+    # (the front matter's 3 lines shift the lines: x̂ holds, -½ istd³ is then not ∂istd/∂σ²)
+    assert verdicts(outside)[4] == "holds" and verdicts(outside)[6] == "refuted"
+    # the other names, and istd in italics (Costa 2016's \partial istd)
+    for written in (r"\mathrm{rstd}", r"\mathrm{invstd}"):
+        text = lines(
+            rf"\hat{{x}}_i = (x_i - \mu) \cdot {written}"
+            + "\n"
+            + rf"\frac{{\partial L}}{{\partial {written}}} = "
+            + r"\sum_i \frac{\partial L}{\partial \hat{x}_i} (x_i - \mu) + \epsilon"
+        )
+        assert verdicts(doc(tmp_path, text, "name.md")) == {1: "holds", 3: "refuted"}, written
+    italic = lines(
+        r"\frac{\partial istd}{\partial \sigma^2} = -\frac{1}{2}(\sigma^2 + \epsilon)^{-3/2}"
+        + "\n"
+        + r"\frac{\partial istd}{\partial \sigma^2} = -\frac{1}{2}(\sigma^2 + \epsilon)^{-1/2}"
+    )
+    assert verdicts(doc(tmp_path, italic, "italic.md")) == {1: "holds", 3: "refuted"}
+    # the post's own definition is kept, wherever it is
+    own = lines(
+        r"""
+\hat{x}_i = (x_i - \mu) \cdot \mathrm{istd}
+\mathrm{istd} = \frac{1}{\sigma^2 + \epsilon}
+\frac{\partial \mathrm{istd}}{\partial \sigma^2} = -(\sigma^2 + \epsilon)^{-2}
+"""
+    )
+    mine = doc(tmp_path, own, "own.md")
+    assert not any("inverse standard deviation" in n for n in mine.notes)
+    assert mine.lines[0].status == "not read"
+    assert "no earlier line defines" in mine.lines[0].reason
+    assert verdicts(mine) == {5: "holds"}
 
 
 def test_a_function_the_post_defines_with_its_argument(tmp_path):

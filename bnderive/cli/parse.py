@@ -58,7 +58,8 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
                 N m M NHW; E[x] \\mathbb{E}[x] (a batch mean), \\operatorname{Var}[x] (its
                 variance); names a line defines
                 (t = 1/\\sqrt{\\sigma^2+\\epsilon}, also written 1/\\sqrt{…} = t;
-                s^2 = … names the whole power s^2); \\overline{x} \\bar{x} (the mean)
+                s^2 = … names the whole power s^2); \\overline{x} \\bar{x} (the mean);
+                istd rstd invstd that no line defines: 1/\\sqrt{\\sigma^2+\\epsilon} (a note)
       sums      \\sum_{i=1}^{N} \\sum_i \\sum_{i=0}^{N-1} \\Sigma \\sum_{j \\ne i}
                 \\sum_{j=1, j\\ne i}^{N} (j ≠ i left out) \\sum_{i=1}^{2} (elements 1, 2)
                 Einstein's convention (no Σ written, 1_h x_{bh}; or `summation: einstein`):

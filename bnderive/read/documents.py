@@ -1032,6 +1032,41 @@ def _loss_letters(maths: str) -> frozenset[str]:
     return frozenset(out)
 
 
+#: The conventional names of the inverse standard deviation 1/√(σ²+ε): Costa 2016 and Koonce's
+#: blueprint write istd, llm.c rstd, PyTorch's kernels invstd.  (inv_std, with an underscore,
+#: is no word the reader reads.)
+INVERSE_STD_NAMES = ("istd", "rstd", "invstd")
+_FONT = r"\\(?:text|textrm|mathrm|mathit|operatorname)\s*\{\s*"
+
+
+#: A row that opens with a lone letter and = or := (s := istd): it defines that letter.
+_NAMED_LEFT = re.compile(r"(?:^|\$|\\\(|\\\[|\\\\|&|\n)\s*[A-Za-z]\s*:?$")
+
+
+def _inverse_std_words(maths: str) -> list[str]:
+    """The conventional names of the inverse standard deviation the maths uses and no line
+    defines: read as 1/√(σ²+ε) (``_Builder.inverse_std``).  A line that defines the name, as
+    ``istd = …`` or ``… = istd`` at the end of a row, keeps the post's own meaning: then the
+    name is not implicit anywhere (a use before the definition is not read, as for any name)."""
+    out = []
+    for word in INVERSE_STD_NAMES:
+        alone = rf"(?<![A-Za-z\\]){word}(?![A-Za-z])"
+        if not re.search(alone, maths):
+            continue
+        # istd = …, \mathrm{istd} := … (the brace closes the font's, not a fraction's)
+        left = rf"(?:{_FONT}{word}\s*\}}|{alone})\s*:?=(?!=)"
+        right = (  # … = istd, the row ending there (the reversed definition 1/√(…) = t)
+            rf"=\s*(?:{_FONT})?{word}\s*\}}?\s*[.,]?\s*(?:\$|\\\]|\\\)|\\\\|&|\n|$)"
+        )
+        reversed_definition = any(
+            not _NAMED_LEFT.search(maths[: m.start()]) for m in re.finditer(right, maths)
+        )
+        if re.search(left, maths) or reversed_definition:
+            continue
+        out.append(word)
+    return out
+
+
 def _family(norm: Norm, maths: str, einstein: bool | str = False) -> Family:
     """How the notation reads under ``norm`` (``latex_vocabulary.Family``): for LayerNorm the
     letters of the number of features, and N the batch size when the post writes another;
@@ -1130,6 +1165,30 @@ class _Builder:
         self.diagonal = False  # the last ∂/∂x_i was ∂x̂_i/∂x_i or ∂y_i/∂x_i (either reading)
         self.diagonal_context: bool | None = None  # the reading a post's earlier lines showed
         self.derivative = ""  # the reading of the line's ∂x̂_i/∂x_i: "total", "held" or ""
+
+    def inverse_std(self, words: list[str]) -> list[str]:
+        """istd, rstd, invstd used and defined by no line: each the inverse standard deviation
+        1/√(σ²+ε) of the document's conventions (1/(√σ² + ε) with ε outside the root, 1/√σ²
+        with ε = 0), defined before the first line, so that it is a name of the post's graph
+        (∂L/∂istd and ∂istd/∂σ² are worked out there) as if a line defined it.  The notes."""
+        var, eps = N.var, N.eps
+        if self.spec.eps_zero:
+            scale, text = sp.sqrt(var), "1/√σ²"
+        elif self.spec.eps_inside:
+            scale, text = sp.sqrt(var + eps), "1/√(σ²+ε)"
+        else:
+            scale, text = sp.sqrt(var) + eps, "1/(√σ²+ε)"
+        notes = []
+        for word in words:
+            said = (
+                f"{word} read as {text}, the inverse standard deviation: no line defines it; "
+                "define it to mean otherwise"
+            )
+            number = self.add(word, None, 1 / scale, said, "definition")
+            self.names[word] = False
+            self.graph.add(word, 1 / scale, False, number, False)
+            notes.append(said)
+        return notes
 
     # -- equations ----------------------------------------------------------------------------
     def add(self, name: str, index: sp.Symbol | None, expr: sp.Expr, text: str, kind: str) -> int:
@@ -1764,6 +1823,7 @@ def _read(
     notes += said
     notes.extend(_family_notes(family) + lettered)
     builder = _Builder(spec)
+    notes.extend(builder.inverse_std(_inverse_std_words(maths)))
     reading = _Reading(builder, body, cells or [], sigma, modes == (Mode.SPATIAL,), family)
     reading.macros = macros
     if code:

@@ -244,6 +244,9 @@ class _DerivativeReading:
             return _Diff(prefix, kind, index, text, first.pos, value, self.target_feature)
         if all(isinstance(n, Letter) and not n.font for n in rest):
             word = "".join(n.name for n in rest)  # a word: istd, xcorrected
+            if word in self.names and not self.names[word]:
+                # ∂ istd of a name the document (or its conventions) defines, in italics
+                return _Diff(prefix, "name", None, word, first.pos, sp.Symbol(word))
             return _Diff(prefix, "other", None, word, first.pos)
         value = undot(self.value(Product(rest[0].pos, tuple(rest))))
         return _Diff(prefix, "expr", None, text, first.pos, value)
