@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bnderive.read.documents import load_document
+from bnderive.read.latex_results import LatexError
 from bnderive.read.macros import MACRO_DEPTH, MacroError, expand, find_definitions
 from tests.test_reading_rules import verdicts
 
@@ -173,3 +174,98 @@ def test_a_name_defined_twice_with_different_bodies_is_not_expanded(tmp_path):
     assert "defined twice with different bodies" in line.reason
     macros, _ = find_definitions("\\newcommand{\\s}{x}\\renewcommand{\\s}{x}")
     assert macros["s"].conflict is None  # the same body again: no conflict
+
+
+# -- --preamble: the post's macros kept in another file ------------------------------------------
+PREAMBLE = r"""% a blueprint's macros file
+\newcommand{\pdiv}[2]{\frac{\partial #1}{\partial #2}}
+\def\eps{\epsilon}
+\DeclareMathOperator{\Var}{Var}
+"""
+USES = (
+    "$$ \\pdiv{L}{\\beta} = \\sum_i g_i $$\n\n"
+    "$$ \\pdiv{L}{\\gamma} = \\sum_i g_i \\hat{x}_i + \\eps $$\n"
+)
+
+
+def _files(tmp_path: Path, preamble: str = PREAMBLE, body: str = USES) -> tuple[str, str]:
+    (tmp_path / "macros.tex").write_text(preamble, encoding="utf-8")
+    (tmp_path / "post.md").write_text(body, encoding="utf-8")
+    return str(tmp_path / "post.md"), str(tmp_path / "macros.tex")
+
+
+def test_a_preamble_is_read_as_the_documents_own_definitions(tmp_path):
+    """check and parse --preamble FILE: the macros the post defines elsewhere expand as its own
+    do (a right line holds, a wrong one is refuted), and a note says what was taken; without
+    the preamble the same lines are not read."""
+    from click.testing import CliRunner
+
+    from bnderive.cli import main
+
+    post, macros = _files(tmp_path)
+    args = ["check", post, "--preamble", macros, "--method", "exact", "--mode", "per-activation"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "1 hold, 1 refuted" in result.output
+    assert "the document uses \\eps, \\pdiv" in result.output
+    parsed = CliRunner().invoke(main, ["parse", post, "--preamble", macros])
+    assert parsed.exit_code == 0, parsed.output
+    assert "2 checked" in parsed.output and "read from the preamble" in parsed.output
+    alone = CliRunner().invoke(main, ["parse", post])
+    assert alone.exit_code == 2 and "unknown macro \\pdiv" in alone.output
+    assert "--preamble FILE" in alone.output
+
+
+def test_a_preamble_that_cannot_be_used_is_bad_input(tmp_path):
+    """A missing file, a file with no definition, --preamble with no derivation or with --expr:
+    exit code 2 and one paragraph."""
+    from click.testing import CliRunner
+
+    from bnderive.cli import main
+
+    post, macros = _files(tmp_path)
+    (tmp_path / "empty.tex").write_text("% nothing\n", encoding="utf-8")
+    for args, said in (
+        (["check", post, "--preamble", str(tmp_path / "none.tex")], "no such file"),
+        (["parse", post, "--preamble", str(tmp_path / "empty.tex")], "no macro definition"),
+        (["check", "staged", "--preamble", macros], "give the derivation"),
+        (["parse", "--expr", "x_i", "--preamble", macros], "--expr reads one expression"),
+        (["report", "staged", "--preamble", macros], "give the derivation"),
+    ):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert said in result.output and "Traceback" not in result.output, result.output
+        assert result.output.strip().count("\n\n") == 0, result.output  # one paragraph
+
+
+def test_a_preamble_and_the_document_that_disagree_are_not_guessed(tmp_path):
+    """A name the preamble and the document define with different bodies: a use is not read
+    (which one it meant is not said); the same body twice is that macro.  The preamble's text
+    is data: TeX commands in it are not run."""
+    from bnderive.read.documents import load_preamble
+
+    again = r"$$\newcommand{\pdiv}[2]{\frac{\partial #2}{\partial #1}}$$" + "\n\n" + USES
+    post, macros = _files(tmp_path, body=again)
+    with pytest.raises(LatexError, match="defined both in the preamble and in the document"):
+        load_document(post, preamble=load_preamble(macros))
+    same = r"$$\def\eps{\epsilon}$$" + "\n\n" + USES
+    post, macros = _files(tmp_path, body=same)
+    form = load_document(post, preamble=load_preamble(macros))
+    assert verdicts(form) == {3: "holds", 5: "refuted"}
+    hostile = PREAMBLE + "\\immediate\\write18{touch " + str(tmp_path / "ran") + "}\n"
+    post, macros = _files(tmp_path, preamble=hostile)
+    load_document(post, preamble=load_preamble(macros))
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_report_reads_the_preamble_and_says_how_to_reproduce_it(tmp_path):
+    from click.testing import CliRunner
+
+    from bnderive.cli import main
+
+    post, macros = _files(tmp_path)
+    args = ["report", post, "--preamble", macros, "--format", "md", "--mode", "per-activation"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "1 of 2 lines hold, 1 refuted" in result.output
+    assert f"--preamble {macros}" in result.output and "read from the preamble" in result.output

@@ -14,6 +14,7 @@ from bnderive.cli.common import (
     escape,
     json_text,
     norm_options,
+    preamble_option,
     user_errors,
 )
 from bnderive.errors import BnderiveError
@@ -122,6 +123,7 @@ if TYPE_CHECKING:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 @click.option("--no-timing", is_flag=True, help="Leave the time column out (stable output).")
+@preamble_option
 @norm_options
 @click.pass_context
 @user_errors
@@ -145,6 +147,7 @@ def check(
     strict: bool = False,
     norm: str = "batch",
     groups: int | None = None,
+    preamble: str | None = None,
 ) -> None:
     r"""Check derivations of the backward pass against the ground truth.
 
@@ -176,6 +179,7 @@ def check(
       bnderive check --order 2
       bnderive check examples/post.md
       bnderive check examples/post.md --strict
+      bnderive check blueprint.tex --preamble macros.tex
       bnderive check examples/nogamma.toml --json
       bnderive check --expr '\frac{\partial L}{\partial \beta} = \sum_i g_i'
       bnderive check --norm layer
@@ -188,7 +192,15 @@ def check(
     g = checked_groups(norm, groups)
     explicit = ctx.get_parameter_source("norm") is not click.core.ParameterSource.DEFAULT
     chosen = _chosen_forms(
-        forms, form_files, expr_text, sigma, mode, order, family, family if explicit else None
+        forms,
+        form_files,
+        expr_text,
+        sigma,
+        mode,
+        order,
+        family,
+        family if explicit else None,
+        preamble,
     )
     modes, methods, n_values, shapes = _plan_options(
         chosen, mode, method, all_n, n_text, shape_texts, family, explicit, g
@@ -223,10 +235,12 @@ def _chosen_forms(
     order: int,
     family: Any,
     expected: Any,
+    preamble: str | None = None,
 ) -> list[Form]:
     """What to check: the forms named, the files given (TOML forms or LaTeX derivations), the
     --expr equation; without any of them, every built-in form of ``order`` in ``family``.
-    ``expected`` is the family --norm gave (None when left out)."""
+    ``expected`` is the family --norm gave (None when left out); ``preamble`` a file of macro
+    definitions the derivations use (--preamble)."""
     from bnderive.core.spec import Norm
     from bnderive.read.catalogue import find_form
     from bnderive.read.derivations import builtin_forms
@@ -248,8 +262,16 @@ def _chosen_forms(
                 f"{path}: LaTeX derivations are read as BatchNorm derivations; --norm "
                 f'{norm} applies to built-in forms and TOML form files (norm = "{norm}").'
             )
-    chosen = [_as_family(find_form(name), expected) for name in names] + [
-        document().load_document(path)
+    macros = None
+    if preamble is not None:
+        if not any(document().is_document(path) for path in (*names, *files)):
+            raise BnderiveError(
+                "--preamble holds macros for LaTeX derivations (.md, .tex, .ipynb): give the "
+                "derivation that uses them as well."
+            )
+        macros = document().load_preamble(preamble)
+    chosen = [_as_family(find_form(name, macros), expected) for name in names] + [
+        document().load_document(path, preamble=macros)
         if document().is_document(path)
         else load_form(path, norm=expected)
         for path in files

@@ -344,6 +344,19 @@ NORM_HELP = (
 )
 
 
+def preamble_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--preamble FILE``: LaTeX macro definitions the derivations use, kept in another file
+    (``documents.load_preamble``: read as data, never run)."""
+    return click.option(
+        "--preamble",
+        metavar="FILE",
+        default=None,
+        help="A file of LaTeX macro definitions (\\newcommand, \\def, \\DeclareMathOperator) "
+        "the derivation uses but defines elsewhere (a blueprint's macros file, a site's "
+        "include): read as data, as the document's own definitions are, never run.",
+    )(command)
+
+
 def norm_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--norm`` and ``--groups``, shared by the commands that take a normalization family."""
     command = click.option(

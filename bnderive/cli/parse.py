@@ -4,7 +4,7 @@ from typing import Any
 
 import click
 
-from bnderive.cli.common import console, document, escape, user_errors
+from bnderive.cli.common import console, document, escape, preamble_option, user_errors
 from bnderive.errors import BnderiveError
 
 #: What a kind of line is checked against, in words (``parse`` shows it per line).
@@ -32,8 +32,15 @@ _AGAINST = {
 @click.option(
     "--spatial", is_flag=True, help="With --expr: SPATIAL mode, where a lone N is refused."
 )
+@preamble_option
 @user_errors
-def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: bool) -> None:
+def parse(
+    file: str | None,
+    expr_text: str | None,
+    sigma: str | None,
+    spatial: bool,
+    preamble: str | None = None,
+) -> None:
     """Show how bnderive reads a LaTeX derivation (.md, .tex or .ipynb), line by line.
 
     For every line of the file's display maths: where it is, the LaTeX, the expression bnderive
@@ -81,6 +88,7 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
       bnderive parse examples/post.md
       bnderive parse notes.tex
       bnderive parse notebook.ipynb
+      bnderive parse blueprint.tex --preamble macros.tex
       bnderive parse --expr '\\frac{\\partial L}{\\partial x_i}'
       bnderive parse --expr '\\sum_{n,h,w} \\delta y[n][c][h][w]' --spatial
     """
@@ -93,6 +101,11 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
             "Give a FILE (.md, .tex or .ipynb) or --expr LATEX, not both or neither."
         )
     if expr_text is not None:
+        if preamble is not None:
+            raise BnderiveError(
+                "--preamble holds macros for a derivation FILE; --expr reads one expression "
+                "without them."
+            )
         expr = parse_latex(expr_text, sigma=sigma, spatial=spatial)
         out.print(f"[bold]SymPy:[/] {escape(unicode(expr))}")
         out.print(f"[bold]LaTeX:[/] {escape(latex(expr))}")
@@ -109,7 +122,8 @@ def parse(file: str | None, expr_text: str | None, sigma: str | None, spatial: b
         raise BnderiveError(
             f"{file}: expected a .md, .tex or .ipynb derivation (a form file is TOML)."
         )
-    form = reader.load_document(file)
+    macros = reader.load_preamble(preamble) if preamble is not None else None
+    form = reader.load_document(file, preamble=macros)
     out.print(f"[bold]{escape(form.name)}[/]: {escape(form.title)}")
     modes = ", ".join(m.value for m in form.modes)
     out.print(escape(f"{form.conventions()}; modes: {modes}"))

@@ -4,7 +4,14 @@ import sys
 
 import click
 
-from bnderive.cli.common import checked_groups, console, norm_options, safe, user_errors
+from bnderive.cli.common import (
+    checked_groups,
+    console,
+    norm_options,
+    preamble_option,
+    safe,
+    user_errors,
+)
 from bnderive.errors import BnderiveError
 
 FORMATS = ("md", "tex", "pdf")
@@ -53,6 +60,7 @@ FORMATS = ("md", "tex", "pdf")
     default=None,
     help="Worker processes for the check (default: 2 where two cores are available).",
 )
+@preamble_option
 @norm_options
 @user_errors
 def report(
@@ -65,6 +73,7 @@ def report(
     jobs: int | None,
     norm: str = "batch",
     groups: int | None = None,
+    preamble: str | None = None,
 ) -> None:
     r"""Write a report of what was checked: LaTeX (and PDF) for a handout, Markdown for a post.
 
@@ -96,6 +105,7 @@ def report(
       bnderive report examples/layers_nogamma.py -o feedback.tex
       bnderive report --code -o proven.pdf
       bnderive report --norm layer -o layernorm.md
+      bnderive report blueprint.tex --preamble macros.tex -o blueprint.md
     """
     from bnderive.core.spec import Mode, Norm
     from bnderive.report.build import build_report
@@ -116,7 +126,7 @@ def report(
     g = checked_groups(norm, groups)
     explicit = click.get_current_context().get_parameter_source("norm")
     expected = family if explicit is not click.core.ParameterSource.DEFAULT else None
-    read = read_inputs(inputs, family, expected)
+    read = read_inputs(inputs, family, expected, preamble)
     figure = figure_path(output) if stability and fmt == "md" else None
     result = build_report(
         read.forms,
@@ -128,7 +138,7 @@ def report(
         code=code,
         code_forms=read.forms if inputs else [],
         stability=stability_maker(figure) if stability else None,
-        command=report_command(inputs, fmt, mode, code, stability, norm, groups),
+        command=report_command(inputs, fmt, mode, code, stability, norm, groups, preamble),
     )
     text = render(result, fmt)
     if output is None:

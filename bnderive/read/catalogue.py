@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from bnderive.errors import FormError
 from bnderive.read.derivations import builtin_document_paths, builtin_forms
@@ -28,8 +29,9 @@ def builtin_documents() -> tuple[Form, ...]:
     return tuple(load_document(path) for path in builtin_document_paths())
 
 
-def find_form(name_or_path: str) -> Form:
-    """A form by name (built-in, shipped derivation, corpus mutant or rewrite) or by path."""
+def find_form(name_or_path: str, preamble: Any = None) -> Form:
+    """A form by name (built-in, shipped derivation, corpus mutant or rewrite) or by path;
+    ``preamble`` (``documents.load_preamble``): macros a derivation given by path uses."""
     for form in builtin_forms():
         if form.name == name_or_path:
             return form
@@ -37,7 +39,7 @@ def find_form(name_or_path: str) -> Form:
     if path.suffix.lower() in DOCUMENT_SUFFIXES:  # a derivation as a post or notebook writes it
         from bnderive.read.documents import load_document
 
-        return load_document(path)
+        return load_document(path, preamble=preamble)
     if path.suffix.lower() == ".toml" or path.exists():
         return load_form(path)
     for form in builtin_documents():

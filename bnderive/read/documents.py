@@ -71,7 +71,7 @@ from bnderive.core.derive import at_index, derive, forward_definition, inline, p
 from bnderive.core.limits import FILE_BYTES, NOTEBOOK_BYTES
 from bnderive.core.printing import unicode
 from bnderive.core.spec import Mode, Norm, Spec
-from bnderive.errors import FormError, SpecError
+from bnderive.errors import FormError, InputFileError, SpecError
 from bnderive.read.ascii_maths import read_row
 from bnderive.read.code_lines import CodeReader, code_rows
 from bnderive.read.expr_nodes import expression_adjoint, expression_partial, forward_lines
@@ -82,7 +82,14 @@ from bnderive.read.latex_reader import parse_equation_line
 from bnderive.read.latex_results import LatexError, LineRead, Readings
 from bnderive.read.latex_vocabulary import _LOSS_TARGETS, Family, name_bound
 from bnderive.read.letters import headings, letter_roles
-from bnderive.read.macros import Macro, MacroError, expand, find_definitions
+from bnderive.read.macros import (
+    Macro,
+    MacroError,
+    Preamble,
+    expand,
+    find_definitions,
+    with_preamble,
+)
 from bnderive.read.own_graph import LAYER_NODES, GraphUnknown, OwnGraph, hidden_path, label_of
 
 SUFFIXES = (".md", ".markdown", ".tex", ".ipynb")
@@ -1728,8 +1735,41 @@ def _other_paths(expr: sp.Expr) -> bool:
 
 
 # -- reading ------------------------------------------------------------------------------------------
-def load_document(path: str | Path, text: str | None = None) -> DocumentForm:
-    """Read a derivation document (.md, .tex or .ipynb) into a form; see the module docstring."""
+def load_preamble(path: str | Path) -> Preamble:
+    """The macro definitions of a file a post keeps apart from its maths (``--preamble``):
+    ``\\newcommand``, ``\\renewcommand``, ``\\providecommand``, ``\\def``,
+    ``\\DeclareMathOperator``, read as data.  A file that cannot be read, or defines none of
+    them, is an ``InputFileError`` (exit code 2)."""
+    where = str(path)
+    text = read_text(path, "a file of LaTeX macro definitions (\\newcommand, \\def)", FILE_BYTES)
+    macros, _ = find_definitions(text.replace("\r\n", "\n"))
+    if not macros:
+        raise InputFileError(
+            f"{where}: no macro definition in it; a preamble holds LaTeX definitions "
+            "(\\newcommand{\\pdiv}[1]{\\partial #1}, \\def, \\DeclareMathOperator), read as "
+            "data (a MathJax configuration's macros are not read)."
+        )
+    return Preamble(where, macros)
+
+
+def _preamble_note(preamble: Preamble, body: str) -> str:
+    """What the document took from its preamble: the macros it uses (or that it uses none)."""
+    used = [
+        f"\\{name}"
+        for name in sorted(preamble.macros)
+        if re.search(rf"\\{re.escape(name)}(?![a-zA-Z])", body)
+    ]
+    count = f"{len(preamble.macros)} macro definition(s) read from the preamble {preamble.where}"
+    if not used:
+        return f"{count}; the document uses none of them"
+    return f"{count}; the document uses {', '.join(used)}"
+
+
+def load_document(
+    path: str | Path, text: str | None = None, preamble: Preamble | None = None
+) -> DocumentForm:
+    """Read a derivation document (.md, .tex or .ipynb) into a form; see the module docstring.
+    ``preamble``: macros the post defines in another file (``load_preamble``)."""
     path = Path(path)
     where = str(path)
     suffix = path.suffix.lower()
@@ -1742,7 +1782,7 @@ def load_document(path: str | Path, text: str | None = None) -> DocumentForm:
         text, cells = _notebook_text(text, where)
     markdown = suffix != ".tex"
     try:
-        return _read(text, markdown, where, path.stem, cells)
+        return _read(text, markdown, where, path.stem, cells, preamble=preamble)
     except LatexError as exc:
         raise LatexError(f"{where}, {exc}") from None
     except FormError as exc:
@@ -1777,12 +1817,15 @@ def _read(
     stem: str,
     cells: list[tuple[int, int]] | None = None,
     extra: dict[str, str] | None = None,
+    preamble: Preamble | None = None,
 ) -> DocumentForm:
     """The steps of reading a document: its front matter and body, the blocks of maths and
     their rows, the conventions and the normalization the maths implies, each row read and
     turned into equations, and the form."""
     meta, at, body = _front_and_body(text, markdown, where, extra)
     macros, definitions = find_definitions(body)  # the post's own macros: data, expanded
+    if preamble is not None:
+        macros = with_preamble(macros, preamble.macros)
     body = _blank_spans(body, definitions)
     modes = _modes(meta.get("mode", "both"), at.get("mode", 1))
     spans, bare = _maths_spans(body, markdown)
@@ -1821,6 +1864,8 @@ def _read(
     eps = (eps_maths, valued_lines)
     spec, sigma, notes = _conventions(meta, at, maths, norm, eps, family.labels)
     notes += said
+    if preamble is not None:
+        notes.append(_preamble_note(preamble, body))
     notes.extend(_family_notes(family) + lettered)
     builder = _Builder(spec)
     notes.extend(builder.inverse_std(_inverse_std_words(maths)))
@@ -1846,7 +1891,13 @@ def _read(
             # the forward lines compute σ² with Bessel's 1/(M−1): the layer the post describes
             # normalizes with it, so every line is read again against that layer's truth
             again = _read(
-                text, markdown, where, stem, cells, {**(extra or {}), "variance": "unbiased"}
+                text,
+                markdown,
+                where,
+                stem,
+                cells,
+                {**(extra or {}), "variance": "unbiased"},
+                preamble,
             )
             return replace(again, notes=(*again.notes, _unbiased_note(unbiased)))
         if unbiased:

@@ -335,7 +335,7 @@ class _NameReading:
             if name in _LATEX_OWN
             else (
                 ", and this file does not define it (a \\newcommand or \\def in the file is "
-                "expanded; a macro the post defines elsewhere is not)"
+                "expanded; a file of the post's macros is read with --preamble FILE)"
             )
         )
         raise self.error(

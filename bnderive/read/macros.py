@@ -173,6 +173,37 @@ def find_definitions(text: str) -> tuple[dict[str, Macro], list[tuple[int, int]]
     return macros, spans
 
 
+@dataclass(frozen=True)
+class Preamble:
+    """Macro definitions a post makes in another file (a blueprint's macros file, a Jekyll
+    site's include), given with ``--preamble FILE``: read as the document's own definitions
+    are (data, never executed), before the document's."""
+
+    where: str
+    macros: dict[str, Macro]
+
+
+def with_preamble(own: dict[str, Macro], preamble: dict[str, Macro]) -> dict[str, Macro]:
+    """The document's macros with the preamble's before them: a name both define with the same
+    body is that macro; with different bodies, a use is refused (``Macro.conflict``), as for a
+    name one document defines twice (which one a use meant is not said)."""
+    merged = dict(preamble)
+    for name, macro in own.items():
+        earlier = merged.get(name)
+        if (
+            earlier is not None
+            and macro.conflict is None
+            and (earlier.params, earlier.body) != (macro.params, macro.body)
+        ):
+            macro = replace(macro, conflict=(
+                f"\\{name} is defined both in the preamble and in the document, with different "
+                "bodies, so what a use means is not said; give the two definitions different "
+                "names"
+            ))  # fmt: skip
+        merged[name] = macro
+    return merged
+
+
 def _argument(text: str, k: int, name: str, at: int) -> tuple[str, int]:
     """One undelimited argument at ``k``: a braced group (without its braces), a control
     sequence, or one character."""

@@ -31,19 +31,26 @@ class ReportInputs:
     family: Norm
 
 
-def read_inputs(inputs: Sequence[str], family: Norm, expected: Norm | None) -> ReportInputs:
+def read_inputs(
+    inputs: Sequence[str], family: Norm, expected: Norm | None, preamble: str | None = None
+) -> ReportInputs:
     """Each input as a form or an implementation; without inputs, the built-in forms of
     ``family``.  ``expected``: the family --norm named explicitly (None: not given), which
-    TOML form files are read as and which a LaTeX derivation (always BatchNorm) must be."""
+    TOML form files are read as and which a LaTeX derivation (always BatchNorm) must be;
+    ``preamble``: a file of macro definitions the derivations use (--preamble)."""
+    from bnderive.read import documents
     from bnderive.read.derivations import builtin_forms
 
+    macros = documents.load_preamble(preamble) if preamble is not None else None
+    if macros is not None and not any(documents.is_document(name) for name in inputs):
+        raise BnderiveError(_PREAMBLE_ALONE)
     forms: list[Any] = []
     implementations: list[str] = []
     for name in inputs:
         if name.lower().endswith(".py"):
             implementations.append(name)
         else:
-            forms.append(_read_form(name, expected))
+            forms.append(_read_form(name, expected, macros))
     if not inputs:
         forms = [f for f in builtin_forms() if f.order == 1 and f.norm is family]
         if not forms:
@@ -54,7 +61,14 @@ def read_inputs(inputs: Sequence[str], family: Norm, expected: Norm | None) -> R
     return ReportInputs(forms, implementations, family)
 
 
-def _read_form(name: str, expected: Norm | None) -> Form:
+#: --preamble given with no derivation to read it for.
+_PREAMBLE_ALONE = (
+    "--preamble holds macros for LaTeX derivations (.md, .tex, .ipynb): give the derivation "
+    "that uses them as well."
+)
+
+
+def _read_form(name: str, expected: Norm | None, preamble: Any = None) -> Form:
     """A derivation document (.md, .tex, .ipynb), a TOML form file, or a built-in form's
     name; a document under an explicit --norm other than batch is a usage error."""
     from bnderive.read import documents
@@ -68,10 +82,10 @@ def _read_form(name: str, expected: Norm | None) -> Form:
                 f"{name}: LaTeX derivations are read as BatchNorm derivations; --norm "
                 f'{norm} applies to built-in forms and TOML form files (norm = "{norm}").'
             )
-        return documents.load_document(name)
+        return documents.load_document(name, preamble=preamble)
     if name.lower().endswith(".toml"):
         return load_form(name, norm=expected)
-    return find_form(name)
+    return find_form(name, preamble)
 
 
 def figure_path(output: str | None) -> str | None:
@@ -149,9 +163,12 @@ def report_command(
     stability: bool,
     norm: str,
     groups: int | None,
+    preamble: str | None = None,
 ) -> str:
     """The command that writes this report again (-o left out: where it goes is not what)."""
     words = ["bnderive", "report", *inputs, "--format", fmt]
+    if preamble is not None:
+        words += ["--preamble", preamble]
     if mode != "both":
         words += ["--mode", mode]
     if norm != "batch":
