@@ -898,3 +898,43 @@ def test_layernorm_dx_scaled_in_place_is_checked_at_the_scale(tmp_path, scale, e
     assert (
         f"dx *= {scale} read as dx = dx * ({scale}): the value dx holds after it" in result.output
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "row"), [("dx = dx * 1", "dx = dx * 1"), ("dx /= 1", "dx = dx / (1)")]
+)
+def test_a_value_the_next_assignment_computes_from_is_a_stage(tmp_path, change, row):
+    """Not only ``x op= e``: ``dx = dx * 1`` computes dx's next value from its last one too, so
+    the value before it is a stage (a definition), and the last one is checked."""
+    text = STAGED.replace("dx = dc + dmu / N\n", f"dx = dc + dmu / N\n{change}\n")
+    form = load_document(write(tmp_path, text))
+    (stage,) = [d for d in form.lines if d.latex.startswith("dx = dc")]
+    assert stage.status == "definition", stage
+    got = verdicts_by_line(form)
+    assert got[next(t for t in got if t.startswith(row))] == {Status.HOLDS}, got
+
+
+def test_a_c_quantity_computed_in_stages(tmp_path):
+    """llm.c's ``dval`` named ``dx_i``: each ``dx_i -= …`` is a stage, ``dx_i *= s`` states
+    ∂L/∂x_i and is checked, and the element written from it too; a wrong final scale is refuted
+    at both."""
+    text = (
+        KERNEL.replace("float v = dn;", "float dx_i = dn;")
+        .replace("v -= acc1;", "dx_i -= acc1;")
+        .replace("v -= n * acc2;", "dx_i -= n * acc2;")
+        .replace("v *= s;", "dx_i *= s;")
+        .replace("dx_bt[i] += v;", "dx_bt[i] += dx_i;")
+    )
+    form = load_document(write(tmp_path, text))
+    stages = [d for d in form.lines if "dx_i -= " in d.latex or "float dx_i" in d.latex]
+    assert len(stages) == 3 and all(d.status == "definition" for d in stages), stages
+    got = verdicts_by_line(form)
+    final = [t for t in got if t.endswith(("dx_i *= s;", "dx_bt[i] += dx_i;"))]
+    # (the element line, dinp = dx, is not proven for every M: its definition names dx itself)
+    assert len(final) == 2, got
+    assert all(Status.HOLDS in got[t] and Status.REFUTED not in got[t] for t in final), got
+    got = verdicts_by_line(
+        load_document(write(tmp_path, text.replace("*= s;", "*= s * s;"), "w.md"))
+    )
+    final = [t for t in got if t.endswith(("dx_i *= s * s;", "dx_bt[i] += dx_i;"))]
+    assert len(final) == 2 and all(Status.REFUTED in got[t] for t in final), got
