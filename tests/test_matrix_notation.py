@@ -98,10 +98,8 @@ def test_the_matrix_form_of_the_backward_pass_and_a_wrong_one(tmp_path):
             r"\frac{\partial L}{\partial X} = (I - \frac{1}{N}) \frac{\partial L}{\partial \hat{X}}",
             "do not add",
         ),
-        (
-            r"\frac{\partial L}{\partial \beta} = \frac{1}{N} \mathbf{1}\mathbf{1}^T \frac{\partial L}{\partial Y}",
-            "different values",
-        ),
+        # \mathbf{1} the matrix of ones, (Σx)², or a column, Σx·x_i: no \mathbf{1}^T says which
+        (r"\sigma^2 = \frac{1}{N^2} X^T \mathbf{1} X", "different values"),
         (r"\frac{\partial L}{\partial \beta} = X^T g_i", "an index of its own"),
     ],
 )
@@ -131,3 +129,55 @@ def test_a_product_that_would_expand_without_end_is_refused_quickly():
     with pytest.raises(NotCheckable, match="too large to write in index form"):
         parse_latex(text)
     assert time.perf_counter() - start < 10
+
+
+def test_a_letter_the_post_transposes_with_one_index_is_a_column(tmp_path):
+    """tfjgeorge 2019: (y_i)_t and y_i^⊤, i the feature: y_i is the column of feature i over
+    the batch, (y_i)_t its element t; the mean written both ways holds, with 1/(n − 1) it is
+    refuted, and the notes say how i was read."""
+    mean = r"\frac{1}{n}\sum_{t}\left(y_{i}\right)_{t} = \frac{1}{n}\boldsymbol{1}^{\top}y_{i}"
+    forward = r"\hat{y}_i = \frac{y_i - \mu}{\sqrt{\sigma^2 + \epsilon}}"
+    var = r"\sigma^2 = \frac{1}{n} y_{i}^{\top} y_{i} - \mu^2"
+    form = doc(
+        tmp_path,
+        lines("\n".join([forward, mean, mean.replace("{1}{n}\\bold", "{1}{n-1}\\bold"), var])),
+    )
+    assert verdicts(form) == {1: "holds", 3: "holds", 5: "refuted", 7: "holds"}
+    said = " ".join(form.lines[1].notes)
+    assert "read as the feature" in said and "element of the column" in said
+
+
+def test_a_letter_the_post_also_sums_over_is_an_element(tmp_path):
+    """y_i^⊤ beside \\sum_i: i is an element there, so y_i^⊤ has no certain meaning and is not
+    checked; nothing is read as a column."""
+    form = doc(
+        tmp_path,
+        lines(
+            r"""
+\sigma^2 = \frac{1}{N} y_{i}^{\top} y_{i} - \mu^2
+\mu = \frac{1}{N}\sum_{i=1}^{N} x_i
+"""
+        ),
+    )
+    assert form.lines[0].status == "not checked" and "an index of its own" in form.lines[0].reason
+    assert not any("read as the feature" in n for line in form.lines for n in line.notes)
+
+
+def test_a_transposed_ones_is_the_vector_of_ones(tmp_path):
+    r"""\mathbf{1}\mathbf{1}^T: only a vector is transposed, so \mathbf{1} is the column of
+    ones (a note says so) and 1 1^T/N · ∂L/∂Y is the column of mean(∂L/∂Y): the right
+    (I − 11^T/N)-centred variance holds, ∂L/∂β = 11^T g/N (the mean, not the sum) is refuted,
+    and so is a variance whose 1/N² became 1/N."""
+    form = doc(
+        tmp_path,
+        lines(
+            r"""
+\sigma^2 = \frac{1}{N} X^T \left(I - \frac{1}{N}\mathbf{1}\mathbf{1}^T\right) X
+\frac{\partial L}{\partial \beta} = \frac{1}{N} \mathbf{1}\mathbf{1}^T \frac{\partial L}{\partial Y}
+\sigma^2 = \frac{1}{N} X^T \left(I - \frac{2}{N}\mathbf{1}\mathbf{1}^T + \frac{1}{N^2}\mathbf{1}\mathbf{1}^T\mathbf{1}\mathbf{1}^T\right) X
+\sigma^2 = \frac{1}{N} X^T \left(I - \frac{2}{N}\mathbf{1}\mathbf{1}^T + \frac{1}{N}\mathbf{1}\mathbf{1}^T\mathbf{1}\mathbf{1}^T\right) X
+"""
+        ),
+    )
+    assert verdicts(form) == {1: "holds", 3: "refuted", 5: "holds", 7: "refuted"}
+    assert any("vector of ones, a column" in n for n in form.lines[0].notes)

@@ -160,14 +160,54 @@ def test_an_unindexed_partial_beside_the_other_paths_is_each_elements_own(tmp_pa
     assert verdicts(form) == {1: "holds", 3: "refuted"}
 
 
-def test_a_letter_the_reader_reads_otherwise_is_never_rebound(tmp_path):
-    """y written as the input, \\hat{y} = (y − μ)/σ (tfjgeorge 2019 normalizes a layer's y):
-    y stays the layer's output to the reader, so it is not read as x, and a note says why."""
-    line = r"\hat{y}_i = \frac{y_i - \mu}{\sqrt{\sigma^2 + \epsilon}}"
-    mean = r"\mu = \frac{1}{N}\sum_{i=1}^{N} x_i"
-    form = doc(tmp_path, blocks(line, mean))
-    assert any("y is not read as x" in n and "another quantity" in n for n in form.notes)
-    assert not any(n.startswith("read y") for n in form.notes)
+#: tfjgeorge 2019 normalizes a layer's y: \hat{y} = (y − μ)/σ, y the input
+Y_FORWARD = r"\hat{y}_i = \frac{y_i - \mu}{\sqrt{\sigma^2 + \epsilon}}"
+Y_MEAN = r"\mu = \frac{1}{N}\sum_{i=1}^{N} y_i"
+Y_DX_RIGHT = DX_RIGHT.replace("x_i}", "y_i}").replace("z_", r"\hat{y}_")
+Y_DX_WRONG = DX_WRONG.replace("x_i}", "y_i}").replace("z_", r"\hat{y}_")
+
+
+def test_y_normalized_by_the_forward_line_is_the_input(tmp_path):
+    r"""\hat{y}_i = (y_i − μ)/σ and no line writes y as an output: y is x, ŷ is x̂, ∂L/∂y is
+    ∂L/∂x (a note says so); the right ∂L/∂y holds, the wrong one is refuted."""
+    assert Y_DX_RIGHT.startswith(r"\frac{\partial L}{\partial y_i}") and r"\hat{y}_k" in Y_DX_RIGHT
+    form = doc(tmp_path, blocks(Y_FORWARD, Y_MEAN, Y_DX_RIGHT, Y_DX_WRONG))
+    assert any("y is the layer's input here" in n and "ŷ as x̂" in n for n in form.notes)
+    assert verdicts(form) == {1: "holds", 3: "holds", 5: "holds", 7: "refuted"}
+
+
+def test_y_written_as_an_output_anywhere_is_never_the_input(tmp_path):
+    """A line that writes y as an output (y_i = γ ŷ_i + β): y keeps the reader's meaning, the
+    output, and is not read as x, with the reason; the forward line is not read."""
+    output = r"y_i = \gamma \hat{y}_i + \beta"
+    form = doc(tmp_path, blocks(Y_FORWARD, Y_MEAN, output))
+    said = [n for n in form.notes if "y is not read as x" in n]
+    assert said and "line 5 writes y as an output" in said[0]
+    assert not any("y is the layer's input" in n for n in form.notes)
+    assert form.lines[0].status == "not read"
+
+
+def test_y_as_an_index_is_never_the_input(tmp_path):
+    r"""x_y: y is an index, not the input (a statistic's subscript, μ_y, is not an index)."""
+    index = r"\mu = \frac{1}{N}\sum_{y=1}^{N} x_y"
+    form = doc(tmp_path, blocks(Y_FORWARD, index))
+    assert any("y is not read as x" in n and "as an index" in n for n in form.notes)
+
+
+def test_a_chain_that_names_the_output_by_a_function_and_var_of_the_input(tmp_path):
+    r"""tfjgeorge's \hat{y} = BN(y) = (y − μ_y)/√(var(y) + ε): BN(y) is another name of the left
+    side (not checked, and said so), μ_y is μ, \text{var}(y) is σ² (on a left side too: a
+    forward line of σ²); with ε outside the root the line is refuted."""
+    right = r"\hat{y}=BN\left(y\right) =\frac{y-\mu_{y}}{\sqrt{\text{var}\left(y\right)+\epsilon}}"
+    wrong = r"\hat{y}_i =\frac{y_i-\mu_{y}}{\sqrt{\text{var}\left(y\right)}+\epsilon}"
+    var = r"\text{var}\left(y\right) = \frac{1}{N}\sum_{i=1}^{N} (y_i - \mu_y)^2"
+    var_wrong = r"\text{var}\left(y\right) = \frac{1}{N}\sum_{i=1}^{N} y_i^2"
+    form = doc(tmp_path, blocks(right, var, var_wrong, wrong))
+    assert verdicts(form) == {1: "holds", 3: "holds", 5: "refuted", 7: "refuted"}
+    first = form.lines[0]
+    assert first.members[0] is None and first.members[1] is not None
+    assert any("names the layer's output as a function of its input" in n for n in first.notes)
+    assert form.lines[1].read.defines == "var"
 
 
 def test_a_latex_section_starts_a_new_meaning_too(tmp_path):

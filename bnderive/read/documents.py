@@ -973,6 +973,29 @@ def _channels(maths: str) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(channels), frozenset(elements - channels)
 
 
+#: y_{i}^{\top}, \hat{y}_i^T: an array with one index, transposed (a vector's subscript)
+_TRANSPOSED_INDEXED = re.compile(
+    r"(?<![A-Za-z\\])(?:\\(?:hat|widehat)\s*\{\s*)?([xyhXY])\s*\}?\s*_\s*\{?\s*([a-z])\s*\}?"
+    r"\s*\^\s*\{?\s*(?:\\top|\\intercal|T)(?![A-Za-z])"
+)
+#: (y_{i})_{t}, \left(y_i\right)_t: an array with one index, indexed again (an element of it)
+_REINDEXED = re.compile(
+    r"(?:\\left\s*)?\(\s*(?:\\(?:hat|widehat)\s*\{\s*)?([xyhXY])\s*\}?\s*_\s*\{?\s*([a-z])\s*\}?"
+    r"\s*(?:\\right\s*)?\)\s*_\s*\{?\s*[a-z]"
+)
+#: \sum_{i}, \sum_{i=1}^{N}: the letter a Σ runs over
+_SUMMED = re.compile(r"\\sum\s*_\s*\{?\s*([a-z])(?![a-zA-Z])")
+
+
+def _column_letters(maths: str) -> frozenset[str]:
+    """The letters that subscript a whole column over the batch (``Family.vectors``): an array
+    with that one index is transposed (y_i^⊤: a vector) or indexed again ((y_i)_t: element t of
+    it), and no Σ runs over the letter (then it would be an element)."""
+    found = {c for _, c in _TRANSPOSED_INDEXED.findall(maths)}
+    found |= {c for _, c in _REINDEXED.findall(maths)}
+    return frozenset(found - set(_SUMMED.findall(maths)))
+
+
 def _parts(maths: str, channels: frozenset[str]) -> frozenset[tuple[str, str]]:
     """BatchNorm: the two letters that together make an element of x_{s,c,k} beside its
     channel c (``Family.parts``): the reduction set of a channel is every (s, k), so its size
@@ -1089,6 +1112,7 @@ def _family(norm: Norm, maths: str, einstein: bool | str = False) -> Family:
             apart=_apart(maths),
             labels=_layer_labels(maths, Family().sizes),
             losses=_loss_letters(maths),
+            vectors=_column_letters(maths),
         )
     written = _feature_sizes(maths)
     samples = _samples(maths)
@@ -2098,8 +2122,9 @@ def _own_letters(
                 equations.append((*at, expand(equation.strip(), macros)))
             except MacroError:
                 continue
-    letters, outputs, notes = letter_roles(equations, family, headings(body))
-    return replace(family, letters=letters, outputs=outputs), notes
+    roles = letter_roles(equations, family, headings(body))
+    family = replace(family, letters=roles.letters, outputs=roles.outputs, named=roles.named)
+    return family, roles.notes
 
 
 def _layer_note(family: Family) -> str:

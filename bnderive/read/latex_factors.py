@@ -308,8 +308,8 @@ class _FactorReading:
 
     def expectations(self, items: list[_Item]) -> list[_Item]:
         """E[x], \\mathbb{E}[x], \\mathrm{E}[x], \\operatorname{E}[x]: the mean over the set;
-        \\mathrm{Var}[x], \\operatorname{Var}[x] (or with parentheses, which after the word
-        are unambiguous): its variance E[(x − E[x])²], the mean of the squared deviations."""
+        \\mathrm{Var}[x], \\operatorname{Var}[x] (or with parentheses, which after the word are
+        unambiguous), \\text{var}(x) (parentheses only): its variance (``variance_value``)."""
         out: list[_Item] = []
         for it in items:
             prev = out[-1] if out else None
@@ -325,7 +325,12 @@ class _FactorReading:
                     out[-1] = _Item("mean", prev.pos, "E", it.node, prev.sub, it.sup)
                     continue
                 paren = it.kind == "node" and isinstance(it.node, Group) and it.node.kind == "paren"
-                if prev.name == "Var" and font in _WORD_FONTS and (it.kind == "bracket" or paren):
+                # \text{var}(y): the variance as a function of the data, in parentheses only;
+                # \text{Var}[x^{(k)}] is how posts write the population's variance (the BN
+                # paper's whitening, without ε): not the batch's, so it stays a word
+                text = prev.name in ("Var", "var") and font == "text" and paren
+                word = prev.name == "Var" and font in _WORD_FONTS
+                if text or word and (it.kind == "bracket" or paren):
                     out[-1] = _Item("variance", prev.pos, "Var", it.node, prev.sub, it.sup)
                     continue
             out.append(it)
@@ -343,6 +348,7 @@ class _FactorReading:
             # {\sigma ^2}_c (MathType): braces do not print, so it is \sigma_c^2
             inner = node.base.inner
             node = Scripted(node.pos, inner.base, node.sub, inner.sup)
+        node = self.column_element(node)
         sub = sup = None
         base = node
         if isinstance(node, Scripted):
@@ -371,6 +377,31 @@ class _FactorReading:
         if isinstance(base, Bracket):
             return _Item("bracket", base.pos, "", base, sub, sup)
         return _Item("node", base.pos, "", base, sub, sup)
+
+    def column_element(self, node: Node) -> Node:
+        """(y_i)_t, i a column's letter (``Family.vectors``): element t of the column of
+        feature i, read as y_t (the feature is the line's, as every array's here)."""
+        if not (
+            isinstance(node, Scripted)
+            and node.sub is not None
+            and isinstance(node.base, Group)
+            and node.base.kind == "paren"
+            and isinstance(node.base.inner, Scripted)
+            and node.base.inner.sup is None
+            and node.base.inner.sub is not None
+            and isinstance(node.base.inner.base, Letter)
+            and not node.base.inner.base.font
+        ):
+            return node
+        inner = node.base.inner
+        column = inner.sub.items[0][0] if len(inner.sub.items) == 1 else None
+        if not (isinstance(column, Letter) and column.name in self.family.vectors):
+            return node
+        self.notes.append(
+            f"({inner.base.name}_{column.name})_… read as an element of the column "
+            f"{inner.base.name}_{column.name} (the feature {column.name})"
+        )
+        return Scripted(node.pos, inner.base, node.sub, node.sup)
 
     def index_typed_after(self, items: list[_Item]) -> list[_Item]:
         """``xi`` typed for x_i (Costa 2016): an index letter right after an array letter that has

@@ -91,6 +91,18 @@ class _IndexReading:
             raise self.error("the subscript B (the batch) belongs to μ_B and σ_B²", item.pos)
         if not names:
             return _BARE, None
+        if len(names) == 1 and names[0][0] in self.family.vectors:
+            # y_i where the document transposes y_i or indexes it again, (y_i)_t: the column
+            # of feature i, its element the line's, written bare
+            self.feature(*names[0])
+            note = (
+                f"{names[0][0]} read as the feature, {item.name}_{names[0][0]} as its column over "
+                f"the batch: the post transposes it or indexes it again, and sums over no "
+                f"{names[0][0]}"
+            )
+            if note not in self.notes:
+                self.notes.append(note)
+            return _BARE, names[0][0]
         if len(names) == 1 and names[0][0] in self.columns:
             # x_j next to μ_j on a line with no other index: the column of feature j (its
             # element is the line's, written bare)

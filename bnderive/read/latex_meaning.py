@@ -6,6 +6,8 @@ expression) into bnderive's index notation, and its matrix notation over the bat
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import sympy as sp
 
 from bnderive.core import notation as N
@@ -224,7 +226,18 @@ class _Meaning(_FactorReading, _NameReading, _IndexReading, _SumReading, _Deriva
         readings: list[sp.Expr] = []
         problems: list[str] = []
         self.plain_ones = False
-        for ones in ("m", "c", "r"):
+        ways = ("m", "c", "r")
+        if _transposed_ones(node):
+            # \mathbf{1}^⊤: a transpose the matrix of ones (symmetric) never needs, and the
+            # transpose of a vector that is a column as vectors are (y_i, 1^⊤ y_i): the vector
+            ways = ("c",)
+            said = (
+                r"\mathbf{1} read as the vector of ones, a column: the line transposes it "
+                r"(\mathbf{1}^⊤), which only a vector needs"
+            )
+            if said not in self.notes:
+                self.notes.append(said)
+        for ones in ways:
             self.fresh, self.ones_as = start, ones
             try:
                 readings.append(algebra.value(self.shaped(node, algebra)))
@@ -447,3 +460,14 @@ class _Meaning(_FactorReading, _NameReading, _IndexReading, _SumReading, _Deriva
             if isinstance(s, sp.Symbol) and s.is_integer and not _PLACEHOLDER.fullmatch(s.name)
         }
         return _name_bound(expr, free | {"i"})
+
+
+def _transposed_ones(node: object) -> bool:
+    """Does ``node`` write \\mathbf{1}^⊤ (a plain \\mathbf{1} transposed) anywhere?"""
+    if isinstance(node, Scripted) and isinstance(node.base, Ones) and _transposes(node):
+        return True
+    if isinstance(node, Node):
+        return any(_transposed_ones(getattr(node, f.name)) for f in fields(node))
+    if isinstance(node, tuple):
+        return any(_transposed_ones(item) for item in node)
+    return False

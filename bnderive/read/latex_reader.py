@@ -483,7 +483,15 @@ def _read_right(state: _LineState, meaning: _Meaning) -> LatexError | None:
     """Each member of the right side; one not read (or not checkable) is None with its reason
     and the others are read.  A line whose only member is not read is not read (the error,
     returned: raised once the left side is known)."""
-    for node in state.rhs_nodes:
+    for k, node in enumerate(state.rhs_nodes, start=1):
+        if (meaning.line0, k) in meaning.family.named:
+            # \hat{y} = BN(y) = …: the function's name for the output, nothing to check
+            state.sides.append(None)
+            state.member_errors.append(
+                f"{_render(node)} names the layer's output as a function of its input: another "
+                "name of the left side, not a value"
+            )
+            continue
         try:
             meaning.bare_jacobians = []
             value = meaning.side_value(node)

@@ -175,13 +175,22 @@ class _SumReading:
         return self.sum_value(body, bound, it.pos, [], None) / N.M
 
     def variance_value(self, it: _Item) -> sp.Expr:
-        """Var[x]: the mean of the squared deviations from the mean, (1/M) Σ_k (x_k − E[x])²
-        (the variance of the set's values, the biased σ²; Var_i names the summed index as
-        E_i does)."""
+        """Var[x] of the layer's input is σ², the variance of the document's convention; Var of
+        another expression is the mean of its squared deviations from its mean, (1/M) Σ_k (f_k −
+        E[f])² (the biased variance of the set's values; Var_i names the summed index as E_i
+        does)."""
         bound: list[tuple[str, Pos]] = []
         if it.sub is not None:
             bound = [(n, p) for n, p in self.index_names(it.sub) if n != "B"]
         body = self.value(it.node.inner)
+        if not bound and body == N.x[_BARE]:
+            # Var[x], \text{var}(y) of the layer's input: the variance x̂ is normalized with,
+            # σ² of the document's convention (1/M, or Bessel's 1/(M − 1) where it says so)
+            self.notes.append(
+                f"{it.name}[x] read as σ², the variance of the layer's input (as its convention "
+                "defines it)"
+            )
+            return N.var
         mean = self.sum_value(body, bound, it.pos, [], None) / N.M
         return self.sum_value((body - mean) ** 2, bound, it.pos, [], None) / N.M
 

@@ -215,6 +215,9 @@ class _ToTree(Transformer):
                     "own only when it is one word (\\text{rstd} = …)",
                     *_pos(before),
                 )
+            applied = self.applied_word(before, found[0].sides[0] if found[0].sides else None)
+            if applied is not None:
+                return replace(found[0], sides=(applied, *found[0].sides[1:]))
             return found[0]
         token = next((t for t in c if isinstance(t, Token)), None)
         if token is None:
@@ -228,6 +231,26 @@ class _ToTree(Transformer):
                 None,
             )
         return LineNode(_pos(token) if token is not None else (1, 1), ())
+
+    def applied_word(self, before: object, lhs: Node | None) -> Node | None:
+        """\\text{var}\\left(y_i\\right) = …: a word in \\text{…} written against the
+        parenthesis that starts the left side is a function applied to it (the variance of
+        y_i), not a remark before the equation: the left side is the word and its argument.
+        A remark is prose (\\text{Then }, \\text{(Mean)}): more than one word, or a space
+        before the parenthesis."""
+        if not isinstance(before, Token) or before.type != "TEXT" or lhs is None:
+            return None
+        word = re.fullmatch(r"\\(?:text|textrm|mathrm)\{([A-Za-z]{2,})\}", str(before))
+        after = self.text[before.end_pos :] if self.text and before.end_pos is not None else ""
+        if word is None or not re.match(r"(\\left\s*)?\(", after):
+            return None
+        first = lhs.items[0] if isinstance(lhs, Product) else lhs
+        base = first.base if isinstance(first, Scripted) else first
+        if not (isinstance(base, Group) and base.kind == "paren"):
+            return None
+        name = Letter(_pos(before), word.group(1), "text")
+        rest = lhs.items if isinstance(lhs, Product) else (lhs,)
+        return Product(_pos(before), (name, *rest))
 
     boxed_line = braced_line = line  # \boxed{A = B}, \color{red}{A = B}: the equation inside
 

@@ -204,6 +204,13 @@ class Family:
     #: (line, y or xhat): forward lines whose left side names the output as a function of the
     #: input, \text{LayerNorm}(x) (``letters.forward_roles``).
     outputs: tuple[tuple[int, str], ...] = ()
+    #: (line, member): a member of a forward line's chain that names the output as a function
+    #: of the input, \hat{y} = BN(y) = …: another name of its left side, nothing to check.
+    named: tuple[tuple[int, int], ...] = ()
+    #: Letters the document subscripts a whole column with (tfjgeorge's y_i, i the feature):
+    #: it transposes y_i (y_i^⊤) or indexes it again ((y_i)_t), and never sums over i
+    #: (``documents._column_letters``); x_i is then the column, read elementwise.
+    vectors: frozenset[str] = frozenset()
     #: Letters the document writes only as a superscript on its layer's symbols (Z^l, μ^{(l)}):
     #: a layer label, never a power (the letter is no number, size or index anywhere else), so
     #: x_r^l is x_r (``documents._layer_labels``).
@@ -222,11 +229,13 @@ BATCH = Family()
 
 def _function_name(head: Node | None, arg: Node | None) -> str | None:
     """``c(R)`` for a letter c (not an array, the loss or a size) followed by one letter in
-    parentheses: the name of a function of the post's own, with its argument."""
+    parentheses: the name of a function of the post's own, with its argument (never the
+    variance, \\text{var}(x), \\mathrm{Var}(x): σ², ``latex_factors.expectations``)."""
     if not (
         isinstance(head, Letter)
         and (not head.font or _word_font(head.font, head.name))
         and head.name not in _RESERVED
+        and not (head.font and head.name in ("var", "Var"))
         and isinstance(arg, Group)
         and arg.kind == "paren"
         and isinstance(arg.inner, Letter)

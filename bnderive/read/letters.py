@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from bnderive.read.latex_results import LatexError
 from bnderive.read.latex_syntax import (
@@ -82,13 +82,23 @@ def headings(body: str) -> list[int]:
     return [body.count("\n", 0, m.start()) + 1 for m in _HEADING.finditer(body)]
 
 
+@dataclass(frozen=True)
+class Roles:
+    """What ``letter_roles`` learned: the letters' meanings, the lines whose left side names the
+    output as a function of the input (line, role), the members of a forward line's chain that
+    name it so (line, member), and the notes."""
+
+    letters: tuple[LetterRole, ...]
+    outputs: tuple[tuple[int, str], ...]
+    named: tuple[tuple[int, int], ...]
+    notes: list[str]
+
+
 def letter_roles(
     equations: Sequence[tuple[int, int, str]], family: Family, starts: Sequence[int]
-) -> tuple[tuple[LetterRole, ...], tuple[tuple[int, str], ...], list[str]]:
-    """The post's own letters for the layer's roles (``LetterRole`` entries), the lines whose
-    left side names the output as a function of the input (line, role), and the notes that say
-    what was read and what was refused, from its equations ``(line, column, text)``;
-    ``starts`` are the lines where a section starts (``headings``)."""
+) -> Roles:
+    """The post's own letters for the layer's roles (``Roles``), from its equations ``(line,
+    column, text)``; ``starts`` are the lines where a section starts (``headings``)."""
     trees: list[tuple[int, str, LineNode | None]] = []
     for line, column, text in equations:
         try:
@@ -103,9 +113,15 @@ def letter_roles(
     ]
     forward = [(line, text, found) for line, text, found in forward if found is not None]
     if not forward:
-        return (), (), []
+        return Roles((), (), (), [])
     outputs = tuple((line, found.pop(OUTPUT)) for line, _, found in forward if OUTPUT in found)
     output_of = dict(outputs)
+    named = tuple(
+        (line, k)
+        for line, _, tree in trees
+        if tree is not None and line in {at for at, _, _ in forward}
+        for k in _named_members(tree, family.labels)
+    )
     for line, text, _found in forward:
         if line in output_of:
             role = ROLE_TEXT[output_of[line]]
@@ -119,7 +135,21 @@ def letter_roles(
         bound += made
         notes += said
     roles = _scoped(bound, trees, starts, notes)
-    return roles, outputs, notes
+    return Roles(roles, outputs, named, notes)
+
+
+def _named_members(tree: LineNode, labels: frozenset[str]) -> list[int]:
+    """The members k ≥ 1 of a forward line's chain that name the output as a function of its
+    input V, \\hat{y} = BN(y) = (y − μ)/σ: F(V) with F a word (``_function_of``)."""
+    shapes = [(k, _shape(side, labels)) for k, side in enumerate(tree.sides) if k > 0 and side]
+    value = next((shape[1] for _, shape in shapes if shape is not None), None)
+    if value is None:
+        return []
+    return [
+        k
+        for k, side in enumerate(tree.sides)
+        if k > 0 and side is not None and _function_of(side, "", labels) == value
+    ]
 
 
 def forward_roles(
@@ -157,7 +187,7 @@ def forward_roles(
 
 def _function_of(lhs: Node, text: str, labels: frozenset[str]) -> str | None:
     """V of a left side F(V) that names a function by a word: \\mathrm{LN}(x) (a word letter
-    and its argument), or \\text{LayerNorm}(x) (the grammar keeps no \\text{…}: the line's
+    and its argument), BN(y) (capitals side by side), or \\text{LayerNorm}(x) (the grammar keeps no \\text{…}: the line's
     text starts with it, and its left side is the argument in parentheses)."""
     arg: Node | None = None
     if (
@@ -168,6 +198,17 @@ def _function_of(lhs: Node, text: str, labels: frozenset[str]) -> str | None:
         and len(lhs.items[0].name) > 1
     ):
         lhs, arg = lhs.items[1], None
+    elif (
+        isinstance(lhs, Product)
+        and len(lhs.items) > 2
+        and all(
+            isinstance(n, Letter) and not n.font and n.name.isupper() and len(n.name) == 1
+            for n in lhs.items[:-1]
+        )
+    ):
+        # BN(y): a word in italic capitals before the input in parentheses, on a forward line
+        # (a product B·N·y would be a number times the input, never the normalized input)
+        lhs, arg = lhs.items[-1], None
     elif not re.match(
         r"\s*\\(text|mathrm|operatorname)\s*\{\s*[A-Za-z]{2,}\s*\}\s*(\\left)?\(", text
     ):
@@ -288,6 +329,12 @@ class _Uses:
     #: letters written with a number for subscript outside the forward lines (b_1, b_2: a linear
     #: layer's biases beside BatchNorm's b in Ouroboros 2021), with the first line
     numbered: dict[str, int]
+    #: the first line whose left side is each letter (y_i = …, forward lines included): the
+    #: letter is an output there
+    outputs: dict[str, int] = field(default_factory=dict)
+    #: the first line that writes each letter as an index other than a statistic's one-letter
+    #: subscript (μ_y, σ_y name the quantity whose statistics they are)
+    indexes: dict[str, int] = field(default_factory=dict)
 
 
 def _uses(
@@ -305,10 +352,15 @@ def _uses(
                 uses.written.add(n.name)
             for letter in _index_letters(n, family.sizes):
                 uses.index.setdefault(letter, at)
+                if letter != _statistic_of(n):
+                    uses.indexes.setdefault(letter, at)
             if at not in forward and _numbered(n) is not None:
                 uses.numbered.setdefault(_numbered(n), at)  # type: ignore[arg-type]
         lhs = tree.sides[0] if tree.sides else None
-        letter = _letter(lhs, family.labels) if at not in forward else None
+        written = _letter(lhs, family.labels)
+        if written is not None and len(tree.sides) > 1:  # y alone (a heading's y) states nothing
+            uses.outputs.setdefault(written, at)
+        letter = written if at not in forward else None
         if letter is not None:
             uses.defined.setdefault(letter, at)
     return uses
@@ -323,7 +375,9 @@ def _admit(
     made: list[_Bound] = []
     notes: list[str] = []
     for letter, role in found.items():
-        clash = _clash(letter, uses, family)
+        clash = (
+            _input_y_clash(letter, uses) if _input_y(letter, role) else _clash(letter, uses, family)
+        )
         if clash is None and role in ("gamma", "beta") and letter in uses.numbered:
             # γ and β are one number (per set or per feature): b_1 is something else
             clash = f"line {uses.numbered[letter]} writes {letter} with a number, {letter}_1"
@@ -336,9 +390,37 @@ def _admit(
         made.append(_Bound(letter, role, line, written))
         other = letter.swapcase()
         if role in ("y", "xhat", "x") and other != letter and other not in found:
-            if _clash(other, uses, family) is None and other in uses.written:
+            clash = (
+                _input_y_clash(other, uses)
+                if _input_y(other, role)
+                else _clash(other, uses, family)
+            )
+            if clash is None and other in uses.written:
                 made.append(_Bound(other, role, line, written, partner=True))
+        if _input_y(letter, role):
+            notes.append(
+                f"y is the layer's input here, not its output: line {line} ({written}) "
+                "normalizes y and no line writes y as an output, so y is read as x, ŷ as "
+                "x̂, ∂L/∂y as ∂L/∂x"
+            )
     return made, notes
+
+
+def _input_y(letter: str, role: str) -> bool:
+    """y (or Y) as the input of a forward line: (ŷ =) (y − μ)/σ, a layer that normalizes y."""
+    return letter in ("y", "Y") and role == "x"
+
+
+def _input_y_clash(letter: str, uses: _Uses) -> str | None:
+    """Why y (Y) cannot be the input: a line that writes it as an output (its left side), where
+    y means the layer's output as the reader reads it everywhere else; both meanings in one
+    post would make every y ambiguous.  An index y is refused too."""
+    if letter in uses.indexes:
+        return f"line {uses.indexes[letter]} writes {letter} as an index"
+    for other in (letter, letter.swapcase()):
+        if other in uses.outputs:
+            return f"line {uses.outputs[other]} writes {other} as an output ({other} = …)"
+    return None
 
 
 def _clash(letter: str, uses: _Uses, family: Family) -> str | None:
@@ -365,6 +447,16 @@ def _numbered(node: Node) -> str | None:
     base, mark = _bare(node.base), _bare(node.sub.items[0][0])
     if isinstance(base, Letter) and not base.font and isinstance(mark, Num):
         return base.name
+    return None
+
+
+def _statistic_of(node: Node) -> str | None:
+    """y of μ_y, σ_y, σ^2_y: a statistic's subscript that is one letter."""
+    if not isinstance(node, Scripted) or node.sub is None or len(node.sub.items) != 1:
+        return None
+    base, mark = _bare(node.base), _bare(node.sub.items[0][0])
+    if isinstance(base, Macro) and base.name in ("mu", "sigma") and node.sub.items[0][1] is None:
+        return mark.name if isinstance(mark, Letter) and not mark.font else None
     return None
 
 

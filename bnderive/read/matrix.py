@@ -4,8 +4,10 @@ Some posts write the backward pass with vectors over the batch (Yeh 2017: ``\\fr
 ``\\hat{X}^T \\frac{\\partial J}{\\partial Y}``, ``(I - \\frac{1}{N}\\mathbf{1}) X``,
 ``[-\\frac{1}{N}\\hat{X}\\hat{X}^T + I]\\frac{\\partial J}{\\partial \\hat{X}}``).  Each factor
 has a shape: a scalar (one number per channel: μ, σ², γ, ∂L/∂β), a column vector over the batch
-(X, \\hat{X}, X − μ, ∂J/∂Y: its element is the reader's value at the row index), its transpose
-(a row vector), or an M×M matrix (I, the matrix of ones \\mathbf{1}, an outer product u v^T).
+(X, \\hat{X}, X − μ, ∂J/∂Y, tfjgeorge's column y_i of feature i: its element is the reader's
+value at the row index), its transpose
+(a row vector), or an M×M matrix (I, the matrix of ones \\mathbf{1}, an outer product u v^T);
+\\mathbf{1} transposed, 1 1^⊤, is the vector of ones (``latex_meaning.matrix_value``).
 A product is the matrix product: a row times a column is the sum over the batch, a matrix
 times a column the sum over its second index, a column times a row the outer product.  A
 product the shapes do not allow (two columns side by side, a matrix plus a scalar) has no
