@@ -992,6 +992,15 @@ def test_the_inverse_standard_deviation_by_its_conventional_name(tmp_path):
     assert mine.lines[0].status == "not read"
     assert "no earlier line defines" in mine.lines[0].reason
     assert verdicts(mine) == {5: "holds"}
+    # so is a definition in the prose (or code) the reader does not read as maths
+    prose = "Here istd = 1/sigma, without epsilon.\n\n" + lines(
+        r"\hat{x}_i = (x_i - \mu) \cdot \mathrm{istd}"
+        + "\n"
+        + r"\frac{\partial L}{\partial \beta} = \sum_i g_i"
+    )
+    told = doc(tmp_path, prose, "prose.md")
+    assert not any("inverse standard deviation" in n for n in told.notes)
+    assert told.lines[0].status == "not read"
 
 
 def test_a_function_the_post_defines_with_its_argument(tmp_path):

@@ -1073,11 +1073,12 @@ _FONT = r"\\(?:text|textrm|mathrm|mathit|operatorname)\s*\{\s*"
 _NAMED_LEFT = re.compile(r"(?:^|\$|\\\(|\\\[|\\\\|&|\n)\s*[A-Za-z]\s*:?$")
 
 
-def _inverse_std_words(maths: str) -> list[str]:
-    """The conventional names of the inverse standard deviation the maths uses and no line
-    defines: read as 1/√(σ²+ε) (``_Builder.inverse_std``).  A line that defines the name, as
-    ``istd = …`` or ``… = istd`` at the end of a row, keeps the post's own meaning: then the
-    name is not implicit anywhere (a use before the definition is not read, as for any name)."""
+def _inverse_std_words(maths: str, text: str) -> list[str]:
+    """The conventional names of the inverse standard deviation the maths uses and nothing in
+    the document's ``text`` defines: read as 1/√(σ²+ε) (``_Builder.inverse_std``).  A
+    definition, ``istd = …`` or ``… = istd`` at the end of a row, in the maths, the prose or
+    code the reader does not read, keeps the post's own meaning: then the name is not implicit
+    anywhere (a use before a definition line is not read, as for any name)."""
     out = []
     for word in INVERSE_STD_NAMES:
         alone = rf"(?<![A-Za-z\\]){word}(?![A-Za-z])"
@@ -1089,9 +1090,9 @@ def _inverse_std_words(maths: str) -> list[str]:
             rf"=\s*(?:{_FONT})?{word}\s*\}}?\s*[.,]?\s*(?:\$|\\\]|\\\)|\\\\|&|\n|$)"
         )
         reversed_definition = any(
-            not _NAMED_LEFT.search(maths[: m.start()]) for m in re.finditer(right, maths)
+            not _NAMED_LEFT.search(text[: m.start()]) for m in re.finditer(right, text)
         )
-        if re.search(left, maths) or reversed_definition:
+        if re.search(left, text) or reversed_definition:
             continue
         out.append(word)
     return out
@@ -1892,7 +1893,7 @@ def _read(
         notes.append(_preamble_note(preamble, body))
     notes.extend(_family_notes(family) + lettered)
     builder = _Builder(spec)
-    notes.extend(builder.inverse_std(_inverse_std_words(maths)))
+    notes.extend(builder.inverse_std(_inverse_std_words(maths, text)))
     reading = _Reading(builder, body, cells or [], sigma, modes == (Mode.SPATIAL,), family)
     reading.macros = macros
     if code:
