@@ -992,6 +992,23 @@ def test_the_inverse_standard_deviation_by_its_conventional_name(tmp_path):
     assert mine.lines[0].status == "not read"
     assert "no earlier line defines" in mine.lines[0].reason
     assert verdicts(mine) == {5: "holds"}
+    # a post that defines σ = √(σ²+ε): istd is 1/σ from there on, so ∂istd/∂σ is −1/σ² (a
+    # right line holds, a wrong one is refuted); another σ leaves istd not read after it
+    through = lines(
+        r"""
+\sigma = \sqrt{\sigma^2 + \epsilon}
+\hat{x}_i = (x_i - \mu) \cdot \mathrm{istd}
+\frac{\partial \mathrm{istd}}{\partial \sigma} = -\frac{1}{\sigma \cdot \sigma}
+\frac{\partial \mathrm{istd}}{\partial \sigma} = -\frac{1}{\sigma}
+"""
+    )
+    sigma = doc(tmp_path, through, "sigma.md")
+    assert any("istd read as 1/σ from this line on" in n for n in sigma.lines[0].notes)
+    assert verdicts(sigma) == {3: "holds", 5: "holds", 7: "refuted"}
+    outside = through.replace(r"\sqrt{\sigma^2 + \epsilon}", r"\sqrt{\sigma^2} + \epsilon")
+    other = doc(tmp_path, outside + lines(r"\mu = \frac{1}{N}\sum_i x_i"), "o.md")
+    assert any("istd not read after this line" in n for n in other.lines[0].notes)
+    assert [ln.status for ln in other.lines[1:4]] == ["not read", "not checked", "not checked"]
     # so is a definition in the prose (or code) the reader does not read as maths
     prose = "Here istd = 1/sigma, without epsilon.\n\n" + lines(
         r"\hat{x}_i = (x_i - \mu) \cdot \mathrm{istd}"

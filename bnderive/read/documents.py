@@ -1188,6 +1188,10 @@ class _Builder:
     held: set[str] = field(default_factory=set)
     #: the members read more than one way, with the equation of each reading
     readings: list[ReadingGroup] = field(default_factory=list)
+    #: istd, rstd, invstd read as the inverse standard deviation (``inverse_std``), and the
+    #: standard deviation it inverts
+    implicit: list[str] = field(default_factory=list)
+    scale: sp.Expr = sp.Integer(1)
 
     def __post_init__(self) -> None:
         self.truth = derive(self.spec)
@@ -1211,6 +1215,7 @@ class _Builder:
         else:
             scale, text = sp.sqrt(var) + eps, "1/(√σ²+ε)"
         notes = []
+        self.scale = scale
         for word in words:
             said = (
                 f"{word} read as {text}, the inverse standard deviation: no line defines it; "
@@ -1219,7 +1224,33 @@ class _Builder:
             number = self.add(word, None, 1 / scale, said, "definition")
             self.names[word] = False
             self.graph.add(word, 1 / scale, False, number, False)
+            self.implicit.append(word)
             notes.append(said)
+        return notes
+
+    def inverse_std_after_sigma(self, sigma: sp.Expr, place: str) -> list[str]:
+        """The post defines its σ (σ = √(σ²+ε)) after the implicit istd: when it is the
+        standard deviation the layer divides by, istd is 1/σ from here on, a node after σ in the
+        post's graph (so ∂istd/∂σ = −1/σ², not 0); when it is another σ, whether istd is 1/σ
+        or 1/√(σ²+ε) is not said, and later lines that use istd are not read.  The notes."""
+        notes = []
+        same = sp.simplify(sigma - self.scale) == 0
+        for word in self.implicit:
+            if same:
+                text = f"{word} read as 1/σ from {place} on, σ being √(σ²+ε) as {place} defines it"
+                value = 1 / sp.Symbol("sigma")
+                number = self.add(word, None, value, text, "definition")
+                self.graph.add(word, value, False, number, False)
+            else:
+                text = (
+                    f"{word} not read after {place}: the post's σ is not the standard deviation "
+                    f"the layer divides by, so whether {word} is 1/σ or the conventional "
+                    f"1/√(σ²+ε) is not said; define {word}"
+                )
+                self.names.pop(word, None)
+            notes.append(text)
+        if not same:
+            self.implicit = []
         return notes
 
     # -- equations ----------------------------------------------------------------------------
@@ -1328,6 +1359,9 @@ class _Builder:
             self.names[read.defines] = read.index is not None
             if not continuation:
                 self.alias(read, self.equations[numbers[0] - 1].expr, notes)
+            if read.defines == "sigma" and self.implicit and not continuation:
+                first = self.equations[numbers[0] - 1]
+                notes.extend(self.inverse_std_after_sigma(first.expr, "this line"))
             if len(numbers) == 1 and not continuation:
                 return "definition", tuple(numbers), "", notes
         return "checked", tuple(numbers), "", notes
