@@ -181,3 +181,21 @@ def test_a_transposed_ones_is_the_vector_of_ones(tmp_path):
     )
     assert verdicts(form) == {1: "holds", 3: "refuted", 5: "holds", 7: "refuted"}
     assert any("vector of ones, a column" in n for n in form.lines[0].notes)
+
+
+def test_a_gradient_multiplied_from_the_left_is_a_row_vector(tmp_path):
+    r"""tfjgeorge's ∂L/∂ŷ_i (I − 11^⊤/n − ŷ_i ŷ_i^⊤/n): a column times a matrix has no meaning,
+    so the gradient is the row vector (a note says so) and the product its elements; the right
+    backward holds, with 1/(n − 1) for the biased variance it is refuted, and so is the sign of
+    the ŷŷ^⊤ term flipped."""
+    right = (
+        r"\frac{\partial L}{\partial y_{i}} = \frac{1}{\sqrt{\sigma^2+\epsilon}}"
+        r"\frac{\partial L}{\partial\hat{y}_{i}}\left(I-\frac{1}{n}\boldsymbol{1}"
+        r"\boldsymbol{1}^{\top}-\frac{1}{n}\hat{y}_{i}\hat{y}_{i}^{\top}\right)"
+    )
+    bessel = right.replace(r"-\frac{1}{n}\hat", r"-\frac{1}{n-1}\hat")
+    sign = right.replace(r"-\frac{1}{n}\hat", r"+\frac{1}{n}\hat")
+    forward = r"\hat{y}_i = \frac{y_i - \mu}{\sqrt{\sigma^2 + \epsilon}}"
+    form = doc(tmp_path, lines("\n".join([forward, right, bessel, sign])))
+    assert verdicts(form) == {1: "holds", 3: "holds", 5: "refuted", 7: "refuted"}
+    assert any("read as a row vector" in n for n in form.lines[1].notes)

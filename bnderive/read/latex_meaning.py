@@ -107,6 +107,10 @@ class _Meaning(_FactorReading, _NameReading, _IndexReading, _SumReading, _Deriva
         #: whether the notation being read has one
         self.ones_as = "m"
         self.plain_ones = False
+        #: matrix notation: how a gradient ∂L/∂V of a column is being read ("c" a column, "r"
+        #: a row), and whether the notation being read has one
+        self.gradients_as = "c"
+        self.plain_gradient = False
         self.in_sum = 0  # inside the body of a Σ (no matrix notation there)
         #: What the reading assumed, said with the line (Σ_{i=0}^{N} read over the whole set).
         self.notes: list[str] = []
@@ -237,21 +241,45 @@ class _Meaning(_FactorReading, _NameReading, _IndexReading, _SumReading, _Deriva
             )
             if said not in self.notes:
                 self.notes.append(said)
-        for ones in ways:
-            self.fresh, self.ones_as = start, ones
-            try:
-                readings.append(algebra.value(self.shaped(node, algebra)))
-            except ShapeError as exc:
-                problems.append(str(exc))
-            if not self.plain_ones:
+        rows: list[sp.Expr] = []  # the readings with the gradients as row vectors
+        furthest = start
+        self.plain_gradient = False
+        for gradients in ("c", "r"):
+            self.gradients_as = gradients
+            for ones in ways:
+                self.fresh, self.ones_as = start, ones
+                try:
+                    shaped = self.shaped(node, algebra)
+                    if gradients == "r" and shaped.kind == "r":
+                        # a row vector of gradients, as the post writes them: its elements
+                        shaped = algebra.transpose(shaped)
+                    (rows if gradients == "r" else readings).append(algebra.value(shaped))
+                except ShapeError as exc:
+                    problems.append(str(exc))
+                furthest = max(furthest, self.fresh)
+                if not self.plain_ones:
+                    break
+            if not self.plain_gradient:
                 break
-        self.fresh = start + 3 * (self.fresh - start) + 1  # fresh past every reading
+        self.gradients_as = "c"
+        self.fresh = start + 6 * (furthest - start) + 1  # fresh past every reading
+        if rows and not readings:
+            # ∂L/∂ŷ_i (I − …): only gradients written as row vectors (multiplied from the left,
+            # as posts with Jacobians write them) give the product a meaning
+            said = (
+                "∂L/∂… read as a row vector (the gradient multiplied from the left): "
+                "as a column the product has no meaning"
+            )
+            if said not in self.notes:
+                self.notes.append(said)
+        readings += rows
         if not readings:
             raise self.error(f"matrix notation: {problems[0]}", node.pos, NotCheckable)
         if any(sp.expand(r - readings[0]) != 0 for r in readings[1:]):
             raise self.error(
                 "matrix notation: \\mathbf{1} read as the matrix of ones and as a vector of ones "
-                "gives different values; write \\mathbf{1}_N for the vector, Σ for the sum",
+                "(or a gradient as a column and as a row) gives different values; write "
+                "\\mathbf{1}_N for the vector, Σ for the sum",
                 node.pos,
                 NotCheckable,
             )
@@ -268,6 +296,11 @@ class _Meaning(_FactorReading, _NameReading, _IndexReading, _SumReading, _Deriva
                 raise ShapeError(
                     f"{_describe(node)} has an index of its own: an element, not a vector"
                 )
+            if isinstance(expr, sp.Indexed) and str(expr.base.label) in _GRADIENTS:
+                # ∂L/∂ŷ_i written without an index: a column, or a row (``matrix_value``)
+                self.plain_gradient = True
+                if self.gradients_as == "r":
+                    return algebra.transpose(algebra.leaf(expr))
             return algebra.leaf(expr)
         if isinstance(node, (Group, Bracket)):
             return self.shaped(node.inner, algebra)
@@ -460,6 +493,10 @@ class _Meaning(_FactorReading, _NameReading, _IndexReading, _SumReading, _Deriva
             if isinstance(s, sp.Symbol) and s.is_integer and not _PLACEHOLDER.fullmatch(s.name)
         }
         return _name_bound(expr, free | {"i"})
+
+
+#: the gradients of the layer's arrays as the reader writes them (∂L/∂y, ∂L/∂x̂, ∂L/∂x)
+_GRADIENTS = frozenset({"g", "dxhat", "dx"})
 
 
 def _transposed_ones(node: object) -> bool:
